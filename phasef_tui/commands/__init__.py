@@ -1,0 +1,1 @@
+"""Sub-commands of ``phasef``: each module defines ``register(subparsers)``; handlers import heavy code lazily."""

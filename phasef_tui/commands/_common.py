@@ -1,0 +1,69 @@
+"""Shared helpers for sub-commands: locating the config, the project and sessions (light imports only)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_GO = 0, 1, 2, 3
+
+
+def add_config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", default=None, help="config file (default: ./config.toml)")
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    return Path(getattr(args, "config", None) or os.environ.get("PHASEF_CONFIG") or "config.toml").resolve()
+
+
+def load(args: argparse.Namespace) -> tuple[Any, Path] | None:
+    """Load and validate the config; print every issue and return None on error (caller exits 2)."""
+    from pipeline.config import ConfigError, load_config
+
+    path = config_path(args)
+    try:
+        return load_config(path), path
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(f"error: {issue}", file=sys.stderr)
+        return None
+
+
+def sessions_root_for(args: argparse.Namespace) -> Path:
+    """The sessions folder: ``--sessions``, else the config's ``project.sessions_dir``, else ./sessions."""
+    explicit = getattr(args, "sessions", None)
+    if explicit:
+        return Path(explicit).resolve()
+    path = config_path(args)
+    if path.exists():
+        try:
+            import tomllib
+
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            sub = Path(raw.get("project", {}).get("sessions_dir", "sessions")).expanduser()
+            return sub if sub.is_absolute() else path.parent / sub
+        except (OSError, ValueError):
+            pass
+    return Path("sessions").resolve()
+
+
+def add_session_lookup(p: argparse.ArgumentParser) -> None:
+    add_config_arg(p)
+    p.add_argument("--sessions", default=None, help="sessions folder (default: from the config, or ./sessions)")
+
+
+def resolve_session(args: argparse.Namespace, session: str | None) -> Path | None:
+    from pipeline.session import find_session
+
+    try:
+        return find_session(sessions_root_for(args), session).resolve()
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def default_operator() -> str:
+    return os.environ.get("PHASEF_OPERATOR") or os.environ.get("USER") or "operator"

@@ -1,0 +1,117 @@
+"""``phasef run``: run (or resume) the plan; ``phasef`` alone starts a supervisor and attaches the TUI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from phasef_tui.commands._common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    add_config_arg,
+    default_operator,
+    load,
+    resolve_session,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "run",
+        help="run the plan: --headless in the foreground (exit 0 GO, 3 NO-GO, 1 failed/cancelled, 2 usage), "
+        "--detach as a background supervisor, else a supervisor plus the TUI",
+    )
+    add_config_arg(p)
+    p.add_argument("--headless", action="store_true", help="run in the foreground with rich progress, no TUI")
+    p.add_argument("--detach", action="store_true", help="start a background supervisor and print the session id")
+    p.add_argument("--session", default=None, help="session name (new, or an existing one to continue)")
+    p.add_argument("--resume", metavar="SESSION", default=None, help="resume a session after a crash or kill")
+    p.add_argument("--until", metavar="STAGE", default=None, help="stop after this stage (and what it needs)")
+    p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    p.set_defaults(func=_run)
+
+    a = sub.add_parser("attach", help="attach the TUI to a running or finished session (newest by default)")
+    a.add_argument("session", nargs="?", default=None)
+    a.add_argument("--as", dest="operator", default=None)
+    add_config_arg(a)
+    a.add_argument("--sessions", default=None)
+    a.set_defaults(func=_attach)
+
+
+def _session_dir(args: argparse.Namespace, cfg, project_dir: Path) -> Path | None:  # type: ignore[no-untyped-def]
+    from pipeline.session import new_session_id, sessions_root
+
+    root = sessions_root(cfg, project_dir)
+    if args.resume:
+        found = resolve_session(args, args.resume)
+        return found
+    return (root / (args.session or new_session_id())).resolve()
+
+
+def _run(args: argparse.Namespace) -> int:
+    loaded = load(args)
+    if loaded is None:
+        return EXIT_USAGE
+    cfg, path = loaded
+    if args.until and args.until not in cfg.stages:
+        print(f"error: --until names unknown stage {args.until!r}; stages: {', '.join(cfg.stages)}", file=sys.stderr)
+        return EXIT_USAGE
+    project_dir = path.parent
+    session_dir = _session_dir(args, cfg, project_dir)
+    if session_dir is None:
+        return EXIT_USAGE
+    if args.headless:
+        from phasef_tui.headless import run_headless
+
+        return run_headless(cfg, path, session_dir, args.until, plain=args.plain)
+    proc = start_detached(path, session_dir, args.until)
+    if proc is None:
+        return EXIT_FAILED
+    if args.detach:
+        print(session_dir.name)
+        return 0
+    return attach(session_dir, default_operator())
+
+
+def start_detached(config: Path, session_dir: Path, until: str | None) -> subprocess.Popen[bytes] | None:
+    """Start ``phasef run --headless --plain`` as a background supervisor that outlives this terminal."""
+    from pipeline.session import wait_for_socket
+
+    session_dir.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "phasef_tui.cli", "run", "--headless", "--plain", "--config", str(config)]
+    argv += ["--session", str(session_dir.name)]
+    if until:
+        argv += ["--until", until]
+    log = open(session_dir / "supervisor.log", "ab")
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=str(config.parent),
+        env={**os.environ, "PHASEF_SESSIONS_ROOT": str(session_dir.parent)},
+    )
+    log.close()
+    if not wait_for_socket(session_dir, timeout=30, pid=proc.pid):
+        print(f"error: the supervisor did not start; see {session_dir / 'supervisor.log'}", file=sys.stderr)
+        return None
+    return proc
+
+
+def attach(session_dir: Path, operator: str) -> int:
+    from phasef_tui.app import run_attach
+    from pipeline.control import socket_path
+
+    sock = socket_path(session_dir)
+    return int(run_attach(session_dir, operator, sock if sock.exists() else None))
+
+
+def _attach(args: argparse.Namespace) -> int:
+    session_dir = resolve_session(args, args.session)
+    if session_dir is None:
+        return EXIT_USAGE
+    return attach(session_dir, args.operator or default_operator())

@@ -1,0 +1,62 @@
+"""``phasef status [SESSION] [--json]``: from the running supervisor, else by replaying the journal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from phasef_tui.commands._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_session_lookup, resolve_session
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("status", help="show a session's steps and gates (newest session by default)")
+    p.add_argument("session", nargs="?", default=None)
+    p.add_argument("--json", action="store_true", help="print the phasef.status/1 JSON object")
+    add_session_lookup(p)
+    p.set_defaults(func=_status)
+
+
+def fetch_status(session_dir: Any) -> dict[str, Any]:
+    from pipeline.control import ControlClient
+    from pipeline.state import load_state
+
+    client = ControlClient(session_dir, timeout=5)
+    if client.available():
+        try:
+            data = client.request("status")
+            data["source"] = "supervisor"
+            return data
+        except OSError:
+            pass  # stale socket: the supervisor is gone
+    data = load_state(session_dir).public()
+    data["source"] = "journal"
+    return data
+
+
+def _status(args: argparse.Namespace) -> int:
+    session_dir = resolve_session(args, args.session)
+    if session_dir is None:
+        return EXIT_USAGE
+    try:
+        data = fetch_status(session_dir)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    print(f"session {data['session']}: {data['state']} (from the {data['source']})")
+    if data.get("final_decision"):
+        print(f"final decision: {data['final_decision']}")
+    for s in data["steps"]:
+        dur = f"{s['duration_s']:.1f}s" if s.get("duration_s") is not None else ""
+        err = f"  {s['error']}" if s.get("error") else ""
+        print(f"  {s['stage']}.{s['step']:<32} {s['state']:<10} attempts={s['attempts']} {dur}{err}")
+    for g in data["gates"]:
+        who = f" by {g['operator']}" if g.get("operator") else ""
+        print(f"  gate {g['id']}: {g['state']} {g.get('decision') or ''}{who}")
+    for p in data.get("problems", []):
+        print(f"  journal problem: {p}")
+    return EXIT_OK

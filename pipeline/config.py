@@ -1,0 +1,379 @@
+"""config.toml as strict pydantic models, with errors that name the file, the line and the key.
+
+The plan is a set of stages (``[stages.<id>]``) that need each other, each holding steps
+(``[stages.<id>.steps.<step>]``). A step's dependencies are the steps of every stage its stage needs, the steps it
+names in ``needs`` (``other`` in the same stage or ``STAGE.other``), and, in a ``sequential`` stage, the step before
+it. Kind-specific settings live in the step's ``params`` table and are validated by the kind's own model.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.registry import SERVICE_KINDS, STEP_KINDS, load_object
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+DEFAULT_ENV_ALLOW = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ProjectConfig(Strict):
+    name: str = "phasef"
+    sessions_dir: str = "sessions"
+    final_gate: str | None = Field(
+        default=None,
+        description="STAGE.step of the gate whose decision is the run's GO/NO-GO (default: last gate)",
+    )
+
+
+class EnvConfig(Strict):
+    allow: list[str] = Field(default_factory=lambda: list(DEFAULT_ENV_ALLOW))
+
+
+class ServiceConfig(Strict):
+    kind: str
+    title: str | None = None
+    pool: str | None = None
+    start_timeout: float = Field(default=120.0, gt=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        if v not in SERVICE_KINDS:
+            raise ValueError(f"unknown service kind {v!r}; known: {', '.join(sorted(SERVICE_KINDS))}")
+        return v
+
+
+class StepConfig(Strict):
+    kind: str
+    title: str | None = None
+    needs: list[str] = Field(default_factory=list)
+    command: str | None = None
+    cwd: str | None = None
+    function: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    inputs: list[str] = Field(default_factory=list)
+    outputs: list[str] = Field(default_factory=list)
+    timeout: float | None = Field(default=None, gt=0, description="seconds; for a gate, how long to wait")
+    retries: int = Field(default=0, ge=0, le=100)
+    backoff: float = Field(default=1.0, ge=0, description="first retry delay in seconds, doubled each retry")
+    backoff_max: float = Field(default=60.0, ge=0)
+    jitter: float = Field(default=0.1, ge=0, le=1, description="random extra delay, as a fraction")
+    env: list[str] = Field(default_factory=list, description="extra environment variables passed through")
+    pool: str = "default"
+    services: list[str] = Field(default_factory=list)
+    cache: bool = Field(default=True, description="skip when fingerprint and output hashes are unchanged")
+    # gate only
+    evidence: list[str] = Field(default_factory=list)
+    prompt: str | None = None
+    audit: str | None = Field(default=None, description="STAGE.step of the audit whose verdict binds this gate")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        if v not in STEP_KINDS:
+            raise ValueError(f"unknown step kind {v!r}; known: {', '.join(sorted(STEP_KINDS))}")
+        return v
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> StepConfig:
+        if self.kind == "shell" and not self.command:
+            raise ValueError("a shell step needs 'command'")
+        if self.kind == "builtin" and not self.function:
+            raise ValueError("a builtin step needs 'function' (module:callable)")
+        if self.kind != "shell" and self.command:
+            raise ValueError(f"'command' is only for shell steps, not {self.kind}")
+        if self.kind != "builtin" and self.function:
+            raise ValueError(f"'function' is only for builtin steps, not {self.kind}")
+        if self.kind != "gate" and (self.evidence or self.prompt or self.audit):
+            raise ValueError("'evidence', 'prompt' and 'audit' are only for gate steps")
+        return self
+
+
+class StageConfig(Strict):
+    title: str
+    needs: list[str] = Field(default_factory=list)
+    sequential: bool = False
+    steps: dict[str, StepConfig] = Field(default_factory=dict)
+
+
+class PhasefConfig(Strict):
+    """The whole config.toml."""
+
+    project: ProjectConfig = Field(default_factory=ProjectConfig)
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    pools: dict[str, int] = Field(default_factory=lambda: {"default": 2})
+    services: dict[str, ServiceConfig] = Field(default_factory=dict)
+    auditors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    tui: dict[str, Any] = Field(default_factory=dict)
+    stages: dict[str, StageConfig]
+
+    # -- derived views --------------------------------------------------------------------------------------
+    def iter_steps(self) -> Iterator[tuple[str, str, StepConfig]]:
+        for stage_id, stage in self.stages.items():
+            for step_id, step in stage.steps.items():
+                yield stage_id, step_id, step
+
+    def step(self, key: str) -> StepConfig:
+        stage_id, _, step_id = key.partition(".")
+        return self.stages[stage_id].steps[step_id]
+
+    def step_keys(self) -> list[str]:
+        return [f"{s}.{t}" for s, t, _ in self.iter_steps()]
+
+    def dependencies(self) -> dict[str, list[str]]:
+        """``STAGE.step`` -> the steps it waits for (resolved, deduplicated, in config order)."""
+        deps: dict[str, list[str]] = {}
+        for stage_id, stage in self.stages.items():
+            before: list[str] = []
+            for need in stage.needs:
+                before.extend(f"{need}.{s}" for s in self.stages[need].steps)
+            previous: str | None = None
+            for step_id, step in stage.steps.items():
+                key = f"{stage_id}.{step_id}"
+                mine = list(before)
+                mine.extend(n if "." in n else f"{stage_id}.{n}" for n in step.needs)
+                if stage.sequential and previous:
+                    mine.append(previous)
+                deps[key] = list(dict.fromkeys(mine))
+                previous = key
+        return deps
+
+    def final_gate_key(self) -> str | None:
+        if self.project.final_gate:
+            return self.project.final_gate
+        gates = [f"{s}.{t}" for s, t, c in self.iter_steps() if c.kind == "gate"]
+        return gates[-1] if gates else None
+
+
+# -- errors with file:line:key ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    file: str
+    line: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    def __init__(self, issues: list[ConfigIssue]):
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*((?:\"[^\"]*\"|'[^']*'|[A-Za-z0-9_-]+)(?:\s*\.\s*(?:\"[^\"]*\"|'[^']*'|[A-Za-z0-9_-]+))*)\s*=")
+
+
+def _split_dotted(text: str) -> list[str]:
+    parts = re.findall(r"\"[^\"]*\"|'[^']*'|[A-Za-z0-9_-]+", text)
+    return [p[1:-1] if p[:1] in "\"'" else p for p in parts]
+
+
+def key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Map every table header and ``key =`` line to its 1-based line number (first occurrence wins).
+
+    tomllib gives no positions, so this is a light scanner of the same text: good enough to point a user at the
+    right line, not a TOML parser (multi-line strings are skipped over roughly).
+    """
+    lines: dict[tuple[str, ...], int] = {}
+    table: tuple[str, ...] = ()
+    in_multiline: str | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if in_multiline:
+            if in_multiline in line:
+                in_multiline = None
+            continue
+        header = _HEADER.match(line)
+        if header and not _KEY.match(line):
+            table = tuple(_split_dotted(header.group(2)))
+            lines.setdefault(table, number)
+            continue
+        key = _KEY.match(line)
+        if key:
+            path = table + tuple(_split_dotted(key.group(1)))
+            lines.setdefault(path, number)
+            rest = line[key.end() :]
+            for quote in ('"""', "'''"):
+                if rest.count(quote) == 1:
+                    in_multiline = quote
+    return lines
+
+
+def _line_for(lines: dict[tuple[str, ...], int], loc: tuple[str | int, ...]) -> int | None:
+    path = tuple(str(p) for p in loc)
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return None
+
+
+def _validation_issues(
+    exc: ValidationError, file: str, lines: dict[tuple[str, ...], int], prefix: tuple[str, ...] = ()
+) -> list[ConfigIssue]:
+    issues = []
+    for err in exc.errors():
+        loc = prefix + tuple(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        issues.append(ConfigIssue(file, _line_for(lines, loc), ".".join(loc), msg))
+    return issues
+
+
+def _check_references(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...], int]) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+
+    def issue(loc: tuple[str, ...], msg: str) -> None:
+        issues.append(ConfigIssue(file, _line_for(lines, loc), ".".join(loc), msg))
+
+    for stage_id, stage in cfg.stages.items():
+        if not re.match(ID_PATTERN, stage_id) or "." in stage_id:
+            issue(("stages", stage_id), "stage ids may use letters, digits, '_' and '-' only")
+        for need in stage.needs:
+            if need not in cfg.stages:
+                issue(("stages", stage_id, "needs"), f"needs missing stage {need!r}")
+        for step_id, step in stage.steps.items():
+            loc = ("stages", stage_id, "steps", step_id)
+            if "." in step_id or not re.match(ID_PATTERN, step_id):
+                issue(loc, "step ids may use letters, digits, '_' and '-' only")
+            for need in step.needs:
+                target = need if "." in need else f"{stage_id}.{need}"
+                s, _, t = target.partition(".")
+                if s not in cfg.stages or t not in cfg.stages[s].steps:
+                    issue((*loc, "needs"), f"needs missing step {need!r}")
+            if step.pool not in cfg.pools:
+                issue((*loc, "pool"), f"unknown pool {step.pool!r}; declared: {', '.join(cfg.pools)}")
+            for svc in step.services:
+                if svc not in cfg.services:
+                    issue((*loc, "services"), f"unknown service {svc!r}")
+            if step.audit:
+                s, _, t = step.audit.partition(".")
+                if s not in cfg.stages or t not in cfg.stages[s].steps:
+                    issue((*loc, "audit"), f"audit names missing step {step.audit!r}")
+    if cfg.project.final_gate:
+        s, _, t = cfg.project.final_gate.partition(".")
+        if s not in cfg.stages or t not in cfg.stages[s].steps or cfg.stages[s].steps[t].kind != "gate":
+            issue(("project", "final_gate"), f"{cfg.project.final_gate!r} is not a gate step")
+    for name, size in cfg.pools.items():
+        if size < 1:
+            issue(("pools", name), "a pool needs at least 1 slot")
+    if not issues:
+        cycle = find_cycle(cfg.dependencies())
+        if cycle:
+            s, _, t = cycle[0].partition(".")
+            issue(("stages", s, "steps", t, "needs"), "dependency cycle: " + " -> ".join(cycle))
+    return issues
+
+
+def _check_params(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...], int]) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    for stage_id, step_id, step in cfg.iter_steps():
+        spec = STEP_KINDS[step.kind]
+        if spec.params_model is None:
+            continue
+        loc = ("stages", stage_id, "steps", step_id, "params")
+        try:
+            model = load_object(spec.params_model)
+        except (ImportError, ValueError) as exc:
+            issues.append(ConfigIssue(file, _line_for(lines, loc), ".".join(loc), f"kind unavailable: {exc}"))
+            continue
+        try:
+            model.model_validate(step.params)
+        except ValidationError as exc:
+            issues.extend(_validation_issues(exc, file, lines, loc))
+    return issues
+
+
+def find_cycle(deps: dict[str, list[str]]) -> list[str] | None:
+    """Return one dependency cycle as a path (first node repeated at the end), or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in deps.get(node, []):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if state.get(nxt) is None:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in deps:
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def parse_config(text: str, file: str = "config.toml") -> PhasefConfig:
+    """Parse and validate config text; raise ``ConfigError`` with every issue found."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise ConfigError([ConfigIssue(file, int(m.group(1)) if m else None, "", f"TOML syntax: {exc}")]) from exc
+    lines = key_lines(text)
+    try:
+        cfg = PhasefConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_validation_issues(exc, file, lines)) from exc
+    issues = _check_references(cfg, file, lines) + _check_params(cfg, file, lines)
+    if issues:
+        raise ConfigError(issues)
+    return cfg
+
+
+def load_config(path: str | Path) -> PhasefConfig:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError([ConfigIssue(str(p), None, "", "file not found")]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigIssue(str(p), None, "", f"not UTF-8 ({exc.reason} at byte {exc.start})")]) from exc
+    return parse_config(text, str(p))
+
+
+def dump_config(cfg: PhasefConfig) -> dict[str, Any]:
+    """The resolved config as plain data for TOML (None values dropped, since TOML has no null)."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items() if x is not None}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+
+    data: dict[str, Any] = clean(cfg.model_dump(mode="json"))
+    return data
+
+
+GateDecision = Literal["go", "no-go"]

@@ -1,0 +1,240 @@
+"""Cutting candidate training examples out of one episode's ticks.
+
+The unit of learning is a tick where the model chose an action. The example's prompt is the tick's recorded
+``context`` (exactly the messages the model was sent, so training sees what evaluation will send) and its target
+is an action serialized exactly as the model must emit it.
+
+- In a recovered chain, every failed model tick becomes a ``failure_recovery`` example: its context, the action
+  that finally recovered (``completion``) and what the model emitted instead (``rejected``).
+- In a chain that ended in death or is still open, failed model ticks become ``reject`` examples.
+- In an episode that succeeded, clean model ticks outside every chain become ``golden`` examples.
+
+Ticks that cannot yield an example (no recorded context, not the model's turn, no output at all) are counted by
+reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import ValidationError
+
+from pipeline.data.action_text import action_text
+from pipeline.data.jsonl import BadLine
+from pipeline.data.rows import ChatMessage, Example, Label, Provenance, pydantic_error_text
+from pipeline.traces.schema import EpisodeEnd, EpisodeStart, Tick
+
+GoldenPolicy = Literal["progress", "all", "none"]
+FAILED_OUTCOMES = frozenset({"error", "timeout", "death"})
+CLEAN_OUTCOMES = frozenset({"ok", "success"})
+
+
+@dataclass(frozen=True)
+class ChainSpan:
+    """A recovery chain as the analysis found it: where it starts and ends in its episode, how it ended."""
+
+    chain_id: str
+    episode: str
+    start_tick: int
+    end_tick: int
+    outcome: str
+    failure_class: str | None = None
+    mechanism: str | None = None
+
+    def covers(self, tick: int) -> bool:
+        return self.start_tick <= tick <= self.end_tick
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    path: str
+    sha256: str
+
+
+@dataclass
+class EpisodeTicks:
+    """Everything read for one episode of one file, kept until the episode ends."""
+
+    episode: str
+    start: EpisodeStart | None = None
+    end: EpisodeEnd | None = None
+    ticks: dict[int, tuple[int, Tick]] = field(default_factory=dict)
+    """tick number -> (1-based line, tick)"""
+
+    def task_id(self) -> str | None:
+        if self.start is not None and self.start.task_id:
+            return self.start.task_id
+        return next((t.task_id for _, t in self.ticks.values() if t.task_id), None)
+
+    def succeeded(self) -> bool:
+        return self.end is not None and (self.end.outcome == "success" or self.end.solved)
+
+
+@dataclass(frozen=True)
+class ExampleOptions:
+    golden: GoldenPolicy = "progress"
+    """which clean ticks of a successful episode are golden: those that made progress, all, or none"""
+    include_attempts: bool = True
+    """every failed model tick of a recovered chain is an example, not only the first failure"""
+
+
+@dataclass
+class ExampleBatch:
+    examples: list[Example] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    problems: list[BadLine] = field(default_factory=list)
+    """ticks whose recorded fields cannot form a valid example (named by file and line)"""
+
+
+def _example_id(source: SourceRef, episode: str, label: str, tick_start: int, tick_end: int) -> str:
+    key = f"{source.sha256}:{episode}:{label}:{tick_start}:{tick_end}"
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
+
+
+def _failed(tick: Tick) -> bool:
+    return tick.outcome in FAILED_OUTCOMES or tick.schema_error is not None
+
+
+def _emitted_text(tick: Tick) -> str | None:
+    """What the model actually emitted: its raw output, else its parsed action."""
+    if tick.raw_output is not None:
+        return tick.raw_output
+    return action_text(tick.action) if tick.action is not None else None
+
+
+def _prompt_problem(tick: Tick) -> str | None:
+    if tick.actor != "model":
+        return f"not a model turn (actor {tick.actor})"
+    if not tick.context:
+        return "no recorded context"
+    return None
+
+
+def _recovering_tick(ep: EpisodeTicks, chain: ChainSpan) -> tuple[int, Tick] | None:
+    inside = [ep.ticks[n] for n in sorted(ep.ticks) if chain.covers(n)]
+    marked = [item for item in inside if item[1].chain_role == "recovered"]
+    if marked:
+        return marked[-1]
+    if chain.end_tick in ep.ticks:
+        line, tick = ep.ticks[chain.end_tick]
+        if tick.outcome in CLEAN_OUTCOMES and tick.schema_error is None:
+            return line, tick
+    return None
+
+
+class ExampleBuilder:
+    """Turns finished episodes into candidate examples, counting every tick it could not use."""
+
+    def __init__(self, source: SourceRef, options: ExampleOptions) -> None:
+        self.source = source
+        self.options = options
+
+    def build(self, ep: EpisodeTicks, chains: list[ChainSpan]) -> ExampleBatch:
+        batch = ExampleBatch()
+        for chain in chains:
+            self._chain_examples(ep, chain, batch)
+        if self.options.golden != "none" and ep.succeeded():
+            self._golden_examples(ep, chains, batch)
+        return batch
+
+    def _add(
+        self,
+        batch: ExampleBatch,
+        ep: EpisodeTicks,
+        label: Label,
+        prompt: tuple[int, Tick],
+        completion: str | None,
+        rejected: str | None,
+        end: tuple[int, Tick] | None,
+        chain: ChainSpan | None,
+    ) -> None:
+        line, tick = prompt
+        try:
+            batch.examples.append(self._example(ep, label, prompt, completion, rejected, end, chain))
+        except ValidationError as exc:
+            reason = f"tick {tick.tick} cannot form a {label} example: {pydantic_error_text(exc)}"
+            batch.problems.append(BadLine(self.source.path, line, reason))
+
+    def _example(
+        self,
+        ep: EpisodeTicks,
+        label: Label,
+        prompt: tuple[int, Tick],
+        completion: str | None,
+        rejected: str | None,
+        end: tuple[int, Tick] | None,
+        chain: ChainSpan | None,
+    ) -> Example:
+        line, tick = prompt
+        end_line, end_tick = end if end is not None else prompt
+        return Example(
+            id=_example_id(self.source, ep.episode, label, tick.tick, end_tick.tick),
+            label=label,
+            episode=ep.episode,
+            task_id=tick.task_id or ep.task_id(),
+            messages=[ChatMessage.model_validate(m) for m in tick.context or []],
+            completion=completion,
+            rejected=rejected,
+            failure_class=(chain.failure_class if chain else None) or tick.error_class,
+            mechanism=(chain.mechanism if chain else None) or end_tick.recovery,
+            provenance=Provenance(
+                source=self.source.path,
+                sha256=self.source.sha256,
+                episode=ep.episode,
+                tick_start=tick.tick,
+                tick_end=end_tick.tick,
+                lines=sorted({line, end_line}),
+                chain_id=chain.chain_id if chain else None,
+            ),
+        )
+
+    def _chain_examples(self, ep: EpisodeTicks, chain: ChainSpan, batch: ExampleBatch) -> None:
+        failed = [
+            ep.ticks[n]
+            for n in sorted(ep.ticks)
+            if chain.covers(n)
+            and _failed(ep.ticks[n][1])
+            and ep.ticks[n][1].chain_id in (None, chain.chain_id)
+        ]
+        if not failed:
+            batch.skipped["chain without a failed tick in the trace"] += 1
+            return
+        recovering = _recovering_tick(ep, chain) if chain.outcome == "recovered" else None
+        if chain.outcome == "recovered" and (recovering is None or recovering[1].action is None):
+            batch.skipped["recovered chain without a recovering action"] += len(failed)
+            return
+        if recovering is not None and not self.options.include_attempts:
+            failed = failed[:1]
+        for item in failed:
+            problem = _prompt_problem(item[1])
+            emitted = _emitted_text(item[1])
+            if problem is None and emitted is None:
+                problem = "the model emitted nothing (no raw_output, no action)"
+            if problem is not None:
+                batch.skipped[f"failed tick: {problem}"] += 1
+                continue
+            if recovering is not None and recovering[1].action is not None:
+                chosen = action_text(recovering[1].action)
+                self._add(batch, ep, "failure_recovery", item, chosen, emitted, recovering, chain)
+            else:
+                self._add(batch, ep, "reject", item, None, emitted, None, chain)
+
+    def _golden_examples(self, ep: EpisodeTicks, chains: list[ChainSpan], batch: ExampleBatch) -> None:
+        for number in sorted(ep.ticks):
+            line, tick = ep.ticks[number]
+            if any(c.covers(number) for c in chains) or tick.chain_id is not None:
+                continue
+            if tick.actor != "model" or _failed(tick) or tick.error_class is not None:
+                continue
+            if tick.outcome not in CLEAN_OUTCOMES or tick.action is None:
+                continue
+            if self.options.golden == "progress" and not (tick.progress or tick.outcome == "success"):
+                continue
+            if not tick.context:
+                batch.skipped["clean tick: no recorded context"] += 1
+                continue
+            completion = action_text(tick.action)
+            self._add(batch, ep, "golden", (line, tick), completion, None, None, None)

@@ -1,0 +1,189 @@
+"""JSONL in and out for the Stage C datasets, and the record of lines that could not be used.
+
+Reading never stops at a bad line: each one becomes a ``BadLine`` (file, 1-based line, reason naming the field)
+and the rest of the file is still read. Writing goes to a temporary file renamed into place, so a step killed
+half-way never leaves a half-written dataset behind for the next step to trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from pipeline.data.rows import pydantic_error_text
+
+BAD_LINES_NAME = "bad_lines.jsonl"
+SUMMARY_BAD_LINES_SHOWN = 50
+"""How many bad lines a step summary lists in full (all of them are in ``bad_lines.jsonl``)."""
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class LineProblem(Protocol):
+    """Anything that names a file, a line and a reason (ours, or the trace reader's ``BadLine``)."""
+
+    @property
+    def file(self) -> Any: ...
+
+    @property
+    def line(self) -> int: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class BadLine:
+    file: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}"
+
+
+class BadLineLog:
+    """Collects bad lines from every input of a step, once each, and writes ``bad_lines.jsonl``."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, int], BadLine] = {}
+
+    def add(self, problem: LineProblem) -> None:
+        item = BadLine(str(problem.file), int(problem.line), str(problem.reason))
+        self._seen.setdefault((item.file, item.line), item)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def items(self) -> list[BadLine]:
+        return sorted(self._seen.values(), key=lambda b: (b.file, b.line))
+
+    def write(self, path: Path) -> None:
+        write_jsonl(path, ({"file": b.file, "line": b.line, "reason": b.reason} for b in self.items()))
+
+    def summary(self) -> dict[str, Any]:
+        """The part of a step summary that reports bad input: the count and the first few in full."""
+        items = self.items()
+        return {
+            "bad_lines": len(items),
+            "bad_lines_shown": [str(b) for b in items[:SUMMARY_BAD_LINES_SHOWN]],
+        }
+
+
+def read_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]] | BadLine]:
+    """Yield ``(line_number, object)`` for each JSON object line, or a ``BadLine`` saying why not."""
+    name = str(path)
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            torn = not raw.endswith(b"\n")
+            text = raw.strip()
+            if not text:
+                continue
+            try:
+                obj = orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                reason = _decode_reason(text, exc)
+                if torn:
+                    reason = f"torn last line (no newline at end of file): {reason}"
+                yield BadLine(name, number, reason)
+                continue
+            if not isinstance(obj, dict):
+                yield BadLine(name, number, f"expected a JSON object, got {type(obj).__name__}")
+                continue
+            yield number, obj
+
+
+def _decode_reason(text: bytes, exc: orjson.JSONDecodeError) -> str:
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError as uexc:
+        return f"invalid UTF-8 at byte {uexc.start}"
+    return f"invalid JSON: {exc}"
+
+
+def read_rows(path: Path, model: type[M], bad: BadLineLog) -> Iterator[tuple[int, M]]:
+    """Read and validate every row of a JSONL file against ``model``; bad ones go to ``bad``."""
+    for item in read_json_lines(path):
+        if isinstance(item, BadLine):
+            bad.add(item)
+            continue
+        number, obj = item
+        try:
+            yield number, model.model_validate(obj)
+        except ValidationError as exc:
+            bad.add(BadLine(str(path), number, pydantic_error_text(exc)))
+
+
+def dumps(obj: Any) -> str:
+    """One JSON line: UTF-8 text kept as is, keys in the order given."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def write_jsonl(path: Path, rows: Iterable[Any]) -> int:
+    """Write rows (dicts or pydantic models) atomically; return how many were written."""
+    with JsonlWriter(path) as writer:
+        for row in rows:
+            writer.write(row)
+    return writer.count
+
+
+class JsonlWriter:
+    """Streams rows to ``<path>.tmp`` and renames it into place on a clean exit (removed on an error)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = path.with_name(path.name + ".tmp")
+        self._fh = self._tmp.open("w", encoding="utf-8")
+
+    def write(self, row: Any) -> None:
+        obj = row.model_dump(mode="json") if isinstance(row, BaseModel) else row
+        self._fh.write(dumps(obj) + "\n")
+        self.count += 1
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        if exc_type is None:
+            os.replace(self._tmp, self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write one JSON document atomically (indented, for people to read)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes (cached per path, size and mtime, since every row of a trace needs it)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    cached = _SHA_CACHE.get(key)
+    if cached is not None:
+        return cached
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    _SHA_CACHE[key] = digest.hexdigest()
+    return _SHA_CACHE[key]

@@ -1,0 +1,1 @@
+"""Job kinds: shell commands, builtin Python steps (run in a child process), gates, and registered kinds."""

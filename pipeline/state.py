@@ -1,0 +1,329 @@
+"""Session state, rebuilt by replaying the journal (``apply`` one event at a time).
+
+This is what every client sees: ``phasef status --json``, the TUI, an SSH operator. Replay is deterministic: the same
+journal gives the same state, so a reattached client shows everything that happened while it was away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from pipeline.journal import JOURNAL_NAME, Event, JournalProblem, read_journal
+
+StepStatus = Literal[
+    "pending", "running", "retrying", "succeeded", "failed", "skipped", "cancelled", "waiting", "blocked"
+]
+GateStatus = Literal["waiting", "decided", "timed_out"]
+RunStatus = Literal["created", "running", "waiting", "completed", "failed", "cancelled", "interrupted"]
+
+PROGRESS_KEEP = 5000
+"""Progress events kept per step in memory (a training run of a few thousand steps keeps its whole curve)."""
+
+
+class StepState(BaseModel):
+    stage: str
+    step: str
+    kind: str = ""
+    title: str | None = None
+    state: StepStatus = "pending"
+    attempts: int = 0
+    started: str | None = None
+    finished: str | None = None
+    duration_s: float | None = None
+    error: str | None = None
+    pid: int | None = None
+    fingerprint: str | None = None
+    outputs: dict[str, str] = Field(default_factory=dict)
+    summary: dict[str, Any] = Field(default_factory=dict)
+    cached: bool = False
+    skip_reason: str | None = None
+    log: str | None = None
+    progress: list[dict[str, Any]] = Field(default_factory=list)
+    retry_at: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.stage}.{self.step}"
+
+
+class GateState(BaseModel):
+    id: str
+    stage: str
+    step: str
+    state: GateStatus = "waiting"
+    prompt: str | None = None
+    opened: str | None = None
+    deadline: str | None = None
+    evidence: dict[str, str] = Field(default_factory=dict)
+    evidence_sha256: str | None = None
+    audit: dict[str, Any] | None = None
+    decision: Literal["go", "no-go"] | None = None
+    operator: str | None = None
+    reason: str | None = None
+    override: bool = False
+    key_fingerprint: str | None = None
+    decided_at: str | None = None
+    refusals: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ServiceState(BaseModel):
+    name: str
+    state: Literal["starting", "running", "stopped", "failed"] = "starting"
+    url: str | None = None
+    pid: int | None = None
+    error: str | None = None
+
+
+class SessionState(BaseModel):
+    session: str
+    state: RunStatus = "created"
+    config_sha256: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    supervisor_pid: int | None = None
+    steps: dict[str, StepState] = Field(default_factory=dict)
+    gates: dict[str, GateState] = Field(default_factory=dict)
+    services: dict[str, ServiceState] = Field(default_factory=dict)
+    final_gate: str | None = None
+    final_decision: Literal["GO", "NO-GO"] | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    last_seq: int = 0
+    problems: list[str] = Field(default_factory=list)
+
+    # -- replay ---------------------------------------------------------------------------------------------
+    def apply(self, ev: Event) -> None:
+        self.last_seq = max(self.last_seq, ev.seq)
+        handler = getattr(self, "_on_" + ev.type, None)
+        if handler is not None:
+            handler(ev)
+
+    def _step(self, ev: Event) -> StepState:
+        key = f"{ev.stage}.{ev.step}"
+        if key not in self.steps:
+            self.steps[key] = StepState(stage=ev.stage or "", step=ev.step or "")
+        return self.steps[key]
+
+    def _on_session_started(self, ev: Event) -> None:
+        p = ev.payload
+        self.state = "running"
+        self.started = self.started or ev.ts
+        self.finished = None
+        self.exit_code = None
+        self.config_sha256 = p.get("config_sha256")
+        self.supervisor_pid = p.get("pid")
+        self.final_gate = p.get("final_gate")
+        for item in p.get("plan", []):
+            key = f"{item['stage']}.{item['step']}"
+            st = self.steps.setdefault(key, StepState(stage=item["stage"], step=item["step"]))
+            st.kind = item.get("kind", st.kind)
+            st.title = item.get("title")
+        for st in self.steps.values():
+            if st.state in ("running", "retrying"):
+                st.state = "pending"  # interrupted by the crash; the resumed engine decides what to do
+
+    def _on_step_started(self, ev: Event) -> None:
+        st = self._step(ev)
+        st.state = "running"
+        st.attempts = max(st.attempts, ev.attempt or 1)
+        st.started = ev.ts
+        st.finished = None
+        st.duration_s = None
+        st.error = None
+        st.pid = ev.payload.get("pid")
+        st.fingerprint = ev.payload.get("fingerprint")
+        st.log = ev.payload.get("log")
+        st.cached = False
+        st.retry_at = None
+
+    def _on_step_progress(self, ev: Event) -> None:
+        st = self._step(ev)
+        st.progress.append(ev.payload)
+        if len(st.progress) > PROGRESS_KEEP:
+            del st.progress[: len(st.progress) - PROGRESS_KEEP]
+
+    def _finish(self, ev: Event, status: StepStatus) -> StepState:
+        st = self._step(ev)
+        st.state = status
+        st.finished = ev.ts
+        st.duration_s = ev.payload.get("duration_s", st.duration_s)
+        st.pid = None
+        return st
+
+    def _on_step_succeeded(self, ev: Event) -> None:
+        st = self._finish(ev, "succeeded")
+        st.outputs = ev.payload.get("outputs", {})
+        st.summary = ev.payload.get("summary", {})
+        st.fingerprint = ev.payload.get("fingerprint", st.fingerprint)
+
+    def _on_step_failed(self, ev: Event) -> None:
+        retry = ev.payload.get("retry_at")
+        st = self._finish(ev, "retrying" if retry else "failed")
+        st.error = ev.payload.get("error")
+        st.retry_at = retry
+
+    def _on_step_cancelled(self, ev: Event) -> None:
+        st = self._finish(ev, "cancelled")
+        st.error = ev.payload.get("reason", "cancelled")
+
+    def _on_step_blocked(self, ev: Event) -> None:
+        st = self._finish(ev, "blocked")
+        st.error = ev.payload.get("reason")
+
+    def _on_step_skipped(self, ev: Event) -> None:
+        st = self._step(ev)
+        st.state = "skipped"
+        st.cached = True
+        st.skip_reason = ev.payload.get("reason")
+        st.fingerprint = ev.payload.get("fingerprint", st.fingerprint)
+        if "outputs" in ev.payload:
+            st.outputs = ev.payload["outputs"]
+
+    def _on_gate_opened(self, ev: Event) -> None:
+        st = self._step(ev)
+        st.state = "waiting"
+        st.started = st.started or ev.ts
+        st.attempts = max(st.attempts, 1)
+        key = f"{ev.stage}.{ev.step}"
+        p = ev.payload
+        gate = self.gates.get(key)
+        if gate is None or gate.state != "decided":
+            self.gates[key] = GateState(
+                id=key,
+                stage=ev.stage or "",
+                step=ev.step or "",
+                prompt=p.get("prompt"),
+                opened=ev.ts,
+                deadline=p.get("deadline"),
+                evidence=p.get("evidence", {}),
+                evidence_sha256=p.get("evidence_sha256"),
+                audit=p.get("audit"),
+            )
+
+    def _on_gate_decided(self, ev: Event) -> None:
+        key = f"{ev.stage}.{ev.step}"
+        gate = self.gates.setdefault(key, GateState(id=key, stage=ev.stage or "", step=ev.step or ""))
+        p = ev.payload
+        gate.state = "decided"
+        gate.decision = p.get("decision")
+        gate.operator = p.get("operator")
+        gate.reason = p.get("reason")
+        gate.override = bool(p.get("override"))
+        gate.key_fingerprint = p.get("key_fingerprint")
+        gate.decided_at = ev.ts
+        st = self._finish(ev, "succeeded" if gate.decision == "go" else "failed")
+        st.error = None if gate.decision == "go" else f"NO-GO by {gate.operator}: {gate.reason}"
+        st.summary = {"decision": gate.decision, "operator": gate.operator, "override": gate.override}
+
+    def _on_gate_refused(self, ev: Event) -> None:
+        key = f"{ev.stage}.{ev.step}"
+        if key in self.gates:
+            self.gates[key].refusals.append(ev.payload)
+
+    def _on_gate_timed_out(self, ev: Event) -> None:
+        key = f"{ev.stage}.{ev.step}"
+        gate = self.gates.setdefault(key, GateState(id=key, stage=ev.stage or "", step=ev.step or ""))
+        gate.state = "timed_out"
+        gate.decision = "no-go"
+        gate.reason = "no decision before the gate's timeout"
+        gate.decided_at = ev.ts
+        st = self._finish(ev, "failed")
+        st.error = "gate timed out: NO-GO"
+
+    def _on_service_started(self, ev: Event) -> None:
+        p = ev.payload
+        self.services[p["name"]] = ServiceState(name=p["name"], state="running", url=p.get("url"), pid=p.get("pid"))
+
+    def _on_service_failed(self, ev: Event) -> None:
+        p = ev.payload
+        svc = self.services.setdefault(p["name"], ServiceState(name=p["name"]))
+        svc.state = "failed"
+        svc.error = p.get("error")
+
+    def _on_service_stopped(self, ev: Event) -> None:
+        p = ev.payload
+        svc = self.services.setdefault(p["name"], ServiceState(name=p["name"]))
+        svc.state = "stopped"
+        svc.pid = None
+
+    def _on_run_finished(self, ev: Event) -> None:
+        p = ev.payload
+        self.state = p.get("state", "completed")
+        self.finished = ev.ts
+        self.final_decision = p.get("final_decision")
+        self.exit_code = p.get("exit_code")
+        self.error = p.get("error")
+        self.supervisor_pid = None
+
+    # -- views ----------------------------------------------------------------------------------------------
+    def waiting_gates(self) -> list[GateState]:
+        return [g for g in self.gates.values() if g.state == "waiting"]
+
+    def public(self) -> dict[str, Any]:
+        """The ``phasef status --json`` contract (stable; scripts rely on it)."""
+        return {
+            "schema": "phasef.status/1",
+            "session": self.session,
+            "state": self.state,
+            "started": self.started,
+            "finished": self.finished,
+            "final_decision": self.final_decision,
+            "exit_code": self.exit_code,
+            "error": self.error,
+            "steps": [
+                {
+                    "stage": s.stage,
+                    "step": s.step,
+                    "kind": s.kind,
+                    "state": s.state,
+                    "attempts": s.attempts,
+                    "duration_s": s.duration_s,
+                    "cached": s.cached,
+                    "error": s.error,
+                }
+                for s in self.steps.values()
+            ],
+            "gates": [
+                {
+                    "id": g.id,
+                    "state": g.state,
+                    "decision": g.decision,
+                    "operator": g.operator,
+                    "reason": g.reason,
+                    "override": g.override,
+                    "evidence_sha256": g.evidence_sha256,
+                    "decided_at": g.decided_at,
+                }
+                for g in self.gates.values()
+            ],
+            "services": {n: s.model_dump() for n, s in self.services.items()},
+            "problems": self.problems,
+        }
+
+
+def replay(events: Iterable[Event | JournalProblem], session: str) -> SessionState:
+    state = SessionState(session=session)
+    for item in events:
+        if isinstance(item, Event):
+            state.apply(item)
+        else:
+            state.problems.append(str(item))
+    return state
+
+
+def load_state(session_dir: Path) -> SessionState:
+    """Replay a session's journal from disk (read-only; bad lines become ``problems``)."""
+    path = session_dir / JOURNAL_NAME
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no journal (is this a session folder?)")
+    state = replay(read_journal(path), session_dir.name)
+    if state.state in ("running", "waiting") and state.supervisor_pid is not None:
+        from pipeline.journal import is_locked
+
+        if not is_locked(session_dir):
+            state.state = "interrupted"
+    return state

@@ -1,0 +1,1 @@
+"""Dirty traces: the canonical schema, analysis, importers and a tailer/indexer for growing JSONL files."""

@@ -1,0 +1,690 @@
+"""A line index of a (possibly growing) JSONL trace file, so viewers can open gigabytes at once and tail them.
+
+Why it is built this way (see PERFORMANCE.md): the file is scanned in 1 MiB chunks and the end offset of every line
+goes into an ``array('q')`` (8 bytes a line, not the ~60 of a Python list); lines are read on demand with
+``os.pread`` and parsed with orjson into small LRU caches, so memory stays bounded whatever the file size. The first
+chunk is indexed as soon as the file is opened, so a viewer can draw its first screen before the scan ends.
+
+A second pass (behind the scan) builds a compact per-line summary in parallel arrays: record kind, episode, tick,
+recovery chain, flags (death, recovery, trap, schema error, thrash, deadlock, ...), context size and latency. Filters,
+the chain catalogue and the plots read the summary instead of re-parsing the file.
+
+One thread (the indexer, ``run``) writes; any other thread may read. A file that shrinks, is replaced (rotation:
+the path now names another inode) or whose last indexed newline is gone (truncated and rewritten) is indexed from
+scratch and ``generation`` goes up, which tells readers to drop what they derived from the old content.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import os
+import threading
+from array import array
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+import orjson
+
+CHUNK_SIZE = 1 << 20
+"""Bytes read per scan step: large enough for bytes-level speed, small enough to stay responsive."""
+PRIME_SIZE = 64 << 10
+"""Bytes indexed synchronously on open, so the first screen needs no wait for the indexer."""
+SUMMARY_BATCH_BYTES = 1 << 20
+"""Bytes of lines summarized per step."""
+CACHE_LINES = 4096
+"""Raw and parsed lines kept (each cache); a screen shows at most a few hundred."""
+IDLE_POLL_S = 0.05
+"""How often a followed file is checked for growth when nothing is happening (20 Hz, the frame rate)."""
+
+# Record kinds in the summary.
+KIND_UNKNOWN = 0
+KIND_EPISODE_START = 1
+KIND_TICK = 2
+KIND_EPISODE_END = 3
+KIND_CODES = {"episode_start": KIND_EPISODE_START, "tick": KIND_TICK, "episode_end": KIND_EPISODE_END}
+KIND_NAMES = {v: k for k, v in KIND_CODES.items()} | {KIND_UNKNOWN: "?"}
+
+# Flags in the summary (a 16-bit mask).
+FLAG_DEATH = 1 << 0
+FLAG_RECOVERY = 1 << 1
+FLAG_TRAP = 1 << 2
+FLAG_SCHEMA_ERROR = 1 << 3
+FLAG_THRASH = 1 << 4
+FLAG_DEADLOCK = 1 << 5
+FLAG_ERROR = 1 << 6
+FLAG_BAD_LINE = 1 << 7
+FLAG_PROGRESS = 1 << 8
+FLAG_RECOVERED = 1 << 9
+FLAG_FAILURE = 1 << 10
+
+FILTER_FLAGS: dict[str, int] = {
+    "death": FLAG_DEATH,
+    "recovery": FLAG_RECOVERY,
+    "trap": FLAG_TRAP,
+    "schema_error": FLAG_SCHEMA_ERROR,
+    "thrash": FLAG_THRASH,
+    "deadlock": FLAG_DEADLOCK,
+    "error": FLAG_ERROR,
+    "bad_line": FLAG_BAD_LINE,
+}
+"""Filter names offered to viewers -> flag; every one has its own list of matching lines."""
+
+_FILTER_MASK = 0
+for _flag in FILTER_FLAGS.values():
+    _FILTER_MASK |= _flag
+
+NO_ID = -1
+
+FileChange = Literal["same", "grown", "truncated", "rotated", "missing"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class LRUCache(Generic[K, V]):
+    """A small thread-safe LRU map (the indexer thread and the UI thread may both read lines)."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+@dataclass(frozen=True)
+class LineError:
+    """A line that is not a usable record; ``reason`` names the field when one is at fault."""
+
+    file: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class LineSummary:
+    """What the summary pass knows of one line without parsing it again."""
+
+    line: int
+    kind: int
+    flags: int
+    episode: str | None
+    tick: int | None
+    chain: str | None
+    context_chars: int
+    latency_s: float | None
+
+    @property
+    def kind_name(self) -> str:
+        return KIND_NAMES.get(self.kind, "?")
+
+
+class _Interner:
+    """Strings (episode ids, chain keys) stored once, referred to by small integers in the summary arrays."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.ids: dict[str, int] = {}
+
+    def intern(self, name: str) -> int:
+        found = self.ids.get(name)
+        if found is None:
+            found = len(self.names)
+            self.ids[name] = found
+            self.names.append(name)
+        return found
+
+
+class _Summaries:
+    """Parallel arrays, one entry per summarized line."""
+
+    def __init__(self) -> None:
+        self.kind = array("b")
+        self.flags = array("H")
+        self.episode = array("i")
+        self.tick = array("i")
+        self.chain = array("i")
+        self.context_chars = array("i")
+        self.latency = array("f")
+        self.episodes = _Interner()
+        self.chains = _Interner()
+        self.chain_episode = array("i")
+        self.chain_lines: list[array[int]] = []
+        self.flag_lines: dict[int, array[int]] = {flag: array("q") for flag in FILTER_FLAGS.values()}
+        self.last_action: dict[int, tuple[Any, bool]] = {}
+
+    def __len__(self) -> int:
+        return len(self.kind)
+
+
+def _int_field(value: Any, default: int) -> int:
+    if type(value) is int and -(2**31) <= value < 2**31:
+        return value
+    return default
+
+
+def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
+    """Append the summaries of ``lines`` (line numbers from ``first``) to ``s``.
+
+    This is the hot loop of the indexer (millions of lines), hence the local names and one ``extend`` per column.
+    """
+    loads = orjson.loads
+    decode_error = orjson.JSONDecodeError
+    intern_episode = s.episodes.intern
+    last_action = s.last_action
+    kinds: list[int] = []
+    flags_col: list[int] = []
+    episodes: list[int] = []
+    ticks: list[int] = []
+    chains: list[int] = []
+    contexts: list[int] = []
+    latencies: list[float] = []
+    flagged: list[tuple[int, int]] = []
+    nan = math.nan
+    for i, raw in enumerate(lines, first):
+        kind = KIND_UNKNOWN
+        flags = 0
+        episode = tick = chain = NO_ID
+        context_chars = 0
+        latency = nan
+        try:
+            obj = loads(raw)
+        except decode_error:
+            obj = None if raw.strip() else {}  # a blank line is harmless, not a bad record
+        if type(obj) is dict and obj:
+            kind = KIND_CODES.get(obj.get("kind"), KIND_UNKNOWN)  # type: ignore[arg-type]
+            ep = obj.get("episode")
+            if type(ep) is str:
+                episode = intern_episode(ep)
+            elif type(ep) is int:
+                episode = intern_episode(str(ep))
+            if kind == KIND_TICK:
+                tick = _int_field(obj.get("tick"), NO_ID)
+                outcome = obj.get("outcome")
+                role = obj.get("chain_role")
+                error_class = obj.get("error_class")
+                trap = obj.get("trap")
+                if outcome == "death" or role == "death":
+                    flags |= FLAG_DEATH
+                elif outcome == "error" or outcome == "timeout":
+                    flags |= FLAG_ERROR
+                if role is not None:
+                    if role == "attempt":
+                        flags |= FLAG_RECOVERY
+                    elif role == "recovered":
+                        flags |= FLAG_RECOVERY | FLAG_RECOVERED
+                    elif role == "failure":
+                        flags |= FLAG_FAILURE
+                if obj.get("recovery"):
+                    flags |= FLAG_RECOVERY
+                if trap:
+                    flags |= FLAG_TRAP
+                    if trap == "deadlock":
+                        flags |= FLAG_DEADLOCK
+                if error_class is not None:
+                    if error_class == "SchemaViolation":
+                        flags |= FLAG_SCHEMA_ERROR
+                    elif error_class == "Deadlock":
+                        flags |= FLAG_DEADLOCK
+                    elif type(error_class) is str and error_class.lower().startswith("thrash"):
+                        flags |= FLAG_THRASH
+                if obj.get("schema_error"):
+                    flags |= FLAG_SCHEMA_ERROR
+                progress = obj.get("progress") is True
+                if progress:
+                    flags |= FLAG_PROGRESS
+                # Thrash: the same action as the episode's previous tick, which moved nothing forward.
+                action = obj.get("action")
+                if action is not None and episode != NO_ID:
+                    previous = last_action.get(episode)
+                    if previous is not None and not previous[1] and previous[0] == action:
+                        flags |= FLAG_THRASH
+                    last_action[episode] = (action, progress)
+                chain_id = obj.get("chain_id")
+                if chain_id is not None:
+                    chain = _chain_number(s, episode, str(chain_id), i)
+                context_chars = _int_field(obj.get("context_chars"), 0)
+                lat = obj.get("latency_s")
+                if type(lat) is float or type(lat) is int:
+                    latency = lat
+            elif kind == KIND_EPISODE_END:
+                outcome = obj.get("outcome")
+                if outcome == "death":
+                    flags |= FLAG_DEATH
+                elif outcome in ("failure", "timeout", "aborted"):
+                    flags |= FLAG_ERROR
+                last_action.pop(episode, None)
+            elif kind == KIND_UNKNOWN:
+                flags |= FLAG_BAD_LINE
+        elif obj is None or type(obj) is not dict:
+            flags |= FLAG_BAD_LINE
+        kinds.append(kind)
+        flags_col.append(flags)
+        episodes.append(episode)
+        ticks.append(tick)
+        chains.append(chain)
+        contexts.append(context_chars)
+        latencies.append(latency)
+        if flags & _FILTER_MASK:
+            flagged.append((i, flags))
+    s.kind.extend(kinds)
+    s.flags.extend(flags_col)
+    s.episode.extend(episodes)
+    s.tick.extend(ticks)
+    s.chain.extend(chains)
+    s.context_chars.extend(contexts)
+    s.latency.extend(latencies)
+    flag_lines = s.flag_lines
+    for i, flags in flagged:
+        for flag, lines_with_flag in flag_lines.items():
+            if flags & flag:
+                lines_with_flag.append(i)
+
+
+def _chain_number(s: _Summaries, episode: int, chain_id: str, line: int) -> int:
+    """Chains are named per episode (``c1`` may recur in every episode), so the key joins both."""
+    key = f"{s.episodes.names[episode] if episode != NO_ID else ''}\x1f{chain_id}"
+    known = len(s.chains.names)
+    chain = s.chains.intern(key)
+    if chain == known:
+        s.chain_lines.append(array("q"))
+        s.chain_episode.append(episode)
+    s.chain_lines[chain].append(line)
+    return chain
+
+
+class TraceIndex:
+    """Index of one JSONL trace file: ``len(index)`` lines, ``line(i)`` bytes, ``record(i)`` parsed, summaries."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        include_partial: bool = False,
+        chunk_size: int = CHUNK_SIZE,
+        cache_lines: int = CACHE_LINES,
+        prime_bytes: int = PRIME_SIZE,
+    ) -> None:
+        """Open ``path`` and index its first ``prime_bytes``.
+
+        ``include_partial``: count a last line without a newline as a line (a finished file); when following a file
+        that is being written, leave it out until its newline arrives.
+        """
+        self.path = Path(path)
+        self.include_partial = include_partial
+        self.chunk_size = chunk_size
+        self.generation = 0
+        self.lock = threading.RLock()
+        self._fd = os.open(self.path, os.O_RDONLY)
+        self._inode = os.fstat(self._fd).st_ino
+        self._raw: LRUCache[tuple[int, int], bytes] = LRUCache(cache_lines)
+        self._parsed: LRUCache[tuple[int, int], dict[str, Any] | LineError] = LRUCache(cache_lines)
+        self._reset_state()
+        self.size = os.fstat(self._fd).st_size
+        if prime_bytes:
+            self.scan_step(prime_bytes)
+            self.summarize_step()
+
+    def _reset_state(self) -> None:
+        self.ends: array[int] = array("q")
+        self.scanned = 0
+        self.partial_counted = False
+        self.summaries = _Summaries()
+        self._raw.clear()
+        self._parsed.clear()
+
+    # -- reading -------------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    @property
+    def summarized(self) -> int:
+        return len(self.summaries)
+
+    @property
+    def complete(self) -> bool:
+        """Every byte seen so far is indexed and summarized."""
+        return self.scanned >= self.size and self.summarized >= len(self.ends)
+
+    def line_span(self, i: int) -> tuple[int, int]:
+        """Byte range ``[start, end)`` of line ``i`` including its newline."""
+        ends = self.ends
+        end = ends[i]
+        start = ends[i - 1] if i > 0 else 0
+        return start, end
+
+    def line(self, i: int) -> bytes:
+        """Line ``i`` (0-based) without its line ending; raises IndexError past the end."""
+        if i < 0 or i >= len(self.ends):
+            raise IndexError(f"line {i} out of range (0..{len(self.ends) - 1})")
+        key = (self.generation, i)
+        cached = self._raw.get(key)
+        if cached is not None:
+            return cached
+        start, end = self.line_span(i)
+        data = os.pread(self._fd, end - start, start)
+        if data.endswith(b"\n"):
+            data = data[:-1]
+        if data.endswith(b"\r"):
+            data = data[:-1]
+        self._raw.put(key, data)
+        return data
+
+    def record(self, i: int) -> dict[str, Any] | LineError:
+        """Line ``i`` parsed as a JSON object, or a ``LineError`` saying why it is not one (cached)."""
+        key = (self.generation, i)
+        cached = self._parsed.get(key)
+        if cached is not None:
+            return cached
+        result = self._parse(self.line(i), i)
+        self._parsed.put(key, result)
+        return result
+
+    def _parse(self, raw: bytes, i: int) -> dict[str, Any] | LineError:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return LineError(str(self.path), i + 1, f"not valid JSON ({exc})")
+        if not isinstance(obj, dict):
+            return LineError(str(self.path), i + 1, f"not a JSON object (a {type(obj).__name__})")
+        return obj
+
+    def summary(self, i: int) -> LineSummary | None:
+        """The summary of line ``i``, or None while the summary pass has not reached it."""
+        s = self.summaries
+        if i < 0 or i >= len(s):
+            return None
+        episode = s.episode[i]
+        chain = s.chain[i]
+        latency = s.latency[i]
+        tick = s.tick[i]
+        return LineSummary(
+            line=i,
+            kind=s.kind[i],
+            flags=s.flags[i],
+            episode=s.episodes.names[episode] if episode != NO_ID else None,
+            tick=tick if tick != NO_ID else None,
+            chain=s.chains.names[chain] if chain != NO_ID else None,
+            context_chars=s.context_chars[i],
+            latency_s=None if math.isnan(latency) else float(latency),
+        )
+
+    def flag_lines(self, flag: int) -> array[int]:
+        """Lines (ascending) whose summary has ``flag``; grows as the summary pass goes on."""
+        return self.summaries.flag_lines[flag]
+
+    @property
+    def chain_count(self) -> int:
+        return len(self.summaries.chain_lines)
+
+    def chain_name(self, chain: int) -> str:
+        return self.summaries.chains.names[chain]
+
+    def chain_lines(self, chain: int) -> array[int]:
+        """Lines of recovery chain number ``chain`` (in order of first appearance), ascending."""
+        return self.summaries.chain_lines[chain]
+
+    def chain_of_line(self, i: int) -> int | None:
+        s = self.summaries
+        if i < 0 or i >= len(s):
+            return None
+        chain = s.chain[i]
+        return None if chain == NO_ID else chain
+
+    def line_at_offset(self, offset: int) -> int:
+        """The line holding byte ``offset``."""
+        return bisect.bisect_right(self.ends, offset)
+
+    def head(self, max_bytes: int = PRIME_SIZE) -> list[bytes]:
+        """The first complete lines within ``max_bytes``, read directly (for a screen before any index exists)."""
+        data = os.pread(self._fd, max_bytes, 0)
+        lines = data.split(b"\n")
+        if len(data) == max_bytes or not self.include_partial:
+            lines.pop()
+        return [ln for ln in lines if ln]
+
+    # -- scanning --------------------------------------------------------------------------------------------------
+    def scan_step(self, max_bytes: int | None = None) -> int:
+        """Index up to ``max_bytes`` more of the file (one chunk by default); returns the bytes consumed."""
+        want = self.chunk_size if max_bytes is None else max_bytes
+        with self.lock:
+            start = self.scanned
+            if start >= self.size:
+                return 0
+            data = os.pread(self._fd, min(want, self.size - start), start)
+            if not data:
+                return 0
+            # bytes.find per line measured faster than split + accumulate for lines of a few hundred bytes
+            find = data.find
+            append = self.ends.append
+            j = find(b"\n")
+            while j >= 0:
+                append(start + j + 1)
+                j = find(b"\n", j + 1)
+            if self.ends and self.ends[-1] > self.scanned:
+                self.scanned = self.ends[-1]
+            else:  # no newline in the whole chunk
+                nl = self._find_newline(start + len(data)) if start + len(data) < self.size else None
+                if nl is None:
+                    return self._count_partial()
+                self.ends.append(nl + 1)  # a line longer than one chunk
+                self.scanned = nl + 1
+            return self.scanned - start
+
+    def _find_newline(self, offset: int) -> int | None:
+        while offset < self.size:
+            data = os.pread(self._fd, min(self.chunk_size, self.size - offset), offset)
+            if not data:
+                return None
+            j = data.find(b"\n")
+            if j >= 0:
+                return offset + j
+            offset += len(data)
+        return None
+
+    def _count_partial(self) -> int:
+        """Count the unterminated last line when the file is finished; returns its size (0 if not counted)."""
+        last = self.ends[-1] if self.ends else 0
+        if self.include_partial and not self.partial_counted and self.size > last:
+            self.ends.append(self.size)
+            self.scanned = self.size
+            self.partial_counted = True
+            return self.size - last
+        return 0
+
+    # -- summaries -------------------------------------------------------------------------------------------------
+    def summarize_step(self, max_bytes: int = SUMMARY_BATCH_BYTES) -> int:
+        """Summarize the next lines (about ``max_bytes`` of them); returns how many lines were summarized."""
+        with self.lock:
+            s = self.summaries
+            first = len(s)
+            total = len(self.ends)
+            if first >= total:
+                return 0
+            start = self.ends[first - 1] if first else 0
+            limit = start + max_bytes
+            last = bisect.bisect_left(self.ends, limit, first, total)
+            last = max(last, first + 1)
+            last = min(last, total)
+            end = self.ends[last - 1]
+            data = os.pread(self._fd, end - start, start)
+            parts = data.split(b"\n")
+            if len(parts) > last - first:
+                parts.pop()
+            _summarize_batch(self.summaries, first, parts)
+            return len(parts)
+
+    # -- following -------------------------------------------------------------------------------------------------
+    def check_file(self) -> FileChange:
+        """Look at the file again: note growth, and start over when it was truncated, rewritten or replaced."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return "missing"
+        with self.lock:
+            if st.st_ino != self._inode:
+                fd = os.open(self.path, os.O_RDONLY)
+                os.close(self._fd)
+                self._fd = fd
+                self._inode = os.fstat(fd).st_ino
+                self._start_over(os.fstat(fd).st_size)
+                return "rotated"
+            size = os.fstat(self._fd).st_size
+            last = self.ends[-1] if self.ends else 0
+            if size < self.scanned or size < last or not self._last_newline_intact(last, size):
+                self._start_over(size)
+                return "truncated"
+            if self.partial_counted and size > last:
+                self._start_over(size)  # the "finished" last line is still being written
+                return "grown"
+            if size > self.size:
+                self.size = size
+                return "grown"
+            return "same"
+
+    def _last_newline_intact(self, last: int, size: int) -> bool:
+        if last == 0 or self.partial_counted:
+            return True
+        return os.pread(self._fd, 1, last - 1) == b"\n" if size >= last else False
+
+    def _start_over(self, size: int) -> None:
+        self._reset_state()
+        self.size = size
+        self.generation += 1
+
+    def work_step(self) -> bool:
+        """One bounded piece of work (scan before summaries); False when there is nothing to do right now."""
+        if self.scanned < self.size and self.scan_step():
+            return True
+        if self.summarized < len(self.ends):
+            return self.summarize_step() > 0
+        return False
+
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        follow: bool,
+        idle_s: float = IDLE_POLL_S,
+        on_idle: Callable[[], None] | None = None,
+    ) -> None:
+        """The indexer loop: index everything, then (when following) poll for growth until ``stop`` is set.
+
+        Between steps it sleeps for 0 seconds, which hands the interpreter to other threads (the UI) each chunk.
+        """
+        while not stop.is_set():
+            if self.work_step():
+                stop.wait(0)
+                continue
+            if on_idle is not None:
+                on_idle()
+            if not follow:
+                return
+            stop.wait(idle_s)
+            self.check_file()
+
+    def iter_lines(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """Lines ``start..stop`` read in chunks (for exporters and searches that walk many lines)."""
+        stop = len(self.ends) if stop is None else min(stop, len(self.ends))
+        i = start
+        while i < stop:
+            begin = self.ends[i - 1] if i else 0
+            last = bisect.bisect_left(self.ends, begin + self.chunk_size, i, stop)
+            last = min(max(last, i + 1), stop)
+            data = os.pread(self._fd, self.ends[last - 1] - begin, begin)
+            parts = data.split(b"\n")
+            if len(parts) > last - i:
+                parts.pop()
+            for raw in parts:
+                yield i, raw.rstrip(b"\r")
+                i += 1
+
+    def find(
+        self,
+        needle: str,
+        start: int,
+        *,
+        forward: bool = True,
+        accept: Callable[[int], bool] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> int | None:
+        """The first line from ``start`` (inclusive, in the given direction) containing ``needle``, ignoring ASCII case.
+
+        Reads whole lines a chunk at a time and searches bytes (no parsing; a match never spans lines); ``accept``
+        can reject a line (a filter) and the search goes on.
+        """
+        pattern = needle.lower().encode()
+        if not pattern or b"\n" in pattern:
+            return None
+        ends = self.ends
+        total = len(ends)
+        if forward:
+            i = max(0, start)
+            while i < total:
+                if cancelled is not None and cancelled():
+                    return None
+                begin = ends[i - 1] if i else 0
+                j = min(max(bisect.bisect_left(ends, begin + self.chunk_size, i, total), i + 1), total)
+                data = os.pread(self._fd, ends[j - 1] - begin, begin).lower()
+                pos = data.find(pattern)
+                while pos >= 0:
+                    line = self.line_at_offset(begin + pos)
+                    if accept is None or accept(line):
+                        return line
+                    pos = data.find(pattern, ends[line] - begin)
+                i = j
+            return None
+        i = min(start, total - 1)
+        while i >= 0:
+            if cancelled is not None and cancelled():
+                return None
+            end = ends[i]
+            j = min(bisect.bisect_right(ends, end - self.chunk_size, 0, i), i)
+            begin = ends[j - 1] if j else 0
+            data = os.pread(self._fd, end - begin, begin).lower()
+            pos = data.rfind(pattern)
+            while pos >= 0:
+                line = self.line_at_offset(begin + pos)
+                if accept is None or accept(line):
+                    return line
+                line_start = (ends[line - 1] if line else 0) - begin
+                pos = data.rfind(pattern, 0, line_start) if line_start > 0 else -1
+            i = j - 1
+        return None
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> TraceIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
