@@ -7,7 +7,8 @@ is an action serialized exactly as the model must emit it.
 - In a recovered chain, every failed model tick becomes a ``failure_recovery`` example: its context, the action
   that finally recovered (``completion``) and what the model emitted instead (``rejected``).
 - In a chain that ended in death or is still open, failed model ticks become ``reject`` examples.
-- In an episode that succeeded, clean model ticks outside every chain become ``golden`` examples.
+- In an episode that succeeded without a single failure, its clean model ticks become ``golden`` examples
+  (by default only those that made progress, so a golden episode does not flood the feed with idle steps).
 
 Ticks that cannot yield an example (no recorded context, not the model's turn, no output at all) are counted by
 reason, never silently dropped.
@@ -23,8 +24,8 @@ from typing import Literal
 from pydantic import ValidationError
 
 from pipeline.data.action_text import action_text
-from pipeline.data.jsonl import BadLine
 from pipeline.data.rows import ChatMessage, Example, Label, Provenance, pydantic_error_text
+from pipeline.traces.reader import BadLine
 from pipeline.traces.schema import EpisodeEnd, EpisodeStart, Tick
 
 GoldenPolicy = Literal["progress", "all", "none"]
@@ -38,14 +39,11 @@ class ChainSpan:
 
     chain_id: str
     episode: str
-    start_tick: int
-    end_tick: int
+    ticks: tuple[int, ...]
+    """the failure, the attempts and the closing tick, in order"""
     outcome: str
     failure_class: str | None = None
     mechanism: str | None = None
-
-    def covers(self, tick: int) -> bool:
-        return self.start_tick <= tick <= self.end_tick
 
 
 @dataclass(frozen=True)
@@ -89,8 +87,9 @@ class ExampleBatch:
     """ticks whose recorded fields cannot form a valid example (named by file and line)"""
 
 
-def _example_id(source: SourceRef, episode: str, label: str, tick_start: int, tick_end: int) -> str:
-    key = f"{source.sha256}:{episode}:{label}:{tick_start}:{tick_end}"
+def _example_id(source: SourceRef, episode: str, label: str, line: int, tick_end: int) -> str:
+    """Stable across runs on the same bytes; the prompt tick's line keeps a reused episode name apart."""
+    key = f"{source.sha256}:{episode}:{label}:{line}:{tick_end}"
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
 
 
@@ -113,16 +112,24 @@ def _prompt_problem(tick: Tick) -> str | None:
     return None
 
 
+def _belongs(ep: EpisodeTicks, chain: ChainSpan) -> bool:
+    """The chain is this episode's: some of its ticks are here and none is marked as another chain's.
+
+    An episode name can come back later in the same file (a new run); its chains then share the name, and the
+    marks tell them apart (unmarked chains of a reused name cannot be told apart: their ticks must be there).
+    """
+    present = [t for t in chain.ticks if t in ep.ticks]
+    return bool(present) and all(ep.ticks[t][1].chain_id in (None, chain.chain_id) for t in present)
+
+
 def _recovering_tick(ep: EpisodeTicks, chain: ChainSpan) -> tuple[int, Tick] | None:
-    inside = [ep.ticks[n] for n in sorted(ep.ticks) if chain.covers(n)]
-    marked = [item for item in inside if item[1].chain_role == "recovered"]
-    if marked:
-        return marked[-1]
-    if chain.end_tick in ep.ticks:
-        line, tick = ep.ticks[chain.end_tick]
-        if tick.outcome in CLEAN_OUTCOMES and tick.schema_error is None:
-            return line, tick
-    return None
+    """The chain's closing tick, when it is in the trace and did succeed."""
+    if not chain.ticks or chain.ticks[-1] not in ep.ticks:
+        return None
+    line, tick = ep.ticks[chain.ticks[-1]]
+    if _failed(tick) or tick.outcome not in CLEAN_OUTCOMES:
+        return None
+    return line, tick
 
 
 class ExampleBuilder:
@@ -133,8 +140,13 @@ class ExampleBuilder:
         self.options = options
 
     def build(self, ep: EpisodeTicks, chains: list[ChainSpan]) -> ExampleBatch:
+        """Examples of one episode; ``chains`` are the analysis's chains of every episode of that name."""
         batch = ExampleBatch()
+        chains = [c for c in chains if _belongs(ep, c)]
         for chain in chains:
+            if any(t not in ep.ticks for t in chain.ticks):
+                batch.skipped["chain with ticks lost to bad lines"] += 1
+                continue
             self._chain_examples(ep, chain, batch)
         if self.options.golden != "none" and ep.succeeded():
             self._golden_examples(ep, chains, batch)
@@ -156,7 +168,7 @@ class ExampleBuilder:
             batch.examples.append(self._example(ep, label, prompt, completion, rejected, end, chain))
         except ValidationError as exc:
             reason = f"tick {tick.tick} cannot form a {label} example: {pydantic_error_text(exc)}"
-            batch.problems.append(BadLine(self.source.path, line, reason))
+            batch.problems.append(BadLine(file=self.source.path, line=line, reason=reason))
 
     def _example(
         self,
@@ -171,7 +183,7 @@ class ExampleBuilder:
         line, tick = prompt
         end_line, end_tick = end if end is not None else prompt
         return Example(
-            id=_example_id(self.source, ep.episode, label, tick.tick, end_tick.tick),
+            id=_example_id(self.source, ep.episode, label, line, end_tick.tick),
             label=label,
             episode=ep.episode,
             task_id=tick.task_id or ep.task_id(),
@@ -192,13 +204,7 @@ class ExampleBuilder:
         )
 
     def _chain_examples(self, ep: EpisodeTicks, chain: ChainSpan, batch: ExampleBatch) -> None:
-        failed = [
-            ep.ticks[n]
-            for n in sorted(ep.ticks)
-            if chain.covers(n)
-            and _failed(ep.ticks[n][1])
-            and ep.ticks[n][1].chain_id in (None, chain.chain_id)
-        ]
+        failed = [ep.ticks[n] for n in chain.ticks if n in ep.ticks and _failed(ep.ticks[n][1])]
         if not failed:
             batch.skipped["chain without a failed tick in the trace"] += 1
             return
@@ -223,18 +229,19 @@ class ExampleBuilder:
                 self._add(batch, ep, "reject", item, None, emitted, None, chain)
 
     def _golden_examples(self, ep: EpisodeTicks, chains: list[ChainSpan], batch: ExampleBatch) -> None:
+        clean_episode = not chains and not any(_failed(t) or t.chain_id for _, t in ep.ticks.values())
         for number in sorted(ep.ticks):
             line, tick = ep.ticks[number]
-            if any(c.covers(number) for c in chains) or tick.chain_id is not None:
+            if tick.actor != "model" or tick.error_class is not None or tick.action is None:
                 continue
-            if tick.actor != "model" or _failed(tick) or tick.error_class is not None:
-                continue
-            if tick.outcome not in CLEAN_OUTCOMES or tick.action is None:
+            if tick.outcome not in CLEAN_OUTCOMES or tick.schema_error is not None or tick.chain_id is not None:
                 continue
             if self.options.golden == "progress" and not (tick.progress or tick.outcome == "success"):
+                continue
+            if not clean_episode:
+                batch.skipped["clean tick of a successful episode that had failures"] += 1
                 continue
             if not tick.context:
                 batch.skipped["clean tick: no recorded context"] += 1
                 continue
-            completion = action_text(tick.action)
-            self._add(batch, ep, "golden", (line, tick), completion, None, None, None)
+            self._add(batch, ep, "golden", (line, tick), action_text(tick.action), None, None, None)

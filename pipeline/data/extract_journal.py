@@ -26,12 +26,12 @@ from pipeline.data.examples import (
     GoldenPolicy,
     SourceRef,
 )
-from pipeline.data.jsonl import BadLine, BadLineLog, JsonlWriter, file_sha256
+from pipeline.data.jsonl import BadLineLog, JsonlWriter, file_sha256
 from pipeline.data.rows import LABELS, pydantic_error_text
 from pipeline.data.step_io import StepParams, find_files, finish_bad_lines, load_params
 from pipeline.jobs.context import StepContext
-from pipeline.traces.analysis import TraceAnalysis, analyze
-from pipeline.traces.reader import iter_records
+from pipeline.traces.analysis import ChainSummary, TraceAnalysis, analyze
+from pipeline.traces.reader import BadLine, iter_records
 from pipeline.traces.schema import EpisodeEnd, EpisodeStart, Tick, parse_record
 
 JOURNAL_NAME = "journal.jsonl"
@@ -104,7 +104,6 @@ def journal_entries(analysis: TraceAnalysis, source: SourceRef) -> Iterator[dict
 def iter_episodes(path: Path, bad: BadLineLog) -> Iterator[EpisodeTicks]:
     """Episodes of one trace, each yielded when its ``episode_end`` arrives (open ones at the end of the file)."""
     open_episodes: dict[str, EpisodeTicks] = {}
-    first_line: dict[tuple[str, int], int] = {}
     for item in iter_records(path):
         if not isinstance(item, tuple):
             bad.add(item)
@@ -113,14 +112,14 @@ def iter_episodes(path: Path, bad: BadLineLog) -> Iterator[EpisodeTicks]:
         try:
             record = parse_record(obj)
         except (ValueError, ValidationError) as exc:
-            bad.add(BadLine(str(path), number, pydantic_error_text(exc)))
+            bad.add(BadLine(file=str(path), line=number, reason=pydantic_error_text(exc)))
             continue
         ep = open_episodes.setdefault(record.episode, EpisodeTicks(record.episode))
         if isinstance(record, Tick):
-            seen = first_line.setdefault((record.episode, record.tick), number)
-            if seen != number:
-                reason = f"duplicate tick {record.tick} of episode {record.episode!r} (first at line {seen})"
-                bad.add(BadLine(str(path), number, reason))
+            if record.tick in ep.ticks:
+                first = ep.ticks[record.tick][0]
+                reason = f"duplicate tick {record.tick} of episode {record.episode!r} (first at line {first})"
+                bad.add(BadLine(file=str(path), line=number, reason=reason))
                 continue
             ep.ticks[record.tick] = (number, record)
         elif isinstance(record, EpisodeStart):
@@ -131,12 +130,11 @@ def iter_episodes(path: Path, bad: BadLineLog) -> Iterator[EpisodeTicks]:
     yield from open_episodes.values()
 
 
-def _chain_span(chain: Any) -> ChainSpan:
+def _chain_span(chain: ChainSummary) -> ChainSpan:
     return ChainSpan(
         chain_id=str(chain.chain_id),
         episode=str(chain.episode),
-        start_tick=int(chain.start_tick),
-        end_tick=int(chain.end_tick),
+        ticks=tuple(dict.fromkeys(int(t) for t in chain.ticks)),  # a tick written twice is one tick
         outcome=str(chain.outcome),
         failure_class=chain.failure_class,
         mechanism=chain.mechanism,
@@ -162,9 +160,11 @@ def run(ctx: StepContext) -> dict[str, Any]:
     files: list[dict[str, Any]] = []
     with JsonlWriter(ctx.artifact(JOURNAL_NAME)) as journal, JsonlWriter(ctx.artifact(EXAMPLES_NAME)) as out:
         for path in traces:
-            source = SourceRef(str(path), file_sha256(path))
-            ctx.emit("trace_started", file=source.path, sha256=source.sha256)
-            analysis = analyze(path)
+            ctx.emit("trace_started", file=str(path))
+            # Stage C reads canonical traces only (foreign ones are imported to canonical first): the example
+            # pass below reads the same records the analysis saw.
+            analysis = analyze(path, fmt="phasef")
+            source = SourceRef(str(path), analysis.sha256 or file_sha256(path))
             for problem in analysis.bad_lines:
                 bad.add(problem)
             for entry in journal_entries(analysis, source):

@@ -5,7 +5,8 @@ For every candidate example, in this order:
 1. secrets and PII are scrubbed from every string (counted by kind), so nothing after this point, rejects
    included, ever holds them;
 2. the row is validated against the ``Example`` schema (a failure names the field and the line);
-3. a ``completion`` must be a JSON object, the action text the harness parses;
+3. a ``completion`` must be an action the evaluation harness accepts (its own ``parse_action``), or with
+   ``harness_actions = false`` (foreign traces) at least a JSON object;
 4. duplicates by normalized content hash (Unicode NFC, whitespace collapsed) are dropped, the first one kept;
 5. the row is rendered with the target model's chat template and counted in its tokens; a row longer than
    ``max_tokens`` would be truncated by the trainer, losing the very action it teaches, so it is rejected.
@@ -26,12 +27,14 @@ from typing import Any
 from jinja2.exceptions import TemplateError
 from pydantic import Field, ValidationError
 
-from pipeline.data.jsonl import BadLine, BadLineLog, JsonlWriter, read_json_lines
+from pipeline.bench.prompt import ActionError, parse_action
+from pipeline.data.jsonl import BadLineLog, JsonlWriter
 from pipeline.data.rows import LABELS, Example, pydantic_error_text
 from pipeline.data.scrub import SECRET_KINDS, scrub_value
 from pipeline.data.step_io import StepParams, find_files, finish_bad_lines, load_params
 from pipeline.data.token_length import ChatTokenCounter, TokenizerUnavailable
 from pipeline.jobs.context import StepContext, StepFailed
+from pipeline.traces.reader import BadLine, iter_records
 
 DATASET_NAME = "dataset.jsonl"
 REJECTS_NAME = "rejects.jsonl"
@@ -45,6 +48,9 @@ class GuardParams(StepParams):
     """the candidate examples (``examples.jsonl`` or its folder); default: the step's declared inputs"""
     tokenizer: str = Field(description="the target model's folder (tokenizer.json, tokenizer_config.json)")
     max_tokens: int = Field(default=2048, gt=0, description="longest row allowed, in target tokens")
+    harness_actions: bool = Field(
+        default=True, description="a completion must parse as the reference harness's action (else: any JSON object)"
+    )
 
 
 def normalize_text(text: str) -> str:
@@ -61,8 +67,15 @@ def content_hash(example: Example) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def completion_problem(example: Example) -> str | None:
+def completion_problem(example: Example, harness_action: bool) -> str | None:
+    """Why the completion is not an action the harness would accept (None when it is)."""
     if example.completion is None:
+        return None
+    if harness_action:
+        try:
+            parse_action(example.completion)
+        except ActionError as exc:
+            return f"field 'completion': the harness rejects it: {exc}"
         return None
     try:
         action = json.loads(example.completion)
@@ -83,9 +96,10 @@ def row_tokens(example: Example, counter: ChatTokenCounter) -> int:
 class Guard:
     """Applies the guard to rows one at a time, remembering hashes of what it kept."""
 
-    def __init__(self, counter: ChatTokenCounter, max_tokens: int) -> None:
+    def __init__(self, counter: ChatTokenCounter, max_tokens: int, harness_actions: bool) -> None:
         self.counter = counter
         self.max_tokens = max_tokens
+        self.harness_actions = harness_actions
         self.seen: dict[str, str] = {}
         self.scrubbed: Counter[str] = Counter()
         self.rows_scrubbed = 0
@@ -103,7 +117,7 @@ class Guard:
             example = Example.model_validate(row)
         except ValidationError as exc:
             return self._reject("schema", pydantic_error_text(exc), row)
-        problem = completion_problem(example)
+        problem = completion_problem(example, self.harness_actions)
         if problem is not None:
             return self._reject("bad_completion", problem, row)
         digest = content_hash(example)
@@ -143,13 +157,13 @@ def run(ctx: StepContext) -> dict[str, Any]:
         counter = ChatTokenCounter(ctx.resolve(params.tokenizer))
     except TokenizerUnavailable as exc:
         raise StepFailed(f"guard-sft-dataset: target tokenizer: {exc}") from exc
-    guard = Guard(counter, params.max_tokens)
+    guard = Guard(counter, params.max_tokens, params.harness_actions)
     bad = BadLineLog()
     kept: Counter[str] = Counter({label: 0 for label in LABELS})
     rows_in = 0
     with JsonlWriter(ctx.artifact(DATASET_NAME)) as dataset, JsonlWriter(ctx.artifact(REJECTS_NAME)) as rejects:
         for path in inputs:
-            for item in read_json_lines(path):
+            for item in iter_records(path):
                 if isinstance(item, BadLine):
                     bad.add(item)
                     guard.rejected["unreadable"] += 1
@@ -161,7 +175,7 @@ def run(ctx: StepContext) -> dict[str, Any]:
                     reject = row.pop("_reject")
                     rejects.write({**reject, "file": str(path), "line": line, "row": row})
                     if reject["code"] == "schema":
-                        bad.add(BadLine(str(path), line, reject["reason"]))
+                        bad.add(BadLine(file=str(path), line=line, reason=reject["reason"]))
                     continue
                 dataset.write(example)
                 kept[example.label] += 1

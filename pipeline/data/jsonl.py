@@ -1,8 +1,9 @@
 """JSONL in and out for the Stage C datasets, and the record of lines that could not be used.
 
-Reading never stops at a bad line: each one becomes a ``BadLine`` (file, 1-based line, reason naming the field)
-and the rest of the file is still read. Writing goes to a temporary file renamed into place, so a step killed
-half-way never leaves a half-written dataset behind for the next step to trust.
+Reading (with the trace reader, which copes with any damage) never stops at a bad line: each one becomes a
+``BadLine`` (file, 1-based line, reason naming the field) and the rest of the file is still read. Writing goes
+to a temporary file renamed into place, so a step killed half-way never leaves a half-written dataset behind for
+the next step to trust.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -19,6 +19,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from pipeline.data.rows import pydantic_error_text
+from pipeline.traces.reader import BadLine, iter_records
 
 BAD_LINES_NAME = "bad_lines.jsonl"
 SUMMARY_BAD_LINES_SHOWN = 50
@@ -40,16 +41,6 @@ class LineProblem(Protocol):
     def reason(self) -> str: ...
 
 
-@dataclass(frozen=True)
-class BadLine:
-    file: str
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}"
-
-
 class BadLineLog:
     """Collects bad lines from every input of a step, once each, and writes ``bad_lines.jsonl``."""
 
@@ -57,7 +48,7 @@ class BadLineLog:
         self._seen: dict[tuple[str, int], BadLine] = {}
 
     def add(self, problem: LineProblem) -> None:
-        item = BadLine(str(problem.file), int(problem.line), str(problem.reason))
+        item = BadLine(file=str(problem.file), line=int(problem.line), reason=str(problem.reason))
         self._seen.setdefault((item.file, item.line), item)
 
     def __len__(self) -> int:
@@ -78,40 +69,9 @@ class BadLineLog:
         }
 
 
-def read_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]] | BadLine]:
-    """Yield ``(line_number, object)`` for each JSON object line, or a ``BadLine`` saying why not."""
-    name = str(path)
-    with path.open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            torn = not raw.endswith(b"\n")
-            text = raw.strip()
-            if not text:
-                continue
-            try:
-                obj = orjson.loads(text)
-            except orjson.JSONDecodeError as exc:
-                reason = _decode_reason(text, exc)
-                if torn:
-                    reason = f"torn last line (no newline at end of file): {reason}"
-                yield BadLine(name, number, reason)
-                continue
-            if not isinstance(obj, dict):
-                yield BadLine(name, number, f"expected a JSON object, got {type(obj).__name__}")
-                continue
-            yield number, obj
-
-
-def _decode_reason(text: bytes, exc: orjson.JSONDecodeError) -> str:
-    try:
-        text.decode("utf-8")
-    except UnicodeDecodeError as uexc:
-        return f"invalid UTF-8 at byte {uexc.start}"
-    return f"invalid JSON: {exc}"
-
-
 def read_rows(path: Path, model: type[M], bad: BadLineLog) -> Iterator[tuple[int, M]]:
     """Read and validate every row of a JSONL file against ``model``; bad ones go to ``bad``."""
-    for item in read_json_lines(path):
+    for item in iter_records(path):
         if isinstance(item, BadLine):
             bad.add(item)
             continue
@@ -119,12 +79,12 @@ def read_rows(path: Path, model: type[M], bad: BadLineLog) -> Iterator[tuple[int
         try:
             yield number, model.model_validate(obj)
         except ValidationError as exc:
-            bad.add(BadLine(str(path), number, pydantic_error_text(exc)))
+            bad.add(BadLine(file=str(path), line=number, reason=pydantic_error_text(exc)))
 
 
-def dumps(obj: Any) -> str:
-    """One JSON line: UTF-8 text kept as is, keys in the order given."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+def dumps(obj: Any) -> bytes:
+    """One JSON line: compact, UTF-8 text kept as is, keys in the order given."""
+    return orjson.dumps(obj)
 
 
 def write_jsonl(path: Path, rows: Iterable[Any]) -> int:
@@ -143,11 +103,11 @@ class JsonlWriter:
         self.count = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = path.with_name(path.name + ".tmp")
-        self._fh = self._tmp.open("w", encoding="utf-8")
+        self._fh = self._tmp.open("wb")
 
     def write(self, row: Any) -> None:
         obj = row.model_dump(mode="json") if isinstance(row, BaseModel) else row
-        self._fh.write(dumps(obj) + "\n")
+        self._fh.write(dumps(obj) + b"\n")
         self.count += 1
 
     def __enter__(self) -> JsonlWriter:

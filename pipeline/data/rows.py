@@ -68,9 +68,7 @@ class Example(BaseModel):
         if self.label != "golden" and self.rejected is None:
             raise ValueError(f"field 'rejected': required for a {self.label} example")
         if self.messages[-1].role == "assistant":
-            raise ValueError(
-                "field 'messages': the context must end before the model's turn, not with assistant"
-            )
+            raise ValueError("field 'messages': the context must end before the model's turn, not with assistant")
         return self
 
     def prompt_messages(self) -> list[dict[str, Any]]:

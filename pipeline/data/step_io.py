@@ -41,17 +41,17 @@ def candidate_paths(ctx: StepContext, configured: str | list[str] | None) -> lis
     return [ctx.resolve(p) for p in raw]
 
 
-def find_file(ctx: StepContext, configured: str | list[str] | None, name: str) -> Path:
-    """The one input file called ``name`` (given directly, or inside a given folder)."""
+def find_file(ctx: StepContext, configured: str | list[str] | None, name: str, any_name: bool = False) -> Path:
+    """The input file called ``name`` (given directly, or inside a given folder); with ``any_name``, a single
+    input file is taken whatever it is called."""
     paths = candidate_paths(ctx, configured)
     for path in paths:
         if path.is_file() and path.name == name:
             return path
         if path.is_dir() and (path / name).is_file():
             return path / name
-    for path in paths:
-        if path.is_file() and len(paths) == 1:
-            return path
+    if any_name and len(paths) == 1 and paths[0].is_file():
+        return paths[0]
     looked = ", ".join(str(p) for p in paths) or "(no inputs declared and no 'input' param)"
     raise StepFailed(f"{ctx.stage}.{ctx.step}: no input file {name!r} found in: {looked}")
 
