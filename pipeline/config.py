@@ -306,6 +306,23 @@ def _check_params(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...], int
     return issues
 
 
+SECTION_VALIDATORS = {"auditors": "pipeline.audit.params:validate_auditors"}
+"""Top-level free-form tables and the function (``tables -> ["dotted.key: message", ...]``) that checks them."""
+
+
+def _check_sections(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...], int]) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    for section, path in SECTION_VALIDATORS.items():
+        tables = getattr(cfg, section)
+        if not tables:
+            continue
+        for problem in load_object(path)(tables):
+            key, _, message = problem.partition(": ")
+            loc = tuple(key.split("."))
+            issues.append(ConfigIssue(file, _line_for(lines, loc), key, message))
+    return issues
+
+
 def find_cycle(deps: dict[str, list[str]]) -> list[str] | None:
     """Return one dependency cycle as a path (first node repeated at the end), or None."""
     state: dict[str, int] = {}
@@ -346,6 +363,7 @@ def parse_config(text: str, file: str = "config.toml") -> PhasefConfig:
     except ValidationError as exc:
         raise ConfigError(_validation_issues(exc, file, lines)) from exc
     issues = _check_references(cfg, file, lines) + _check_params(cfg, file, lines)
+    issues += _check_sections(cfg, file, lines)
     if issues:
         raise ConfigError(issues)
     return cfg

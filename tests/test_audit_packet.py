@@ -71,7 +71,7 @@ def test_missing_part_or_packet_is_an_error_naming_it(tmp_path: Path) -> None:
     with pytest.raises(PacketError, match="cannot read"):
         packet_sha256(tmp_path / "nowhere" / "packet.json")
     packet.json_path.write_text('{"schema": "other"}')
-    with pytest.raises(PacketError, match="not a phasef.audit_packet/1 packet"):
+    with pytest.raises(PacketError, match=r"not a phasef\.audit_packet/1 packet"):
         packet_sha256(packet.json_path)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.audit.verdict import (
-    AuditOutcome,
     AuditorResult,
+    AuditOutcome,
     ParsedVerdict,
     ParseFailure,
     find_json_block,
@@ -47,9 +47,7 @@ def test_last_bare_object_is_used_and_spelling_is_normalised() -> None:
 
 
 def test_last_fenced_block_wins_over_earlier_ones() -> None:
-    text = answer({"verdict": "GO", "evidence_refs": ["report"]}) + answer(
-        {"verdict": "NO-GO", "blockers": ["x"]}
-    )
+    text = answer({"verdict": "GO", "evidence_refs": ["report"]}) + answer({"verdict": "NO-GO", "blockers": ["x"]})
     got = parse_verdict(text, PARTS, SHA)
     assert isinstance(got, ParsedVerdict) and got.verdict == "NO-GO"
 
@@ -113,10 +111,26 @@ def test_outcome_file_has_the_exact_contract_keys_and_round_trips(tmp_path: Path
     data = json.loads(path.read_text())
     assert data["schema"] == "phasef.audit_outcome/1"
     assert set(data) == {
-        "schema", "verdict", "reasons", "packet_sha256", "packet_path", "parts", "auditors", "green_only", "stage"
+        "schema",
+        "verdict",
+        "reasons",
+        "packet_sha256",
+        "packet_path",
+        "parts",
+        "auditors",
+        "green_only",
+        "stage",
     }
     assert set(data["auditors"][0]) == {
-        "name", "role", "verdict", "findings", "blockers", "evidence_refs", "raw_output_path", "latency_s", "error"
+        "name",
+        "role",
+        "verdict",
+        "findings",
+        "blockers",
+        "evidence_refs",
+        "raw_output_path",
+        "latency_s",
+        "error",
     }
     assert load_outcome(path) == outcome(tmp_path)
 

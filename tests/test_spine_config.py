@@ -137,3 +137,11 @@ def test_show_prints_resolved_plan(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "[stages.B.steps.two]" in r.stdout
     assert "# B.two <- A.one" in r.stdout
+
+
+def test_auditor_tables_are_validated_with_lines() -> None:
+    text = GOOD + '\n[auditors.first]\nkind = "api"\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "m"\nflavour = 1\n'
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "plan.toml")
+    line = text.splitlines().index("flavour = 1") + 1
+    assert f"plan.toml:{line}: auditors.first.flavour: unknown key" in str(info.value)

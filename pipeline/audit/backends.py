@@ -47,7 +47,10 @@ class AuditorBackend(ABC):
 
     @abstractmethod
     async def ask(self, system: str, prompt: str, raw_path: Path, timeout: float) -> Answer:
-        """Ask once (with the backend's own retries); write what came back to ``raw_path``."""
+        """Ask once (with the backend's own retries); write what came back to ``raw_path``.
+
+        ``timeout`` is the step's limit per auditor call; a CLI auditor's own ``timeout`` replaces it per attempt.
+        """
 
 
 def _redact(text: str, secrets: list[str]) -> str:
@@ -95,14 +98,18 @@ class CliBackend(AuditorBackend):
 
     async def _run_once(self, argv: list[str], stdin: bytes | None, raw_path: Path, timeout: float) -> Answer:
         started = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=self.workdir,
-            start_new_session=True,
-        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=self.workdir,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            _write_raw(raw_path, "", "")
+            return Answer("error", "", f"cannot start {argv[0]!r}: {exc.strerror or exc}", None)
         out, err = bytearray(), bytearray()
         status: AnswerStatus = "ok"
         error: str | None = None
@@ -160,9 +167,11 @@ def _write_raw(raw_path: Path, stdout: str, stderr: str) -> None:
 
 def _keep_attempt(raw_path: Path, attempt: int) -> None:
     """Keep a failed attempt's output next to the final one instead of overwriting it."""
-    for path in (raw_path, raw_path.with_name(raw_path.stem + ".stderr.txt")):
-        if path.exists():
-            path.replace(path.with_name(f"{path.stem}.attempt{attempt}{path.suffix}"))
+    stderr = raw_path.with_name(raw_path.stem + ".stderr.txt")
+    if raw_path.exists():
+        raw_path.replace(raw_path.with_name(f"{raw_path.stem}.attempt{attempt}.txt"))
+    if stderr.exists():
+        stderr.replace(raw_path.with_name(f"{raw_path.stem}.attempt{attempt}.stderr.txt"))
 
 
 class ApiBackend(AuditorBackend):
@@ -192,8 +201,7 @@ class ApiBackend(AuditorBackend):
                 )
             if not info.url:
                 return f"auditor {self.name!r}: service {self.config.service!r} has no URL"
-        base_url, model = self.endpoint()
-        if not model:
+        if not self.endpoint()[1]:
             return f"auditor {self.name!r}: no model name (set 'model' or use a service that reports one)"
         if self.config.api_key_env and not os.environ.get(self.config.api_key_env):
             return f"auditor {self.name!r}: environment variable {self.config.api_key_env} is not set"

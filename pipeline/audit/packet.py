@@ -156,8 +156,7 @@ def render_markdown(packet: Packet, max_part_chars: int) -> str:
         lines += [fence + _language(p.path), shown.rstrip("\n"), fence]
         if cut:
             lines.append(
-                f"(cut: showing the first {len(shown)} characters of {p.bytes} bytes; "
-                f"the hash covers the whole part)"
+                f"(cut: showing the first {len(shown)} characters of {p.bytes} bytes; the hash covers the whole part)"
             )
     return "\n".join(lines) + "\n"
 
@@ -178,9 +177,7 @@ def packet_sha256(packet_path: Path) -> str:
         try:
             hashes[name] = file_sha256(path)
         except OSError as exc:
-            raise PacketError(
-                f"{packet_path}: part {name!r} ({path}) cannot be read: {exc.strerror}"
-            ) from exc
+            raise PacketError(f"{packet_path}: part {name!r} ({path}) cannot be read: {exc.strerror}") from exc
     return combine(hashes)
 
 
@@ -206,11 +203,7 @@ def _load(packet_path: Path) -> dict[str, Any]:
         raise PacketError(f"{packet_path}: cannot read: {exc.strerror}") from exc
     except ValueError as exc:
         raise PacketError(f"{packet_path}: not JSON: {exc}") from exc
-    if (
-        not isinstance(data, dict)
-        or data.get("schema") != PACKET_SCHEMA
-        or not isinstance(data.get("parts"), list)
-    ):
+    if not isinstance(data, dict) or data.get("schema") != PACKET_SCHEMA or not isinstance(data.get("parts"), list):
         raise PacketError(f"{packet_path}: not a {PACKET_SCHEMA} packet")
     return data
 

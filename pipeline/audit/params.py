@@ -44,16 +44,12 @@ class CliAuditor(_Strict):
 
     kind: Literal["cli"]
     title: str | None = None
-    command: list[str] = Field(
-        description="argv template, e.g. ['gemini', '-y']; a string is split like a shell"
-    )
+    command: list[str] = Field(description="argv template, e.g. ['gemini', '-y']; a string is split like a shell")
     key_env: str | None = Field(
         default=None,
         description="environment variable the command needs (its API key); unset blocks the gate",
     )
-    timeout: float | None = Field(
-        default=None, gt=0, description="seconds per call; default: the step's timeout"
-    )
+    timeout: float | None = Field(default=None, gt=0, description="seconds per call; default: the step's timeout")
     retries: int = Field(default=0, ge=0, le=10, description="extra tries after a non-zero exit or a timeout")
 
     @field_validator("command", mode="before")
@@ -90,15 +86,11 @@ class ApiAuditor(_Strict):
     kind: Literal["api"]
     title: str | None = None
     base_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:8080/v1")
-    model: str | None = Field(
-        default=None, description="required with base_url; overrides the service's model"
-    )
+    model: str | None = Field(default=None, description="required with base_url; overrides the service's model")
     service: str | None = Field(default=None, description="a service of the run whose url and model are used")
-    api_key_env: str | None = Field(
-        default=None, description="environment variable holding the key; unset blocks"
-    )
+    api_key_env: str | None = Field(default=None, description="environment variable holding the key; unset blocks")
     timeout: float = Field(default=60.0, gt=0, description="seconds per HTTP request")
-    retries: int = Field(default=3, ge=1, le=10, description="attempts per call (the client's retries)")
+    retries: int = Field(default=2, ge=0, le=10, description="extra attempts after a failed request")
     max_tokens: int = Field(default=1024, ge=16, le=65536)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
 
@@ -167,15 +159,11 @@ class AuditParams(_Strict):
     analysis: str | None = Field(
         default=None, description="a saved trace analysis (JSON) to use instead of analysing the trace here"
     )
-    comparison: str | None = Field(
-        default=None, description="baseline-vs-fine-tuned comparison (final stage)"
-    )
+    comparison: str | None = Field(default=None, description="baseline-vs-fine-tuned comparison (final stage)")
     notes: str | None = Field(default=None, description="the architect's notes the auditors must read")
-    rounds: int = Field(
-        default=2, ge=1, le=5, description="rounds of primary+recursive before disagreement stops"
-    )
+    rounds: int = Field(default=2, ge=1, le=5, description="rounds of primary+recursive before disagreement stops")
     timeout: float = Field(
-        default=300.0, gt=0, description="seconds per auditor call (default for CLI auditors)"
+        default=300.0, gt=0, description="seconds per auditor call; a CLI auditor's own timeout replaces it"
     )
     max_part_chars: int = Field(
         default=12000,

@@ -9,6 +9,7 @@ unparseable answer makes it INVALID; a timeout makes it NO-GO. Every answer is k
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from pipeline.audit.packet import Packet
 from pipeline.audit.verdict import AuditorResult, OutcomeVerdict, ParsedVerdict, Role, parse_verdict
 
 _RAW_EXCERPT = 2000
+_REASON_EXCERPT = 200
 
 ProgressFn = Callable[[str, dict[str, object]], None]
 
@@ -28,6 +30,10 @@ class AuditRun:
     verdict: OutcomeVerdict
     reasons: list[str]
     results: list[AuditorResult] = field(default_factory=list)
+
+
+def _file_safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "_"
 
 
 def judge(answer: Answer, name: str, role: Role, raw_path: Path, packet: Packet) -> AuditorResult:
@@ -70,7 +76,19 @@ def describe_for_peer(result: AuditorResult) -> str:
     return "\n".join(lines)
 
 
-def _summary(result: AuditorResult, round_no: int) -> str:
+def _excerpt(path: Path) -> str:
+    """What an auditor answered, in a few words for the gate's reasons (the whole answer stays in its file)."""
+    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    flat = " ".join(text.split())
+    if not text:
+        return "nothing (an empty answer)"
+    if not flat:
+        return f"only whitespace ({len(text)} characters)"
+    return repr(flat[:_REASON_EXCERPT] + ("..." if len(flat) > _REASON_EXCERPT else ""))
+
+
+def _summary(result: AuditorResult, round_no: int, path_label: Callable[[Path], str]) -> str:
+    """One line per answer for the gate: the verdict and why; for a non-verdict, what the auditor said."""
     who = f"{result.role} auditor {result.name!r} (round {round_no})"
     if result.verdict == "GO":
         return f"{who}: GO citing {', '.join(result.evidence_refs[:5])}"
@@ -78,7 +96,8 @@ def _summary(result: AuditorResult, round_no: int) -> str:
         blockers = [b if isinstance(b, str) else json.dumps(b, ensure_ascii=False) for b in result.blockers]
         detail = "; ".join(blockers[:3]) if blockers else "no blockers named"
         return f"{who}: NO-GO ({detail})"
-    return f"{who}: {result.verdict}: {result.error} (raw output: {result.raw_output_path})"
+    raw = Path(result.raw_output_path)
+    return f"{who}: {result.verdict}: {result.error}; it answered {_excerpt(raw)} (raw output: {path_label(raw)})"
 
 
 async def run_recursive_audit(
@@ -90,6 +109,7 @@ async def run_recursive_audit(
     timeout: float,
     out_dir: Path,
     progress: ProgressFn | None = None,
+    path_label: Callable[[Path], str] = str,
 ) -> AuditRun:
     """Ask the primary auditor, then the recursive auditor about the primary's verdict, round by round."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +145,7 @@ async def run_recursive_audit(
             prompts.render(
                 "primary", stage=packet.stage, packet_sha256=packet.sha256, discussion=discussion, packet=packet_md
             ),
-            out_dir / f"round{round_no}-primary-{primary.name}.txt",
+            out_dir / f"round{round_no}-primary-{_file_safe(primary.name)}.txt",
             timeout,
             packet,
             emit,
@@ -143,13 +163,13 @@ async def run_recursive_audit(
                 packet_sha256=packet.sha256,
                 packet=packet_md,
             ),
-            out_dir / f"round{round_no}-recursive-{recursive.name}.txt",
+            out_dir / f"round{round_no}-recursive-{_file_safe(recursive.name)}.txt",
             timeout,
             packet,
             emit,
         )
         run.results += [first, second]
-        run.reasons += [_summary(first, round_no), _summary(second, round_no)]
+        run.reasons += [_summary(first, round_no, path_label), _summary(second, round_no, path_label)]
         verdicts = {first.verdict, second.verdict}
         if verdicts == {"GO"}:
             run.verdict = "GO"

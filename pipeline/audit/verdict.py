@@ -13,11 +13,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-OUTCOME_SCHEMA = "phasef.audit_outcome/1"
+OUTCOME_SCHEMA: Final = "phasef.audit_outcome/1"
 
 Verdict = Literal["GO", "NO-GO"]
 AuditorVerdict = Literal["GO", "NO-GO", "INVALID", "BLOCKED", "TIMEOUT"]
@@ -114,9 +114,7 @@ def parse_verdict(text: str, part_names: list[str], packet_sha256: str) -> Parse
         return ParseFailure(f"a GO with {len(parsed.blockers)} blocker(s) contradicts itself")
     named = (parsed.packet_sha256 or "").strip().lower()
     if named and (len(named) < _MIN_HASH_PREFIX or not packet_sha256.startswith(named)):
-        return ParseFailure(
-            f"verdict names packet {named[:16]}..., but the packet judged is {packet_sha256[:16]}..."
-        )
+        return ParseFailure(f"verdict names packet {named[:16]}..., but the packet judged is {packet_sha256[:16]}...")
     return ParsedVerdict(verdict, parsed.findings, parsed.blockers, parsed.evidence_refs)
 
 
@@ -177,7 +175,5 @@ def load_outcome(path: str | Path) -> AuditOutcome:
     try:
         return AuditOutcome.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors())
         raise ValueError(f"{p}: not a {OUTCOME_SCHEMA} outcome: {problems}") from exc
