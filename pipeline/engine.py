@@ -804,10 +804,13 @@ class Engine:
 
     async def _run_gate(self, key: str, sc: StepConfig) -> None:
         gate = self.state.gates.get(key)
+        evidence, audit = self.gate_evidence(key)
+        reopened = None
         if gate is not None and gate.state in ("decided", "timed_out"):
-            return  # decided before a restart: recorded exactly once, never asked again
+            if mapping_sha256(evidence) == gate.evidence_sha256:
+                return  # decided on this very evidence before a restart: recorded once, never asked again
+            reopened = f"the evidence changed since the {gate.state} decision ({gate.decision} by {gate.operator})"
         if gate is None or gate.state != "waiting" or self.state.steps[key].state != "waiting":
-            evidence, audit = self.gate_evidence(key)
             deadline = _iso(_now() + timedelta(seconds=sc.timeout)) if sc.timeout else None
             self.record(
                 "gate_opened",
@@ -819,6 +822,7 @@ class Engine:
                     "evidence_sha256": mapping_sha256(evidence),
                     "audit": audit,
                     "deadline": deadline,
+                    "reopened": reopened,
                 },
             )
         gate = self.state.gates[key]

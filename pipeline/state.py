@@ -190,19 +190,17 @@ class SessionState(BaseModel):
         st.attempts = max(st.attempts, 1)
         key = f"{ev.stage}.{ev.step}"
         p = ev.payload
-        gate = self.gates.get(key)
-        if gate is None or gate.state != "decided":
-            self.gates[key] = GateState(
-                id=key,
-                stage=ev.stage or "",
-                step=ev.step or "",
-                prompt=p.get("prompt"),
-                opened=ev.ts,
-                deadline=p.get("deadline"),
-                evidence=p.get("evidence", {}),
-                evidence_sha256=p.get("evidence_sha256"),
-                audit=p.get("audit"),
-            )
+        self.gates[key] = GateState(
+            id=key,
+            stage=ev.stage or "",
+            step=ev.step or "",
+            prompt=p.get("prompt"),
+            opened=ev.ts,
+            deadline=p.get("deadline"),
+            evidence=p.get("evidence", {}),
+            evidence_sha256=p.get("evidence_sha256"),
+            audit=p.get("audit"),
+        )
 
     def _on_gate_decided(self, ev: Event) -> None:
         key = f"{ev.stage}.{ev.step}"

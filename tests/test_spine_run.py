@@ -219,3 +219,23 @@ def test_sigkill_mid_step_then_resume(tmp_path: Path) -> None:
     assert after[1]["payload"].get("interrupted") is True
     status = json.loads(phasef("status", "k", "--json", cwd=tmp_path).stdout)
     assert status["state"] == "completed" and status["final_decision"] == "GO" and not status["problems"]
+
+
+def test_a_decided_gate_is_asked_again_only_when_its_evidence_changed(tmp_path: Path) -> None:
+    write_plan(tmp_path, GATE_PLAN.format(timeout=600))
+    session = tmp_path / "sessions" / "r"
+    for round_, text in enumerate(["evidence", "evidence", "new evidence"]):
+        if round_ == 2:
+            write_plan(tmp_path, GATE_PLAN.format(timeout=600).replace("echo evidence", f"echo {text}"))
+        proc = spawn("run", "--headless", "--session", "r", cwd=tmp_path)
+        if round_ != 1:
+            opened = sum(e["type"] == "gate_opened" for e in journal_events(session))
+            wait_for(lambda n=opened: sum(e["type"] == "gate_opened" for e in journal_events(session)) > n, 30, "gate")
+            r = phasef("approve", "r", "A.gate", "--decision", "go", "--as", "fay", "--reason", "ok", cwd=tmp_path)
+            assert r.returncode == 0, r.stderr
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, out
+    opened = [e for e in journal_events(session) if e["type"] == "gate_opened"]
+    assert len(opened) == 2  # the unchanged second run did not ask again
+    assert opened[1]["payload"]["reopened"].startswith("the evidence changed since the decided decision")
+    assert sum(e["type"] == "gate_decided" for e in journal_events(session)) == 2
