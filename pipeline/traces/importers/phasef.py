@@ -1,0 +1,28 @@
+"""The canonical format itself: reading it "as an import" checks every record and keeps each one's own source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline.traces.reader import BadLine, iter_records
+
+FORMAT = "phasef"
+
+
+def convert_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[BadLine]]:
+    from pipeline.traces.analysis import record_problem
+
+    records: list[dict[str, Any]] = []
+    bad: list[BadLine] = []
+    for item in iter_records(path):
+        if isinstance(item, BadLine):
+            bad.append(item)
+            continue
+        line, obj = item
+        problem = record_problem(obj)
+        if problem is not None:
+            bad.append(BadLine(file=str(path), line=line, reason=problem))
+        else:
+            records.append(obj)
+    return records, bad
