@@ -30,6 +30,9 @@ SYSTEM_PROMPT = (
     "check PATH: run a check script. answer TEXT: your final answer."
 )
 REPAIR_INSTRUCTION = "Invalid action: {error}\nReply with only one JSON action."
+_STATE_MAX_CHARS = 96
+_RESULT_MAX = 24
+_ACTION_SHOWN_MAX = ARG_MAX_CHARS + 32
 
 
 class Action(BaseModel):
@@ -91,22 +94,19 @@ class PromptSettings:
         return PromptSettings(window=None, last_chars=None, history_chars=None, task_chars=None)
 
     def max_chars(self) -> int | None:
-        """An upper bound of ``context_chars`` for prompts built with these settings (None when unbounded)."""
-        if self.window is None or self.last_chars is None or self.history_chars is None:
+        """An upper bound of ``context_chars`` for any prompt built with these settings, the schema-repair
+        retry included (None when unbounded)."""
+        if None in (self.window, self.last_chars, self.history_chars, self.task_chars):
             return None
-        if self.task_chars is None:
-            return None
-        event_overhead = ARG_MAX_CHARS + 64
-        per_old = self.history_chars + event_overhead
-        return (
-            len(SYSTEM_PROMPT)
-            + self.task_chars
-            + _STATE_MAX_CHARS
-            + 64
-            + self.last_chars
-            + event_overhead
-            + max(0, self.window - 1) * per_old
-        )
+        assert self.window is not None and self.last_chars is not None
+        assert self.history_chars is not None and self.task_chars is not None
+        action = _ACTION_SHOWN_MAX + len(" -> ") + _RESULT_MAX
+        fixed = len(SYSTEM_PROMPT) + len("TASK: ") + self.task_chars + _STATE_MAX_CHARS + len("EARLIER:")
+        fixed += len("LAST: ") + len("ACTION?") + 8
+        events = max(0, self.window - 1) * (action + 3 + self.history_chars) + action + self.last_chars
+        newlines = self.window + 6
+        repair = min(self.last_chars, ARG_MAX_CHARS) + len(REPAIR_INSTRUCTION) + ARG_MAX_CHARS
+        return fixed + events + newlines + repair
 
 
 @dataclass(frozen=True)
@@ -117,9 +117,6 @@ class PromptState:
     failures: int
     streak: int
     checks_run: int
-
-
-_STATE_MAX_CHARS = 96
 
 
 @dataclass(frozen=True)
@@ -143,11 +140,12 @@ def _flat(text: str) -> str:
     return text.replace("\r", "").replace("\n", " | ")
 
 
+def _event_head(event: PromptEvent) -> str:
+    return f"{_cut(_flat(event.action), _ACTION_SHOWN_MAX)} -> {_cut(event.result, _RESULT_MAX)}"
+
+
 def _state_line(state: PromptState) -> str:
-    line = (
-        f"STATE: tick {state.tick} | failures {state.failures} | streak {state.streak} | "
-        f"checks {state.checks_run}"
-    )
+    line = f"STATE: tick {state.tick} | failures {state.failures} | streak {state.streak} | checks {state.checks_run}"
     return line[:_STATE_MAX_CHARS]
 
 
@@ -166,8 +164,8 @@ def build_messages(
             lines.append("EARLIER:")
             for event in older:
                 obs = _cut(_flat(event.observation), settings.history_chars)
-                lines.append(f"{_cut(event.action, ARG_MAX_CHARS + 32)} -> {event.result}: {obs}")
-        lines.append(f"LAST: {_cut(last.action, ARG_MAX_CHARS + 32)} -> {last.result}")
+                lines.append(f"{_event_head(event)}: {obs}")
+        lines.append(f"LAST: {_event_head(last)}")
         lines.append(_cut(last.observation, settings.last_chars))
     else:
         lines.append("LAST: none")

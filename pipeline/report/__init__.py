@@ -1,0 +1,1 @@
+"""Metrics, evaluation reports and comparisons, computed from dirty traces (never from a runner's own claims)."""
