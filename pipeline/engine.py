@@ -41,7 +41,7 @@ from pipeline.registry import SERVICE_KINDS, STEP_KINDS, load_object
 from pipeline.services import Service, ServiceError
 from pipeline.state import SessionState, StepState, replay
 
-TERM_GRACE_S = 5.0
+TERM_GRACE_S = 10.0
 POLL_S = 0.05
 LOG_LINES_PER_POLL = 50
 PROGRESS_PER_POLL = 40
@@ -287,9 +287,10 @@ class Engine:
         elif final and final in self.selected and st.gates.get(final) and st.gates[final].decision == "go":
             decision = "GO"
         error = None
-        if self._cancelled:
+        cancelled = [k for k in self.selected if st.steps.get(k) and st.steps[k].state == "cancelled"]
+        if self._cancelled or cancelled:
             state, code = "cancelled", 1
-            error = "cancelled"
+            error = "cancelled: " + (", ".join(cancelled) if cancelled else "the run")
         elif gate_nogo:
             state, code = "completed", 3
             failed_steps = [k for k in failed if k not in st.gates]
@@ -663,6 +664,10 @@ class Engine:
             else:
                 await asyncio.sleep(POLL_S * 4)
         if term_sent_at is not None:
+            # the wrapper is gone but the step may still be saving its state: give the group the grace time
+            while _group_alive(pid) and time.monotonic() - term_sent_at < TERM_GRACE_S:
+                self._drain_log(key, attempt, tail)
+                await asyncio.sleep(POLL_S)
             _kill_group(pid, signal.SIGKILL)  # leave no grandchildren behind
         self._drain_log(key, attempt, tail, final=True)
         if exit_code is None:
@@ -925,6 +930,16 @@ class Engine:
             self._cancel_steps.add(step)
         self._wake.set()
         return {"cancelled": step or "run"}
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _zombie(pid: int) -> bool:

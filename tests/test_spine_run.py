@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -239,3 +241,27 @@ def test_a_decided_gate_is_asked_again_only_when_its_evidence_changed(tmp_path: 
     assert len(opened) == 2  # the unchanged second run did not ask again
     assert opened[1]["payload"]["reopened"].startswith("the evidence changed since the decided decision")
     assert sum(e["type"] == "gate_decided" for e in journal_events(session)) == 2
+
+
+def test_cancelling_a_step_gives_it_time_to_save(tmp_path: Path) -> None:
+    write_plan(
+        tmp_path,
+        '[stages.A]\ntitle = "A"\n[stages.A.steps.work]\nkind = "builtin"\nfunction = "tests.spine_steps:slow_saver"\n',
+    )
+    session = tmp_path / "sessions" / "x"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "phasef_tui.cli", "run", "--headless", "--session", "x"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    wait_for(lambda: has_event(session, "step_progress", "A.work"), 30, "the step to work")
+    r = phasef("cancel", "x", "--step", "A.work", "--as", "gus", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 1, out
+    assert (session / "artifacts" / "A" / "work" / "saved.txt").read_text() == "checkpoint\n"
+    events = journal_events(session)
+    assert [e["type"] for e in events if e.get("step") == "work"][-1] == "step_cancelled"

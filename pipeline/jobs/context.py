@@ -25,6 +25,10 @@ class StepFailed(Exception):
     """A step ended in a failure that it explains itself (no traceback is needed)."""
 
 
+class StepCancelled(BaseException):
+    """Raised inside a step function when the engine asks it to stop (SIGTERM); catch it to save state."""
+
+
 class ServiceInfo(BaseModel):
     """A running service a step declared it needs (for example an ``mlx_lm.server``)."""
 
@@ -46,9 +50,7 @@ class StepContext(BaseModel):
     step: str
     kind: str
     attempt: int
-    artifacts_dir: Path = Field(
-        description="sessions/<id>/artifacts/<stage>/<step>/, created before the call"
-    )
+    artifacts_dir: Path = Field(description="sessions/<id>/artifacts/<stage>/<step>/, created before the call")
     params: dict[str, Any] = Field(default_factory=dict)
     inputs: list[Path] = Field(default_factory=list, description="declared inputs, globs expanded, resolved")
     outputs: list[Path] = Field(default_factory=list, description="declared outputs, resolved")

@@ -16,11 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from pipeline.jobs.context import StepContext, StepFailed
-
-
-class StepCancelled(BaseException):
-    """Raised inside the step function when the engine asks it to stop (SIGTERM)."""
+from pipeline.jobs.context import StepCancelled, StepContext, StepFailed
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -8,17 +8,59 @@ field and left out, and the run trains on the rest. The formats are mlx_lm's own
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from pipeline.data.jsonl import BadLine, read_json_lines
-from pipeline.data.rows import ChatMessage, pydantic_error_text
 
 SPLITS = ("train", "valid", "test")
 RowFormat = Literal["chat", "completions", "text", "preference"]
+
+
+@dataclass(frozen=True)
+class BadLine:
+    file: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}"
+
+
+def error_text(exc: ValidationError) -> str:
+    """One line naming every failing field of a pydantic error."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"field '{loc}': {err['msg']}" if loc else str(err["msg"]))
+    return "; ".join(parts)
+
+
+def read_json_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]] | BadLine]:
+    """``(line number, object)`` per JSON-object line, or a ``BadLine`` saying why a line is unusable."""
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            text = raw.strip()
+            if not text:
+                continue
+            try:
+                obj = orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                yield BadLine(str(path), number, f"invalid JSON: {exc}")
+                continue
+            if not isinstance(obj, dict):
+                yield BadLine(str(path), number, f"expected a JSON object, got {type(obj).__name__}")
+                continue
+            yield number, obj
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str
 
 
 class ChatRow(BaseModel):
@@ -90,7 +132,7 @@ def read_split(path: Path, mode: Literal["sft", "dpo"]) -> Split:
     split = Split(path.stem, path)
     if not path.is_file():
         return split
-    for item in read_json_lines(path):
+    for item in read_json_objects(path):
         if isinstance(item, BadLine):
             split.bad.append(item)
             continue
@@ -108,7 +150,7 @@ def read_split(path: Path, mode: Literal["sft", "dpo"]) -> Split:
         try:
             ROW_MODELS[fmt].model_validate(obj)
         except ValidationError as exc:
-            split.bad.append(BadLine(str(path), number, pydantic_error_text(exc)))
+            split.bad.append(BadLine(str(path), number, error_text(exc)))
             continue
         split.format = fmt
         split.rows.append(obj)

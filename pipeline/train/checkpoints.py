@@ -87,7 +87,10 @@ def write_atomically(dest: Path, write: Callable[[Path], None]) -> None:
 
 
 def write_text_atomically(dest: Path, text: str) -> None:
-    write_atomically(dest, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
+    write_atomically(dest, write)
 
 
 def _fsync_path(path: Path, directory: bool = False) -> None:

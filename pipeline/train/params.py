@@ -82,6 +82,12 @@ class DpoParams(_Strict):
 class TrainParams(TrainRecipe):
     """``params`` of an ``mlx_train`` step."""
 
+    lora_config: str | None = Field(
+        default=None,
+        description="an mlx_lm lora config file (such as the one Stage C writes next to the data) whose "
+        "hyperparameters apply wherever these params do not set them",
+    )
+
     model: str = Field(
         description="base model: a local MLX model folder (relative paths are session-relative, "
         "{project}/{session} templates allowed) or a Hugging Face repo id such as mlx-community/..."
@@ -117,7 +123,12 @@ class HandoffParams(_Strict):
     )
     recipe: str | None = Field(default=None, description="the Stage C recipe manifest to copy, if any")
     adapters: str | None = Field(default=None, description="adapters of the local run to include, if any")
-    train: TrainRecipe = Field(default_factory=TrainRecipe, description="the local run's hyperparameters")
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="the local run's hyperparameters (a TrainRecipe table)"
+    )
+    lora_config: str | None = Field(
+        default=None, description="an mlx_lm lora config whose hyperparameters apply where 'train' sets none"
+    )
     production_overrides: dict[str, Any] = Field(
         default_factory=lambda: {"num_layers": 16, "batch_size": 1, "iters": 1000, "grad_checkpoint": True},
         description="hyperparameters that differ on the production model (validated as a recipe)",
@@ -130,14 +141,22 @@ class HandoffParams(_Strict):
     @model_validator(mode="after")
     def _valid_overrides(self) -> HandoffParams:
         try:
-            self.production_recipe()
+            TrainRecipe.model_validate(self.train)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"'{'.'.join(str(p) for p in err['loc']) or 'value'}': {err['msg']}" for err in exc.errors()
-            )
-            raise ValueError(f"field 'production_overrides': {problems}") from None
+            raise ValueError(f"field 'train': {_problems(exc)}") from None
+        try:
+            self.production_recipe(self.local_recipe())
+        except ValidationError as exc:
+            raise ValueError(f"field 'production_overrides': {_problems(exc)}") from None
         return self
 
-    def production_recipe(self) -> TrainRecipe:
-        merged = {**self.train.model_dump(), **self.production_overrides}
-        return TrainRecipe.model_validate(merged)
+    def local_recipe(self, defaults: dict[str, Any] | None = None) -> TrainRecipe:
+        """The local run's recipe: the ``train`` table over ``defaults`` (from a lora config file)."""
+        return TrainRecipe.model_validate({**(defaults or {}), **self.train})
+
+    def production_recipe(self, local: TrainRecipe) -> TrainRecipe:
+        return TrainRecipe.model_validate({**local.model_dump(), **self.production_overrides})
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"'{'.'.join(str(p) for p in err['loc']) or 'value'}': {err['msg']}" for err in exc.errors())

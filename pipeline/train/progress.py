@@ -20,7 +20,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
+
+from pipeline.jobs.context import EVENT_PREFIX
 
 Emit = Callable[..., None]
 
@@ -134,15 +136,37 @@ def _num(value: Any) -> float | None:
         return None
 
 
-class PlainTextWriter(io.TextIOBase):
-    """A stdout stand-in that drops terminal escape codes, so the step log and live tail stay plain text."""
+class _LineStart:
+    """Whether the combined stdout+stderr stream is at the start of a line (shared by both writers)."""
 
-    def __init__(self, target: TextIO) -> None:
+    def __init__(self) -> None:
+        self.at_start = True
+
+
+class PlainTextWriter(io.TextIOBase):
+    """A stdout/stderr stand-in that keeps the step log plain text and every event line parseable.
+
+    Terminal escape codes are dropped and carriage-return redraws (progress bars) become lines. The engine reads
+    stdout and stderr as one stream and recognises an event only at the start of a line, so an event written while
+    a progress bar on stderr has left a line open first ends that line. Every write is flushed, to keep the two
+    streams in order.
+    """
+
+    def __init__(self, target: TextIO, line: _LineStart | None = None) -> None:
         super().__init__()
         self._target = target
+        self._line = line or _LineStart()
 
     def write(self, text: str) -> int:
-        self._target.write(_ANSI.sub("", text).replace("\r", "\n"))
+        clean = _ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+        if self._line.at_start:
+            clean = clean.lstrip("\n")
+        elif clean.startswith(EVENT_PREFIX):
+            clean = "\n" + clean
+        if clean:
+            self._target.write(clean)
+            self._target.flush()
+            self._line.at_start = clean.endswith("\n")
         return len(text)
 
     def flush(self) -> None:
@@ -157,11 +181,14 @@ class PlainTextWriter(io.TextIOBase):
 
 @contextmanager
 def plain_stdout() -> Iterator[None]:
-    """While training, mlx_lm prints rich (coloured) tables; keep them as plain lines in the step log."""
-    original = sys.stdout
-    sys.stdout = PlainTextWriter(original)
+    """While training, mlx_lm prints rich tables and tqdm bars; keep them as plain lines beside the events."""
+    original_out, original_err = sys.stdout, sys.stderr
+    line = _LineStart()
+    sys.stdout = cast(TextIO, PlainTextWriter(original_out, line))
+    sys.stderr = cast(TextIO, PlainTextWriter(original_err, line))
     try:
         yield
     finally:
         sys.stdout.flush()
-        sys.stdout = original
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = original_out, original_err

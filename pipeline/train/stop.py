@@ -22,14 +22,16 @@ class StopControl:
         self._deadline = clock() + budget_s if budget_s is not None else None
         self.budget_s = budget_s
         self.signal_name: str | None = None
+        self.signum: int | None = None
 
-    def request(self, signal_name: str) -> None:
-        if self.signal_name is None:
-            self.signal_name = signal_name
+    def request(self, signum: int) -> None:
+        if self.signum is None:
+            self.signum = signum
+            self.signal_name = signal.Signals(signum).name
 
     def reason(self) -> str | None:
         """``"signal"`` or ``"timeout"`` once the job should stop, else None."""
-        if self.signal_name is not None:
+        if self.signum is not None:
             return "signal"
         if self._deadline is not None and self._clock() >= self._deadline:
             return "timeout"
@@ -40,7 +42,7 @@ class StopControl:
         """Route SIGTERM/SIGINT to ``request`` while the block runs; restore the previous handlers after."""
 
         def handler(signum: int, frame: FrameType | None) -> None:
-            self.request(signal.Signals(signum).name)
+            self.request(signum)
 
         previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
         try:
@@ -48,3 +50,17 @@ class StopControl:
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
+
+    def pass_signal_on(self) -> None:
+        """Deliver the caught signal again, now to the handler that was there before (the step runner's)."""
+        if self.signum is not None:
+            signal.raise_signal(self.signum)
+
+
+class TrainingStopped(Exception):
+    """The training loop ended early and its checkpoint is saved; ``reason`` is ``signal`` or ``timeout``."""
+
+    def __init__(self, reason: str, step: int) -> None:
+        super().__init__(f"stopped ({reason}) at step {step}")
+        self.reason = reason
+        self.step = step
