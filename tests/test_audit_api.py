@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_audit_support import Session
 
 from pipeline.jobs.context import ServiceInfo
+from tests.test_audit_support import Session
 
 
 class ChatDouble(ThreadingHTTPServer):

@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from test_audit_support import write_trace
-
 from pipeline.audit.evidence import STRING_CHARS, collect_evidence, layout, trim
 from pipeline.audit.params import AuditParams
 from pipeline.traces.analysis import analyze
+from tests.test_audit_support import write_trace
 
 
 def params(**extra: Any) -> AuditParams:

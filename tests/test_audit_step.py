@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from test_audit_support import Session, write_trace
 
 from pipeline.audit.packet import packet_sha256
 from pipeline.jobs.context import StepFailed
+from tests.test_audit_support import Session, write_trace
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from test_audit_support import Session
-from test_data_support import make_tiny_model
 
 from pipeline.serve import MlxServe
+from tests.test_audit_support import Session
+from tests.test_data_support import make_tiny_model
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from pipeline.report.eval_report import Gate, build_report, write_report
 try:  # tests/ may or may not be a package, depending on how pytest is started
     from tests.test_bench_report import sample_records, write
 except ModuleNotFoundError:
-    from test_bench_report import sample_records, write  # type: ignore[no-redef]
+    from tests.test_bench_report import sample_records, write  # type: ignore[no-redef]
 
 GATE = Gate(5, 1000, 10.0, 2, True)
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "external-stage-a.toml"

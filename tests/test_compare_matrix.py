@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from test_compare_report import baseline_specs, finetuned_specs, write_eval
 
 from pipeline.jobs.context import StepContext, StepFailed
 from pipeline.report.compare import METRICS
 from pipeline.report.eval_report import compute_metrics
 from pipeline.report.matrix import matrix_step
+from tests.test_compare_report import baseline_specs, finetuned_specs, write_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 

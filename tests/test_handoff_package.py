@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 import yaml
 from mlx_lm.lora import CONFIG_DEFAULTS, yaml_loader
-from test_train_runner import make_chat_data, make_tiny_model
 
 from phasef_tui.cli import main as phasef
 from pipeline.jobs.context import StepContext, StepFailed
 from pipeline.train.handoff import build_step
 from pipeline.train.lora_config import lora_config, to_yaml
 from pipeline.train.params import TrainRecipe
+from tests.test_train_runner import make_chat_data, make_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

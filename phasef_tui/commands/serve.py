@@ -1,0 +1,162 @@
+"""``phasef serve --ssh [HOST:]PORT --authorized-keys FILE``: operators attach the TUI with a plain ``ssh``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from phasef_tui.commands._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_session_lookup, resolve_session
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "serve",
+        help="serve the TUI over SSH: each operator gets their own TUI on the same run (see docs/ssh.md)",
+        description="Serve the TUI over SSH. Operators connect with 'ssh -t -p PORT HOST'; their name and role "
+        "(viewer or approver) come from their line in the authorized_keys file. The run itself is not affected "
+        "by the server starting or stopping.",
+    )
+    p.add_argument(
+        "--ssh", required=True, metavar="[HOST:]PORT", help=f"address to listen on (host default {DEFAULT_HOST})"
+    )
+    p.add_argument(
+        "--authorized-keys", required=True, metavar="FILE", help="OpenSSH authorized_keys, re-read at each login"
+    )
+    p.add_argument(
+        "--host-key",
+        metavar="FILE",
+        default=None,
+        help="ed25519 host key, created on first start (default: $XDG_CONFIG_HOME/phasef/ssh_host_ed25519_key)",
+    )
+    p.add_argument("--session", default=None, help="attach operators to this session (default: the newest one)")
+    p.add_argument("--max-sessions", type=int, default=8, metavar="N", help="concurrent operator sessions (8)")
+    p.add_argument(
+        "--max-startups", type=int, default=10, metavar="N", help="connections allowed to be logging in at once (10)"
+    )
+    p.add_argument(
+        "--idle-timeout", type=float, default=3600, metavar="S", help="end a session after S s without input (3600)"
+    )
+    p.add_argument("--login-timeout", type=float, default=30, metavar="S", help="time allowed to log in (30)")
+    p.add_argument(
+        "--keepalive", type=float, default=30, metavar="S", help="keepalive interval; 3 unanswered end it (30)"
+    )
+    p.add_argument(
+        "--log", default=None, metavar="FILE", help="connection log, JSON lines (SESSIONS/ssh-connections.jsonl)"
+    )
+    add_session_lookup(p)
+    p.set_defaults(func=_serve)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``PORT``, ``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); ``ValueError`` with a readable message."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = DEFAULT_HOST, text
+    host = host.strip("[]") or DEFAULT_HOST
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"--ssh {text!r}: expected [HOST:]PORT with PORT in 0-65535")
+    return host, int(port_text)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from phasef_tui.commands._common import sessions_root_for
+    from phasef_tui.ssh.host_key import HostKeyError, default_host_key_path, load_or_create_host_key
+    from phasef_tui.ssh.hub import ServeSettings
+
+    try:
+        host, port = parse_listen(args.ssh)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    numbers = {
+        "--max-sessions": args.max_sessions,
+        "--max-startups": args.max_startups,
+        "--login-timeout": args.login_timeout,
+    }
+    for flag, value in numbers.items():
+        if value <= 0:
+            print(f"error: {flag} must be positive, got {value}", file=sys.stderr)
+            return EXIT_USAGE
+    for flag, value in {"--idle-timeout": args.idle_timeout, "--keepalive": args.keepalive}.items():
+        if value < 0:
+            print(f"error: {flag} must be 0 or more, got {value}", file=sys.stderr)
+            return EXIT_USAGE
+    keys_path = Path(args.authorized_keys).expanduser().resolve()
+    if not keys_path.is_file():
+        print(f"error: --authorized-keys {keys_path}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    root = sessions_root_for(args)
+    session_dir = None
+    if args.session:
+        session_dir = resolve_session(args, args.session)
+        if session_dir is None:
+            return EXIT_USAGE
+    host_key_path = Path(args.host_key).expanduser().resolve() if args.host_key else default_host_key_path()
+    try:
+        host_key = load_or_create_host_key(host_key_path)
+    except (HostKeyError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    settings = ServeSettings(
+        authorized_keys=keys_path,
+        host_key=host_key_path,
+        sessions_root=root,
+        session_dir=session_dir,
+        host=host,
+        port=port,
+        max_sessions=args.max_sessions,
+        max_startups=args.max_startups,
+        login_timeout=args.login_timeout,
+        idle_timeout=args.idle_timeout,
+        keepalive_interval=args.keepalive,
+        log_path=Path(args.log).expanduser().resolve() if args.log else root / "ssh-connections.jsonl",
+        cwd=Path.cwd(),
+    )
+    return run_server(settings, host_key)
+
+
+def run_server(settings: Any, host_key: Any) -> int:
+    """Serve until SIGINT/SIGTERM/SIGHUP, then detach every TUI and exit 0."""
+    import asyncio
+    import signal
+
+    from phasef_tui.ssh.authorized_keys import read_authorized_keys
+    from phasef_tui.ssh.connection_log import ConnectionLog
+    from phasef_tui.ssh.hub import SessionHub
+    from phasef_tui.ssh.server import SSHService
+
+    async def main() -> int:
+        log = ConnectionLog(settings.log_path)
+        service = SSHService(SessionHub(settings, log), host_key)
+        try:
+            await service.start()
+        except OSError as exc:
+            print(f"error: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
+            log.close()
+            return EXIT_FAILED
+        new = "generated new host key" if host_key.created else "host key"
+        print(f"{new} {host_key.fingerprint} (ed25519) in {host_key.path}")
+        keys = read_authorized_keys(settings.authorized_keys)
+        print(f"authorized keys: {settings.authorized_keys}: {keys.summary()}")
+        for issue in keys.issues:
+            print(f"warning: {issue}")
+        target = settings.session_dir.name if settings.session_dir else "the newest session at each login"
+        print(f"attaching operators to {target}; connection log {settings.log_path}")
+        print(f"listening on {settings.host}:{service.port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            print("shutting down: detaching every operator session (the run goes on)", flush=True)
+            await service.close()
+            log.close()
+        return EXIT_OK
+
+    return asyncio.run(main())

@@ -1,0 +1,257 @@
+"""The SSH listener: public-key logins against a re-read authorized_keys, one TUI per session, clean shutdown.
+
+Everything but an interactive session is off: password, keyboard-interactive, host-based and GSS logins, agent and
+X11 forwarding, TCP and Unix-socket forwarding, tunnels. Each refusal is logged with the peer and the key. The
+caps are ``max_startups`` connections still logging in (the rest are dropped at once) and ``max_sessions`` TUIs; an
+authenticated connection that holds no session for ``login_timeout`` is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from typing import Any
+
+import asyncssh
+
+from phasef_tui.ssh.authorized_keys import AuthorizedKeys, Operator, read_authorized_keys
+from phasef_tui.ssh.host_key import HostKey
+from phasef_tui.ssh.hub import SessionHub
+from phasef_tui.ssh.session import ConnectionInfo, OperatorSession
+
+SHUTDOWN_MESSAGE = "phasef: the SSH server is shutting down; the run goes on (connect again to reattach)"
+CLIENT_LEAVE_S = 2.0
+_conn_ids = itertools.count(1)
+
+
+class OperatorConnection(asyncssh.SSHServer):
+    """One client connection: its login, then the sessions it opens."""
+
+    def __init__(self, service: SSHService) -> None:
+        self.service = service
+        self.hub = service.hub
+        self.conn_id = next(_conn_ids)
+        self.conn: asyncssh.SSHServerConnection | None = None
+        self.peer = "?"
+        self.peer_addr = ""
+        self.username = ""
+        self.keys: AuthorizedKeys | None = None
+        self.candidate: Operator | None = None
+        self.info: ConnectionInfo | None = None
+        self.sessions: set[OperatorSession] = set()
+        self.opened = time.monotonic()
+        self._sessionless: asyncio.TimerHandle | None = None
+        self._dropped = False
+
+    # -- connection lifecycle -----------------------------------------------------------------------------------
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        peer = conn.get_extra_info("peername") or ("?", 0)
+        self.peer_addr = str(peer[0])
+        self.peer = f"{peer[0]}:{peer[1]}"
+        if self.hub.closing or len(self.service.logging_in) >= self.hub.settings.max_startups:
+            self.log("refused", what="connection", reason="too many connections logging in")
+            self._dropped = True
+            conn.abort()
+            return
+        self.service.logging_in.add(self)
+        self.service.connections.add(self)
+        self.log("connect")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.service.logging_in.discard(self)
+        self.service.connections.discard(self)
+        if self._sessionless is not None:
+            self._sessionless.cancel()
+        if self._dropped:
+            return
+        reason = str(exc) if exc is not None else "closed"
+        self.log("disconnect", reason=reason, duration_s=round(time.monotonic() - self.opened, 3))
+
+    # -- authentication ---------------------------------------------------------------------------------------
+
+    def begin_auth(self, username: str) -> bool:
+        self.username = username
+        self.keys = self.service.read_keys()  # at every login: a key removed from the file is refused at once
+        return True
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def kbdint_auth_supported(self) -> bool:
+        return False
+
+    def host_based_auth_supported(self) -> bool:
+        return False
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        operator, why = (None, "no authorized keys") if self.keys is None else self.keys.find(key, self.peer_addr)
+        if operator is None:
+            self.log("auth_refused", key=key.get_fingerprint("sha256"), reason=why)
+            return False
+        # asyncssh calls this for every offered key and verifies the signature only afterwards; the login that
+        # completes is the last key validated here, so the connection keeps that key's operator
+        self.candidate = operator
+        return True
+
+    def validate_ca_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        self.log("auth_refused", key=key.get_fingerprint("sha256"), reason="certificates are not accepted")
+        return False
+
+    def auth_completed(self) -> None:
+        self.service.logging_in.discard(self)
+        assert self.candidate is not None, "public key is the only method"
+        self.info = ConnectionInfo(self.conn_id, self.peer, self.username, self.candidate)
+        self.log("login", source=self.candidate.source)
+        self._arm_sessionless_timer()
+
+    # -- what the client may open --------------------------------------------------------------------------------
+
+    def session_requested(self) -> OperatorSession | bool:
+        if self.info is None:
+            return False
+        session = OperatorSession(self.hub, self.info, on_end=self._session_ended)
+        self.sessions.add(session)
+        if self._sessionless is not None:
+            self._sessionless.cancel()
+            self._sessionless = None
+        return session
+
+    def _session_ended(self, session: OperatorSession) -> None:
+        self.sessions.discard(session)
+        if not self.sessions:
+            self._arm_sessionless_timer()
+
+    def _arm_sessionless_timer(self) -> None:
+        timeout = self.hub.settings.login_timeout
+        if timeout > 0 and self.conn is not None:
+            self._sessionless = asyncio.get_running_loop().call_later(timeout, self._close_sessionless)
+
+    def _close_sessionless(self) -> None:
+        self._sessionless = None
+        if not self.sessions and self.conn is not None:
+            self.log("closing", reason=f"no session open for {self.hub.settings.login_timeout:g} s")
+            self.conn.close()
+
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
+        self.log("refused", what=f"tcp forwarding to {dest_host}:{dest_port}", reason="forwarding is off")
+        return False
+
+    def server_requested(self, listen_host: str, listen_port: int) -> bool:
+        self.log("refused", what=f"remote forwarding from {listen_host}:{listen_port}", reason="forwarding is off")
+        return False
+
+    def unix_connection_requested(self, dest_path: str) -> bool:
+        self.log("refused", what=f"unix forwarding to {dest_path}", reason="forwarding is off")
+        return False
+
+    def unix_server_requested(self, listen_path: str) -> bool:
+        self.log("refused", what=f"unix remote forwarding from {listen_path}", reason="forwarding is off")
+        return False
+
+    def tun_requested(self, unit: int | None) -> bool:
+        self.log("refused", what="tun", reason="tunnels are off")
+        return False
+
+    def tap_requested(self, unit: int | None) -> bool:
+        self.log("refused", what="tap", reason="tunnels are off")
+        return False
+
+    def log(self, kind: str, **fields: Any) -> None:
+        op = self.info.operator if self.info else None
+        self.hub.log.event(
+            kind,
+            conn=self.conn_id,
+            peer=self.peer,
+            user=self.username or None,
+            operator=op.name if op else None,
+            role=op.role if op else None,
+            key=fields.pop("key", op.fingerprint if op else None),
+            **fields,
+        )
+
+
+class SSHService:
+    """The listening server and everything attached to it."""
+
+    def __init__(self, hub: SessionHub, host_key: HostKey) -> None:
+        self.hub = hub
+        self.host_key = host_key
+        self.connections: set[OperatorConnection] = set()
+        self.logging_in: set[OperatorConnection] = set()
+        self._acceptor: asyncssh.SSHAcceptor | None = None
+        self._known_issues: frozenset[str] = frozenset()
+
+    def read_keys(self) -> AuthorizedKeys:
+        keys = read_authorized_keys(self.hub.settings.authorized_keys)
+        issues = frozenset(keys.issues)
+        for issue in sorted(issues - self._known_issues):  # each problem once, not at every login
+            self.hub.log.event("authorized_keys", issue=issue)
+        self._known_issues = issues
+        return keys
+
+    @property
+    def port(self) -> int:
+        assert self._acceptor is not None
+        return int(self._acceptor.get_port())
+
+    async def start(self) -> None:
+        settings = self.hub.settings
+        logging.getLogger("asyncssh").setLevel(logging.WARNING)
+        self._acceptor = await asyncssh.create_server(
+            lambda: OperatorConnection(self),
+            settings.host,
+            settings.port,
+            server_host_keys=[self.host_key.key],
+            config=None,
+            authorized_client_keys=None,
+            public_key_auth=True,
+            password_auth=False,
+            kbdint_auth=False,
+            host_based_auth=False,
+            gss_host=None,
+            gss_kex=False,
+            gss_auth=False,
+            allow_pty=True,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            line_editor=False,
+            encoding=None,
+            login_timeout=settings.login_timeout,
+            keepalive_interval=settings.keepalive_interval,
+            keepalive_count_max=settings.keepalive_count_max,
+            reuse_address=True,
+        )
+
+    async def close(self) -> None:
+        """Stop listening, detach every TUI (the supervised run is another process and goes on), then hang up."""
+        self.hub.closing = True
+        if self._acceptor is not None:
+            self._acceptor.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._acceptor.wait_closed(), 2.0)
+        sessions = [s for c in list(self.connections) for s in c.sessions]
+        for session in sessions:
+            session.detach(SHUTDOWN_MESSAGE)
+        if sessions:
+            grace = self.hub.settings.shutdown_grace + 3
+            await asyncio.wait([asyncio.ensure_future(s.done) for s in sessions], timeout=grace)
+        # clients leave by themselves once their session closed; a disconnect sent at once could overtake the
+        # goodbye line in the client's own buffers, so it is only for those that linger
+        await self._until_no_connections(CLIENT_LEAVE_S)
+        for conn in list(self.connections):
+            if conn.conn is not None:
+                conn.conn.close()
+        await self._until_no_connections(2.0)
+
+    async def _until_no_connections(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)

@@ -1,0 +1,52 @@
+"""``phasef serve``: its arguments, its usage errors, and that the rest of the CLI starts without asyncssh."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from phasef_tui.commands.serve import parse_listen
+from tests.spine_helpers import phasef
+from tests.ssh_helpers import make_key, write_keys
+
+
+def test_listen_addresses() -> None:
+    assert parse_listen("2222") == ("127.0.0.1", 2222)
+    assert parse_listen("127.0.0.1:0") == ("127.0.0.1", 0)
+    assert parse_listen("[::1]:2200") == ("::1", 2200)
+    assert parse_listen(":2201") == ("127.0.0.1", 2201)
+    for bad in ("", "port", "127.0.0.1:", "127.0.0.1:70000", "1.2.3.4:-1"):
+        with pytest.raises(ValueError, match="expected \\[HOST:\\]PORT"):
+            parse_listen(bad)
+
+
+def test_the_cli_parser_does_not_import_asyncssh() -> None:
+    code = (
+        "import sys; from phasef_tui.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('asyncssh', 'textual', 'mlx') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_usage_errors_name_what_is_wrong(tmp_path: Path) -> None:
+    _key, pub = make_key(tmp_path, "alice")
+    keys = write_keys(tmp_path / "authorized_keys", [pub])
+    r = phasef("serve", "--ssh", "localhost:http", "--authorized-keys", str(keys), cwd=tmp_path)
+    assert r.returncode == 2 and "--ssh 'localhost:http': expected [HOST:]PORT" in r.stderr
+    r = phasef("serve", "--ssh", "0", "--authorized-keys", str(tmp_path / "nope"), cwd=tmp_path)
+    assert r.returncode == 2 and "--authorized-keys" in r.stderr and "no such file" in r.stderr
+    r = phasef("serve", "--ssh", "0", "--authorized-keys", str(keys), "--max-sessions", "0", cwd=tmp_path)
+    assert r.returncode == 2 and "--max-sessions must be positive" in r.stderr
+    r = phasef("serve", "--ssh", "0", "--authorized-keys", str(keys), "--session", "ghost", cwd=tmp_path)
+    assert r.returncode == 2 and "no session 'ghost'" in r.stderr
+    host_key = tmp_path / "host_key"
+    host_key.write_text("not a key")
+    host_key.chmod(0o644)
+    r = phasef("serve", "--ssh", "0", "--authorized-keys", str(keys), "--host-key", str(host_key), cwd=tmp_path)
+    assert r.returncode == 1 and "chmod 600" in r.stderr
+    r = phasef("serve", "--help", cwd=tmp_path)
+    assert r.returncode == 0 and "--authorized-keys" in r.stdout and "--idle-timeout" in r.stdout
