@@ -43,15 +43,31 @@ def test_default_cycle_end_to_end(tmp_path: Path) -> None:
         # offline auditors cannot give a valid verdict, and the gate says so plainly
         assert opened["payload"]["audit"]["verdict"] in ("INVALID", "NO-GO", "BLOCKED")
         r = phasef(
-            "approve", "cycle", "B.baseline-gate", "--decision", "go", "--as", "tester",
-            "--reason", "offline auditors; rehearsing the loop", cwd=tmp_path,
+            "approve",
+            "cycle",
+            "B.baseline-gate",
+            "--decision",
+            "go",
+            "--as",
+            "tester",
+            "--reason",
+            "offline auditors; rehearsing the loop",
+            cwd=tmp_path,
         )
         assert r.returncode == 0 and "operator override" in r.stdout, r.stdout + r.stderr
         wait_for(lambda: has_event(session, "gate_opened", "E.final-gate") or proc.poll() is not None, 900, "E")
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         r = phasef(
-            "approve", "cycle", "E.final-gate", "--decision", "no-go", "--as", "tester",
-            "--reason", "a random-init tiny model is not a release candidate", cwd=tmp_path,
+            "approve",
+            "cycle",
+            "E.final-gate",
+            "--decision",
+            "no-go",
+            "--as",
+            "tester",
+            "--reason",
+            "a random-init tiny model is not a release candidate",
+            cwd=tmp_path,
         )
         assert r.returncode == 0, r.stderr
         out, _ = proc.communicate(timeout=120)
