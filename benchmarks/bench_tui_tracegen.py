@@ -126,10 +126,12 @@ def episode_records(rng: random.Random, run: str, number: int, ts: float) -> Ite
                 )
             else:
                 yield _tick(rng, run, ep, t, ts, chain_id=cid, chain_role="recovered", recovery="model", progress=True)
-        elif r < 0.09:  # thrashing: the same action three times without progress
-            action = {"tool": "grep", "args": {"pattern": "TODO"}}
+        elif r < 0.09:  # thrashing: the same action failing the same way three times
+            action = {"tool": "run_tests", "args": {"path": "tests/test_io.py"}}
             for _ in range(3):
-                yield _tick(rng, run, ep, t, ts, action=action, progress=False)
+                yield _tick(
+                    rng, run, ep, t, ts, action=action, outcome="error", error_class="CheckFailed", progress=False
+                )
                 t += 1
                 ts += 0.5
             continue

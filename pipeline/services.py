@@ -20,9 +20,7 @@ class ServiceError(Exception):
 
 
 class Service(abc.ABC):
-    def __init__(
-        self, name: str, params: dict[str, Any], session_dir: Path, project_dir: Path, log_path: Path
-    ) -> None:
+    def __init__(self, name: str, params: dict[str, Any], session_dir: Path, project_dir: Path, log_path: Path) -> None:
         self.name = name
         self.params = params
         self.session_dir = session_dir

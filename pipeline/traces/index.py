@@ -22,12 +22,22 @@ import os
 import threading
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
 import orjson
+
+from pipeline.traces.analysis import (
+    DEATH_OUTCOMES,
+    DEFAULT_DEADLOCK_WINDOW,
+    DEFAULT_THRASH_MIN,
+    FAILING_TICK_OUTCOMES,
+    INVALID_VERB,
+    PRECONDITION_CLASSES,
+    action_verb,
+)
 
 CHUNK_SIZE = 1 << 20
 """Bytes read per scan step: large enough for bytes-level speed, small enough to stay responsive."""
@@ -36,7 +46,11 @@ PRIME_SIZE = 64 << 10
 SUMMARY_BATCH_BYTES = 1 << 20
 """Bytes of lines summarized per step."""
 CACHE_LINES = 4096
-"""Raw and parsed lines kept (each cache); a screen shows at most a few hundred."""
+"""Raw lines kept; a screen shows at most a few hundred."""
+PARSED_LINES = 1024
+"""Parsed lines kept: fewer, since each is a tree of objects the garbage collector has to walk."""
+THRASH_MIN = DEFAULT_THRASH_MIN
+DEADLOCK_WINDOW = DEFAULT_DEADLOCK_WINDOW
 IDLE_POLL_S = 0.05
 """How often a followed file is checked for growth when nothing is happening (20 Hz, the frame rate)."""
 
@@ -46,7 +60,6 @@ KIND_EPISODE_START = 1
 KIND_TICK = 2
 KIND_EPISODE_END = 3
 KIND_CODES = {"episode_start": KIND_EPISODE_START, "tick": KIND_TICK, "episode_end": KIND_EPISODE_END}
-KIND_NAMES = {v: k for k, v in KIND_CODES.items()} | {KIND_UNKNOWN: "?"}
 
 # Flags in the summary (a 16-bit mask).
 FLAG_DEATH = 1 << 0
@@ -78,6 +91,8 @@ for _flag in FILTER_FLAGS.values():
     _FILTER_MASK |= _flag
 
 NO_ID = -1
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+"""The summary stores ticks and context sizes as 32-bit integers; values outside are not kept."""
 
 FileChange = Literal["same", "grown", "truncated", "rotated", "missing"]
 
@@ -140,10 +155,6 @@ class LineSummary:
     context_chars: int
     latency_s: float | None
 
-    @property
-    def kind_name(self) -> str:
-        return KIND_NAMES.get(self.kind, "?")
-
 
 class _Interner:
     """Strings (episode ids, chain keys) stored once, referred to by small integers in the summary arrays."""
@@ -177,16 +188,46 @@ class _Summaries:
         self.chain_episode = array("i")
         self.chain_lines: list[array[int]] = []
         self.flag_lines: dict[int, array[int]] = {flag: array("q") for flag in FILTER_FLAGS.values()}
-        self.last_action: dict[int, tuple[Any, bool]] = {}
+        self.episode_state: dict[int, _EpisodeRuns] = {}
+        self.flagged_upto = 0
+        """Lines below this number are in ``flag_lines`` (set after they are appended, so readers need no lock)."""
 
     def __len__(self) -> int:
         return len(self.kind)
 
 
-def _int_field(value: Any, default: int) -> int:
-    if type(value) is int and -(2**31) <= value < 2**31:
-        return value
-    return default
+class _EpisodeRuns:
+    """Per open episode: failing runs per action verb and error class, and ticks in a row without progress."""
+
+    __slots__ = ("no_progress", "runs")
+
+    def __init__(self) -> None:
+        self.runs: dict[str, dict[str, int]] = {}
+        self.no_progress = 0
+
+
+def _run_flags(st: _EpisodeRuns, obj: dict[str, Any], outcome: Any, error_class: Any) -> int:
+    """Thrash and repeated-precondition deadlock marks, by the definitions of ``pipeline.traces.analysis``.
+
+    Thrash: the same action verb failing with the same error class ``THRASH_MIN`` times or more before that verb
+    succeeds; the same with a precondition error (the world refusing: a lock, a missing thing) is a deadlock. A tick
+    is marked from the repeat that turns the pattern on: earlier ticks of the run are not marked afterwards, so a
+    mark is final once written (filters only ever append).
+    """
+    if outcome in FAILING_TICK_OUTCOMES:
+        if not isinstance(error_class, str) or not error_class:
+            error_class = "Timeout" if outcome == "timeout" else ("Fatal" if outcome == "death" else "Error")
+        runs = st.runs.setdefault(action_verb(obj.get("action")) or INVALID_VERB, {})
+        count = runs.get(error_class, 0) + 1
+        runs[error_class] = count
+        if count >= THRASH_MIN:
+            return FLAG_DEADLOCK if error_class in PRECONDITION_CLASSES else FLAG_THRASH
+        return 0
+    verb = action_verb(obj.get("action"))
+    if verb is not None:
+        st.runs.pop(verb, None)
+        st.runs.pop(INVALID_VERB, None)
+    return 0
 
 
 def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
@@ -197,7 +238,7 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
     loads = orjson.loads
     decode_error = orjson.JSONDecodeError
     intern_episode = s.episodes.intern
-    last_action = s.last_action
+    episodes_state = s.episode_state
     kinds: list[int] = []
     flags_col: list[int] = []
     episodes: list[int] = []
@@ -207,6 +248,8 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
     latencies: list[float] = []
     flagged: list[tuple[int, int]] = []
     nan = math.nan
+    last_episode_name: Any = None
+    last_episode = NO_ID
     for i, raw in enumerate(lines, first):
         kind = KIND_UNKNOWN
         flags = 0
@@ -220,12 +263,17 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
         if type(obj) is dict and obj:
             kind = KIND_CODES.get(obj.get("kind"), KIND_UNKNOWN)  # type: ignore[arg-type]
             ep = obj.get("episode")
-            if type(ep) is str:
-                episode = intern_episode(ep)
+            if ep == last_episode_name:  # consecutive records mostly share their episode
+                episode = last_episode
+            elif type(ep) is str:
+                episode = last_episode = intern_episode(ep)
+                last_episode_name = ep
             elif type(ep) is int:
                 episode = intern_episode(str(ep))
             if kind == KIND_TICK:
-                tick = _int_field(obj.get("tick"), NO_ID)
+                tick = obj.get("tick", NO_ID)
+                if type(tick) is not int or not INT32_MIN <= tick <= INT32_MAX:
+                    tick = NO_ID
                 outcome = obj.get("outcome")
                 role = obj.get("chain_role")
                 error_class = obj.get("error_class")
@@ -256,30 +304,37 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
                         flags |= FLAG_THRASH
                 if obj.get("schema_error"):
                     flags |= FLAG_SCHEMA_ERROR
-                progress = obj.get("progress") is True
-                if progress:
+                progress = obj.get("progress")
+                if progress is True:
                     flags |= FLAG_PROGRESS
-                # Thrash: the same action as the episode's previous tick, which moved nothing forward.
-                action = obj.get("action")
-                if action is not None and episode != NO_ID:
-                    previous = last_action.get(episode)
-                    if previous is not None and not previous[1] and previous[0] == action:
-                        flags |= FLAG_THRASH
-                    last_action[episode] = (action, progress)
+                if episode != NO_ID:
+                    runs = episodes_state.get(episode)
+                    if runs is None:
+                        runs = episodes_state[episode] = _EpisodeRuns()
+                    if progress is True:
+                        runs.no_progress = 0
+                    elif progress is False:
+                        runs.no_progress += 1
+                        if runs.no_progress >= DEADLOCK_WINDOW:  # no progress for a window of ticks
+                            flags |= FLAG_DEADLOCK
+                    if runs.runs or outcome in FAILING_TICK_OUTCOMES:
+                        flags |= _run_flags(runs, obj, outcome, error_class)
                 chain_id = obj.get("chain_id")
                 if chain_id is not None:
                     chain = _chain_number(s, episode, str(chain_id), i)
-                context_chars = _int_field(obj.get("context_chars"), 0)
+                context_chars = obj.get("context_chars", 0)
+                if type(context_chars) is not int or not 0 <= context_chars <= INT32_MAX:
+                    context_chars = 0
                 lat = obj.get("latency_s")
                 if type(lat) is float or type(lat) is int:
                     latency = lat
             elif kind == KIND_EPISODE_END:
                 outcome = obj.get("outcome")
-                if outcome == "death":
+                if outcome in DEATH_OUTCOMES:
                     flags |= FLAG_DEATH
-                elif outcome in ("failure", "timeout", "aborted"):
+                elif outcome in ("failure", "aborted"):
                     flags |= FLAG_ERROR
-                last_action.pop(episode, None)
+                episodes_state.pop(episode, None)
             elif kind == KIND_UNKNOWN:
                 flags |= FLAG_BAD_LINE
         elif obj is None or type(obj) is not dict:
@@ -293,18 +348,21 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
         latencies.append(latency)
         if flags & _FILTER_MASK:
             flagged.append((i, flags))
-    s.kind.extend(kinds)
+    # ``kind`` last: its length is the number of summarized lines, so a reader in another thread that checks
+    # ``i < len(summaries)`` finds every other column already holding line ``i``
     s.flags.extend(flags_col)
     s.episode.extend(episodes)
     s.tick.extend(ticks)
     s.chain.extend(chains)
     s.context_chars.extend(contexts)
     s.latency.extend(latencies)
+    s.kind.extend(kinds)
     flag_lines = s.flag_lines
     for i, flags in flagged:
         for flag, lines_with_flag in flag_lines.items():
             if flags & flag:
                 lines_with_flag.append(i)
+    s.flagged_upto = first + len(lines)
 
 
 def _chain_number(s: _Summaries, episode: int, chain_id: str, line: int) -> int:
@@ -344,7 +402,7 @@ class TraceIndex:
         self._fd = os.open(self.path, os.O_RDONLY)
         self._inode = os.fstat(self._fd).st_ino
         self._raw: LRUCache[tuple[int, int], bytes] = LRUCache(cache_lines)
-        self._parsed: LRUCache[tuple[int, int], dict[str, Any] | LineError] = LRUCache(cache_lines)
+        self._parsed: LRUCache[tuple[int, int], dict[str, Any] | LineError] = LRUCache(min(cache_lines, PARSED_LINES))
         self._reset_state()
         self.size = os.fstat(self._fd).st_size
         if prime_bytes:
@@ -395,6 +453,29 @@ class TraceIndex:
             data = data[:-1]
         self._raw.put(key, data)
         return data
+
+    def prefetch(self, first: int, last: int) -> None:
+        """Read lines ``first..last`` (inclusive) with one ``pread`` into the line cache.
+
+        A screen of a stream is a run of consecutive lines; one read for all of them matters because every read
+        gives the interpreter away, and a busy indexer thread may keep it for a switch interval each time.
+        """
+        total = len(self.ends)
+        first, last = max(0, first), min(last, total - 1)
+        if first > last:
+            return
+        generation = self.generation
+        missing = [i for i in range(first, last + 1) if self._raw.get((generation, i)) is None]
+        if len(missing) < 2:
+            return
+        first, last = missing[0], missing[-1]
+        begin = self.ends[first - 1] if first else 0
+        data = os.pread(self._fd, self.ends[last] - begin, begin)
+        if len(data) != self.ends[last] - begin:
+            return  # the file shrank under us: the indexer will notice and start over
+        parts = data.split(b"\n")
+        for offset, raw in enumerate(parts[: last - first + 1]):
+            self._raw.put((generation, first + offset), raw[:-1] if raw.endswith(b"\r") else raw)
 
     def record(self, i: int) -> dict[str, Any] | LineError:
         """Line ``i`` parsed as a JSON object, or a ``LineError`` saying why it is not one (cached)."""
@@ -460,14 +541,6 @@ class TraceIndex:
     def line_at_offset(self, offset: int) -> int:
         """The line holding byte ``offset``."""
         return bisect.bisect_right(self.ends, offset)
-
-    def head(self, max_bytes: int = PRIME_SIZE) -> list[bytes]:
-        """The first complete lines within ``max_bytes``, read directly (for a screen before any index exists)."""
-        data = os.pread(self._fd, max_bytes, 0)
-        lines = data.split(b"\n")
-        if len(data) == max_bytes or not self.include_partial:
-            lines.pop()
-        return [ln for ln in lines if ln]
 
     # -- scanning --------------------------------------------------------------------------------------------------
     def scan_step(self, max_bytes: int | None = None) -> int:
@@ -608,22 +681,6 @@ class TraceIndex:
                 return
             stop.wait(idle_s)
             self.check_file()
-
-    def iter_lines(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes]]:
-        """Lines ``start..stop`` read in chunks (for exporters and searches that walk many lines)."""
-        stop = len(self.ends) if stop is None else min(stop, len(self.ends))
-        i = start
-        while i < stop:
-            begin = self.ends[i - 1] if i else 0
-            last = bisect.bisect_left(self.ends, begin + self.chunk_size, i, stop)
-            last = min(max(last, i + 1), stop)
-            data = os.pread(self._fd, self.ends[last - 1] - begin, begin)
-            parts = data.split(b"\n")
-            if len(parts) > last - i:
-                parts.pop()
-            for raw in parts:
-                yield i, raw.rstrip(b"\r")
-                i += 1
 
     def find(
         self,

@@ -1,0 +1,249 @@
+"""The phasef TUI: one App over a ``DataSource``, redrawing from it at a bounded frame rate.
+
+The same screens serve a trace file alone (``phasef trace view``) and a live session (``phasef attach``): the source
+decides which screens exist. A timer polls the source ``FRAME_RATE`` times a second and tells the active screen what
+changed, so a flood of trace records or journal events costs one redraw per frame, never one per event.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from textual.app import App, ScreenStackError
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from phasef_tui.data_source import CHANGED_SESSION, DataSource
+from phasef_tui.keys import APP_KEYS, SCREEN_KEYS, SCREEN_NAMES, KeymapProblem, bindings, display_key, effective_key
+from phasef_tui.screens.base import PhasefScreen
+
+FRAME_RATE = 20.0
+"""Redraws per second at most (the data is pulled, coalesced, once a frame)."""
+GC_THRESHOLDS = (10_000, 20, 100)
+"""Fewer, cheaper garbage collections: with Python's defaults a flood of records triggers full collections of the
+whole heap several times a second, each a pause of up to ~100 ms (measured) that keys would wait behind."""
+SWITCH_INTERVAL_S = 0.001
+"""How long a busy background thread (the indexer summarizing a big file) may keep the interpreter before the UI
+thread gets it back; Python's default, 5 ms, is paid again at every read the UI makes, and keys would feel it."""
+
+TRACE_SCREENS = ("traces", "chains", "report")
+SESSION_SCREENS = ("dashboard", "traces", "chains", "audit", "report")
+
+
+class PhasefCommands(Provider):
+    """The command palette: the same actions as the keys of the app and of the screen it was opened on."""
+
+    def _commands(self) -> Iterable[tuple[str, str, Callable[[], Any]]]:
+        app = self.app
+        assert isinstance(app, PhasefApp)
+        screen = self.screen
+        keymap = app.keymap
+        actions = [a for a in APP_KEYS if a.id != "app.palette"]
+        scope = getattr(screen, "SCREEN_NAME", "").lower()
+        actions.extend(SCREEN_KEYS.get(scope, ()))
+        for action in actions:
+            if action.id.startswith("app.") and action.id.removeprefix("app.") in SCREEN_NAMES:
+                if action.id.removeprefix("app.") not in app.available_screens:
+                    continue
+                title = f"Go to {action.description}"
+            else:
+                title = action.description
+            help_text = f"{display_key(effective_key(action, keymap))}  ·  {action.id}"
+            yield title, help_text, partial(screen.run_action, action.action)
+
+    async def discover(self) -> Hits:
+        for title, help_text, callback in self._commands():
+            yield DiscoveryHit(title, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, help_text, callback in self._commands():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), callback, help=help_text)
+
+
+class PhasefApp(App[int]):
+    CSS_PATH = "phasef.tcss"
+    TITLE = "phasef"
+    BINDINGS = bindings("app")
+    COMMANDS = {PhasefCommands}
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    ENABLE_COMMAND_PALETTE = True
+
+    def __init__(
+        self,
+        source: DataSource,
+        *,
+        keymap: Mapping[str, str] | None = None,
+        keymap_problems: Sequence[KeymapProblem] = (),
+        frame_rate: float = FRAME_RATE,
+        clock: Callable[[], float] = time.time,
+        blink: bool = True,
+        initial: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.keymap: dict[str, str] = dict(keymap or {})
+        self.keymap_problems = list(keymap_problems)
+        self.frame_rate = frame_rate
+        self.clock = clock
+        self.blink = blink
+        self.available_screens = SESSION_SCREENS if source.has_session else TRACE_SCREENS
+        self.initial = initial or self.available_screens[0]
+        self.screen_objects: dict[str, PhasefScreen] = {}
+        self.frames = 0
+        self._start_notes: list[str] = []
+        self._gc_before: tuple[int, int, int] | None = None
+        self._switch_before = sys.getswitchinterval()
+
+    def notify_on_start(self, message: str) -> None:
+        """A warning to show once the app runs (problems found while preparing its data)."""
+        self._start_notes.append(message)
+
+    # -- screens -----------------------------------------------------------------------------------------------------
+    def _make_screen(self, name: str) -> PhasefScreen:
+        from phasef_tui.screens import AuditScreen, ChainsScreen, DashboardScreen, ReportScreen, TracesScreen
+
+        classes: dict[str, type[PhasefScreen]] = {
+            "dashboard": DashboardScreen,
+            "traces": TracesScreen,
+            "chains": ChainsScreen,
+            "audit": AuditScreen,
+            "report": ReportScreen,
+        }
+        screen = classes[name]()
+        self.screen_objects[name] = screen
+        return screen
+
+    def on_mount(self) -> None:
+        self._switch_before = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        for name in self.available_screens:
+            self.add_mode(name, partial(self._make_screen, name))
+        if self.keymap:
+            self.set_keymap(self.keymap)
+        self.switch_mode(self.initial)
+        self.call_after_refresh(self.source.start)  # the first screen (from the first KB) before any scanning
+        self.set_interval(1 / self.frame_rate, self._frame, name="frame")
+        self.call_after_refresh(self._settle_heap)
+        for problem in self.keymap_problems:
+            self.notify(str(problem), title="keymap", severity="warning", timeout=10)
+        for note in self._start_notes:
+            self.notify(note, severity="warning", timeout=10)
+
+    def _settle_heap(self) -> None:
+        """Once the app is built, move what exists to the collector's permanent generation (it lives as long as
+        the app) and collect less often, so pauses stay short while records stream in."""
+        gc.collect()
+        gc.freeze()
+        self._gc_before = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLDS)
+
+    def on_unmount(self) -> None:
+        if self._gc_before is not None:  # leave the process as it was (an app may run inside a larger program)
+            gc.unfreeze()
+            gc.set_threshold(*self._gc_before)
+        sys.setswitchinterval(self._switch_before)
+        self.source.stop()
+
+    def _frame(self) -> None:
+        """One frame: ask the source what changed and let the visible screen redraw those parts."""
+        try:
+            screen = self.screen
+        except ScreenStackError:
+            return  # between modes, or closing
+        if not isinstance(screen, PhasefScreen) or not screen.view_ready:
+            return  # a dialog or a screen still mounting: keep the changes for the next main screen frame
+        self.frames += 1
+        changed = self.source.poll()
+        if CHANGED_SESSION in changed:
+            screen.draw_tabs()
+        if changed or screen.SCREEN_NAME == "Dashboard":  # the dashboard's clocks tick
+            screen.refresh_view(changed)
+
+    def tab_list(self) -> tuple[tuple[str, str], ...]:
+        out = []
+        for name in self.available_screens:
+            action = next(a for a in APP_KEYS if a.id == f"app.{name}")
+            out.append((display_key(effective_key(action, self.keymap)).split(" / ")[0], SCREEN_NAMES[name]))
+        return tuple(out)
+
+    def attention(self) -> str:
+        """A short note for the tab line when the operator is needed (a gate waits)."""
+        view = self.source.session_view(self.clock()) if self.source.has_session else None
+        if view is None:
+            return ""
+        waiting = view.pending_gates
+        if waiting:
+            return f"◆ {len(waiting)} gate{'s' if len(waiting) > 1 else ''} waiting"
+        if view.final_decision:
+            return f"final {view.final_decision}"
+        return ""
+
+    def action_show_screen(self, name: str) -> None:
+        if name not in self.available_screens:
+            self.notify(f"no {SCREEN_NAMES.get(name, name)} screen without a session", timeout=3)
+            return
+        self.switch_mode(name)
+
+    def action_help(self) -> None:
+        """The help screen is built once and kept (installed): later opens only redraw it."""
+        from phasef_tui.screens.help import HelpScreen
+
+        if not self.is_screen_installed("help"):
+            self.install_screen(HelpScreen(self.keymap), name="help")
+        self.push_screen("help")
+
+    def open_chain(self, chain: int, position: int) -> None:
+        """Show a recovery chain at a tick (from the Traces screen)."""
+        self.switch_mode("chains")
+        screen = self.screen_objects.get("chains")
+        if screen is not None:
+            screen.select(chain, position)  # type: ignore[attr-defined]
+
+    def open_trace_line(self, line: int) -> None:
+        """Show a trace line in the stream (from the Chains screen)."""
+        self.switch_mode("traces")
+        screen = self.screen_objects.get("traces")
+        if screen is not None:
+            screen.show_line(line)  # type: ignore[attr-defined]
+
+    def open_gate(self, gate_id: str) -> None:
+        self.switch_mode("audit")
+        screen = self.screen_objects.get("audit")
+        if screen is not None:
+            screen.select_gate(gate_id)  # type: ignore[attr-defined]
+
+
+def load_keys(config: Path | None) -> tuple[dict[str, str], list[KeymapProblem]]:
+    """The operator's ``[tui.keys]`` from ``config`` (missing file: no remapping)."""
+    if config is None:
+        return {}, []
+    from phasef_tui.keys import keymap_from_config
+
+    return keymap_from_config(config)
+
+
+def run_attach(session_dir: Path, operator: str, control_socket: Path | None) -> int:
+    """Attach the TUI to a session: replay and tail its journal, sign decisions over the control socket."""
+    from phasef_tui.session_source import SessionSource, session_config_path
+
+    session_dir = Path(session_dir)
+    if not session_dir.is_dir():
+        print(f"phasef attach: {session_dir}: no such session folder")
+        return 2
+    try:
+        source = SessionSource(session_dir, operator=operator, control_socket=control_socket)
+    except FileNotFoundError as exc:
+        print(f"phasef attach: {exc}")
+        return 2
+    keymap, problems = load_keys(session_config_path(session_dir))
+    app = PhasefApp(source, keymap=keymap, keymap_problems=problems)
+    result = app.run()
+    return int(result or 0)

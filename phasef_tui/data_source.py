@@ -1,0 +1,132 @@
+"""Where the screens get their data: a trace file alone, or a live session (journal, traces, control socket).
+
+The app holds one ``DataSource`` and calls ``poll()`` once a frame; the answer says which parts changed, and only
+the screens showing those parts redraw. Screens never open files or sockets themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from phasef_tui.trace_feed import TraceFeed
+from pipeline.traces.index import KIND_TICK
+from widgets.session_view import SessionView
+
+CHANGED_TRACES = "traces"
+CHANGED_TRACE_FILE = "trace_file"
+CHANGED_SESSION = "session"
+
+
+class ApprovalError(Exception):
+    """A decision could not be sent or was refused; the message says why (shown to the operator)."""
+
+
+@dataclass(frozen=True)
+class TraceProfile:
+    """Per-tick figures of a trace for the report plots (read from the index summary, no parsing)."""
+
+    label: str
+    latencies: Sequence[float]
+    context_chars: Sequence[int]
+
+
+def trace_profile(feed: TraceFeed, label: str) -> TraceProfile:
+    """Latency of every tick that called the model, and context size per tick, of the summarized lines."""
+    s = feed.index.summaries
+    n = len(s)
+    kinds = s.kind[:n]
+    lat = s.latency[:n]
+    ctx = s.context_chars[:n]
+    latencies = array("f", (v for k, v in zip(kinds, lat, strict=True) if k == KIND_TICK and not math.isnan(v)))
+    contexts = array("i", (c for k, c in zip(kinds, ctx, strict=True) if k == KIND_TICK))
+    return TraceProfile(label, latencies, contexts)
+
+
+class DataSource:
+    """Base: no session, no trace. Subclasses fill in what they have."""
+
+    title = "phasef"
+    operator: str | None = None
+
+    def __init__(self) -> None:
+        self._trace_mark: tuple[int, ...] = ()
+        self._feed_mark: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start background readers (called once the app is running)."""
+
+    def stop(self) -> None:
+        """Stop background readers and close files."""
+
+    # -- what there is ---------------------------------------------------------------------------------------------
+    @property
+    def has_session(self) -> bool:
+        return False
+
+    @property
+    def feed(self) -> TraceFeed | None:
+        """The trace the Traces and Chains screens show."""
+        return None
+
+    def trace_files(self) -> list[Path]:
+        return []
+
+    def select_trace(self, path: Path) -> None:
+        raise ValueError("this source has a single trace")
+
+    def session_view(self, now: float) -> SessionView | None:
+        return None
+
+    def log_tail(self, step_key: str | None) -> tuple[str, ...]:
+        return ()
+
+    def profiles(self) -> list[TraceProfile]:
+        feed = self.feed
+        return [trace_profile(feed, Path(feed.display_name).name)] if feed is not None else []
+
+    def approve(self, gate_id: str, decision: str, reason: str) -> str:
+        raise ApprovalError("no session: decisions are signed in a session (phasef attach)")
+
+    # -- change detection ---------------------------------------------------------------------------------------------
+    def poll(self) -> set[str]:
+        """What changed since the last call (cheap: a few integers compared)."""
+        changed: set[str] = set()
+        feed = self.feed
+        if id(feed) != self._feed_mark:
+            self._feed_mark = id(feed)
+            self._trace_mark = ()
+            changed.add(CHANGED_TRACE_FILE)
+        if feed is not None:
+            index = feed.index
+            mark = (index.generation, len(index), index.summarized, index.chain_count, index.size)
+            if mark != self._trace_mark:
+                self._trace_mark = mark
+                changed.add(CHANGED_TRACES)
+        return changed
+
+
+class TraceFileSource(DataSource):
+    """One trace file, viewed without a session (``phasef trace view FILE``)."""
+
+    def __init__(self, feed: TraceFeed) -> None:
+        super().__init__()
+        self._feed = feed
+        self.title = feed.display_name
+
+    @property
+    def feed(self) -> TraceFeed:
+        return self._feed
+
+    def trace_files(self) -> list[Path]:
+        return [self._feed.path]
+
+    def start(self) -> None:
+        self._feed.start()
+
+    def stop(self) -> None:
+        self._feed.stop()

@@ -1,0 +1,213 @@
+"""Every key of the TUI, with a stable binding id, and the ``[tui.keys]`` keymap that remaps them.
+
+One table is the source of truth for the screens' ``BINDINGS``, the help screen and the command palette, so the
+three never disagree. An operator remaps a key by its id in config.toml::
+
+    [tui.keys]
+    "traces.follow" = "F"
+    "audit.approve" = "ctrl+a"
+
+The keymap is applied with ``App.set_keymap``; an unknown id or a value that is not a key string is reported with
+the file, line and key, and the other entries still apply.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from textual.binding import Binding, BindingType
+
+from widgets.virtual_list import VirtualList
+
+
+@dataclass(frozen=True)
+class KeyAction:
+    id: str
+    key: str  # default key(s), comma separated, Textual key names or characters
+    action: str
+    description: str
+    show: bool = True
+    priority: bool = False
+
+
+SCREEN_NAMES = {
+    "dashboard": "Dashboard",
+    "traces": "Traces",
+    "chains": "Chains",
+    "audit": "Audit",
+    "report": "Report",
+}
+
+APP_KEYS = (
+    KeyAction("app.dashboard", "1", "app.show_screen('dashboard')", "Dashboard", show=False),
+    KeyAction("app.traces", "2", "app.show_screen('traces')", "Traces", show=False),
+    KeyAction("app.chains", "3", "app.show_screen('chains')", "Recovery chains", show=False),
+    KeyAction("app.audit", "4", "app.show_screen('audit')", "Audit", show=False),
+    KeyAction("app.report", "5", "app.show_screen('report')", "Report", show=False),
+    KeyAction("app.help", "question_mark,f1", "app.help", "Help"),
+    KeyAction("app.palette", "ctrl+p", "app.command_palette", "Commands", show=False, priority=True),
+    KeyAction("app.quit", "q", "app.quit", "Quit"),
+)
+
+SCREEN_KEYS: dict[str, tuple[KeyAction, ...]] = {
+    "dashboard": (
+        KeyAction("dashboard.next_step", "down,j", "next_step", "Next step", show=False),
+        KeyAction("dashboard.prev_step", "up,k", "prev_step", "Previous step", show=False),
+        KeyAction("dashboard.current", "c", "current_step", "Current step"),
+        KeyAction("dashboard.gate", "g", "open_gate", "Waiting gate"),
+    ),
+    "traces": (
+        KeyAction("traces.follow", "f", "toggle_follow", "Follow"),
+        KeyAction("traces.detail", "v", "toggle_detail", "Detail"),
+        KeyAction("traces.search", "slash", "search", "Search"),
+        KeyAction("traces.next_match", "n", "find(True)", "Next match", show=False),
+        KeyAction("traces.prev_match", "N", "find(False)", "Previous match", show=False),
+        KeyAction("traces.chain", "c", "jump_to_chain", "Its chain"),
+        KeyAction("traces.filter.death", "d", "toggle_filter('death')", "Filter deaths", show=False),
+        KeyAction("traces.filter.recovery", "r", "toggle_filter('recovery')", "Filter recoveries", show=False),
+        KeyAction("traces.filter.trap", "t", "toggle_filter('trap')", "Filter traps", show=False),
+        KeyAction(
+            "traces.filter.schema_error", "s", "toggle_filter('schema_error')", "Filter schema errors", show=False
+        ),
+        KeyAction("traces.filter.thrash", "h", "toggle_filter('thrash')", "Filter thrashing", show=False),
+        KeyAction("traces.filter.deadlock", "l", "toggle_filter('deadlock')", "Filter deadlocks", show=False),
+        KeyAction("traces.filter.clear", "a", "clear_filters", "All records", show=False),
+        KeyAction("traces.file", "o", "next_file", "Next trace file", show=False),
+        KeyAction("traces.close", "escape", "close_panes", "Close pane", show=False),
+    ),
+    "chains": (
+        KeyAction("chains.next_tick", "right,n", "step(1)", "Next tick", priority=True),
+        KeyAction("chains.prev_tick", "left,p", "step(-1)", "Prev tick", priority=True),
+        KeyAction("chains.first_tick", "home,g", "first_tick", "First tick", show=False, priority=True),
+        KeyAction("chains.last_tick", "end,G", "last_tick", "Last tick", show=False, priority=True),
+        KeyAction("chains.next_chain", "right_square_bracket", "chain(1)", "Next chain"),
+        KeyAction("chains.prev_chain", "left_square_bracket", "chain(-1)", "Prev chain", show=False),
+        KeyAction("chains.scroll_down", "space", "scroll_step(1)", "Scroll tick down", show=False),
+        KeyAction("chains.scroll_up", "b", "scroll_step(-1)", "Scroll tick up", show=False),
+        KeyAction("chains.to_trace", "t", "to_trace", "Show in trace"),
+        KeyAction("chains.list", "L", "toggle_list", "Chain list", show=False),
+    ),
+    "audit": (
+        KeyAction("audit.approve", "a", "decide('go')", "Approve"),
+        KeyAction("audit.reject", "r", "decide('no-go')", "Reject"),
+        KeyAction("audit.next_gate", "right_square_bracket", "gate(1)", "Next gate"),
+        KeyAction("audit.prev_gate", "left_square_bracket", "gate(-1)", "Prev gate", show=False),
+    ),
+    "report": (
+        KeyAction("report.next_plot", "p", "next_plot(1)", "Next plot"),
+        KeyAction("report.prev_plot", "P", "next_plot(-1)", "Prev plot", show=False),
+    ),
+    "help": (KeyAction("help.close", "escape,q,question_mark", "dismiss", "Close help"),),
+    "reason": (KeyAction("reason.cancel", "escape", "cancel", "Cancel the decision"),),
+}
+
+
+def widget_bindings() -> dict[str, list[Binding]]:
+    """Bindings that widgets declare themselves (lists), grouped by widget."""
+    out: dict[str, list[Binding]] = {}
+    for name, cls in (("list", VirtualList),):
+        out[name] = [b for b in cls.BINDINGS if isinstance(b, Binding)]
+    return out
+
+
+def all_actions() -> list[tuple[str, KeyAction]]:
+    """(scope, action) for every key of the TUI, widgets included, in help order."""
+    out = [("app", a) for a in APP_KEYS]
+    for scope, actions in SCREEN_KEYS.items():
+        out.extend((scope, a) for a in actions)
+    for scope, bindings in widget_bindings().items():
+        for b in bindings:
+            if b.id:
+                out.append((scope, KeyAction(b.id, b.key, b.action, b.description, b.show, b.priority)))
+    return out
+
+
+def known_ids() -> set[str]:
+    return {a.id for _, a in all_actions()}
+
+
+def bindings(scope: str) -> list[BindingType]:
+    """Textual ``Binding`` objects (with ids) for ``scope`` ("app" or a screen name)."""
+    actions = APP_KEYS if scope == "app" else SCREEN_KEYS[scope]
+    return [Binding(a.key, a.action, a.description, show=a.show, priority=a.priority, id=a.id) for a in actions]
+
+
+def effective_key(action: KeyAction, keymap: Mapping[str, str]) -> str:
+    return keymap.get(action.id, action.key)
+
+
+def display_key(keys: str) -> str:
+    """``question_mark,f1`` -> ``? / f1`` (for help text)."""
+    names = {
+        "question_mark": "?",
+        "slash": "/",
+        "right_square_bracket": "]",
+        "left_square_bracket": "[",
+        "space": "space",
+        "escape": "esc",
+        "right": "→",
+        "left": "←",
+        "up": "↑",
+        "down": "↓",
+    }
+    return " / ".join(names.get(k.strip(), k.strip()) for k in keys.split(","))
+
+
+@dataclass(frozen=True)
+class KeymapProblem:
+    file: str
+    line: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key}: {self.message}"
+
+
+def load_keymap(
+    tui: Mapping[str, Any], file: str = "config.toml", lines: Mapping[tuple[str, ...], int] | None = None
+) -> tuple[dict[str, str], list[KeymapProblem]]:
+    """The valid entries of ``tui["keys"]`` and a problem for each bad one (unknown id, not a key string)."""
+    table = tui.get("keys", {})
+    lines = lines or {}
+    problems: list[KeymapProblem] = []
+
+    def problem(key: str, message: str) -> None:
+        where = lines.get(("tui", "keys", key)) or lines.get(("tui", "keys"))
+        problems.append(KeymapProblem(file, where, f"tui.keys.{key}", message))
+
+    if not isinstance(table, Mapping):
+        problems.append(KeymapProblem(file, lines.get(("tui", "keys")), "tui.keys", "must be a table"))
+        return {}, problems
+    ids = known_ids()
+    keymap: dict[str, str] = {}
+    for binding_id, value in table.items():
+        if binding_id not in ids:
+            problem(binding_id, "unknown binding id (see the help screen, '?', for every id)")
+        elif not isinstance(value, str) or not value.strip() or any(not k.strip() for k in value.split(",")):
+            problem(binding_id, f'expected a key such as "ctrl+f" or "F", got {value!r}')
+        else:
+            keymap[binding_id] = ",".join(k.strip() for k in value.split(","))
+    return keymap, problems
+
+
+def keymap_from_config(path: Path) -> tuple[dict[str, str], list[KeymapProblem]]:
+    """Read only ``[tui.keys]`` of a config file (the viewer must open even when the rest of the plan is invalid)."""
+    from pipeline.config import key_lines
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        raw = tomllib.loads(text)
+    except FileNotFoundError:
+        return {}, []
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return {}, [KeymapProblem(str(path), None, "", f"cannot read keys: {exc}")]
+    tui = raw.get("tui", {})
+    if not isinstance(tui, Mapping):
+        return {}, [KeymapProblem(str(path), key_lines(text).get(("tui",)), "tui", "must be a table")]
+    return load_keymap(tui, str(path), key_lines(text))

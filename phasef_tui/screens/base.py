@@ -1,0 +1,67 @@
+"""What every main screen shares: the tab line on top, the footer, and a redraw hook called from the frame loop."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+
+from phasef_tui.keys import APP_KEYS, SCREEN_KEYS, display_key, effective_key
+from widgets.key_hints import KeyHints
+from widgets.screen_tabs import ScreenTabs
+
+if TYPE_CHECKING:
+    from phasef_tui.app import PhasefApp
+    from phasef_tui.data_source import DataSource
+
+
+class PhasefScreen(Screen[None]):
+    """A main screen (one mode of the app). Subclasses compose their body and implement ``refresh_view``."""
+
+    SCREEN_NAME: ClassVar[str] = ""
+    view_ready = False
+    """True once the screen's widgets are mounted: frames before that are skipped, not drawn into nothing."""
+
+    @property
+    def phasef(self) -> PhasefApp:
+        from phasef_tui.app import PhasefApp
+
+        app = self.app
+        assert isinstance(app, PhasefApp)
+        return app
+
+    @property
+    def source(self) -> DataSource:
+        return self.phasef.source
+
+    def compose_tabs(self) -> ComposeResult:
+        yield ScreenTabs(id="tabs")
+
+    def compose_footer(self) -> ComposeResult:
+        yield KeyHints(id="keys")
+
+    def draw_tabs(self) -> None:
+        self.query_one("#tabs", ScreenTabs).show(
+            self.phasef.tab_list(), self.SCREEN_NAME, self.source.title, self.phasef.attention()
+        )
+
+    def refresh_view(self, changed: set[str]) -> None:
+        """Redraw from the data source; ``changed`` names what changed since the last frame."""
+
+    def key_hints(self) -> list[tuple[str, str]]:
+        """The shown keys of this screen, then of the app, with the operator's keymap applied."""
+        keymap = self.phasef.keymap
+        actions = [*SCREEN_KEYS.get(self.SCREEN_NAME.lower(), ()), *APP_KEYS]
+        return [(display_key(effective_key(a, keymap)).split(" / ")[0], a.description) for a in actions if a.show]
+
+    def on_mount(self) -> None:
+        self.view_ready = True  # (Textual calls this after the subclass's own on_mount)
+        self.query_one("#keys", KeyHints).show(self.key_hints())
+        self.draw_tabs()
+        self.refresh_view({"all"})
+
+    def on_screen_resume(self) -> None:
+        if self.view_ready:  # (the first resume may come before the mount; on_mount draws then)
+            self.draw_tabs()
+            self.refresh_view({"all"})

@@ -1,0 +1,311 @@
+"""Traces: the live dirty-trace stream with follow mode, kind filters, search, a detail pane, and chain jumps."""
+
+from __future__ import annotations
+
+import time
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Input
+from textual.worker import get_current_worker
+
+from phasef_tui.data_source import CHANGED_TRACE_FILE, CHANGED_TRACES
+from phasef_tui.keys import SCREEN_KEYS, bindings, effective_key
+from phasef_tui.screens.base import PhasefScreen
+from phasef_tui.trace_feed import FeedRows, LineSelection
+from widgets.filter_bar import FilterBar, FilterState, StreamStatus
+from widgets.record_detail import RecordDetail
+from widgets.trace_stream import TraceRow, TraceStream
+from widgets.virtual_list import VirtualList
+
+SCAN_SYNC_S = 0.25
+"""While a file is first scanned the row count grows every frame; taking it in 4 times a second is enough (the view
+holds still meanwhile) and leaves the interpreter to the scan."""
+
+
+class _NoRows:
+    """Rows of a screen that has no trace yet."""
+
+    def __len__(self) -> int:
+        return 0
+
+    def row(self, pos: int) -> TraceRow:
+        raise IndexError(pos)
+
+    def prepare(self, first: int, last: int) -> None:
+        """Nothing to fetch."""
+
+
+FILTER_KEY_IDS = {
+    a.id.removeprefix("traces.filter."): a for a in SCREEN_KEYS["traces"] if a.id.startswith("traces.filter.")
+}
+
+
+class TracesScreen(PhasefScreen):
+    SCREEN_NAME = "Traces"
+    BINDINGS = bindings("traces")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kinds: frozenset[str] = frozenset()
+        self.selection: LineSelection | None = None
+        self.search: str | None = None
+        self.search_note: str | None = None
+        self._detail_line: int | None = None
+        self._pending_line: int | None = None
+        self._was_caught_up = False
+        self._paused_by_detail = False
+        self._synced_at = 0.0
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_tabs()
+        yield FilterBar(id="filters")
+        with Vertical(id="trace-body"):
+            yield TraceStream(_NoRows(), id="stream")
+            yield RecordDetail(id="detail")
+        yield Input(placeholder="search (Enter: find, Esc: cancel)", id="search", compact=True)
+        yield StreamStatus(id="stream-status")
+        yield from self.compose_footer()
+
+    @property
+    def stream(self) -> TraceStream:
+        return self.query_one("#stream", TraceStream)
+
+    def on_mount(self) -> None:
+        self.stream.focus()
+        feed = self.source.feed
+        # a followed file opens at its end (once scanned); a finished one at its first line
+        self.stream.set_reactive(TraceStream.follow, feed.follow if feed is not None else True)
+        self._rebuild(keep_line=None)
+
+    # -- data ------------------------------------------------------------------------------------------------------
+    def _rebuild(self, keep_line: int | None) -> None:
+        """A new selection (other filters, another file, or the file started over); keep the cursor's record."""
+        feed = self.source.feed
+        stream = self.stream
+        if feed is None:
+            self.selection = None
+            stream.set_rows(_NoRows())
+            self._draw_bars()
+            return
+        self.selection = LineSelection(feed.index, self.kinds)
+        self.selection.update()
+        stream.set_rows(FeedRows(feed, self.selection, self.search))
+        self._was_caught_up = feed.caught_up
+        if stream.follow:
+            if feed.caught_up:
+                stream.cursor = len(self.selection) - 1  # following: the newest matching record
+        elif keep_line is not None and len(self.selection):
+            stream.move_to(self.selection.position_of(keep_line))
+        self._draw_bars()
+
+    def current_line(self) -> int | None:
+        if self.selection is None or not len(self.selection):
+            return None
+        return self.selection.line_at(self.stream.cursor)
+
+    def refresh_view(self, changed: set[str]) -> None:
+        if CHANGED_TRACE_FILE in changed or ("all" in changed and self.selection is None):
+            self._rebuild(keep_line=None)
+        elif self.selection is not None and (CHANGED_TRACES in changed or "all" in changed):
+            generation = self.selection.generation
+            self.selection.update()
+            if generation != self.selection.generation:
+                self._rebuild(keep_line=None)
+            feed = self.source.feed
+            caught_up = feed is not None and feed.caught_up
+            now = time.monotonic()
+            if caught_up or now - self._synced_at >= SCAN_SYNC_S:
+                self._synced_at = now
+                self.stream.sync(hold=not caught_up)
+            if caught_up and not self._was_caught_up and self.stream.follow:
+                self.stream.cursor = self.stream.count - 1  # the first scan is done: go to the end and follow
+            self._was_caught_up = caught_up
+            self.stream.refresh()  # summaries (the badges) may have reached the visible rows
+        if self._pending_line is not None and self.selection is not None:
+            line, self._pending_line = self._pending_line, None
+            self.stream.move_to(self.selection.position_of(line))
+        self._draw_bars()
+        if "all" in changed:
+            self.draw_tabs()
+
+    def show_line(self, line: int) -> None:
+        """Put the cursor on trace line ``line`` (from another screen), clearing filters that hide it."""
+        if self.selection is not None and line not in self.selection:
+            self.kinds = frozenset()
+            self._rebuild(keep_line=line)
+        self._pending_line = line
+        if self.is_mounted:
+            self.refresh_view(set())
+
+    def _filter_state(self) -> FilterState:
+        feed = self.source.feed
+        keymap = self.phasef.keymap
+        keys = {name: effective_key(a, keymap).split(",")[0] for name, a in FILTER_KEY_IDS.items()}
+        if feed is None:
+            return FilterState(active=self.kinds, keys=keys, follow=self.stream.follow, source="no trace yet")
+        total = len(feed.index)
+        return FilterState(
+            active=self.kinds,
+            counts=feed.counts(),
+            keys=keys,
+            shown=len(self.selection) if self.selection is not None else 0,
+            total=total,
+            cursor=self.stream.cursor,
+            summarized_pct=feed.summarized_pct,
+            indexed_pct=feed.indexed_pct,
+            search=self.search,
+            search_note=self.search_note,
+            follow=self.stream.follow,
+            source=feed.display_name,
+        )
+
+    def _draw_bars(self) -> None:
+        state = self._filter_state()
+        self.query_one("#filters", FilterBar).show(state)
+        self.query_one("#stream-status", StreamStatus).show(state)
+
+    # -- detail pane -----------------------------------------------------------------------------------------------
+    @property
+    def detail_open(self) -> bool:
+        return self.query_one("#detail", RecordDetail).has_class("-open")
+
+    def _show_detail(self) -> None:
+        line = self.current_line()
+        feed = self.source.feed
+        if line is None or feed is None or line == self._detail_line:
+            return
+        self._detail_line = line
+        self.query_one("#detail", RecordDetail).show(feed.record_view(line))
+
+    @on(VirtualList.CursorMoved, "#stream")
+    def _cursor_moved(self) -> None:
+        if self.detail_open:
+            self._show_detail()
+        self._draw_bars()
+
+    @on(VirtualList.Selected, "#stream")
+    def _selected(self) -> None:
+        self.action_toggle_detail()
+
+    @on(TraceStream.FollowChanged)
+    def _follow_changed(self) -> None:
+        self._draw_bars()
+
+    def action_toggle_detail(self) -> None:
+        """Open or close the detail pane. Opening it pauses a followed stream: a record is opened to be read, and a
+        pane redrawn with a new record every frame could not be (new records count on the "N new" marker meanwhile);
+        closing it follows again."""
+        detail = self.query_one("#detail", RecordDetail)
+        detail.toggle_class("-open")
+        if detail.has_class("-open"):
+            self._paused_by_detail = self.stream.follow
+            self.stream.follow = False
+        elif self._paused_by_detail:
+            self._paused_by_detail = False
+            self.stream.follow = True  # closing the pane resumes what opening it paused
+        self._detail_line = None
+        if detail.has_class("-open"):
+            self._show_detail()
+
+    def action_close_panes(self) -> None:
+        search = self.query_one("#search", Input)
+        if search.has_class("-open"):
+            search.remove_class("-open")
+            self.stream.focus()
+        elif self.detail_open:
+            self.action_toggle_detail()
+
+    # -- follow, filters -------------------------------------------------------------------------------------------
+    def action_toggle_follow(self) -> None:
+        self.stream.action_toggle_follow()
+
+    def action_toggle_filter(self, kind: str) -> None:
+        self.kinds = self.kinds ^ {kind}
+        self._rebuild(keep_line=self.current_line())
+
+    def action_clear_filters(self) -> None:
+        if self.kinds:
+            self.kinds = frozenset()
+            self._rebuild(keep_line=self.current_line())
+
+    def action_next_file(self) -> None:
+        files = self.source.trace_files()
+        feed = self.source.feed
+        if len(files) < 2 or feed is None:
+            self.notify("only one trace file", timeout=2)
+            return
+        position = files.index(feed.path) if feed.path in files else -1
+        self.source.select_trace(files[(position + 1) % len(files)])
+
+    # -- search ----------------------------------------------------------------------------------------------------
+    def action_search(self) -> None:
+        search = self.query_one("#search", Input)
+        search.add_class("-open")
+        search.value = self.search or ""
+        search.focus()
+
+    @on(Input.Submitted, "#search")
+    def _search_submitted(self, event: Input.Submitted) -> None:
+        event.input.remove_class("-open")
+        self.stream.focus()
+        query = event.value.strip()
+        self.search = query or None
+        self.search_note = None
+        if self.selection is not None and self.source.feed is not None:
+            self.stream.set_rows(FeedRows(self.source.feed, self.selection, self.search))
+            self.stream.sync()
+        if self.search:
+            self.action_find(True)
+        self._draw_bars()
+
+    def action_find(self, forward: bool) -> None:
+        line = self.current_line()
+        if not self.search or self.selection is None or self.source.feed is None:
+            if not self.search:
+                self.action_search()
+            return
+        start = (line if line is not None else -1) + (1 if forward else -1)
+        self.search_note = "searching…"
+        self._draw_bars()
+        self._find(self.search, start, forward)
+
+    @work(thread=True, exclusive=True, group="search", exit_on_error=False)
+    def _find(self, query: str, start: int, forward: bool) -> None:
+        feed = self.source.feed
+        selection = self.selection
+        if feed is None or selection is None:
+            return
+        worker = get_current_worker()
+        accept = None if not selection.filtered else selection.__contains__
+        found = feed.index.find(query, start, forward=forward, accept=accept, cancelled=lambda: worker.is_cancelled)
+        if not worker.is_cancelled:
+            self.app.call_from_thread(self._found, query, found, forward)
+
+    def _found(self, query: str, line: int | None, forward: bool) -> None:
+        if query != self.search or self.selection is None:
+            return
+        if line is None:
+            self.search_note = "no more matches " + ("below" if forward else "above")
+        else:
+            self.search_note = f"line {line + 1:,}"
+            self.stream.move_to(self.selection.position_of(line))
+        self._draw_bars()
+
+    # -- chains ----------------------------------------------------------------------------------------------------
+    def action_jump_to_chain(self) -> None:
+        line = self.current_line()
+        feed = self.source.feed
+        if line is None or feed is None:
+            return
+        chain = feed.index.chain_of_line(line)
+        if chain is None:
+            if line >= feed.index.summarized:
+                self.notify("this record is not scanned yet; try again in a moment", timeout=3)
+            else:
+                self.notify("this record is not part of a recovery chain", timeout=3)
+            return
+        lines = feed.index.chain_lines(chain)
+        position = list(lines).index(line) if line in lines else 0
+        self.phasef.open_chain(chain, position)

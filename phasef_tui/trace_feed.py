@@ -1,0 +1,336 @@
+"""A trace file as the TUI sees it: indexed (and followed) by a background thread, filtered, searched, chained.
+
+The indexer thread only ever updates the ``TraceIndex``; it never posts a message per record. The UI pulls what it
+needs at its frame rate (``LineSelection.update`` takes in newly summarized lines, ``TraceStream.sync`` takes in new
+rows), so a flood of appended records costs the UI one cheap update per frame, not one per record.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import threading
+from array import array
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pipeline.traces.index import FILTER_FLAGS, LineError, LRUCache, TraceIndex
+from widgets.chain_list import ChainRow
+from widgets.chain_stepper import ChainStep
+from widgets.record_detail import RecordView
+from widgets.trace_stream import TraceRow
+
+ROW_CACHE = 2048
+"""Chain catalogue rows kept (each one parses a few records)."""
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def schema_problems(obj: dict[str, Any]) -> tuple[str, ...]:
+    """What the canonical schema says is wrong with a record, one line per field (empty when valid)."""
+    from pydantic import ValidationError
+
+    from pipeline.traces.schema import parse_record
+
+    try:
+        parse_record(obj)
+    except ValidationError as exc:
+        return tuple(
+            f"schema: field '{'.'.join(str(p) for p in err['loc']) or 'record'}': {err['msg']}" for err in exc.errors()
+        )
+    except ValueError as exc:
+        return (f"schema: {exc}",)
+    return ()
+
+
+class TraceFeed:
+    """One trace file, its index and the thread that keeps the index up to date."""
+
+    def __init__(self, path: Path, *, follow: bool, display_name: str | None = None) -> None:
+        self.path = Path(path)
+        self.follow = follow
+        self.display_name = display_name or str(path)
+        self.index = TraceIndex(self.path, include_partial=not follow)
+        self.problems: list[str] = []
+        self._caught_up: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self.index.run,
+                args=(self._stop,),
+                kwargs={"follow": self.follow},
+                name="trace-indexer",
+                daemon=True,
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+            self._thread = None
+        self.index.close()
+
+    def wait_indexed(self, timeout: float = 30.0) -> bool:
+        """Block until the whole file is indexed and summarized (tests and benchmarks)."""
+        done = threading.Event()
+
+        def check() -> None:
+            while not done.is_set():
+                if self.index.complete:
+                    done.set()
+                    return
+                self._stop.wait(0.005)
+
+        watcher = threading.Thread(target=check, daemon=True)
+        watcher.start()
+        watcher.join(timeout)
+        done.set()
+        return self.index.complete
+
+    @property
+    def caught_up(self) -> bool:
+        """The scan has reached the end of the file once (since the file last started over): from then on a
+        followed view may chase the end without drifting through a half-scanned file."""
+        index = self.index
+        if self._caught_up != index.generation and index.scanned >= index.size:
+            self._caught_up = index.generation
+        return self._caught_up == index.generation
+
+    @property
+    def indexed_pct(self) -> float:
+        size = self.index.size
+        return 100.0 if size == 0 else min(100.0, 100.0 * self.index.scanned / size)
+
+    @property
+    def summarized_pct(self) -> float:
+        total = len(self.index)
+        return 100.0 if total == 0 else min(100.0, 100.0 * self.index.summarized / total)
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(self.index.flag_lines(flag)) for name, flag in FILTER_FLAGS.items()}
+
+    # -- one record, as the detail pane shows it --------------------------------------------------------------------
+    def record_view(self, line: int) -> RecordView:
+        rec = self.index.record(line)
+        if isinstance(rec, LineError):
+            raw = self.index.line(line).decode("utf-8", "replace")
+            return RecordView(self.display_name, line, None, raw=raw, problems=(str(rec),))
+        return RecordView(self.display_name, line, rec, problems=schema_problems(rec))
+
+
+class LineSelection:
+    """The lines a stream shows: all of them, or those whose summary has any of the chosen kinds."""
+
+    def __init__(self, index: TraceIndex, kinds: frozenset[str] = frozenset()) -> None:
+        unknown = kinds - set(FILTER_FLAGS)
+        if unknown:
+            raise ValueError(f"unknown trace filter(s): {', '.join(sorted(unknown))}")
+        self.index = index
+        self.kinds = kinds
+        self._flags = [FILTER_FLAGS[k] for k in sorted(kinds)]
+        self._reset()
+
+    def _reset(self) -> None:
+        self.generation = self.index.generation
+        self.lines: array[int] = array("q")
+        self._cursors = dict.fromkeys(self._flags, 0)
+        self._upto = 0
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self._flags)
+
+    def __len__(self) -> int:
+        return len(self.lines) if self._flags else len(self.index)
+
+    def line_at(self, pos: int) -> int:
+        return self.lines[pos] if self._flags else pos
+
+    def position_of(self, line: int) -> int:
+        """Position of ``line`` in this selection, or of the nearest following line it holds (clamped)."""
+        if not self._flags:
+            return max(0, min(line, len(self.index) - 1))
+        pos = bisect.bisect_left(self.lines, line)
+        return max(0, min(pos, len(self.lines) - 1))
+
+    def __contains__(self, line: object) -> bool:
+        if not isinstance(line, int):
+            return False
+        if not self._flags:
+            return 0 <= line < len(self.index)
+        pos = bisect.bisect_left(self.lines, line)
+        return pos < len(self.lines) and self.lines[pos] == line
+
+    def update(self) -> bool:
+        """Take in lines summarized since the last call; True when something changed (or the file restarted)."""
+        if self.generation != self.index.generation:
+            self._reset()
+            return True
+        if not self._flags:
+            return False
+        upto = self.index.summaries.flagged_upto
+        if upto == self._upto:
+            return False
+        fresh: list[Iterable[int]] = []
+        for flag in self._flags:
+            arr = self.index.flag_lines(flag)
+            start = self._cursors[flag]
+            stop = bisect.bisect_left(arr, upto, start)
+            if stop > start:
+                fresh.append(arr[start:stop])
+                self._cursors[flag] = stop
+        self._upto = upto
+        if not fresh:
+            return False
+        if len(fresh) == 1:
+            self.lines.extend(fresh[0])
+        else:
+            previous = -1
+            for line in heapq.merge(*fresh):
+                if line != previous:
+                    self.lines.append(line)
+                    previous = line
+        return True
+
+
+class FeedRows:
+    """``TraceRows`` for the stream widget: a selection of a feed's lines, rendered from their records."""
+
+    def __init__(self, feed: TraceFeed, selection: LineSelection, search: str | None = None) -> None:
+        self.feed = feed
+        self.selection = selection
+        self.search = search.lower().encode() if search else None
+
+    def __len__(self) -> int:
+        return len(self.selection)
+
+    def prepare(self, first: int, last: int) -> None:
+        """Read the lines behind rows ``first..last`` at once when they are consecutive (an unfiltered view)."""
+        selection = self.selection
+        if first <= last < len(selection):
+            low, high = selection.line_at(first), selection.line_at(last)
+            if high - low <= 4 * (last - first + 1):  # consecutive enough that one read beats several
+                self.feed.index.prefetch(low, high)
+
+    def row(self, pos: int) -> TraceRow:
+        index = self.feed.index
+        line = self.selection.line_at(pos)
+        try:
+            rec = index.record(line)
+        except IndexError:
+            return TraceRow(line=line, kind="?", problem="(file changed; re-reading)")
+        summary = index.summary(line)
+        flags = summary.flags if summary is not None else 0
+        match = bool(self.search) and self.search in index.line(line).lower()  # type: ignore[operator]
+        if isinstance(rec, LineError):
+            return TraceRow(line=line, kind="?", flags=flags, problem=rec.reason, match=match)
+        return TraceRow(
+            line=line,
+            kind=str(rec.get("kind", "?")),
+            flags=flags,
+            episode=_str(rec.get("episode")),
+            tick=_int(rec.get("tick")),
+            actor=_str(rec.get("actor")),
+            outcome=_str(rec.get("outcome")),
+            error_class=_str(rec.get("error_class")),
+            chain=_str(rec.get("chain_id")),
+            chain_role=_str(rec.get("chain_role")),
+            recovery=_str(rec.get("recovery")),
+            latency_s=_float(rec.get("latency_s")),
+            context_chars=_int(rec.get("context_chars")),
+            match=match,
+        )
+
+
+class FeedChains:
+    """``ChainRows`` for the chain list, and the ticks of each chain for the stepper."""
+
+    def __init__(self, feed: TraceFeed) -> None:
+        self.feed = feed
+        self._rows: LRUCache[tuple[int, int, int], ChainRow] = LRUCache(ROW_CACHE)
+
+    def __len__(self) -> int:
+        return self.feed.index.chain_count
+
+    def chain_name(self, chain: int) -> str:
+        return self.feed.index.chain_name(chain).partition("\x1f")[2]
+
+    def lines(self, chain: int) -> array[int]:
+        return self.feed.index.chain_lines(chain)
+
+    def chain_row(self, pos: int) -> ChainRow:
+        index = self.feed.index
+        lines = index.chain_lines(pos)
+        key = (index.generation, pos, len(lines))
+        cached = self._rows.get(key)
+        if cached is not None:
+            return cached
+        episode, _, name = index.chain_name(pos).partition("\x1f")
+        records = [r for r in (index.record(i) for i in lines) if isinstance(r, dict)]
+        first_error = next((_str(r.get("error_class")) for r in records if r.get("error_class")), None)
+        end_role = _str(records[-1].get("chain_role")) if records else None
+        mechanisms = tuple(dict.fromkeys(str(r["recovery"]) for r in records if r.get("recovery")))
+        row = ChainRow(
+            name=name,
+            episode=episode or None,
+            ticks=len(lines),
+            first_error=first_error,
+            end_role=end_role if end_role in ("recovered", "death") else None,
+            mechanisms=mechanisms,
+        )
+        self._rows.put(key, row)
+        return row
+
+    def chain_of_line(self, line: int) -> int | None:
+        return self.feed.index.chain_of_line(line)
+
+    def step(self, chain: int, position: int) -> ChainStep:
+        index = self.feed.index
+        lines = index.chain_lines(chain)
+        position = max(0, min(position, len(lines) - 1))
+        line = lines[position]
+        rec = index.record(line)
+        name = self.chain_name(chain)
+        if isinstance(rec, LineError):
+            return ChainStep(chain=name, position=position, length=len(lines), line=line, problems=(str(rec),))
+        context = rec.get("context")
+        action = rec.get("action")
+        return ChainStep(
+            chain=name,
+            position=position,
+            length=len(lines),
+            line=line,
+            episode=_str(rec.get("episode")),
+            tick=_int(rec.get("tick")),
+            actor=_str(rec.get("actor")),
+            role=_str(rec.get("chain_role")),
+            recovery=_str(rec.get("recovery")),
+            outcome=_str(rec.get("outcome")),
+            error_class=_str(rec.get("error_class")),
+            trap=_str(rec.get("trap")),
+            latency_s=_float(rec.get("latency_s")),
+            context_chars=_int(rec.get("context_chars")),
+            context=[m for m in context if isinstance(m, dict)] if isinstance(context, list) else None,
+            raw_output=_str(rec.get("raw_output")),
+            action=action if isinstance(action, dict) else None,
+            schema_error=_str(rec.get("schema_error")),
+            observation=_str(rec.get("observation")),
+            problems=schema_problems(rec),
+        )

@@ -1,0 +1,147 @@
+"""``phasef trace view FILE [--follow]``: the Traces, Chains and Report screens on a trace file, no session needed.
+
+Canonical JSONL is opened in place and indexed lazily (a gigabyte shows its first screen at once). Other agents'
+formats are converted by ``pipeline.traces.importers`` into a temporary canonical file first; the lines that could
+not be used are listed (file, line, reason) and the rest is shown.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from phasef_tui.app import PhasefApp
+
+CANONICAL_KINDS = (b'"episode_start"', b'"tick"', b'"episode_end"')
+PROBLEMS_NOTIFIED = 5
+PROBLEMS_PRINTED = 20
+KEYS_CONFIG = "config.toml"
+"""The keymap of a trace view comes from ``[tui.keys]`` of ./config.toml (or $PHASEF_CONFIG) when there is one."""
+
+
+def is_canonical_jsonl(path: Path) -> bool:
+    """Cheap check of the first line, so canonical files skip the format detection (and its imports)."""
+    try:
+        with open(path, "rb") as fh:
+            first = fh.readline(1 << 16)
+    except OSError:
+        return False
+    if b'"kind"' not in first or b'"episode"' not in first:
+        return False
+    try:
+        obj = orjson.loads(first)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(obj, dict) and obj.get("kind") in ("episode_start", "tick", "episode_end")
+
+
+def convert_foreign(path: Path) -> tuple[Path, str, list[str]]:
+    """Import a foreign trace into a temporary canonical JSONL; returns (file, format, problems)."""
+    from pipeline.traces.importers import import_trace
+
+    records, bad = import_trace(path)
+    fmt = "imported"
+    if records:
+        source = records[0].get("source")
+        if isinstance(source, dict) and isinstance(source.get("format"), str):
+            fmt = source["format"]
+    fd, name = tempfile.mkstemp(prefix="phasef-view-", suffix=".jsonl")
+    with os.fdopen(fd, "wb") as out:
+        for record in records:
+            data: Any = record.model_dump(by_alias=True, mode="json") if hasattr(record, "model_dump") else record
+            out.write(orjson.dumps(data, default=str) + b"\n")
+    return Path(name), fmt, [str(b) for b in bad]
+
+
+@dataclass
+class TraceView:
+    """A viewer ready to run: the app, what could not be imported, and the temporary file to remove afterwards."""
+
+    app: PhasefApp
+    problems: list[str] = field(default_factory=list)
+    temporary: Path | None = None
+
+    def close(self) -> None:
+        if self.temporary is not None:
+            self.temporary.unlink(missing_ok=True)
+
+
+def prepare_trace_view(path: Path, follow: bool) -> TraceView | str:
+    """The viewer for ``path``, or an error message (missing file, a directory, a format no importer knows)."""
+    from phasef_tui.app import PhasefApp, load_keys
+    from phasef_tui.data_source import TraceFileSource
+    from phasef_tui.trace_feed import TraceFeed
+
+    path = Path(path)
+    if not path.exists():
+        return f"{path}: no such file"
+    if path.is_dir():
+        return f"{path}: is a directory"
+    temporary: Path | None = None
+    problems: list[str] = []
+    shown, display = path, str(path)
+    if path.stat().st_size and not is_canonical_jsonl(path):
+        from pipeline.traces.importers import UnknownFormat, detect_format
+
+        try:
+            fmt = detect_format(path)
+        except (OSError, UnknownFormat) as exc:
+            return str(exc)
+        if fmt != "phasef":
+            if follow:
+                problems.append(f"{path}: --follow needs canonical JSONL; this {fmt} file is shown as it is now")
+                follow = False
+            try:
+                temporary, fmt, bad = convert_foreign(path)
+            except (OSError, ValueError) as exc:
+                return str(exc)
+            problems.extend(bad)
+            shown, display = temporary, f"{path} ({fmt})"
+    try:
+        feed = TraceFeed(shown, follow=follow, display_name=display)
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    feed.problems = problems
+    config = Path(os.environ.get("PHASEF_CONFIG") or KEYS_CONFIG)
+    keymap, keymap_problems = load_keys(config if config.exists() else None)
+    app = PhasefApp(TraceFileSource(feed), keymap=keymap, keymap_problems=keymap_problems)
+    for problem in problems[:PROBLEMS_NOTIFIED]:
+        app.notify_on_start(problem)
+    return TraceView(app, problems, temporary)
+
+
+def run_trace_view(path: Path, follow: bool) -> int:
+    """Run the viewer; returns the exit code (2 when the file cannot be opened or is of no known format)."""
+    view = prepare_trace_view(path, follow)
+    if isinstance(view, str):
+        print(f"phasef trace view: {view}", file=sys.stderr)
+        return 2
+    try:
+        view.app.run()
+    finally:
+        view.close()
+    for problem in view.problems[:PROBLEMS_PRINTED]:
+        print(f"phasef trace view: {problem}", file=sys.stderr)
+    if len(view.problems) > PROBLEMS_PRINTED:
+        print(f"phasef trace view: … {len(view.problems) - PROBLEMS_PRINTED} more unusable lines", file=sys.stderr)
+    return 0
+
+
+def main() -> int:
+    """``python -m phasef_tui.trace_view FILE [--follow]`` (what the benchmarks run)."""
+    args = [a for a in sys.argv[1:] if a != "--follow"]
+    if len(args) != 1:
+        print("usage: python -m phasef_tui.trace_view FILE [--follow]", file=sys.stderr)
+        return 2
+    return run_trace_view(Path(args[0]), "--follow" in sys.argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""A session as the TUI sees it: the journal (written by the real writer) replayed and tailed into a SessionView,
+logs, traces and the comparison found in the session folder, and decisions signed through a real supervisor."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from phasef_tui.app import PhasefApp
+from phasef_tui.data_source import ApprovalError
+from phasef_tui.screens.audit import AuditScreen
+from phasef_tui.session_source import SessionSource, deltas_from
+from pipeline.journal import Journal
+from tests.tui_helpers import sample_records, write_trace
+
+PLAN = [
+    {"stage": "A", "step": "eval", "kind": "api", "title": "baseline eval"},
+    {"stage": "D", "step": "train", "kind": "mlx_train"},
+    {"stage": "B", "step": "sign_off", "kind": "gate"},
+]
+CONFIG = """
+[stages.A]
+title = "Baseline (API)"
+[stages.A.steps.eval]
+kind = "shell"
+command = "true"
+retries = 2
+[stages.B]
+title = "Recursive audit"
+[stages.B.steps.sign_off]
+kind = "gate"
+title = "operator sign-off"
+[stages.D]
+title = "Fine-tune"
+[stages.D.steps.train]
+kind = "shell"
+command = "true"
+"""
+AUDIT = {
+    "verdict": "NO-GO",
+    "reasons": ["primary says NO-GO"],
+    "packet_sha256": "ab" * 32,
+    "auditors": [
+        {
+            "name": "gemini",
+            "role": "primary",
+            "verdict": "NO-GO",
+            "findings": ["too few ticks"],
+            "blockers": [{"text": "baseline failed its gate"}],
+            "error": None,
+        },
+        {"name": "claude", "role": "recursive", "verdict": "NO-GO", "findings": [], "blockers": [], "error": None},
+    ],
+}
+
+
+def write_session(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.resolved.toml").write_text(CONFIG, encoding="utf-8")
+    (folder / "logs").mkdir()
+    log = folder / "logs" / "A.eval.1.log"
+    log.write_text('starting\n@@phasef-event {"event":"x"}\n' + "".join(f"line {i}\n" for i in range(300)))
+    with Journal(folder, fsync=False) as journal:
+        journal.append("session_started", payload={"plan": PLAN, "pid": os.getpid()})
+        journal.append("step_started", stage="A", step="eval", attempt=1, payload={"log": "logs/A.eval.1.log"})
+        journal.append("step_failed", stage="A", step="eval", attempt=1, payload={"error": "boom", "retry_at": "x"})
+        journal.append("step_started", stage="A", step="eval", attempt=2, payload={"log": "logs/A.eval.1.log"})
+        journal.append(
+            "step_succeeded",
+            stage="A",
+            step="eval",
+            attempt=2,
+            payload={"duration_s": 12.5, "summary": {"ticksObserved": 87, "deaths": 3, "latencyP50": 0.41}},
+        )
+        journal.append("step_started", stage="D", step="train", attempt=1, payload={})
+        for step in range(0, 50, 10):
+            journal.append(
+                "step_progress",
+                stage="D",
+                step="train",
+                payload={"event": "train", "step": step, "total_steps": 50, "train_loss": 3.0 - step / 25},
+            )
+        journal.append(
+            "gate_opened",
+            stage="B",
+            step="sign_off",
+            payload={
+                "prompt": "Accept the baseline?",
+                "evidence": {"artifacts/A/eval/report.json": "1f" * 32, "audit:verdict.json": "missing"},
+                "evidence_sha256": "cd" * 32,
+                "audit": AUDIT,
+            },
+        )
+    return folder
+
+
+def test_journal_replayed_into_a_session_view(tmp_path: Path) -> None:
+    folder = write_session(tmp_path / "s1")
+    with open(folder / "journal.jsonl", "ab") as fh:
+        fh.write(b"{not json}\n")
+    source = SessionSource(folder, operator="alice")
+    try:
+        view = source.session_view(time.time())
+        assert [s.id for s in view.stages] == ["A", "B", "D"], "stage order comes from the resolved config"
+        assert [s.title for s in view.stages] == ["Baseline (API)", "Recursive audit", "Fine-tune"]
+        eval_step = view.step("A.eval")
+        assert eval_step is not None and eval_step.state == "succeeded" and eval_step.attempts == 2
+        assert eval_step.retries == 2 and eval_step.duration_s == 12.5 and eval_step.title == "baseline eval"
+        train = view.step("D.train")
+        assert train is not None and train.state == "running" and train.note == "step 40/50 loss 1.400"
+        assert view.current_step == "D.train"
+        assert [m.name for m in view.metrics] == ["A.eval ticksObserved", "A.eval deaths", "A.eval latencyP50"]
+        assert view.loss[0] == (0.0, 3.0) and len(view.loss) == 5
+        gate = view.gates[0]
+        assert gate.state == "waiting" and gate.audit_verdict == "NO-GO" and gate.title == "operator sign-off"
+        assert [v.auditor for v in gate.verdicts] == ["gemini", "claude"]
+        assert gate.verdicts[0].blockers == ("baseline failed its gate",)
+        assert gate.evidence[1].sha256 is None, "a missing piece of evidence has no hash"
+        assert view.pending_gates == (gate,)
+        assert len(view.problems) == 1 and "journal.jsonl:" in view.problems[0] and "not valid JSON" in view.problems[0]
+
+        assert source.poll() >= {"session"}
+        assert "session" not in source.poll()
+        with Journal(folder, fsync=False) as journal:
+            journal.append("step_succeeded", stage="D", step="train", payload={"summary": {"final_train_loss": 1.3}})
+        assert source.read_journal()
+        assert "session" in source.poll()
+        view = source.session_view(time.time())
+        assert view.step("D.train").state == "succeeded"  # type: ignore[union-attr]
+        assert "D.train final_train_loss" in [m.name for m in view.metrics]
+    finally:
+        source.stop()
+
+
+def test_log_tail_leaves_out_progress_events(tmp_path: Path) -> None:
+    source = SessionSource(write_session(tmp_path / "s"), operator="alice")
+    try:
+        lines = source.log_tail("A.eval")
+        assert lines[-1] == "line 299" and len(lines) == 200
+        assert not any(line.startswith("@@phasef-event") for line in lines)
+        assert source.log_tail("D.train") == () and source.log_tail(None) == ()
+    finally:
+        source.stop()
+
+
+def test_traces_and_comparison_are_found_in_the_session(tmp_path: Path) -> None:
+    folder = write_session(tmp_path / "s")
+    trace_dir = folder / "artifacts" / "A" / "eval"
+    trace_dir.mkdir(parents=True)
+    write_trace(trace_dir / "dirty_trace.jsonl", sample_records())
+    (trace_dir / "rows.jsonl").write_text('{"prompt": "x"}\n')
+    (folder / "report").mkdir()
+    comparison = {
+        "schema": "phasef.comparison/1",
+        "deltas": [
+            {
+                "metric": "latency_p50",
+                "label": "latency p50",
+                "unit": "s",
+                "better": "lower",
+                "baseline": 0.4,
+                "finetuned": 0.3,
+                "beyond_noise": True,
+            },
+            {
+                "metric": "solved",
+                "label": "solved",
+                "unit": "",
+                "better": "higher",
+                "baseline": 10,
+                "finetuned": 8,
+                "beyond_noise": False,
+            },
+        ],
+        "residual_blockers": ["solved is worse"],
+    }
+    (folder / "report" / "comparison.json").write_text(json.dumps(comparison))
+    source = SessionSource(folder, operator="alice")
+    source.start()
+    try:
+        assert source.trace_files() == [trace_dir / "dirty_trace.jsonl"]
+        feed = source.feed
+        assert feed is not None and feed.display_name == "artifacts/A/eval/dirty_trace.jsonl"
+        view = source.session_view(time.time())
+        assert [(d.metric, d.improved, d.beyond_noise) for d in view.deltas] == [
+            ("latency p50", True, True),
+            ("solved", False, False),
+        ]
+        assert view.residual_blockers == ("solved is worse",)
+        assert feed.wait_indexed(5)
+        (profile,) = source.profiles()
+        assert len(profile.latencies) == 11 and max(profile.context_chars) == 1070
+    finally:
+        source.stop()
+
+
+def test_deltas_from_plain_maps() -> None:
+    rows = deltas_from({"baseline": {"latency_p95": 1.0, "solved": 3}, "finetuned": {"latency_p95": 0.5}})
+    assert [(r.metric, r.baseline, r.finetuned, r.improved) for r in rows] == [
+        ("latency_p95", 1.0, 0.5, True),
+        ("solved", 3.0, None, None),
+    ]
+
+
+# -- a real supervisor ------------------------------------------------------------------------------------------------
+
+GATE_PLAN = """
+[project]
+name = "tui-approve"
+sessions_dir = "sessions"
+
+[stages.A]
+title = "Baseline"
+[stages.A.steps.prepare]
+kind = "shell"
+command = "echo ready > ready.txt"
+outputs = ["ready.txt"]
+
+[stages.B]
+title = "Decision"
+needs = ["A"]
+[stages.B.steps.release]
+kind = "gate"
+prompt = "Release it?"
+evidence = ["ready.txt"]
+timeout = 120
+"""
+
+
+@pytest.fixture
+def supervisor(tmp_path: Path):  # type: ignore[no-untyped-def]
+    (tmp_path / "config.toml").write_text(GATE_PLAN)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "phasef_tui.cli", "run", "--headless", "--plain", "--session", "s1"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    session = tmp_path / "sessions" / "s1"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            journal = session / "journal.jsonl"
+            if journal.exists() and b'"gate_opened"' in journal.read_bytes() and (session / "control.sock").exists():
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the supervisor did not open its gate")
+        yield session
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
+async def until(pilot: Pilot[int], predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return True
+        await pilot.pause(0.05)
+    return predicate()
+
+
+async def test_approve_from_the_audit_screen_through_the_supervisor(supervisor: Path) -> None:
+    source = SessionSource(supervisor, operator="alice")
+    app = PhasefApp(source, blink=False, initial="audit")
+    async with app.run_test(size=(100, 30)) as pilot:
+        audit = app.screen
+        assert isinstance(audit, AuditScreen)
+        assert await until(pilot, lambda: audit.current_gate() is not None)
+        await pilot.press("a")
+        assert await until(pilot, lambda: type(app.screen).__name__ == "ReasonDialog")
+        await pilot.press("enter")
+        assert "a reason is required" in str(app.screen.query_one("#reason-error").render())
+        await pilot.press(*"evidence read", "enter")
+        assert await until(pilot, lambda: isinstance(app.screen, AuditScreen))
+        assert await until(
+            pilot, lambda: (audit.current_gate() or None) is not None and audit.current_gate().state == "decided"
+        )  # type: ignore[union-attr]
+        gate = audit.current_gate()
+        assert (
+            gate is not None and gate.decision == "go" and gate.operator == "alice" and gate.reason == "evidence read"
+        )
+        assert await until(pilot, lambda: "GO signed by alice" in str(audit.query_one("#decision").render()))
+        await pilot.press("r")
+        assert await until(pilot, lambda: any("not waiting" in str(n.message) for n in app._notifications))
+    events = [json.loads(line) for line in (supervisor / "journal.jsonl").read_text().splitlines()]
+    decided = [e for e in events if e["type"] == "gate_decided"]
+    assert len(decided) == 1 and decided[0]["payload"]["operator"] == "alice"
+    with pytest.raises(ApprovalError, match=r"not waiting|no supervisor"):
+        SessionSource(supervisor, operator="bob").approve("B.release", "no-go", "too late")

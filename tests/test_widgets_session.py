@@ -1,0 +1,98 @@
+"""Session widgets as pure views: stage board, headline, verdict cards, evidence, decision, delta table, log tail."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rich.console import Console
+
+from tests.tui_helpers import FIXED_NOW, constructed_session
+from widgets.delta_table import render_comparison, render_delta_table
+from widgets.headline import render_headline
+from widgets.log_tail import render_log_tail
+from widgets.session_view import DeltaRow, GateView, StageView, StepView
+from widgets.stage_board import format_duration, render_stage_board, step_duration
+from widgets.verdict_card import render_decision, render_evidence, render_verdict
+
+
+def plain(renderable: Any, width: int = 100) -> str:
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_durations() -> None:
+    assert [format_duration(s) for s in (None, 4.25, 125, 3725)] == ["", "4.2s", "2m05s", "1h02m"]
+    running = StepView("A.x", "A", "x", state="running", started_at=FIXED_NOW - 90)
+    assert step_duration(running, FIXED_NOW) == 90
+    assert step_duration(StepView("A.y", "A", "y", state="pending", started_at=1.0), FIXED_NOW) is None
+
+
+def test_stage_state_is_the_worst_news() -> None:
+    def stage(*states: str) -> StageView:
+        return StageView("A", "t", tuple(StepView(f"A.{i}", "A", str(i), state=s) for i, s in enumerate(states)))
+
+    assert stage("succeeded", "skipped").state == "done"
+    assert stage("succeeded", "running").state == "running"
+    assert stage("failed", "running").state == "failed"
+    assert stage("succeeded", "pending").state == "pending"
+    assert stage().state == "pending"
+
+
+def test_stage_board() -> None:
+    view = constructed_session()
+    text = plain(render_stage_board(view.stages, "A.eval", FIXED_NOW))
+    lines = text.splitlines()
+    assert lines[0].startswith("✓ A  Baseline (API)") and lines[0].rstrip().endswith("done")
+    eval_line = next(line for line in lines if "baseline eval" in line)
+    assert "try 2/3" in eval_line and "2m05s" in eval_line
+    assert any("operator sign-off  needs sign-off" in line and "42.0s" in line for line in lines)
+    assert "no plan yet" in plain(render_stage_board((), None, FIXED_NOW))
+    failed = StageView("D", "Fine-tune", (StepView("D.t", "D", "t", state="failed", attempts=3, error="OOM"),))
+    assert "t  OOM" in plain(render_stage_board((failed,), None, FIXED_NOW))
+
+
+def test_headline() -> None:
+    view = constructed_session()
+    text = plain(render_headline(view.state, view.final_decision, view.gates, view.metrics), 40)
+    assert "run waiting" in text and "◆ operator sign-off waits for sign-off (audit NO-GO)" in " ".join(text.split())
+    assert "A.eval deaths" in text
+    done = plain(render_headline("completed", "GO", (), ()), 40)
+    assert "final GO" in done and "no gate waiting" in done and "metrics appear as steps finish" in done
+
+
+def test_verdicts_evidence_and_decisions() -> None:
+    gate = constructed_session().gates[0]
+    primary = plain(render_verdict(gate.verdicts[0]))
+    assert "gemini (primary)  NO-GO" in primary and "judged abababababab" in primary
+    assert "■ baseline gate failed: too few ticks" in primary and "• ticksObserved 87 < 100" in primary
+    evidence = plain(render_evidence(gate.evidence, gate.evidence_sha256))
+    assert "audit:verdict.json" in evidence and "-" in evidence.splitlines()[2]
+    assert "no evidence listed" in plain(render_evidence((), None))
+    assert "waiting for the operator's decision" in plain(render_decision(gate))
+    timed_out = GateView("B.g", state="timed_out")
+    assert "NO-GO: no decision before the gate's timeout" in plain(render_decision(timed_out))
+    signed = GateView("B.g", state="decided", decision="no-go", operator="bob", reason="deaths not explained")
+    assert "NO-GO signed by bob" in plain(render_decision(signed)) and "reason: deaths" in plain(
+        render_decision(signed)
+    )
+
+
+def test_delta_rows_and_table() -> None:
+    assert DeltaRow("latency", 1.0, 0.5).improved is True
+    assert DeltaRow("solved", 3, 5, lower_is_better=False).improved is True
+    assert DeltaRow("solved", 5, 3, lower_is_better=False).improved is False
+    assert DeltaRow("same", 1.0, 1.0).improved is None and DeltaRow("x", None, 1.0).delta is None
+    text = plain(render_delta_table(constructed_session().deltas))
+    latency = next(line for line in text.splitlines() if "latency p50" in line)
+    assert "0.410s" in latency and "-0.080s" in latency and "▲*" in latency
+    assert "no comparison yet" in plain(render_delta_table(()))
+    assert "residual blockers" in plain(render_comparison((), ("x is worse",)))
+
+
+def test_log_tail() -> None:
+    text = render_log_tail("A.eval", ("plain", "\x1b[31mTraceback (most recent call last)\x1b[0m"))
+    assert text.plain == "plain\nTraceback (most recent call last)"
+    assert render_log_tail(None, ()).plain == "(no step selected)"
+    assert render_log_tail("A.eval", ()).plain == "(no log output)"

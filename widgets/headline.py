@@ -1,0 +1,49 @@
+"""The few numbers an operator wants at a glance (as they become known), and the gates waiting for them."""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from widgets.session_view import GateView, MetricView
+
+
+def render_headline(
+    state: str, final_decision: str | None, gates: tuple[GateView, ...], metrics: tuple[MetricView, ...]
+) -> RenderableType:
+    head = Text()
+    head.append("run ", style="dim")
+    head.append(state, style="bold")
+    if final_decision:
+        head.append("  final ", style="dim")
+        head.append(final_decision, style="bold green" if final_decision == "GO" else "bold red")
+    parts: list[RenderableType] = [head]
+    waiting = [g for g in gates if g.state == "waiting"]
+    if waiting:
+        for gate in waiting:
+            line = Text("◆ ", style="bold magenta")
+            line.append(gate.title or gate.id, style="bold")
+            line.append(" waits for sign-off", style="magenta")
+            if gate.audit_verdict:
+                line.append(f" (audit {gate.audit_verdict})", style="dim")
+            parts.append(line)
+    else:
+        parts.append(Text("no gate waiting", style="dim"))
+    table = Table.grid(padding=(0, 1), expand=True)
+    table.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
+    table.add_column(justify="right", no_wrap=True)
+    for metric in metrics:
+        table.add_row(Text(metric.name, style="dim"), Text(metric.value, style="bold"))
+    if not metrics:
+        table.add_row(Text("metrics appear as steps finish", style="dim"), "")
+    parts.append(table)
+    return Group(*parts)
+
+
+class Headline(Static):
+    def show(
+        self, state: str, final_decision: str | None, gates: tuple[GateView, ...], metrics: tuple[MetricView, ...]
+    ) -> None:
+        self.update(render_headline(state, final_decision, gates, metrics))

@@ -1,0 +1,104 @@
+"""An auditor's verdict, the evidence a gate is bound to, and the decision that was signed."""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from widgets.session_view import EvidenceView, GateView, VerdictView
+
+VERDICT_STYLES = {"GO": "bold green", "NO-GO": "bold red", "INVALID": "bold red", "BLOCKED": "bold yellow"}
+
+
+def short_hash(sha: str | None) -> str:
+    return sha[:12] if sha else "-"
+
+
+def render_verdict(v: VerdictView) -> RenderableType:
+    head = Text()
+    head.append(v.auditor, style="bold")
+    if v.role:
+        head.append(f" ({v.role})", style="dim")
+    head.append("  ")
+    verdict = v.verdict or "no answer"
+    head.append(verdict, style=VERDICT_STYLES.get(verdict.upper(), "dim italic"))
+    if v.model:
+        head.append(f"  {v.model}", style="dim")
+    parts: list[RenderableType] = [head]
+    if v.judged_sha256:
+        parts.append(Text(f"judged {short_hash(v.judged_sha256)}", style="dim"))
+    if v.error:
+        parts.append(Text(v.error, style="bold red"))
+    for blocker in v.blockers:
+        parts.append(Text.assemble(("  ■ ", "bold red"), (blocker, "red")))
+    for finding in v.findings:
+        parts.append(Text.assemble(("  • ", "yellow"), finding))
+    if not v.blockers and not v.findings and v.verdict:
+        parts.append(Text("  no findings", style="dim"))
+    return Group(*parts)
+
+
+def render_evidence(items: tuple[EvidenceView, ...], bundle_sha: str | None) -> RenderableType:
+    table = Table.grid(padding=(0, 1), expand=True)
+    table.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
+    table.add_column(no_wrap=True, width=12)
+    if not items:
+        table.add_row(Text("no evidence listed", style="bold red"), "")
+    for item in items:
+        name = Text(item.path, style="bold")
+        if item.name not in (item.path, item.path.rsplit("/", 1)[-1]):
+            name.append(f" ({item.name})", style="dim")
+        sha = Text(short_hash(item.sha256), style="cyan" if item.sha256 else "bold red")
+        table.add_row(name, sha)
+    if bundle_sha:
+        table.add_row(Text("bundle", style="dim"), Text(short_hash(bundle_sha), style="bold cyan"))
+    return table
+
+
+def render_decision(gate: GateView) -> Text:
+    text = _decision(gate)
+    for refusal in gate.refusals:
+        text.append(f"\nrefused: {refusal}", style="yellow")
+    return text
+
+
+def _decision(gate: GateView) -> Text:
+    text = Text()
+    if gate.state == "waiting":
+        text.append("waiting for the operator's decision", style="bold magenta")
+        if gate.deadline:
+            text.append(f" (until {gate.deadline})", style="dim")
+        return text
+    if gate.state == "timed_out":
+        text.append("NO-GO: no decision before the gate's timeout", style="bold red")
+        return text
+    decision = (gate.decision or "?").upper()
+    text.append(decision, style=VERDICT_STYLES.get(decision, "bold"))
+    text.append(" signed by ")
+    text.append(gate.operator or "?", style="bold")
+    if gate.key_fingerprint:
+        text.append(f" [{gate.key_fingerprint[:16]}]", style="dim")
+    if gate.decided_at:
+        text.append(f" at {gate.decided_at}", style="dim")
+    if gate.override:
+        text.append("  OVERRIDE of the audit", style="bold yellow")
+    if gate.reason:
+        text.append(f"\nreason: {gate.reason}")
+    return text
+
+
+class VerdictCard(Static):
+    def show(self, verdict: VerdictView) -> None:
+        self.update(render_verdict(verdict))
+
+
+class EvidenceList(Static):
+    def show(self, items: tuple[EvidenceView, ...], bundle_sha: str | None) -> None:
+        self.update(render_evidence(items, bundle_sha))
+
+
+class DecisionLine(Static):
+    def show(self, gate: GateView) -> None:
+        self.update(render_decision(gate))
