@@ -23,6 +23,8 @@ from phasef_tui.keys import APP_KEYS, SCREEN_KEYS, SCREEN_NAMES, KeymapProblem, 
 from phasef_tui.screens.base import PhasefScreen
 
 FRAME_RATE = 20.0
+CLOCK_PERIOD_S = 1.0
+"""How often an idle dashboard redraws its running clocks (a frame costs CPU per attached operator)."""
 """Redraws per second at most (the data is pulled, coalesced, once a frame)."""
 GC_THRESHOLDS = (10_000, 20, 100)
 """Fewer, cheaper garbage collections: with Python's defaults a flood of records triggers full collections of the
@@ -100,6 +102,7 @@ class PhasefApp(App[int]):
         self.frames = 0
         self._start_notes: list[str] = []
         self._gc_before: tuple[int, int, int] | None = None
+        self._clock_drawn = 0.0
         self._switch_before = sys.getswitchinterval()
 
     def notify_on_start(self, message: str) -> None:
@@ -164,7 +167,10 @@ class PhasefApp(App[int]):
         changed = self.source.poll()
         if CHANGED_SESSION in changed:
             screen.draw_tabs()
-        if changed or screen.SCREEN_NAME == "Dashboard":  # the dashboard's clocks tick
+        now = time.monotonic()
+        clocks_due = screen.SCREEN_NAME == "Dashboard" and now - self._clock_drawn >= CLOCK_PERIOD_S
+        if changed or clocks_due:  # the dashboard's clocks tick once a second; nothing else redraws when idle
+            self._clock_drawn = now
             screen.refresh_view(changed)
 
     def tab_list(self) -> tuple[tuple[str, str], ...]:
