@@ -692,6 +692,12 @@ class Engine:
         return StepOutcome(False, error=error, exit_code=exit_code)
 
     def _drain_log(self, key: str, attempt: int, tail: _LogTail, final: bool = False) -> None:
+        """Journal the structured progress lines a step printed since the last poll, with one fsync per batch.
+
+        Batching is safe here: progress events inform, they decide nothing. Each carries the log line it came from
+        (``_line``), and the log file itself is the durable copy, so after a crash a reattached monitor re-reads the
+        log and journals exactly the events past the last one on disk (none lost, none twice).
+        """
         lines, events = tail.poll(final)
         if events:
             if len(events) > PROGRESS_PER_POLL:  # coalesce a flood: keep an even sample and the newest
