@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.registry import SERVICE_KINDS, STEP_KINDS, load_object
+from pipeline.registry import BUILTIN_PARAMS, SERVICE_KINDS, STEP_KINDS, load_object
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 DEFAULT_ENV_ALLOW = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV"]
@@ -291,11 +291,20 @@ def _check_params(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...], int
     issues: list[ConfigIssue] = []
     for stage_id, step_id, step in cfg.iter_steps():
         spec = STEP_KINDS[step.kind]
-        if spec.params_model is None:
-            continue
         loc = ("stages", stage_id, "steps", step_id, "params")
+        model_path = spec.params_model
+        if step.kind == "builtin" and step.function:
+            floc = ("stages", stage_id, "steps", step_id, "function")
+            try:
+                load_object(step.function)
+            except (ImportError, ValueError) as exc:
+                issues.append(ConfigIssue(file, _line_for(lines, floc), ".".join(floc), f"cannot load: {exc}"))
+                continue
+            model_path = BUILTIN_PARAMS.get(step.function)
+        if model_path is None:
+            continue
         try:
-            model = load_object(spec.params_model)
+            model = load_object(model_path)
         except (ImportError, ValueError) as exc:
             issues.append(ConfigIssue(file, _line_for(lines, loc), ".".join(loc), f"kind unavailable: {exc}"))
             continue

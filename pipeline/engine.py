@@ -516,7 +516,9 @@ class Engine:
     ) -> list[str]:
         if sc.kind == "shell":
             assert sc.command is not None
-            return ["/bin/sh", "-c", sc.command]
+            command = sc.command.replace("{project}", shlex.quote(str(self.project_dir)))
+            command = command.replace("{session}", shlex.quote(str(self.session_dir)))
+            return ["/bin/sh", "-c", command]
         function = sc.function if sc.kind == "builtin" else STEP_KINDS[sc.kind].function
         assert function is not None
         params = sc.params

@@ -30,6 +30,20 @@ STEP_KINDS: dict[str, KindSpec] = {
     "audit": KindSpec("pipeline.audit.params:AuditParams", "pipeline.audit.step:run"),
 }
 
+BUILTIN_PARAMS: dict[str, str] = {
+    # builtin ``function`` -> the pydantic model of its ``params`` table, so that ``phasef config check`` catches a
+    # bad key before a long run reaches the step
+    "pipeline.data.extract_journal:run": "pipeline.data.extract_journal:ExtractParams",
+    "pipeline.data.guard_dataset:run": "pipeline.data.guard_dataset:GuardParams",
+    "pipeline.data.guard_split:run": "pipeline.data.guard_split:SplitParams",
+    "pipeline.data.dataset_stats:run": "pipeline.data.dataset_stats:StatsParams",
+    "pipeline.data.sft_dpo_recipe:run": "pipeline.data.sft_dpo_recipe:RecipeParams",
+    "pipeline.data.prepare_mlx:run": "pipeline.data.prepare_mlx:PrepareParams",
+    "pipeline.report.compare:compare_step": "pipeline.report.compare:CompareParams",
+    "pipeline.report.matrix:matrix_step": "pipeline.report.matrix:MatrixParams",
+    "pipeline.train.handoff:build_step": "pipeline.train.params:HandoffParams",
+}
+
 SERVICE_KINDS: dict[str, str] = {
     # kind -> ``module:Class`` implementing ``pipeline.services.Service``
     "mlx_serve": "pipeline.serve:MlxServe",

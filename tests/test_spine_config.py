@@ -145,3 +145,20 @@ def test_auditor_tables_are_validated_with_lines() -> None:
         parse_config(text, "plan.toml")
     line = text.splitlines().index("flavour = 1") + 1
     assert f"plan.toml:{line}: auditors.first.flavour: unknown key" in str(info.value)
+
+
+def test_builtin_functions_and_their_params_are_checked() -> None:
+    text = GOOD + (
+        '\n[stages.B.steps.split]\nkind = "builtin"\nfunction = "pipeline.data.guard_split:run"\n'
+        'params = { by = "episode", sede = 1 }\n'
+        '\n[stages.B.steps.typo]\nkind = "builtin"\nfunction = "pipeline.data.nope:run"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "plan.toml")
+    lines = text.splitlines()
+    message = str(info.value)
+    assert (
+        f"plan.toml:{lines.index('[stages.B.steps.split]') + 4}: stages.B.steps.split.params.sede: unknown key"
+        in message
+    )
+    assert f"plan.toml:{lines.index('[stages.B.steps.typo]') + 3}: stages.B.steps.typo.function: cannot load" in message

@@ -28,7 +28,7 @@ command = "sleep 2; echo warm"
 
 [stages.A.steps.eval]
 kind = "shell"
-command = 'mkdir -p artifacts/A/eval; cp "$PHASEF_PROJECT_DIR/trace.jsonl" artifacts/A/eval/dirty_trace.jsonl; sleep 1'
+command = 'mkdir -p artifacts/A/eval; cp {project}/trace.jsonl artifacts/A/eval/dirty_trace.jsonl; sleep 1'
 
 [stages.B]
 title = "Decision"
