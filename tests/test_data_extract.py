@@ -7,10 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.bench.prompt import Action, render_action
-from pipeline.data import extract_journal
+from pipeline.bench.prompt import Action, PromptEvent, PromptSettings, PromptState, build_messages, render_action
+from pipeline.data import extract_journal, sft_dpo_recipe
+from pipeline.data.rows import Example
 from pipeline.jobs.context import StepFailed
-from tests.test_data_support import TraceBuilder, make_ctx, read_jsonl, recovered_thrash, standard_trace
+from tests.test_data_support import (
+    TraceBuilder,
+    make_ctx,
+    read_jsonl,
+    recovered_thrash,
+    reflex_multi_failure,
+    standard_trace,
+)
 
 
 def run_extract(tmp_path: Path, traces: list[Path], **params: object) -> tuple[dict, Path]:
@@ -18,39 +26,50 @@ def run_extract(tmp_path: Path, traces: list[Path], **params: object) -> tuple[d
     return extract_journal.run(ctx), ctx.artifacts_dir
 
 
+def tick_record(records: list[dict], episode: str, tick: int) -> dict:
+    return next(r for r in records if r.get("episode") == episode and r.get("tick") == tick)
+
+
 def test_examples_follow_the_recovery_chains(tmp_path: Path) -> None:
     trace = standard_trace(episodes=2).write(tmp_path / "trace.jsonl")
     summary, out = run_extract(tmp_path, [trace])
 
-    assert summary["examples"]["failure_recovery"] == 10  # per round: 3 thrash + 1 schema + 1 reflex
+    assert summary["examples"]["failure_recovery"] == 8  # one per recovered chain with an action, per round 4
+    assert summary["failure_recovery_pairing"] == {"recovering_context": 8, "failure_context": 0}
     assert summary["examples"]["golden"] == 6  # the clean episode's 3 progress/success ticks, twice
     assert summary["examples"]["reject"] == 4  # the death chain's 2 failed model ticks, twice
     assert summary["skipped_ticks"] == {
         "recovered chain without a recovering action": 4,  # the watchdog broke the lock: no action to learn
-        "clean tick of a successful episode that had failures": 12,  # not golden: the episode was not clean
+        "clean tick of a successful episode that had failures": 14,  # not golden: the episode was not clean
+        # thrash 3 + schema 1 + reflex 1 + multi 3 failed ticks per round: their recovery is learnt where it acted
+        "failed tick of a recovered chain: paired at the recovering tick's own context": 16,
     }
-    assert summary["chains"] == {"total": 10, "recovered": 8, "death": 2}
+    assert summary["chains"] == {"total": 12, "recovered": 10, "death": 2}
     assert summary["bad_lines"] == 0
 
     rows = read_jsonl(out / "examples.jsonl")
-    thrash = [r for r in rows if r["episode"] == "thrash-1"]
-    assert [r["provenance"]["tick_start"] for r in thrash] == [1, 2, 3]
+    records = read_jsonl(trace)
+    (thrash,) = [r for r in rows if r["episode"] == "thrash-1"]
     search = render_action(Action(act="search", arg="LIMIT_1"))
     check = render_action(Action(act="check", arg="checks/check_1.sh"))
-    assert {r["completion"] for r in thrash} == {search}
-    assert {r["rejected"] for r in thrash} == {check}
-    records = read_jsonl(trace)
-    failure_tick = next(r for r in records if r.get("episode") == "thrash-1" and r.get("tick") == 1)
-    assert thrash[0]["messages"] == failure_tick["context"]  # exactly what the model was sent
+    assert (thrash["completion"], thrash["rejected"]) == (search, check)
+    assert thrash["messages"] == tick_record(records, "thrash-1", 4)["context"]  # where the search was made
+    prov = thrash["provenance"]
+    assert (prov["pairing"], prov["prompt_tick"], prov["rejected_tick"]) == ("recovering_context", 4, 3)
+    assert (prov["tick_start"], prov["tick_end"]) == (3, 4)
 
     schema = next(r for r in rows if r["episode"] == "schema-0")
     assert schema["rejected"] == "{act: read, arg: src/mod0"
     assert schema["completion"] == '{"act":"read","arg":"src/mod0.py"}'
+    assert schema["messages"] == tick_record(records, "schema-0", 2)["context"]  # the repair retry's prompt
     assert schema["mechanism"] == "schema_repair" and schema["failure_class"] == "SchemaViolation"
 
     reflex = next(r for r in rows if r["episode"] == "reflex-0")
-    assert reflex["completion"] == '{"act":"search","arg":"MAX_0"}'
-    assert reflex["mechanism"] == "reflex"
+    assert (
+        reflex["completion"] == '{"act":"search","arg":"MAX_0"}' and reflex["rejected"] == '{"act":"answer","arg":"0"}'
+    )
+    assert reflex["mechanism"] == "reflex" and reflex["failure_class"] == "WrongAnswer"
+    assert reflex["messages"] == tick_record(records, "reflex-0", 1)["context"]
 
     sha = extract_journal.file_sha256(trace)
     for row in rows:
@@ -58,6 +77,99 @@ def test_examples_follow_the_recovery_chains(tmp_path: Path) -> None:
         assert prov["source"] == str(trace) and prov["sha256"] == sha and prov["episode"] == row["episode"]
         assert prov["tick_start"] <= prov["tick_end"] and prov["lines"]
         assert all(records[line - 1]["episode"] == row["episode"] for line in prov["lines"])
+
+
+MULTI_TASK = "find the passing check 5"
+
+
+def multi_failure_trace(path: Path) -> tuple[Path, list[dict]]:
+    """One episode: the model fails check a twice, the reflex's check b hangs, its check c passes."""
+    b = TraceBuilder()
+    b.episode("multi", "pass-5", MULTI_TASK, reflex_multi_failure(5), "success")
+    return b.write(path), [r for r in b.records if r["kind"] == "tick"]
+
+
+def expected_prompt(tick: int, failures: int, streak: int, checks: int, past: list[dict]) -> list[dict[str, str]]:
+    """The harness's prompt for one tick, rebuilt from scratch with the harness's own builder."""
+    events = [
+        PromptEvent(
+            render_action(Action.model_validate(r["action"])), r["error_class"] or r["outcome"], r["observation"]
+        )
+        for r in past
+    ]
+    return build_messages(MULTI_TASK, PromptState(tick, failures, streak, checks), events, PromptSettings())
+
+
+def test_a_multi_failure_chain_pairs_the_expert_action_with_its_own_context(tmp_path: Path) -> None:
+    trace, ticks = multi_failure_trace(tmp_path / "multi.jsonl")
+    summary, out = run_extract(tmp_path, [trace])
+    assert summary["failure_recovery_pairing"] == {"recovering_context": 1, "failure_context": 0}
+    rows = read_jsonl(out / "examples.jsonl")
+    assert [r["label"] for r in rows] == ["failure_recovery"]
+    (row,) = rows
+    # prompt: the reflex's own tick 3 (after 3 failures, 3 checks run), exactly what the model would be sent there
+    assert row["messages"] == ticks[3]["context"] == expected_prompt(3, 3, 3, 3, ticks[:3])
+    assert row["messages"][1]["content"].startswith(f"TASK: {MULTI_TASK}\nSTATE: tick 3 | failures 3 | streak 3")
+    # target: the reflex's own action there; rejected: the model's failing output just before the takeover
+    assert row["completion"] == '{"act":"check","arg":"checks/c_5.sh"}'
+    assert row["rejected"] == ticks[1]["raw_output"] == '{"act":"check","arg":"checks/a_5.sh"}'
+    assert row["mechanism"] == "reflex" and row["failure_class"] == "CheckFailed"
+    prov = row["provenance"]
+    assert prov["pairing"] == "recovering_context" and (prov["prompt_tick"], prov["rejected_tick"]) == (3, 1)
+    assert (prov["tick_start"], prov["tick_end"], prov["lines"]) == (1, 3, [3, 5]) and prov["chain_id"] == "multi-5"
+    # the failed ticks' prompts are never paired with the action that only later became right
+    assert all(row["messages"] != t["context"] for t in ticks[:3])
+    assert summary["skipped_ticks"] == {
+        "failed tick of a recovered chain: paired at the recovering tick's own context": 3,
+        "clean tick of a successful episode that had failures": 1,  # the model's answer after the recovery
+    }
+
+    # the same pair feeds SFT (prompt + the expert's action) and DPO (chosen = expert, rejected = the model)
+    example = Example.model_validate(row)
+    sft, dpo, mix = sft_dpo_recipe.build_split([example], True, sft_dpo_recipe.RecipeParams())
+    assert sft[0]["messages"] == [*ticks[3]["context"], {"role": "assistant", "content": row["completion"]}]
+    assert (dpo[0]["prompt"], dpo[0]["chosen"], dpo[0]["rejected"]) == (
+        ticks[3]["context"],
+        row["completion"],
+        row["rejected"],
+    )
+    assert mix["sft"]["failure_recovery_pairing"] == {"recovering_context": 1}
+
+
+def test_without_a_recovering_context_the_failed_ticks_are_the_prompts(tmp_path: Path) -> None:
+    """Fallback for traces that did not record the recovering actor's prompt (e.g. imported ones)."""
+    trace, ticks = multi_failure_trace(tmp_path / "multi.jsonl")
+    corrupt_tick(trace, "multi", 3, {"context": None, "context_chars": 0})
+    summary, out = run_extract(tmp_path, [trace])
+    assert summary["failure_recovery_pairing"] == {"recovering_context": 0, "failure_context": 2}
+    assert summary["skipped_ticks"] == {
+        "failed tick: not a model turn (actor reflex)": 1,  # the reflex's hung check is not the model's failure
+        "clean tick of a successful episode that had failures": 1,
+    }
+    rows = read_jsonl(out / "examples.jsonl")
+    assert [(r["messages"], r["completion"], r["rejected"]) for r in rows] == [
+        (ticks[n]["context"], '{"act":"check","arg":"checks/c_5.sh"}', '{"act":"check","arg":"checks/a_5.sh"}')
+        for n in (0, 1)
+    ]
+    assert [r["provenance"]["pairing"] for r in rows] == ["failure_context"] * 2
+    assert [(r["provenance"]["prompt_tick"], r["provenance"]["tick_end"]) for r in rows] == [(0, 3), (1, 3)]
+    summary, out = run_extract(tmp_path / "first", [trace], include_attempts=False)  # only the first failure
+    assert [r["messages"] for r in read_jsonl(out / "examples.jsonl")] == [ticks[0]["context"]]
+
+
+def test_a_recovering_tick_without_progress_or_model_output_is_counted_not_paired(tmp_path: Path) -> None:
+    trace, _ = multi_failure_trace(tmp_path / "a.jsonl")
+    corrupt_tick(trace, "multi", 3, {"progress": False})
+    summary, out = run_extract(tmp_path / "a", [trace])
+    assert summary["examples"]["failure_recovery"] == 0 and not read_jsonl(out / "examples.jsonl")
+    assert summary["skipped_ticks"]["recovered chain: the recovering tick made no progress"] == 1
+
+    trace, _ = multi_failure_trace(tmp_path / "b.jsonl")
+    for n in (0, 1):
+        corrupt_tick(trace, "multi", n, {"raw_output": None, "action": None, "outcome": "timeout"})
+    summary, _ = run_extract(tmp_path / "b", [trace])
+    assert summary["examples"]["failure_recovery"] == 0
+    assert summary["skipped_ticks"]["recovered chain: no failed model output to reject"] == 1
 
 
 def test_journal_holds_chains_thrash_deaths_and_file_summary(tmp_path: Path) -> None:
@@ -106,7 +218,7 @@ def test_a_duplicate_tick_is_a_bad_line_and_a_reused_episode_name_is_not(tmp_pat
     (bad,) = read_jsonl(out / "bad_lines.jsonl")
     assert bad["line"] == 4 and bad["reason"] == "duplicate tick 1 of episode 'same' (first at line 3)"
     rows = read_jsonl(out / "examples.jsonl")
-    assert summary["examples"]["failure_recovery"] == 6 and len({r["id"] for r in rows}) == len(rows)
+    assert summary["examples"]["failure_recovery"] == 2 and len({r["id"] for r in rows}) == len(rows)
 
 
 def corrupt_tick(trace: Path, episode: str, tick: int, change: dict[str, object]) -> None:
@@ -124,7 +236,7 @@ def test_a_tick_lost_to_a_bad_line_leaves_the_rest_of_its_chain(tmp_path: Path) 
     summary, out = run_extract(tmp_path, [trace])
     assert summary["bad_lines"] == 1 and "field 'outcome'" in summary["bad_lines_shown"][0]
     rows = [r for r in read_jsonl(out / "examples.jsonl") if r["episode"] == "thrash-0"]
-    assert [r["provenance"]["tick_start"] for r in rows] == [1, 3]
+    assert [(r["provenance"]["prompt_tick"], r["provenance"]["rejected_tick"]) for r in rows] == [(4, 3)]
 
 
 def test_a_chain_whose_tick_only_analysis_could_read_gives_no_examples(tmp_path: Path) -> None:
@@ -133,7 +245,7 @@ def test_a_chain_whose_tick_only_analysis_could_read_gives_no_examples(tmp_path:
     summary, _ = run_extract(tmp_path, [trace])
     assert summary["bad_lines"] == 1 and "field 'context'" in summary["bad_lines_shown"][0]
     assert summary["skipped_ticks"]["chain with ticks lost to bad lines"] == 1
-    assert summary["examples"]["failure_recovery"] == 2  # the schema and reflex chains are still used
+    assert summary["examples"]["failure_recovery"] == 3  # the schema, reflex and multi chains are still used
 
 
 def test_several_traces_and_a_folder_input(tmp_path: Path) -> None:
@@ -144,7 +256,7 @@ def test_several_traces_and_a_folder_input(tmp_path: Path) -> None:
     b.write(folder / "b.jsonl")
     summary, out = run_extract(tmp_path, [], input=str(folder))
     assert [Path(f["path"]).name for f in summary["files"]] == ["a.jsonl", "b.jsonl"]
-    assert summary["examples"]["failure_recovery"] == 5 + 3
+    assert summary["examples"]["failure_recovery"] == 4 + 1
     sources = {Path(r["provenance"]["source"]).name for r in read_jsonl(out / "examples.jsonl")}
     assert sources == {"a.jsonl", "b.jsonl"}
 
@@ -153,7 +265,7 @@ def test_golden_policy_and_first_failure_only(tmp_path: Path) -> None:
     trace = standard_trace(episodes=1).write(tmp_path / "trace.jsonl")
     summary, _ = run_extract(tmp_path / "x", [trace], golden="none", include_attempts=False)
     assert summary["examples"]["golden"] == 0
-    assert summary["examples"]["failure_recovery"] == 3  # one per recovered chain with an action
+    assert summary["examples"]["failure_recovery"] == 4  # one per recovered chain with an action
     summary, _ = run_extract(tmp_path / "y", [trace], golden="all")
     assert summary["examples"]["golden"] == 3
 

@@ -81,7 +81,8 @@ def test_dirty_trace_to_mlx_lm_lora(tmp_path: Path, tiny_model: Path) -> None:
 
     extract = summaries["extract-thrashing-journal"]
     assert extract["bad_lines"] == 4 and (art / "extract-thrashing-journal" / "bad_lines.jsonl").exists()
-    assert extract["examples"]["failure_recovery"] == 20
+    assert extract["examples"]["failure_recovery"] == 16  # one per recovered chain with an action
+    assert extract["failure_recovery_pairing"] == {"recovering_context": 16, "failure_context": 0}
     guard = summaries["guard-sft-dataset"]
     assert guard["scrubbed"]["aws_access_key"] >= 1 and guard["scrubbed"]["email"] >= 1
     stats = summaries["failure-recovery-dataset-stats"]

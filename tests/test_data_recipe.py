@@ -99,6 +99,7 @@ def test_recipe_builds_sft_rows_and_dpo_pairs_from_recoveries(tmp_path: Path) ->
     labels = [r["label"] for r in train]
     assert labels.count("failure_recovery") == 5 and labels.count("golden") == 5  # capped at half
     assert summary["mixture"]["train"]["sft"]["golden_available"] == 10
+    assert summary["mixture"]["train"]["sft"]["failure_recovery_pairing"] == {"unmarked": 5}  # hand-made rows
     assert summary["mixture"]["valid"]["sft"]["golden"] == 2  # valid keeps the real mix
     first = train[0]
     source = example(0)

@@ -77,7 +77,7 @@ class TraceBuilder:
         failures = streak = checks = 0
         for n, st in enumerate(steps):
             context: list[dict[str, str]] | None = None
-            if st.actor == "model":
+            if st.actor in ("model", "reflex"):  # the harness records the reflex's prompt too (same builder)
                 state = PromptState(tick=n, failures=failures, streak=streak, checks_run=checks)
                 context = build_messages(task, state, events)
                 if st.repair is not None:
@@ -209,6 +209,41 @@ def reflex_recovery(i: int) -> list[Step]:
     ]
 
 
+def reflex_multi_failure(i: int) -> list[Step]:
+    """Several checks fail in a row (the model twice, then the reflex once); the reflex's next check passes.
+
+    The passing check is the right action only in the state where the reflex ran it, not at the first failure.
+    """
+    chain = f"multi-{i}"
+    check_a, check_b, check_c = (act("check", f"checks/{name}_{i}.sh") for name in ("a", "b", "c"))
+    fail = f"FAIL: a_{i}"
+    return [
+        Step(check_a, "error", fail, error_class="CheckFailed", chain_id=chain, chain_role="failure"),
+        Step(check_a, "error", fail, error_class="CheckFailed", chain_id=chain, chain_role="attempt"),
+        Step(
+            check_b,
+            "timeout",
+            f"TIMEOUT checks/b_{i}.sh",
+            error_class="Timeout",
+            actor="reflex",
+            chain_id=chain,
+            chain_role="attempt",
+            recovery="reflex",
+            progress=False,
+        ),
+        Step(
+            check_c,
+            observation=f"PASS c_{i}",
+            actor="reflex",
+            chain_id=chain,
+            chain_role="recovered",
+            recovery="reflex",
+            progress=True,
+        ),
+        Step(act("answer", f"checks/c_{i}.sh"), "success", "correct"),
+    ]
+
+
 def death(i: int) -> list[Step]:
     """A check kills the episode: failed ticks no one recovered from (Reject examples)."""
     chain = f"death-{i}"
@@ -253,6 +288,7 @@ def standard_trace(builder: TraceBuilder | None = None, episodes: int = 1) -> Tr
         b.episode(f"thrash-{k}", f"count-{k}", f"count the lines of mod{k}", recovered_thrash(k), "success")
         b.episode(f"schema-{k}", f"read-{k}", f"read mod{k}", schema_repair(k), "success")
         b.episode(f"reflex-{k}", f"const-{k}", f"find the value of MAX_{k}", reflex_recovery(k), "success")
+        b.episode(f"multi-{k}", f"pass-{k}", f"find the passing check {k}", reflex_multi_failure(k), "success")
         b.episode(f"death-{k}", f"fatal-{k}", f"run fatal check {k}", death(k), "death")
         b.episode(f"lock-{k}", f"lock-{k}", f"run lock check {k}", watchdog_deadlock(k), "success")
         b.episode(f"clean-{k}", f"list-{k}", f"list and read mod{k}", clean(k, secret=k == 0), "success")
@@ -358,7 +394,7 @@ def test_synthetic_trace_is_canonical(tmp_path: Path) -> None:
     for line in path.read_text().splitlines():
         record = parse_record(json.loads(line))
         kinds.append(record.kind)
-    assert kinds.count("episode_start") == kinds.count("episode_end") == 12
+    assert kinds.count("episode_start") == kinds.count("episode_end") == 14
     roles = {r.get("chain_role") for r in builder.records if r["kind"] == "tick"}
     assert {"failure", "attempt", "recovered", "death"} <= roles
 

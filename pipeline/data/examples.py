@@ -1,11 +1,22 @@
 """Cutting candidate training examples out of one episode's ticks.
 
-The unit of learning is a tick where the model chose an action. The example's prompt is the tick's recorded
+The unit of learning is a tick where an action was chosen. The example's prompt is that tick's recorded
 ``context`` (exactly the messages the model was sent, so training sees what evaluation will send) and its target
 is an action serialized exactly as the model must emit it.
 
-- In a recovered chain, every failed model tick becomes a ``failure_recovery`` example: its context, the action
-  that finally recovered (``completion``) and what the model emitted instead (``rejected``).
+- In a recovered chain, the tick that recovered it becomes the ``failure_recovery`` example, paired with its *own*
+  recorded context: the prompt is what that actor (the reflex expert, the schema-repair retry or the model itself)
+  was shown in the state where it acted, the target is the action it took there (``completion``) and
+  ``rejected`` is what the model emitted at the last failed tick before it. The pairing is exact: the harness
+  builds a reflex tick's context with the same ``build_messages`` (same state line, same event window, same
+  bounds) it would have sent the model at that tick. Pairing the recovering action with the *failed* ticks'
+  contexts is wrong once several ticks failed in a row: by the time the chain recovered the situation had
+  changed, and that action was not the right one at the first failure's prompt. Only a recovering tick that
+  moved the task forward (``progress`` or ``success``) is imitated.
+- Fallback, for traces whose recovering tick has no recorded context (imported foreign traces, hand-written
+  ones): every failed model tick of the chain becomes a ``failure_recovery`` example with its own context and
+  the recovering action as the target. Each example says which construction made it in
+  ``provenance.pairing`` (``recovering_context`` or ``failure_context``).
 - In a chain that ended in death or is still open, failed model ticks become ``reject`` examples.
 - In an episode that succeeded without a single failure, its clean model ticks become ``golden`` examples
   (by default only those that made progress, so a golden episode does not flood the feed with idle steps).
@@ -24,7 +35,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from pipeline.data.action_text import action_text
-from pipeline.data.rows import ChatMessage, Example, Label, Provenance, pydantic_error_text
+from pipeline.data.rows import ChatMessage, Example, Label, Pairing, Provenance, pydantic_error_text
 from pipeline.traces.reader import BadLine
 from pipeline.traces.schema import EpisodeEnd, EpisodeStart, Tick
 
@@ -76,7 +87,7 @@ class ExampleOptions:
     golden: GoldenPolicy = "progress"
     """which clean ticks of a successful episode are golden: those that made progress, all, or none"""
     include_attempts: bool = True
-    """every failed model tick of a recovered chain is an example, not only the first failure"""
+    """fallback pairing only: every failed model tick of a recovered chain is an example, not only the first"""
 
 
 @dataclass
@@ -85,6 +96,8 @@ class ExampleBatch:
     skipped: Counter[str] = field(default_factory=Counter)
     problems: list[BadLine] = field(default_factory=list)
     """ticks whose recorded fields cannot form a valid example (named by file and line)"""
+    pairings: Counter[str] = field(default_factory=Counter)
+    """failure-recovery examples by construction (``recovering_context`` / ``failure_context``)"""
 
 
 def _example_id(source: SourceRef, episode: str, label: str, line: int, tick_end: int) -> str:
@@ -162,13 +175,19 @@ class ExampleBuilder:
         rejected: str | None,
         end: tuple[int, Tick] | None,
         chain: ChainSpan | None,
+        pairing: Pairing | None = None,
+        rejected_from: tuple[int, Tick] | None = None,
     ) -> None:
         line, tick = prompt
         try:
-            batch.examples.append(self._example(ep, label, prompt, completion, rejected, end, chain))
+            example = self._example(ep, label, prompt, completion, rejected, end, chain, pairing, rejected_from)
         except ValidationError as exc:
             reason = f"tick {tick.tick} cannot form a {label} example: {pydantic_error_text(exc)}"
             batch.problems.append(BadLine(file=self.source.path, line=line, reason=reason))
+            return
+        batch.examples.append(example)
+        if pairing is not None:
+            batch.pairings[pairing] += 1
 
     def _example(
         self,
@@ -179,9 +198,15 @@ class ExampleBuilder:
         rejected: str | None,
         end: tuple[int, Tick] | None,
         chain: ChainSpan | None,
+        pairing: Pairing | None,
+        rejected_from: tuple[int, Tick] | None,
     ) -> Example:
+        """``prompt`` is the tick whose context is the prompt, ``end`` the tick whose action is the target and
+        ``rejected_from`` the tick whose output is ``rejected`` (each defaulting to the prompt tick)."""
         line, tick = prompt
         end_line, end_tick = end if end is not None else prompt
+        rej_line, rej_tick = rejected_from if rejected_from is not None else prompt
+        failed_tick = rej_tick if rejected_from is not None else tick
         return Example(
             id=_example_id(self.source, ep.episode, label, line, end_tick.tick),
             label=label,
@@ -190,16 +215,19 @@ class ExampleBuilder:
             messages=[ChatMessage.model_validate(m) for m in tick.context or []],
             completion=completion,
             rejected=rejected,
-            failure_class=(chain.failure_class if chain else None) or tick.error_class,
+            failure_class=(chain.failure_class if chain else None) or failed_tick.error_class,
             mechanism=(chain.mechanism if chain else None) or end_tick.recovery,
             provenance=Provenance(
                 source=self.source.path,
                 sha256=self.source.sha256,
                 episode=ep.episode,
-                tick_start=tick.tick,
+                tick_start=min(tick.tick, rej_tick.tick),
                 tick_end=end_tick.tick,
-                lines=sorted({line, end_line}),
+                lines=sorted({line, end_line, rej_line}),
                 chain_id=chain.chain_id if chain else None,
+                pairing=pairing,
+                prompt_tick=tick.tick,
+                rejected_tick=rej_tick.tick if rejected is not None else None,
             ),
         )
 
@@ -211,6 +239,9 @@ class ExampleBuilder:
         recovering = _recovering_tick(ep, chain) if chain.outcome == "recovered" else None
         if chain.outcome == "recovered" and (recovering is None or recovering[1].action is None):
             batch.skipped["recovered chain without a recovering action"] += len(failed)
+            return
+        if recovering is not None and recovering[1].context:
+            self._recovering_context_example(ep, chain, recovering, failed, batch)
             return
         if recovering is not None and not self.options.include_attempts:
             failed = failed[:1]
@@ -224,9 +255,48 @@ class ExampleBuilder:
                 continue
             if recovering is not None and recovering[1].action is not None:
                 chosen = action_text(recovering[1].action)
-                self._add(batch, ep, "failure_recovery", item, chosen, emitted, recovering, chain)
+                self._add(batch, ep, "failure_recovery", item, chosen, emitted, recovering, chain, "failure_context")
             else:
                 self._add(batch, ep, "reject", item, None, emitted, None, chain)
+
+    def _recovering_context_example(
+        self,
+        ep: EpisodeTicks,
+        chain: ChainSpan,
+        recovering: tuple[int, Tick],
+        failed: list[tuple[int, Tick]],
+        batch: ExampleBatch,
+    ) -> None:
+        """The recovering tick's own context -> its own action; rejected: the model's last failed output before it.
+
+        The failed ticks are not prompts here (their recovery is learnt in the state where it happened); they
+        are counted, so that the summary still accounts for every failed tick of the chain.
+        """
+        tick = recovering[1]
+        assert tick.action is not None
+        batch.skipped["failed tick of a recovered chain: paired at the recovering tick's own context"] += len(failed)
+        if not (tick.progress or tick.outcome == "success"):
+            batch.skipped["recovered chain: the recovering tick made no progress"] += 1
+            return
+        before = [item for item in failed if item[1].tick < tick.tick and item[1].actor in ("model", "repair")]
+        rejected_from = next((item for item in reversed(before) if _emitted_text(item[1]) is not None), None)
+        if rejected_from is None:
+            batch.skipped["recovered chain: no failed model output to reject"] += 1
+            return
+        chosen = action_text(tick.action)
+        emitted = _emitted_text(rejected_from[1])
+        self._add(
+            batch,
+            ep,
+            "failure_recovery",
+            recovering,
+            chosen,
+            emitted,
+            recovering,
+            chain,
+            "recovering_context",
+            rejected_from,
+        )
 
     def _golden_examples(self, ep: EpisodeTicks, chains: list[ChainSpan], batch: ExampleBatch) -> None:
         clean_episode = not chains and not any(_failed(t) or t.chain_id for _, t in ep.ticks.values())

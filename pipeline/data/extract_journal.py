@@ -3,7 +3,9 @@
 Reads one or more canonical dirty traces (Stage A's output). For each file the trace analysis finds the recovery
 chains, thrash runs, oscillations, deadlocks and deaths; each becomes one line of ``journal.jsonl`` with its
 provenance, and a closing ``file_summary`` line keeps the traps, MTTR and context profile. A second streaming pass
-buffers one episode at a time and cuts candidate examples (``examples.jsonl``, see ``pipeline.data.examples``).
+buffers one episode at a time and cuts candidate examples (``examples.jsonl``, see ``pipeline.data.examples``);
+the summary counts failure-recovery examples by construction (``failure_recovery_pairing``: the recovering
+tick's own context, or the fallback at each failed tick's context for traces that did not record it).
 Bad lines (bad JSON, torn last line, invalid UTF-8, missing fields) go to ``bad_lines.jsonl`` and the summary,
 and the rest of the file is still used.
 """
@@ -27,7 +29,7 @@ from pipeline.data.examples import (
     SourceRef,
 )
 from pipeline.data.jsonl import BadLineLog, JsonlWriter, file_sha256
-from pipeline.data.rows import LABELS, pydantic_error_text
+from pipeline.data.rows import LABELS, PAIRINGS, pydantic_error_text
 from pipeline.data.step_io import StepParams, find_files, finish_bad_lines, load_params
 from pipeline.jobs.context import StepContext
 from pipeline.traces.analysis import ChainSummary, TraceAnalysis, analyze
@@ -155,6 +157,7 @@ def run(ctx: StepContext) -> dict[str, Any]:
     failure_classes: Counter[str] = Counter()
     labels: Counter[str] = Counter({label: 0 for label in LABELS})
     skipped: Counter[str] = Counter()
+    pairings: Counter[str] = Counter({pairing: 0 for pairing in PAIRINGS})
     recover_ticks: list[float] = []
     recover_seconds: list[float] = []
     files: list[dict[str, Any]] = []
@@ -190,6 +193,7 @@ def run(ctx: StepContext) -> dict[str, Any]:
                 for problem in batch.problems:
                     bad.add(problem)
                 skipped.update(batch.skipped)
+                pairings.update(batch.pairings)
                 for example in batch.examples:
                     out.write(example)
                     labels[example.label] += 1
@@ -218,12 +222,14 @@ def run(ctx: StepContext) -> dict[str, Any]:
         "mttr_ticks": _mean(recover_ticks),
         "mttr_seconds": _mean(recover_seconds),
         "examples": {"path": str(ctx.artifact(EXAMPLES_NAME)), **dict(labels)},
+        "failure_recovery_pairing": dict(pairings),
         "skipped_ticks": dict(skipped),
     }
     summary.update(finish_bad_lines(ctx, bad))
     ctx.log(
         f"{len(traces)} trace(s): {summary['chains']['total']} chains, "
         f"{labels['failure_recovery']} failure-recovery / {labels['golden']} golden / {labels['reject']} reject "
-        f"examples, {len(bad)} bad line(s)"
+        f"examples ({pairings['recovering_context']} at the recovering tick's own context, "
+        f"{pairings['failure_context']} at a failed tick's context: fallback), {len(bad)} bad line(s)"
     )
     return summary

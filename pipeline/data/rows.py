@@ -5,7 +5,9 @@ action it should have emitted there (``completion``) and, for failures, what it 
 Its ``label`` says which of the three kinds the plan counts it as:
 
 ``golden``            a clean step of a successful episode (context -> the action the model took)
-``failure_recovery``  a failed step of a recovered chain (context of the failure -> the action that recovered)
+``failure_recovery``  the step that recovered a chain: the context the recovering actor was shown -> the action
+                      it took, rejected = the model's failing output just before (fallback for traces without a
+                      context on the recovering tick: context of each failure -> the action that recovered)
 ``reject``            a failed step no one recovered from (death or still open): negative evidence only
 
 Every row carries ``provenance`` so that any training example can be traced back to the exact bytes it came from.
@@ -22,6 +24,8 @@ LABELS: tuple[Label, ...] = ("golden", "failure_recovery", "reject")
 TRAINABLE_LABELS: tuple[Label, ...] = ("golden", "failure_recovery")
 
 Role = Literal["system", "user", "assistant", "tool"]
+Pairing = Literal["recovering_context", "failure_context"]
+PAIRINGS: tuple[Pairing, ...] = ("recovering_context", "failure_context")
 
 
 class ChatMessage(BaseModel):
@@ -43,6 +47,12 @@ class Provenance(BaseModel):
     tick_end: int
     lines: list[int] = Field(default_factory=list, description="1-based line numbers of the ticks used")
     chain_id: str | None = None
+    pairing: Pairing | None = Field(
+        default=None,
+        description="failure-recovery construction: the recovering tick's own context, or the failed tick's",
+    )
+    prompt_tick: int | None = Field(default=None, description="the tick whose context is the prompt")
+    rejected_tick: int | None = Field(default=None, description="the tick whose output is ``rejected``")
 
 
 class Example(BaseModel):

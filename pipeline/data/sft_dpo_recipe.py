@@ -1,10 +1,11 @@
 """Step ``sft-dpo-recipe`` (plan: ``bench:sft-dpo-grit-recipe``): SFT rows, DPO pairs and the recipe manifest.
 
-SFT teaches the action to take: a failure-recovery row is the context of the tick where the model failed plus the
-action that recovered, so the model learns to act right at the point where it went wrong; a golden row is a clean
-step. DPO teaches the contrast at the same point: chosen = the recovering action, rejected = what the model
-emitted there. A pair whose two sides are the same text (a flaky tool: the same action failed, then worked) has
-nothing to prefer and is left out.
+SFT teaches the action to take: a failure-recovery row is the context the recovering actor (often the reflex
+expert) was shown plus the action it took there, so the model learns the right action in the exact state where it
+was right (traces without that context fall back to the failed tick's context, see ``pipeline.data.examples``);
+a golden row is a clean step. DPO teaches the contrast: chosen = the recovering action, rejected = what the model
+emitted at its last failed tick before the recovery. A pair whose two sides are the same text (a flaky tool: the
+same action failed, then worked) has nothing to prefer and is left out.
 
 Golden rows are capped in the train split at ``max_golden_share`` of the SFT rows (picked deterministically by
 seed) so that recovery stays dominant; valid and test keep every row so that evaluation sees the real mix.
@@ -133,9 +134,13 @@ def build_split(
             continue
         dpo.append(dpo_row(example))
     labels = Counter(row["label"] for row in sft)
+    pairings = Counter(
+        str(row["provenance"].get("pairing") or "unmarked") for row in sft if row["label"] == "failure_recovery"
+    )
     mix = {
         "sft": {
             "failure_recovery": labels["failure_recovery"],
+            "failure_recovery_pairing": dict(pairings),
             "golden": labels["golden"],
             "golden_available": sum(1 for e in examples if e.label == "golden"),
             "golden_cap": cap,
