@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -402,5 +402,3 @@ def dump_config(cfg: PhasefConfig) -> dict[str, Any]:
     data: dict[str, Any] = clean(cfg.model_dump(mode="json"))
     return data
 
-
-GateDecision = Literal["go", "no-go"]
