@@ -35,31 +35,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from phasef_tui.ssh.pty_child import PtyChild  # noqa: E402
+from tests.spine_helpers import ONE_GATE_PLAN, ONE_GATE_PROMPT  # noqa: E402
+from tests.ssh_helpers import ssh_argv  # noqa: E402
 
-PLAN = """
-[project]
-name = "ssh-bench"
-sessions_dir = "sessions"
-
-[stages.A]
-title = "Work"
-
-[stages.A.steps.make]
-kind = "shell"
-command = "mkdir -p out && echo evidence > out/evidence.txt"
-outputs = ["out/evidence.txt"]
-
-[stages.B]
-title = "Decision"
-needs = ["A"]
-
-[stages.B.steps.release]
-kind = "gate"
-prompt = "Release the bench build?"
-evidence = ["out/evidence.txt"]
-timeout = 3600
-"""
-MARKER = "Release the bench build?"
+PLAN = ONE_GATE_PLAN
+MARKER = ONE_GATE_PROMPT
 IDLE_WINDOW_S = 5.0
 ANSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[PX^_][^\x1b]*\x1b\\|\x1b.")
 
@@ -329,31 +309,7 @@ async def bench(args: argparse.Namespace) -> None:
                 break
         if not port:
             raise SystemExit("the SSH server did not start")
-        ssh = [
-            "ssh",
-            "-F",
-            "/dev/null",
-            "-p",
-            str(port),
-            "-i",
-            str(work / "id_bench"),
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "IdentityAgent=none",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "SetEnv=COLORTERM=truecolor",
-            "-tt",
-            "bench@127.0.0.1",
-        ]
+        ssh = ssh_argv(port, work / "id_bench", "-o", "SetEnv=COLORTERM=truecolor", "-tt", user="bench")
         server_before = memory_kb(server.pid)
         single_ssh, single_login = [], []
         for i in range(args.single):

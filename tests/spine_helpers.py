@@ -14,6 +14,29 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
+ONE_GATE_PROMPT = "Release the build?"
+ONE_GATE_PLAN = f"""
+[stages.A]
+title = "Work"
+
+[stages.A.steps.make]
+kind = "shell"
+command = "mkdir -p out && echo evidence > out/evidence.txt"
+outputs = ["out/evidence.txt"]
+
+[stages.B]
+title = "Decision"
+needs = ["A"]
+
+[stages.B.steps.release]
+kind = "gate"
+prompt = "{ONE_GATE_PROMPT}"
+evidence = ["out/evidence.txt"]
+timeout = 3600
+"""
+"""A shell step and a gate on its output: the smallest plan an operator signs (TUI, SSH, benchmarks)."""
+
+
 def phasef(
     *args: str, cwd: Path, timeout: float = 120, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:

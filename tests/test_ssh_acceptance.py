@@ -20,37 +20,24 @@ import pytest
 
 from phasef_tui.ssh.server import SHUTDOWN_MESSAGE
 from phasef_tui.ssh.session import NO_TERMINAL
-from tests.spine_helpers import has_event, journal_events, phasef, spawn, wait_for, write_plan
+from tests.spine_helpers import (
+    ONE_GATE_PLAN,
+    ONE_GATE_PROMPT,
+    has_event,
+    journal_events,
+    phasef,
+    spawn,
+    wait_for,
+    write_plan,
+)
 from tests.ssh_helpers import Tmux, capture_raw, fingerprint, make_key, run_ssh, ssh_argv, write_keys
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ssh") is None or shutil.which("tmux") is None, reason="needs the OpenSSH client and tmux"
 )
 
-PLAN = """
-[project]
-name = "ssh-acceptance"
-sessions_dir = "sessions"
-
-[stages.A]
-title = "Work"
-
-[stages.A.steps.make]
-kind = "shell"
-command = "mkdir -p out && echo evidence > out/evidence.txt"
-outputs = ["out/evidence.txt"]
-
-[stages.B]
-title = "Decision"
-needs = ["A"]
-
-[stages.B.steps.release]
-kind = "gate"
-prompt = "Release the build?"
-evidence = ["out/evidence.txt"]
-timeout = 3600
-"""
-PROMPT = "Release the build?"
+PLAN = ONE_GATE_PLAN
+PROMPT = ONE_GATE_PROMPT
 
 
 class Served:

@@ -20,6 +20,7 @@ from phasef_tui.data_source import ApprovalError
 from phasef_tui.screens.audit import AuditScreen
 from phasef_tui.session_source import SessionSource, deltas_from
 from pipeline.journal import Journal
+from tests.spine_helpers import ONE_GATE_PLAN
 from tests.tui_helpers import sample_records, write_trace
 
 PLAN = [
@@ -213,27 +214,7 @@ def test_deltas_from_plain_maps() -> None:
 
 # -- a real supervisor ------------------------------------------------------------------------------------------------
 
-GATE_PLAN = """
-[project]
-name = "tui-approve"
-sessions_dir = "sessions"
-
-[stages.A]
-title = "Baseline"
-[stages.A.steps.prepare]
-kind = "shell"
-command = "echo ready > ready.txt"
-outputs = ["ready.txt"]
-
-[stages.B]
-title = "Decision"
-needs = ["A"]
-[stages.B.steps.release]
-kind = "gate"
-prompt = "Release it?"
-evidence = ["ready.txt"]
-timeout = 120
-"""
+GATE_PLAN = ONE_GATE_PLAN
 
 
 @pytest.fixture
