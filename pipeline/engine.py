@@ -36,7 +36,7 @@ from pipeline.hashing import (
     text_sha256,
 )
 from pipeline.jobs.context import EVENT_PREFIX, ServiceInfo, StepContext, resolve_path
-from pipeline.journal import Event, Journal
+from pipeline.journal import Event, Journal, read_journal
 from pipeline.registry import SERVICE_KINDS, STEP_KINDS, load_object
 from pipeline.services import Service, ServiceError
 from pipeline.state import SessionState, StepState, replay
@@ -112,11 +112,7 @@ class Engine:
         self.project_dir = project_dir.resolve()
         self.config_path = config_path
         self.journal = journal or Journal(self.session_dir)
-        events = []
-        from pipeline.journal import read_journal
-
-        if self.journal.path.exists():
-            events = list(read_journal(self.journal.path))
+        events = list(read_journal(self.journal.path)) if self.journal.path.exists() else []
         self.state: SessionState = replay(events, self.session_dir.name)
         self.deps = cfg.dependencies()
         self.selected = self._select(until)
@@ -368,9 +364,9 @@ class Engine:
         sc = self._step_cfg(key)
         if not sc.cache or st is None or st.state not in ("succeeded", "skipped") or st.fingerprint != fp:
             return None
-        if not st.outputs or self._outputs(key) != st.outputs:
-            return None if st.outputs else "unchanged fingerprint (no declared outputs)"
-        return "fingerprint and output hashes unchanged"
+        if not st.outputs:
+            return "unchanged fingerprint (no declared outputs)"
+        return "fingerprint and output hashes unchanged" if self._outputs(key) == st.outputs else None
 
     async def _run_step(self, key: str) -> None:
         sc = self._step_cfg(key)
@@ -414,10 +410,10 @@ class Engine:
                 self.record("step_cancelled", key, attempt=attempt, payload={"reason": outcome.error or "cancelled"})
                 await self._release_services(key)
                 return
-            if outcome.ok:
-                missing = [p for p, h in self._outputs(key).items() if h == MISSING]
-                if missing:
-                    outcome = StepOutcome(False, error=f"declared output missing: {', '.join(missing)}")
+            outputs = self._outputs(key) if outcome.ok else {}
+            missing = [p for p, h in outputs.items() if h == MISSING]
+            if missing:
+                outcome = StepOutcome(False, error=f"declared output missing: {', '.join(missing)}")
             if outcome.ok:
                 duration = self._duration(key)
                 self.record(
@@ -426,7 +422,7 @@ class Engine:
                     attempt=attempt,
                     payload={
                         "fingerprint": fp,
-                        "outputs": self._outputs(key),
+                        "outputs": outputs,
                         "summary": outcome.summary,
                         "duration_s": duration,
                     },
