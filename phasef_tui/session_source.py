@@ -534,7 +534,7 @@ class SessionSource(DataSource):
     def approve(self, gate_id: str, decision: str, reason: str) -> str:
         """Sign a decision through the supervisor; returns its confirmation, raises ``ApprovalError`` if refused."""
         from pipeline.control import ControlClient
-        from pipeline.engine import ControlError
+        from pipeline.errors import ControlError
 
         with self.lock:
             gate = self.state.gates.get(gate_id)

@@ -34,7 +34,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.engine import ControlError, Engine
+from pipeline.engine import Engine
+from pipeline.errors import ControlError
 
 PROTOCOL_VERSION = 1
 SOCKET_NAME = "control.sock"

@@ -17,7 +17,6 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +25,8 @@ from typing import Any, Literal
 import orjson
 
 from pipeline.config import PhasefConfig, StepConfig, dump_config
+from pipeline.errors import ControlError
+from pipeline.fsio import atomic_write_text
 from pipeline.hashing import (
     MISSING,
     canonical_json,
@@ -35,8 +36,10 @@ from pipeline.hashing import (
     path_sha256,
     text_sha256,
 )
-from pipeline.jobs.context import EVENT_PREFIX, ServiceInfo, StepContext, resolve_path
-from pipeline.journal import Event, Journal, read_journal
+from pipeline.jobs.context import EVENT_PREFIX, ServiceInfo, StepContext
+from pipeline.journal import Journal, read_journal
+from pipeline.layout import SessionLayout
+from pipeline.recorder import Recorder
 from pipeline.registry import SERVICE_KINDS, STEP_KINDS, load_object
 from pipeline.services import Service, ServiceError
 from pipeline.state import SessionState, StepState, replay
@@ -45,14 +48,9 @@ TERM_GRACE_S = 10.0
 POLL_S = 0.05
 LOG_LINES_PER_POLL = 50
 PROGRESS_PER_POLL = 40
-SUBSCRIBER_QUEUE = 2000
 WRAPPER = 'STATUS="$1"; shift; "$@"; rc=$?; echo "$rc" > "$STATUS.tmp" && mv "$STATUS.tmp" "$STATUS"; exit "$rc"'
 
 Decision = Literal["go", "no-go"]
-
-
-class ControlError(Exception):
-    """A client request the engine refuses; the message is shown to the operator as is."""
 
 
 @dataclass
@@ -108,17 +106,22 @@ class Engine:
         journal: Journal | None = None,
     ) -> None:
         self.cfg = cfg
-        self.session_dir = session_dir.resolve()
-        self.project_dir = project_dir.resolve()
+        self.layout = SessionLayout(session_dir, project_dir)
+        self.session_dir = self.layout.session_dir
+        self.project_dir = self.layout.project_dir
         self.config_path = config_path
         self.journal = journal or Journal(self.session_dir)
         events = list(read_journal(self.journal.path)) if self.journal.path.exists() else []
         self.state: SessionState = replay(events, self.session_dir.name)
+        self.recorder = Recorder(self.journal, self.state)
+        self.record = self.recorder.record
+        self.subscribers = self.recorder.subscribers
+        self.listeners = self.recorder.listeners
+        self.subscribe = self.recorder.subscribe
+        self.unsubscribe = self.recorder.unsubscribe
         self.deps = cfg.dependencies()
         self.selected = self._select(until)
         self.pools = {name: asyncio.Semaphore(size) for name, size in cfg.pools.items()}
-        self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
-        self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self._gate_waiters: dict[str, asyncio.Future[None]] = {}
         self._running: dict[str, asyncio.subprocess.Process | int] = {}
         self._cancel_steps: set[str] = set()
@@ -127,7 +130,7 @@ class Engine:
         self._service_info: dict[str, ServiceInfo] = {}
         self._service_lock = asyncio.Lock()
         self._wake = asyncio.Event()
-        self.resolved_config = self.session_dir / "config.resolved.toml"
+        self.resolved_config = self.layout.resolved_config
         self._orphans: dict[str, tuple[int, int]] = {}
 
     # -- selection ------------------------------------------------------------------------------------------
@@ -146,48 +149,12 @@ class Engine:
                 todo.extend(self.deps[k])
         return [k for k in keys if k in wanted]
 
-    # -- events -------------------------------------------------------------------------------------------------
-    def record(
-        self,
-        type: str,
-        key: str | None = None,
-        *,
-        attempt: int | None = None,
-        payload: dict[str, Any] | None = None,
-        sync: bool = True,
-    ) -> Event:
-        stage, step = key.split(".", 1) if key else (None, None)
-        ev = self.journal.append(type, stage=stage, step=step, attempt=attempt, payload=payload, sync=sync)
-        self.state.apply(ev)
-        self._broadcast({"event": ev.model_dump()})
-        return ev
-
-    def _broadcast(self, message: dict[str, Any]) -> None:
-        for q in list(self.subscribers):
-            if q.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    q.get_nowait()
-                q.put_nowait({"lagged": True})
-            q.put_nowait(message)
-        for fn in self.listeners:
-            fn(message)
-
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
-        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(SUBSCRIBER_QUEUE)
-        self.subscribers.add(q)
-        return q
-
-    def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
-        self.subscribers.discard(q)
-
     # -- run ----------------------------------------------------------------------------------------------------
     async def run(self) -> RunResult:
         import tomli_w
 
         cfg_text = tomli_w.dumps(dump_config(self.cfg))
-        tmp = self.resolved_config.with_suffix(".tmp")
-        tmp.write_text(cfg_text, encoding="utf-8")
-        os.replace(tmp, self.resolved_config)
+        atomic_write_text(self.resolved_config, cfg_text)
         resumed = self.state.last_seq > 0
         orphans = {k: (s.pid, s.attempts) for k, s in self.state.steps.items() if s.state in ("running",) and s.pid}
         stale_services = [s.pid for s in self.state.services.values() if s.state == "running" and s.pid]
@@ -308,24 +275,6 @@ class Engine:
     def _step_cfg(self, key: str) -> StepConfig:
         return self.cfg.step(key)
 
-    def _resolve(self, raw: str) -> Path:
-        return resolve_path(raw, self.session_dir, self.project_dir)
-
-    def _expand(self, patterns: list[str]) -> list[Path]:
-        out: list[Path] = []
-        for raw in patterns:
-            p = self._resolve(raw)
-            if any(ch in str(p) for ch in "*?["):
-                root = Path(p.anchor)
-                out.extend(sorted(root.glob(str(p.relative_to(root)))))
-            else:
-                out.append(p)
-        return out
-
-    def _artifacts(self, key: str) -> Path:
-        stage, step = key.split(".", 1)
-        return self.session_dir / "artifacts" / stage / step
-
     def _env_names(self, sc: StepConfig) -> list[str]:
         return list(dict.fromkeys([*self.cfg.env.allow, *sc.env]))
 
@@ -333,7 +282,7 @@ class Engine:
         """DVC-style: hash of kind, command/function, params, env allowlist values and input file hashes."""
         sc = self._step_cfg(key)
         problems: list[str] = []
-        inputs = self._expand(sc.inputs)
+        inputs = self.layout.expand(sc.inputs)
         input_hashes = hash_paths(inputs, self.session_dir)
         for name, h in input_hashes.items():
             if h == MISSING:
@@ -354,9 +303,9 @@ class Engine:
 
     def _outputs(self, key: str) -> dict[str, str]:
         sc = self._step_cfg(key)
-        paths = self._expand(sc.outputs)
+        paths = self.layout.expand(sc.outputs)
         if sc.kind not in ("shell", "gate"):
-            paths.append(self._artifacts(key))
+            paths.append(self.layout.artifacts(key))
         return hash_paths(paths, self.session_dir)
 
     def _cache_hit(self, key: str, fp: str) -> str | None:
@@ -480,22 +429,15 @@ class Engine:
             await asyncio.sleep(min(0.1, end - time.monotonic()))
 
     def _paths(self, key: str, attempt: int) -> tuple[Path, Path, Path]:
-        run = self.session_dir / "run"
-        logs = self.session_dir / "logs"
-        run.mkdir(parents=True, exist_ok=True)
-        logs.mkdir(parents=True, exist_ok=True)
-        return (
-            logs / f"{key}.{attempt}.log",
-            run / f"{key}.{attempt}.status",
-            run / f"{key}.{attempt}.ctx.json",
-        )
+        files = self.layout.attempt_files(key, attempt)
+        return files.log, files.status, files.ctx
 
     def _child_env(self, sc: StepConfig, key: str, services: dict[str, ServiceInfo]) -> dict[str, str]:
         env = {n: os.environ[n] for n in self._env_names(sc) if n in os.environ}
         env.update(
             PHASEF_SESSION_DIR=str(self.session_dir),
             PHASEF_PROJECT_DIR=str(self.project_dir),
-            PHASEF_ARTIFACTS=str(self._artifacts(key)),
+            PHASEF_ARTIFACTS=str(self.layout.artifacts(key)),
             PHASEF_STEP=key,
             PYTHONUNBUFFERED="1",
         )
@@ -512,9 +454,7 @@ class Engine:
     ) -> list[str]:
         if sc.kind == "shell":
             assert sc.command is not None
-            command = sc.command.replace("{project}", shlex.quote(str(self.project_dir)))
-            command = command.replace("{session}", shlex.quote(str(self.session_dir)))
-            return ["/bin/sh", "-c", command]
+            return ["/bin/sh", "-c", self.layout.expand_command(sc.command)]
         function = sc.function if sc.kind == "builtin" else STEP_KINDS[sc.kind].function
         assert function is not None
         params = sc.params
@@ -529,25 +469,25 @@ class Engine:
             step=key.split(".", 1)[1],
             kind=sc.kind,
             attempt=attempt,
-            artifacts_dir=self._artifacts(key),
+            artifacts_dir=self.layout.artifacts(key),
             params=params,
-            inputs=self._expand(sc.inputs),
-            outputs=self._expand(sc.outputs),
+            inputs=self.layout.expand(sc.inputs),
+            outputs=self.layout.expand(sc.outputs),
             services=services,
             config_path=self.resolved_config,
         )
-        ctx_path.write_text(ctx.model_dump_json(indent=2), encoding="utf-8")
+        atomic_write_text(ctx_path, ctx.model_dump_json(indent=2))
         return [sys.executable, "-m", "pipeline.jobs.run_function", str(ctx_path), function]
 
     async def _run_process(
         self, key: str, sc: StepConfig, attempt: int, fp: str, services: dict[str, ServiceInfo]
     ) -> StepOutcome:
         log_path, status_path, ctx_path = self._paths(key, attempt)
-        self._artifacts(key).mkdir(parents=True, exist_ok=True)
+        self.layout.artifacts(key).mkdir(parents=True, exist_ok=True)
         for stale in (status_path, ctx_path.with_name(ctx_path.name.replace(".ctx.json", ".result.json"))):
             stale.unlink(missing_ok=True)
         argv = self._argv(key, sc, attempt, ctx_path, services)
-        cwd = self._resolve(sc.cwd) if sc.cwd else self.session_dir
+        cwd = self.layout.resolve(sc.cwd) if sc.cwd else self.session_dir
         cwd.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log_fh:
             proc = await asyncio.create_subprocess_exec(
@@ -710,7 +650,7 @@ class Engine:
             shown = lines[-LOG_LINES_PER_POLL:]
             if len(lines) > len(shown):
                 shown.insert(0, f"... {len(lines) - len(shown)} more lines in the log")
-            self._broadcast({"log": {"key": key, "attempt": attempt, "lines": shown}})
+            self.recorder.broadcast({"log": {"key": key, "attempt": attempt, "lines": shown}})
 
     # -- services -------------------------------------------------------------------------------------------
     async def _acquire_services(self, key: str, sc: StepConfig) -> dict[str, ServiceInfo]:
@@ -726,8 +666,7 @@ class Engine:
                 if svc is None:
                     conf = self.cfg.services[name]
                     cls = load_object(SERVICE_KINDS[conf.kind])
-                    log_path = self.session_dir / "logs" / f"service.{name}.log"
-                    log_path.parent.mkdir(parents=True, exist_ok=True)
+                    log_path = self.layout.service_log(name)
                     svc = cls(name, conf.params, self.session_dir, self.project_dir, log_path)
                     assert isinstance(svc, Service)
                     try:
@@ -772,10 +711,10 @@ class Engine:
     def gate_evidence(self, key: str) -> tuple[dict[str, str], dict[str, Any] | None]:
         """Hashes of the evidence a gate names, plus the bound audit outcome (its packet hash re-computed)."""
         sc = self._step_cfg(key)
-        evidence = hash_paths(self._expand(sc.evidence), self.session_dir)
+        evidence = hash_paths(self.layout.expand(sc.evidence), self.session_dir)
         audit: dict[str, Any] | None = None
         if sc.audit:
-            verdict_path = self._artifacts(sc.audit) / "verdict.json"
+            verdict_path = self.layout.artifacts(sc.audit) / "verdict.json"
             if not verdict_path.exists():
                 audit = {"verdict": "BLOCKED", "reasons": [f"no audit verdict at {verdict_path}"]}
                 evidence["audit:verdict.json"] = MISSING

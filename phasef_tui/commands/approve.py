@@ -56,7 +56,7 @@ def _gate_id(client, gate: str) -> str:  # type: ignore[no-untyped-def]
 
 
 def _approve(args: argparse.Namespace) -> int:
-    from pipeline.engine import ControlError
+    from pipeline.errors import ControlError
 
     client = _client(args, args.session)
     if client is None:
@@ -83,7 +83,7 @@ def _approve(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from pipeline.engine import ControlError
+    from pipeline.errors import ControlError
 
     client = _client(args, args.session)
     if client is None:
