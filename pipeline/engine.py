@@ -10,14 +10,12 @@ a step whose process outlived the crash (its status file and log are still there
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
-import shlex
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -36,31 +34,19 @@ from pipeline.hashing import (
     path_sha256,
     text_sha256,
 )
-from pipeline.jobs.context import EVENT_PREFIX, ServiceInfo, StepContext
+from pipeline.jobs.context import ServiceInfo
+from pipeline.jobs.executor import Executor, Job, JobHandle, get_executor
+from pipeline.jobs.local import kill_group, pid_alive
+from pipeline.jobs.spec import build_spec, env_names, step_function
+from pipeline.jobs.watch import JobWatch, StepOutcome
 from pipeline.journal import Journal, read_journal
 from pipeline.layout import SessionLayout
 from pipeline.recorder import Recorder
-from pipeline.registry import SERVICE_KINDS, STEP_KINDS, load_object
+from pipeline.registry import SERVICE_KINDS, load_object
 from pipeline.services import Service, ServiceError
 from pipeline.state import SessionState, StepState, replay
 
-TERM_GRACE_S = 10.0
-POLL_S = 0.05
-LOG_LINES_PER_POLL = 50
-PROGRESS_PER_POLL = 40
-WRAPPER = 'STATUS="$1"; shift; "$@"; rc=$?; echo "$rc" > "$STATUS.tmp" && mv "$STATUS.tmp" "$STATUS"; exit "$rc"'
-
 Decision = Literal["go", "no-go"]
-
-
-@dataclass
-class StepOutcome:
-    ok: bool
-    error: str | None = None
-    exit_code: int | None = None
-    summary: dict[str, Any] = field(default_factory=dict)
-    cancelled: bool = False
-    timed_out: bool = False
 
 
 @dataclass
@@ -77,21 +63,6 @@ def _now() -> datetime:
 
 def _iso(t: datetime) -> str:
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _kill_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
 
 
 class Engine:
@@ -122,8 +93,8 @@ class Engine:
         self.deps = cfg.dependencies()
         self.selected = self._select(until)
         self.pools = {name: asyncio.Semaphore(size) for name, size in cfg.pools.items()}
-        self._gate_waiters: dict[str, asyncio.Future[None]] = {}
-        self._running: dict[str, asyncio.subprocess.Process | int] = {}
+        self.executor: Executor = get_executor("local")
+        self._running: dict[str, Job] = {}
         self._cancel_steps: set[str] = set()
         self._cancelled = False
         self._services: dict[str, Service] = {}
@@ -131,7 +102,8 @@ class Engine:
         self._service_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self.resolved_config = self.layout.resolved_config
-        self._orphans: dict[str, tuple[int, int]] = {}
+        self._orphans: dict[str, tuple[JobHandle, int]] = {}
+        self._gate_waiters: dict[str, asyncio.Future[None]] = {}
 
     # -- selection ------------------------------------------------------------------------------------------
     def _select(self, until: str | None) -> list[str]:
@@ -156,7 +128,11 @@ class Engine:
         cfg_text = tomli_w.dumps(dump_config(self.cfg))
         atomic_write_text(self.resolved_config, cfg_text)
         resumed = self.state.last_seq > 0
-        orphans = {k: (s.pid, s.attempts) for k, s in self.state.steps.items() if s.state in ("running",) and s.pid}
+        orphans = {
+            k: (JobHandle.model_validate(s.handle or {"pid": s.pid}), s.attempts)
+            for k, s in self.state.steps.items()
+            if s.state in ("running",) and s.pid
+        }
         stale_services = [s.pid for s in self.state.services.values() if s.state == "running" and s.pid]
         plan = [
             {"stage": s, "step": t, "kind": c.kind, "title": c.title}
@@ -176,9 +152,9 @@ class Engine:
             },
         )
         for pid in stale_services:
-            if pid and _pid_alive(pid):
-                _kill_group(pid, signal.SIGTERM)
-        self._orphans = {k: (pid or 0, n) for k, (pid, n) in orphans.items() if k in self.selected}
+            if pid and pid_alive(pid):
+                kill_group(pid, signal.SIGTERM)
+        self._orphans = {k: v for k, v in orphans.items() if k in self.selected}
         try:
             await self._schedule()
         finally:
@@ -275,9 +251,6 @@ class Engine:
     def _step_cfg(self, key: str) -> StepConfig:
         return self.cfg.step(key)
 
-    def _env_names(self, sc: StepConfig) -> list[str]:
-        return list(dict.fromkeys([*self.cfg.env.allow, *sc.env]))
-
     def fingerprint(self, key: str) -> tuple[str, list[str]]:
         """DVC-style: hash of kind, command/function, params, env allowlist values and input file hashes."""
         sc = self._step_cfg(key)
@@ -287,7 +260,7 @@ class Engine:
         for name, h in input_hashes.items():
             if h == MISSING:
                 problems.append(f"input missing: {name}")
-        env_values = {n: text_sha256(os.environ.get(n, "")) for n in self._env_names(sc) if n != "PATH"}
+        env_values = {n: text_sha256(os.environ.get(n, "")) for n in env_names(self.cfg, sc) if n != "PATH"}
         services = {s: canonical_json(self.cfg.services[s].model_dump()) for s in sc.services}
         material = {
             "kind": sc.kind,
@@ -338,7 +311,7 @@ class Engine:
         while True:
             if orphan is not None:
                 attempt = orphan[1]
-                outcome = await self._reattach_or_rerun(key, sc, fp, orphan)
+                outcome = await self._reattach_or_rerun(key, sc, orphan)
                 orphan = None
                 if outcome is None:  # could not reattach: a fresh attempt
                     continue
@@ -428,109 +401,37 @@ class Engine:
         while time.monotonic() < end and not self._cancelled and key not in self._cancel_steps:
             await asyncio.sleep(min(0.1, end - time.monotonic()))
 
-    def _paths(self, key: str, attempt: int) -> tuple[Path, Path, Path]:
-        files = self.layout.attempt_files(key, attempt)
-        return files.log, files.status, files.ctx
-
-    def _child_env(self, sc: StepConfig, key: str, services: dict[str, ServiceInfo]) -> dict[str, str]:
-        env = {n: os.environ[n] for n in self._env_names(sc) if n in os.environ}
-        env.update(
-            PHASEF_SESSION_DIR=str(self.session_dir),
-            PHASEF_PROJECT_DIR=str(self.project_dir),
-            PHASEF_ARTIFACTS=str(self.layout.artifacts(key)),
-            PHASEF_STEP=key,
-            PYTHONUNBUFFERED="1",
-        )
-        for name, info in services.items():
-            tag = name.upper().replace("-", "_").replace(".", "_")
-            if info.url:
-                env[f"PHASEF_SERVICE_{tag}_URL"] = info.url
-            if info.model:
-                env[f"PHASEF_SERVICE_{tag}_MODEL"] = info.model
-        return env
-
-    def _argv(
-        self, key: str, sc: StepConfig, attempt: int, ctx_path: Path, services: dict[str, ServiceInfo]
-    ) -> list[str]:
-        if sc.kind == "shell":
-            assert sc.command is not None
-            return ["/bin/sh", "-c", self.layout.expand_command(sc.command)]
-        function = sc.function if sc.kind == "builtin" else STEP_KINDS[sc.kind].function
-        assert function is not None
-        params = sc.params
-        model_path = STEP_KINDS[sc.kind].params_model
-        if model_path:
-            params = load_object(model_path).model_validate(sc.params).model_dump(mode="json")
-        ctx = StepContext(
-            session_id=self.session_dir.name,
-            session_dir=self.session_dir,
-            project_dir=self.project_dir,
-            stage=key.split(".")[0],
-            step=key.split(".", 1)[1],
-            kind=sc.kind,
-            attempt=attempt,
-            artifacts_dir=self.layout.artifacts(key),
-            params=params,
-            inputs=self.layout.expand(sc.inputs),
-            outputs=self.layout.expand(sc.outputs),
-            services=services,
-            config_path=self.resolved_config,
-        )
-        atomic_write_text(ctx_path, ctx.model_dump_json(indent=2))
-        return [sys.executable, "-m", "pipeline.jobs.run_function", str(ctx_path), function]
-
     async def _run_process(
         self, key: str, sc: StepConfig, attempt: int, fp: str, services: dict[str, ServiceInfo]
     ) -> StepOutcome:
-        log_path, status_path, ctx_path = self._paths(key, attempt)
         self.layout.artifacts(key).mkdir(parents=True, exist_ok=True)
-        for stale in (status_path, ctx_path.with_name(ctx_path.name.replace(".ctx.json", ".result.json"))):
-            stale.unlink(missing_ok=True)
-        argv = self._argv(key, sc, attempt, ctx_path, services)
-        cwd = self.layout.resolve(sc.cwd) if sc.cwd else self.session_dir
-        cwd.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as log_fh:
-            proc = await asyncio.create_subprocess_exec(
-                "/bin/sh",
-                "-c",
-                WRAPPER,
-                "phasef-step",
-                str(status_path),
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_fh,
-                stderr=asyncio.subprocess.STDOUT,
-                cwd=cwd,
-                env=self._child_env(sc, key, services),
-                start_new_session=True,
-            )
-        self._running[key] = proc
-        command = sc.command if sc.kind == "shell" else (sc.function or STEP_KINDS[sc.kind].function)
+        spec = build_spec(self.cfg, self.layout, key, sc, attempt, services)
+        spec.cwd.mkdir(parents=True, exist_ok=True)
+        job = await self.executor.start(spec)
+        self._running[key] = job
         self.record(
             "step_started",
             key,
             attempt=attempt,
             payload={
-                "pid": proc.pid,
+                "pid": job.handle.pid,
+                "handle": job.handle.model_dump(),
                 "fingerprint": fp,
-                "log": str(log_path.relative_to(self.session_dir)),
-                "command": command,
-                "argv": [shlex.quote(a) for a in argv[:3]],
+                "log": self.layout.relative(spec.files.log),
+                "command": sc.command if sc.kind == "shell" else step_function(sc),
+                "argv": spec.shown_argv,
                 "services": {n: s.url for n, s in services.items()},
             },
         )
         try:
-            return await self._monitor(key, sc, attempt, proc.pid, log_path, status_path, ctx_path, proc)
+            return await self._watch(key, sc, attempt, job)
         finally:
             self._running.pop(key, None)
 
-    async def _reattach_or_rerun(
-        self, key: str, sc: StepConfig, fp: str, orphan: tuple[int, int]
-    ) -> StepOutcome | None:
-        pid, attempt = orphan
-        log_path, status_path, ctx_path = self._paths(key, attempt)
-        alive = pid > 0 and _pid_alive(pid) and self._is_our_wrapper(pid, status_path)
-        if not alive and not status_path.exists():
+    async def _reattach_or_rerun(self, key: str, sc: StepConfig, orphan: tuple[JobHandle, int]) -> StepOutcome | None:
+        handle, attempt = orphan
+        found = get_executor(handle.executor).reattach(handle, self.layout.attempt_files(key, attempt))
+        if found is None:
             self.record(
                 "step_failed",
                 key,
@@ -541,116 +442,28 @@ class Engine:
                 },
             )
             return None
-        self.record("step_reattached", key, attempt=attempt, payload={"pid": pid, "alive": alive})
-        self._running[key] = pid
+        job, alive = found
+        self.record("step_reattached", key, attempt=attempt, payload={"pid": handle.pid, "alive": alive})
+        self._running[key] = job
         try:
-            return await self._monitor(key, sc, attempt, pid, log_path, status_path, ctx_path, None)
+            return await self._watch(key, sc, attempt, job)
         finally:
             self._running.pop(key, None)
 
-    @staticmethod
-    def _is_our_wrapper(pid: int, status_path: Path) -> bool:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return True  # no /proc (macOS): trust the recorded pid
-        return str(status_path).encode() in cmdline
-
-    async def _monitor(
-        self,
-        key: str,
-        sc: StepConfig,
-        attempt: int,
-        pid: int,
-        log_path: Path,
-        status_path: Path,
-        ctx_path: Path,
-        proc: asyncio.subprocess.Process | None,
-    ) -> StepOutcome:
+    async def _watch(self, key: str, sc: StepConfig, attempt: int, job: Job) -> StepOutcome:
         st = self.state.steps[key]
         seen_lines = max((p.get("_line", 0) for p in st.progress if p.get("_attempt") == attempt), default=0)
-        tail = _LogTail(log_path, skip_events_until=seen_lines)
         deadline = None
         if sc.timeout:
             started = datetime.fromisoformat((st.started or _iso(_now())).replace("Z", "+00:00"))
             deadline = time.monotonic() + sc.timeout - (_now() - started).total_seconds()
-        timed_out = cancelled = False
-        term_sent_at: float | None = None
-        exit_code: int | None = None
-        while True:
-            self._drain_log(key, attempt, tail)
-            if proc is not None:
-                if proc.returncode is not None:
-                    exit_code = proc.returncode
-                    break
-            elif not _pid_alive(pid) or _zombie(pid):
-                break
-            now = time.monotonic()
-            want_stop = (deadline is not None and now >= deadline) or self._cancelled or key in self._cancel_steps
-            if want_stop and term_sent_at is None:
-                timed_out = (
-                    deadline is not None and now >= deadline and not (self._cancelled or key in self._cancel_steps)
-                )
-                cancelled = not timed_out
-                _kill_group(pid, signal.SIGTERM)
-                term_sent_at = now
-            elif term_sent_at is not None and now - term_sent_at > TERM_GRACE_S:
-                _kill_group(pid, signal.SIGKILL)
-            if proc is not None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(proc.wait()), POLL_S * 4)
-            else:
-                await asyncio.sleep(POLL_S * 4)
-        if term_sent_at is not None:
-            # the wrapper is gone but the step may still be saving its state: give the group the grace time
-            while _group_alive(pid) and time.monotonic() - term_sent_at < TERM_GRACE_S:
-                self._drain_log(key, attempt, tail)
-                await asyncio.sleep(POLL_S)
-            _kill_group(pid, signal.SIGKILL)  # leave no grandchildren behind
-        self._drain_log(key, attempt, tail, final=True)
-        if exit_code is None:
-            try:
-                exit_code = int(status_path.read_text().strip())
-            except (OSError, ValueError):
-                exit_code = None
-        if timed_out:
-            return StepOutcome(False, error=f"timed out after {sc.timeout:g} s", exit_code=exit_code, timed_out=True)
-        if cancelled:
-            return StepOutcome(False, error="cancelled", exit_code=exit_code, cancelled=True)
-        result_path = ctx_path.with_name(ctx_path.name.replace(".ctx.json", ".result.json"))
-        result: dict[str, Any] = {}
-        if sc.kind != "shell" and result_path.exists():
-            with contextlib.suppress(OSError, ValueError):
-                result = orjson.loads(result_path.read_bytes())
-        if exit_code == 0:
-            return StepOutcome(True, exit_code=0, summary=result.get("summary", {}))
-        error = result.get("error") or f"exit status {exit_code}" + tail.last_lines_hint()
-        if exit_code is None:
-            error = "the step's process ended without an exit status" + tail.last_lines_hint()
-        return StepOutcome(False, error=error, exit_code=exit_code)
-
-    def _drain_log(self, key: str, attempt: int, tail: _LogTail, final: bool = False) -> None:
-        """Journal the structured progress lines a step printed since the last poll, with one fsync per batch.
-
-        Batching is safe here: progress events inform, they decide nothing. Each carries the log line it came from
-        (``_line``), and the log file itself is the durable copy, so after a crash a reattached monitor re-reads the
-        log and journals exactly the events past the last one on disk (none lost, none twice).
-        """
-        lines, events = tail.poll(final)
-        if events:
-            if len(events) > PROGRESS_PER_POLL:  # coalesce a flood: keep an even sample and the newest
-                step = len(events) / PROGRESS_PER_POLL
-                events = [events[int(i * step)] for i in range(PROGRESS_PER_POLL - 1)] + [events[-1]]
-            for number, payload in events:
-                payload["_attempt"] = attempt
-                payload["_line"] = number
-                self.record("step_progress", key, attempt=attempt, payload=payload, sync=False)
-            self.journal.sync()
-        if lines and self.subscribers:
-            shown = lines[-LOG_LINES_PER_POLL:]
-            if len(lines) > len(shown):
-                shown.insert(0, f"... {len(lines) - len(shown)} more lines in the log")
-            self.recorder.broadcast({"log": {"key": key, "attempt": attempt, "lines": shown}})
+        watch = JobWatch(self.recorder, key, attempt, job, skip_events_until=seen_lines)
+        return await watch.run(
+            deadline=deadline,
+            timeout_s=sc.timeout,
+            stop_requested=lambda: self._cancelled or key in self._cancel_steps,
+            function_step=sc.kind != "shell",
+        )
 
     # -- services -------------------------------------------------------------------------------------------
     async def _acquire_services(self, key: str, sc: StepConfig) -> dict[str, ServiceInfo]:
@@ -860,6 +673,7 @@ class Engine:
         return {"gate": gate_id, "decision": decision, "operator": operator, "override": override}
 
     # -- cancel ---------------------------------------------------------------------------------------------
+    # -- cancel ---------------------------------------------------------------------------------------------
     def cancel(self, step: str | None = None, *, operator: str = "unknown", role: str | None = None) -> dict[str, Any]:
         if role is not None and role != "approver":
             raise ControlError(f"operator {operator} has role {role!r}; only approvers can cancel")
@@ -873,70 +687,3 @@ class Engine:
             self._cancel_steps.add(step)
         self._wake.set()
         return {"cancelled": step or "run"}
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
-
-
-class _LogTail:
-    """Reads a step's log as it grows; splits structured event lines from plain lines."""
-
-    def __init__(self, path: Path, skip_events_until: int = 0) -> None:
-        self.path = path
-        self.offset = 0
-        self.line = 0
-        self.partial = b""
-        self.skip_until = skip_events_until
-        self.recent: list[str] = []
-
-    def poll(self, final: bool = False) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self.offset)
-                data = fh.read(8 << 20)
-        except FileNotFoundError:
-            return [], []
-        self.offset += len(data)
-        data = self.partial + data
-        parts = data.split(b"\n")
-        self.partial = b"" if final else parts.pop()
-        lines: list[str] = []
-        events: list[tuple[int, dict[str, Any]]] = []
-        prefix = EVENT_PREFIX.encode()
-        for raw in parts:
-            if not raw and final:
-                continue
-            self.line += 1
-            if raw.startswith(prefix):
-                if self.line <= self.skip_until:
-                    continue
-                try:
-                    obj = orjson.loads(raw[len(prefix) :])
-                except orjson.JSONDecodeError:
-                    lines.append(raw.decode("utf-8", "replace"))
-                    continue
-                if isinstance(obj, dict):
-                    events.append((self.line, obj))
-                continue
-            text = raw.decode("utf-8", "replace")
-            lines.append(text)
-        self.recent = (self.recent + lines)[-5:]
-        return lines, events
-
-    def last_lines_hint(self) -> str:
-        return (": " + " | ".join(line[:200] for line in self.recent[-3:])) if self.recent else ""

@@ -36,6 +36,8 @@ class StepState(BaseModel):
     duration_s: float | None = None
     error: str | None = None
     pid: int | None = None
+    handle: dict[str, Any] | None = None
+    """How the step's executor finds its running job again (``JobHandle``); None in journals before it."""
     fingerprint: str | None = None
     outputs: dict[str, str] = Field(default_factory=dict)
     summary: dict[str, Any] = Field(default_factory=dict)
@@ -135,6 +137,7 @@ class SessionState(BaseModel):
         st.duration_s = None
         st.error = None
         st.pid = ev.payload.get("pid")
+        st.handle = ev.payload.get("handle")
         st.fingerprint = ev.payload.get("fingerprint")
         st.log = ev.payload.get("log")
         st.cached = False
@@ -152,6 +155,7 @@ class SessionState(BaseModel):
         st.finished = ev.ts
         st.duration_s = ev.payload.get("duration_s", st.duration_s)
         st.pid = None
+        st.handle = None
         return st
 
     def _on_step_succeeded(self, ev: Event) -> None:

@@ -1,0 +1,157 @@
+"""The local process executor: each attempt runs in its own process group behind a tiny ``sh`` wrapper.
+
+The wrapper writes the command's exit status to a status file (atomically, by rename) and the output goes straight
+to a log file. Both outlive the supervisor, which is what lets a resumed supervisor reattach to a step whose process
+outlived a crash instead of starting it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pipeline.jobs.executor import JobHandle, JobSpec
+from pipeline.layout import AttemptFiles
+
+WRAPPER = 'STATUS="$1"; shift; "$@"; rc=$?; echo "$rc" > "$STATUS.tmp" && mv "$STATUS.tmp" "$STATUS"; exit "$rc"'
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def kill_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def _is_our_wrapper(pid: int, status_path: Path) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc (macOS): trust the recorded pid
+    return str(status_path).encode() in cmdline
+
+
+class LocalJob:
+    def __init__(
+        self, handle: JobHandle, files: AttemptFiles, proc: asyncio.subprocess.Process | None, gone: bool = False
+    ) -> None:
+        self.handle = handle
+        self.files = files
+        self.proc = proc
+        self.gone = gone
+        """Reattached to a job whose process had already ended: the pid may belong to someone else now."""
+
+    @property
+    def pid(self) -> int:
+        return self.handle.pid
+
+    def read_log(self, offset: int, limit: int) -> bytes:
+        try:
+            with open(self.files.log, "rb") as fh:
+                fh.seek(offset)
+                return fh.read(limit)
+        except FileNotFoundError:
+            return b""
+
+    def _ended(self) -> bool:
+        if self.gone:
+            return True
+        if self.proc is not None:
+            return self.proc.returncode is not None
+        return not pid_alive(self.pid) or _zombie(self.pid)
+
+    async def wait(self, timeout: float) -> bool:
+        if self._ended() or timeout <= 0:
+            return self._ended()
+        if self.proc is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.proc.wait()), timeout)
+        else:
+            await asyncio.sleep(timeout)
+        return self._ended()
+
+    def signal(self, sig: int) -> None:
+        if not self.gone:
+            kill_group(self.pid, sig)
+
+    def group_alive(self) -> bool:
+        return not self.gone and group_alive(self.pid)
+
+    def exit_status(self) -> int | None:
+        if self.proc is not None and self.proc.returncode is not None:
+            return self.proc.returncode
+        try:
+            return int(self.files.status.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def result(self) -> dict[str, Any]:
+        if not self.files.result.exists():
+            return {}
+        with contextlib.suppress(OSError, ValueError):
+            data = orjson.loads(self.files.result.read_bytes())
+            if isinstance(data, dict):
+                return data
+        return {}
+
+
+class LocalExecutor:
+    name = "local"
+
+    async def start(self, spec: JobSpec) -> LocalJob:
+        for stale in (spec.files.status, spec.files.result):
+            stale.unlink(missing_ok=True)
+        with open(spec.files.log, "ab") as log_fh:
+            proc = await asyncio.create_subprocess_exec(
+                "/bin/sh",
+                "-c",
+                WRAPPER,
+                "phasef-step",
+                str(spec.files.status),
+                *spec.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_fh,
+                stderr=asyncio.subprocess.STDOUT,
+                cwd=spec.cwd,
+                env=spec.env,
+                start_new_session=True,
+            )
+        return LocalJob(JobHandle(executor=self.name, pid=proc.pid), spec.files, proc)
+
+    def reattach(self, handle: JobHandle, files: AttemptFiles) -> tuple[LocalJob, bool] | None:
+        pid = handle.pid
+        alive = pid > 0 and pid_alive(pid) and _is_our_wrapper(pid, files.status)
+        if not alive and not files.status.exists():
+            return None
+        return LocalJob(handle, files, None, gone=not alive), alive
