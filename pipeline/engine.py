@@ -22,18 +22,17 @@ from typing import Any
 
 from pipeline.config import PhasefConfig, StepConfig, dump_config
 from pipeline.errors import ControlError
+from pipeline.fingerprints import Fingerprints
 from pipeline.fsio import atomic_write_text
 from pipeline.gates import Gates
 from pipeline.hashing import (
     MISSING,
-    canonical_json,
-    hash_paths,
     text_sha256,
 )
 from pipeline.jobs.context import ServiceInfo
 from pipeline.jobs.executor import Executor, Job, JobHandle, get_executor
 from pipeline.jobs.local import kill_group, pid_alive
-from pipeline.jobs.spec import build_spec, env_names, step_function
+from pipeline.jobs.spec import build_spec, step_function
 from pipeline.jobs.watch import JobWatch, StepOutcome
 from pipeline.journal import Journal, read_journal
 from pipeline.layout import SessionLayout
@@ -97,6 +96,8 @@ class Engine:
         self._wake = asyncio.Event()
         self.resolved_config = self.layout.resolved_config
         self._orphans: dict[str, tuple[JobHandle, int]] = {}
+        self.fingerprints = Fingerprints(cfg, self.layout)
+        self.fingerprint = self.fingerprints.fingerprint
         self.gates = Gates(cfg, self.layout, self.recorder, lambda key: self._cancelled or key in self._cancel_steps)
         self.gate_evidence = self.gates.evidence
         self.decide = self.gates.decide
@@ -247,53 +248,14 @@ class Engine:
     def _step_cfg(self, key: str) -> StepConfig:
         return self.cfg.step(key)
 
-    def fingerprint(self, key: str) -> tuple[str, list[str]]:
-        """DVC-style: hash of kind, command/function, params, env allowlist values and input file hashes."""
-        sc = self._step_cfg(key)
-        problems: list[str] = []
-        inputs = self.layout.expand(sc.inputs)
-        input_hashes = hash_paths(inputs, self.session_dir)
-        for name, h in input_hashes.items():
-            if h == MISSING:
-                problems.append(f"input missing: {name}")
-        env_values = {n: text_sha256(os.environ.get(n, "")) for n in env_names(self.cfg, sc) if n != "PATH"}
-        services = {s: canonical_json(self.cfg.services[s].model_dump()) for s in sc.services}
-        material = {
-            "kind": sc.kind,
-            "command": sc.command,
-            "function": sc.function,
-            "params": sc.params,
-            "env": env_values,
-            "inputs": input_hashes,
-            "outputs": sc.outputs,
-            "services": services,
-        }
-        return text_sha256(canonical_json(material)), problems
-
-    def _outputs(self, key: str) -> dict[str, str]:
-        sc = self._step_cfg(key)
-        paths = self.layout.expand(sc.outputs)
-        if sc.kind not in ("shell", "gate"):
-            paths.append(self.layout.artifacts(key))
-        return hash_paths(paths, self.session_dir)
-
-    def _cache_hit(self, key: str, fp: str) -> str | None:
-        st = self.state.steps.get(key)
-        sc = self._step_cfg(key)
-        if not sc.cache or st is None or st.state not in ("succeeded", "skipped") or st.fingerprint != fp:
-            return None
-        if not st.outputs:
-            return "unchanged fingerprint (no declared outputs)"
-        return "fingerprint and output hashes unchanged" if self._outputs(key) == st.outputs else None
-
     async def _run_step(self, key: str) -> None:
         sc = self._step_cfg(key)
         if sc.kind == "gate":
             await self.gates.run(key, sc)
             return
         st = self.state.steps.get(key) or StepState(stage=key.split(".")[0], step=key.split(".", 1)[1])
-        fp, problems = self.fingerprint(key)
-        reason = self._cache_hit(key, fp)
+        fp, problems = self.fingerprints.fingerprint(key)
+        reason = self.fingerprints.cache_hit(key, self.state.steps.get(key), fp)
         if reason is not None:
             self.record("step_skipped", key, payload={"reason": reason, "fingerprint": fp, "outputs": st.outputs})
             self._wake.set()
@@ -328,7 +290,7 @@ class Engine:
                 self.record("step_cancelled", key, attempt=attempt, payload={"reason": outcome.error or "cancelled"})
                 await self._release_services(key)
                 return
-            outputs = self._outputs(key) if outcome.ok else {}
+            outputs = self.fingerprints.outputs(key) if outcome.ok else {}
             missing = [p for p, h in outputs.items() if h == MISSING]
             if missing:
                 outcome = StepOutcome(False, error=f"declared output missing: {', '.join(missing)}")
