@@ -32,7 +32,7 @@ from pipeline.hashing import (
 from pipeline.jobs.context import ServiceInfo
 from pipeline.jobs.executor import Executor, Job, JobHandle, get_executor
 from pipeline.jobs.local import kill_group, pid_alive
-from pipeline.jobs.spec import build_spec, step_function
+from pipeline.jobs.spec import build_spec, shown_command
 from pipeline.jobs.watch import JobWatch, StepOutcome
 from pipeline.journal import Journal, read_journal
 from pipeline.layout import SessionLayout
@@ -96,6 +96,7 @@ class Engine:
         self._wake = asyncio.Event()
         self.resolved_config = self.layout.resolved_config
         self._orphans: dict[str, tuple[JobHandle, int]] = {}
+        self._launched_ns: dict[str, int] = {}
         self.fingerprints = Fingerprints(cfg, self.layout)
         self.fingerprint = self.fingerprints.fingerprint
         self.gates = Gates(cfg, self.layout, self.recorder, lambda key: self._cancelled or key in self._cancel_steps)
@@ -260,6 +261,7 @@ class Engine:
             self.record("step_skipped", key, payload={"reason": reason, "fingerprint": fp, "outputs": st.outputs})
             self._wake.set()
             return
+        problems += [f"declared output {p}" for p in self.layout.escaped_outputs(sc.outputs)]
         if problems:
             self.record("step_failed", key, attempt=st.attempts or 1, payload={"error": "; ".join(problems)})
             return
@@ -290,10 +292,15 @@ class Engine:
                 self.record("step_cancelled", key, attempt=attempt, payload={"reason": outcome.error or "cancelled"})
                 await self._release_services(key)
                 return
-            outputs = self.fingerprints.outputs(key) if outcome.ok else {}
-            missing = [p for p, h in outputs.items() if h == MISSING]
-            if missing:
-                outcome = StepOutcome(False, error=f"declared output missing: {', '.join(missing)}")
+            outputs: dict[str, str] = {}
+            if outcome.ok:
+                problem = self.fingerprints.output_problem(key, self._attempt_started_ns(key))
+                outputs = {} if problem else self.fingerprints.outputs(key)
+                missing = [p for p, h in outputs.items() if h == MISSING]
+                if missing:
+                    problem = f"declared output missing: {', '.join(missing)}"
+                if problem:
+                    outcome = StepOutcome(False, error=problem)
             if outcome.ok:
                 duration = self._duration(key)
                 self.record(
@@ -354,6 +361,16 @@ class Engine:
         started = datetime.fromisoformat(st.started.replace("Z", "+00:00"))
         return round((_now() - started).total_seconds(), 3)
 
+    def _attempt_started_ns(self, key: str) -> int:
+        """When the current attempt started, less the slack of the coarse clock that stamps files. After a restart
+        only the journal knows: the event is written just after the process starts, so a second of slack then."""
+        if key in self._launched_ns:
+            return self._launched_ns[key] - 50_000_000
+        started = self.state.steps[key].started
+        if started is None:
+            return 0
+        return int(datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp() * 1e9) - 1_000_000_000
+
     async def _sleep_cancellable(self, key: str, delay: float) -> None:
         end = time.monotonic() + delay
         while time.monotonic() < end and not self._cancelled and key not in self._cancel_steps:
@@ -365,6 +382,7 @@ class Engine:
         self.layout.artifacts(key).mkdir(parents=True, exist_ok=True)
         spec = build_spec(self.cfg, self.layout, key, sc, attempt, services)
         spec.cwd.mkdir(parents=True, exist_ok=True)
+        self._launched_ns[key] = time.time_ns()
         job = await self.executor.start(spec)
         self._running[key] = job
         self.record(
@@ -376,7 +394,7 @@ class Engine:
                 "handle": job.handle.model_dump(),
                 "fingerprint": fp,
                 "log": self.layout.relative(spec.files.log),
-                "command": sc.command if sc.kind == "shell" else step_function(sc),
+                "command": shown_command(sc),
                 "argv": spec.shown_argv,
                 "services": {n: s.url for n, s in services.items()},
             },

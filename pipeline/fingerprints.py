@@ -3,11 +3,16 @@
 A step's fingerprint (DVC-style) hashes its kind, command or function, params, the values of its allowed environment
 variables, its declared outputs and services, and the content hashes of its inputs. A finished step whose fingerprint
 and output hashes are unchanged is skipped on the next run.
+
+Declared outputs stay inside the session folder (or the project, through ``{project}/...``), symlinks resolved, and
+each one must have been created or changed by the attempt that declares it: a file the step never wrote is not
+its output.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from pipeline.config import PhasefConfig
 from pipeline.hashing import MISSING, canonical_json, hash_paths, text_sha256
@@ -59,3 +64,37 @@ class Fingerprints:
         if not st.outputs:
             return "unchanged fingerprint (no declared outputs)"
         return "fingerprint and output hashes unchanged" if self.outputs(key) == st.outputs else None
+
+    def output_problem(self, key: str, since_ns: int) -> str | None:
+        """Why the attempt's declared outputs cannot be taken (outside their folder, or untouched since
+        ``since_ns``), or None. Missing outputs are reported by the hashes."""
+        sc = self.cfg.step(key)
+        escaped = self.layout.escaped_outputs(sc.outputs)
+        if escaped:
+            return "declared output " + "; ".join(escaped)
+        stale = [
+            self.layout.relative(p) for p in self.layout.expand(sc.outputs) if p.exists() and not _touched(p, since_ns)
+        ]
+        if stale:
+            return f"declared output not created or changed by this attempt: {', '.join(stale)}"
+        return None
+
+
+def _touched(path: Path, since_ns: int) -> bool:
+    """Whether ``path`` (or anything below it) was created, written, renamed or re-linked at or after ``since_ns``.
+
+    The inode change time is used: unlike the modification time, no tool can set it back (``cp -p``, ``tar``)."""
+    try:
+        if os.stat(path).st_ctime_ns >= since_ns:
+            return True
+    except OSError:
+        return False
+    if path.is_dir():
+        for root, dirs, files in os.walk(path):
+            for name in (*dirs, *files):
+                try:
+                    if os.lstat(os.path.join(root, name)).st_ctime_ns >= since_ns:
+                        return True
+                except OSError:
+                    continue
+    return False

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 RESOLVED_CONFIG = "config.resolved.toml"
 
@@ -20,6 +20,38 @@ def resolve_path(raw: str, session_dir: Path, project_dir: Path) -> Path:
     text = raw.replace("{project}", str(project_dir)).replace("{session}", str(session_dir))
     p = Path(text).expanduser()
     return p if p.is_absolute() else session_dir / p
+
+
+def _template_root(raw: str) -> tuple[str, str]:
+    """``("project" | "session", the rest of the path)`` for a config path."""
+    text = raw.strip()
+    for root in ("project", "session"):
+        tag = "{" + root + "}"
+        if text.startswith(tag):
+            return root, text[len(tag) :]
+    return "session", text
+
+
+def output_problem(raw: str) -> str | None:
+    """Why a declared output is not allowed, looking at its text only (``config check``), or None.
+
+    An output is inside the session folder (a relative path, or ``{session}/...``) or inside the project folder
+    through an explicit ``{project}/...``; an absolute path, ``~`` or a ``..`` that climbs out of its folder is not.
+    """
+    root, rest = _template_root(raw)
+    if "{project}" in rest or "{session}" in rest:
+        return f"{raw!r}: {{project}} or {{session}} may only start a path"
+    if root == "session" and not raw.strip().startswith("{session}") and rest.startswith(("/", "~")):
+        return f"{raw!r} is an absolute path; an output must be inside the session folder, or '{{project}}/...'"
+    depth = 0
+    for part in PurePosixPath(rest.lstrip("/")).parts:
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return f"{raw!r} climbs out of the {root} folder with '..'"
+        elif part != ".":
+            depth += 1
+    return None
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -63,6 +95,22 @@ class SessionLayout:
             else:
                 out.append(p)
         return out
+
+    def escaped_outputs(self, patterns: list[str]) -> list[str]:
+        """Declared outputs that resolve (symlinks followed) outside their folder, each named with where it goes."""
+        problems: list[str] = []
+        for raw in patterns:
+            problem = output_problem(raw)
+            if problem:
+                problems.append(problem)
+                continue
+            root_name, _rest = _template_root(raw)
+            root = (self.project_dir if root_name == "project" else self.session_dir).resolve()
+            for path in self.expand([raw]):
+                real = path.resolve()
+                if not real.is_relative_to(root):
+                    problems.append(f"{raw!r} resolves to {real}, outside the {root_name} folder")
+        return problems
 
     def artifacts(self, key: str) -> Path:
         stage, step = split_key(key)

@@ -17,6 +17,12 @@ from pipeline.jobs.executor import JobSpec
 from pipeline.layout import SessionLayout, split_key
 from pipeline.registry import STEP_KINDS, load_object
 
+LONG_COMMAND = 32 << 10
+"""A shell command longer than this (bytes) is passed to ``sh`` in a file: one argument may hold at most 128 KiB
+on Linux and all of them together a few MB, past which the start fails with "Argument list too long"."""
+SHOWN_COMMAND = 2000
+"""How much of a command the journal shows (the whole text is in the resolved config and the command file)."""
+
 
 def env_names(cfg: PhasefConfig, sc: StepConfig) -> list[str]:
     """The environment variables a step may see: the project's allowlist and the step's own."""
@@ -43,6 +49,17 @@ def child_env(
     return env
 
 
+def shown_command(sc: StepConfig) -> str:
+    """What the journal records as the step's command: the shell text (cut when long) or the function."""
+    if sc.kind != "shell":
+        return step_function(sc)
+    assert sc.command is not None
+    if len(sc.command) <= SHOWN_COMMAND:
+        return sc.command
+    rest = len(sc.command) - SHOWN_COMMAND
+    return f"{sc.command[:SHOWN_COMMAND]} ... ({rest} more characters, run from a file)"
+
+
 def step_function(sc: StepConfig) -> str:
     """The ``module:function`` a non-shell step runs."""
     function = sc.function if sc.kind == "builtin" else STEP_KINDS[sc.kind].function
@@ -62,7 +79,13 @@ def build_spec(
     files = layout.attempt_files(key, attempt)
     if sc.kind == "shell":
         assert sc.command is not None
-        argv = ["/bin/sh", "-c", layout.expand_command(sc.command)]
+        command = layout.expand_command(sc.command)
+        if len(command.encode()) > LONG_COMMAND:
+            atomic_write_text(files.command, command)
+            argv = ["/bin/sh", str(files.command)]
+        else:
+            files.command.unlink(missing_ok=True)
+            argv = ["/bin/sh", "-c", command]
     else:
         params = sc.params
         model_path = STEP_KINDS[sc.kind].params_model
