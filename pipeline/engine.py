@@ -1,10 +1,9 @@
-"""The asyncio DAG executor: runs a plan's steps as soon as their needs are met, within pool limits.
+"""The asyncio DAG scheduler: runs a plan's steps as soon as their needs are met, within pool limits.
 
-Every state change goes through ``Engine.record``: it is appended (fsynced) to the journal, applied to the in-memory
-``SessionState`` and then broadcast to subscribers, in that order, so nothing a client sees can be lost in a crash.
-Each step runs in its own process group behind a tiny ``sh`` wrapper that writes the exit status to a file; the
-step's output goes straight to a log file that the engine tails. That is what lets a resumed supervisor reattach to
-a step whose process outlived the crash (its status file and log are still there) instead of starting it again.
+The engine decides when a step runs, how often it is retried and when it is cancelled; everything else is a module
+beside it (see docs/architecture.md): paths (``layout``), the journal writer (``recorder``), processes
+(``jobs.executor``: start, reattach, signal; ``jobs.watch``: log, timeout, outcome), gates, fingerprints, services.
+Every state change goes through ``record``: journaled (fsynced), applied to ``state``, then broadcast.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import PhasefConfig, StepConfig, dump_config
+from pipeline.config import PhasefConfig, dump_config
 from pipeline.errors import ControlError
 from pipeline.fingerprints import Fingerprints
 from pipeline.fsio import atomic_write_text
@@ -29,16 +28,15 @@ from pipeline.hashing import (
     MISSING,
     text_sha256,
 )
-from pipeline.jobs.context import ServiceInfo
-from pipeline.jobs.executor import Executor, Job, JobHandle, get_executor
+from pipeline.jobs.attempt import Attempts
+from pipeline.jobs.executor import JobHandle, get_executor
 from pipeline.jobs.local import kill_group, pid_alive
-from pipeline.jobs.spec import build_spec, shown_command
-from pipeline.jobs.watch import JobWatch, StepOutcome
+from pipeline.jobs.watch import StepOutcome
 from pipeline.journal import Journal, read_journal
 from pipeline.layout import SessionLayout
 from pipeline.recorder import Recorder
-from pipeline.registry import SERVICE_KINDS, load_object
-from pipeline.services import Service, ServiceError
+from pipeline.service_pool import ServicePool
+from pipeline.services import ServiceError
 from pipeline.state import SessionState, StepState, replay
 
 
@@ -86,17 +84,19 @@ class Engine:
         self.deps = cfg.dependencies()
         self.selected = self._select(until)
         self.pools = {name: asyncio.Semaphore(size) for name, size in cfg.pools.items()}
-        self.executor: Executor = get_executor("local")
-        self._running: dict[str, Job] = {}
         self._cancel_steps: set[str] = set()
         self._cancelled = False
-        self._services: dict[str, Service] = {}
-        self._service_info: dict[str, ServiceInfo] = {}
-        self._service_lock = asyncio.Lock()
+        self.services = ServicePool(cfg, self.layout, self.recorder)
         self._wake = asyncio.Event()
         self.resolved_config = self.layout.resolved_config
         self._orphans: dict[str, tuple[JobHandle, int]] = {}
-        self._launched_ns: dict[str, int] = {}
+        self.attempts = Attempts(
+            cfg,
+            self.layout,
+            self.recorder,
+            get_executor("local"),
+            lambda key: self._cancelled or key in self._cancel_steps,
+        )
         self.fingerprints = Fingerprints(cfg, self.layout)
         self.fingerprint = self.fingerprints.fingerprint
         self.gates = Gates(cfg, self.layout, self.recorder, lambda key: self._cancelled or key in self._cancel_steps)
@@ -156,7 +156,7 @@ class Engine:
         try:
             await self._schedule()
         finally:
-            await self._stop_all_services()
+            await self.services.stop_all()
         return self._finish()
 
     def _terminal(self, key: str) -> bool:
@@ -246,11 +246,9 @@ class Engine:
         return RunResult(state, code, decision, error)
 
     # -- one step -------------------------------------------------------------------------------------------
-    def _step_cfg(self, key: str) -> StepConfig:
-        return self.cfg.step(key)
 
     async def _run_step(self, key: str) -> None:
-        sc = self._step_cfg(key)
+        sc = self.cfg.step(key)
         if sc.kind == "gate":
             await self.gates.run(key, sc)
             return
@@ -271,7 +269,7 @@ class Engine:
         while True:
             if orphan is not None:
                 attempt = orphan[1]
-                outcome = await self._reattach_or_rerun(key, sc, orphan)
+                outcome = await self.attempts.reattach(key, sc, orphan)
                 orphan = None
                 if outcome is None:  # could not reattach: a fresh attempt
                     continue
@@ -282,19 +280,19 @@ class Engine:
                         self.record("step_cancelled", key, attempt=attempt, payload={"reason": "cancelled"})
                         return
                     try:
-                        services = await self._acquire_services(key, sc)
+                        services = await self.services.acquire(sc)
                     except ServiceError as exc:
                         outcome = StepOutcome(False, error=f"service failed: {exc}")
                         services = {}
                     else:
-                        outcome = await self._run_process(key, sc, attempt, fp, services)
+                        outcome = await self.attempts.start(key, sc, attempt, fp, services)
             if outcome.cancelled:
                 self.record("step_cancelled", key, attempt=attempt, payload={"reason": outcome.error or "cancelled"})
                 await self._release_services(key)
                 return
             outputs: dict[str, str] = {}
             if outcome.ok:
-                problem = self.fingerprints.output_problem(key, self._attempt_started_ns(key))
+                problem = self.fingerprints.output_problem(key, self.attempts.started_ns(key))
                 outputs = {} if problem else self.fingerprints.outputs(key)
                 missing = [p for p, h in outputs.items() if h == MISSING]
                 if missing:
@@ -361,140 +359,18 @@ class Engine:
         started = datetime.fromisoformat(st.started.replace("Z", "+00:00"))
         return round((_now() - started).total_seconds(), 3)
 
-    def _attempt_started_ns(self, key: str) -> int:
-        """When the current attempt started, less the slack of the coarse clock that stamps files. After a restart
-        only the journal knows: the event is written just after the process starts, so a second of slack then."""
-        if key in self._launched_ns:
-            return self._launched_ns[key] - 50_000_000
-        started = self.state.steps[key].started
-        if started is None:
-            return 0
-        return int(datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp() * 1e9) - 1_000_000_000
-
     async def _sleep_cancellable(self, key: str, delay: float) -> None:
         end = time.monotonic() + delay
         while time.monotonic() < end and not self._cancelled and key not in self._cancel_steps:
             await asyncio.sleep(min(0.1, end - time.monotonic()))
 
-    async def _run_process(
-        self, key: str, sc: StepConfig, attempt: int, fp: str, services: dict[str, ServiceInfo]
-    ) -> StepOutcome:
-        self.layout.artifacts(key).mkdir(parents=True, exist_ok=True)
-        spec = build_spec(self.cfg, self.layout, key, sc, attempt, services)
-        spec.cwd.mkdir(parents=True, exist_ok=True)
-        self._launched_ns[key] = time.time_ns()
-        job = await self.executor.start(spec)
-        self._running[key] = job
-        self.record(
-            "step_started",
-            key,
-            attempt=attempt,
-            payload={
-                "pid": job.handle.pid,
-                "handle": job.handle.model_dump(),
-                "fingerprint": fp,
-                "log": self.layout.relative(spec.files.log),
-                "command": shown_command(sc),
-                "argv": spec.shown_argv,
-                "services": {n: s.url for n, s in services.items()},
-            },
-        )
-        try:
-            return await self._watch(key, sc, attempt, job)
-        finally:
-            self._running.pop(key, None)
-
-    async def _reattach_or_rerun(self, key: str, sc: StepConfig, orphan: tuple[JobHandle, int]) -> StepOutcome | None:
-        handle, attempt = orphan
-        found = get_executor(handle.executor).reattach(handle, self.layout.attempt_files(key, attempt))
-        if found is None:
-            self.record(
-                "step_failed",
-                key,
-                attempt=attempt,
-                payload={
-                    "error": "interrupted: the supervisor stopped and the step's process is gone",
-                    "interrupted": True,
-                },
-            )
-            return None
-        job, alive = found
-        self.record("step_reattached", key, attempt=attempt, payload={"pid": handle.pid, "alive": alive})
-        self._running[key] = job
-        try:
-            return await self._watch(key, sc, attempt, job)
-        finally:
-            self._running.pop(key, None)
-
-    async def _watch(self, key: str, sc: StepConfig, attempt: int, job: Job) -> StepOutcome:
-        st = self.state.steps[key]
-        seen_lines = max((p.get("_line", 0) for p in st.progress if p.get("_attempt") == attempt), default=0)
-        deadline = None
-        if sc.timeout:
-            started = datetime.fromisoformat((st.started or _iso(_now())).replace("Z", "+00:00"))
-            deadline = time.monotonic() + sc.timeout - (_now() - started).total_seconds()
-        watch = JobWatch(self.recorder, key, attempt, job, skip_events_until=seen_lines)
-        return await watch.run(
-            deadline=deadline,
-            timeout_s=sc.timeout,
-            stop_requested=lambda: self._cancelled or key in self._cancel_steps,
-            function_step=sc.kind != "shell",
-        )
-
-    # -- services -------------------------------------------------------------------------------------------
-    async def _acquire_services(self, key: str, sc: StepConfig) -> dict[str, ServiceInfo]:
-        out: dict[str, ServiceInfo] = {}
-        async with self._service_lock:
-            for name in sc.services:
-                svc = self._services.get(name)
-                if svc is not None and not svc.alive():
-                    self.record("service_failed", payload={"name": name, "error": "process died; restarting"})
-                    await svc.stop()
-                    self._services.pop(name, None)
-                    svc = None
-                if svc is None:
-                    conf = self.cfg.services[name]
-                    cls = load_object(SERVICE_KINDS[conf.kind])
-                    log_path = self.layout.service_log(name)
-                    svc = cls(name, conf.params, self.session_dir, self.project_dir, log_path)
-                    assert isinstance(svc, Service)
-                    try:
-                        info = await svc.start(conf.start_timeout)
-                    except ServiceError as exc:
-                        self.record("service_failed", payload={"name": name, "error": str(exc)})
-                        await svc.stop()
-                        raise
-                    self._services[name] = svc
-                    self._service_info[name] = info
-                    self.record(
-                        "service_started",
-                        payload={"name": name, "url": info.url, "model": info.model, "pid": svc.pid()},
-                    )
-                out[name] = self._service_info[name]
-        return out
-
     async def _release_services(self, key: str) -> None:
-        """Stop each service that no unfinished selected step needs any more."""
-        async with self._service_lock:
-            for name in list(self._services):
-                needed = [
-                    k
-                    for k in self.selected
-                    if name in self._step_cfg(k).services and not self._terminal(k) and k != key
-                ]
-                if not needed:
-                    await self._stop_service(name)
-
-    async def _stop_service(self, name: str) -> None:
-        svc = self._services.pop(name, None)
-        self._service_info.pop(name, None)
-        if svc is not None:
-            await svc.stop()
-            self.record("service_stopped", payload={"name": name})
-
-    async def _stop_all_services(self) -> None:
-        for name in list(self._services):
-            await self._stop_service(name)
+        """Stop each service that no unfinished selected step other than ``key`` needs any more."""
+        await self.services.release(
+            lambda name: any(
+                k != key and name in self.cfg.step(k).services and not self._terminal(k) for k in self.selected
+            )
+        )
 
     # -- cancel ---------------------------------------------------------------------------------------------
     def cancel(self, step: str | None = None, *, operator: str = "unknown", role: str | None = None) -> dict[str, Any]:
