@@ -26,6 +26,9 @@ class JobHandle(BaseModel):
     model_config = ConfigDict(extra="allow")
     executor: str = "local"
     pid: int = 0
+    create_time: float | None = None
+    """When the process started (seconds since the epoch), so that a process that reused the pid is not taken for
+    it; None in handles journaled before start times were."""
 
 
 @dataclass

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 
 from pipeline.jobs.executor import JobHandle, JobSpec
 from pipeline.layout import AttemptFiles
@@ -46,20 +47,40 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def _zombie(pid: int) -> bool:
+CREATE_TIME_SLACK_S = 0.05
+"""Two readings of one process's start time agree to the kernel's clock tick (10 ms on Linux)."""
+
+
+def create_time(pid: int) -> float | None:
+    """When the process started (seconds since the epoch), or None when there is no such process."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def is_our_wrapper(handle: JobHandle, status_path: Path) -> bool:
+    """Whether the process with the handle's pid is still the wrapper the handle was made for, on any platform.
+
+    A pid is reused once its process is gone: the process must also have the recorded start time and carry the
+    attempt's status file on its command line. A handle from before start times were journaled is judged by its
+    command line alone; a process whose command line cannot be read is judged by its start time alone.
+    """
+    try:
+        proc = psutil.Process(handle.pid)
+        started = proc.create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
-
-
-def _is_our_wrapper(pid: int, status_path: Path) -> bool:
+    recorded = handle.create_time
+    if recorded is not None and abs(started - recorded) > CREATE_TIME_SLACK_S:
+        return False
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True  # no /proc (macOS): trust the recorded pid
-    return str(status_path).encode() in cmdline
+        cmdline = proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+    except psutil.AccessDenied:
+        return recorded is not None
+    return str(status_path) in cmdline
 
 
 class LocalJob:
@@ -89,7 +110,7 @@ class LocalJob:
             return True
         if self.proc is not None:
             return self.proc.returncode is not None
-        return not pid_alive(self.pid) or _zombie(self.pid)
+        return not is_our_wrapper(self.handle, self.files.status)  # gone, a zombie, or its pid reused
 
     async def wait(self, timeout: float) -> bool:
         if self._ended() or timeout <= 0:
@@ -147,11 +168,12 @@ class LocalExecutor:
                 env=spec.env,
                 start_new_session=True,
             )
-        return LocalJob(JobHandle(executor=self.name, pid=proc.pid), spec.files, proc)
+        handle = JobHandle(executor=self.name, pid=proc.pid, create_time=create_time(proc.pid))
+        return LocalJob(handle, spec.files, proc)
 
     def reattach(self, handle: JobHandle, files: AttemptFiles) -> tuple[LocalJob, bool] | None:
         pid = handle.pid
-        alive = pid > 0 and pid_alive(pid) and _is_our_wrapper(pid, files.status)
+        alive = pid > 0 and is_our_wrapper(handle, files.status)
         if not alive and not files.status.exists():
             return None
         return LocalJob(handle, files, None, gone=not alive), alive
