@@ -15,10 +15,11 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from pipeline.clock import iso, now, parse_iso
 from pipeline.config import PhasefConfig, dump_config
 from pipeline.errors import ControlError
 from pipeline.fingerprints import Fingerprints
@@ -34,6 +35,7 @@ from pipeline.jobs.local import kill_group, pid_alive
 from pipeline.jobs.watch import StepOutcome
 from pipeline.journal import Journal, read_journal
 from pipeline.layout import SessionLayout
+from pipeline.parts import SessionParts
 from pipeline.recorder import Recorder
 from pipeline.service_pool import ServicePool
 from pipeline.services import ServiceError
@@ -46,14 +48,6 @@ class RunResult:
     exit_code: int
     final_decision: str | None
     error: str | None = None
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(t: datetime) -> str:
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Engine:
@@ -90,16 +84,11 @@ class Engine:
         self._wake = asyncio.Event()
         self.resolved_config = self.layout.resolved_config
         self._orphans: dict[str, tuple[JobHandle, int]] = {}
-        self.attempts = Attempts(
-            cfg,
-            self.layout,
-            self.recorder,
-            get_executor("local"),
-            lambda key: self._cancelled or key in self._cancel_steps,
-        )
         self.fingerprints = Fingerprints(cfg, self.layout)
         self.fingerprint = self.fingerprints.fingerprint
-        self.gates = Gates(cfg, self.layout, self.recorder, lambda key: self._cancelled or key in self._cancel_steps)
+        parts = SessionParts(cfg, self.layout, self.recorder, lambda key: self._cancelled or key in self._cancel_steps)
+        self.attempts = Attempts(parts, get_executor("local"))
+        self.gates = Gates(parts)
         self.gate_evidence = self.gates.evidence
         self.decide = self.gates.decide
 
@@ -318,7 +307,7 @@ class Engine:
             if failures <= sc.retries and not self._cancelled:
                 delay = min(sc.backoff * (2 ** (failures - 1)), sc.backoff_max)
                 delay += delay * sc.jitter * random.random()
-                retry_at = _iso(_now() + timedelta(seconds=delay))
+                retry_at = iso(now() + timedelta(seconds=delay))
                 self.record(
                     "step_failed",
                     key,
@@ -356,8 +345,8 @@ class Engine:
         st = self.state.steps.get(key)
         if st is None or st.started is None:
             return None
-        started = datetime.fromisoformat(st.started.replace("Z", "+00:00"))
-        return round((_now() - started).total_seconds(), 3)
+        started = parse_iso(st.started)
+        return round((now() - started).total_seconds(), 3)
 
     async def _sleep_cancellable(self, key: str, delay: float) -> None:
         end = time.monotonic() + delay

@@ -8,47 +8,31 @@ evidence is exactly what the gate opened on; a gate decided on unchanged evidenc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.audit.verdict import load_outcome
-from pipeline.config import PhasefConfig, StepConfig
+from pipeline.clock import iso, now, parse_iso
+from pipeline.config import StepConfig
 from pipeline.errors import ControlError
 from pipeline.hashing import MISSING, file_sha256, hash_paths, mapping_sha256, path_sha256
-from pipeline.layout import SessionLayout
-from pipeline.recorder import Recorder
+from pipeline.parts import SessionParts
 from pipeline.registry import load_object
 
 Decision = Literal["go", "no-go"]
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(t: datetime) -> str:
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class Gates:
     """The gates of one running session."""
 
-    def __init__(
-        self,
-        cfg: PhasefConfig,
-        layout: SessionLayout,
-        recorder: Recorder,
-        stop_requested: Callable[[str], bool],
-    ) -> None:
-        self.cfg = cfg
-        self.layout = layout
-        self.recorder = recorder
-        self.record = recorder.record
-        self.state = recorder.state
-        self.session_dir = layout.session_dir
-        self.stop_requested = stop_requested
+    def __init__(self, parts: SessionParts) -> None:
+        self.cfg = parts.cfg
+        self.layout = parts.layout
+        self.record = parts.recorder.record
+        self.state = parts.recorder.state
+        self.session_dir = parts.layout.session_dir
+        self.stop_requested = parts.stop_requested
         self._gate_waiters: dict[str, asyncio.Future[None]] = {}
 
     def evidence(self, key: str) -> tuple[dict[str, str], dict[str, Any] | None]:
@@ -112,7 +96,7 @@ class Gates:
                 return  # decided on this very evidence before a restart: recorded once, never asked again
             reopened = f"the evidence changed since the {gate.state} decision ({gate.decision} by {gate.operator})"
         if gate is None or gate.state != "waiting" or self.state.steps[key].state != "waiting":
-            deadline = _iso(_now() + timedelta(seconds=sc.timeout)) if sc.timeout else None
+            deadline = iso(now() + timedelta(seconds=sc.timeout)) if sc.timeout else None
             self.record(
                 "gate_opened",
                 key,
@@ -131,8 +115,8 @@ class Gates:
         self._gate_waiters[key] = fut
         timeout = None
         if gate.deadline:
-            end = datetime.fromisoformat(gate.deadline.replace("Z", "+00:00"))
-            timeout = max(0.0, (end - _now()).total_seconds())
+            end = parse_iso(gate.deadline)
+            timeout = max(0.0, (end - now()).total_seconds())
         try:
             while not fut.done():
                 if self.stop_requested(key):

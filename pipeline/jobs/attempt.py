@@ -7,42 +7,25 @@ job's handle (or ``step_reattached``), and watches it to its outcome within the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
 
-from pipeline.config import PhasefConfig, StepConfig
+from pipeline.clock import now, parse_iso
+from pipeline.config import StepConfig
 from pipeline.jobs.context import ServiceInfo
 from pipeline.jobs.executor import Executor, Job, JobHandle, get_executor
 from pipeline.jobs.spec import build_spec, shown_command
 from pipeline.jobs.watch import JobWatch, StepOutcome
-from pipeline.layout import SessionLayout
-from pipeline.recorder import Recorder
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(t: datetime) -> str:
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+from pipeline.parts import SessionParts
 
 
 class Attempts:
-    def __init__(
-        self,
-        cfg: PhasefConfig,
-        layout: SessionLayout,
-        recorder: Recorder,
-        executor: Executor,
-        stop_requested: Callable[[str], bool],
-    ) -> None:
-        self.cfg = cfg
-        self.layout = layout
-        self.recorder = recorder
-        self.record = recorder.record
-        self.state = recorder.state
+    def __init__(self, parts: SessionParts, executor: Executor) -> None:
+        self.cfg = parts.cfg
+        self.layout = parts.layout
+        self.recorder = parts.recorder
+        self.record = parts.recorder.record
+        self.state = parts.recorder.state
         self.executor = executor
-        self.stop_requested = stop_requested
+        self.stop_requested = parts.stop_requested
         self.running: dict[str, Job] = {}
         self._launched_ns: dict[str, int] = {}
 
@@ -54,7 +37,7 @@ class Attempts:
         started = self.state.steps[key].started
         if started is None:
             return 0
-        return int(datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp() * 1e9) - 1_000_000_000
+        return int(parse_iso(started).timestamp() * 1e9) - 1_000_000_000
 
     async def start(
         self, key: str, sc: StepConfig, attempt: int, fp: str, services: dict[str, ServiceInfo]
@@ -111,8 +94,8 @@ class Attempts:
         seen_lines = max((p.get("_line", 0) for p in st.progress if p.get("_attempt") == attempt), default=0)
         deadline = None
         if sc.timeout:
-            started = datetime.fromisoformat((st.started or _iso(_now())).replace("Z", "+00:00"))
-            deadline = time.monotonic() + sc.timeout - (_now() - started).total_seconds()
+            started = parse_iso(st.started) if st.started else now()
+            deadline = time.monotonic() + sc.timeout - (now() - started).total_seconds()
         watch = JobWatch(self.recorder, key, attempt, job, skip_events_until=seen_lines)
         return await watch.run(
             deadline=deadline,

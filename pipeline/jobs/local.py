@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,29 +23,27 @@ from pipeline.layout import AttemptFiles
 WRAPPER = 'STATUS="$1"; shift; "$@"; rc=$?; echo "$rc" > "$STATUS.tmp" && mv "$STATUS.tmp" "$STATUS"; exit "$rc"'
 
 
-def pid_alive(pid: int) -> bool:
+def _exists(send: Callable[[int, int], None], ident: int) -> bool:
     try:
-        os.kill(pid, 0)
+        send(ident, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        return True  # there is one, owned by someone else
     return True
+
+
+def pid_alive(pid: int) -> bool:
+    return _exists(os.kill, pid)
+
+
+def group_alive(pgid: int) -> bool:
+    return _exists(os.killpg, pgid)
 
 
 def kill_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 CREATE_TIME_SLACK_S = 0.05
