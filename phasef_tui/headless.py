@@ -9,14 +9,38 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from pipeline.config import PhasefConfig
 from pipeline.engine import Engine
+from pipeline.events import (
+    TYPED_EVENT,
+    GateDecided,
+    GateOpened,
+    GateRefused,
+    GateTimedOut,
+    JournalRepaired,
+    RunCancelRequested,
+    RunFinished,
+    ServiceFailed,
+    ServiceStarted,
+    ServiceStopped,
+    SessionStarted,
+    StepBlocked,
+    StepCancelled,
+    StepCancelRequested,
+    StepFailed,
+    StepProgress,
+    StepReattached,
+    StepSkipped,
+    StepStarted,
+    StepSucceeded,
+)
 from pipeline.journal import SessionLocked
 from pipeline.session import supervise
 from pipeline.state import SessionState
@@ -54,51 +78,61 @@ def render_table(state: SessionState) -> Table:
     return table
 
 
-def _plain_line(ev: dict[str, Any], session: str) -> str | None:
-    t = ev["type"]
-    key = f"{ev.get('stage')}.{ev.get('step')}"
-    p = ev.get("payload", {})
-    att = ev.get("attempt")
-    if t == "session_started":
-        return f"session {session} started (resume={p.get('resume')}, pid {p.get('pid')})"
-    if t == "step_started":
-        return f"{key}: started attempt {att}"
-    if t == "step_reattached":
-        return f"{key}: reattached to attempt {att} (pid {p.get('pid')}, alive={p.get('alive')})"
-    if t == "step_succeeded":
-        return f"{key}: succeeded in {p.get('duration_s')} s"
-    if t == "step_failed":
-        retry = f"; retry in {p['retry_in_s']} s" if p.get("retry_in_s") is not None else ""
-        return f"{key}: FAILED attempt {att}: {p.get('error')}{retry}"
-    if t == "step_skipped":
-        return f"{key}: skipped ({p.get('reason')})"
-    if t == "step_blocked":
-        return f"{key}: blocked ({p.get('reason')})"
-    if t == "step_cancelled":
-        return f"{key}: cancelled ({p.get('reason')})"
-    if t == "gate_opened":
-        audit = p.get("audit") or {}
-        verdict = f"; audit verdict {audit.get('verdict')}" if audit else ""
-        return (
-            f"{key}: WAITING for a decision{verdict} (evidence {str(p.get('evidence_sha256'))[:12]}); "
-            f"phasef approve {session} {key} --decision go|no-go --as NAME --reason TEXT"
-        )
-    if t == "gate_decided":
-        over = " (operator override)" if p.get("override") else ""
-        return f"{key}: {str(p.get('decision')).upper()} by {p.get('operator')}: {p.get('reason')}{over}"
-    if t == "gate_refused":
-        return f"{key}: decision by {p.get('operator')} refused: {p.get('reason')}"
-    if t == "gate_timed_out":
-        return f"{key}: gate timed out: NO-GO"
-    if t in ("service_started", "service_stopped", "service_failed"):
-        return f"service {p.get('name')}: {t.split('_')[1]} {p.get('url') or p.get('error') or ''}".rstrip()
-    if t == "run_finished":
-        return f"run {p.get('state')}: final decision {p.get('final_decision')}, exit {p.get('exit_code')}" + (
-            f" ({p.get('error')})" if p.get("error") else ""
-        )
-    if t == "journal_repaired":
-        return f"journal: torn last line ({p.get('torn_bytes')} bytes) set aside in {p.get('saved_to')}"
-    return None
+def _plain_line(raw: dict[str, Any], session: str) -> str | None:
+    if raw.get("type") == "step_progress":
+        return None  # the bulk of the stream; shown by the live table and the TUI, not line by line
+    try:
+        ev = TYPED_EVENT.validate_python(raw)
+    except ValidationError:
+        return None
+    key, att = ev.key, ev.attempt
+    match ev:
+        case SessionStarted(payload=p):
+            return f"session {session} started (resume={p.resume}, pid {p.pid})"
+        case StepStarted():
+            return f"{key}: started attempt {att}"
+        case StepReattached(payload=p):
+            return f"{key}: reattached to attempt {att} (pid {p.pid}, alive={p.alive})"
+        case StepSucceeded(payload=p):
+            return f"{key}: succeeded in {p.duration_s} s"
+        case StepFailed(payload=p):
+            retry = f"; retry in {p.retry_in_s} s" if p.retry_in_s is not None else ""
+            return f"{key}: FAILED attempt {att}: {p.error}{retry}"
+        case StepSkipped(payload=p):
+            return f"{key}: skipped ({p.reason})"
+        case StepBlocked(payload=p):
+            return f"{key}: blocked ({p.reason})"
+        case StepCancelled(payload=p):
+            return f"{key}: cancelled ({p.reason})"
+        case GateOpened(payload=p):
+            verdict = f"; audit verdict {p.audit.get('verdict')}" if p.audit else ""
+            return (
+                f"{key}: WAITING for a decision{verdict} (evidence {str(p.evidence_sha256)[:12]}); "
+                f"phasef approve {session} {key} --decision go|no-go --as NAME --reason TEXT"
+            )
+        case GateDecided(payload=p):
+            over = " (operator override)" if p.override else ""
+            return f"{key}: {str(p.decision).upper()} by {p.operator}: {p.reason}{over}"
+        case GateRefused(payload=p):
+            return f"{key}: decision by {p.operator} refused: {p.reason}"
+        case GateTimedOut():
+            return f"{key}: gate timed out: NO-GO"
+        case ServiceStarted(payload=p):
+            return f"service {p.name}: started {p.url or ''}".rstrip()
+        case ServiceFailed(payload=p):
+            return f"service {p.name}: failed {p.error or ''}".rstrip()
+        case ServiceStopped(payload=p):
+            return f"service {p.name}: stopped"
+        case RunFinished(payload=p):
+            return f"run {p.state}: final decision {p.final_decision}, exit {p.exit_code}" + (
+                f" ({p.error})" if p.error else ""
+            )
+        case JournalRepaired(payload=p):
+            return f"journal: torn last line ({p.torn_bytes} bytes) set aside in {p.saved_to}"
+        case StepProgress() | StepCancelRequested() | RunCancelRequested():
+            return None
+        case _:
+            assert_never(ev)
 
 
 def run_headless(cfg: PhasefConfig, config_path: Path, session_dir: Path, until: str | None, plain: bool) -> int:

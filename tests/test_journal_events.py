@@ -92,3 +92,15 @@ def test_unknown_types_newer_versions_and_bad_payloads_are_problems_with_their_l
     assert state.problems == problems and state.gates == {} and state.services == {}
     tail = JournalTail(path)  # the live reader says the same
     assert [str(i) for i in tail.poll() if isinstance(i, JournalProblem)] == problems
+
+
+def test_the_headless_printer_reads_typed_events() -> None:
+    from phasef_tui.headless import _plain_line
+
+    events = [json.loads(line) for line in FIXTURE.read_text().splitlines() if line.endswith("}")]
+    lines = [_plain_line(e, "old") for e in events]
+    assert "B.release: GO by alice: looks right" in lines
+    assert "A.flaky: FAILED attempt 1: exit status 3; retry in " in next(x for x in lines if x and "FAILED" in x)
+    assert lines[-1] == "run cancelled: final decision GO, exit 1 (cancelled: A.slow)"
+    assert sum(x is None for x in lines) == sum(e["type"] in ("step_progress", "step_cancel_requested") for e in events)
+    assert _plain_line({"seq": 1, "ts": "t", "type": "step_teleported", "payload": {}}, "old") is None
