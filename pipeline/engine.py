@@ -50,6 +50,23 @@ class RunResult:
     error: str | None = None
 
 
+def select_steps(cfg: PhasefConfig, deps: dict[str, list[str]], until: str | None) -> list[str]:
+    """The steps a run selects: all of them, or with ``--until STAGE`` that stage's steps and what they need."""
+    keys = cfg.step_keys()
+    if until is None:
+        return keys
+    if until not in cfg.stages:
+        raise ValueError(f"--until names unknown stage {until!r}; stages: {', '.join(cfg.stages)}")
+    wanted: set[str] = set()
+    todo = [f"{until}.{s}" for s in cfg.stages[until].steps]
+    while todo:
+        k = todo.pop()
+        if k not in wanted:
+            wanted.add(k)
+            todo.extend(deps[k])
+    return [k for k in keys if k in wanted]
+
+
 class Engine:
     def __init__(
         self,
@@ -76,7 +93,7 @@ class Engine:
         self.subscribe = self.recorder.subscribe
         self.unsubscribe = self.recorder.unsubscribe
         self.deps = cfg.dependencies()
-        self.selected = self._select(until)
+        self.selected = select_steps(cfg, self.deps, until)
         self.pools = {name: asyncio.Semaphore(size) for name, size in cfg.pools.items()}
         self._cancel_steps: set[str] = set()
         self._cancelled = False
@@ -91,22 +108,6 @@ class Engine:
         self.gates = Gates(parts)
         self.gate_evidence = self.gates.evidence
         self.decide = self.gates.decide
-
-    # -- selection ------------------------------------------------------------------------------------------
-    def _select(self, until: str | None) -> list[str]:
-        keys = self.cfg.step_keys()
-        if until is None:
-            return keys
-        if until not in self.cfg.stages:
-            raise ValueError(f"--until names unknown stage {until!r}; stages: {', '.join(self.cfg.stages)}")
-        wanted: set[str] = set()
-        todo = [f"{until}.{s}" for s in self.cfg.stages[until].steps]
-        while todo:
-            k = todo.pop()
-            if k not in wanted:
-                wanted.add(k)
-                todo.extend(self.deps[k])
-        return [k for k in keys if k in wanted]
 
     # -- run ----------------------------------------------------------------------------------------------------
     async def run(self) -> RunResult:
@@ -279,67 +280,41 @@ class Engine:
                 self.record("step_cancelled", key, attempt=attempt, payload={"reason": outcome.error or "cancelled"})
                 await self._release_services(key)
                 return
-            outputs: dict[str, str] = {}
+            outcome, outputs = self._take_outputs(key, outcome)
             if outcome.ok:
-                problem = self.fingerprints.output_problem(key, self.attempts.started_ns(key))
-                outputs = {} if problem else self.fingerprints.outputs(key)
-                missing = [p for p, h in outputs.items() if h == MISSING]
-                if missing:
-                    problem = f"declared output missing: {', '.join(missing)}"
-                if problem:
-                    outcome = StepOutcome(False, error=problem)
-            if outcome.ok:
-                duration = self._duration(key)
+                payload = {"fingerprint": fp, "outputs": outputs, "summary": outcome.summary}
                 self.record(
-                    "step_succeeded",
-                    key,
-                    attempt=attempt,
-                    payload={
-                        "fingerprint": fp,
-                        "outputs": outputs,
-                        "summary": outcome.summary,
-                        "duration_s": duration,
-                    },
+                    "step_succeeded", key, attempt=attempt, payload={**payload, "duration_s": self._duration(key)}
                 )
                 await self._release_services(key)
                 return
             failures += 1
-            if failures <= sc.retries and not self._cancelled:
-                delay = min(sc.backoff * (2 ** (failures - 1)), sc.backoff_max)
-                delay += delay * sc.jitter * random.random()
-                retry_at = iso(now() + timedelta(seconds=delay))
-                self.record(
-                    "step_failed",
-                    key,
-                    attempt=attempt,
-                    payload={
-                        "error": outcome.error,
-                        "exit_code": outcome.exit_code,
-                        "timed_out": outcome.timed_out,
-                        "retry_at": retry_at,
-                        "retry_in_s": round(delay, 3),
-                        "duration_s": self._duration(key),
-                    },
-                )
+            failed: dict[str, Any] = {"error": outcome.error, "exit_code": outcome.exit_code}
+            failed["timed_out"] = outcome.timed_out
+            retry = failures <= sc.retries and not self._cancelled
+            delay = min(sc.backoff * (2 ** (failures - 1)), sc.backoff_max)
+            delay += delay * sc.jitter * random.random()
+            if retry:
+                failed |= {"retry_at": iso(now() + timedelta(seconds=delay)), "retry_in_s": round(delay, 3)}
+            self.record("step_failed", key, attempt=attempt, payload={**failed, "duration_s": self._duration(key)})
+            if retry:
                 await self._sleep_cancellable(key, delay)
-                if self._cancelled or key in self._cancel_steps:
-                    self.record("step_cancelled", key, attempt=attempt, payload={"reason": "cancelled"})
-                    await self._release_services(key)
-                    return
-                continue
-            self.record(
-                "step_failed",
-                key,
-                attempt=attempt,
-                payload={
-                    "error": outcome.error,
-                    "exit_code": outcome.exit_code,
-                    "timed_out": outcome.timed_out,
-                    "duration_s": self._duration(key),
-                },
-            )
+                if not (self._cancelled or key in self._cancel_steps):
+                    continue
+                self.record("step_cancelled", key, attempt=attempt, payload={"reason": "cancelled"})
             await self._release_services(key)
             return
+
+    def _take_outputs(self, key: str, outcome: StepOutcome) -> tuple[StepOutcome, dict[str, str]]:
+        """A successful attempt's output hashes, or a failed outcome naming the output that cannot be taken."""
+        if not outcome.ok:
+            return outcome, {}
+        problem = self.fingerprints.output_problem(key, self.attempts.started_ns(key))
+        outputs = {} if problem else self.fingerprints.outputs(key)
+        missing = [p for p, h in outputs.items() if h == MISSING]
+        if missing:
+            problem = f"declared output missing: {', '.join(missing)}"
+        return (StepOutcome(False, error=problem), {}) if problem else (outcome, outputs)
 
     def _duration(self, key: str) -> float | None:
         st = self.state.steps.get(key)
