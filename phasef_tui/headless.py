@@ -16,31 +16,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from pipeline import events
 from pipeline.config import PhasefConfig
 from pipeline.engine import Engine
-from pipeline.events import (
-    TYPED_EVENT,
-    GateDecided,
-    GateOpened,
-    GateRefused,
-    GateTimedOut,
-    JournalRepaired,
-    RunCancelRequested,
-    RunFinished,
-    ServiceFailed,
-    ServiceStarted,
-    ServiceStopped,
-    SessionStarted,
-    StepBlocked,
-    StepCancelled,
-    StepCancelRequested,
-    StepFailed,
-    StepProgress,
-    StepReattached,
-    StepSkipped,
-    StepStarted,
-    StepSucceeded,
-)
 from pipeline.journal import SessionLocked
 from pipeline.session import supervise
 from pipeline.state import SessionState
@@ -82,54 +60,54 @@ def _plain_line(raw: dict[str, Any], session: str) -> str | None:
     if raw.get("type") == "step_progress":
         return None  # the bulk of the stream; shown by the live table and the TUI, not line by line
     try:
-        ev = TYPED_EVENT.validate_python(raw)
+        ev = events.TYPED_EVENT.validate_python(raw)
     except ValidationError:
         return None
     key, att = ev.key, ev.attempt
     match ev:
-        case SessionStarted(payload=p):
+        case events.SessionStarted(payload=p):
             return f"session {session} started (resume={p.resume}, pid {p.pid})"
-        case StepStarted():
+        case events.StepStarted():
             return f"{key}: started attempt {att}"
-        case StepReattached(payload=p):
+        case events.StepReattached(payload=p):
             return f"{key}: reattached to attempt {att} (pid {p.pid}, alive={p.alive})"
-        case StepSucceeded(payload=p):
+        case events.StepSucceeded(payload=p):
             return f"{key}: succeeded in {p.duration_s} s"
-        case StepFailed(payload=p):
+        case events.StepFailed(payload=p):
             retry = f"; retry in {p.retry_in_s} s" if p.retry_in_s is not None else ""
             return f"{key}: FAILED attempt {att}: {p.error}{retry}"
-        case StepSkipped(payload=p):
+        case events.StepSkipped(payload=p):
             return f"{key}: skipped ({p.reason})"
-        case StepBlocked(payload=p):
+        case events.StepBlocked(payload=p):
             return f"{key}: blocked ({p.reason})"
-        case StepCancelled(payload=p):
+        case events.StepCancelled(payload=p):
             return f"{key}: cancelled ({p.reason})"
-        case GateOpened(payload=p):
+        case events.GateOpened(payload=p):
             verdict = f"; audit verdict {p.audit.get('verdict')}" if p.audit else ""
             return (
                 f"{key}: WAITING for a decision{verdict} (evidence {str(p.evidence_sha256)[:12]}); "
                 f"phasef approve {session} {key} --decision go|no-go --as NAME --reason TEXT"
             )
-        case GateDecided(payload=p):
+        case events.GateDecided(payload=p):
             over = " (operator override)" if p.override else ""
             return f"{key}: {str(p.decision).upper()} by {p.operator}: {p.reason}{over}"
-        case GateRefused(payload=p):
+        case events.GateRefused(payload=p):
             return f"{key}: decision by {p.operator} refused: {p.reason}"
-        case GateTimedOut():
+        case events.GateTimedOut():
             return f"{key}: gate timed out: NO-GO"
-        case ServiceStarted(payload=p):
+        case events.ServiceStarted(payload=p):
             return f"service {p.name}: started {p.url or ''}".rstrip()
-        case ServiceFailed(payload=p):
+        case events.ServiceFailed(payload=p):
             return f"service {p.name}: failed {p.error or ''}".rstrip()
-        case ServiceStopped(payload=p):
+        case events.ServiceStopped(payload=p):
             return f"service {p.name}: stopped"
-        case RunFinished(payload=p):
+        case events.RunFinished(payload=p):
             return f"run {p.state}: final decision {p.final_decision}, exit {p.exit_code}" + (
                 f" ({p.error})" if p.error else ""
             )
-        case JournalRepaired(payload=p):
+        case events.JournalRepaired(payload=p):
             return f"journal: torn last line ({p.torn_bytes} bytes) set aside in {p.saved_to}"
-        case StepProgress() | StepCancelRequested() | RunCancelRequested():
+        case events.StepProgress() | events.StepCancelRequested() | events.RunCancelRequested():
             return None
         case _:
             assert_never(ev)
