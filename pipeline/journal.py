@@ -14,7 +14,6 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import orjson
 from pydantic import BaseModel, Field, ValidationError
 
 from pipeline.events import EVENT_TYPES, SCHEMA_VERSION, TYPED_EVENT, TypedEvent
+from pipeline.problems import Problem
 
 JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = "session.lock"
@@ -60,14 +60,8 @@ class Event(BaseModel):
         )
 
 
-@dataclass(frozen=True)
-class JournalProblem:
-    file: str
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}"
+JournalProblem = Problem
+"""A journal line that could not be used (kept under this name for its readers)."""
 
 
 def utc_now() -> str:

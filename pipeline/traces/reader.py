@@ -18,21 +18,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-from pydantic import BaseModel
+
+from pipeline.problems import Problem
 
 CHUNK_BYTES = 1 << 20
 DEFAULT_MAX_LINE_BYTES = 16 * 2**20
 
 
-class BadLine(BaseModel):
-    """One line (or one place of a foreign document) that could not be used, and why."""
-
-    file: str
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}"
+BadLine = Problem
+"""One line (or one place of a foreign document) that could not be used, and why."""
 
 
 class Digest(Protocol):
