@@ -22,6 +22,7 @@ import orjson
 from pydantic import BaseModel, Field, ValidationError
 
 from pipeline.events import EVENT_TYPES, SCHEMA_VERSION, TYPED_EVENT, TypedEvent
+from pipeline.fsio import atomic_write_bytes
 from pipeline.problems import Problem
 
 JOURNAL_NAME = "journal.jsonl"
@@ -197,7 +198,7 @@ class Journal:
             cut = data.rfind(b"\n") + 1
             torn = data[cut:]
             side = self.session_dir / f"journal.torn-{cut}.bin"
-            side.write_bytes(torn)
+            atomic_write_bytes(side, torn)
             fh.truncate(cut)
             os.fsync(fh.fileno())
         line = data.count(b"\n") + 1
