@@ -25,10 +25,7 @@ from pipeline.errors import ControlError
 from pipeline.fingerprints import Fingerprints
 from pipeline.fsio import atomic_write_text
 from pipeline.gates import Gates
-from pipeline.hashing import (
-    MISSING,
-    text_sha256,
-)
+from pipeline.hashing import MISSING, text_sha256
 from pipeline.jobs.attempt import Attempts
 from pipeline.jobs.executor import JobHandle, get_executor
 from pipeline.jobs.local import kill_group, pid_alive
@@ -68,6 +65,8 @@ def select_steps(cfg: PhasefConfig, deps: dict[str, list[str]], until: str | Non
 
 
 class Engine:
+    """Runs (or resumes) one session's plan: the DAG, pools, retries, cancel; everything else is delegated."""
+
     def __init__(
         self,
         cfg: PhasefConfig,
