@@ -56,6 +56,21 @@ class ServiceConfig(Strict):
         return v
 
 
+class HostConfig(Strict):
+    """A machine that runs steps over SSH (``[hosts.NAME]``); see docs/remote.md."""
+
+    address: str
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str | None = None
+    identity: str | None = Field(default=None, description="private key file; default: the SSH agent and ~/.ssh")
+    known_hosts: str = Field(default="~/.ssh/known_hosts", description="strict host key checking against this file")
+    workdir: str = Field(default="~/phasef-work", description="where sessions' remote folders live")
+    python: str = Field(default="python3", description="used for python steps and training on that host")
+    connect_timeout: float = Field(default=15.0, gt=0)
+    connect_retries: int = Field(default=3, ge=0, le=100, description="attempts after the first, with backoff")
+    reconnect_s: float = Field(default=300.0, ge=0, description="how long a running step may stay unreachable")
+
+
 class StepConfig(Strict):
     kind: str
     title: str | None = None
@@ -75,6 +90,7 @@ class StepConfig(Strict):
     pool: str = "default"
     services: list[str] = Field(default_factory=list)
     cache: bool = Field(default=True, description="skip when fingerprint and output hashes are unchanged")
+    host: str | None = Field(default=None, description="a [hosts.NAME] to run the step on, over SSH")
     # gate only
     evidence: list[str] = Field(default_factory=list)
     prompt: str | None = None
@@ -124,6 +140,7 @@ class PhasefConfig(Strict):
     env: EnvConfig = Field(default_factory=EnvConfig)
     pools: dict[str, int] = Field(default_factory=lambda: {"default": 2})
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
+    hosts: dict[str, HostConfig] = Field(default_factory=dict)
     auditors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
     tui: dict[str, Any] = Field(default_factory=dict)
@@ -277,6 +294,11 @@ def _check_references(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...],
             for svc in step.services:
                 if svc not in cfg.services:
                     issue((*loc, "services"), f"unknown service {svc!r}")
+            if step.host is not None and step.host not in cfg.hosts:
+                declared = ", ".join(cfg.hosts) or "none"
+                issue((*loc, "host"), f"unknown host {step.host!r}; declared: {declared}")
+            if step.host is not None and step.kind == "gate":
+                issue((*loc, "host"), "a gate runs on the supervisor, not on a host")
             if step.audit:
                 s, _, t = step.audit.partition(".")
                 if s not in cfg.stages or t not in cfg.stages[s].steps:
@@ -410,4 +432,3 @@ def dump_config(cfg: PhasefConfig) -> dict[str, Any]:
 
     data: dict[str, Any] = clean(cfg.model_dump(mode="json"))
     return data
-

@@ -6,12 +6,13 @@ job's handle (or ``step_reattached``), and watches it to its outcome within the 
 
 from __future__ import annotations
 
+import inspect
 import time
 
 from pipeline.clock import now, parse_iso
 from pipeline.config import StepConfig
 from pipeline.jobs.context import ServiceInfo
-from pipeline.jobs.executor import Executor, Job, JobHandle, get_executor
+from pipeline.jobs.executor import Executor, ExecutorError, Job, JobHandle, get_executor
 from pipeline.jobs.spec import build_spec, shown_command
 from pipeline.jobs.watch import JobWatch, StepOutcome
 from pipeline.parts import SessionParts
@@ -46,7 +47,11 @@ class Attempts:
         spec = build_spec(self.cfg, self.layout, key, sc, attempt, services)
         spec.cwd.mkdir(parents=True, exist_ok=True)
         self._launched_ns[key] = time.time_ns()
-        job = await self.executor.start(spec)
+        executor = get_executor("remote", self.cfg) if sc.host else self.executor
+        try:
+            job = await executor.start(spec)
+        except ExecutorError as exc:
+            return StepOutcome(False, error=str(exc))
         self.running[key] = job
         self.record(
             "step_started",
@@ -69,7 +74,8 @@ class Attempts:
 
     async def reattach(self, key: str, sc: StepConfig, orphan: tuple[JobHandle, int]) -> StepOutcome | None:
         handle, attempt = orphan
-        found = get_executor(handle.executor).reattach(handle, self.layout.attempt_files(key, attempt))
+        reattached = get_executor(handle.executor, self.cfg).reattach(handle, self.layout.attempt_files(key, attempt))
+        found = await reattached if inspect.isawaitable(reattached) else reattached
         if found is None:
             self.record(
                 "step_failed",

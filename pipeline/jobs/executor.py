@@ -11,6 +11,7 @@ line in :data:`EXECUTORS`; nothing in the engine changes.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +19,11 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.layout import AttemptFiles
+
+
+class ExecutorError(Exception):
+    """The executor could not start the job (a host unreachable, a key refused): the attempt fails with this reason
+    and is retried like any failed attempt."""
 
 
 class JobHandle(BaseModel):
@@ -78,26 +84,35 @@ class Executor(Protocol):
 
     async def start(self, spec: JobSpec) -> Job: ...
 
-    def reattach(self, handle: JobHandle, files: AttemptFiles) -> tuple[Job, bool] | None:
+    def reattach(
+        self, handle: JobHandle, files: AttemptFiles
+    ) -> tuple[Job, bool] | Awaitable[tuple[Job, bool] | None] | None:
         """The job behind a stored handle and whether its process is still alive; None when it is gone and left
-        no exit status (the attempt was interrupted)."""
+        no exit status (the attempt was interrupted). An executor that must ask over the network returns an
+        awaitable."""
         ...
 
 
-def _local() -> Executor:
+def _local(cfg: Any = None) -> Executor:
     from pipeline.jobs.local import LocalExecutor
 
     return LocalExecutor()
 
 
-EXECUTORS: dict[str, Any] = {"local": _local}
-"""Executor name -> factory. A new executor is one module and one line here."""
+def _remote(cfg: Any = None) -> Executor:
+    from pipeline.jobs.remote import RemoteExecutor
+
+    return RemoteExecutor(cfg)
 
 
-def get_executor(name: str) -> Executor:
+EXECUTORS: dict[str, Any] = {"local": _local, "remote": _remote}
+"""Executor name -> factory (given the plan's config). A new executor is one module and one line here."""
+
+
+def get_executor(name: str, cfg: Any = None) -> Executor:
     try:
         factory = EXECUTORS[name]
     except KeyError:
         raise ValueError(f"unknown executor {name!r}; known: {', '.join(EXECUTORS)}") from None
-    executor: Executor = factory()
+    executor: Executor = factory(cfg)
     return executor

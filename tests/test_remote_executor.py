@@ -1,0 +1,188 @@
+"""Steps on a remote host over SSH: a real asyncssh server on 127.0.0.1 (tests/remote_helpers.py) is the host, the
+real engine runs the plan, and the host's folder is checked for what travelled there."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
+
+from pipeline.config import ConfigError, parse_config
+from pipeline.engine import Engine, RunResult
+from tests.remote_helpers import LoopbackHost, loopback_host, processes_with
+from tests.spine_helpers import has_event, journal_events, phasef, spawn, wait_for, write_plan
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Any:
+    with loopback_host(tmp_path / "host") as h:
+        yield h
+
+
+def _run(plan: str, project: Path, session: str = "s") -> tuple[RunResult, list[dict[str, Any]], Path]:
+    session_dir = project / "sessions" / session
+    engine = Engine(parse_config(plan), session_dir=session_dir, project_dir=project)
+    try:
+        result = asyncio.run(engine.run())
+    finally:
+        engine.journal.close()
+    return result, journal_events(session_dir), session_dir
+
+
+def _events(events: list[dict[str, Any]], type_: str, step: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["type"] == type_ and e.get("step") == step]
+
+
+def test_a_remote_step_streams_its_log_and_brings_back_its_outputs(
+    host: LoopbackHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    (project / "sessions" / "s" / "data").mkdir(parents=True)
+    (project / "sessions" / "s" / "data" / "in.txt").write_text("three\nlines\nhere\n")
+    monkeypatch.setenv("REMOTE_TOKEN", "s3cret-value-42")
+    plan = host.hosts_toml() + (
+        '[stages.A]\ntitle = "A"\n[stages.A.steps.work]\nkind = "shell"\nhost = "box"\nenv = ["REMOTE_TOKEN"]\n'
+        'inputs = ["data/in.txt"]\noutputs = ["out/count.txt", "out/token.txt"]\n'
+        "command = '''mkdir -p out; echo started; wc -l < data/in.txt > out/count.txt; "
+        'echo "$REMOTE_TOKEN" > out/token.txt; pwd > out/where.txt; ls run > out/run-files.txt; '
+        "echo '@@phasef-event {\"loss\": 1.5}'; echo finished'''\n"
+    )
+    result, events, session = _run(plan, project)
+    assert result.exit_code == 0, result.error
+    assert (session / "out" / "count.txt").read_text().strip() == "3"
+    assert (session / "out" / "token.txt").read_text().strip() == "s3cret-value-42"
+    log = (session / "logs" / "A.work.1.log").read_text()
+    assert "started" in log and "finished" in log
+    remote_session = host.workdir / "s" / "sessions" / "s"
+    assert (remote_session / "data" / "in.txt").read_text() == "three\nlines\nhere\n"
+    assert (remote_session / "out" / "count.txt").exists()
+    assert not list((remote_session / "run").glob("*.env")), "the env file is removed once the step started"
+    started = _events(events, "step_started", "work")[0]["payload"]
+    assert started["handle"]["executor"] == "remote" and started["handle"]["host"] == "box"
+    assert started["handle"]["uploaded"] == 1
+    succeeded = _events(events, "step_succeeded", "work")[0]["payload"]
+    assert set(succeeded["outputs"]) == {"out/count.txt", "out/token.txt"}
+    assert any(e["payload"].get("loss") == 1.5 for e in _events(events, "step_progress", "work"))
+    journal = (session / "journal.jsonl").read_text()
+    assert "s3cret-value-42" not in journal  # the secret travels in the env file only
+
+    # an unchanged input is not sent again; the step runs again since its outputs were removed
+    (session / "out" / "count.txt").unlink()
+    result, events, _ = _run(plan, project)
+    assert result.exit_code == 0, result.error
+    assert _events(events, "step_started", "work")[-1]["payload"]["handle"]["uploaded"] == 0
+
+
+def test_timeout_kills_the_remote_process_group(host: LoopbackHost, tmp_path: Path) -> None:
+    marker = f"remote-timeout-{os.getpid()}"
+    plan = host.hosts_toml() + (
+        '[stages.A]\ntitle = "A"\n[stages.A.steps.slow]\nkind = "shell"\nhost = "box"\ntimeout = 1.5\n'
+        f"command = \"sh -c 'sleep 300; echo {marker}' & sh -c 'sleep 301; echo {marker}'\"\n"
+    )
+    t0 = time.monotonic()
+    result, events, _ = _run(plan, tmp_path / "project")
+    assert result.exit_code == 1
+    failed = _events(events, "step_failed", "slow")[0]["payload"]
+    assert failed["timed_out"] is True and "timed out" in failed["error"]
+    assert time.monotonic() - t0 < 30
+    wait_for(lambda: not processes_with(marker), 10, "the remote group to be gone")
+
+
+def test_cancel_stops_the_remote_step(host: LoopbackHost, tmp_path: Path) -> None:
+    marker = f"remote-cancel-{os.getpid()}"
+    plan = host.hosts_toml() + (
+        '[stages.A]\ntitle = "A"\n[stages.A.steps.slow]\nkind = "shell"\nhost = "box"\n'
+        f"command = \"echo running; sh -c 'sleep 300; echo {marker}'\"\n"
+    )
+    project = tmp_path / "project"
+    session_dir = project / "sessions" / "c"
+    engine = Engine(parse_config(plan), session_dir=session_dir, project_dir=project)
+
+    async def go() -> RunResult:
+        task = asyncio.create_task(engine.run())
+        while not has_event(session_dir, "step_started", "A.slow"):
+            await asyncio.sleep(0.05)
+        while not processes_with(marker):
+            await asyncio.sleep(0.05)
+        engine.cancel("A.slow")
+        return await task
+
+    try:
+        result = asyncio.run(go())
+    finally:
+        engine.journal.close()
+    assert result.state == "cancelled"
+    assert _events(journal_events(session_dir), "step_cancelled", "slow")
+    wait_for(lambda: not processes_with(marker), 10, "the remote group to be gone")
+
+
+def test_a_changed_host_key_is_refused_with_the_host_named(host: LoopbackHost, tmp_path: Path) -> None:
+    host.trust(asyncssh.generate_private_key("ssh-ed25519"))  # known_hosts now holds another key for this address
+    plan = host.hosts_toml("studio") + (
+        '[stages.A]\ntitle = "A"\n[stages.A.steps.work]\nkind = "shell"\nhost = "studio"\ncommand = "touch ran"\n'
+    )
+    result, events, _ = _run(plan, tmp_path / "project")
+    assert result.exit_code == 1
+    error = _events(events, "step_failed", "work")[0]["payload"]["error"]
+    assert "host studio" in error and "host key refused" in error
+    assert not list(host.workdir.rglob("ran"))
+
+
+def test_an_unreachable_host_fails_after_its_retries_naming_host_and_reason(tmp_path: Path) -> None:
+    host = LoopbackHost(tmp_path / "host").start()
+    host.stop()  # the port is closed now: connection refused
+    plan = host.hosts_toml("gone", connect_retries=1, connect_timeout=2) + (
+        '[stages.A]\ntitle = "A"\n[stages.A.steps.work]\nkind = "shell"\nhost = "gone"\ncommand = "true"\n'
+        "retries = 1\nbackoff = 0.1\n"
+    )
+    result, events, _ = _run(plan, tmp_path / "project")
+    assert result.exit_code == 1
+    failures = _events(events, "step_failed", "work")
+    assert len(failures) == 2  # the step's own retry, each after the host's connection retries
+    error = failures[-1]["payload"]["error"]
+    assert "host gone (127.0.0.1:" in error and "unreachable after 2 tries" in error
+    assert "refused" in error.lower() or "errno" in error.lower()
+
+
+def test_config_check_names_the_line_of_an_unknown_host() -> None:
+    plan = (
+        '[hosts.studio]\naddress = "studio.local"\n\n[stages.A]\ntitle = "A"\n'
+        '[stages.A.steps.work]\nkind = "shell"\ncommand = "true"\nhost = "studoi"\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(plan, "plan.toml")
+    assert "plan.toml:9: stages.A.steps.work.host: unknown host 'studoi'; declared: studio" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        parse_config('[hosts.x]\nport = 22\n[stages.A]\ntitle = "A"\n', "plan.toml")
+    assert "plan.toml:1: hosts.x.address: required key is missing" in str(err.value)
+
+
+def test_kill9_of_the_supervisor_then_resume_reattaches_and_runs_the_step_once(
+    host: LoopbackHost, tmp_path: Path
+) -> None:
+    plan = host.hosts_toml() + (
+        '[stages.A]\ntitle = "A"\n[stages.A.steps.long]\nkind = "shell"\nhost = "box"\n'
+        'outputs = ["out/done.txt"]\n'
+        "command = 'echo run >> runs.txt; echo begin; sleep 3; mkdir -p out; echo ok > out/done.txt; echo end'\n"
+    )
+    write_plan(tmp_path, plan)
+    session = tmp_path / "sessions" / "k"
+    proc = spawn("run", "--headless", "--session", "k", cwd=tmp_path)
+    wait_for(lambda: has_event(session, "step_started", "A.long"), 60, "A.long to start")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    r = phasef("run", "--headless", "--resume", "k", cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    events = journal_events(session)
+    assert len(_events(events, "step_started", "long")) == 1
+    assert [e["payload"]["alive"] for e in _events(events, "step_reattached", "long")] == [True]
+    assert (session / "out" / "done.txt").read_text() == "ok\n"
+    assert (host.workdir / "k" / "sessions" / "k" / "runs.txt").read_text() == "run\n"  # ran once, on the host
+    log = (session / "logs" / "A.long.1.log").read_text()
+    assert log.count("begin") == 1 and "end" in log
