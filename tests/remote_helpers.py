@@ -63,6 +63,9 @@ class LoopbackHost:
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _server: Any = None
+    connections: int = 0
+    _live: set[Any] = field(default_factory=set)
+    """SSH connections accepted so far (over restarts)."""
 
     def __post_init__(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -109,8 +112,18 @@ class LoopbackHost:
         return self
 
     async def _listen(self) -> Any:
+        host = self
+
+        class Counting(asyncssh.SSHServer):
+            def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+                host.connections += 1
+                host._live.add(conn)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                host._live = {c for c in host._live if not c.is_closed()}
+
         return await asyncssh.create_server(
-            asyncssh.SSHServer,
+            Counting,
             "127.0.0.1",
             self.port,
             server_host_keys=[self.host_key],
@@ -127,6 +140,9 @@ class LoopbackHost:
             server = self._server
 
             async def close() -> None:
+                for conn in list(self._live):
+                    conn.abort()
+                self._live.clear()
                 server.close()
                 await server.wait_closed()
                 await asyncio.sleep(0.1)

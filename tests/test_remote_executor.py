@@ -186,3 +186,51 @@ def test_kill9_of_the_supervisor_then_resume_reattaches_and_runs_the_step_once(
     assert (host.workdir / "k" / "sessions" / "k" / "runs.txt").read_text() == "run\n"  # ran once, on the host
     log = (session / "logs" / "A.long.1.log").read_text()
     assert log.count("begin") == 1 and "end" in log
+
+
+def test_an_unknown_host_key_is_refused(host: LoopbackHost, tmp_path: Path) -> None:
+    host.known_hosts.write_text("")
+    plan = host.hosts_toml("studio") + (
+        '[stages.A]\ntitle = "A"\n[stages.A.steps.work]\nkind = "shell"\nhost = "studio"\ncommand = "true"\n'
+    )
+    result, events, _ = _run(plan, tmp_path / "project")
+    error = _events(events, "step_failed", "work")[0]["payload"]["error"]
+    assert result.exit_code == 1 and "host studio" in error and "host key refused" in error
+
+
+def test_the_connection_dropped_mid_step_is_reconnected_and_the_step_runs_once(
+    host: LoopbackHost, tmp_path: Path
+) -> None:
+    plan = host.hosts_toml() + (
+        '[stages.A]\ntitle = "A"\n[stages.A.steps.long]\nkind = "shell"\nhost = "box"\n'
+        'outputs = ["out/done.txt"]\n'
+        "command = 'echo run >> runs.txt; echo begin; sleep 4; mkdir -p out; echo ok > out/done.txt; echo end'\n"
+    )
+    project = tmp_path / "project"
+    session_dir = project / "sessions" / "d"
+    engine = Engine(parse_config(plan), session_dir=session_dir, project_dir=project)
+    remote_log = host.workdir / "d" / "sessions" / "d" / "logs" / "A.long.1.log"
+
+    async def go() -> RunResult:
+        task = asyncio.create_task(engine.run())
+        while not (remote_log.exists() and "begin" in remote_log.read_text()):
+            await asyncio.sleep(0.05)
+        before = host.connections
+        await asyncio.to_thread(host.stop)  # every connection dropped, the port closed
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(host.start)  # back on the same port
+        result = await task
+        assert host.connections > before
+        return result
+
+    try:
+        result = asyncio.run(go())
+    finally:
+        engine.journal.close()
+    assert result.exit_code == 0, result.error
+    events = journal_events(session_dir)
+    assert len(_events(events, "step_started", "long")) == 1
+    assert (session_dir / "out" / "done.txt").read_text() == "ok\n"
+    assert (host.workdir / "d" / "sessions" / "d" / "runs.txt").read_text() == "run\n"
+    log = (session_dir / "logs" / "A.long.1.log").read_text()
+    assert log.count("begin") == 1 and log.count("end") == 1

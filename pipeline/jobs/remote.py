@@ -40,6 +40,8 @@ from pipeline.jobs.executor import ExecutorError, JobHandle, JobSpec
 from pipeline.layout import AttemptFiles, SessionLayout
 
 POLL_S = 0.2
+PROBE_TIMEOUT_S = 15.0
+"""A look at the host that takes longer is taken for a dead connection (it is dropped and made again)."""
 LOG_CHUNK = 1 << 20
 GROUP_AFTER_END_S = 15.0
 """How long the group is still watched after the main process ended (a step saving after TERM)."""
@@ -264,7 +266,7 @@ class RemoteJob:
             # the process first, then its status file: a wrapper gone before the look at the file has written it
             f"ps -ww -o args= -p {pid} 2>/dev/null; echo '|'; kill -0 -{pid} 2>/dev/null && echo group; echo '|'; "
             f"cat {status} 2>/dev/null; true",
-            timeout=30,
+            timeout=PROBE_TIMEOUT_S,
         )
         args, group, head = [*out.split("|"), "", ""][:3]
         try:
