@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from pipeline.config import ConfigError, parse_config
 from pipeline.engine import Engine, RunResult
 from tests.remote_helpers import LoopbackHost, loopback_host, processes_with
-from tests.spine_helpers import has_event, journal_events, phasef, spawn, wait_for, write_plan
+from tests.spine_helpers import ROOT, has_event, journal_events, phasef, spawn, wait_for, write_plan
 
 
 @pytest.fixture
@@ -234,3 +235,25 @@ def test_the_connection_dropped_mid_step_is_reconnected_and_the_step_runs_once(
     assert (host.workdir / "d" / "sessions" / "d" / "runs.txt").read_text() == "run\n"
     log = (session_dir / "logs" / "A.long.1.log").read_text()
     assert log.count("begin") == 1 and log.count("end") == 1
+
+
+def test_a_step_function_runs_with_the_hosts_python_and_its_artifacts_come_back(
+    host: LoopbackHost, tmp_path: Path
+) -> None:
+    python = tmp_path / "host-python"  # the host's interpreter, with the project importable
+    python.write_text(f'#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    project = tmp_path / "project"
+    (project / "sessions" / "f").mkdir(parents=True)
+    (project / "sessions" / "f" / "in.txt").write_text("a\nb\n")
+    plan = host.hosts_toml(python=str(python)) + (
+        '[stages.A]\ntitle = "A"\n[stages.A.steps.count]\nkind = "builtin"\nhost = "box"\n'
+        'function = "tests.remote_steps:count_lines"\ninputs = ["in.txt"]\n'
+    )
+    result, events, session = _run(plan, project, "f")
+    assert result.exit_code == 0, result.error
+    assert (session / "artifacts" / "A" / "count" / "count.txt").read_text() == "2\n"
+    summary = _events(events, "step_succeeded", "count")[0]["payload"]["summary"]
+    assert summary["lines"] == 2
+    assert summary["session_dir"] == str(host.workdir / "f" / "sessions" / "f")  # it ran in the host's folder
+    assert any(e["payload"].get("lines") == 2 for e in _events(events, "step_progress", "count"))
