@@ -91,6 +91,8 @@ class StepConfig(Strict):
     services: list[str] = Field(default_factory=list)
     cache: bool = Field(default=True, description="skip when fingerprint and output hashes are unchanged")
     host: str | None = Field(default=None, description="a [hosts.NAME] to run the step on, over SSH")
+    ranks: int = Field(default=1, ge=1, le=64, description="data-parallel ranks over MLX's ring backend")
+    hosts: list[str] = Field(default_factory=list, description="hosts the ranks are spread over, in turn")
     # gate only
     evidence: list[str] = Field(default_factory=list)
     prompt: str | None = None
@@ -297,6 +299,21 @@ def _check_references(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...],
             if step.host is not None and step.host not in cfg.hosts:
                 declared = ", ".join(cfg.hosts) or "none"
                 issue((*loc, "host"), f"unknown host {step.host!r}; declared: {declared}")
+            for name in step.hosts:
+                if name not in cfg.hosts:
+                    declared = ", ".join(cfg.hosts) or "none"
+                    issue((*loc, "hosts"), f"unknown host {name!r}; declared: {declared}")
+            if (step.ranks > 1 or step.hosts) and step.kind not in ("mlx_train", "builtin"):
+                issue((*loc, "ranks"), f"data-parallel ranks are for mlx_train (and builtin) steps, not {step.kind}")
+            if step.ranks > 1 and step.kind == "mlx_train":
+                issue(
+                    (*loc, "ranks"),
+                    "ranks > 1 for mlx_train is not supported yet (the trainer writes checkpoints from every rank); "
+                    "ranks run builtin steps",
+                )
+            batch = step.params.get("batch_size")
+            if step.ranks > 1 and step.kind == "mlx_train" and isinstance(batch, int) and batch % step.ranks:
+                issue((*loc, "params", "batch_size"), f"batch_size {batch} is not divisible by ranks = {step.ranks}")
             if step.host is not None and step.kind == "gate":
                 issue((*loc, "host"), "a gate runs on the supervisor, not on a host")
             if step.audit:

@@ -13,3 +13,21 @@ def count_lines(ctx: StepContext) -> dict[str, Any]:
     ctx.emit("counted", lines=total)
     ctx.artifact("count.txt").write_text(f"{total}\n")
     return {"lines": total, "session_dir": str(ctx.session_dir)}
+
+
+def ring_sum(ctx: StepContext) -> dict[str, Any]:
+    """Joins the ranks of the step over MLX's ring backend and sums rank + 1 across them; a rank named in the
+    ``fail_rank`` param fails after the sum."""
+    import os
+
+    import mlx.core as mx
+
+    group = mx.distributed.init(backend="ring", strict=True)
+    total = mx.distributed.all_sum(mx.array([float(group.rank() + 1)]), group=group)
+    mx.eval(total)
+    print(f"rank {group.rank()} of {group.size()}: sum {total.item()}", flush=True)
+    ctx.artifact(f"rank{group.rank()}.txt").write_text(f"{total.item()}\n")
+    if ctx.params.get("fail_rank") == group.rank():
+        print("this rank fails on purpose", flush=True)
+        raise SystemExit(7)
+    return {"sum": total.item(), "size": group.size(), "rank": group.rank(), "env_rank": os.environ["MLX_RANK"]}

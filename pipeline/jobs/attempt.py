@@ -47,7 +47,10 @@ class Attempts:
         spec = build_spec(self.cfg, self.layout, key, sc, attempt, services)
         spec.cwd.mkdir(parents=True, exist_ok=True)
         self._launched_ns[key] = time.time_ns()
-        executor = get_executor("remote", self.cfg) if sc.host else self.executor
+        if sc.ranks > 1 or sc.hosts:
+            executor = get_executor("ranks", self.cfg)
+        else:
+            executor = get_executor("remote", self.cfg) if sc.host else self.executor
         try:
             job = await executor.start(spec)
         except ExecutorError as exc:

@@ -105,7 +105,13 @@ def _remote(cfg: Any = None) -> Executor:
     return RemoteExecutor(cfg)
 
 
-EXECUTORS: dict[str, Any] = {"local": _local, "remote": _remote}
+def _ranks(cfg: Any = None) -> Executor:
+    from pipeline.jobs.ranks import RanksExecutor
+
+    return RanksExecutor(cfg)
+
+
+EXECUTORS: dict[str, Any] = {"local": _local, "remote": _remote, "ranks": _ranks}
 """Executor name -> factory (given the plan's config). A new executor is one module and one line here."""
 
 

@@ -372,17 +372,22 @@ class RemoteExecutor:
 
     def __init__(self, cfg: PhasefConfig | None) -> None:
         self.cfg = cfg
+        self._extra_uploads: list[Path] = []
 
     def _host(self, name: str) -> HostConfig:
         if self.cfg is None or name not in self.cfg.hosts:
             raise ExecutorError(f"unknown host {name!r}")
         return self.cfg.hosts[name]
 
-    async def start(self, spec: JobSpec) -> RemoteJob:
+    async def start(self, spec: JobSpec, host: str | None = None, extra_uploads: list[Path] | None = None) -> RemoteJob:
+        """Start the step on its host (or on ``host``: a rank placed there), with ``extra_uploads`` sent too."""
         assert self.cfg is not None
-        sc = self.cfg.step(spec.key)
-        assert sc.host is not None
-        name, host = sc.host, self._host(sc.host)
+        name = host or self.cfg.step(spec.key).host
+        assert name is not None
+        self._extra_uploads = extra_uploads or []
+        return await self._start_on(spec, name, self._host(name))
+
+    async def _start_on(self, spec: JobSpec, name: str, host: HostConfig) -> RemoteJob:
         layout = SessionLayout(Path(spec.env["PHASEF_SESSION_DIR"]), Path(spec.env["PHASEF_PROJECT_DIR"]))
         for stale in (spec.files.status, spec.files.result):
             stale.unlink(missing_ok=True)
@@ -407,9 +412,9 @@ class RemoteExecutor:
         files = spec.files
         r_status, r_log = paths.to_remote(files.status), paths.to_remote(files.log)
         r_run, r_cwd = posixpath.dirname(r_status), paths.to_remote(spec.cwd)
-        r_env = posixpath.join(r_run, f"{spec.key}.{spec.attempt}.env")
+        r_env = r_status.removesuffix(".status") + ".env"
         uploads: dict[str, Path] = {}
-        for path in layout.expand(sc.inputs):
+        for path in [*layout.expand(sc.inputs), *self._extra_uploads]:
             for f in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
                 uploads[paths.to_remote(f)] = f
         rewritten: dict[str, bytes] = {}
@@ -426,7 +431,11 @@ class RemoteExecutor:
         await run(conn, "mkdir -p " + " ".join(shlex.quote(d) for d in sorted(dirs)))
         await run(conn, f"rm -f {shlex.quote(r_status)} {shlex.quote(paths.to_remote(files.result))}")
         changed = await self._changed(conn, host, uploads)
-        env = {k: paths.rewrite(v) if k.startswith("PHASEF_") else v for k, v in spec.env.items() if k not in HOST_ENV}
+        env = {
+            k: paths.rewrite(v) if k.startswith("PHASEF_") or k == "MLX_HOSTFILE" else v
+            for k, v in spec.env.items()
+            if k not in HOST_ENV
+        }
         env_text = "".join(f"{k}={shlex.quote(v)}\nexport {k}\n" for k, v in env.items() if k.isidentifier())
         async with conn.start_sftp_client() as sftp:
             for remote in changed:
