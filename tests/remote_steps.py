@@ -16,12 +16,14 @@ def count_lines(ctx: StepContext) -> dict[str, Any]:
 
 
 def ring_sum(ctx: StepContext) -> dict[str, Any]:
-    """Joins the ranks of the step over MLX's ring backend and sums rank + 1 across them; a rank named in the
-    ``fail_rank`` param fails after the sum."""
+    """Joins the ranks of the step over MLX's ring backend (after ``sleep`` seconds) and sums rank + 1 across
+    them; a rank named in the ``fail_rank`` param fails after the sum."""
     import os
+    import time
 
     import mlx.core as mx
 
+    time.sleep(float(ctx.params.get("sleep", 0)))
     group = mx.distributed.init(backend="ring", strict=True)
     total = mx.distributed.all_sum(mx.array([float(group.rank() + 1)]), group=group)
     mx.eval(total)

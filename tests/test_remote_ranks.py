@@ -3,6 +3,8 @@ machine, and on a real SSH host (tests/remote_helpers.py)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ import pytest
 
 from pipeline.config import ConfigError, parse_config
 from tests.remote_helpers import loopback_host
-from tests.spine_helpers import ROOT
+from tests.spine_helpers import ROOT, has_event, journal_events, phasef, spawn, wait_for, write_plan
 from tests.test_remote_executor import _events, _run
 
 pytest.importorskip("mlx.core")
@@ -77,3 +79,19 @@ def test_config_check_refuses_ranks_that_do_not_divide_the_batch() -> None:
     assert "plan.toml:10: stages.A.steps.ft.params.batch_size: batch_size 4 is not divisible by ranks = 3" in text
     assert "plan.toml:6: stages.A.steps.ft.hosts: unknown host 'nowhere'" in text
     assert "plan.toml:5: stages.A.steps.ft.ranks: ranks > 1 for mlx_train is not supported yet" in text
+
+
+def test_kill9_mid_ranks_then_resume_reattaches_every_rank_once(tmp_path: Path) -> None:
+    write_plan(tmp_path, RING + "[stages.A.steps.ring.params]\nsleep = 3\n")
+    session = tmp_path / "sessions" / "k"
+    proc = spawn("run", "--headless", "--session", "k", cwd=tmp_path)
+    wait_for(lambda: has_event(session, "step_started", "A.ring"), 60, "the ranks to start")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    r = phasef("run", "--headless", "--resume", "k", cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    events = journal_events(session)
+    assert len(_events(events, "step_started", "ring")) == 1
+    assert [e["payload"]["alive"] for e in _events(events, "step_reattached", "ring")] == [True]
+    assert _events(events, "step_succeeded", "ring")[0]["payload"]["summary"]["sum"] == 3.0
+    assert (session / "logs" / "A.ring.1.rank1.log").read_text().count("rank 1 of 2: sum 3.0") == 1
