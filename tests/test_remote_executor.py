@@ -4,6 +4,7 @@ real engine runs the plan, and the host's folder is checked for what travelled t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -257,3 +258,33 @@ def test_a_step_function_runs_with_the_hosts_python_and_its_artifacts_come_back(
     assert summary["lines"] == 2
     assert summary["session_dir"] == str(host.workdir / "f" / "sessions" / "f")  # it ran in the host's folder
     assert any(e["payload"].get("lines") == 2 for e in _events(events, "step_progress", "count"))
+
+
+def test_a_host_lost_mid_step_past_reconnect_s_fails_the_step_naming_host_and_reason(tmp_path: Path) -> None:
+    marker = f"remote-lost-{os.getpid()}"
+    host = LoopbackHost(tmp_path / "host").start()
+    plan = host.hosts_toml(reconnect_s=1.5) + (
+        '[stages.A]\ntitle = "A"\n[stages.A.steps.long]\nkind = "shell"\nhost = "box"\n'
+        f"command = \"echo begin; sh -c 'sleep 60; echo {marker}'\"\n"
+    )
+    project = tmp_path / "project"
+    session_dir = project / "sessions" / "l"
+    engine = Engine(parse_config(plan), session_dir=session_dir, project_dir=project)
+
+    async def go() -> RunResult:
+        task = asyncio.create_task(engine.run())
+        while not processes_with(marker):
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(host.stop)  # gone for good
+        return await task
+
+    try:
+        result = asyncio.run(go())
+    finally:
+        engine.journal.close()
+        for proc in processes_with(marker):  # what the lost host still runs (here: this machine)
+            with contextlib.suppress(OSError):
+                os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
+    assert result.exit_code == 1
+    error = _events(journal_events(session_dir), "step_failed", "long")[0]["payload"]["error"]
+    assert "host box (127.0.0.1:" in error and "unreachable" in error
