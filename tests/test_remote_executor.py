@@ -91,7 +91,7 @@ def test_timeout_kills_the_remote_process_group(host: LoopbackHost, tmp_path: Pa
     result, events, _ = _run(plan, tmp_path / "project")
     assert result.exit_code == 1
     failed = _events(events, "step_failed", "slow")[0]["payload"]
-    assert failed["timed_out"] is True and "timed out" in failed["error"]
+    assert failed["timed_out"] is True and "timed out" in failed["error"], failed
     assert time.monotonic() - t0 < 30
     wait_for(lambda: not processes_with(marker), 10, "the remote group to be gone")
 

@@ -43,6 +43,9 @@ POLL_S = 0.2
 PROBE_TIMEOUT_S = 15.0
 """A look at the host that takes longer is taken for a dead connection (it is dropped and made again)."""
 LOG_CHUNK = 1 << 20
+GONE_LOOKS = 2
+"""Looks in a row that must find neither the process nor its status file before the attempt is taken as ended
+without one (one look may race a busy host's process table)."""
 GROUP_AFTER_END_S = 15.0
 """How long the group is still watched after the main process ended (a step saving after TERM)."""
 
@@ -195,6 +198,7 @@ class RemoteJob:
         self.lost: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._poller: asyncio.Task[None] | None = None
+        self._gone_looks = 0
 
     def _extra(self, name: str) -> Any:
         return (self.handle.model_extra or {}).get(name)
@@ -348,7 +352,9 @@ class RemoteJob:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
-            if not self.ended.is_set() and (self.status is not None or not self.main_alive):
+            gone = self.status is None and not self.main_alive
+            self._gone_looks = self._gone_looks + 1 if gone else 0
+            if not self.ended.is_set() and (self.status is not None or self._gone_looks >= GONE_LOOKS):
                 if self.status == 0:
                     try:
                         await self._collect()
@@ -508,6 +514,10 @@ class RemoteExecutor:
             job._drop()
             job.begin()
             return job, True
+        if not job.main_alive and job.status is None:
+            await asyncio.sleep(POLL_S)  # a second look before the attempt is taken as interrupted
+            with contextlib.suppress(OSError, asyncssh.Error, ExecutorError, TimeoutError):
+                await job.probe()
         if not job.main_alive and job.status is None:
             job._drop()
             return None
