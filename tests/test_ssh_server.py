@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncssh
@@ -21,28 +20,12 @@ import pytest
 
 from phasef_tui.ssh.server import SHUTDOWN_MESSAGE
 from phasef_tui.ssh.session import NO_TERMINAL, NO_TERMINAL_FOR_KEY
-from tests.ssh_helpers import (
-    Tmux,
-    fingerprint,
-    log_events,
-    make_key,
-    run_ssh,
-    ssh_argv,
-    standin_server,
-    wait_until,
-    write_keys,
-)
+from tests.ssh_helpers import fingerprint, log_events, make_key, run_ssh, ssh_argv, standin_server, write_keys
+from tests.tmux_helpers import Tmux, wait_until
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ssh") is None or shutil.which("tmux") is None, reason="needs the OpenSSH client and tmux"
 )
-
-
-@pytest.fixture
-def tmux() -> Iterator[Tmux]:
-    t = Tmux()
-    yield t
-    t.close()
 
 
 def _approver(tmp_path: Path, name: str = "alice") -> tuple[Path, str]:

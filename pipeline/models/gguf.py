@@ -51,11 +51,17 @@ class GgufImportError(Exception):
 
 
 def cache_dir(override: Path | None = None) -> Path:
-    """Where downloaded wheels and extracted GGUF files are kept (``$PHASEF_CACHE_DIR`` or ~/.cache/phasef)."""
+    """Where downloaded wheels and extracted GGUF files are kept.
+
+    ``$PHASEF_CACHE_DIR``, else ``$XDG_CACHE_HOME/phasef``, else ~/.cache/phasef.
+    """
     if override is not None:
         return override
     env = os.environ.get("PHASEF_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "phasef"
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache") / "phasef"
 
 
 def _wheel_glob(package: str) -> str:
