@@ -57,9 +57,9 @@ def test_sample_plan_gate_released_by_approve_from_another_process(tmp_path: Pat
     assert any(e["payload"].get("timed_out") for e in failed if e["step"] == "slow")
     assert (session / "config.resolved.toml").exists()
     assert (session / "logs" / "A.flaky.1.log").read_text().strip() == "transient failure"
-    # a second decision on a decided gate is refused: no supervisor runs any more
+    # a second decision on a decided gate is refused from the journal: no supervisor runs any more
     r = phasef("approve", "demo", "release", "--decision", "no-go", "--as", "bob", "--reason", "late", cwd=tmp_path)
-    assert r.returncode == 2 and "no supervisor is running" in r.stderr
+    assert r.returncode == 1 and "gate C.release is not waiting: decided by alice (go)" in r.stderr
 
 
 GATE_PLAN = """
