@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,8 @@ DECOY_ENV = {
     "OPENAI_API_KEY": "sk-decoy-key",
     "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
 }
+# "tmux" as an argv element, or a command line starting with tmux and one of its options or commands
+RUNS_TMUX = re.compile(r"""["']tmux["']\s*,|["']tmux\s+(-|new|send|kill|list|capture|display|has|resize|attach)\b""")
 DUMP_ENV = "import json, os, sys; json.dump(dict(os.environ), open(sys.argv[1], 'w'))"
 
 
@@ -116,3 +119,19 @@ def test_the_gguf_cache_follows_xdg_when_no_folder_is_named(tmp_path: Path, monk
     assert cache_dir() == tmp_path / "xdg" / "phasef"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert cache_dir() == Path(os.environ["HOME"]) / ".cache" / "phasef"
+
+
+def test_no_test_runs_tmux_but_through_the_shared_helper() -> None:
+    """One way to drive tmux (tests/tmux_helpers.py); this file starts its decoys on purpose."""
+    here = Path(__file__).resolve()
+    allowed = {here.parent / "tmux_helpers.py", here}
+    offenders = []
+    for path in sorted(here.parent.rglob("*.py")):
+        if path in allowed:
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if re.search(
+                r"""["']tmux["']\s*,|["']tmux\s+(-|new|send|kill|list|capture|display|has|resize|attach)\b""", line
+            ):
+                offenders.append(f"{path.name}:{number}: {line.strip()}")
+    assert not offenders, "tmux run outside tests/tmux_helpers.py:\n" + "\n".join(offenders)
