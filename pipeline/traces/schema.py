@@ -57,7 +57,7 @@ class TraceRecord(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     schema_: Literal["phasef.dirty_trace/1"] = Field(
-        default=SCHEMA_VERSION, alias="schema", description="the schema version; absent means this one"
+        default="phasef.dirty_trace/1", alias="schema", description="the schema version; absent means this one"
     )
     kind: RecordKind = Field(description="what the record is; required")
     run_id: str = Field(default="", description="the run; an episode is identified by (run_id, episode)")
