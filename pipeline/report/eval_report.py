@@ -449,10 +449,19 @@ def _record_errors(exc: Exception) -> str:
     return str(exc)
 
 
-def _structure_checks(trace_path: Path) -> list[CheckResult]:
-    """Episodes open and close once with contiguous ticks; chains start with a failure and end where they end."""
-    episode_issues: list[str] = []
-    chain_issues: list[str] = []
+@dataclass(frozen=True)
+class TraceIssue:
+    """One structural problem of a trace: the line, the field it is about and what is wrong."""
+
+    line: int
+    field: str
+    message: str
+
+
+def structure_issues(trace_path: Path) -> tuple[list[TraceIssue], list[TraceIssue]]:
+    """Every episode issue and every chain issue of a trace (see ``_structure_checks``)."""
+    episode_issues: list[TraceIssue] = []
+    chain_issues: list[TraceIssue] = []
     open_eps: dict[str, int] = {}
     started: set[str] = set()
     next_tick: dict[str, int] = {}
@@ -463,60 +472,80 @@ def _structure_checks(trace_path: Path) -> list[CheckResult]:
         if rec is None:
             continue
         kind, episode = rec.get("kind"), str(rec.get("episode"))
-        where = f"{trace_path}:{number}"
+        where = number
         if kind == "episode_start":
             if episode in started:
-                episode_issues.append(f"{where}: episode {episode} starts twice")
+                episode_issues.append(TraceIssue(where, "episode", f"episode {episode} starts twice"))
             started.add(episode)
             open_eps[episode] = number
             next_tick[episode] = 0
         elif kind == "tick":
             if episode not in open_eps:
-                episode_issues.append(f"{where}: tick outside an open episode {episode}")
+                episode_issues.append(TraceIssue(where, "episode", f"tick outside an open episode {episode}"))
                 continue
             tick = rec.get("tick")
             if tick != next_tick[episode]:
-                episode_issues.append(f"{where}: field 'tick': expected {next_tick[episode]}, got {tick}")
+                episode_issues.append(TraceIssue(where, "tick", f"expected {next_tick[episode]}, got {tick}"))
             next_tick[episode] = (tick if isinstance(tick, int) else next_tick[episode]) + 1
             chain_id, role = rec.get("chain_id"), rec.get("chain_role")
             previous = last_chain.get(episode)
             if previous and previous != chain_id and previous not in closed_chains:
-                chain_issues.append(f"{where}: chain {previous} interrupted before it recovered or died")
+                chain_issues.append(
+                    TraceIssue(where, "chain_id", f"chain {previous} interrupted before it recovered or died")
+                )
                 closed_chains.add(previous)
             last_chain[episode] = str(chain_id) if chain_id else None
             if not chain_id:
                 if role:
-                    chain_issues.append(f"{where}: field 'chain_role' {role!r} without a chain_id")
+                    chain_issues.append(TraceIssue(where, "chain_role", f"{role!r} without a chain_id"))
                 elif rec.get("outcome") in ("error", "timeout", "death"):
-                    chain_issues.append(f"{where}: failed tick outside any chain")
+                    chain_issues.append(TraceIssue(where, "chain_id", "failed tick outside any chain"))
                 continue
             chain_id = str(chain_id)
             if chain_id in closed_chains:
-                chain_issues.append(f"{where}: chain {chain_id} continues after it ended")
+                chain_issues.append(TraceIssue(where, "chain_id", f"chain {chain_id} continues after it ended"))
                 continue
             if chain_id not in chain_state:
                 if role not in ("failure", "death"):
-                    chain_issues.append(f"{where}: chain {chain_id} starts with {role!r}, not 'failure'")
+                    chain_issues.append(
+                        TraceIssue(where, "chain_role", f"chain {chain_id} starts with {role!r}, not 'failure'")
+                    )
             elif chain_state[chain_id][0] != episode:
-                chain_issues.append(f"{where}: chain {chain_id} spans episodes")
+                chain_issues.append(TraceIssue(where, "chain_id", f"chain {chain_id} spans episodes"))
             chain_state[chain_id] = (episode, str(role))
             if role in ("recovered", "death"):
                 closed_chains.add(chain_id)
         elif kind == "episode_end":
             if episode not in open_eps:
-                episode_issues.append(f"{where}: episode {episode} ends without a start")
+                episode_issues.append(TraceIssue(where, "episode", f"episode {episode} ends without a start"))
                 continue
             del open_eps[episode]
             if rec.get("ticks") != next_tick.get(episode):
                 episode_issues.append(
-                    f"{where}: field 'ticks': {rec.get('ticks')} but {next_tick.get(episode)} ticks were recorded"
+                    TraceIssue(where, "ticks", f"{rec.get('ticks')} but {next_tick.get(episode)} ticks were recorded")
                 )
             closed_chains.update(c for c, (ep, _) in chain_state.items() if ep == episode)
     for episode, number in open_eps.items():
-        episode_issues.append(f"{trace_path}:{number}: episode {episode} never ends")
+        episode_issues.append(TraceIssue(number, "episode", f"episode {episode} never ends"))
+    return episode_issues, chain_issues
+
+
+def _structure_checks(trace_path: Path) -> list[CheckResult]:
+    """Episodes open and close once with contiguous ticks; chains start with a failure and end where they end."""
+    episode_issues, chain_issues = structure_issues(trace_path)
+    started = sum(1 for _, rec in iter_trace(trace_path) if rec and rec.get("kind") == "episode_start")
+    chains = {
+        str(rec["chain_id"])
+        for _, rec in iter_trace(trace_path)
+        if rec and rec.get("kind") == "tick" and rec.get("chain_id") and rec.get("chain_role")
+    }
+
+    def text(issues: list[TraceIssue]) -> list[str]:
+        return [f"{trace_path}:{i.line}: field '{i.field}': {i.message}" for i in issues]
+
     return [
-        _issues_check("episodes_complete", "protocol", episode_issues, f"{len(started)} episodes start and end once"),
-        _issues_check("chains_well_formed", "protocol", chain_issues, f"{len(chain_state)} chains well formed"),
+        _issues_check("episodes_complete", "protocol", text(episode_issues), f"{started} episodes start and end once"),
+        _issues_check("chains_well_formed", "protocol", text(chain_issues), f"{len(chains)} chains well formed"),
     ]
 
 
