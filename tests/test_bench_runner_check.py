@@ -21,6 +21,8 @@ from pipeline.bench.params import GateConfig
 from pipeline.bench.validate import check_run, resolve_gate
 from pipeline.config import parse_config
 from pipeline.engine import Engine
+from pipeline.jobs.context import StepFailed
+from pipeline.report.eval_report import report_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = ROOT / "tests" / "fixtures" / "node_runner" / "runner.mjs"
@@ -185,3 +187,42 @@ def test_validate_and_report_build_without_a_session(tmp_path: Path) -> None:
     assert trace_only.returncode == 0 and json.loads(trace_only.stdout)["verdict"] == "FAIL"
     missing = _cli("validate", "--trace", "nope.jsonl", cwd=tmp_path)
     assert missing.returncode == 2 and "nope.jsonl: no such file" in missing.stdout
+
+
+def test_a_runner_s_own_jsonl_through_a_mapping_file_on_the_step(tmp_path: Path) -> None:
+    """A runner that writes ticks only, in its own field names and milliseconds: `trace_map` on the step."""
+    from pipeline.bench.validate import validate_step
+    from pipeline.jobs.context import StepContext
+
+    run_node(tmp_path)
+    own = []
+    for line in (tmp_path / TRACE).read_text().splitlines():
+        r = json.loads(line)
+        if r["kind"] != "tick":
+            continue  # no episode records: the importer frames the episodes
+        own.append({"ep": r["episode"], "n": r["tick"], "at_ms": round(r["ts"] * 1000), "status": r["outcome"].upper()}
+                   | {k: v for k, v in r.items() if k not in ("kind", "episode", "tick", "ts", "outcome")})  # fmt: skip
+    (tmp_path / "own.jsonl").write_text("".join(json.dumps(r) + "\n" for r in own))
+    (tmp_path / "map.toml").write_text(
+        '[fields]\nepisode = "ep"\ntick = "n"\nts = "at_ms"\noutcome = "status"\n[units]\nts = "ms"\n'
+        '[values.outcome]\nOK = "ok"\nERROR = "error"\nDEATH = "death"\nSUCCESS = "success"\n'
+    )
+    art = tmp_path / "art"
+    art.mkdir()
+    ctx = StepContext(
+        session_id="s", session_dir=tmp_path, project_dir=tmp_path, stage="A", step="validate", kind="builtin",
+        attempt=1, artifacts_dir=art,
+        params={"trace": "own.jsonl", "trace_map": "map.toml", "gate": {"min_ticks": 100}},
+    )  # fmt: skip
+    summary = validate_step(ctx)
+    assert summary["verdict"] == "PASS" and summary["ticksObserved"] == 107
+    mine = json.loads((art / "eval_report.json").read_text())
+    native = check_run(tmp_path / TRACE, gate=GATE).report
+    assert native is not None
+    assert mine["mttr"] == report_json(native)["mttr"] and mine["trapInteractions"]["total"] == 3
+    assert mine["episodesByOutcome"] == {"death": 1, "success": 4}
+    assert Path(summary["trace"]).parent == art  # the canonical import lives with the step's artifacts
+
+    (tmp_path / "map.toml").write_text('[fields]\nepisode = "ep"\nwhen = "at_ms"\n')
+    with pytest.raises(StepFailed, match=r"fields\.when: not a field of phasef\.dirty_trace/1"):
+        validate_step(ctx)

@@ -157,7 +157,7 @@ def parse_record(obj: dict[str, Any]) -> TraceRecord:
     cls = RECORD_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise ValueError(f"field 'kind': expected one of {sorted(RECORD_TYPES)}, got {kind!r}")
-    return cls.model_validate(obj)
+    return cls.model_validate(obj, strict=True)
 
 
 def json_schema() -> dict[str, Any]:
