@@ -116,6 +116,9 @@ class Tick(TraceRecord):
         "death: the episode died on this tick"
     )
     error_class: str | None = Field(default=None, description="CamelCase class of the failure (see ERROR_CLASSES)")
+    error: str | None = Field(
+        default=None, description="a short statement of the failure (repeats of the same one are a deadlock)"
+    )
     observation: str | None = Field(default=None, description="what the environment returned, cut to a bound")
     trap: TrapKind | None = Field(default=None, description="the trap that fired on this tick (a trap interaction)")
     chain_id: str | None = Field(default=None, description="the recovery chain this tick belongs to")
@@ -138,7 +141,8 @@ class EpisodeEnd(TraceRecord):
     outcome: EpisodeOutcome = Field(description="how the episode ended; 'aborted' means the run stopped it")
     ticks: int = Field(ge=0, description="number of tick records of the episode")
     solved: bool = Field(default=False, description="the task was solved")
-    reason: str | None = None
+    reason: str | None = Field(default=None, description="why the episode ended (for a death: what killed it)")
+    error_class: str | None = Field(default=None, description="class of the failure that ended the episode")
     duration_s: float | None = Field(default=None, description="seconds from episode start to end")
 
 
