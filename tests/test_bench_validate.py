@@ -123,3 +123,22 @@ def test_external_stage_a_example_is_a_valid_plan() -> None:
     assert validate.function == "pipeline.bench.validate:validate_step"
     assert set(validate.params) >= {"report", "trace"}
     assert cfg.dependencies()["A.validate"] == ["A.bench"]
+
+
+def test_floats_agree_within_the_stated_tolerance_and_maps_compare_key_by_key(pair: tuple[Path, Path]) -> None:
+    report, trace = pair
+    data = json.loads(report.read_text())
+    data["latency"]["p50"] += 4e-7  # an unrounded figure: within ±1e-06
+    data["contextProfile"]["meanChars"] += 0.004  # within ±0.01 (phasef keeps 2 decimals)
+    data["contextProfile"]["perTickMean"][0] += 0.04  # within ±0.1
+    report.write_text(json.dumps(data, indent=2))
+    assert validate_files(report, trace, gate=GATE).ok
+    data["latency"]["p50"] += 2e-6
+    data["errorClasses"].pop("Fatal")
+    data["actors"]["robot"] = 1
+    report.write_text(json.dumps(data, indent=2))
+    errors = validate_files(report, trace, gate=GATE).errors
+    assert len(errors) == 3, errors
+    assert any("latency.p50: report says 0.2500024" in e and "(tolerance ±1e-06)" in e for e in errors)
+    assert any("errorClasses.Fatal: report has no entry, phasef computes 1 from the trace" in e for e in errors)
+    assert any("actors.robot: report says 1, phasef finds no entry in the trace" in e for e in errors)

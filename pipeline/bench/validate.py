@@ -374,7 +374,12 @@ def _compare(path: str, claimed: Any, actual: Any, tol: float, out: list[tuple[s
         free = path in FREE_MAPS
         keys = sorted(set(claimed) | set(actual)) if free else [k for k in actual if k in claimed]
         for key in keys:
-            _compare(f"{path}.{key}", claimed.get(key), actual.get(key), tol, out)
+            if key not in claimed:
+                out.append((f"{path}.{key}", f"report has no entry, phasef computes {actual[key]} from the trace"))
+            elif key not in actual:
+                out.append((f"{path}.{key}", f"report says {claimed[key]}, phasef finds no entry in the trace"))
+            else:
+                _compare(f"{path}.{key}", claimed[key], actual[key], tol, out)
         return
     if isinstance(claimed, list) and isinstance(actual, list):
         if len(claimed) != len(actual):

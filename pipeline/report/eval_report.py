@@ -460,6 +460,12 @@ class TraceIssue:
 
 def structure_issues(trace_path: Path) -> tuple[list[TraceIssue], list[TraceIssue]]:
     """Every episode issue and every chain issue of a trace (see ``_structure_checks``)."""
+    episode_issues, chain_issues, _, _ = _structure_scan(trace_path)
+    return episode_issues, chain_issues
+
+
+def _structure_scan(trace_path: Path) -> tuple[list[TraceIssue], list[TraceIssue], int, int]:
+    """Episode issues, chain issues, episodes started and chains seen, in one pass."""
     episode_issues: list[TraceIssue] = []
     chain_issues: list[TraceIssue] = []
     open_eps: dict[str, int] = {}
@@ -527,25 +533,19 @@ def structure_issues(trace_path: Path) -> tuple[list[TraceIssue], list[TraceIssu
             closed_chains.update(c for c, (ep, _) in chain_state.items() if ep == episode)
     for episode, number in open_eps.items():
         episode_issues.append(TraceIssue(number, "episode", f"episode {episode} never ends"))
-    return episode_issues, chain_issues
+    return episode_issues, chain_issues, len(started), len(chain_state)
 
 
 def _structure_checks(trace_path: Path) -> list[CheckResult]:
     """Episodes open and close once with contiguous ticks; chains start with a failure and end where they end."""
-    episode_issues, chain_issues = structure_issues(trace_path)
-    started = sum(1 for _, rec in iter_trace(trace_path) if rec and rec.get("kind") == "episode_start")
-    chains = {
-        str(rec["chain_id"])
-        for _, rec in iter_trace(trace_path)
-        if rec and rec.get("kind") == "tick" and rec.get("chain_id") and rec.get("chain_role")
-    }
+    episode_issues, chain_issues, started, chains = _structure_scan(trace_path)
 
     def text(issues: list[TraceIssue]) -> list[str]:
         return [f"{trace_path}:{i.line}: field '{i.field}': {i.message}" for i in issues]
 
     return [
         _issues_check("episodes_complete", "protocol", text(episode_issues), f"{started} episodes start and end once"),
-        _issues_check("chains_well_formed", "protocol", text(chain_issues), f"{len(chains)} chains well formed"),
+        _issues_check("chains_well_formed", "protocol", text(chain_issues), f"{chains} chains well formed"),
     ]
 
 
