@@ -226,3 +226,27 @@ def test_a_runner_s_own_jsonl_through_a_mapping_file_on_the_step(tmp_path: Path)
     (tmp_path / "map.toml").write_text('[fields]\nepisode = "ep"\nwhen = "at_ms"\n')
     with pytest.raises(StepFailed, match=r"fields\.when: not a field of phasef\.dirty_trace/1"):
         validate_step(ctx)
+
+
+TAU_FAIL = Path("/work/shared/fixtures/foreign-traces/tau-bench/gpt-4o-airline_task13_trial0_fail_thrash.json")
+
+
+@pytest.mark.skipif(not TAU_FAIL.is_file(), reason="the shared foreign-trace fixtures are not here")
+def test_a_step_may_declare_the_trace_format_of_any_importer(tmp_path: Path) -> None:
+    from pipeline.bench.validate import validate_step
+    from pipeline.jobs.context import StepContext
+
+    art = tmp_path / "art"
+    art.mkdir()
+    ctx = StepContext(
+        session_id="s", session_dir=tmp_path, project_dir=tmp_path, stage="A", step="validate", kind="builtin",
+        attempt=1, artifacts_dir=art, params={"trace": str(TAU_FAIL), "trace_format": "tau-bench"},
+    )  # fmt: skip
+    summary = validate_step(ctx)
+    mine = json.loads((art / "eval_report.json").read_text())
+    assert summary["verdict"] == mine["verdict"] == "FAIL"  # 100 ticks and evidence are not in one tau-bench trial
+    assert mine["ticksObserved"] > 0 and mine["trace"]["path"] == summary["trace"]
+    assert any(r.startswith("min_ticks: ticksObserved") for r in mine["reasons"])
+    wrong = ctx.model_copy(update={"params": {"trace": str(TAU_FAIL), "trace_format": "swe-agent"}})
+    with pytest.raises(StepFailed, match=r"cannot import: .*is not a swe-agent file"):
+        validate_step(wrong)
