@@ -21,7 +21,7 @@ from pipeline.bench.params import GateConfig
 from pipeline.bench.validate import check_run, resolve_gate
 from pipeline.config import parse_config
 from pipeline.engine import Engine
-from pipeline.jobs.context import StepFailed
+from pipeline.jobs.context import StepFailed, resolve_path
 from pipeline.report.eval_report import report_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +70,9 @@ def test_the_node_runner_passes_through_the_external_stage_a_wiring(tmp_path: Pa
     assert summary["valid"] is True and summary["verdict"] == "PASS"
     assert summary["report"] == str(art / "eval_report.json")
     assert (art / "problems.txt").read_text() == ""
+    # the example's gate shows the operator phasef's report, not the runner's
+    evidence = parse_config(EXAMPLE.read_text(), str(EXAMPLE)).step("A.review").evidence
+    assert resolve_path(evidence[0], session, tmp_path) == art / "eval_report.json"
     mine = json.loads((art / "eval_report.json").read_text())
     claims = json.loads((tmp_path / OUT / REPORT).read_text())
     # phasef's own numbers, which agree with every figure the runner computed from the docs
