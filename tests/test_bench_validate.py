@@ -54,7 +54,7 @@ def _ctx(tmp_path: Path, params: dict[str, object]) -> StepContext:
 
 def test_a_consistent_pair_is_valid(pair: tuple[Path, Path]) -> None:
     report, trace = pair
-    result = validate_files(report, trace, check_hash=True)
+    result = validate_files(report, trace, gate=GATE, check_hash=True)
     assert result.ok, result.errors
     assert result.trace_records == 11 and result.report is not None
 
@@ -67,7 +67,7 @@ def test_report_errors_name_line_and_field(pair: tuple[Path, Path]) -> None:
     data["verdict"] = "MAYBE"
     report.write_text(json.dumps(data, indent=2))
     lines = report.read_text().splitlines()
-    errors = validate_files(report, trace).errors
+    errors = validate_files(report, trace, gate=GATE).errors
     p50_line = next(i for i, line in enumerate(lines, 1) if '"p50"' in line)
     assert any(e.startswith(f"{report}:{p50_line}: latency.p50:") for e in errors), errors
     assert any("taskSetHash: required key is missing" in e for e in errors)
@@ -81,7 +81,7 @@ def test_trace_errors_are_all_listed_and_numbers_must_match(pair: tuple[Path, Pa
     lines[4] = "{not json"
     lines.append(json.dumps({"kind": "teleport", "episode": "e9", "ts": 1}))
     trace.write_text("\n".join(lines) + "\n")
-    errors = validate_files(report, trace, check_hash=True).errors
+    errors = validate_files(report, trace, gate=GATE, check_hash=True).errors
     assert any(e.startswith(f"{trace}:2: outcome:") for e in errors), errors
     assert f"{trace}:5: not a JSON object" in errors
     assert any(e.startswith(f"{trace}:12: kind: expected one of") for e in errors), errors

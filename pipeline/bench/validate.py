@@ -540,29 +540,12 @@ def validate_files(
     report_path: Path,
     trace_path: Path,
     *,
+    gate: Gate,
     consistency: bool = True,
     check_hash: bool = False,
-    gate: Gate | None = None,
 ) -> Validation:
-    """A runner's report and trace, judged by ``gate`` (default: the runner's own gate when it states one)."""
-    if gate is None:
-        gate = _claimed_gate(report_path) or resolve_gate(GateConfig())
+    """A runner's report and trace, judged by ``gate`` (the gate of config.toml, never the runner's own)."""
     return check_run(trace_path, gate=gate, report=report_path, consistency=consistency, check_hash=check_hash)
-
-
-def _claimed_gate(report_path: Path) -> Gate | None:
-    try:
-        data = json.loads(report_path.read_text(encoding="utf-8"))
-        g = data["gate"]
-        return Gate(
-            int(g["minTicks"]),
-            int(g["contextBudgetChars"]),
-            float(g["maxContextGrowthPerTick"]),
-            None if g.get("contextWarmupTicks") is None else int(g["contextWarmupTicks"]),
-            bool(g["requireEvidence"]),
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def write_problems(problems: list[Problem], path: Path) -> None:

@@ -399,6 +399,18 @@ class Gate:
     context_warmup_ticks: int | None  # None: each episode's context_window + 1 (pipeline.traces.growth)
     require_evidence: bool
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Gate:
+        """The gate of a report's ``gate`` object (camelCase keys)."""
+        warmup = data.get("contextWarmupTicks")
+        return cls(
+            min_ticks=int(data["minTicks"]),
+            context_budget_chars=int(data["contextBudgetChars"]),
+            max_context_growth_per_tick=float(data["maxContextGrowthPerTick"]),
+            context_warmup_ticks=None if warmup is None else int(warmup),
+            require_evidence=bool(data["requireEvidence"]),
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "minTicks": self.min_ticks,
