@@ -226,6 +226,16 @@ def test_a_runner_s_own_jsonl_through_a_mapping_file_on_the_step(tmp_path: Path)
     assert mine["episodesByOutcome"] == {"death": 1, "success": 4}
     assert Path(summary["trace"]).parent == art  # the canonical import lives with the step's artifacts
 
+    # the runner's report, compared with phasef's report of the import: only what its own JSONL does not carry
+    # (the traps each episode armed) differs; death lines are not compared, the import has its own
+    claims = ctx.model_copy(update={"params": ctx.params | {"report": REPORT, "check_trace_hash": False}})
+    with pytest.raises(StepFailed) as failed:
+        validate_step(claims)
+    problems = (art / "problems.txt").read_text().splitlines()
+    assert len(problems) == 2, problems
+    assert all(": trapInteractions.armedEpisodes." in p and "phasef finds no entry" in p for p in problems)
+    assert "2 problem(s)" in str(failed.value)
+
     (tmp_path / "map.toml").write_text('[fields]\nepisode = "ep"\nwhen = "at_ms"\n')
     with pytest.raises(StepFailed, match=r"fields\.when: not a field of phasef\.dirty_trace/1"):
         validate_step(ctx)
