@@ -42,6 +42,7 @@ BUILTIN_PARAMS: dict[str, str] = {
     "pipeline.report.compare:compare_step": "pipeline.report.compare:CompareParams",
     "pipeline.report.matrix:matrix_step": "pipeline.report.matrix:MatrixParams",
     "pipeline.train.handoff:build_step": "pipeline.train.params:HandoffParams",
+    "pipeline.bench.validate:validate_step": "pipeline.bench.validate:ValidateParams",
 }
 
 SERVICE_KINDS: dict[str, str] = {

@@ -16,12 +16,14 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from pipeline.traces.importers import inspect_ai, mini_swe_agent, openhands, phasef, swe_agent, tau_bench
+from pipeline.traces.importers import inspect_ai, mapped, mini_swe_agent, openhands, phasef, swe_agent, tau_bench
 from pipeline.traces.importers._common import Origin
 from pipeline.traces.reader import BadLine, file_sha256
 from pipeline.traces.schema import RECORD_TYPES, SCHEMA_VERSION, parse_record
 
 FORMATS: tuple[str, ...] = ("phasef", "swe-agent", "openhands", "mini-swe-agent", "tau-bench", "inspect-ai")
+# Formats that are never detected, only asked for (``jsonl`` needs a mapping file).
+EXPLICIT_FORMATS: tuple[str, ...] = (mapped.FORMAT,)
 
 HEAD_BYTES = 1 << 20
 HEAD_LINES = 50
@@ -150,20 +152,31 @@ def _convert(path: Path, fmt: str, origin: Origin) -> tuple[list[dict[str, Any]]
     return convert(path, doc, origin)
 
 
-def import_trace(path: Path, fmt: str | None = None) -> tuple[list[dict[str, Any]], list[BadLine]]:
+def import_trace(
+    path: Path, fmt: str | None = None, *, mapping: Path | None = None
+) -> tuple[list[dict[str, Any]], list[BadLine]]:
     """Canonical record dicts converted from ``path`` and the places that could not be used.
 
-    The format is detected unless given. Raises ``OSError`` when the file cannot be read, ``UnknownFormat`` when
-    its format is unknown or is not ``fmt``, and ``ValueError`` for a ``fmt`` that is not in ``FORMATS``.
+    The format is detected unless given; ``mapping`` (a mapping file, see ``mapped``) implies ``jsonl``. Raises
+    ``OSError`` when the file cannot be read, ``UnknownFormat`` when its format is unknown or is not ``fmt``, and
+    ``ValueError`` for a ``fmt`` that is not in ``FORMATS`` or a mapping file that cannot be used.
     """
     path = Path(path)
-    if fmt is not None and fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if mapping is not None and fmt in (None, mapped.FORMAT):
+        fmt = mapped.FORMAT
+    if fmt is not None and fmt not in FORMATS + EXPLICIT_FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS + EXPLICIT_FORMATS)}")
+    if fmt == mapped.FORMAT and mapping is None:
+        raise ValueError("format 'jsonl' needs a mapping file (--map map.toml)")
     chosen = fmt or detect_format(path)
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
     origin = Origin(chosen, str(path), file_sha256(path), path.stat().st_mtime)
-    converted, bad = _convert(path, chosen, origin)
+    if chosen == mapped.FORMAT:
+        assert mapping is not None
+        converted, bad = mapped.convert(path, mapping, origin)
+    else:
+        converted, bad = _convert(path, chosen, origin)
     records: list[dict[str, Any]] = []
     for position, record in enumerate(converted, 1):
         try:
