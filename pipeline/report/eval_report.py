@@ -634,13 +634,12 @@ def build_report(
 
 
 def write_report(report: EvalReport, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    from pipeline.fsio import atomic_write_text
+
     data = report.model_dump(mode="json", by_alias=True)
     head = ("schema", "runId", "createdAt", "verdict", "reasons", "taskSetHash", "gateConfigHash")
     ordered = {k: data[k] for k in head} | {k: v for k, v in data.items() if k not in head}
-    tmp.write_text(json.dumps(ordered, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(ordered, indent=2, ensure_ascii=False) + "\n")
 
 
 def load_report(path: Path) -> EvalReport:
