@@ -80,6 +80,9 @@ def open_regular(path: Path) -> IO[bytes]:
         raise
 
 
+READ_PIECE = 1 << 20
+
+
 class FileTooLarge(OSError):
     """Raised when a file that is read whole is larger than the caller's limit."""
 
@@ -87,13 +90,18 @@ class FileTooLarge(OSError):
 def read_bytes_bounded(path: Path, limit: int) -> bytes:
     """The whole content of regular file ``path``; :class:`FileTooLarge` when it holds more than ``limit`` bytes.
 
-    Never reads more than ``limit + 1`` bytes, whatever the file system reports as its size.
+    Never reads more than ``limit + 1`` bytes, whatever the file system reports as its size, and reads in pieces
+    (``read(limit)`` would allocate the whole limit up front, even for an empty file).
     """
+    pieces: list[bytes] = []
+    total = 0
     with open_regular(path) as fh:
-        data = fh.read(limit + 1)
-    if len(data) > limit:
+        while total <= limit and (piece := fh.read(min(READ_PIECE, limit + 1 - total))):
+            pieces.append(piece)
+            total += len(piece)
+    if total > limit:
         raise FileTooLarge(f"{path}: larger than {limit} bytes; refusing to load it whole")
-    return data
+    return b"".join(pieces)
 
 
 def read_text_bounded(path: Path, limit: int) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from pipeline.fsio import open_regular, read_bytes_bounded
+from pipeline.fsio import FileTooLarge, open_regular, read_bytes_bounded
 from pipeline.traces.importers import inspect_ai, mini_swe_agent, openhands, phasef, swe_agent, tau_bench
 from pipeline.traces.importers._common import Origin
 from pipeline.traces.reader import BadLine, file_sha256
@@ -83,6 +83,8 @@ def _describe(doc: Any) -> str:
 def _load_document(path: Path) -> Any:
     try:
         return orjson.loads(read_bytes_bounded(path, DOCUMENT_LIMIT_BYTES))
+    except MemoryError:
+        raise FileTooLarge(f"{path}: a JSON document too large to load in the memory available") from None
     except orjson.JSONDecodeError as exc:
         raise UnknownFormat(
             f"{path}:{exc.lineno}: neither canonical JSONL nor a valid JSON document "
