@@ -121,8 +121,11 @@ class PlanInfo:
         self.stage_order: list[str] = []
         if path is None:
             return
+        from pipeline.config import CONFIG_LIMIT_BYTES
+        from pipeline.fsio import read_text_bounded
+
         try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            raw = tomllib.loads(read_text_bounded(path, CONFIG_LIMIT_BYTES))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
             return
         stages = raw.get("stages", {})
