@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipeline.fsio import atomic_write_text
+from pipeline.fsio import atomic_write_text, open_regular, read_text_bounded
 
 MANIFEST_NAME = "manifest.json"
 SUMS_NAME = "SHA256SUMS"
@@ -25,7 +25,7 @@ BLOCK = 1 << 20
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    with open_regular(path) as fh:
         while chunk := fh.read(BLOCK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -104,7 +104,7 @@ def read_manifest(root: Path) -> dict[str, dict[str, Any]]:
     """The ``files`` table of ``root/manifest.json``; ``ManifestUnreadable`` says what is wrong with it."""
     path = root / MANIFEST_NAME
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text_bounded(path, 64 * 2**20))
     except FileNotFoundError:
         raise ManifestUnreadable(f"{path}: no manifest") from None
     except (OSError, UnicodeDecodeError) as exc:
