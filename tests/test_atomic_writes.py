@@ -146,3 +146,22 @@ def test_atomic_open_keeps_permissions_follows_symlinks_and_refuses_devices(tmp_
     with pytest.raises(NotARegularFile, match="is a character device"), atomic_open(Path("/dev/null"), "wb") as fh:
         fh.write(b"x")
     assert Path("/dev/null").is_char_device()
+
+
+def test_replace_folder_swaps_a_whole_folder_and_leaves_nothing_aside(tmp_path: Path) -> None:
+    from pipeline.fsio import replace_folder
+
+    dest = tmp_path / "model"
+    dest.mkdir()
+    (dest / "old.bin").write_bytes(b"old")
+    staging = tmp_path / ".model.tmp"
+    staging.mkdir()
+    (staging / "new.bin").write_bytes(b"new")
+    replace_folder(staging, dest)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert [p.name for p in dest.iterdir()] == ["new.bin"]
+    # a staging folder that cannot be renamed into place (it is gone) leaves the old folder where it was
+    with pytest.raises(FileNotFoundError):
+        replace_folder(tmp_path / "missing", dest)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert (dest / "new.bin").read_bytes() == b"new"
