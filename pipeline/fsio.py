@@ -21,6 +21,15 @@ from pathlib import Path
 from typing import IO, Literal, overload
 
 
+def _new_file_mode() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; done once, at import
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_NEW_FILE_MODE = _new_file_mode()
+
+
 class NotARegularFile(OSError):
     """Raised for a path that exists but is not a regular file (or a folder, where folders are allowed)."""
 
@@ -157,8 +166,8 @@ def atomic_open(path: Path, mode: str = "w", *, fsync: bool = True) -> Iterator[
             if fsync:
                 os.fsync(fh.fileno())
         with contextlib.suppress(OSError):
-            # keep the old file's permissions, or the usual ones for a new file
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode) if path.exists() else 0o644)
+            # keep the old file's permissions, or give a new file what open() would (0666 less the umask)
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode) if path.exists() else _NEW_FILE_MODE)
         os.replace(tmp, path)
         if fsync:
             fsync_dir(path.parent)
