@@ -246,6 +246,7 @@ def test_a_decided_gate_is_asked_again_only_when_its_evidence_changed(tmp_path: 
 def test_cancelling_a_step_gives_it_time_to_save(tmp_path: Path) -> None:
     write_plan(
         tmp_path,
+        '[project]\nstep_functions = ["tests.spine_steps:slow_saver"]\n'
         '[stages.A]\ntitle = "A"\n[stages.A.steps.work]\nkind = "builtin"\nfunction = "tests.spine_steps:slow_saver"\n',
     )
     session = tmp_path / "sessions" / "x"

@@ -1,8 +1,11 @@
 """``phasef trace``: import foreign traces into the canonical schema, analyze a trace, view one.
 
 ``stats`` exits 0 whenever it could read the file, bad lines included (they are part of the report, each as
-``file:line: reason``), and 2 when it could not read it at all (missing, a directory, unreadable, or a document
-of no known format).
+``file:line: reason``), and 2 when it could not read it at all (missing, a directory, unreadable, a document
+of no known format, or not a regular file: a FIFO, a device or a socket is refused before anything reads it).
+
+``import`` writes its output to a temporary file beside ``-o`` and renames it into place only on success; when
+nothing could be imported the old ``-o`` file is left as it was.
 """
 
 from __future__ import annotations
@@ -83,6 +86,11 @@ def _unknown_format(command: str, fmt: str | None) -> int | None:
 
 
 def _cannot_read(command: str, path: Path, exc: BaseException) -> int:
+    from pipeline.fsio import FileTooLarge, NotARegularFile
+
+    if isinstance(exc, NotARegularFile | FileTooLarge):
+        print(f"phasef trace {command}: {exc}", file=sys.stderr)  # the message names the path and what it is
+        return 2
     detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     print(f"phasef trace {command}: cannot read {path}: {detail}", file=sys.stderr)
     return 2
@@ -103,12 +111,18 @@ def _import(args: argparse.Namespace) -> int:
     except (OSError, UnknownFormat, ValueError) as exc:
         return _cannot_read("import", path, exc)
     out: Path = args.output
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(out, "wb") as fh:
-        for record in records:
-            fh.write(orjson.dumps(record) + b"\n")
     for bad in bad_lines:
         print(bad, file=sys.stderr)
+    if not records and bad_lines:
+        print(f"{path} ({fmt}): nothing could be imported; {out} left as it was", file=sys.stderr)
+        return 1
+    try:
+        with atomic_open(out, "wb") as fh:
+            for record in records:
+                fh.write(orjson.dumps(record) + b"\n")
+    except OSError as exc:
+        print(f"phasef trace import: cannot write {out}: {exc.strerror or exc}; it was left as it was", file=sys.stderr)
+        return 1
     episodes = len({(r.get("run_id"), r["episode"]) for r in records})
     ticks = sum(1 for r in records if r["kind"] == "tick")
     print(
