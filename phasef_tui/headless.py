@@ -79,12 +79,18 @@ def _plain_line(ev: dict[str, Any], session: str) -> str | None:
     if t == "gate_opened":
         audit = p.get("audit") or {}
         verdict = f"; audit verdict {audit.get('verdict')}" if audit else ""
+        unmet = [str(c.get("label")) for c in p.get("criteria") or [] if not c.get("met")]
+        criteria = f"; pass criteria NOT met: {'; '.join(unmet)} (a GO needs --override)" if unmet else ""
+        if p.get("criteria") and not unmet:
+            criteria = "; every pass criterion met"
         return (
-            f"{key}: WAITING for a decision{verdict} (evidence {str(p.get('evidence_sha256'))[:12]}); "
+            f"{key}: WAITING for a decision{verdict}{criteria} (evidence {str(p.get('evidence_sha256'))[:12]}); "
             f"phasef approve {session} {key} --decision go|no-go --as NAME --reason TEXT"
         )
     if t == "gate_decided":
-        over = " (operator override)" if p.get("override") else ""
+        over = " (operator OVERRIDE)" if p.get("override") else ""
+        if p.get("unmet_criteria") and p.get("override"):
+            over = f" (operator OVERRIDE of unmet pass criteria: {', '.join(p['unmet_criteria'])})"
         return f"{key}: {str(p.get('decision')).upper()} by {p.get('operator')}: {p.get('reason')}{over}"
     if t == "gate_refused":
         return f"{key}: decision by {p.get('operator')} refused: {p.get('reason')}"
@@ -93,8 +99,11 @@ def _plain_line(ev: dict[str, Any], session: str) -> str | None:
     if t in ("service_started", "service_stopped", "service_failed"):
         return f"service {p.get('name')}: {t.split('_')[1]} {p.get('url') or p.get('error') or ''}".rstrip()
     if t == "run_finished":
-        return f"run {p.get('state')}: final decision {p.get('final_decision')}, exit {p.get('exit_code')}" + (
-            f" ({p.get('error')})" if p.get("error") else ""
+        report = f"; report {', '.join(p['report'])}" if p.get("report") else ""
+        return (
+            f"run {p.get('state')}: final decision {p.get('final_decision')}, exit {p.get('exit_code')}"
+            + (f" ({p.get('error')})" if p.get("error") else "")
+            + report
         )
     if t == "journal_repaired":
         return f"journal: torn last line ({p.get('torn_bytes')} bytes) set aside in {p.get('saved_to')}"

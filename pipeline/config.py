@@ -34,6 +34,11 @@ class ProjectConfig(Strict):
         default=None,
         description="STAGE.step of the gate whose decision is the run's GO/NO-GO (default: last gate)",
     )
+    final_override: bool = Field(
+        default=True,
+        description="may an operator sign GO at the final gate over an unmet pass criterion (the run then ends "
+        "GO-OVERRIDE); false refuses such a GO",
+    )
 
 
 class EnvConfig(Strict):
@@ -401,4 +406,3 @@ def dump_config(cfg: PhasefConfig) -> dict[str, Any]:
 
     data: dict[str, Any] = clean(cfg.model_dump(mode="json"))
     return data
-
