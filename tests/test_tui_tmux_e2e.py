@@ -47,26 +47,29 @@ needs = ["release"]
 
 
 class Tmux:
+    """A private tmux server (its own socket, no user config)."""
+
     def __init__(self, name: str, cwd: Path) -> None:
         self.name = name
         self.cwd = cwd
+        self.base = ["tmux", "-S", str(cwd / "tmux.sock"), "-f", "/dev/null"]
 
     def start(self, *args: str) -> None:
         cmd = " ".join([sys.executable, "-m", "phasef_tui.cli", *args])
         env = {**os.environ, "PHASEF_OPERATOR": "tess", "TERM": "xterm-256color"}
         subprocess.run(
-            ["tmux", "new-session", "-d", "-s", self.name, "-x", "110", "-y", "32", "-c", str(self.cwd), cmd],
+            [*self.base, "new-session", "-d", "-s", self.name, "-x", "110", "-y", "32", "-c", str(self.cwd), cmd],
             check=True,
             env=env,
         )
 
     def keys(self, *keys: str) -> None:
         for k in keys:
-            subprocess.run(["tmux", "send-keys", "-t", self.name, k], check=True)
+            subprocess.run([*self.base, "send-keys", "-t", self.name, k], check=True)
             time.sleep(0.3)
 
     def text(self) -> str:
-        r = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
+        r = subprocess.run([*self.base, "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
         return r.stdout
 
     def wait_text(self, needle: str, timeout: float = 30) -> str:
@@ -74,10 +77,10 @@ class Tmux:
         return self.text()
 
     def alive(self) -> bool:
-        return subprocess.run(["tmux", "has-session", "-t", self.name], capture_output=True).returncode == 0
+        return subprocess.run([*self.base, "has-session", "-t", self.name], capture_output=True).returncode == 0
 
     def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        subprocess.run([*self.base, "kill-session", "-t", self.name], capture_output=True)
 
 
 def test_operator_flow_in_tmux(tmp_path: Path) -> None:
@@ -104,6 +107,8 @@ def test_operator_flow_in_tmux(tmp_path: Path) -> None:
         tui.wait_text("Release?")
         tui.keys("a")
         tui.keys("looks right", "Enter")
+        tui.wait_text("unmet pass criteria")  # no comparison nor audit in this plan: the GO is an override
+        tui.keys("override", "Enter")
         wait_for(lambda: has_event(session, "gate_decided", "B.release"), 20, f"the decision\n{tui.text()}")
         tui.keys("q")  # detach: the TUI ends, the run goes on
         wait_for(lambda: not tui.alive(), 10, "the TUI to exit")
