@@ -300,9 +300,9 @@ def render_markdown(doc: Mapping[str, Any]) -> list[str]:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from pipeline.fsio import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 def write_final_report(
@@ -349,8 +349,9 @@ def _write_final_report(
 
         path, data = target
         doc = with_criteria(data, criteria, final, listed)
+        markdown = comparison_markdown(doc)  # first: a document it cannot render is left as it was
         _write(path, json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
-        _write(path.with_suffix(".md"), comparison_markdown(doc))
+        _write(path.with_suffix(".md"), markdown)
         written += [path, path.with_suffix(".md")]
     else:
         folder_path = session_dir / "report"
