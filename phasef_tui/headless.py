@@ -47,9 +47,11 @@ def render_table(state: SessionState) -> Table:
         style = STATE_STYLE.get(st.state, "")
         table.add_row(st.key, st.kind, f"[{style}]{st.state}[/]", str(st.attempts), dur, note[:70])
     for gate in state.waiting_gates():
+        unmet = [c for c in gate.criteria or () if not c.get("met")]
         table.caption = (
             f"waiting at gate {gate.id}: phasef approve {state.session} {gate.id} "
             "--decision go|no-go --as NAME --reason TEXT"
+            + (f" ({len(unmet)} pass criteria not met: a GO needs --override)" if unmet else "")
         )
     return table
 

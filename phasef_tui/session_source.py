@@ -144,7 +144,10 @@ class PlanInfo:
 
 
 def _note(st: StepState) -> str | None:
-    """A short live line from a step's last progress event (training step and loss, eval ticks...)."""
+    """A short live line from a step's last progress event (training step and loss, eval ticks...); on a gate
+    signed as an override, that it was (it stays on the board for the rest of the session)."""
+    if st.kind == "gate" and st.summary.get("override"):
+        return f"GO by {st.summary.get('operator')}: OVERRIDE"
     if not st.progress or st.state not in ("running", "retrying"):
         return None
     last = st.progress[-1]

@@ -4,6 +4,7 @@ logs, traces and the comparison found in the session folder, and decisions signe
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -12,8 +13,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rich.console import Console
 from textual.pilot import Pilot
 
 from phasef_tui.app import PhasefApp
@@ -252,6 +255,12 @@ def supervisor(tmp_path: Path) -> Iterator[Path]:
         yield session
 
 
+def rendered(widget: Any) -> str:
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(widget.content)
+    return console.export_text()
+
+
 async def until(pilot: Pilot[int], predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
     for _ in range(int(timeout / 0.05)):
         if predicate():
@@ -314,6 +323,10 @@ async def test_approve_from_the_audit_screen_through_the_supervisor(supervisor: 
         assert "OVERRIDE of unmet pass criteria: evidence completeness" in str(audit.query_one("#decision").render())
         await pilot.press("r")
         assert await until(pilot, lambda: any("not waiting" in str(n.message) for n in app._notifications))
+        await pilot.press("1")  # the override stays in sight on the dashboard: board and headline
+        assert await until(pilot, lambda: type(app.screen).__name__ == "DashboardScreen")
+        assert await until(pilot, lambda: "GO by alice: OVERRIDE" in rendered(app.screen.query_one("#board")))
+        assert "B.release GO by alice: OVERRIDE of unmet pass criteria" in rendered(app.screen.query_one("#headline"))
     events = [json.loads(line) for line in (supervisor / "journal.jsonl").read_text().splitlines()]
     decided = [e for e in events if e["type"] == "gate_decided"]
     assert len(decided) == 1 and decided[0]["payload"]["operator"] == "alice" and decided[0]["payload"]["override"]
