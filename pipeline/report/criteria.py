@@ -113,7 +113,10 @@ def judge_comparison(doc: Any, source: str | None, sha256: str | None) -> list[d
     status = doc.get("status")
     if status == "compared":
         pairs = doc.get("pairs", {}).get("count") if isinstance(doc.get("pairs"), Mapping) else None
-        names = [str((doc.get(r) or {}).get("name", r)) for r in ("baseline", "finetuned")]
+        names = []
+        for role in ("baseline", "finetuned"):
+            side = doc.get(role)
+            names.append(str(side.get("name", role)) if isinstance(side, Mapping) else role)
         comp = criterion(
             "comparison", True, f"{where}: {names[0]} vs {names[1]} compared, {pairs} episode pair(s)", source, sha256
         )
