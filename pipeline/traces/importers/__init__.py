@@ -16,12 +16,13 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from pipeline.traces.importers import inspect_ai, mini_swe_agent, openhands, phasef, swe_agent, tau_bench
+from pipeline.traces.importers import agents, inspect_ai, mini_swe_agent, openhands, phasef, swe_agent, tau_bench
 from pipeline.traces.importers._common import Origin
 from pipeline.traces.reader import BadLine, file_sha256
 from pipeline.traces.schema import RECORD_TYPES, SCHEMA_VERSION, parse_record
 
-FORMATS: tuple[str, ...] = ("phasef", "swe-agent", "openhands", "mini-swe-agent", "tau-bench", "inspect-ai")
+BASE_FORMATS: tuple[str, ...] = ("phasef", "swe-agent", "openhands", "mini-swe-agent", "tau-bench", "inspect-ai")
+FORMATS: tuple[str, ...] = (*BASE_FORMATS, *agents.FORMATS)
 
 HEAD_BYTES = 1 << 20
 HEAD_LINES = 50
@@ -35,6 +36,7 @@ _DOCUMENT_SNIFFERS = (
     (tau_bench.FORMAT, tau_bench.sniff),
     (mini_swe_agent.FORMAT, mini_swe_agent.sniff),
     (openhands.FORMAT, openhands.sniff),
+    *agents.DOCUMENT_SNIFFERS,
 )
 
 
@@ -101,6 +103,8 @@ def detect_format(path: Path) -> str:
             return inspect_ai.FORMAT
         raise UnknownFormat(f"{path}: a ZIP archive that is not an inspect_ai .eval log")
     objects, non_blank = _head_objects(head, complete)
+    if (found := agents.sniff_head(head, objects)) is not None:
+        return found
     if objects and not (complete and non_blank == 1):
         for obj in objects:
             if _is_canonical(obj):
@@ -126,6 +130,8 @@ def _validation_reason(exc: ValidationError) -> str:
 
 
 def _convert(path: Path, fmt: str, origin: Origin) -> tuple[list[dict[str, Any]], list[BadLine]]:
+    if fmt in agents.FORMATS:
+        return agents.convert(path, fmt, origin, _load_document)
     if fmt == phasef.FORMAT:
         return phasef.convert_jsonl(path)
     if fmt == inspect_ai.FORMAT and inspect_ai.is_eval_zip(path):

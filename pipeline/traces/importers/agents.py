@@ -1,0 +1,72 @@
+"""The importers of agents' own session files (Claude Code, Codex CLI, Aider, Voyager, OpenTelemetry GenAI), and
+how the package's detection and conversion reach them.
+
+``sniff_head`` looks only at the bounded prefix ``detect_format`` already read (its first lines, decoded);
+``DOCUMENT_SNIFFERS`` are asked about whole JSON documents after the older formats; ``convert`` streams line-based
+files and loads documents through the caller's loader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pipeline.traces.importers import aider, claude_code, codex, otel_genai, voyager
+from pipeline.traces.importers._common import Origin
+from pipeline.traces.reader import BadLine
+
+FORMATS: tuple[str, ...] = (claude_code.FORMAT, codex.FORMAT, aider.FORMAT, voyager.FORMAT, otel_genai.FORMAT)
+
+_LINE_SNIFFERS: tuple[tuple[str, Callable[[dict[str, Any]], bool]], ...] = (
+    (claude_code.FORMAT, claude_code.sniff_line),
+    (codex.FORMAT, codex.sniff_line),
+    (otel_genai.FORMAT, otel_genai.sniff_line),
+)
+DOCUMENT_SNIFFERS: tuple[tuple[str, Callable[[Any], bool]], ...] = (
+    (otel_genai.FORMAT, otel_genai.sniff),
+    (voyager.FORMAT, voyager.sniff),
+)
+
+Result = tuple[list[dict[str, Any]], list[BadLine]]
+
+
+def sniff_head(head: bytes, objects: list[dict[str, Any]]) -> str | None:
+    """The format of a file from its first bytes and the JSON objects among its first lines, if one of these."""
+    for obj in objects:
+        for name, sniff in _LINE_SNIFFERS:
+            if sniff(obj):
+                return name
+    if not objects and aider.sniff_text(head):
+        return aider.FORMAT
+    return None
+
+
+def _is_jsonl(path: Path) -> bool:
+    if path.suffix == ".jsonl":
+        return True
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    lines = [line for line in head.split(b"\n") if line.strip()]
+    return len(lines) > 1 and lines[0].lstrip().startswith(b"{") and lines[0].rstrip().endswith(b"}")
+
+
+def convert(path: Path, fmt: str, origin: Origin, load_document: Callable[[Path], Any]) -> Result:
+    """Convert ``path`` known to be in ``fmt`` (one of ``FORMATS``); documents are read with ``load_document``."""
+    if fmt == claude_code.FORMAT:
+        return claude_code.convert_path(path, origin)
+    if fmt == codex.FORMAT:
+        return codex.convert_path(path, origin)
+    if fmt == aider.FORMAT:
+        return aider.convert_path(path, origin)
+    if fmt == otel_genai.FORMAT:
+        if _is_jsonl(path):
+            return otel_genai.convert_jsonl(path, origin)
+        doc = load_document(path)
+        if not otel_genai.sniff(doc):
+            raise ValueError(f"{path}: not an OTLP JSON export (no 'resourceSpans' list)")
+        return otel_genai.convert(path, doc, origin)
+    if fmt == voyager.FORMAT:
+        doc = load_document(path)
+        return voyager.convert(path, doc, origin)
+    raise ValueError(f"unknown format {fmt!r}")
