@@ -36,6 +36,7 @@ from pipeline.traces.importers._common import (
     parse_timestamp,
     text_of,
 )
+from pipeline.traces.importers._shell import command_failure
 from pipeline.traces.reader import BadLine, iter_records
 
 FORMAT = "claude-code"
@@ -106,14 +107,17 @@ def classify_result(text: str, extra: Any = None) -> tuple[str, str]:
         if inner.startswith("InputValidationError"):
             return "SchemaViolation", one_line(inner)
         lowered = inner.lower()
+        if inner.startswith("String to replace not found"):
+            return "EditFailed", one_line(inner)
         if "not found" in lowered or "does not exist" in lowered:
             return "NotFound", one_line(inner)
         return "ToolError", one_line(inner) or "tool_use_error"
     code = _EXIT_CODE.match(stripped)
     if code:
         body = stripped[code.end() :].lstrip("\n")
-        failure = classify_output(body, int(code.group(1)))
-        message = f"exit code {code.group(1)}: {one_line(body)}" if one_line(body) else f"exit code {code.group(1)}"
+        failure = command_failure(body, int(code.group(1)))
+        detail = failure[1] if failure else one_line(body)
+        message = f"exit code {code.group(1)}: {detail}" if detail else f"exit code {code.group(1)}"
         return (failure[0] if failure else "ToolError"), message
     if _TIMED_OUT.search(stripped[:300]):
         return "Timeout", one_line(stripped)

@@ -36,11 +36,11 @@ from pipeline.traces.importers._common import (
     EpisodeBuilder,
     Origin,
     Step,
-    classify_output,
     one_line,
     parse_timestamp,
     text_of,
 )
+from pipeline.traces.importers._shell import command_failure
 from pipeline.traces.reader import BadLine, iter_records
 
 FORMAT = "codex"
@@ -145,7 +145,7 @@ def classify(text: str, exit_code: int | None) -> tuple[str, str] | None:
     marker = head.find("Output:\n")
     if marker >= 0:
         body = head[marker + len("Output:\n") :]
-    failure = classify_output(body, exit_code)
+    failure = command_failure(body, exit_code)
     if failure is None:
         return None
     error_class, message = failure
@@ -331,7 +331,9 @@ class _Rollout:
         session = self.meta.get("id")
         name = str(session) if isinstance(session, str) and session else path.stem
         builder = EpisodeBuilder(self.origin, name, task_id=name)
-        extra = {k: self.meta[k] for k in ("cwd", "cli_version", "originator", "source") if k in self.meta}
+        extra = {k: self.meta[k] for k in ("cwd", "cli_version", "originator") if k in self.meta}
+        if "source" in self.meta:  # "cli", "exec", ...; ``source`` itself is the record's provenance
+            extra["session_source"] = self.meta["source"]
         builder.start(task=self.task, model=self.model, ts=self.first_ts, line=self.meta_line, **extra)
         for step in self.steps:
             builder.tick(step)

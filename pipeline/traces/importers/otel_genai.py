@@ -190,7 +190,8 @@ def _episode(trace: str, spans: list[dict[str, Any]], origin: Origin) -> list[di
     head = agent or root
     name = head["attrs"].get("gen_ai.conversation.id") or trace
     builder = EpisodeBuilder(origin, str(name), task_id=head["attrs"].get("gen_ai.agent.name") or head["service"])
-    models = (s["attrs"].get("gen_ai.response.model") or s["attrs"].get("gen_ai.request.model") for s in spans)
+    calls = [s for s in spans if _operation(s) in _MODEL_CALLS] + spans  # a model call's answer names it best
+    models = (s["attrs"].get("gen_ai.response.model") or s["attrs"].get("gen_ai.request.model") for s in calls)
     model = next((m for m in models if isinstance(m, str)), None)
     task = head["attrs"].get("gen_ai.prompt") or head["attrs"].get("gen_ai.input.messages")
     builder.start(

@@ -10,7 +10,10 @@ observation is the bot's chat and the errors. Consecutive executions of the same
 retries a task up to its retry limit). Failures:
 
 * an ``onError`` event is a failing execution, classed by the JavaScript error name at its start (``TypeError``,
-  ``ReferenceError``, ...), else ``ExecutionError``;
+  ``ReferenceError``, ...), ``Timeout`` for the path finder giving up ("Took to long to decide path to goal"), else
+  ``ExecutionError``;
+* a chat line in which a control primitive reports that it could not act ("I cannot make X because I need: ...",
+  "No X nearby, please explore first") is ``ActionFailed`` (the code ran on; the critic sees it as feedback);
 * an empty event list is a ``SchemaViolation`` (the reply had no parsable code);
 * the episode is ``success`` when the task is in ``completed_tasks.json`` (its last attempt), ``failure`` when it is
   in ``failed_tasks.json`` or was attempted again later, and ``aborted`` when neither list names it (the run
@@ -34,6 +37,9 @@ FORMAT = "voyager"
 
 _NAME = re.compile(r"^(?P<task>.*)_(?P<date>\d{8})_(?P<time>\d{6})$")
 _JS_ERROR = re.compile(r"^\s*(?:Uncaught\s+)?([A-Z]\w*(?:Error|Exception))\b")
+_TIMEOUT = re.compile(r"took to long|took too long|timed? ?out", re.I)
+# what the bot's control primitives say in chat when an action could not be done (the code itself ran on)
+_SOFT_FAILURE = re.compile(r"^(?:I cannot |I can't |No \S+ (?:nearby|in inventory)|Cannot |Failed to )")
 MAX_EVENT_FILE_BYTES = 64 * 2**20
 
 
@@ -99,7 +105,13 @@ def execution_step(events: Any, task: str, where: str, file: str, bad: list[BadL
     if errors:
         found = _JS_ERROR.match(errors[0])
         step.error_class = found.group(1) if found else "ExecutionError"
+        if _TIMEOUT.search(errors[0]):
+            step.error_class, step.outcome = "Timeout", "timeout"
         step.error = one_line(errors[0])
+    else:
+        refusal = next((c for c in chat if _SOFT_FAILURE.match(c)), None)
+        if refusal is not None:
+            step.error_class, step.error = "ActionFailed", one_line(refusal)
     return step
 
 
@@ -185,4 +197,6 @@ def convert_checkpoint(folder: Path) -> tuple[list[dict[str, Any]], list[BadLine
         else:
             builder.end("aborted", reason="in neither completed_tasks.json nor failed_tasks.json")
         records.extend(builder.records)
+    for record in records:  # one run: the checkpoint, whichever events file a record came from
+        record["run_id"] = f"{FORMAT}:{folder.name}"
     return records, bad
