@@ -331,7 +331,7 @@ class _Rollout:
         session = self.meta.get("id")
         name = str(session) if isinstance(session, str) and session else path.stem
         builder = EpisodeBuilder(self.origin, name, task_id=name)
-        extra = {k: self.meta[k] for k in ("cwd", "cli_version", "originator") if k in self.meta}
+        extra: dict[str, Any] = {k: self.meta[k] for k in ("cwd", "cli_version", "originator") if k in self.meta}
         if "source" in self.meta:  # "cli", "exec", ...; ``source`` itself is the record's provenance
             extra["session_source"] = self.meta["source"]
         builder.start(task=self.task, model=self.model, ts=self.first_ts, line=self.meta_line, **extra)
