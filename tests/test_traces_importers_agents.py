@@ -290,6 +290,11 @@ def test_otel_genai_spans_tool_errors_rate_limit_and_dead_trace() -> None:
     assert ticks[0]["action"]["args"] == {"path": "export/csv.py"}
     ends = [r for r in records if r["kind"] == "episode_end"]
     assert [(e["outcome"], e["error_class"]) for e in ends] == [("success", None), ("death", "Timeout")]
+    # the environment's part: a rate limit is a flaky endpoint, the two timeouts are hangs (one killed the run)
+    assert [t["trap"] for t in _ticks(records) if t["trap"]] == ["flaky", "hang", "hang"]
+    analysis = analyze(OTEL)
+    assert analysis.traps == {"flaky": 1, "hang": 2}
+    assert [(d.reason, d.error_class) for d in analysis.deaths] == [("agent run exceeded 120 s", "Timeout")]
 
 
 @pytest.mark.parametrize("path", [CLAUDE, CODEX])

@@ -30,6 +30,33 @@ DOCUMENT_SNIFFERS: tuple[tuple[str, Callable[[Any], bool]], ...] = (
 
 Result = tuple[list[dict[str, Any]], list[BadLine]]
 
+# The trap a failure of these classes ran into (the canonical trap kinds): what the environment did, as opposed to
+# what the agent got wrong. Other classes touch no trap.
+TRAPS: dict[str, str] = {
+    "Timeout": "hang",
+    "ContextOverflow": "context_bomb",
+    "ConnectionError": "flaky",
+    "RateLimitError": "flaky",
+    "APITimeoutError": "flaky",
+}
+
+
+def mark_traps(records: list[dict[str, Any]]) -> None:
+    """Set ``trap`` on failing ticks whose class names one (see ``TRAPS``), and ``fatal`` on a death's last tick."""
+    last_tick: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for record in records:
+        kind = record.get("kind")
+        key = (record.get("run_id"), record.get("episode"))
+        if kind == "tick":
+            last_tick[key] = record
+            trap = TRAPS.get(str(record.get("error_class")))
+            if trap is not None and record.get("trap") is None:
+                record["trap"] = trap
+        elif kind == "episode_end" and record.get("outcome") == "death" and key in last_tick:
+            tick = last_tick[key]
+            if tick.get("error_class") is not None and tick.get("trap") is None:
+                tick["trap"] = "fatal"
+
 
 def sniff_head(head: bytes, objects: list[dict[str, Any]]) -> str | None:
     """The format of a file from its first bytes and the JSON objects among its first lines, if one of these."""
@@ -53,6 +80,12 @@ def _is_jsonl(path: Path) -> bool:
 
 def convert(path: Path, fmt: str, origin: Origin, load_document: Callable[[Path], Any]) -> Result:
     """Convert ``path`` known to be in ``fmt`` (one of ``FORMATS``); documents are read with ``load_document``."""
+    records, bad = _convert(path, fmt, origin, load_document)
+    mark_traps(records)
+    return records, bad
+
+
+def _convert(path: Path, fmt: str, origin: Origin, load_document: Callable[[Path], Any]) -> Result:
     if fmt == claude_code.FORMAT:
         return claude_code.convert_path(path, origin)
     if fmt == codex.FORMAT:

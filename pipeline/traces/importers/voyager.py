@@ -199,4 +199,7 @@ def convert_checkpoint(folder: Path) -> tuple[list[dict[str, Any]], list[BadLine
         records.extend(builder.records)
     for record in records:  # one run: the checkpoint, whichever events file a record came from
         record["run_id"] = f"{FORMAT}:{folder.name}"
+    from pipeline.traces.importers.agents import mark_traps
+
+    mark_traps(records)
     return records, bad
