@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 LIST_LIMIT = 50
 FORMAT_HELP = (
-    "its format: phasef, swe-agent, openhands, mini-swe-agent, tau-bench or inspect-ai (detected if not given)"
+    "its format: phasef, swe-agent, openhands, mini-swe-agent, tau-bench, inspect-ai, claude-code, codex, aider, "
+    "voyager or otel-genai (detected if not given)"
 )
 
 
@@ -35,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "import",
         help="convert a foreign trace into canonical JSONL",
         description="Convert a trace written by another agent (SWE-agent .traj, OpenHands events, mini-swe-agent, "
-        "tau-bench, inspect_ai .json/.eval) into the canonical dirty-trace JSONL.",
+        "tau-bench, inspect_ai .json/.eval, Claude Code and Codex CLI sessions, Aider chat histories, Voyager "
+        "events, OTLP JSON GenAI spans) into the canonical dirty-trace JSONL.",
     )
     imp.add_argument("path", type=Path, help="the trace to import")
     imp.add_argument("--from", dest="fmt", metavar="FORMAT", help=FORMAT_HELP)
