@@ -8,7 +8,6 @@ of no known format).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,9 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "tau-bench, inspect_ai .json/.eval, Claude Code and Codex CLI sessions, Aider chat histories, Voyager "
         "events, OTLP JSON GenAI spans) into the canonical dirty-trace JSONL.",
     )
-    imp.add_argument("path", type=Path, help="the trace to import")
+    imp.add_argument("path", type=Path, help="the trace to import, or a run folder (every trace in it)")
     imp.add_argument("--from", dest="fmt", metavar="FORMAT", help=FORMAT_HELP)
     imp.add_argument("-o", "--output", type=Path, required=True, help="canonical JSONL file to write")
+    imp.add_argument("--jobs", type=int, help="worker processes for a folder (default: CPUs, at most 4)")
     imp.set_defaults(func=_import)
 
     stats = trace_sub.add_parser(
@@ -86,25 +86,23 @@ def _cannot_read(command: str, path: Path, exc: BaseException) -> int:
 def _import(args: argparse.Namespace) -> int:
     import orjson
 
+    from pipeline.fsio import atomic_open
     from pipeline.traces.importers import UnknownFormat, detect_format, import_trace
 
     path: Path = args.path
     if (code := _unknown_format("import", args.fmt)) is not None:
         return code
+    if path.is_dir():
+        return _import_folder(args)
     try:
         fmt = args.fmt or detect_format(path)
         records, bad_lines = import_trace(path, fmt)
     except (OSError, UnknownFormat) as exc:
         return _cannot_read("import", path, exc)
     out: Path = args.output
-    tmp = out.with_name(out.name + ".tmp")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "wb") as fh:
+    with atomic_open(out, "wb") as fh:
         for record in records:
             fh.write(orjson.dumps(record) + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, out)
     for bad in bad_lines:
         print(bad, file=sys.stderr)
     episodes = len({(r.get("run_id"), r["episode"]) for r in records})
@@ -115,6 +113,40 @@ def _import(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0 if records or not bad_lines else 1
+
+
+def _import_folder(args: argparse.Namespace) -> int:
+    """``phasef trace import DIR -o OUT``: every trace in the folder into one canonical JSONL."""
+    from pipeline.fsio import atomic_open
+    from pipeline.traces.importers.folders import count_units, import_folder, terminal_progress
+
+    folder: Path = args.path
+    out: Path = args.output
+    progress = terminal_progress(sys.stderr) if sys.stderr.isatty() else None
+    total = count_units(folder) if progress is not None else None
+    try:
+        with atomic_open(out, "wb") as fh:
+            summary = import_folder(folder, fh, fmt=args.fmt, jobs=args.jobs, progress=progress, total=total)
+    except OSError as exc:
+        return _cannot_read("import", folder, exc)
+    sys.stderr.write(render_folder_summary(summary, out))
+    return 0 if summary.records or not (summary.skipped or summary.bad_lines) else 1
+
+
+def render_folder_summary(summary: Any, out: Path) -> str:
+    formats = ", ".join(f"{name} {count}" for name, count in sorted(summary.formats.items())) or "none"
+    lines = [
+        f"{summary.folder}: {summary.files} files ({formats}), {summary.records} records, {summary.episodes} "
+        f"episodes, {summary.ticks} ticks -> {out}",
+        f"skipped files: {len(summary.skipped)}; bad lines: {len(summary.bad_lines)}; "
+        f"other files not read: {summary.not_traces}",
+    ]
+    for problem in (summary.skipped + summary.bad_lines)[:LIST_LIMIT]:
+        lines.append(f"  {problem}")
+    hidden = len(summary.skipped) + len(summary.bad_lines) - LIST_LIMIT
+    if hidden > 0:
+        lines.append(f"  … {hidden} more")
+    return "\n".join(lines) + "\n"
 
 
 def _stats(args: argparse.Namespace) -> int:
