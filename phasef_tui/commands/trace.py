@@ -57,6 +57,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     stats.add_argument("--max-line-mb", type=float, help="lines longer than this are reported and skipped")
     stats.set_defaults(func=_stats)
 
+    export = trace_sub.add_parser(
+        "export",
+        help="write a trace in another format (OpenTelemetry GenAI spans as OTLP JSON)",
+        description="Write a dirty trace (canonical, or any format the importers read) as OpenTelemetry spans with "
+        "the GenAI semantic conventions, OTLP JSON encoding, for tools that read OTLP (Phoenix, Langfuse, Jaeger).",
+    )
+    export.add_argument("file", type=Path)
+    export.add_argument("--to", dest="to", required=True, choices=["otlp-json"], help="the format to write")
+    export.add_argument("--from", dest="fmt", metavar="FORMAT", help=FORMAT_HELP)
+    export.add_argument("-o", "--output", type=Path, required=True, help="file to write")
+    export.add_argument("--service", default="phasef", help="service.name of the exported spans")
+    export.set_defaults(func=_export)
+
     view = trace_sub.add_parser("view", help="browse a trace in the terminal", description="Browse a trace.")
     view.add_argument("file", type=Path)
     view.add_argument("--follow", action="store_true", help="keep following the file as it grows")
@@ -147,6 +160,43 @@ def render_folder_summary(summary: Any, out: Path) -> str:
     if hidden > 0:
         lines.append(f"  … {hidden} more")
     return "\n".join(lines) + "\n"
+
+
+def _export(args: argparse.Namespace) -> int:
+    from collections.abc import Iterator
+
+    from pipeline.fsio import atomic_open
+    from pipeline.traces.export_otlp import write_otlp_json
+    from pipeline.traces.importers import UnknownFormat, detect_format, import_trace
+    from pipeline.traces.reader import BadLine, iter_records
+
+    path: Path = args.file
+    if (code := _unknown_format("export", args.fmt)) is not None:
+        return code
+    bad_lines: list[BadLine] = []
+    try:
+        fmt = args.fmt or detect_format(path)
+        if fmt == "phasef":
+
+            def canonical() -> Iterator[dict[str, Any]]:
+                for item in iter_records(path):
+                    if isinstance(item, BadLine):
+                        bad_lines.append(item)
+                    else:
+                        yield item[1]
+
+            records: Any = canonical()
+        else:
+            records, bad_lines = import_trace(path, fmt)
+        with atomic_open(args.output, "wb") as fh:
+            spans = write_otlp_json(records, fh, service=args.service)
+    except (OSError, UnknownFormat) as exc:
+        return _cannot_read("export", path, exc)
+    for bad in bad_lines:
+        print(bad, file=sys.stderr)
+    print(f"{path} ({fmt}): {spans} spans -> {args.output}" + (f"; {len(bad_lines)} bad" if bad_lines else ""),
+          file=sys.stderr)  # fmt: skip
+    return 0
 
 
 def _stats(args: argparse.Namespace) -> int:

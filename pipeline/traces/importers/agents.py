@@ -66,6 +66,9 @@ def sniff_head(head: bytes, objects: list[dict[str, Any]]) -> str | None:
                 return name
     if not objects and aider.sniff_text(head):
         return aider.FORMAT
+    start = head[:512].lstrip()
+    if start.startswith(b"{") and start[1:].lstrip().startswith(b'"resourceSpans"'):
+        return otel_genai.FORMAT  # an OTLP document spread over many lines (the exporter's own output)
     return None
 
 

@@ -208,7 +208,8 @@ def _episode(trace: str, spans: list[dict[str, Any]], origin: Origin) -> list[di
         op = _operation(span)
         attrs = span["attrs"]
         duration = (span["end"] - span["start"]) / 1e9 if span["start"] and span["end"] else None
-        ts = span["start"] / 1e9 if span["start"] else None
+        # a canonical record is stamped when it is written, after the action: the span's end
+        ts = (span["end"] or span["start"]) / 1e9 if span["end"] or span["start"] else None
         if op in _MODEL_CALLS:
             last_model = span
             failure = _failure(span, "ConnectionError")
