@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="analyze a trace: recovery chains, thrash, oscillation, deadlocks, deaths, MTTR, context profile",
         description="Analyze a canonical or importable trace and list every bad line as file:line: reason.",
     )
-    stats.add_argument("file", type=Path)
+    stats.add_argument("file", type=Path, help="a trace in any supported format, or a run folder")
     stats.add_argument("--json", action="store_true", help="print the analysis as JSON")
     stats.add_argument("--from", dest="fmt", metavar="FORMAT", help=FORMAT_HELP)
     stats.add_argument("--deadlock-window", type=int, help="ticks without progress that make a deadlock")
@@ -92,6 +92,7 @@ def _unknown_format(command: str, fmt: str | None) -> int | None:
 
 def _cannot_read(command: str, path: Path, exc: BaseException) -> int:
     detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    detail = detail.removeprefix(f"{path}: ")  # the path is said once
     print(f"phasef trace {command}: cannot read {path}: {detail}", file=sys.stderr)
     return 2
 
@@ -199,8 +200,25 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stats(args: argparse.Namespace) -> int:
+def _analyze_any(path: Path, fmt: str | None, options: dict[str, Any]) -> TraceAnalysis:
+    """Analyze canonical JSONL in place; import anything else (a foreign file, a run folder) through the cache."""
     from pipeline.traces.analysis import analyze
+    from pipeline.traces.importers import detect_format
+    from pipeline.traces.importers.cache import import_cached
+    from pipeline.traces.reader import file_sha256
+
+    if not path.is_dir() and (fmt or detect_format(path)) == "phasef":
+        return analyze(path, fmt="phasef", **options)
+    imported = import_cached(path, fmt)
+    result = analyze(imported.file, fmt="phasef", **options)
+    result.file = str(path)
+    if not path.is_dir():
+        result.sha256 = file_sha256(path)
+    result.bad_lines = [*imported.problems, *result.bad_lines]
+    return result
+
+
+def _stats(args: argparse.Namespace) -> int:
     from pipeline.traces.importers import UnknownFormat
 
     path: Path = args.file
@@ -214,7 +232,7 @@ def _stats(args: argparse.Namespace) -> int:
             options["thrash_min"] = args.thrash_min
         if args.max_line_mb is not None:
             options["max_line_bytes"] = max(1, int(args.max_line_mb * 2**20))
-        result = analyze(path, fmt=args.fmt, **options)
+        result = _analyze_any(path, args.fmt, options)
     except (OSError, UnknownFormat) as exc:
         return _cannot_read("stats", path, exc)
     if args.json:
