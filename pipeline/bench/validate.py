@@ -37,6 +37,9 @@ class ValidateParams(BaseModel):
     check_consistency: bool = True
     check_trace_hash: bool = False
     require_pass: bool = False
+    # The runner writes its trace in another agent format (``claude-code``, ``codex``, ``voyager``, ... or "auto"
+    # to detect it): it is imported into this step's artifacts first and the canonical copy is what is validated.
+    trace_format: str | None = None
 
 
 @dataclass
@@ -110,7 +113,11 @@ def validate_trace(path: Path, result: Validation) -> None:
         result.errors.append(f"{path}: cannot read: {exc}")
 
 
-def check_consistency(report_path: Path, trace_path: Path, result: Validation, check_hash: bool) -> None:
+def check_consistency(
+    report_path: Path, trace_path: Path, result: Validation, check_hash: bool, hashed: Path | None = None
+) -> None:
+    """The report's numbers against the trace; its ``trace.sha256`` against ``hashed`` (the file the runner wrote,
+    when ``trace_path`` is a canonical import of it) or ``trace_path``."""
     report = result.report
     if report is None or not trace_path.is_file():
         return
@@ -127,20 +134,56 @@ def check_consistency(report_path: Path, trace_path: Path, result: Validation, c
             f"{report_path}:{line}: recoveries.recovered: report says {report.recoveries.recovered}, "
             f"the trace shows {metrics.recoveries.recovered}"
         )
-    if check_hash and report.trace.sha256 != file_sha256(trace_path):
+    source = hashed if hashed is not None else trace_path
+    if check_hash and source.is_file() and report.trace.sha256 != file_sha256(source):
         line = _json_key_line(text, ("trace", "sha256"))
-        result.errors.append(f"{report_path}:{line}: trace.sha256: does not match {trace_path}")
+        result.errors.append(f"{report_path}:{line}: trace.sha256: does not match {source}")
 
 
 def validate_files(
-    report_path: Path, trace_path: Path, *, consistency: bool = True, check_hash: bool = False
+    report_path: Path,
+    trace_path: Path,
+    *,
+    consistency: bool = True,
+    check_hash: bool = False,
+    hashed: Path | None = None,
 ) -> Validation:
     result = Validation()
     validate_report(report_path, result)
     validate_trace(trace_path, result)
     if consistency:
-        check_consistency(report_path, trace_path, result, check_hash)
+        check_consistency(report_path, trace_path, result, check_hash, hashed)
     return result
+
+
+def import_runner_trace(source: Path, fmt: str, target: Path) -> list[str]:
+    """Import a runner's trace (a file or a run folder, in ``fmt`` or detected for "auto") into canonical JSONL at
+    ``target`` (written atomically); returns the places that could not be used as ``file:line: reason``. Raises
+    ``StepFailed`` when nothing could be imported."""
+    import orjson
+
+    from pipeline.fsio import atomic_open
+    from pipeline.traces.importers import UnknownFormat, import_trace
+    from pipeline.traces.importers.folders import import_folder
+
+    forced = None if fmt == "auto" else fmt
+    try:
+        if source.is_dir():
+            with atomic_open(target, "wb") as fh:
+                summary = import_folder(source, fh, fmt=forced)
+            problems = [str(b) for b in summary.skipped + summary.bad_lines]
+            if not summary.records:
+                raise StepFailed(f"{source}: no trace could be imported ({len(problems)} problem(s))")
+            return problems
+        records, bad = import_trace(source, forced)
+    except (OSError, UnknownFormat, ValueError) as exc:
+        raise StepFailed(f"cannot import the runner's trace {source}: {exc}") from None
+    if bad and not any(r.get("kind") == "tick" for r in records):
+        raise StepFailed(f"cannot import the runner's trace {source} as {fmt}: no tick in it; first problem: {bad[0]}")
+    with atomic_open(target, "wb") as fh:
+        for record in records:
+            fh.write(orjson.dumps(record) + b"\n")
+    return [str(b) for b in bad]
 
 
 def validate_step(ctx: StepContext) -> dict[str, Any]:
@@ -151,8 +194,19 @@ def validate_step(ctx: StepContext) -> dict[str, Any]:
         err = exc.errors()[0]
         raise StepFailed(f"params.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
     report_path, trace_path = ctx.resolve(params.report), ctx.resolve(params.trace)
+    runner_trace: Path | None = None
+    if params.trace_format is not None and params.trace_format != "phasef":
+        runner_trace, trace_path = trace_path, ctx.artifact("imported_trace.jsonl")
+        problems = import_runner_trace(runner_trace, params.trace_format, trace_path)
+        ctx.log(f"imported {runner_trace} ({params.trace_format}) -> {trace_path}; {len(problems)} place(s) skipped")
+        for problem in problems[:MAX_ERRORS]:
+            ctx.log(problem)
     result = validate_files(
-        report_path, trace_path, consistency=params.check_consistency, check_hash=params.check_trace_hash
+        report_path,
+        trace_path,
+        consistency=params.check_consistency,
+        check_hash=params.check_trace_hash,
+        hashed=runner_trace if runner_trace is not None and runner_trace.is_file() else None,
     )
     for line in result.errors[:MAX_ERRORS]:
         ctx.log(line)
@@ -173,4 +227,5 @@ def validate_step(ctx: StepContext) -> dict[str, Any]:
         "traceRecords": result.trace_records,
         "report": str(report_path),
         "trace": str(trace_path),
+        **({"runnerTrace": str(runner_trace)} if runner_trace is not None else {}),
     }
