@@ -55,7 +55,7 @@ class TraceView:
             self.temporary.unlink(missing_ok=True)
 
 
-def prepare_trace_view(path: Path, follow: bool) -> TraceView | str:
+def prepare_trace_view(path: Path, follow: bool, fmt: str | None = None) -> TraceView | str:
     """The viewer for ``path``, or an error message (missing file, a directory, a format no importer knows)."""
     from phasef_tui.app import PhasefApp, load_keys
     from phasef_tui.data_source import TraceFileSource
@@ -67,12 +67,13 @@ def prepare_trace_view(path: Path, follow: bool) -> TraceView | str:
     temporary: Path | None = None
     problems: list[str] = []
     shown, display = path, str(path)
-    if path.is_dir() or (path.stat().st_size and not is_canonical_jsonl(path)):
+    if path.is_dir() or (fmt not in (None, "phasef")) or (path.stat().st_size and not is_canonical_jsonl(path)):
         from pipeline.traces.importers import UnknownFormat, detect_format
         from pipeline.traces.importers.cache import import_cached
 
+        forced = fmt
         try:
-            fmt = "folder" if path.is_dir() else detect_format(path)
+            fmt = "folder" if path.is_dir() else (fmt or detect_format(path))
         except (OSError, UnknownFormat) as exc:
             return str(exc)
         if fmt != "phasef":
@@ -81,7 +82,7 @@ def prepare_trace_view(path: Path, follow: bool) -> TraceView | str:
                 follow = False
             try:
                 # imported once into the cache (by content hash); opening it again is immediate
-                imported = import_cached(path)
+                imported = import_cached(path, forced)
             except (OSError, ValueError) as exc:
                 return str(exc)
             problems.extend(str(b) for b in imported.problems)
@@ -99,9 +100,9 @@ def prepare_trace_view(path: Path, follow: bool) -> TraceView | str:
     return TraceView(app, problems, temporary)
 
 
-def run_trace_view(path: Path, follow: bool) -> int:
+def run_trace_view(path: Path, follow: bool, fmt: str | None = None) -> int:
     """Run the viewer; returns the exit code (2 when the file cannot be opened or is of no known format)."""
-    view = prepare_trace_view(path, follow)
+    view = prepare_trace_view(path, follow, fmt)
     if isinstance(view, str):
         print(f"phasef trace view: {view}", file=sys.stderr)
         return 2

@@ -86,3 +86,36 @@ async def test_view_opens_a_run_folder(tmp_path: Path) -> None:
         assert view.app.screen.query_one(TraceStream).count == 20
         assert view.app.source.title == f"{folder} (folder: claude-code 3)"
     view.close()
+
+
+def test_detection_says_what_it_tried(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    notes = tmp_path / "notes.md"
+    notes.write_text("# notes\n\nnothing here is a trace\n")
+    assert main(["trace", "stats", str(notes)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot read {notes}:1: neither canonical JSONL nor a valid JSON document" in err
+    for name, looked_for in [
+        ("aider", "Markdown with a '# aider chat started at' line"),
+        ("codex", "JSONL lines {timestamp, type: session_meta|turn_context|response_item|event_msg, payload}"),
+        ("otel-genai", "an OTLP JSON object with a 'resourceSpans' list"),
+        ("swe-agent", "an object with a 'trajectory' list"),
+    ]:
+        assert f"{name} ({looked_for}" in err
+    other = tmp_path / "other.json"
+    other.write_text('{"hello": "world"}')
+    assert main(["trace", "import", "--from", "otel-genai", str(other), "-o", str(tmp_path / "o.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot read {other}: not an otel-genai file (expected an OTLP JSON object with a 'resourceSpans'" in err
+
+
+async def test_view_with_a_forced_format(tmp_path: Path) -> None:
+    copy = tmp_path / "session.log"  # a name that says nothing; the content is a Claude Code session
+    shutil.copy(FOREIGN / "claude-code" / "-home-dev-shop-api" / "c41d8e07-92ab-4f36-8d5e-0b7a6e3f9c12.jsonl", copy)
+    view = prepare_trace_view(copy, follow=False, fmt="claude-code")
+    assert not isinstance(view, str)
+    async with view.app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.3)
+        assert view.app.screen.query_one(TraceStream).count == 4
+        assert view.app.source.title == f"{copy} (claude-code)"
+    view.close()
+    assert main(["trace", "view", "--from", "nonsense", str(copy)]) == 2

@@ -71,8 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     export.set_defaults(func=_export)
 
     view = trace_sub.add_parser("view", help="browse a trace in the terminal", description="Browse a trace.")
-    view.add_argument("file", type=Path)
+    view.add_argument("file", type=Path, help="a trace in any supported format, or a run folder")
     view.add_argument("--follow", action="store_true", help="keep following the file as it grows")
+    view.add_argument("--from", dest="fmt", metavar="FORMAT", help=FORMAT_HELP)
     view.set_defaults(func=_view)
 
 
@@ -92,8 +93,10 @@ def _unknown_format(command: str, fmt: str | None) -> int | None:
 
 def _cannot_read(command: str, path: Path, exc: BaseException) -> int:
     detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    detail = detail.removeprefix(f"{path}: ")  # the path is said once
-    print(f"phasef trace {command}: cannot read {path}: {detail}", file=sys.stderr)
+    if detail.startswith(f"{path}:"):  # the message names the path (and maybe a line) itself: say it once
+        print(f"phasef trace {command}: cannot read {path}{detail[len(str(path)) :]}", file=sys.stderr)
+    else:
+        print(f"phasef trace {command}: cannot read {path}: {detail}", file=sys.stderr)
     return 2
 
 
@@ -245,6 +248,10 @@ def _stats(args: argparse.Namespace) -> int:
 def _view(args: argparse.Namespace) -> int:
     from phasef_tui.trace_view import run_trace_view
 
+    if (code := _unknown_format("view", args.fmt)) is not None:
+        return code
+    if args.fmt is not None:
+        return int(run_trace_view(args.file, args.follow, args.fmt))
     return int(run_trace_view(args.file, args.follow))
 
 

@@ -85,7 +85,7 @@ def _load_document(path: Path) -> Any:
     except orjson.JSONDecodeError as exc:
         raise UnknownFormat(
             f"{path}:{exc.lineno}: neither canonical JSONL nor a valid JSON document "
-            f"(invalid JSON at column {exc.colno}: {exc.msg})"
+            f"(invalid JSON at column {exc.colno}: {exc.msg}); {agents.tried(FORMATS)}"
         ) from exc
 
 
@@ -120,7 +120,7 @@ def detect_format(path: Path) -> str:
     for name, sniff in _DOCUMENT_SNIFFERS:
         if sniff(doc):
             return name
-    raise UnknownFormat(f"{path}: {_describe(doc)} is none of the known formats ({', '.join(FORMATS)})")
+    raise UnknownFormat(f"{path}: {_describe(doc)} is none of the known formats; {agents.tried(FORMATS)}")
 
 
 def _validation_reason(exc: ValidationError) -> str:
@@ -152,7 +152,7 @@ def _convert(path: Path, fmt: str, origin: Origin) -> tuple[list[dict[str, Any]]
     }
     sniff, convert = converters[fmt]
     if not sniff(doc):
-        raise UnknownFormat(f"{path}: {_describe(doc)} is not a {fmt} file")
+        raise UnknownFormat(f"{path}: {_describe(doc)} is not a {fmt} file (expected {agents.EXPECTED.get(fmt, fmt)})")
     return convert(path, doc, origin)
 
 

@@ -30,6 +30,27 @@ DOCUMENT_SNIFFERS: tuple[tuple[str, Callable[[Any], bool]], ...] = (
 
 Result = tuple[list[dict[str, Any]], list[BadLine]]
 
+# What detection looks for, per format: said back to the user when a file is none of them.
+EXPECTED: dict[str, str] = {
+    "phasef": "JSONL lines with 'kind' and 'episode'",
+    "swe-agent": "an object with a 'trajectory' list and 'info' or 'history'",
+    "openhands": "a list of events with 'action'/'observation', or records with a 'history' list",
+    "mini-swe-agent": "a list of {role, content} messages, or {'messages', 'info'}",
+    "tau-bench": "results with a 'traj' list and a 'reward'",
+    "inspect-ai": "an EvalLog object with 'eval' and 'version', or a .eval ZIP",
+    "claude-code": "JSONL lines with 'type' user/assistant/system and 'sessionId'",
+    "codex": "JSONL lines {timestamp, type: session_meta|turn_context|response_item|event_msg, payload}",
+    "aider": "Markdown with a '# aider chat started at' line",
+    "voyager": "a list of [event_type, event] pairs (one events/ file), or a checkpoint folder",
+    "otel-genai": "an OTLP JSON object with a 'resourceSpans' list (one per file or per line)",
+}
+
+
+def tried(formats: tuple[str, ...]) -> str:
+    """The formats detection tried, each with what it looked for."""
+    return "tried: " + "; ".join(f"{name} ({EXPECTED.get(name, '?')})" for name in formats)
+
+
 # The trap a failure of these classes ran into (the canonical trap kinds): what the environment did, as opposed to
 # what the agent got wrong. Other classes touch no trap.
 TRAPS: dict[str, str] = {
@@ -100,7 +121,9 @@ def _convert(path: Path, fmt: str, origin: Origin, load_document: Callable[[Path
             return otel_genai.convert_jsonl(path, origin)
         doc = load_document(path)
         if not otel_genai.sniff(doc):
-            raise ValueError(f"{path}: not an OTLP JSON export (no 'resourceSpans' list)")
+            from pipeline.traces.importers import UnknownFormat
+
+            raise UnknownFormat(f"{path}: not an otel-genai file (expected {EXPECTED['otel-genai']})")
         return otel_genai.convert(path, doc, origin)
     if fmt == voyager.FORMAT:
         doc = load_document(path)
