@@ -154,7 +154,7 @@ def convert_path(path: Path, origin: Origin) -> tuple[list[dict[str, Any]], list
     file = origin.file
     steps: list[Step] = []
     by_id: dict[str, Step] = {}
-    waiting: list[Step] = []  # tool calls still without a result, oldest first
+    waiting: dict[int, Step] = {}  # tool calls still without a result, by identity, oldest first
     respond_open: Step | None = None  # a text answer waiting for the user's next words
     first: dict[str, Any] | None = None
     first_line: int | None = None
@@ -165,6 +165,7 @@ def convert_path(path: Path, origin: Origin) -> tuple[list[dict[str, Any]], list
     last_event = "start"
     last_line: int | None = None
     texts_by_message: dict[str, Step] = {}
+    dropped: set[int] = set()  # text steps that turned out to be a call's reasoning
     for item in iter_records(path):
         if isinstance(item, BadLine):
             bad.append(item)
@@ -214,9 +215,9 @@ def convert_path(path: Path, origin: Origin) -> tuple[list[dict[str, Any]], list
                     tool_input = block.get("input")
                     thought = text
                     said = texts_by_message.pop(message_id, None) if message_id is not None else None
-                    if said is not None and said in steps:
+                    if said is not None:
                         # the text streamed before the call in the same message is its reasoning, not an answer
-                        steps.remove(said)
+                        dropped.add(id(said))
                         thought = said.raw_output or text
                     step = Step(
                         action=_action(name, tool_input),
@@ -232,7 +233,7 @@ def convert_path(path: Path, origin: Origin) -> tuple[list[dict[str, Any]], list
                     call_id = block.get("id")
                     if isinstance(call_id, str):
                         by_id[call_id] = step
-                    waiting.append(step)
+                    waiting[id(step)] = step
                     respond_open = None
                 elif btype == "text" and isinstance(block.get("text"), str) and block["text"].strip():
                     existing = texts_by_message.get(message_id) if message_id is not None else None
@@ -273,8 +274,7 @@ def convert_path(path: Path, origin: Origin) -> tuple[list[dict[str, Any]], list
                     continue
                 result = _result_text(block)
                 target.observation = result
-                if target in waiting:
-                    waiting.remove(target)
+                waiting.pop(id(target), None)
                 if block.get("is_error") is True and target.error_class is None:
                     target.error_class, target.error = classify_result(result, obj.get("toolUseResult"))
                     if target.error_class == "Timeout":
@@ -290,7 +290,7 @@ def convert_path(path: Path, origin: Origin) -> tuple[list[dict[str, Any]], list
             continue
         chars += len(words)
         if words.startswith(_INTERRUPTED):
-            for step in waiting:
+            for step in waiting.values():
                 if step.error_class is None:
                     step.error_class, step.error = "Interrupted", one_line(words)
             waiting.clear()
@@ -314,7 +314,8 @@ def convert_path(path: Path, origin: Origin) -> tuple[list[dict[str, Any]], list
             extra["subagent"] = True
     builder.start(task=task, model=model, ts=first_ts, line=first_line, **extra)
     for step in steps:
-        builder.tick(step)
+        if id(step) not in dropped:
+            builder.tick(step)
     if last_event == "interrupted":
         builder.end("aborted", reason="the last turn was interrupted by the user", line=last_line)
     elif last_event == "api_error":

@@ -194,7 +194,7 @@ class _Rollout:
         self.origin = origin
         self.steps: list[Step] = []
         self.by_call: dict[str, Step] = {}
-        self.waiting: list[Step] = []
+        self.waiting: dict[int, Step] = {}  # calls without an output yet, by identity
         self.respond_open: Step | None = None
         self.meta: dict[str, Any] = {}
         self.meta_line: int | None = None
@@ -219,7 +219,7 @@ class _Rollout:
             call_id = item.get("call_id", item.get("id"))
             if isinstance(call_id, str):
                 self.by_call[call_id] = step
-            self.waiting.append(step)
+            self.waiting[id(step)] = step
             self.respond_open = None
             self.chars += len(str(item.get("arguments") or item.get("input") or ""))
             self.last_event = "call"
@@ -270,8 +270,7 @@ class _Rollout:
         self.last_event = "user"
 
     def _settle(self, step: Step, text: str, code: int | None) -> None:
-        if step in self.waiting:
-            self.waiting.remove(step)
+        self.waiting.pop(id(step), None)
         if code is not None:
             step.extra["exit_code"] = code
         if step.error_class is None:
@@ -307,14 +306,13 @@ class _Rollout:
             step = self.by_call.get(call_id) if isinstance(call_id, str) else None
             if step is not None and payload.get("success") is False:
                 stderr = str(payload.get("stderr") or "")
-                if step in self.waiting:
-                    self.waiting.remove(step)
+                self.waiting.pop(id(step), None)
                 step.error_class, step.error = "PatchFailed", one_line(stderr) or "patch did not apply"
                 step.outcome = None
                 self.last_event = "tool_error"
         elif kind == "turn_aborted":
             reason = str(payload.get("reason") or "aborted")
-            for step in self.waiting:
+            for step in self.waiting.values():
                 if step.error_class is None:
                     step.error_class, step.error = "Interrupted", f"turn aborted: {reason}"
             self.waiting.clear()
