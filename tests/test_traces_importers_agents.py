@@ -334,3 +334,41 @@ def test_forced_format_that_does_not_fit_is_a_clear_error(tmp_path: Path) -> Non
     shutil.copytree(VOYAGER, folder_copy)
     with pytest.raises(IsADirectoryError):
         detect_format(folder_copy)
+
+
+def test_otel_openinference_spans_are_read_like_genai_ones(tmp_path: Path) -> None:
+    """Phoenix and the OpenInference instrumentations name span kinds with ``openinference.span.kind``."""
+
+    def attrs(values: dict[str, str]) -> list[dict[str, Any]]:
+        return [{"key": k, "value": {"stringValue": v}} for k, v in values.items()]
+
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    spans = [
+        {"traceId": trace, "spanId": "00f067aa0ba902b7", "name": "agent", "startTimeUnixNano": "1000000000",
+         "endTimeUnixNano": "9000000000", "attributes": attrs({"openinference.span.kind": "AGENT",
+         "input.value": "Which files mention VAT?"}), "status": {"code": "STATUS_CODE_OK"}},
+        {"traceId": trace, "spanId": "00f067aa0ba902b8", "parentSpanId": "00f067aa0ba902b7", "name": "grep",
+         "startTimeUnixNano": "2000000000", "endTimeUnixNano": "2500000000",
+         "attributes": attrs({"openinference.span.kind": "TOOL", "tool.name": "grep",
+                              "input.value": '{"pattern": "VAT"}', "output.value": ""}),
+         "status": {"code": "STATUS_CODE_ERROR", "message": "grep: src: No such file or directory"}},
+        {"traceId": trace, "spanId": "00f067aa0ba902b9", "parentSpanId": "00f067aa0ba902b7", "name": "grep",
+         "startTimeUnixNano": "3000000000", "endTimeUnixNano": "3500000000",
+         "attributes": attrs({"openinference.span.kind": "TOOL", "tool.name": "grep",
+                              "input.value": '{"pattern": "VAT", "path": "shop"}', "output.value": "shop/tax.py"}),
+         "status": {"code": "STATUS_CODE_OK"}},
+    ]  # fmt: skip
+    path = tmp_path / "phoenix.json"
+    path.write_text(json.dumps({"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": spans}]}]}))
+    assert detect_format(path) == "otel-genai"
+    records, bad = import_trace(path)
+    assert bad == []
+    ticks = _ticks(records)
+    assert [(t["action"]["tool"], t["action"]["args"], t["error_class"]) for t in ticks] == [
+        ("grep", {"pattern": "VAT"}, "ToolError"),
+        ("grep", {"pattern": "VAT", "path": "shop"}, None),
+    ]
+    assert ticks[0]["error"] == "grep: src: No such file or directory"
+    assert ticks[1]["observation"] == "shop/tax.py"
+    assert records[0]["task"] == "Which files mention VAT?"
+    assert analyze(path).chains[0].outcome == "recovered"

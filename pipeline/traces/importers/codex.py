@@ -235,10 +235,15 @@ class _Rollout:
                     )
                 )
                 return
-            text, code = _output_text(item.get("output"))
+            output = item.get("output")
+            text, code = _output_text(output)
             if answered.observation is None:
                 answered.observation = text
             self._settle(answered, text, code)
+            if isinstance(output, dict) and output.get("success") is False and answered.error_class is None:
+                # a structured output that says it failed, without an exit code or a known message
+                answered.error_class, answered.error = "ToolError", one_line(text) or "the tool reported a failure"
+                self.last_event = "tool_error"
             self.chars += len(text)
         elif kind == "message":
             role = item.get("role")

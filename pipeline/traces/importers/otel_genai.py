@@ -6,7 +6,9 @@ Attribute values are OTLP ``AnyValue`` objects (``stringValue``, ``intValue`` as
 ``boolValue``, ``arrayValue``, ``kvlistValue``). The span kind that matters is ``gen_ai.operation.name``:
 ``execute_tool`` (a tool call: ``gen_ai.tool.name``, ``gen_ai.tool.call.id``, ``gen_ai.tool.call.arguments`` /
 ``.result``), ``chat`` / ``text_completion`` / ``generate_content`` (a model call: ``gen_ai.request.model``,
-``gen_ai.usage.input_tokens`` / ``output_tokens``) and ``invoke_agent`` (the agent run).
+``gen_ai.usage.input_tokens`` / ``output_tokens``) and ``invoke_agent`` (the agent run). Spans of the OpenInference
+conventions (``openinference.span.kind`` TOOL / LLM / AGENT with ``tool.name``, ``input.value``, ``output.value``)
+are read the same way.
 
 One trace (``traceId``) is one episode. Each ``execute_tool`` span is a tick; a model call is a tick of its own only
 when it failed, or when the trace has no tool spans at all (a plain chat). A tool tick's latency is the duration of
@@ -156,16 +158,24 @@ def _failure(span: dict[str, Any], default: str) -> tuple[str, str] | None:
     return name, one_line(message) or f"{span['name']} failed"
 
 
+# OpenInference span kinds (what Phoenix and the OpenInference instrumentations write) in GenAI terms.
+_OPENINFERENCE = {"TOOL": "execute_tool", "LLM": "chat", "AGENT": "invoke_agent"}
+
+
 def _operation(span: dict[str, Any]) -> str:
-    op = span["attrs"].get("gen_ai.operation.name")
+    attrs = span["attrs"]
+    op = attrs.get("gen_ai.operation.name")
     if isinstance(op, str):
         return op
+    kind = attrs.get("openinference.span.kind")
+    if isinstance(kind, str) and kind.upper() in _OPENINFERENCE:
+        return _OPENINFERENCE[kind.upper()]
     name = span["name"].split(" ", 1)[0]
     return name if name in _MODEL_CALLS or name in ("execute_tool", "invoke_agent") else ""
 
 
 def _tool_args(attrs: dict[str, Any]) -> dict[str, Any]:
-    raw = attrs.get("gen_ai.tool.call.arguments")
+    raw = attrs.get("gen_ai.tool.call.arguments", attrs.get("tool.parameters", attrs.get("input.value")))
     if isinstance(raw, str):
         try:
             decoded = orjson.loads(raw)
@@ -194,6 +204,7 @@ def _episode(trace: str, spans: list[dict[str, Any]], origin: Origin) -> list[di
     models = (s["attrs"].get("gen_ai.response.model") or s["attrs"].get("gen_ai.request.model") for s in calls)
     model = next((m for m in models if isinstance(m, str)), None)
     task = head["attrs"].get("gen_ai.prompt") or head["attrs"].get("gen_ai.input.messages")
+    task = task or head["attrs"].get("input.value")
     builder.start(
         task=_text(task),
         model=model if isinstance(model, str) else None,
@@ -227,8 +238,9 @@ def _episode(trace: str, spans: list[dict[str, Any]], origin: Origin) -> list[di
                 step.error_class, step.error = failure
                 step.outcome = "timeout" if step.error_class == "Timeout" else None
         elif op == "execute_tool":
-            tool = str(attrs.get("gen_ai.tool.name") or span["name"].removeprefix("execute_tool ").strip() or "?")
-            result = attrs.get("gen_ai.tool.call.result", attrs.get("gen_ai.tool.output"))
+            tool = attrs.get("gen_ai.tool.name") or attrs.get("tool.name")
+            tool = str(tool or span["name"].removeprefix("execute_tool ").strip() or "?")
+            result = attrs.get("gen_ai.tool.call.result", attrs.get("gen_ai.tool.output", attrs.get("output.value")))
             step = Step(
                 action={"tool": tool, "args": _tool_args(attrs)},
                 observation=_text(result),
