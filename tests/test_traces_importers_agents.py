@@ -372,3 +372,36 @@ def test_otel_openinference_spans_are_read_like_genai_ones(tmp_path: Path) -> No
     assert ticks[1]["observation"] == "shop/tax.py"
     assert records[0]["task"] == "Which files mention VAT?"
     assert analyze(path).chains[0].outcome == "recovered"
+
+
+def test_otlp_lines_with_an_unknown_record_and_a_torn_last_line(tmp_path: Path) -> None:
+    doc = json.loads(OTEL.read_text())
+    path = tmp_path / "spans.jsonl"  # what the collector's file exporter writes: one request per line
+    lines = [json.dumps(doc), json.dumps({"resourceMetrics": []}), json.dumps(doc)[:500]]
+    path.write_text("\n".join(lines))
+    assert detect_format(path) == "otel-genai"
+    records, bad = import_trace(path)
+    assert [(b.line, b.reason.split(" (")[0]) for b in bad] == [
+        (2, "not an OTLP export request"),
+        (3, "torn last line"),
+    ]
+    assert len(_ticks(records)) == len(_ticks(import_trace(OTEL)[0])) == 7
+
+
+def test_voyager_damaged_events_file_is_reported_and_the_rest_kept(tmp_path: Path) -> None:
+    copy = tmp_path / "ckpt"
+    shutil.copytree(VOYAGER, copy)
+    damaged = copy / "events" / "Mine_3_iron_ore_20230605_102411"
+    damaged.write_text(damaged.read_text()[:300])
+    (copy / "curriculum" / "failed_tasks.json").write_text('["Mine 3 iron ore",')
+    records, bad = voyager.convert_checkpoint(copy)
+    cut_line = damaged.read_text().count("\n") + 1
+    assert [(Path(b.file).name, b.line, b.reason) for b in bad] == [
+        ("failed_tasks.json", 1, "invalid JSON at column 20: unexpected end of data"),
+        ("Mine_3_iron_ore_20230605_102411", cut_line, "invalid JSON at column 26: unexpected end of data"),
+    ]
+    iron = [t for t in _ticks(records) if t["task_id"] == "Mine 3 iron ore"]
+    assert [t["error_class"] for t in iron] == ["ReferenceError", "Timeout", "Timeout"]  # the damaged one is skipped
+    end = next(r for r in records if r["kind"] == "episode_end" and r["task_id"] == "Mine 3 iron ore")
+    # without a readable failed_tasks.json the run's verdict on this task is unknown
+    assert (end["outcome"], end["reason"]) == ("aborted", "in neither completed_tasks.json nor failed_tasks.json")
