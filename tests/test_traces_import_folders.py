@@ -123,3 +123,19 @@ def test_folder_of_1000_rollouts_imports_in_bounded_memory(tmp_path: Path) -> No
     # 900 more files (72 MB more input) (15 MB more output) may cost a few MiB of bookkeeping, not the records
     assert large_rss[0] < small_rss[0] + 10_000, (small_rss, large_rss)
     assert large_rss[1] < small_rss[1] + 10_000, (small_rss, large_rss)
+
+
+def test_progress_line_counts_files_and_ends_the_line(tmp_path: Path) -> None:
+    from pipeline.traces.importers.folders import count_units, terminal_progress
+
+    folder = _mixed_folder(tmp_path)
+    stream = io.StringIO()
+    total = count_units(folder)
+    summary = import_folder(folder, io.BytesIO(), jobs=1, progress=terminal_progress(stream), total=total)
+    shown = stream.getvalue()
+    assert total == summary.files == 9
+    assert shown.count("\r") == total and shown.endswith("\n")
+    assert (
+        f"\r{total}/{total} files, {summary.episodes} episodes, {summary.ticks} ticks, 1 skipped, 2 bad lines\n"
+        in shown
+    )
