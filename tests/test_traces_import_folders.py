@@ -139,3 +139,15 @@ def test_progress_line_counts_files_and_ends_the_line(tmp_path: Path) -> None:
         f"\r{total}/{total} files, {summary.episodes} episodes, {summary.ticks} ticks, 1 skipped, 2 bad lines\n"
         in shown
     )
+
+
+def test_a_fifo_in_the_folder_is_not_opened(tmp_path: Path) -> None:
+    import os
+
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    shutil.copy(CODEX, folder / CODEX.name)
+    os.mkfifo(folder / "pipe.jsonl")  # opening this for reading would block without a writer
+    os.mkfifo(folder / "notes.md")
+    summary = import_folder(folder, io.BytesIO(), jobs=1)
+    assert (summary.files, summary.not_traces, summary.skipped) == (1, 2, [])

@@ -89,8 +89,10 @@ def iter_units(folder: Path, counter: Callable[[], None] | None = None) -> Itera
             yield Unit(here / name, checkpoint=True)
         dirs[:] = [d for d in dirs if not d.startswith(".") and d not in checkpoints]
         for name in sorted(files):
-            if _is_candidate(here / name):
-                yield Unit(here / name)
+            path = here / name
+            # a FIFO, socket or device is never opened (reading one could block forever); symlinks are followed
+            if path.is_file() and _is_candidate(path):
+                yield Unit(path)
             elif counter is not None:
                 counter()
 
