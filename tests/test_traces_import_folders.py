@@ -151,3 +151,24 @@ def test_a_fifo_in_the_folder_is_not_opened(tmp_path: Path) -> None:
     os.mkfifo(folder / "notes.md")
     summary = import_folder(folder, io.BytesIO(), jobs=1)
     assert (summary.files, summary.not_traces, summary.skipped) == (1, 2, [])
+
+
+SHARED = Path("/work/shared/fixtures/foreign-traces")
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="foreign trace fixtures not present")
+def test_folder_of_swe_agent_openhands_tau_bench_inspect_and_mini_swe_agent_traces(tmp_path: Path) -> None:
+    folder = tmp_path / "shared"
+    shutil.copytree(SHARED, folder)
+    out = io.BytesIO()
+    summary = import_folder(folder, out, jobs=2)
+    assert dict(summary.formats) == {
+        "inspect-ai": 1,
+        "mini-swe-agent": 1,
+        "openhands": 1,
+        "swe-agent": 1,
+        "tau-bench": 2,
+    }
+    assert summary.skipped == [] and summary.bad_lines == [] and summary.not_traces == 1  # SOURCES.md
+    alone = sum(len(import_trace(unit.path)[0]) for unit in iter_units(folder))
+    assert summary.records == alone == out.getvalue().count(b"\n")
