@@ -261,3 +261,37 @@ def test_any_voyager_checkpoint(files: dict[str, bytes], completed: bytes) -> No
             assert Path(problem.file).parent in (root / "events", root / "curriculum") and problem.reason
         for file in files:
             _check(root / "events" / file, None)
+
+
+@SETTINGS
+@given(
+    files=st.dictionaries(
+        st.sampled_from(
+            ["a.jsonl", "b.json", "c.traj", "d.eval", ".aider.chat.history.md", "e.md", "sub/f.jsonl", "x/events/g"]
+        ),
+        st.binary(max_size=300) | st.builds(lambda v: json.dumps(v).encode(), json_values),
+        max_size=5,
+    ),
+    checkpoint=st.booleans(),
+)
+def test_any_folder_imports_or_reports_every_file(files: dict[str, bytes], checkpoint: bool) -> None:
+    import io
+
+    from pipeline.traces.importers.folders import import_folder
+
+    with tempfile.TemporaryDirectory() as name:
+        root = Path(name)
+        for file, data in files.items():
+            (root / file).parent.mkdir(parents=True, exist_ok=True)
+            (root / file).write_bytes(data)
+        if checkpoint:
+            (root / "x" / "events").mkdir(parents=True, exist_ok=True)
+            (root / "x" / "curriculum").mkdir(parents=True, exist_ok=True)
+        out = io.BytesIO()
+        summary = import_folder(root, out, jobs=1)
+        lines = [json.loads(line) for line in out.getvalue().splitlines()]
+        assert len(lines) == summary.records
+        for record in lines:
+            parse_record(record)
+        for problem in summary.skipped + summary.bad_lines:
+            assert problem.file.startswith(name) and problem.reason
