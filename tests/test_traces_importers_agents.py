@@ -405,3 +405,52 @@ def test_voyager_damaged_events_file_is_reported_and_the_rest_kept(tmp_path: Pat
     end = next(r for r in records if r["kind"] == "episode_end" and r["task_id"] == "Mine 3 iron ore")
     # without a readable failed_tasks.json the run's verdict on this task is unknown
     assert (end["outcome"], end["reason"]) == ("aborted", "in neither completed_tasks.json nor failed_tasks.json")
+
+
+def test_claude_code_api_error_at_the_end_is_a_death(tmp_path: Path) -> None:
+    lines = _lines(CLAUDE)
+    last = lines[-1]
+    error = {
+        **{k: last[k] for k in ("isSidechain", "userType", "cwd", "sessionId", "version", "gitBranch")},
+        "parentUuid": last["uuid"],
+        "type": "assistant",
+        "uuid": "ffffffff-1c2d-4e5f-8a9b-ffffffffffff",
+        "timestamp": "2025-08-28T09:17:10.000Z",
+        "isApiErrorMessage": True,
+        "message": {
+            "id": "a1b2c3d4-0000-4000-8000-000000000000",
+            "model": "<synthetic>",
+            "role": "assistant",
+            "type": "message",
+            "content": [
+                {"type": "text", "text": 'API Error: 529 {"type":"error","error":{"type":"overloaded_error"}}'}
+            ],
+        },
+    }
+    copy = tmp_path / CLAUDE.name
+    copy.write_text(CLAUDE.read_text() + json.dumps(error) + "\n")
+    records, bad = import_trace(copy)
+    assert bad == []
+    tick = _ticks(records)[-1]
+    assert (tick["action"], tick["error_class"], tick["trap"]) == (None, "ConnectionError", "flaky")
+    end = records[-1]
+    assert (end["outcome"], end["error_class"]) == ("death", "ConnectionError")
+    assert end["reason"].startswith("API Error: 529")
+    assert records[0]["model"] == "claude-sonnet-4-20250514"  # not the <synthetic> of the error message
+    (death,) = analyze(copy).deaths
+    assert death.error_class == "ConnectionError"
+
+
+def test_codex_error_event_at_the_end_is_a_death(tmp_path: Path) -> None:
+    lines = CODEX.read_text().splitlines()
+    error = {
+        "timestamp": "2025-10-14T16:04:40.000Z",
+        "type": "event_msg",
+        "payload": {"type": "error", "message": "Codex ran out of room in the model's context window."},
+    }
+    copy = tmp_path / CODEX.name
+    copy.write_text("\n".join([*lines[:-2], json.dumps(error)]) + "\n")  # without the aborted second turn
+    records, _ = import_trace(copy)
+    end = records[-1]
+    assert (end["outcome"], end["error_class"]) == ("death", "ContextOverflow")
+    assert end["reason"] == "Codex ran out of room in the model's context window."
