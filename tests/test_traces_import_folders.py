@@ -172,3 +172,23 @@ def test_folder_of_swe_agent_openhands_tau_bench_inspect_and_mini_swe_agent_trac
     assert summary.skipped == [] and summary.bad_lines == [] and summary.not_traces == 1  # SOURCES.md
     alone = sum(len(import_trace(unit.path)[0]) for unit in iter_units(folder))
     assert summary.records == alone == out.getvalue().count(b"\n")
+
+
+def test_problems_past_the_kept_number_are_counted_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.traces.importers import folders
+
+    monkeypatch.setattr(folders, "KEPT", 3)
+    folder = tmp_path / "junk"
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"junk-{i}.json").write_text(json.dumps({"n": i}))
+    summary = import_folder(folder, io.BytesIO(), jobs=1)
+    assert summary.skipped_count == 5 and [Path(b.file).name for b in summary.skipped] == [
+        "junk-0.json",
+        "junk-1.json",
+        "junk-2.json",
+    ]
+    assert main(["trace", "import", str(folder), "-o", str(tmp_path / "out.jsonl"), "--jobs", "1"]) == 1
+    assert "skipped files: 5; bad lines: 0" in capsys.readouterr().err

@@ -147,7 +147,7 @@ def _import_folder(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _cannot_read("import", folder, exc)
     sys.stderr.write(render_folder_summary(summary, out))
-    return 0 if summary.records or not (summary.skipped or summary.bad_lines) else 1
+    return 0 if summary.records or not (summary.skipped_count or summary.bad_line_count) else 1
 
 
 def render_folder_summary(summary: Any, out: Path) -> str:
@@ -155,12 +155,12 @@ def render_folder_summary(summary: Any, out: Path) -> str:
     lines = [
         f"{summary.folder}: {summary.files} files ({formats}), {summary.records} records, {summary.episodes} "
         f"episodes, {summary.ticks} ticks -> {out}",
-        f"skipped files: {len(summary.skipped)}; bad lines: {len(summary.bad_lines)}; "
+        f"skipped files: {summary.skipped_count}; bad lines: {summary.bad_line_count}; "
         f"other files not read: {summary.not_traces}",
     ]
     for problem in (summary.skipped + summary.bad_lines)[:LIST_LIMIT]:
         lines.append(f"  {problem}")
-    hidden = len(summary.skipped) + len(summary.bad_lines) - LIST_LIMIT
+    hidden = summary.skipped_count + summary.bad_line_count - LIST_LIMIT
     if hidden > 0:
         lines.append(f"  … {hidden} more")
     return "\n".join(lines) + "\n"

@@ -51,9 +51,16 @@ class FolderSummary:
     episodes: int = 0
     ticks: int = 0
     formats: Counter[str] = field(default_factory=Counter)
-    skipped: list[BadLine] = field(default_factory=list)  # whole files that could not be imported
-    bad_lines: list[BadLine] = field(default_factory=list)  # places inside imported files
+    skipped: list[BadLine] = field(default_factory=list)  # whole files that could not be imported (the first KEPT)
+    bad_lines: list[BadLine] = field(default_factory=list)  # places inside imported files (the first KEPT)
+    skipped_count: int = 0  # all of them, kept or not
+    bad_line_count: int = 0
     not_traces: int = 0  # files whose names say they are not traces (READMEs, configs), not read
+
+
+# Problems kept in memory for the summary; past this they are only counted, so that a folder of damaged files does
+# not need memory in proportion to its damage.
+KEPT = 10_000
 
 
 def _is_candidate(path: Path) -> bool:
@@ -169,14 +176,17 @@ def import_folder(
         name, data, records, episodes, ticks, bad, skip = result
         summary.files += 1
         if skip is not None:
-            summary.skipped.append(skip)
+            summary.skipped_count += 1
+            if len(summary.skipped) < KEPT:
+                summary.skipped.append(skip)
         else:
             out.write(data)
             summary.records += records
             summary.episodes += episodes
             summary.ticks += ticks
             summary.formats[name] += 1
-        summary.bad_lines.extend(bad)
+        summary.bad_line_count += len(bad)
+        summary.bad_lines.extend(bad[: max(0, KEPT - len(summary.bad_lines))])
         if progress is not None:
             progress(summary.files, total, summary)
 
@@ -222,7 +232,7 @@ def terminal_progress(stream: IO[str] = sys.stderr) -> Callable[[int, int | None
         of = f"/{total}" if total else ""
         stream.write(
             f"\r{done}{of} files, {summary.episodes} episodes, {summary.ticks} ticks, "
-            f"{len(summary.skipped)} skipped, {len(summary.bad_lines)} bad lines"
+            f"{summary.skipped_count} skipped, {summary.bad_line_count} bad lines"
         )
         if total is not None and done >= total:
             stream.write("\n")
