@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,8 +21,10 @@ from pipeline.traces.importers import UnknownFormat, import_trace, voyager
 from pipeline.traces.importers.agents import FORMATS as AGENT_FORMATS
 from pipeline.traces.schema import parse_record
 
-# a deadline per example: an importer that loops on some input fails here instead of hanging the suite
-SETTINGS = settings(max_examples=60, deadline=5000, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# No per-example deadline (the machine is shared and timings wander); an importer that loops on some input fails the
+# test at this timeout instead of hanging the suite.
+pytestmark = pytest.mark.timeout(300)
 
 json_scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats(allow_nan=False) | st.text()
 json_values = st.recursive(
