@@ -84,3 +84,18 @@ def test_a_trace_of_the_wrong_format_fails_with_a_clear_message(tmp_path: Path) 
     missing = {"report": str(report), "trace": str(tmp_path / "nowhere.jsonl"), "trace_format": "auto"}
     with pytest.raises(StepFailed, match=r"cannot import the runner's trace .*nowhere\.jsonl"):
         validate_step(_ctx(tmp_path, missing))
+
+
+def test_a_voyager_checkpoint_folder_as_the_runner_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.traces.importers import voyager
+
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(FOREIGN / "voyager" / "ckpt", checkpoint)
+    canonical = tmp_path / "canonical.jsonl"
+    canonical.write_text("".join(json.dumps(r) + "\n" for r in voyager.convert_checkpoint(checkpoint)[0]))
+    report = tmp_path / "eval_report.json"
+    write_report(build_report(canonical, run_id="ext", gate=GATE, task_set_hash="h"), report)
+    params = {"report": str(report), "trace": str(checkpoint), "check_trace_hash": True, "trace_format": "auto"}
+    summary = validate_step(_ctx(tmp_path, params))
+    assert summary["ticksObserved"] == 12 and summary["runnerTrace"] == str(checkpoint)  # one per events file
+    assert "trace.sha256 not checked: the runner's trace" in capsys.readouterr().out
