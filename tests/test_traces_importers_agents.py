@@ -454,3 +454,28 @@ def test_codex_error_event_at_the_end_is_a_death(tmp_path: Path) -> None:
     end = records[-1]
     assert (end["outcome"], end["error_class"]) == ("death", "ContextOverflow")
     assert end["reason"] == "Codex ran out of room in the model's context window."
+
+
+def test_codex_older_rollout_without_the_record_wrapper(tmp_path: Path) -> None:
+    """Rollouts of the first Rust CLIs: a bare session line, bare response items, ``record_type: state`` lines."""
+    lines = _lines(CODEX)
+    meta = lines[0]["payload"]
+    old = [{"id": meta["id"], "timestamp": meta["timestamp"], "instructions": None}, {"record_type": "state"}]
+    old += [line["payload"] for line in lines if line["type"] == "response_item"]
+    path = tmp_path / "rollout-2025-05-07T17-24-21-old.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in old))
+    assert detect_format(path) == "codex"
+    records, bad = import_trace(path)
+    assert bad == []
+    assert records[0]["episode"] == meta["id"]
+    failing = [(t["tick"], t["error_class"]) for t in _ticks(records) if t["outcome"] != "ok"]
+    # the same failures as the wrapped rollout, read from the outputs alone (no exec_command_end, patch_apply_end or
+    # turn_aborted events here): the last call has no output and the rollout ends aborted
+    assert failing == [
+        (1, "PatchFailed"),
+        (4, "CheckFailed"),
+        (5, "SandboxDenied"),
+        (6, "ApprovalDenied"),
+        (7, "Timeout"),
+    ]
+    assert (records[-1]["outcome"], records[-1]["reason"]) == ("aborted", "the last tool call has no output")

@@ -92,11 +92,17 @@ _ENVIRONMENT_PREFIXES = (
 )
 
 
+_OLD_SESSION_KEYS = frozenset({"id", "timestamp", "instructions", "git"})
+
+
 def sniff_line(obj: dict[str, Any]) -> bool:
     kind = obj.get("type")
     if kind in RECORD_TYPES:
         return isinstance(obj.get("payload"), dict) and "timestamp" in obj
-    return False
+    # an older rollout: its first line is only the session, its second ``{"record_type": "state"}``
+    if obj.get("record_type") == "state" and len(obj) <= 2:
+        return True
+    return "id" in obj and "timestamp" in obj and "instructions" in obj and set(obj) <= _OLD_SESSION_KEYS
 
 
 def _exit_code(value: Any) -> int | None:
