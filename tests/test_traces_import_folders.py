@@ -192,3 +192,19 @@ def test_problems_past_the_kept_number_are_counted_not_kept(
     ]
     assert main(["trace", "import", str(folder), "-o", str(tmp_path / "out.jsonl"), "--jobs", "1"]) == 1
     assert "skipped files: 5; bad lines: 0" in capsys.readouterr().err
+
+
+def test_claude_code_project_folder_with_subagents_in_the_newer_layout(tmp_path: Path) -> None:
+    source = FOREIGN / "claude-code" / "-home-dev-shop-api"
+    project = tmp_path / "-home-dev-shop-api"
+    session = "7f3c2a91-5d0e-4b7a-9c61-2e8f4d1b6a30"
+    subagents = project / session / "subagents"
+    subagents.mkdir(parents=True)
+    shutil.copy(source / f"{session}.jsonl", project)
+    shutil.copy(source / "agent-3e9a41c7.jsonl", subagents)
+    (subagents / "agent-3e9a41c7.meta.json").write_text(json.dumps({"agentType": "general-purpose"}))
+    out = io.BytesIO()
+    summary = import_folder(project, out, jobs=1)
+    assert (dict(summary.formats), summary.not_traces, summary.skipped) == ({"claude-code": 2}, 1, [])
+    starts = [json.loads(line) for line in out.getvalue().splitlines() if b'"episode_start"' in line]
+    assert [s["episode"] for s in starts] == [session, f"{session}/agent-3e9a41c7"]
