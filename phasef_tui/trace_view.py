@@ -28,8 +28,10 @@ KEYS_CONFIG = "config.toml"
 
 def is_canonical_jsonl(path: Path) -> bool:
     """Cheap check of the first line, so canonical files skip the format detection (and its imports)."""
+    from pipeline.fsio import open_regular
+
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             first = fh.readline(1 << 16)
     except OSError:
         return False
@@ -60,10 +62,16 @@ def prepare_trace_view(path: Path, follow: bool, fmt: str | None = None) -> Trac
     from phasef_tui.app import PhasefApp, load_keys
     from phasef_tui.data_source import TraceFileSource
     from phasef_tui.trace_feed import TraceFeed
+    from pipeline.fsio import NotARegularFile, check_regular_file
 
     path = Path(path)
     if not path.exists():
         return f"{path}: no such file"
+    if not path.is_dir():  # a run folder is imported; anything else must be a regular file
+        try:
+            check_regular_file(path)  # a FIFO without a writer would block the viewer before its first screen
+        except NotARegularFile as exc:
+            return str(exc)
     temporary: Path | None = None
     problems: list[str] = []
     shown, display = path, str(path)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.fsio import open_regular
 from pipeline.traces.importers import aider, claude_code, codex, otel_genai, voyager
 from pipeline.traces.importers._common import Origin
 from pipeline.traces.reader import BadLine
@@ -96,7 +97,7 @@ def sniff_head(head: bytes, objects: list[dict[str, Any]]) -> str | None:
 def _is_jsonl(path: Path) -> bool:
     if path.suffix == ".jsonl":
         return True
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         head = fh.read(1 << 16)
     lines = [line for line in head.split(b"\n") if line.strip()]
     return len(lines) > 1 and lines[0].lstrip().startswith(b"{") and lines[0].rstrip().endswith(b"}")

@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.fsio import open_regular
 from pipeline.traces.importers._common import EpisodeBuilder, Origin, Step, one_line
 from pipeline.traces.reader import BadLine
 
@@ -198,7 +199,7 @@ def _session_records(
 
 
 def _lines(path: Path, bad: list[BadLine]) -> Iterator[tuple[int, str]]:
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         for number, raw in enumerate(fh, 1):
             if len(raw) > _MAX_LINE_CHARS:
                 bad.append(BadLine(file=str(path), line=number, reason=f"line too long ({len(raw)} bytes); skipped"))

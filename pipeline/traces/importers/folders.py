@@ -25,6 +25,7 @@ from typing import IO, Any
 
 import orjson
 
+from pipeline.fsio import open_regular
 from pipeline.traces.reader import BadLine
 
 TRACE_SUFFIXES = frozenset({".jsonl", ".json", ".traj", ".eval"})
@@ -74,7 +75,7 @@ def _is_candidate(path: Path) -> bool:
         from pipeline.traces.importers import aider
 
         try:
-            with open(path, "rb") as fh:
+            with open_regular(path) as fh:
                 return aider.sniff_text(fh.read(1 << 14))
         except OSError:
             return False
@@ -216,7 +217,7 @@ def folder_digest(folder: Path) -> str:
         for path in paths:
             digest.update(str(path.relative_to(folder)).encode() + b"\0")
             try:
-                with open(path, "rb") as fh:
+                with open_regular(path) as fh:
                     while chunk := fh.read(1 << 20):
                         digest.update(chunk)
             except OSError as exc:
