@@ -12,6 +12,7 @@ Requests (``Request``): ``{"v": 1, "id": <int>, "op": <op>, ...}`` with ``op`` o
 - ``approve``: ``gate``, ``decision`` (``go``/``no-go``), ``operator``, ``reason``, optional ``evidence_sha256``
   (the evidence hash the operator saw; a stale view is refused), ``key_fingerprint`` and ``role``.
 - ``cancel``: optional ``step`` (else the whole run), ``operator``, ``role``.
+- ``retry``: ``step`` (a failed or cancelled step of the running run), ``operator``, ``role``, optional ``reason``.
 - ``subscribe``: after the reply, the server streams ``{"v": 1, "event": <journal event>}`` and
   ``{"v": 1, "log": {"key", "attempt", "lines"}}`` messages until the client disconnects; ``{"v": 1, "lagged": true}``
   tells a slow client that messages were dropped (re-read the state).
@@ -42,7 +43,7 @@ POINTER_NAME = "control.path"
 MAX_UNIX_PATH = 100
 MAX_LINE = 1 << 20
 
-Op = Literal["hello", "status", "state", "approve", "cancel", "subscribe"]
+Op = Literal["hello", "status", "state", "approve", "cancel", "retry", "subscribe"]
 
 
 class Request(BaseModel):
@@ -173,6 +174,11 @@ class ControlServer:
                 return Reply(id=req.id, ok=True, data=data), False
             if req.op == "cancel":
                 data = eng.cancel(req.step, operator=req.operator or "unknown", role=req.role)
+                return Reply(id=req.id, ok=True, data=data), False
+            if req.op == "retry":
+                if not req.step:
+                    raise ControlError("retry needs 'step'")
+                data = eng.retry(req.step, operator=req.operator or "", role=req.role, reason=req.reason or "")
                 return Reply(id=req.id, ok=True, data=data), False
             return Reply(id=req.id, ok=True, data={"last_seq": eng.state.last_seq}), True
         except ControlError as exc:
