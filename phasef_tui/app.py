@@ -96,7 +96,8 @@ class PhasefApp(App[int]):
         self.frame_rate = frame_rate
         self.clock = clock
         self.blink = blink
-        self.available_screens = SESSION_SCREENS if source.has_session else TRACE_SCREENS
+        screens: tuple[str, ...] | None = getattr(source, "screens", None)
+        self.available_screens = screens or (SESSION_SCREENS if source.has_session else TRACE_SCREENS)
         self.initial = initial or self.available_screens[0]
         self.screen_objects: dict[str, PhasefScreen] = {}
         self.frames = 0
@@ -112,6 +113,8 @@ class PhasefApp(App[int]):
     # -- screens -----------------------------------------------------------------------------------------------------
     def _make_screen(self, name: str) -> PhasefScreen:
         from phasef_tui.screens import AuditScreen, ChainsScreen, DashboardScreen, ReportScreen, TracesScreen
+        from phasef_tui.screens.compare import CompareScreen
+        from phasef_tui.screens.sessions import SessionsScreen
 
         classes: dict[str, type[PhasefScreen]] = {
             "dashboard": DashboardScreen,
@@ -119,6 +122,8 @@ class PhasefApp(App[int]):
             "chains": ChainsScreen,
             "audit": AuditScreen,
             "report": ReportScreen,
+            "sessions": SessionsScreen,
+            "compare": CompareScreen,
         }
         screen = classes[name]()
         self.screen_objects[name] = screen

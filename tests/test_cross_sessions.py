@@ -132,3 +132,75 @@ def test_sessions_lists_every_session(sessions: Path, tmp_path: Path) -> None:
     lines = text.stdout.splitlines()
     assert lines[0].split()[:3] == ["session", "state", "decision"]
     assert any(line.startswith("s-seed7 ") and "completed" in line for line in lines)
+
+
+async def test_sessions_and_compare_screens_on_real_sessions(sessions: Path) -> None:
+    """The Sessions screen lists the real sessions; marking two and pressing c shows their paired comparison;
+    a mismatched pair is shown refused; Enter on a row chooses that session to open (attach)."""
+    import asyncio
+    import io
+
+    from rich.console import Console
+
+    from phasef_tui.app import PhasefApp
+    from phasef_tui.sessions_source import SessionsSource
+    from widgets.cross_table import render_body
+    from widgets.sessions_table import SessionsTable
+
+    source = SessionsSource(sessions, operator="ann")
+    app = PhasefApp(source, blink=False)
+
+    async def done() -> None:
+        for _ in range(200):
+            await asyncio.sleep(0.1)
+            if source.comparison is not None and source.comparison.state == "done":
+                await pilot.pause(0.2)
+                return
+        raise AssertionError("the comparison did not finish")
+
+    async with app.run_test(size=(120, 36)) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.1)
+            if source.loaded:
+                break
+        await pilot.pause(0.2)
+        table = app.screen.query_one("#sessions-table", SessionsTable)
+        order = [str(k.value) for k in table.rows]
+        assert sorted(order) == ["s-other-tasks", "s-seed0", "s-seed7"]
+        for name in ("s-seed0", "s-seed7"):
+            table.move_cursor(row=order.index(name))
+            await pilot.press("space")
+        assert source.marked == ["s-seed0", "s-seed7"]
+        await pilot.press("c")
+        await done()
+        assert app.screen.SCREEN_NAME == "Compare"
+        doc = source.comparison.doc  # type: ignore[union-attr]
+        assert doc["status"] == "compared" and doc["pairs"] == 5
+        head = str(app.screen.query_one("#compare-head").render())
+        assert "s-seed0:A.eval" in head and "s-seed7:A.eval" in head and "5 episode pairs" in head
+        console = Console(width=120, record=True, file=io.StringIO())
+        console.print(render_body(doc, "done"))
+        body = console.export_text()
+        assert "schema-violation rate" in body and "residual blockers of B" in body
+        solved = next(m for m in doc["metrics"] if m["name"] == "solved_rate")
+        assert f"{solved['a']:.4g}" in body
+        await pilot.press("x")  # swap A and B
+        await done()
+        assert (source.comparison.a, source.comparison.b) == ("s-seed7", "s-seed0")  # type: ignore[union-attr]
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert app.screen.SCREEN_NAME == "Sessions"
+        table.move_cursor(row=order.index("s-seed0"))
+        await pilot.press("space")  # unmark s-seed0: s-seed7 is A now
+        table.move_cursor(row=order.index("s-other-tasks"))
+        await pilot.press("space", "c")
+        await done()
+        refused = source.comparison.doc  # type: ignore[union-attr]
+        assert refused["status"] == "refused" and any("taskSetHash differs" in r for r in refused["refusal"])
+        assert "REFUSED" in str(app.screen.query_one("#compare-head").render())
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        table.move_cursor(row=order.index("s-seed7"))
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+    assert source.chosen == sessions / "s-seed7"
