@@ -204,3 +204,54 @@ async def test_sessions_and_compare_screens_on_real_sessions(sessions: Path) -> 
         await pilot.press("enter")
         await pilot.pause(0.2)
     assert source.chosen == sessions / "s-seed7"
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_sessions_tui_in_tmux_compares_then_attaches_and_comes_back(sessions: Path, tmp_path: Path) -> None:
+    """The real ``phasef sessions --tui`` in a private tmux server: compare two real sessions, open one (the
+    dashboard of that session), quit it and land back on the list."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.spine_helpers import ROOT, wait_for
+
+    sock = tmp_path / "tmux.sock"
+    env = {**os.environ, "TERM": "xterm-256color"}
+
+    def tmux(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["tmux", "-S", str(sock), "-f", "/dev/null", *args], capture_output=True, text=True, env=env
+        )
+
+    def screen() -> str:
+        return tmux("capture-pane", "-p", "-t", "m").stdout
+
+    def keys(*names: str) -> None:
+        for name in names:
+            tmux("send-keys", "-t", "m", name)
+            time.sleep(0.3)
+
+    cmd = f"{sys.executable} -m phasef_tui.cli sessions --tui --sessions {sessions} --as ann"
+    assert tmux("new-session", "-d", "-s", "m", "-x", "120", "-y", "36", "-c", str(ROOT), cmd).returncode == 0
+    try:
+        wait_for(lambda: "3 sessions" in screen(), 30, "the sessions list")
+        rows = [line.split()[0] for line in screen().splitlines() if line.strip().startswith("s-")]
+        assert sorted(rows) == ["s-other-tasks", "s-seed0", "s-seed7"]
+        keys(*["Up"] * 3)
+        for name in ("s-seed0", "s-seed7"):
+            keys(*["Up"] * 3, *["Down"] * rows.index(name), "Space")
+        keys("c")
+        wait_for(lambda: "5 episode pairs" in screen(), 60, "the comparison")
+        text = screen()
+        assert "A  s-seed0:A.eval" in text and "B  s-seed7:A.eval" in text and "schema-violation rate" in text
+        keys("Escape", *["Up"] * 3, *["Down"] * rows.index("s-seed7"), "Enter")
+        wait_for(lambda: "session s-seed7 · ann" in screen(), 30, "the dashboard of s-seed7")
+        assert "run completed" in screen()
+        keys("q")
+        wait_for(lambda: "3 sessions" in screen(), 30, "the list again")
+        keys("q")
+        wait_for(lambda: tmux("has-session", "-t", "m").returncode != 0, 30, "the app to end")
+    finally:
+        tmux("kill-server")
