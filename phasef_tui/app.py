@@ -203,6 +203,12 @@ class PhasefApp(App[int]):
             return
         self.switch_mode(name)
 
+    def action_replay(self, op: str) -> None:
+        """The replay keys (``phasef replay``): move through the journal; every screen follows."""
+        from phasef_tui.replay_controls import replay_action
+
+        replay_action(self, op)
+
     def action_help(self) -> None:
         """The help screen is built once and kept (installed): later opens only redraw it."""
         from phasef_tui.screens.help import HelpScreen

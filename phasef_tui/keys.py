@@ -52,6 +52,19 @@ APP_KEYS = (
     KeyAction("app.report", "5", "app.show_screen('report')", "Report", show=False),
     KeyAction("app.sessions", "6", "app.show_screen('sessions')", "Sessions", show=False),
     KeyAction("app.compare", "7", "app.show_screen('compare')", "Compare", show=False),
+    KeyAction("app.replay.prev_event", "comma", "app.replay('prev')", "Replay: previous event", show=False),
+    KeyAction("app.replay.next_event", "full_stop", "app.replay('next')", "Replay: next event", show=False),
+    KeyAction(
+        "app.replay.prev_mark", "less_than_sign", "app.replay('prev_mark')", "Replay: previous landmark", show=False
+    ),
+    KeyAction(
+        "app.replay.next_mark", "greater_than_sign", "app.replay('next_mark')", "Replay: next landmark", show=False
+    ),
+    KeyAction("app.replay.kind", "m", "app.replay('kind')", "Replay: landmark kind to jump to", show=False),
+    KeyAction("app.replay.play", "z", "app.replay('play')", "Replay: play / pause", show=False),
+    KeyAction("app.replay.speed", "Z", "app.replay('speed')", "Replay: speed 1x/10x/100x", show=False),
+    KeyAction("app.replay.time", "J", "app.replay('time')", "Replay: jump to a time", show=False),
+    KeyAction("app.replay.live", "E", "app.replay('live')", "Replay: back to live", show=False),
     KeyAction("app.help", "question_mark,f1", "app.help", "Help"),
     KeyAction("app.palette", "ctrl+p", "app.command_palette", "Commands", show=False, priority=True),
     KeyAction("app.quit", "q", "app.quit", "Quit"),
@@ -121,6 +134,7 @@ SCREEN_KEYS: dict[str, tuple[KeyAction, ...]] = {
     ),
     "help": (KeyAction("help.close", "escape,q,question_mark", "dismiss", "Close help"),),
     "reason": (KeyAction("reason.cancel", "escape", "cancel", "Cancel the decision"),),
+    "jump_time": (KeyAction("jump_time.cancel", "escape", "cancel", "Cancel the jump"),),
 }
 
 

@@ -14,6 +14,7 @@ from textual.pilot import Pilot
 from phasef_tui.app import PhasefApp
 from phasef_tui.sessions_source import SessionsSource
 from tests.tui_helpers import FIXED_NOW
+from widgets.sessions_table import SessionsTable
 
 SMALL, LARGE = (80, 24), (120, 36)
 
@@ -114,9 +115,14 @@ def sessions_app() -> PhasefApp:
 
 
 async def settle(pilot: Pilot[Any]) -> None:
-    await pilot.pause(0.2)
+    """Until the table holds every row (the first frames may come before the rows are read), then one more frame."""
+    for _ in range(100):
+        await pilot.pause(0.05)
+        tables = pilot.app.screen.query(SessionsTable)
+        if not tables or tables.first().row_count == len(ROWS):
+            break
     await pilot.app.workers.wait_for_complete()
-    await pilot.pause(0.1)
+    await pilot.pause(0.2)
 
 
 def test_sessions_small(snap_compare: Any) -> None:
