@@ -122,6 +122,7 @@ SCREEN_KEYS: dict[str, tuple[KeyAction, ...]] = {
     ),
     "sessions": (
         KeyAction("sessions.open", "enter", "open_session", "Open"),
+        KeyAction("sessions.replay", "p", "replay_session", "Replay"),
         KeyAction("sessions.mark", "space", "mark", "Mark A/B"),
         KeyAction("sessions.compare", "c", "compare", "Compare A/B"),
         KeyAction("sessions.sort", "s", "sort", "Sort"),

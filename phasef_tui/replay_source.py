@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from phasef_tui.data_source import ApprovalError
 from phasef_tui.session_source import EVENT_PREFIX, LOG_TAIL_LINES, SessionSource
 from pipeline.replay import MARK_KINDS, ChangedFile, MarkKind, Timeline
 from pipeline.state import SessionState
+from widgets.session_view import SessionView
 
 SPEEDS = (1.0, 10.0, 100.0)
 KIND_CYCLE: tuple[str, ...] = ("any", *MARK_KINDS)
@@ -204,6 +206,17 @@ class ReplaySource(SessionSource):
             self._changed_lock.release()
         with self.lock:
             self.version += 1
+
+    def _build_view(self) -> SessionView:
+        """The comparison table only once a step had written it by this point (it is read from the report file)."""
+        view = super()._build_view()
+        if view.deltas and not self.following:
+            compared = any(
+                st.state in ("succeeded", "skipped") and "comparison" in st.summary for st in self.state.steps.values()
+            )
+            if not compared:
+                view = replace(view, deltas=(), residual_blockers=())
+        return view
 
     # -- the log as it was -----------------------------------------------------------------------------------------
     def log_tail(self, step_key: str | None) -> tuple[str, ...]:

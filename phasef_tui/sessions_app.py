@@ -1,5 +1,5 @@
-"""``phasef sessions --tui``: the Sessions and Compare screens; opening a session attaches to it, and quitting the
-attached view comes back to the list."""
+"""``phasef sessions --tui``: the Sessions and Compare screens; opening a session attaches to it (or replays it), and
+quitting that view comes back to the list."""
 
 from __future__ import annotations
 
@@ -17,4 +17,11 @@ def run_sessions_tui(root: Path, *, operator: str, config: Path | None = None) -
         result = app.run()
         if source.chosen is None:
             return int(result or 0)
-        run_attach(source.chosen, operator, None)
+        if source.replay:
+            from phasef_tui.replay_source import ReplaySource
+            from phasef_tui.session_source import session_config_path
+
+            replay_keys, _ = load_keys(session_config_path(source.chosen))
+            PhasefApp(ReplaySource(source.chosen, operator=operator), keymap=replay_keys).run()
+        else:
+            run_attach(source.chosen, operator, None)

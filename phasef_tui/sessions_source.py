@@ -74,6 +74,7 @@ class SessionsSource(DataSource):
         self.marked: list[str] = []
         self.comparison: Comparison | None = None
         self.chosen: Path | None = None
+        self.replay = False
         self._version = 0
         self._seen = -1
         self._compare_version = 0
@@ -142,8 +143,10 @@ class SessionsSource(DataSource):
                 job.state = "done"
                 self._compare_version += 1
 
-    def open(self, session_id: str) -> Path:
+    def open(self, session_id: str, *, replay: bool = False) -> Path:
+        """Choose a session to attach to (or to replay from its first event) once the app ends."""
         self.chosen = self.path_of(session_id)
+        self.replay = replay
         return self.chosen
 
     # -- change detection -------------------------------------------------------------------------------------------

@@ -219,3 +219,17 @@ def test_a_file_changed_since_is_marked(session: Path, tmp_path: Path) -> None:
 def test_replay_command_refuses_an_unknown_session(tmp_path: Path) -> None:
     r = phasef("replay", "nope", "--sessions", str(tmp_path), cwd=tmp_path)
     assert r.returncode == 2 and "no session 'nope'" in r.stderr
+
+
+def test_the_comparison_shows_only_once_it_was_written(tmp_path: Path) -> None:
+    from tests.test_tui_replay_snapshots import write_session
+
+    session = write_session(tmp_path)
+    (session / "report").mkdir()
+    delta = {"metric": "deaths", "label": "deaths", "unit": "", "better": "lower", "baseline": 4, "finetuned": 1}
+    (session / "report" / "comparison.json").write_text(json.dumps({"deltas": [delta]}))
+    source = ReplaySource(session, operator="ann")
+    source.scan_traces()
+    assert source.session_view(0).deltas == ()  # at the first event no step had compared anything
+    source.live()
+    assert [d.metric for d in source.session_view(0).deltas] == ["deaths"]

@@ -103,6 +103,13 @@ class SessionsScreen(PhasefScreen):
         self.sessions.open(current)
         self.app.exit(0)
 
+    def action_replay_session(self) -> None:
+        current = self._current()
+        if current is None:
+            return
+        self.sessions.open(current, replay=True)
+        self.app.exit(0)
+
     @on(DataTable.RowSelected, "#sessions-table")
     def _selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
