@@ -10,14 +10,19 @@ while the view is in the past.
 
 from __future__ import annotations
 
+import re
+import shutil
+import tempfile
 import threading
 import time
-from dataclasses import replace
+from bisect import bisect_right
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from phasef_tui.data_source import ApprovalError
 from phasef_tui.session_source import EVENT_PREFIX, LOG_TAIL_LINES, SessionSource
+from phasef_tui.trace_feed import TraceFeed
 from pipeline.replay import MARK_KINDS, ChangedFile, MarkKind, Timeline
 from pipeline.state import SessionState
 from widgets.session_view import SessionView
@@ -25,6 +30,17 @@ from widgets.session_view import SessionView
 SPEEDS = (1.0, 10.0, 100.0)
 KIND_CYCLE: tuple[str, ...] = ("any", *MARK_KINDS)
 MAX_LOG_BYTES = 8 << 20
+_TS = re.compile(rb'"ts"\s*:\s*(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)')
+
+
+@dataclass
+class _TraceTimes:
+    """Per trace line: the latest record time so far and the byte offset after the line."""
+
+    offset: int = 0
+    latest: float = float("-inf")
+    stamps: list[float] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
 
 
 class ReplaySource(SessionSource):
@@ -42,6 +58,9 @@ class ReplaySource(SessionSource):
         self._play_origin: tuple[float, float] = (0.0, 0.0)
         self._changed: tuple[int, list[ChangedFile]] | None = None
         self._changed_lock = threading.Lock()
+        self._prefix_feeds: dict[tuple[Path, int], TraceFeed] = {}
+        self._prefix_dir: Path | None = None
+        self._trace_times: dict[Path, _TraceTimes] = {}
         super().__init__(session_dir, operator=operator, **kw)  # type: ignore[arg-type]
         self.title = f"replay {self.session_dir.name} · {operator}"
 
@@ -217,6 +236,78 @@ class ReplaySource(SessionSource):
             if not compared:
                 view = replace(view, deltas=(), residual_blockers=())
         return view
+
+    # -- the traces as they were ---------------------------------------------------------------------------------
+    def _feed_for(self, path: Path) -> TraceFeed:
+        """In the past: a feed over the trace's records written by this point (a prefix copy in a private folder;
+        records past it are not shown). Live: the trace itself."""
+        if self.following:
+            return super()._feed_for(path)
+        with self.lock:
+            now = self.timeline.times[self.position] if self.timeline.times else 0.0
+        cut = self._cut(path, now)
+        with self._feeds_lock:
+            feed = self._prefix_feeds.get((path, cut))
+            if feed is None:
+                feed = self._prefix_feed(path, cut, now)
+                self._prefix_feeds[(path, cut)] = feed
+                for key in [k for k in self._prefix_feeds if k[0] == path and k[1] != cut][:-2]:
+                    old = self._prefix_feeds.pop(key)  # keep the newest few (a screen may still hold one)
+                    old.stop()
+                    old.path.unlink(missing_ok=True)
+            return feed
+
+    def _prefix_feed(self, path: Path, cut: int, now: float) -> TraceFeed:
+        if self._prefix_dir is None:
+            self._prefix_dir = Path(tempfile.mkdtemp(prefix="phasef-replay-"))
+        target = self._prefix_dir / f"{path.stem}.{abs(hash(str(path))) % 10**8}.{cut}.jsonl"
+        with open(path, "rb") as src, open(target, "wb") as dst:
+            remaining = cut
+            while remaining > 0:
+                chunk = src.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                dst.write(chunk)
+                remaining -= len(chunk)
+        rel = path.relative_to(self.session_dir) if path.is_relative_to(self.session_dir) else path
+        when = datetime.fromtimestamp(now, UTC).strftime("%H:%M:%S")
+        feed = TraceFeed(target, follow=False, display_name=f"{rel} (as of {when})")
+        feed.start()
+        return feed
+
+    def _cut(self, path: Path, now: float) -> int:
+        """Bytes of the trace holding the records stamped at or before ``now`` (whole lines, in order). The line
+        times are read once, then only what was appended since."""
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return 0
+        scan = self._trace_times.get(path)
+        if scan is None or size < scan.offset:  # new, or replaced by a shorter file
+            scan = self._trace_times[path] = _TraceTimes()
+        if size > scan.offset:
+            with open(path, "rb") as fh:
+                fh.seek(scan.offset)
+                for raw in fh:
+                    if not raw.endswith(b"\n"):
+                        break  # a record still being written
+                    scan.offset += len(raw)
+                    found = _TS.search(raw)
+                    if found:
+                        scan.latest = max(scan.latest, float(found.group(1)))
+                    scan.stamps.append(scan.latest)
+                    scan.ends.append(scan.offset)
+        count = bisect_right(scan.stamps, now)
+        return scan.ends[count - 1] if count else 0
+
+    def stop(self) -> None:
+        super().stop()
+        for feed in self._prefix_feeds.values():
+            feed.stop()
+        self._prefix_feeds.clear()
+        if self._prefix_dir is not None:
+            shutil.rmtree(self._prefix_dir, ignore_errors=True)
+            self._prefix_dir = None
 
     # -- the log as it was -----------------------------------------------------------------------------------------
     def log_tail(self, step_key: str | None) -> tuple[str, ...]:

@@ -233,3 +233,32 @@ def test_the_comparison_shows_only_once_it_was_written(tmp_path: Path) -> None:
     assert source.session_view(0).deltas == ()  # at the first event no step had compared anything
     source.live()
     assert [d.metric for d in source.session_view(0).deltas] == ["deaths"]
+
+
+def test_the_trace_as_it_was(session: Path) -> None:
+    """In the past the trace screens read only the records written by then; live, the whole trace."""
+    source = ReplaySource(session, operator="ann")
+    try:
+        source.scan_traces()
+        trace = session / "artifacts/A/eval/dirty_trace.jsonl"
+        all_records = [json.loads(line) for line in trace.read_text().splitlines()]
+        tl = source.timeline
+        source.move_to(tl.marks["death"][0])
+        now = tl.times[source.position]
+        feed = source.feed
+        assert feed is not None and feed.path != trace and "as of" in feed.display_name
+        shown = [json.loads(line) for line in feed.path.read_text().splitlines()]
+        assert 0 < len(shown) < len(all_records)
+        assert shown == all_records[: len(shown)] and all(r["ts"] <= now for r in shown)
+        assert all_records[len(shown)]["ts"] > now
+        assert feed.wait_indexed(30) and len(feed.index) == len(shown)
+        assert any(r.get("outcome") == "death" for r in shown)  # the death tick itself is there
+        source.move_to(0)
+        assert source.feed is not None and source.feed.path.read_bytes() == b""
+        source.live()
+        assert source.feed is not None and source.feed.path == trace
+        prefix_dir = source._prefix_dir
+        assert prefix_dir is not None and prefix_dir.is_dir()
+    finally:
+        source.stop()
+    assert not prefix_dir.exists()
