@@ -255,3 +255,25 @@ def test_sessions_tui_in_tmux_compares_then_attaches_and_comes_back(sessions: Pa
         wait_for(lambda: tmux("has-session", "-t", "m").returncode != 0, 30, "the app to end")
     finally:
         tmux("kill-server")
+
+
+def test_matrix_spans_sessions(sessions: Path, tmp_path: Path) -> None:
+    r = phasef("matrix", "--json", "--sessions", str(sessions), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    cols = {c["session"]: c for c in doc["columns"]}
+    assert set(cols) == {"s-seed0", "s-seed7", "s-other-tasks"}
+    assert doc["reference"] == doc["columns"][0]["name"]  # the oldest session's evaluation
+    assert cols["s-other-tasks"]["comparable"] is False
+    assert "task set differs from the reference run" in cols["s-other-tasks"]["not_comparable_because"]
+    assert cols["s-seed7"]["comparable"] is True and cols["s-seed0"]["comparable"] is True
+    solved = next(row for row in doc["rows"] if row["metric"] == "solved_rate")
+    for col, value in zip(doc["columns"], solved["values"], strict=True):
+        report = json.loads(Path(col["report"]).read_text())
+        assert value == pytest.approx(report["solved"] / report["episodes"])
+    md = tmp_path / "m.md"
+    r = phasef("matrix", "s-seed7", "s-seed0:A.eval", "--md", str(md), "--sessions", str(sessions), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "| s-seed7:A.eval | s-seed0:A.eval |" in md.read_text() and "Reference run: **s-seed7:A.eval**" in r.stdout
+    r = phasef("matrix", "nope", "--sessions", str(sessions), cwd=tmp_path)
+    assert r.returncode == 2 and "nope: no such session or eval report" in r.stderr

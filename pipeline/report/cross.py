@@ -131,6 +131,42 @@ def resolve_pair(a: str, b: str, sessions_root: Path) -> tuple[ResolvedRun, Reso
     return runs[0], runs[1]
 
 
+def resolve_runs(refs: list[str], sessions_root: Path) -> list[ResolvedRun]:
+    """Runs for a cross-session matrix: ``SESSION`` gives every evaluation of the session, ``SESSION:STAGE.step``
+    one, a path one report; no reference at all gives every evaluation of every session (oldest session first)."""
+    if not refs:
+        from pipeline.report.sessions import list_rows
+
+        refs = [row["path"] for row in reversed(list_rows(sessions_root)) if row["evals"]]
+    runs: list[ResolvedRun] = []
+    for ref in refs:
+        session_dir = _session_dir(ref, sessions_root)
+        if session_dir is not None:
+            evals = _session_evals(session_dir)
+            if not evals:
+                raise RefError(f"{ref}: session {session_dir.name} has no succeeded evaluation step")
+            runs += [ResolvedRun(ref, e.report, session_dir.name, e.key, _recorded_hash(e)) for e in evals]
+        elif ":" in ref and _session_dir(ref.rsplit(":", 1)[0], sessions_root) is not None:
+            head, step = ref.rsplit(":", 1)
+            found = _session_dir(head, sessions_root)
+            assert found is not None
+            runs.append(_from_session(ref, found, step, _session_evals(found)))
+        else:
+            runs.append(_from_path(ref, Path(ref)))
+    return runs
+
+
+def matrix_resolved(runs: list[ResolvedRun]) -> dict[str, Any]:
+    """The model matrix (``pipeline.report.matrix``) over runs of any sessions; the first run is the reference."""
+    from pipeline.report.matrix import build_matrix
+
+    refs = [RunRef(report=str(r.report), trace=_moved_trace(r.report), name=r.label) for r in runs]
+    doc = build_matrix(refs, lambda raw: Path(raw))
+    for col, run in zip(doc["columns"], runs, strict=True):
+        col.update(session=run.session, step=run.step, changed_since_session=run.describe()["changed_since_session"])
+    return doc
+
+
 def compare_resolved(
     a: ResolvedRun, b: ResolvedRun, noise: NoiseParams | None = None, min_ticks: int = 100
 ) -> dict[str, Any]:
