@@ -262,3 +262,90 @@ def test_the_trace_as_it_was(session: Path) -> None:
     finally:
         source.stop()
     assert not prefix_dir.exists()
+
+
+def test_live_session_pause_scrub_back_and_return(tmp_path: Path) -> None:
+    """On a running supervisor: the replay follows the newest event, stays put once scrubbed back while new
+    events arrive, and E (live) returns to the newest; a decision is refused in the past, accepted live."""
+    from tests.spine_helpers import has_event, spawn, wait_for, write_plan
+    from tests.test_step_retry import RETRY_PLAN
+
+    write_plan(tmp_path, RETRY_PLAN)
+    proc = spawn("run", "--headless", "--session", "x", cwd=tmp_path)
+    session = tmp_path / "sessions" / "x"
+    try:
+        wait_for(lambda: has_event(session, "gate_opened", "B.release"), 60, "the gate")
+        source = ReplaySource(session, operator="ann", follow=True)
+        assert source.following and source.position == len(source.timeline) - 1
+        source.move_to(source.timeline.marks["failure"][0])  # A.fetch failing
+        paused_at = source.position
+        assert not source.following
+        (tmp_path / "ready").touch()
+        r = phasef("retry", "x", "--step", "A.fetch", "--as", "ann", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: has_event(session, "step_succeeded", "A.use"), 60, "the retry to finish")
+        source.read_journal()
+        assert source.position == paused_at and len(source.timeline) > paused_at + 5
+        assert source.session_view(0).step("A.fetch").state == "failed"  # type: ignore[union-attr]
+        with pytest.raises(ApprovalError, match="in the past"):
+            source.approve("B.release", "go", "too early")
+        source.live()
+        assert source.position == len(source.timeline) - 1
+        assert source.session_view(0).step("A.use").state == "succeeded"  # type: ignore[union-attr]
+        (tmp_path / "fast").touch()
+        phasef("cancel", "x", "--step", "A.long", "--as", "ann", cwd=tmp_path)
+        wait_for(lambda: has_event(session, "step_cancelled", "A.long"), 60, "the cancel")
+        source.read_journal()
+        assert source.position == len(source.timeline) - 1  # following again
+        assert "signed by ann" in source.approve("B.release", "go", "fine now")
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, out  # A.long was cancelled
+
+
+@pytest.mark.skipif(__import__("shutil").which("tmux") is None, reason="tmux is not installed")
+def test_replay_in_tmux_first_event_gate_and_death(session: Path, tmp_path: Path) -> None:
+    """The real ``phasef replay`` in a private tmux server: the first event, then the gate (waiting, as it was),
+    then a death tick (the evaluation running)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.spine_helpers import ROOT, wait_for
+
+    sock = tmp_path / "tmux.sock"
+    env = {**os.environ, "TERM": "xterm-256color"}
+
+    def tmux(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["tmux", "-S", str(sock), "-f", "/dev/null", *args], capture_output=True, text=True, env=env
+        )
+
+    def screen() -> str:
+        return tmux("capture-pane", "-p", "-t", "m").stdout
+
+    def keys(*names: str) -> None:
+        for name in names:
+            tmux("send-keys", "-t", "m", name)
+            time.sleep(0.3)
+
+    cmd = f"{sys.executable} -m phasef_tui.cli replay {session} --as ann"
+    assert tmux("new-session", "-d", "-s", "m", "-x", "120", "-y", "36", "-c", str(ROOT), cmd).returncode == 0
+    try:
+        wait_for(lambda: "REPLAY" in screen() and "session_started" in screen(), 30, "the first event")
+        assert "1/" in screen() and "no gate waiting" in screen()
+        keys("m", "m", ">")  # landmark kind: gate
+        wait_for(lambda: "gate_opened C.release" in screen(), 15, f"the gate:\n{screen()}")
+        assert "1 gate waiting" in screen() and "jump: gate" in screen()
+        keys("m", "m", "<")  # kind: death, the last death tick before the gate
+        wait_for(lambda: "step_progress A.eval" in screen() and "jump: death" in screen(), 15, f"death:\n{screen()}")
+        assert "no gate waiting" in screen()
+        keys("E")
+        wait_for(lambda: "LIVE" in screen() and "run_finished" in screen(), 15, f"live:\n{screen()}")
+        keys("q")
+        wait_for(lambda: tmux("has-session", "-t", "m").returncode != 0, 15, "the app to end")
+    finally:
+        tmux("kill-server")
