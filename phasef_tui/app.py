@@ -45,7 +45,8 @@ class PhasefCommands(Provider):
         assert isinstance(app, PhasefApp)
         screen = self.screen
         keymap = app.keymap
-        actions = [a for a in APP_KEYS if a.id != "app.palette"]
+        replaying = getattr(app.source, "replaying", False)
+        actions = [a for a in APP_KEYS if a.id != "app.palette" and (replaying or not a.id.startswith("app.replay."))]
         scope = getattr(screen, "SCREEN_NAME", "").lower()
         actions.extend(SCREEN_KEYS.get(scope, ()))
         for action in actions:
