@@ -213,7 +213,15 @@ def test_a_file_changed_since_is_marked(session: Path, tmp_path: Path) -> None:
     assert tl.changed_files(tl.state_at(0)) == []  # nothing recorded yet at the first event
     info = {"position": 3, "count": len(tl), "following": False, "playing": False, "speed": 1.0, "kind": "any",
             "marks": tl.marks, "event": "#4", "changed": changed}  # fmt: skip
-    assert "file(s) changed since" in render_timeline(info, 120).plain
+    assert "changed since recorded: eval_report.json" in render_timeline(info, 160).plain
+    source = ReplaySource(copy, operator="ann")  # the TUI's bar gets the same list, hashed in the background
+    source.live()
+    deadline = time.monotonic() + 30
+    while not source.changed_files() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # the report, and the step's artifacts folder that holds it
+    assert {c.path for c in source.changed_files() or []} == {"artifacts/A/eval/eval_report.json", "artifacts/A/eval"}
+    assert "changed since recorded" in render_timeline(source.timeline_info(), 200).plain
 
 
 def test_replay_command_refuses_an_unknown_session(tmp_path: Path) -> None:

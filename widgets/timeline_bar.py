@@ -46,7 +46,9 @@ def render_timeline(info: dict[str, Any], width: int) -> Text:
         tail.append(f" · {info['speed']:g}x", style="dim")
     changed = info.get("changed")
     if changed:
-        tail.append(f" · ⚠ {len(changed)} file(s) changed since", style="bold red")
+        names = list(dict.fromkeys(str(c.path).rsplit("/", 1)[-1] for c in changed))
+        shown = ", ".join(names[:2]) + (f" +{len(names) - 2}" if len(names) > 2 else "")
+        tail.append(f" · ⚠ changed since recorded: {shown}", style="bold red")
     fixed = state.cell_len + where.cell_len
     bar_width = max(10, min(60, (width - fixed) // 3))
     line = Text(no_wrap=True, overflow="ellipsis")
