@@ -45,7 +45,8 @@ class PhasefCommands(Provider):
         assert isinstance(app, PhasefApp)
         screen = self.screen
         keymap = app.keymap
-        actions = [a for a in APP_KEYS if a.id != "app.palette"]
+        replaying = getattr(app.source, "replaying", False)
+        actions = [a for a in APP_KEYS if a.id != "app.palette" and (replaying or not a.id.startswith("app.replay."))]
         scope = getattr(screen, "SCREEN_NAME", "").lower()
         actions.extend(SCREEN_KEYS.get(scope, ()))
         for action in actions:
@@ -96,7 +97,8 @@ class PhasefApp(App[int]):
         self.frame_rate = frame_rate
         self.clock = clock
         self.blink = blink
-        self.available_screens = SESSION_SCREENS if source.has_session else TRACE_SCREENS
+        screens: tuple[str, ...] | None = getattr(source, "screens", None)
+        self.available_screens = screens or (SESSION_SCREENS if source.has_session else TRACE_SCREENS)
         self.initial = initial or self.available_screens[0]
         self.screen_objects: dict[str, PhasefScreen] = {}
         self.frames = 0
@@ -112,6 +114,8 @@ class PhasefApp(App[int]):
     # -- screens -----------------------------------------------------------------------------------------------------
     def _make_screen(self, name: str) -> PhasefScreen:
         from phasef_tui.screens import AuditScreen, ChainsScreen, DashboardScreen, ReportScreen, TracesScreen
+        from phasef_tui.screens.compare import CompareScreen
+        from phasef_tui.screens.sessions import SessionsScreen
 
         classes: dict[str, type[PhasefScreen]] = {
             "dashboard": DashboardScreen,
@@ -119,6 +123,8 @@ class PhasefApp(App[int]):
             "chains": ChainsScreen,
             "audit": AuditScreen,
             "report": ReportScreen,
+            "sessions": SessionsScreen,
+            "compare": CompareScreen,
         }
         screen = classes[name]()
         self.screen_objects[name] = screen
@@ -197,6 +203,12 @@ class PhasefApp(App[int]):
             self.notify(f"no {SCREEN_NAMES.get(name, name)} screen without a session", timeout=3)
             return
         self.switch_mode(name)
+
+    def action_replay(self, op: str) -> None:
+        """The replay keys (``phasef replay``): move through the journal; every screen follows."""
+        from phasef_tui.replay_controls import replay_action
+
+        replay_action(self, op)
 
     def action_help(self) -> None:
         """The help screen is built once and kept (installed): later opens only redraw it."""

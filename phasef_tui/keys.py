@@ -40,6 +40,8 @@ SCREEN_NAMES = {
     "chains": "Chains",
     "audit": "Audit",
     "report": "Report",
+    "sessions": "Sessions",
+    "compare": "Compare",
 }
 
 APP_KEYS = (
@@ -48,6 +50,21 @@ APP_KEYS = (
     KeyAction("app.chains", "3", "app.show_screen('chains')", "Recovery chains", show=False),
     KeyAction("app.audit", "4", "app.show_screen('audit')", "Audit", show=False),
     KeyAction("app.report", "5", "app.show_screen('report')", "Report", show=False),
+    KeyAction("app.sessions", "6", "app.show_screen('sessions')", "Sessions", show=False),
+    KeyAction("app.compare", "7", "app.show_screen('compare')", "Compare", show=False),
+    KeyAction("app.replay.prev_event", "comma", "app.replay('prev')", "Replay: previous event", show=False),
+    KeyAction("app.replay.next_event", "full_stop", "app.replay('next')", "Replay: next event", show=False),
+    KeyAction(
+        "app.replay.prev_mark", "less_than_sign", "app.replay('prev_mark')", "Replay: previous landmark", show=False
+    ),
+    KeyAction(
+        "app.replay.next_mark", "greater_than_sign", "app.replay('next_mark')", "Replay: next landmark", show=False
+    ),
+    KeyAction("app.replay.kind", "m", "app.replay('kind')", "Replay: landmark kind to jump to", show=False),
+    KeyAction("app.replay.play", "z", "app.replay('play')", "Replay: play / pause", show=False),
+    KeyAction("app.replay.speed", "Z", "app.replay('speed')", "Replay: speed 1x/10x/100x", show=False),
+    KeyAction("app.replay.time", "J", "app.replay('time')", "Replay: jump to a time", show=False),
+    KeyAction("app.replay.live", "E", "app.replay('live')", "Replay: back to live", show=False),
     KeyAction("app.help", "question_mark,f1", "app.help", "Help"),
     KeyAction("app.palette", "ctrl+p", "app.command_palette", "Commands", show=False, priority=True),
     KeyAction("app.quit", "q", "app.quit", "Quit"),
@@ -59,6 +76,8 @@ SCREEN_KEYS: dict[str, tuple[KeyAction, ...]] = {
         KeyAction("dashboard.prev_step", "up,k", "prev_step", "Previous step", show=False),
         KeyAction("dashboard.current", "c", "current_step", "Current step"),
         KeyAction("dashboard.gate", "g", "open_gate", "Waiting gate"),
+        KeyAction("dashboard.retry", "R", "retry_step", "Retry step"),
+        KeyAction("dashboard.cancel", "x", "cancel_step", "Cancel step"),
     ),
     "traces": (
         KeyAction("traces.follow", "f", "toggle_follow", "Follow"),
@@ -101,8 +120,22 @@ SCREEN_KEYS: dict[str, tuple[KeyAction, ...]] = {
         KeyAction("report.next_plot", "p", "next_plot(1)", "Next plot"),
         KeyAction("report.prev_plot", "P", "next_plot(-1)", "Prev plot", show=False),
     ),
+    "sessions": (
+        KeyAction("sessions.open", "enter", "open_session", "Open"),
+        KeyAction("sessions.replay", "p", "replay_session", "Replay"),
+        KeyAction("sessions.mark", "space", "mark", "Mark A/B"),
+        KeyAction("sessions.compare", "c", "compare", "Compare A/B"),
+        KeyAction("sessions.sort", "s", "sort", "Sort"),
+        KeyAction("sessions.reverse", "r", "reverse", "Reverse", show=False),
+        KeyAction("sessions.reload", "f5", "reload", "Reload", show=False),
+    ),
+    "compare": (
+        KeyAction("compare.back", "escape", "back", "Sessions"),
+        KeyAction("compare.swap", "x", "swap", "Swap A/B"),
+    ),
     "help": (KeyAction("help.close", "escape,q,question_mark", "dismiss", "Close help"),),
     "reason": (KeyAction("reason.cancel", "escape", "cancel", "Cancel the decision"),),
+    "jump_time": (KeyAction("jump_time.cancel", "escape", "cancel", "Cancel the jump"),),
 }
 
 

@@ -594,6 +594,31 @@ class SessionSource(DataSource):
             f"{data.get('operator', self.operator)}{note}"
         )
 
+    def step_action(self, op: str, step: str, reason: str) -> str:
+        """Retry or cancel a step through the supervisor (approvers only; the journal records the operator)."""
+        from pipeline.control import ControlClient
+        from pipeline.engine import ControlError
+
+        if op not in ("retry", "cancel"):
+            raise ApprovalError(f"unknown step action {op!r}")
+        if self.role is not None and self.role != "approver":
+            raise ApprovalError(f"refused: {self.operator} has role {self.role!r}; only approvers can {op} steps")
+        client = ControlClient(self.session_dir)
+        if self.control_socket is not None:
+            client.path = self.control_socket
+        if not client.available():
+            raise ApprovalError("no supervisor is running for this session (its control socket is gone)")
+        try:
+            if op == "retry":
+                client.request("retry", step=step, operator=self.operator, role=self.role, reason=reason)
+            else:
+                client.request("cancel", step=step, operator=self.operator, role=self.role)
+        except ControlError as exc:
+            raise ApprovalError(f"refused: {exc}") from exc
+        except OSError as exc:
+            raise ApprovalError(f"cannot reach the supervisor: {exc}") from exc
+        return f"{step}: {'retry' if op == 'retry' else 'cancel'} requested by {self.operator}"
+
 
 def _mtime(path: Path) -> float:
     try:

@@ -13,6 +13,7 @@ Requests (``Request``): ``{"v": 1, "id": <int>, "op": <op>, ...}`` with ``op`` o
   (the evidence hash the operator saw; a stale view is refused), ``key_fingerprint``, ``role`` and ``override``
   (``true`` to sign GO at the final gate over an unmet pass criterion; without it such a GO is refused).
 - ``cancel``: optional ``step`` (else the whole run), ``operator``, ``role``.
+- ``retry``: ``step`` (a failed or cancelled step of the running run), ``operator``, ``role``, optional ``reason``.
 - ``subscribe``: after the reply, the server streams ``{"v": 1, "event": <journal event>}`` and
   ``{"v": 1, "log": {"key", "attempt", "lines"}}`` messages until the client disconnects; ``{"v": 1, "lagged": true}``
   tells a slow client that messages were dropped (re-read the state).
@@ -53,7 +54,7 @@ MAX_ID_CHARS = 200
 
 log = logging.getLogger(__name__)
 
-Op = Literal["hello", "status", "state", "approve", "cancel", "subscribe"]
+Op = Literal["hello", "status", "state", "approve", "cancel", "retry", "subscribe"]
 
 
 class Request(BaseModel):
@@ -194,6 +195,11 @@ class ControlServer:
                 return Reply(id=req.id, ok=True, data=data), False
             if req.op == "cancel":
                 data = eng.cancel(req.step, operator=req.operator or "unknown", role=req.role)
+                return Reply(id=req.id, ok=True, data=data), False
+            if req.op == "retry":
+                if not req.step:
+                    raise ControlError("retry needs 'step'")
+                data = eng.retry(req.step, operator=req.operator or "", role=req.role, reason=req.reason or "")
                 return Reply(id=req.id, ok=True, data=data), False
             return Reply(id=req.id, ok=True, data={"last_seq": eng.state.last_seq}), True
         except ControlError as exc:

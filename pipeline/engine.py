@@ -123,6 +123,7 @@ class Engine:
         self._gate_waiters: dict[str, asyncio.Future[None]] = {}
         self._running: dict[str, asyncio.subprocess.Process | int] = {}
         self._cancel_steps: set[str] = set()
+        self._retry_steps: set[str] = set()
         self._cancelled = False
         self._services: dict[str, Service] = {}
         self._service_info: dict[str, ServiceInfo] = {}
@@ -233,6 +234,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
+            self._requeue_retries(tasks)
             progressed = False
             for key in self.selected:
                 if key in tasks or self._cancelled:
@@ -943,6 +945,48 @@ class Engine:
             self._cancel_steps.add(step)
         self._wake.set()
         return {"cancelled": step or "run"}
+
+    # -- retry ----------------------------------------------------------------------------------------------
+    _LIVE = ("running", "retrying", "waiting")
+
+    def retry(self, step: str, *, operator: str, role: str | None = None, reason: str = "") -> dict[str, Any]:
+        """Run a failed or cancelled step again in this run (its retry budget afresh); the steps that were blocked
+        on it are scheduled again too. Refused once the run has ended: resume the session instead."""
+        if role is not None and role != "approver":
+            raise ControlError(f"operator {operator} has role {role!r}; only approvers can retry steps")
+        if not operator.strip():
+            raise ControlError("an operator name is required")
+        st = self.state.steps.get(step)
+        if st is None or step not in self.selected:
+            raise ControlError(f"no step {step!r} in this run")
+        if self._step_cfg(step).kind == "gate":
+            raise ControlError(f"{step} is a gate: it is decided, not retried")
+        if st.state not in ("failed", "cancelled"):
+            raise ControlError(f"{step} is {st.state}: only a failed or cancelled step can be retried")
+        live = [k for k in self.selected if self.state.steps.get(k) and self.state.steps[k].state in self._LIVE]
+        if self._cancelled or self.state.state not in ("running", "waiting") or not live:
+            raise ControlError("the run is over (nothing else runs); resume the session to run its failed steps again")
+        self.record("step_retry_requested", step, payload={"operator": operator, "reason": reason, "role": role})
+        self._cancel_steps.discard(step)
+        self._retry_steps.add(step)
+        self._wake.set()
+        return {"retry": step, "operator": operator}
+
+    def _requeue_retries(self, tasks: dict[str, asyncio.Future[None]]) -> None:
+        """(scheduler) Forget the finished task of each step to retry and of the steps blocked behind it, so the
+        scheduling loop starts them again once their needs are met."""
+        for key in list(self._retry_steps):
+            if key in tasks and not tasks[key].done():
+                continue  # its attempt is still winding down: requeued when it ends (which wakes the loop)
+            self._retry_steps.discard(key)
+            tasks.pop(key, None)
+            todo = [k for k in self.selected if key in self.deps[k]]
+            while todo:
+                k = todo.pop()
+                st = self.state.steps.get(k)
+                if k in tasks and tasks[k].done() and st is not None and st.state == "blocked":
+                    del tasks[k]
+                    todo.extend(d for d in self.selected if k in self.deps[d])
 
 
 def _group_alive(pgid: int) -> bool:

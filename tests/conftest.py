@@ -66,6 +66,8 @@ PIP_CONFIG = _user_pip_config()  # read once, before any test moves HOME
 
 
 def stripped(name: str) -> bool:
+    if name.startswith("TEXTUAL_SNAPSHOT_"):
+        return False  # set by pytest-textual-snapshot for this run (where it writes its report), not by the user
     return name in STRIPPED_NAMES or name.startswith(STRIPPED_PREFIXES)
 
 
