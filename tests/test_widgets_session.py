@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from tests.tui_helpers import FIXED_NOW, constructed_session
+from tests.tui_helpers import FIXED_NOW, constructed_session, session_with_comparison
 from widgets.delta_table import render_comparison, render_delta_table
 from widgets.headline import render_headline
 from widgets.log_tail import render_log_tail
@@ -86,9 +87,30 @@ def test_delta_rows_and_table() -> None:
     assert DeltaRow("same", 1.0, 1.0).improved is None and DeltaRow("x", None, 1.0).delta is None
     text = plain(render_delta_table(constructed_session().deltas))
     latency = next(line for line in text.splitlines() if "latency p50" in line)
-    assert "0.410s" in latency and "-0.080s" in latency and "▲*" in latency
+    assert latency.split() == ["latency", "p50", "s", "0.410", "0.330", "-0.080", "▲*"]
     assert "no comparison yet" in plain(render_delta_table(()))
     assert "residual blockers" in plain(render_comparison((), ("x is worse",)))
+
+
+def test_delta_table_of_a_real_comparison_at_80_and_120_columns(tmp_path: Path) -> None:
+    """Names, figures and units stay apart and whole; a long unit gives way first, never a name or a figure."""
+    view = session_with_comparison(tmp_path)
+    rows = {r.metric + " " + r.unit: r for r in view.deltas}
+    assert len(rows) == 12, "MTTR in seconds and in ticks are two rows told apart by their unit"
+    for width in (78, 118):
+        lines = plain(render_comparison(view.deltas, view.residual_blockers), width).splitlines()
+        assert max(len(line.rstrip()) for line in lines) <= width
+        assert lines[0].split() == ["metric", "unit", "baseline", "fine-tuned", "delta"]
+        schema = next(line for line in lines if line.startswith("schema-violation rate"))
+        assert schema.split() == ["schema-violation", "rate", "per", "model", "reply", "0.102", "0.000", "-0.102", "▲*"]
+        ticks = next(line for line in lines if line.startswith("MTTR") and "ticks" in line)
+        assert ticks.split() == ["MTTR", "ticks", "1.983", "1.000", "-0.983", "▲*"]
+        assert any(line.split()[:2] == ["ticks", "observed"] and line.split()[-2:] == ["-55", "▼*"] for line in lines)
+        assert "■ 1 episode(s) solved by the baseline are unsolved after fine-tuning" in lines
+    narrow = plain(render_delta_table(view.deltas, 78), 78)
+    assert "chains recovered at …" in narrow, "the long unit is shortened at 80 columns"
+    wide = plain(render_delta_table(view.deltas, 118), 118)
+    assert "chains recovered at the first attempt" in wide
 
 
 def test_log_tail() -> None:
