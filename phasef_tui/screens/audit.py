@@ -61,6 +61,10 @@ class AuditScreen(PhasefScreen):
         return view.gates if view is not None else ()
 
     def current_gate(self) -> GateView | None:
+        """The gate the operator chose (``select_gate``, the next/prev keys), else the first waiting gate, else the
+        last one. Until the operator chooses, the choice is remade at every frame: a screen opened while the journal
+        is still being replayed moves on to the gate that waits once it is known, instead of staying on an earlier,
+        already decided gate."""
         gates = self._gates()
         if not gates:
             return None
@@ -68,9 +72,7 @@ class AuditScreen(PhasefScreen):
             if gate.id == self.gate_id:
                 return gate
         waiting = [g for g in gates if g.state == "waiting"]
-        gate = waiting[0] if waiting else gates[-1]
-        self.gate_id = gate.id
-        return gate
+        return waiting[0] if waiting else gates[-1]
 
     def select_gate(self, gate_id: str) -> None:
         self.gate_id = gate_id
