@@ -24,7 +24,9 @@ def render_headline(
     if waiting:
         for gate in waiting:
             line = Text("◆ ", style="bold magenta")
-            line.append(gate.title or gate.id, style="bold")
+            line.append(gate.id, style="bold")
+            if gate.title and gate.title != gate.id:
+                line.append(f" {gate.title}")
             line.append(" waits for sign-off", style="magenta")
             if gate.audit_verdict:
                 line.append(f" (audit {gate.audit_verdict})", style="dim")
