@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from phasef_tui.commands._common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    add_json_arg,
     add_session_lookup,
     default_operator,
     resolve_session,
@@ -23,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--as", dest="operator", default=None, help="operator name (default: $PHASEF_OPERATOR or $USER)")
     p.add_argument("--reason", required=True, help="why; recorded in the journal with the evidence hash")
     p.add_argument("--evidence-sha256", default=None, help="refuse unless the gate still holds this evidence hash")
+    add_json_arg(p, "the signed decision")
     add_session_lookup(p)
     p.set_defaults(func=_approve)
 
@@ -30,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c.add_argument("session", nargs="?", default=None)
     c.add_argument("--step", default=None, help="STAGE.step to cancel (default: the whole run)")
     c.add_argument("--as", dest="operator", default=None)
+    add_json_arg(c, "what was cancelled")
     add_session_lookup(c)
     c.set_defaults(func=_cancel)
 
@@ -77,6 +81,9 @@ def _approve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot reach the supervisor: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    if args.json:
+        print(json.dumps(data, default=str))
+        return EXIT_OK
     note = " (operator override of the audit verdict)" if data.get("override") else ""
     print(f"{data['gate']}: {data['decision'].upper()} signed by {data['operator']}{note}")
     return EXIT_OK
@@ -93,5 +100,8 @@ def _cancel(args: argparse.Namespace) -> int:
     except (ControlError, OSError) as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    if args.json:
+        print(json.dumps(data, default=str))
+        return EXIT_OK
     print(f"cancel requested: {data['cancelled']}")
     return EXIT_OK
