@@ -20,16 +20,17 @@ from pipeline.engine import Engine
 from pipeline.journal import SessionLocked
 from pipeline.session import supervise
 from pipeline.state import SessionState
+from widgets.theme import themed
 
 STATE_STYLE = {
-    "succeeded": "green",
-    "skipped": "green dim",
-    "running": "cyan",
-    "waiting": "yellow bold",
-    "retrying": "yellow",
-    "failed": "red bold",
-    "blocked": "red dim",
-    "cancelled": "magenta",
+    "succeeded": "good",
+    "skipped": "good dim",
+    "running": "info",
+    "waiting": "warn.b",
+    "retrying": "warn",
+    "failed": "bad.b",
+    "blocked": "bad dim",
+    "cancelled": "attn",
     "pending": "dim",
 }
 
@@ -44,7 +45,7 @@ def render_table(state: SessionState) -> Table:
             last = st.progress[-1]
             note = note or ", ".join(f"{k}={v}" for k, v in last.items() if not k.startswith("_"))[:60]
         dur = f"{st.duration_s:.1f}s" if st.duration_s is not None else ""
-        style = STATE_STYLE.get(st.state, "")
+        style = themed(STATE_STYLE.get(st.state, ""))
         table.add_row(st.key, st.kind, f"[{style}]{st.state}[/]", str(st.attempts), dur, note[:70])
     for gate in state.waiting_gates():
         table.caption = (

@@ -63,6 +63,19 @@ def test_dashboard(snap_compare: Any) -> None:
     assert snap_compare(session_app("dashboard"), terminal_size=SIZE, run_before=settle)
 
 
+def test_dashboard_light(snap_compare: Any) -> None:
+    """The stock light theme: every colour of the board, the headline and the log from the theme."""
+    logs = {"B.sign_off": ("gate opened", "waiting for alice")}
+    app = PhasefApp(
+        ConstructedSource(constructed_session(), logs=logs),
+        blink=False,
+        initial="dashboard",
+        clock=lambda: FIXED_NOW,
+        theme="textual-light",
+    )
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
 def test_audit(snap_compare: Any) -> None:
     assert snap_compare(session_app("audit"), terminal_size=SIZE, run_before=settle)
 

@@ -13,6 +13,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from widgets.session_view import DeltaRow
+from widgets.theme import themed
 
 METRIC_MIN_WIDTH = 10
 METRIC_MAX_WIDTH = 24
@@ -70,7 +71,7 @@ def render_delta_table(rows: tuple[DeltaRow, ...], width: int = 120) -> Renderab
     table.add_column("", width=ARROW_WIDTH, no_wrap=True)
     for row, (base, tuned, change) in zip(rows, cells, strict=True):
         improved = row.improved
-        style = "green" if improved else ("red" if improved is False else "dim")
+        style = themed("good") if improved else (themed("bad") if improved is False else "dim")
         arrow = "▲" if improved else ("▼" if improved is False else "=")
         noise = "*" if row.beyond_noise else (" " if row.beyond_noise is False else "")
         table.add_row(
@@ -96,7 +97,7 @@ class Comparison:
         if self.blockers:
             yield Text("residual blockers", style="bold")
             for blocker in self.blockers:
-                yield Text.assemble(("■ ", "bold red"), (blocker, "red"))
+                yield Text.assemble(("■ ", themed("bad.b")), (blocker, themed("bad")))
 
 
 def render_comparison(rows: tuple[DeltaRow, ...], blockers: tuple[str, ...]) -> RenderableType:

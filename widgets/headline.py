@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from widgets.session_view import GateView, MetricView
+from widgets.theme import themed
 
 
 def render_headline(
@@ -18,16 +19,16 @@ def render_headline(
     head.append(state, style="bold")
     if final_decision:
         head.append("  final ", style="dim")
-        head.append(final_decision, style="bold green" if final_decision == "GO" else "bold red")
+        head.append(final_decision, style=themed("good.b") if final_decision == "GO" else themed("bad.b"))
     parts: list[RenderableType] = [head]
     waiting = [g for g in gates if g.state == "waiting"]
     if waiting:
         for gate in waiting:
-            line = Text("◆ ", style="bold magenta")
+            line = Text("◆ ", style=themed("attn.b"))
             line.append(gate.id, style="bold")
             if gate.title and gate.title != gate.id:
                 line.append(f" {gate.title}")
-            line.append(" waits for sign-off", style="magenta")
+            line.append(" waits for sign-off", style=themed("attn"))
             if gate.audit_verdict:
                 line.append(f" (audit {gate.audit_verdict})", style="dim")
             parts.append(line)

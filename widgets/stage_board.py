@@ -8,22 +8,23 @@ from rich.text import Text
 from textual.widgets import Static
 
 from widgets.session_view import StageView, StepView
+from widgets.theme import themed
 
 STATE_ICONS = {
     "pending": ("○", "dim"),
-    "running": ("●", "bold cyan"),
-    "retrying": ("↻", "bold yellow"),
-    "succeeded": ("✓", "green"),
-    "failed": ("✗", "bold red"),
-    "skipped": ("↷", "green"),
-    "cancelled": ("⊘", "red"),
-    "waiting": ("◆", "bold magenta"),
-    "blocked": ("■", "bold red"),
-    "done": ("✓", "green"),
+    "running": ("●", "info.b"),
+    "retrying": ("↻", "warn.b"),
+    "succeeded": ("✓", "good"),
+    "failed": ("✗", "bad.b"),
+    "skipped": ("↷", "good"),
+    "cancelled": ("⊘", "bad"),
+    "waiting": ("◆", "attn.b"),
+    "blocked": ("■", "bad.b"),
+    "done": ("✓", "good"),
 }
 
 
-SELECTED_STYLE = "bold on grey27"
+SELECTED_STYLE = "selected"
 """The selected step (whose log is shown): a background, so the cells keep their own colours."""
 
 
@@ -70,9 +71,9 @@ def step_label(step: StepView, width: int) -> Text:
     note = ""
     note_style = "dim"
     if step.kind == "gate" and step.state == "waiting":
-        note, note_style = "needs sign-off", "bold magenta"
+        note, note_style = "needs sign-off", themed("attn.b")
     elif step.error and step.state in ("failed", "retrying", "blocked"):
-        note, note_style = step.error, "red"
+        note, note_style = step.error, themed("bad")
     elif step.note:
         note = step.note
     cached = " (cached)" if step.cached else ""
@@ -120,16 +121,18 @@ def render_stage_board(
     table.add_column(justify="right", no_wrap=True, width=attempt_width)
     table.add_column(justify="right", no_wrap=True, width=duration_width)
     for stage in stages:
-        icon, style = STATE_ICONS.get(stage.state, ("?", ""))
+        icon, role = STATE_ICONS.get(stage.state, ("?", ""))
+        style = themed(role)
         title = Text(clip_words(f"{stage.id}  {stage.title}", name_width), style="bold")
         table.add_row(Text(icon, style=style), title, Text(stage.state, style=style), "")
         for step in stage.steps:
-            icon, style = STATE_ICONS.get(step.state, ("?", ""))
-            row_style = SELECTED_STYLE if step.key == selected else ""
+            icon, role = STATE_ICONS.get(step.state, ("?", ""))
+            style = themed(role)
+            row_style = themed(SELECTED_STYLE) if step.key == selected else ""
             table.add_row(
                 Text(icon, style=style),
                 step_label(step, name_width),
-                Text(attempts.get(step.key, ""), style="yellow"),
+                Text(attempts.get(step.key, ""), style=themed("warn")),
                 Text(durations[step.key], style="dim"),
                 style=row_style,
             )

@@ -17,6 +17,7 @@ from phasef_tui.keys import bindings
 from phasef_tui.screens.base import PhasefScreen
 from phasef_tui.screens.reason import ReasonDialog
 from widgets.session_view import GateView
+from widgets.theme import themed
 from widgets.verdict_card import VERDICT_STYLES, DecisionLine, EvidenceList, VerdictCard
 
 
@@ -24,10 +25,10 @@ def render_gate_header(gate: GateView, position: int, total: int) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(f"gate {gate.id}", style="bold")
     text.append(f" ({position + 1}/{total})", style="dim")
-    text.append(f"  {gate.state}", style="bold magenta" if gate.state == "waiting" else "")
+    text.append(f"  {gate.state}", style=themed("attn.b") if gate.state == "waiting" else "")
     text.append("  audit ", style="dim")
     if gate.audit_verdict:
-        text.append(gate.audit_verdict, style=VERDICT_STYLES.get(gate.audit_verdict, "bold"))
+        text.append(gate.audit_verdict, style=themed(VERDICT_STYLES.get(gate.audit_verdict, "bold")))
     else:
         text.append("none bound", style="dim")
     if gate.prompt:
