@@ -78,6 +78,9 @@ SCREEN_KEYS: dict[str, tuple[KeyAction, ...]] = {
         KeyAction("traces.filter.clear", "a", "clear_filters", "All records", show=False),
         KeyAction("traces.file", "o", "next_file", "Next trace file", show=False),
         KeyAction("traces.close", "escape", "close_panes", "Close pane", show=False),
+        KeyAction("traces.copy", "y", "copy", "Copy record"),
+        KeyAction("traces.export_md", "e", "export('md')", "Export slice as Markdown", show=False),
+        KeyAction("traces.export_json", "E", "export('json')", "Export slice as JSON", show=False),
     ),
     "chains": (
         KeyAction("chains.next_tick", "right,n", "step(1)", "Next tick", priority=True),
@@ -90,12 +93,18 @@ SCREEN_KEYS: dict[str, tuple[KeyAction, ...]] = {
         KeyAction("chains.scroll_up", "b", "scroll_step(-1)", "Scroll tick up", show=False),
         KeyAction("chains.to_trace", "t", "to_trace", "Show in trace"),
         KeyAction("chains.list", "L", "toggle_list", "Chain list", show=False),
+        KeyAction("chains.copy", "y", "copy", "Copy chain", show=False),
+        KeyAction("chains.export_md", "e", "export('md')", "Export chain as Markdown", show=False),
+        KeyAction("chains.export_json", "E", "export('json')", "Export chain as JSON", show=False),
     ),
     "audit": (
         KeyAction("audit.approve", "a", "decide('go')", "Approve"),
         KeyAction("audit.reject", "r", "decide('no-go')", "Reject"),
         KeyAction("audit.next_gate", "right_square_bracket", "gate(1)", "Next gate"),
         KeyAction("audit.prev_gate", "left_square_bracket", "gate(-1)", "Prev gate", show=False),
+        KeyAction("audit.copy", "y", "copy", "Copy verdict"),
+        KeyAction("audit.export_md", "e", "export('md')", "Export verdict as Markdown", show=False),
+        KeyAction("audit.export_json", "E", "export('json')", "Export verdict as JSON", show=False),
     ),
     "report": (
         KeyAction("report.next_plot", "p", "next_plot(1)", "Next plot"),

@@ -152,3 +152,37 @@ class AuditScreen(PhasefScreen):
             self.app.call_from_thread(self.notify, str(exc), title="not signed", severity="error", timeout=8)
             return
         self.app.call_from_thread(self.notify, message, title="signed", timeout=6)
+
+    # -- copy and export ---------------------------------------------------------------------------------------------
+    def _verdict_doc(self) -> dict[str, object] | None:
+        from phasef_tui.exports import verdict_doc
+
+        gate = self.current_gate()
+        if gate is None:
+            self.notify("no gate has opened yet", timeout=3)
+            return None
+        session = getattr(self.source, "session_dir", None)
+        return verdict_doc(gate, session.name if session is not None else None)
+
+    def action_copy(self) -> None:
+        """The gate's verdicts with the evidence hashes, as Markdown, to the clipboard (OSC 52)."""
+        from phasef_tui.exports import verdict_markdown
+
+        doc = self._verdict_doc()
+        if doc is not None:
+            self.app.copy_to_clipboard(verdict_markdown(doc))
+            self.notify(f"verdict of gate {doc['gate']} copied", title="clipboard", timeout=3)
+
+    def action_export(self, fmt: str) -> None:
+        from phasef_tui.exports import export_folder, render, verdict_markdown, write_export
+
+        doc = self._verdict_doc()
+        if doc is None:
+            return
+        text = render(doc, fmt, verdict_markdown)
+        try:
+            path = write_export(export_folder(self.source), f"verdict-{doc['gate']}", fmt, text)
+        except OSError as exc:
+            self.notify(str(exc), title="not exported", severity="error", timeout=8)
+            return
+        self.notify(f"verdict of gate {doc['gate']} to {path}", title="exported", timeout=6)
