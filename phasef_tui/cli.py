@@ -169,6 +169,12 @@ class _Tee(io.TextIOBase):
     def flush(self) -> None:
         self.target.flush()
 
+    def isatty(self) -> bool:
+        return bool(self.target.isatty())
+
+    def fileno(self) -> int:
+        return int(self.target.fileno())
+
 
 @contextlib.contextmanager
 def _gathered(on: bool) -> Iterator[tuple[_Tee, _Tee] | None]:
