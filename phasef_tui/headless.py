@@ -20,7 +20,10 @@ from pipeline.engine import Engine
 from pipeline.journal import SessionLocked
 from pipeline.session import supervise
 from pipeline.state import SessionState
-from widgets.theme import themed
+from widgets.theme import palette_from_theme, themed, use_palette
+
+HEADLESS_THEME = "ansi-dark"
+"""The live table of ``run --headless`` uses the terminal's ANSI colours (a Rich console honours NO_COLOR)."""
 
 STATE_STYLE = {
     "succeeded": "good",
@@ -103,6 +106,7 @@ def _plain_line(ev: dict[str, Any], session: str) -> str | None:
 
 
 def run_headless(cfg: PhasefConfig, config_path: Path, session_dir: Path, until: str | None, plain: bool) -> int:
+    use_palette(palette_from_theme(HEADLESS_THEME))  # the terminal's own colours, whatever its background
     console = Console(stderr=False)
     live_mode = console.is_terminal and not plain
     holder: dict[str, Engine] = {}

@@ -53,6 +53,10 @@ def palette_from_variables(variables: dict[str, str], name: str = "", no_color: 
         from textual.color import Color
 
         raw = variables.get(key) or variables.get(fallback) or ""
+        if raw.startswith("ansi_"):  # an ANSI theme: the terminal's own colour, by its Rich name
+            return raw.removeprefix("ansi_")
+        if raw == "transparent":
+            return ""
         try:
             return Color.parse(raw).hex6 if raw and not raw.startswith("auto") else ""
         except Exception:  # a variable Rich cannot show: no colour rather than a crash
