@@ -7,6 +7,7 @@ meaningful event, so logs stay readable.
 from __future__ import annotations
 
 import asyncio
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,8 @@ STATE_STYLE = {
 }
 
 
-def render_table(state: SessionState) -> Table:
+def render_table(state: SessionState, where: str | None = None) -> Table:
+    """The live table; ``where`` (the session folder) makes the approve hint work from any folder."""
     table = Table(title=f"phasef session {state.session}: {state.state}", expand=False)
     for col in ("step", "kind", "state", "att.", "time", "note"):
         table.add_column(col)
@@ -52,13 +54,15 @@ def render_table(state: SessionState) -> Table:
         table.add_row(st.key, st.kind, f"[{style}]{st.state}[/]", str(st.attempts), dur, note[:70])
     for gate in state.waiting_gates():
         table.caption = (
-            f"waiting at gate {gate.id}: phasef approve {state.session} {gate.id} "
+            f"waiting at gate {gate.id}: phasef approve {where or state.session} {gate.id} "
             "--decision go|no-go --as NAME --reason TEXT"
         )
     return table
 
 
-def _plain_line(ev: dict[str, Any], session: str) -> str | None:
+def _plain_line(ev: dict[str, Any], session: str, where: str | None = None) -> str | None:
+    """One plain progress line; ``where`` (the session folder) goes into the approve hint, which then works from
+    any folder (``phasef approve`` takes a session folder as well as an id)."""
     t = ev["type"]
     key = f"{ev.get('stage')}.{ev.get('step')}"
     p = ev.get("payload", {})
@@ -85,7 +89,7 @@ def _plain_line(ev: dict[str, Any], session: str) -> str | None:
         verdict = f"; audit verdict {audit.get('verdict')}" if audit else ""
         return (
             f"{key}: WAITING for a decision{verdict} (evidence {str(p.get('evidence_sha256'))[:12]}); "
-            f"phasef approve {session} {key} --decision go|no-go --as NAME --reason TEXT"
+            f"phasef approve {where or session} {key} --decision go|no-go --as NAME --reason TEXT"
         )
     if t == "gate_decided":
         over = " (operator override)" if p.get("override") else ""
@@ -110,6 +114,7 @@ def run_headless(cfg: PhasefConfig, config_path: Path, session_dir: Path, until:
     console = Console(stderr=False)
     live_mode = console.is_terminal and not plain
     holder: dict[str, Engine] = {}
+    where = shlex.quote(str(session_dir.resolve()))
 
     def on_engine(engine: Engine) -> None:
         holder["engine"] = engine
@@ -118,7 +123,7 @@ def run_headless(cfg: PhasefConfig, config_path: Path, session_dir: Path, until:
             def listener(msg: dict[str, Any]) -> None:
                 ev = msg.get("event")
                 if ev:
-                    line = _plain_line(ev, engine.state.session)
+                    line = _plain_line(ev, engine.state.session, where)
                     if line:
                         print(line, flush=True)
 
@@ -139,10 +144,10 @@ def run_headless(cfg: PhasefConfig, config_path: Path, session_dir: Path, until:
             with Live(console=console, refresh_per_second=4) as live:
                 while not task.done():
                     if "engine" in holder:
-                        live.update(render_table(holder["engine"].state))
+                        live.update(render_table(holder["engine"].state, where))
                     await asyncio.sleep(0.25)
                 if "engine" in holder:
-                    live.update(render_table(holder["engine"].state))
+                    live.update(render_table(holder["engine"].state, where))
         result = await task
         if live_mode:
             console.print(

@@ -20,6 +20,7 @@ import orjson
 
 from phasef_tui.data_source import ApprovalError, DataSource, TraceProfile, trace_profile
 from phasef_tui.trace_feed import TraceFeed
+from pipeline.fsio import open_regular, read_bytes_bounded
 from pipeline.journal import JOURNAL_NAME, Event, JournalTail
 from pipeline.state import GateState, SessionState, StepState
 from pipeline.watch import FileWatch
@@ -37,6 +38,7 @@ from widgets.session_view import (
 FINGERPRINT_ENV = "PHASEF_KEY_FINGERPRINT"
 ROLE_ENV = "PHASEF_ROLE"
 COMPARISON_NAME = "comparison.json"
+REPORT_LIMIT_BYTES = 64 * 2**20
 CONFIG_NAMES = ("config.resolved.toml", "config.toml")
 POLL_S = 0.05
 """How often the journal is checked for new events (the frame rate)."""
@@ -122,8 +124,11 @@ class PlanInfo:
         self.stage_order: list[str] = []
         if path is None:
             return
+        from pipeline.config import CONFIG_LIMIT_BYTES
+        from pipeline.fsio import read_text_bounded
+
         try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            raw = tomllib.loads(read_text_bounded(path, CONFIG_LIMIT_BYTES))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
             return
         stages = raw.get("stages", {})
@@ -295,7 +300,7 @@ def training_curves(state: SessionState) -> tuple[tuple[tuple[float, float], ...
 def looks_like_trace(path: Path) -> bool:
     """A canonical dirty trace starts with a record that has ``kind`` and ``episode`` (cheap: first 4 KB)."""
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             head = fh.read(4096)
     except OSError:
         return False
@@ -419,7 +424,7 @@ class SessionSource(DataSource):
         candidates = sorted(report.glob("*.json"), key=lambda p: p.name != COMPARISON_NAME) if report.is_dir() else []
         for path in candidates:
             try:
-                data = orjson.loads(path.read_bytes())
+                data = orjson.loads(read_bytes_bounded(path, REPORT_LIMIT_BYTES))
             except (OSError, orjson.JSONDecodeError):
                 continue
             if isinstance(data, dict):
@@ -521,7 +526,11 @@ class SessionSource(DataSource):
             return ()
         if self._log_cache is not None and self._log_cache[:2] == (path, size):
             return self._log_cache[2]
-        with open(path, "rb") as fh:
+        try:
+            fh = open_regular(path)
+        except OSError:
+            return ()
+        with fh:
             fh.seek(max(0, size - LOG_TAIL_BYTES))
             data = fh.read(LOG_TAIL_BYTES)
         lines = data.decode("utf-8", "replace").splitlines()

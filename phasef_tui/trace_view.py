@@ -28,8 +28,10 @@ KEYS_CONFIG = "config.toml"
 
 def is_canonical_jsonl(path: Path) -> bool:
     """Cheap check of the first line, so canonical files skip the format detection (and its imports)."""
+    from pipeline.fsio import open_regular
+
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             first = fh.readline(1 << 16)
     except OSError:
         return False
@@ -78,12 +80,17 @@ def prepare_trace_view(path: Path, follow: bool) -> TraceView | str:
     from phasef_tui.app import PhasefApp, load_tui_settings
     from phasef_tui.data_source import TraceFileSource
     from phasef_tui.trace_feed import TraceFeed
+    from pipeline.fsio import NotARegularFile, check_regular_file
 
     path = Path(path)
     if not path.exists():
         return f"{path}: no such file"
     if path.is_dir():
         return f"{path}: is a directory"
+    try:
+        check_regular_file(path)  # a FIFO without a writer would block the viewer before its first screen
+    except NotARegularFile as exc:
+        return str(exc)
     temporary: Path | None = None
     problems: list[str] = []
     shown, display = path, str(path)

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from pipeline.journal import JOURNAL_NAME, Event, JournalProblem, read_journal
 
@@ -304,10 +304,16 @@ class SessionState(BaseModel):
 
 
 def replay(events: Iterable[Event | JournalProblem], session: str) -> SessionState:
+    """The state after ``events``; an event whose payload does not fit its type (a damaged or hand-edited journal)
+    becomes a problem naming its sequence number and type, and the replay goes on."""
     state = SessionState(session=session)
     for item in events:
         if isinstance(item, Event):
-            state.apply(item)
+            try:
+                state.apply(item)
+            except (ValidationError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                state.problems.append(f"event {item.seq} ({item.type}): cannot apply: {type(exc).__name__}: {detail}")
         else:
             state.problems.append(str(item))
     return state

@@ -57,9 +57,9 @@ def test_sample_plan_gate_released_by_approve_from_another_process(tmp_path: Pat
     assert any(e["payload"].get("timed_out") for e in failed if e["step"] == "slow")
     assert (session / "config.resolved.toml").exists()
     assert (session / "logs" / "A.flaky.1.log").read_text().strip() == "transient failure"
-    # a second decision on a decided gate is refused: no supervisor runs any more
+    # a second decision on a decided gate is refused from the journal: no supervisor runs any more
     r = phasef("approve", "demo", "release", "--decision", "no-go", "--as", "bob", "--reason", "late", cwd=tmp_path)
-    assert r.returncode == 2 and "no supervisor is running" in r.stderr
+    assert r.returncode == 1 and "gate C.release is not waiting: decided by alice (go)" in r.stderr
 
 
 GATE_PLAN = """
@@ -246,6 +246,7 @@ def test_a_decided_gate_is_asked_again_only_when_its_evidence_changed(tmp_path: 
 def test_cancelling_a_step_gives_it_time_to_save(tmp_path: Path) -> None:
     write_plan(
         tmp_path,
+        '[project]\nstep_functions = ["tests.spine_steps:slow_saver"]\n'
         '[stages.A]\ntitle = "A"\n[stages.A.steps.work]\nkind = "builtin"\nfunction = "tests.spine_steps:slow_saver"\n',
     )
     session = tmp_path / "sessions" / "x"

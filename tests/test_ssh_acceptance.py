@@ -30,7 +30,8 @@ from tests.spine_helpers import (
     wait_for,
     write_plan,
 )
-from tests.ssh_helpers import Tmux, capture_raw, fingerprint, make_key, run_ssh, ssh_argv, write_keys
+from tests.ssh_helpers import capture_raw, fingerprint, make_key, run_ssh, ssh_argv, write_keys
+from tests.tmux_helpers import Tmux
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ssh") is None or shutil.which("tmux") is None, reason="needs the OpenSSH client and tmux"
@@ -105,13 +106,6 @@ def served(tmp_path: Path) -> Iterator[Served]:
     s = Served(tmp_path)
     yield s
     s.close()
-
-
-@pytest.fixture
-def tmux() -> Iterator[Tmux]:
-    t = Tmux()
-    yield t
-    t.close()
 
 
 def test_viewer_is_refused_and_the_approver_signs_the_gate_over_ssh(served: Served, tmux: Tmux) -> None:

@@ -59,7 +59,9 @@ def sessions_root_for(args: argparse.Namespace) -> Path:
         try:
             import tomllib
 
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            from pipeline.fsio import read_text_bounded
+
+            raw = tomllib.loads(read_text_bounded(path, 16 * 2**20))
             sub = Path(raw.get("project", {}).get("sessions_dir", "sessions")).expanduser()
             return sub if sub.is_absolute() else path.parent / sub
         except (OSError, ValueError):

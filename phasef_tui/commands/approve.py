@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from phasef_tui.commands._common import (
     EXIT_FAILED,
@@ -60,11 +61,15 @@ def _gate_id(client, gate: str) -> str:  # type: ignore[no-untyped-def]
 
 
 def _approve(args: argparse.Namespace) -> int:
+    from pipeline.control import ControlClient
     from pipeline.engine import ControlError
 
-    client = _client(args, args.session)
-    if client is None:
+    session_dir = resolve_session(args, None if args.session in (None, "latest") else args.session)
+    if session_dir is None:
         return EXIT_USAGE
+    client = ControlClient(session_dir)
+    if not client.available():
+        return _approve_without_supervisor(session_dir, args.gate)
     try:
         gate = _gate_id(client, args.gate)
         data = client.request(
@@ -78,6 +83,9 @@ def _approve(args: argparse.Namespace) -> int:
     except ControlError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except (ConnectionRefusedError, FileNotFoundError):
+        # a socket left behind by a supervisor that is gone: nothing was sent, the journal says the rest
+        return _approve_without_supervisor(session_dir, args.gate)
     except OSError as exc:
         print(f"error: cannot reach the supervisor: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -87,6 +95,76 @@ def _approve(args: argparse.Namespace) -> int:
     note = " (operator override of the audit verdict)" if data.get("override") else ""
     print(f"{data['gate']}: {data['decision'].upper()} signed by {data['operator']}{note}")
     return EXIT_OK
+
+
+def _approve_without_supervisor(session_dir: Path, name: str) -> int:
+    """No supervisor answers: read the journal and say what became of the gate; nothing is signed (exit 1)."""
+    from pipeline.journal import is_locked
+    from pipeline.state import load_state
+
+    session = session_dir.name
+    try:
+        state = load_state(session_dir)
+    except (FileNotFoundError, OSError) as exc:
+        print(f"error: no supervisor is running for session {session}, and its journal cannot be read: {exc}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
+    matches = [g for g in state.gates.values() if g.id == name or ("." not in name and g.step == name)]
+    if len(matches) != 1:
+        opened = ", ".join(state.gates) or "none"
+        which = "several gates are" if matches else "no gate is"
+        print(
+            f"refused: {which} named {name!r} in session {session} (gates opened: {opened}); "
+            f"no supervisor is running for it ({_run_state(state)})",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    gate = matches[0]
+    if gate.state == "decided":
+        reason = f", reason {gate.reason!r}" if gate.reason else ""
+        override = " (an override of the audit verdict)" if gate.override else ""
+        print(
+            f"refused: gate {gate.id} is not waiting: decided by {gate.operator} ({gate.decision}) at "
+            f"{gate.decided_at}{reason}{override}; session {session} is {_run_state(state)}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    if gate.state == "timed_out":
+        print(
+            f"refused: gate {gate.id} is not waiting: timed out at {gate.decided_at} (no-go: {gate.reason}); "
+            f"session {session} is {_run_state(state)}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    if state.state in ("completed", "failed", "cancelled"):
+        print(
+            f"refused: gate {gate.id} was never decided and cannot be any more: session {session} ended "
+            f"({state.state}) at {state.finished}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    if is_locked(session_dir):
+        print(
+            f"error: gate {gate.id} is waiting and a supervisor holds session {session}, but its control socket "
+            "is not up (starting or stopping?); try again in a moment",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    print(
+        f"error: gate {gate.id} is waiting, but no supervisor is running for session {session} "
+        f"({_run_state(state)}), so nothing was signed. Resume the run with `phasef run --resume {session} "
+        "--detach`; the same gate waits again, and this approval can then be repeated.",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
+
+
+def _run_state(state) -> str:  # type: ignore[no-untyped-def]
+    if state.state == "interrupted":
+        return "interrupted: its supervisor stopped without finishing the run"
+    if state.finished:
+        return f"{state.state} since {state.finished}"
+    return str(state.state)
 
 
 def _cancel(args: argparse.Namespace) -> int:

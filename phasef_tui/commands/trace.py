@@ -1,15 +1,17 @@
 """``phasef trace``: import foreign traces into the canonical schema, analyze a trace, view one.
 
 ``stats`` exits 0 whenever it could read the file, bad lines included (they are part of the report, each as
-``file:line: reason``), and 2 when it could not read it at all (missing, a directory, unreadable, or a document
-of no known format).
+``file:line: reason``), and 2 when it could not read it at all (missing, a directory, unreadable, a document
+of no known format, or not a regular file: a FIFO, a device or a socket is refused before anything reads it).
+
+``import`` writes its output to a temporary file beside ``-o`` and renames it into place only on success; when
+nothing could be imported the old ``-o`` file is left as it was.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,8 +23,10 @@ if TYPE_CHECKING:
 
 LIST_LIMIT = 50
 FORMAT_HELP = (
-    "its format: phasef, swe-agent, openhands, mini-swe-agent, tau-bench or inspect-ai (detected if not given)"
+    "its format: phasef, swe-agent, openhands, mini-swe-agent, tau-bench or inspect-ai (detected if not given), "
+    "or jsonl with --map"
 )
+MAP_HELP = "mapping file (TOML) for a runner's own JSONL: which field is the episode, tick, outcome, ... (--from jsonl)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -42,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     imp.add_argument("path", type=Path, help="the trace to import")
     imp.add_argument("--from", dest="fmt", metavar="FORMAT", help=FORMAT_HELP)
+    imp.add_argument("--map", type=Path, help=MAP_HELP)
     imp.add_argument("-o", "--output", type=Path, required=True, help="canonical JSONL file to write")
     add_json_arg(imp, "what was imported")
     imp.set_defaults(func=_import)
@@ -57,6 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     stats.add_argument("--deadlock-window", type=int, help="ticks without progress that make a deadlock")
     stats.add_argument("--thrash-min", type=int, help="failures of one action that make thrashing")
     stats.add_argument("--max-line-mb", type=float, help="lines longer than this are reported and skipped")
+    stats.add_argument("--map", type=Path, help=MAP_HELP)
+    stats.add_argument(
+        "--warmup", type=int, help="ticks before the context growth is fitted (default: context_window + 1, else 5)"
+    )
     stats.set_defaults(func=_stats)
 
     view = trace_sub.add_parser("view", help="browse a trace in the terminal", description="Browse a trace.")
@@ -71,15 +80,21 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _unknown_format(command: str, fmt: str | None) -> int | None:
-    from pipeline.traces.importers import FORMATS
+    from pipeline.traces.importers import EXPLICIT_FORMATS, FORMATS
 
-    if fmt is None or fmt in FORMATS:
+    known = FORMATS + EXPLICIT_FORMATS
+    if fmt is None or fmt in known:
         return None
-    print(f"phasef trace {command}: unknown format {fmt!r}; expected one of {', '.join(FORMATS)}", file=sys.stderr)
+    print(f"phasef trace {command}: unknown format {fmt!r}; expected one of {', '.join(known)}", file=sys.stderr)
     return 2
 
 
 def _cannot_read(command: str, path: Path, exc: BaseException) -> int:
+    from pipeline.fsio import FileTooLarge, NotARegularFile
+
+    if isinstance(exc, NotARegularFile | FileTooLarge):
+        print(f"phasef trace {command}: {exc}", file=sys.stderr)  # the message names the path and what it is
+        return 2
     detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     print(f"phasef trace {command}: cannot read {path}: {detail}", file=sys.stderr)
     return 2
@@ -88,27 +103,30 @@ def _cannot_read(command: str, path: Path, exc: BaseException) -> int:
 def _import(args: argparse.Namespace) -> int:
     import orjson
 
+    from pipeline.fsio import atomic_open
     from pipeline.traces.importers import UnknownFormat, detect_format, import_trace
 
     path: Path = args.path
     if (code := _unknown_format("import", args.fmt)) is not None:
         return code
     try:
-        fmt = args.fmt or detect_format(path)
-        records, bad_lines = import_trace(path, fmt)
-    except (OSError, UnknownFormat) as exc:
+        fmt = args.fmt or ("jsonl" if args.map is not None else detect_format(path))
+        records, bad_lines = import_trace(path, fmt, mapping=args.map)
+    except (OSError, UnknownFormat, ValueError) as exc:
         return _cannot_read("import", path, exc)
     out: Path = args.output
-    tmp = out.with_name(out.name + ".tmp")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "wb") as fh:
-        for record in records:
-            fh.write(orjson.dumps(record) + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, out)
     for bad in bad_lines:
         print(bad, file=sys.stderr)
+    if not records and bad_lines:
+        print(f"{path} ({fmt}): nothing could be imported; {out} left as it was", file=sys.stderr)
+        return 1
+    try:
+        with atomic_open(out, "wb") as fh:
+            for record in records:
+                fh.write(orjson.dumps(record) + b"\n")
+    except OSError as exc:
+        print(f"phasef trace import: cannot write {out}: {exc.strerror or exc}; it was left as it was", file=sys.stderr)
+        return 1
     episodes = len({(r.get("run_id"), r["episode"]) for r in records})
     ticks = sum(1 for r in records if r["kind"] == "tick")
     code = 0 if records or not bad_lines else 1
@@ -149,8 +167,19 @@ def _stats(args: argparse.Namespace) -> int:
             options["thrash_min"] = args.thrash_min
         if args.max_line_mb is not None:
             options["max_line_bytes"] = max(1, int(args.max_line_mb * 2**20))
-        result = analyze(path, fmt=args.fmt, **options)
-    except (OSError, UnknownFormat) as exc:
+        if args.warmup is not None:
+            options["warmup"] = args.warmup
+        if args.map is not None:
+            from pipeline.traces.analysis import analyze_records
+            from pipeline.traces.importers import import_trace
+            from pipeline.traces.reader import file_sha256
+
+            options.pop("max_line_bytes", None)
+            records, bad_lines = import_trace(path, "jsonl", mapping=args.map)
+            result = analyze_records(records, file=str(path), sha256=file_sha256(path), bad_lines=bad_lines, **options)
+        else:
+            result = analyze(path, fmt=args.fmt, **options)
+    except (OSError, UnknownFormat, ValueError) as exc:
         return _cannot_read("stats", path, exc)
     if args.json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")

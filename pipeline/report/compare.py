@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -742,15 +741,15 @@ def render_markdown(doc: dict[str, Any]) -> str:
 
 def write_outputs(doc: dict[str, Any], markdown: str, folders: Sequence[Path], stem: str) -> list[Path]:
     """``<stem>.json`` and ``<stem>.md`` into every folder (atomically); the paths written, JSON first."""
+    from pipeline.fsio import atomic_write_text
+
     text_json = json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
     written = []
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
         for suffix, text in ((".json", text_json), (".md", markdown)):
             path = folder / f"{stem}{suffix}"
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, path)
+            atomic_write_text(path, text)
             written.append(path)
     return written
 
