@@ -161,7 +161,7 @@ class PhasefApp(App[int]):
 
         apply_palette(self)
         for screen in self.screen_objects.values():
-            if screen.is_mounted:
+            if screen.view_ready:  # (a screen still mounting draws itself with the new palette when ready)
                 screen.refresh_view({"all"})
                 screen.refresh(layout=False)
 

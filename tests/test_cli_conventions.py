@@ -100,6 +100,19 @@ def test_json_output_and_json_errors(tmp_path: Path) -> None:
     assert r.returncode == 2 and "prints no data" in err["error"]
 
 
+def test_report_build_prints_its_outcome_as_json(tmp_path: Path) -> None:
+    from tests.test_compare_report import baseline_specs, write_run
+
+    write_run(tmp_path / "t.jsonl", baseline_specs(4), seed=1, run_id="r1")
+    out = tmp_path / "r.json"
+    r = phasef("report", "build", "--trace", str(tmp_path / "t.jsonl"), "-o", str(out), "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    written = json.loads(out.read_text())
+    assert doc["report"] == str(out) and doc["verdict"] == written["verdict"]
+    assert doc["ticks_observed"] == written["ticksObserved"] and doc["gateConfigHash"] == written["gateConfigHash"]
+
+
 def test_every_data_command_takes_json() -> None:
     """The commands that print data (a result, a report, a summary) each accept --json."""
     parser = build_parser()
@@ -113,6 +126,8 @@ def test_every_data_command_takes_json() -> None:
         ("trace", "stats"),
         ("trace", "import"),
         ("handoff", "verify"),
+        ("report", "build"),
+        ("validate",),
         ("model", "init-tiny"),
         ("model", "import-gguf"),
     }
