@@ -14,19 +14,10 @@ import pytest
 
 from phasef_tui.cli import build_parser, subparsers_of
 from tests.spine_helpers import phasef, write_plan
+from tests.test_spine_config import GOOD
 
-PLAN = """
-[project]
-name = "t"
-
-[stages.A]
-title = "A"
-
-[stages.A.steps.one]
-kind = "shell"
-command = "true"
-"""
-BAD_PLAN = PLAN.replace('command = "true"', 'command = "true"\ncolour = "red"')
+PLAN = GOOD  # two stages, A.one then B.two
+BAD_PLAN = PLAN.replace('command = "true"\n\n[stages.B]', 'command = "true"\ncolour = "red"\n\n[stages.B]')
 
 
 def test_version() -> None:
@@ -55,7 +46,7 @@ def test_config_is_named_the_same_way_by_check_and_show(tmp_path: Path) -> None:
         assert r.returncode == 0, (action, r.stderr)
         r = phasef("config", action, cwd=tmp_path, env={"PHASEF_CONFIG": str(path)})
         assert r.returncode == 0, (action, r.stderr)
-    assert f"{path}: ok (1 stages, 1 steps)" in phasef("config", "check", "-c", str(path), cwd=tmp_path).stdout
+    assert f"{path}: ok (2 stages, 2 steps)" in phasef("config", "check", "-c", str(path), cwd=tmp_path).stdout
     assert "--config FILE" in phasef("config", "check", "--help", cwd=tmp_path).stdout
     assert "--config FILE" in phasef("config", "show", "--help", cwd=tmp_path).stdout
 
@@ -67,7 +58,7 @@ def test_quiet_and_verbose(tmp_path: Path) -> None:
     after = phasef("config", "check", "-c", str(path), "-q", cwd=tmp_path)
     assert after.returncode == 0 and after.stdout == "", "a global flag after the command works too"
     verbose = phasef("config", "check", "-c", str(path), "-v", cwd=tmp_path)
-    assert verbose.stdout.splitlines() == [f"{path}: ok (1 stages, 1 steps)", "  A: one"]
+    assert verbose.stdout.splitlines() == [f"{path}: ok (2 stages, 2 steps)", "  A: one", "  B: two"]
     bad = write_plan(tmp_path / "bad", BAD_PLAN)
     r = phasef("-q", "config", "check", "-c", str(bad), cwd=tmp_path)
     assert r.returncode == 2 and "colour: unknown key" in r.stderr, "-q never hides errors"
@@ -77,9 +68,9 @@ def test_json_output_and_json_errors(tmp_path: Path) -> None:
     path = write_plan(tmp_path / "p", PLAN)
     for argv in (("--json", "config", "check", "-c", str(path)), ("config", "check", "-c", str(path), "--json")):
         r = phasef(*argv, cwd=tmp_path)
-        assert r.returncode == 0 and json.loads(r.stdout) == {"ok": True, "config": str(path), "stages": 1, "steps": 1}
+        assert r.returncode == 0 and json.loads(r.stdout) == {"ok": True, "config": str(path), "stages": 2, "steps": 2}
     shown = json.loads(phasef("config", "show", "-c", str(path), "--json", cwd=tmp_path).stdout)
-    assert shown["dependencies"] == {"A.one": []} and shown["plan"]["stages"]["A"]["title"] == "A"
+    assert shown["dependencies"] == {"A.one": [], "B.two": ["A.one"]} and shown["plan"]["stages"]["A"]["title"] == "A"
 
     bad = write_plan(tmp_path / "bad", BAD_PLAN)
     r = phasef("config", "check", "-c", str(bad), "--json", cwd=tmp_path)

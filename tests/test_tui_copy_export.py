@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from textual.pilot import Pilot
 
 from phasef_tui.app import PhasefApp
 from phasef_tui.data_source import TraceFileSource
 from phasef_tui.trace_feed import TraceFeed
-from tests.tui_helpers import FIXED_NOW, ConstructedSource, constructed_session, sample_records, write_trace
+from tests.tui_helpers import FIXED_NOW, ConstructedSource, constructed_session, sample_records, until, write_trace
 
 SIZE = (100, 30)
-
-
-async def until(pilot: Pilot[int], predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return True
-        await pilot.pause(0.05)
-    return predicate()
 
 
 def trace_app(tmp_path: Path, initial: str) -> tuple[PhasefApp, Path]:

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-
-from textual.pilot import Pilot
 
 from phasef_tui.app import PhasefApp
 from phasef_tui.screens.audit import AuditScreen
-from tests.tui_helpers import FIXED_NOW, ConstructedSource, constructed_session
+from tests.tui_helpers import FIXED_NOW, ConstructedSource, constructed_session, until
 from widgets.session_view import GateView, SessionView
 
 SIZE = (80, 24)
-
-
-async def until(pilot: Pilot[int], predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return True
-        await pilot.pause(0.05)
-    return predicate()
 
 
 def app_for(source: ConstructedSource, initial: str) -> PhasefApp:

@@ -4,29 +4,19 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from textual.command import CommandList, CommandPalette
-from textual.pilot import Pilot
 
 from phasef_tui.app import PhasefApp, load_tui_settings
-from tests.tui_helpers import FIXED_NOW, ConstructedSource, constructed_session
+from tests.tui_helpers import FIXED_NOW, ConstructedSource, constructed_session, until
 from widgets import theme
 from widgets.stage_board import render_stage_board
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (100, 30)
-
-
-async def until(pilot: Pilot[int], predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return True
-        await pilot.pause(0.05)
-    return predicate()
 
 
 def session_app(**kwargs: Any) -> PhasefApp:

@@ -139,6 +139,15 @@ def open_feed(path: Path, follow: bool = False) -> TraceFeed:
     return feed
 
 
+async def until(pilot: Any, predicate: Any, timeout: float = 5.0) -> bool:
+    """In a Pilot test: wait (letting the app run) until ``predicate()`` holds, at most ``timeout`` seconds."""
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return True
+        await pilot.pause(0.05)
+    return bool(predicate())
+
+
 def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
     end_at = time.monotonic() + timeout
     while time.monotonic() < end_at:
