@@ -159,7 +159,7 @@ def test_bash_completion(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed (.ci/run installs it)")
-def test_zsh_completion_loads(tmp_path: Path) -> None:
+def test_zsh_completion(tmp_path: Path) -> None:
     r = phasef("completion", "zsh", cwd=tmp_path)
     script = tmp_path / "_phasef"
     script.write_text(r.stdout)
@@ -172,6 +172,26 @@ def test_zsh_completion_loads(tmp_path: Path) -> None:
         timeout=30,
     )
     assert loaded.returncode == 0 and loaded.stdout.strip() == "_phasef", loaded.stderr
+
+    def complete(*words: str) -> list[str]:
+        """What _phasef offers for ``words`` (the last one being typed), zsh's own helpers stood in by printers."""
+        program = (
+            "compdef() { : }\n"
+            '_describe() { local name=$4; print -rl -- "${(@P)name}" }\n'
+            '_files() { print -r -- "<files>" }\n'
+            f"source {script}\n"
+            f"words=({' '.join(shlex.quote(w) for w in words)}); CURRENT={len(words)}\n"
+            "_phasef\n"
+        )
+        out = subprocess.run(["zsh", "-f", "-c", program], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return [line.split(":", 1)[0] for line in out.stdout.splitlines()]
+
+    assert {"config", "status", "trace", "completion"} <= set(complete("phasef", ""))
+    assert {"check", "show"} <= set(complete("phasef", "config", ""))
+    assert {"--config", "--json", "--quiet"} <= set(complete("phasef", "-q", "config", "check", "--"))
+    assert complete("phasef", "completion", "")[:3] == ["bash", "zsh", "fish"]
+    assert "<files>" in complete("phasef", "trace", "stats", "")
 
 
 @pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed (.ci/run installs it)")

@@ -110,7 +110,7 @@ def zsh_script(nodes: list[Node]) -> str:
     cases = []
     for node in nodes:
         pairs = node.commands + [(c, "") for c in node.choices] + node.options
-        described = [f"{_zsh_quote(name)}:{_zsh_quote(h)}" for name, h in pairs]
+        described = [f"{_zsh_quote(name)}:{_zsh_quote(h)}" if h else _zsh_quote(name) for name, h in pairs]
         items = " ".join(f"'{d}'" for d in described)
         files = "1" if node.takes_files else "0"
         cases.append(f'        "{" ".join(node.path)}") items=({items}); files={files} ;;')
