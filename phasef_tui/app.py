@@ -266,13 +266,8 @@ def load_tui_settings(config: Path | None) -> dict[str, Any]:
     from phasef_tui.theming import theme_from_config
 
     keymap, problems = load_keys(config)
-    theme, theme_problems = theme_from_config(config)
-    return {
-        "keymap": keymap,
-        "keymap_problems": problems + theme_problems,
-        "theme": theme,
-        "theme_source": f"{config} [tui] theme",
-    }
+    theme, theme_problems, where = theme_from_config(config)
+    return {"keymap": keymap, "keymap_problems": problems + theme_problems, "theme": theme, "theme_source": where}
 
 
 def run_attach(session_dir: Path, operator: str, control_socket: Path | None) -> int:

@@ -21,28 +21,31 @@ DARK, LIGHT = "textual-dark", "textual-light"
 """The stock themes: dark by default, light for a light terminal."""
 
 
-def theme_from_config(path: Path | None) -> tuple[str | None, list[KeymapProblem]]:
-    """``[tui] theme`` of a config file (missing file or key: None). Only read, never fatal: a problem is returned
-    for the app to show, and the default theme is used."""
+def theme_from_config(path: Path | None) -> tuple[str | None, list[KeymapProblem], str]:
+    """``[tui] theme`` of a config file (missing file or key: None), the problems found, and where the value is
+    (``file:line: tui.theme``, for a message about it). Only read, never fatal: a problem is returned for the app
+    to show, and the default theme is used."""
+    where = f"{path}: tui.theme"
     if path is None:
-        return None, []
+        return None, [], where
     from pipeline.config import key_lines
 
     try:
         text = path.read_text(encoding="utf-8")
         raw = tomllib.loads(text)
     except FileNotFoundError:
-        return None, []
+        return None, [], where
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        return None, [KeymapProblem(str(path), None, "tui.theme", f"cannot read: {exc}")]
+        return None, [KeymapProblem(str(path), None, "tui.theme", f"cannot read: {exc}")], where
     tui = raw.get("tui", {})
     if not isinstance(tui, Mapping) or "theme" not in tui:
-        return None, []
+        return None, [], where
+    line = key_lines(text).get(("tui", "theme"))
+    where = f"{path}:{line}: tui.theme" if line else where
     value = tui["theme"]
     if not isinstance(value, str) or not value.strip():
-        line = key_lines(text).get(("tui", "theme"))
-        return None, [KeymapProblem(str(path), line, "tui.theme", "must be the name of a theme (a string)")]
-    return value.strip(), []
+        return None, [KeymapProblem(str(path), line, "tui.theme", "must be the name of a theme (a string)")], where
+    return value.strip(), [], where
 
 
 def check_theme(app: App[object], name: str, source: str) -> str | None:

@@ -69,8 +69,19 @@ async def test_an_unknown_theme_is_named_with_the_themes_there_are(tmp_path: Pat
     async with app.run_test(size=SIZE) as pilot:
         assert await until(pilot, lambda: any("unknown theme 'neon'" in str(n.message) for n in app._notifications))
         message = next(str(n.message) for n in app._notifications if "neon" in str(n.message))
-        assert str(config) in message and "textual-light" in message and "textual-dark" in message
+        assert message.startswith(f"{config}:2: tui.theme: unknown theme 'neon'"), message
+        assert "textual-light" in message and "textual-dark" in message
         assert app.theme == "textual-dark"
+
+
+def test_a_theme_that_is_not_a_name_is_named_with_its_line(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[project]\nname = "x"\n\n[tui]\ntheme = 3\n')
+    settings = load_tui_settings(config)
+    assert settings["theme"] is None
+    assert [str(p) for p in settings["keymap_problems"]] == [
+        f"{config}:5: tui.theme: must be the name of a theme (a string)"
+    ]
 
 
 async def test_no_color_turns_colour_off(monkeypatch: pytest.MonkeyPatch) -> None:
