@@ -27,13 +27,21 @@ from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 from phasef_tui import commands
-from phasef_tui.commands._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_GO, EXIT_OK, EXIT_USAGE
+from phasef_tui.commands._common import (
+    EXIT_FAILED,
+    EXIT_GO_OVERRIDE,
+    EXIT_INTERRUPTED,
+    EXIT_NO_GO,
+    EXIT_OK,
+    EXIT_USAGE,
+)
 
 EXIT_CODES = (
     (EXIT_OK, "success (a run: completed with GO, or no gate reached)"),
     (EXIT_FAILED, "failed: a step or check failed, a request was refused, a run was cancelled"),
     (EXIT_USAGE, "usage or config error (bad flag, invalid config.toml, unknown session)"),
     (EXIT_NO_GO, "a run completed with a NO-GO decision"),
+    (EXIT_GO_OVERRIDE, "a run completed GO-OVERRIDE (signed GO over an unmet pass criterion)"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
 )
 JSON_HELP = "print data as one JSON document; errors become JSON too"

@@ -53,9 +53,11 @@ def render_table(state: SessionState, where: str | None = None) -> Table:
         style = themed(STATE_STYLE.get(st.state, ""))
         table.add_row(st.key, st.kind, f"[{style}]{st.state}[/]", str(st.attempts), dur, note[:70])
     for gate in state.waiting_gates():
+        unmet = [c for c in gate.criteria or () if not c.get("met")]
         table.caption = (
             f"waiting at gate {gate.id}: phasef approve {where or state.session} {gate.id} "
             "--decision go|no-go --as NAME --reason TEXT"
+            + (f" ({len(unmet)} pass criteria not met: a GO needs --override)" if unmet else "")
         )
     return table
 
@@ -87,12 +89,18 @@ def _plain_line(ev: dict[str, Any], session: str, where: str | None = None) -> s
     if t == "gate_opened":
         audit = p.get("audit") or {}
         verdict = f"; audit verdict {audit.get('verdict')}" if audit else ""
+        unmet = [str(c.get("label")) for c in p.get("criteria") or [] if not c.get("met")]
+        criteria = f"; pass criteria NOT met: {'; '.join(unmet)} (a GO needs --override)" if unmet else ""
+        if p.get("criteria") and not unmet:
+            criteria = "; every pass criterion met"
         return (
-            f"{key}: WAITING for a decision{verdict} (evidence {str(p.get('evidence_sha256'))[:12]}); "
+            f"{key}: WAITING for a decision{verdict}{criteria} (evidence {str(p.get('evidence_sha256'))[:12]}); "
             f"phasef approve {where or session} {key} --decision go|no-go --as NAME --reason TEXT"
         )
     if t == "gate_decided":
-        over = " (operator override)" if p.get("override") else ""
+        over = " (operator OVERRIDE)" if p.get("override") else ""
+        if p.get("unmet_criteria") and p.get("override"):
+            over = f" (operator OVERRIDE of unmet pass criteria: {', '.join(p['unmet_criteria'])})"
         return f"{key}: {str(p.get('decision')).upper()} by {p.get('operator')}: {p.get('reason')}{over}"
     if t == "gate_refused":
         return f"{key}: decision by {p.get('operator')} refused: {p.get('reason')}"
@@ -101,8 +109,11 @@ def _plain_line(ev: dict[str, Any], session: str, where: str | None = None) -> s
     if t in ("service_started", "service_stopped", "service_failed"):
         return f"service {p.get('name')}: {t.split('_')[1]} {p.get('url') or p.get('error') or ''}".rstrip()
     if t == "run_finished":
-        return f"run {p.get('state')}: final decision {p.get('final_decision')}, exit {p.get('exit_code')}" + (
-            f" ({p.get('error')})" if p.get("error") else ""
+        report = f"; report {', '.join(p['report'])}" if p.get("report") else ""
+        return (
+            f"run {p.get('state')}: final decision {p.get('final_decision')}, exit {p.get('exit_code')}"
+            + (f" ({p.get('error')})" if p.get("error") else "")
+            + report
         )
     if t == "journal_repaired":
         return f"journal: torn last line ({p.get('torn_bytes')} bytes) set aside in {p.get('saved_to')}"

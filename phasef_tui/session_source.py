@@ -25,6 +25,7 @@ from pipeline.journal import JOURNAL_NAME, Event, JournalTail
 from pipeline.state import GateState, SessionState, StepState
 from pipeline.watch import FileWatch
 from widgets.session_view import (
+    CriterionView,
     DeltaRow,
     EvidenceView,
     GateView,
@@ -149,7 +150,10 @@ class PlanInfo:
 
 
 def _note(st: StepState) -> str | None:
-    """A short live line from a step's last progress event (training step and loss, eval ticks...)."""
+    """A short live line from a step's last progress event (training step and loss, eval ticks...); on a gate
+    signed as an override, that it was (it stays on the board for the rest of the session)."""
+    if st.kind == "gate" and st.summary.get("override"):
+        return f"GO by {st.summary.get('operator')}: OVERRIDE"
     if not st.progress or st.state not in ("running", "retrying"):
         return None
     last = st.progress[-1]
@@ -182,7 +186,16 @@ def step_view(st: StepState, plan: PlanInfo) -> StepView:
     )
 
 
-def gate_view(gate: GateState, plan: PlanInfo) -> GateView:
+def criterion_view(item: Mapping[str, Any]) -> CriterionView:
+    return CriterionView(
+        criterion=str(item.get("criterion") or "?"),
+        label=str(item.get("label") or item.get("criterion") or "?"),
+        met=bool(item.get("met")),
+        evidence=str(item.get("evidence") or ""),
+    )
+
+
+def gate_view(gate: GateState, plan: PlanInfo, final_gate: str | None = None) -> GateView:
     audit = gate.audit or {}
     verdicts = tuple(
         VerdictView(
@@ -219,6 +232,8 @@ def gate_view(gate: GateState, plan: PlanInfo) -> GateView:
         key_fingerprint=gate.key_fingerprint,
         override=gate.override,
         refusals=tuple(f"{r.get('operator', '?')}: {r.get('reason', '?')}" for r in gate.refusals),
+        final=gate.id == final_gate,
+        criteria=tuple(criterion_view(c) for c in gate.criteria or () if isinstance(c, Mapping)),
     )
 
 
@@ -500,7 +515,8 @@ class SessionSource(DataSource):
             started=state.started,
             final_decision=state.final_decision,
             stages=stages,
-            gates=tuple(gate_view(g, plan) for g in state.gates.values()),
+            gates=tuple(gate_view(g, plan, state.final_gate) for g in state.gates.values()),
+            pass_criteria=tuple(criterion_view(c) for c in state.pass_criteria()),
             metrics=headline_metrics(state),
             deltas=self._deltas[0],
             residual_blockers=self._deltas[1],
@@ -548,8 +564,10 @@ class SessionSource(DataSource):
         return changed
 
     # -- decisions ----------------------------------------------------------------------------------------------------
-    def approve(self, gate_id: str, decision: str, reason: str) -> str:
-        """Sign a decision through the supervisor; returns its confirmation, raises ``ApprovalError`` if refused."""
+    def approve(self, gate_id: str, decision: str, reason: str, *, override: bool = False) -> str:
+        """Sign a decision through the supervisor; returns its confirmation, raises ``ApprovalError`` if refused.
+
+        ``override`` is the operator's confirmed request to sign GO at the final gate over unmet pass criteria."""
         from pipeline.control import ControlClient
         from pipeline.engine import ControlError
 
@@ -571,12 +589,15 @@ class SessionSource(DataSource):
                 evidence_sha256=evidence_sha,
                 key_fingerprint=self.key_fingerprint,
                 role=self.role,
+                override=override or None,
             )
         except ControlError as exc:
             raise ApprovalError(f"refused: {exc}") from exc
         except OSError as exc:
             raise ApprovalError(f"cannot reach the supervisor: {exc}") from exc
-        note = " (override of the audit verdict)" if data.get("override") else ""
+        note = ""
+        if data.get("override"):
+            note = " as GO-OVERRIDE of unmet pass criteria" if data.get("final") else " (override of the audit verdict)"
         return f"{data.get('gate', gate_id)}: {str(data.get('decision', decision)).upper()} signed by " + (
             f"{data.get('operator', self.operator)}{note}"
         )

@@ -39,6 +39,11 @@ class ProjectConfig(Strict):
         default_factory=list,
         description="the project's own step functions ('module:callable') that builtin steps may name",
     )
+    final_override: bool = Field(
+        default=True,
+        description="may an operator sign GO at the final gate over an unmet pass criterion (the run then ends "
+        "GO-OVERRIDE); false refuses such a GO",
+    )
 
 
 class EnvConfig(Strict):

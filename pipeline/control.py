@@ -10,7 +10,8 @@ Requests (``Request``): ``{"v": 1, "id": <int>, "op": <op>, ...}`` with ``op`` o
 - ``status``: the ``phasef status --json`` object.
 - ``state``: the full ``SessionState`` (what a TUI renders).
 - ``approve``: ``gate``, ``decision`` (``go``/``no-go``), ``operator``, ``reason``, optional ``evidence_sha256``
-  (the evidence hash the operator saw; a stale view is refused), ``key_fingerprint`` and ``role``.
+  (the evidence hash the operator saw; a stale view is refused), ``key_fingerprint``, ``role`` and ``override``
+  (``true`` to sign GO at the final gate over an unmet pass criterion; without it such a GO is refused).
 - ``cancel``: optional ``step`` (else the whole run), ``operator``, ``role``.
 - ``subscribe``: after the reply, the server streams ``{"v": 1, "event": <journal event>}`` and
   ``{"v": 1, "log": {"key", "attempt", "lines"}}`` messages until the client disconnects; ``{"v": 1, "lagged": true}``
@@ -68,6 +69,7 @@ class Request(BaseModel):
     key_fingerprint: str | None = None
     role: str | None = None
     step: str | None = None
+    override: bool | None = None
 
 
 class Reply(BaseModel):
@@ -187,6 +189,7 @@ class ControlServer:
                     evidence_sha256=req.evidence_sha256,
                     key_fingerprint=req.key_fingerprint,
                     role=req.role,
+                    override=bool(req.override),
                 )
                 return Reply(id=req.id, ok=True, data=data), False
             if req.op == "cancel":

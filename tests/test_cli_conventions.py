@@ -32,7 +32,14 @@ def test_help_lists_exit_codes_and_global_flags() -> None:
     assert r.returncode == 0
     text = r.stdout
     assert "exit codes:" in text
-    for code, meaning in (("0", "success"), ("1", "failed"), ("2", "usage"), ("3", "NO-GO"), ("130", "interrupted")):
+    for code, meaning in (
+        ("0", "success"),
+        ("1", "failed"),
+        ("2", "usage"),
+        ("3", "NO-GO"),
+        ("4", "GO-OVERRIDE"),
+        ("130", "interrupted"),
+    ):
         assert any(line.split()[:1] == [code] and meaning in line for line in text.splitlines()), (code, text)
     assert "--json" in text and "-q, --quiet" in text and "-v, --verbose" in text and "--version" in text
 

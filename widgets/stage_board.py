@@ -76,6 +76,8 @@ def step_label(step: StepView, width: int) -> Text:
         note, note_style = step.error, themed("bad")
     elif step.note:
         note = step.note
+        if note.endswith("OVERRIDE"):  # a gate signed over the audit or unmet criteria: kept in sight
+            note_style = themed("warn.b")
     cached = " (cached)" if step.cached else ""
     title = step.title if step.title and step.title != ident else ""
     room = width - 2 - len(ident) - len(cached)

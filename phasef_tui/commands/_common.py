@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_GO = 0, 1, 2, 3
+EXIT_GO_OVERRIDE = 4  # the same value as pipeline.report.criteria.EXIT_GO_OVERRIDE (kept import-light)
 EXIT_INTERRUPTED = 130
 """Exit codes of every command (listed by ``phasef --help``)."""
 

@@ -21,7 +21,7 @@ from phasef_tui.commands._common import EXIT_OK, EXIT_USAGE
 
 FORMAT_HELP = (
     "the trace's format when it is not phasef JSONL: swe-agent, openhands, mini-swe-agent, tau-bench, inspect-ai, "
-    "or jsonl with --map"
+    "claude-code, codex, aider, voyager, otel-genai, auto (detected; also for a run folder), or jsonl with --map"
 )
 
 
@@ -93,6 +93,8 @@ def _validate(args: argparse.Namespace) -> int:
         workdir=workdir,
         api_key_env=args.api_key_env,
     )
+    for note in result.notes:
+        print(note, file=sys.stderr)
     problems_path = _problems_path(args)
     if result.problems:
         write_problems(result.problems, problems_path)

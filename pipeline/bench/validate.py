@@ -2,7 +2,8 @@
 
 Used as a builtin step after a shell step that runs the user's own benchmark (``examples/external-stage-a.toml``).
 The runner has to write its dirty trace (``phasef.dirty_trace/1`` JSONL, or its own format through an importer or a
-mapping file); phasef then
+mapping file: an agent's log such as Claude Code or Codex sessions, a file or a whole run folder such as a Voyager
+checkpoint, ``trace_format = "auto"`` to detect it); phasef then
 
 1. checks every trace record against the schema and the episode/chain structure (docs/trace-format.md),
 2. **computes the eval report itself** from the trace, with the gate of the step's ``params.gate`` (config.toml),
@@ -30,7 +31,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.bench.params import GateConfig
-from pipeline.fsio import atomic_write_text
+from pipeline.fsio import atomic_open, atomic_write_text
 from pipeline.jobs.context import StepContext, StepFailed
 from pipeline.report.eval_report import (
     EvalMetrics,
@@ -46,6 +47,7 @@ from pipeline.report.eval_report import (
 from pipeline.traces.schema import parse_record
 
 MAX_SHOWN = 20
+IMPORTED_NAME = "imported_trace.jsonl"  # a runner's trace in another format, imported into the step's artifacts
 DEFAULT_FLOAT_TOLERANCE = 1e-6
 # Decimals phasef rounds each float figure to; a runner's figure agrees when it is within one unit of the last
 # decimal phasef keeps (so a runner that rounds differently, or not at all, still agrees).
@@ -104,6 +106,8 @@ class Validation:
     """The canonical trace the report was computed from (the runner's file, or its import)."""
     trace_records: int = 0
     invalid_trace_lines: int = 0
+    notes: list[str] = field(default_factory=list)
+    """What was done differently and why (not problems), for the log."""
 
     @property
     def ok(self) -> bool:
@@ -121,7 +125,9 @@ class ValidateParams(BaseModel):
     trace: str = Field(description="the trace the runner wrote")
     report: str | None = Field(default=None, description="the runner's own eval report (its claims), if it writes one")
     trace_format: str | None = Field(
-        default=None, description="the trace's format when it is not phasef JSONL (any importer: trace import --from)"
+        default=None,
+        description="the trace's format when it is not phasef JSONL (any importer: trace import --from), or auto to "
+        "detect it; the trace may be a run folder (a Voyager checkpoint, a Claude Code project folder)",
     )
     trace_map: str | None = Field(
         default=None, description="a mapping file (TOML) for a runner's own JSONL (trace import --from jsonl --map)"
@@ -280,19 +286,53 @@ def validate_trace(path: Path, result: Validation, structure: bool = True) -> No
 def import_runner_trace(
     path: Path, out: Path, fmt: str | None, mapping: Path | None, result: Validation
 ) -> Path | None:
-    """Convert a runner's own trace into canonical JSONL at ``out``; every unusable record is a problem."""
+    """Convert a runner's own trace (a file, or a run folder) into canonical JSONL at ``out``; ``fmt`` "auto" (or
+    None without a mapping) detects the format. Every unusable record, and every file of a folder that could not be
+    imported, is a problem."""
     from pipeline.traces.importers import UnknownFormat, import_trace
 
+    forced = None if fmt == "auto" else fmt
+    if forced is None and mapping is not None:
+        forced = "jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir() and mapping is None:
+        from pipeline.traces.importers.folders import import_folder
+
+        try:
+            with atomic_open(out, "wb") as fh:
+                summary = import_folder(path, fh, fmt=forced)
+        except (OSError, UnknownFormat, ValueError) as exc:
+            result.problems.append(Problem(str(path), None, "", f"cannot import: {exc}"))
+            return None
+        for item in summary.skipped + summary.bad_lines:
+            name, message = _split_reason(item.reason)
+            result.problems.append(Problem(item.file, item.line, name, message))
+        more = summary.skipped_count + summary.bad_line_count - len(summary.skipped) - len(summary.bad_lines)
+        if more > 0:
+            result.problems.append(Problem(str(path), None, "", f"{more} more unusable file(s) or line(s) not listed"))
+        if not summary.records:
+            result.problems.append(Problem(str(path), None, "", "no trace could be imported from this folder"))
+            return None
+        result.notes.append(
+            f"imported {path} ({summary.files} file(s): {', '.join(sorted(summary.formats)) or 'none'}) -> {out}"
+        )
+        return out
     try:
-        records, bad = import_trace(path, fmt or "jsonl", mapping=mapping)
+        records, bad = import_trace(path, forced, mapping=mapping)
     except (OSError, UnknownFormat, ValueError) as exc:
         result.problems.append(Problem(str(path), None, "", f"cannot import: {exc}"))
         return None
     for item in bad:
         name, message = _split_reason(item.reason)
         result.problems.append(Problem(item.file, item.line, name, message))
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if not records or (bad and not any(r.get("kind") == "tick" for r in records)):
+        # nothing of the runner's trace made it through: no report is computed from an empty import
+        result.problems.append(Problem(str(path), None, "", f"no tick could be imported ({forced or 'detected'})"))
+        return None
     atomic_write_text(out, "".join(orjson.dumps(r).decode() + "\n" for r in records))
+    source = records[0].get("source") if records else None
+    found = source.get("format") if isinstance(source, dict) else forced
+    result.notes.append(f"imported {path} ({found or 'unknown format'}; {len(bad)} place(s) unusable) -> {out}")
     return out
 
 
@@ -513,8 +553,11 @@ def check_run(
     canonical: Path | None = trace
     imported = mapping is not None or (fmt is not None and fmt != "phasef")
     if imported:
-        folder = workdir if workdir is not None else trace.parent
-        canonical = import_runner_trace(trace, folder / f"{trace.stem}.phasef.jsonl", fmt, mapping, result)
+        out = workdir / IMPORTED_NAME if workdir is not None else trace.parent / f"{trace.stem}.phasef.jsonl"
+        canonical = import_runner_trace(trace, out, fmt, mapping, result)
+        if check_hash and report is not None and trace.is_dir():
+            result.notes.append(f"trace.sha256 not checked: the runner's trace {trace} is a folder, not one file")
+            check_hash = False
     elif not trace.is_file():
         result.problems.append(Problem(str(trace), None, "", "no such file" if not trace.exists() else "not a file"))
         canonical = None
@@ -594,6 +637,8 @@ def validate_step(ctx: StepContext) -> dict[str, Any]:
         consistency=params.check_consistency,
         check_hash=params.check_trace_hash,
     )
+    for note in result.notes:
+        ctx.log(note)
     out = ctx.artifact(params.out)
     problems_path = ctx.artifact(params.problems_file)
     write_problems(result.problems, problems_path)
@@ -619,5 +664,6 @@ def validate_step(ctx: StepContext) -> dict[str, Any]:
         "report": str(out),
         "runnerReport": str(report_path) if report_path else None,
         "trace": str(result.trace),
+        **({"runnerTrace": str(trace_path)} if result.trace is not None and result.trace != trace_path else {}),
         "problems": str(problems_path),
     }

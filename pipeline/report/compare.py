@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.jobs.context import StepContext, StepFailed
+from pipeline.report import criteria
 from pipeline.report.eval_report import EvalMetrics, compute_metrics, file_sha256, iter_trace, percentile
 from pipeline.report.paths import relative_text, session_relative
 
@@ -674,9 +675,10 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 def render_markdown(doc: dict[str, Any]) -> str:
     base, fine = doc["baseline"], doc["finetuned"]
-    lines = [
-        "# Baseline vs fine-tuned",
-        "",
+    lines = ["# Baseline vs fine-tuned", ""]
+    if doc.get("pass_criteria") is not None:
+        lines += criteria.render_markdown(doc)
+    lines += [
         f"- baseline: **{base.get('name')}** — `{base.get('report')}`",
         f"- fine-tuned: **{fine.get('name')}** — `{fine.get('report')}`",
         f"- status: **{doc['status']}**",
@@ -792,6 +794,15 @@ def build_comparison(
     return doc
 
 
+def with_pending_criteria(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document opening with the pass criteria as far as this comparison can judge them (the audit and the
+    decision come later; the run's end rewrites the opening of ``report/comparison.*`` with the final state)."""
+    judged = criteria.judge_comparison(doc, "this comparison", None)
+    audit = criteria.criterion("audit", False, "not judged yet: the final audit reads this comparison")
+    final = {"decision": "pending", "kind": "pending: the final gate has not been signed"}
+    return criteria.with_criteria(doc, [*judged, audit], final, None)
+
+
 def compare_step(ctx: StepContext) -> dict[str, Any]:
     """Builtin step: write ``<session>/report/comparison.{json,md}`` (and a copy in the step's artifacts)."""
     try:
@@ -799,7 +810,7 @@ def compare_step(ctx: StepContext) -> dict[str, Any]:
     except ValidationError as exc:
         err = exc.errors()[0]
         raise StepFailed(f"params.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
-    doc = build_comparison(params, ctx.resolve, ctx.session_dir)
+    doc = with_pending_criteria(build_comparison(params, ctx.resolve, ctx.session_dir))
     written = write_outputs(doc, render_markdown(doc), [ctx.resolve(params.out), ctx.artifacts_dir], "comparison")
     ctx.log("comparison written to " + ", ".join(str(p) for p in written[:2]))
     if doc["status"] == "refused":

@@ -19,12 +19,22 @@ import orjson
 from pydantic import ValidationError
 
 from pipeline.fsio import FileTooLarge, open_regular, read_bytes_bounded
-from pipeline.traces.importers import inspect_ai, mapped, mini_swe_agent, openhands, phasef, swe_agent, tau_bench
+from pipeline.traces.importers import (
+    agents,
+    inspect_ai,
+    mapped,
+    mini_swe_agent,
+    openhands,
+    phasef,
+    swe_agent,
+    tau_bench,
+)
 from pipeline.traces.importers._common import Origin
 from pipeline.traces.reader import BadLine, file_sha256
 from pipeline.traces.schema import RECORD_TYPES, SCHEMA_VERSION, parse_record
 
-FORMATS: tuple[str, ...] = ("phasef", "swe-agent", "openhands", "mini-swe-agent", "tau-bench", "inspect-ai")
+BASE_FORMATS: tuple[str, ...] = ("phasef", "swe-agent", "openhands", "mini-swe-agent", "tau-bench", "inspect-ai")
+FORMATS: tuple[str, ...] = (*BASE_FORMATS, *agents.FORMATS)
 # Formats that are never detected, only asked for (``jsonl`` needs a mapping file).
 EXPLICIT_FORMATS: tuple[str, ...] = (mapped.FORMAT,)
 
@@ -40,6 +50,7 @@ _DOCUMENT_SNIFFERS = (
     (tau_bench.FORMAT, tau_bench.sniff),
     (mini_swe_agent.FORMAT, mini_swe_agent.sniff),
     (openhands.FORMAT, openhands.sniff),
+    *agents.DOCUMENT_SNIFFERS,
 )
 
 
@@ -90,7 +101,7 @@ def _load_document(path: Path) -> Any:
     except orjson.JSONDecodeError as exc:
         raise UnknownFormat(
             f"{path}:{exc.lineno}: neither canonical JSONL nor a valid JSON document "
-            f"(invalid JSON at column {exc.colno}: {exc.msg})"
+            f"(invalid JSON at column {exc.colno}: {exc.msg}); {agents.tried(FORMATS)}"
         ) from exc
 
 
@@ -108,6 +119,8 @@ def detect_format(path: Path) -> str:
             return inspect_ai.FORMAT
         raise UnknownFormat(f"{path}: a ZIP archive that is not an inspect_ai .eval log")
     objects, non_blank = _head_objects(head, complete)
+    if (found := agents.sniff_head(head, objects)) is not None:
+        return found
     if objects and not (complete and non_blank == 1):
         for obj in objects:
             if _is_canonical(obj):
@@ -123,7 +136,7 @@ def detect_format(path: Path) -> str:
     for name, sniff in _DOCUMENT_SNIFFERS:
         if sniff(doc):
             return name
-    raise UnknownFormat(f"{path}: {_describe(doc)} is none of the known formats ({', '.join(FORMATS)})")
+    raise UnknownFormat(f"{path}: {_describe(doc)} is none of the known formats; {agents.tried(FORMATS)}")
 
 
 def _validation_reason(exc: ValidationError) -> str:
@@ -133,6 +146,8 @@ def _validation_reason(exc: ValidationError) -> str:
 
 
 def _convert(path: Path, fmt: str, origin: Origin) -> tuple[list[dict[str, Any]], list[BadLine]]:
+    if fmt in agents.FORMATS:
+        return agents.convert(path, fmt, origin, _load_document)
     if fmt == phasef.FORMAT:
         return phasef.convert_jsonl(path)
     if fmt == inspect_ai.FORMAT and inspect_ai.is_eval_zip(path):
@@ -153,7 +168,7 @@ def _convert(path: Path, fmt: str, origin: Origin) -> tuple[list[dict[str, Any]]
     }
     sniff, convert = converters[fmt]
     if not sniff(doc):
-        raise UnknownFormat(f"{path}: {_describe(doc)} is not a {fmt} file")
+        raise UnknownFormat(f"{path}: {_describe(doc)} is not a {fmt} file (expected {agents.EXPECTED.get(fmt, fmt)})")
     return convert(path, doc, origin)
 
 
