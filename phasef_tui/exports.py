@@ -212,13 +212,12 @@ def verdict_markdown(doc: dict[str, Any]) -> str:
 
 # -- a filtered slice of a trace -------------------------------------------------------------------------------------
 def slice_doc(
-    trace: str, filters: Sequence[str], search: str | None, lines: Sequence[int], records: Sequence[Any], total: int
+    trace: str, filters: Sequence[str], lines: Sequence[int], records: Sequence[Any], total: int
 ) -> dict[str, Any]:
     return {
         "schema": "phasef.trace_slice/1",
         "trace": trace,
         "filters": sorted(filters),
-        "search": search,
         "records_in_slice": total,
         "records_exported": len(lines),
         "truncated": total > len(lines),
@@ -239,8 +238,6 @@ def slice_markdown(doc: dict[str, Any]) -> str:
         f"- records: {doc['records_exported']:,}"
         + (f" of {doc['records_in_slice']:,} (cut at {SLICE_LIMIT:,})" if doc["truncated"] else ""),
     ]
-    if doc["search"]:
-        out.append(f"- search: `{doc['search']}`")
     out += ["", "| line | kind | episode | tick | actor | outcome | error | chain | recovery |"]
     out.append("|---:|---|---|---:|---|---|---|---|---|")
     for item in doc["records"]:

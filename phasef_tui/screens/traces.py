@@ -345,7 +345,7 @@ class TracesScreen(PhasefScreen):
         if feed is None:
             return
         records = [feed.index.record(line) for line in lines]
-        doc = slice_doc(trace, kinds, None, lines, records, total)
+        doc = slice_doc(trace, kinds, lines, records, total)
         stem = "trace-slice-" + ("-".join(kinds) if kinds else "all")
         try:
             path = write_export(export_folder(self.source), stem, fmt, render(doc, fmt, slice_markdown))
