@@ -130,3 +130,23 @@ async def test_copy_and_export_a_verdict_with_its_evidence_hashes(tmp_path: Path
         ]
         await pilot.press("E")  # a second export never overwrites the first
         assert await until(pilot, lambda: len(exported(out, ".json")) == 2)
+
+
+def test_a_long_slice_says_it_was_cut_and_exports_never_overwrite(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    import pytest
+
+    from phasef_tui.exports import SLICE_LIMIT, slice_doc, slice_markdown, write_export
+
+    records = sample_records()[:3]
+    doc = slice_doc("t.jsonl", ["death"], [0, 1, 2], records, total=SLICE_LIMIT + 5)
+    assert doc["truncated"] is True and doc["records_exported"] == 3
+    assert f"- records: 3 of {SLICE_LIMIT + 5:,} (cut at {SLICE_LIMIT:,})" in slice_markdown(doc)
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    first = write_export(tmp_path, "trace slice/death", "md", "one", now)
+    second = write_export(tmp_path, "trace slice/death", "md", "two", now)
+    assert first.name == "trace-slice-death-20260102-030405.md" and second.name.endswith("-2.md")
+    assert first.read_text() == "one\n" and second.read_text() == "two\n"
+    with pytest.raises(ValueError, match="unknown export format"):
+        write_export(tmp_path, "x", "csv", "", now)
