@@ -75,7 +75,8 @@ class PhasefApp(App[int]):
     CSS_PATH = "phasef.tcss"
     TITLE = "phasef"
     BINDINGS = bindings("app")
-    COMMANDS = {PhasefCommands}
+    COMMANDS = App.COMMANDS | {PhasefCommands}
+    """Textual's own commands (theme, keys, screenshot, maximize, quit) next to phasef's."""
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     ENABLE_COMMAND_PALETTE = True
 
@@ -89,8 +90,12 @@ class PhasefApp(App[int]):
         clock: Callable[[], float] = time.time,
         blink: bool = True,
         initial: str | None = None,
+        theme: str | None = None,
+        theme_source: str = "config.toml [tui] theme",
     ) -> None:
         super().__init__()
+        self.requested_theme = theme
+        self.theme_source = theme_source
         self.source = source
         self.keymap: dict[str, str] = dict(keymap or {})
         self.keymap_problems = list(keymap_problems)
@@ -131,6 +136,16 @@ class PhasefApp(App[int]):
         return screen
 
     def on_mount(self) -> None:
+        from phasef_tui.theming import apply_palette, check_theme
+
+        if self.requested_theme:
+            problem = check_theme(self, self.requested_theme, self.theme_source)
+            if problem is None:
+                self.theme = self.requested_theme
+            else:
+                self._start_notes.append(problem)
+        apply_palette(self)
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
         self._switch_before = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         for name in self.available_screens:
@@ -145,6 +160,16 @@ class PhasefApp(App[int]):
             self.notify(str(problem), title="keymap", severity="warning", timeout=10)
         for note in self._start_notes:
             self.notify(note, severity="warning", timeout=10)
+
+    def _theme_changed(self, _theme: object) -> None:
+        """Another theme (from the palette, or set by code): the widgets' Rich text takes its colours, redrawn."""
+        from phasef_tui.theming import apply_palette
+
+        apply_palette(self)
+        for screen in self.screen_objects.values():
+            if screen.view_ready:  # (a screen still mounting draws itself with the new palette when ready)
+                screen.refresh_view({"all"})
+                screen.refresh(layout=False)
 
     def _settle_heap(self) -> None:
         """Once the app is built, move what exists to the collector's permanent generation (it lives as long as
@@ -248,6 +273,15 @@ def load_keys(config: Path | None) -> tuple[dict[str, str], list[KeymapProblem]]
     return keymap_from_config(config)
 
 
+def load_tui_settings(config: Path | None) -> dict[str, Any]:
+    """Keyword arguments for ``PhasefApp`` from ``config``'s ``[tui]`` table: keys and theme, with their problems."""
+    from phasef_tui.theming import theme_from_config
+
+    keymap, problems = load_keys(config)
+    theme, theme_problems, where = theme_from_config(config)
+    return {"keymap": keymap, "keymap_problems": problems + theme_problems, "theme": theme, "theme_source": where}
+
+
 def run_attach(session_dir: Path, operator: str, control_socket: Path | None) -> int:
     """Attach the TUI to a session: replay and tail its journal, sign decisions over the control socket."""
     from phasef_tui.session_source import SessionSource, session_config_path
@@ -261,7 +295,6 @@ def run_attach(session_dir: Path, operator: str, control_socket: Path | None) ->
     except FileNotFoundError as exc:
         print(f"phasef attach: {exc}")
         return 2
-    keymap, problems = load_keys(session_config_path(session_dir))
-    app = PhasefApp(source, keymap=keymap, keymap_problems=problems)
+    app = PhasefApp(source, **load_tui_settings(session_config_path(session_dir)))
     result = app.run()
     return int(result or 0)

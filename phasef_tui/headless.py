@@ -21,16 +21,20 @@ from pipeline.engine import Engine
 from pipeline.journal import SessionLocked
 from pipeline.session import supervise
 from pipeline.state import SessionState
+from widgets.theme import palette_from_theme, themed, use_palette
+
+HEADLESS_THEME = "ansi-dark"
+"""The live table of ``run --headless`` uses the terminal's ANSI colours (a Rich console honours NO_COLOR)."""
 
 STATE_STYLE = {
-    "succeeded": "green",
-    "skipped": "green dim",
-    "running": "cyan",
-    "waiting": "yellow bold",
-    "retrying": "yellow",
-    "failed": "red bold",
-    "blocked": "red dim",
-    "cancelled": "magenta",
+    "succeeded": "good",
+    "skipped": "good dim",
+    "running": "info",
+    "waiting": "warn.b",
+    "retrying": "warn",
+    "failed": "bad.b",
+    "blocked": "bad dim",
+    "cancelled": "attn",
     "pending": "dim",
 }
 
@@ -46,7 +50,7 @@ def render_table(state: SessionState, where: str | None = None) -> Table:
             last = st.progress[-1]
             note = note or ", ".join(f"{k}={v}" for k, v in last.items() if not k.startswith("_"))[:60]
         dur = f"{st.duration_s:.1f}s" if st.duration_s is not None else ""
-        style = STATE_STYLE.get(st.state, "")
+        style = themed(STATE_STYLE.get(st.state, ""))
         table.add_row(st.key, st.kind, f"[{style}]{st.state}[/]", str(st.attempts), dur, note[:70])
     for gate in state.waiting_gates():
         unmet = [c for c in gate.criteria or () if not c.get("met")]
@@ -117,6 +121,7 @@ def _plain_line(ev: dict[str, Any], session: str, where: str | None = None) -> s
 
 
 def run_headless(cfg: PhasefConfig, config_path: Path, session_dir: Path, until: str | None, plain: bool) -> int:
+    use_palette(palette_from_theme(HEADLESS_THEME))  # the terminal's own colours, whatever its background
     console = Console(stderr=False)
     live_mode = console.is_terminal and not plain
     holder: dict[str, Engine] = {}

@@ -23,6 +23,7 @@ from phasef_tui.trace_feed import TraceFeed
 from pipeline.fsio import open_regular, read_bytes_bounded
 from pipeline.journal import JOURNAL_NAME, Event, JournalTail
 from pipeline.state import GateState, SessionState, StepState
+from pipeline.watch import FileWatch
 from widgets.session_view import (
     CriterionView,
     DeltaRow,
@@ -358,6 +359,7 @@ class SessionSource(DataSource):
         self._chosen_trace: Path | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._watch: FileWatch | None = None
         self._view_cache: tuple[int, SessionView] | None = None
         self._session_mark = -1
         self._log_cache: tuple[Path, int, tuple[str, ...]] | None = None
@@ -387,16 +389,22 @@ class SessionSource(DataSource):
             if now - self._last_trace_scan >= TRACE_SCAN_S:
                 self._last_trace_scan = now
                 self.scan_traces()
-            self._stop.wait(POLL_S)
+            if self._watch is not None:
+                self._watch.wait(POLL_S)  # woken by a write to the journal (watchfiles), else polls
+            else:
+                self._stop.wait(POLL_S)
 
     def start(self) -> None:
         self.scan_traces()
         if self._thread is None:
+            self._watch = FileWatch(self.journal_path)
             self._thread = threading.Thread(target=self._run, name="journal-reader", daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        if self._watch is not None:
+            self._watch.close()
         if self._thread is not None:
             self._thread.join(timeout=2)
             self._thread = None

@@ -59,7 +59,7 @@ class TraceView:
 
 def prepare_trace_view(path: Path, follow: bool, fmt: str | None = None) -> TraceView | str:
     """The viewer for ``path``, or an error message (missing file, a directory, a format no importer knows)."""
-    from phasef_tui.app import PhasefApp, load_keys
+    from phasef_tui.app import PhasefApp, load_tui_settings
     from phasef_tui.data_source import TraceFileSource
     from phasef_tui.trace_feed import TraceFeed
     from pipeline.fsio import NotARegularFile, check_regular_file
@@ -101,8 +101,7 @@ def prepare_trace_view(path: Path, follow: bool, fmt: str | None = None) -> Trac
         return f"{path}: {exc.strerror or exc}"
     feed.problems = problems
     config = Path(os.environ.get("PHASEF_CONFIG") or KEYS_CONFIG)
-    keymap, keymap_problems = load_keys(config if config.exists() else None)
-    app = PhasefApp(TraceFileSource(feed), keymap=keymap, keymap_problems=keymap_problems)
+    app = PhasefApp(TraceFileSource(feed), **load_tui_settings(config if config.exists() else None))
     for problem in problems[:PROBLEMS_NOTIFIED]:
         app.notify_on_start(problem)
     return TraceView(app, problems, temporary)

@@ -65,10 +65,12 @@ def _user_pip_config() -> Path | None:
 PIP_CONFIG = _user_pip_config()  # read once, before any test moves HOME
 
 
+KEPT_PREFIXES = ("TEXTUAL_SNAPSHOT_",)
+"""Set by pytest-textual-snapshot for the whole run (where it gathers the pictures): not the user's, kept."""
+
+
 def stripped(name: str) -> bool:
-    if name.startswith("TEXTUAL_SNAPSHOT_"):
-        return False  # set by pytest-textual-snapshot for this run (where it writes its report), not by the user
-    return name in STRIPPED_NAMES or name.startswith(STRIPPED_PREFIXES)
+    return (name in STRIPPED_NAMES or name.startswith(STRIPPED_PREFIXES)) and not name.startswith(KEPT_PREFIXES)
 
 
 @pytest.fixture(autouse=True)

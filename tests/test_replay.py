@@ -177,7 +177,7 @@ async def test_replay_screens_follow_the_position(session: Path) -> None:
         with pytest.raises(ValueError, match="expected HH:MM"):
             source.jump_to_time("noon")
 
-        await pilot.press("E")
+        await pilot.press("F")
         assert source.following and source.position == len(tl) - 1
         assert any(ln.startswith("PASS") for ln in source.log_tail("A.eval"))
         assert source.session_view(0).final_decision == "GO-OVERRIDE" and source.session_view(0).state == "failed"
@@ -339,7 +339,7 @@ def test_replay_in_tmux_first_event_gate_and_death(session: Path, tmux: Tmux) ->
     keys("m", "m", "<")  # kind: death, the last death tick before the gate
     wait_for(lambda: "step_progress A.eval" in screen() and "jump: death" in screen(), 15, f"death:\n{screen()}")
     assert "no gate waiting" in screen()
-    keys("E")
+    keys("F")
     wait_for(lambda: "LIVE" in screen() and "run_finished" in screen(), 15, f"live:\n{screen()}")
     keys("q")
     assert tmux.wait_exit("m", 15) == 0

@@ -9,6 +9,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from widgets.theme import themed
+
 
 def _num(value: Any) -> str:
     if not isinstance(value, int | float) or isinstance(value, bool):
@@ -28,14 +30,14 @@ def run_label(side: dict[str, Any], fallback: str) -> str:
 def render_head(doc: dict[str, Any] | None, state: str, a: str, b: str) -> Text:
     text = Text(overflow="ellipsis")
     for tag, side, fallback in (("A", "a", a), ("B", "b", b)):
-        text.append(f"{tag} ", style="bold reverse yellow")
+        text.append(f"{tag} ", style=themed("warn.b reverse"))
         text.append(f" {run_label((doc or {}).get(side) or {}, fallback)}\n")
     if state == "running" or doc is None:
         text.append("comparing… (paired bootstrap over episodes)", style="italic")
         return text
     if doc.get("status") != "compared":
-        text.append("REFUSED", style="bold red")
-        text.append(": the runs were not judged alike", style="red")
+        text.append("REFUSED", style=themed("bad.b"))
+        text.append(": the runs were not judged alike", style=themed("bad"))
         return text
     noise = doc.get("noise") or {}
     text.append(f"{doc['pairs']} episode pairs", style="bold")
@@ -58,7 +60,7 @@ def render_metrics(doc: dict[str, Any]) -> Table:
     table.add_column("sign p", justify="right", no_wrap=True)
     for m in doc.get("metrics", []):
         direction = m.get("direction")
-        style = {"better": "green", "worse": "red"}.get(direction, "dim")
+        style = themed({"better": "good", "worse": "bad"}.get(direction, "dim"))
         arrow = {"better": "▲", "worse": "▼", "same": "="}.get(direction, "?")
         unit = m.get("unit", "")
         label = f"{m.get('label', m['name'])} ({unit})" if unit in ("s", "ticks", "chars") else m.get("label", "")
@@ -92,16 +94,18 @@ def render_body(doc: dict[str, Any] | None, state: str) -> RenderableType:
     if doc is None or state == "running":
         return Text("")
     if doc.get("status") != "compared":
-        return Group(*(Text.assemble(("■ ", "bold red"), (str(r), "red")) for r in doc.get("refusal", [])))
+        return Group(*(Text.assemble(("■ ", themed("bad.b")), (str(r), themed("bad"))) for r in doc.get("refusal", [])))
     parts: list[RenderableType] = [render_metrics(doc), Text("flipped episodes", style="bold")]
     flips = doc.get("flips") or {}
     listed = [
-        Text(f"  {title}: {f.get('task')}", style="green" if kind in ("solved", "survived") else "red")
+        Text(f"  {title}: {f.get('task')}", style=themed("good" if kind in ("solved", "survived") else "bad"))
         for kind, title in FLIP_TITLES
         for f in flips.get(kind, [])
     ]
     parts += listed or [Text("  none", style="dim")]
     parts.append(Text("residual blockers of B", style="bold"))
     blockers = doc.get("residual_blockers") or []
-    parts += [Text.assemble(("■ ", "bold red"), (str(b), "red")) for b in blockers] or [Text("  none", style="dim")]
+    parts += [Text.assemble(("■ ", themed("bad.b")), (str(b), themed("bad"))) for b in blockers] or [
+        Text("  none", style="dim")
+    ]
     return Group(*parts)

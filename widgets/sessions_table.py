@@ -9,17 +9,18 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from widgets.session_rows import COLUMNS, cells
+from widgets.theme import themed
 
 STATE_STYLES = {
-    "completed": "green",
-    "running": "bold cyan",
-    "waiting": "bold magenta",
-    "failed": "bold red",
-    "cancelled": "yellow",
-    "interrupted": "yellow",
-    "unreadable": "bold red",
+    "completed": "good",
+    "running": "info.b",
+    "waiting": "attn.b",
+    "failed": "bad.b",
+    "cancelled": "warn",
+    "interrupted": "warn",
+    "unreadable": "bad.b",
 }
-DECISION_STYLES = {"GO": "bold green", "NO-GO": "bold red"}
+DECISION_STYLES = {"GO": "good.b", "GO-OVERRIDE": "warn.b", "NO-GO": "bad.b"}
 
 
 class SessionsTable(DataTable[Any]):
@@ -39,12 +40,12 @@ class SessionsTable(DataTable[Any]):
         for row in rows:
             shown = cells(row)
             styled: list[Text] = [Text(c, no_wrap=True, overflow="ellipsis") for c in shown]
-            styled[1].stylize(STATE_STYLES.get(shown[1], ""))
-            styled[2].stylize(DECISION_STYLES.get(shown[2], "dim" if shown[2] == "-" else ""))
+            styled[1].stylize(themed(STATE_STYLES.get(shown[1], "")))
+            styled[2].stylize(themed(DECISION_STYLES.get(shown[2], "dim" if shown[2] == "-" else "")))
             mark = marked.index(row["id"]) if row["id"] in marked else None
-            flag = Text("AB"[mark] if mark is not None else "", style="bold reverse yellow")
+            flag = Text("AB"[mark] if mark is not None else "", style=themed("warn.b reverse"))
             if mark is not None:
-                styled[0].stylize("bold yellow")
+                styled[0].stylize(themed("warn.b"))
             self.add_row(flag, *styled, key=row["id"])
         if current is not None and current in {r["id"] for r in rows}:
             self.move_cursor(row=self.get_row_index(current), animate=False)

@@ -12,7 +12,9 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-MARK_GLYPHS = (("stage", "|", "cyan"), ("gate", "◆", "magenta"), ("death", "☠", "bold red"), ("failure", "✗", "red"))
+from widgets.theme import themed
+
+MARK_GLYPHS = (("stage", "|", "info"), ("gate", "◆", "attn"), ("death", "☠", "bad.b"), ("failure", "✗", "bad"))
 
 
 def render_bar(info: dict[str, Any], width: int) -> Text:
@@ -21,9 +23,9 @@ def render_bar(info: dict[str, Any], width: int) -> Text:
     if count > 1:
         for kind, glyph, style in MARK_GLYPHS:
             for index in info["marks"].get(kind, []):
-                cells[min(width - 1, index * width // count)] = (glyph, style)
+                cells[min(width - 1, index * width // count)] = (glyph, themed(style))
         cursor = min(width - 1, int(info["position"]) * width // count)
-        cells[cursor] = ("●", "bold yellow")
+        cells[cursor] = ("●", themed("warn.b"))
     text = Text()
     for glyph, style in cells:
         text.append(glyph, style=style)
@@ -32,11 +34,11 @@ def render_bar(info: dict[str, Any], width: int) -> Text:
 
 def render_timeline(info: dict[str, Any], width: int) -> Text:
     if info.get("following"):
-        state = Text(" LIVE ", style="bold reverse green")
+        state = Text(" LIVE ", style=themed("good.b reverse"))
     elif info.get("playing"):
-        state = Text(f" ▶ {info['speed']:g}x ", style="bold reverse cyan")
+        state = Text(f" ▶ {info['speed']:g}x ", style=themed("info.b reverse"))
     else:
-        state = Text(" ⏸ REPLAY ", style="bold reverse yellow")
+        state = Text(" ⏸ REPLAY ", style=themed("warn.b reverse"))
     count = int(info.get("count") or 0)
     where = Text(f" {int(info['position']) + 1 if count else 0}/{count} ", style="bold")
     tail = Text(no_wrap=True, overflow="ellipsis")
@@ -48,7 +50,7 @@ def render_timeline(info: dict[str, Any], width: int) -> Text:
     if changed:
         names = list(dict.fromkeys(str(c.path).rsplit("/", 1)[-1] for c in changed))
         shown = ", ".join(names[:2]) + (f" +{len(names) - 2}" if len(names) > 2 else "")
-        tail.append(f" · ⚠ changed since recorded: {shown}", style="bold red")
+        tail.append(f" · ⚠ changed since recorded: {shown}", style=themed("bad.b"))
     fixed = state.cell_len + where.cell_len
     bar_width = max(10, min(60, (width - fixed) // 3))
     line = Text(no_wrap=True, overflow="ellipsis")

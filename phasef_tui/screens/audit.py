@@ -20,6 +20,7 @@ from phasef_tui.screens.base import PhasefScreen
 from phasef_tui.screens.override import OverrideDialog
 from phasef_tui.screens.reason import ReasonDialog
 from widgets.session_view import GateView
+from widgets.theme import themed
 from widgets.verdict_card import VERDICT_STYLES, CriteriaCard, DecisionLine, EvidenceList, VerdictCard
 
 
@@ -27,12 +28,12 @@ def render_gate_header(gate: GateView, position: int, total: int) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(f"gate {gate.id}", style="bold")
     text.append(f" ({position + 1}/{total})", style="dim")
-    text.append(f"  {gate.state}", style="bold magenta" if gate.state == "waiting" else "")
+    text.append(f"  {gate.state}", style=themed("attn.b") if gate.state == "waiting" else "")
     if gate.final:
         text.append("  final gate", style="bold")
     text.append("  audit ", style="dim")
     if gate.audit_verdict:
-        text.append(gate.audit_verdict, style=VERDICT_STYLES.get(gate.audit_verdict, "bold"))
+        text.append(gate.audit_verdict, style=themed(VERDICT_STYLES.get(gate.audit_verdict, "bold")))
     else:
         text.append("none bound", style="dim")
     if gate.prompt:
@@ -67,6 +68,10 @@ class AuditScreen(PhasefScreen):
         return view.gates if view is not None else ()
 
     def current_gate(self) -> GateView | None:
+        """The gate the operator chose (``select_gate``, the next/prev keys), else the first waiting gate, else the
+        last one. Until the operator chooses, the choice is remade at every frame: a screen opened while the journal
+        is still being replayed moves on to the gate that waits once it is known, instead of staying on an earlier,
+        already decided gate."""
         gates = self._gates()
         if not gates:
             return None
@@ -74,9 +79,7 @@ class AuditScreen(PhasefScreen):
             if gate.id == self.gate_id:
                 return gate
         waiting = [g for g in gates if g.state == "waiting"]
-        gate = waiting[0] if waiting else gates[-1]
-        self.gate_id = gate.id
-        return gate
+        return waiting[0] if waiting else gates[-1]
 
     def select_gate(self, gate_id: str) -> None:
         self.gate_id = gate_id
@@ -176,3 +179,37 @@ class AuditScreen(PhasefScreen):
             self.app.call_from_thread(self.notify, str(exc), title="not signed", severity="error", timeout=8)
             return
         self.app.call_from_thread(self.notify, message, title="signed", timeout=6)
+
+    # -- copy and export ---------------------------------------------------------------------------------------------
+    def _verdict_doc(self) -> dict[str, object] | None:
+        from phasef_tui.exports import verdict_doc
+
+        gate = self.current_gate()
+        if gate is None:
+            self.notify("no gate has opened yet", timeout=3)
+            return None
+        session = getattr(self.source, "session_dir", None)
+        return verdict_doc(gate, session.name if session is not None else None)
+
+    def action_copy(self) -> None:
+        """The gate's verdicts with the evidence hashes, as Markdown, to the clipboard (OSC 52)."""
+        from phasef_tui.exports import verdict_markdown
+
+        doc = self._verdict_doc()
+        if doc is not None:
+            self.app.copy_to_clipboard(verdict_markdown(doc))
+            self.notify(f"verdict of gate {doc['gate']} copied", title="clipboard", timeout=3)
+
+    def action_export(self, fmt: str) -> None:
+        from phasef_tui.exports import export_folder, render, verdict_markdown, write_export
+
+        doc = self._verdict_doc()
+        if doc is None:
+            return
+        text = render(doc, fmt, verdict_markdown)
+        try:
+            path = write_export(export_folder(self.source), f"verdict-{doc['gate']}", fmt, text)
+        except OSError as exc:
+            self.notify(str(exc), title="not exported", severity="error", timeout=8)
+            return
+        self.notify(f"verdict of gate {doc['gate']} to {path}", title="exported", timeout=6)

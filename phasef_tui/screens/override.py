@@ -15,6 +15,7 @@ from textual.widgets import Input, Label, Static
 
 from phasef_tui.keys import bindings
 from widgets.session_view import CriterionView
+from widgets.theme import themed
 from widgets.verdict_card import render_criteria
 
 CONFIRM_WORD = "override"
@@ -38,7 +39,7 @@ class OverrideDialog(ModalScreen[bool]):
             yield Label(title, id="override-title")
             yield Static(render_criteria(self.unmet), id="override-criteria")
             note = Text("the run then ends ", style="")
-            note.append("GO-OVERRIDE", style="bold yellow")
+            note.append("GO-OVERRIDE", style=themed("warn.b"))
             note.append(" (exit 4), never GO")
             yield Label(note, id="override-note")
             yield Input(placeholder=f"type {CONFIRM_WORD} and Enter to sign; Esc cancels", id="override-input")

@@ -13,6 +13,7 @@ from phasef_tui.sessions_source import CHANGED_SESSIONS, SessionsSource
 from widgets.session_rows import COLUMNS, DEFAULT_SORT, sort_rows
 from widgets.sessions_table import SessionsTable
 from widgets.status_line import StatusLine
+from widgets.theme import themed
 
 
 class SessionsScreen(PhasefScreen):
@@ -61,7 +62,7 @@ class SessionsScreen(PhasefScreen):
             order = "descending" if self.descending else "ascending"
             text.append(f" · by {COLUMNS[self.sort_column].title} {order}", style="dim")
             marks = " · ".join(f"{'AB'[i]}={m}" for i, m in enumerate(src.marked))
-            text.append(f" · {marks}" if marks else " · space marks A and B", style="yellow" if marks else "dim")
+            text.append(f" · {marks}" if marks else " · space marks A and B", style=themed("warn") if marks else "dim")
         self.query_one("#sessions-status", StatusLine).show_text(text)
 
     def _current(self) -> str | None:

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pipeline.jobs.context import StepContext, StepFailed
 from pipeline.report import criteria
 from pipeline.report.eval_report import EvalMetrics, compute_metrics, file_sha256, iter_trace, percentile
+from pipeline.report.paths import relative_text, session_relative
 
 COMPARISON_SCHEMA = "phasef.comparison/1"
 MODEL_ACTORS = frozenset({"model", "repair"})
@@ -449,15 +450,16 @@ class RunData:
             "context_growth_per_tick": m.context_profile.growth_per_tick,
         }
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, session_dir: Path | None = None) -> dict[str, Any]:
+        """The run as reports list it; files inside ``session_dir`` named relative to it."""
         return {
             "name": self.name,
             "model": self.report.get("model", {}),
-            "report": str(self.report_path),
+            "report": session_relative(self.report_path, session_dir),
             "report_sha256": file_sha256(self.report_path),
             "verdict": self.report.get("verdict"),
             "reasons": self.report.get("reasons", []),
-            "trace": str(self.trace_path),
+            "trace": session_relative(self.trace_path, session_dir),
             "trace_sha256": self.trace_sha256,
             "taskSetHash": self.task_set_hash,
             "gateConfigHash": self.gate_config_hash,
@@ -754,8 +756,12 @@ def write_outputs(doc: dict[str, Any], markdown: str, folders: Sequence[Path], s
     return written
 
 
-def build_comparison(params: CompareParams, resolve: Callable[[str], Path]) -> dict[str, Any]:
-    """The comparison document; ``status`` is ``refused`` (with reasons) when the runs cannot be compared."""
+def build_comparison(
+    params: CompareParams, resolve: Callable[[str], Path], session_dir: Path | None = None
+) -> dict[str, Any]:
+    """The comparison document; ``status`` is ``refused`` (with reasons) when the runs cannot be compared.
+
+    Files inside ``session_dir`` are named relative to it (in the runs' summaries and in the refusal reasons)."""
     doc: dict[str, Any] = {
         "schema": COMPARISON_SCHEMA,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -772,9 +778,14 @@ def build_comparison(params: CompareParams, resolve: Callable[[str], Path]) -> d
         for role, run in runs.items():  # the same base model served twice: tell the columns apart
             run.name = f"{run.name} ({role})"
     for role, ref in (("baseline", params.baseline), ("finetuned", params.finetuned)):
-        doc[role] = runs[role].summary() if role in runs else {"name": ref.name or role, "report": ref.report}
+        doc[role] = (
+            runs[role].summary(session_dir)
+            if role in runs
+            else {"name": ref.name or role, "report": session_relative(ref.report, session_dir)}
+        )
     if not problems:
         problems = refusal_reasons(runs["baseline"], runs["finetuned"])
+    problems = [relative_text(p, session_dir) for p in problems]
     if problems:
         doc.update(status="refused", refusal=problems)
         return doc
@@ -799,7 +810,7 @@ def compare_step(ctx: StepContext) -> dict[str, Any]:
     except ValidationError as exc:
         err = exc.errors()[0]
         raise StepFailed(f"params.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
-    doc = with_pending_criteria(build_comparison(params, ctx.resolve))
+    doc = with_pending_criteria(build_comparison(params, ctx.resolve, ctx.session_dir))
     written = write_outputs(doc, render_markdown(doc), [ctx.resolve(params.out), ctx.artifacts_dir], "comparison")
     ctx.log("comparison written to " + ", ".join(str(p) for p in written[:2]))
     if doc["status"] == "refused":
@@ -814,7 +825,7 @@ def compare_step(ctx: StepContext) -> dict[str, Any]:
         "flips": {k: len(v) for k, v in doc["flips"].items()},
         "evidence_complete": doc["evidence"]["complete"],
         "residual_blockers": doc["residual_blockers"],
-        "comparison": str(written[0]),
+        "comparison": session_relative(written[0], ctx.session_dir),
     }
     ctx.emit("comparison", **{k: v for k, v in summary.items() if k != "residual_blockers"})
     return summary

@@ -676,10 +676,13 @@ class TraceIndex:
         follow: bool,
         idle_s: float = IDLE_POLL_S,
         on_idle: Callable[[], None] | None = None,
+        wait_change: Callable[[float], object] | None = None,
     ) -> None:
-        """The indexer loop: index everything, then (when following) poll for growth until ``stop`` is set.
+        """The indexer loop: index everything, then (when following) wait for growth until ``stop`` is set.
 
         Between steps it sleeps for 0 seconds, which hands the interpreter to other threads (the UI) each chunk.
+        ``wait_change(idle_s)`` waits for the file to change (a ``pipeline.watch.FileWatch``, which wakes on the
+        write itself); without it the file is polled every ``idle_s``.
         """
         while not stop.is_set():
             if self.work_step():
@@ -689,7 +692,12 @@ class TraceIndex:
                 on_idle()
             if not follow:
                 return
-            stop.wait(idle_s)
+            if wait_change is not None:
+                wait_change(idle_s)
+            else:
+                stop.wait(idle_s)
+            if stop.is_set():
+                return
             self.check_file()
 
     def find(
