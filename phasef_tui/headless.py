@@ -93,9 +93,10 @@ def _plain_line(ev: dict[str, Any], session: str, where: str | None = None) -> s
         criteria = f"; pass criteria NOT met: {'; '.join(unmet)} (a GO needs --override)" if unmet else ""
         if p.get("criteria") and not unmet:
             criteria = "; every pass criterion met"
+        override = " [--override]" if unmet else ""
         return (
             f"{key}: WAITING for a decision{verdict}{criteria} (evidence {str(p.get('evidence_sha256'))[:12]}); "
-            f"phasef approve {where or session} {key} --decision go|no-go --as NAME --reason TEXT"
+            f"phasef approve {where or session} {key} --decision go|no-go --as NAME --reason TEXT{override}"
         )
     if t == "gate_decided":
         over = " (operator OVERRIDE)" if p.get("override") else ""

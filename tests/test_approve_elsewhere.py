@@ -49,12 +49,15 @@ def test_the_waiting_hint_approves_from_another_folder(tmp_path: Path) -> None:
                 break
             lines.append(line)
             if "WAITING for a decision" in line:
-                hint = line.split("; ", 1)[1].strip()
+                hint = line[line.index("phasef approve") :].strip()
                 break
         assert hint is not None, lines
         argv = shlex.split(hint)
         assert argv[:2] == ["phasef", "approve"] and Path(argv[2]).is_absolute()
-        argv = [a.replace("go|no-go", "go").replace("NAME", "ann").replace("TEXT", "fine") for a in argv[2:]]
+        # a one-gate plan has no comparison nor audit: the hint offers the override its GO needs
+        assert argv[-1] == "[--override]"
+        argv = [a.replace("go|no-go", "go").replace("NAME", "ann").replace("TEXT", "fine") for a in argv[2:-1]]
+        argv.append("--override")
         done = subprocess.run(
             [sys.executable, "-m", "phasef_tui.cli", "approve", *argv],
             cwd=elsewhere,
@@ -65,7 +68,7 @@ def test_the_waiting_hint_approves_from_another_folder(tmp_path: Path) -> None:
         )
         assert done.returncode == 0, done.stderr
         assert "A.review: GO signed by ann" in done.stdout
-        assert run.wait(timeout=60) == 0
+        assert run.wait(timeout=60) == 4  # GO-OVERRIDE
     finally:
         if run.poll() is None:
             run.kill()
