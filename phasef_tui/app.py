@@ -45,7 +45,8 @@ class PhasefCommands(Provider):
         assert isinstance(app, PhasefApp)
         screen = self.screen
         keymap = app.keymap
-        actions = [a for a in APP_KEYS if a.id != "app.palette"]
+        replaying = getattr(app.source, "replaying", False)
+        actions = [a for a in APP_KEYS if a.id != "app.palette" and (replaying or not a.id.startswith("app.replay."))]
         scope = getattr(screen, "SCREEN_NAME", "").lower()
         actions.extend(SCREEN_KEYS.get(scope, ()))
         for action in actions:
@@ -74,7 +75,8 @@ class PhasefApp(App[int]):
     CSS_PATH = "phasef.tcss"
     TITLE = "phasef"
     BINDINGS = bindings("app")
-    COMMANDS = {PhasefCommands}
+    COMMANDS = App.COMMANDS | {PhasefCommands}
+    """Textual's own commands (theme, keys, screenshot, maximize, quit) next to phasef's."""
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     ENABLE_COMMAND_PALETTE = True
 
@@ -88,15 +90,20 @@ class PhasefApp(App[int]):
         clock: Callable[[], float] = time.time,
         blink: bool = True,
         initial: str | None = None,
+        theme: str | None = None,
+        theme_source: str = "config.toml [tui] theme",
     ) -> None:
         super().__init__()
+        self.requested_theme = theme
+        self.theme_source = theme_source
         self.source = source
         self.keymap: dict[str, str] = dict(keymap or {})
         self.keymap_problems = list(keymap_problems)
         self.frame_rate = frame_rate
         self.clock = clock
         self.blink = blink
-        self.available_screens = SESSION_SCREENS if source.has_session else TRACE_SCREENS
+        screens: tuple[str, ...] | None = getattr(source, "screens", None)
+        self.available_screens = screens or (SESSION_SCREENS if source.has_session else TRACE_SCREENS)
         self.initial = initial or self.available_screens[0]
         self.screen_objects: dict[str, PhasefScreen] = {}
         self.frames = 0
@@ -112,6 +119,8 @@ class PhasefApp(App[int]):
     # -- screens -----------------------------------------------------------------------------------------------------
     def _make_screen(self, name: str) -> PhasefScreen:
         from phasef_tui.screens import AuditScreen, ChainsScreen, DashboardScreen, ReportScreen, TracesScreen
+        from phasef_tui.screens.compare import CompareScreen
+        from phasef_tui.screens.sessions import SessionsScreen
 
         classes: dict[str, type[PhasefScreen]] = {
             "dashboard": DashboardScreen,
@@ -119,12 +128,24 @@ class PhasefApp(App[int]):
             "chains": ChainsScreen,
             "audit": AuditScreen,
             "report": ReportScreen,
+            "sessions": SessionsScreen,
+            "compare": CompareScreen,
         }
         screen = classes[name]()
         self.screen_objects[name] = screen
         return screen
 
     def on_mount(self) -> None:
+        from phasef_tui.theming import apply_palette, check_theme
+
+        if self.requested_theme:
+            problem = check_theme(self, self.requested_theme, self.theme_source)
+            if problem is None:
+                self.theme = self.requested_theme
+            else:
+                self._start_notes.append(problem)
+        apply_palette(self)
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
         self._switch_before = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         for name in self.available_screens:
@@ -135,10 +156,20 @@ class PhasefApp(App[int]):
         self.call_after_refresh(self.source.start)  # the first screen (from the first KB) before any scanning
         self.set_interval(1 / self.frame_rate, self._frame, name="frame")
         self.call_after_refresh(self._settle_heap)
-        for problem in self.keymap_problems:
-            self.notify(str(problem), title="keymap", severity="warning", timeout=10)
+        for keymap_problem in self.keymap_problems:
+            self.notify(str(keymap_problem), title="keymap", severity="warning", timeout=10)
         for note in self._start_notes:
             self.notify(note, severity="warning", timeout=10)
+
+    def _theme_changed(self, _theme: object) -> None:
+        """Another theme (from the palette, or set by code): the widgets' Rich text takes its colours, redrawn."""
+        from phasef_tui.theming import apply_palette
+
+        apply_palette(self)
+        for screen in self.screen_objects.values():
+            if screen.view_ready:  # (a screen still mounting draws itself with the new palette when ready)
+                screen.refresh_view({"all"})
+                screen.refresh(layout=False)
 
     def _settle_heap(self) -> None:
         """Once the app is built, move what exists to the collector's permanent generation (it lives as long as
@@ -198,6 +229,12 @@ class PhasefApp(App[int]):
             return
         self.switch_mode(name)
 
+    def action_replay(self, op: str) -> None:
+        """The replay keys (``phasef replay``): move through the journal; every screen follows."""
+        from phasef_tui.replay_controls import replay_action
+
+        replay_action(self, op)
+
     def action_help(self) -> None:
         """The help screen is built once and kept (installed): later opens only redraw it."""
         from phasef_tui.screens.help import HelpScreen
@@ -242,6 +279,15 @@ def load_keys(config: Path | None) -> tuple[dict[str, str], list[KeymapProblem]]
     return keymap_from_config(config)
 
 
+def load_tui_settings(config: Path | None) -> dict[str, Any]:
+    """Keyword arguments for ``PhasefApp`` from ``config``'s ``[tui]`` table: keys and theme, with their problems."""
+    from phasef_tui.theming import theme_from_config
+
+    keymap, problems = load_keys(config)
+    theme, theme_problems, where = theme_from_config(config)
+    return {"keymap": keymap, "keymap_problems": problems + theme_problems, "theme": theme, "theme_source": where}
+
+
 def run_attach(session_dir: Path, operator: str, control_socket: Path | None) -> int:
     """Attach the TUI to a session: replay and tail its journal, sign decisions over the control socket."""
     from phasef_tui.session_source import SessionSource, session_config_path
@@ -255,7 +301,6 @@ def run_attach(session_dir: Path, operator: str, control_socket: Path | None) ->
     except FileNotFoundError as exc:
         print(f"phasef attach: {exc}")
         return 2
-    keymap, problems = load_keys(session_config_path(session_dir))
-    app = PhasefApp(source, keymap=keymap, keymap_problems=problems)
+    app = PhasefApp(source, **load_tui_settings(session_config_path(session_dir)))
     result = app.run()
     return int(result or 0)

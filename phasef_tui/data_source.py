@@ -89,8 +89,13 @@ class DataSource:
         feed = self.feed
         return [trace_profile(feed, Path(feed.display_name).name)] if feed is not None else []
 
-    def approve(self, gate_id: str, decision: str, reason: str) -> str:
+    def approve(self, gate_id: str, decision: str, reason: str, *, override: bool = False) -> str:
         raise ApprovalError("no session: decisions are signed in a session (phasef attach)")
+
+    def step_action(self, op: str, step: str, reason: str) -> str:
+        """Retry (``op`` "retry") or cancel ("cancel") a step of the running session; the confirmation or
+        ``ApprovalError``."""
+        raise ApprovalError("no session: steps are retried and cancelled in a session (phasef attach)")
 
     # -- change detection ---------------------------------------------------------------------------------------------
     def poll(self) -> set[str]:

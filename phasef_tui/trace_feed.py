@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.traces.index import FILTER_FLAGS, LineError, LRUCache, TraceIndex
+from pipeline.watch import FileWatch
 from widgets.chain_list import ChainRow
 from widgets.chain_stepper import ChainStep
 from widgets.record_detail import RecordView
@@ -68,13 +69,19 @@ class TraceFeed:
         self._caught_up: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.watch: FileWatch | None = None
+        """Wakes the indexer when a followed file is written (watchfiles), else it polls."""
 
     def start(self) -> None:
         if self._thread is None:
+            kwargs: dict[str, object] = {"follow": self.follow}
+            if self.follow:
+                self.watch = FileWatch(self.path)
+                kwargs["wait_change"] = self.watch.wait
             self._thread = threading.Thread(
                 target=self.index.run,
                 args=(self._stop,),
-                kwargs={"follow": self.follow},
+                kwargs=kwargs,
                 name="trace-indexer",
                 daemon=True,
             )
@@ -82,6 +89,8 @@ class TraceFeed:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.watch is not None:
+            self.watch.close()
         if self._thread is not None:
             self._thread.join(timeout=2)
             self._thread = None

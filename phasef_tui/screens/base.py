@@ -39,12 +39,21 @@ class PhasefScreen(Screen[None]):
         yield ScreenTabs(id="tabs")
 
     def compose_footer(self) -> ComposeResult:
+        if getattr(self.source, "replaying", False):  # (phasef replay: the timeline on every screen)
+            from widgets.timeline_bar import TimelineBar
+
+            yield TimelineBar(id="timeline")
         yield KeyHints(id="keys")
 
     def draw_tabs(self) -> None:
         self.query_one("#tabs", ScreenTabs).show(
             self.phasef.tab_list(), self.SCREEN_NAME, self.source.title, self.phasef.attention()
         )
+        info = getattr(self.source, "timeline_info", None)
+        if info is not None:
+            from widgets.timeline_bar import TimelineBar
+
+            self.query_one("#timeline", TimelineBar).show(info())
 
     def refresh_view(self, changed: set[str]) -> None:
         """Redraw from the data source; ``changed`` names what changed since the last frame."""

@@ -309,3 +309,47 @@ class TracesScreen(PhasefScreen):
         lines = feed.index.chain_lines(chain)
         position = list(lines).index(line) if line in lines else 0
         self.phasef.open_chain(chain, position)
+
+    # -- copy and export ---------------------------------------------------------------------------------------------
+    def action_copy(self) -> None:
+        """The record under the cursor, as indented JSON, to the clipboard (OSC 52: works over SSH)."""
+        from phasef_tui.exports import record_text
+
+        feed = self.source.feed
+        line = self.current_line()
+        if feed is None or line is None:
+            self.notify("no record to copy", timeout=3)
+            return
+        raw = feed.index.line(line).decode("utf-8", "replace")
+        text = record_text(feed.index.record(line), raw)
+        self.app.copy_to_clipboard(text)
+        self.notify(f"line {line + 1} copied ({len(text):,} chars)", title="clipboard", timeout=3)
+
+    def action_export(self, fmt: str) -> None:
+        """The records the filters select (all of them without a filter), to a Markdown or JSON file."""
+        feed, selection = self.source.feed, self.selection
+        if feed is None or selection is None or not len(selection):
+            self.notify("no records to export", timeout=3)
+            return
+        from phasef_tui.exports import SLICE_LIMIT
+
+        count = min(len(selection), SLICE_LIMIT)
+        lines = [selection.line_at(i) for i in range(count)]
+        self._export_slice(fmt, feed.display_name, sorted(self.kinds), lines, len(selection))
+
+    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
+    def _export_slice(self, fmt: str, trace: str, kinds: list[str], lines: list[int], total: int) -> None:
+        from phasef_tui.exports import export_folder, render, slice_doc, slice_markdown, write_export
+
+        feed = self.source.feed
+        if feed is None:
+            return
+        records = [feed.index.record(line) for line in lines]
+        doc = slice_doc(trace, kinds, lines, records, total)
+        stem = "trace-slice-" + ("-".join(kinds) if kinds else "all")
+        try:
+            path = write_export(export_folder(self.source), stem, fmt, render(doc, fmt, slice_markdown))
+        except OSError as exc:
+            self.app.call_from_thread(self.notify, str(exc), title="not exported", severity="error", timeout=8)
+            return
+        self.app.call_from_thread(self.notify, f"{len(lines):,} records to {path}", title="exported", timeout=6)

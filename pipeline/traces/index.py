@@ -29,6 +29,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import orjson
 
+from pipeline.fsio import open_regular
 from pipeline.problems import Problem
 from pipeline.traces.analysis import (
     DEATH_OUTCOMES,
@@ -358,6 +359,15 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
     s.flagged_upto = first + len(lines)
 
 
+def _open_regular_fd(path: Path) -> int:
+    """A blocking read descriptor on regular file ``path``; a FIFO, device or socket raises ``NotARegularFile``."""
+    fh = open_regular(path)
+    try:
+        return os.dup(fh.fileno())
+    finally:
+        fh.close()
+
+
 def _chain_number(s: _Summaries, episode: int, chain_id: str, line: int) -> int:
     """Chains are named per episode (``c1`` may recur in every episode), so the key joins both."""
     key = f"{s.episodes.names[episode] if episode != NO_ID else ''}\x1f{chain_id}"
@@ -392,7 +402,7 @@ class TraceIndex:
         self.chunk_size = chunk_size
         self.generation = 0
         self.lock = threading.RLock()
-        self._fd = os.open(self.path, os.O_RDONLY)
+        self._fd = _open_regular_fd(self.path)
         self._inode = os.fstat(self._fd).st_ino
         self._raw: LRUCache[tuple[int, int], bytes] = LRUCache(cache_lines)
         self._parsed: LRUCache[tuple[int, int], dict[str, Any] | LineError] = LRUCache(min(cache_lines, PARSED_LINES))
@@ -615,7 +625,7 @@ class TraceIndex:
             return "missing"
         with self.lock:
             if st.st_ino != self._inode:
-                fd = os.open(self.path, os.O_RDONLY)
+                fd = _open_regular_fd(self.path)
                 os.close(self._fd)
                 self._fd = fd
                 self._inode = os.fstat(fd).st_ino
@@ -659,10 +669,13 @@ class TraceIndex:
         follow: bool,
         idle_s: float = IDLE_POLL_S,
         on_idle: Callable[[], None] | None = None,
+        wait_change: Callable[[float], object] | None = None,
     ) -> None:
-        """The indexer loop: index everything, then (when following) poll for growth until ``stop`` is set.
+        """The indexer loop: index everything, then (when following) wait for growth until ``stop`` is set.
 
         Between steps it sleeps for 0 seconds, which hands the interpreter to other threads (the UI) each chunk.
+        ``wait_change(idle_s)`` waits for the file to change (a ``pipeline.watch.FileWatch``, which wakes on the
+        write itself); without it the file is polled every ``idle_s``.
         """
         while not stop.is_set():
             if self.work_step():
@@ -672,7 +685,12 @@ class TraceIndex:
                 on_idle()
             if not follow:
                 return
-            stop.wait(idle_s)
+            if wait_change is not None:
+                wait_change(idle_s)
+            else:
+                stop.wait(idle_s)
+            if stop.is_set():
+                return
             self.check_file()
 
     def find(
