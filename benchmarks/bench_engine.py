@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from pipeline.config import parse_config
-from pipeline.engine import WRAPPER, Engine
+from pipeline.engine import Engine
+from pipeline.jobs.local import WRAPPER
 from pipeline.journal import Journal
 
 

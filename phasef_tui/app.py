@@ -156,8 +156,8 @@ class PhasefApp(App[int]):
         self.call_after_refresh(self.source.start)  # the first screen (from the first KB) before any scanning
         self.set_interval(1 / self.frame_rate, self._frame, name="frame")
         self.call_after_refresh(self._settle_heap)
-        for problem in self.keymap_problems:
-            self.notify(str(problem), title="keymap", severity="warning", timeout=10)
+        for keymap_problem in self.keymap_problems:
+            self.notify(str(keymap_problem), title="keymap", severity="warning", timeout=10)
         for note in self._start_notes:
             self.notify(note, severity="warning", timeout=10)
 
@@ -246,22 +246,28 @@ class PhasefApp(App[int]):
     def open_chain(self, chain: int, position: int) -> None:
         """Show a recovery chain at a tick (from the Traces screen)."""
         self.switch_mode("chains")
+        from phasef_tui.screens import ChainsScreen
+
         screen = self.screen_objects.get("chains")
-        if screen is not None:
-            screen.select(chain, position)  # type: ignore[attr-defined]
+        if isinstance(screen, ChainsScreen):
+            screen.select(chain, position)
 
     def open_trace_line(self, line: int) -> None:
         """Show a trace line in the stream (from the Chains screen)."""
         self.switch_mode("traces")
+        from phasef_tui.screens import TracesScreen
+
         screen = self.screen_objects.get("traces")
-        if screen is not None:
-            screen.show_line(line)  # type: ignore[attr-defined]
+        if isinstance(screen, TracesScreen):
+            screen.show_line(line)
 
     def open_gate(self, gate_id: str) -> None:
         self.switch_mode("audit")
+        from phasef_tui.screens import AuditScreen
+
         screen = self.screen_objects.get("audit")
-        if screen is not None:
-            screen.select_gate(gate_id)  # type: ignore[attr-defined]
+        if isinstance(screen, AuditScreen):
+            screen.select_gate(gate_id)
 
 
 def load_keys(config: Path | None) -> tuple[dict[str, str], list[KeymapProblem]]:

@@ -191,7 +191,7 @@ def _gathered(on: bool) -> Iterator[tuple[_Tee, _Tee] | None]:
         yield None
         return
     out, err = _Tee(sys.stdout), _Tee(sys.stderr)
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):  # type: ignore[type-var]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         yield out, err
 
 

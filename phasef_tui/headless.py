@@ -10,12 +10,14 @@ import asyncio
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from pipeline import events
 from pipeline.config import PhasefConfig
 from pipeline.engine import Engine
 from pipeline.journal import SessionLocked
@@ -62,63 +64,75 @@ def render_table(state: SessionState, where: str | None = None) -> Table:
     return table
 
 
-def _plain_line(ev: dict[str, Any], session: str, where: str | None = None) -> str | None:
+def _plain_line(raw: dict[str, Any], session: str, where: str | None = None) -> str | None:
     """One plain progress line; ``where`` (the session folder) goes into the approve hint, which then works from
     any folder (``phasef approve`` takes a session folder as well as an id)."""
-    t = ev["type"]
-    key = f"{ev.get('stage')}.{ev.get('step')}"
-    p = ev.get("payload", {})
-    att = ev.get("attempt")
-    if t == "session_started":
-        return f"session {session} started (resume={p.get('resume')}, pid {p.get('pid')})"
-    if t == "step_started":
-        return f"{key}: started attempt {att}"
-    if t == "step_reattached":
-        return f"{key}: reattached to attempt {att} (pid {p.get('pid')}, alive={p.get('alive')})"
-    if t == "step_succeeded":
-        return f"{key}: succeeded in {p.get('duration_s')} s"
-    if t == "step_failed":
-        retry = f"; retry in {p['retry_in_s']} s" if p.get("retry_in_s") is not None else ""
-        return f"{key}: FAILED attempt {att}: {p.get('error')}{retry}"
-    if t == "step_skipped":
-        return f"{key}: skipped ({p.get('reason')})"
-    if t == "step_blocked":
-        return f"{key}: blocked ({p.get('reason')})"
-    if t == "step_cancelled":
-        return f"{key}: cancelled ({p.get('reason')})"
-    if t == "gate_opened":
-        audit = p.get("audit") or {}
-        verdict = f"; audit verdict {audit.get('verdict')}" if audit else ""
-        unmet = [str(c.get("label")) for c in p.get("criteria") or [] if not c.get("met")]
-        criteria = f"; pass criteria NOT met: {'; '.join(unmet)} (a GO needs --override)" if unmet else ""
-        if p.get("criteria") and not unmet:
-            criteria = "; every pass criterion met"
-        override = " [--override]" if unmet else ""
-        return (
-            f"{key}: WAITING for a decision{verdict}{criteria} (evidence {str(p.get('evidence_sha256'))[:12]}); "
-            f"phasef approve {where or session} {key} --decision go|no-go --as NAME --reason TEXT{override}"
-        )
-    if t == "gate_decided":
-        over = " (operator OVERRIDE)" if p.get("override") else ""
-        if p.get("unmet_criteria") and p.get("override"):
-            over = f" (operator OVERRIDE of unmet pass criteria: {', '.join(p['unmet_criteria'])})"
-        return f"{key}: {str(p.get('decision')).upper()} by {p.get('operator')}: {p.get('reason')}{over}"
-    if t == "gate_refused":
-        return f"{key}: decision by {p.get('operator')} refused: {p.get('reason')}"
-    if t == "gate_timed_out":
-        return f"{key}: gate timed out: NO-GO"
-    if t in ("service_started", "service_stopped", "service_failed"):
-        return f"service {p.get('name')}: {t.split('_')[1]} {p.get('url') or p.get('error') or ''}".rstrip()
-    if t == "run_finished":
-        report = f"; report {', '.join(p['report'])}" if p.get("report") else ""
-        return (
-            f"run {p.get('state')}: final decision {p.get('final_decision')}, exit {p.get('exit_code')}"
-            + (f" ({p.get('error')})" if p.get("error") else "")
-            + report
-        )
-    if t == "journal_repaired":
-        return f"journal: torn last line ({p.get('torn_bytes')} bytes) set aside in {p.get('saved_to')}"
-    return None
+    if raw.get("type") == "step_progress":
+        return None  # the bulk of the stream; shown by the live table and the TUI, not line by line
+    try:
+        ev = events.TYPED_EVENT.validate_python(raw)
+    except ValidationError:
+        return None
+    key, att = ev.key, ev.attempt
+    match ev:
+        case events.SessionStarted(payload=p):
+            return f"session {session} started (resume={p.resume}, pid {p.pid})"
+        case events.StepStarted():
+            return f"{key}: started attempt {att}"
+        case events.StepReattached(payload=p):
+            return f"{key}: reattached to attempt {att} (pid {p.pid}, alive={p.alive})"
+        case events.StepSucceeded(payload=p):
+            return f"{key}: succeeded in {p.duration_s} s"
+        case events.StepFailed(payload=p):
+            retry = f"; retry in {p.retry_in_s} s" if p.retry_in_s is not None else ""
+            return f"{key}: FAILED attempt {att}: {p.error}{retry}"
+        case events.StepSkipped(payload=p):
+            return f"{key}: skipped ({p.reason})"
+        case events.StepBlocked(payload=p):
+            return f"{key}: blocked ({p.reason})"
+        case events.StepCancelled(payload=p):
+            return f"{key}: cancelled ({p.reason})"
+        case events.StepRetryRequested(payload=p):
+            return f"{key}: retry requested by {p.operator}" + (f": {p.reason}" if p.reason else "")
+        case events.GateOpened(payload=p):
+            verdict = f"; audit verdict {p.audit.get('verdict')}" if p.audit else ""
+            unmet = [str(c.get("label")) for c in p.criteria or [] if not c.get("met")]
+            criteria = f"; pass criteria NOT met: {'; '.join(unmet)} (a GO needs --override)" if unmet else ""
+            if p.criteria and not unmet:
+                criteria = "; every pass criterion met"
+            override = " [--override]" if unmet else ""
+            return (
+                f"{key}: WAITING for a decision{verdict}{criteria} (evidence {str(p.evidence_sha256)[:12]}); "
+                f"phasef approve {where or session} {key} --decision go|no-go --as NAME --reason TEXT{override}"
+            )
+        case events.GateDecided(payload=p):
+            over = " (operator OVERRIDE)" if p.override else ""
+            if p.unmet_criteria and p.override:
+                over = f" (operator OVERRIDE of unmet pass criteria: {', '.join(p.unmet_criteria)})"
+            return f"{key}: {str(p.decision).upper()} by {p.operator}: {p.reason}{over}"
+        case events.GateRefused(payload=p):
+            return f"{key}: decision by {p.operator} refused: {p.reason}"
+        case events.GateTimedOut():
+            return f"{key}: gate timed out: NO-GO"
+        case events.ServiceStarted(payload=p):
+            return f"service {p.name}: started {p.url or ''}".rstrip()
+        case events.ServiceFailed(payload=p):
+            return f"service {p.name}: failed {p.error or ''}".rstrip()
+        case events.ServiceStopped(payload=p):
+            return f"service {p.name}: stopped"
+        case events.RunFinished(payload=p):
+            report = f"; report {', '.join(p.report)}" if p.report else ""
+            return (
+                f"run {p.state}: final decision {p.final_decision}, exit {p.exit_code}"
+                + (f" ({p.error})" if p.error else "")
+                + report
+            )
+        case events.JournalRepaired(payload=p):
+            return f"journal: torn last line ({p.torn_bytes} bytes) set aside in {p.saved_to}"
+        case events.StepProgress() | events.StepCancelRequested() | events.RunCancelRequested():
+            return None
+        case _:
+            assert_never(ev)
 
 
 def run_headless(cfg: PhasefConfig, config_path: Path, session_dir: Path, until: str | None, plain: bool) -> int:

@@ -569,7 +569,7 @@ class SessionSource(DataSource):
 
         ``override`` is the operator's confirmed request to sign GO at the final gate over unmet pass criteria."""
         from pipeline.control import ControlClient
-        from pipeline.engine import ControlError
+        from pipeline.errors import ControlError
 
         with self.lock:
             gate = self.state.gates.get(gate_id)
@@ -605,7 +605,7 @@ class SessionSource(DataSource):
     def step_action(self, op: str, step: str, reason: str) -> str:
         """Retry or cancel a step through the supervisor (approvers only; the journal records the operator)."""
         from pipeline.control import ControlClient
-        from pipeline.engine import ControlError
+        from pipeline.errors import ControlError
 
         if op not in ("retry", "cancel"):
             raise ApprovalError(f"unknown step action {op!r}")

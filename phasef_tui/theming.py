@@ -10,7 +10,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from phasef_tui.keys import KeymapProblem
 
@@ -48,7 +48,7 @@ def theme_from_config(path: Path | None) -> tuple[str | None, list[KeymapProblem
     return value.strip(), [], where
 
 
-def check_theme(app: App[object], name: str, source: str) -> str | None:
+def check_theme(app: App[Any], name: str, source: str) -> str | None:
     """A message when ``name`` is no theme the app has (listing the ones it has), else None."""
     if name in app.available_themes:
         return None
@@ -56,7 +56,7 @@ def check_theme(app: App[object], name: str, source: str) -> str | None:
     return f"{source}: unknown theme {name!r}; themes: {names}"
 
 
-def apply_palette(app: App[object]) -> None:
+def apply_palette(app: App[Any]) -> None:
     """Hand the app's current theme (or no colour, under NO_COLOR) to the widgets' Rich renderables."""
     from widgets.theme import palette_from_variables, use_palette
 

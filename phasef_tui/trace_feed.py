@@ -247,7 +247,7 @@ class FeedRows:
             return TraceRow(line=line, kind="?", problem="(file changed; re-reading)")
         summary = index.summary(line)
         flags = summary.flags if summary is not None else 0
-        match = bool(self.search) and self.search in index.line(line).lower()  # type: ignore[operator]
+        match = self.search is not None and self.search in index.line(line).lower()
         if isinstance(rec, LineError):
             return TraceRow(line=line, kind="?", flags=flags, problem=rec.reason, match=match)
         return TraceRow(

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.fsio import FileTooLarge, NotARegularFile, read_text_bounded
+from pipeline.layout import output_problem
 from pipeline.registry import BUILTIN_FUNCTIONS, BUILTIN_PARAMS, SERVICE_KINDS, STEP_KINDS, load_object
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -94,6 +95,14 @@ class StepConfig(Strict):
     def _known_kind(cls, v: str) -> str:
         if v not in STEP_KINDS:
             raise ValueError(f"unknown step kind {v!r}; known: {', '.join(sorted(STEP_KINDS))}")
+        return v
+
+    @field_validator("outputs")
+    @classmethod
+    def _outputs_inside(cls, v: list[str]) -> list[str]:
+        problems = [p for p in map(output_problem, v) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
         return v
 
     @model_validator(mode="after")

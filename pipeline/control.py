@@ -42,7 +42,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.engine import ControlError, Engine
+from pipeline.engine import Engine
+from pipeline.errors import ControlError
 from pipeline.fsio import atomic_write_text
 
 PROTOCOL_VERSION = 1

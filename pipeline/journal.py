@@ -14,7 +14,6 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,9 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, Field, ValidationError
 
+from pipeline.events import EVENT_TYPES, SCHEMA_VERSION, TYPED_EVENT, TypedEvent
 from pipeline.fsio import atomic_write_bytes, open_regular
+from pipeline.problems import Problem
 
 JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = "session.lock"
@@ -30,6 +31,9 @@ MAX_EVENT_BYTES = 64 * 2**20
 
 
 class Event(BaseModel):
+    """One journal line as written; :meth:`typed` gives the typed event (``pipeline.events``)."""
+
+    v: int = 1
     seq: int
     ts: str = Field(description="UTC time, ISO 8601")
     type: str
@@ -42,15 +46,24 @@ class Event(BaseModel):
     def key(self) -> str | None:
         return f"{self.stage}.{self.step}" if self.stage and self.step else None
 
+    def typed(self) -> TypedEvent:
+        """The event as its type's model; ``ValidationError`` if it does not fit (the readers report those)."""
+        return TYPED_EVENT.validate_python(
+            {
+                "v": self.v,
+                "seq": self.seq,
+                "ts": self.ts,
+                "type": self.type,
+                "stage": self.stage,
+                "step": self.step,
+                "attempt": self.attempt,
+                "payload": self.payload,
+            }
+        )
 
-@dataclass(frozen=True)
-class JournalProblem:
-    file: str
-    line: int
-    reason: str
 
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}"
+JournalProblem = Problem
+"""A journal line that could not be used (kept under this name for its readers)."""
 
 
 def utc_now() -> str:
@@ -65,11 +78,31 @@ def _decode(raw: bytes, file: str, number: int) -> Event | JournalProblem:
     if not isinstance(obj, dict):
         return JournalProblem(file, number, "not a JSON object")
     try:
-        return Event.model_validate(obj)
+        event = Event.model_validate(obj)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "event"
-        return JournalProblem(file, number, f"field '{field}': {err['msg']}")
+        return JournalProblem(file, number, _first_error(exc))
+    if event.v > SCHEMA_VERSION:
+        return JournalProblem(
+            file, number, f"event schema v{event.v} is newer than this phasef reads (v{SCHEMA_VERSION}); skipped"
+        )
+    if event.type not in EVENT_TYPES:
+        return JournalProblem(file, number, f"unknown event type {event.type!r} (from a newer phasef?); skipped")
+    if event.type == "step_progress":
+        return event  # free-form payload, nothing past the fields just checked; the bulk of a journal, kept fast
+    try:
+        event.typed()  # the line as written, with the envelope's defaults (a line without a payload has none)
+    except ValidationError as exc:
+        return JournalProblem(file, number, f"{event.type}: {_first_error(exc)}")
+    return event
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    if len(loc) > 1 and loc[0] in EVENT_TYPES:  # the union's tag, not a field
+        loc = loc[1:]
+    field = ".".join(loc) or "event"
+    return f"field '{field}': {err['msg']}"
 
 
 def read_journal(path: Path, start_offset: int = 0) -> Iterator[Event | JournalProblem]:
@@ -198,6 +231,7 @@ class Journal:
         """Append one event; with ``sync`` (the default) it is fsynced before this returns."""
         self.seq += 1
         event = Event(
+            v=SCHEMA_VERSION,
             seq=self.seq,
             ts=utc_now(),
             type=type,

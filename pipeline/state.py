@@ -8,12 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, assert_never
 
 from pydantic import BaseModel, Field, ValidationError
 
+from pipeline import events
 from pipeline.journal import JOURNAL_NAME, Event, JournalProblem, read_journal
 from pipeline.report.criteria import pending as pending_criteria
+
+StepEvent = (
+    events.StepStarted
+    | events.StepProgress
+    | events.StepSucceeded
+    | events.StepFailed
+    | events.StepCancelled
+    | events.StepBlocked
+    | events.StepSkipped
+) | (events.GateOpened | events.GateDecided | events.GateTimedOut)
 
 StepStatus = Literal[
     "pending", "running", "retrying", "succeeded", "failed", "skipped", "cancelled", "waiting", "blocked"
@@ -38,6 +49,8 @@ class StepState(BaseModel):
     duration_s: float | None = None
     error: str | None = None
     pid: int | None = None
+    handle: dict[str, Any] | None = None
+    """How the step's executor finds its running job again (``JobHandle``); None in journals before it."""
     fingerprint: str | None = None
     outputs: dict[str, str] = Field(default_factory=dict)
     summary: dict[str, Any] = Field(default_factory=dict)
@@ -93,7 +106,7 @@ class SessionState(BaseModel):
     gates: dict[str, GateState] = Field(default_factory=dict)
     services: dict[str, ServiceState] = Field(default_factory=dict)
     final_gate: str | None = None
-    final_decision: FinalDecision | None = None
+    final_decision: FinalDecision | None = Field(default=None, description="GO, GO-OVERRIDE or NO-GO once finished")
     exit_code: int | None = None
     error: str | None = None
     last_seq: int = 0
@@ -101,134 +114,176 @@ class SessionState(BaseModel):
 
     # -- replay ---------------------------------------------------------------------------------------------
     def apply(self, ev: Event) -> None:
+        """Apply one event; one that does not fit its type's model becomes a problem (the journal's reader has
+        already reported it with its line number, so this only happens to events made in this process)."""
         self.last_seq = max(self.last_seq, ev.seq)
-        handler = getattr(self, "_on_" + ev.type, None)
-        if handler is not None:
-            handler(ev)
+        if ev.type == "step_progress":  # most of a long journal; its payload is free-form: no model to build
+            self._progress(self._step(ev), ev.payload)
+            return
+        try:
+            t = ev.typed()
+        except ValidationError as exc:
+            self.problems.append(f"event {ev.seq} ({ev.type}): {exc.errors()[0]['msg']}")
+            return
+        self._dispatch(t)
 
-    def _step(self, ev: Event) -> StepState:
+    def _dispatch(self, t: events.TypedEvent) -> None:
+        match t:
+            case events.SessionStarted():
+                self._on_session_started(t)
+            case events.StepStarted():
+                self._on_step_started(t)
+            case events.StepProgress():
+                self._progress(self._step(t), t.payload.model_extra or {})
+            case events.StepSucceeded():
+                st = self._finish(t, "succeeded", t.payload.duration_s)
+                st.outputs = t.payload.outputs
+                st.summary = t.payload.summary
+                st.fingerprint = t.payload.fingerprint or st.fingerprint
+            case events.StepFailed():
+                retry = t.payload.retry_at
+                st = self._finish(t, "retrying" if retry else "failed", t.payload.duration_s)
+                st.error = t.payload.error
+                st.retry_at = retry
+            case events.StepCancelled():
+                self._finish(t, "cancelled").error = t.payload.reason or "cancelled"
+            case events.StepBlocked():
+                self._finish(t, "blocked").error = t.payload.reason
+            case events.StepSkipped():
+                self._on_step_skipped(t)
+            case events.GateOpened():
+                self._on_gate_opened(t)
+            case events.GateDecided():
+                self._on_gate_decided(t)
+            case events.GateRefused():
+                if t.key in self.gates:
+                    self.gates[t.key].refusals.append(t.payload.model_dump(exclude_unset=True))
+            case events.GateTimedOut():
+                self._on_gate_timed_out(t)
+            case events.ServiceStarted():
+                p = t.payload
+                self.services[p.name] = ServiceState(name=p.name, state="running", url=p.url, pid=p.pid)
+            case events.ServiceFailed():
+                svc = self.services.setdefault(t.payload.name, ServiceState(name=t.payload.name))
+                svc.state = "failed"
+                svc.error = t.payload.error
+            case events.ServiceStopped():
+                svc = self.services.setdefault(t.payload.name, ServiceState(name=t.payload.name))
+                svc.state = "stopped"
+                svc.pid = None
+            case events.RunFinished():
+                self._on_run_finished(t)
+            case (
+                events.StepReattached()
+                | events.StepCancelRequested()
+                | events.StepRetryRequested()
+                | events.RunCancelRequested()
+                | events.JournalRepaired()
+            ):
+                pass  # recorded for the reader; the state they change is set by the events that follow
+            case _:
+                assert_never(t)
+
+    @staticmethod
+    def _progress(st: StepState, payload: dict[str, Any]) -> None:
+        st.progress.append(payload)
+        if len(st.progress) > PROGRESS_KEEP:
+            del st.progress[: len(st.progress) - PROGRESS_KEEP]
+
+    def _step(self, ev: StepEvent | Event) -> StepState:
         key = f"{ev.stage}.{ev.step}"
         if key not in self.steps:
             self.steps[key] = StepState(stage=ev.stage or "", step=ev.step or "")
         return self.steps[key]
 
-    def _on_session_started(self, ev: Event) -> None:
+    def _on_session_started(self, ev: events.SessionStarted) -> None:
         p = ev.payload
         self.state = "running"
         self.started = self.started or ev.ts
         self.finished = None
         self.exit_code = None
-        self.config_sha256 = p.get("config_sha256")
-        self.supervisor_pid = p.get("pid")
-        self.final_gate = p.get("final_gate")
-        for item in p.get("plan", []):
-            key = f"{item['stage']}.{item['step']}"
-            st = self.steps.setdefault(key, StepState(stage=item["stage"], step=item["step"]))
-            st.kind = item.get("kind", st.kind)
-            st.title = item.get("title")
+        self.config_sha256 = p.config_sha256
+        self.supervisor_pid = p.pid
+        self.final_gate = p.final_gate
+        for item in p.plan:
+            key = f"{item.stage}.{item.step}"
+            st = self.steps.setdefault(key, StepState(stage=item.stage, step=item.step))
+            st.kind = item.kind or st.kind
+            st.title = item.title
         for st in self.steps.values():
             if st.state in ("running", "retrying"):
                 st.state = "pending"  # interrupted by the crash; the resumed engine decides what to do
 
-    def _on_step_started(self, ev: Event) -> None:
+    def _on_step_started(self, ev: events.StepStarted) -> None:
         st = self._step(ev)
+        p = ev.payload
         st.state = "running"
         st.attempts = max(st.attempts, ev.attempt or 1)
         st.started = ev.ts
         st.finished = None
         st.duration_s = None
         st.error = None
-        st.pid = ev.payload.get("pid")
-        st.fingerprint = ev.payload.get("fingerprint")
-        st.log = ev.payload.get("log")
+        st.pid = p.pid
+        st.handle = p.handle
+        st.fingerprint = p.fingerprint
+        st.log = p.log
         st.cached = False
         st.retry_at = None
 
-    def _on_step_progress(self, ev: Event) -> None:
-        st = self._step(ev)
-        st.progress.append(ev.payload)
-        if len(st.progress) > PROGRESS_KEEP:
-            del st.progress[: len(st.progress) - PROGRESS_KEEP]
-
-    def _finish(self, ev: Event, status: StepStatus) -> StepState:
+    def _finish(self, ev: StepEvent, status: StepStatus, duration_s: float | None = None) -> StepState:
         st = self._step(ev)
         st.state = status
         st.finished = ev.ts
-        st.duration_s = ev.payload.get("duration_s", st.duration_s)
+        st.duration_s = duration_s if duration_s is not None else st.duration_s
         st.pid = None
+        st.handle = None
         return st
 
-    def _on_step_succeeded(self, ev: Event) -> None:
-        st = self._finish(ev, "succeeded")
-        st.outputs = ev.payload.get("outputs", {})
-        st.summary = ev.payload.get("summary", {})
-        st.fingerprint = ev.payload.get("fingerprint", st.fingerprint)
-
-    def _on_step_failed(self, ev: Event) -> None:
-        retry = ev.payload.get("retry_at")
-        st = self._finish(ev, "retrying" if retry else "failed")
-        st.error = ev.payload.get("error")
-        st.retry_at = retry
-
-    def _on_step_cancelled(self, ev: Event) -> None:
-        st = self._finish(ev, "cancelled")
-        st.error = ev.payload.get("reason", "cancelled")
-
-    def _on_step_blocked(self, ev: Event) -> None:
-        st = self._finish(ev, "blocked")
-        st.error = ev.payload.get("reason")
-
-    def _on_step_skipped(self, ev: Event) -> None:
+    def _on_step_skipped(self, ev: events.StepSkipped) -> None:
         st = self._step(ev)
         st.state = "skipped"
         st.cached = True
-        st.skip_reason = ev.payload.get("reason")
-        st.fingerprint = ev.payload.get("fingerprint", st.fingerprint)
-        if "outputs" in ev.payload:
-            st.outputs = ev.payload["outputs"]
+        st.skip_reason = ev.payload.reason
+        st.fingerprint = ev.payload.fingerprint or st.fingerprint
+        if ev.payload.outputs is not None:
+            st.outputs = ev.payload.outputs
 
-    def _on_gate_opened(self, ev: Event) -> None:
+    def _on_gate_opened(self, ev: events.GateOpened) -> None:
         st = self._step(ev)
         st.state = "waiting"
         st.started = st.started or ev.ts
         st.attempts = max(st.attempts, 1)
-        key = f"{ev.stage}.{ev.step}"
         p = ev.payload
-        self.gates[key] = GateState(
-            id=key,
+        self.gates[ev.key] = GateState(
+            id=ev.key,
             stage=ev.stage or "",
             step=ev.step or "",
-            prompt=p.get("prompt"),
+            prompt=p.prompt,
             opened=ev.ts,
-            deadline=p.get("deadline"),
-            evidence=p.get("evidence", {}),
-            evidence_sha256=p.get("evidence_sha256"),
-            audit=p.get("audit"),
-            criteria=p.get("criteria"),
+            deadline=p.deadline,
+            evidence=p.evidence,
+            evidence_sha256=p.evidence_sha256,
+            audit=p.audit,
+            criteria=p.criteria,
         )
 
-    def _on_gate_decided(self, ev: Event) -> None:
-        key = f"{ev.stage}.{ev.step}"
+    def _on_gate_decided(self, ev: events.GateDecided) -> None:
+        key = ev.key
         gate = self.gates.setdefault(key, GateState(id=key, stage=ev.stage or "", step=ev.step or ""))
         p = ev.payload
         gate.state = "decided"
-        gate.decision = p.get("decision")
-        gate.operator = p.get("operator")
-        gate.reason = p.get("reason")
-        gate.override = bool(p.get("override"))
-        gate.key_fingerprint = p.get("key_fingerprint")
+        gate.decision = p.decision
+        gate.operator = p.operator
+        gate.reason = p.reason
+        gate.override = p.override
+        gate.key_fingerprint = p.key_fingerprint
         gate.decided_at = ev.ts
         st = self._finish(ev, "succeeded" if gate.decision == "go" else "failed")
         st.error = None if gate.decision == "go" else f"NO-GO by {gate.operator}: {gate.reason}"
         st.summary = {"decision": gate.decision, "operator": gate.operator, "override": gate.override}
 
-    def _on_gate_refused(self, ev: Event) -> None:
-        key = f"{ev.stage}.{ev.step}"
-        if key in self.gates:
-            self.gates[key].refusals.append(ev.payload)
-
-    def _on_gate_timed_out(self, ev: Event) -> None:
-        key = f"{ev.stage}.{ev.step}"
+    def _on_gate_timed_out(self, ev: events.GateTimedOut) -> None:
+        key = ev.key
         gate = self.gates.setdefault(key, GateState(id=key, stage=ev.stage or "", step=ev.step or ""))
         gate.state = "timed_out"
         gate.decision = "no-go"
@@ -237,29 +292,13 @@ class SessionState(BaseModel):
         st = self._finish(ev, "failed")
         st.error = "gate timed out: NO-GO"
 
-    def _on_service_started(self, ev: Event) -> None:
+    def _on_run_finished(self, ev: events.RunFinished) -> None:
         p = ev.payload
-        self.services[p["name"]] = ServiceState(name=p["name"], state="running", url=p.get("url"), pid=p.get("pid"))
-
-    def _on_service_failed(self, ev: Event) -> None:
-        p = ev.payload
-        svc = self.services.setdefault(p["name"], ServiceState(name=p["name"]))
-        svc.state = "failed"
-        svc.error = p.get("error")
-
-    def _on_service_stopped(self, ev: Event) -> None:
-        p = ev.payload
-        svc = self.services.setdefault(p["name"], ServiceState(name=p["name"]))
-        svc.state = "stopped"
-        svc.pid = None
-
-    def _on_run_finished(self, ev: Event) -> None:
-        p = ev.payload
-        self.state = p.get("state", "completed")
+        self.state = p.state
         self.finished = ev.ts
-        self.final_decision = p.get("final_decision")
-        self.exit_code = p.get("exit_code")
-        self.error = p.get("error")
+        self.final_decision = p.final_decision
+        self.exit_code = p.exit_code
+        self.error = p.error
         self.supervisor_pid = None
 
     # -- views ----------------------------------------------------------------------------------------------
@@ -329,11 +368,7 @@ def replay(events: Iterable[Event | JournalProblem], session: str) -> SessionSta
     state = SessionState(session=session)
     for item in events:
         if isinstance(item, Event):
-            try:
-                state.apply(item)
-            except (ValidationError, KeyError, TypeError, ValueError, AttributeError) as exc:
-                detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                state.problems.append(f"event {item.seq} ({item.type}): cannot apply: {type(exc).__name__}: {detail}")
+            state.apply(item)
         else:
             state.problems.append(str(item))
     return state

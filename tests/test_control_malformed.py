@@ -65,7 +65,7 @@ def test_every_malformed_request_gets_an_error_reply_on_a_connection_that_stays_
             sock.connect(str(socket_path(session)))
             sock.sendall(
                 b'{"v": 1, "id": 1, "op": "approve", "gate": "B.release", "decision": "go", '
-                b'"operator": "ann", "reason": "fine", "override": true}\n'
+                b'"operator": "ann", "reason": "fine", "override": true}\n'  # unmet pass criteria: an override
             )
             assert _reply(sock, bytearray())["ok"] is True
         out, _ = proc.communicate(timeout=60)
@@ -73,5 +73,5 @@ def test_every_malformed_request_gets_an_error_reply_on_a_connection_that_stays_
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 4, out  # GO-OVERRIDE: a one-gate plan
+    assert proc.returncode == 4, out  # GO-OVERRIDE: the GO was signed over unmet pass criteria
     assert "Traceback" not in out and "Unhandled exception" not in out and "Error" not in out, out

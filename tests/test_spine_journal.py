@@ -39,11 +39,11 @@ def test_torn_last_line_is_reported_by_readers_and_set_aside_by_writers(tmp_path
     assert any("torn" in p for p in state.problems)
     with Journal(tmp_path) as j:  # a writer repairs: the torn bytes move aside, nothing is lost
         assert j.seq == 3  # the repair itself is journaled as event 3
-        j.append("note")
+        j.append("run_cancel_requested", payload={"operator": "erin"})
     side = list(tmp_path.glob("journal.torn-*.bin"))
     assert len(side) == 1 and side[0].read_bytes().startswith(b'{"seq": 3')
     events = [e for e in read_journal(path) if isinstance(e, Event)]
-    assert [e.type for e in events][-2:] == ["journal_repaired", "note"]
+    assert [e.type for e in events][-2:] == ["journal_repaired", "run_cancel_requested"]
     assert events[-2].payload["saved_to"] == side[0].name
 
 
@@ -72,11 +72,11 @@ def test_tail_sees_only_complete_lines(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
     tail = JournalTail(path)
     assert tail.poll() == []
-    event = {"seq": 1, "ts": "t", "type": "x", "payload": {}}
+    event = {"seq": 1, "ts": "t", "type": "step_progress", "stage": "A", "step": "s", "payload": {"event": "x"}}
     raw = json.dumps(event).encode()
     path.write_bytes(raw[:10])
     assert tail.poll() == []
     with open(path, "ab") as fh:
         fh.write(raw[10:] + b"\n")
     got = tail.poll()
-    assert len(got) == 1 and isinstance(got[0], Event) and got[0].type == "x"
+    assert len(got) == 1 and isinstance(got[0], Event) and got[0].type == "step_progress"

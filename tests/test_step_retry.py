@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.control import ControlClient
-from pipeline.engine import ControlError
+from pipeline.errors import ControlError
 from tests.spine_helpers import has_event, journal_events, phasef, spawn, wait_for, write_plan
 
 RETRY_PLAN = """

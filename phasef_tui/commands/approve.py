@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from phasef_tui.commands._common import (
     EXIT_FAILED,
@@ -16,6 +17,9 @@ from phasef_tui.commands._common import (
     default_operator,
     resolve_session,
 )
+
+if TYPE_CHECKING:
+    from pipeline.state import SessionState
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -68,7 +72,7 @@ def _gate_id(client, gate: str) -> str:  # type: ignore[no-untyped-def]
 
 def _approve(args: argparse.Namespace) -> int:
     from pipeline.control import ControlClient
-    from pipeline.engine import ControlError
+    from pipeline.errors import ControlError
 
     session_dir = resolve_session(args, None if args.session in (None, "latest") else args.session)
     if session_dir is None:
@@ -172,7 +176,7 @@ def _approve_without_supervisor(session_dir: Path, name: str) -> int:
     return EXIT_FAILED
 
 
-def _run_state(state) -> str:  # type: ignore[no-untyped-def]
+def _run_state(state: SessionState) -> str:
     if state.state == "interrupted":
         return "interrupted: its supervisor stopped without finishing the run"
     if state.finished:
@@ -181,7 +185,7 @@ def _run_state(state) -> str:  # type: ignore[no-untyped-def]
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from pipeline.engine import ControlError
+    from pipeline.errors import ControlError
 
     client = _client(args, args.session)
     if client is None:

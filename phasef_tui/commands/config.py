@@ -9,7 +9,7 @@ import sys
 from phasef_tui.commands._common import EXIT_OK, EXIT_USAGE, add_config_arg, add_json_arg, config_path, say
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("config", help="check or show the plan in config.toml")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     check = csub.add_parser("check", help="validate a config; print every problem as file:line: key: message")

@@ -10,7 +10,7 @@ from pathlib import Path
 from phasef_tui.commands._common import EXIT_FAILED, EXIT_OK, add_json_arg
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("model", help="create a tiny random model or import SmolLM2 from its GGUF wheel")
     msub = p.add_subparsers(dest="model_command", metavar="ACTION", required=True)
     tiny = msub.add_parser(

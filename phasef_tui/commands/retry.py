@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _retry(args: argparse.Namespace) -> int:
     from pipeline.control import ControlClient
-    from pipeline.engine import ControlError
+    from pipeline.errors import ControlError
 
     session_dir = resolve_session(args, args.session)
     if session_dir is None:

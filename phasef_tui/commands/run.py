@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from phasef_tui.commands._common import (
     EXIT_FAILED,
@@ -18,8 +19,11 @@ from phasef_tui.commands._common import (
     resolve_session,
 )
 
+if TYPE_CHECKING:
+    from pipeline.config import PhasefConfig
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "run",
         help="run the plan: --headless in the foreground (exit 0 GO, 4 GO-OVERRIDE, 3 NO-GO, 1 failed/cancelled, "
@@ -44,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     a.set_defaults(func=_attach)
 
 
-def _session_dir(args: argparse.Namespace, cfg, project_dir: Path) -> Path | None:  # type: ignore[no-untyped-def]
+def _session_dir(args: argparse.Namespace, cfg: PhasefConfig, project_dir: Path) -> Path | None:
     from pipeline.session import new_session_id, sessions_root
 
     root = sessions_root(cfg, project_dir)

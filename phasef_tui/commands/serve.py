@@ -12,7 +12,7 @@ from phasef_tui.commands._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_se
 DEFAULT_HOST = "127.0.0.1"
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "serve",
         help="serve the TUI over SSH: each operator gets their own TUI on the same run (see docs/ssh.md)",

@@ -10,7 +10,7 @@ from typing import Any
 from phasef_tui.commands._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_session_lookup, resolve_session
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("status", help="show a session's steps and gates (newest session by default)")
     p.add_argument("session", nargs="?", default=None)
     p.add_argument("--json", action="store_true", help="print the phasef.status/1 JSON object")

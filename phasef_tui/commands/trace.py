@@ -29,7 +29,7 @@ FORMAT_HELP = (
 MAP_HELP = "mapping file (TOML) for a runner's own JSONL: which field is the episode, tick, outcome, ... (--from jsonl)"
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "trace",
         help="import, analyze or view dirty traces",

@@ -69,7 +69,8 @@ def resolve_gate_arg(args: argparse.Namespace) -> tuple[Any, str] | None:
 def _problems_path(args: argparse.Namespace) -> Path:
     if args.problems is not None:
         return Path(args.problems)
-    beside = args.trace.with_name(args.trace.name + ".problems.txt")
+    trace = Path(args.trace)
+    beside = trace.with_name(trace.name + ".problems.txt")
     if os.access(beside.parent if beside.parent != Path("") else Path("."), os.W_OK):
         return beside
     return Path(tempfile.gettempdir()) / beside.name

@@ -93,7 +93,7 @@ class OperatorConnection(asyncssh.SSHServer):
             return None
 
         conn.create_agent_listener = no_agent  # type: ignore[method-assign]
-        conn.attach_x11_listener = no_x11  # type: ignore[method-assign,assignment]
+        conn.attach_x11_listener = no_x11  # type: ignore[method-assign]
 
     def _preauth_expired(self) -> None:
         self._preauth = None

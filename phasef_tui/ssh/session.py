@@ -48,7 +48,7 @@ class ConnectionInfo:
         self.operator = operator
 
 
-class OperatorSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
+class OperatorSession(asyncssh.SSHServerSession[bytes]):
     def __init__(self, hub: SessionHub, info: ConnectionInfo, on_end: Any = None) -> None:
         self.hub = hub
         self.info = info

@@ -13,13 +13,14 @@ import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
 from pipeline.data.rows import pydantic_error_text
 from pipeline.fsio import atomic_open, atomic_write_text
+from pipeline.problems import Problem
 from pipeline.traces.reader import BadLine, iter_records
 
 BAD_LINES_NAME = "bad_lines.jsonl"
@@ -29,34 +30,20 @@ SUMMARY_BAD_LINES_SHOWN = 50
 M = TypeVar("M", bound=BaseModel)
 
 
-class LineProblem(Protocol):
-    """Anything that names a file, a line and a reason (ours, or the trace reader's ``BadLine``)."""
-
-    @property
-    def file(self) -> Any: ...
-
-    @property
-    def line(self) -> int: ...
-
-    @property
-    def reason(self) -> str: ...
-
-
 class BadLineLog:
     """Collects bad lines from every input of a step, once each, and writes ``bad_lines.jsonl``."""
 
     def __init__(self) -> None:
         self._seen: dict[tuple[str, int], BadLine] = {}
 
-    def add(self, problem: LineProblem) -> None:
-        item = BadLine(file=str(problem.file), line=int(problem.line), reason=str(problem.reason))
-        self._seen.setdefault((item.file, item.line), item)
+    def add(self, problem: Problem) -> None:
+        self._seen.setdefault((problem.file, problem.line or 0), problem)
 
     def __len__(self) -> int:
         return len(self._seen)
 
     def items(self) -> list[BadLine]:
-        return sorted(self._seen.values(), key=lambda b: (b.file, b.line))
+        return sorted(self._seen.values(), key=lambda b: (b.file, b.line or 0))
 
     def write(self, path: Path) -> None:
         write_jsonl(path, ({"file": b.file, "line": b.line, "reason": b.reason} for b in self.items()))

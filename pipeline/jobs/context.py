@@ -18,6 +18,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.layout import resolve_path
+
+__all__ = ["EVENT_PREFIX", "ServiceInfo", "StepCancelled", "StepContext", "StepFailed", "StepFunction", "resolve_path"]
+
 EVENT_PREFIX = "@@phasef-event "
 
 
@@ -82,10 +86,3 @@ class StepContext(BaseModel):
 _emit_lock = threading.Lock()
 
 StepFunction = Callable[[StepContext], dict[str, Any]]
-
-
-def resolve_path(raw: str, session_dir: Path, project_dir: Path) -> Path:
-    """``{project}/x`` -> project-relative, ``{session}/x`` or a plain relative path -> session-relative."""
-    text = raw.replace("{project}", str(project_dir)).replace("{session}", str(session_dir))
-    p = Path(text).expanduser()
-    return p if p.is_absolute() else session_dir / p

@@ -39,7 +39,7 @@ import sys
 from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel
@@ -47,11 +47,10 @@ from pydantic import BaseModel
 from pipeline.traces.growth import GrowthFit, context_size
 from pipeline.traces.reader import DEFAULT_MAX_LINE_BYTES, BadLine, file_sha256, iter_records
 from pipeline.traces.schema import (
-    RECORD_TYPES,
+    CHAIN_ROLES,
     SCHEMA_VERSION,
-    ChainRole,
-    EpisodeOutcome,
-    Outcome,
+    TICK_OUTCOMES,
+    record_problem,
 )
 
 DEFAULT_DEADLOCK_WINDOW = 8
@@ -85,10 +84,6 @@ BOUND_LATE_GROWTH_SHARE = 0.10
 BOUND_LATE_EARLY_RATIO = 2.0
 BOUND_MIN_SPAN = 8
 
-_KINDS = frozenset(RECORD_TYPES)
-_TICK_OUTCOMES = frozenset(get_args(Outcome))
-_EPISODE_OUTCOMES = frozenset(get_args(EpisodeOutcome))
-_CHAIN_ROLES = frozenset(get_args(ChainRole))
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _SHELL_SPLIT = re.compile(r"&&|\|\||;|\|")
 _CALL = re.compile(r"^\s*(?:[A-Za-z_][\w.]*\s*=\s*)?([A-Za-z_][\w.]*)\s*\(")
@@ -190,43 +185,6 @@ class TraceAnalysis(BaseModel):
     mttr_ticks: float | None
     mttr_seconds: float | None
     context: ContextProfile
-
-
-def record_problem(obj: dict[str, Any]) -> str | None:
-    """Why a decoded object is not a usable canonical record (naming the field), or None.
-
-    Checks only the fields analysis relies on; full validation is ``schema.parse_record``.
-    """
-    kind = obj.get("kind")
-    if type(kind) is not str or kind not in _KINDS:
-        got = "missing" if kind is None else f"got {kind!r}"
-        return f"field 'kind': expected one of {sorted(_KINDS)}, {got}"
-    schema = obj.get("schema")
-    if schema is not None and schema != SCHEMA_VERSION:
-        return f"field 'schema': unsupported version {schema!r} (expected {SCHEMA_VERSION!r})"
-    episode = obj.get("episode")
-    if type(episode) is not str or not episode:
-        return "field 'episode': missing" if episode is None else "field 'episode': expected a non-empty string"
-    ts = obj.get("ts")
-    if type(ts) is not float and type(ts) is not int:
-        return "field 'ts': missing" if ts is None else f"field 'ts': expected a number, got {type(ts).__name__}"
-    if kind == "tick":
-        tick = obj.get("tick")
-        if type(tick) is not int or tick < 0:
-            return "field 'tick': missing" if tick is None else f"field 'tick': expected an integer >= 0, got {tick!r}"
-        outcome = obj.get("outcome")
-        if type(outcome) is not str or outcome not in _TICK_OUTCOMES:
-            got = "missing" if outcome is None else f"got {outcome!r}"
-            return f"field 'outcome': expected one of {sorted(_TICK_OUTCOMES)}, {got}"
-        role = obj.get("chain_role")
-        if role is not None and (type(role) is not str or role not in _CHAIN_ROLES):
-            return f"field 'chain_role': expected one of {sorted(_CHAIN_ROLES)}, got {role!r}"
-    elif kind == "episode_end":
-        outcome = obj.get("outcome")
-        if type(outcome) is not str or outcome not in _EPISODE_OUTCOMES:
-            got = "missing" if outcome is None else f"got {outcome!r}"
-            return f"field 'outcome': expected one of {sorted(_EPISODE_OUTCOMES)}, {got}"
-    return None
 
 
 def _action_args(action: dict[str, Any]) -> dict[str, Any]:
@@ -507,8 +465,8 @@ class TraceAnalyzer:
                 and type(t) is int
                 and t >= 0
                 and type(outcome) is str
-                and outcome in _TICK_OUTCOMES
-                and (role is None or (type(role) is str and role in _CHAIN_ROLES))
+                and outcome in TICK_OUTCOMES
+                and (role is None or (type(role) is str and role in CHAIN_ROLES))
                 and obj.get("schema", SCHEMA_VERSION) == SCHEMA_VERSION
             ):
                 self.records += 1

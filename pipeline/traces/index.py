@@ -30,6 +30,7 @@ from typing import Any, Generic, Literal, TypeVar
 import orjson
 
 from pipeline.fsio import open_regular
+from pipeline.problems import Problem
 from pipeline.traces.analysis import (
     DEATH_OUTCOMES,
     DEFAULT_DEADLOCK_WINDOW,
@@ -131,16 +132,8 @@ class LRUCache(Generic[K, V]):
         return len(self._data)
 
 
-@dataclass(frozen=True)
-class LineError:
-    """A line that is not a usable record; ``reason`` names the field when one is at fault."""
-
-    file: str
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}"
+LineError = Problem
+"""A line that is not a usable record; ``reason`` names the field when one is at fault."""
 
 
 @dataclass(frozen=True)

@@ -18,23 +18,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-from pydantic import BaseModel
 
 from pipeline.fsio import open_regular
+from pipeline.problems import Problem
 
 CHUNK_BYTES = 1 << 20
 DEFAULT_MAX_LINE_BYTES = 16 * 2**20
 
 
-class BadLine(BaseModel):
-    """One line (or one place of a foreign document) that could not be used, and why."""
-
-    file: str
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}"
+BadLine = Problem
+"""One line (or one place of a foreign document) that could not be used, and why."""
 
 
 class Digest(Protocol):
@@ -143,17 +136,17 @@ def iter_records(
     path: Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, digest: Digest | None = None
 ) -> Iterator[tuple[int, dict[str, Any]] | BadLine]:
     """Yield ``(line_no, object)`` for every JSON object line of ``path`` (1-based) and a ``BadLine`` for every
-        line that is not one. Blank lines are skipped silently.
+    line that is not one. Blank lines are skipped silently.
 
-        A last line without a newline is accepted when it is a complete JSON object (a file that simply lacks the
-        final newline) and reported as torn otherwise. A FIFO, device or socket is refused (``fsio.NotARegularFile``, an
-    ``OSError``) before anything is read. When ``digest`` is given, every byte of the file is fed to it,
-        so the caller gets the file's hash from the same pass. Raises ``OSError`` only when the file cannot be opened
-        or read at all.
+    A last line without a newline is accepted when it is a complete JSON object (a file that simply lacks the
+    final newline) and reported as torn otherwise. A FIFO, device or socket is refused (``fsio.NotARegularFile``,
+    an ``OSError``) before anything is read. When ``digest`` is given, every byte of the file is fed to it, so the
+    caller gets the file's hash from the same pass. Raises ``OSError`` only when the file cannot be opened or read
+    at all.
 
-        Objects are yielded one at a time on purpose: a consumer that drops each one before the next is decoded
-        keeps the garbage collector idle, where decoding a whole chunk into a list first makes it scan thousands of
-        live dicts over and over.
+    Objects are yielded one at a time on purpose: a consumer that drops each one before the next is decoded
+    keeps the garbage collector idle, where decoding a whole chunk into a list first makes it scan thousands of
+    live dicts over and over.
     """
     file = str(path)
     loads = orjson.loads

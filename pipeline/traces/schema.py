@@ -14,7 +14,7 @@ models give it a default for their own constructors).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -176,3 +176,46 @@ def json_schema() -> dict[str, Any]:
     schema["$id"] = SCHEMA_VERSION
     schema["title"] = "phasef dirty trace record"
     return schema
+
+
+RECORD_KINDS = frozenset(RECORD_TYPES)
+TICK_OUTCOMES = frozenset(get_args(Outcome))
+EPISODE_OUTCOMES = frozenset(get_args(EpisodeOutcome))
+CHAIN_ROLES = frozenset(get_args(ChainRole))
+
+
+def record_problem(obj: dict[str, Any]) -> str | None:
+    """Why a decoded object is not a usable canonical record (naming the field), or None.
+
+    Checks only the fields analysis relies on; full validation is ``parse_record``.
+    """
+    kind = obj.get("kind")
+    if type(kind) is not str or kind not in RECORD_KINDS:
+        got = "missing" if kind is None else f"got {kind!r}"
+        return f"field 'kind': expected one of {sorted(RECORD_KINDS)}, {got}"
+    schema = obj.get("schema")
+    if schema is not None and schema != SCHEMA_VERSION:
+        return f"field 'schema': unsupported version {schema!r} (expected {SCHEMA_VERSION!r})"
+    episode = obj.get("episode")
+    if type(episode) is not str or not episode:
+        return "field 'episode': missing" if episode is None else "field 'episode': expected a non-empty string"
+    ts = obj.get("ts")
+    if type(ts) is not float and type(ts) is not int:
+        return "field 'ts': missing" if ts is None else f"field 'ts': expected a number, got {type(ts).__name__}"
+    if kind == "tick":
+        tick = obj.get("tick")
+        if type(tick) is not int or tick < 0:
+            return "field 'tick': missing" if tick is None else f"field 'tick': expected an integer >= 0, got {tick!r}"
+        outcome = obj.get("outcome")
+        if type(outcome) is not str or outcome not in TICK_OUTCOMES:
+            got = "missing" if outcome is None else f"got {outcome!r}"
+            return f"field 'outcome': expected one of {sorted(TICK_OUTCOMES)}, {got}"
+        role = obj.get("chain_role")
+        if role is not None and (type(role) is not str or role not in CHAIN_ROLES):
+            return f"field 'chain_role': expected one of {sorted(CHAIN_ROLES)}, got {role!r}"
+    elif kind == "episode_end":
+        outcome = obj.get("outcome")
+        if type(outcome) is not str or outcome not in EPISODE_OUTCOMES:
+            got = "missing" if outcome is None else f"got {outcome!r}"
+            return f"field 'outcome': expected one of {sorted(EPISODE_OUTCOMES)}, {got}"
+    return None

@@ -16,18 +16,13 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pipeline.problems import Problem
+
 SPLITS = ("train", "valid", "test")
 RowFormat = Literal["chat", "completions", "text", "preference"]
 
 
-@dataclass(frozen=True)
-class BadLine:
-    file: str
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}"
+BadLine = Problem
 
 
 def error_text(exc: ValidationError) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import orjson
@@ -94,6 +94,6 @@ def import_cached(path: Path, fmt: str | None = None, *, jobs: int | None = None
         with atomic_open(target, "wb") as fh:
             for record in records:
                 fh.write(orjson.dumps(record) + b"\n")
-    payload = {"source": str(path), "format": name, "problems": [p.model_dump() for p in problems]}
+    payload = {"source": str(path), "format": name, "problems": [asdict(p) for p in problems]}
     atomic_write_bytes(meta, orjson.dumps(payload))
     return Imported(path, target, name, list(problems))

@@ -6,13 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.traces.reader import BadLine, iter_records
+from pipeline.traces.schema import record_problem
 
 FORMAT = "phasef"
 
 
 def convert_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[BadLine]]:
-    from pipeline.traces.analysis import record_problem
-
     records: list[dict[str, Any]] = []
     bad: list[BadLine] = []
     for item in iter_records(path):
