@@ -38,6 +38,7 @@ from pipeline.traces.analysis import (
     PRECONDITION_CLASSES,
     action_verb,
 )
+from pipeline.traces.records import TraceRecord, decode_fast_errors, fast_decoder, record_from_dict, valid_utf8
 
 CHUNK_SIZE = 1 << 20
 """Bytes read per scan step: large enough for bytes-level speed, small enough to stay responsive."""
@@ -206,7 +207,7 @@ class _EpisodeRuns:
         self.no_progress = 0
 
 
-def _run_flags(st: _EpisodeRuns, obj: dict[str, Any], outcome: Any, error_class: Any) -> int:
+def _run_flags(st: _EpisodeRuns, action: Any, outcome: Any, error_class: Any) -> int:
     """Thrash and repeated-precondition deadlock marks, by the definitions of ``pipeline.traces.analysis``.
 
     Thrash: the same action verb failing with the same error class ``THRASH_MIN`` times or more before that verb
@@ -217,13 +218,13 @@ def _run_flags(st: _EpisodeRuns, obj: dict[str, Any], outcome: Any, error_class:
     if outcome in FAILING_TICK_OUTCOMES:
         if not isinstance(error_class, str) or not error_class:
             error_class = "Timeout" if outcome == "timeout" else ("Fatal" if outcome == "death" else "Error")
-        runs = st.runs.setdefault(action_verb(obj.get("action")) or INVALID_VERB, {})
+        runs = st.runs.setdefault(action_verb(action) or INVALID_VERB, {})
         count = runs.get(error_class, 0) + 1
         runs[error_class] = count
         if count >= THRASH_MIN:
             return FLAG_DEADLOCK if error_class in PRECONDITION_CLASSES else FLAG_THRASH
         return 0
-    verb = action_verb(obj.get("action"))
+    verb = action_verb(action)
     if verb is not None:
         st.runs.pop(verb, None)
         st.runs.pop(INVALID_VERB, None)
@@ -234,9 +235,13 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
     """Append the summaries of ``lines`` (line numbers from ``first``) to ``s``.
 
     This is the hot loop of the indexer (millions of lines), hence the local names and one ``extend`` per column.
+    Lines are decoded with the analyzer's decoder (``records.TraceRecord``: only the fields summaries read); a line
+    it does not take as a record of a known kind goes the exact way (orjson), so bad lines stay what they were.
     """
-    loads = orjson.loads
-    decode_error = orjson.JSONDecodeError
+    decode = fast_decoder.decode
+    decode_errors = decode_fast_errors
+    fast = valid_utf8(b"\n".join(lines))
+    kind_codes = KIND_CODES
     intern_episode = s.episodes.intern
     episodes_state = s.episode_state
     kinds: list[int] = []
@@ -256,13 +261,27 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
         episode = tick = chain = NO_ID
         context_chars = 0
         latency = nan
-        try:
-            obj = loads(raw)
-        except decode_error:
-            obj = None if raw.strip() else {}  # a blank line is harmless, not a bad record
-        if type(obj) is dict and obj:
-            kind = KIND_CODES.get(obj.get("kind"), KIND_UNKNOWN)  # type: ignore[arg-type]
-            ep = obj.get("episode")
+        rec: TraceRecord | None = None
+        if fast:
+            try:
+                rec = decode(raw)
+            except decode_errors:
+                pass
+            else:
+                kind_name = rec.kind
+                kind = kind_codes.get(kind_name, KIND_UNKNOWN) if type(kind_name) is str else KIND_UNKNOWN
+                if kind == KIND_UNKNOWN:
+                    rec = None  # not a known record: look at it the exact way below
+        if rec is None:
+            obj = _decode_exact(raw)
+            if type(obj) is dict and obj:
+                rec = record_from_dict(obj)
+                kind_name = rec.kind
+                kind = kind_codes.get(kind_name, KIND_UNKNOWN) if type(kind_name) is str else KIND_UNKNOWN
+            elif obj is None or type(obj) is not dict:
+                flags |= FLAG_BAD_LINE
+        if rec is not None:
+            ep = rec.episode
             if ep == last_episode_name:  # consecutive records mostly share their episode
                 episode = last_episode
             elif type(ep) is str:
@@ -271,13 +290,13 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
             elif type(ep) is int:
                 episode = intern_episode(str(ep))
             if kind == KIND_TICK:
-                tick = obj.get("tick", NO_ID)
+                tick = rec.tick
                 if type(tick) is not int or not INT32_MIN <= tick <= INT32_MAX:
                     tick = NO_ID
-                outcome = obj.get("outcome")
-                role = obj.get("chain_role")
-                error_class = obj.get("error_class")
-                trap = obj.get("trap")
+                outcome = rec.outcome
+                role = rec.chain_role
+                error_class = rec.error_class
+                trap = rec.trap
                 if outcome == "death" or role == "death":
                     flags |= FLAG_DEATH
                 elif outcome == "error" or outcome == "timeout":
@@ -289,7 +308,7 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
                         flags |= FLAG_RECOVERY | FLAG_RECOVERED
                     elif role == "failure":
                         flags |= FLAG_FAILURE
-                if obj.get("recovery"):
+                if rec.recovery:
                     flags |= FLAG_RECOVERY
                 if trap:
                     flags |= FLAG_TRAP
@@ -302,9 +321,9 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
                         flags |= FLAG_DEADLOCK
                     elif type(error_class) is str and error_class.lower().startswith("thrash"):
                         flags |= FLAG_THRASH
-                if obj.get("schema_error"):
+                if rec.schema_error:
                     flags |= FLAG_SCHEMA_ERROR
-                progress = obj.get("progress")
+                progress = rec.progress
                 if progress is True:
                     flags |= FLAG_PROGRESS
                 if episode != NO_ID:
@@ -318,18 +337,18 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
                         if runs.no_progress >= DEADLOCK_WINDOW:  # no progress for a window of ticks
                             flags |= FLAG_DEADLOCK
                     if runs.runs or outcome in FAILING_TICK_OUTCOMES:
-                        flags |= _run_flags(runs, obj, outcome, error_class)
-                chain_id = obj.get("chain_id")
+                        flags |= _run_flags(runs, rec.action, outcome, error_class)
+                chain_id = rec.chain_id
                 if chain_id is not None:
                     chain = _chain_number(s, episode, str(chain_id), i)
-                context_chars = obj.get("context_chars", 0)
+                context_chars = rec.context_chars
                 if type(context_chars) is not int or not 0 <= context_chars <= INT32_MAX:
                     context_chars = 0
-                lat = obj.get("latency_s")
+                lat = rec.latency_s
                 if type(lat) is float or type(lat) is int:
                     latency = lat
             elif kind == KIND_EPISODE_END:
-                outcome = obj.get("outcome")
+                outcome = rec.outcome
                 if outcome in DEATH_OUTCOMES:
                     flags |= FLAG_DEATH
                 elif outcome in ("failure", "aborted"):
@@ -337,8 +356,6 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
                 episodes_state.pop(episode, None)
             elif kind == KIND_UNKNOWN:
                 flags |= FLAG_BAD_LINE
-        elif obj is None or type(obj) is not dict:
-            flags |= FLAG_BAD_LINE
         kinds.append(kind)
         flags_col.append(flags)
         episodes.append(episode)
@@ -363,6 +380,14 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
             if flags & flag:
                 lines_with_flag.append(i)
     s.flagged_upto = first + len(lines)
+
+
+def _decode_exact(raw: bytes) -> Any:
+    """A line as orjson sees it: the decoded value, None when it is not JSON, ``{}`` for a blank line (harmless)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None if raw.strip() else {}
 
 
 def _chain_number(s: _Summaries, episode: int, chain_id: str, line: int) -> int:
