@@ -36,6 +36,7 @@ from pipeline.traces.analysis import (
     FAILING_TICK_OUTCOMES,
     INVALID_VERB,
     PRECONDITION_CLASSES,
+    _tool_name,
     action_verb,
 )
 from pipeline.traces.records import TraceRecord, decode_fast_errors, fast_decoder, record_from_dict, valid_utf8
@@ -224,10 +225,21 @@ def _run_flags(st: _EpisodeRuns, action: Any, outcome: Any, error_class: Any) ->
         if count >= THRASH_MIN:
             return FLAG_DEADLOCK if error_class in PRECONDITION_CLASSES else FLAG_THRASH
         return 0
+    if type(action) is not dict:
+        return 0  # no verb: nothing succeeded
+    # A success ends the runs of its verb (and of failures without a verb). The tool name is cheap and every verb
+    # starts with its tool's name, so the full verb is worked out only when a run of that tool is open.
+    tool = _tool_name(action) or "?"
+    runs = st.runs
+    for key in runs:
+        if key == INVALID_VERB or key.split(":", 1)[0] == tool:
+            break
+    else:
+        return 0
     verb = action_verb(action)
     if verb is not None:
-        st.runs.pop(verb, None)
-        st.runs.pop(INVALID_VERB, None)
+        runs.pop(verb, None)
+        runs.pop(INVALID_VERB, None)
     return 0
 
 
