@@ -67,18 +67,40 @@ class TraceFeed:
         self.problems: list[str] = []
         self._caught_up: int | None = None
         self._stop = threading.Event()
+        self._unfollow = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(
                 target=self.index.run,
                 args=(self._stop,),
-                kwargs={"follow": self.follow},
+                kwargs={"follow": self.follow, "keep_following": self._keep_following},
                 name="trace-indexer",
                 daemon=True,
             )
             self._thread.start()
+
+    def _keep_following(self) -> bool:
+        return not self._unfollow.is_set()
+
+    def stop_following(self) -> None:
+        """The file is finished (its session ended): index to the end, then stop looking at it (no polling)."""
+        self._unfollow.set()
+
+    def resume_following(self) -> None:
+        """The file may grow again (its session was resumed): follow it again."""
+        if self._unfollow.is_set() and not self._stop.is_set():
+            self._unfollow.clear()
+            self.index.check_file()
+            self.start()
+
+    @property
+    def settled(self) -> bool:
+        """Nothing more will happen unless asked: the file is indexed to the end and no thread looks at it."""
+        thread = self._thread
+        following = self.follow and not self._unfollow.is_set()
+        return not following and self.index.complete and (thread is None or not thread.is_alive())
 
     def stop(self) -> None:
         self._stop.set()

@@ -230,16 +230,16 @@ def _run_flags(st: _EpisodeRuns, action: Any, outcome: Any, error_class: Any) ->
     # A success ends the runs of its verb (and of failures without a verb). The tool name is cheap and every verb
     # starts with its tool's name, so the full verb is worked out only when a run of that tool is open.
     tool = _tool_name(action) or "?"
-    runs = st.runs
-    for key in runs:
+    open_runs = st.runs
+    for key in open_runs:
         if key == INVALID_VERB or key.split(":", 1)[0] == tool:
             break
     else:
         return 0
     verb = action_verb(action)
     if verb is not None:
-        runs.pop(verb, None)
-        runs.pop(INVALID_VERB, None)
+        open_runs.pop(verb, None)
+        open_runs.pop(INVALID_VERB, None)
     return 0
 
 
@@ -703,8 +703,10 @@ class TraceIndex:
         follow: bool,
         idle_s: float = IDLE_POLL_S,
         on_idle: Callable[[], None] | None = None,
+        keep_following: Callable[[], bool] | None = None,
     ) -> None:
-        """The indexer loop: index everything, then (when following) poll for growth until ``stop`` is set.
+        """The indexer loop: index everything, then (when following) poll for growth until ``stop`` is set, or
+        until ``keep_following`` says no (the writer is done: the loop ends once the file is indexed).
 
         Between steps it sleeps for 0 seconds, which hands the interpreter to other threads (the UI) each chunk.
         """
@@ -714,7 +716,7 @@ class TraceIndex:
                 continue
             if on_idle is not None:
                 on_idle()
-            if not follow:
+            if not follow or (keep_following is not None and not keep_following()):
                 return
             stop.wait(idle_s)
             self.check_file()
