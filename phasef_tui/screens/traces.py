@@ -60,12 +60,24 @@ class TracesScreen(PhasefScreen):
 
     def compose(self) -> ComposeResult:
         yield from self.compose_tabs()
-        yield FilterBar(id="filters")
+        feed = self.source.feed
+        # a followed file opens at its end (once scanned); a finished one at its first line
+        stream = TraceStream(_NoRows(), id="stream", follow=feed.follow if feed is not None else True)
+        # the bars are filled before they are mounted, so the first frame has them (see ``compose_tabs``)
+        if feed is not None:
+            self.selection = LineSelection(feed.index, self.kinds)
+            self.selection.update()
+        state = self._filter_state(stream)
+        filters = FilterBar(id="filters")
+        filters.show(state)
+        status = StreamStatus(id="stream-status")
+        status.show(state)
+        yield filters
         with Vertical(id="trace-body"):
-            yield TraceStream(_NoRows(), id="stream")
+            yield stream
             yield RecordDetail(id="detail")
         yield Input(placeholder="search (Enter: find, Esc: cancel)", id="search", compact=True)
-        yield StreamStatus(id="stream-status")
+        yield status
         yield from self.compose_footer()
 
     @property
@@ -139,12 +151,13 @@ class TracesScreen(PhasefScreen):
         if self.is_mounted:
             self.refresh_view(set())
 
-    def _filter_state(self) -> FilterState:
+    def _filter_state(self, stream: TraceStream | None = None) -> FilterState:
         feed = self.source.feed
         keymap = self.phasef.keymap
         keys = {name: effective_key(a, keymap).split(",")[0] for name, a in FILTER_KEY_IDS.items()}
+        stream = stream if stream is not None else self.stream
         if feed is None:
-            return FilterState(active=self.kinds, keys=keys, follow=self.stream.follow, source="no trace yet")
+            return FilterState(active=self.kinds, keys=keys, follow=stream.follow, source="no trace yet")
         total = len(feed.index)
         return FilterState(
             active=self.kinds,
@@ -152,12 +165,12 @@ class TracesScreen(PhasefScreen):
             keys=keys,
             shown=len(self.selection) if self.selection is not None else 0,
             total=total,
-            cursor=self.stream.cursor,
+            cursor=stream.cursor,
             summarized_pct=feed.summarized_pct,
             indexed_pct=feed.indexed_pct,
             search=self.search,
             search_note=self.search_note,
-            follow=self.stream.follow,
+            follow=stream.follow,
             source=feed.display_name,
         )
 
