@@ -258,8 +258,7 @@ class FeedRows:
             rec = index.record(line)
         except IndexError:
             return TraceRow(line=line, kind="?", problem="(file changed; re-reading)")
-        summary = index.summary(line)
-        flags = summary.flags if summary is not None else 0
+        flags = index.line_flags(line)
         match = bool(self.search) and self.search in index.line(line).lower()  # type: ignore[operator]
         if isinstance(rec, LineError):
             return TraceRow(line=line, kind="?", flags=flags, problem=rec.reason, match=match)

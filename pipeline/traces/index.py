@@ -440,6 +440,7 @@ class TraceIndex:
         self._inode = os.fstat(self._fd).st_ino
         self._raw: LRUCache[tuple[int, int], bytes] = LRUCache(cache_lines)
         self._parsed: LRUCache[tuple[int, int], dict[str, Any] | LineError] = LRUCache(min(cache_lines, PARSED_LINES))
+        self._provisional: LRUCache[tuple[int, int], int] = LRUCache(min(cache_lines, PARSED_LINES))
         self._reset_state()
         self.size = os.fstat(self._fd).st_size
         if prime_bytes:
@@ -453,6 +454,7 @@ class TraceIndex:
         self.summaries = _Summaries()
         self._raw.clear()
         self._parsed.clear()
+        self._provisional.clear()
 
     # -- reading -------------------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -552,6 +554,28 @@ class TraceIndex:
             context_chars=s.context_chars[i],
             latency_s=None if math.isnan(latency) else float(latency),
         )
+
+    def line_flags(self, i: int) -> int:
+        """The flags of line ``i``: from the summary once the summary pass reached it, else worked out from the line
+        alone (cached), so a screen far ahead of the pass (End on a big file) shows its badges at once.
+
+        The line alone gives every mark but the two that need the ticks before it in the episode: thrash and
+        deadlock from repeated failures or a window without progress; they appear when the pass arrives.
+        """
+        s = self.summaries
+        if 0 <= i < len(s):
+            return s.flags[i]
+        if i < 0 or i >= len(self.ends):
+            return 0
+        key = (self.generation, i)
+        cached = self._provisional.get(key)
+        if cached is not None:
+            return cached
+        scratch = _Summaries()
+        _summarize_batch(scratch, i, [self.line(i)])
+        flags = scratch.flags[0]
+        self._provisional.put(key, flags)
+        return flags
 
     def flag_lines(self, flag: int) -> array[int]:
         """Lines (ascending) whose summary has ``flag``; grows as the summary pass goes on."""
