@@ -176,3 +176,22 @@ async def test_frames_stop_when_the_trace_is_settled_and_input_restarts_them(tmp
         await pilot.pause(0.2)
         assert app.frames > frames  # type: ignore[attr-defined]
     view.close()
+
+
+def test_vectorized_newline_scan_equals_the_loop(tmp_path: Path, monkeypatch: Any) -> None:
+    import pipeline.traces.index as index_module
+
+    path = write_trace(tmp_path / "t.jsonl", sample_records() * 400)
+    with open(path, "ab") as fh:
+        fh.write(b"\n\n" + b"x" * 5000 + b"\n" + b'{"kind": "tick"')  # blank lines, a long line, a torn tail
+    assert path.stat().st_size > 2 * index_module.VECTOR_SCAN_BYTES
+
+    def ends(vector_bytes: int) -> list[int]:
+        monkeypatch.setattr(index_module, "VECTOR_SCAN_BYTES", vector_bytes)
+        with TraceIndex(path, include_partial=True, chunk_size=300_000) as index:
+            while index.scan_step():
+                pass
+            return index.ends.tolist()
+
+    assert index_module._numpy() is not None
+    assert ends(1 << 18) == ends(1 << 40)
