@@ -105,7 +105,7 @@ class DataSource:
         feed = self.feed
         return [trace_profile(feed, Path(feed.display_name).name)] if feed is not None else []
 
-    def approve(self, gate_id: str, decision: str, reason: str) -> str:
+    def approve(self, gate_id: str, decision: str, reason: str, *, override: bool = False) -> str:
         raise ApprovalError("no session: decisions are signed in a session (phasef attach)")
 
     # -- change detection ---------------------------------------------------------------------------------------------

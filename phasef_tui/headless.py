@@ -7,6 +7,7 @@ meaningful event, so logs stay readable.
 from __future__ import annotations
 
 import asyncio
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ STATE_STYLE = {
 }
 
 
-def render_table(state: SessionState) -> Table:
+def render_table(state: SessionState, where: str | None = None) -> Table:
+    """The live table; ``where`` (the session folder) makes the approve hint work from any folder."""
     table = Table(title=f"phasef session {state.session}: {state.state}", expand=False)
     for col in ("step", "kind", "state", "att.", "time", "note"):
         table.add_column(col)
@@ -47,14 +49,18 @@ def render_table(state: SessionState) -> Table:
         style = STATE_STYLE.get(st.state, "")
         table.add_row(st.key, st.kind, f"[{style}]{st.state}[/]", str(st.attempts), dur, note[:70])
     for gate in state.waiting_gates():
+        unmet = [c for c in gate.criteria or () if not c.get("met")]
         table.caption = (
-            f"waiting at gate {gate.id}: phasef approve {state.session} {gate.id} "
+            f"waiting at gate {gate.id}: phasef approve {where or state.session} {gate.id} "
             "--decision go|no-go --as NAME --reason TEXT"
+            + (f" ({len(unmet)} pass criteria not met: a GO needs --override)" if unmet else "")
         )
     return table
 
 
-def _plain_line(ev: dict[str, Any], session: str) -> str | None:
+def _plain_line(ev: dict[str, Any], session: str, where: str | None = None) -> str | None:
+    """One plain progress line; ``where`` (the session folder) goes into the approve hint, which then works from
+    any folder (``phasef approve`` takes a session folder as well as an id)."""
     t = ev["type"]
     key = f"{ev.get('stage')}.{ev.get('step')}"
     p = ev.get("payload", {})
@@ -79,12 +85,18 @@ def _plain_line(ev: dict[str, Any], session: str) -> str | None:
     if t == "gate_opened":
         audit = p.get("audit") or {}
         verdict = f"; audit verdict {audit.get('verdict')}" if audit else ""
+        unmet = [str(c.get("label")) for c in p.get("criteria") or [] if not c.get("met")]
+        criteria = f"; pass criteria NOT met: {'; '.join(unmet)} (a GO needs --override)" if unmet else ""
+        if p.get("criteria") and not unmet:
+            criteria = "; every pass criterion met"
         return (
-            f"{key}: WAITING for a decision{verdict} (evidence {str(p.get('evidence_sha256'))[:12]}); "
-            f"phasef approve {session} {key} --decision go|no-go --as NAME --reason TEXT"
+            f"{key}: WAITING for a decision{verdict}{criteria} (evidence {str(p.get('evidence_sha256'))[:12]}); "
+            f"phasef approve {where or session} {key} --decision go|no-go --as NAME --reason TEXT"
         )
     if t == "gate_decided":
-        over = " (operator override)" if p.get("override") else ""
+        over = " (operator OVERRIDE)" if p.get("override") else ""
+        if p.get("unmet_criteria") and p.get("override"):
+            over = f" (operator OVERRIDE of unmet pass criteria: {', '.join(p['unmet_criteria'])})"
         return f"{key}: {str(p.get('decision')).upper()} by {p.get('operator')}: {p.get('reason')}{over}"
     if t == "gate_refused":
         return f"{key}: decision by {p.get('operator')} refused: {p.get('reason')}"
@@ -93,8 +105,11 @@ def _plain_line(ev: dict[str, Any], session: str) -> str | None:
     if t in ("service_started", "service_stopped", "service_failed"):
         return f"service {p.get('name')}: {t.split('_')[1]} {p.get('url') or p.get('error') or ''}".rstrip()
     if t == "run_finished":
-        return f"run {p.get('state')}: final decision {p.get('final_decision')}, exit {p.get('exit_code')}" + (
-            f" ({p.get('error')})" if p.get("error") else ""
+        report = f"; report {', '.join(p['report'])}" if p.get("report") else ""
+        return (
+            f"run {p.get('state')}: final decision {p.get('final_decision')}, exit {p.get('exit_code')}"
+            + (f" ({p.get('error')})" if p.get("error") else "")
+            + report
         )
     if t == "journal_repaired":
         return f"journal: torn last line ({p.get('torn_bytes')} bytes) set aside in {p.get('saved_to')}"
@@ -105,6 +120,7 @@ def run_headless(cfg: PhasefConfig, config_path: Path, session_dir: Path, until:
     console = Console(stderr=False)
     live_mode = console.is_terminal and not plain
     holder: dict[str, Engine] = {}
+    where = shlex.quote(str(session_dir.resolve()))
 
     def on_engine(engine: Engine) -> None:
         holder["engine"] = engine
@@ -113,7 +129,7 @@ def run_headless(cfg: PhasefConfig, config_path: Path, session_dir: Path, until:
             def listener(msg: dict[str, Any]) -> None:
                 ev = msg.get("event")
                 if ev:
-                    line = _plain_line(ev, engine.state.session)
+                    line = _plain_line(ev, engine.state.session, where)
                     if line:
                         print(line, flush=True)
 
@@ -134,10 +150,10 @@ def run_headless(cfg: PhasefConfig, config_path: Path, session_dir: Path, until:
             with Live(console=console, refresh_per_second=4) as live:
                 while not task.done():
                     if "engine" in holder:
-                        live.update(render_table(holder["engine"].state))
+                        live.update(render_table(holder["engine"].state, where))
                     await asyncio.sleep(0.25)
                 if "engine" in holder:
-                    live.update(render_table(holder["engine"].state))
+                    live.update(render_table(holder["engine"].state, where))
         result = await task
         if live_mode:
             console.print(

@@ -198,10 +198,11 @@ def load_keymap(
 
 def keymap_from_config(path: Path) -> tuple[dict[str, str], list[KeymapProblem]]:
     """Read only ``[tui.keys]`` of a config file (the viewer must open even when the rest of the plan is invalid)."""
-    from pipeline.config import key_lines
+    from pipeline.config import CONFIG_LIMIT_BYTES, key_lines
+    from pipeline.fsio import read_text_bounded
 
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_bounded(path, CONFIG_LIMIT_BYTES)
         raw = tomllib.loads(text)
     except FileNotFoundError:
         return {}, []

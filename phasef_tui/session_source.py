@@ -20,9 +20,11 @@ import orjson
 
 from phasef_tui.data_source import ApprovalError, DataSource, TraceProfile, trace_profile
 from phasef_tui.trace_feed import TraceFeed
+from pipeline.fsio import open_regular, read_bytes_bounded
 from pipeline.journal import JOURNAL_NAME, Event, JournalTail
 from pipeline.state import GateState, SessionState, StepState
 from widgets.session_view import (
+    CriterionView,
     DeltaRow,
     EvidenceView,
     GateView,
@@ -36,6 +38,7 @@ from widgets.session_view import (
 FINGERPRINT_ENV = "PHASEF_KEY_FINGERPRINT"
 ROLE_ENV = "PHASEF_ROLE"
 COMPARISON_NAME = "comparison.json"
+REPORT_LIMIT_BYTES = 64 * 2**20
 CONFIG_NAMES = ("config.resolved.toml", "config.toml")
 POLL_S = 0.05
 """How often the journal is checked for new events (the frame rate)."""
@@ -125,8 +128,11 @@ class PlanInfo:
         self.stage_order: list[str] = []
         if path is None:
             return
+        from pipeline.config import CONFIG_LIMIT_BYTES
+        from pipeline.fsio import read_text_bounded
+
         try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            raw = tomllib.loads(read_text_bounded(path, CONFIG_LIMIT_BYTES))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
             return
         stages = raw.get("stages", {})
@@ -147,7 +153,10 @@ class PlanInfo:
 
 
 def _note(st: StepState) -> str | None:
-    """A short live line from a step's last progress event (training step and loss, eval ticks...)."""
+    """A short live line from a step's last progress event (training step and loss, eval ticks...); on a gate
+    signed as an override, that it was (it stays on the board for the rest of the session)."""
+    if st.kind == "gate" and st.summary.get("override"):
+        return f"GO by {st.summary.get('operator')}: OVERRIDE"
     if not st.progress or st.state not in ("running", "retrying"):
         return None
     last = st.progress[-1]
@@ -180,7 +189,16 @@ def step_view(st: StepState, plan: PlanInfo) -> StepView:
     )
 
 
-def gate_view(gate: GateState, plan: PlanInfo) -> GateView:
+def criterion_view(item: Mapping[str, Any]) -> CriterionView:
+    return CriterionView(
+        criterion=str(item.get("criterion") or "?"),
+        label=str(item.get("label") or item.get("criterion") or "?"),
+        met=bool(item.get("met")),
+        evidence=str(item.get("evidence") or ""),
+    )
+
+
+def gate_view(gate: GateState, plan: PlanInfo, final_gate: str | None = None) -> GateView:
     audit = gate.audit or {}
     verdicts = tuple(
         VerdictView(
@@ -217,6 +235,8 @@ def gate_view(gate: GateState, plan: PlanInfo) -> GateView:
         key_fingerprint=gate.key_fingerprint,
         override=gate.override,
         refusals=tuple(f"{r.get('operator', '?')}: {r.get('reason', '?')}" for r in gate.refusals),
+        final=gate.id == final_gate,
+        criteria=tuple(criterion_view(c) for c in gate.criteria or () if isinstance(c, Mapping)),
     )
 
 
@@ -298,7 +318,7 @@ def training_curves(state: SessionState) -> tuple[tuple[tuple[float, float], ...
 def looks_like_trace(path: Path) -> bool:
     """A canonical dirty trace starts with a record that has ``kind`` and ``episode`` (cheap: first 4 KB)."""
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             head = fh.read(4096)
     except OSError:
         return False
@@ -453,7 +473,7 @@ class SessionSource(DataSource):
         candidates = sorted(report.glob("*.json"), key=lambda p: p.name != COMPARISON_NAME) if report.is_dir() else []
         for path in candidates:
             try:
-                data = orjson.loads(path.read_bytes())
+                data = orjson.loads(read_bytes_bounded(path, REPORT_LIMIT_BYTES))
             except (OSError, orjson.JSONDecodeError):
                 continue
             if isinstance(data, dict):
@@ -531,7 +551,8 @@ class SessionSource(DataSource):
             started=state.started,
             final_decision=state.final_decision,
             stages=stages,
-            gates=tuple(gate_view(g, plan) for g in state.gates.values()),
+            gates=tuple(gate_view(g, plan, state.final_gate) for g in state.gates.values()),
+            pass_criteria=tuple(criterion_view(c) for c in state.pass_criteria()),
             metrics=headline_metrics(state),
             deltas=self._deltas[0],
             residual_blockers=self._deltas[1],
@@ -557,7 +578,11 @@ class SessionSource(DataSource):
             return ()
         if self._log_cache is not None and self._log_cache[:2] == (path, size):
             return self._log_cache[2]
-        with open(path, "rb") as fh:
+        try:
+            fh = open_regular(path)
+        except OSError:
+            return ()
+        with fh:
             fh.seek(max(0, size - LOG_TAIL_BYTES))
             data = fh.read(LOG_TAIL_BYTES)
         lines = data.decode("utf-8", "replace").splitlines()
@@ -575,8 +600,10 @@ class SessionSource(DataSource):
         return changed
 
     # -- decisions ----------------------------------------------------------------------------------------------------
-    def approve(self, gate_id: str, decision: str, reason: str) -> str:
-        """Sign a decision through the supervisor; returns its confirmation, raises ``ApprovalError`` if refused."""
+    def approve(self, gate_id: str, decision: str, reason: str, *, override: bool = False) -> str:
+        """Sign a decision through the supervisor; returns its confirmation, raises ``ApprovalError`` if refused.
+
+        ``override`` is the operator's confirmed request to sign GO at the final gate over unmet pass criteria."""
         from pipeline.control import ControlClient
         from pipeline.engine import ControlError
 
@@ -598,12 +625,15 @@ class SessionSource(DataSource):
                 evidence_sha256=evidence_sha,
                 key_fingerprint=self.key_fingerprint,
                 role=self.role,
+                override=override or None,
             )
         except ControlError as exc:
             raise ApprovalError(f"refused: {exc}") from exc
         except OSError as exc:
             raise ApprovalError(f"cannot reach the supervisor: {exc}") from exc
-        note = " (override of the audit verdict)" if data.get("override") else ""
+        note = ""
+        if data.get("override"):
+            note = " as GO-OVERRIDE of unmet pass criteria" if data.get("final") else " (override of the audit verdict)"
         return f"{data.get('gate', gate_id)}: {str(data.get('decision', decision)).upper()} signed by " + (
             f"{data.get('operator', self.operator)}{note}"
         )

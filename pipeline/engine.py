@@ -38,6 +38,7 @@ from pipeline.hashing import (
 from pipeline.jobs.context import EVENT_PREFIX, ServiceInfo, StepContext, resolve_path
 from pipeline.journal import Event, Journal, read_journal
 from pipeline.registry import SERVICE_KINDS, STEP_KINDS, load_object
+from pipeline.report import criteria
 from pipeline.services import Service, ServiceError
 from pipeline.state import SessionState, StepState, replay
 
@@ -280,8 +281,8 @@ class Engine:
         decision: str | None = None
         if gate_nogo:
             decision = "NO-GO"
-        elif final and final in self.selected and st.gates.get(final) and st.gates[final].decision == "go":
-            decision = "GO"
+        elif final and final in self.selected:
+            decision = criteria.final_outcome(st, final)
         error = None
         cancelled = [k for k in self.selected if st.steps.get(k) and st.steps[k].state == "cancelled"]
         if self._cancelled or cancelled:
@@ -297,10 +298,11 @@ class Engine:
             state, code = "failed", 1
             error = "; ".join(f"{k}: {st.steps[k].error}" for k in failed)
         else:
-            state, code = "completed", 0
+            state, code = "completed", criteria.EXIT_GO_OVERRIDE if decision == "GO-OVERRIDE" else 0
+        report = criteria.write_final_report(self.cfg, self.session_dir, self.project_dir, st, decision)
         self.record(
             "run_finished",
-            payload={"state": state, "exit_code": code, "final_decision": decision, "error": error},
+            payload={"state": state, "exit_code": code, "final_decision": decision, "error": error, "report": report},
         )
         return RunResult(state, code, decision, error)
 
@@ -830,6 +832,9 @@ class Engine:
                     "evidence": evidence,
                     "evidence_sha256": mapping_sha256(evidence),
                     "audit": audit,
+                    "criteria": criteria.judge_final(self.cfg, key, audit, self._expand(sc.evidence), self.session_dir)
+                    if key == self.cfg.final_gate_key()
+                    else None,
                     "deadline": deadline,
                     "reopened": reopened,
                 },
@@ -868,6 +873,7 @@ class Engine:
         key_fingerprint: str | None = None,
         role: str | None = None,
         via: str = "control",
+        override: bool = False,
     ) -> dict[str, Any]:
         """Record an operator's decision on a waiting gate, or refuse it with a ``ControlError``."""
         gate = self.state.gates.get(gate_id)
@@ -892,6 +898,7 @@ class Engine:
             refusal = f"evidence changed since the gate opened: {', '.join(changed)}"
         elif evidence_sha256 is not None and evidence_sha256 != gate.evidence_sha256:
             refusal = "the decision names different evidence than the gate holds (stale view?)"
+        refusal = refusal or criteria.final_go_refusal(self.cfg, gate, decision, override)
         if refusal:
             self.record(
                 "gate_refused",
@@ -900,7 +907,7 @@ class Engine:
             )
             raise ControlError(refusal)
         audit_verdict = (gate.audit or {}).get("verdict")
-        override = decision == "go" and gate.audit is not None and audit_verdict != "GO"
+        override = criteria.is_override(self.cfg, gate, decision)
         self.record(
             "gate_decided",
             gate_id,
@@ -911,6 +918,7 @@ class Engine:
                 "evidence_sha256": gate.evidence_sha256,
                 "audit_verdict": audit_verdict,
                 "override": override,
+                "unmet_criteria": [c["criterion"] for c in criteria.unmet(gate)] if gate.criteria is not None else [],
                 "key_fingerprint": key_fingerprint,
                 "via": via,
             },
@@ -918,7 +926,8 @@ class Engine:
         fut = self._gate_waiters.get(gate_id)
         if fut is not None and not fut.done():
             fut.set_result(None)
-        return {"gate": gate_id, "decision": decision, "operator": operator, "override": override}
+        final = gate_id == self.cfg.final_gate_key()
+        return {"gate": gate_id, "decision": decision, "operator": operator, "override": override, "final": final}
 
     # -- cancel ---------------------------------------------------------------------------------------------
     def cancel(self, step: str | None = None, *, operator: str = "unknown", role: str | None = None) -> dict[str, Any]:

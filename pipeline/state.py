@@ -10,15 +10,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from pipeline.journal import JOURNAL_NAME, Event, JournalProblem, read_journal
+from pipeline.report.criteria import pending as pending_criteria
 
 StepStatus = Literal[
     "pending", "running", "retrying", "succeeded", "failed", "skipped", "cancelled", "waiting", "blocked"
 ]
 GateStatus = Literal["waiting", "decided", "timed_out"]
 RunStatus = Literal["created", "running", "waiting", "completed", "failed", "cancelled", "interrupted"]
+FinalDecision = Literal["GO", "GO-OVERRIDE", "NO-GO"]
 
 PROGRESS_KEEP = 5000
 """Progress events kept per step in memory (a training run of a few thousand steps keeps its whole curve)."""
@@ -61,6 +63,8 @@ class GateState(BaseModel):
     evidence: dict[str, str] = Field(default_factory=dict)
     evidence_sha256: str | None = None
     audit: dict[str, Any] | None = None
+    criteria: list[dict[str, Any]] | None = None
+    """The plan's pass criteria as judged when the final gate opened (None on other gates)."""
     decision: Literal["go", "no-go"] | None = None
     operator: str | None = None
     reason: str | None = None
@@ -89,7 +93,7 @@ class SessionState(BaseModel):
     gates: dict[str, GateState] = Field(default_factory=dict)
     services: dict[str, ServiceState] = Field(default_factory=dict)
     final_gate: str | None = None
-    final_decision: Literal["GO", "NO-GO"] | None = None
+    final_decision: FinalDecision | None = None
     exit_code: int | None = None
     error: str | None = None
     last_seq: int = 0
@@ -200,6 +204,7 @@ class SessionState(BaseModel):
             evidence=p.get("evidence", {}),
             evidence_sha256=p.get("evidence_sha256"),
             audit=p.get("audit"),
+            criteria=p.get("criteria"),
         )
 
     def _on_gate_decided(self, ev: Event) -> None:
@@ -261,6 +266,15 @@ class SessionState(BaseModel):
     def waiting_gates(self) -> list[GateState]:
         return [g for g in self.gates.values() if g.state == "waiting"]
 
+    def pass_criteria(self) -> list[dict[str, Any]]:
+        """The plan's pass criteria as the final gate judged them, or each one not judged yet."""
+        gate = self.gates.get(self.final_gate) if self.final_gate else None
+        if gate is not None and gate.criteria is not None:
+            return gate.criteria
+        if self.final_gate is None:
+            return pending_criteria("the plan has no final gate")
+        return pending_criteria(f"the final gate {self.final_gate} has not opened")
+
     def public(self) -> dict[str, Any]:
         """The ``phasef status --json`` contract (stable; scripts rely on it)."""
         return {
@@ -270,6 +284,11 @@ class SessionState(BaseModel):
             "started": self.started,
             "finished": self.finished,
             "final_decision": self.final_decision,
+            "final_gate": self.final_gate,
+            "pass_criteria": [
+                {k: c.get(k) for k in ("criterion", "label", "met", "evidence", "source", "sha256")}
+                for c in self.pass_criteria()
+            ],
             "exit_code": self.exit_code,
             "error": self.error,
             "steps": [
@@ -293,6 +312,7 @@ class SessionState(BaseModel):
                     "operator": g.operator,
                     "reason": g.reason,
                     "override": g.override,
+                    "final": g.id == self.final_gate,
                     "evidence_sha256": g.evidence_sha256,
                     "decided_at": g.decided_at,
                 }
@@ -304,10 +324,16 @@ class SessionState(BaseModel):
 
 
 def replay(events: Iterable[Event | JournalProblem], session: str) -> SessionState:
+    """The state after ``events``; an event whose payload does not fit its type (a damaged or hand-edited journal)
+    becomes a problem naming its sequence number and type, and the replay goes on."""
     state = SessionState(session=session)
     for item in events:
         if isinstance(item, Event):
-            state.apply(item)
+            try:
+                state.apply(item)
+            except (ValidationError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                state.problems.append(f"event {item.seq} ({item.type}): cannot apply: {type(exc).__name__}: {detail}")
         else:
             state.problems.append(str(item))
     return state

@@ -10,6 +10,11 @@ home (where packages come from: the GGUF test downloads a wheel); downloads the 
 
 Tests that drive tmux take the ``tmux`` fixture (a private server, see tests/tmux_helpers.py); they are marked
 ``tmux`` so CI can run them once more beside a decoy server (.ci/decoy-tmux).
+
+The Hypothesis profiles for the property tests (tests/test_properties_*.py): ``ci`` (the default) has a fixed,
+small example budget, derandomized, and no per-example deadline, since a loaded 2-core machine makes single examples
+slow at random; ``long`` has many more examples for local runs hunting the next bug:
+``pytest tests/test_properties_*.py --hypothesis-profile=long``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.tmux_helpers import Tmux
 
@@ -91,3 +97,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tmux" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.tmux)
+
+
+_SLOW_MACHINE = [HealthCheck.too_slow, HealthCheck.data_too_large]
+
+settings.register_profile(
+    "ci",
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=_SLOW_MACHINE,
+)
+settings.register_profile(
+    "long",
+    max_examples=2_000,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=_SLOW_MACHINE,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

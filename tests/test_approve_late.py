@@ -27,7 +27,9 @@ timeout = {timeout}
 
 
 def _approve(session: str, gate: str, who: str, cwd: Path, decision: str = "go"):  # type: ignore[no-untyped-def]
-    return phasef("approve", session, gate, "--decision", decision, "--as", who, "--reason", "late", cwd=cwd)
+    # a one-gate plan has no comparison nor audit: its GO is an override of the unmet pass criteria
+    override = ("--override",) if decision == "go" else ()
+    return phasef("approve", session, gate, "--decision", decision, "--as", who, "--reason", "late", *override, cwd=cwd)
 
 
 def test_a_late_approval_of_a_decided_gate_names_who_decided_it_and_when(tmp_path: Path) -> None:
@@ -35,10 +37,13 @@ def test_a_late_approval_of_a_decided_gate_names_who_decided_it_and_when(tmp_pat
     session = tmp_path / "sessions" / "d"
     proc = spawn("run", "--headless", "--session", "d", cwd=tmp_path)
     wait_for(lambda: has_event(session, "gate_opened", "A.gate"), 30, "the gate")
-    r = phasef("approve", "d", "A.gate", "--decision", "go", "--as", "alice", "--reason", "looks right", cwd=tmp_path)
+    r = phasef(
+        "approve", "d", "A.gate", "--decision", "go", "--as", "alice", "--reason", "looks right", "--override",
+        cwd=tmp_path,
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr
     out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, out
+    assert proc.returncode == 4, out  # GO-OVERRIDE
     journal = (session / "journal.jsonl").read_bytes()
     decided_at = json.loads(phasef("status", "d", "--json", cwd=tmp_path).stdout)["gates"][0]["decided_at"]
 
@@ -46,8 +51,8 @@ def test_a_late_approval_of_a_decided_gate_names_who_decided_it_and_when(tmp_pat
         r = _approve("d", gate, "bob", tmp_path, decision="no-go")
         assert r.returncode == 1 and r.stdout == ""
         assert r.stderr.startswith(
-            f"refused: gate A.gate is not waiting: decided by alice (go) at {decided_at}, reason 'looks right'; "
-            "session d is completed since "
+            f"refused: gate A.gate is not waiting: decided by alice (go) at {decided_at}, "
+            "reason 'looks right' (an override); session d is completed since "
         ), r.stderr
     r = _approve("d", "nope", "bob", tmp_path)
     assert r.returncode == 1 and "no gate is named 'nope' in session d (gates opened: A.gate)" in r.stderr

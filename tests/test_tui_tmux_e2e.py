@@ -76,6 +76,8 @@ def test_operator_flow_in_tmux(tmp_path: Path, tmux: Tmux) -> None:
         tmux.send("tui", "4", pause=KEY_PAUSE)
         tmux.wait_for("tui", "Release?")
         tmux.send("tui", "a", "looks right", "Enter", pause=KEY_PAUSE)
+        tmux.wait_for("tui", "unmet pass criteria")  # no comparison nor audit in this plan: the GO is an override
+        tmux.send("tui", "override", "Enter", pause=KEY_PAUSE)
         wait_for(lambda: has_event(session, "gate_decided", "B.release"), 20, f"the decision\n{tmux.screen('tui')}")
         tmux.send("tui", "q", pause=KEY_PAUSE)  # detach: the TUI ends, the run goes on
         assert tmux.wait_exit("tui", 10) == 0

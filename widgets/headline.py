@@ -18,7 +18,8 @@ def render_headline(
     head.append(state, style="bold")
     if final_decision:
         head.append("  final ", style="dim")
-        head.append(final_decision, style="bold green" if final_decision == "GO" else "bold red")
+        styles = {"GO": "bold green", "GO-OVERRIDE": "bold yellow"}
+        head.append(final_decision, style=styles.get(final_decision, "bold red"))
     parts: list[RenderableType] = [head]
     waiting = [g for g in gates if g.state == "waiting"]
     if waiting:
@@ -31,6 +32,16 @@ def render_headline(
             parts.append(line)
     else:
         parts.append(Text("no gate waiting", style="dim"))
+    for gate in gates:  # an override stays in sight for the rest of the session
+        if gate.override and gate.state == "decided":
+            line = Text("▲ ", style="bold yellow")
+            line.append(f"{gate.id} GO by {gate.operator}: ", style="bold")
+            if gate.final:
+                unmet = ", ".join(c.criterion for c in gate.unmet_criteria) or "criteria"
+                line.append(f"OVERRIDE of unmet pass criteria ({unmet})", style="yellow")
+            else:
+                line.append(f"OVERRIDE of the audit ({gate.audit_verdict})", style="yellow")
+            parts.append(line)
     table = Table.grid(padding=(0, 1), expand=True)
     table.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
     table.add_column(justify="right", no_wrap=True)

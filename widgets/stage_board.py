@@ -71,7 +71,7 @@ def render_stage_board(stages: tuple[StageView, ...], selected: str | None, now:
             elif step.error and step.state in ("failed", "retrying", "blocked"):
                 name.append(f"  {step.error}", style="red")
             elif step.note:
-                name.append(f"  {step.note}", style="dim")
+                name.append(f"  {step.note}", style="bold yellow" if step.note.endswith("OVERRIDE") else "dim")
             attempt = ""
             if step.attempts > 1 or step.state == "retrying":
                 total = f"/{step.retries + 1}" if step.retries is not None else ""

@@ -7,9 +7,15 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from widgets.session_view import EvidenceView, GateView, VerdictView
+from widgets.session_view import CriterionView, EvidenceView, GateView, VerdictView
 
-VERDICT_STYLES = {"GO": "bold green", "NO-GO": "bold red", "INVALID": "bold red", "BLOCKED": "bold yellow"}
+VERDICT_STYLES = {
+    "GO": "bold green",
+    "GO-OVERRIDE": "bold yellow",
+    "NO-GO": "bold red",
+    "INVALID": "bold red",
+    "BLOCKED": "bold yellow",
+}
 
 
 def short_hash(sha: str | None) -> str:
@@ -75,6 +81,8 @@ def _decision(gate: GateView) -> Text:
         text.append("NO-GO: no decision before the gate's timeout", style="bold red")
         return text
     decision = (gate.decision or "?").upper()
+    if gate.final and gate.override and decision == "GO":
+        decision = "GO-OVERRIDE"
     text.append(decision, style=VERDICT_STYLES.get(decision, "bold"))
     text.append(" signed by ")
     text.append(gate.operator or "?", style="bold")
@@ -82,11 +90,57 @@ def _decision(gate: GateView) -> Text:
         text.append(f" [{gate.key_fingerprint[:16]}]", style="dim")
     if gate.decided_at:
         text.append(f" at {gate.decided_at}", style="dim")
-    if gate.override:
+    if gate.override and gate.final:
+        unmet = ", ".join(c.label for c in gate.unmet_criteria) or "the audit"
+        text.append(f"  OVERRIDE of unmet pass criteria: {unmet}", style="bold yellow")
+    elif gate.override:
         text.append("  OVERRIDE of the audit", style="bold yellow")
     if gate.reason:
         text.append(f"\nreason: {gate.reason}")
     return text
+
+
+def render_criteria(criteria: tuple[CriterionView, ...], *, evidence: bool = True) -> Text:
+    """The plan's pass criteria: a mark, the criterion, and (dim) the evidence it was judged on."""
+    text = Text()
+    for i, c in enumerate(criteria):
+        if i:
+            text.append("\n")
+        text.append("✓ " if c.met else "✗ ", style="bold green" if c.met else "bold red")
+        text.append(c.label, style="bold" if c.met else "bold red")
+        if evidence and c.evidence:
+            text.append(f"\n    {c.evidence}", style="dim")
+    if not criteria:
+        text.append("pass criteria not judged", style="dim")
+    return text
+
+
+def render_final_report(
+    final_decision: str | None, criteria: tuple[CriterionView, ...], gates: tuple[GateView, ...]
+) -> Text:
+    """The opening of the final report: the decision and its kind, the criteria, and every override signed."""
+    text = Text()
+    text.append("final decision ", style="dim")
+    word = final_decision or "pending"
+    text.append(word, style=VERDICT_STYLES.get(word, "dim"))
+    kinds = {
+        "GO": "every pass criterion met",
+        "GO-OVERRIDE": "operator override: a pass criterion is not met",
+        "NO-GO": "no-go",
+    }
+    text.append(f"  {kinds.get(word, 'the final gate has not been signed')}\n", style="dim")
+    text.append_text(render_criteria(criteria, evidence=False))
+    for gate in gates:
+        if gate.override:
+            what = ", ".join(c.label for c in gate.unmet_criteria) if gate.final else f"audit {gate.audit_verdict}"
+            text.append(f"\nOVERRIDE {gate.id}", style="bold yellow")
+            text.append(f" by {gate.operator} over {what}: {gate.reason}")
+    return text
+
+
+class CriteriaCard(Static):
+    def show(self, criteria: tuple[CriterionView, ...]) -> None:
+        self.update(render_criteria(criteria))
 
 
 class VerdictCard(Static):

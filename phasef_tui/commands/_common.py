@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_GO = 0, 1, 2, 3
+EXIT_GO_OVERRIDE = 4  # the same value as pipeline.report.criteria.EXIT_GO_OVERRIDE (kept import-light)
 
 
 def add_config_arg(p: argparse.ArgumentParser) -> None:
@@ -42,7 +43,9 @@ def sessions_root_for(args: argparse.Namespace) -> Path:
         try:
             import tomllib
 
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            from pipeline.fsio import read_text_bounded
+
+            raw = tomllib.loads(read_text_bounded(path, 16 * 2**20))
             sub = Path(raw.get("project", {}).get("sessions_dir", "sessions")).expanduser()
             return sub if sub.is_absolute() else path.parent / sub
         except (OSError, ValueError):

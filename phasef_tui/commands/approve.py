@@ -1,4 +1,4 @@
-"""``phasef approve SESSION GATE --decision go|no-go --as NAME --reason TEXT`` and ``phasef cancel``."""
+"""``phasef approve SESSION GATE --decision go|no-go --as NAME --reason TEXT [--override]`` and ``phasef cancel``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--as", dest="operator", default=None, help="operator name (default: $PHASEF_OPERATOR or $USER)")
     p.add_argument("--reason", required=True, help="why; recorded in the journal with the evidence hash")
     p.add_argument("--evidence-sha256", default=None, help="refuse unless the gate still holds this evidence hash")
+    p.add_argument(
+        "--override",
+        action="store_true",
+        help="sign GO at the final gate although a pass criterion is not met (the run then ends GO-OVERRIDE, "
+        "exit 4; refused when the project sets [project] final_override = false)",
+    )
     add_session_lookup(p)
     p.set_defaults(func=_approve)
 
@@ -75,6 +81,7 @@ def _approve(args: argparse.Namespace) -> int:
             operator=args.operator or default_operator(),
             reason=args.reason,
             evidence_sha256=args.evidence_sha256,
+            override=args.override or None,
         )
     except ControlError as exc:
         print(f"refused: {exc}", file=sys.stderr)
@@ -85,7 +92,13 @@ def _approve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot reach the supervisor: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    note = " (operator override of the audit verdict)" if data.get("override") else ""
+    note = ""
+    if data.get("override"):
+        note = (
+            " as an OVERRIDE of unmet pass criteria: the run ends GO-OVERRIDE"
+            if data.get("final")
+            else (" as an OVERRIDE of the audit verdict")
+        )
     print(f"{data['gate']}: {data['decision'].upper()} signed by {data['operator']}{note}")
     return EXIT_OK
 
@@ -115,7 +128,7 @@ def _approve_without_supervisor(session_dir: Path, name: str) -> int:
     gate = matches[0]
     if gate.state == "decided":
         reason = f", reason {gate.reason!r}" if gate.reason else ""
-        override = " (an override of the audit verdict)" if gate.override else ""
+        override = " (an override)" if gate.override else ""
         print(
             f"refused: gate {gate.id} is not waiting: decided by {gate.operator} ({gate.decision}) at "
             f"{gate.decided_at}{reason}{override}; session {session} is {_run_state(state)}",

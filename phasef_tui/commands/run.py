@@ -21,7 +21,8 @@ from phasef_tui.commands._common import (
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "run",
-        help="run the plan: --headless in the foreground (exit 0 GO, 3 NO-GO, 1 failed/cancelled, 2 usage), "
+        help="run the plan: --headless in the foreground (exit 0 GO, 4 GO-OVERRIDE, 3 NO-GO, 1 failed/cancelled, "
+        "2 usage), "
         "--detach as a background supervisor, else a supervisor plus the TUI",
     )
     add_config_arg(p)

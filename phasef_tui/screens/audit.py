@@ -2,6 +2,8 @@
 
 Approve (GO) or reject (NO-GO) asks for a reason, then goes to the supervisor through the control socket in a
 worker thread; the result comes back from the journal (who signed, when, with which key), not from this screen.
+At the final gate the plan's pass criteria are shown; a GO while one is not met asks a second confirmation that
+names each unmet criterion, and is signed as an override (the run ends GO-OVERRIDE, never GO).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from textual.widgets import Static
 from phasef_tui.data_source import ApprovalError
 from phasef_tui.keys import bindings
 from phasef_tui.screens.base import PhasefScreen
+from phasef_tui.screens.override import OverrideDialog
 from phasef_tui.screens.reason import ReasonDialog
 from widgets.session_view import GateView
-from widgets.verdict_card import VERDICT_STYLES, DecisionLine, EvidenceList, VerdictCard
+from widgets.verdict_card import VERDICT_STYLES, CriteriaCard, DecisionLine, EvidenceList, VerdictCard
 
 
 def render_gate_header(gate: GateView, position: int, total: int) -> Text:
@@ -25,6 +28,8 @@ def render_gate_header(gate: GateView, position: int, total: int) -> Text:
     text.append(f"gate {gate.id}", style="bold")
     text.append(f" ({position + 1}/{total})", style="dim")
     text.append(f"  {gate.state}", style="bold magenta" if gate.state == "waiting" else "")
+    if gate.final:
+        text.append("  final gate", style="bold")
     text.append("  audit ", style="dim")
     if gate.audit_verdict:
         text.append(gate.audit_verdict, style=VERDICT_STYLES.get(gate.audit_verdict, "bold"))
@@ -48,6 +53,7 @@ class AuditScreen(PhasefScreen):
         yield from self.compose_tabs()
         with VerticalScroll(id="audit-body"):
             yield Static(id="gate-header")
+            yield CriteriaCard(id="criteria")
             yield Vertical(id="verdicts")
             yield EvidenceList(id="evidence")
             yield DecisionLine(id="decision")
@@ -89,11 +95,18 @@ class AuditScreen(PhasefScreen):
         if gate is None:
             header.update(Text("no gate has opened yet", style="dim"))
             self.query_one("#evidence", EvidenceList).display = False
+            self.query_one("#criteria", CriteriaCard).display = False
             self.query_one("#decision", DecisionLine).display = False
             return
         self.query_one("#evidence", EvidenceList).display = True
         self.query_one("#decision", DecisionLine).display = True
         header.update(render_gate_header(gate, gates.index(gate), len(gates)))
+        criteria = self.query_one("#criteria", CriteriaCard)
+        criteria.display = gate.final
+        if gate.final:
+            met = sum(c.met for c in gate.criteria)
+            criteria.border_title = f"pass criteria · {met}/{len(gate.criteria)} met"
+            criteria.show(gate.criteria)
         cards = []
         for verdict in gate.verdicts:
             card = VerdictCard(classes="verdict-card")
@@ -130,21 +143,35 @@ class AuditScreen(PhasefScreen):
             return
         word = "APPROVE (GO)" if decision == "go" else "REJECT (NO-GO)"
         override = decision == "go" and gate.audit_verdict not in (None, "GO")
+        unmet = gate.unmet_criteria if decision == "go" and gate.final else ()
         title = f"{word} gate {gate.id} as {self.source.operator}"
         if override:
             title += f"\nthe audit says {gate.audit_verdict}: this GO overrides it"
+        if unmet:
+            title += f"\n{len(unmet)} pass criteri{'on' if len(unmet) == 1 else 'a'} not met: the run ends GO-OVERRIDE"
         dialog = ReasonDialog(title, required=True, blink=self.phasef.blink)
 
         def signed(reason: str | None) -> None:
-            if reason is not None:
-                self._sign(gate.id, decision, reason)
+            if reason is None:
+                return
+            if not unmet:
+                self._sign(gate.id, decision, reason, False)
+                return
+
+            def confirmed(sure: bool | None) -> None:
+                if sure:
+                    self._sign(gate.id, decision, reason, True)
+                else:
+                    self.notify("the override was not signed", title="not signed", timeout=4)
+
+            self.app.push_screen(OverrideDialog(gate.id, unmet, blink=self.phasef.blink), confirmed)
 
         self.app.push_screen(dialog, signed)
 
     @work(thread=True, exclusive=True, group="decision", exit_on_error=False)
-    def _sign(self, gate_id: str, decision: str, reason: str) -> None:
+    def _sign(self, gate_id: str, decision: str, reason: str, override: bool) -> None:
         try:
-            message = self.source.approve(gate_id, decision, reason)
+            message = self.source.approve(gate_id, decision, reason, override=override)
         except ApprovalError as exc:
             self.app.call_from_thread(self.notify, str(exc), title="not signed", severity="error", timeout=8)
             return

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.jobs.context import StepContext, StepFailed
+from pipeline.report import criteria
 from pipeline.report.eval_report import EvalMetrics, compute_metrics, file_sha256, iter_trace, percentile
 
 COMPARISON_SCHEMA = "phasef.comparison/1"
@@ -673,9 +673,10 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 def render_markdown(doc: dict[str, Any]) -> str:
     base, fine = doc["baseline"], doc["finetuned"]
-    lines = [
-        "# Baseline vs fine-tuned",
-        "",
+    lines = ["# Baseline vs fine-tuned", ""]
+    if doc.get("pass_criteria") is not None:
+        lines += criteria.render_markdown(doc)
+    lines += [
         f"- baseline: **{base.get('name')}** — `{base.get('report')}`",
         f"- fine-tuned: **{fine.get('name')}** — `{fine.get('report')}`",
         f"- status: **{doc['status']}**",
@@ -740,15 +741,15 @@ def render_markdown(doc: dict[str, Any]) -> str:
 
 def write_outputs(doc: dict[str, Any], markdown: str, folders: Sequence[Path], stem: str) -> list[Path]:
     """``<stem>.json`` and ``<stem>.md`` into every folder (atomically); the paths written, JSON first."""
+    from pipeline.fsio import atomic_write_text
+
     text_json = json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
     written = []
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
         for suffix, text in ((".json", text_json), (".md", markdown)):
             path = folder / f"{stem}{suffix}"
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, path)
+            atomic_write_text(path, text)
             written.append(path)
     return written
 
@@ -782,6 +783,15 @@ def build_comparison(params: CompareParams, resolve: Callable[[str], Path]) -> d
     return doc
 
 
+def with_pending_criteria(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document opening with the pass criteria as far as this comparison can judge them (the audit and the
+    decision come later; the run's end rewrites the opening of ``report/comparison.*`` with the final state)."""
+    judged = criteria.judge_comparison(doc, "this comparison", None)
+    audit = criteria.criterion("audit", False, "not judged yet: the final audit reads this comparison")
+    final = {"decision": "pending", "kind": "pending: the final gate has not been signed"}
+    return criteria.with_criteria(doc, [*judged, audit], final, None)
+
+
 def compare_step(ctx: StepContext) -> dict[str, Any]:
     """Builtin step: write ``<session>/report/comparison.{json,md}`` (and a copy in the step's artifacts)."""
     try:
@@ -789,7 +799,7 @@ def compare_step(ctx: StepContext) -> dict[str, Any]:
     except ValidationError as exc:
         err = exc.errors()[0]
         raise StepFailed(f"params.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
-    doc = build_comparison(params, ctx.resolve)
+    doc = with_pending_criteria(build_comparison(params, ctx.resolve))
     written = write_outputs(doc, render_markdown(doc), [ctx.resolve(params.out), ctx.artifacts_dir], "comparison")
     ctx.log("comparison written to " + ", ".join(str(p) for p in written[:2]))
     if doc["status"] == "refused":

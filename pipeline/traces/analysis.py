@@ -45,6 +45,7 @@ from typing import Any, Literal, get_args, overload
 import orjson
 from pydantic import BaseModel
 
+from pipeline.traces.growth import GrowthFit, context_size
 from pipeline.traces.reader import (
     DEFAULT_MAX_LINE_BYTES,
     BadLine,
@@ -172,10 +173,10 @@ class DeathTrace(BaseModel):
 
 
 class ContextProfile(BaseModel):
-    """Context size per tick. ``growth_per_tick`` is the least-squares slope over the second half of the tick
-    range (after any warm-up of a bounded window); ``early_mean``/``late_mean`` are the mean sizes in the first and
-    last quarter of the tick range. ``bounded`` is the O(1) verdict and fails closed: no samples, or fewer than
-    ``BOUND_MIN_SPAN`` ticks of range, is not evidence of a bound."""
+    """Context size per tick. ``growth_per_tick`` is the within-episode slope after each episode's warm-up, the
+    definition the eval report uses too (``pipeline.traces.growth``; 0.0 when undefined); ``early_mean``/``late_mean``
+    are the mean sizes in the first and last quarter of the tick range. ``bounded`` is the O(1) verdict and fails
+    closed: no samples, or fewer than ``BOUND_MIN_SPAN`` ticks of range, is not evidence of a bound."""
 
     max_chars: int
     mean_chars: float
@@ -335,19 +336,6 @@ def _error_message(obj: dict[str, Any] | TraceRecord) -> str:
             if line.strip():
                 return " ".join(line.split())[:ERROR_MESSAGE_CHARS]
     return ""
-
-
-def _context_chars(obj: dict[str, Any] | TraceRecord) -> int | None:
-    """Prompt size from the context messages when a record has no ``context_chars``."""
-    context = obj.get("context")
-    if not isinstance(context, list):
-        return None
-    total = 0
-    for message in context:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            total += len(content)
-    return total
 
 
 class _Chain:
@@ -527,6 +515,7 @@ class _EpisodeState:
         "done_derived",
         "done_marked",
         "has_marks",
+        "key",
         "last_error_class",
         "last_ticks",
         "marked",
@@ -545,8 +534,9 @@ class _EpisodeState:
         "thrash",
     )
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, key: tuple[str, str] | None = None) -> None:
         self.name = name
+        self.key = key if key is not None else ("", name)
         self.derived: dict[str, _Chain] = {}
         self.derived_seq = 0
         self.done_derived: list[_Chain] = []
@@ -579,8 +569,10 @@ class TraceAnalyzer:
         *,
         deadlock_window: int = DEFAULT_DEADLOCK_WINDOW,
         thrash_min: int = DEFAULT_THRASH_MIN,
+        warmup: int | None = None,
     ) -> None:
         self.file = file
+        self.growth = GrowthFit(warmup)
         self.deadlock_window = max(1, deadlock_window)
         self.thrash_min = max(2, thrash_min)
         self.records = 0
@@ -656,6 +648,7 @@ class TraceAnalyzer:
             if previous is not None:
                 self._close_episode(previous, None)
             self._open_episode(key)
+            self.growth.start(key, rec.context_window)
         else:
             ending = self.open.pop(key, None)
             if ending is None:
@@ -665,7 +658,7 @@ class TraceAnalyzer:
 
     def _open_episode(self, key: tuple[str, str]) -> _EpisodeState:
         self.episode_keys.add(key)
-        state = _EpisodeState(key[1])
+        state = _EpisodeState(key[1], key)
         self.open[key] = state
         return state
 
@@ -678,8 +671,9 @@ class TraceAnalyzer:
         # A zero-length prompt is no prompt (a reflex tick that called no model, or a size nobody measured).
         chars = obj.context_chars
         if type(chars) is not int:
-            chars = _context_chars(obj) if chars is None else None
+            chars = context_size(obj)
         if chars:
+            self.growth.add(st.key, t, chars)
             sums = self.ctx_sums
             if t < len(sums):
                 sums[t] += chars
@@ -896,6 +890,7 @@ class TraceAnalyzer:
 
     def _close_episode(self, st: _EpisodeState, end: TraceRecord | None) -> None:
         self._last_state = None
+        self.growth.close(st.key)
         episode_outcome = end.outcome if end is not None else None
         died = st.died_at is not None or episode_outcome in DEATH_OUTCOMES
         open_outcome: Literal["death", "open"] = "death" if died else "open"
@@ -983,7 +978,8 @@ class TraceAnalyzer:
         early = _window_mean(sums, counts, lambda t: t <= quarter)
         late = _window_mean(sums, counts, lambda t: t >= span - quarter)
         half = span / 2
-        slope, late_half_mean = _fit(sums, counts, lambda t: t >= half)
+        _, late_half_mean = _fit(sums, counts, lambda t: t >= half)
+        slope = self.growth.growth() or 0.0
         late_growth = slope * (span - half)
         bounded = (
             span >= BOUND_MIN_SPAN
@@ -993,7 +989,7 @@ class TraceAnalyzer:
         return ContextProfile(
             max_chars=self.ctx_max,
             mean_chars=round(sum(sums.values()) / samples, 3),
-            growth_per_tick=round(slope, 6),
+            growth_per_tick=slope,
             early_mean=round(early, 3),
             late_mean=round(late, 3),
             bounded=bounded,
@@ -1037,10 +1033,11 @@ def analyze_records(
     thrash_min: int = DEFAULT_THRASH_MIN,
     sha256: str = "",
     bad_lines: Iterable[BadLine] = (),
+    warmup: int | None = None,
 ) -> TraceAnalysis:
     """Analyze canonical record dicts (for example from an importer). A record's line is its ``source.line``
     when it has one, else its 1-based position in ``records``; ``bad_lines`` found earlier are carried along."""
-    analyzer = TraceAnalyzer(file, deadlock_window=deadlock_window, thrash_min=thrash_min)
+    analyzer = TraceAnalyzer(file, deadlock_window=deadlock_window, thrash_min=thrash_min, warmup=warmup)
     _feed_records(analyzer, records, bad_lines)
     return analyzer.finish(sha256)
 
@@ -1122,6 +1119,7 @@ def analyze(
     thrash_min: int = DEFAULT_THRASH_MIN,
     fmt: str | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    warmup: int | None = None,
 ) -> TraceAnalysis:
     """Analyze a canonical trace (streamed) or any file an importer understands (format detected unless given).
 
@@ -1129,7 +1127,12 @@ def analyze(
     of no known format.
     """
     analysis, chains = analyze_compact(
-        path, deadlock_window=deadlock_window, thrash_min=thrash_min, fmt=fmt, max_line_bytes=max_line_bytes
+        path,
+        deadlock_window=deadlock_window,
+        thrash_min=thrash_min,
+        fmt=fmt,
+        max_line_bytes=max_line_bytes,
+        warmup=warmup,
     )
     analysis.chains = list(chains)
     return analysis
@@ -1142,6 +1145,7 @@ def analyze_compact(
     thrash_min: int = DEFAULT_THRASH_MIN,
     fmt: str | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    warmup: int | None = None,
 ) -> tuple[TraceAnalysis, ChainStore]:
     """``analyze`` with the chains in a compact ``ChainStore`` beside an analysis whose ``chains`` is empty: what
     ``phasef trace stats`` uses, so a trace of hundreds of thousands of chains stays within a few dozen MB."""
@@ -1150,10 +1154,10 @@ def analyze_compact(
     path = Path(path)
     chosen = fmt or detect_format(path)
     if chosen == "phasef":
-        analyzer = TraceAnalyzer(str(path), deadlock_window=deadlock_window, thrash_min=thrash_min)
+        analyzer = TraceAnalyzer(str(path), deadlock_window=deadlock_window, thrash_min=thrash_min, warmup=warmup)
         sha = _stream(path, analyzer, max_line_bytes)
         return analyzer.finish(sha, with_chains=False), analyzer.chains
     records, bad_lines = import_trace(path, chosen)
-    analyzer = TraceAnalyzer(str(path), deadlock_window=deadlock_window, thrash_min=thrash_min)
+    analyzer = TraceAnalyzer(str(path), deadlock_window=deadlock_window, thrash_min=thrash_min, warmup=warmup)
     _feed_records(analyzer, records, bad_lines)
     return analyzer.finish(file_sha256(path), with_chains=False), analyzer.chains

@@ -29,6 +29,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import orjson
 
+from pipeline.fsio import open_regular
 from pipeline.traces.analysis import (
     DEATH_OUTCOMES,
     DEFAULT_DEADLOCK_WINDOW,
@@ -420,6 +421,15 @@ def _decode_exact(raw: bytes) -> Any:
         return None if raw.strip() else {}
 
 
+def _open_regular_fd(path: Path) -> int:
+    """A blocking read descriptor on regular file ``path``; a FIFO, device or socket raises ``NotARegularFile``."""
+    fh = open_regular(path)
+    try:
+        return os.dup(fh.fileno())
+    finally:
+        fh.close()
+
+
 def _chain_number(s: _Summaries, episode: int, chain_id: str, line: int) -> int:
     """Chains are named per episode (``c1`` may recur in every episode), so the key joins both."""
     key = f"{s.episodes.names[episode] if episode != NO_ID else ''}\x1f{chain_id}"
@@ -454,7 +464,7 @@ class TraceIndex:
         self.chunk_size = chunk_size
         self.generation = 0
         self.lock = threading.RLock()
-        self._fd = os.open(self.path, os.O_RDONLY)
+        self._fd = _open_regular_fd(self.path)
         self._inode = os.fstat(self._fd).st_ino
         self._raw: LRUCache[tuple[int, int], bytes] = LRUCache(cache_lines)
         self._parsed: LRUCache[tuple[int, int], dict[str, Any] | LineError] = LRUCache(min(cache_lines, PARSED_LINES))
@@ -707,7 +717,7 @@ class TraceIndex:
             return "missing"
         with self.lock:
             if st.st_ino != self._inode:
-                fd = os.open(self.path, os.O_RDONLY)
+                fd = _open_regular_fd(self.path)
                 os.close(self._fd)
                 self._fd = fd
                 self._inode = os.fstat(fd).st_ino

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 import orjson
 from pydantic import BaseModel
 
+from pipeline.fsio import open_regular
+
 CHUNK_BYTES = 1 << 20
 DEFAULT_MAX_LINE_BYTES = 16 * 2**20
 
@@ -75,7 +77,7 @@ def _iter_line_batches(
     pending: list[bytes] = []
     pending_len = 0
     skipped: int | None = None  # bytes of a too-long line skipped so far; None when not skipping
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         read = fh.read
         while chunk := read(chunk_size):
             if digest is not None:
@@ -141,16 +143,17 @@ def iter_records(
     path: Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, digest: Digest | None = None
 ) -> Iterator[tuple[int, dict[str, Any]] | BadLine]:
     """Yield ``(line_no, object)`` for every JSON object line of ``path`` (1-based) and a ``BadLine`` for every
-    line that is not one. Blank lines are skipped silently.
+        line that is not one. Blank lines are skipped silently.
 
-    A last line without a newline is accepted when it is a complete JSON object (a file that simply lacks the
-    final newline) and reported as torn otherwise. When ``digest`` is given, every byte of the file is fed to it,
-    so the caller gets the file's hash from the same pass. Raises ``OSError`` only when the file cannot be opened
-    or read at all.
+        A last line without a newline is accepted when it is a complete JSON object (a file that simply lacks the
+        final newline) and reported as torn otherwise. A FIFO, device or socket is refused (``fsio.NotARegularFile``, an
+    ``OSError``) before anything is read. When ``digest`` is given, every byte of the file is fed to it,
+        so the caller gets the file's hash from the same pass. Raises ``OSError`` only when the file cannot be opened
+        or read at all.
 
-    Objects are yielded one at a time on purpose: a consumer that drops each one before the next is decoded
-    keeps the garbage collector idle, where decoding a whole chunk into a list first makes it scan thousands of
-    live dicts over and over.
+        Objects are yielded one at a time on purpose: a consumer that drops each one before the next is decoded
+        keeps the garbage collector idle, where decoding a whole chunk into a list first makes it scan thousands of
+        live dicts over and over.
     """
     file = str(path)
     loads = orjson.loads
@@ -191,7 +194,7 @@ def iter_records(
 def file_sha256(path: Path) -> str:
     """The sha256 of a whole file, read in chunks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         while chunk := fh.read(CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()

@@ -49,6 +49,7 @@ class TraceRecord(msgspec.Struct, gc=False):
     progress: Any = None
     context_chars: Any = None
     context: Any = None
+    context_window: Any = None
     latency_s: Any = None
     observation: Any = None
     reason: Any = None
