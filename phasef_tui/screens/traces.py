@@ -57,6 +57,7 @@ class TracesScreen(PhasefScreen):
         self._was_caught_up = False
         self._paused_by_detail = False
         self._synced_at = 0.0
+        self._summarized_seen = 0
 
     def compose(self) -> ComposeResult:
         yield from self.compose_tabs()
@@ -134,13 +135,26 @@ class TracesScreen(PhasefScreen):
             if caught_up and not self._was_caught_up and self.stream.follow:
                 self.stream.cursor = self.stream.count - 1  # the first scan is done: go to the end and follow
             self._was_caught_up = caught_up
-            self.stream.refresh()  # summaries (the badges) may have reached the visible rows
+            if feed is not None and self._summary_reached_screen(feed.index.summarized):
+                self.stream.refresh()  # the summary pass (the final badges) reached rows on screen
         if self._pending_line is not None and self.selection is not None:
             line, self._pending_line = self._pending_line, None
             self.stream.move_to(self.selection.position_of(line))
         self._draw_bars()
         if "all" in changed:
             self.draw_tabs()
+
+    def _summary_reached_screen(self, summarized: int) -> bool:
+        """The summary pass went over lines on screen since the last look (redraw then, not every frame: while a
+        big file is scanned, redrawing rows that did not change took a third of the interpreter from the scan)."""
+        before, self._summarized_seen = self._summarized_seen, summarized
+        selection = self.selection
+        if summarized == before or selection is None or not len(selection):
+            return summarized < before  # the file started over
+        stream = self.stream
+        top = min(int(stream.scroll_y), len(selection) - 1)
+        bottom = min(top + max(1, stream.size.height), len(selection) - 1)
+        return selection.line_at(bottom) >= before and selection.line_at(top) < summarized
 
     def show_line(self, line: int) -> None:
         """Put the cursor on trace line ``line`` (from another screen), clearing filters that hide it."""
