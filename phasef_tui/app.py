@@ -7,6 +7,7 @@ changed, so a flood of trace records or journal events costs one redraw per fram
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import sys
 import time
@@ -110,6 +111,7 @@ class PhasefApp(App[int]):
         self._clock_drawn = 0.0
         self._switch_before = sys.getswitchinterval()
         self._frame_timer: Timer | None = None
+        self._loop_for_wake: asyncio.AbstractEventLoop | None = None
         self._quiet_frames = 0
         self.frames_paused = False
         """True while the frame timer is stopped (a settled source and nothing happening)."""
@@ -143,6 +145,7 @@ class PhasefApp(App[int]):
         self.switch_mode(self.initial)
         self.call_after_refresh(self.source.start)  # the first screen (from the first KB) before any scanning
         self._frame_timer = self.set_interval(1 / self.frame_rate, self._frame, name="frame")
+        self._loop_for_wake = asyncio.get_running_loop()
         self.source.on_change = self._wake_from_thread
         self.call_after_refresh(self._settle_heap)
         for problem in self.keymap_problems:
@@ -163,6 +166,7 @@ class PhasefApp(App[int]):
             gc.unfreeze()
             gc.set_threshold(*self._gc_before)
         sys.setswitchinterval(self._switch_before)
+        self.source.on_change = None
         self.source.stop()
 
     def _frame(self) -> None:
@@ -201,10 +205,14 @@ class PhasefApp(App[int]):
             self._frame_timer.resume()
 
     def _wake_from_thread(self) -> None:
+        """``wake`` from a reader thread, without waiting for it (a thread being joined at exit must not block)."""
+        loop = self._loop_for_wake
+        if loop is None:
+            return
         try:
-            self.call_from_thread(self.wake)
+            loop.call_soon_threadsafe(self.wake)
         except RuntimeError:
-            pass  # the app is not running (closing)
+            pass  # the loop is closed: the app has ended
 
     async def on_event(self, event: events.Event) -> None:
         if self.frames_paused and isinstance(event, events.InputEvent | events.Resize | events.ScreenResume):
