@@ -7,6 +7,7 @@ changed, so a flood of trace records or journal events costs one redraw per fram
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import sys
 import time
@@ -15,8 +16,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from textual import events
 from textual.app import App, ScreenStackError
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.timer import Timer
 
 from phasef_tui.data_source import CHANGED_SESSION, DataSource
 from phasef_tui.keys import APP_KEYS, SCREEN_KEYS, SCREEN_NAMES, KeymapProblem, bindings, display_key, effective_key
@@ -24,6 +27,9 @@ from phasef_tui.screens.base import PhasefScreen
 
 FRAME_RATE = 20.0
 CLOCK_PERIOD_S = 1.0
+QUIET_FRAMES = 10
+"""Frames in a row with nothing changed, on a settled source, before the frame timer stops (it restarts on any
+input, resize or change the source reports)."""
 """How often an idle dashboard redraws its running clocks (a frame costs CPU per attached operator)."""
 """Redraws per second at most (the data is pulled, coalesced, once a frame)."""
 GC_THRESHOLDS = (10_000, 20, 100)
@@ -111,6 +117,11 @@ class PhasefApp(App[int]):
         self._gc_before: tuple[int, int, int] | None = None
         self._clock_drawn = 0.0
         self._switch_before = sys.getswitchinterval()
+        self._frame_timer: Timer | None = None
+        self._loop_for_wake: asyncio.AbstractEventLoop | None = None
+        self._quiet_frames = 0
+        self.frames_paused = False
+        """True while the frame timer is stopped (a settled source and nothing happening)."""
 
     def notify_on_start(self, message: str) -> None:
         """A warning to show once the app runs (problems found while preparing its data)."""
@@ -154,7 +165,9 @@ class PhasefApp(App[int]):
             self.set_keymap(self.keymap)
         self.switch_mode(self.initial)
         self.call_after_refresh(self.source.start)  # the first screen (from the first KB) before any scanning
-        self.set_interval(1 / self.frame_rate, self._frame, name="frame")
+        self._frame_timer = self.set_interval(1 / self.frame_rate, self._frame, name="frame")
+        self._loop_for_wake = asyncio.get_running_loop()
+        self.source.on_change = self._wake_from_thread
         self.call_after_refresh(self._settle_heap)
         for keymap_problem in self.keymap_problems:
             self.notify(str(keymap_problem), title="keymap", severity="warning", timeout=10)
@@ -184,6 +197,7 @@ class PhasefApp(App[int]):
             gc.unfreeze()
             gc.set_threshold(*self._gc_before)
         sys.setswitchinterval(self._switch_before)
+        self.source.on_change = None
         self.source.stop()
 
     def _frame(self) -> None:
@@ -200,9 +214,41 @@ class PhasefApp(App[int]):
             screen.draw_tabs()
         now = time.monotonic()
         clocks_due = screen.SCREEN_NAME == "Dashboard" and now - self._clock_drawn >= CLOCK_PERIOD_S
+        clocks_due = clocks_due and self.source.clocks_running
         if changed or clocks_due:  # the dashboard's clocks tick once a second; nothing else redraws when idle
             self._clock_drawn = now
             screen.refresh_view(changed)
+        self._quiet_frames = 0 if changed else self._quiet_frames + 1
+        if self._quiet_frames >= QUIET_FRAMES and self.source.settled():
+            self._pause_frames()
+
+    # -- redraw on change: the frame timer runs only while something can change ----------------------------------
+    def _pause_frames(self) -> None:
+        if self._frame_timer is not None and not self.frames_paused:
+            self.frames_paused = True
+            self._frame_timer.pause()
+
+    def wake(self) -> None:
+        """Run frames again (input arrived, the terminal changed, or the source reports a change)."""
+        self._quiet_frames = 0
+        if self._frame_timer is not None and self.frames_paused:
+            self.frames_paused = False
+            self._frame_timer.resume()
+
+    def _wake_from_thread(self) -> None:
+        """``wake`` from a reader thread, without waiting for it (a thread being joined at exit must not block)."""
+        loop = self._loop_for_wake
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self.wake)
+        except RuntimeError:
+            pass  # the loop is closed: the app has ended
+
+    async def on_event(self, event: events.Event) -> None:
+        if self.frames_paused and isinstance(event, events.InputEvent | events.Resize | events.ScreenResume):
+            self.wake()
+        await super().on_event(event)
 
     def tab_list(self) -> tuple[tuple[str, str], ...]:
         out = []

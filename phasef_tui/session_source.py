@@ -45,6 +45,10 @@ POLL_S = 0.05
 """How often the journal is checked for new events (the frame rate)."""
 TRACE_SCAN_S = 2.0
 """How often the artifacts folder is searched for new trace files."""
+FINISHED_POLL_S = 1.0
+"""How often the journal of a finished session is checked (only for a resume); nothing else is polled then."""
+FINISHED_STATES = frozenset({"completed", "failed", "cancelled"})
+"""Session states after which nothing changes unless the session is resumed (which appends to the journal)."""
 LOG_TAIL_BYTES = 32 << 10
 LOG_TAIL_LINES = 200
 EVENT_PREFIX = "@@phasef-event "
@@ -382,9 +386,38 @@ class SessionSource(DataSource):
             self.version += 1
         return True
 
+    @property
+    def finished(self) -> bool:
+        """The journal says the session ended (completed, failed or cancelled)."""
+        return self.state.state in FINISHED_STATES
+
+    @property
+    def clocks_running(self) -> bool:
+        return self.state.state in ("running", "waiting")
+
+    def settled(self) -> bool:
+        """A finished session whose open traces are indexed to the end: the screens have nothing to redraw."""
+        if not self.finished:
+            return False
+        with self._feeds_lock:
+            return all(feed.settled for feed in self._feeds.values())
+
     def _run(self) -> None:
+        was_finished = False
         while not self._stop.is_set():
-            self.read_journal()
+            changed = self.read_journal()
+            finished = self.finished
+            if finished and not was_finished:
+                self.scan_traces()  # the last trace files and reports, once
+                self._follow_feeds(False)
+            elif was_finished and not finished:  # resumed
+                self._follow_feeds(True)
+            if changed and was_finished:
+                self._wake()
+            was_finished = finished
+            if finished:
+                self._stop.wait(FINISHED_POLL_S)
+                continue
             now = time.monotonic()
             if now - self._last_trace_scan >= TRACE_SCAN_S:
                 self._last_trace_scan = now
@@ -393,6 +426,15 @@ class SessionSource(DataSource):
                 self._watch.wait(POLL_S)  # woken by a write to the journal (watchfiles), else polls
             else:
                 self._stop.wait(POLL_S)
+
+    def _follow_feeds(self, follow: bool) -> None:
+        with self._feeds_lock:
+            feeds = list(self._feeds.values())
+        for feed in feeds:
+            if follow:
+                feed.resume_following()
+            else:
+                feed.stop_following()
 
     def start(self) -> None:
         self.scan_traces()
@@ -475,6 +517,8 @@ class SessionSource(DataSource):
             if feed is None:
                 rel = path.relative_to(self.session_dir) if path.is_relative_to(self.session_dir) else path
                 feed = TraceFeed(path, follow=True, display_name=str(rel))
+                if self.finished:
+                    feed.stop_following()
                 feed.start()
                 self._feeds[path] = feed
             return feed

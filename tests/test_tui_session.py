@@ -358,3 +358,29 @@ async def test_confirmed_override_is_refused_when_the_project_forbids_it(tmp_pat
         events = [json.loads(line) for line in (session / "journal.jsonl").read_text().splitlines()]
         assert [e["type"] for e in events].count("gate_refused") == 1
         assert not any(e["type"] == "gate_decided" for e in events)
+
+
+async def test_a_finished_session_settles_stops_frames_and_wakes_on_resume(tmp_path: Path) -> None:
+    """Nothing polls on a finished session once its traces are indexed; a resume (journal appended) wakes it."""
+    from tests.tui_helpers import sample_records, write_trace
+
+    folder = write_session(tmp_path / "s1")
+    (folder / "artifacts" / "A" / "eval").mkdir(parents=True)
+    write_trace(folder / "artifacts" / "A" / "eval" / "dirty_trace.jsonl", sample_records())
+    with Journal(folder, fsync=False) as journal:
+        journal.append("run_finished", payload={"state": "completed"})
+    source = SessionSource(folder, operator="tester")
+    assert source.finished and not source.clocks_running
+    app = PhasefApp(source, blink=False, initial="traces")
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await until(pilot, lambda: app.frames_paused, timeout=10)
+        feed = source.feed
+        assert feed is not None and feed.settled, "the trace is indexed and no longer followed"
+        frames = app.frames
+        await pilot.pause(0.5)
+        assert app.frames == frames, "no frames while settled"
+        with Journal(folder, fsync=False) as journal:  # the session is resumed
+            journal.append("session_started", payload={"plan": PLAN, "pid": os.getpid()})
+        assert await until(pilot, lambda: app.frames > frames, timeout=5), "the journal change woke the frames"
+        assert await until(pilot, lambda: not source.finished and not feed.settled, timeout=5)
+    source.stop()

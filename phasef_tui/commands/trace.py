@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from phasef_tui.commands._common import add_json_arg
 
 if TYPE_CHECKING:
-    from pipeline.traces.analysis import TraceAnalysis
+    from pipeline.traces.analysis import ChainStore, ChainSummary, TraceAnalysis
 
 LIST_LIMIT = 50
 FORMAT_HELP = (
@@ -244,22 +245,26 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _analyze_any(path: Path, fmt: str | None, options: dict[str, Any]) -> TraceAnalysis:
-    """Analyze canonical JSONL in place; import anything else (a foreign file, a run folder) through the cache."""
-    from pipeline.traces.analysis import analyze
+def _analyze_any(path: Path, fmt: str | None, options: dict[str, Any]) -> tuple[TraceAnalysis, ChainStore]:
+    """Analyze canonical JSONL in place; import anything else (a foreign file, a run folder) through the cache.
+
+    The chains come in a compact ``ChainStore`` beside the analysis (its ``chains`` left empty): a large trace has
+    hundreds of thousands of them.
+    """
+    from pipeline.traces.analysis import analyze_compact
     from pipeline.traces.importers import detect_format
     from pipeline.traces.importers.cache import import_cached
     from pipeline.traces.reader import file_sha256
 
     if not path.is_dir() and (fmt or detect_format(path)) == "phasef":
-        return analyze(path, fmt="phasef", **options)
+        return analyze_compact(path, fmt="phasef", **options)
     imported = import_cached(path, fmt)
-    result = analyze(imported.file, fmt="phasef", **options)
+    result, chains = analyze_compact(imported.file, fmt="phasef", **options)
     result.file = str(path)
     if not path.is_dir():
         result.sha256 = file_sha256(path)
     result.bad_lines = [*imported.problems, *result.bad_lines]
-    return result
+    return result, chains
 
 
 def _stats(args: argparse.Namespace) -> int:
@@ -286,15 +291,37 @@ def _stats(args: argparse.Namespace) -> int:
             options.pop("max_line_bytes", None)
             records, bad_lines = import_trace(path, "jsonl", mapping=args.map)
             result = analyze_records(records, file=str(path), sha256=file_sha256(path), bad_lines=bad_lines, **options)
+            chains: Sequence[ChainSummary] = result.chains
         else:
-            result = _analyze_any(path, args.fmt, options)
+            result, chains = _analyze_any(path, args.fmt, options)
     except (OSError, UnknownFormat, ValueError) as exc:
         return _cannot_read("stats", path, exc)
     if args.json:
-        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+        from pipeline.traces.analysis import ChainStore
+
+        if isinstance(chains, ChainStore):
+            write_analysis_json(result, chains, sys.stdout)
+        else:
+            sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
-        sys.stdout.write(render_analysis(result))
+        sys.stdout.write(render_analysis(result, chains))
     return 0
+
+
+def write_analysis_json(a: TraceAnalysis, chains: ChainStore, out: TextIO) -> None:
+    """The analysis as indented JSON with its chains written one at a time from the compact store (a large trace
+    has hundreds of thousands: built as objects all at once they would take more memory than the whole scan)."""
+    head, marker, tail = a.model_dump_json(indent=2).partition('\n  "chains": [],')
+    if not marker:
+        raise ValueError("the analysis JSON has no empty chains list")
+    out.write(head)
+    out.write('\n  "chains": [')
+    for n, item in enumerate(chains.json_items()):
+        out.write(",\n    " if n else "\n    ")
+        out.write(item.decode())
+    out.write("\n  ]," if len(chains) else "],")
+    out.write(tail)
+    out.write("\n")
 
 
 def _view(args: argparse.Namespace) -> int:
@@ -315,20 +342,27 @@ def _section(lines: list[str], title: str, items: list[Any], fmt: Any) -> None:
         lines.append(f"  … {len(items) - LIST_LIMIT} more (use --json for all)")
 
 
-def render_analysis(a: TraceAnalysis) -> str:
-    """Plain-text report of an analysis (no colour, so it pipes and diffs cleanly)."""
+def render_analysis(a: TraceAnalysis, chains: Sequence[ChainSummary] | None = None) -> str:
+    """Plain-text report of an analysis (no colour, so it pipes and diffs cleanly); ``chains`` replaces
+    ``a.chains`` (a ``ChainStore`` of a large trace)."""
+    all_chains: Sequence[ChainSummary] = a.chains if chains is None else chains
     lines = [
         f"trace: {a.file}",
         f"sha256: {a.sha256}",
         f"records: {a.records}   episodes: {a.episodes}   ticks: {a.ticks}   bad lines: {len(a.bad_lines)}",
     ]
-    recovered = sum(1 for c in a.chains if c.outcome == "recovered")
-    died = sum(1 for c in a.chains if c.outcome == "death")
+    from pipeline.traces.analysis import ChainStore
+
+    if isinstance(all_chains, ChainStore):
+        recovered, died, _ = all_chains.by_outcome
+    else:
+        recovered = sum(1 for c in all_chains if c.outcome == "recovered")
+        died = sum(1 for c in all_chains if c.outcome == "death")
     lines.append(
-        f"recovery chains: {len(a.chains)} ({recovered} recovered, {died} death, "
-        f"{len(a.chains) - recovered - died} open)"
+        f"recovery chains: {len(all_chains)} ({recovered} recovered, {died} death, "
+        f"{len(all_chains) - recovered - died} open)"
     )
-    for c in a.chains[:LIST_LIMIT]:
+    for c in all_chains[:LIST_LIMIT]:
         tries = f"{c.attempts} attempt{'s' if c.attempts != 1 else ''}"
         if c.outcome == "recovered":
             seconds = f" / {c.seconds_to_recover:.3f} s" if c.seconds_to_recover is not None else ""
@@ -339,8 +373,8 @@ def render_analysis(a: TraceAnalysis) -> str:
         lines.append(
             f"  {c.chain_id} [{c.episode}] ticks {c.start_tick}-{c.end_tick} {c.failure_class or '?'}: {ending}"
         )
-    if len(a.chains) > LIST_LIMIT:
-        lines.append(f"  … {len(a.chains) - LIST_LIMIT} more (use --json for all)")
+    if len(all_chains) > LIST_LIMIT:
+        lines.append(f"  … {len(all_chains) - LIST_LIMIT} more (use --json for all)")
     mttr_ticks = f"{a.mttr_ticks:.2f} ticks" if a.mttr_ticks is not None else "n/a"
     mttr_seconds = f"{a.mttr_seconds:.3f} s" if a.mttr_seconds is not None else "n/a"
     lines.append(f"MTTR: {mttr_ticks} / {mttr_seconds}")

@@ -15,13 +15,16 @@ bounded by the open episodes, never by the length of the trace.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.traces.records import TraceRecord
 
 DEFAULT_WARMUP_TICKS = 5
 GROWTH_DIGITS = 4
 
 
-def context_size(obj: dict[str, Any]) -> int | None:
+def context_size(obj: dict[str, Any] | TraceRecord) -> int | None:
     """Prompt size of one tick record in characters; None or 0 when it carries no sample."""
     chars = obj.get("context_chars")
     if type(chars) is int:

@@ -14,7 +14,7 @@ models give it a default for their own constructors).
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -184,7 +184,13 @@ EPISODE_OUTCOMES = frozenset(get_args(EpisodeOutcome))
 CHAIN_ROLES = frozenset(get_args(ChainRole))
 
 
-def record_problem(obj: dict[str, Any]) -> str | None:
+class _Fields(Protocol):
+    """A decoded record: a dict, or a ``records.TraceRecord`` (which answers ``get`` the same way)."""
+
+    def get(self, key: str, default: Any = None, /) -> Any: ...
+
+
+def record_problem(obj: _Fields) -> str | None:
     """Why a decoded object is not a usable canonical record (naming the field), or None.
 
     Checks only the fields analysis relies on; full validation is ``parse_record``.
