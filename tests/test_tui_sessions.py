@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from textual.geometry import Region
+
 from phasef_tui.app import PhasefApp
+from phasef_tui.screens.sessions import SessionsScreen
 from phasef_tui.sessions_source import SessionsSource
 from tests.test_tui_sessions_snapshots import ROWS, comparison
 from widgets.session_rows import COLUMNS, sort_rows
@@ -39,3 +43,27 @@ async def test_sort_mark_and_replay() -> None:
         await pilot.press("p")  # replay the session under the cursor
         await pilot.pause(0.1)
     assert source.replay is True and source.chosen == Path(f"/srv/phasef/sessions/{order[2]}")
+
+
+@pytest.mark.parametrize("size", [(120, 36), (80, 24)])
+async def test_columns_fit_their_cells_in_a_frame_drawn_before_the_table_idles(size: tuple[int, int]) -> None:
+    """A redraw rebuilds the columns; on a busy machine a frame may be drawn before the table's next idle. That
+    frame shows whole cells already, and so do the frames after it (none is left at the width of the titles)."""
+    app, _source = _app()
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause(0.3)
+        screen = app.screen
+        assert isinstance(screen, SessionsScreen)
+        table = screen.query_one(SessionsTable)
+        width = table.size.width
+        for _ in range(len(COLUMNS)):  # every column sorted once: each redraw rebuilds the columns
+            screen.action_sort()
+            region = Region(0, 0, width, table.size.height)
+            early = "\n".join(strip.text for strip in table.render_lines(region))  # the frame before the idle
+            await pilot.pause(0.1)
+            late = "\n".join(strip.text for strip in table.render_lines(region))
+            for frame in (early, late):
+                assert "…" not in frame, frame
+                for row in ROWS:
+                    assert row["id"] in frame, frame
+                assert "unreadable" in frame and "completed" in frame, frame

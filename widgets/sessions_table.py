@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
 
@@ -24,7 +25,12 @@ DECISION_STYLES = {"GO": "good.b", "GO-OVERRIDE": "warn.b", "NO-GO": "bad.b"}
 
 
 class SessionsTable(DataTable[Any]):
-    """Rows keyed by session id; ``show`` redraws and keeps the cursor on the same session."""
+    """Rows keyed by session id; ``show`` redraws and keeps the cursor on the same session.
+
+    Each column is as wide as its widest cell (or its title), measured by ``show`` itself. Textual would measure
+    auto-width columns only on the table's next idle, and lines drawn in a frame before that (a busy machine) stay
+    in its line cache at the width of the titles ("202611…"), since measuring does not invalidate them.
+    """
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
@@ -32,13 +38,15 @@ class SessionsTable(DataTable[Any]):
 
     def show(self, rows: Sequence[dict[str, Any]], marked: Sequence[str], sort_column: int, descending: bool) -> None:
         current = self.current_id()
+        shown_rows = [cells(row) for row in rows]
         self.clear(columns=True)
         self.add_column(Text("", style="bold"), key="mark", width=1)
         for i, col in enumerate(COLUMNS):
             arrow = (" ▼" if descending else " ▲") if i == sort_column else ""
-            self.add_column(Text(col.title + arrow, style="bold"), key=str(i))
-        for row in rows:
-            shown = cells(row)
+            title = Text(col.title + arrow, style="bold")
+            width = max([title.cell_len, *(cell_len(shown[i]) for shown in shown_rows)])
+            self.add_column(title, key=str(i), width=width)
+        for row, shown in zip(rows, shown_rows, strict=True):
             styled: list[Text] = [Text(c, no_wrap=True, overflow="ellipsis") for c in shown]
             styled[1].stylize(themed(STATE_STYLES.get(shown[1], "")))
             styled[2].stylize(themed(DECISION_STYLES.get(shown[2], "dim" if shown[2] == "-" else "")))
