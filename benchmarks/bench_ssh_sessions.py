@@ -290,6 +290,8 @@ async def bench(args: argparse.Namespace) -> None:
                 str(n),
                 "--max-startups",
                 str(n),
+                "--per-source-max-startups",
+                str(n),
                 "--config",
                 "config.toml",
                 "--log",

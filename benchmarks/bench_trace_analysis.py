@@ -201,6 +201,26 @@ def phase_analysis(path: Path) -> dict[str, Any]:
     }
 
 
+def phase_stats(path: Path) -> dict[str, Any]:
+    """What ``phasef trace stats FILE`` does: the analysis with chains in the compact store, then the report."""
+    sys.path.insert(0, str(REPO))
+    from phasef_tui.commands.trace import render_analysis
+    from pipeline.traces.analysis import analyze_compact
+
+    start, cpu = time.perf_counter(), time.process_time()
+    result, chains = analyze_compact(path)
+    report = render_analysis(result, chains)
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "cpu_seconds": time.process_time() - cpu,
+        "records": result.records,
+        "peak_rss_mb": _peak_rss_mb(),
+        "chains": len(chains),
+        "report_chars": len(report),
+    }
+
+
 def _run_child(phase: str, path: Path) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, __file__, "--phase", phase, str(path)], check=True, capture_output=True, text=True
@@ -215,11 +235,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the generated file")
     parser.add_argument("--repeat", type=int, default=3, help="runs per phase, interleaved; the best is reported")
-    parser.add_argument("--phase", choices=("baseline", "analysis"), help=argparse.SUPPRESS)
+    parser.add_argument("--phase", choices=("baseline", "analysis", "stats"), help=argparse.SUPPRESS)
     parser.add_argument("path", nargs="?", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
-        run = phase_baseline if args.phase == "baseline" else phase_analysis
+        run = {"baseline": phase_baseline, "analysis": phase_analysis, "stats": phase_stats}[args.phase]
         print(json.dumps(run(args.path)))
         return 0
 
@@ -234,17 +254,18 @@ def main() -> int:
         with open(path, "rb") as fh:  # warm the page cache so both phases read from memory
             while fh.read(1 << 24):
                 pass
-        runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "analysis": []}
+        runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "analysis": [], "stats": []}
         for _ in range(max(1, args.repeat)):
             for phase in runs:
                 runs[phase].append(_run_child(phase, path))
         baseline = min(runs["baseline"], key=lambda r: r["seconds"])
         analysis = min(runs["analysis"], key=lambda r: r["seconds"])
+        stats = min(runs["stats"], key=lambda r: r["seconds"])
     finally:
         if not args.keep:
             os.unlink(path)
     mb = size / 1e6
-    for name, r in (("read + orjson per line", baseline), ("analyze()", analysis)):
+    for name, r in (("read + orjson per line", baseline), ("analyze()", analysis), ("trace stats", stats)):
         print(
             f"{name:24s} {r['seconds']:8.2f} s  {mb / r['seconds']:8.1f} MB/s  "
             f"{r['records'] / r['seconds']:12,.0f} records/s  (CPU {r['cpu_seconds']:.2f} s)  "
@@ -253,6 +274,11 @@ def main() -> int:
     print(
         f"analysis speed / parse-only speed: {baseline['seconds'] / analysis['seconds']:.2f} (wall), "
         f"{baseline['cpu_seconds'] / analysis['cpu_seconds']:.2f} (CPU)"
+    )
+    print(
+        f"trace stats time / parse-only time: {stats['seconds'] / baseline['seconds']:.2f}x (wall), "
+        f"{stats['cpu_seconds'] / baseline['cpu_seconds']:.2f}x (CPU); peak RSS {stats['peak_rss_mb']:.0f} MB "
+        f"(target <= 2x, < 100 MB); load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
     )
     print(
         f"analysis found: {analysis['chains']:,} chains, {analysis['deaths']:,} deaths, "

@@ -7,6 +7,7 @@ changed, so a flood of trace records or journal events costs one redraw per fram
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import sys
 import time
@@ -15,8 +16,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from textual import events
 from textual.app import App, ScreenStackError
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.timer import Timer
 
 from phasef_tui.data_source import CHANGED_SESSION, DataSource
 from phasef_tui.keys import APP_KEYS, SCREEN_KEYS, SCREEN_NAMES, KeymapProblem, bindings, display_key, effective_key
@@ -24,6 +27,9 @@ from phasef_tui.screens.base import PhasefScreen
 
 FRAME_RATE = 20.0
 CLOCK_PERIOD_S = 1.0
+QUIET_FRAMES = 10
+"""Frames in a row with nothing changed, on a settled source, before the frame timer stops (it restarts on any
+input, resize or change the source reports)."""
 """How often an idle dashboard redraws its running clocks (a frame costs CPU per attached operator)."""
 """Redraws per second at most (the data is pulled, coalesced, once a frame)."""
 GC_THRESHOLDS = (10_000, 20, 100)
@@ -45,7 +51,8 @@ class PhasefCommands(Provider):
         assert isinstance(app, PhasefApp)
         screen = self.screen
         keymap = app.keymap
-        actions = [a for a in APP_KEYS if a.id != "app.palette"]
+        replaying = getattr(app.source, "replaying", False)
+        actions = [a for a in APP_KEYS if a.id != "app.palette" and (replaying or not a.id.startswith("app.replay."))]
         scope = getattr(screen, "SCREEN_NAME", "").lower()
         actions.extend(SCREEN_KEYS.get(scope, ()))
         for action in actions:
@@ -74,7 +81,8 @@ class PhasefApp(App[int]):
     CSS_PATH = "phasef.tcss"
     TITLE = "phasef"
     BINDINGS = bindings("app")
-    COMMANDS = {PhasefCommands}
+    COMMANDS = App.COMMANDS | {PhasefCommands}
+    """Textual's own commands (theme, keys, screenshot, maximize, quit) next to phasef's."""
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     ENABLE_COMMAND_PALETTE = True
 
@@ -88,15 +96,20 @@ class PhasefApp(App[int]):
         clock: Callable[[], float] = time.time,
         blink: bool = True,
         initial: str | None = None,
+        theme: str | None = None,
+        theme_source: str = "config.toml [tui] theme",
     ) -> None:
         super().__init__()
+        self.requested_theme = theme
+        self.theme_source = theme_source
         self.source = source
         self.keymap: dict[str, str] = dict(keymap or {})
         self.keymap_problems = list(keymap_problems)
         self.frame_rate = frame_rate
         self.clock = clock
         self.blink = blink
-        self.available_screens = SESSION_SCREENS if source.has_session else TRACE_SCREENS
+        screens: tuple[str, ...] | None = getattr(source, "screens", None)
+        self.available_screens = screens or (SESSION_SCREENS if source.has_session else TRACE_SCREENS)
         self.initial = initial or self.available_screens[0]
         self.screen_objects: dict[str, PhasefScreen] = {}
         self.frames = 0
@@ -104,6 +117,11 @@ class PhasefApp(App[int]):
         self._gc_before: tuple[int, int, int] | None = None
         self._clock_drawn = 0.0
         self._switch_before = sys.getswitchinterval()
+        self._frame_timer: Timer | None = None
+        self._loop_for_wake: asyncio.AbstractEventLoop | None = None
+        self._quiet_frames = 0
+        self.frames_paused = False
+        """True while the frame timer is stopped (a settled source and nothing happening)."""
 
     def notify_on_start(self, message: str) -> None:
         """A warning to show once the app runs (problems found while preparing its data)."""
@@ -112,6 +130,8 @@ class PhasefApp(App[int]):
     # -- screens -----------------------------------------------------------------------------------------------------
     def _make_screen(self, name: str) -> PhasefScreen:
         from phasef_tui.screens import AuditScreen, ChainsScreen, DashboardScreen, ReportScreen, TracesScreen
+        from phasef_tui.screens.compare import CompareScreen
+        from phasef_tui.screens.sessions import SessionsScreen
 
         classes: dict[str, type[PhasefScreen]] = {
             "dashboard": DashboardScreen,
@@ -119,12 +139,24 @@ class PhasefApp(App[int]):
             "chains": ChainsScreen,
             "audit": AuditScreen,
             "report": ReportScreen,
+            "sessions": SessionsScreen,
+            "compare": CompareScreen,
         }
         screen = classes[name]()
         self.screen_objects[name] = screen
         return screen
 
     def on_mount(self) -> None:
+        from phasef_tui.theming import apply_palette, check_theme
+
+        if self.requested_theme:
+            problem = check_theme(self, self.requested_theme, self.theme_source)
+            if problem is None:
+                self.theme = self.requested_theme
+            else:
+                self._start_notes.append(problem)
+        apply_palette(self)
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
         self._switch_before = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         for name in self.available_screens:
@@ -133,12 +165,24 @@ class PhasefApp(App[int]):
             self.set_keymap(self.keymap)
         self.switch_mode(self.initial)
         self.call_after_refresh(self.source.start)  # the first screen (from the first KB) before any scanning
-        self.set_interval(1 / self.frame_rate, self._frame, name="frame")
+        self._frame_timer = self.set_interval(1 / self.frame_rate, self._frame, name="frame")
+        self._loop_for_wake = asyncio.get_running_loop()
+        self.source.on_change = self._wake_from_thread
         self.call_after_refresh(self._settle_heap)
-        for problem in self.keymap_problems:
-            self.notify(str(problem), title="keymap", severity="warning", timeout=10)
+        for keymap_problem in self.keymap_problems:
+            self.notify(str(keymap_problem), title="keymap", severity="warning", timeout=10)
         for note in self._start_notes:
             self.notify(note, severity="warning", timeout=10)
+
+    def _theme_changed(self, _theme: object) -> None:
+        """Another theme (from the palette, or set by code): the widgets' Rich text takes its colours, redrawn."""
+        from phasef_tui.theming import apply_palette
+
+        apply_palette(self)
+        for screen in self.screen_objects.values():
+            if screen.view_ready:  # (a screen still mounting draws itself with the new palette when ready)
+                screen.refresh_view({"all"})
+                screen.refresh(layout=False)
 
     def _settle_heap(self) -> None:
         """Once the app is built, move what exists to the collector's permanent generation (it lives as long as
@@ -153,6 +197,7 @@ class PhasefApp(App[int]):
             gc.unfreeze()
             gc.set_threshold(*self._gc_before)
         sys.setswitchinterval(self._switch_before)
+        self.source.on_change = None
         self.source.stop()
 
     def _frame(self) -> None:
@@ -169,9 +214,41 @@ class PhasefApp(App[int]):
             screen.draw_tabs()
         now = time.monotonic()
         clocks_due = screen.SCREEN_NAME == "Dashboard" and now - self._clock_drawn >= CLOCK_PERIOD_S
+        clocks_due = clocks_due and self.source.clocks_running
         if changed or clocks_due:  # the dashboard's clocks tick once a second; nothing else redraws when idle
             self._clock_drawn = now
             screen.refresh_view(changed)
+        self._quiet_frames = 0 if changed else self._quiet_frames + 1
+        if self._quiet_frames >= QUIET_FRAMES and self.source.settled():
+            self._pause_frames()
+
+    # -- redraw on change: the frame timer runs only while something can change ----------------------------------
+    def _pause_frames(self) -> None:
+        if self._frame_timer is not None and not self.frames_paused:
+            self.frames_paused = True
+            self._frame_timer.pause()
+
+    def wake(self) -> None:
+        """Run frames again (input arrived, the terminal changed, or the source reports a change)."""
+        self._quiet_frames = 0
+        if self._frame_timer is not None and self.frames_paused:
+            self.frames_paused = False
+            self._frame_timer.resume()
+
+    def _wake_from_thread(self) -> None:
+        """``wake`` from a reader thread, without waiting for it (a thread being joined at exit must not block)."""
+        loop = self._loop_for_wake
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self.wake)
+        except RuntimeError:
+            pass  # the loop is closed: the app has ended
+
+    async def on_event(self, event: events.Event) -> None:
+        if self.frames_paused and isinstance(event, events.InputEvent | events.Resize | events.ScreenResume):
+            self.wake()
+        await super().on_event(event)
 
     def tab_list(self) -> tuple[tuple[str, str], ...]:
         out = []
@@ -197,6 +274,12 @@ class PhasefApp(App[int]):
             self.notify(f"no {SCREEN_NAMES.get(name, name)} screen without a session", timeout=3)
             return
         self.switch_mode(name)
+
+    def action_replay(self, op: str) -> None:
+        """The replay keys (``phasef replay``): move through the journal; every screen follows."""
+        from phasef_tui.replay_controls import replay_action
+
+        replay_action(self, op)
 
     def action_help(self) -> None:
         """The help screen is built once and kept (installed): later opens only redraw it."""
@@ -242,6 +325,15 @@ def load_keys(config: Path | None) -> tuple[dict[str, str], list[KeymapProblem]]
     return keymap_from_config(config)
 
 
+def load_tui_settings(config: Path | None) -> dict[str, Any]:
+    """Keyword arguments for ``PhasefApp`` from ``config``'s ``[tui]`` table: keys and theme, with their problems."""
+    from phasef_tui.theming import theme_from_config
+
+    keymap, problems = load_keys(config)
+    theme, theme_problems, where = theme_from_config(config)
+    return {"keymap": keymap, "keymap_problems": problems + theme_problems, "theme": theme, "theme_source": where}
+
+
 def run_attach(session_dir: Path, operator: str, control_socket: Path | None) -> int:
     """Attach the TUI to a session: replay and tail its journal, sign decisions over the control socket."""
     from phasef_tui.session_source import SessionSource, session_config_path
@@ -255,7 +347,6 @@ def run_attach(session_dir: Path, operator: str, control_socket: Path | None) ->
     except FileNotFoundError as exc:
         print(f"phasef attach: {exc}")
         return 2
-    keymap, problems = load_keys(session_config_path(session_dir))
-    app = PhasefApp(source, keymap=keymap, keymap_problems=problems)
+    app = PhasefApp(source, **load_tui_settings(session_config_path(session_dir)))
     result = app.run()
     return int(result or 0)

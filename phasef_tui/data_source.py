@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +55,22 @@ class DataSource:
     def __init__(self) -> None:
         self._trace_mark: tuple[int, ...] = ()
         self._feed_mark: int | None = None
+        self.on_change: Callable[[], None] | None = None
+        """Called (from any thread) when something changes after the source had settled."""
+
+    def settled(self) -> bool:
+        """Nothing can change any more unless the source calls ``on_change``: the app may stop polling."""
+        return False
+
+    @property
+    def clocks_running(self) -> bool:
+        """Something on screen counts time (a running step's elapsed time)."""
+        return False
+
+    def _wake(self) -> None:
+        callback = self.on_change
+        if callback is not None:
+            callback()
 
     # -- lifecycle ---------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -89,8 +105,13 @@ class DataSource:
         feed = self.feed
         return [trace_profile(feed, Path(feed.display_name).name)] if feed is not None else []
 
-    def approve(self, gate_id: str, decision: str, reason: str) -> str:
+    def approve(self, gate_id: str, decision: str, reason: str, *, override: bool = False) -> str:
         raise ApprovalError("no session: decisions are signed in a session (phasef attach)")
+
+    def step_action(self, op: str, step: str, reason: str) -> str:
+        """Retry (``op`` "retry") or cancel ("cancel") a step of the running session; the confirmation or
+        ``ApprovalError``."""
+        raise ApprovalError("no session: steps are retried and cancelled in a session (phasef attach)")
 
     # -- change detection ---------------------------------------------------------------------------------------------
     def poll(self) -> set[str]:
@@ -127,6 +148,9 @@ class TraceFileSource(DataSource):
 
     def start(self) -> None:
         self._feed.start()
+
+    def settled(self) -> bool:
+        return self._feed.settled
 
     def stop(self) -> None:
         self._feed.stop()

@@ -7,6 +7,7 @@ meaningful event, so logs stay readable.
 from __future__ import annotations
 
 import asyncio
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, assert_never
@@ -22,21 +23,26 @@ from pipeline.engine import Engine
 from pipeline.journal import SessionLocked
 from pipeline.session import supervise
 from pipeline.state import SessionState
+from widgets.theme import palette_from_theme, themed, use_palette
+
+HEADLESS_THEME = "ansi-dark"
+"""The live table of ``run --headless`` uses the terminal's ANSI colours (a Rich console honours NO_COLOR)."""
 
 STATE_STYLE = {
-    "succeeded": "green",
-    "skipped": "green dim",
-    "running": "cyan",
-    "waiting": "yellow bold",
-    "retrying": "yellow",
-    "failed": "red bold",
-    "blocked": "red dim",
-    "cancelled": "magenta",
+    "succeeded": "good",
+    "skipped": "good dim",
+    "running": "info",
+    "waiting": "warn.b",
+    "retrying": "warn",
+    "failed": "bad.b",
+    "blocked": "bad dim",
+    "cancelled": "attn",
     "pending": "dim",
 }
 
 
-def render_table(state: SessionState) -> Table:
+def render_table(state: SessionState, where: str | None = None) -> Table:
+    """The live table; ``where`` (the session folder) makes the approve hint work from any folder."""
     table = Table(title=f"phasef session {state.session}: {state.state}", expand=False)
     for col in ("step", "kind", "state", "att.", "time", "note"):
         table.add_column(col)
@@ -46,17 +52,21 @@ def render_table(state: SessionState) -> Table:
             last = st.progress[-1]
             note = note or ", ".join(f"{k}={v}" for k, v in last.items() if not k.startswith("_"))[:60]
         dur = f"{st.duration_s:.1f}s" if st.duration_s is not None else ""
-        style = STATE_STYLE.get(st.state, "")
+        style = themed(STATE_STYLE.get(st.state, ""))
         table.add_row(st.key, st.kind, f"[{style}]{st.state}[/]", str(st.attempts), dur, note[:70])
     for gate in state.waiting_gates():
+        unmet = [c for c in gate.criteria or () if not c.get("met")]
         table.caption = (
-            f"waiting at gate {gate.id}: phasef approve {state.session} {gate.id} "
+            f"waiting at gate {gate.id}: phasef approve {where or state.session} {gate.id} "
             "--decision go|no-go --as NAME --reason TEXT"
+            + (f" ({len(unmet)} pass criteria not met: a GO needs --override)" if unmet else "")
         )
     return table
 
 
-def _plain_line(raw: dict[str, Any], session: str) -> str | None:
+def _plain_line(raw: dict[str, Any], session: str, where: str | None = None) -> str | None:
+    """One plain progress line; ``where`` (the session folder) goes into the approve hint, which then works from
+    any folder (``phasef approve`` takes a session folder as well as an id)."""
     if raw.get("type") == "step_progress":
         return None  # the bulk of the stream; shown by the live table and the TUI, not line by line
     try:
@@ -82,14 +92,23 @@ def _plain_line(raw: dict[str, Any], session: str) -> str | None:
             return f"{key}: blocked ({p.reason})"
         case events.StepCancelled(payload=p):
             return f"{key}: cancelled ({p.reason})"
+        case events.StepRetryRequested(payload=p):
+            return f"{key}: retry requested by {p.operator}" + (f": {p.reason}" if p.reason else "")
         case events.GateOpened(payload=p):
             verdict = f"; audit verdict {p.audit.get('verdict')}" if p.audit else ""
+            unmet = [str(c.get("label")) for c in p.criteria or [] if not c.get("met")]
+            criteria = f"; pass criteria NOT met: {'; '.join(unmet)} (a GO needs --override)" if unmet else ""
+            if p.criteria and not unmet:
+                criteria = "; every pass criterion met"
+            override = " [--override]" if unmet else ""
             return (
-                f"{key}: WAITING for a decision{verdict} (evidence {str(p.evidence_sha256)[:12]}); "
-                f"phasef approve {session} {key} --decision go|no-go --as NAME --reason TEXT"
+                f"{key}: WAITING for a decision{verdict}{criteria} (evidence {str(p.evidence_sha256)[:12]}); "
+                f"phasef approve {where or session} {key} --decision go|no-go --as NAME --reason TEXT{override}"
             )
         case events.GateDecided(payload=p):
-            over = " (operator override)" if p.override else ""
+            over = " (operator OVERRIDE)" if p.override else ""
+            if p.unmet_criteria and p.override:
+                over = f" (operator OVERRIDE of unmet pass criteria: {', '.join(p.unmet_criteria)})"
             return f"{key}: {str(p.decision).upper()} by {p.operator}: {p.reason}{over}"
         case events.GateRefused(payload=p):
             return f"{key}: decision by {p.operator} refused: {p.reason}"
@@ -102,8 +121,11 @@ def _plain_line(raw: dict[str, Any], session: str) -> str | None:
         case events.ServiceStopped(payload=p):
             return f"service {p.name}: stopped"
         case events.RunFinished(payload=p):
-            return f"run {p.state}: final decision {p.final_decision}, exit {p.exit_code}" + (
-                f" ({p.error})" if p.error else ""
+            report = f"; report {', '.join(p.report)}" if p.report else ""
+            return (
+                f"run {p.state}: final decision {p.final_decision}, exit {p.exit_code}"
+                + (f" ({p.error})" if p.error else "")
+                + report
             )
         case events.JournalRepaired(payload=p):
             return f"journal: torn last line ({p.torn_bytes} bytes) set aside in {p.saved_to}"
@@ -114,9 +136,11 @@ def _plain_line(raw: dict[str, Any], session: str) -> str | None:
 
 
 def run_headless(cfg: PhasefConfig, config_path: Path, session_dir: Path, until: str | None, plain: bool) -> int:
+    use_palette(palette_from_theme(HEADLESS_THEME))  # the terminal's own colours, whatever its background
     console = Console(stderr=False)
     live_mode = console.is_terminal and not plain
     holder: dict[str, Engine] = {}
+    where = shlex.quote(str(session_dir.resolve()))
 
     def on_engine(engine: Engine) -> None:
         holder["engine"] = engine
@@ -125,7 +149,7 @@ def run_headless(cfg: PhasefConfig, config_path: Path, session_dir: Path, until:
             def listener(msg: dict[str, Any]) -> None:
                 ev = msg.get("event")
                 if ev:
-                    line = _plain_line(ev, engine.state.session)
+                    line = _plain_line(ev, engine.state.session, where)
                     if line:
                         print(line, flush=True)
 
@@ -146,10 +170,10 @@ def run_headless(cfg: PhasefConfig, config_path: Path, session_dir: Path, until:
             with Live(console=console, refresh_per_second=4) as live:
                 while not task.done():
                     if "engine" in holder:
-                        live.update(render_table(holder["engine"].state))
+                        live.update(render_table(holder["engine"].state, where))
                     await asyncio.sleep(0.25)
                 if "engine" in holder:
-                    live.update(render_table(holder["engine"].state))
+                    live.update(render_table(holder["engine"].state, where))
         result = await task
         if live_mode:
             console.print(

@@ -40,6 +40,8 @@ SCREEN_NAMES = {
     "chains": "Chains",
     "audit": "Audit",
     "report": "Report",
+    "sessions": "Sessions",
+    "compare": "Compare",
 }
 
 APP_KEYS = (
@@ -48,6 +50,21 @@ APP_KEYS = (
     KeyAction("app.chains", "3", "app.show_screen('chains')", "Recovery chains", show=False),
     KeyAction("app.audit", "4", "app.show_screen('audit')", "Audit", show=False),
     KeyAction("app.report", "5", "app.show_screen('report')", "Report", show=False),
+    KeyAction("app.sessions", "6", "app.show_screen('sessions')", "Sessions", show=False),
+    KeyAction("app.compare", "7", "app.show_screen('compare')", "Compare", show=False),
+    KeyAction("app.replay.prev_event", "comma", "app.replay('prev')", "Replay: previous event", show=False),
+    KeyAction("app.replay.next_event", "full_stop", "app.replay('next')", "Replay: next event", show=False),
+    KeyAction(
+        "app.replay.prev_mark", "less_than_sign", "app.replay('prev_mark')", "Replay: previous landmark", show=False
+    ),
+    KeyAction(
+        "app.replay.next_mark", "greater_than_sign", "app.replay('next_mark')", "Replay: next landmark", show=False
+    ),
+    KeyAction("app.replay.kind", "m", "app.replay('kind')", "Replay: landmark kind to jump to", show=False),
+    KeyAction("app.replay.play", "z", "app.replay('play')", "Replay: play / pause", show=False),
+    KeyAction("app.replay.speed", "Z", "app.replay('speed')", "Replay: speed 1x/10x/100x", show=False),
+    KeyAction("app.replay.time", "J", "app.replay('time')", "Replay: jump to a time", show=False),
+    KeyAction("app.replay.live", "F", "app.replay('live')", "Replay: back to live", show=False),
     KeyAction("app.help", "question_mark,f1", "app.help", "Help"),
     KeyAction("app.palette", "ctrl+p", "app.command_palette", "Commands", show=False, priority=True),
     KeyAction("app.quit", "q", "app.quit", "Quit"),
@@ -59,6 +76,8 @@ SCREEN_KEYS: dict[str, tuple[KeyAction, ...]] = {
         KeyAction("dashboard.prev_step", "up,k", "prev_step", "Previous step", show=False),
         KeyAction("dashboard.current", "c", "current_step", "Current step"),
         KeyAction("dashboard.gate", "g", "open_gate", "Waiting gate"),
+        KeyAction("dashboard.retry", "R", "retry_step", "Retry step"),
+        KeyAction("dashboard.cancel", "x", "cancel_step", "Cancel step"),
     ),
     "traces": (
         KeyAction("traces.follow", "f", "toggle_follow", "Follow"),
@@ -78,6 +97,9 @@ SCREEN_KEYS: dict[str, tuple[KeyAction, ...]] = {
         KeyAction("traces.filter.clear", "a", "clear_filters", "All records", show=False),
         KeyAction("traces.file", "o", "next_file", "Next trace file", show=False),
         KeyAction("traces.close", "escape", "close_panes", "Close pane", show=False),
+        KeyAction("traces.copy", "y", "copy", "Copy record"),
+        KeyAction("traces.export_md", "e", "export('md')", "Export slice as Markdown", show=False),
+        KeyAction("traces.export_json", "E", "export('json')", "Export slice as JSON", show=False),
     ),
     "chains": (
         KeyAction("chains.next_tick", "right,n", "step(1)", "Next tick", priority=True),
@@ -90,19 +112,39 @@ SCREEN_KEYS: dict[str, tuple[KeyAction, ...]] = {
         KeyAction("chains.scroll_up", "b", "scroll_step(-1)", "Scroll tick up", show=False),
         KeyAction("chains.to_trace", "t", "to_trace", "Show in trace"),
         KeyAction("chains.list", "L", "toggle_list", "Chain list", show=False),
+        KeyAction("chains.copy", "y", "copy", "Copy chain", show=False),
+        KeyAction("chains.export_md", "e", "export('md')", "Export chain as Markdown", show=False),
+        KeyAction("chains.export_json", "E", "export('json')", "Export chain as JSON", show=False),
     ),
     "audit": (
         KeyAction("audit.approve", "a", "decide('go')", "Approve"),
         KeyAction("audit.reject", "r", "decide('no-go')", "Reject"),
         KeyAction("audit.next_gate", "right_square_bracket", "gate(1)", "Next gate"),
         KeyAction("audit.prev_gate", "left_square_bracket", "gate(-1)", "Prev gate", show=False),
+        KeyAction("audit.copy", "y", "copy", "Copy verdict"),
+        KeyAction("audit.export_md", "e", "export('md')", "Export verdict as Markdown", show=False),
+        KeyAction("audit.export_json", "E", "export('json')", "Export verdict as JSON", show=False),
     ),
     "report": (
         KeyAction("report.next_plot", "p", "next_plot(1)", "Next plot"),
         KeyAction("report.prev_plot", "P", "next_plot(-1)", "Prev plot", show=False),
     ),
+    "sessions": (
+        KeyAction("sessions.open", "enter", "open_session", "Open"),
+        KeyAction("sessions.replay", "p", "replay_session", "Replay"),
+        KeyAction("sessions.mark", "space", "mark", "Mark A/B"),
+        KeyAction("sessions.compare", "c", "compare", "Compare A/B"),
+        KeyAction("sessions.sort", "s", "sort", "Sort"),
+        KeyAction("sessions.reverse", "r", "reverse", "Reverse", show=False),
+        KeyAction("sessions.reload", "f5", "reload", "Reload", show=False),
+    ),
+    "compare": (
+        KeyAction("compare.back", "escape", "back", "Sessions"),
+        KeyAction("compare.swap", "x", "swap", "Swap A/B"),
+    ),
     "help": (KeyAction("help.close", "escape,q,question_mark", "dismiss", "Close help"),),
     "reason": (KeyAction("reason.cancel", "escape", "cancel", "Cancel the decision"),),
+    "jump_time": (KeyAction("jump_time.cancel", "escape", "cancel", "Cancel the jump"),),
 }
 
 
@@ -198,10 +240,11 @@ def load_keymap(
 
 def keymap_from_config(path: Path) -> tuple[dict[str, str], list[KeymapProblem]]:
     """Read only ``[tui.keys]`` of a config file (the viewer must open even when the rest of the plan is invalid)."""
-    from pipeline.config import key_lines
+    from pipeline.config import CONFIG_LIMIT_BYTES, key_lines
+    from pipeline.fsio import read_text_bounded
 
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_bounded(path, CONFIG_LIMIT_BYTES)
         raw = tomllib.loads(text)
     except FileNotFoundError:
         return {}, []

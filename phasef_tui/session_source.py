@@ -20,9 +20,12 @@ import orjson
 
 from phasef_tui.data_source import ApprovalError, DataSource, TraceProfile, trace_profile
 from phasef_tui.trace_feed import TraceFeed
+from pipeline.fsio import open_regular, read_bytes_bounded
 from pipeline.journal import JOURNAL_NAME, Event, JournalTail
 from pipeline.state import GateState, SessionState, StepState
+from pipeline.watch import FileWatch
 from widgets.session_view import (
+    CriterionView,
     DeltaRow,
     EvidenceView,
     GateView,
@@ -36,11 +39,16 @@ from widgets.session_view import (
 FINGERPRINT_ENV = "PHASEF_KEY_FINGERPRINT"
 ROLE_ENV = "PHASEF_ROLE"
 COMPARISON_NAME = "comparison.json"
+REPORT_LIMIT_BYTES = 64 * 2**20
 CONFIG_NAMES = ("config.resolved.toml", "config.toml")
 POLL_S = 0.05
 """How often the journal is checked for new events (the frame rate)."""
 TRACE_SCAN_S = 2.0
 """How often the artifacts folder is searched for new trace files."""
+FINISHED_POLL_S = 1.0
+"""How often the journal of a finished session is checked (only for a resume); nothing else is polled then."""
+FINISHED_STATES = frozenset({"completed", "failed", "cancelled"})
+"""Session states after which nothing changes unless the session is resumed (which appends to the journal)."""
 LOG_TAIL_BYTES = 32 << 10
 LOG_TAIL_LINES = 200
 EVENT_PREFIX = "@@phasef-event "
@@ -121,8 +129,11 @@ class PlanInfo:
         self.stage_order: list[str] = []
         if path is None:
             return
+        from pipeline.config import CONFIG_LIMIT_BYTES
+        from pipeline.fsio import read_text_bounded
+
         try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            raw = tomllib.loads(read_text_bounded(path, CONFIG_LIMIT_BYTES))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
             return
         stages = raw.get("stages", {})
@@ -143,7 +154,10 @@ class PlanInfo:
 
 
 def _note(st: StepState) -> str | None:
-    """A short live line from a step's last progress event (training step and loss, eval ticks...)."""
+    """A short live line from a step's last progress event (training step and loss, eval ticks...); on a gate
+    signed as an override, that it was (it stays on the board for the rest of the session)."""
+    if st.kind == "gate" and st.summary.get("override"):
+        return f"GO by {st.summary.get('operator')}: OVERRIDE"
     if not st.progress or st.state not in ("running", "retrying"):
         return None
     last = st.progress[-1]
@@ -176,7 +190,16 @@ def step_view(st: StepState, plan: PlanInfo) -> StepView:
     )
 
 
-def gate_view(gate: GateState, plan: PlanInfo) -> GateView:
+def criterion_view(item: Mapping[str, Any]) -> CriterionView:
+    return CriterionView(
+        criterion=str(item.get("criterion") or "?"),
+        label=str(item.get("label") or item.get("criterion") or "?"),
+        met=bool(item.get("met")),
+        evidence=str(item.get("evidence") or ""),
+    )
+
+
+def gate_view(gate: GateState, plan: PlanInfo, final_gate: str | None = None) -> GateView:
     audit = gate.audit or {}
     verdicts = tuple(
         VerdictView(
@@ -213,6 +236,8 @@ def gate_view(gate: GateState, plan: PlanInfo) -> GateView:
         key_fingerprint=gate.key_fingerprint,
         override=gate.override,
         refusals=tuple(f"{r.get('operator', '?')}: {r.get('reason', '?')}" for r in gate.refusals),
+        final=gate.id == final_gate,
+        criteria=tuple(criterion_view(c) for c in gate.criteria or () if isinstance(c, Mapping)),
     )
 
 
@@ -294,7 +319,7 @@ def training_curves(state: SessionState) -> tuple[tuple[tuple[float, float], ...
 def looks_like_trace(path: Path) -> bool:
     """A canonical dirty trace starts with a record that has ``kind`` and ``episode`` (cheap: first 4 KB)."""
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             head = fh.read(4096)
     except OSError:
         return False
@@ -338,6 +363,7 @@ class SessionSource(DataSource):
         self._chosen_trace: Path | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._watch: FileWatch | None = None
         self._view_cache: tuple[int, SessionView] | None = None
         self._session_mark = -1
         self._log_cache: tuple[Path, int, tuple[str, ...]] | None = None
@@ -360,23 +386,67 @@ class SessionSource(DataSource):
             self.version += 1
         return True
 
+    @property
+    def finished(self) -> bool:
+        """The journal says the session ended (completed, failed or cancelled)."""
+        return self.state.state in FINISHED_STATES
+
+    @property
+    def clocks_running(self) -> bool:
+        return self.state.state in ("running", "waiting")
+
+    def settled(self) -> bool:
+        """A finished session whose open traces are indexed to the end: the screens have nothing to redraw."""
+        if not self.finished:
+            return False
+        with self._feeds_lock:
+            return all(feed.settled for feed in self._feeds.values())
+
     def _run(self) -> None:
+        was_finished = False
         while not self._stop.is_set():
-            self.read_journal()
+            changed = self.read_journal()
+            finished = self.finished
+            if finished and not was_finished:
+                self.scan_traces()  # the last trace files and reports, once
+                self._follow_feeds(False)
+            elif was_finished and not finished:  # resumed
+                self._follow_feeds(True)
+            if changed and was_finished:
+                self._wake()
+            was_finished = finished
+            if finished:
+                self._stop.wait(FINISHED_POLL_S)
+                continue
             now = time.monotonic()
             if now - self._last_trace_scan >= TRACE_SCAN_S:
                 self._last_trace_scan = now
                 self.scan_traces()
-            self._stop.wait(POLL_S)
+            if self._watch is not None:
+                self._watch.wait(POLL_S)  # woken by a write to the journal (watchfiles), else polls
+            else:
+                self._stop.wait(POLL_S)
+
+    def _follow_feeds(self, follow: bool) -> None:
+        with self._feeds_lock:
+            feeds = list(self._feeds.values())
+        for feed in feeds:
+            if follow:
+                feed.resume_following()
+            else:
+                feed.stop_following()
 
     def start(self) -> None:
         self.scan_traces()
         if self._thread is None:
+            self._watch = FileWatch(self.journal_path)
             self._thread = threading.Thread(target=self._run, name="journal-reader", daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        if self._watch is not None:
+            self._watch.close()
         if self._thread is not None:
             self._thread.join(timeout=2)
             self._thread = None
@@ -411,7 +481,7 @@ class SessionSource(DataSource):
         candidates = sorted(report.glob("*.json"), key=lambda p: p.name != COMPARISON_NAME) if report.is_dir() else []
         for path in candidates:
             try:
-                data = orjson.loads(path.read_bytes())
+                data = orjson.loads(read_bytes_bounded(path, REPORT_LIMIT_BYTES))
             except (OSError, orjson.JSONDecodeError):
                 continue
             if isinstance(data, dict):
@@ -447,6 +517,8 @@ class SessionSource(DataSource):
             if feed is None:
                 rel = path.relative_to(self.session_dir) if path.is_relative_to(self.session_dir) else path
                 feed = TraceFeed(path, follow=True, display_name=str(rel))
+                if self.finished:
+                    feed.stop_following()
                 feed.start()
                 self._feeds[path] = feed
             return feed
@@ -487,7 +559,8 @@ class SessionSource(DataSource):
             started=state.started,
             final_decision=state.final_decision,
             stages=stages,
-            gates=tuple(gate_view(g, plan) for g in state.gates.values()),
+            gates=tuple(gate_view(g, plan, state.final_gate) for g in state.gates.values()),
+            pass_criteria=tuple(criterion_view(c) for c in state.pass_criteria()),
             metrics=headline_metrics(state),
             deltas=self._deltas[0],
             residual_blockers=self._deltas[1],
@@ -513,7 +586,11 @@ class SessionSource(DataSource):
             return ()
         if self._log_cache is not None and self._log_cache[:2] == (path, size):
             return self._log_cache[2]
-        with open(path, "rb") as fh:
+        try:
+            fh = open_regular(path)
+        except OSError:
+            return ()
+        with fh:
             fh.seek(max(0, size - LOG_TAIL_BYTES))
             data = fh.read(LOG_TAIL_BYTES)
         lines = data.decode("utf-8", "replace").splitlines()
@@ -531,8 +608,10 @@ class SessionSource(DataSource):
         return changed
 
     # -- decisions ----------------------------------------------------------------------------------------------------
-    def approve(self, gate_id: str, decision: str, reason: str) -> str:
-        """Sign a decision through the supervisor; returns its confirmation, raises ``ApprovalError`` if refused."""
+    def approve(self, gate_id: str, decision: str, reason: str, *, override: bool = False) -> str:
+        """Sign a decision through the supervisor; returns its confirmation, raises ``ApprovalError`` if refused.
+
+        ``override`` is the operator's confirmed request to sign GO at the final gate over unmet pass criteria."""
         from pipeline.control import ControlClient
         from pipeline.errors import ControlError
 
@@ -554,15 +633,43 @@ class SessionSource(DataSource):
                 evidence_sha256=evidence_sha,
                 key_fingerprint=self.key_fingerprint,
                 role=self.role,
+                override=override or None,
             )
         except ControlError as exc:
             raise ApprovalError(f"refused: {exc}") from exc
         except OSError as exc:
             raise ApprovalError(f"cannot reach the supervisor: {exc}") from exc
-        note = " (override of the audit verdict)" if data.get("override") else ""
+        note = ""
+        if data.get("override"):
+            note = " as GO-OVERRIDE of unmet pass criteria" if data.get("final") else " (override of the audit verdict)"
         return f"{data.get('gate', gate_id)}: {str(data.get('decision', decision)).upper()} signed by " + (
             f"{data.get('operator', self.operator)}{note}"
         )
+
+    def step_action(self, op: str, step: str, reason: str) -> str:
+        """Retry or cancel a step through the supervisor (approvers only; the journal records the operator)."""
+        from pipeline.control import ControlClient
+        from pipeline.errors import ControlError
+
+        if op not in ("retry", "cancel"):
+            raise ApprovalError(f"unknown step action {op!r}")
+        if self.role is not None and self.role != "approver":
+            raise ApprovalError(f"refused: {self.operator} has role {self.role!r}; only approvers can {op} steps")
+        client = ControlClient(self.session_dir)
+        if self.control_socket is not None:
+            client.path = self.control_socket
+        if not client.available():
+            raise ApprovalError("no supervisor is running for this session (its control socket is gone)")
+        try:
+            if op == "retry":
+                client.request("retry", step=step, operator=self.operator, role=self.role, reason=reason)
+            else:
+                client.request("cancel", step=step, operator=self.operator, role=self.role)
+        except ControlError as exc:
+            raise ApprovalError(f"refused: {exc}") from exc
+        except OSError as exc:
+            raise ApprovalError(f"cannot reach the supervisor: {exc}") from exc
+        return f"{step}: {'retry' if op == 'retry' else 'cancel'} requested by {self.operator}"
 
 
 def _mtime(path: Path) -> float:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.traces.index import FILTER_FLAGS, LineError, LRUCache, TraceIndex
+from pipeline.watch import FileWatch
 from widgets.chain_list import ChainRow
 from widgets.chain_stepper import ChainStep
 from widgets.record_detail import RecordView
@@ -67,21 +68,52 @@ class TraceFeed:
         self.problems: list[str] = []
         self._caught_up: int | None = None
         self._stop = threading.Event()
+        self._unfollow = threading.Event()
         self._thread: threading.Thread | None = None
+        self.watch: FileWatch | None = None
+        """Wakes the indexer when a followed file is written (watchfiles), else it polls."""
 
     def start(self) -> None:
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():
+            kwargs: dict[str, object] = {"follow": self.follow, "keep_following": self._keep_following}
+            if self.follow:
+                if self.watch is None:
+                    self.watch = FileWatch(self.path)
+                kwargs["wait_change"] = self.watch.wait
             self._thread = threading.Thread(
                 target=self.index.run,
                 args=(self._stop,),
-                kwargs={"follow": self.follow},
+                kwargs=kwargs,
                 name="trace-indexer",
                 daemon=True,
             )
             self._thread.start()
 
+    def _keep_following(self) -> bool:
+        return not self._unfollow.is_set()
+
+    def stop_following(self) -> None:
+        """The file is finished (its session ended): index to the end, then stop looking at it (no polling)."""
+        self._unfollow.set()
+
+    def resume_following(self) -> None:
+        """The file may grow again (its session was resumed): follow it again."""
+        if self._unfollow.is_set() and not self._stop.is_set():
+            self._unfollow.clear()
+            self.index.check_file()
+            self.start()
+
+    @property
+    def settled(self) -> bool:
+        """Nothing more will happen unless asked: the file is indexed to the end and no thread looks at it."""
+        thread = self._thread
+        following = self.follow and not self._unfollow.is_set()
+        return not following and self.index.complete and (thread is None or not thread.is_alive())
+
     def stop(self) -> None:
         self._stop.set()
+        if self.watch is not None:
+            self.watch.close()
         if self._thread is not None:
             self._thread.join(timeout=2)
             self._thread = None
@@ -236,9 +268,8 @@ class FeedRows:
             rec = index.record(line)
         except IndexError:
             return TraceRow(line=line, kind="?", problem="(file changed; re-reading)")
-        summary = index.summary(line)
-        flags = summary.flags if summary is not None else 0
-        match = self.search is not None and self.search in index.line(line).lower()
+        flags = index.line_flags(line)
+        match = bool(self.search) and self.search in index.line(line).lower()  # type: ignore[operator]
         if isinstance(rec, LineError):
             return TraceRow(line=line, kind="?", flags=flags, problem=rec.reason, match=match)
         return TraceRow(

@@ -1,18 +1,18 @@
-"""``phasef trace view FILE [--follow]``: the Traces, Chains and Report screens on a trace file, no session needed.
+"""``phasef trace view FILE|DIR [--follow]``: the Traces, Chains and Report screens on a trace, no session needed.
 
 Canonical JSONL is opened in place and indexed lazily (a gigabyte shows its first screen at once). Other agents'
-formats are converted by ``pipeline.traces.importers`` into a temporary canonical file first; the lines that could
-not be used are listed (file, line, reason) and the rest is shown.
+formats, and whole run folders, are imported by ``pipeline.traces.importers`` into a canonical file kept in the
+import cache (by content hash, see ``importers.cache``); the lines that could not be used are listed (file, line,
+reason) and the rest is shown.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -28,8 +28,10 @@ KEYS_CONFIG = "config.toml"
 
 def is_canonical_jsonl(path: Path) -> bool:
     """Cheap check of the first line, so canonical files skip the format detection (and its imports)."""
+    from pipeline.fsio import open_regular
+
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             first = fh.readline(1 << 16)
     except OSError:
         return False
@@ -40,24 +42,6 @@ def is_canonical_jsonl(path: Path) -> bool:
     except orjson.JSONDecodeError:
         return False
     return isinstance(obj, dict) and obj.get("kind") in ("episode_start", "tick", "episode_end")
-
-
-def convert_foreign(path: Path) -> tuple[Path, str, list[str]]:
-    """Import a foreign trace into a temporary canonical JSONL; returns (file, format, problems)."""
-    from pipeline.traces.importers import import_trace
-
-    records, bad = import_trace(path)
-    fmt = "imported"
-    if records:
-        source = records[0].get("source")
-        if isinstance(source, dict) and isinstance(source.get("format"), str):
-            fmt = source["format"]
-    fd, name = tempfile.mkstemp(prefix="phasef-view-", suffix=".jsonl")
-    with os.fdopen(fd, "wb") as out:
-        for record in records:
-            data: Any = record.model_dump(by_alias=True, mode="json") if hasattr(record, "model_dump") else record
-            out.write(orjson.dumps(data, default=str) + b"\n")
-    return Path(name), fmt, [str(b) for b in bad]
 
 
 @dataclass
@@ -73,53 +57,59 @@ class TraceView:
             self.temporary.unlink(missing_ok=True)
 
 
-def prepare_trace_view(path: Path, follow: bool) -> TraceView | str:
+def prepare_trace_view(path: Path, follow: bool, fmt: str | None = None) -> TraceView | str:
     """The viewer for ``path``, or an error message (missing file, a directory, a format no importer knows)."""
-    from phasef_tui.app import PhasefApp, load_keys
+    from phasef_tui.app import PhasefApp, load_tui_settings
     from phasef_tui.data_source import TraceFileSource
     from phasef_tui.trace_feed import TraceFeed
+    from pipeline.fsio import NotARegularFile, check_regular_file
 
     path = Path(path)
     if not path.exists():
         return f"{path}: no such file"
-    if path.is_dir():
-        return f"{path}: is a directory"
+    if not path.is_dir():  # a run folder is imported; anything else must be a regular file
+        try:
+            check_regular_file(path)  # a FIFO without a writer would block the viewer before its first screen
+        except NotARegularFile as exc:
+            return str(exc)
     temporary: Path | None = None
     problems: list[str] = []
     shown, display = path, str(path)
-    if path.stat().st_size and not is_canonical_jsonl(path):
+    if path.is_dir() or (fmt not in (None, "phasef")) or (path.stat().st_size and not is_canonical_jsonl(path)):
         from pipeline.traces.importers import UnknownFormat, detect_format
+        from pipeline.traces.importers.cache import import_cached
 
+        forced = fmt
         try:
-            fmt = detect_format(path)
+            fmt = "folder" if path.is_dir() else (fmt or detect_format(path))
         except (OSError, UnknownFormat) as exc:
             return str(exc)
         if fmt != "phasef":
             if follow:
-                problems.append(f"{path}: --follow needs canonical JSONL; this {fmt} file is shown as it is now")
+                problems.append(f"{path}: --follow needs canonical JSONL; this {fmt} is shown as it is now")
                 follow = False
             try:
-                temporary, fmt, bad = convert_foreign(path)
+                # imported once into the cache (by content hash); opening it again is immediate
+                imported = import_cached(path, forced)
             except (OSError, ValueError) as exc:
                 return str(exc)
-            problems.extend(bad)
-            shown, display = temporary, f"{path} ({fmt})"
+            problems.extend(str(b) for b in imported.problems)
+            shown, display = imported.file, f"{path} ({imported.format})"
     try:
         feed = TraceFeed(shown, follow=follow, display_name=display)
     except OSError as exc:
         return f"{path}: {exc.strerror or exc}"
     feed.problems = problems
     config = Path(os.environ.get("PHASEF_CONFIG") or KEYS_CONFIG)
-    keymap, keymap_problems = load_keys(config if config.exists() else None)
-    app = PhasefApp(TraceFileSource(feed), keymap=keymap, keymap_problems=keymap_problems)
+    app = PhasefApp(TraceFileSource(feed), **load_tui_settings(config if config.exists() else None))
     for problem in problems[:PROBLEMS_NOTIFIED]:
         app.notify_on_start(problem)
     return TraceView(app, problems, temporary)
 
 
-def run_trace_view(path: Path, follow: bool) -> int:
+def run_trace_view(path: Path, follow: bool, fmt: str | None = None) -> int:
     """Run the viewer; returns the exit code (2 when the file cannot be opened or is of no known format)."""
-    view = prepare_trace_view(path, follow)
+    view = prepare_trace_view(path, follow, fmt)
     if isinstance(view, str):
         print(f"phasef trace view: {view}", file=sys.stderr)
         return 2

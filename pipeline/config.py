@@ -17,8 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline.fsio import FileTooLarge, NotARegularFile, read_text_bounded
 from pipeline.layout import output_problem
-from pipeline.registry import BUILTIN_PARAMS, SERVICE_KINDS, STEP_KINDS, load_object
+from pipeline.registry import BUILTIN_FUNCTIONS, BUILTIN_PARAMS, SERVICE_KINDS, STEP_KINDS, load_object
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 DEFAULT_ENV_ALLOW = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV"]
@@ -34,6 +35,15 @@ class ProjectConfig(Strict):
     final_gate: str | None = Field(
         default=None,
         description="STAGE.step of the gate whose decision is the run's GO/NO-GO (default: last gate)",
+    )
+    step_functions: list[str] = Field(
+        default_factory=list,
+        description="the project's own step functions ('module:callable') that builtin steps may name",
+    )
+    final_override: bool = Field(
+        default=True,
+        description="may an operator sign GO at the final gate over an unmet pass criterion (the run then ends "
+        "GO-OVERRIDE); false refuses such a GO",
     )
 
 
@@ -343,11 +353,20 @@ def _check_params(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...], int
         model_path = spec.params_model
         if step.kind == "builtin" and step.function:
             floc = ("stages", stage_id, "steps", step_id, "function")
-            try:
-                load_object(step.function)
-            except (ImportError, ValueError) as exc:
-                issues.append(ConfigIssue(file, _line_for(lines, floc), ".".join(floc), f"cannot load: {exc}"))
+            if step.function not in BUILTIN_FUNCTIONS and step.function not in cfg.project.step_functions:
+                message = (
+                    f"{step.function!r} is not a registered step function; use one of phasef's "
+                    f"({', '.join(sorted(BUILTIN_FUNCTIONS))}) or declare the project's own in "
+                    "[project] step_functions"
+                )
+                issues.append(ConfigIssue(file, _line_for(lines, floc), ".".join(floc), message))
                 continue
+            if step.function in BUILTIN_FUNCTIONS:  # declared ones are loaded (and reported) once, below
+                try:
+                    load_object(step.function)
+                except (ImportError, ValueError) as exc:
+                    issues.append(ConfigIssue(file, _line_for(lines, floc), ".".join(floc), f"cannot load: {exc}"))
+                    continue
             model_path = BUILTIN_PARAMS.get(step.function)
         if model_path is None:
             continue
@@ -360,6 +379,23 @@ def _check_params(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...], int
             model.model_validate(step.params)
         except ValidationError as exc:
             issues.extend(_validation_issues(exc, file, lines, loc))
+    return issues
+
+
+def _check_step_functions(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...], int]) -> list[ConfigIssue]:
+    """Every function the project declares must be ``module:callable``, importable and callable."""
+    issues: list[ConfigIssue] = []
+    loc = ("project", "step_functions")
+    for name in cfg.project.step_functions:
+        try:
+            obj = load_object(name)
+        except Exception as exc:  # importing the project's module may raise anything; report it, do not crash
+            problem = f"cannot load {name!r}: {type(exc).__name__}: {exc}"
+        else:
+            if callable(obj):
+                continue
+            problem = f"{name!r} is not callable"
+        issues.append(ConfigIssue(file, _line_for(lines, loc), ".".join(loc), problem))
     return issues
 
 
@@ -419,21 +455,30 @@ def parse_config(text: str, file: str = "config.toml") -> PhasefConfig:
         cfg = PhasefConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_validation_issues(exc, file, lines)) from exc
-    issues = _check_references(cfg, file, lines) + _check_params(cfg, file, lines)
+    issues = _check_references(cfg, file, lines) + _check_step_functions(cfg, file, lines)
+    issues += _check_params(cfg, file, lines)
     issues += _check_sections(cfg, file, lines)
     if issues:
         raise ConfigError(issues)
     return cfg
 
 
+CONFIG_LIMIT_BYTES = 16 * 2**20
+
+
 def load_config(path: str | Path) -> PhasefConfig:
+    """Read and validate a config file; anything but a regular file of at most ``CONFIG_LIMIT_BYTES`` is refused."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_text_bounded(p, CONFIG_LIMIT_BYTES)
     except FileNotFoundError as exc:
         raise ConfigError([ConfigIssue(str(p), None, "", "file not found")]) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError([ConfigIssue(str(p), None, "", f"not UTF-8 ({exc.reason} at byte {exc.start})")]) from exc
+    except (NotARegularFile, FileTooLarge) as exc:
+        raise ConfigError([ConfigIssue(str(p), None, "", str(exc).removeprefix(f"{p}: "))]) from exc
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(str(p), None, "", f"cannot read: {exc.strerror or exc}")]) from exc
     return parse_config(text, str(p))
 
 

@@ -10,14 +10,20 @@ Requests (``Request``): ``{"v": 1, "id": <int>, "op": <op>, ...}`` with ``op`` o
 - ``status``: the ``phasef status --json`` object.
 - ``state``: the full ``SessionState`` (what a TUI renders).
 - ``approve``: ``gate``, ``decision`` (``go``/``no-go``), ``operator``, ``reason``, optional ``evidence_sha256``
-  (the evidence hash the operator saw; a stale view is refused), ``key_fingerprint`` and ``role``.
+  (the evidence hash the operator saw; a stale view is refused), ``key_fingerprint``, ``role`` and ``override``
+  (``true`` to sign GO at the final gate over an unmet pass criterion; without it such a GO is refused).
 - ``cancel``: optional ``step`` (else the whole run), ``operator``, ``role``.
+- ``retry``: ``step`` (a failed or cancelled step of the running run), ``operator``, ``role``, optional ``reason``.
 - ``subscribe``: after the reply, the server streams ``{"v": 1, "event": <journal event>}`` and
   ``{"v": 1, "log": {"key", "attempt", "lines"}}`` messages until the client disconnects; ``{"v": 1, "lagged": true}``
   tells a slow client that messages were dropped (re-read the state).
 
 Replies (``Reply``): ``{"v": 1, "id": <same>, "ok": true, "data": {...}}`` or ``{"v": 1, "id": ..., "ok": false,
 "error": "..."}``. A request with another ``v`` is refused with an error naming the supported version.
+
+Every malformed request (invalid UTF-8, not JSON, nested too deep, not an object, unknown fields or version, a line
+longer than ``MAX_LINE``) gets an ``ok: false`` reply, with the request's ``id`` echoed when it can be read, and the
+connection stays open for the next request. Nothing a client sends makes the server log a traceback.
 """
 
 from __future__ import annotations
@@ -26,24 +32,30 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.engine import Engine
 from pipeline.errors import ControlError
+from pipeline.fsio import atomic_write_text
 
 PROTOCOL_VERSION = 1
 SOCKET_NAME = "control.sock"
 POINTER_NAME = "control.path"
 MAX_UNIX_PATH = 100
 MAX_LINE = 1 << 20
+MAX_ID_CHARS = 200
 
-Op = Literal["hello", "status", "state", "approve", "cancel", "subscribe"]
+log = logging.getLogger(__name__)
+
+Op = Literal["hello", "status", "state", "approve", "cancel", "retry", "subscribe"]
 
 
 class Request(BaseModel):
@@ -59,11 +71,12 @@ class Request(BaseModel):
     key_fingerprint: str | None = None
     role: str | None = None
     step: str | None = None
+    override: bool | None = None
 
 
 class Reply(BaseModel):
     v: int = PROTOCOL_VERSION
-    id: int = 0
+    id: int | str = 0  # a string only when echoing a malformed request's string id
     ok: bool
     data: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
@@ -86,7 +99,7 @@ def _choose_socket_path(session_dir: Path) -> Path:
     folder = Path(tempfile.gettempdir()) / f"phasef-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
     path = folder / f"{digest}.sock"
-    (session_dir / POINTER_NAME).write_text(str(path), encoding="utf-8")
+    atomic_write_text(session_dir / POINTER_NAME, str(path))
     return path
 
 
@@ -118,12 +131,17 @@ class ControlServer:
         try:
             while True:
                 try:
-                    line = await reader.readline()
-                except (ValueError, ConnectionError):
-                    break
-                if not line:
-                    break
-                reply, subscribe = self._handle(line)
+                    line = await _read_line(reader)
+                except _LineTooLong:
+                    reply, subscribe = Reply(ok=False, error=f"request line longer than {MAX_LINE} bytes"), False
+                else:
+                    if line is None:
+                        break
+                    try:
+                        reply, subscribe = self._handle(line)
+                    except Exception as exc:  # a defect must cost one reply, never the connection or a traceback
+                        log.error("control request failed: %s: %s", type(exc).__name__, exc)
+                        reply, subscribe = Reply(ok=False, error=f"internal error: {type(exc).__name__}: {exc}"), False
                 writer.write(reply.model_dump_json().encode() + b"\n")
                 await writer.drain()
                 if subscribe:
@@ -138,17 +156,20 @@ class ControlServer:
 
     def _handle(self, line: bytes) -> tuple[Reply, bool]:
         try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
+            raw = orjson.loads(line)  # bounded nesting depth; invalid UTF-8 is a decode error, not an exception
+        except (orjson.JSONDecodeError, RecursionError) as exc:
             return Reply(ok=False, error=f"not JSON: {exc}"), False
-        if isinstance(raw, dict) and raw.get("v", PROTOCOL_VERSION) != PROTOCOL_VERSION:
-            return Reply(id=raw.get("id", 0), ok=False, error=f"protocol version {PROTOCOL_VERSION} only"), False
+        if not isinstance(raw, dict):
+            return Reply(ok=False, error=f"bad request: expected a JSON object, got {_json_type(raw)}"), False
+        rid = _readable_id(raw.get("id"))
+        if raw.get("v", PROTOCOL_VERSION) != PROTOCOL_VERSION:
+            return Reply(id=rid, ok=False, error=f"protocol version {PROTOCOL_VERSION} only"), False
         try:
             req = Request.model_validate(raw)
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"])
-            return Reply(ok=False, error=f"bad request: field '{field}': {err['msg']}"), False
+            return Reply(id=rid, ok=False, error=f"bad request: field '{field}': {err['msg']}"), False
         eng = self.engine
         try:
             if req.op == "hello":
@@ -170,10 +191,16 @@ class ControlServer:
                     evidence_sha256=req.evidence_sha256,
                     key_fingerprint=req.key_fingerprint,
                     role=req.role,
+                    override=bool(req.override),
                 )
                 return Reply(id=req.id, ok=True, data=data), False
             if req.op == "cancel":
                 data = eng.cancel(req.step, operator=req.operator or "unknown", role=req.role)
+                return Reply(id=req.id, ok=True, data=data), False
+            if req.op == "retry":
+                if not req.step:
+                    raise ControlError("retry needs 'step'")
+                data = eng.retry(req.step, operator=req.operator or "", role=req.role, reason=req.reason or "")
                 return Reply(id=req.id, ok=True, data=data), False
             return Reply(id=req.id, ok=True, data={"last_seq": eng.state.last_seq}), True
         except ControlError as exc:
@@ -195,6 +222,48 @@ class ControlServer:
         finally:
             gone.cancel()
             self.engine.unsubscribe(q)
+
+
+class _LineTooLong(Exception):
+    """A request line longer than ``MAX_LINE``; it has been skipped up to its newline."""
+
+
+async def _read_line(reader: asyncio.StreamReader) -> bytes | None:
+    """The next line (a last line without newline at end of stream too), or None at end of stream.
+
+    A line over the stream's limit is dropped up to its newline in pieces no larger than the limit (so memory stays
+    bounded) and reported as ``_LineTooLong``; the next request on the connection is then read normally.
+    """
+    try:
+        return await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as exc:
+        return exc.partial or None
+    except asyncio.LimitOverrunError as exc:
+        skip = exc.consumed
+    while True:
+        try:
+            await reader.readexactly(skip)
+            await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError:
+            return None
+        except asyncio.LimitOverrunError as exc:
+            skip = exc.consumed
+            continue
+        raise _LineTooLong
+
+
+def _readable_id(value: Any) -> int | str:
+    """A malformed request's id, to echo: an int, or a short string; otherwise 0."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and len(value) <= MAX_ID_CHARS:
+        return value
+    return 0
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 class ControlClient:

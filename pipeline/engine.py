@@ -34,6 +34,8 @@ from pipeline.journal import Journal, read_journal
 from pipeline.layout import SessionLayout
 from pipeline.parts import SessionParts
 from pipeline.recorder import Recorder
+from pipeline.report import criteria
+from pipeline.retries import Retries
 from pipeline.service_pool import ServicePool
 from pipeline.services import ServiceError
 from pipeline.state import SessionState, StepState, replay
@@ -105,6 +107,7 @@ class Engine:
         parts = SessionParts(cfg, self.layout, self.recorder, lambda key: self._cancelled or key in self._cancel_steps)
         self.attempts = Attempts(parts, get_executor("local"))
         self.gates = Gates(parts)
+        self.retries = Retries(parts, self.selected, self.deps)
         self.gate_evidence = self.gates.evidence
         self.decide = self.gates.decide
 
@@ -162,6 +165,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
+            self.retries.requeue(tasks)
             progressed = False
             for key in self.selected:
                 if key in tasks or self._cancelled:
@@ -210,8 +214,8 @@ class Engine:
         decision: str | None = None
         if gate_nogo:
             decision = "NO-GO"
-        elif final and final in self.selected and st.gates.get(final) and st.gates[final].decision == "go":
-            decision = "GO"
+        elif final and final in self.selected:
+            decision = criteria.final_outcome(st, final)
         error = None
         cancelled = [k for k in self.selected if st.steps.get(k) and st.steps[k].state == "cancelled"]
         if self._cancelled or cancelled:
@@ -227,10 +231,11 @@ class Engine:
             state, code = "failed", 1
             error = "; ".join(f"{k}: {st.steps[k].error}" for k in failed)
         else:
-            state, code = "completed", 0
+            state, code = "completed", criteria.EXIT_GO_OVERRIDE if decision == "GO-OVERRIDE" else 0
+        report = criteria.write_final_report(self.cfg, self.session_dir, self.project_dir, st, decision)
         self.record(
             "run_finished",
-            payload={"state": state, "exit_code": code, "final_decision": decision, "error": error},
+            payload={"state": state, "exit_code": code, "final_decision": decision, "error": error, "report": report},
         )
         return RunResult(state, code, decision, error)
 
@@ -349,3 +354,11 @@ class Engine:
             self._cancel_steps.add(step)
         self._wake.set()
         return {"cancelled": step or "run"}
+
+    # -- retry ----------------------------------------------------------------------------------------------
+    def retry(self, step: str, *, operator: str, role: str | None = None, reason: str = "") -> dict[str, Any]:
+        """Run a failed or cancelled step again in this run (``pipeline.retries``); the steps blocked on it too."""
+        data = self.retries.request(step, operator=operator, role=role, reason=reason, run_cancelled=self._cancelled)
+        self._cancel_steps.discard(step)
+        self._wake.set()
+        return data

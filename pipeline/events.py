@@ -43,8 +43,10 @@ class RunCancelRequestedPayload(_Payload):
 class RunFinishedPayload(_Payload):
     state: Literal["completed", "failed", "cancelled"] = "completed"
     exit_code: int | None = None
-    final_decision: str | None = None
+    final_decision: Literal["GO", "GO-OVERRIDE", "NO-GO"] | None = None
     error: str | None = None
+    report: list[str] = Field(default_factory=list)
+    """The final-decision report files written (session-relative), or why they were not."""
 
 
 class JournalRepairedPayload(_Payload):
@@ -103,11 +105,19 @@ class StepCancelRequestedPayload(_Payload):
     operator: str | None = None
 
 
+class StepRetryRequestedPayload(_Payload):
+    operator: str | None = None
+    reason: str = ""
+    role: str | None = None
+
+
 class GateOpenedPayload(_Payload):
     prompt: str | None = None
     evidence: dict[str, str] = Field(default_factory=dict)
     evidence_sha256: str | None = None
     audit: dict[str, Any] | None = None
+    criteria: list[dict[str, Any]] | None = None
+    """The plan's pass criteria as judged when the final gate opened (None on other gates)."""
     deadline: str | None = None
     reopened: str | None = None
 
@@ -119,6 +129,8 @@ class GateDecidedPayload(_Payload):
     evidence_sha256: str | None = None
     audit_verdict: str | None = None
     override: bool = False
+    unmet_criteria: list[str] = Field(default_factory=list)
+    """The pass criteria a GO at the final gate was signed over (an override)."""
     key_fingerprint: str | None = None
     via: str | None = None
 
@@ -228,6 +240,11 @@ class StepCancelRequested(_Event):
     payload: StepCancelRequestedPayload
 
 
+class StepRetryRequested(_Event):
+    type: Literal["step_retry_requested"]
+    payload: StepRetryRequestedPayload
+
+
 class GateOpened(_Event):
     type: Literal["gate_opened"]
     payload: GateOpenedPayload
@@ -277,6 +294,7 @@ TypedEvent = Annotated[
     | StepBlocked
     | StepSkipped
     | StepCancelRequested
+    | StepRetryRequested
     | GateOpened
     | GateDecided
     | GateRefused

@@ -11,12 +11,23 @@ so a reader never hangs on a FIFO without a writer or reads ``/dev/zero`` foreve
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Literal, overload
+
+
+def _new_file_mode() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; done once, at import
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_NEW_FILE_MODE = _new_file_mode()
 
 
 class NotARegularFile(OSError):
@@ -52,6 +63,61 @@ def check_regular_file(path: Path, *, allow_dir: bool = False) -> Path:
     raise NotARegularFile(f"{path}: is {_kind(st.st_mode)}, not {want}; refusing to read it")
 
 
+def open_regular(path: Path) -> IO[bytes]:
+    """Open ``path`` for binary reading, refusing anything that is not a regular file without blocking.
+
+    The file is opened with ``O_NONBLOCK`` (so opening a FIFO without a writer returns at once), checked with
+    ``fstat`` on the open descriptor (no race with a rename in between), and switched back to blocking reads.
+    Raises :class:`NotARegularFile`, or the usual ``OSError`` (missing, a folder, no permission).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a socket (or a device without a driver): say what it is
+            check_regular_file(path)
+        raise
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+        if not stat.S_ISREG(st.st_mode):
+            raise NotARegularFile(f"{path}: is {_kind(st.st_mode)}, not a regular file; refusing to read it")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+READ_PIECE = 1 << 20
+
+
+class FileTooLarge(OSError):
+    """Raised when a file that is read whole is larger than the caller's limit."""
+
+
+def read_bytes_bounded(path: Path, limit: int) -> bytes:
+    """The whole content of regular file ``path``; :class:`FileTooLarge` when it holds more than ``limit`` bytes.
+
+    Never reads more than ``limit + 1`` bytes, whatever the file system reports as its size, and reads in pieces
+    (``read(limit)`` would allocate the whole limit up front, even for an empty file).
+    """
+    pieces: list[bytes] = []
+    total = 0
+    with open_regular(path) as fh:
+        while total <= limit and (piece := fh.read(min(READ_PIECE, limit + 1 - total))):
+            pieces.append(piece)
+            total += len(piece)
+    if total > limit:
+        raise FileTooLarge(f"{path}: larger than {limit} bytes; refusing to load it whole")
+    return b"".join(pieces)
+
+
+def read_text_bounded(path: Path, limit: int) -> str:
+    """Like :func:`read_bytes_bounded`, decoded as UTF-8 (``UnicodeDecodeError`` for invalid UTF-8)."""
+    return read_bytes_bounded(path, limit).decode("utf-8")
+
+
 def fsync_dir(folder: Path) -> None:
     flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
     try:
@@ -74,8 +140,18 @@ def atomic_open(path: Path, mode: Literal["w"] = ..., *, fsync: bool = ...) -> I
 def atomic_open(path: Path, mode: Literal["wb"], *, fsync: bool = ...) -> Iterator[IO[bytes]]: ...
 @contextlib.contextmanager
 def atomic_open(path: Path, mode: str = "w", *, fsync: bool = True) -> Iterator[IO[str]] | Iterator[IO[bytes]]:
-    """Open a temporary file beside ``path``; on a clean exit rename it over ``path``, on an error remove it."""
+    """Open a temporary file beside ``path``; on a clean exit rename it over ``path``, on an error remove it.
+
+    A symlink at ``path`` is followed (its target is replaced, the link stays); an existing ``path`` that is not a
+    regular file (a device such as ``/dev/null``, a FIFO, a folder) is refused with :class:`NotARegularFile`.
+    """
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    with contextlib.suppress(FileNotFoundError):
+        existing = os.stat(path).st_mode
+        if not stat.S_ISREG(existing):
+            raise NotARegularFile(f"{path}: is {_kind(existing)}, not a regular file; refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
@@ -90,8 +166,8 @@ def atomic_open(path: Path, mode: str = "w", *, fsync: bool = True) -> Iterator[
             if fsync:
                 os.fsync(fh.fileno())
         with contextlib.suppress(OSError):
-            # keep the old file's permissions, or the usual ones for a new file
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode) if path.exists() else 0o644)
+            # keep the old file's permissions, or give a new file what open() would (0666 less the umask)
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode) if path.exists() else _NEW_FILE_MODE)
         os.replace(tmp, path)
         if fsync:
             fsync_dir(path.parent)
@@ -99,6 +175,29 @@ def atomic_open(path: Path, mode: str = "w", *, fsync: bool = True) -> Iterator[
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def replace_folder(staging: Path, dest: Path) -> None:
+    """Put the finished folder ``staging`` at ``dest`` (a sibling), replacing an old ``dest`` without a moment in
+    which neither exists: the old folder is renamed aside first, and put back if the final rename fails."""
+    aside: Path | None = None
+    if dest.exists() or dest.is_symlink():
+        aside = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        if aside.exists():
+            shutil.rmtree(aside)
+        os.replace(dest, aside)
+    try:
+        os.replace(staging, dest)
+    except BaseException:
+        if aside is not None:
+            os.replace(aside, dest)
+        raise
+    fsync_dir(dest.parent)
+    if aside is not None:
+        if aside.is_dir() and not aside.is_symlink():
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            aside.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:

@@ -3,6 +3,10 @@
 A gate opens with the hashes of the evidence it names and, when it follows an audit, the audit outcome read through
 the typed verdict model (``AuditOutcome``) with its packet hash re-computed. A decision is accepted only while the
 evidence is exactly what the gate opened on; a gate decided on unchanged evidence is never asked again.
+
+The final gate also judges the plan's pass criteria as it opens (``pipeline.report.criteria``) and records them with
+the gate; a GO there over an unmet criterion is refused unless it is signed as an override (and the project allows
+overrides), and it is then recorded as one with the criteria it overrides.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pipeline.errors import ControlError
 from pipeline.hashing import MISSING, file_sha256, hash_paths, mapping_sha256, path_sha256
 from pipeline.parts import SessionParts
 from pipeline.registry import load_object
+from pipeline.report import criteria
 
 Decision = Literal["go", "no-go"]
 
@@ -87,6 +92,12 @@ class Gates:
         except OSError:
             return MISSING
 
+    def _judge(self, key: str, sc: StepConfig, audit: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+        """The pass criteria as the final gate opens, on the evidence it is bound to (None on other gates)."""
+        if key != self.cfg.final_gate_key():
+            return None
+        return criteria.judge_final(self.cfg, key, audit, self.layout.expand(sc.evidence), self.session_dir)
+
     async def run(self, key: str, sc: StepConfig) -> None:
         gate = self.state.gates.get(key)
         evidence, audit = self.evidence(key)
@@ -106,6 +117,7 @@ class Gates:
                     "evidence": evidence,
                     "evidence_sha256": mapping_sha256(evidence),
                     "audit": audit,
+                    "criteria": self._judge(key, sc, audit),
                     "deadline": deadline,
                     "reopened": reopened,
                 },
@@ -144,8 +156,12 @@ class Gates:
         key_fingerprint: str | None = None,
         role: str | None = None,
         via: str = "control",
+        override: bool = False,
     ) -> dict[str, Any]:
-        """Record an operator's decision on a waiting gate, or refuse it with a ``ControlError``."""
+        """Record an operator's decision on a waiting gate, or refuse it with a ``ControlError``.
+
+        ``override`` signs a GO at the final gate over unmet pass criteria; without it such a GO is refused.
+        """
         gate = self.state.gates.get(gate_id)
         if gate is None:
             raise ControlError(f"no gate {gate_id!r}; gates: {', '.join(self.state.gates) or 'none opened yet'}")
@@ -168,6 +184,7 @@ class Gates:
             refusal = f"evidence changed since the gate opened: {', '.join(changed)}"
         elif evidence_sha256 is not None and evidence_sha256 != gate.evidence_sha256:
             refusal = "the decision names different evidence than the gate holds (stale view?)"
+        refusal = refusal or criteria.final_go_refusal(self.cfg, gate, decision, override)
         if refusal:
             self.record(
                 "gate_refused",
@@ -176,7 +193,8 @@ class Gates:
             )
             raise ControlError(refusal)
         audit_verdict = (gate.audit or {}).get("verdict")
-        override = decision == "go" and gate.audit is not None and audit_verdict != "GO"
+        override = criteria.is_override(self.cfg, gate, decision)
+        unmet = [str(c["criterion"]) for c in criteria.unmet(gate)] if gate.criteria is not None else []
         self.record(
             "gate_decided",
             gate_id,
@@ -187,6 +205,7 @@ class Gates:
                 "evidence_sha256": gate.evidence_sha256,
                 "audit_verdict": audit_verdict,
                 "override": override,
+                "unmet_criteria": unmet,
                 "key_fingerprint": key_fingerprint,
                 "via": via,
             },
@@ -194,6 +213,5 @@ class Gates:
         fut = self._gate_waiters.get(gate_id)
         if fut is not None and not fut.done():
             fut.set_result(None)
-        return {"gate": gate_id, "decision": decision, "operator": operator, "override": override}
-
-    # -- cancel ---------------------------------------------------------------------------------------------
+        final = gate_id == self.cfg.final_gate_key()
+        return {"gate": gate_id, "decision": decision, "operator": operator, "override": override, "final": final}

@@ -22,11 +22,12 @@ import orjson
 from pydantic import BaseModel, Field, ValidationError
 
 from pipeline.events import EVENT_TYPES, SCHEMA_VERSION, TYPED_EVENT, TypedEvent
-from pipeline.fsio import atomic_write_bytes
+from pipeline.fsio import atomic_write_bytes, open_regular
 from pipeline.problems import Problem
 
 JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = "session.lock"
+MAX_EVENT_BYTES = 64 * 2**20
 
 
 class Event(BaseModel):
@@ -89,7 +90,7 @@ def _decode(raw: bytes, file: str, number: int) -> Event | JournalProblem:
     if event.type == "step_progress":
         return event  # free-form payload, nothing past the fields just checked; the bulk of a journal, kept fast
     try:
-        TYPED_EVENT.validate_python(obj)
+        event.typed()  # the line as written, with the envelope's defaults (a line without a payload has none)
     except ValidationError as exc:
         return JournalProblem(file, number, f"{event.type}: {_first_error(exc)}")
     return event
@@ -107,14 +108,27 @@ def _first_error(exc: ValidationError) -> str:
 def read_journal(path: Path, start_offset: int = 0) -> Iterator[Event | JournalProblem]:
     """Yield every event of the file (and a problem for each bad line), in order, without changing the file.
 
-    A last line without a newline is reported as torn (it may be a write in flight or a crash's remains).
+    A last line without a newline is reported as torn (it may be a write in flight or a crash's remains). A line
+    longer than ``MAX_EVENT_BYTES`` is reported and skipped without being held in memory; a FIFO or a device in
+    place of the journal is refused (``fsio.NotARegularFile``) before anything is read.
     """
     file = str(path)
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         fh.seek(start_offset)
         number = 0
-        for raw in fh:
+        while raw := fh.readline(MAX_EVENT_BYTES + 1):
             number += 1
+            if len(raw) > MAX_EVENT_BYTES and not raw.endswith(b"\n"):
+                skipped = len(raw)
+                while more := fh.readline(1 << 20):
+                    skipped += len(more)
+                    if more.endswith(b"\n"):
+                        break
+                else:
+                    yield JournalProblem(file, number, f"torn last line ({skipped} bytes without a newline)")
+                    return
+                yield JournalProblem(file, number, f"line too long ({skipped} bytes > {MAX_EVENT_BYTES}); skipped")
+                continue
             if not raw.endswith(b"\n"):
                 yield JournalProblem(file, number, f"torn last line ({len(raw)} bytes without a newline)")
                 return

@@ -3,7 +3,9 @@
 Kinds other than ``shell`` and ``gate`` run a Python function in a child process (see ``pipeline.jobs.context``).
 Each kind names a pydantic model for its ``params`` table (validated by ``phasef config check``; keep the module
 that defines it light, no mlx or heavy imports at module level) and, for function kinds, the function to call.
-A ``builtin`` step names its own function with ``function = "module:callable"``.
+A ``builtin`` step names its own function with ``function = "module:callable"``; only registered step functions are
+accepted: the ones in ``BUILTIN_FUNCTIONS`` below, and the ones a project declares in ``[project] step_functions``.
+Any other importable callable (``os:system``) is refused by ``phasef config check`` with the line that names it.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ STEP_KINDS: dict[str, KindSpec] = {
     "audit": KindSpec("pipeline.audit.params:AuditParams", "pipeline.audit.step:run"),
 }
 
-BUILTIN_PARAMS: dict[str, str] = {
-    # builtin ``function`` -> the pydantic model of its ``params`` table, so that ``phasef config check`` catches a
-    # bad key before a long run reaches the step
+BUILTIN_FUNCTIONS: dict[str, str | None] = {
+    # every step function phasef ships -> the pydantic model of its ``params`` table (None: free-form), so that
+    # ``phasef config check`` catches a bad key before a long run reaches the step
+    "pipeline.models.tiny:init_step": None,
     "pipeline.data.extract_journal:run": "pipeline.data.extract_journal:ExtractParams",
     "pipeline.data.guard_dataset:run": "pipeline.data.guard_dataset:GuardParams",
     "pipeline.data.guard_split:run": "pipeline.data.guard_split:SplitParams",
@@ -42,7 +45,10 @@ BUILTIN_PARAMS: dict[str, str] = {
     "pipeline.report.compare:compare_step": "pipeline.report.compare:CompareParams",
     "pipeline.report.matrix:matrix_step": "pipeline.report.matrix:MatrixParams",
     "pipeline.train.handoff:build_step": "pipeline.train.params:HandoffParams",
+    "pipeline.bench.validate:validate_step": "pipeline.bench.validate:ValidateParams",
 }
+
+BUILTIN_PARAMS: dict[str, str] = {fn: model for fn, model in BUILTIN_FUNCTIONS.items() if model is not None}
 
 SERVICE_KINDS: dict[str, str] = {
     # kind -> ``module:Class`` implementing ``pipeline.services.Service``

@@ -12,40 +12,26 @@ from typing import Any, Literal, assert_never
 
 from pydantic import BaseModel, Field, ValidationError
 
-from pipeline.events import (
-    GateDecided,
-    GateOpened,
-    GateRefused,
-    GateTimedOut,
-    JournalRepaired,
-    RunCancelRequested,
-    RunFinished,
-    ServiceFailed,
-    ServiceStarted,
-    ServiceStopped,
-    SessionStarted,
-    StepBlocked,
-    StepCancelled,
-    StepCancelRequested,
-    StepFailed,
-    StepProgress,
-    StepReattached,
-    StepSkipped,
-    StepStarted,
-    StepSucceeded,
-    TypedEvent,
-)
+from pipeline import events
 from pipeline.journal import JOURNAL_NAME, Event, JournalProblem, read_journal
+from pipeline.report.criteria import pending as pending_criteria
 
-StepEvent = (StepStarted | StepProgress | StepSucceeded | StepFailed | StepCancelled | StepBlocked | StepSkipped) | (
-    GateOpened | GateDecided | GateTimedOut
-)
+StepEvent = (
+    events.StepStarted
+    | events.StepProgress
+    | events.StepSucceeded
+    | events.StepFailed
+    | events.StepCancelled
+    | events.StepBlocked
+    | events.StepSkipped
+) | (events.GateOpened | events.GateDecided | events.GateTimedOut)
 
 StepStatus = Literal[
     "pending", "running", "retrying", "succeeded", "failed", "skipped", "cancelled", "waiting", "blocked"
 ]
 GateStatus = Literal["waiting", "decided", "timed_out"]
 RunStatus = Literal["created", "running", "waiting", "completed", "failed", "cancelled", "interrupted"]
+FinalDecision = Literal["GO", "GO-OVERRIDE", "NO-GO"]
 
 PROGRESS_KEEP = 5000
 """Progress events kept per step in memory (a training run of a few thousand steps keeps its whole curve)."""
@@ -90,6 +76,8 @@ class GateState(BaseModel):
     evidence: dict[str, str] = Field(default_factory=dict)
     evidence_sha256: str | None = None
     audit: dict[str, Any] | None = None
+    criteria: list[dict[str, Any]] | None = None
+    """The plan's pass criteria as judged when the final gate opened (None on other gates)."""
     decision: Literal["go", "no-go"] | None = None
     operator: str | None = None
     reason: str | None = None
@@ -118,7 +106,7 @@ class SessionState(BaseModel):
     gates: dict[str, GateState] = Field(default_factory=dict)
     services: dict[str, ServiceState] = Field(default_factory=dict)
     final_gate: str | None = None
-    final_decision: str | None = Field(default=None, description="GO or NO-GO once the run finished")
+    final_decision: FinalDecision | None = Field(default=None, description="GO, GO-OVERRIDE or NO-GO once finished")
     exit_code: int | None = None
     error: str | None = None
     last_seq: int = 0
@@ -139,53 +127,59 @@ class SessionState(BaseModel):
             return
         self._dispatch(t)
 
-    def _dispatch(self, t: TypedEvent) -> None:
+    def _dispatch(self, t: events.TypedEvent) -> None:
         match t:
-            case SessionStarted():
+            case events.SessionStarted():
                 self._on_session_started(t)
-            case StepStarted():
+            case events.StepStarted():
                 self._on_step_started(t)
-            case StepProgress():
+            case events.StepProgress():
                 self._progress(self._step(t), t.payload.model_extra or {})
-            case StepSucceeded():
+            case events.StepSucceeded():
                 st = self._finish(t, "succeeded", t.payload.duration_s)
                 st.outputs = t.payload.outputs
                 st.summary = t.payload.summary
                 st.fingerprint = t.payload.fingerprint or st.fingerprint
-            case StepFailed():
+            case events.StepFailed():
                 retry = t.payload.retry_at
                 st = self._finish(t, "retrying" if retry else "failed", t.payload.duration_s)
                 st.error = t.payload.error
                 st.retry_at = retry
-            case StepCancelled():
+            case events.StepCancelled():
                 self._finish(t, "cancelled").error = t.payload.reason or "cancelled"
-            case StepBlocked():
+            case events.StepBlocked():
                 self._finish(t, "blocked").error = t.payload.reason
-            case StepSkipped():
+            case events.StepSkipped():
                 self._on_step_skipped(t)
-            case GateOpened():
+            case events.GateOpened():
                 self._on_gate_opened(t)
-            case GateDecided():
+            case events.GateDecided():
                 self._on_gate_decided(t)
-            case GateRefused():
+            case events.GateRefused():
                 if t.key in self.gates:
                     self.gates[t.key].refusals.append(t.payload.model_dump(exclude_unset=True))
-            case GateTimedOut():
+            case events.GateTimedOut():
                 self._on_gate_timed_out(t)
-            case ServiceStarted():
+            case events.ServiceStarted():
                 p = t.payload
                 self.services[p.name] = ServiceState(name=p.name, state="running", url=p.url, pid=p.pid)
-            case ServiceFailed():
+            case events.ServiceFailed():
                 svc = self.services.setdefault(t.payload.name, ServiceState(name=t.payload.name))
                 svc.state = "failed"
                 svc.error = t.payload.error
-            case ServiceStopped():
+            case events.ServiceStopped():
                 svc = self.services.setdefault(t.payload.name, ServiceState(name=t.payload.name))
                 svc.state = "stopped"
                 svc.pid = None
-            case RunFinished():
+            case events.RunFinished():
                 self._on_run_finished(t)
-            case StepReattached() | StepCancelRequested() | RunCancelRequested() | JournalRepaired():
+            case (
+                events.StepReattached()
+                | events.StepCancelRequested()
+                | events.StepRetryRequested()
+                | events.RunCancelRequested()
+                | events.JournalRepaired()
+            ):
                 pass  # recorded for the reader; the state they change is set by the events that follow
             case _:
                 assert_never(t)
@@ -202,7 +196,7 @@ class SessionState(BaseModel):
             self.steps[key] = StepState(stage=ev.stage or "", step=ev.step or "")
         return self.steps[key]
 
-    def _on_session_started(self, ev: SessionStarted) -> None:
+    def _on_session_started(self, ev: events.SessionStarted) -> None:
         p = ev.payload
         self.state = "running"
         self.started = self.started or ev.ts
@@ -220,7 +214,7 @@ class SessionState(BaseModel):
             if st.state in ("running", "retrying"):
                 st.state = "pending"  # interrupted by the crash; the resumed engine decides what to do
 
-    def _on_step_started(self, ev: StepStarted) -> None:
+    def _on_step_started(self, ev: events.StepStarted) -> None:
         st = self._step(ev)
         p = ev.payload
         st.state = "running"
@@ -245,7 +239,7 @@ class SessionState(BaseModel):
         st.handle = None
         return st
 
-    def _on_step_skipped(self, ev: StepSkipped) -> None:
+    def _on_step_skipped(self, ev: events.StepSkipped) -> None:
         st = self._step(ev)
         st.state = "skipped"
         st.cached = True
@@ -254,7 +248,7 @@ class SessionState(BaseModel):
         if ev.payload.outputs is not None:
             st.outputs = ev.payload.outputs
 
-    def _on_gate_opened(self, ev: GateOpened) -> None:
+    def _on_gate_opened(self, ev: events.GateOpened) -> None:
         st = self._step(ev)
         st.state = "waiting"
         st.started = st.started or ev.ts
@@ -270,9 +264,10 @@ class SessionState(BaseModel):
             evidence=p.evidence,
             evidence_sha256=p.evidence_sha256,
             audit=p.audit,
+            criteria=p.criteria,
         )
 
-    def _on_gate_decided(self, ev: GateDecided) -> None:
+    def _on_gate_decided(self, ev: events.GateDecided) -> None:
         key = ev.key
         gate = self.gates.setdefault(key, GateState(id=key, stage=ev.stage or "", step=ev.step or ""))
         p = ev.payload
@@ -287,7 +282,7 @@ class SessionState(BaseModel):
         st.error = None if gate.decision == "go" else f"NO-GO by {gate.operator}: {gate.reason}"
         st.summary = {"decision": gate.decision, "operator": gate.operator, "override": gate.override}
 
-    def _on_gate_timed_out(self, ev: GateTimedOut) -> None:
+    def _on_gate_timed_out(self, ev: events.GateTimedOut) -> None:
         key = ev.key
         gate = self.gates.setdefault(key, GateState(id=key, stage=ev.stage or "", step=ev.step or ""))
         gate.state = "timed_out"
@@ -297,7 +292,7 @@ class SessionState(BaseModel):
         st = self._finish(ev, "failed")
         st.error = "gate timed out: NO-GO"
 
-    def _on_run_finished(self, ev: RunFinished) -> None:
+    def _on_run_finished(self, ev: events.RunFinished) -> None:
         p = ev.payload
         self.state = p.state
         self.finished = ev.ts
@@ -310,6 +305,15 @@ class SessionState(BaseModel):
     def waiting_gates(self) -> list[GateState]:
         return [g for g in self.gates.values() if g.state == "waiting"]
 
+    def pass_criteria(self) -> list[dict[str, Any]]:
+        """The plan's pass criteria as the final gate judged them, or each one not judged yet."""
+        gate = self.gates.get(self.final_gate) if self.final_gate else None
+        if gate is not None and gate.criteria is not None:
+            return gate.criteria
+        if self.final_gate is None:
+            return pending_criteria("the plan has no final gate")
+        return pending_criteria(f"the final gate {self.final_gate} has not opened")
+
     def public(self) -> dict[str, Any]:
         """The ``phasef status --json`` contract (stable; scripts rely on it)."""
         return {
@@ -319,6 +323,11 @@ class SessionState(BaseModel):
             "started": self.started,
             "finished": self.finished,
             "final_decision": self.final_decision,
+            "final_gate": self.final_gate,
+            "pass_criteria": [
+                {k: c.get(k) for k in ("criterion", "label", "met", "evidence", "source", "sha256")}
+                for c in self.pass_criteria()
+            ],
             "exit_code": self.exit_code,
             "error": self.error,
             "steps": [
@@ -342,6 +351,7 @@ class SessionState(BaseModel):
                     "operator": g.operator,
                     "reason": g.reason,
                     "override": g.override,
+                    "final": g.id == self.final_gate,
                     "evidence_sha256": g.evidence_sha256,
                     "decided_at": g.decided_at,
                 }
@@ -353,6 +363,8 @@ class SessionState(BaseModel):
 
 
 def replay(events: Iterable[Event | JournalProblem], session: str) -> SessionState:
+    """The state after ``events``; an event whose payload does not fit its type (a damaged or hand-edited journal)
+    becomes a problem naming its sequence number and type, and the replay goes on."""
     state = SessionState(session=session)
     for item in events:
         if isinstance(item, Event):

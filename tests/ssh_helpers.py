@@ -1,4 +1,4 @@
-"""Helpers for the SSH tests: operator keys, the real OpenSSH client driven through tmux, an in-process server.
+"""Helpers for the SSH tests: operator keys, the real OpenSSH client, an in-process server (tmux: tests/tmux_helpers).
 
 The in-process server runs the same ``SSHService`` as ``phasef serve`` on its own event loop in a thread, with a
 small terminal program in place of the TUI where a test needs to see exactly what a session receives (environment,
@@ -11,10 +11,8 @@ import asyncio
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -111,119 +109,6 @@ def ssh_argv(port: int, key: Path, *extra: str, user: str = "operator") -> list[
 
 def run_ssh(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Tmux:
-    """A private tmux server (own socket, no user config) whose panes run real ``ssh`` clients."""
-
-    def __init__(self) -> None:
-        if shutil.which("tmux") is None:
-            raise RuntimeError("tmux is not installed")
-        self.folder = Path(tempfile.mkdtemp(prefix="phasef-tmux-"))
-        self.socket = self.folder / "sock"
-        self.config = self.folder / "tmux.conf"
-        # options in a config file hold before the first pane starts (a fast-failing ssh must leave its status)
-        self.config.write_text(
-            "set -g remain-on-exit on\nset -g status off\nset -g default-terminal xterm-256color\n"
-            "set -g escape-time 0\n"
-        )
-        self.windows: list[str] = []
-
-    def _tmux(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["tmux", "-S", str(self.socket), "-f", str(self.config), *args], capture_output=True, text=True, timeout=15
-        )
-
-    def start(self, name: str, argv: list[str], width: int = 100, height: int = 30) -> str:
-        # the exit status goes to a file: tmux 3.3 sometimes leaves a fast-exiting pane process unreaped
-        status = self.folder / f"{name}.status"
-        wrapped = ["sh", "-c", f'"$@"; echo $? > {_quote(str(status))}', "sh", *argv]
-        command = " ".join(_quote(a) for a in wrapped)
-        if not self.windows:
-            r = self._tmux("new-session", "-d", "-s", "t", "-n", name, "-x", str(width), "-y", str(height), command)
-            assert r.returncode == 0, r.stderr
-        else:
-            r = self._tmux("new-window", "-d", "-t", "t:", "-n", name, command)
-            assert r.returncode == 0, r.stderr
-            self.resize(name, width, height)
-        self.windows.append(name)
-        return name
-
-    def screen(self, name: str) -> str:
-        return self._tmux("capture-pane", "-p", "-t", f"t:{name}").stdout
-
-    def wait_for(self, name: str, text: str, timeout: float = 30) -> str:
-        found: list[str] = []
-
-        def seen() -> bool:
-            found[:] = [self.screen(name)]
-            return text in found[0]
-
-        try:
-            wait_until(seen, timeout, f"{text!r} on {name}")
-        except AssertionError:
-            raise AssertionError(
-                f"timed out waiting for {text!r} on {name}; screen:\n{found[0] if found else ''}"
-            ) from None
-        return found[0]
-
-    def wait_for_any(self, name: str, texts: list[str], timeout: float = 30) -> str:
-        found: list[str] = [""]
-
-        def seen() -> bool:
-            found[0] = self.screen(name)
-            return any(t in found[0] for t in texts)
-
-        try:
-            wait_until(seen, timeout, f"one of {texts!r} on {name}")
-        except AssertionError:
-            raise AssertionError(f"timed out waiting for one of {texts!r} on {name}; screen:\n{found[0]}") from None
-        return found[0]
-
-    def send(self, name: str, *keys: str, literal: bool = False) -> None:
-        args = ["send-keys", "-t", f"t:{name}"] + (["-l"] if literal else []) + list(keys)
-        assert self._tmux(*args).returncode == 0
-
-    def resize(self, name: str, width: int, height: int) -> None:
-        r = self._tmux("resize-window", "-t", f"t:{name}", "-x", str(width), "-y", str(height))
-        assert r.returncode == 0, r.stderr
-
-    def exit_status(self, name: str) -> int | None:
-        """The pane program's exit status once it has ended, else None."""
-        try:
-            text = (self.folder / f"{name}.status").read_text().strip()
-        except FileNotFoundError:
-            return None
-        return int(text) if text else None
-
-    def wait_exit(self, name: str, timeout: float = 20) -> int:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            code = self.exit_status(name)
-            if code is not None:
-                return code
-            time.sleep(0.05)
-        raise AssertionError(f"the program in {name} did not exit; screen:\n{self.screen(name)}")
-
-    def close(self) -> None:
-        self._tmux("kill-server")
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
 
 
 class ServerThread:

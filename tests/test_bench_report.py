@@ -17,9 +17,9 @@ from pipeline.report.eval_report import (
     compute_metrics,
     load_report,
     percentile,
-    within_slope,
     write_report,
 )
+from pipeline.traces.growth import GrowthFit
 
 GATE = Gate(
     min_ticks=5,
@@ -120,10 +120,21 @@ def test_percentile_interpolates_like_numpy_linear() -> None:
     assert percentile([5.0, 1.0, 3.0], 0) == 1.0 and percentile([5.0, 1.0, 3.0], 100) == 5.0
 
 
-def test_within_slope_ignores_episode_offsets() -> None:
-    groups = {"a": [(0, 100), (1, 110), (2, 120)], "b": [(0, 1000), (1, 1010)]}
-    assert within_slope(groups) == pytest.approx(10.0)
-    assert within_slope({"a": [(0, 5)]}) is None
+def test_growth_is_a_within_episode_slope_that_ignores_episode_offsets() -> None:
+    fit = GrowthFit(0)
+    for key, points in {"a": [(0, 100), (1, 110), (2, 120)], "b": [(0, 1000), (1, 1010)]}.items():
+        fit.start(key)
+        for x, y in points:
+            fit.add(key, x, y)
+    assert fit.growth() == pytest.approx(10.0)
+    lone = GrowthFit(0)
+    lone.add("a", 0, 5)
+    assert lone.growth() is None
+    late = GrowthFit()  # default warm-up: context_window + 1, else 5
+    late.start("w", context_window=1)
+    for x, y in [(0, 900), (1, 10), (2, 20), (3, 30)]:
+        late.add("w", x, y)
+    assert late.growth() == pytest.approx(10.0)
 
 
 def test_metrics_from_a_known_trace(tmp_path: Path) -> None:
@@ -141,7 +152,7 @@ def test_metrics_from_a_known_trace(tmp_path: Path) -> None:
     assert m.schema_violation_rate == 0.5
     assert m.thrash_ticks == 1
     assert m.context_profile.max_chars == 500 and m.context_profile.growth_per_tick == 0.0
-    assert m.context_profile.warmup_ticks == 2  # context_window + 1
+    assert m.context_profile.warmup_ticks is None  # per episode: context_window + 1
 
 
 def test_a_good_trace_passes_every_check(tmp_path: Path) -> None:

@@ -18,6 +18,13 @@ except ModuleNotFoundError:
     from tests.test_bench_report import sample_records, write  # type: ignore[no-redef]
 
 GATE = Gate(5, 1000, 10.0, 2, True)
+GATE_TABLE = {
+    "min_ticks": 5,
+    "context_budget_chars": 1000,
+    "max_context_growth_per_tick": 10.0,
+    "context_warmup_ticks": 2,
+    "require_evidence": True,
+}
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "external-stage-a.toml"
 
 
@@ -47,7 +54,7 @@ def _ctx(tmp_path: Path, params: dict[str, object]) -> StepContext:
 
 def test_a_consistent_pair_is_valid(pair: tuple[Path, Path]) -> None:
     report, trace = pair
-    result = validate_files(report, trace, check_hash=True)
+    result = validate_files(report, trace, gate=GATE, check_hash=True)
     assert result.ok, result.errors
     assert result.trace_records == 11 and result.report is not None
 
@@ -60,7 +67,7 @@ def test_report_errors_name_line_and_field(pair: tuple[Path, Path]) -> None:
     data["verdict"] = "MAYBE"
     report.write_text(json.dumps(data, indent=2))
     lines = report.read_text().splitlines()
-    errors = validate_files(report, trace).errors
+    errors = validate_files(report, trace, gate=GATE).errors
     p50_line = next(i for i, line in enumerate(lines, 1) if '"p50"' in line)
     assert any(e.startswith(f"{report}:{p50_line}: latency.p50:") for e in errors), errors
     assert any("taskSetHash: required key is missing" in e for e in errors)
@@ -74,22 +81,33 @@ def test_trace_errors_are_all_listed_and_numbers_must_match(pair: tuple[Path, Pa
     lines[4] = "{not json"
     lines.append(json.dumps({"kind": "teleport", "episode": "e9", "ts": 1}))
     trace.write_text("\n".join(lines) + "\n")
-    errors = validate_files(report, trace, check_hash=True).errors
+    errors = validate_files(report, trace, gate=GATE, check_hash=True).errors
     assert any(e.startswith(f"{trace}:2: outcome:") for e in errors), errors
     assert f"{trace}:5: not a JSON object" in errors
-    assert any(e.startswith(f"{trace}:12: field 'kind'") for e in errors)
-    assert any("ticksObserved: report says 7, the trace shows 6" in e for e in errors)
-    assert any("trace.sha256: does not match" in e for e in errors)
+    assert any(e.startswith(f"{trace}:12: kind: expected one of") for e in errors), errors
+    assert any("ticksObserved: report says 7, phasef computes 6 from the trace" in e for e in errors), errors
+    assert any(": trace.sha256: report says" in e for e in errors)
 
 
 def test_validate_step_fails_with_the_problems_and_passes_a_good_pair(pair: tuple[Path, Path], tmp_path: Path) -> None:
     report, trace = pair
-    summary = validate_step(_ctx(tmp_path, {"report": report.name, "trace": trace.name}))
+    summary = validate_step(_ctx(tmp_path, {"report": report.name, "trace": trace.name, "gate": GATE_TABLE}))
     assert summary["valid"] and summary["verdict"] == "PASS" and summary["ticksObserved"] == 7
+    assert summary["report"] == str(tmp_path / "art" / "eval_report.json")
     with pytest.raises(StepFailed, match="verdict is FAIL"):
         failing = tmp_path / "fail.json"
         write_report(build_report(trace, run_id="x", gate=Gate(100, 1000, 10.0, 2, True), task_set_hash="h"), failing)
-        validate_step(_ctx(tmp_path, {"report": str(failing), "trace": str(trace), "require_pass": True}))
+        validate_step(
+            _ctx(
+                tmp_path,
+                {
+                    "report": str(failing),
+                    "trace": str(trace),
+                    "require_pass": True,
+                    "gate": GATE_TABLE | {"min_ticks": 100},
+                },
+            )
+        )
     with pytest.raises(StepFailed, match=r"missing\.json"):
         validate_step(_ctx(tmp_path, {"report": "missing.json", "trace": trace.name}))
     with pytest.raises(StepFailed, match=r"params\.bogus"):
@@ -105,3 +123,22 @@ def test_external_stage_a_example_is_a_valid_plan() -> None:
     assert validate.function == "pipeline.bench.validate:validate_step"
     assert set(validate.params) >= {"report", "trace"}
     assert cfg.dependencies()["A.validate"] == ["A.bench"]
+
+
+def test_floats_agree_within_the_stated_tolerance_and_maps_compare_key_by_key(pair: tuple[Path, Path]) -> None:
+    report, trace = pair
+    data = json.loads(report.read_text())
+    data["latency"]["p50"] += 4e-7  # an unrounded figure: within ±1e-06
+    data["contextProfile"]["meanChars"] += 0.004  # within ±0.01 (phasef keeps 2 decimals)
+    data["contextProfile"]["perTickMean"][0] += 0.04  # within ±0.1
+    report.write_text(json.dumps(data, indent=2))
+    assert validate_files(report, trace, gate=GATE).ok
+    data["latency"]["p50"] += 2e-6
+    data["errorClasses"].pop("Fatal")
+    data["actors"]["robot"] = 1
+    report.write_text(json.dumps(data, indent=2))
+    errors = validate_files(report, trace, gate=GATE).errors
+    assert len(errors) == 3, errors
+    assert any("latency.p50: report says 0.2500024" in e and "(tolerance ±1e-06)" in e for e in errors)
+    assert any("errorClasses.Fatal: report has no entry, phasef computes 1 from the trace" in e for e in errors)
+    assert any("actors.robot: report says 1, phasef finds no entry in the trace" in e for e in errors)

@@ -354,6 +354,20 @@ def test_compare_step_writes_both_places_and_summarises(tmp_path: Path) -> None:
     a = (session / "report" / "comparison.json").read_text()
     assert a == (session / "artifacts" / "E" / "compare" / "comparison.json").read_text()
     assert json.loads(a)["baseline"]["name"] == "base"
+    # the report opens with the pass criteria as far as the comparison can judge them; the rest comes later
+    doc = json.loads(a)
+    assert list(doc)[:4] == ["schema", "pass_criteria", "final_decision", "overrides"]
+    assert [(c["criterion"], c["met"]) for c in doc["pass_criteria"]] == [
+        ("evidence", True),
+        ("comparison", True),
+        ("audit", False),
+    ]
+    assert doc["pass_criteria"][2]["evidence"] == "not judged yet: the final audit reads this comparison"
+    assert doc["final_decision"]["decision"] == "pending" and doc["overrides"] is None
+    md = (session / "report" / "comparison.md").read_text()
+    assert md.startswith("# Baseline vs fine-tuned\n\n## Pass criteria\n\n| criterion | met | evidence |\n")
+    assert "| recursive audit verdict = GO | **no** | not judged yet" in md
+    assert "**Final decision: pending**" in md and md.index("**Final decision") < md.index("## Delta table")
 
 
 def test_the_same_model_on_both_sides_gets_role_names(tmp_path: Path) -> None:

@@ -54,9 +54,18 @@ def test_default_cycle_end_to_end(tmp_path: Path) -> None:
             "offline auditors; rehearsing the loop",
             cwd=tmp_path,
         )
-        assert r.returncode == 0 and "operator override" in r.stdout, r.stdout + r.stderr
+        assert r.returncode == 0 and "OVERRIDE of the audit verdict" in r.stdout, r.stdout + r.stderr
         wait_for(lambda: has_event(session, "gate_opened", "E.final-gate") or proc.poll() is not None, 900, "E")
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        # the offline auditors cannot answer: the audit criterion is not met, so a plain GO is refused (the default
+        # ends GO-OVERRIDE or NO-GO, never GO)
+        crit = {
+            c["criterion"]: c
+            for c in json.loads(phasef("status", "cycle", "--json", cwd=tmp_path).stdout)["pass_criteria"]
+        }
+        assert crit["audit"]["met"] is False and crit["comparison"]["met"] is True, crit
+        r = phasef("approve", "cycle", "E.final-gate", "--decision", "go", "--as", "t", "--reason", "x", cwd=tmp_path)
+        assert r.returncode == 1 and "would override unmet pass criteria" in r.stderr, r.stdout + r.stderr
         r = phasef(
             "approve",
             "cycle",
@@ -84,6 +93,10 @@ def test_default_cycle_end_to_end(tmp_path: Path) -> None:
     assert [g["decision"] for g in status["gates"]] == ["go", "no-go"]
 
     comparison = json.loads((session / "report" / "comparison.json").read_text())
+    assert list(comparison)[:4] == ["schema", "pass_criteria", "final_decision", "overrides"]
+    assert comparison["final_decision"]["decision"] == "NO-GO"
+    assert [o["gate"] for o in comparison["overrides"]] == ["B.baseline-gate"]
+    assert (session / "report" / "comparison.md").read_text().startswith("# Baseline vs fine-tuned\n\n## Pass criteria")
     base_trace = session / "artifacts/A/voyager-realworld-eval/dirty_trace.jsonl"
     tuned_trace = session / "artifacts/D/guard-mcu-eval/dirty_trace.jsonl"
     base_rate, tuned_rate = _violation_rate(base_trace), _violation_rate(tuned_trace)

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from pipeline.events import EVENT_TYPES, SCHEMA_VERSION, GateDecided, StepStarted
+from pipeline.events import EVENT_TYPES, SCHEMA_VERSION, GateDecided, StepRetryRequested, StepStarted
 from pipeline.journal import Event, Journal, JournalProblem, JournalTail, read_journal
 from pipeline.state import load_state, replay
 
@@ -41,7 +41,9 @@ def test_a_journal_written_before_typed_events_replays(tmp_path: Path) -> None:
     before = json.loads(FIXTURE.with_suffix(".state.json").read_text())
     now = state.model_dump(mode="json")
     for st in now["steps"].values():
-        assert st.pop("handle") is None  # the one field added since
+        assert st.pop("handle") is None  # fields added since: the step's job handle,
+    for gate in now["gates"].values():
+        assert gate.pop("criteria") is None  # and the pass criteria a final gate judges (none in this journal)
     assert now == before
     # the typed view of the same lines
     started = [i.typed() for i in items if isinstance(i, Event) and i.type == "step_started"]
@@ -104,3 +106,72 @@ def test_the_headless_printer_reads_typed_events() -> None:
     assert lines[-1] == "run cancelled: final decision GO, exit 1 (cancelled: A.slow)"
     assert sum(x is None for x in lines) == sum(e["type"] in ("step_progress", "step_cancel_requested") for e in events)
     assert _plain_line({"seq": 1, "ts": "t", "type": "step_teleported", "payload": {}}, "old") is None
+
+
+def test_retry_criteria_and_override_events_are_typed(tmp_path: Path) -> None:
+    """The events of operator retries and of the final gate's pass criteria: typed, replayed, checked."""
+    criteria = [{"criterion": "audit", "label": "audit GO", "met": False, "evidence": "verdict.json: NO-GO"}]
+    path = _lines(
+        tmp_path,
+        {"seq": 1, "ts": "t", "type": "session_started", "payload": {"pid": 1, "final_gate": "B.g"}},
+        {"seq": 2, "ts": "t", "type": "step_failed", "stage": "A", "step": "s", "attempt": 1, "payload": {}},
+        {
+            "seq": 3,
+            "ts": "t",
+            "type": "step_retry_requested",
+            "stage": "A",
+            "step": "s",
+            "payload": {"operator": "ann", "reason": "flaky disk", "role": "approver"},
+        },
+        {"seq": 4, "ts": "t", "type": "gate_opened", "stage": "B", "step": "g", "payload": {"criteria": criteria}},
+        {
+            "seq": 5,
+            "ts": "t",
+            "type": "gate_decided",
+            "stage": "B",
+            "step": "g",
+            "payload": {
+                "decision": "go",
+                "operator": "ann",
+                "reason": "ok",
+                "override": True,
+                "unmet_criteria": ["audit"],
+            },
+        },
+        {
+            "seq": 6,
+            "ts": "t",
+            "type": "run_finished",
+            "payload": {
+                "state": "completed",
+                "exit_code": 4,
+                "final_decision": "GO-OVERRIDE",
+                "report": ["report/final-decision.json"],
+            },
+        },
+        {"seq": 7, "ts": "t", "type": "step_retry_requested", "stage": "A", "step": "s", "payload": {"reason": 3}},
+        {"seq": 8, "ts": "t", "type": "run_finished", "payload": {"final_decision": "MAYBE"}},
+    )
+    items = list(read_journal(path))
+    assert isinstance(items[2], Event) and isinstance(items[2].typed(), StepRetryRequested)
+    assert items[2].typed().payload.operator == "ann"
+    problems = [str(i) for i in items if isinstance(i, JournalProblem)]
+    assert problems == [
+        f"{path}:7: step_retry_requested: field 'payload.reason': Input should be a valid string",
+        f"{path}:8: run_finished: field 'payload.final_decision': Input should be 'GO', 'GO-OVERRIDE' or 'NO-GO'",
+    ]
+    state = replay(items, "s")
+    assert state.steps["A.s"].state == "failed"  # a retry request changes nothing until the step starts again
+    gate = state.gates["B.g"]
+    assert gate.criteria == criteria and gate.override is True
+    assert (state.final_decision, state.exit_code) == ("GO-OVERRIDE", 4)
+    assert state.public()["pass_criteria"][0]["met"] is False
+    from phasef_tui.headless import _plain_line
+
+    raw = [json.loads(line) for line in path.read_text().splitlines()]
+    assert _plain_line(raw[2], "s") == "A.s: retry requested by ann: flaky disk"
+    assert "pass criteria NOT met: audit GO (a GO needs --override)" in str(_plain_line(raw[3], "s"))
+    assert _plain_line(raw[4], "s") == "B.g: GO by ann: ok (operator OVERRIDE of unmet pass criteria: audit)"
+    assert _plain_line(raw[5], "s") == (
+        "run completed: final decision GO-OVERRIDE, exit 4; report report/final-decision.json"
+    )

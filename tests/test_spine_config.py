@@ -161,4 +161,7 @@ def test_builtin_functions_and_their_params_are_checked() -> None:
         f"plan.toml:{lines.index('[stages.B.steps.split]') + 4}: stages.B.steps.split.params.sede: unknown key"
         in message
     )
-    assert f"plan.toml:{lines.index('[stages.B.steps.typo]') + 3}: stages.B.steps.typo.function: cannot load" in message
+    assert (
+        f"plan.toml:{lines.index('[stages.B.steps.typo]') + 3}: stages.B.steps.typo.function: "
+        "'pipeline.data.nope:run' is not a registered step function" in message
+    )

@@ -62,12 +62,15 @@ async def test_protocol_over_the_socket(tmp_path: Path) -> None:
     assert viewer["ok"] is False and "only approvers" in viewer["error"]
     status = await _request(server.path, {"v": 1, "op": "status"})
     assert status["data"]["gates"][0]["state"] == "waiting"
-    ok = await _request(
-        server.path, {"v": 1, "op": "approve", "gate": "A.gate", "decision": "go", "operator": "ann", "reason": "fine"}
-    )
-    assert ok["ok"] is True and ok["data"]["operator"] == "ann"
+    # this plan has no comparison and no audit: a GO at its final gate overrides every pass criterion
+    sign = {"v": 1, "op": "approve", "gate": "A.gate", "decision": "go", "operator": "ann", "reason": "fine"}
+    plain = await _request(server.path, sign)
+    assert plain["ok"] is False and "would override unmet pass criteria" in plain["error"]
+    assert "recursive audit verdict = GO" in plain["error"] and "no comparison report" in plain["error"]
+    ok = await _request(server.path, {**sign, "override": True})
+    assert ok["ok"] is True and ok["data"]["operator"] == "ann" and ok["data"]["override"] is True
     result = await asyncio.wait_for(run, 20)
-    assert result.exit_code == 0 and result.final_decision == "GO"
+    assert result.exit_code == 4 and result.final_decision == "GO-OVERRIDE"
     writer.close()
     await server.close()
     engine.journal.close()

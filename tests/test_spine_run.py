@@ -33,6 +33,7 @@ def test_sample_plan_gate_released_by_approve_from_another_process(tmp_path: Pat
             "operator": None,
             "reason": None,
             "override": False,
+            "final": True,
             "evidence_sha256": status["gates"][0]["evidence_sha256"],
             "decided_at": None,
         }
@@ -42,13 +43,18 @@ def test_sample_plan_gate_released_by_approve_from_another_process(tmp_path: Pat
         phasef("approve", "demo", "nope", "--decision", "go", "--as", "a", "--reason", "x", cwd=tmp_path).returncode
         == 1
     )
-    r = phasef("approve", "demo", "release", "--decision", "go", "--as", "alice", "--reason", "ok", cwd=tmp_path)
+    # the sample plan has no comparison and no audit: its GO overrides the pass criteria, and must say so
+    sign = ("approve", "demo", "release", "--decision", "go", "--as", "alice", "--reason", "ok")
+    r = phasef(*sign, cwd=tmp_path)
+    assert r.returncode == 1 and "would override unmet pass criteria" in r.stderr, r.stderr
+    r = phasef(*sign, "--override", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "GO signed by alice" in r.stdout
+    assert "GO signed by alice as an OVERRIDE of unmet pass criteria" in r.stdout
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, out
+    assert proc.returncode == 4, out
     status = json.loads(phasef("status", "demo", "--json", cwd=tmp_path).stdout)
-    assert status["source"] == "journal" and status["state"] == "completed" and status["final_decision"] == "GO"
+    assert status["source"] == "journal" and status["state"] == "completed"
+    assert status["final_decision"] == "GO-OVERRIDE" and status["exit_code"] == 4
     steps = {f"{s['stage']}.{s['step']}": s for s in status["steps"]}
     assert steps["A.flaky"]["attempts"] == 2 and steps["A.flaky"]["state"] == "succeeded"
     assert steps["B.slow"]["attempts"] == 2  # the first attempt hung and was killed by the timeout
@@ -57,9 +63,9 @@ def test_sample_plan_gate_released_by_approve_from_another_process(tmp_path: Pat
     assert any(e["payload"].get("timed_out") for e in failed if e["step"] == "slow")
     assert (session / "config.resolved.toml").exists()
     assert (session / "logs" / "A.flaky.1.log").read_text().strip() == "transient failure"
-    # a second decision on a decided gate is refused: no supervisor runs any more
+    # a second decision on a decided gate is refused from the journal: no supervisor runs any more
     r = phasef("approve", "demo", "release", "--decision", "no-go", "--as", "bob", "--reason", "late", cwd=tmp_path)
-    assert r.returncode == 2 and "no supervisor is running" in r.stderr
+    assert r.returncode == 1 and "gate C.release is not waiting: decided by alice (go)" in r.stderr
 
 
 GATE_PLAN = """
@@ -201,7 +207,9 @@ def test_sigkill_mid_step_then_resume(tmp_path: Path) -> None:
     assert (session / "quick.txt").stat().st_mtime_ns == quick_mtime  # the finished step did not run again
     assert [e["step"] for e in events if e["type"] == "step_started"].count("quick") == 1
     assert [e["step"] for e in events if e["type"] == "step_started"].count("long") == 1
-    r = phasef("approve", "k", "B.gate", "--decision", "go", "--as", "erin", "--reason", "ok", cwd=tmp_path)
+    r = phasef(
+        "approve", "k", "B.gate", "--decision", "go", "--as", "erin", "--reason", "ok", "--override", cwd=tmp_path
+    )
     assert r.returncode == 0, r.stderr
     wait_for(lambda: has_event(session, "step_started", "B.slow-after"), 30, "B.slow-after")
     _kill(proc)  # killed again, after the decision and during a step whose process we then kill too
@@ -211,7 +219,7 @@ def test_sigkill_mid_step_then_resume(tmp_path: Path) -> None:
     time.sleep(0.2)
 
     r = phasef("run", "--headless", "--resume", "k", cwd=tmp_path, timeout=60)
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.returncode == 4, r.stdout + r.stderr  # GO-OVERRIDE: the plan has no comparison and no audit
     events = journal_events(session)
     assert sum(e["type"] == "gate_decided" for e in events) == 1
     assert sum(e["type"] == "gate_opened" for e in events) == 1
@@ -220,7 +228,7 @@ def test_sigkill_mid_step_then_resume(tmp_path: Path) -> None:
     assert [e["type"] for e in after] == ["step_started", "step_failed", "step_started"]
     assert after[1]["payload"].get("interrupted") is True
     status = json.loads(phasef("status", "k", "--json", cwd=tmp_path).stdout)
-    assert status["state"] == "completed" and status["final_decision"] == "GO" and not status["problems"]
+    assert status["state"] == "completed" and status["final_decision"] == "GO-OVERRIDE" and not status["problems"]
 
 
 def test_a_decided_gate_is_asked_again_only_when_its_evidence_changed(tmp_path: Path) -> None:
@@ -233,10 +241,22 @@ def test_a_decided_gate_is_asked_again_only_when_its_evidence_changed(tmp_path: 
         if round_ != 1:
             opened = sum(e["type"] == "gate_opened" for e in journal_events(session))
             wait_for(lambda n=opened: sum(e["type"] == "gate_opened" for e in journal_events(session)) > n, 30, "gate")
-            r = phasef("approve", "r", "A.gate", "--decision", "go", "--as", "fay", "--reason", "ok", cwd=tmp_path)
+            r = phasef(
+                "approve",
+                "r",
+                "A.gate",
+                "--decision",
+                "go",
+                "--as",
+                "fay",
+                "--reason",
+                "ok",
+                "--override",
+                cwd=tmp_path,
+            )
             assert r.returncode == 0, r.stderr
         out, _ = proc.communicate(timeout=30)
-        assert proc.returncode == 0, out
+        assert proc.returncode == 4, out
     opened = [e for e in journal_events(session) if e["type"] == "gate_opened"]
     assert len(opened) == 2  # the unchanged second run did not ask again
     assert opened[1]["payload"]["reopened"].startswith("the evidence changed since the decided decision")
@@ -246,6 +266,7 @@ def test_a_decided_gate_is_asked_again_only_when_its_evidence_changed(tmp_path: 
 def test_cancelling_a_step_gives_it_time_to_save(tmp_path: Path) -> None:
     write_plan(
         tmp_path,
+        '[project]\nstep_functions = ["tests.spine_steps:slow_saver"]\n'
         '[stages.A]\ntitle = "A"\n[stages.A.steps.work]\nkind = "builtin"\nfunction = "tests.spine_steps:slow_saver"\n',
     )
     session = tmp_path / "sessions" / "x"

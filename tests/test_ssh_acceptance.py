@@ -30,7 +30,8 @@ from tests.spine_helpers import (
     wait_for,
     write_plan,
 )
-from tests.ssh_helpers import Tmux, capture_raw, fingerprint, make_key, run_ssh, ssh_argv, write_keys
+from tests.ssh_helpers import capture_raw, fingerprint, make_key, run_ssh, ssh_argv, write_keys
+from tests.tmux_helpers import Tmux
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ssh") is None or shutil.which("tmux") is None, reason="needs the OpenSSH client and tmux"
@@ -107,13 +108,6 @@ def served(tmp_path: Path) -> Iterator[Served]:
     s.close()
 
 
-@pytest.fixture
-def tmux() -> Iterator[Tmux]:
-    t = Tmux()
-    yield t
-    t.close()
-
-
 def test_viewer_is_refused_and_the_approver_signs_the_gate_over_ssh(served: Served, tmux: Tmux) -> None:
     tmux.start("viewer", ssh_argv(served.port, served.victor, "-tt"), 120, 35)
     tmux.wait_for("viewer", PROMPT)
@@ -121,8 +115,11 @@ def test_viewer_is_refused_and_the_approver_signs_the_gate_over_ssh(served: Serv
     tmux.wait_for("viewer", "gate B.release")
     tmux.send("viewer", "a")
     screen = tmux.wait_for_any("viewer", ["APPROVE (GO)", "not signed"])
-    if "APPROVE (GO)" in screen:  # the dialog opens for anyone; the signature is what gets refused
+    if "APPROVE (GO)" in screen:  # the dialogs open for anyone; the signature is what gets refused
         tmux.send("viewer", "viewer tries", literal=True)
+        tmux.send("viewer", "Enter")
+        tmux.wait_for("viewer", "unmet pass criteria")  # the plan has no comparison nor audit: an override
+        tmux.send("viewer", "override", literal=True)
         tmux.send("viewer", "Enter")
     screen = tmux.wait_for("viewer", "not signed")
     assert "only approvers" in _unwrapped(screen)
@@ -137,13 +134,16 @@ def test_viewer_is_refused_and_the_approver_signs_the_gate_over_ssh(served: Serv
     tmux.wait_for("approver", "APPROVE (GO) gate B.release as alice")
     tmux.send("approver", "checked over ssh", literal=True)
     tmux.send("approver", "Enter")
+    tmux.wait_for("approver", "GO at the final gate B.release over 3 unmet pass criteria")
+    tmux.send("approver", "override", literal=True)
+    tmux.send("approver", "Enter")
     wait_for(lambda: has_event(served.session, "gate_decided", "B.release"), 30, "the decision")
     decided = [e for e in journal_events(served.session) if e["type"] == "gate_decided"]
     assert decided[0]["payload"]["operator"] == "alice"
     assert decided[0]["payload"]["key_fingerprint"] == fingerprint(served.alice)
     assert decided[0]["payload"]["reason"] == "checked over ssh"
     out, _ = served.supervisor.communicate(timeout=60)
-    assert served.supervisor.returncode == 0, out
+    assert served.supervisor.returncode == 4, out  # GO-OVERRIDE
     gate = served.status()["gates"][0]
     assert (gate["state"], gate["decision"], gate["operator"]) == ("decided", "go", "alice")
     logins = {e["operator"]: e for e in map(json.loads, served.log.read_text().splitlines()) if e["event"] == "login"}

@@ -13,36 +13,20 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncssh
 import pytest
 
+from phasef_tui.ssh.admission import MaxStartups
 from phasef_tui.ssh.server import SHUTDOWN_MESSAGE
 from phasef_tui.ssh.session import NO_TERMINAL, NO_TERMINAL_FOR_KEY
-from tests.ssh_helpers import (
-    Tmux,
-    fingerprint,
-    log_events,
-    make_key,
-    run_ssh,
-    ssh_argv,
-    standin_server,
-    wait_until,
-    write_keys,
-)
+from tests.ssh_helpers import fingerprint, log_events, make_key, run_ssh, ssh_argv, standin_server, write_keys
+from tests.tmux_helpers import Tmux, wait_until
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ssh") is None or shutil.which("tmux") is None, reason="needs the OpenSSH client and tmux"
 )
-
-
-@pytest.fixture
-def tmux() -> Iterator[Tmux]:
-    t = Tmux()
-    yield t
-    t.close()
 
 
 def _approver(tmp_path: Path, name: str = "alice") -> tuple[Path, str]:
@@ -256,7 +240,7 @@ def test_a_client_that_takes_no_output_is_bounded_then_cut_off(tmp_path: Path) -
 
 def test_logins_are_bounded_in_time_and_number(tmp_path: Path) -> None:
     key, line = _approver(tmp_path)
-    with standin_server(tmp_path, [line], login_timeout=1.0, max_startups=2) as server:
+    with standin_server(tmp_path, [line], login_timeout=1.0, max_startups=MaxStartups.parse("2")) as server:
         quiet = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
         for s in quiet:
             s.settimeout(10)
@@ -335,3 +319,112 @@ def test_keepalives_find_a_client_that_stopped_answering(tmp_path: Path) -> None
             client.send_signal(signal.SIGCONT)
             client.kill()
             client.wait(10)
+
+
+def _silent_connections(port: int, source: str, count: int) -> list[socket.socket]:
+    """``count`` TCP connections from ``source`` (a loopback address) that never send a byte."""
+    conns = []
+    for _ in range(count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((source, 0))
+        s.settimeout(10)
+        s.connect(("127.0.0.1", port))
+        conns.append(s)
+    return conns
+
+
+def test_half_open_connections_from_one_address_cannot_lock_out_an_operator(tmp_path: Path, tmux: Tmux) -> None:
+    key, line = _approver(tmp_path)
+    log = tmp_path / "ssh.jsonl"
+    # without the per-source limit and with a hard cap of 10 (the old behaviour), 30 silent connections from
+    # 127.0.0.2 leave nothing for the operator: this is the lock-out being guarded against
+    with standin_server(tmp_path, [line], max_startups=MaxStartups.parse("10"), per_source_startups=0) as server:
+        silent = _silent_connections(server.port, "127.0.0.2", 30)
+        wait_until(lambda: len(log_events(log, "connect")) == 10, 10, "ten connections logging in")
+        r = run_ssh(ssh_argv(server.port, key, "-T"))
+        assert r.returncode == 255  # reset before the version exchange
+        for s in silent:
+            s.close()
+    log.unlink()
+
+    # the defaults: 4 per address, 10:30:100; the silent ones are also closed after --preauth-timeout
+    with standin_server(tmp_path, [line], preauth_timeout=2.0) as server:
+        silent = _silent_connections(server.port, "127.0.0.2", 30)
+        wait_until(lambda: len(log_events(log, "refused")) == 26, 10, "26 of the 30 to be dropped")
+        started = time.monotonic()
+        tmux.start("op", ssh_argv(server.port, key, "-tt"))
+        tmux.wait_for("op", "SIZE 100x30", timeout=10)  # the operator's first frame
+        assert time.monotonic() - started < 5
+        tmux.send("op", "q")
+        assert tmux.wait_exit("op") == 0
+        closed_at = []
+        for s in silent:
+            while True:
+                try:
+                    if not s.recv(4096):
+                        break
+                except ConnectionResetError:
+                    break
+            closed_at.append(time.monotonic() - started)
+            s.close()
+        assert max(closed_at) < 8  # the 4 admitted ones went at the pre-auth timeout, not the 30 s login timeout
+    connects = log_events(log, "connect")
+    assert [e["peer"].split(":")[0] for e in connects].count("127.0.0.2") == 4
+    refused = [e for e in log_events(log, "refused") if e["what"] == "connection"]
+    assert len(refused) == 26 and all(e["peer"].startswith("127.0.0.2:") for e in refused)
+    assert {e["reason"] for e in refused} == {"too many connections logging in from 127.0.0.2"}
+    assert {e["limit"] for e in refused} == {"per-source"}
+    closing = [e for e in log_events(log, "closing") if e["peer"].startswith("127.0.0.2:")]
+    assert len(closing) == 4 and all("key exchange within 2 s" in e["reason"] for e in closing)
+    assert any(e["operator"] == "alice" for e in log_events(log, "session_start"))
+
+
+def test_many_addresses_slow_operators_down_but_cannot_lock_them_out(tmp_path: Path) -> None:
+    key, line = _approver(tmp_path)
+    log = tmp_path / "ssh.jsonl"
+    with standin_server(tmp_path, [line]) as server:  # 10:30:100, 4 per address
+        # one silent connection from each of 60 addresses: past 10 logging in, new ones are dropped at random
+        silent = [s for n in range(3, 63) for s in _silent_connections(server.port, f"127.0.0.{n}", 1)]
+        wait_until(lambda: len(log_events(log, "connect")) + len(log_events(log, "refused")) == 60, 10, "all 60")
+        admitted = len(log_events(log, "connect"))
+        assert 10 < admitted < 60
+        early = [e for e in log_events(log, "refused") if e.get("limit") == "random-early-drop"]
+        assert len(early) == 60 - admitted
+        # an operator gets through within a few tries (each try is dropped with p = 0.3..0.7 here)
+        tries = []
+        for _ in range(20):
+            r = run_ssh(ssh_argv(server.port, key, "-T"))
+            tries.append(r.returncode)
+            if r.returncode == 1 and NO_TERMINAL in r.stderr:
+                break
+        assert tries[-1] == 1, tries
+        for s in silent:
+            s.close()
+
+
+def test_agent_x11_and_environment_requests_are_refused_each_with_a_log_line(tmp_path: Path, tmux: Tmux) -> None:
+    key, line = _approver(tmp_path)
+    log = tmp_path / "ssh.jsonl"
+    agent_socket = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(agent_socket)], stdout=subprocess.DEVNULL)
+    try:
+        wait_until(agent_socket.exists, 10, "the agent")
+        with standin_server(tmp_path, [line]) as server:
+            # a real agent for the client, so that ``ssh -A`` really asks for forwarding
+            argv = [a if a != "IdentityAgent=none" else f"IdentityAgent={agent_socket}" for a in ssh_argv(
+                server.port, key, "-tt", "-A", "-X", "-o", "SetEnv=COLORTERM=truecolor SECRET_TOKEN=hunter2 LANG=C"
+            )]  # fmt: skip
+            tmux.start("a", argv, env={"DISPLAY": ":7"})
+            screen = tmux.wait_for("a", "SIZE").replace("\n", "")
+            assert "COLORTERM=truecolor" in screen  # the session itself goes on
+            tmux.send("a", "q")
+            assert tmux.wait_exit("a") == 0
+    finally:
+        agent.terminate()
+        agent.wait(10)
+    refused = {e["what"]: e["reason"] for e in log_events(log, "refused")}
+    assert refused["agent forwarding"] == "forwarding is off"
+    assert refused["x11 forwarding"] == "forwarding is off"
+    assert refused["env SECRET_TOKEN LANG"] == "only COLORTERM and NO_COLOR are taken from the client"
+    assert "hunter2" not in log.read_text()
+    assert all(e["operator"] == "alice" and e["key"] == fingerprint(key) for e in log_events(log, "refused"))

@@ -22,6 +22,12 @@ REPO = Path(__file__).resolve().parents[1]
 needs_fixtures = pytest.mark.skipif(not FIXTURES.exists(), reason="foreign trace fixtures not present")
 
 
+@pytest.fixture(autouse=True)
+def _import_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Foreign traces are imported through the cache; keep it out of the home folder."""
+    monkeypatch.setenv("PHASEF_CACHE_DIR", str(tmp_path / "cache"))
+
+
 def _write_trace(path: Path) -> None:
     lines = [
         {"kind": "episode_start", "episode": "e", "ts": 1.0},
@@ -73,11 +79,17 @@ def test_stats_json_is_the_analysis(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert [b["line"] for b in data["bad_lines"]] == [3, 6]
 
 
-def test_stats_exits_2_when_the_file_cannot_be_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_stats_exits_2_when_the_file_cannot_be_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PHASEF_CACHE_DIR", str(tmp_path / "cache"))
     assert main(["trace", "stats", str(tmp_path / "missing.jsonl")]) == 2
     assert "cannot read" in capsys.readouterr().err
-    assert main(["trace", "stats", str(tmp_path)]) == 2
-    assert "is a directory" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["trace", "stats", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot read {empty}: a folder with no trace that could be imported (0 file(s) tried)" in err
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
     assert main(["trace", "stats", str(plain / "below")]) == 2

@@ -363,7 +363,10 @@ def test_imported_records_round_trip_through_canonical_jsonl(tmp_path: Path) -> 
 
 
 def test_formats_and_detection_errors(tmp_path: Path) -> None:
-    assert FORMATS == ("phasef", "swe-agent", "openhands", "mini-swe-agent", "tau-bench", "inspect-ai")
+    assert FORMATS == (
+        "phasef", "swe-agent", "openhands", "mini-swe-agent", "tau-bench", "inspect-ai",
+        "claude-code", "codex", "aider", "voyager", "otel-genai",
+    )  # fmt: skip
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"hello": "world"}))
     with pytest.raises(UnknownFormat, match="none of the known formats"):

@@ -19,6 +19,7 @@ from phasef_tui.screens.reason import ReasonDialog
 from phasef_tui.screens.report import ReportScreen
 from tests.tui_helpers import FIXED_NOW, ConstructedSource, constructed_session, open_feed, sample_records, write_trace
 from widgets.plots import BarPlot, LinePlot
+from widgets.session_view import CriterionView, GateView, SessionView
 
 SIZE = (80, 24)
 LOGS = {"B.audit": ("asking gemini", "asking claude", "verdict NO-GO"), "B.sign_off": ("waiting for alice",)}
@@ -147,7 +148,8 @@ async def test_report_delta_table_and_plots(tmp_path: Path) -> None:
         assert isinstance(report, ReportScreen)
         await pilot.pause(0.1)
         table = text_of(report.query_one("#deltas"), 100)
-        assert "latency p50" in table and "0.410s" in table and "0.330s" in table and "▲*" in table
+        latency = next(line for line in table.splitlines() if "latency p50" in line)
+        assert latency.split() == ["latency", "p50", "s", "0.410", "0.330", "-0.080", "▲*"]
         assert "schema violation rate" in table and "▼" in table
         assert "residual blockers" in table and "schema violation rate is worse" in table
         loss = report.query_one("#plot-loss", LinePlot)
@@ -160,3 +162,70 @@ async def test_report_delta_table_and_plots(tmp_path: Path) -> None:
         assert await until(pilot, lambda: "max 1,070" in context.plt.build())
         await pilot.press("P")
         assert report.plot == 1, "P goes back to the previous plot"
+
+
+def _overridden_session() -> SessionView:
+    """B overridden over a NO-GO audit, then the final gate signed GO over an unmet audit criterion."""
+    view = constructed_session()
+    criteria = (
+        CriterionView("evidence", "evidence completeness", True, "comparison.json: 1 death trace"),
+        CriterionView("comparison", "comparative result", True, "comparison.json: compared"),
+        CriterionView("audit", "recursive audit verdict = GO", False, "verdict.json: INVALID"),
+    )
+    baseline = dataclasses.replace(
+        view.gates[0], state="decided", decision="go", operator="alice", reason="go on anyway", override=True
+    )
+    final = GateView(
+        "E.final",
+        state="decided",
+        decision="go",
+        operator="bob",
+        reason="ship it",
+        audit_verdict="NO-GO",
+        override=True,
+        final=True,
+        criteria=criteria,
+    )
+    return dataclasses.replace(
+        view, state="completed", gates=(baseline, final), final_decision="GO-OVERRIDE", pass_criteria=criteria
+    )
+
+
+async def test_overrides_stay_visible_on_dashboard_audit_and_report(tmp_path: Path) -> None:
+    source = ConstructedSource(_overridden_session())
+    app = app_for(source, "dashboard")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause(0.1)
+        headline = text_of(app.screen.query_one("#headline"), 120)
+        assert "final GO-OVERRIDE" in headline
+        assert "B.sign_off GO by alice: OVERRIDE of the audit (NO-GO)" in headline
+        assert "E.final GO by bob: OVERRIDE of unmet pass criteria (audit)" in headline
+
+        await pilot.press("4")
+        assert await until(pilot, lambda: isinstance(app.screen, AuditScreen))
+        audit = app.screen
+        assert isinstance(audit, AuditScreen)
+        audit.select_gate("B.sign_off")
+        await pilot.pause(0.05)
+        assert not audit.query_one("#criteria").display, "criteria belong to the final gate"
+        assert "GO signed by alice" in text_of(audit.query_one("#decision"), 200)
+        assert "OVERRIDE of the audit" in text_of(audit.query_one("#decision"), 200)
+        audit.select_gate("E.final")
+        await pilot.pause(0.05)
+        assert audit.query_one("#criteria").display
+        assert audit.query_one("#criteria").border_title == "pass criteria · 2/3 met"
+        criteria = text_of(audit.query_one("#criteria"), 200)
+        assert "✓ evidence completeness" in criteria and "✗ recursive audit verdict = GO" in criteria
+        assert "verdict.json: INVALID" in criteria
+        decision = text_of(audit.query_one("#decision"), 200)
+        assert "GO-OVERRIDE signed by bob" in decision
+        assert "OVERRIDE of unmet pass criteria: recursive audit verdict = GO" in decision
+
+        await pilot.press("5")
+        assert await until(pilot, lambda: isinstance(app.screen, ReportScreen))
+        await pilot.pause(0.1)
+        final = text_of(app.screen.query_one("#final-report"), 200)
+        assert "final decision GO-OVERRIDE  operator override: a pass criterion is not met" in final
+        assert final.index("final decision") < final.index("✗ recursive audit verdict = GO")
+        assert "OVERRIDE B.sign_off by alice over audit NO-GO: go on anyway" in final
+        assert "OVERRIDE E.final by bob over recursive audit verdict = GO: ship it" in final

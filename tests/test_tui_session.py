@@ -3,21 +3,26 @@ logs, traces and the comparison found in the session folder, and decisions signe
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rich.console import Console
 from textual.pilot import Pilot
 
 from phasef_tui.app import PhasefApp
 from phasef_tui.data_source import ApprovalError
 from phasef_tui.screens.audit import AuditScreen
+from phasef_tui.screens.override import OverrideDialog
 from phasef_tui.session_source import SessionSource, deltas_from
 from pipeline.journal import Journal
 from tests.spine_helpers import ONE_GATE_PLAN
@@ -217,9 +222,9 @@ def test_deltas_from_plain_maps() -> None:
 GATE_PLAN = ONE_GATE_PLAN
 
 
-@pytest.fixture
-def supervisor(tmp_path: Path):  # type: ignore[no-untyped-def]
-    (tmp_path / "config.toml").write_text(GATE_PLAN)
+@contextlib.contextmanager
+def running_supervisor(tmp_path: Path, plan: str) -> Iterator[Path]:
+    (tmp_path / "config.toml").write_text(plan)
     proc = subprocess.Popen(
         [sys.executable, "-m", "phasef_tui.cli", "run", "--headless", "--plain", "--session", "s1"],
         cwd=tmp_path,
@@ -244,6 +249,18 @@ def supervisor(tmp_path: Path):  # type: ignore[no-untyped-def]
         proc.wait(10)
 
 
+@pytest.fixture
+def supervisor(tmp_path: Path) -> Iterator[Path]:
+    with running_supervisor(tmp_path, GATE_PLAN) as session:
+        yield session
+
+
+def rendered(widget: Any) -> str:
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(widget.content)
+    return console.export_text()
+
+
 async def until(pilot: Pilot[int], predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
     for _ in range(int(timeout / 0.05)):
         if predicate():
@@ -253,30 +270,117 @@ async def until(pilot: Pilot[int], predicate: Callable[[], bool], timeout: float
 
 
 async def test_approve_from_the_audit_screen_through_the_supervisor(supervisor: Path) -> None:
+    """The one-gate plan has no comparison and no audit: its GO is an override, confirmed a second time."""
     source = SessionSource(supervisor, operator="alice")
     app = PhasefApp(source, blink=False, initial="audit")
     async with app.run_test(size=(100, 30)) as pilot:
         audit = app.screen
         assert isinstance(audit, AuditScreen)
         assert await until(pilot, lambda: audit.current_gate() is not None)
+        assert "final gate" in str(audit.query_one("#gate-header").render())
+        criteria = audit.query_one("#criteria")
+        assert criteria.display and criteria.border_title == "pass criteria · 0/3 met"
+        assert "✗ recursive audit verdict = GO" in str(criteria.render())
         await pilot.press("a")
         assert await until(pilot, lambda: type(app.screen).__name__ == "ReasonDialog")
+        assert "3 pass criteria not met: the run ends GO-OVERRIDE" in str(
+            app.screen.query_one("#reason-title").render()
+        )
         await pilot.press("enter")
         assert "a reason is required" in str(app.screen.query_one("#reason-error").render())
         await pilot.press(*"evidence read", "enter")
+
+        # the second confirmation names each unmet criterion; Esc there signs nothing
+        assert await until(pilot, lambda: isinstance(app.screen, OverrideDialog))
+        title = str(app.screen.query_one("#override-title").render())
+        assert "GO at the final gate B.release over 3 unmet pass criteria" in title
+        named = str(app.screen.query_one("#override-criteria").render())
+        for label in (
+            "✗ evidence completeness (death trace + recovery chain + context profile)",
+            "✗ comparative result (baseline vs post-training)",
+            "✗ recursive audit verdict = GO",
+        ):
+            assert label in named
+        assert "no audit is bound to the final gate B.release" in named
+        await pilot.press("escape")
+        assert await until(pilot, lambda: isinstance(app.screen, AuditScreen))
+        assert await until(pilot, lambda: any("override was not signed" in str(n.message) for n in app._notifications))
+        assert not any(b'"gate_decided"' in line for line in (supervisor / "journal.jsonl").read_bytes().splitlines())
+
+        await pilot.press("a", *"evidence read", "enter")
+        assert await until(pilot, lambda: isinstance(app.screen, OverrideDialog))
+        await pilot.press(*"yes", "enter")
+        assert "type override to sign" in str(app.screen.query_one("#override-error").render())
+        await pilot.press("backspace", "backspace", "backspace", *"override", "enter")
         assert await until(pilot, lambda: isinstance(app.screen, AuditScreen))
         assert await until(
             pilot, lambda: (audit.current_gate() or None) is not None and audit.current_gate().state == "decided"
         )  # type: ignore[union-attr]
         gate = audit.current_gate()
-        assert (
-            gate is not None and gate.decision == "go" and gate.operator == "alice" and gate.reason == "evidence read"
-        )
-        assert await until(pilot, lambda: "GO signed by alice" in str(audit.query_one("#decision").render()))
+        assert gate is not None and gate.decision == "go" and gate.operator == "alice" and gate.override
+        assert gate.reason == "evidence read"
+        assert await until(pilot, lambda: "GO-OVERRIDE signed by alice" in str(audit.query_one("#decision").render()))
+        assert "OVERRIDE of unmet pass criteria: evidence completeness" in str(audit.query_one("#decision").render())
         await pilot.press("r")
         assert await until(pilot, lambda: any("not waiting" in str(n.message) for n in app._notifications))
+        await pilot.press("1")  # the override stays in sight on the dashboard: board and headline
+        assert await until(pilot, lambda: type(app.screen).__name__ == "DashboardScreen")
+        assert await until(pilot, lambda: "GO by alice: OVERRIDE" in rendered(app.screen.query_one("#board")))
+        assert "B.release GO by alice: OVERRIDE of unmet pass criteria" in rendered(app.screen.query_one("#headline"))
     events = [json.loads(line) for line in (supervisor / "journal.jsonl").read_text().splitlines()]
     decided = [e for e in events if e["type"] == "gate_decided"]
-    assert len(decided) == 1 and decided[0]["payload"]["operator"] == "alice"
+    assert len(decided) == 1 and decided[0]["payload"]["operator"] == "alice" and decided[0]["payload"]["override"]
     with pytest.raises(ApprovalError, match=r"not waiting|no supervisor"):
         SessionSource(supervisor, operator="bob").approve("B.release", "no-go", "too late")
+
+
+async def test_confirmed_override_is_refused_when_the_project_forbids_it(tmp_path: Path) -> None:
+    plan = '[project]\nname = "strict"\nfinal_override = false\n' + ONE_GATE_PLAN
+    with running_supervisor(tmp_path, plan) as session:
+        source = SessionSource(session, operator="alice")
+        app = PhasefApp(source, blink=False, initial="audit")
+        async with app.run_test(size=(100, 30)) as pilot:
+            audit = app.screen
+            assert isinstance(audit, AuditScreen)
+            assert await until(pilot, lambda: audit.current_gate() is not None)
+            await pilot.press("a", *"ship it", "enter")
+            assert await until(pilot, lambda: isinstance(app.screen, OverrideDialog))
+            await pilot.press(*"override", "enter")
+            assert await until(pilot, lambda: any("not signed" in str(n.title) for n in app._notifications))
+            message = " ".join(str(n.message) for n in app._notifications)
+            assert "forbids overrides there ([project] final_override = false)" in message
+            assert "recursive audit verdict = GO" in message
+            assert await until(
+                pilot, lambda: "refused: alice: GO refused" in str(audit.query_one("#decision").render())
+            )
+            gate = audit.current_gate()
+            assert gate is not None and gate.state == "waiting"
+        events = [json.loads(line) for line in (session / "journal.jsonl").read_text().splitlines()]
+        assert [e["type"] for e in events].count("gate_refused") == 1
+        assert not any(e["type"] == "gate_decided" for e in events)
+
+
+async def test_a_finished_session_settles_stops_frames_and_wakes_on_resume(tmp_path: Path) -> None:
+    """Nothing polls on a finished session once its traces are indexed; a resume (journal appended) wakes it."""
+    from tests.tui_helpers import sample_records, write_trace
+
+    folder = write_session(tmp_path / "s1")
+    (folder / "artifacts" / "A" / "eval").mkdir(parents=True)
+    write_trace(folder / "artifacts" / "A" / "eval" / "dirty_trace.jsonl", sample_records())
+    with Journal(folder, fsync=False) as journal:
+        journal.append("run_finished", payload={"state": "completed"})
+    source = SessionSource(folder, operator="tester")
+    assert source.finished and not source.clocks_running
+    app = PhasefApp(source, blink=False, initial="traces")
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await until(pilot, lambda: app.frames_paused, timeout=10)
+        feed = source.feed
+        assert feed is not None and feed.settled, "the trace is indexed and no longer followed"
+        frames = app.frames
+        await pilot.pause(0.5)
+        assert app.frames == frames, "no frames while settled"
+        with Journal(folder, fsync=False) as journal:  # the session is resumed
+            journal.append("session_started", payload={"plan": PLAN, "pid": os.getpid()})
+        assert await until(pilot, lambda: app.frames > frames, timeout=5), "the journal change woke the frames"
+        assert await until(pilot, lambda: not source.finished and not feed.settled, timeout=5)
+    source.stop()

@@ -14,9 +14,17 @@ from textual.pilot import Pilot
 from phasef_tui.app import PhasefApp
 from phasef_tui.data_source import TraceFileSource
 from phasef_tui.trace_feed import TraceFeed
-from tests.tui_helpers import FIXED_NOW, ConstructedSource, constructed_session, sample_records, write_trace
+from tests.tui_helpers import (
+    FIXED_NOW,
+    ConstructedSource,
+    constructed_session,
+    sample_records,
+    session_with_comparison,
+    write_trace,
+)
 
 SIZE = (80, 24)
+WIDE = (120, 36)
 
 
 def trace_app(tmp_path: Path, initial: str = "traces") -> PhasefApp:
@@ -55,6 +63,19 @@ def test_dashboard(snap_compare: Any) -> None:
     assert snap_compare(session_app("dashboard"), terminal_size=SIZE, run_before=settle)
 
 
+def test_dashboard_light(snap_compare: Any) -> None:
+    """The stock light theme: every colour of the board, the headline and the log from the theme."""
+    logs = {"B.sign_off": ("gate opened", "waiting for alice")}
+    app = PhasefApp(
+        ConstructedSource(constructed_session(), logs=logs),
+        blink=False,
+        initial="dashboard",
+        clock=lambda: FIXED_NOW,
+        theme="textual-light",
+    )
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
 def test_audit(snap_compare: Any) -> None:
     assert snap_compare(session_app("audit"), terminal_size=SIZE, run_before=settle)
 
@@ -65,6 +86,17 @@ def test_audit_reason_dialog(snap_compare: Any) -> None:
 
 def test_report(snap_compare: Any) -> None:
     assert snap_compare(session_app("report"), terminal_size=SIZE, run_before=settle)
+
+
+def test_report_real_comparison(snap_compare: Any, tmp_path: Path) -> None:
+    """Stage E's comparison as ``compare`` writes it: every metric name, figure and unit readable at 80x24."""
+    app = PhasefApp(ConstructedSource(session_with_comparison(tmp_path)), blink=False, initial="report")
+    assert snap_compare(app, terminal_size=SIZE, run_before=settle)
+
+
+def test_report_real_comparison_wide(snap_compare: Any, tmp_path: Path) -> None:
+    app = PhasefApp(ConstructedSource(session_with_comparison(tmp_path)), blink=False, initial="report")
+    assert snap_compare(app, terminal_size=WIDE, run_before=settle)
 
 
 def test_help(snap_compare: Any, tmp_path: Path) -> None:

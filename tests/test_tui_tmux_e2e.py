@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -13,9 +12,12 @@ from pathlib import Path
 import pytest
 
 from tests.spine_helpers import has_event, journal_events, phasef, wait_for, write_plan
+from tests.tmux_helpers import Tmux
 from tests.tui_helpers import sample_records, write_trace
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+KEY_PAUSE = 0.3
 
 PLAN = """
 [stages.A]
@@ -46,77 +48,48 @@ needs = ["release"]
 """
 
 
-class Tmux:
-    def __init__(self, name: str, cwd: Path) -> None:
-        self.name = name
-        self.cwd = cwd
-
-    def start(self, *args: str) -> None:
-        cmd = " ".join([sys.executable, "-m", "phasef_tui.cli", *args])
-        env = {**os.environ, "PHASEF_OPERATOR": "tess", "TERM": "xterm-256color"}
-        subprocess.run(
-            ["tmux", "new-session", "-d", "-s", self.name, "-x", "110", "-y", "32", "-c", str(self.cwd), cmd],
-            check=True,
-            env=env,
-        )
-
-    def keys(self, *keys: str) -> None:
-        for k in keys:
-            subprocess.run(["tmux", "send-keys", "-t", self.name, k], check=True)
-            time.sleep(0.3)
-
-    def text(self) -> str:
-        r = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
-        return r.stdout
-
-    def wait_text(self, needle: str, timeout: float = 30) -> str:
-        wait_for(lambda: needle in self.text(), timeout, f"{needle!r} on screen:\n{self.text()}")
-        return self.text()
-
-    def alive(self) -> bool:
-        return subprocess.run(["tmux", "has-session", "-t", self.name], capture_output=True).returncode == 0
-
-    def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+def phasef_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "phasef_tui.cli", *args]
 
 
-def test_operator_flow_in_tmux(tmp_path: Path) -> None:
+def test_operator_flow_in_tmux(tmp_path: Path, tmux: Tmux) -> None:
     write_plan(tmp_path, PLAN)
     write_trace(tmp_path / "trace.jsonl", sample_records())
-    tui = Tmux(f"phasef-e2e-{os.getpid()}", tmp_path)
-    tui.start()  # `phasef` alone: starts a supervisor for ./config.toml and attaches
+    operator = {"PHASEF_OPERATOR": "tess"}
+    # `phasef` alone: starts a supervisor for ./config.toml and attaches
+    tmux.start("tui", phasef_argv(), 110, 32, env=operator, cwd=tmp_path)
     try:
-        tui.wait_text("Baseline")
+        tmux.wait_for("tui", "Baseline")
         sessions = tmp_path / "sessions"
         wait_for(lambda: any(sessions.glob("*/journal.jsonl")), 20, "a session")
         session = next(sessions.glob("*/journal.jsonl")).parent
-        first = tui.text()
+        first = tmux.screen("tui")
         wait_for(lambda: has_event(session, "gate_opened", "B.release"), 30, "the gate")
         time.sleep(1)
-        assert tui.text() != first  # the stage board moved
-        tui.keys("2")
-        tui.wait_text("e2")  # the trace stream shows the records
-        tui.keys("3")
-        before = tui.text()
-        tui.keys("n")
-        assert tui.text() != before  # stepped to the next tick of the chain
-        tui.keys("4")
-        tui.wait_text("Release?")
-        tui.keys("a")
-        tui.keys("looks right", "Enter")
-        wait_for(lambda: has_event(session, "gate_decided", "B.release"), 20, f"the decision\n{tui.text()}")
-        tui.keys("q")  # detach: the TUI ends, the run goes on
-        wait_for(lambda: not tui.alive(), 10, "the TUI to exit")
+        assert tmux.screen("tui") != first  # the stage board moved
+        tmux.send("tui", "2", pause=KEY_PAUSE)
+        tmux.wait_for("tui", "e2")  # the trace stream shows the records
+        tmux.send("tui", "3", pause=KEY_PAUSE)
+        before = tmux.screen("tui")
+        tmux.send("tui", "n", pause=KEY_PAUSE)
+        assert tmux.screen("tui") != before  # stepped to the next tick of the chain
+        tmux.send("tui", "4", pause=KEY_PAUSE)
+        tmux.wait_for("tui", "Release?")
+        tmux.send("tui", "a", "looks right", "Enter", pause=KEY_PAUSE)
+        tmux.wait_for("tui", "unmet pass criteria")  # no comparison nor audit in this plan: the GO is an override
+        tmux.send("tui", "override", "Enter", pause=KEY_PAUSE)
+        wait_for(lambda: has_event(session, "gate_decided", "B.release"), 20, f"the decision\n{tmux.screen('tui')}")
+        tmux.send("tui", "q", pause=KEY_PAUSE)  # detach: the TUI ends, the run goes on
+        assert tmux.wait_exit("tui", 10) == 0
         status = json.loads(phasef("status", session.name, "--json", cwd=tmp_path).stdout)
         assert status["state"] in ("running", "completed")
         gate = status["gates"][0]
         assert gate["decision"] == "go" and gate["operator"] == "tess"
-        tui.start("attach", session.name)  # reattach: the history is all there
-        tui.wait_text("tess")
+        tmux.start("again", phasef_argv("attach", session.name), 110, 32, env=operator, cwd=tmp_path)
+        tmux.wait_for("again", "tess")  # reattach: the history is all there
         wait_for(lambda: has_event(session, "run_finished"), 30, "the run to finish")
         assert [e["type"] for e in journal_events(session)].count("gate_decided") == 1
     finally:
-        tui.kill()
         for e in journal_events(session) if "session" in locals() else []:
             if e["type"] == "session_started":
                 try:

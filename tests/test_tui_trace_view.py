@@ -14,11 +14,14 @@ from widgets.trace_stream import TraceStream
 SWE = Path("/work/shared/fixtures/foreign-traces/swe-agent/pydicom__pydicom-1458.traj")
 
 
-def test_errors_are_named_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_errors_are_named_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PHASEF_CACHE_DIR", str(tmp_path / "cache"))
     assert run_trace_view(tmp_path / "missing.jsonl", False) == 2
     assert "missing.jsonl: no such file" in capsys.readouterr().err
     assert run_trace_view(tmp_path, False) == 2
-    assert "is a directory" in capsys.readouterr().err
+    assert "a folder with no trace that could be imported" in capsys.readouterr().err
     odd = tmp_path / "odd.json"
     odd.write_text('{"hello": "world"}')
     assert run_trace_view(odd, False) == 2
@@ -47,10 +50,12 @@ async def test_canonical_file_is_viewed_in_place(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not SWE.exists(), reason="foreign trace fixtures not present")
-async def test_foreign_trace_is_imported_then_viewed(tmp_path: Path) -> None:
+async def test_foreign_trace_is_imported_then_viewed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PHASEF_CACHE_DIR", str(tmp_path / "cache"))
     view = prepare_trace_view(SWE, follow=True)
     assert not isinstance(view, str)
-    assert view.temporary is not None and view.temporary.exists()
+    shown = view.app.source.feed.path  # type: ignore[union-attr]
+    assert shown.parent == tmp_path / "cache" / "imports" and shown.exists()
     assert any("--follow needs canonical JSONL" in p for p in view.problems)
     async with view.app.run_test(size=(100, 30)) as pilot:
         await pilot.pause(0.3)
@@ -59,4 +64,4 @@ async def test_foreign_trace_is_imported_then_viewed(tmp_path: Path) -> None:
         assert view.app.source.title == f"{SWE} (swe-agent)"
         assert any("--follow" in str(n.message) for n in view.app._notifications)
     view.close()
-    assert not view.temporary.exists()
+    assert shown.exists()  # kept in the cache: the next view opens it without importing again

@@ -139,6 +139,15 @@ def open_feed(path: Path, follow: bool = False) -> TraceFeed:
     return feed
 
 
+async def until(pilot: Any, predicate: Any, timeout: float = 5.0) -> bool:
+    """In a Pilot test: wait (letting the app run) until ``predicate()`` holds, at most ``timeout`` seconds."""
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return True
+        await pilot.pause(0.05)
+    return bool(predicate())
+
+
 def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
     end_at = time.monotonic() + timeout
     while time.monotonic() < end_at:
@@ -274,3 +283,28 @@ class ConstructedSource(DataSource):
     def stop(self) -> None:
         if self._feed is not None:
             self._feed.stop()
+
+
+# -- a real comparison ------------------------------------------------------------------------------------------
+
+
+def real_comparison(folder: Path) -> dict[str, Any]:
+    """A comparison made by ``pipeline.report.compare`` from two small evaluated runs (30 paired episodes each,
+    seeded, so the figures are the same at every run): the document Stage E writes to ``comparison.json``."""
+    from pipeline.report.compare import build_comparison
+    from tests.test_compare_report import baseline_specs, finetuned_specs, params, write_eval
+
+    write_eval(folder / "base", baseline_specs(), seed=1)
+    write_eval(folder / "fine", finetuned_specs(), seed=2)
+    return build_comparison(params(folder / "base", folder / "fine"), Path)
+
+
+def session_with_comparison(folder: Path) -> SessionView:
+    """The constructed session with the delta rows and blockers read from a real comparison, as the TUI reads
+    ``report/comparison.json``."""
+    from dataclasses import replace
+
+    from phasef_tui.session_source import deltas_from
+
+    doc = real_comparison(folder)
+    return replace(constructed_session(), deltas=deltas_from(doc), residual_blockers=tuple(doc["residual_blockers"]))

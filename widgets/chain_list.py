@@ -9,6 +9,7 @@ from typing import Protocol
 from rich.text import Text
 
 from widgets.chain_stepper import ROLE_STYLES
+from widgets.theme import themed
 from widgets.virtual_list import VirtualList
 
 
@@ -37,9 +38,9 @@ def format_chain_row(row: ChainRow, number_width: int, pos: int) -> Text:
     text.append(f"{(row.episode or '-')[-10:]:<10} ", style="dim")
     text.append(f"{row.ticks:>3}t ", style="dim")
     end = row.end_role or "open"
-    text.append(f"{end:<9} ", style=ROLE_STYLES.get(end, "dim"))
-    text.append(f"{(row.first_error or '')[:13]:<13} ", style="yellow")
-    text.append(",".join(row.mechanisms), style="green")
+    text.append(f"{end:<9} ", style=themed(ROLE_STYLES.get(end, "dim")))
+    text.append(f"{(row.first_error or '')[:13]:<13} ", style=themed("warn"))
+    text.append(",".join(row.mechanisms), style=themed("good"))
     return text
 
 

@@ -17,12 +17,13 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from widgets.theme import themed
 from widgets.trace_stream import OUTCOME_STYLES
 
 TEXT_LIMIT = 4000
 """Characters of one message or output shown before it is cut (the whole record is in the detail pane)."""
 
-ROLE_STYLES = {"failure": "bold yellow", "attempt": "cyan", "recovered": "bold green", "death": "bold red"}
+ROLE_STYLES = {"failure": "warn.b", "attempt": "info", "recovered": "good.b", "death": "bad.b"}
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def _message_text(message: dict[str, Any]) -> Text:
     content = message.get("content")
     if not isinstance(content, str):
         content = json.dumps(content, ensure_ascii=False)
-    line = Text(f"{role:>9} │ ", style="bold blue" if role == "system" else "bold")
+    line = Text(f"{role:>9} │ ", style=themed("info.b") if role == "system" else "bold")
     line.append_text(_cut(content))
     return line
 
@@ -76,23 +77,23 @@ def render_step(step: ChainStep) -> RenderableType:
     head.append(f" · line {step.line + 1}", style="dim")
     facts = Text()
     facts.append("role ", style="dim")
-    facts.append(step.role or "-", style=ROLE_STYLES.get(step.role or "", ""))
+    facts.append(step.role or "-", style=themed(ROLE_STYLES.get(step.role or "", "")))
     facts.append("  actor ", style="dim")
     facts.append(step.actor or "-")
     facts.append("  mechanism ", style="dim")
-    facts.append(step.recovery or "none", style="bold green" if step.recovery else "dim")
+    facts.append(step.recovery or "none", style=themed("good.b") if step.recovery else "dim")
     facts.append("  outcome ", style="dim")
-    facts.append(step.outcome or "-", style=OUTCOME_STYLES.get(step.outcome or "", ""))
+    facts.append(step.outcome or "-", style=themed(OUTCOME_STYLES.get(step.outcome or "", "")))
     if step.error_class:
-        facts.append(f" ({step.error_class})", style="yellow")
+        facts.append(f" ({step.error_class})", style=themed("warn"))
     if step.trap:
         facts.append("  trap ", style="dim")
-        facts.append(step.trap, style="magenta")
+        facts.append(step.trap, style=themed("attn"))
     if step.latency_s is not None:
         facts.append(f"  {step.latency_s:.2f}s", style="dim")
     parts: list[RenderableType] = [head, facts]
     for problem in step.problems:
-        parts.append(Text(problem, style="bold red"))
+        parts.append(Text(problem, style=themed("bad.b")))
     size = f"{step.context_chars:,} chars" if step.context_chars is not None else "size unknown"
     if step.context:
         parts.append(Rule(f"context the actor saw · {len(step.context)} messages · {size}", align="left"))
@@ -102,11 +103,11 @@ def render_step(step: ChainStep) -> RenderableType:
     parts.append(Rule("raw output", align="left"))
     parts.append(_cut(step.raw_output) if step.raw_output is not None else Text("(none)", style="dim"))
     if step.schema_error:
-        parts.append(Rule("schema error", align="left", style="yellow"))
-        parts.append(Text(step.schema_error, style="yellow"))
+        parts.append(Rule("schema error", align="left", style=themed("warn")))
+        parts.append(Text(step.schema_error, style=themed("warn")))
     parts.append(Rule("parsed action", align="left"))
     if step.action is not None:
-        parts.append(Text(json.dumps(step.action, ensure_ascii=False, indent=None), style="green"))
+        parts.append(Text(json.dumps(step.action, ensure_ascii=False, indent=None), style=themed("good")))
     else:
         parts.append(Text("(no valid action)", style="dim"))
     parts.append(Rule("observation", align="left"))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from rich.text import Text
 
 from widgets.status_line import StatusLine
+from widgets.theme import themed
 
 FILTER_LABELS: tuple[tuple[str, str], ...] = (
     ("death", "death"),
@@ -71,21 +72,21 @@ def render_filters(state: FilterState) -> Text:
         text.append_text(_label_with_key(label, key, on))
         text.append(f" {compact_count(state.counts.get(name, 0))}  ", style="dim")
     if state.active:
-        text.append("(filtered)", style="bold yellow")
+        text.append("(filtered)", style=themed("warn.b"))
     return text
 
 
 def render_status(state: FilterState) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
-    text.append("FOLLOW " if state.follow else "paused ", style="bold green" if state.follow else "bold yellow")
+    text.append("FOLLOW " if state.follow else "paused ", style=themed("good.b") if state.follow else themed("warn.b"))
     position = f"{state.cursor + 1:,}/{state.shown:,}" if state.shown else "0/0"
     text.append(position, style="bold")
     if state.active:
         text.append(f" of {state.total:,}", style="dim")
     if state.indexed_pct < 100:
-        text.append(f"  indexing {state.indexed_pct:.0f}%", style="yellow")
+        text.append(f"  indexing {state.indexed_pct:.0f}%", style=themed("warn"))
     elif state.summarized_pct < 100:
-        text.append(f"  scanning {state.summarized_pct:.0f}%", style="yellow")
+        text.append(f"  scanning {state.summarized_pct:.0f}%", style=themed("warn"))
     if state.search:
         text.append(f"  /{state.search}", style="bold")
         if state.search_note:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from widgets.theme import themed
+
 ANSI_FREE_LIMIT = 400
 """Characters of one log line shown; longer lines are cut (the full log stays on disk)."""
 
@@ -18,7 +20,7 @@ def render_log_tail(title: str | None, lines: tuple[str, ...]) -> Text:
         if i:
             text.append("\n")
         clean = Text.from_ansi(line[:ANSI_FREE_LIMIT]).plain
-        style = "red" if ("Traceback" in clean or "Error" in clean or "error:" in clean) else ""
+        style = themed("bad") if ("Traceback" in clean or "Error" in clean or "error:" in clean) else ""
         text.append(clean, style=style)
     return text
 

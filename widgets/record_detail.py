@@ -12,6 +12,8 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from widgets.theme import themed
+
 
 @dataclass(frozen=True)
 class RecordView:
@@ -28,11 +30,11 @@ def render_record(view: RecordView) -> RenderableType:
     head = Text(f"{view.file}:{view.line + 1}", style="bold")
     parts: list[RenderableType] = [head]
     for problem in view.problems:
-        parts.append(Text(problem, style="bold red"))
+        parts.append(Text(problem, style=themed("bad.b")))
     if view.data is not None:
         parts.append(JSON.from_data(view.data, indent=2, ensure_ascii=False, sort_keys=False))
     else:
-        parts.append(Text(view.raw, style="red"))
+        parts.append(Text(view.raw, style=themed("bad")))
     return Group(*parts)
 
 

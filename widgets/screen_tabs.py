@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from widgets.status_line import StatusLine
+from widgets.theme import themed
 
 
 def render_tabs(tabs: tuple[tuple[str, str], ...], active: str, title: str, note: str = "") -> Text:
@@ -16,7 +17,7 @@ def render_tabs(tabs: tuple[tuple[str, str], ...], active: str, title: str, note
         text.append(f"{name} ", style=style)
     text.append(" ")
     if note:
-        text.append(f"{note}  ", style="bold yellow")
+        text.append(f"{note}  ", style=themed("warn.b"))
     text.append(title, style="dim")
     return text
 

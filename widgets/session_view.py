@@ -66,6 +66,16 @@ class VerdictView:
 
 
 @dataclass(frozen=True)
+class CriterionView:
+    """One of the plan's pass criteria, as judged when the final gate opened."""
+
+    criterion: str  # evidence / comparison / audit
+    label: str
+    met: bool = False
+    evidence: str = ""
+
+
+@dataclass(frozen=True)
 class GateView:
     id: str  # STAGE.step
     title: str | None = None
@@ -84,6 +94,12 @@ class GateView:
     key_fingerprint: str | None = None
     override: bool = False
     refusals: tuple[str, ...] = ()
+    final: bool = False  # the gate whose decision is the run's GO / GO-OVERRIDE / NO-GO
+    criteria: tuple[CriterionView, ...] = ()  # the pass criteria judged when it opened (final gate only)
+
+    @property
+    def unmet_criteria(self) -> tuple[CriterionView, ...]:
+        return tuple(c for c in self.criteria if not c.met)
 
 
 @dataclass(frozen=True)
@@ -129,6 +145,7 @@ class SessionView:
     metrics: tuple[MetricView, ...] = ()
     deltas: tuple[DeltaRow, ...] = ()
     residual_blockers: tuple[str, ...] = ()
+    pass_criteria: tuple[CriterionView, ...] = ()
     loss: tuple[tuple[float, float], ...] = ()  # (training step, loss) while Stage D trains
     val_loss: tuple[tuple[float, float], ...] = ()
     current_step: str | None = None

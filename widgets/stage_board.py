@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
 from widgets.session_view import StageView, StepView
+from widgets.theme import themed
 
 STATE_ICONS = {
     "pending": ("○", "dim"),
-    "running": ("●", "bold cyan"),
-    "retrying": ("↻", "bold yellow"),
-    "succeeded": ("✓", "green"),
-    "failed": ("✗", "bold red"),
-    "skipped": ("↷", "green"),
-    "cancelled": ("⊘", "red"),
-    "waiting": ("◆", "bold magenta"),
-    "blocked": ("■", "bold red"),
-    "done": ("✓", "green"),
+    "running": ("●", "info.b"),
+    "retrying": ("↻", "warn.b"),
+    "succeeded": ("✓", "good"),
+    "failed": ("✗", "bad.b"),
+    "skipped": ("↷", "good"),
+    "cancelled": ("⊘", "bad"),
+    "waiting": ("◆", "attn.b"),
+    "blocked": ("■", "bad.b"),
+    "done": ("✓", "good"),
 }
 
 
-SELECTED_STYLE = "bold on grey27"
+SELECTED_STYLE = "selected"
 """The selected step (whose log is shown): a background, so the cells keep their own colours."""
 
 
@@ -46,49 +48,109 @@ def step_duration(step: StepView, now: float) -> float | None:
     return None
 
 
-def render_stage_board(stages: tuple[StageView, ...], selected: str | None, now: float) -> Table:
-    """A table: a header row per stage, then its steps (the selected one highlighted)."""
-    table = Table.grid(padding=(0, 1), expand=True)
-    table.add_column(width=1)
-    table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
-    table.add_column(justify="right", no_wrap=True)
-    table.add_column(justify="right", no_wrap=True, min_width=6)
+def clip_words(text: str, width: int) -> str:
+    """``text`` in at most ``width`` cells, cut after a whole word (with ``…``), never inside one; a single word
+    longer than the width is cut at the end as a last resort."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    cut = text[: width - 1].rstrip()
+    space = cut.rfind(" ")
+    if space > 0:
+        cut = cut[:space].rstrip(" ·,;:-")
+    return cut + "…"
+
+
+def step_label(step: StepView, width: int) -> Text:
+    """The step's id (the name in the plan, the operator's own word), its title when it fits, then its live note.
+
+    What gives way first is the title (it is dropped whole), then the note (cut after a word); the id stays.
+    """
+    ident = step.step
+    note = ""
+    note_style = "dim"
+    if step.kind == "gate" and step.state == "waiting":
+        note, note_style = "needs sign-off", themed("attn.b")
+    elif step.error and step.state in ("failed", "retrying", "blocked"):
+        note, note_style = step.error, themed("bad")
+    elif step.note:
+        note = step.note
+        if note.endswith("OVERRIDE"):  # a gate signed over the audit or unmet criteria: kept in sight
+            note_style = themed("warn.b")
+    cached = " (cached)" if step.cached else ""
+    title = step.title if step.title and step.title != ident else ""
+    room = width - 2 - len(ident) - len(cached)
+    show_title = bool(title) and len(title) + 2 + (len(note) + 2 if note else 0) <= room
+    text = Text("  ")
+    text.append(clip_words(ident, max(1, width - 2)), style="bold")
+    if show_title:
+        text.append(f"  {title}", style="dim")
+        room -= len(title) + 2
+    if cached:
+        text.append(cached, style="dim")
+    if note and room > 3:
+        text.append("  " + clip_words(note, room - 2), style=note_style)
+    return text
+
+
+FIXED_COLUMNS_GAP = 3
+"""Blank cells between the four columns of the board."""
+
+
+def render_stage_board(
+    stages: tuple[StageView, ...], selected: str | None, now: float, width: int = 80
+) -> RenderableType:
+    """A table: a header row per stage, then its steps (the selected one highlighted), laid out for ``width``."""
+    table = Table.grid(padding=(0, 1))
     if not stages:
-        table.add_row("", Text("no plan yet", style="dim"), "", "")
+        table.add_column(width=1)
+        table.add_column(ratio=1)
+        table.add_row("", Text("no plan yet", style="dim"))
         return table
+    attempts = {}
     for stage in stages:
-        icon, style = STATE_ICONS.get(stage.state, ("?", ""))
-        title = Text(f"{stage.id}  {stage.title}", style="bold")
-        table.add_row(Text(icon, style=style), title, Text(stage.state, style=style), "")
         for step in stage.steps:
-            icon, style = STATE_ICONS.get(step.state, ("?", ""))
-            name = Text("  ")
-            name.append(step.title or step.step)
-            if step.cached:
-                name.append(" (cached)", style="dim")
-            if step.kind == "gate" and step.state == "waiting":
-                name.append("  needs sign-off", style="bold magenta")
-            elif step.error and step.state in ("failed", "retrying", "blocked"):
-                name.append(f"  {step.error}", style="red")
-            elif step.note:
-                name.append(f"  {step.note}", style="dim")
-            attempt = ""
             if step.attempts > 1 or step.state == "retrying":
                 total = f"/{step.retries + 1}" if step.retries is not None else ""
-                attempt = f"try {step.attempts}{total}"
-            row_style = SELECTED_STYLE if step.key == selected else ""
+                attempts[step.key] = f"try {step.attempts}{total}"
+    durations = {s.key: format_duration(step_duration(s, now)) for st in stages for s in st.steps}
+    attempt_width = max([len(a) for a in attempts.values()] + [max(len(s.state) for s in stages)])
+    duration_width = max([len(d) for d in durations.values()] + [6])
+    name_width = max(8, width - 1 - attempt_width - duration_width - FIXED_COLUMNS_GAP)
+    table.add_column(width=1)
+    table.add_column(width=name_width, no_wrap=True, overflow="ellipsis")
+    table.add_column(justify="right", no_wrap=True, width=attempt_width)
+    table.add_column(justify="right", no_wrap=True, width=duration_width)
+    for stage in stages:
+        icon, role = STATE_ICONS.get(stage.state, ("?", ""))
+        style = themed(role)
+        title = Text(clip_words(f"{stage.id}  {stage.title}", name_width), style="bold")
+        table.add_row(Text(icon, style=style), title, Text(stage.state, style=style), "")
+        for step in stage.steps:
+            icon, role = STATE_ICONS.get(step.state, ("?", ""))
+            style = themed(role)
+            row_style = themed(SELECTED_STYLE) if step.key == selected else ""
             table.add_row(
                 Text(icon, style=style),
-                name,
-                Text(attempt, style="yellow"),
-                Text(format_duration(step_duration(step, now)), style="dim"),
+                step_label(step, name_width),
+                Text(attempts.get(step.key, ""), style=themed("warn")),
+                Text(durations[step.key], style="dim"),
                 style=row_style,
             )
     return table
+
+
+class _Board:
+    def __init__(self, stages: tuple[StageView, ...], selected: str | None, now: float) -> None:
+        self.stages, self.selected, self.now = stages, selected, now
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield render_stage_board(self.stages, self.selected, self.now, options.max_width)
 
 
 class StageBoard(Static):
     """Pure view: ``show(stages, selected, now)``."""
 
     def show(self, stages: tuple[StageView, ...], selected: str | None, now: float) -> None:
-        self.update(render_stage_board(stages, selected, now))
+        self.update(_Board(stages, selected, now))

@@ -28,26 +28,27 @@ from pipeline.traces.index import (
     FLAG_THRASH,
     FLAG_TRAP,
 )
+from widgets.theme import themed
 from widgets.virtual_list import VirtualList
 
 BADGES: tuple[tuple[int, str, str], ...] = (
-    (FLAG_DEATH, "D", "bold red"),
-    (FLAG_RECOVERY, "R", "green"),
-    (FLAG_TRAP, "T", "magenta"),
-    (FLAG_SCHEMA_ERROR, "S", "yellow"),
-    (FLAG_THRASH, "X", "cyan"),
-    (FLAG_DEADLOCK, "L", "bright_red"),
+    (FLAG_DEATH, "D", "bad.b"),
+    (FLAG_RECOVERY, "R", "good"),
+    (FLAG_TRAP, "T", "attn"),
+    (FLAG_SCHEMA_ERROR, "S", "warn"),
+    (FLAG_THRASH, "X", "info"),
+    (FLAG_DEADLOCK, "L", "bad.b"),
 )
 """Flag -> badge letter and colour, in column order (a dim dot when unset)."""
 
 OUTCOME_STYLES = {
-    "ok": "green",
-    "success": "bold green",
-    "error": "yellow",
-    "timeout": "yellow",
-    "death": "bold red",
-    "failure": "red",
-    "aborted": "red",
+    "ok": "good",
+    "success": "good.b",
+    "error": "warn",
+    "timeout": "warn",
+    "death": "bad.b",
+    "failure": "bad",
+    "aborted": "bad",
 }
 
 
@@ -88,7 +89,7 @@ Cell = tuple[str, str]
 
 
 def badge_cells(flags: int) -> list[Cell]:
-    return [(letter, style) if flags & flag else ("·", "dim") for flag, letter, style in BADGES]
+    return [(letter, themed(role)) if flags & flag else ("·", "dim") for flag, letter, role in BADGES]
 
 
 def badges(flags: int) -> Text:
@@ -106,36 +107,36 @@ def row_cells(row: TraceRow, line_width: int, width: int = WIDE) -> list[Cell]:
     wide = width >= WIDE
     cells: list[Cell] = [(f"{row.line + 1:>{line_width}} ", "dim"), *badge_cells(row.flags), (" ", "")]
     if row.problem is not None:
-        cells.append((row.problem.replace("\n", " "), "bold red"))
+        cells.append((row.problem.replace("\n", " "), themed("bad.b")))
         return cells
     ep_width = 14 if wide else 10
     cells.append((f"{(row.episode or '-')[-ep_width:]:<{ep_width}} ", "bold"))
     if row.kind == "episode_start":
-        cells.append(("▶ episode start", "bold blue"))
+        cells.append(("▶ episode start", themed("info.b")))
         return cells
     if row.kind == "episode_end":
-        cells.append(("■ episode end ", "bold blue"))
-        cells.append((row.outcome or "?", OUTCOME_STYLES.get(row.outcome or "", "")))
+        cells.append(("■ episode end ", themed("info.b")))
+        cells.append((row.outcome or "?", themed(OUTCOME_STYLES.get(row.outcome or "", ""))))
         return cells
     if row.kind != "tick":
-        cells.append((f"? kind {row.kind}", "red"))
+        cells.append((f"? kind {row.kind}", themed("bad")))
         return cells
     tick = "" if row.tick is None else str(row.tick)
     actor_width, error_width, chain_width = (8, 15, 16) if wide else (6, 12, 13)
     chain = f"{row.chain}:{row.chain_role or '?'}" if row.chain else ""
     cells += [
         (f"t{tick:<4} ", "dim"),
-        (f"{(row.actor or '?')[:actor_width]:<{actor_width}} ", "cyan" if row.actor != "model" else ""),
-        (f"{(row.outcome or '?'):<7} ", OUTCOME_STYLES.get(row.outcome or "", "")),
-        (f"{(row.error_class or '')[:error_width]:<{error_width}} ", "yellow"),
-        (f"{chain[:chain_width]:<{chain_width}} ", "green" if row.flags & FLAG_RECOVERED else "magenta"),
+        (f"{(row.actor or '?')[:actor_width]:<{actor_width}} ", themed("info") if row.actor != "model" else ""),
+        (f"{(row.outcome or '?'):<7} ", themed(OUTCOME_STYLES.get(row.outcome or "", ""))),
+        (f"{(row.error_class or '')[:error_width]:<{error_width}} ", themed("warn")),
+        (f"{chain[:chain_width]:<{chain_width}} ", themed("good") if row.flags & FLAG_RECOVERED else themed("attn")),
     ]
     if wide:
         latency = "" if row.latency_s is None else f"{row.latency_s:6.2f}s"
         context = "" if row.context_chars is None else f"{row.context_chars:,}c"
         cells += [(f"{latency:>7} ", "dim"), (f"{context:>7}", "dim")]
     if row.recovery:
-        cells.append((f" {row.recovery}", "green"))
+        cells.append((f" {row.recovery}", themed("good")))
     return cells
 
 

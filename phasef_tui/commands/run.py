@@ -13,6 +13,7 @@ from phasef_tui.commands._common import (
     EXIT_FAILED,
     EXIT_USAGE,
     add_config_arg,
+    add_json_arg,
     default_operator,
     load,
     resolve_session,
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "run",
-        help="run the plan: --headless in the foreground (exit 0 GO, 3 NO-GO, 1 failed/cancelled, 2 usage), "
+        help="run the plan: --headless in the foreground (exit 0 GO, 4 GO-OVERRIDE, 3 NO-GO, 1 failed/cancelled, "
+        "2 usage), "
         "--detach as a background supervisor, else a supervisor plus the TUI",
     )
     add_config_arg(p)
@@ -35,6 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--resume", metavar="SESSION", default=None, help="resume a session after a crash or kill")
     p.add_argument("--until", metavar="STAGE", default=None, help="stop after this stage (and what it needs)")
     p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    add_json_arg(p, "the started session (with --detach)")
     p.set_defaults(func=_run)
 
     a = sub.add_parser("attach", help="attach the TUI to a running or finished session (newest by default)")
@@ -60,6 +63,9 @@ def _run(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_USAGE
     cfg, path = loaded
+    if args.json and not args.detach:
+        print("error: --json prints the started session, so it needs --detach", file=sys.stderr)
+        return EXIT_USAGE
     if args.until and args.until not in cfg.stages:
         print(f"error: --until names unknown stage {args.until!r}; stages: {', '.join(cfg.stages)}", file=sys.stderr)
         return EXIT_USAGE
@@ -75,7 +81,12 @@ def _run(args: argparse.Namespace) -> int:
     if proc is None:
         return EXIT_FAILED
     if args.detach:
-        print(session_dir.name)
+        if args.json:
+            import json
+
+            print(json.dumps({"session": session_dir.name, "session_dir": str(session_dir), "pid": proc.pid}))
+        else:
+            print(session_dir.name)
         return 0
     return attach(session_dir, default_operator())
 

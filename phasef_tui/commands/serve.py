@@ -35,7 +35,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--session", default=None, help="attach operators to this session (default: the newest one)")
     p.add_argument("--max-sessions", type=int, default=8, metavar="N", help="concurrent operator sessions (8)")
     p.add_argument(
-        "--max-startups", type=int, default=10, metavar="N", help="connections allowed to be logging in at once (10)"
+        "--max-startups",
+        default="10:30:100",
+        metavar="START:RATE:FULL",
+        help="connections logging in at once: from START on, drop a new one with RATE%% chance rising to 100%% at "
+        "FULL (as sshd's MaxStartups); a single N is a hard cap (10:30:100)",
+    )
+    p.add_argument(
+        "--per-source-max-startups",
+        type=int,
+        default=4,
+        metavar="N",
+        help="connections logging in at once from one address; more from it are dropped (4; 0: no limit)",
+    )
+    p.add_argument(
+        "--preauth-timeout",
+        type=float,
+        default=10,
+        metavar="S",
+        help="time for a client to send its version and finish the key exchange (10)",
     )
     p.add_argument(
         "--idle-timeout", type=float, default=3600, metavar="S", help="end a session after S s without input (3600)"
@@ -64,6 +82,7 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 def _serve(args: argparse.Namespace) -> int:
     from phasef_tui.commands._common import sessions_root_for
+    from phasef_tui.ssh.admission import MaxStartups, StartupsError
     from phasef_tui.ssh.host_key import HostKeyError, default_host_key_path, load_or_create_host_key
     from phasef_tui.ssh.hub import ServeSettings
 
@@ -72,16 +91,26 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        max_startups = MaxStartups.parse(args.max_startups)
+    except StartupsError as exc:
+        print(f"error: --max-startups {exc}", file=sys.stderr)
+        return EXIT_USAGE
     numbers = {
         "--max-sessions": args.max_sessions,
-        "--max-startups": args.max_startups,
         "--login-timeout": args.login_timeout,
+        "--preauth-timeout": args.preauth_timeout,
     }
     for flag, value in numbers.items():
         if value <= 0:
             print(f"error: {flag} must be positive, got {value}", file=sys.stderr)
             return EXIT_USAGE
-    for flag, value in {"--idle-timeout": args.idle_timeout, "--keepalive": args.keepalive}.items():
+    zero_or_more = {
+        "--idle-timeout": args.idle_timeout,
+        "--keepalive": args.keepalive,
+        "--per-source-max-startups": args.per_source_max_startups,
+    }
+    for flag, value in zero_or_more.items():
         if value < 0:
             print(f"error: {flag} must be 0 or more, got {value}", file=sys.stderr)
             return EXIT_USAGE
@@ -109,7 +138,9 @@ def _serve(args: argparse.Namespace) -> int:
         host=host,
         port=port,
         max_sessions=args.max_sessions,
-        max_startups=args.max_startups,
+        max_startups=max_startups,
+        per_source_startups=args.per_source_max_startups,
+        preauth_timeout=args.preauth_timeout,
         login_timeout=args.login_timeout,
         idle_timeout=args.idle_timeout,
         keepalive_interval=args.keepalive,

@@ -50,13 +50,16 @@ def _status(args: argparse.Namespace) -> int:
     print(f"session {data['session']}: {data['state']} (from the {data['source']})")
     if data.get("final_decision"):
         print(f"final decision: {data['final_decision']}")
+    for c in data.get("pass_criteria", []):
+        print(f"  criterion {'met    ' if c['met'] else 'NOT MET'} {c['label']}: {c['evidence']}")
     for s in data["steps"]:
         dur = f"{s['duration_s']:.1f}s" if s.get("duration_s") is not None else ""
         err = f"  {s['error']}" if s.get("error") else ""
         print(f"  {s['stage']}.{s['step']:<32} {s['state']:<10} attempts={s['attempts']} {dur}{err}")
     for g in data["gates"]:
         who = f" by {g['operator']}" if g.get("operator") else ""
-        print(f"  gate {g['id']}: {g['state']} {g.get('decision') or ''}{who}")
+        over = " (OVERRIDE)" if g.get("override") else ""
+        print(f"  gate {g['id']}: {g['state']} {g.get('decision') or ''}{who}{over}")
     for p in data.get("problems", []):
         print(f"  journal problem: {p}")
     return EXIT_OK

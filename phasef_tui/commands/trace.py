@@ -1,25 +1,33 @@
 """``phasef trace``: import foreign traces into the canonical schema, analyze a trace, view one.
 
 ``stats`` exits 0 whenever it could read the file, bad lines included (they are part of the report, each as
-``file:line: reason``), and 2 when it could not read it at all (missing, a directory, unreadable, or a document
-of no known format).
+``file:line: reason``), and 2 when it could not read it at all (missing, a directory, unreadable, a document
+of no known format, or not a regular file: a FIFO, a device or a socket is refused before anything reads it).
+
+``import`` writes its output to a temporary file beside ``-o`` and renames it into place only on success; when
+nothing could be imported the old ``-o`` file is left as it was.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
+
+from phasef_tui.commands._common import add_json_arg
 
 if TYPE_CHECKING:
-    from pipeline.traces.analysis import TraceAnalysis
+    from pipeline.traces.analysis import ChainStore, ChainSummary, TraceAnalysis
 
 LIST_LIMIT = 50
 FORMAT_HELP = (
-    "its format: phasef, swe-agent, openhands, mini-swe-agent, tau-bench or inspect-ai (detected if not given)"
+    "its format: phasef, swe-agent, openhands, mini-swe-agent, tau-bench, inspect-ai, claude-code, codex, aider, "
+    "voyager or otel-genai (detected if not given), or jsonl with --map"
 )
+MAP_HELP = "mapping file (TOML) for a runner's own JSONL: which field is the episode, tick, outcome, ... (--from jsonl)"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,11 +43,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "import",
         help="convert a foreign trace into canonical JSONL",
         description="Convert a trace written by another agent (SWE-agent .traj, OpenHands events, mini-swe-agent, "
-        "tau-bench, inspect_ai .json/.eval) into the canonical dirty-trace JSONL.",
+        "tau-bench, inspect_ai .json/.eval, Claude Code and Codex CLI sessions, Aider chat histories, Voyager "
+        "events, OTLP JSON GenAI spans) into the canonical dirty-trace JSONL.",
     )
-    imp.add_argument("path", type=Path, help="the trace to import")
+    imp.add_argument("path", type=Path, help="the trace to import, or a run folder (every trace in it)")
     imp.add_argument("--from", dest="fmt", metavar="FORMAT", help=FORMAT_HELP)
+    imp.add_argument("--map", type=Path, help=MAP_HELP)
     imp.add_argument("-o", "--output", type=Path, required=True, help="canonical JSONL file to write")
+    imp.add_argument("--jobs", type=int, help="worker processes for a folder (default: CPUs, at most 4)")
+    add_json_arg(imp, "what was imported")
     imp.set_defaults(func=_import)
 
     stats = trace_sub.add_parser(
@@ -47,17 +59,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="analyze a trace: recovery chains, thrash, oscillation, deadlocks, deaths, MTTR, context profile",
         description="Analyze a canonical or importable trace and list every bad line as file:line: reason.",
     )
-    stats.add_argument("file", type=Path)
+    stats.add_argument("file", type=Path, help="a trace in any supported format, or a run folder")
     stats.add_argument("--json", action="store_true", help="print the analysis as JSON")
     stats.add_argument("--from", dest="fmt", metavar="FORMAT", help=FORMAT_HELP)
     stats.add_argument("--deadlock-window", type=int, help="ticks without progress that make a deadlock")
     stats.add_argument("--thrash-min", type=int, help="failures of one action that make thrashing")
     stats.add_argument("--max-line-mb", type=float, help="lines longer than this are reported and skipped")
+    stats.add_argument("--map", type=Path, help=MAP_HELP)
+    stats.add_argument(
+        "--warmup", type=int, help="ticks before the context growth is fitted (default: context_window + 1, else 5)"
+    )
     stats.set_defaults(func=_stats)
 
+    export = trace_sub.add_parser(
+        "export",
+        help="write a trace in another format (OpenTelemetry GenAI spans as OTLP JSON)",
+        description="Write a dirty trace (canonical, or any format the importers read) as OpenTelemetry spans with "
+        "the GenAI semantic conventions, OTLP JSON encoding, for tools that read OTLP (Phoenix, Langfuse, Jaeger).",
+    )
+    export.add_argument("file", type=Path)
+    export.add_argument("--to", dest="to", required=True, choices=["otlp-json"], help="the format to write")
+    export.add_argument("--from", dest="fmt", metavar="FORMAT", help=FORMAT_HELP)
+    export.add_argument("-o", "--output", type=Path, required=True, help="file to write")
+    export.add_argument("--service", default="phasef", help="service.name of the exported spans")
+    export.set_defaults(func=_export)
+
     view = trace_sub.add_parser("view", help="browse a trace in the terminal", description="Browse a trace.")
-    view.add_argument("file", type=Path)
+    view.add_argument("file", type=Path, help="a trace in any supported format, or a run folder")
     view.add_argument("--follow", action="store_true", help="keep following the file as it grows")
+    view.add_argument("--from", dest="fmt", metavar="FORMAT", help=FORMAT_HELP)
     view.set_defaults(func=_view)
 
 
@@ -67,56 +97,177 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _unknown_format(command: str, fmt: str | None) -> int | None:
-    from pipeline.traces.importers import FORMATS
+    from pipeline.traces.importers import EXPLICIT_FORMATS, FORMATS
 
-    if fmt is None or fmt in FORMATS:
+    known = FORMATS + EXPLICIT_FORMATS
+    if fmt is None or fmt in known:
         return None
-    print(f"phasef trace {command}: unknown format {fmt!r}; expected one of {', '.join(FORMATS)}", file=sys.stderr)
+    print(f"phasef trace {command}: unknown format {fmt!r}; expected one of {', '.join(known)}", file=sys.stderr)
     return 2
 
 
 def _cannot_read(command: str, path: Path, exc: BaseException) -> int:
+    from pipeline.fsio import FileTooLarge, NotARegularFile
+
+    if isinstance(exc, NotARegularFile | FileTooLarge):
+        print(f"phasef trace {command}: {exc}", file=sys.stderr)  # the message names the path and what it is
+        return 2
     detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    print(f"phasef trace {command}: cannot read {path}: {detail}", file=sys.stderr)
+    if detail.startswith(f"{path}:"):  # the message names the path (and maybe a line) itself: say it once
+        print(f"phasef trace {command}: cannot read {path}{detail[len(str(path)) :]}", file=sys.stderr)
+    else:
+        print(f"phasef trace {command}: cannot read {path}: {detail}", file=sys.stderr)
     return 2
 
 
 def _import(args: argparse.Namespace) -> int:
     import orjson
 
+    from pipeline.fsio import atomic_open
     from pipeline.traces.importers import UnknownFormat, detect_format, import_trace
 
     path: Path = args.path
     if (code := _unknown_format("import", args.fmt)) is not None:
         return code
+    if path.is_dir():
+        return _import_folder(args)
     try:
-        fmt = args.fmt or detect_format(path)
-        records, bad_lines = import_trace(path, fmt)
-    except (OSError, UnknownFormat) as exc:
+        fmt = args.fmt or ("jsonl" if args.map is not None else detect_format(path))
+        records, bad_lines = import_trace(path, fmt, mapping=args.map)
+    except (OSError, UnknownFormat, ValueError) as exc:
         return _cannot_read("import", path, exc)
     out: Path = args.output
-    tmp = out.with_name(out.name + ".tmp")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "wb") as fh:
-        for record in records:
-            fh.write(orjson.dumps(record) + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, out)
     for bad in bad_lines:
         print(bad, file=sys.stderr)
+    if not records and bad_lines:
+        print(f"{path} ({fmt}): nothing could be imported; {out} left as it was", file=sys.stderr)
+        return 1
+    try:
+        with atomic_open(out, "wb") as fh:
+            for record in records:
+                fh.write(orjson.dumps(record) + b"\n")
+    except OSError as exc:
+        print(f"phasef trace import: cannot write {out}: {exc.strerror or exc}; it was left as it was", file=sys.stderr)
+        return 1
     episodes = len({(r.get("run_id"), r["episode"]) for r in records})
     ticks = sum(1 for r in records if r["kind"] == "tick")
+    code = 0 if records or not bad_lines else 1
+    if args.json and code == 0:
+        summary = {
+            "source": str(path),
+            "format": fmt,
+            "output": str(out),
+            "records": len(records),
+            "episodes": episodes,
+            "ticks": ticks,
+            "bad_lines": [str(b) for b in bad_lines],
+        }
+        print(json.dumps(summary))
+        return code
+    if getattr(args, "quiet", False) and code == 0:
+        return code
     print(
         f"{path} ({fmt}): {len(records)} records, {episodes} episodes, {ticks} ticks -> {out}"
         + (f"; {len(bad_lines)} bad" if bad_lines else ""),
         file=sys.stderr,
     )
-    return 0 if records or not bad_lines else 1
+    return code
+
+
+def _import_folder(args: argparse.Namespace) -> int:
+    """``phasef trace import DIR -o OUT``: every trace in the folder into one canonical JSONL."""
+    from pipeline.fsio import atomic_open
+    from pipeline.traces.importers.folders import count_units, import_folder, terminal_progress
+
+    folder: Path = args.path
+    out: Path = args.output
+    progress = terminal_progress(sys.stderr) if sys.stderr.isatty() else None
+    total = count_units(folder) if progress is not None else None
+    try:
+        with atomic_open(out, "wb") as fh:
+            summary = import_folder(folder, fh, fmt=args.fmt, jobs=args.jobs, progress=progress, total=total)
+    except OSError as exc:
+        return _cannot_read("import", folder, exc)
+    sys.stderr.write(render_folder_summary(summary, out))
+    return 0 if summary.records or not (summary.skipped_count or summary.bad_line_count) else 1
+
+
+def render_folder_summary(summary: Any, out: Path) -> str:
+    formats = ", ".join(f"{name} {count}" for name, count in sorted(summary.formats.items())) or "none"
+    lines = [
+        f"{summary.folder}: {summary.files} files ({formats}), {summary.records} records, {summary.episodes} "
+        f"episodes, {summary.ticks} ticks -> {out}",
+        f"skipped files: {summary.skipped_count}; bad lines: {summary.bad_line_count}; "
+        f"other files not read: {summary.not_traces}",
+    ]
+    for problem in (summary.skipped + summary.bad_lines)[:LIST_LIMIT]:
+        lines.append(f"  {problem}")
+    hidden = summary.skipped_count + summary.bad_line_count - LIST_LIMIT
+    if hidden > 0:
+        lines.append(f"  … {hidden} more")
+    return "\n".join(lines) + "\n"
+
+
+def _export(args: argparse.Namespace) -> int:
+    from collections.abc import Iterator
+
+    from pipeline.fsio import atomic_open
+    from pipeline.traces.export_otlp import write_otlp_json
+    from pipeline.traces.importers import UnknownFormat, detect_format, import_trace
+    from pipeline.traces.reader import BadLine, iter_records
+
+    path: Path = args.file
+    if (code := _unknown_format("export", args.fmt)) is not None:
+        return code
+    bad_lines: list[BadLine] = []
+    try:
+        fmt = args.fmt or detect_format(path)
+        if fmt == "phasef":
+
+            def canonical() -> Iterator[dict[str, Any]]:
+                for item in iter_records(path):
+                    if isinstance(item, BadLine):
+                        bad_lines.append(item)
+                    else:
+                        yield item[1]
+
+            records: Any = canonical()
+        else:
+            records, bad_lines = import_trace(path, fmt)
+        with atomic_open(args.output, "wb") as fh:
+            spans = write_otlp_json(records, fh, service=args.service)
+    except (OSError, UnknownFormat) as exc:
+        return _cannot_read("export", path, exc)
+    for bad in bad_lines:
+        print(bad, file=sys.stderr)
+    print(f"{path} ({fmt}): {spans} spans -> {args.output}" + (f"; {len(bad_lines)} bad" if bad_lines else ""),
+          file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _analyze_any(path: Path, fmt: str | None, options: dict[str, Any]) -> tuple[TraceAnalysis, ChainStore]:
+    """Analyze canonical JSONL in place; import anything else (a foreign file, a run folder) through the cache.
+
+    The chains come in a compact ``ChainStore`` beside the analysis (its ``chains`` left empty): a large trace has
+    hundreds of thousands of them.
+    """
+    from pipeline.traces.analysis import analyze_compact
+    from pipeline.traces.importers import detect_format
+    from pipeline.traces.importers.cache import import_cached
+    from pipeline.traces.reader import file_sha256
+
+    if not path.is_dir() and (fmt or detect_format(path)) == "phasef":
+        return analyze_compact(path, fmt="phasef", **options)
+    imported = import_cached(path, fmt)
+    result, chains = analyze_compact(imported.file, fmt="phasef", **options)
+    result.file = str(path)
+    if not path.is_dir():
+        result.sha256 = file_sha256(path)
+    result.bad_lines = [*imported.problems, *result.bad_lines]
+    return result, chains
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from pipeline.traces.analysis import analyze
     from pipeline.traces.importers import UnknownFormat
 
     path: Path = args.file
@@ -130,19 +281,56 @@ def _stats(args: argparse.Namespace) -> int:
             options["thrash_min"] = args.thrash_min
         if args.max_line_mb is not None:
             options["max_line_bytes"] = max(1, int(args.max_line_mb * 2**20))
-        result = analyze(path, fmt=args.fmt, **options)
-    except (OSError, UnknownFormat) as exc:
+        if args.warmup is not None:
+            options["warmup"] = args.warmup
+        if args.map is not None:
+            from pipeline.traces.analysis import analyze_records
+            from pipeline.traces.importers import import_trace
+            from pipeline.traces.reader import file_sha256
+
+            options.pop("max_line_bytes", None)
+            records, bad_lines = import_trace(path, "jsonl", mapping=args.map)
+            result = analyze_records(records, file=str(path), sha256=file_sha256(path), bad_lines=bad_lines, **options)
+            chains: Sequence[ChainSummary] = result.chains
+        else:
+            result, chains = _analyze_any(path, args.fmt, options)
+    except (OSError, UnknownFormat, ValueError) as exc:
         return _cannot_read("stats", path, exc)
     if args.json:
-        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+        from pipeline.traces.analysis import ChainStore
+
+        if isinstance(chains, ChainStore):
+            write_analysis_json(result, chains, sys.stdout)
+        else:
+            sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
-        sys.stdout.write(render_analysis(result))
+        sys.stdout.write(render_analysis(result, chains))
     return 0
+
+
+def write_analysis_json(a: TraceAnalysis, chains: ChainStore, out: TextIO) -> None:
+    """The analysis as indented JSON with its chains written one at a time from the compact store (a large trace
+    has hundreds of thousands: built as objects all at once they would take more memory than the whole scan)."""
+    head, marker, tail = a.model_dump_json(indent=2).partition('\n  "chains": [],')
+    if not marker:
+        raise ValueError("the analysis JSON has no empty chains list")
+    out.write(head)
+    out.write('\n  "chains": [')
+    for n, item in enumerate(chains.json_items()):
+        out.write(",\n    " if n else "\n    ")
+        out.write(item.decode())
+    out.write("\n  ]," if len(chains) else "],")
+    out.write(tail)
+    out.write("\n")
 
 
 def _view(args: argparse.Namespace) -> int:
     from phasef_tui.trace_view import run_trace_view
 
+    if (code := _unknown_format("view", args.fmt)) is not None:
+        return code
+    if args.fmt is not None:
+        return int(run_trace_view(args.file, args.follow, args.fmt))
     return int(run_trace_view(args.file, args.follow))
 
 
@@ -154,20 +342,27 @@ def _section(lines: list[str], title: str, items: list[Any], fmt: Any) -> None:
         lines.append(f"  … {len(items) - LIST_LIMIT} more (use --json for all)")
 
 
-def render_analysis(a: TraceAnalysis) -> str:
-    """Plain-text report of an analysis (no colour, so it pipes and diffs cleanly)."""
+def render_analysis(a: TraceAnalysis, chains: Sequence[ChainSummary] | None = None) -> str:
+    """Plain-text report of an analysis (no colour, so it pipes and diffs cleanly); ``chains`` replaces
+    ``a.chains`` (a ``ChainStore`` of a large trace)."""
+    all_chains: Sequence[ChainSummary] = a.chains if chains is None else chains
     lines = [
         f"trace: {a.file}",
         f"sha256: {a.sha256}",
         f"records: {a.records}   episodes: {a.episodes}   ticks: {a.ticks}   bad lines: {len(a.bad_lines)}",
     ]
-    recovered = sum(1 for c in a.chains if c.outcome == "recovered")
-    died = sum(1 for c in a.chains if c.outcome == "death")
+    from pipeline.traces.analysis import ChainStore
+
+    if isinstance(all_chains, ChainStore):
+        recovered, died, _ = all_chains.by_outcome
+    else:
+        recovered = sum(1 for c in all_chains if c.outcome == "recovered")
+        died = sum(1 for c in all_chains if c.outcome == "death")
     lines.append(
-        f"recovery chains: {len(a.chains)} ({recovered} recovered, {died} death, "
-        f"{len(a.chains) - recovered - died} open)"
+        f"recovery chains: {len(all_chains)} ({recovered} recovered, {died} death, "
+        f"{len(all_chains) - recovered - died} open)"
     )
-    for c in a.chains[:LIST_LIMIT]:
+    for c in all_chains[:LIST_LIMIT]:
         tries = f"{c.attempts} attempt{'s' if c.attempts != 1 else ''}"
         if c.outcome == "recovered":
             seconds = f" / {c.seconds_to_recover:.3f} s" if c.seconds_to_recover is not None else ""
@@ -178,8 +373,8 @@ def render_analysis(a: TraceAnalysis) -> str:
         lines.append(
             f"  {c.chain_id} [{c.episode}] ticks {c.start_tick}-{c.end_tick} {c.failure_class or '?'}: {ending}"
         )
-    if len(a.chains) > LIST_LIMIT:
-        lines.append(f"  … {len(a.chains) - LIST_LIMIT} more (use --json for all)")
+    if len(all_chains) > LIST_LIMIT:
+        lines.append(f"  … {len(all_chains) - LIST_LIMIT} more (use --json for all)")
     mttr_ticks = f"{a.mttr_ticks:.2f} ticks" if a.mttr_ticks is not None else "n/a"
     mttr_seconds = f"{a.mttr_seconds:.3f} s" if a.mttr_seconds is not None else "n/a"
     lines.append(f"MTTR: {mttr_ticks} / {mttr_seconds}")

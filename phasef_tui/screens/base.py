@@ -36,15 +36,29 @@ class PhasefScreen(Screen[None]):
         return self.phasef.source
 
     def compose_tabs(self) -> ComposeResult:
-        yield ScreenTabs(id="tabs")
+        tabs = ScreenTabs(id="tabs")
+        # filled before it is mounted, so the first frame has it (an update after mounting shows a frame later)
+        tabs.show(self.phasef.tab_list(), self.SCREEN_NAME, self.source.title, self.phasef.attention())
+        yield tabs
 
     def compose_footer(self) -> ComposeResult:
-        yield KeyHints(id="keys")
+        if getattr(self.source, "replaying", False):  # (phasef replay: the timeline on every screen)
+            from widgets.timeline_bar import TimelineBar
+
+            yield TimelineBar(id="timeline")
+        keys = KeyHints(id="keys")
+        keys.show(self.key_hints())
+        yield keys
 
     def draw_tabs(self) -> None:
         self.query_one("#tabs", ScreenTabs).show(
             self.phasef.tab_list(), self.SCREEN_NAME, self.source.title, self.phasef.attention()
         )
+        info = getattr(self.source, "timeline_info", None)
+        if info is not None:
+            from widgets.timeline_bar import TimelineBar
+
+            self.query_one("#timeline", TimelineBar).show(info())
 
     def refresh_view(self, changed: set[str]) -> None:
         """Redraw from the data source; ``changed`` names what changed since the last frame."""

@@ -146,3 +146,40 @@ class ChainsScreen(PhasefScreen):
         lines = self.chains.lines(self.chain)
         if lines:
             self.phasef.open_trace_line(lines[min(self.position, len(lines) - 1)])
+
+    # -- copy and export ---------------------------------------------------------------------------------------------
+    def _chain_doc(self) -> dict[str, object] | None:
+        from phasef_tui.exports import chain_doc
+
+        chains = self.chains
+        if chains is None or not len(chains):
+            self.notify("no recovery chain", timeout=3)
+            return None
+        lines = list(chains.lines(self.chain))
+        records = [chains.feed.index.record(line) for line in lines]
+        return chain_doc(chains.feed.display_name, chains.chain_name(self.chain), lines, records)
+
+    def action_copy(self) -> None:
+        """The whole chain, as Markdown, to the clipboard (OSC 52)."""
+        from phasef_tui.exports import chain_markdown
+
+        doc = self._chain_doc()
+        if doc is not None:
+            text = chain_markdown(doc)
+            self.app.copy_to_clipboard(text)
+            self.notify(f"chain {doc['chain']} copied ({doc['ticks']} ticks)", title="clipboard", timeout=3)
+
+    def action_export(self, fmt: str) -> None:
+        from phasef_tui.exports import chain_markdown, export_folder, render, write_export
+
+        doc = self._chain_doc()
+        if doc is None:
+            return
+        try:
+            path = write_export(
+                export_folder(self.source), f"chain-{doc['chain']}", fmt, render(doc, fmt, chain_markdown)
+            )
+        except OSError as exc:
+            self.notify(str(exc), title="not exported", severity="error", timeout=8)
+            return
+        self.notify(f"chain {doc['chain']} to {path}", title="exported", timeout=6)

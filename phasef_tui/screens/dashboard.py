@@ -6,14 +6,14 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 
 from phasef_tui.keys import bindings
-from phasef_tui.screens.base import PhasefScreen
+from phasef_tui.screens.step_actions import StepActions
 from widgets.headline import Headline
 from widgets.log_tail import LogTail
 from widgets.session_view import SessionView
 from widgets.stage_board import StageBoard
 
 
-class DashboardScreen(PhasefScreen):
+class DashboardScreen(StepActions):
     SCREEN_NAME = "Dashboard"
     BINDINGS = bindings("dashboard")
 

@@ -12,13 +12,14 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from phasef_tui.keys import SCREEN_NAMES, all_actions, bindings, display_key, effective_key
+from widgets.theme import themed
 
 SCOPE_TITLES = {"app": "Everywhere", "list": "Lists", "help": "Help", "reason": "Decision reason"} | SCREEN_NAMES
 
 
 def render_help(keymap: Mapping[str, str]) -> Table:
     table = Table(box=None, expand=True, show_header=True, header_style="bold", pad_edge=False)
-    table.add_column("key", no_wrap=True, style="bold cyan", min_width=10)
+    table.add_column("key", no_wrap=True, style=themed("info.b"), min_width=10)
     table.add_column("action", ratio=1, no_wrap=True, overflow="ellipsis")
     table.add_column("binding id", no_wrap=True, style="dim")
     scope_seen = None
@@ -29,7 +30,7 @@ def render_help(keymap: Mapping[str, str]) -> Table:
         key = effective_key(action, keymap)
         remapped = action.id in keymap
         table.add_row(
-            Text(display_key(key), style="bold yellow" if remapped else "bold cyan"),
+            Text(display_key(key), style=themed("warn.b") if remapped else themed("info.b")),
             action.description,
             action.id,
         )

@@ -19,6 +19,7 @@ from phasef_tui.data_source import TraceProfile
 from phasef_tui.keys import bindings
 from phasef_tui.screens.base import PhasefScreen
 from widgets.delta_table import DeltaTable
+from widgets.verdict_card import render_final_report
 
 PLOTS = (("loss", "training loss"), ("latency", "latency distribution"), ("context", "context size per tick"))
 PLOT_INTERVAL_S = 1.0
@@ -43,6 +44,7 @@ class ReportScreen(PhasefScreen):
 
         yield from self.compose_tabs()
         with Vertical(id="report-body"):
+            yield Static(id="final-report")
             yield DeltaTable(id="deltas")
             yield Static(id="plot-tabs")
             with ContentSwitcher(id="plots", initial="plot-latency"):
@@ -74,10 +76,14 @@ class ReportScreen(PhasefScreen):
     def refresh_view(self, changed: set[str]) -> None:
         view = self.source.session_view(self.phasef.clock())
         table = self.query_one("#deltas", DeltaTable)
+        final = self.query_one("#final-report", Static)
         if view is not None:
             table.show(view.deltas, view.residual_blockers)
+            final.display = bool(view.pass_criteria) or any(g.override for g in view.gates)
+            final.update(render_final_report(view.final_decision, view.pass_criteria, view.gates))
         else:
             table.show(())
+            final.display = False
         if "all" in changed or "session" in changed:
             self.draw_tabs()
         name = PLOTS[self.plot][0]

@@ -57,15 +57,28 @@ class TracesScreen(PhasefScreen):
         self._was_caught_up = False
         self._paused_by_detail = False
         self._synced_at = 0.0
+        self._summarized_seen = 0
 
     def compose(self) -> ComposeResult:
         yield from self.compose_tabs()
-        yield FilterBar(id="filters")
+        feed = self.source.feed
+        # a followed file opens at its end (once scanned); a finished one at its first line
+        stream = TraceStream(_NoRows(), id="stream", follow=feed.follow if feed is not None else True)
+        # the bars are filled before they are mounted, so the first frame has them (see ``compose_tabs``)
+        if feed is not None:
+            self.selection = LineSelection(feed.index, self.kinds)
+            self.selection.update()
+        state = self._filter_state(stream)
+        filters = FilterBar(id="filters")
+        filters.show(state)
+        status = StreamStatus(id="stream-status")
+        status.show(state)
+        yield filters
         with Vertical(id="trace-body"):
-            yield TraceStream(_NoRows(), id="stream")
+            yield stream
             yield RecordDetail(id="detail")
         yield Input(placeholder="search (Enter: find, Esc: cancel)", id="search", compact=True)
-        yield StreamStatus(id="stream-status")
+        yield status
         yield from self.compose_footer()
 
     @property
@@ -122,13 +135,26 @@ class TracesScreen(PhasefScreen):
             if caught_up and not self._was_caught_up and self.stream.follow:
                 self.stream.cursor = self.stream.count - 1  # the first scan is done: go to the end and follow
             self._was_caught_up = caught_up
-            self.stream.refresh()  # summaries (the badges) may have reached the visible rows
+            if feed is not None and self._summary_reached_screen(feed.index.summarized):
+                self.stream.refresh()  # the summary pass (the final badges) reached rows on screen
         if self._pending_line is not None and self.selection is not None:
             line, self._pending_line = self._pending_line, None
             self.stream.move_to(self.selection.position_of(line))
         self._draw_bars()
         if "all" in changed:
             self.draw_tabs()
+
+    def _summary_reached_screen(self, summarized: int) -> bool:
+        """The summary pass went over lines on screen since the last look (redraw then, not every frame: while a
+        big file is scanned, redrawing rows that did not change took a third of the interpreter from the scan)."""
+        before, self._summarized_seen = self._summarized_seen, summarized
+        selection = self.selection
+        if summarized == before or selection is None or not len(selection):
+            return summarized < before  # the file started over
+        stream = self.stream
+        top = min(int(stream.scroll_y), len(selection) - 1)
+        bottom = min(top + max(1, stream.size.height), len(selection) - 1)
+        return selection.line_at(bottom) >= before and selection.line_at(top) < summarized
 
     def show_line(self, line: int) -> None:
         """Put the cursor on trace line ``line`` (from another screen), clearing filters that hide it."""
@@ -139,12 +165,13 @@ class TracesScreen(PhasefScreen):
         if self.is_mounted:
             self.refresh_view(set())
 
-    def _filter_state(self) -> FilterState:
+    def _filter_state(self, stream: TraceStream | None = None) -> FilterState:
         feed = self.source.feed
         keymap = self.phasef.keymap
         keys = {name: effective_key(a, keymap).split(",")[0] for name, a in FILTER_KEY_IDS.items()}
+        stream = stream if stream is not None else self.stream
         if feed is None:
-            return FilterState(active=self.kinds, keys=keys, follow=self.stream.follow, source="no trace yet")
+            return FilterState(active=self.kinds, keys=keys, follow=stream.follow, source="no trace yet")
         total = len(feed.index)
         return FilterState(
             active=self.kinds,
@@ -152,12 +179,12 @@ class TracesScreen(PhasefScreen):
             keys=keys,
             shown=len(self.selection) if self.selection is not None else 0,
             total=total,
-            cursor=self.stream.cursor,
+            cursor=stream.cursor,
             summarized_pct=feed.summarized_pct,
             indexed_pct=feed.indexed_pct,
             search=self.search,
             search_note=self.search_note,
-            follow=self.stream.follow,
+            follow=stream.follow,
             source=feed.display_name,
         )
 
@@ -309,3 +336,47 @@ class TracesScreen(PhasefScreen):
         lines = feed.index.chain_lines(chain)
         position = list(lines).index(line) if line in lines else 0
         self.phasef.open_chain(chain, position)
+
+    # -- copy and export ---------------------------------------------------------------------------------------------
+    def action_copy(self) -> None:
+        """The record under the cursor, as indented JSON, to the clipboard (OSC 52: works over SSH)."""
+        from phasef_tui.exports import record_text
+
+        feed = self.source.feed
+        line = self.current_line()
+        if feed is None or line is None:
+            self.notify("no record to copy", timeout=3)
+            return
+        raw = feed.index.line(line).decode("utf-8", "replace")
+        text = record_text(feed.index.record(line), raw)
+        self.app.copy_to_clipboard(text)
+        self.notify(f"line {line + 1} copied ({len(text):,} chars)", title="clipboard", timeout=3)
+
+    def action_export(self, fmt: str) -> None:
+        """The records the filters select (all of them without a filter), to a Markdown or JSON file."""
+        feed, selection = self.source.feed, self.selection
+        if feed is None or selection is None or not len(selection):
+            self.notify("no records to export", timeout=3)
+            return
+        from phasef_tui.exports import SLICE_LIMIT
+
+        count = min(len(selection), SLICE_LIMIT)
+        lines = [selection.line_at(i) for i in range(count)]
+        self._export_slice(fmt, feed.display_name, sorted(self.kinds), lines, len(selection))
+
+    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
+    def _export_slice(self, fmt: str, trace: str, kinds: list[str], lines: list[int], total: int) -> None:
+        from phasef_tui.exports import export_folder, render, slice_doc, slice_markdown, write_export
+
+        feed = self.source.feed
+        if feed is None:
+            return
+        records = [feed.index.record(line) for line in lines]
+        doc = slice_doc(trace, kinds, lines, records, total)
+        stem = "trace-slice-" + ("-".join(kinds) if kinds else "all")
+        try:
+            path = write_export(export_folder(self.source), stem, fmt, render(doc, fmt, slice_markdown))
+        except OSError as exc:
+            self.app.call_from_thread(self.notify, str(exc), title="not exported", severity="error", timeout=8)
+            return
+        self.app.call_from_thread(self.notify, f"{len(lines):,} records to {path}", title="exported", timeout=6)

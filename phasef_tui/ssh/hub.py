@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from phasef_tui.ssh.admission import MaxStartups
 from phasef_tui.ssh.authorized_keys import NAME_VAR, ROLE_VAR, Operator
 from phasef_tui.ssh.connection_log import ConnectionLog
 
@@ -66,6 +67,21 @@ def session_environment(
     return env
 
 
+NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def ignored_client_variables(client_env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The variables a client sent that its session does not get: (printable name, why). Values are not shown."""
+    ignored = []
+    for name, value in client_env.items():
+        shown = name if NAME_PATTERN.fullmatch(name) else ascii(name[:64])
+        if name not in CLIENT_VARS:
+            ignored.append((shown, f"only {' and '.join(CLIENT_VARS)} are taken from the client"))
+        elif not CLIENT_VALUE_PATTERN.fullmatch(value):
+            ignored.append((shown, "value not accepted"))
+    return ignored
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     """Limits default to what one supervised run needs; ``phasef serve --help`` lists the flags that change them."""
@@ -77,7 +93,10 @@ class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 2222
     max_sessions: int = 8
-    max_startups: int = 10  # connections still logging in
+    # connections still logging in: random early drop from start, none admitted at full
+    max_startups: MaxStartups = field(default_factory=MaxStartups)
+    per_source_startups: int = 4  # connections logging in from one address; 0: no per-source limit
+    preauth_timeout: float = 10.0  # to send the version and finish the key exchange
     login_timeout: float = 30.0
     idle_timeout: float = 3600.0  # no keystroke or resize for this long ends the session; 0 turns it off
     stall_timeout: float = 60.0  # a client that takes no output for this long is cut off

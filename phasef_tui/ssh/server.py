@@ -1,8 +1,11 @@
 """The SSH listener: public-key logins against a re-read authorized_keys, one TUI per session, clean shutdown.
 
 Everything but an interactive session is off: password, keyboard-interactive, host-based and GSS logins, agent and
-X11 forwarding, TCP and Unix-socket forwarding, tunnels. Each refusal is logged with the peer and the key. The
-caps are ``max_startups`` connections still logging in (the rest are dropped at once) and ``max_sessions`` TUIs; an
+X11 forwarding, TCP and Unix-socket forwarding, tunnels. Each refusal is logged with the peer and the key.
+
+Before login, a connection is admitted only within ``per_source_startups`` per address and ``max_startups``
+(start:rate:full, random early drop; see admission.py), must finish the version and key exchange within
+``preauth_timeout`` and log in within ``login_timeout``. After login, ``max_sessions`` TUIs at most, and an
 authenticated connection that holds no session for ``login_timeout`` is closed.
 """
 
@@ -17,6 +20,7 @@ from typing import Any
 
 import asyncssh
 
+from phasef_tui.ssh.admission import Admission
 from phasef_tui.ssh.authorized_keys import AuthorizedKeys, Operator, read_authorized_keys
 from phasef_tui.ssh.host_key import HostKey
 from phasef_tui.ssh.hub import SessionHub
@@ -44,7 +48,9 @@ class OperatorConnection(asyncssh.SSHServer):
         self.sessions: set[OperatorSession] = set()
         self.opened = time.monotonic()
         self._sessionless: asyncio.TimerHandle | None = None
+        self._preauth: asyncio.TimerHandle | None = None
         self._dropped = False
+        self._counted = False  # admitted: counted among the connections logging in
 
     # -- connection lifecycle -----------------------------------------------------------------------------------
 
@@ -53,17 +59,59 @@ class OperatorConnection(asyncssh.SSHServer):
         peer = conn.get_extra_info("peername") or ("?", 0)
         self.peer_addr = str(peer[0])
         self.peer = f"{peer[0]}:{peer[1]}"
-        if self.hub.closing or len(self.service.logging_in) >= self.hub.settings.max_startups:
-            self.log("refused", what="connection", reason="too many connections logging in")
+        admission = self.service.admission
+        refusal = admission.admit(self.peer_addr) if not self.hub.closing else None
+        if self.hub.closing or refusal is not None:
+            reason = refusal.reason if refusal is not None else "the server is shutting down"
+            limit = refusal.limit if refusal is not None else None
+            self.log("refused", what="connection", reason=reason, limit=limit, logging_in=admission.total)
             self._dropped = True
             conn.abort()
             return
-        self.service.logging_in.add(self)
+        self._counted = True
         self.service.connections.add(self)
         self.log("connect")
+        self._refuse_forwarding(conn)
+        timeout = self.hub.settings.preauth_timeout
+        if timeout > 0:
+            self._preauth = asyncio.get_running_loop().call_later(timeout, self._preauth_expired)
+
+    def _refuse_forwarding(self, conn: asyncssh.SSHServerConnection) -> None:
+        """Agent and X11 forwarding are off (``create_server`` says so); these make each refusal a log line.
+
+        asyncssh asks its connection for an agent or X11 listener when a session requests forwarding and refuses
+        there without telling the server object, so the connection's own methods are replaced by ones that log
+        and refuse.
+        """
+
+        async def no_agent() -> bool:
+            self.log("refused", what="agent forwarding", reason="forwarding is off")
+            return False
+
+        async def no_x11(chan: object, auth_proto: bytes, auth_data: bytes, screen: int) -> None:
+            self.log("refused", what="x11 forwarding", reason="forwarding is off")
+            return None
+
+        conn.create_agent_listener = no_agent  # type: ignore[method-assign]
+        conn.attach_x11_listener = no_x11  # type: ignore[method-assign]
+
+    def _preauth_expired(self) -> None:
+        self._preauth = None
+        if self.conn is not None and self.info is None:
+            timeout = self.hub.settings.preauth_timeout
+            self.log("closing", reason=f"no version and key exchange within {timeout:g} s")
+            self.conn.abort()
+
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.service.admission.release(self.peer_addr)
+        if self._preauth is not None:
+            self._preauth.cancel()
+            self._preauth = None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.service.logging_in.discard(self)
+        self._uncount()
         self.service.connections.discard(self)
         if self._sessionless is not None:
             self._sessionless.cancel()
@@ -75,6 +123,10 @@ class OperatorConnection(asyncssh.SSHServer):
     # -- authentication ---------------------------------------------------------------------------------------
 
     def begin_auth(self, username: str) -> bool:
+        # the client sent its version and finished the key exchange; login_timeout bounds the rest
+        if self._preauth is not None:
+            self._preauth.cancel()
+            self._preauth = None
         self.username = username
         self.keys = self.service.read_keys()  # at every login: a key removed from the file is refused at once
         return True
@@ -106,7 +158,7 @@ class OperatorConnection(asyncssh.SSHServer):
         return False
 
     def auth_completed(self) -> None:
-        self.service.logging_in.discard(self)
+        self._uncount()
         assert self.candidate is not None, "public key is the only method"
         self.info = ConnectionInfo(self.conn_id, self.peer, self.username, self.candidate)
         self.log("login", source=self.candidate.source)
@@ -185,7 +237,8 @@ class SSHService:
         self.hub = hub
         self.host_key = host_key
         self.connections: set[OperatorConnection] = set()
-        self.logging_in: set[OperatorConnection] = set()
+        settings = hub.settings
+        self.admission = Admission(settings.max_startups, settings.per_source_startups)
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._known_issues: frozenset[str] = frozenset()
 

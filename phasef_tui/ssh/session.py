@@ -21,13 +21,14 @@ from typing import Any
 import asyncssh
 
 from phasef_tui.ssh.authorized_keys import Operator
-from phasef_tui.ssh.hub import DEFAULT_TERM, SessionHub, session_environment
+from phasef_tui.ssh.hub import DEFAULT_TERM, SessionHub, ignored_client_variables, session_environment
 from phasef_tui.ssh.pty_child import PtyChild
 
 NO_TERMINAL = "phasef: this server only runs the terminal UI; connect with a terminal (ssh -t) and without a command"
 NO_TERMINAL_FOR_KEY = "phasef: this key may not open a terminal (no-pty or restrict in authorized_keys)"
 EXIT_REFUSED = 1
 EARLY_INPUT_LIMIT = 4096
+ENV_NAMES_LOGGED = 16  # names of ignored client variables listed in the log line; the rest are counted
 TERMINAL_RESET = (
     b"\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1015l"  # mouse reporting off
     b"\x1b[?1004l\x1b[?2004l"  # focus events, bracketed paste off
@@ -148,6 +149,16 @@ class OperatorSession(asyncssh.SSHServerSession[bytes]):
     # -- the TUI process ------------------------------------------------------------------------------------------
 
     def _begin(self) -> None:
+        assert self._chan is not None
+        client_env = dict(self._chan.get_environment())
+        by_reason: dict[str, list[str]] = {}
+        for name, why in ignored_client_variables(client_env):
+            by_reason.setdefault(why, []).append(name)
+        for why, names in by_reason.items():  # one line per kind of refusal, the names (never the values) in it
+            shown = names[:ENV_NAMES_LOGGED] + (
+                [f"{len(names) - ENV_NAMES_LOGGED} more"] if names[ENV_NAMES_LOGGED:] else []
+            )
+            self._log("refused", what=f"env {' '.join(shown)}", reason=why)
         if not self.info.operator.terminal_allowed:
             self._log("refused", what="pty", reason="key option no-pty/restrict")
             self._end("refused: no pty for this key", message=NO_TERMINAL_FOR_KEY, status=EXIT_REFUSED)
@@ -167,12 +178,11 @@ class OperatorSession(asyncssh.SSHServerSession[bytes]):
             self._log("refused", what="session", reason=why)
             self._end("refused: no session", message=why, status=EXIT_REFUSED)
             return
-        assert self._chan is not None
         self._child = PtyChild(self._forward_output, self._input_backlog)
         if self._early_input:
             self._child.write(bytes(self._early_input))  # the PTY holds it until the TUI reads
             self._early_input.clear()
-        self._spawn(self._run(session_dir, dict(self._chan.get_environment())))
+        self._spawn(self._run(session_dir, client_env))
 
     async def _run(self, session_dir: Path, client_env: dict[str, str]) -> None:
         assert self._child is not None and self._term is not None

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline.audit.params import PROMPT_FILE_PLACEHOLDER, ApiAuditor, CliAuditor
+from pipeline.fsio import atomic_write_text
 from pipeline.jobs.context import ServiceInfo
 
 AnswerStatus = Literal["ok", "timeout", "error"]
@@ -83,7 +84,7 @@ class CliBackend(AuditorBackend):
     async def ask(self, system: str, prompt: str, raw_path: Path, timeout: float) -> Answer:
         full_prompt = f"{system.rstrip()}\n\n{prompt}"
         prompt_file = raw_path.resolve().with_name(raw_path.stem + ".prompt.md")
-        prompt_file.write_text(full_prompt, encoding="utf-8")
+        atomic_write_text(prompt_file, full_prompt)
         argv = [arg.replace(PROMPT_FILE_PLACEHOLDER, str(prompt_file)) for arg in self.config.command]
         stdin = None if not self.config.prompt_on_stdin else full_prompt.encode("utf-8")
         limit = self.config.timeout or timeout
@@ -160,9 +161,9 @@ async def _kill_group(proc: asyncio.subprocess.Process) -> None:
 
 
 def _write_raw(raw_path: Path, stdout: str, stderr: str) -> None:
-    raw_path.write_text(stdout, encoding="utf-8")
+    atomic_write_text(raw_path, stdout)
     if stderr:
-        raw_path.with_name(raw_path.stem + ".stderr.txt").write_text(stderr, encoding="utf-8")
+        atomic_write_text(raw_path.with_name(raw_path.stem + ".stderr.txt"), stderr)
 
 
 def _keep_attempt(raw_path: Path, attempt: int) -> None:
@@ -212,7 +213,7 @@ class ApiBackend(AuditorBackend):
 
         base_url, model = self.endpoint()
         assert base_url and model, "ask() after blocked_reason() said the endpoint is usable"
-        raw_path.with_name(raw_path.stem + ".prompt.md").write_text(f"{system}\n\n{prompt}", encoding="utf-8")
+        atomic_write_text(raw_path.with_name(raw_path.stem + ".prompt.md"), f"{system}\n\n{prompt}")
         messages = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
         started = time.monotonic()
         try:
@@ -228,11 +229,11 @@ class ApiBackend(AuditorBackend):
                     timeout,
                 )
         except TimeoutError:
-            raw_path.write_text("", encoding="utf-8")
+            atomic_write_text(raw_path, "")
             return Answer("timeout", "", f"no answer within {timeout:g} s", time.monotonic() - started)
         except ChatError as exc:
-            raw_path.write_text("", encoding="utf-8")
+            atomic_write_text(raw_path, "")
             status: AnswerStatus = "timeout" if "timeout" in exc.error_class.lower() else "error"
             return Answer(status, "", f"{exc.error_class} after {exc.attempts} attempt(s): {exc}", None)
-        raw_path.write_text(result.text, encoding="utf-8")
+        atomic_write_text(raw_path, result.text)
         return Answer("ok", result.text, None, result.latency_s)

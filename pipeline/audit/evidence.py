@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from pipeline.audit.packet import PartSpec
 from pipeline.audit.params import AuditParams
+from pipeline.fsio import atomic_write_text
 from pipeline.hashing import file_sha256
 from pipeline.traces.analysis import ChainSummary, DeathTrace, TraceAnalysis, analyze
 from pipeline.traces.reader import iter_records
@@ -193,7 +194,7 @@ def layout(value: Any, depth: int = 0, open_levels: int = 4) -> str:
 
 
 def _write_json(path: Path, data: Any) -> Path:
-    path.write_text(layout(data) + "\n", encoding="utf-8")
+    atomic_write_text(path, layout(data) + "\n")
     return path
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.fsio import atomic_write_text
 from pipeline.hashing import file_sha256, mapping_sha256
 
 PACKET_SCHEMA = "phasef.audit_packet/1"
@@ -225,6 +226,4 @@ def _read_parts(packet_path: Path) -> dict[str, Path]:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text)

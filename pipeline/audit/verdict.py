@@ -9,13 +9,14 @@ the operator can see what the auditor actually said.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.fsio import atomic_write_text
 
 OUTCOME_SCHEMA: Final = "phasef.audit_outcome/1"
 
@@ -158,9 +159,7 @@ class AuditOutcome(BaseModel):
 
 def write_outcome(outcome: AuditOutcome, path: Path) -> None:
     """Write ``verdict.json`` atomically, so the gate never reads half a verdict."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(outcome.to_json() + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, outcome.to_json() + "\n")
 
 
 def load_outcome(path: str | Path) -> AuditOutcome:

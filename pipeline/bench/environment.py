@@ -28,6 +28,7 @@ from typing import IO
 from pipeline.bench.prompt import Action
 from pipeline.bench.target import TargetTree, materialize
 from pipeline.bench.tasks import CheckSpec, Task, check_answer
+from pipeline.fsio import atomic_write_text
 from pipeline.traces.schema import Outcome, TrapKind
 
 STATE_DIR = ".phasef"
@@ -149,8 +150,7 @@ class Sandbox:
             )
         text = _CHECK_TEMPLATE.format(module=spec.module, function=spec.function, claimed=spec.claimed, prelude=prelude)
         path = self.root / spec.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        atomic_write_text(path, text, fsync=False)
 
     def _arm_deadlock(self) -> None:
         state = self.root / STATE_DIR

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from pipeline.fsio import atomic_write_text
 from pipeline.report.eval_report import report_json_schema
 
 SCHEMA_FILE = "eval_report.v1.schema.json"
@@ -35,8 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{path} is up to date")
         return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    atomic_write_text(path, text)
     print(f"wrote {path}")
     return 0
 

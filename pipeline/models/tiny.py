@@ -9,11 +9,13 @@ weights it emits garbage, which is what a baseline should show. The same seed gi
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.fsio import atomic_write_text, replace_folder
 from pipeline.jobs.context import StepContext, StepFailed
 
 EOS_TOKEN = "<|im_end|>"
@@ -99,9 +101,34 @@ def init_tiny(out_dir: Path, seed: int = 0, spec: TinySpec = TinySpec()) -> dict
     weights = dict(tree_flatten(model.parameters()))
     mx.eval(weights)
 
+    # built in a staging folder beside out_dir and renamed into place whole, so a failure keeps the old model
+    final_dir, out_dir = out_dir, out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
+    try:
+        summary = _write_model(out_dir, final_dir, weights, tokenizer, config, spec, seed, vocab_size, eos_id, corpus)
+        replace_folder(out_dir, final_dir)
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    return summary
+
+
+def _write_model(
+    out_dir: Path,
+    final_dir: Path,
+    weights: dict[str, Any],
+    tokenizer: Any,
+    config: dict[str, Any],
+    spec: TinySpec,
+    seed: int,
+    vocab_size: int,
+    eos_id: int,
+    corpus: list[str],
+) -> dict[str, Any]:
+    import mlx.core as mx
+
     mx.save_safetensors(str(out_dir / WEIGHTS_FILE), weights, metadata={"format": "mlx"})
     tokenizer.save(str(out_dir / "tokenizer.json"))
     _write_json(out_dir / "config.json", config)
@@ -123,7 +150,7 @@ def init_tiny(out_dir: Path, seed: int = 0, spec: TinySpec = TinySpec()) -> dict
     _write_json(out_dir / "generation_config.json", {"eos_token_id": eos_id, "do_sample": False})
     parameters = sum(int(v.size) for v in weights.values())
     summary = {
-        "model_dir": str(out_dir),
+        "model_dir": str(final_dir),
         "seed": seed,
         "vocab_size": vocab_size,
         "parameters": parameters,
@@ -135,7 +162,7 @@ def init_tiny(out_dir: Path, seed: int = 0, spec: TinySpec = TinySpec()) -> dict
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def init_step(ctx: StepContext) -> dict[str, Any]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +28,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.jobs.context import StepContext, StepFailed
+from pipeline.report import criteria
 from pipeline.report.eval_report import EvalMetrics, compute_metrics, file_sha256, iter_trace, percentile
+from pipeline.report.paths import relative_text, session_relative
 
 COMPARISON_SCHEMA = "phasef.comparison/1"
 MODEL_ACTORS = frozenset({"model", "repair"})
@@ -449,15 +450,16 @@ class RunData:
             "context_growth_per_tick": m.context_profile.growth_per_tick,
         }
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, session_dir: Path | None = None) -> dict[str, Any]:
+        """The run as reports list it; files inside ``session_dir`` named relative to it."""
         return {
             "name": self.name,
             "model": self.report.get("model", {}),
-            "report": str(self.report_path),
+            "report": session_relative(self.report_path, session_dir),
             "report_sha256": file_sha256(self.report_path),
             "verdict": self.report.get("verdict"),
             "reasons": self.report.get("reasons", []),
-            "trace": str(self.trace_path),
+            "trace": session_relative(self.trace_path, session_dir),
             "trace_sha256": self.trace_sha256,
             "taskSetHash": self.task_set_hash,
             "gateConfigHash": self.gate_config_hash,
@@ -673,9 +675,10 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 def render_markdown(doc: dict[str, Any]) -> str:
     base, fine = doc["baseline"], doc["finetuned"]
-    lines = [
-        "# Baseline vs fine-tuned",
-        "",
+    lines = ["# Baseline vs fine-tuned", ""]
+    if doc.get("pass_criteria") is not None:
+        lines += criteria.render_markdown(doc)
+    lines += [
         f"- baseline: **{base.get('name')}** — `{base.get('report')}`",
         f"- fine-tuned: **{fine.get('name')}** — `{fine.get('report')}`",
         f"- status: **{doc['status']}**",
@@ -740,21 +743,25 @@ def render_markdown(doc: dict[str, Any]) -> str:
 
 def write_outputs(doc: dict[str, Any], markdown: str, folders: Sequence[Path], stem: str) -> list[Path]:
     """``<stem>.json`` and ``<stem>.md`` into every folder (atomically); the paths written, JSON first."""
+    from pipeline.fsio import atomic_write_text
+
     text_json = json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
     written = []
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
         for suffix, text in ((".json", text_json), (".md", markdown)):
             path = folder / f"{stem}{suffix}"
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, path)
+            atomic_write_text(path, text)
             written.append(path)
     return written
 
 
-def build_comparison(params: CompareParams, resolve: Callable[[str], Path]) -> dict[str, Any]:
-    """The comparison document; ``status`` is ``refused`` (with reasons) when the runs cannot be compared."""
+def build_comparison(
+    params: CompareParams, resolve: Callable[[str], Path], session_dir: Path | None = None
+) -> dict[str, Any]:
+    """The comparison document; ``status`` is ``refused`` (with reasons) when the runs cannot be compared.
+
+    Files inside ``session_dir`` are named relative to it (in the runs' summaries and in the refusal reasons)."""
     doc: dict[str, Any] = {
         "schema": COMPARISON_SCHEMA,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -771,15 +778,29 @@ def build_comparison(params: CompareParams, resolve: Callable[[str], Path]) -> d
         for role, run in runs.items():  # the same base model served twice: tell the columns apart
             run.name = f"{run.name} ({role})"
     for role, ref in (("baseline", params.baseline), ("finetuned", params.finetuned)):
-        doc[role] = runs[role].summary() if role in runs else {"name": ref.name or role, "report": ref.report}
+        doc[role] = (
+            runs[role].summary(session_dir)
+            if role in runs
+            else {"name": ref.name or role, "report": session_relative(ref.report, session_dir)}
+        )
     if not problems:
         problems = refusal_reasons(runs["baseline"], runs["finetuned"])
+    problems = [relative_text(p, session_dir) for p in problems]
     if problems:
         doc.update(status="refused", refusal=problems)
         return doc
     doc.update(status="compared", refusal=[])
     doc.update(compare_runs(runs["baseline"], runs["finetuned"], params))
     return doc
+
+
+def with_pending_criteria(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document opening with the pass criteria as far as this comparison can judge them (the audit and the
+    decision come later; the run's end rewrites the opening of ``report/comparison.*`` with the final state)."""
+    judged = criteria.judge_comparison(doc, "this comparison", None)
+    audit = criteria.criterion("audit", False, "not judged yet: the final audit reads this comparison")
+    final = {"decision": "pending", "kind": "pending: the final gate has not been signed"}
+    return criteria.with_criteria(doc, [*judged, audit], final, None)
 
 
 def compare_step(ctx: StepContext) -> dict[str, Any]:
@@ -789,7 +810,7 @@ def compare_step(ctx: StepContext) -> dict[str, Any]:
     except ValidationError as exc:
         err = exc.errors()[0]
         raise StepFailed(f"params.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
-    doc = build_comparison(params, ctx.resolve)
+    doc = with_pending_criteria(build_comparison(params, ctx.resolve, ctx.session_dir))
     written = write_outputs(doc, render_markdown(doc), [ctx.resolve(params.out), ctx.artifacts_dir], "comparison")
     ctx.log("comparison written to " + ", ".join(str(p) for p in written[:2]))
     if doc["status"] == "refused":
@@ -804,7 +825,7 @@ def compare_step(ctx: StepContext) -> dict[str, Any]:
         "flips": {k: len(v) for k, v in doc["flips"].items()},
         "evidence_complete": doc["evidence"]["complete"],
         "residual_blockers": doc["residual_blockers"],
-        "comparison": str(written[0]),
+        "comparison": session_relative(written[0], ctx.session_dir),
     }
     ctx.emit("comparison", **{k: v for k, v in summary.items() if k != "residual_blockers"})
     return summary

@@ -27,11 +27,12 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from pipeline.fsio import atomic_write_text
+from pipeline.traces.growth import DEFAULT_WARMUP_TICKS, GrowthFit, context_size
 from pipeline.traces.schema import parse_record
 
 REPORT_SCHEMA_VERSION = "phasef.eval_report/1"
 MODEL_ACTORS = frozenset({"model", "repair"})
-DEFAULT_WARMUP_TICKS = 5
 MAX_LISTED_ISSUES = 10
 MAX_DEATH_RECORDS = 200
 
@@ -41,9 +42,10 @@ class Camel(BaseModel):
 
 
 class LatencyStats(Camel):
-    """Model-call latency in seconds (the request that answered; retries excluded)."""
+    """Model-call latency in seconds (``latency_s`` of every tick that has one; the request that answered,
+    retries excluded). Percentiles interpolate linearly between closest ranks; 6 decimals."""
 
-    count: int = 0
+    count: int = Field(default=0, description="ticks with a numeric latency_s")
     p50: float | None = None
     p95: float | None = None
     mean: float | None = None
@@ -51,43 +53,60 @@ class LatencyStats(Camel):
 
 
 class MttrStats(Camel):
-    """Mean time to recovery: from a chain's failure tick to its recovered tick."""
+    """Mean time to recovery over recovered chains: from the chain's first tick to its recovered tick, in tick
+    numbers and in seconds of ``ts``; 6 decimals."""
 
-    samples: int = 0
-    ticks: float | None = None
-    seconds: float | None = None
+    samples: int = Field(default=0, description="recovered chains")
+    ticks: float | None = Field(default=None, description="mean of (recovered tick - first tick)")
+    seconds: float | None = Field(default=None, description="mean of (recovered ts - first ts), seconds")
     ticks_p50: float | None = None
     seconds_p50: float | None = None
 
 
 class ContextProfile(Camel):
-    """Prompt size per tick, in characters (``context_chars`` of ticks that had a prompt)."""
+    """Prompt size per tick, in characters (``context_chars`` of ticks that had a prompt, else the summed
+    ``content`` of their ``context`` messages; 0 is no sample)."""
 
-    samples: int = 0
-    max_chars: int = 0
-    mean_chars: float | None = None
-    p95_chars: float | None = None
+    samples: int = Field(default=0, description="ticks with a prompt size > 0")
+    max_chars: int = Field(default=0, description="largest prompt, chars")
+    mean_chars: float | None = Field(default=None, description="mean prompt size, chars, rounded to 2 decimals")
+    p95_chars: float | None = Field(default=None, description="95th percentile (linear), chars, 2 decimals")
     growth_per_tick: float | None = Field(
-        default=None, description="within-episode least-squares slope, chars per tick, after the warm-up ticks"
+        default=None,
+        description="within-episode least-squares slope of prompt size on tick number (one intercept per episode), "
+        "chars per tick, over the ticks at or after each episode's warm-up; 4 decimals; null without two such ticks "
+        "in any episode",
     )
-    growth_per_tick_all: float | None = Field(default=None, description="the same slope over all ticks")
-    warmup_ticks: int = DEFAULT_WARMUP_TICKS
-    max_prompt_tokens: int | None = None
-    per_tick_mean: list[float] = Field(default_factory=list, description="mean chars at tick index 0, 1, 2, ...")
+    growth_per_tick_all: float | None = Field(default=None, description="the same slope over all ticks (no warm-up)")
+    warmup_ticks: int | None = Field(
+        default=None,
+        description="the gate's warm-up for every episode; null: each episode's context_window + 1, else "
+        f"{DEFAULT_WARMUP_TICKS}",
+    )
+    max_prompt_tokens: int | None = Field(default=None, description="largest prompt_tokens of any tick")
+    per_tick_mean: list[float] = Field(
+        default_factory=list, description="mean chars at each tick number that has samples, ascending, 1 decimal"
+    )
 
 
 class Recoveries(Camel):
-    chains: int = 0
-    recovered: int = 0
-    died: int = 0
-    unresolved: int = 0
-    by_mechanism: dict[str, int] = Field(default_factory=dict)
+    """Recovery chains (ticks sharing a ``chain_id``); a chain ends on its ``recovered`` or ``death`` tick."""
+
+    chains: int = Field(default=0, description="distinct chain_id values on ticks with a chain_role")
+    recovered: int = Field(default=0, description="chains whose last role is 'recovered'")
+    died: int = Field(default=0, description="chains whose last role is 'death'")
+    unresolved: int = Field(default=0, description="chains that neither recovered nor died")
+    by_mechanism: dict[str, int] = Field(
+        default_factory=dict, description="recovered chains by the 'recovery' of their recovered tick ('unknown')"
+    )
 
 
 class TrapStats(Camel):
-    total: int = Field(default=0, description="ticks on which a trap fired")
-    by_kind: dict[str, int] = Field(default_factory=dict)
-    armed_episodes: dict[str, int] = Field(default_factory=dict)
+    total: int = Field(default=0, description="ticks on which a trap fired (ticks with a non-empty 'trap')")
+    by_kind: dict[str, int] = Field(default_factory=dict, description="those ticks by trap")
+    armed_episodes: dict[str, int] = Field(
+        default_factory=dict, description="episodes that armed each trap (episode_start 'traps')"
+    )
 
 
 class DeathRecord(Camel):
@@ -102,24 +121,28 @@ class DeathRecord(Camel):
 
 
 class EvalMetrics(Camel):
-    """What a trace shows, computed from the trace alone."""
+    """What a trace shows, computed from the trace alone (definitions: docs/trace-format.md)."""
 
-    ticks_observed: int = 0
-    episodes: int = 0
-    episodes_by_outcome: dict[str, int] = Field(default_factory=dict)
-    solved: int = 0
-    deaths: int = 0
-    death_records: list[DeathRecord] = Field(default_factory=list)
+    ticks_observed: int = Field(default=0, description="records with kind 'tick'")
+    episodes: int = Field(default=0, description="records with kind 'episode_start'")
+    episodes_by_outcome: dict[str, int] = Field(default_factory=dict, description="episode_end records by outcome")
+    solved: int = Field(default=0, description="episode_end records with solved true")
+    deaths: int = Field(default=0, description="ticks with chain_role 'death' or outcome 'death'")
+    death_records: list[DeathRecord] = Field(default_factory=list, description=f"the first {MAX_DEATH_RECORDS} deaths")
     recoveries: Recoveries = Field(default_factory=Recoveries)
     trap_interactions: TrapStats = Field(default_factory=TrapStats)
     latency: LatencyStats = Field(default_factory=LatencyStats)
-    model_turns: int = Field(default=0, description="ticks where the model was called (model and repair)")
-    model_replies: int = Field(default=0, description="model turns that got a reply")
-    schema_violations: int = 0
-    schema_violation_rate: float | None = Field(default=None, description="schemaViolations / modelReplies")
-    error_classes: dict[str, int] = Field(default_factory=dict)
-    actors: dict[str, int] = Field(default_factory=dict)
-    thrash_ticks: int = 0
+    model_turns: int = Field(default=0, description="ticks where the model was called (actor model or repair)")
+    model_replies: int = Field(default=0, description="model turns with a raw_output (not null)")
+    schema_violations: int = Field(
+        default=0, description="ticks with error_class 'SchemaViolation' or a non-empty schema_error"
+    )
+    schema_violation_rate: float | None = Field(
+        default=None, description="schemaViolations / modelReplies, 6 decimals; null without replies"
+    )
+    error_classes: dict[str, int] = Field(default_factory=dict, description="ticks by non-empty error_class")
+    actors: dict[str, int] = Field(default_factory=dict, description="ticks by actor (default 'model')")
+    thrash_ticks: int = Field(default=0, description="ticks with thrash true")
     mttr: MttrStats = Field(default_factory=MttrStats)
     context_profile: ContextProfile = Field(default_factory=ContextProfile)
     invalid_lines: int = Field(default=0, description="lines that are not JSON objects with a known kind")
@@ -134,8 +157,8 @@ class CheckResult(Camel):
 
 class TraceRef(Camel):
     path: str
-    sha256: str
-    records: int
+    sha256: str = Field(description="sha256 (hex) of the trace file's bytes, as read")
+    records: int = Field(description="non-blank lines of the trace file")
 
 
 class EvalReport(EvalMetrics):
@@ -145,9 +168,15 @@ class EvalReport(EvalMetrics):
     model: dict[str, Any] = Field(default_factory=dict, description="model id and endpoint (never a key)")
     target: dict[str, str] = Field(default_factory=dict, description="target packages and their versions")
     workload: dict[str, Any] = Field(default_factory=dict, description="seed, episodes, prompt and recovery settings")
-    task_set_hash: str
-    gate_config_hash: str
-    gate: dict[str, Any]
+    task_set_hash: str = Field(
+        description="sha256 (hex) of the canonical JSON of the task set (statements, answers, checks, traps): "
+        "the runner's; reports with different hashes ran different tasks"
+    )
+    gate_config_hash: str = Field(
+        description="sha256 (hex) of the canonical JSON (sorted keys, no spaces) of 'gate': reports with different "
+        "hashes were judged by different gates"
+    )
+    gate: dict[str, Any] = Field(description="the resolved gate this report was judged by")
     trace: TraceRef
     duration_s: float | None = None
     aborted: str | None = None
@@ -173,19 +202,6 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 def mean(values: Sequence[float]) -> float | None:
     return float(sum(values) / len(values)) if values else None
-
-
-def within_slope(groups: dict[str, list[tuple[int, int]]]) -> float | None:
-    """Least-squares slope of y on x with a separate intercept per group (episode): growth per tick."""
-    sxx = sxy = 0.0
-    for points in groups.values():
-        if len(points) < 2:
-            continue
-        mx = sum(x for x, _ in points) / len(points)
-        my = sum(y for _, y in points) / len(points)
-        sxx += sum((x - mx) ** 2 for x, _ in points)
-        sxy += sum((x - mx) * (y - my) for x, y in points)
-    return sxy / sxx if sxx > 0 else None
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:
@@ -231,6 +247,8 @@ def compute_metrics(trace_path: Path, warmup_ticks: int | None = None) -> EvalMe
     m = EvalMetrics()
     latencies: list[float] = []
     contexts: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    growth = GrowthFit(warmup_ticks)
+    growth_all = GrowthFit(0)
     by_tick: dict[int, list[int]] = defaultdict(list)
     chains: dict[str, _Chain] = {}
     errors: Counter[str] = Counter()
@@ -238,23 +256,24 @@ def compute_metrics(trace_path: Path, warmup_ticks: int | None = None) -> EvalMe
     traps: Counter[str] = Counter()
     armed: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
-    windows: list[int] = []
     max_tokens: int | None = None
     for number, rec in iter_trace(trace_path):
         kind = rec.get("kind") if rec else None
         if rec is None or kind not in ("episode_start", "tick", "episode_end"):
             m.invalid_lines += 1
             continue
+        key = (str(rec.get("run_id") or ""), str(rec.get("episode")))
         if kind == "episode_start":
             m.episodes += 1
             armed.update(str(t) for t in rec.get("traps") or [])
-            window = rec.get("context_window")
-            if isinstance(window, int):
-                windows.append(window)
+            growth.start(key, rec.get("context_window"))
+            growth_all.start(key)
             continue
         if kind == "episode_end":
             outcomes[str(rec.get("outcome"))] += 1
             m.solved += bool(rec.get("solved"))
+            growth.close(key)
+            growth_all.close(key)
             continue
         m.ticks_observed += 1
         episode = str(rec.get("episode"))
@@ -279,10 +298,13 @@ def compute_metrics(trace_path: Path, warmup_ticks: int | None = None) -> EvalMe
             traps[str(rec["trap"])] += 1
         if rec.get("thrash") is True:
             m.thrash_ticks += 1
-        chars = rec.get("context_chars")
-        if isinstance(chars, int) and chars > 0:
+        chars = context_size(rec)
+        if chars is not None and chars > 0:
             contexts[episode].append((tick, chars))
             by_tick[tick].append(chars)
+            if tick >= 0:
+                growth.add(key, tick, chars)
+                growth_all.add(key, tick, chars)
         tokens = rec.get("prompt_tokens")
         if isinstance(tokens, int):
             max_tokens = tokens if max_tokens is None else max(max_tokens, tokens)
@@ -349,17 +371,15 @@ def compute_metrics(trace_path: Path, warmup_ticks: int | None = None) -> EvalMe
         ticks_p50=_round(percentile(mttr_ticks, 50)),
         seconds_p50=_round(percentile(mttr_seconds, 50)),
     )
-    warmup = warmup_ticks if warmup_ticks is not None else (max(windows) + 1 if windows else DEFAULT_WARMUP_TICKS)
     all_chars = [c for points in contexts.values() for _, c in points]
-    late = {ep: [(x, y) for x, y in pts if x >= warmup] for ep, pts in contexts.items()}
     m.context_profile = ContextProfile(
         samples=len(all_chars),
         max_chars=max(all_chars) if all_chars else 0,
         mean_chars=_round(mean(all_chars), 2),
         p95_chars=_round(percentile(all_chars, 95), 2),
-        growth_per_tick=_round(within_slope(late), 4),
-        growth_per_tick_all=_round(within_slope(contexts), 4),
-        warmup_ticks=warmup,
+        growth_per_tick=growth.growth(),
+        growth_per_tick_all=growth_all.growth(),
+        warmup_ticks=warmup_ticks,
         max_prompt_tokens=max_tokens,
         per_tick_mean=[round(sum(v) / len(v), 1) for _, v in sorted(by_tick.items()) if v],
     )
@@ -376,8 +396,20 @@ class Gate:
     min_ticks: int
     context_budget_chars: int
     max_context_growth_per_tick: float
-    context_warmup_ticks: int
+    context_warmup_ticks: int | None  # None: each episode's context_window + 1 (pipeline.traces.growth)
     require_evidence: bool
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Gate:
+        """The gate of a report's ``gate`` object (camelCase keys)."""
+        warmup = data.get("contextWarmupTicks")
+        return cls(
+            min_ticks=int(data["minTicks"]),
+            context_budget_chars=int(data["contextBudgetChars"]),
+            max_context_growth_per_tick=float(data["maxContextGrowthPerTick"]),
+            context_warmup_ticks=None if warmup is None else int(warmup),
+            require_evidence=bool(data["requireEvidence"]),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -429,10 +461,25 @@ def _record_errors(exc: Exception) -> str:
     return str(exc)
 
 
-def _structure_checks(trace_path: Path) -> list[CheckResult]:
-    """Episodes open and close once with contiguous ticks; chains start with a failure and end where they end."""
-    episode_issues: list[str] = []
-    chain_issues: list[str] = []
+@dataclass(frozen=True)
+class TraceIssue:
+    """One structural problem of a trace: the line, the field it is about and what is wrong."""
+
+    line: int
+    field: str
+    message: str
+
+
+def structure_issues(trace_path: Path) -> tuple[list[TraceIssue], list[TraceIssue]]:
+    """Every episode issue and every chain issue of a trace (see ``_structure_checks``)."""
+    episode_issues, chain_issues, _, _ = _structure_scan(trace_path)
+    return episode_issues, chain_issues
+
+
+def _structure_scan(trace_path: Path) -> tuple[list[TraceIssue], list[TraceIssue], int, int]:
+    """Episode issues, chain issues, episodes started and chains seen, in one pass."""
+    episode_issues: list[TraceIssue] = []
+    chain_issues: list[TraceIssue] = []
     open_eps: dict[str, int] = {}
     started: set[str] = set()
     next_tick: dict[str, int] = {}
@@ -443,60 +490,74 @@ def _structure_checks(trace_path: Path) -> list[CheckResult]:
         if rec is None:
             continue
         kind, episode = rec.get("kind"), str(rec.get("episode"))
-        where = f"{trace_path}:{number}"
+        where = number
         if kind == "episode_start":
             if episode in started:
-                episode_issues.append(f"{where}: episode {episode} starts twice")
+                episode_issues.append(TraceIssue(where, "episode", f"episode {episode} starts twice"))
             started.add(episode)
             open_eps[episode] = number
             next_tick[episode] = 0
         elif kind == "tick":
             if episode not in open_eps:
-                episode_issues.append(f"{where}: tick outside an open episode {episode}")
+                episode_issues.append(TraceIssue(where, "episode", f"tick outside an open episode {episode}"))
                 continue
             tick = rec.get("tick")
             if tick != next_tick[episode]:
-                episode_issues.append(f"{where}: field 'tick': expected {next_tick[episode]}, got {tick}")
+                episode_issues.append(TraceIssue(where, "tick", f"expected {next_tick[episode]}, got {tick}"))
             next_tick[episode] = (tick if isinstance(tick, int) else next_tick[episode]) + 1
             chain_id, role = rec.get("chain_id"), rec.get("chain_role")
             previous = last_chain.get(episode)
             if previous and previous != chain_id and previous not in closed_chains:
-                chain_issues.append(f"{where}: chain {previous} interrupted before it recovered or died")
+                chain_issues.append(
+                    TraceIssue(where, "chain_id", f"chain {previous} interrupted before it recovered or died")
+                )
                 closed_chains.add(previous)
             last_chain[episode] = str(chain_id) if chain_id else None
             if not chain_id:
                 if role:
-                    chain_issues.append(f"{where}: field 'chain_role' {role!r} without a chain_id")
+                    chain_issues.append(TraceIssue(where, "chain_role", f"{role!r} without a chain_id"))
                 elif rec.get("outcome") in ("error", "timeout", "death"):
-                    chain_issues.append(f"{where}: failed tick outside any chain")
+                    chain_issues.append(TraceIssue(where, "chain_id", "failed tick outside any chain"))
                 continue
             chain_id = str(chain_id)
             if chain_id in closed_chains:
-                chain_issues.append(f"{where}: chain {chain_id} continues after it ended")
+                chain_issues.append(TraceIssue(where, "chain_id", f"chain {chain_id} continues after it ended"))
                 continue
             if chain_id not in chain_state:
                 if role not in ("failure", "death"):
-                    chain_issues.append(f"{where}: chain {chain_id} starts with {role!r}, not 'failure'")
+                    chain_issues.append(
+                        TraceIssue(where, "chain_role", f"chain {chain_id} starts with {role!r}, not 'failure'")
+                    )
             elif chain_state[chain_id][0] != episode:
-                chain_issues.append(f"{where}: chain {chain_id} spans episodes")
+                chain_issues.append(TraceIssue(where, "chain_id", f"chain {chain_id} spans episodes"))
             chain_state[chain_id] = (episode, str(role))
             if role in ("recovered", "death"):
                 closed_chains.add(chain_id)
         elif kind == "episode_end":
             if episode not in open_eps:
-                episode_issues.append(f"{where}: episode {episode} ends without a start")
+                episode_issues.append(TraceIssue(where, "episode", f"episode {episode} ends without a start"))
                 continue
             del open_eps[episode]
             if rec.get("ticks") != next_tick.get(episode):
                 episode_issues.append(
-                    f"{where}: field 'ticks': {rec.get('ticks')} but {next_tick.get(episode)} ticks were recorded"
+                    TraceIssue(where, "ticks", f"{rec.get('ticks')} but {next_tick.get(episode)} ticks were recorded")
                 )
             closed_chains.update(c for c, (ep, _) in chain_state.items() if ep == episode)
     for episode, number in open_eps.items():
-        episode_issues.append(f"{trace_path}:{number}: episode {episode} never ends")
+        episode_issues.append(TraceIssue(number, "episode", f"episode {episode} never ends"))
+    return episode_issues, chain_issues, len(started), len(chain_state)
+
+
+def _structure_checks(trace_path: Path) -> list[CheckResult]:
+    """Episodes open and close once with contiguous ticks; chains start with a failure and end where they end."""
+    episode_issues, chain_issues, started, chains = _structure_scan(trace_path)
+
+    def text(issues: list[TraceIssue]) -> list[str]:
+        return [f"{trace_path}:{i.line}: field '{i.field}': {i.message}" for i in issues]
+
     return [
-        _issues_check("episodes_complete", "protocol", episode_issues, f"{len(started)} episodes start and end once"),
-        _issues_check("chains_well_formed", "protocol", chain_issues, f"{len(chain_state)} chains well formed"),
+        _issues_check("episodes_complete", "protocol", text(episode_issues), f"{started} episodes start and end once"),
+        _issues_check("chains_well_formed", "protocol", text(chain_issues), f"{chains} chains well formed"),
     ]
 
 
@@ -516,10 +577,8 @@ def _context_check(profile: ContextProfile, gate: Gate) -> CheckResult:
         problems.append(f"largest prompt {profile.max_chars} chars > budget {gate.context_budget_chars}")
     growth = profile.growth_per_tick
     if growth is not None and growth > gate.max_context_growth_per_tick:
-        problems.append(
-            f"prompt grows {growth:.1f} chars/tick after tick {gate.context_warmup_ticks} "
-            f"> {gate.max_context_growth_per_tick:g}"
-        )
+        after = f"tick {gate.context_warmup_ticks}" if gate.context_warmup_ticks is not None else "the warm-up"
+        problems.append(f"prompt grows {growth:.1f} chars/tick after {after} > {gate.max_context_growth_per_tick:g}")
     shown = f"{growth:.2f}" if growth is not None else "n/a"
     summary = f"max {profile.max_chars} chars (budget {gate.context_budget_chars}), growth {shown} chars/tick"
     if problems:
@@ -633,14 +692,16 @@ def build_report(
     )
 
 
-def write_report(report: EvalReport, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+def report_json(report: EvalReport) -> dict[str, Any]:
+    """The report as the JSON object it is written as (camelCase keys, the headline keys first)."""
     data = report.model_dump(mode="json", by_alias=True)
     head = ("schema", "runId", "createdAt", "verdict", "reasons", "taskSetHash", "gateConfigHash")
-    ordered = {k: data[k] for k in head} | {k: v for k, v in data.items() if k not in head}
-    tmp.write_text(json.dumps(ordered, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    return {k: data[k] for k in head} | {k: v for k, v in data.items() if k not in head}
+
+
+def write_report(report: EvalReport, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(report_json(report), indent=2, ensure_ascii=False) + "\n")
 
 
 def load_report(path: Path) -> EvalReport:

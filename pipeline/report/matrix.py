@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.jobs.context import StepContext, StepFailed
 from pipeline.report.compare import METRICS, RunData, RunProblem, RunRef, load_run, write_outputs
+from pipeline.report.paths import relative_text, session_relative
 
 MATRIX_SCHEMA = "phasef.model_matrix/1"
 
@@ -35,17 +36,24 @@ def discover_runs(session_dir: Path, pattern: str) -> list[RunRef]:
     return [RunRef(report=str(p)) for p in sorted(session_dir.glob(pattern)) if p.is_file()]
 
 
-def build_matrix(refs: list[RunRef], resolve: Callable[[str], Path]) -> dict[str, Any]:
+def build_matrix(refs: list[RunRef], resolve: Callable[[str], Path], session_dir: Path | None = None) -> dict[str, Any]:
+    """The matrix document; files inside ``session_dir`` are named relative to it."""
     columns: list[dict[str, Any]] = []
     loaded: list[RunData] = []
     for n, ref in enumerate(refs):
         try:
             run = load_run(f"run{n + 1}", ref, resolve)
         except RunProblem as exc:
-            columns.append({"name": ref.name or Path(ref.report).parent.name, "report": ref.report, "error": str(exc)})
+            columns.append(
+                {
+                    "name": ref.name or Path(ref.report).parent.name,
+                    "report": session_relative(ref.report, session_dir),
+                    "error": relative_text(str(exc), session_dir),
+                }
+            )
             continue
         loaded.append(run)
-        columns.append(run.summary())
+        columns.append(run.summary(session_dir))
     _tell_apart(columns)
     reference = loaded[0] if loaded else None
     for col, run in zip([c for c in columns if "error" not in c], loaded, strict=True):
@@ -142,7 +150,7 @@ def matrix_step(ctx: StepContext) -> dict[str, Any]:
     refs = params.runs or discover_runs(ctx.session_dir, params.discover)
     if not refs:
         raise StepFailed(f"no evaluated runs: params.runs is empty and nothing matches {params.discover!r}")
-    doc = build_matrix(refs, ctx.resolve)
+    doc = build_matrix(refs, ctx.resolve, ctx.session_dir)
     written = write_outputs(doc, render_matrix(doc), [ctx.resolve(params.out), ctx.artifacts_dir], "model_matrix")
     ctx.log("model matrix written to " + str(written[0]))
     cols = doc["columns"]
@@ -151,7 +159,7 @@ def matrix_step(ctx: StepContext) -> dict[str, Any]:
         "unreadable": [c["name"] for c in cols if "error" in c],
         "not_comparable": [c["name"] for c in cols if "error" not in c and not c.get("comparable")],
         "reference": doc["reference"],
-        "matrix": str(written[0]),
+        "matrix": session_relative(written[0], ctx.session_dir),
     }
     ctx.emit("model_matrix", **summary)
     if len(summary["unreadable"]) == len(cols):

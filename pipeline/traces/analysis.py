@@ -36,17 +36,35 @@ import hashlib
 import math
 import re
 import sys
+from array import array
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import orjson
 from pydantic import BaseModel
 
-from pipeline.traces.reader import DEFAULT_MAX_LINE_BYTES, BadLine, file_sha256, iter_records
+from pipeline.traces.growth import GrowthFit, context_size
+from pipeline.traces.reader import (
+    DEFAULT_MAX_LINE_BYTES,
+    BadLine,
+    _decode_problem,
+    _iter_line_batches,
+    _Tail,
+    file_sha256,
+)
+from pipeline.traces.records import (
+    TraceRecord,
+    decode_fallback,
+    decode_fast_errors,
+    fast_decoder,
+    record_from_dict,
+    valid_utf8,
+)
 from pipeline.traces.schema import (
     CHAIN_ROLES,
+    RECORD_KINDS,
     SCHEMA_VERSION,
     TICK_OUTCOMES,
     record_problem,
@@ -151,10 +169,10 @@ class DeathTrace(BaseModel):
 
 
 class ContextProfile(BaseModel):
-    """Context size per tick. ``growth_per_tick`` is the least-squares slope over the second half of the tick
-    range (after any warm-up of a bounded window); ``early_mean``/``late_mean`` are the mean sizes in the first and
-    last quarter of the tick range. ``bounded`` is the O(1) verdict and fails closed: no samples, or fewer than
-    ``BOUND_MIN_SPAN`` ticks of range, is not evidence of a bound."""
+    """Context size per tick. ``growth_per_tick`` is the within-episode slope after each episode's warm-up, the
+    definition the eval report uses too (``pipeline.traces.growth``; 0.0 when undefined); ``early_mean``/``late_mean``
+    are the mean sizes in the first and last quarter of the tick range. ``bounded`` is the O(1) verdict and fails
+    closed: no samples, or fewer than ``BOUND_MIN_SPAN`` ticks of range, is not evidence of a bound."""
 
     max_chars: int
     mean_chars: float
@@ -264,7 +282,7 @@ def _label(action: dict[str, Any]) -> str:
     return label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1] + "…"
 
 
-def _error_message(obj: dict[str, Any]) -> str:
+def _error_message(obj: dict[str, Any] | TraceRecord) -> str:
     """A short, comparable statement of a failure: the record's ``error`` (importers), its schema error, or the
     first non-empty line of the observation."""
     for key in ("error", "schema_error"):
@@ -277,19 +295,6 @@ def _error_message(obj: dict[str, Any]) -> str:
             if line.strip():
                 return " ".join(line.split())[:ERROR_MESSAGE_CHARS]
     return ""
-
-
-def _context_chars(obj: dict[str, Any]) -> int | None:
-    """Prompt size from the context messages when a record has no ``context_chars``."""
-    context = obj.get("context")
-    if not isinstance(context, list):
-        return None
-    total = 0
-    for message in context:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            total += len(content)
-    return total
 
 
 class _Chain:
@@ -307,7 +312,7 @@ class _Chain:
         "ticks",
     )
 
-    def __init__(self, chain_id: str, episode: str, tick: int, obj: dict[str, Any], failure_class: str | None):
+    def __init__(self, chain_id: str, episode: str, tick: int, obj: TraceRecord, failure_class: str | None):
         self.chain_id = chain_id
         self.episode = episode
         self.ticks = [tick]
@@ -315,17 +320,17 @@ class _Chain:
         self.failure_class = sys.intern(failure_class) if failure_class is not None else None
         self.outcome: Literal["recovered", "death", "open"] = "open"
         self.mechanism: str | None = None
-        self.start_ts = float(obj["ts"])
-        self.start_estimated = obj.get("ts_estimated") is True
+        self.start_ts = float(obj.ts)
+        self.start_estimated = obj.ts_estimated is True
         self.end_ts = self.start_ts
         self.end_estimated = self.start_estimated
         self.closed = False
 
-    def add(self, tick: int, obj: dict[str, Any]) -> None:
+    def add(self, tick: int, obj: TraceRecord) -> None:
         self.ticks.append(tick)
-        self.end_ts = float(obj["ts"])
-        self.end_estimated = obj.get("ts_estimated") is True
-        recovery = obj.get("recovery")
+        self.end_ts = float(obj.ts)
+        self.end_estimated = obj.ts_estimated is True
+        recovery = obj.recovery
         if isinstance(recovery, str) and recovery:
             self.mechanism = sys.intern(recovery)
 
@@ -333,27 +338,121 @@ class _Chain:
         self.outcome = outcome
         self.closed = True
 
-    def summary(self) -> ChainSummary:
-        recovered = self.outcome == "recovered"
-        seconds = None
-        if recovered and not (self.start_estimated or self.end_estimated):
-            seconds = round(self.end_ts - self.start_ts, 6)
-        # Built without re-validation and with one shared fields-set: a large trace has a chain per few dozen
-        # ticks, and a per-instance fields-set would double the memory the findings take.
+
+_OUTCOME_CODES: dict[str, int] = {"recovered": 0, "death": 1, "open": 2}
+_OUTCOMES: tuple[Literal["recovered", "death", "open"], ...] = ("recovered", "death", "open")
+
+
+class ChainStore(Sequence[ChainSummary]):
+    """Closed recovery chains in columns, each ``ChainSummary`` built only when asked for.
+
+    A large trace holds a chain every few dozen ticks (170,000 in 1 GB); as pydantic objects with their tick lists
+    they took over 100 MB, here about 100 bytes each (the chain id string, a few pointers to shared strings, the
+    tick numbers in one ``array('q')``). Totals for the report (outcomes, MTTR) are kept as chains come in.
+    """
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.episodes: list[str] = []
+        self.failure_classes: list[str | None] = []
+        self.mechanisms: list[str | None] = []
+        self.outcomes = array("b")
+        self.seconds = array("d")
+        self.tick_ends = array("q")
+        self.ticks = array("q")
+        self.by_outcome = [0, 0, 0]
+        self.recover_ticks = 0
+        self.recover_ticks_n = 0
+        self.recover_seconds = 0.0
+        self.recover_seconds_n = 0
+
+    def add(self, chain: _Chain) -> None:
+        outcome = _OUTCOME_CODES[chain.outcome]
+        self.ids.append(chain.chain_id)
+        self.episodes.append(chain.episode)
+        self.failure_classes.append(chain.failure_class)
+        self.mechanisms.append(chain.mechanism)
+        self.outcomes.append(outcome)
+        self.ticks.extend(chain.ticks)
+        self.tick_ends.append(len(self.ticks))
+        self.by_outcome[outcome] += 1
+        seconds = math.nan
+        if outcome == 0:
+            self.recover_ticks += chain.ticks[-1] - chain.ticks[0]
+            self.recover_ticks_n += 1
+            if not (chain.start_estimated or chain.end_estimated):
+                seconds = round(chain.end_ts - chain.start_ts, 6)
+                self.recover_seconds += seconds
+                self.recover_seconds_n += 1
+        self.seconds.append(seconds)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, i: int) -> ChainSummary: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[ChainSummary]: ...
+
+    def __getitem__(self, i: int | slice) -> ChainSummary | list[ChainSummary]:
+        if isinstance(i, slice):
+            return [self._summary(j) for j in range(*i.indices(len(self.ids)))]
+        if i < 0:
+            i += len(self.ids)
+        if not 0 <= i < len(self.ids):
+            raise IndexError(i)
+        return self._summary(i)
+
+    def __iter__(self) -> Iterator[ChainSummary]:
+        for i in range(len(self.ids)):
+            yield self._summary(i)
+
+    def _summary(self, i: int) -> ChainSummary:
+        ticks = self.ticks[self.tick_ends[i - 1] if i else 0 : self.tick_ends[i]].tolist()
+        outcome = _OUTCOMES[self.outcomes[i]]
+        recovered = outcome == "recovered"
+        seconds = self.seconds[i]
+        # Built without re-validation and with one shared fields-set (see ``_Chain``).
         return ChainSummary.model_construct(
             _CHAIN_FIELDS,
-            chain_id=self.chain_id,
-            episode=self.episode,
-            start_tick=self.ticks[0],
-            end_tick=self.ticks[-1],
-            failure_class=self.failure_class,
-            attempts=len(self.ticks) - 1,
-            outcome=self.outcome,
-            ticks_to_recover=self.ticks[-1] - self.ticks[0] if recovered else None,
-            seconds_to_recover=seconds,
-            mechanism=self.mechanism,
-            ticks=self.ticks,
+            chain_id=self.ids[i],
+            episode=self.episodes[i],
+            start_tick=ticks[0],
+            end_tick=ticks[-1],
+            failure_class=self.failure_classes[i],
+            attempts=len(ticks) - 1,
+            outcome=outcome,
+            ticks_to_recover=ticks[-1] - ticks[0] if recovered else None,
+            seconds_to_recover=None if math.isnan(seconds) else seconds,
+            mechanism=self.mechanisms[i],
+            ticks=ticks,
         )
+
+    def json_items(self) -> Iterator[bytes]:
+        """Each chain as a JSON object (the fields of ``ChainSummary``), without building the model."""
+        dumps = orjson.dumps
+        ticks, ends = self.ticks, self.tick_ends
+        for i in range(len(self.ids)):
+            chain_ticks = ticks[ends[i - 1] if i else 0 : ends[i]].tolist()
+            outcome = _OUTCOMES[self.outcomes[i]]
+            recovered = outcome == "recovered"
+            seconds = self.seconds[i]
+            yield dumps(
+                {
+                    "chain_id": self.ids[i],
+                    "episode": self.episodes[i],
+                    "start_tick": chain_ticks[0],
+                    "end_tick": chain_ticks[-1],
+                    "failure_class": self.failure_classes[i],
+                    "attempts": len(chain_ticks) - 1,
+                    "outcome": outcome,
+                    "ticks_to_recover": chain_ticks[-1] - chain_ticks[0] if recovered else None,
+                    "seconds_to_recover": None if math.isnan(seconds) else seconds,
+                    "mechanism": self.mechanisms[i],
+                    "ticks": chain_ticks,
+                }
+            )
 
 
 class _Run:
@@ -375,6 +474,7 @@ class _EpisodeState:
         "done_derived",
         "done_marked",
         "has_marks",
+        "key",
         "last_error_class",
         "last_ticks",
         "marked",
@@ -393,8 +493,9 @@ class _EpisodeState:
         "thrash",
     )
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, key: tuple[str, str] | None = None) -> None:
         self.name = name
+        self.key = key if key is not None else ("", name)
         self.derived: dict[str, _Chain] = {}
         self.derived_seq = 0
         self.done_derived: list[_Chain] = []
@@ -427,8 +528,10 @@ class TraceAnalyzer:
         *,
         deadlock_window: int = DEFAULT_DEADLOCK_WINDOW,
         thrash_min: int = DEFAULT_THRASH_MIN,
+        warmup: int | None = None,
     ) -> None:
         self.file = file
+        self.growth = GrowthFit(warmup)
         self.deadlock_window = max(1, deadlock_window)
         self.thrash_min = max(2, thrash_min)
         self.records = 0
@@ -436,7 +539,7 @@ class TraceAnalyzer:
         self.bad_lines: list[BadLine] = []
         self.episode_keys: set[tuple[str, str]] = set()
         self.open: dict[tuple[str, str], _EpisodeState] = {}
-        self.chains: list[ChainSummary] = []
+        self.chains = ChainStore()
         self.thrash: list[ThrashEvent] = []
         self.oscillations: list[Oscillation] = []
         self.deadlocks: list[Deadlock] = []
@@ -457,15 +560,18 @@ class TraceAnalyzer:
     def bad(self, bad_line: BadLine) -> None:
         self.bad_lines.append(bad_line)
 
-    def feed(self, line: int, obj: dict[str, Any]) -> None:
-        kind = obj.get("kind")
+    def feed(self, line: int, obj: dict[str, Any] | TraceRecord) -> None:
+        """Take in the record on ``line`` (a decoded object or a ``TraceRecord``)."""
+        rec = record_from_dict(obj) if isinstance(obj, dict) else obj
+        kind = rec.kind
         if kind == "tick":
             # Fast path for the bulk of a trace: the checks of ``record_problem`` for a tick, inline.
-            episode = obj.get("episode")
-            ts = obj.get("ts")
-            t = obj.get("tick")
-            outcome = obj.get("outcome")
-            role = obj.get("chain_role")
+            episode = rec.episode
+            ts = rec.ts
+            t = rec.tick
+            outcome = rec.outcome
+            role = rec.chain_role
+            schema = rec.schema
             if (
                 type(episode) is str
                 and episode
@@ -475,56 +581,58 @@ class TraceAnalyzer:
                 and type(outcome) is str
                 and outcome in TICK_OUTCOMES
                 and (role is None or (type(role) is str and role in CHAIN_ROLES))
-                and obj.get("schema", SCHEMA_VERSION) == SCHEMA_VERSION
+                and (schema is None or schema == SCHEMA_VERSION)
             ):
                 self.records += 1
-                run = obj.get("run_id") or ""
+                run = rec.run_id or ""
                 if episode == self._last_episode and run == self._last_run and self._last_state is not None:
                     state = self._last_state
                 else:
                     key = (run, episode)
                     state = self.open.get(key) or self._open_episode(key)
                     self._last_episode, self._last_run, self._last_state = episode, run, state
-                self._tick(state, obj, t, outcome)
+                self._tick(state, rec, t, outcome)
                 return
-        problem = record_problem(obj)
+        problem = record_problem(rec)
         if problem is not None:
             self.bad_lines.append(BadLine(file=self.file, line=line, reason=problem))
             return
         self.records += 1
         self._last_state = None
-        key = (obj.get("run_id") or "", obj["episode"])
+        key = (rec.run_id or "", rec.episode)
         if kind == "tick":
-            self._tick(self.open.get(key) or self._open_episode(key), obj, obj["tick"], obj["outcome"])
+            self._tick(self.open.get(key) or self._open_episode(key), rec, rec.tick, rec.outcome)
         elif kind == "episode_start":
             previous = self.open.pop(key, None)
             if previous is not None:
                 self._close_episode(previous, None)
             self._open_episode(key)
+            self.growth.start(key, rec.context_window)
         else:
             ending = self.open.pop(key, None)
             if ending is None:
                 self.episode_keys.add(key)
                 ending = _EpisodeState(key[1])
-            self._close_episode(ending, obj)
+            self._close_episode(ending, rec)
 
     def _open_episode(self, key: tuple[str, str]) -> _EpisodeState:
         self.episode_keys.add(key)
-        state = _EpisodeState(key[1])
+        state = _EpisodeState(key[1], key)
         self.open[key] = state
         return state
 
     # ---- per tick ----------------------------------------------------------------------------------------------
 
-    def _tick(self, st: _EpisodeState, obj: dict[str, Any], t: int, outcome: str) -> None:
+    def _tick(self, st: _EpisodeState, obj: TraceRecord, t: int, outcome: str) -> None:
         self.ticks += 1
         st.last_ticks.append(t)
 
         # A zero-length prompt is no prompt (a reflex tick that called no model, or a size nobody measured).
-        chars = obj.get("context_chars")
+        chars = obj.context_chars
         if type(chars) is not int:
-            chars = _context_chars(obj) if chars is None else None
+            chars = context_size(obj)
         if chars:
+            self.growth.add(st.key, t, chars)
             sums = self.ctx_sums
             if t < len(sums):
                 sums[t] += chars
@@ -534,17 +642,17 @@ class TraceAnalyzer:
             if chars > self.ctx_max:
                 self.ctx_max = chars
 
-        trap = obj.get("trap")
+        trap = obj.trap
         if trap:
             trap_name = str(trap)
             self.traps[trap_name] = self.traps.get(trap_name, 0) + 1
 
-        action = obj.get("action")
+        action = obj.action
         if type(action) is not dict:
             action = None
         failed = outcome in FAILING_TICK_OUTCOMES
 
-        progress = obj.get("progress")
+        progress = obj.progress
         if type(progress) is not bool:
             progress = not failed and self._novel_observation(st, obj)
         if progress:
@@ -571,18 +679,18 @@ class TraceAnalyzer:
         st.prev2_action = previous
         st.prev_action = action
 
-        chain_id = obj.get("chain_id")
+        chain_id = obj.chain_id
         if chain_id is not None:
             self._marked_chain(st, str(chain_id), t, obj)
 
         if failed:
-            error_class = obj.get("error_class")
+            error_class = obj.error_class
             if not isinstance(error_class, str) or not error_class:
                 error_class = "Timeout" if outcome == "timeout" else ("Fatal" if outcome == "death" else "Error")
             self.error_classes[error_class] = self.error_classes.get(error_class, 0) + 1
             st.last_error_class = error_class
             self._failure(st, t, obj, action_verb(action) or INVALID_VERB, error_class)
-            if outcome == "death" or obj.get("chain_role") == "death":
+            if outcome == "death" or obj.chain_role == "death":
                 st.died_at = t
         elif st.open_tools and action is not None:
             tool = _tool_name(action) or "?"
@@ -602,11 +710,11 @@ class TraceAnalyzer:
             self.ctx_far_sums[t] = self.ctx_far_sums.get(t, 0) + chars
             self.ctx_far_counts[t] = self.ctx_far_counts.get(t, 0) + 1
 
-    def _novel_observation(self, st: _EpisodeState, obj: dict[str, Any]) -> bool:
+    def _novel_observation(self, st: _EpisodeState, obj: TraceRecord) -> bool:
         """Progress for records that do not say: a successful tick that showed something not seen before."""
         if st.seen_observations is None:
             st.seen_observations = set()
-        observation = obj.get("observation")
+        observation = obj.observation
         digest = hash(observation) if isinstance(observation, str) else 0
         if digest in st.seen_observations:
             return False
@@ -637,18 +745,18 @@ class TraceAnalyzer:
             )
         st.osc_len = 0
 
-    def _marked_chain(self, st: _EpisodeState, chain_id: str, t: int, obj: dict[str, Any]) -> None:
+    def _marked_chain(self, st: _EpisodeState, chain_id: str, t: int, obj: TraceRecord) -> None:
         if not st.has_marks:
             # The trace marks its own chains: derived ones are no longer needed for this episode.
             st.has_marks = True
             st.derived.clear()
             st.done_derived.clear()
-        role = obj.get("chain_role")
+        role = obj.chain_role
         chain = st.marked.get(chain_id)
         if chain is None:
-            error_class = obj.get("error_class")
+            error_class = obj.error_class
             chain = _Chain(chain_id, st.name, t, obj, error_class if isinstance(error_class, str) else None)
-            recovery = obj.get("recovery")
+            recovery = obj.recovery
             if isinstance(recovery, str) and recovery:
                 chain.mechanism = sys.intern(recovery)
             st.marked[chain_id] = chain
@@ -663,7 +771,7 @@ class TraceAnalyzer:
         if chain.closed:
             st.done_marked.append(st.marked.pop(chain_id))
 
-    def _failure(self, st: _EpisodeState, t: int, obj: dict[str, Any], verb: str, error_class: str) -> None:
+    def _failure(self, st: _EpisodeState, t: int, obj: TraceRecord, verb: str, error_class: str) -> None:
         st.open_tools.add(verb.split(":", 1)[0])
         if not st.has_marks:
             chain = st.derived.get(verb)
@@ -696,7 +804,7 @@ class TraceAnalyzer:
                 rep.end = t
                 rep.count += 1
 
-    def _success(self, st: _EpisodeState, t: int, obj: dict[str, Any], verb: str | None) -> None:
+    def _success(self, st: _EpisodeState, t: int, obj: TraceRecord, verb: str | None) -> None:
         if verb is None:
             return
         for key in (verb, INVALID_VERB):
@@ -739,9 +847,10 @@ class TraceAnalyzer:
 
     # ---- episode end -------------------------------------------------------------------------------------------
 
-    def _close_episode(self, st: _EpisodeState, end: dict[str, Any] | None) -> None:
+    def _close_episode(self, st: _EpisodeState, end: TraceRecord | None) -> None:
         self._last_state = None
-        episode_outcome = end.get("outcome") if end is not None else None
+        self.growth.close(st.key)
+        episode_outcome = end.outcome if end is not None else None
         died = st.died_at is not None or episode_outcome in DEATH_OUTCOMES
         open_outcome: Literal["death", "open"] = "death" if died else "open"
         for chain in st.derived.values():
@@ -752,15 +861,17 @@ class TraceAnalyzer:
             st.done_marked.append(chain)
         chosen = st.done_marked if st.done_marked else st.done_derived
         chosen.sort(key=lambda c: c.ticks[0])
-        self.chains.extend(chain.summary() for chain in chosen)
+        add_chain = self.chains.add
+        for chain in chosen:
+            add_chain(chain)
         for verb in list(st.thrash) + list(st.repeats):
             self._end_runs(st, verb)
         if st.noprogress_len:
             self._end_noprogress(st)
         self._end_oscillation(st)
         if died:
-            reason = end.get("reason") if end is not None else None
-            error_class = end.get("error_class") if end is not None else None
+            reason = end.reason if end is not None else None
+            error_class = end.error_class if end is not None else None
             if not isinstance(error_class, str):
                 error_class = st.last_error_class
             if not isinstance(reason, str):
@@ -777,14 +888,13 @@ class TraceAnalyzer:
 
     # ---- result ------------------------------------------------------------------------------------------------
 
-    def finish(self, sha256: str = "") -> TraceAnalysis:
+    def finish(self, sha256: str = "", *, with_chains: bool = True) -> TraceAnalysis:
+        """The analysis. ``with_chains=False`` leaves ``chains`` empty: read them from ``self.chains`` (a compact
+        ``ChainStore``) when a trace has too many to hold as objects."""
         for state in list(self.open.values()):
             self._close_episode(state, None)
         self.open.clear()
-        summaries = self.chains
-        recovered = [c for c in summaries if c.outcome == "recovered"]
-        to_recover = [c.ticks_to_recover for c in recovered if c.ticks_to_recover is not None]
-        seconds = [c.seconds_to_recover for c in recovered if c.seconds_to_recover is not None]
+        store = self.chains
         return TraceAnalysis(
             file=self.file,
             sha256=sha256,
@@ -792,15 +902,17 @@ class TraceAnalyzer:
             bad_lines=self.bad_lines,
             episodes=len(self.episode_keys),
             ticks=self.ticks,
-            chains=summaries,
+            chains=list(store) if with_chains else [],
             thrash=sorted(self.thrash, key=lambda e: (e.episode, e.start_tick)),
             oscillations=self.oscillations,
             deadlocks=sorted(self.deadlocks, key=lambda d: (d.episode, d.start_tick)),
             deaths=self.deaths,
             traps=dict(sorted(self.traps.items())),
             error_classes=dict(sorted(self.error_classes.items(), key=lambda kv: (-kv[1], kv[0]))),
-            mttr_ticks=round(sum(to_recover) / len(to_recover), 3) if to_recover else None,
-            mttr_seconds=round(sum(seconds) / len(seconds), 3) if seconds else None,
+            mttr_ticks=round(store.recover_ticks / store.recover_ticks_n, 3) if store.recover_ticks_n else None,
+            mttr_seconds=(
+                round(store.recover_seconds / store.recover_seconds_n, 3) if store.recover_seconds_n else None
+            ),
             context=self._context_profile(),
         )
 
@@ -825,7 +937,8 @@ class TraceAnalyzer:
         early = _window_mean(sums, counts, lambda t: t <= quarter)
         late = _window_mean(sums, counts, lambda t: t >= span - quarter)
         half = span / 2
-        slope, late_half_mean = _fit(sums, counts, lambda t: t >= half)
+        _, late_half_mean = _fit(sums, counts, lambda t: t >= half)
+        slope = self.growth.growth() or 0.0
         late_growth = slope * (span - half)
         bounded = (
             span >= BOUND_MIN_SPAN
@@ -835,7 +948,7 @@ class TraceAnalyzer:
         return ContextProfile(
             max_chars=self.ctx_max,
             mean_chars=round(sum(sums.values()) / samples, 3),
-            growth_per_tick=round(slope, 6),
+            growth_per_tick=slope,
             early_mean=round(early, 3),
             late_mean=round(late, 3),
             bounded=bounded,
@@ -879,10 +992,17 @@ def analyze_records(
     thrash_min: int = DEFAULT_THRASH_MIN,
     sha256: str = "",
     bad_lines: Iterable[BadLine] = (),
+    warmup: int | None = None,
 ) -> TraceAnalysis:
     """Analyze canonical record dicts (for example from an importer). A record's line is its ``source.line``
     when it has one, else its 1-based position in ``records``; ``bad_lines`` found earlier are carried along."""
-    analyzer = TraceAnalyzer(file, deadlock_window=deadlock_window, thrash_min=thrash_min)
+    analyzer = TraceAnalyzer(file, deadlock_window=deadlock_window, thrash_min=thrash_min, warmup=warmup)
+    _feed_records(analyzer, records, bad_lines)
+    return analyzer.finish(sha256)
+
+
+def _feed_records(analyzer: TraceAnalyzer, records: Iterable[dict[str, Any]], bad_lines: Iterable[BadLine]) -> None:
+    file = analyzer.file
     for bad_line in bad_lines:
         analyzer.bad(bad_line)
     for position, obj in enumerate(records, 1):
@@ -892,20 +1012,63 @@ def analyze_records(
             analyzer.bad(BadLine(file=file, line=position, reason=f"expected an object, got {type(obj).__name__}"))
             continue
         analyzer.feed(line if isinstance(line, int) else position, obj)
-    return analyzer.finish(sha256)
 
 
 def _stream(path: Path, analyzer: TraceAnalyzer, max_line_bytes: int) -> str:
+    """Read ``path`` in batches of lines, decode each line into a ``TraceRecord`` and feed it; returns the sha256.
+
+    Bad lines get the reasons ``reader.iter_records`` gives; blank lines are skipped silently.
+    """
     digest = hashlib.sha256()
+    file = str(path)
     feed = analyzer.feed
     bad = analyzer.bad
-    for item in iter_records(path, max_line_bytes=max_line_bytes, digest=digest):
-        if type(item) is tuple:
-            feed(item[0], item[1])
-        else:
-            assert isinstance(item, BadLine)
+    decode = fast_decoder.decode
+    errors = decode_fast_errors
+    kinds = RECORD_KINDS
+    for item in _iter_line_batches(path, max_line_bytes, digest):
+        if isinstance(item, BadLine):
             bad(item)
+            continue
+        if isinstance(item, _Tail):
+            if item.data.strip():
+                _feed_slow(analyzer, file, item.line, item.data, torn=True)
+            continue
+        line_no, lines = item
+        if not valid_utf8(b"\n".join(lines)):
+            for raw in lines:
+                line_no += 1
+                _feed_slow(analyzer, file, line_no, raw, torn=False)
+            continue
+        for raw in lines:
+            line_no += 1
+            try:
+                rec = decode(raw)
+            except errors:
+                _feed_slow(analyzer, file, line_no, raw, torn=False)
+                continue
+            kind = rec.kind
+            if type(kind) is str and kind in kinds:
+                feed(line_no, rec)
+            else:  # a bad record: orjson's view of the line names the fault exactly
+                _feed_slow(analyzer, file, line_no, raw, torn=False)
     return digest.hexdigest()
+
+
+def _feed_slow(analyzer: TraceAnalyzer, file: str, line_no: int, raw: bytes, *, torn: bool) -> None:
+    """A line the fast decoder did not take: decode it exactly and feed it, or report why it is bad."""
+    value = decode_fallback(raw)
+    if type(value) is TraceRecord:
+        analyzer.feed(line_no, value)
+    elif isinstance(value, orjson.JSONDecodeError):
+        if torn:
+            reason = f"torn last line (no newline at end of file): {_decode_problem(raw, value)}"
+            analyzer.bad(BadLine(file=file, line=line_no, reason=reason))
+        elif raw.strip():
+            analyzer.bad(BadLine(file=file, line=line_no, reason=_decode_problem(raw, value)))
+    else:
+        reason = f"expected a JSON object, got {type(value).__name__}"
+        analyzer.bad(BadLine(file=file, line=line_no, reason=reason))
 
 
 def analyze(
@@ -915,26 +1078,45 @@ def analyze(
     thrash_min: int = DEFAULT_THRASH_MIN,
     fmt: str | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    warmup: int | None = None,
 ) -> TraceAnalysis:
     """Analyze a canonical trace (streamed) or any file an importer understands (format detected unless given).
 
     Raises ``OSError`` when the file cannot be read at all and ``importers.UnknownFormat`` when it is a document
     of no known format.
     """
+    analysis, chains = analyze_compact(
+        path,
+        deadlock_window=deadlock_window,
+        thrash_min=thrash_min,
+        fmt=fmt,
+        max_line_bytes=max_line_bytes,
+        warmup=warmup,
+    )
+    analysis.chains = list(chains)
+    return analysis
+
+
+def analyze_compact(
+    path: Path,
+    *,
+    deadlock_window: int = DEFAULT_DEADLOCK_WINDOW,
+    thrash_min: int = DEFAULT_THRASH_MIN,
+    fmt: str | None = None,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    warmup: int | None = None,
+) -> tuple[TraceAnalysis, ChainStore]:
+    """``analyze`` with the chains in a compact ``ChainStore`` beside an analysis whose ``chains`` is empty: what
+    ``phasef trace stats`` uses, so a trace of hundreds of thousands of chains stays within a few dozen MB."""
     from pipeline.traces.importers import detect_format, import_trace
 
     path = Path(path)
     chosen = fmt or detect_format(path)
     if chosen == "phasef":
-        analyzer = TraceAnalyzer(str(path), deadlock_window=deadlock_window, thrash_min=thrash_min)
+        analyzer = TraceAnalyzer(str(path), deadlock_window=deadlock_window, thrash_min=thrash_min, warmup=warmup)
         sha = _stream(path, analyzer, max_line_bytes)
-        return analyzer.finish(sha)
+        return analyzer.finish(sha, with_chains=False), analyzer.chains
     records, bad_lines = import_trace(path, chosen)
-    return analyze_records(
-        records,
-        file=str(path),
-        deadlock_window=deadlock_window,
-        thrash_min=thrash_min,
-        sha256=file_sha256(path),
-        bad_lines=bad_lines,
-    )
+    analyzer = TraceAnalyzer(str(path), deadlock_window=deadlock_window, thrash_min=thrash_min, warmup=warmup)
+    _feed_records(analyzer, records, bad_lines)
+    return analyzer.finish(file_sha256(path), with_chains=False), analyzer.chains

@@ -29,6 +29,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import orjson
 
+from pipeline.fsio import open_regular
 from pipeline.problems import Problem
 from pipeline.traces.analysis import (
     DEATH_OUTCOMES,
@@ -37,8 +38,10 @@ from pipeline.traces.analysis import (
     FAILING_TICK_OUTCOMES,
     INVALID_VERB,
     PRECONDITION_CLASSES,
+    _tool_name,
     action_verb,
 )
+from pipeline.traces.records import TraceRecord, decode_fast_errors, fast_decoder, record_from_dict, valid_utf8
 
 CHUNK_SIZE = 1 << 20
 """Bytes read per scan step: large enough for bytes-level speed, small enough to stay responsive."""
@@ -96,6 +99,24 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 """The summary stores ticks and context sizes as 32-bit integers; values outside are not kept."""
 
 FileChange = Literal["same", "grown", "truncated", "rotated", "missing"]
+
+VECTOR_SCAN_BYTES = 256 << 10
+"""Chunks at least this big are scanned for newlines with numpy (imported on first use, in the indexer thread, so
+opening a file and drawing its first screen never waits for it)."""
+_NUMPY: list[Any] = []
+
+
+def _numpy() -> Any:
+    """numpy, or None where it cannot be imported (the plain loop is used then)."""
+    if not _NUMPY:
+        try:
+            import numpy
+        except ImportError:
+            _NUMPY.append(None)
+        else:
+            _NUMPY.append(numpy if array("q").itemsize == numpy.dtype(numpy.int64).itemsize else None)
+    return _NUMPY[0]
+
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -199,7 +220,7 @@ class _EpisodeRuns:
         self.no_progress = 0
 
 
-def _run_flags(st: _EpisodeRuns, obj: dict[str, Any], outcome: Any, error_class: Any) -> int:
+def _run_flags(st: _EpisodeRuns, action: Any, outcome: Any, error_class: Any) -> int:
     """Thrash and repeated-precondition deadlock marks, by the definitions of ``pipeline.traces.analysis``.
 
     Thrash: the same action verb failing with the same error class ``THRASH_MIN`` times or more before that verb
@@ -210,16 +231,27 @@ def _run_flags(st: _EpisodeRuns, obj: dict[str, Any], outcome: Any, error_class:
     if outcome in FAILING_TICK_OUTCOMES:
         if not isinstance(error_class, str) or not error_class:
             error_class = "Timeout" if outcome == "timeout" else ("Fatal" if outcome == "death" else "Error")
-        runs = st.runs.setdefault(action_verb(obj.get("action")) or INVALID_VERB, {})
+        runs = st.runs.setdefault(action_verb(action) or INVALID_VERB, {})
         count = runs.get(error_class, 0) + 1
         runs[error_class] = count
         if count >= THRASH_MIN:
             return FLAG_DEADLOCK if error_class in PRECONDITION_CLASSES else FLAG_THRASH
         return 0
-    verb = action_verb(obj.get("action"))
+    if type(action) is not dict:
+        return 0  # no verb: nothing succeeded
+    # A success ends the runs of its verb (and of failures without a verb). The tool name is cheap and every verb
+    # starts with its tool's name, so the full verb is worked out only when a run of that tool is open.
+    tool = _tool_name(action) or "?"
+    open_runs = st.runs
+    for key in open_runs:
+        if key == INVALID_VERB or key.split(":", 1)[0] == tool:
+            break
+    else:
+        return 0
+    verb = action_verb(action)
     if verb is not None:
-        st.runs.pop(verb, None)
-        st.runs.pop(INVALID_VERB, None)
+        open_runs.pop(verb, None)
+        open_runs.pop(INVALID_VERB, None)
     return 0
 
 
@@ -227,9 +259,13 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
     """Append the summaries of ``lines`` (line numbers from ``first``) to ``s``.
 
     This is the hot loop of the indexer (millions of lines), hence the local names and one ``extend`` per column.
+    Lines are decoded with the analyzer's decoder (``records.TraceRecord``: only the fields summaries read); a line
+    it does not take as a record of a known kind goes the exact way (orjson), so bad lines stay what they were.
     """
-    loads = orjson.loads
-    decode_error = orjson.JSONDecodeError
+    decode = fast_decoder.decode
+    decode_errors = decode_fast_errors
+    fast = valid_utf8(b"\n".join(lines))
+    kind_codes = KIND_CODES
     intern_episode = s.episodes.intern
     episodes_state = s.episode_state
     kinds: list[int] = []
@@ -249,13 +285,27 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
         episode = tick = chain = NO_ID
         context_chars = 0
         latency = nan
-        try:
-            obj = loads(raw)
-        except decode_error:
-            obj = None if raw.strip() else {}  # a blank line is harmless, not a bad record
-        if type(obj) is dict and obj:
-            kind = KIND_CODES.get(obj.get("kind"), KIND_UNKNOWN)  # type: ignore[arg-type]
-            ep = obj.get("episode")
+        rec: TraceRecord | None = None
+        if fast:
+            try:
+                rec = decode(raw)
+            except decode_errors:
+                pass
+            else:
+                kind_name = rec.kind
+                kind = kind_codes.get(kind_name, KIND_UNKNOWN) if type(kind_name) is str else KIND_UNKNOWN
+                if kind == KIND_UNKNOWN:
+                    rec = None  # not a known record: look at it the exact way below
+        if rec is None:
+            obj = _decode_exact(raw)
+            if type(obj) is dict and obj:
+                rec = record_from_dict(obj)
+                kind_name = rec.kind
+                kind = kind_codes.get(kind_name, KIND_UNKNOWN) if type(kind_name) is str else KIND_UNKNOWN
+            elif obj is None or type(obj) is not dict:
+                flags |= FLAG_BAD_LINE
+        if rec is not None:
+            ep = rec.episode
             if ep == last_episode_name:  # consecutive records mostly share their episode
                 episode = last_episode
             elif type(ep) is str:
@@ -264,13 +314,13 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
             elif type(ep) is int:
                 episode = intern_episode(str(ep))
             if kind == KIND_TICK:
-                tick = obj.get("tick", NO_ID)
+                tick = rec.tick
                 if type(tick) is not int or not INT32_MIN <= tick <= INT32_MAX:
                     tick = NO_ID
-                outcome = obj.get("outcome")
-                role = obj.get("chain_role")
-                error_class = obj.get("error_class")
-                trap = obj.get("trap")
+                outcome = rec.outcome
+                role = rec.chain_role
+                error_class = rec.error_class
+                trap = rec.trap
                 if outcome == "death" or role == "death":
                     flags |= FLAG_DEATH
                 elif outcome == "error" or outcome == "timeout":
@@ -282,7 +332,7 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
                         flags |= FLAG_RECOVERY | FLAG_RECOVERED
                     elif role == "failure":
                         flags |= FLAG_FAILURE
-                if obj.get("recovery"):
+                if rec.recovery:
                     flags |= FLAG_RECOVERY
                 if trap:
                     flags |= FLAG_TRAP
@@ -295,9 +345,9 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
                         flags |= FLAG_DEADLOCK
                     elif type(error_class) is str and error_class.lower().startswith("thrash"):
                         flags |= FLAG_THRASH
-                if obj.get("schema_error"):
+                if rec.schema_error:
                     flags |= FLAG_SCHEMA_ERROR
-                progress = obj.get("progress")
+                progress = rec.progress
                 if progress is True:
                     flags |= FLAG_PROGRESS
                 if episode != NO_ID:
@@ -311,18 +361,18 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
                         if runs.no_progress >= DEADLOCK_WINDOW:  # no progress for a window of ticks
                             flags |= FLAG_DEADLOCK
                     if runs.runs or outcome in FAILING_TICK_OUTCOMES:
-                        flags |= _run_flags(runs, obj, outcome, error_class)
-                chain_id = obj.get("chain_id")
+                        flags |= _run_flags(runs, rec.action, outcome, error_class)
+                chain_id = rec.chain_id
                 if chain_id is not None:
                     chain = _chain_number(s, episode, str(chain_id), i)
-                context_chars = obj.get("context_chars", 0)
+                context_chars = rec.context_chars
                 if type(context_chars) is not int or not 0 <= context_chars <= INT32_MAX:
                     context_chars = 0
-                lat = obj.get("latency_s")
+                lat = rec.latency_s
                 if type(lat) is float or type(lat) is int:
                     latency = lat
             elif kind == KIND_EPISODE_END:
-                outcome = obj.get("outcome")
+                outcome = rec.outcome
                 if outcome in DEATH_OUTCOMES:
                     flags |= FLAG_DEATH
                 elif outcome in ("failure", "aborted"):
@@ -330,8 +380,6 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
                 episodes_state.pop(episode, None)
             elif kind == KIND_UNKNOWN:
                 flags |= FLAG_BAD_LINE
-        elif obj is None or type(obj) is not dict:
-            flags |= FLAG_BAD_LINE
         kinds.append(kind)
         flags_col.append(flags)
         episodes.append(episode)
@@ -356,6 +404,23 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
             if flags & flag:
                 lines_with_flag.append(i)
     s.flagged_upto = first + len(lines)
+
+
+def _decode_exact(raw: bytes) -> Any:
+    """A line as orjson sees it: the decoded value, None when it is not JSON, ``{}`` for a blank line (harmless)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None if raw.strip() else {}
+
+
+def _open_regular_fd(path: Path) -> int:
+    """A blocking read descriptor on regular file ``path``; a FIFO, device or socket raises ``NotARegularFile``."""
+    fh = open_regular(path)
+    try:
+        return os.dup(fh.fileno())
+    finally:
+        fh.close()
 
 
 def _chain_number(s: _Summaries, episode: int, chain_id: str, line: int) -> int:
@@ -392,10 +457,11 @@ class TraceIndex:
         self.chunk_size = chunk_size
         self.generation = 0
         self.lock = threading.RLock()
-        self._fd = os.open(self.path, os.O_RDONLY)
+        self._fd = _open_regular_fd(self.path)
         self._inode = os.fstat(self._fd).st_ino
         self._raw: LRUCache[tuple[int, int], bytes] = LRUCache(cache_lines)
         self._parsed: LRUCache[tuple[int, int], dict[str, Any] | LineError] = LRUCache(min(cache_lines, PARSED_LINES))
+        self._provisional: LRUCache[tuple[int, int], int] = LRUCache(min(cache_lines, PARSED_LINES))
         self._reset_state()
         self.size = os.fstat(self._fd).st_size
         if prime_bytes:
@@ -409,6 +475,7 @@ class TraceIndex:
         self.summaries = _Summaries()
         self._raw.clear()
         self._parsed.clear()
+        self._provisional.clear()
 
     # -- reading -------------------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -509,6 +576,28 @@ class TraceIndex:
             latency_s=None if math.isnan(latency) else float(latency),
         )
 
+    def line_flags(self, i: int) -> int:
+        """The flags of line ``i``: from the summary once the summary pass reached it, else worked out from the line
+        alone (cached), so a screen far ahead of the pass (End on a big file) shows its badges at once.
+
+        The line alone gives every mark but the two that need the ticks before it in the episode: thrash and
+        deadlock from repeated failures or a window without progress; they appear when the pass arrives.
+        """
+        s = self.summaries
+        if 0 <= i < len(s):
+            return s.flags[i]
+        if i < 0 or i >= len(self.ends):
+            return 0
+        key = (self.generation, i)
+        cached = self._provisional.get(key)
+        if cached is not None:
+            return cached
+        scratch = _Summaries()
+        _summarize_batch(scratch, i, [self.line(i)])
+        flags = scratch.flags[0]
+        self._provisional.put(key, flags)
+        return flags
+
     def flag_lines(self, flag: int) -> array[int]:
         """Lines (ascending) whose summary has ``flag``; grows as the summary pass goes on."""
         return self.summaries.flag_lines[flag]
@@ -546,13 +635,19 @@ class TraceIndex:
             data = os.pread(self._fd, min(want, self.size - start), start)
             if not data:
                 return 0
-            # bytes.find per line measured faster than split + accumulate for lines of a few hundred bytes
-            find = data.find
-            append = self.ends.append
-            j = find(b"\n")
-            while j >= 0:
-                append(start + j + 1)
-                j = find(b"\n", j + 1)
+            np = _numpy() if len(data) >= VECTOR_SCAN_BYTES else None
+            if np is not None:  # newlines found in one vectorized pass: ~5x the speed of the loop below
+                positions = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+                positions += start + 1
+                self.ends.frombytes(positions.astype(np.int64).tobytes())
+            else:
+                # bytes.find per line measured faster than split + accumulate for lines of a few hundred bytes
+                find = data.find
+                append = self.ends.append
+                j = find(b"\n")
+                while j >= 0:
+                    append(start + j + 1)
+                    j = find(b"\n", j + 1)
             if self.ends and self.ends[-1] > self.scanned:
                 self.scanned = self.ends[-1]
             else:  # no newline in the whole chunk
@@ -615,7 +710,7 @@ class TraceIndex:
             return "missing"
         with self.lock:
             if st.st_ino != self._inode:
-                fd = os.open(self.path, os.O_RDONLY)
+                fd = _open_regular_fd(self.path)
                 os.close(self._fd)
                 self._fd = fd
                 self._inode = os.fstat(fd).st_ino
@@ -659,10 +754,15 @@ class TraceIndex:
         follow: bool,
         idle_s: float = IDLE_POLL_S,
         on_idle: Callable[[], None] | None = None,
+        wait_change: Callable[[float], object] | None = None,
+        keep_following: Callable[[], bool] | None = None,
     ) -> None:
-        """The indexer loop: index everything, then (when following) poll for growth until ``stop`` is set.
+        """The indexer loop: index everything, then (when following) wait for growth until ``stop`` is set, or
+        until ``keep_following`` says no (the writer is done: the loop ends once the file is indexed).
 
         Between steps it sleeps for 0 seconds, which hands the interpreter to other threads (the UI) each chunk.
+        ``wait_change(idle_s)`` waits for the file to change (a ``pipeline.watch.FileWatch``, which wakes on the
+        write itself); without it the file is polled every ``idle_s``.
         """
         while not stop.is_set():
             if self.work_step():
@@ -670,9 +770,14 @@ class TraceIndex:
                 continue
             if on_idle is not None:
                 on_idle()
-            if not follow:
+            if not follow or (keep_following is not None and not keep_following()):
                 return
-            stop.wait(idle_s)
+            if wait_change is not None:
+                wait_change(idle_s)
+            else:
+                stop.wait(idle_s)
+            if stop.is_set():
+                return
             self.check_file()
 
     def find(

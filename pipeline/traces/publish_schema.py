@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.fsio import atomic_write_text
 from pipeline.traces.schema import json_schema
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "schemas" / "dirty_trace.v1.schema.json"
@@ -36,8 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{out} is out of date; run python -m pipeline.traces.publish_schema", file=sys.stderr)
             return 1
         return 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    atomic_write_text(out, text)
     print(f"wrote {out}")
     return 0
 

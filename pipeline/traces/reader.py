@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from pipeline.fsio import open_regular
 from pipeline.problems import Problem
 
 CHUNK_BYTES = 1 << 20
@@ -69,7 +70,7 @@ def _iter_line_batches(
     pending: list[bytes] = []
     pending_len = 0
     skipped: int | None = None  # bytes of a too-long line skipped so far; None when not skipping
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         read = fh.read
         while chunk := read(chunk_size):
             if digest is not None:
@@ -138,9 +139,10 @@ def iter_records(
     line that is not one. Blank lines are skipped silently.
 
     A last line without a newline is accepted when it is a complete JSON object (a file that simply lacks the
-    final newline) and reported as torn otherwise. When ``digest`` is given, every byte of the file is fed to it,
-    so the caller gets the file's hash from the same pass. Raises ``OSError`` only when the file cannot be opened
-    or read at all.
+    final newline) and reported as torn otherwise. A FIFO, device or socket is refused (``fsio.NotARegularFile``,
+    an ``OSError``) before anything is read. When ``digest`` is given, every byte of the file is fed to it, so the
+    caller gets the file's hash from the same pass. Raises ``OSError`` only when the file cannot be opened or read
+    at all.
 
     Objects are yielded one at a time on purpose: a consumer that drops each one before the next is decoded
     keeps the garbage collector idle, where decoding a whole chunk into a list first makes it scan thousands of
@@ -185,7 +187,7 @@ def iter_records(
 def file_sha256(path: Path) -> str:
     """The sha256 of a whole file, read in chunks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         while chunk := fh.read(CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()

@@ -6,12 +6,15 @@ turn (or one turn of a recovery mechanism that acted instead of the model). Reco
 themselves (``chain_id`` + ``chain_role``) so that any consumer can follow a chain without re-deriving it; analysis
 re-derives them anyway for foreign traces that carry no marks.
 
-Extra fields are allowed (importers keep what they cannot map) but the named fields keep their meaning.
+Extra fields are allowed (importers keep what they cannot map) but the named fields keep their meaning. Every
+field phasef reads is named here with its meaning and unit; the metrics computed from them are defined in
+docs/trace-format.md. ``kind`` is required on every record (the published schema says so, although the Python
+models give it a default for their own constructors).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,56 +56,94 @@ class TraceRecord(BaseModel):
     """Fields common to all record kinds."""
 
     model_config = ConfigDict(extra="allow")
-    schema_: str = Field(default=SCHEMA_VERSION, alias="schema")
-    kind: RecordKind
-    run_id: str = ""
-    episode: str
-    task_id: str | None = None
-    ts: float = Field(description="UNIX time in seconds when the record was written")
+    schema_: Literal["phasef.dirty_trace/1"] = Field(
+        default="phasef.dirty_trace/1", alias="schema", description="the schema version; absent means this one"
+    )
+    kind: RecordKind = Field(description="what the record is; required")
+    run_id: str = Field(default="", description="the run; an episode is identified by (run_id, episode)")
+    episode: str = Field(min_length=1, description="episode id, unique within the run")
+    task_id: str | None = Field(default=None, description="the task of the episode")
+    ts: float = Field(
+        description="UNIX time in seconds (since 1970-01-01T00:00:00Z, fractions allowed) when the record was "
+        "written; MTTR seconds are differences of ts"
+    )
+    ts_estimated: bool | None = Field(
+        default=None, description="true when ts is not a real time (an importer's guess); such ts give no seconds"
+    )
     source: Source | None = None
 
 
 class EpisodeStart(TraceRecord):
     kind: Literal["episode_start"] = "episode_start"
-    model: str | None = None
+    model: str | None = Field(default=None, description="model id the agent called")
     seed: int | None = None
     task: str | None = Field(default=None, description="the task statement given to the agent")
     traps: list[str] = Field(default_factory=list, description="traps armed in this episode")
+    context_window: int | None = Field(
+        default=None,
+        ge=0,
+        description="past events the prompt shows (the agent's sliding window); the context growth of this "
+        "episode is fitted from tick context_window + 1 on, unless the gate sets contextWarmupTicks",
+    )
 
 
 class Tick(TraceRecord):
     kind: Literal["tick"] = "tick"
-    tick: int = Field(description="0-based tick number within the episode")
-    actor: Actor = "model"
-    latency_s: float | None = Field(default=None, description="model call latency; None when no model call")
-    prompt_tokens: int | None = None
+    tick: int = Field(ge=0, description="0-based tick number within the episode, contiguous (0, 1, 2, ...)")
+    actor: Actor = Field(
+        default="model", description="who acted; 'model' and 'repair' ticks are model turns (a model call)"
+    )
+    latency_s: float | None = Field(
+        default=None, description="seconds the model call that answered took; null when no model call"
+    )
+    prompt_tokens: int | None = Field(default=None, description="tokens of the prompt, as the endpoint counted")
     completion_tokens: int | None = None
-    context_chars: int = Field(default=0, description="size of the prompt the actor saw, in characters")
+    context_chars: int = Field(
+        default=0, ge=0, description="size of the prompt the actor saw, in characters; 0: no prompt (no sample)"
+    )
     context: list[dict[str, Any]] | None = Field(
         default=None, description="the bounded chat messages the model saw this tick"
     )
-    raw_output: str | None = None
+    raw_output: str | None = Field(
+        default=None, description="the model's reply as received; not null on a model turn that got a reply"
+    )
     action: dict[str, Any] | None = Field(default=None, description="the parsed, schema-valid action")
-    schema_error: str | None = None
-    outcome: Outcome
-    error_class: str | None = None
+    schema_error: str | None = Field(
+        default=None, description="why the reply is not a valid action; non-empty makes the tick a schema violation"
+    )
+    outcome: Outcome = Field(
+        description="ok/success: the action worked (success: the task is solved); error/timeout: it failed; "
+        "death: the episode died on this tick"
+    )
+    error_class: str | None = Field(default=None, description="CamelCase class of the failure (see ERROR_CLASSES)")
+    error: str | None = Field(
+        default=None, description="a short statement of the failure (repeats of the same one are a deadlock)"
+    )
     observation: str | None = Field(default=None, description="what the environment returned, cut to a bound")
-    trap: TrapKind | None = None
-    chain_id: str | None = None
-    chain_role: ChainRole | None = None
+    trap: TrapKind | None = Field(default=None, description="the trap that fired on this tick (a trap interaction)")
+    chain_id: str | None = Field(default=None, description="the recovery chain this tick belongs to")
+    chain_role: ChainRole | None = Field(
+        default=None,
+        description="failure opens a chain, attempt continues it, recovered / death close it (needs chain_id)",
+    )
     recovery: str | None = Field(
         default=None, description="mechanism that acted on this tick: schema_repair, reflex, watchdog, model"
     )
     progress: bool = Field(default=False, description="the tick moved the task forward (new information)")
+    thrash: bool | None = Field(
+        default=None, description="true when the agent repeated a failing action on this tick (a thrash tick)"
+    )
+    death_reason: str | None = Field(default=None, description="why the episode died, on its death tick")
 
 
 class EpisodeEnd(TraceRecord):
     kind: Literal["episode_end"] = "episode_end"
-    outcome: EpisodeOutcome
-    ticks: int
-    solved: bool = False
-    reason: str | None = None
-    duration_s: float | None = None
+    outcome: EpisodeOutcome = Field(description="how the episode ended; 'aborted' means the run stopped it")
+    ticks: int = Field(ge=0, description="number of tick records of the episode")
+    solved: bool = Field(default=False, description="the task was solved")
+    reason: str | None = Field(default=None, description="why the episode ended (for a death: what killed it)")
+    error_class: str | None = Field(default=None, description="class of the failure that ended the episode")
+    duration_s: float | None = Field(default=None, description="seconds from episode start to end")
 
 
 AnyRecord = EpisodeStart | Tick | EpisodeEnd
@@ -120,7 +161,7 @@ def parse_record(obj: dict[str, Any]) -> TraceRecord:
     cls = RECORD_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise ValueError(f"field 'kind': expected one of {sorted(RECORD_TYPES)}, got {kind!r}")
-    return cls.model_validate(obj)
+    return cls.model_validate(obj, strict=True)
 
 
 def json_schema() -> dict[str, Any]:
@@ -128,6 +169,10 @@ def json_schema() -> dict[str, Any]:
     from pydantic import TypeAdapter
 
     schema: dict[str, Any] = TypeAdapter(AnyRecord).json_schema(by_alias=True)
+    for name in RECORD_TYPES.values():
+        definition = schema["$defs"][name.__name__]
+        definition["required"] = sorted({"kind", *definition.get("required", [])})
+        definition["properties"]["kind"].pop("default", None)
     schema["$id"] = SCHEMA_VERSION
     schema["title"] = "phasef dirty trace record"
     return schema
@@ -139,7 +184,13 @@ EPISODE_OUTCOMES = frozenset(get_args(EpisodeOutcome))
 CHAIN_ROLES = frozenset(get_args(ChainRole))
 
 
-def record_problem(obj: dict[str, Any]) -> str | None:
+class _Fields(Protocol):
+    """A decoded record: a dict, or a ``records.TraceRecord`` (which answers ``get`` the same way)."""
+
+    def get(self, key: str, default: Any = None, /) -> Any: ...
+
+
+def record_problem(obj: _Fields) -> str | None:
     """Why a decoded object is not a usable canonical record (naming the field), or None.
 
     Checks only the fields analysis relies on; full validation is ``parse_record``.

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.fsio import atomic_write_text, fsync_dir
+
 ADAPTER_FILE = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 CHECKPOINT_PATTERN = re.compile(r"^(\d{7,})_adapters\.safetensors$")
@@ -77,20 +79,22 @@ def partial_path(dest: Path) -> Path:
 
 
 def write_atomically(dest: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)``, fsync the file, rename it to ``dest`` and fsync the folder."""
+    """Call ``write(tmp)`` (for writers that need a path, such as mlx's savers), fsync the file, rename it to
+    ``dest`` and fsync the folder; on any error the temporary file is removed and ``dest`` stays as it was."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_path(dest)
-    write(tmp)
-    _fsync_path(tmp)
-    os.replace(tmp, dest)
-    _fsync_path(dest.parent, directory=True)
+    try:
+        write(tmp)
+        _fsync_path(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(dest.parent)
 
 
 def write_text_atomically(dest: Path, text: str) -> None:
-    def write(tmp: Path) -> None:
-        tmp.write_text(text, encoding="utf-8")
-
-    write_atomically(dest, write)
+    atomic_write_text(dest, text)
 
 
 def _fsync_path(path: Path, directory: bool = False) -> None:

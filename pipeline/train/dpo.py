@@ -50,7 +50,7 @@ def require_mlx_lm_lora(ctx: StepContext) -> str:
         ctx.emit("train_unavailable", training_mode="dpo", package=PACKAGE, reason="not installed")
         raise StepFailed(
             f"training_mode 'dpo' needs the {PACKAGE} package, which is not installed in this environment "
-            f"(pip install {PACKAGE}); training_mode 'sft' needs only mlx-lm"
+            f"(pip install 'phasef[dpo]', or pip install {PACKAGE}); training_mode 'sft' needs only mlx-lm"
         )
     return version
 

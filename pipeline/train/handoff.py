@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pipeline.fsio import atomic_write_text, replace_folder
 from pipeline.jobs.context import StepContext, StepFailed
 from pipeline.train.chat_data import SPLITS, error_text
 from pipeline.train.checkpoints import ADAPTER_CONFIG, ADAPTER_FILE
@@ -99,26 +100,24 @@ def build_package(
             adapter_path=f"{RUNS_DIR}/production",
             test=has_test,
         )
-        (staging / "lora_config.local.yaml").write_text(
-            to_yaml(local, "mlx_lm lora --config lora_config.local.yaml  (local run, paths relative to this folder)")
+        atomic_write_text(
+            staging / "lora_config.local.yaml",
+            to_yaml(local, "mlx_lm lora --config lora_config.local.yaml  (local run, paths relative to this folder)"),
         )
-        (staging / "lora_config.yaml").write_text(
-            to_yaml(production, f"mlx_lm lora --config lora_config.yaml  (production track: {params.production_model})")
-        )
-        (staging / "base_model.json").write_text(json.dumps(model_ref, indent=2) + "\n")
-        (staging / "commands.sh").write_text(commands_sh(params, local_model, adapters is not None))
+        production_note = f"mlx_lm lora --config lora_config.yaml  (production track: {params.production_model})"
+        atomic_write_text(staging / "lora_config.yaml", to_yaml(production, production_note))
+        atomic_write_text(staging / "base_model.json", json.dumps(model_ref, indent=2) + "\n")
+        atomic_write_text(staging / "commands.sh", commands_sh(params, local_model, adapters is not None))
         os.chmod(staging / "commands.sh", 0o755)
-        (staging / "README.md").write_text(
-            readme(params, recipe_local, model_ref, recipe, adapters is not None, has_test)
+        atomic_write_text(
+            staging / "README.md", readme(params, recipe_local, model_ref, recipe, adapters is not None, has_test)
         )
         write_sums(staging)
         manifest = write_manifest(
             staging,
             {"base_model": model_ref["local"]["name"], "production_model": params.production_model},
         )
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
+        replace_folder(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from pipeline.fsio import read_text_bounded
 from pipeline.train.params import TrainRecipe
 
 CONFIG_KEYS_ORDER = (
@@ -115,7 +116,7 @@ class LoraConfigProblem(Exception):
 def read_lora_config(path: Path) -> dict[str, Any]:
     """An ``mlx_lm lora --config`` file as a mapping (JSON, or YAML as mlx_lm reads it)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_bounded(path, 16 * 2**20)
     except (OSError, UnicodeDecodeError) as exc:
         raise LoraConfigProblem(f"{path}: cannot read: {exc}") from None
     try:

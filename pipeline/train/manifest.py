@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pipeline.fsio import atomic_write_text, open_regular, read_text_bounded
+
 MANIFEST_NAME = "manifest.json"
 SUMS_NAME = "SHA256SUMS"
 MANIFEST_SCHEMA = "phasef.handoff/1"
@@ -23,7 +25,7 @@ BLOCK = 1 << 20
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    with open_regular(path) as fh:
         while chunk := fh.read(BLOCK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -38,7 +40,7 @@ def package_files(root: Path) -> list[str]:
 def write_sums(root: Path) -> None:
     """``SHA256SUMS`` over every file except itself and the manifest (written before the manifest)."""
     lines = [f"{sha256_file(root / n)}  {n}" for n in package_files(root) if n != SUMS_NAME]
-    (root / SUMS_NAME).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write_text(root / SUMS_NAME, "\n".join(lines) + "\n")
 
 
 def write_manifest(root: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -57,7 +59,7 @@ def write_manifest(root: Path, extra: dict[str, Any] | None = None) -> dict[str,
         "total_bytes": total,
         "files": files,
     }
-    (root / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    atomic_write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
 
 
@@ -102,7 +104,7 @@ def read_manifest(root: Path) -> dict[str, dict[str, Any]]:
     """The ``files`` table of ``root/manifest.json``; ``ManifestUnreadable`` says what is wrong with it."""
     path = root / MANIFEST_NAME
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text_bounded(path, 64 * 2**20))
     except FileNotFoundError:
         raise ManifestUnreadable(f"{path}: no manifest") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -4,7 +4,9 @@
 lines are canonical records or OpenHands events/records; a JSON document recognised by each format's ``sniff``),
 ``import_trace`` converts it. Every imported record is validated against the canonical schema and keeps its
 provenance in ``source``: format, file, line (for line-based formats), a JSON pointer (for documents) and the
-sha256 of the source file. JSONL is streamed; JSON documents are loaded whole.
+sha256 of the source file. JSONL is streamed; JSON documents are loaded whole (up to ``DOCUMENT_LIMIT_BYTES``).
+Anything that is not a regular file (a FIFO, a device, a socket) is refused before a byte is read, and format
+detection reads only a prefix.
 """
 
 from __future__ import annotations
@@ -16,12 +18,25 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from pipeline.traces.importers import inspect_ai, mini_swe_agent, openhands, phasef, swe_agent, tau_bench
+from pipeline.fsio import FileTooLarge, open_regular, read_bytes_bounded
+from pipeline.traces.importers import (
+    agents,
+    inspect_ai,
+    mapped,
+    mini_swe_agent,
+    openhands,
+    phasef,
+    swe_agent,
+    tau_bench,
+)
 from pipeline.traces.importers._common import Origin
 from pipeline.traces.reader import BadLine, file_sha256
 from pipeline.traces.schema import RECORD_TYPES, SCHEMA_VERSION, parse_record
 
-FORMATS: tuple[str, ...] = ("phasef", "swe-agent", "openhands", "mini-swe-agent", "tau-bench", "inspect-ai")
+BASE_FORMATS: tuple[str, ...] = ("phasef", "swe-agent", "openhands", "mini-swe-agent", "tau-bench", "inspect-ai")
+FORMATS: tuple[str, ...] = (*BASE_FORMATS, *agents.FORMATS)
+# Formats that are never detected, only asked for (``jsonl`` needs a mapping file).
+EXPLICIT_FORMATS: tuple[str, ...] = (mapped.FORMAT,)
 
 HEAD_BYTES = 1 << 20
 HEAD_LINES = 50
@@ -35,6 +50,7 @@ _DOCUMENT_SNIFFERS = (
     (tau_bench.FORMAT, tau_bench.sniff),
     (mini_swe_agent.FORMAT, mini_swe_agent.sniff),
     (openhands.FORMAT, openhands.sniff),
+    *agents.DOCUMENT_SNIFFERS,
 )
 
 
@@ -79,11 +95,13 @@ def _describe(doc: Any) -> str:
 
 def _load_document(path: Path) -> Any:
     try:
-        return orjson.loads(path.read_bytes())
+        return orjson.loads(read_bytes_bounded(path, DOCUMENT_LIMIT_BYTES))
+    except MemoryError:
+        raise FileTooLarge(f"{path}: a JSON document too large to load in the memory available") from None
     except orjson.JSONDecodeError as exc:
         raise UnknownFormat(
             f"{path}:{exc.lineno}: neither canonical JSONL nor a valid JSON document "
-            f"(invalid JSON at column {exc.colno}: {exc.msg})"
+            f"(invalid JSON at column {exc.colno}: {exc.msg}); {agents.tried(FORMATS)}"
         ) from exc
 
 
@@ -93,7 +111,7 @@ def detect_format(path: Path) -> str:
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         head = fh.read(HEAD_BYTES)
         complete = len(head) < HEAD_BYTES or not fh.read(1)
     if head.startswith(b"PK\x03\x04"):
@@ -101,6 +119,8 @@ def detect_format(path: Path) -> str:
             return inspect_ai.FORMAT
         raise UnknownFormat(f"{path}: a ZIP archive that is not an inspect_ai .eval log")
     objects, non_blank = _head_objects(head, complete)
+    if (found := agents.sniff_head(head, objects)) is not None:
+        return found
     if objects and not (complete and non_blank == 1):
         for obj in objects:
             if _is_canonical(obj):
@@ -116,7 +136,7 @@ def detect_format(path: Path) -> str:
     for name, sniff in _DOCUMENT_SNIFFERS:
         if sniff(doc):
             return name
-    raise UnknownFormat(f"{path}: {_describe(doc)} is none of the known formats ({', '.join(FORMATS)})")
+    raise UnknownFormat(f"{path}: {_describe(doc)} is none of the known formats; {agents.tried(FORMATS)}")
 
 
 def _validation_reason(exc: ValidationError) -> str:
@@ -126,12 +146,14 @@ def _validation_reason(exc: ValidationError) -> str:
 
 
 def _convert(path: Path, fmt: str, origin: Origin) -> tuple[list[dict[str, Any]], list[BadLine]]:
+    if fmt in agents.FORMATS:
+        return agents.convert(path, fmt, origin, _load_document)
     if fmt == phasef.FORMAT:
         return phasef.convert_jsonl(path)
     if fmt == inspect_ai.FORMAT and inspect_ai.is_eval_zip(path):
         return inspect_ai.convert_zip(path, origin)
     if fmt == openhands.FORMAT:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             head = fh.read(HEAD_BYTES)
         objects, non_blank = _head_objects(head, len(head) < HEAD_BYTES)
         if path.suffix == ".jsonl" or (objects and non_blank > 1):
@@ -146,24 +168,36 @@ def _convert(path: Path, fmt: str, origin: Origin) -> tuple[list[dict[str, Any]]
     }
     sniff, convert = converters[fmt]
     if not sniff(doc):
-        raise UnknownFormat(f"{path}: {_describe(doc)} is not a {fmt} file")
+        raise UnknownFormat(f"{path}: {_describe(doc)} is not a {fmt} file (expected {agents.EXPECTED.get(fmt, fmt)})")
     return convert(path, doc, origin)
 
 
-def import_trace(path: Path, fmt: str | None = None) -> tuple[list[dict[str, Any]], list[BadLine]]:
+def import_trace(
+    path: Path, fmt: str | None = None, *, mapping: Path | None = None
+) -> tuple[list[dict[str, Any]], list[BadLine]]:
     """Canonical record dicts converted from ``path`` and the places that could not be used.
 
-    The format is detected unless given. Raises ``OSError`` when the file cannot be read, ``UnknownFormat`` when
-    its format is unknown or is not ``fmt``, and ``ValueError`` for a ``fmt`` that is not in ``FORMATS``.
+    The format is detected unless given; ``mapping`` (a mapping file, see ``mapped``) implies ``jsonl``. Raises
+    ``OSError`` when the file cannot be read, ``UnknownFormat`` when its format is unknown or is not ``fmt``, and
+    ``ValueError`` for a ``fmt`` that is not in ``FORMATS`` or a mapping file that cannot be used.
     """
     path = Path(path)
-    if fmt is not None and fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    chosen = fmt or detect_format(path)
+    if mapping is not None and fmt in (None, mapped.FORMAT):
+        fmt = mapped.FORMAT
+    if fmt is not None and fmt not in FORMATS + EXPLICIT_FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS + EXPLICIT_FORMATS)}")
+    if fmt == mapped.FORMAT and mapping is None:
+        raise ValueError("format 'jsonl' needs a mapping file (--map map.toml)")
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+    open_regular(path).close()  # refuse a FIFO or a device before any importer (or zipfile) opens it
+    chosen = fmt or detect_format(path)
     origin = Origin(chosen, str(path), file_sha256(path), path.stat().st_mtime)
-    converted, bad = _convert(path, chosen, origin)
+    if chosen == mapped.FORMAT:
+        assert mapping is not None
+        converted, bad = mapped.convert(path, mapping, origin)
+    else:
+        converted, bad = _convert(path, chosen, origin)
     records: list[dict[str, Any]] = []
     for position, record in enumerate(converted, 1):
         try:

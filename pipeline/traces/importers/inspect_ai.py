@@ -21,6 +21,8 @@ from pipeline.traces.importers._common import EpisodeBuilder, Origin, Step, one_
 from pipeline.traces.reader import BadLine
 
 FORMAT = "inspect-ai"
+MEMBER_LIMIT_BYTES = 256 * 2**20
+"""An archive member is decompressed whole; one that says it is larger (a zip bomb, or a damaged header) is refused."""
 
 # inspect_ai's ToolCallError types -> canonical error classes.
 ERROR_CLASSES = {
@@ -233,6 +235,16 @@ def convert_zip(path: Path, origin: Origin) -> tuple[list[dict[str, Any]], list[
 
         def load(name: str) -> Any:
             try:
+                size = archive.getinfo(name).file_size
+                if size > MEMBER_LIMIT_BYTES:
+                    bad.append(
+                        BadLine(
+                            file=f"{origin.file}!{name}",
+                            line=0,
+                            reason=f"member of {size} bytes is larger than {MEMBER_LIMIT_BYTES}; skipped",
+                        )
+                    )
+                    return None
                 return orjson.loads(archive.read(name))
             except orjson.JSONDecodeError as exc:
                 bad.append(BadLine(file=f"{origin.file}!{name}", line=exc.lineno, reason=f"invalid JSON: {exc.msg}"))

@@ -1,0 +1,301 @@
+"""phasef's trace viewer side by side with toolong (``tl``), measured as a new user would see them, in one run.
+
+toolong is installed from PyPI into a throwaway venv (``--toolong-venv``, made when missing; ``--tl`` names an
+existing ``tl`` instead). Both viewers run in tmux at 120x40 on a private server (``tmux -S <socket> -f /dev/null``,
+never the user's), and the screen is read with ``capture-pane`` every few milliseconds. Runs are interleaved
+(phasef, toolong, toolong, phasef, ...) so a burst of load elsewhere hits both alike; medians are reported.
+
+Per viewer and run, on a generated trace of ``--size-mb`` whose last record is a death tick with a unique episode:
+
+* ``first_screen_s``: launch until a record is on screen;
+* ``end_last_record_s``: End pressed (as soon as the first screen is up) until the last record is on screen; for
+  phasef only once its badge (``D``, a death) is drawn on that row — toolong has no badges;
+* ``summary_done_s``: launch until the viewer's background work is done (the process used < 5% of a core for a
+  second): phasef's summary (badges on every row, filters complete), toolong's line index;
+* ``rss_anon_mb``: private memory (RssAnon) once done; ``idle_cpu_pct``: CPU over ``--idle-s`` seconds after that;
+* ``flood_delay_p50_s``: a second file followed while another process appends ``--rate`` records/s (phasef with
+  ``--follow``; toolong tails by default): for each new newest record seen on screen, how long ago it was written.
+
+Prints a table (with the load average) and, as its last line, one JSON object
+``{"phasef": {...}, "toolong": {...}}``.
+
+    python benchmarks/compare_toolong.py --size-mb 1024 --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_tui_follow import append
+from bench_tui_tracegen import generate
+
+REPO = Path(__file__).resolve().parents[1]
+COLS, ROWS = 120, 40
+TICKS = os.sysconf("SC_CLK_TCK")
+LAST_EPISODE = "ZZLAST0001"
+RECORD = re.compile(r"ep-\d{4,}|L\d{8}")
+PHASEF_LAST = re.compile(r"D[·A-Z]{5}\s+" + LAST_EPISODE)
+"""The last record's row in phasef's stream with its death badge in the badge column."""
+SEQ = re.compile(r"L(\d{8})")
+FIGURES = ("first_screen_s", "end_last_record_s", "summary_done_s", "rss_anon_mb", "idle_cpu_pct", "flood_delay_p50_s")
+
+
+# -- the two viewers -------------------------------------------------------------------------------------------------
+def toolong_command(venv: Path, tl: str | None) -> list[str]:
+    """``tl`` from ``--tl``, or from the throwaway venv (created and filled from PyPI when missing)."""
+    if tl:
+        return [tl]
+    exe = venv / "bin" / "tl"
+    if not exe.exists():
+        print(f"installing toolong into {venv} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "toolong"], check=True)
+    return [str(exe)]
+
+
+def phasef_command(follow: bool) -> list[str]:
+    return [sys.executable, "-m", "phasef_tui.trace_view", *(["--follow"] if follow else [])]
+
+
+# -- a private tmux server ---------------------------------------------------------------------------------------------
+class Pane:
+    """One program in a pane of a private tmux server; the screen read with ``capture-pane``."""
+
+    def __init__(self, socket: Path, argv: list[str], name: str) -> None:
+        self.tmux = ["tmux", "-S", str(socket), "-f", "/dev/null"]
+        self.name = name
+        command = "exec " + " ".join(_quote(a) for a in argv)
+        self.started = time.monotonic()
+        subprocess.run(
+            [*self.tmux, "new-session", "-d", "-x", str(COLS), "-y", str(ROWS), "-s", name, command], check=True
+        )
+        out = subprocess.run(
+            [*self.tmux, "display-message", "-p", "-t", name, "#{pane_pid}"], capture_output=True, text=True
+        )
+        self.pid = int(out.stdout.strip())
+
+    def screen(self) -> str:
+        out = subprocess.run([*self.tmux, "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
+        return out.stdout
+
+    def send(self, key: str) -> float:
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, key], check=True)
+        return time.monotonic()
+
+    def wait_screen(self, test: Callable[[str], bool], timeout: float) -> float | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            if test(self.screen()):
+                return now
+            time.sleep(0.005)
+        return None
+
+    def cpu_s(self) -> float:
+        try:
+            with open(f"/proc/{self.pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+    def rss_anon_mb(self) -> float:
+        try:
+            with open(f"/proc/{self.pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("RssAnon:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return float("nan")
+
+    def wait_quiet(self, threshold: float = 0.05, window: float = 1.0, timeout: float = 300.0) -> float:
+        """When the process began a ``window`` of using less than ``threshold`` of a core (its work was done)."""
+        deadline = time.monotonic() + timeout
+        last_t, last_cpu = time.monotonic(), self.cpu_s()
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            now, cpu = time.monotonic(), self.cpu_s()
+            busy = (cpu - last_cpu) / max(1e-6, now - last_t)
+            last_t, last_cpu = now, cpu
+            if busy < threshold:
+                quiet_since = quiet_since or now
+                if now - quiet_since >= window:
+                    return quiet_since
+            else:
+                quiet_since = None
+        return time.monotonic()
+
+    def close(self) -> None:
+        subprocess.run([*self.tmux, "kill-session", "-t", self.name], capture_output=True)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and os.path.exists(f"/proc/{self.pid}"):
+            time.sleep(0.02)
+
+
+def _quote(arg: str) -> str:
+    return "'" + arg.replace("'", "'\\''") + "'"
+
+
+# -- the measurements ------------------------------------------------------------------------------------------------
+def measure_open(socket: Path, name: str, argv: list[str], path: Path, idle_s: float) -> dict[str, float]:
+    pane = Pane(socket, [*argv, str(path)], f"{name}-open")
+    try:
+        shown = pane.wait_screen(lambda s: RECORD.search(s) is not None, timeout=120)
+        sent = pane.send("End")
+        if name == "phasef":
+            last = pane.wait_screen(lambda s: PHASEF_LAST.search(s) is not None, timeout=300)
+        else:
+            last = pane.wait_screen(lambda s: LAST_EPISODE in s, timeout=300)
+        done = pane.wait_quiet()
+        rss = pane.rss_anon_mb()
+        t0, c0 = time.monotonic(), pane.cpu_s()
+        time.sleep(idle_s)
+        idle = 100.0 * (pane.cpu_s() - c0) / (time.monotonic() - t0)
+        return {
+            "first_screen_s": (shown - pane.started) if shown else float("nan"),
+            "end_last_record_s": (last - sent) if last else float("nan"),
+            "summary_done_s": done - pane.started,
+            "rss_anon_mb": rss,
+            "idle_cpu_pct": idle,
+        }
+    finally:
+        pane.close()
+
+
+def measure_flood(socket: Path, name: str, argv: list[str], workdir: Path, rate: int, seconds: float) -> float:
+    """Median delay between a record being written and it being the newest record on screen."""
+    path = workdir / f"flood-{name}.jsonl"
+    generate(path, 1.0)  # a small file to start from
+    pane = Pane(socket, [*argv, str(path)], f"{name}-flood")
+    try:
+        pane.wait_screen(lambda s: RECORD.search(s) is not None, timeout=60)
+        time.sleep(1.0)
+        log: mp.Queue[Any] = mp.Queue()
+        start_at = time.monotonic() + 0.2
+        writer = mp.Process(target=append, args=(str(path), rate, seconds, start_at, log))
+        writer.start()
+        seen: list[tuple[float, int]] = []
+        newest = -1
+        while time.monotonic() < start_at + seconds:
+            now = time.monotonic()
+            seqs = [int(m) for m in SEQ.findall(pane.screen())]
+            if seqs and max(seqs) > newest:
+                newest = max(seqs)
+                seen.append((now, newest))
+            time.sleep(0.01)
+        written, _ = log.get(timeout=30)
+        writer.join(10)
+    finally:
+        pane.close()
+        path.unlink(missing_ok=True)
+    delays = []
+    wi = 0
+    for when, seq in seen:
+        while wi < len(written) and written[wi][0] < seq:
+            wi += 1
+        if wi == len(written):
+            break
+        delays.append(max(0.0, when - written[wi][1]))
+    return statistics.median(delays) if delays else float("nan")
+
+
+def trace_file(size_mb: float) -> Path:
+    """The generated trace plus a last record that is a death tick of a unique episode."""
+    path = Path(f"/tmp/phasef-compare-{size_mb:g}mb.jsonl")
+    if not path.exists() or abs(path.stat().st_size - size_mb * (1 << 20)) > (2 << 20):
+        print(f"generating {path} ({size_mb:g} MiB) ...", flush=True)
+        generate(path, size_mb)
+        last = {
+            "schema": "phasef.dirty_trace/1",
+            "kind": "tick",
+            "run_id": "bench",
+            "episode": LAST_EPISODE,
+            "ts": time.time(),
+            "tick": 0,
+            "actor": "model",
+            "outcome": "death",
+            "error_class": "Fatal",
+            "observation": "the last record",
+        }
+        with open(path, "ab") as fh:
+            fh.write(orjson.dumps(last) + b"\n")
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=float, default=1024.0, help="size of the generated trace (1 GB default)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per viewer, interleaved (medians reported)")
+    parser.add_argument("--idle-s", type=float, default=5.0, help="seconds of idle CPU measured after the work")
+    parser.add_argument("--rate", type=int, default=10_000, help="records/s appended in the flood test")
+    parser.add_argument("--flood-s", type=float, default=8.0, help="seconds of flood")
+    parser.add_argument("--toolong-venv", type=Path, default=Path(tempfile.gettempdir()) / "phasef-toolong-venv")
+    parser.add_argument("--tl", help="an installed toolong `tl` to use instead of the venv's")
+    args = parser.parse_args()
+    if shutil.which("tmux") is None:
+        print("tmux is needed", file=sys.stderr)
+        return 2
+    tl = toolong_command(args.toolong_venv, args.tl)
+    path = trace_file(args.size_mb)
+    subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)  # warm the page cache for both
+    workdir = Path(tempfile.mkdtemp(prefix="phasef-compare-"))
+    socket = workdir / "tmux.sock"
+    os.environ["PYTHONPATH"] = str(REPO)  # (inherited by tmux's server, hence by phasef's viewer)
+    viewers = {"phasef": (phasef_command(False), phasef_command(True)), "toolong": (tl, tl)}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in viewers}
+    loads: list[float] = []
+    try:
+        for run in range(max(1, args.runs)):
+            order = list(viewers) if run % 2 == 0 else list(reversed(viewers))
+            for name in order:
+                static_argv, follow_argv = viewers[name]
+                loads.append(os.getloadavg()[0])
+                figures = measure_open(socket, name, static_argv, path, args.idle_s)
+                figures["flood_delay_p50_s"] = measure_flood(
+                    socket, name, follow_argv, workdir, args.rate, args.flood_s
+                )
+                runs[name].append(figures)
+                print(f"run {run + 1} {name:8s} " + "  ".join(f"{k} {v:.3f}" for k, v in figures.items()), flush=True)
+    finally:
+        subprocess.run(["tmux", "-S", str(socket), "-f", "/dev/null", "kill-server"], capture_output=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    result = {
+        name: {key: round(statistics.median(r[key] for r in values), 3) for key in FIGURES}
+        for name, values in runs.items()
+    }
+    size = path.stat().st_size
+    print(
+        f"\ntrace {path} ({size / 1e9:.2f} GB), {COLS}x{ROWS} in tmux, median of {args.runs} interleaved runs; "
+        f"load average during the runs {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores"
+    )
+    print(f"{'figure':22s} {'phasef':>10s} {'toolong':>10s} {'ratio':>8s}")
+    for key in FIGURES:
+        p, t = result["phasef"][key], result["toolong"][key]
+        ratio = f"{p / t:.2f}x" if t else "-"
+        print(f"{key:22s} {p:10.3f} {t:10.3f} {ratio:>8s}")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""``phasef retry SESSION --step STAGE.step --as NAME``: run a failed (or cancelled) step of a running session again."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from phasef_tui.commands._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_session_lookup,
+    default_operator,
+    resolve_session,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("retry", help="run a failed or cancelled step of a running session again (approvers)")
+    p.add_argument("session", nargs="?", default=None, help="session id (default: the newest)")
+    p.add_argument("--step", required=True, help="STAGE.step to run again")
+    p.add_argument("--as", dest="operator", default=None, help="operator name (default: $PHASEF_OPERATOR or $USER)")
+    p.add_argument("--reason", default="", help="why; recorded in the journal")
+    add_session_lookup(p)
+    p.set_defaults(func=_retry)
+
+
+def _retry(args: argparse.Namespace) -> int:
+    from pipeline.control import ControlClient
+    from pipeline.errors import ControlError
+
+    session_dir = resolve_session(args, args.session)
+    if session_dir is None:
+        return EXIT_USAGE
+    client = ControlClient(session_dir)
+    if not client.available():
+        print(
+            f"error: no supervisor is running for session {session_dir.name} "
+            f"(to run its failed steps again: phasef run --resume {session_dir.name})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        data = client.request("retry", step=args.step, operator=args.operator or default_operator(), reason=args.reason)
+    except ControlError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"error: cannot reach the supervisor: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"retry requested: {data['retry']} by {data['operator']}")
+    return EXIT_OK

@@ -1,0 +1,349 @@
+"""A session replayed (``phasef replay SESSION``): every screen shows the session as it was at one journal event.
+
+The position moves by event, by landmark (failure, gate, stage start, death tick), to a time, or plays at 1x, 10x or
+100x the recorded pace. On a running session the same source follows the live end until the operator scrubs back,
+and ``live()`` returns to it. Nothing is re-run: the state comes from ``pipeline.replay.Timeline``; the log tail is
+cut at the last line the step had written by then (its progress events name their log lines); files the journal
+recorded hashes of are checked, and a changed one is reported as changed. Decisions and step actions are refused
+while the view is in the past.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import threading
+import time
+from bisect import bisect_right
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from phasef_tui.data_source import ApprovalError
+from phasef_tui.session_source import EVENT_PREFIX, LOG_TAIL_LINES, SessionSource
+from phasef_tui.trace_feed import TraceFeed
+from pipeline.replay import MARK_KINDS, ChangedFile, MarkKind, Timeline
+from pipeline.state import SessionState
+from widgets.session_view import SessionView
+
+SPEEDS = (1.0, 10.0, 100.0)
+KIND_CYCLE: tuple[str, ...] = ("any", *MARK_KINDS)
+MAX_LOG_BYTES = 8 << 20
+_TS = re.compile(rb'"ts"\s*:\s*(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)')
+
+
+@dataclass
+class _TraceTimes:
+    """Per trace line: the latest record time so far and the byte offset after the line."""
+
+    offset: int = 0
+    latest: float = float("-inf")
+    stamps: list[float] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+
+
+class ReplaySource(SessionSource):
+    """A ``SessionSource`` whose state is the journal replayed up to ``position``."""
+
+    replaying = True
+
+    def __init__(self, session_dir: Path, *, operator: str, follow: bool = False, **kw: object) -> None:
+        self.timeline = Timeline(Path(session_dir).name, Path(session_dir))
+        self.position = 0
+        self.following = follow
+        self.mark_kind = "any"
+        self.playing = False
+        self.speed = SPEEDS[0]
+        self._play_origin: tuple[float, float] = (0.0, 0.0)
+        self._changed: tuple[int, list[ChangedFile]] | None = None
+        self._changed_lock = threading.Lock()
+        self._prefix_feeds: dict[tuple[Path, int], TraceFeed] = {}
+        self._prefix_dir: Path | None = None
+        self._trace_times: dict[Path, _TraceTimes] = {}
+        super().__init__(session_dir, operator=operator, **kw)  # type: ignore[arg-type]
+        self.title = f"replay {self.session_dir.name} · {operator}"
+
+    # -- the journal -----------------------------------------------------------------------------------------------
+    def read_journal(self) -> bool:
+        items = self._tail.poll()
+        if not items:
+            return False
+        with self.lock:
+            added = self.timeline.extend(items)
+            if added and self.following:
+                self.position = len(self.timeline) - 1
+                self._set_state()
+            elif added and len(self.timeline) == added:  # the first read: show the first event
+                self._set_state()
+            self.version += 1
+        return True
+
+    def _set_state(self) -> None:
+        """(lock held) The state at ``position``."""
+        self.state = self.timeline.state_at(self.position)
+        self._view_cache = None
+
+    def move_to(self, index: int, *, follow: bool = False) -> None:
+        with self.lock:
+            last = max(0, len(self.timeline) - 1)
+            self.position = max(0, min(index, last))
+            self.following = follow
+            self._set_state()
+            self.version += 1
+
+    # -- navigation ------------------------------------------------------------------------------------------------
+    def step(self, delta: int) -> None:
+        self.playing = False
+        self.move_to(self.position + delta)
+
+    def jump(self, forward: bool) -> bool:
+        """To the next (previous) landmark of the chosen kind; False when there is none that way."""
+        kinds: tuple[MarkKind, ...] = MARK_KINDS if self.mark_kind == "any" else (self.mark_kind,)  # type: ignore[assignment]
+        with self.lock:
+            target = self.timeline.next_mark(self.position, kinds, forward)
+        if target is None:
+            return False
+        self.playing = False
+        self.move_to(target)
+        return True
+
+    def cycle_kind(self) -> str:
+        self.mark_kind = KIND_CYCLE[(KIND_CYCLE.index(self.mark_kind) + 1) % len(KIND_CYCLE)]
+        with self.lock:
+            self.version += 1
+        return self.mark_kind
+
+    def jump_to_time(self, text: str) -> str:
+        """``HH:MM[:SS]`` (UTC, the session's day), an ISO time, or ``+N``/``-N`` seconds from here; the event
+        landed on, or ``ValueError`` with what was wrong."""
+        text = text.strip()
+        with self.lock:
+            if not self.timeline.events:
+                raise ValueError("the journal is empty")
+            here = self.timeline.times[self.position]
+        if text[:1] in "+-" and text[1:].replace(".", "", 1).isdigit():
+            target = here + float(text)
+        else:
+            try:
+                if "T" in text or len(text) > 8:
+                    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+                    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+                else:
+                    day = datetime.fromtimestamp(here, UTC).date().isoformat()
+                    when = datetime.fromisoformat(f"{day}T{text}+00:00")
+            except ValueError:
+                raise ValueError(f"{text!r}: expected HH:MM[:SS] (UTC), an ISO time, or +/-seconds") from None
+            target = when.timestamp()
+        self.playing = False
+        self.move_to(self.timeline.index_at_time(target))
+        return self.describe_position()
+
+    def toggle_play(self) -> bool:
+        self.playing = not self.playing
+        if self.playing:
+            if self.position >= len(self.timeline) - 1:
+                self.move_to(0)
+            self._play_origin = (time.monotonic(), self.timeline.times[self.position] if self.timeline.times else 0.0)
+        with self.lock:
+            self.version += 1
+        return self.playing
+
+    def cycle_speed(self) -> float:
+        self.speed = SPEEDS[(SPEEDS.index(self.speed) + 1) % len(SPEEDS)] if self.speed in SPEEDS else SPEEDS[0]
+        if self.playing and self.timeline.times:
+            self._play_origin = (time.monotonic(), self.timeline.times[self.position])
+        with self.lock:
+            self.version += 1
+        return self.speed
+
+    def live(self) -> None:
+        """Back to the newest event, following what the supervisor appends."""
+        self.playing = False
+        self.move_to(len(self.timeline) - 1, follow=True)
+
+    def _advance_play(self) -> None:
+        if not self.playing or not self.timeline.times:
+            return
+        wall0, t0 = self._play_origin
+        target = self.timeline.index_at_time(t0 + (time.monotonic() - wall0) * self.speed)
+        if target > self.position:
+            self.move_to(target)
+        if self.position >= len(self.timeline) - 1:
+            self.playing = False
+
+    def poll(self) -> set[str]:
+        self._advance_play()
+        return super().poll()
+
+    # -- what the timeline bar shows -------------------------------------------------------------------------------
+    def describe_position(self) -> str:
+        with self.lock:
+            if not self.timeline.events:
+                return "no events"
+            ev = self.timeline.events[self.position]
+        where = f" {ev.stage}.{ev.step}" if ev.stage else ""
+        return f"#{ev.seq} {ev.ts[11:19]} {ev.type}{where}"
+
+    def timeline_info(self) -> dict[str, object]:
+        with self.lock:
+            n = len(self.timeline)
+            marks = {k: list(v) for k, v in self.timeline.marks.items()}
+            t = self.timeline.times
+            position = self.position
+        return {
+            "position": position,
+            "count": n,
+            "following": self.following,
+            "playing": self.playing,
+            "speed": self.speed,
+            "kind": self.mark_kind,
+            "marks": marks,
+            "span": (t[0], t[-1]) if t else None,
+            "now": t[position] if t else None,
+            "event": self.describe_position(),
+            "changed": self.changed_files(),
+        }
+
+    def changed_files(self) -> list[ChangedFile] | None:
+        """Files recorded up to here whose content changed since (the last answer, or None, while hashing: the
+        check runs in a thread, as folders can be large)."""
+        done = self._changed
+        if done is not None and done[0] == self.position:
+            return done[1]
+        if self._changed_lock.acquire(blocking=False):  # one check at a time; the newest position wins next
+            with self.lock:
+                position, state = self.position, self.state
+            threading.Thread(target=self._hash_check, args=(position, state), daemon=True).start()
+        return None if done is None else done[1]
+
+    def _hash_check(self, position: int, state: SessionState) -> None:
+        """(``_changed_lock`` held by the caller, released here)"""
+        try:
+            self._changed = (position, self.timeline.changed_files(state))
+        finally:
+            self._changed_lock.release()
+        with self.lock:
+            self.version += 1
+
+    def _build_view(self) -> SessionView:
+        """The comparison table only once a step had written it by this point (it is read from the report file)."""
+        view = super()._build_view()
+        if view.deltas and not self.following:
+            compared = any(
+                st.state in ("succeeded", "skipped") and "comparison" in st.summary for st in self.state.steps.values()
+            )
+            if not compared:
+                view = replace(view, deltas=(), residual_blockers=())
+        return view
+
+    # -- the traces as they were ---------------------------------------------------------------------------------
+    def _feed_for(self, path: Path) -> TraceFeed:
+        """In the past: a feed over the trace's records written by this point (a prefix copy in a private folder;
+        records past it are not shown). Live: the trace itself."""
+        if self.following:
+            return super()._feed_for(path)
+        with self.lock:
+            now = self.timeline.times[self.position] if self.timeline.times else 0.0
+        cut = self._cut(path, now)
+        with self._feeds_lock:
+            feed = self._prefix_feeds.get((path, cut))
+            if feed is None:
+                feed = self._prefix_feed(path, cut, now)
+                self._prefix_feeds[(path, cut)] = feed
+                for key in [k for k in self._prefix_feeds if k[0] == path and k[1] != cut][:-2]:
+                    old = self._prefix_feeds.pop(key)  # keep the newest few (a screen may still hold one)
+                    old.stop()
+                    old.path.unlink(missing_ok=True)
+            return feed
+
+    def _prefix_feed(self, path: Path, cut: int, now: float) -> TraceFeed:
+        if self._prefix_dir is None:
+            self._prefix_dir = Path(tempfile.mkdtemp(prefix="phasef-replay-"))
+        target = self._prefix_dir / f"{path.stem}.{abs(hash(str(path))) % 10**8}.{cut}.jsonl"
+        with open(path, "rb") as src, open(target, "wb") as dst:
+            remaining = cut
+            while remaining > 0:
+                chunk = src.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                dst.write(chunk)
+                remaining -= len(chunk)
+        rel = path.relative_to(self.session_dir) if path.is_relative_to(self.session_dir) else path
+        when = datetime.fromtimestamp(now, UTC).strftime("%H:%M:%S")
+        feed = TraceFeed(target, follow=False, display_name=f"{rel} (as of {when})")
+        feed.start()
+        return feed
+
+    def _cut(self, path: Path, now: float) -> int:
+        """Bytes of the trace holding the records stamped at or before ``now`` (whole lines, in order). The line
+        times are read once, then only what was appended since."""
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return 0
+        scan = self._trace_times.get(path)
+        if scan is None or size < scan.offset:  # new, or replaced by a shorter file
+            scan = self._trace_times[path] = _TraceTimes()
+        if size > scan.offset:
+            with open(path, "rb") as fh:
+                fh.seek(scan.offset)
+                for raw in fh:
+                    if not raw.endswith(b"\n"):
+                        break  # a record still being written
+                    scan.offset += len(raw)
+                    found = _TS.search(raw)
+                    if found:
+                        scan.latest = max(scan.latest, float(found.group(1)))
+                    scan.stamps.append(scan.latest)
+                    scan.ends.append(scan.offset)
+        count = bisect_right(scan.stamps, now)
+        return scan.ends[count - 1] if count else 0
+
+    def stop(self) -> None:
+        super().stop()
+        for feed in self._prefix_feeds.values():
+            feed.stop()
+        self._prefix_feeds.clear()
+        if self._prefix_dir is not None:
+            shutil.rmtree(self._prefix_dir, ignore_errors=True)
+            self._prefix_dir = None
+
+    # -- the log as it was -----------------------------------------------------------------------------------------
+    def log_tail(self, step_key: str | None) -> tuple[str, ...]:
+        if step_key is None:
+            return ()
+        if self.following:
+            return super().log_tail(step_key)
+        with self.lock:
+            st = self.state.steps.get(step_key)
+            if st is None or not st.log:
+                return ()
+            log = st.log
+            running = st.state == "running"  # (a retrying step's attempt has ended: its log is whole)
+            attempt = st.attempts
+            cut = max((p.get("_line", 0) for p in st.progress if p.get("_attempt") == attempt), default=0)
+        path = Path(log) if Path(log).is_absolute() else self.session_dir / log
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(MAX_LOG_BYTES)
+        except OSError:
+            return ()
+        lines = data.decode("utf-8", "replace").splitlines()
+        if running:
+            lines = lines[:cut]  # what the step had written by its last progress event before this point
+        kept = [ln for ln in lines if not ln.startswith(EVENT_PREFIX)]
+        return tuple(kept[-LOG_TAIL_LINES:])
+
+    # -- no decisions in the past ----------------------------------------------------------------------------------
+    def _live_only(self) -> None:
+        if not self.following:
+            raise ApprovalError("this view is in the past (replay): press E to return to live before acting")
+
+    def approve(self, gate_id: str, decision: str, reason: str, *, override: bool = False) -> str:
+        self._live_only()
+        return super().approve(gate_id, decision, reason, override=override)
+
+    def step_action(self, op: str, step: str, reason: str) -> str:
+        self._live_only()
+        return super().step_action(op, step, reason)

@@ -1,0 +1,49 @@
+"""Small real sessions for the cross-session tests: the engine serves a tiny MLX model and runs the reference
+workload against it (a few episodes), so each session has a real journal, trace and eval report."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from pipeline.config import parse_config
+from pipeline.engine import Engine
+
+
+def eval_plan(model_seed: int, workload_seed: int, episodes: int = 5, min_ticks: int = 0) -> str:
+    return f"""
+[project]
+name = "cross"
+
+[services.tiny]
+kind = "mlx_serve"
+start_timeout = 120
+params = {{ model = "models/tiny" }}
+
+[stages.A]
+title = "Evaluation"
+sequential = true
+
+[stages.A.steps.init_model]
+kind = "builtin"
+function = "pipeline.models.tiny:init_step"
+params = {{ dir = "models/tiny", seed = {model_seed} }}
+outputs = ["models/tiny/config.json"]
+
+[stages.A.steps.eval]
+kind = "api"
+services = ["tiny"]
+params = {{ episodes = {episodes}, seed = {workload_seed}, gate = {{ min_ticks = {min_ticks} }} }}
+outputs = ["artifacts/A/eval/eval_report.json", "artifacts/A/eval/dirty_trace.jsonl"]
+"""
+
+
+def run_session(root: Path, name: str, plan: str) -> Path:
+    session_dir = root / name
+    engine = Engine(parse_config(plan), session_dir=session_dir, project_dir=root)
+    try:
+        result = asyncio.run(engine.run())
+    finally:
+        engine.journal.close()
+    assert result.exit_code == 0, result
+    return session_dir
