@@ -248,6 +248,7 @@ def test_a_step_function_runs_with_the_hosts_python_and_its_artifacts_come_back(
     (project / "sessions" / "f").mkdir(parents=True)
     (project / "sessions" / "f" / "in.txt").write_text("a\nb\n")
     plan = host.hosts_toml(python=str(python)) + (
+        '[project]\nstep_functions = ["tests.remote_steps:count_lines"]\n'
         '[stages.A]\ntitle = "A"\n[stages.A.steps.count]\nkind = "builtin"\nhost = "box"\n'
         'function = "tests.remote_steps:count_lines"\ninputs = ["in.txt"]\n'
     )

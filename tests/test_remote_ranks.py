@@ -19,6 +19,7 @@ from tests.test_remote_executor import _events, _run
 pytest.importorskip("mlx.core")
 
 RING = (
+    '[project]\nstep_functions = ["tests.remote_steps:ring_sum"]\n'
     '[stages.A]\ntitle = "A"\n[stages.A.steps.ring]\nkind = "builtin"\nfunction = "tests.remote_steps:ring_sum"\n'
     "ranks = 2\ntimeout = 120\n"
 )
