@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.traces.analysis import analyze_records
 from pipeline.traces.importers import detect_format, import_trace, voyager
 from pipeline.traces.schema import parse_record
 
@@ -21,6 +22,7 @@ FOREIGN = Path(__file__).parent / "fixtures" / "foreign"
 SPOTTER = FOREIGN / "claude-code" / "spotter"
 CLAUDE_REJECTED = SPOTTER / "55604662-cf2a-4331-851a-ec234028f8ca.jsonl"
 CLAUDE_SIBLINGS = SPOTTER / "4d5611e5-241a-462a-8d15-5122611a9569" / "subagents" / "agent-a2898e3.jsonl"
+CLAUDE_TOO_LARGE = SPOTTER / "6c2214d7-b87e-4432-8e41-22ba294ea584" / "subagents" / "agent-afc096d.jsonl"
 VOYAGER = FOREIGN / "voyager" / "mc-agent" / "ckpt"
 
 
@@ -42,7 +44,10 @@ def _blocks(lines: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.mark.parametrize(("path", "fmt"), [(CLAUDE_REJECTED, "claude-code"), (CLAUDE_SIBLINGS, "claude-code")])
+@pytest.mark.parametrize(
+    ("path", "fmt"),
+    [(CLAUDE_REJECTED, "claude-code"), (CLAUDE_SIBLINGS, "claude-code"), (CLAUDE_TOO_LARGE, "claude-code")],
+)
 def test_real_files_are_detected_and_every_record_is_valid(path: Path, fmt: str) -> None:
     assert detect_format(path) == fmt
     records, bad = import_trace(path)
@@ -109,6 +114,27 @@ def test_claude_code_real_subagent_missing_file_cancels_its_parallel_reads() -> 
     assert all(t["error"] == "Sibling tool call errored" for t in ticks[1:8])
     assert ticks[8]["observation"] == "No files found" and ticks[8]["outcome"] == "ok"
     assert records[-1]["outcome"] == "success" and records[-1]["solved"] is False
+
+
+def test_claude_code_real_subagent_file_too_large_then_read_in_part() -> None:
+    """Claude Code 2.1.38 subagent: a Read of an 806 KB bundle is refused, the next Read asks for 50 lines of it."""
+    lines = _lines(CLAUDE_TOO_LARGE)
+    calls = _blocks(lines, "tool_use")
+    results = _blocks(lines, "tool_result")
+    assert [c["input"] for c in calls[1:]] == [{**calls[1]["input"], "limit": 50}]
+    assert calls[0]["input"]["file_path"] == calls[1]["input"]["file_path"]
+    assert results[0]["is_error"] is True and "exceeds maximum allowed size (256KB)" in results[0]["content"]
+    assert results[1].get("is_error") is None
+
+    records, bad = import_trace(CLAUDE_TOO_LARGE)
+    assert bad == []
+    ticks = _ticks(records)
+    assert [(t["action"]["tool"], t["error_class"]) for t in ticks] == [("Read", "ContextOverflow"), ("Read", None)]
+    assert ticks[0]["error"].startswith("File content (806.5KB) exceeds maximum allowed size (256KB).")
+    assert ticks[1]["action"]["args"]["limit"] == 50
+    assert ticks[1]["raw_output"].startswith("The app.js file is too large.")
+    chain = next(c for c in analyze_records(records).chains if c.failure_class == "ContextOverflow")
+    assert (chain.outcome, chain.ticks) == ("recovered", [0, 1])
 
 
 def test_voyager_real_checkpoint_undefined_skill_and_four_failed_attempts() -> None:
