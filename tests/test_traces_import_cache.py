@@ -57,7 +57,8 @@ def test_stats_reads_a_run_folder_directly(tmp_path: Path, capsys: pytest.Captur
     assert main(["trace", "stats", "--json", str(folder)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["file"] == str(folder)
-    assert result["episodes"] == 3 + 1 + 3 + 6 + 2 and result["bad_lines"] == []  # claude, codex, aider, voyager, otel
+    # claude (3 hand-written, 3 recorded), codex, aider, voyager (6 hand-written, 2 recorded), otel
+    assert result["episodes"] == 3 + 3 + 1 + 3 + 6 + 2 + 2 and result["bad_lines"] == []
     assert {"PatchFailed", "EditFailed", "ActionFailed", "RateLimitError"} <= set(result["error_classes"])
     assert main(["trace", "stats", "--json", str(folder)]) == 0  # from the cache, the same answer
     assert json.loads(capsys.readouterr().out) == result
@@ -82,9 +83,9 @@ async def test_view_opens_a_run_folder(tmp_path: Path) -> None:
     async with view.app.run_test(size=(100, 30)) as pilot:
         await pilot.pause(0.3)
         assert isinstance(view.app.screen, TracesScreen)
-        # three sessions: 10 + 6 + 4 records
-        assert view.app.screen.query_one(TraceStream).count == 20
-        assert view.app.source.title == f"{folder} (folder: claude-code 3)"
+        # three hand-written sessions: 10 + 6 + 4 records; three recorded ones: 4 + 11 + 4
+        assert view.app.screen.query_one(TraceStream).count == 39
+        assert view.app.source.title == f"{folder} (folder: claude-code 6)"
     view.close()
 
 

@@ -1,7 +1,8 @@
 """Importers of agents' own session files: Claude Code, Codex CLI, Aider, Voyager, OpenTelemetry GenAI (OTLP JSON).
 
 The files are in tests/fixtures/foreign (see SOURCES.md there: the Aider history is a verbatim excerpt of Aider's
-own test fixture; the others are written by hand after each tool's format). Each test first reads the file on its
+own test fixture; the others used here are written by hand after each tool's format; recorded Claude Code and Voyager
+sessions are tested in test_traces_importers_real.py). Each test first reads the file on its
 own terms (plain json, plain text) to state what the file holds, then checks that the import finds exactly that.
 """
 

@@ -11,8 +11,10 @@ later user line. A text answer with no tool call is a ``respond`` tick. Failures
 
 * ``is_error: true`` on the result: a user rejection ("The user doesn't want to proceed with this tool use") is
   ``ApprovalDenied``; ``[Request interrupted by user for tool use]`` is ``Interrupted``; an
-  ``<tool_use_error>InputValidationError`` is a ``SchemaViolation``; "Exit code N" is a failing command (classified
-  by its text); a timeout notice is ``Timeout``; anything else is classified by its text, else ``ToolError``.
+  ``<tool_use_error>InputValidationError`` is a ``SchemaViolation``; ``Sibling tool call errored`` (a parallel call
+  not run because another one failed) is ``Cancelled``; a file too large to read ("exceeds maximum allowed size")
+  is ``ContextOverflow``; "Exit code N" is a failing command (classified by its text); a timeout notice is
+  ``Timeout``; anything else is classified by its text, else ``ToolError``.
 * an assistant line with ``isApiErrorMessage`` (``API Error: ...``): the model call failed (``ConnectionError``, or
   ``ContextOverflow`` for "prompt is too long").
 * a user text ``[Request interrupted by user]``: the tick waiting for a result is ``Interrupted``; a session whose
@@ -61,6 +63,10 @@ _REJECTED = ("The user doesn't want to proceed with this tool use", "The user do
 _INTERRUPTED = "[Request interrupted by user"
 _EXIT_CODE = re.compile(r"^(?:Error: )?Exit code (-?\d+)\b")
 _TOOL_USE_ERROR = re.compile(r"<tool_use_error>(.*?)(?:</tool_use_error>|$)", re.DOTALL)
+# parallel calls are not run once one of them failed; their results say so
+_SIBLING_ERRORED = "Sibling tool call errored"
+# a Read refused because the file would not fit: "File content (806.5KB) exceeds maximum allowed size (256KB)"
+_TOO_LARGE = re.compile(r"exceeds maximum allowed (?:size|tokens)")
 _TIMED_OUT = re.compile(r"\btimed out\b|\btimeout\b", re.IGNORECASE)
 _SHELL_NAMES = {"Bash": "bash", "BashOutput": "bash_output"}
 
@@ -106,6 +112,10 @@ def classify_result(text: str, extra: Any = None) -> tuple[str, str]:
         inner = found.group(1).strip()
         if inner.startswith("InputValidationError"):
             return "SchemaViolation", one_line(inner)
+        if inner.startswith(_SIBLING_ERRORED):
+            return "Cancelled", one_line(inner)
+        if _TOO_LARGE.search(inner):
+            return "ContextOverflow", one_line(inner)
         lowered = inner.lower()
         if inner.startswith("String to replace not found"):
             return "EditFailed", one_line(inner)

@@ -11,7 +11,10 @@ retries a task up to its retry limit). Failures:
 
 * an ``onError`` event is a failing execution, classed by the JavaScript error name at its start (``TypeError``,
   ``ReferenceError``, ...), ``Timeout`` for the path finder giving up ("Took to long to decide path to goal"), else
-  ``ExecutionError``;
+  ``ExecutionError``. The bot server sends most errors as ``Your code:<line>\n<code>\n <message>`` or
+  ``In your program code: <code>\n<message>\nat line <line>:...``, without the error's name: the message and the
+  line are the error, and V8's wording names the class (``x is not defined`` is a ``ReferenceError``, ``Cannot
+  read properties of null`` a ``TypeError``);
 * a chat line in which a control primitive reports that it could not act ("I cannot make X because I need: ...",
   "No X nearby, please explore first") is ``ActionFailed`` (the code ran on; the critic sees it as feedback);
 * an empty event list is a ``SchemaViolation`` (the reply had no parsable code);
@@ -38,6 +41,17 @@ FORMAT = "voyager"
 _NAME = re.compile(r"^(?P<task>.*)_(?P<date>\d{8})_(?P<time>\d{6})$")
 _JS_ERROR = re.compile(r"^\s*(?:Uncaught\s+)?([A-Z]\w*(?:Error|Exception))\b")
 _TIMEOUT = re.compile(r"took to long|took too long|timed? ?out", re.I)
+# the two shapes of the text Voyager's bot server sends for an error thrown by the model's code
+_AT_CODE_LINE = re.compile(r"^Your code:(?P<line>\d+)\n[^\n]*\n\s*(?P<message>[^\n]+)")
+_IN_PROGRAM = re.compile(r"^In your program code: [^\n]*\n(?P<message>[^\n]+)\nat line (?P<line>\d+):")
+# V8's wording of the errors it throws, where the text no longer carries the error's name
+_V8_MESSAGES = (
+    (re.compile(r" is not defined$"), "ReferenceError"),
+    (
+        re.compile(r"^Cannot read propert(?:y|ies) of (?:null|undefined)|is not a function$|is not iterable$"),
+        "TypeError",
+    ),
+)
 # what the bot's control primitives say in chat when an action could not be done (the code itself ran on)
 _SOFT_FAILURE = re.compile(r"^(?:I cannot |I can't |No \S+ (?:nearby|in inventory)|Cannot |Failed to )")
 MAX_EVENT_FILE_BYTES = 64 * 2**20
@@ -74,6 +88,24 @@ def _same_task(recorded: str, listed: str) -> bool:
     return recorded == re.sub(r'[\\/:"*?<>| ]', "_", listed)
 
 
+def _classify_error(text: str) -> tuple[str, str]:
+    """``(error_class, message)`` of an ``onError`` text: the message the code threw and the line of the code."""
+    found = _JS_ERROR.match(text)
+    if found:
+        return found.group(1), one_line(text)
+    shaped = _AT_CODE_LINE.match(text) or _IN_PROGRAM.match(text)
+    if shaped is None:
+        return "ExecutionError", one_line(text)
+    message = shaped.group("message").strip()
+    named = _JS_ERROR.match(message)
+    error_class = named.group(1) if named else "ExecutionError"
+    for pattern, v8_class in _V8_MESSAGES:
+        if named is None and pattern.search(message):
+            error_class = v8_class
+            break
+    return error_class, f"{message} (line {shaped.group('line')} of the code)"
+
+
 def execution_step(events: Any, task: str, where: str, file: str, bad: list[BadLine]) -> Step:
     """The tick of one execution from its list of events."""
     step = Step(action={"tool": "execute_code", "args": {"task": task}}, pointer=where)
@@ -103,11 +135,9 @@ def execution_step(events: Any, task: str, where: str, file: str, bad: list[BadL
                 step.extra["elapsed_ticks"] = status["elapsedTime"]
     step.observation = "\n".join(chat + errors)
     if errors:
-        found = _JS_ERROR.match(errors[0])
-        step.error_class = found.group(1) if found else "ExecutionError"
+        step.error_class, step.error = _classify_error(errors[0])
         if _TIMEOUT.search(errors[0]):
             step.error_class, step.outcome = "Timeout", "timeout"
-        step.error = one_line(errors[0])
     else:
         refusal = next((c for c in chat if _SOFT_FAILURE.match(c)), None)
         if refusal is not None:

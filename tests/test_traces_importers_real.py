@@ -1,0 +1,186 @@
+"""Importers run on recorded sessions of the real tools, copied verbatim from public repositories.
+
+Each fixture is listed with its upstream repository, commit, path and licence in tests/fixtures/foreign/SOURCES.md.
+Each test first reads the file on its own terms (plain json) to state which failures it holds, then checks that the
+import finds exactly those, named per file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.traces.analysis import analyze_records
+from pipeline.traces.importers import detect_format, import_trace, voyager
+from pipeline.traces.schema import parse_record
+
+FOREIGN = Path(__file__).parent / "fixtures" / "foreign"
+SPOTTER = FOREIGN / "claude-code" / "spotter"
+CLAUDE_REJECTED = SPOTTER / "55604662-cf2a-4331-851a-ec234028f8ca.jsonl"
+CLAUDE_SIBLINGS = SPOTTER / "4d5611e5-241a-462a-8d15-5122611a9569" / "subagents" / "agent-a2898e3.jsonl"
+CLAUDE_TOO_LARGE = SPOTTER / "6c2214d7-b87e-4432-8e41-22ba294ea584" / "subagents" / "agent-afc096d.jsonl"
+VOYAGER = FOREIGN / "voyager" / "mc-agent" / "ckpt"
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _ticks(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r["kind"] == "tick"]
+
+
+def _blocks(lines: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [
+        block
+        for line in lines
+        if isinstance(line.get("message"), dict) and isinstance(line["message"].get("content"), list)
+        for block in line["message"]["content"]
+        if block.get("type") == kind
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "fmt"),
+    [(CLAUDE_REJECTED, "claude-code"), (CLAUDE_SIBLINGS, "claude-code"), (CLAUDE_TOO_LARGE, "claude-code")],
+)
+def test_real_files_are_detected_and_every_record_is_valid(path: Path, fmt: str) -> None:
+    assert detect_format(path) == fmt
+    records, bad = import_trace(path)
+    assert bad == []
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert records[0]["kind"] == "episode_start" and records[-1]["kind"] == "episode_end"
+    for record in records:
+        parse_record(record)
+        assert record["source"] == {**record["source"], "format": fmt, "file": str(path), "sha256": sha}
+    assert [t["tick"] for t in _ticks(records)] == list(range(len(_ticks(records))))
+
+
+def test_claude_code_real_session_two_rejected_calls_then_interrupted() -> None:
+    """Claude Code 2.1.38: the user rejects a Bash and a Glob call, then interrupts the turn."""
+    lines = _lines(CLAUDE_REJECTED)
+    assert {line.get("version") for line in lines if "version" in line} == {"2.1.38"}
+    calls = _blocks(lines, "tool_use")
+    results = _blocks(lines, "tool_result")
+    assert [c["name"] for c in calls] == ["Bash", "Glob"]
+    assert [r["is_error"] for r in results] == [True, True]
+    assert all(r["content"].startswith("The user doesn't want to proceed with this tool use") for r in results)
+    texts = [b["text"] for b in _blocks(lines, "text")]
+    assert "[Request interrupted by user for tool use]" in texts
+
+    records, bad = import_trace(CLAUDE_REJECTED)
+    assert bad == []
+    ticks = _ticks(records)
+    assert [(t["action"]["tool"], t["outcome"], t["error_class"]) for t in ticks] == [
+        ("bash", "error", "ApprovalDenied"),
+        ("Glob", "error", "ApprovalDenied"),
+    ]
+    assert ticks[0]["action"]["args"]["command"] == calls[0]["input"]["command"] == "mix phx.server 2>&1 | head -80"
+    assert ticks[0]["raw_output"] == "Let me check the project structure and try running the server to see the error."
+    start, end = records[0], records[-1]
+    assert start["episode"] == "55604662-cf2a-4331-851a-ec234028f8ca"
+    assert start["task"] == "mix phx.server doesnt seem to start"
+    assert start["model"] == "claude-opus-4-6"
+    assert (end["outcome"], end["reason"]) == ("aborted", "the last turn was interrupted by the user")
+
+
+def test_claude_code_real_subagent_missing_file_cancels_its_parallel_reads() -> None:
+    """Claude Code 2.1.39 subagent: one of eight parallel Reads hits a missing file, the other seven are not run."""
+    lines = _lines(CLAUDE_SIBLINGS)
+    assert all(line["isSidechain"] is True and line["agentId"] == "a2898e3" for line in lines)
+    results = _blocks(lines, "tool_result")
+    errors = [r["content"] for r in results if r.get("is_error")]
+    assert (
+        errors
+        == ["<tool_use_error>File does not exist.</tool_use_error>"]
+        + ["<tool_use_error>Sibling tool call errored</tool_use_error>"] * 7
+    )
+    assert [r.get("is_error") for r in results][-1] is None  # the Glob that follows found nothing, without error
+
+    records, bad = import_trace(CLAUDE_SIBLINGS)
+    assert bad == []
+    assert records[0]["episode"] == "4d5611e5-241a-462a-8d15-5122611a9569/agent-a2898e3"
+    assert records[0]["subagent"] is True
+    ticks = _ticks(records)
+    assert [(t["action"]["tool"], t["error_class"]) for t in ticks] == [("Read", "NotFound")] + [
+        ("Read", "Cancelled")
+    ] * 7 + [("Glob", None)]
+    assert ticks[0]["error"] == "File does not exist."
+    assert ticks[0]["action"]["args"]["file_path"].endswith("lib/spotter_web/live/session_live.html.heex")
+    assert all(t["error"] == "Sibling tool call errored" for t in ticks[1:8])
+    assert ticks[8]["observation"] == "No files found" and ticks[8]["outcome"] == "ok"
+    assert records[-1]["outcome"] == "success" and records[-1]["solved"] is False
+
+
+def test_claude_code_real_subagent_file_too_large_then_read_in_part() -> None:
+    """Claude Code 2.1.38 subagent: a Read of an 806 KB bundle is refused, the next Read asks for 50 lines of it."""
+    lines = _lines(CLAUDE_TOO_LARGE)
+    calls = _blocks(lines, "tool_use")
+    results = _blocks(lines, "tool_result")
+    assert [c["input"] for c in calls[1:]] == [{**calls[1]["input"], "limit": 50}]
+    assert calls[0]["input"]["file_path"] == calls[1]["input"]["file_path"]
+    assert results[0]["is_error"] is True and "exceeds maximum allowed size (256KB)" in results[0]["content"]
+    assert results[1].get("is_error") is None
+
+    records, bad = import_trace(CLAUDE_TOO_LARGE)
+    assert bad == []
+    ticks = _ticks(records)
+    assert [(t["action"]["tool"], t["error_class"]) for t in ticks] == [("Read", "ContextOverflow"), ("Read", None)]
+    assert ticks[0]["error"].startswith("File content (806.5KB) exceeds maximum allowed size (256KB).")
+    assert ticks[1]["action"]["args"]["limit"] == 50
+    assert ticks[1]["raw_output"].startswith("The app.js file is too large.")
+    chain = next(c for c in analyze_records(records).chains if c.failure_class == "ContextOverflow")
+    assert (chain.outcome, chain.ticks) == ("recovered", [0, 1])
+
+
+def test_voyager_real_checkpoint_undefined_skill_and_four_failed_attempts() -> None:
+    """A Voyager run (MC-Agent fork, 2025-04-19): "Craft a stone axe" crafts three times, then its fourth program
+    calls a function it never defined; all four programs for "Mine 1 lapis ore" throw. Both tasks end failed."""
+    names = sorted(p.name for p in (VOYAGER / "events").iterdir())
+    events = {n: json.loads((VOYAGER / "events" / n).read_text()) for n in names}
+    errors = {n: [e["onError"] for kind, e in doc if kind == "onError"] for n, doc in events.items()}
+    assert [n for n in names if errors[n]] == names[3:]
+    assert errors[names[3]] == [
+        "Your code:42\nawait gatherCobblestones(bot, requiredCobblestones);\n gatherCobblestones is not defined\n"
+    ]
+    assert errors[names[4]][0].startswith('In your program code: throw new Error("No furnace nearby");\n')
+    failed = json.loads((VOYAGER / "curriculum" / "failed_tasks.json").read_text())
+    completed = json.loads((VOYAGER / "curriculum" / "completed_tasks.json").read_text())
+    assert {"Craft a stone axe", "Mine 1 lapis ore"} <= set(failed)
+    assert not {"Craft a stone axe", "Mine 1 lapis ore"} & set(completed)
+
+    records, bad = voyager.convert_checkpoint(VOYAGER)
+    assert bad == []
+    for record in records:
+        parse_record(record)
+    ends = {r["task_id"]: (r["outcome"], r["reason"]) for r in records if r["kind"] == "episode_end"}
+    assert ends == {
+        "Craft a stone axe": ("failure", "in failed_tasks.json"),
+        "Mine 1 lapis ore": ("failure", "in failed_tasks.json"),
+    }
+    ticks = _ticks(records)
+    assert [Path(t["source"]["file"]).name for t in ticks] == names
+    assert [(t["task_id"], t["error_class"], t["error"]) for t in ticks] == [
+        ("Craft a stone axe", None, None),
+        ("Craft a stone axe", None, None),
+        ("Craft a stone axe", None, None),
+        ("Craft a stone axe", "ReferenceError", "gatherCobblestones is not defined (line 42 of the code)"),
+        ("Mine 1 lapis ore", "ExecutionError", "No furnace nearby (line 18 of the code)"),
+        (
+            "Mine 1 lapis ore",
+            "ExecutionError",
+            "direction must be a Vec3 only with value of -1, 0 or 1 (line 18 of the code)",
+        ),
+        ("Mine 1 lapis ore", "TypeError", "Cannot read properties of null (reading 'position') (line 29 of the code)"),
+        (
+            "Mine 1 lapis ore",
+            "ExecutionError",
+            "direction must be a Vec3 only with value of -1, 0 or 1 (line 18 of the code)",
+        ),
+    ]
+    assert "Successfully crafted a stone axe!" in ticks[0]["observation"]
+    assert "No furnace in inventory" in ticks[4]["observation"]
