@@ -13,15 +13,17 @@ the file, line and key, and the other entries still apply.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.binding import Binding, BindingType
 
 from widgets.virtual_list import VirtualList
+
+if TYPE_CHECKING:
+    from pipeline.config import ConfigIssue, TuiConfig
 
 
 @dataclass(frozen=True)
@@ -238,19 +240,32 @@ def load_keymap(
     return keymap, problems
 
 
-def keymap_from_config(path: Path) -> tuple[dict[str, str], list[KeymapProblem]]:
-    """Read only ``[tui.keys]`` of a config file (the viewer must open even when the rest of the plan is invalid)."""
-    from pipeline.config import CONFIG_LIMIT_BYTES, key_lines
-    from pipeline.fsio import read_text_bounded
+def _problem(issue: ConfigIssue) -> KeymapProblem:
+    return KeymapProblem(issue.file, issue.line, issue.key, issue.message.removeprefix("Value error, "))
+
+
+def read_tui(path: Path) -> tuple[TuiConfig, list[KeymapProblem], dict[tuple[str, ...], int]]:
+    """``[tui]`` of a config file through the config model, alone (the viewer must open even when the rest of the
+    plan is invalid): the section with its bad entries left out, a problem for each, and the file's key lines.
+    A missing file is no remapping and no theme; an unreadable one, a problem."""
+    from pipeline.config import ConfigError, TuiConfig, read_section
 
     try:
-        text = read_text_bounded(path, CONFIG_LIMIT_BYTES)
-        raw = tomllib.loads(text)
-    except FileNotFoundError:
-        return {}, []
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        return {}, [KeymapProblem(str(path), None, "", f"cannot read keys: {exc}")]
-    tui = raw.get("tui", {})
-    if not isinstance(tui, Mapping):
-        return {}, [KeymapProblem(str(path), key_lines(text).get(("tui",)), "tui", "must be a table")]
-    return load_keymap(tui, str(path), key_lines(text))
+        section = read_section(path, "tui", missing_ok=True)
+    except ConfigError as exc:
+        return TuiConfig(), [_problem(i) for i in exc.issues], {}
+    return section.value, [_problem(i) for i in section.issues], section.lines
+
+
+def keymap_from_config(path: Path) -> tuple[dict[str, str], list[KeymapProblem]]:
+    """The valid entries of ``[tui.keys]`` of a config file and a problem for each bad one."""
+    tui, problems, lines = read_tui(path)
+    mine = [p for p in problems if p.key in ("", "tui", "tui.keys") or p.key.startswith("tui.keys.")]
+    keymap, unknown = load_keymap({"keys": tui.keys}, str(path), lines)
+    return keymap, sorted(mine + unknown, key=lambda p: (p.line is None, p.line or 0))
+
+
+def unknown_binding_ids(path: Path) -> list[KeymapProblem]:
+    """A problem for each ``[tui.keys]`` entry of a config file whose id names no binding (``config check``)."""
+    tui, _, lines = read_tui(path)
+    return load_keymap({"keys": tui.keys}, str(path), lines)[1]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import tomllib
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -129,28 +128,21 @@ class PlanInfo:
         self.stage_order: list[str] = []
         if path is None:
             return
-        from pipeline.config import CONFIG_LIMIT_BYTES
-        from pipeline.fsio import read_text_bounded
+        from pipeline.config import ConfigError, StageConfig, read_section
 
         try:
-            raw = tomllib.loads(read_text_bounded(path, CONFIG_LIMIT_BYTES))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-            return
-        stages = raw.get("stages", {})
-        if not isinstance(stages, dict):
+            stages: dict[str, StageConfig] = read_section(path, "stages").value or {}
+        except ConfigError:
             return
         for stage_id, stage in stages.items():
-            if not isinstance(stage, dict):
-                continue
             self.stage_order.append(stage_id)
-            self.stage_titles[stage_id] = str(stage.get("title", stage_id))
-            for step_id, step in (stage.get("steps") or {}).items():
-                if isinstance(step, dict):
-                    key = f"{stage_id}.{step_id}"
-                    if step.get("title"):
-                        self.step_titles[key] = str(step["title"])
-                    if isinstance(step.get("retries"), int):
-                        self.retries[key] = int(step["retries"])
+            self.stage_titles[stage_id] = stage.title
+            for step_id, step in stage.steps.items():
+                key = f"{stage_id}.{step_id}"
+                if step.title:
+                    self.step_titles[key] = step.title
+                if "retries" in step.model_fields_set:
+                    self.retries[key] = step.retries
 
 
 def _note(st: StepState) -> str | None:

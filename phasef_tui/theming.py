@@ -7,12 +7,10 @@ to the Rich renderables of the widgets (``widgets.theme``), so both change toget
 
 from __future__ import annotations
 
-import tomllib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from phasef_tui.keys import KeymapProblem
+from phasef_tui.keys import KeymapProblem, read_tui
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -28,24 +26,14 @@ def theme_from_config(path: Path | None) -> tuple[str | None, list[KeymapProblem
     where = f"{path}: tui.theme"
     if path is None:
         return None, [], where
-    from pipeline.config import key_lines
-
-    try:
-        text = path.read_text(encoding="utf-8")
-        raw = tomllib.loads(text)
-    except FileNotFoundError:
-        return None, [], where
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        return None, [KeymapProblem(str(path), None, "tui.theme", f"cannot read: {exc}")], where
-    tui = raw.get("tui", {})
-    if not isinstance(tui, Mapping) or "theme" not in tui:
-        return None, [], where
-    line = key_lines(text).get(("tui", "theme"))
+    tui, problems, lines = read_tui(path)
+    line = lines.get(("tui", "theme"))
     where = f"{path}:{line}: tui.theme" if line else where
-    value = tui["theme"]
-    if not isinstance(value, str) or not value.strip():
-        return None, [KeymapProblem(str(path), line, "tui.theme", "must be the name of a theme (a string)")], where
-    return value.strip(), [], where
+    mine = [p for p in problems if p.key == "tui.theme"]
+    unreadable = [
+        KeymapProblem(p.file, p.line, "tui.theme", f"cannot read: {p.message}") for p in problems if p.key == ""
+    ]
+    return tui.theme, mine + unreadable, where
 
 
 def check_theme(app: App[Any], name: str, source: str) -> str | None:

@@ -8,15 +8,26 @@ it. Kind-specific settings live in the step's ``params`` table and are validated
 
 from __future__ import annotations
 
+import copy
 import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from pipeline.audit.params import AnyAuditor
 from pipeline.fsio import FileTooLarge, NotARegularFile, read_text_bounded
 from pipeline.layout import output_problem
 from pipeline.registry import BUILTIN_FUNCTIONS, BUILTIN_PARAMS, SERVICE_KINDS, STEP_KINDS, load_object
@@ -145,6 +156,39 @@ class StageConfig(Strict):
     steps: dict[str, StepConfig] = Field(default_factory=dict)
 
 
+def _key_string(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or any(not k.strip() for k in value.split(",")):
+        raise ValueError(f'expected a key such as "ctrl+f" or "F", got {value!r}')
+    return ",".join(k.strip() for k in value.split(","))
+
+
+KeyString = Annotated[str, BeforeValidator(_key_string)]
+"""A key (or keys, comma-separated) as Textual names them: ``ctrl+f``, ``F``, ``right,l``."""
+
+
+class TuiConfig(Strict):
+    """``[tui]``: the viewer's look and keys (the viewer also reads this section alone, see ``read_section``)."""
+
+    theme: str | None = Field(default=None, description="a Textual theme name, e.g. textual-light")
+    keys: dict[str, KeyString] = Field(
+        default_factory=dict, description="binding id -> key(s); the ids are on the help screen ('?')"
+    )
+
+    @field_validator("theme", mode="before")
+    @classmethod
+    def _theme_name(cls, v: Any) -> Any:
+        if v is not None and (not isinstance(v, str) or not v.strip()):
+            raise ValueError("must be the name of a theme (a string)")
+        return v.strip() if isinstance(v, str) else v
+
+
+class ModelConfig(Strict):
+    """``[models.NAME]``: a model the project names, for people and reports to refer to."""
+
+    path: str = Field(description="a local model folder or a hub id")
+    title: str | None = None
+
+
 class PhasefConfig(Strict):
     """The whole config.toml."""
 
@@ -153,9 +197,9 @@ class PhasefConfig(Strict):
     pools: dict[str, int] = Field(default_factory=lambda: {"default": 2})
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
     hosts: dict[str, HostConfig] = Field(default_factory=dict)
-    auditors: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    tui: dict[str, Any] = Field(default_factory=dict)
+    auditors: dict[str, AnyAuditor] = Field(default_factory=dict)
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    tui: TuiConfig = Field(default_factory=TuiConfig)
     stages: dict[str, StageConfig]
 
     # -- derived views --------------------------------------------------------------------------------------
@@ -271,6 +315,8 @@ def _validation_issues(
     issues = []
     for err in exc.errors():
         loc = prefix + tuple(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        if len(loc) > 2 and loc[0] == "auditors" and loc[2] in ("cli", "api"):  # the union's tag, not a key
+            loc = loc[:2] + loc[3:]
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -399,23 +445,6 @@ def _check_step_functions(cfg: PhasefConfig, file: str, lines: dict[tuple[str, .
     return issues
 
 
-SECTION_VALIDATORS = {"auditors": "pipeline.audit.params:validate_auditors"}
-"""Top-level free-form tables and the function (``tables -> ["dotted.key: message", ...]``) that checks them."""
-
-
-def _check_sections(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...], int]) -> list[ConfigIssue]:
-    issues: list[ConfigIssue] = []
-    for section, path in SECTION_VALIDATORS.items():
-        tables = getattr(cfg, section)
-        if not tables:
-            continue
-        for problem in load_object(path)(tables):
-            key, _, message = problem.partition(": ")
-            loc = tuple(key.split("."))
-            issues.append(ConfigIssue(file, _line_for(lines, loc), key, message))
-    return issues
-
-
 def find_cycle(deps: dict[str, list[str]]) -> list[str] | None:
     """Return one dependency cycle as a path (first node repeated at the end), or None."""
     state: dict[str, int] = {}
@@ -443,13 +472,17 @@ def find_cycle(deps: dict[str, list[str]]) -> list[str] | None:
     return None
 
 
-def parse_config(text: str, file: str = "config.toml") -> PhasefConfig:
-    """Parse and validate config text; raise ``ConfigError`` with every issue found."""
+def _parse_toml(text: str, file: str) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"line (\d+)", str(exc))
         raise ConfigError([ConfigIssue(file, int(m.group(1)) if m else None, "", f"TOML syntax: {exc}")]) from exc
+
+
+def parse_config(text: str, file: str = "config.toml") -> PhasefConfig:
+    """Parse and validate config text; raise ``ConfigError`` with every issue found."""
+    raw = _parse_toml(text, file)
     lines = key_lines(text)
     try:
         cfg = PhasefConfig.model_validate(raw)
@@ -457,7 +490,6 @@ def parse_config(text: str, file: str = "config.toml") -> PhasefConfig:
         raise ConfigError(_validation_issues(exc, file, lines)) from exc
     issues = _check_references(cfg, file, lines) + _check_step_functions(cfg, file, lines)
     issues += _check_params(cfg, file, lines)
-    issues += _check_sections(cfg, file, lines)
     if issues:
         raise ConfigError(issues)
     return cfg
@@ -466,11 +498,9 @@ def parse_config(text: str, file: str = "config.toml") -> PhasefConfig:
 CONFIG_LIMIT_BYTES = 16 * 2**20
 
 
-def load_config(path: str | Path) -> PhasefConfig:
-    """Read and validate a config file; anything but a regular file of at most ``CONFIG_LIMIT_BYTES`` is refused."""
-    p = Path(path)
+def _read_text(p: Path) -> str:
     try:
-        text = read_text_bounded(p, CONFIG_LIMIT_BYTES)
+        return read_text_bounded(p, CONFIG_LIMIT_BYTES)
     except FileNotFoundError as exc:
         raise ConfigError([ConfigIssue(str(p), None, "", "file not found")]) from exc
     except UnicodeDecodeError as exc:
@@ -479,7 +509,75 @@ def load_config(path: str | Path) -> PhasefConfig:
         raise ConfigError([ConfigIssue(str(p), None, "", str(exc).removeprefix(f"{p}: "))]) from exc
     except OSError as exc:
         raise ConfigError([ConfigIssue(str(p), None, "", f"cannot read: {exc.strerror or exc}")]) from exc
-    return parse_config(text, str(p))
+
+
+def load_config(path: str | Path) -> PhasefConfig:
+    """Read and validate a config file; anything but a regular file of at most ``CONFIG_LIMIT_BYTES`` is refused."""
+    p = Path(path)
+    return parse_config(_read_text(p), str(p))
+
+
+class Section(NamedTuple):
+    """One top-level section of a config file read on its own: its value (the section's model, bad entries left
+    out), the problems with it, and the line of every key of the file."""
+
+    value: Any
+    issues: list[ConfigIssue]
+    lines: dict[tuple[str, ...], int]
+
+
+def _entry_path(data: Any, loc: tuple[str | int, ...]) -> tuple[str, ...]:
+    """The deepest table entry of ``data`` on ``loc`` (tags and list indexes are passed over)."""
+    path: tuple[str, ...] = ()
+    current = data
+    for part in loc:
+        if isinstance(current, dict) and str(part) in current:
+            path += (str(part),)
+            current = current[str(part)]
+    return path
+
+
+def _drop_entries(data: dict[str, Any], paths: list[tuple[str, ...]]) -> bool:
+    """Remove each entry (outermost first; one inside an entry already removed is gone with it)."""
+    dropped: list[tuple[str, ...]] = []
+    for path in sorted(set(paths), key=len):
+        if not path or any(path[: len(d)] == d for d in dropped):
+            continue
+        parent = data
+        for part in path[:-1]:
+            parent = parent[part]
+        del parent[path[-1]]
+        dropped.append(path)
+    return bool(dropped)
+
+
+def read_section(path: str | Path, name: str, missing_ok: bool = False) -> Section:
+    """Section ``name`` of a config file, validated by its model, whatever the rest of the file holds (the viewer
+    opens on a plan that is otherwise invalid). An entry that fails validation is reported and left out, the rest
+    kept; a section that fails as a whole is reported and its default (None for ``stages``) returned. A file that
+    cannot be read or is not TOML raises ``ConfigError``; a missing one too, unless ``missing_ok`` (then the
+    default, no problems)."""
+    field = PhasefConfig.model_fields[name]
+    default = None if field.is_required() else field.get_default(call_default_factory=True)
+    p = Path(path)
+    if missing_ok and not p.exists():
+        return Section(default, [], {})
+    text = _read_text(p)
+    raw = _parse_toml(text, str(p))
+    lines = key_lines(text)
+    if name not in raw:
+        return Section(default, [], lines)
+    adapter: TypeAdapter[Any] = TypeAdapter(Any if field.annotation is None else field.annotation)
+    data = {"section": copy.deepcopy(raw[name])}  # wrapped, so that even the section itself can be dropped
+    issues: list[ConfigIssue] = []
+    while "section" in data:
+        try:
+            return Section(adapter.validate_python(data["section"]), issues, lines)
+        except ValidationError as exc:
+            issues += _validation_issues(exc, str(p), lines, (name,))
+            if not _drop_entries(data, [_entry_path(data, ("section", *err["loc"])) for err in exc.errors()]):
+                break
+    return Section(default, issues, lines)
 
 
 def dump_config(cfg: PhasefConfig) -> dict[str, Any]:

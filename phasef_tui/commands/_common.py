@@ -57,16 +57,15 @@ def sessions_root_for(args: argparse.Namespace) -> Path:
         return Path(explicit).resolve()
     path = config_path(args)
     if path.exists():
+        from pipeline.config import ConfigError, read_section
+
         try:
-            import tomllib
-
-            from pipeline.fsio import read_text_bounded
-
-            raw = tomllib.loads(read_text_bounded(path, 16 * 2**20))
-            sub = Path(raw.get("project", {}).get("sessions_dir", "sessions")).expanduser()
-            return sub if sub.is_absolute() else path.parent / sub
-        except (OSError, ValueError):
+            project = read_section(path, "project").value
+        except ConfigError:
             pass
+        else:
+            sub = Path(project.sessions_dir).expanduser()
+            return sub if sub.is_absolute() else path.parent / sub
     return Path("sessions").resolve()
 
 

@@ -33,11 +33,18 @@ def _check(args: argparse.Namespace) -> int:
     if args.file:
         args.config = args.file
     path = config_path(args)
+    problems: list[object] = []
     try:
         cfg = load_config(path)
     except ConfigError as exc:
-        for issue in exc.issues:
-            print(f"error: {issue}", file=sys.stderr)
+        problems += exc.issues
+    if not problems or path.is_file():
+        from phasef_tui.keys import unknown_binding_ids  # the binding ids live with the viewer
+
+        problems += unknown_binding_ids(path)
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     steps = sum(len(s.steps) for s in cfg.stages.values())
     if args.json:

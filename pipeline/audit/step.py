@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from pydantic import ValidationError
 from pipeline.audit.backends import ApiBackend, AuditorBackend, CliBackend
 from pipeline.audit.evidence import collect_evidence
 from pipeline.audit.packet import Packet, build_packet
-from pipeline.audit.params import AuditParams, CliAuditor, parse_auditor, validate_auditors
+from pipeline.audit.params import ApiAuditor, AuditParams, CliAuditor
 from pipeline.audit.recursion import AuditRun, run_recursive_audit
 from pipeline.audit.verdict import AuditOutcome, write_outcome
 from pipeline.jobs.context import StepContext, StepFailed
@@ -28,34 +27,31 @@ PACKET_DIR = "packet"
 AUDITORS_DIR = "auditors"
 
 
-def load_auditor_tables(config_path: Path | None, names: list[str]) -> dict[str, dict[str, Any]]:
-    """The ``[auditors.<name>]`` tables the step names, from the run's resolved config (``StepFailed`` if bad)."""
+def load_auditors(config_path: Path | None, names: list[str]) -> dict[str, CliAuditor | ApiAuditor]:
+    """The ``[auditors.<name>]`` sections the step names, from the run's resolved config (``StepFailed`` if bad)."""
+    from pipeline.config import ConfigError, read_section
+
     if config_path is None:
         raise StepFailed("the step has no resolved config (ctx.config_path) to read [auditors] from")
     try:
-        raw = tomllib.loads(Path(config_path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise StepFailed(f"{config_path}: cannot read the run's config: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise StepFailed(f"{config_path}: TOML syntax: {exc}") from exc
-    tables = raw.get("auditors", {})
-    errors = validate_auditors(tables)
-    if not isinstance(tables, dict):
-        raise StepFailed(f"{config_path}: {'; '.join(errors)}")
-    chosen: dict[str, dict[str, Any]] = {}
+        section = read_section(config_path, "auditors")
+    except ConfigError as exc:
+        raise StepFailed(f"cannot read the run's config: {exc}") from exc
+    auditors: dict[str, CliAuditor | ApiAuditor] = section.value
+    chosen: dict[str, CliAuditor | ApiAuditor] = {}
     for name in names:
-        if name not in tables:
-            known = ", ".join(sorted(tables)) or "none"
-            raise StepFailed(f"{config_path}: auditor {name!r} is not defined in [auditors] (defined: {known})")
-        mine = [e for e in errors if e.startswith(f"auditors.{name}.") or e.startswith(f"auditors.{name}:")]
+        mine = [str(i) for i in section.issues if i.key in ("auditors", f"auditors.{name}")]
+        mine += [str(i) for i in section.issues if i.key.startswith(f"auditors.{name}.")]
         if mine:
-            raise StepFailed(f"{config_path}: " + "; ".join(mine))
-        chosen[name] = tables[name]
+            raise StepFailed("; ".join(mine))
+        if name not in auditors:
+            known = ", ".join(sorted(auditors)) or "none"
+            raise StepFailed(f"{config_path}: auditor {name!r} is not defined in [auditors] (defined: {known})")
+        chosen[name] = auditors[name]
     return chosen
 
 
-def make_backend(name: str, table: dict[str, Any], ctx: StepContext, workdir: Path) -> AuditorBackend:
-    config = parse_auditor(table)
+def make_backend(name: str, config: CliAuditor | ApiAuditor, ctx: StepContext, workdir: Path) -> AuditorBackend:
     if isinstance(config, CliAuditor):
         return CliBackend(name, config, workdir)
     return ApiBackend(name, config, ctx.services)
@@ -81,11 +77,11 @@ def run(ctx: StepContext) -> dict[str, Any]:
         params = AuditParams.model_validate(ctx.params)
     except ValidationError as exc:
         raise StepFailed(f"audit params: {exc}") from exc
-    tables = load_auditor_tables(ctx.config_path, params.auditors)
+    auditors = load_auditors(ctx.config_path, params.auditors)
     _clear_previous_attempt(ctx.artifacts_dir)
     auditors_dir = ctx.artifacts_dir / AUDITORS_DIR
     auditors_dir.mkdir(parents=True, exist_ok=True)
-    backends = [make_backend(name, tables[name], ctx, auditors_dir) for name in params.auditors]
+    backends = [make_backend(name, auditors[name], ctx, auditors_dir) for name in params.auditors]
 
     evidence = collect_evidence(params, ctx.resolve, ctx.artifacts_dir / PACKET_DIR)
     packet = build_packet(
