@@ -22,8 +22,9 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.timer import Timer
 
 from phasef_tui.data_source import CHANGED_SESSION, DataSource
-from phasef_tui.keys import APP_KEYS, SCREEN_KEYS, SCREEN_NAMES, KeymapProblem, bindings, display_key, effective_key
+from phasef_tui.keys import APP_KEYS, SCREEN_KEYS, SCREEN_NAMES, bindings, display_key, effective_key
 from phasef_tui.screens.base import PhasefScreen
+from pipeline.problems import Problem
 
 FRAME_RATE = 20.0
 CLOCK_PERIOD_S = 1.0
@@ -91,7 +92,7 @@ class PhasefApp(App[int]):
         source: DataSource,
         *,
         keymap: Mapping[str, str] | None = None,
-        keymap_problems: Sequence[KeymapProblem] = (),
+        keymap_problems: Sequence[Problem] = (),
         frame_rate: float = FRAME_RATE,
         clock: Callable[[], float] = time.time,
         blink: bool = True,
@@ -316,7 +317,7 @@ class PhasefApp(App[int]):
             screen.select_gate(gate_id)
 
 
-def load_keys(config: Path | None) -> tuple[dict[str, str], list[KeymapProblem]]:
+def load_keys(config: Path | None) -> tuple[dict[str, str], list[Problem]]:
     """The operator's ``[tui.keys]`` from ``config`` (missing file: no remapping)."""
     if config is None:
         return {}, []

@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from textual.binding import Binding, BindingType
 
+from pipeline.problems import Problem
 from widgets.virtual_list import VirtualList
 
 if TYPE_CHECKING:
-    from pipeline.config import ConfigIssue, TuiConfig
+    from pipeline.config import TuiConfig
 
 
 @dataclass(frozen=True)
@@ -201,32 +202,20 @@ def display_key(keys: str) -> str:
     return " / ".join(names.get(k.strip(), k.strip()) for k in keys.split(","))
 
 
-@dataclass(frozen=True)
-class KeymapProblem:
-    file: str
-    line: int | None
-    key: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.key}: {self.message}"
-
-
 def load_keymap(
     tui: Mapping[str, Any], file: str = "config.toml", lines: Mapping[tuple[str, ...], int] | None = None
-) -> tuple[dict[str, str], list[KeymapProblem]]:
+) -> tuple[dict[str, str], list[Problem]]:
     """The valid entries of ``tui["keys"]`` and a problem for each bad one (unknown id, not a key string)."""
     table = tui.get("keys", {})
     lines = lines or {}
-    problems: list[KeymapProblem] = []
+    problems: list[Problem] = []
 
     def problem(key: str, message: str) -> None:
         where = lines.get(("tui", "keys", key)) or lines.get(("tui", "keys"))
-        problems.append(KeymapProblem(file, where, f"tui.keys.{key}", message))
+        problems.append(Problem(file, where, message, f"tui.keys.{key}"))
 
     if not isinstance(table, Mapping):
-        problems.append(KeymapProblem(file, lines.get(("tui", "keys")), "tui.keys", "must be a table"))
+        problems.append(Problem(file, lines.get(("tui", "keys")), "must be a table", "tui.keys"))
         return {}, problems
     ids = known_ids()
     keymap: dict[str, str] = {}
@@ -240,11 +229,12 @@ def load_keymap(
     return keymap, problems
 
 
-def _problem(issue: ConfigIssue) -> KeymapProblem:
-    return KeymapProblem(issue.file, issue.line, issue.key, issue.message.removeprefix("Value error, "))
+def _plain(problem: Problem) -> Problem:
+    """The problem without pydantic's "Value error, " (the viewer shows it in a line of its own)."""
+    return Problem(problem.file, problem.line, problem.reason.removeprefix("Value error, "), problem.field)
 
 
-def read_tui(path: Path) -> tuple[TuiConfig, list[KeymapProblem], dict[tuple[str, ...], int]]:
+def read_tui(path: Path) -> tuple[TuiConfig, list[Problem], dict[tuple[str, ...], int]]:
     """``[tui]`` of a config file through the config model, alone (the viewer must open even when the rest of the
     plan is invalid): the section with its bad entries left out, a problem for each, and the file's key lines.
     A missing file is no remapping and no theme; an unreadable one, a problem."""
@@ -253,19 +243,19 @@ def read_tui(path: Path) -> tuple[TuiConfig, list[KeymapProblem], dict[tuple[str
     try:
         section = read_section(path, "tui", missing_ok=True)
     except ConfigError as exc:
-        return TuiConfig(), [_problem(i) for i in exc.issues], {}
-    return section.value, [_problem(i) for i in section.issues], section.lines
+        return TuiConfig(), list(exc.issues), {}
+    return section.value, [_plain(i) for i in section.issues], section.lines
 
 
-def keymap_from_config(path: Path) -> tuple[dict[str, str], list[KeymapProblem]]:
+def keymap_from_config(path: Path) -> tuple[dict[str, str], list[Problem]]:
     """The valid entries of ``[tui.keys]`` of a config file and a problem for each bad one."""
     tui, problems, lines = read_tui(path)
-    mine = [p for p in problems if p.key in ("", "tui", "tui.keys") or p.key.startswith("tui.keys.")]
+    mine = [p for p in problems if p.field in ("", "tui", "tui.keys") or p.field.startswith("tui.keys.")]
     keymap, unknown = load_keymap({"keys": tui.keys}, str(path), lines)
     return keymap, sorted(mine + unknown, key=lambda p: (p.line is None, p.line or 0))
 
 
-def unknown_binding_ids(path: Path) -> list[KeymapProblem]:
+def unknown_binding_ids(path: Path) -> list[Problem]:
     """A problem for each ``[tui.keys]`` entry of a config file whose id names no binding (``config check``)."""
     tui, _, lines = read_tui(path)
     return load_keymap({"keys": tui.keys}, str(path), lines)[1]

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from phasef_tui.keys import KeymapProblem, read_tui
+from phasef_tui.keys import read_tui
+from pipeline.problems import Problem
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -19,7 +20,7 @@ DARK, LIGHT = "textual-dark", "textual-light"
 """The stock themes: dark by default, light for a light terminal."""
 
 
-def theme_from_config(path: Path | None) -> tuple[str | None, list[KeymapProblem], str]:
+def theme_from_config(path: Path | None) -> tuple[str | None, list[Problem], str]:
     """``[tui] theme`` of a config file (missing file or key: None), the problems found, and where the value is
     (``file:line: tui.theme``, for a message about it). Only read, never fatal: a problem is returned for the app
     to show, and the default theme is used."""
@@ -29,10 +30,8 @@ def theme_from_config(path: Path | None) -> tuple[str | None, list[KeymapProblem
     tui, problems, lines = read_tui(path)
     line = lines.get(("tui", "theme"))
     where = f"{path}:{line}: tui.theme" if line else where
-    mine = [p for p in problems if p.key == "tui.theme"]
-    unreadable = [
-        KeymapProblem(p.file, p.line, "tui.theme", f"cannot read: {p.message}") for p in problems if p.key == ""
-    ]
+    mine = [p for p in problems if p.field == "tui.theme"]
+    unreadable = [Problem(p.file, p.line, f"cannot read: {p.reason}", "tui.theme") for p in problems if p.field == ""]
     return tui.theme, mine + unreadable, where
 
 

@@ -12,7 +12,6 @@ import copy
 import re
 import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
@@ -30,6 +29,7 @@ from pydantic import (
 from pipeline.audit.params import AnyAuditor
 from pipeline.fsio import FileTooLarge, NotARegularFile, read_text_bounded
 from pipeline.layout import output_problem
+from pipeline.problems import Problem
 from pipeline.registry import BUILTIN_FUNCTIONS, BUILTIN_PARAMS, SERVICE_KINDS, STEP_KINDS, load_object
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -243,20 +243,8 @@ class PhasefConfig(Strict):
 # -- errors with file:line:key ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ConfigIssue:
-    file: str
-    line: int | None
-    key: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
-
-
 class ConfigError(Exception):
-    def __init__(self, issues: list[ConfigIssue]):
+    def __init__(self, issues: list[Problem]):
         self.issues = issues
         super().__init__("\n".join(str(i) for i in issues))
 
@@ -311,7 +299,7 @@ def _line_for(lines: dict[tuple[str, ...], int], loc: tuple[str | int, ...]) -> 
 
 def _validation_issues(
     exc: ValidationError, file: str, lines: dict[tuple[str, ...], int], prefix: tuple[str, ...] = ()
-) -> list[ConfigIssue]:
+) -> list[Problem]:
     issues = []
     for err in exc.errors():
         loc = prefix + tuple(str(p) for p in err["loc"] if not str(p).startswith("function-"))
@@ -322,15 +310,15 @@ def _validation_issues(
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "required key is missing"
-        issues.append(ConfigIssue(file, _line_for(lines, loc), ".".join(loc), msg))
+        issues.append(Problem(file, _line_for(lines, loc), msg, ".".join(loc)))
     return issues
 
 
-def _check_references(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...], int]) -> list[ConfigIssue]:
-    issues: list[ConfigIssue] = []
+def _check_references(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...], int]) -> list[Problem]:
+    issues: list[Problem] = []
 
     def issue(loc: tuple[str, ...], msg: str) -> None:
-        issues.append(ConfigIssue(file, _line_for(lines, loc), ".".join(loc), msg))
+        issues.append(Problem(file, _line_for(lines, loc), msg, ".".join(loc)))
 
     for stage_id, stage in cfg.stages.items():
         if not re.match(ID_PATTERN, stage_id) or "." in stage_id:
@@ -391,8 +379,8 @@ def _check_references(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...],
     return issues
 
 
-def _check_params(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...], int]) -> list[ConfigIssue]:
-    issues: list[ConfigIssue] = []
+def _check_params(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...], int]) -> list[Problem]:
+    issues: list[Problem] = []
     for stage_id, step_id, step in cfg.iter_steps():
         spec = STEP_KINDS[step.kind]
         loc = ("stages", stage_id, "steps", step_id, "params")
@@ -405,13 +393,13 @@ def _check_params(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...], int
                     f"({', '.join(sorted(BUILTIN_FUNCTIONS))}) or declare the project's own in "
                     "[project] step_functions"
                 )
-                issues.append(ConfigIssue(file, _line_for(lines, floc), ".".join(floc), message))
+                issues.append(Problem(file, _line_for(lines, floc), message, ".".join(floc)))
                 continue
             if step.function in BUILTIN_FUNCTIONS:  # declared ones are loaded (and reported) once, below
                 try:
                     load_object(step.function)
                 except (ImportError, ValueError) as exc:
-                    issues.append(ConfigIssue(file, _line_for(lines, floc), ".".join(floc), f"cannot load: {exc}"))
+                    issues.append(Problem(file, _line_for(lines, floc), f"cannot load: {exc}", ".".join(floc)))
                     continue
             model_path = BUILTIN_PARAMS.get(step.function)
         if model_path is None:
@@ -419,7 +407,7 @@ def _check_params(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...], int
         try:
             model = load_object(model_path)
         except (ImportError, ValueError) as exc:
-            issues.append(ConfigIssue(file, _line_for(lines, loc), ".".join(loc), f"kind unavailable: {exc}"))
+            issues.append(Problem(file, _line_for(lines, loc), f"kind unavailable: {exc}", ".".join(loc)))
             continue
         try:
             model.model_validate(step.params)
@@ -428,9 +416,9 @@ def _check_params(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...], int
     return issues
 
 
-def _check_step_functions(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...], int]) -> list[ConfigIssue]:
+def _check_step_functions(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...], int]) -> list[Problem]:
     """Every function the project declares must be ``module:callable``, importable and callable."""
-    issues: list[ConfigIssue] = []
+    issues: list[Problem] = []
     loc = ("project", "step_functions")
     for name in cfg.project.step_functions:
         try:
@@ -441,7 +429,7 @@ def _check_step_functions(cfg: PhasefConfig, file: str, lines: dict[tuple[str, .
             if callable(obj):
                 continue
             problem = f"{name!r} is not callable"
-        issues.append(ConfigIssue(file, _line_for(lines, loc), ".".join(loc), problem))
+        issues.append(Problem(file, _line_for(lines, loc), problem, ".".join(loc)))
     return issues
 
 
@@ -477,7 +465,7 @@ def _parse_toml(text: str, file: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"line (\d+)", str(exc))
-        raise ConfigError([ConfigIssue(file, int(m.group(1)) if m else None, "", f"TOML syntax: {exc}")]) from exc
+        raise ConfigError([Problem(file, int(m.group(1)) if m else None, f"TOML syntax: {exc}", "")]) from exc
 
 
 def parse_config(text: str, file: str = "config.toml") -> PhasefConfig:
@@ -502,13 +490,13 @@ def _read_text(p: Path) -> str:
     try:
         return read_text_bounded(p, CONFIG_LIMIT_BYTES)
     except FileNotFoundError as exc:
-        raise ConfigError([ConfigIssue(str(p), None, "", "file not found")]) from exc
+        raise ConfigError([Problem(str(p), None, "file not found", "")]) from exc
     except UnicodeDecodeError as exc:
-        raise ConfigError([ConfigIssue(str(p), None, "", f"not UTF-8 ({exc.reason} at byte {exc.start})")]) from exc
+        raise ConfigError([Problem(str(p), None, f"not UTF-8 ({exc.reason} at byte {exc.start})", "")]) from exc
     except (NotARegularFile, FileTooLarge) as exc:
-        raise ConfigError([ConfigIssue(str(p), None, "", str(exc).removeprefix(f"{p}: "))]) from exc
+        raise ConfigError([Problem(str(p), None, str(exc).removeprefix(f"{p}: "), "")]) from exc
     except OSError as exc:
-        raise ConfigError([ConfigIssue(str(p), None, "", f"cannot read: {exc.strerror or exc}")]) from exc
+        raise ConfigError([Problem(str(p), None, f"cannot read: {exc.strerror or exc}", "")]) from exc
 
 
 def load_config(path: str | Path) -> PhasefConfig:
@@ -522,7 +510,7 @@ class Section(NamedTuple):
     out), the problems with it, and the line of every key of the file."""
 
     value: Any
-    issues: list[ConfigIssue]
+    issues: list[Problem]
     lines: dict[tuple[str, ...], int]
 
 
@@ -569,7 +557,7 @@ def read_section(path: str | Path, name: str, missing_ok: bool = False) -> Secti
         return Section(default, [], lines)
     adapter: TypeAdapter[Any] = TypeAdapter(Any if field.annotation is None else field.annotation)
     data = {"section": copy.deepcopy(raw[name])}  # wrapped, so that even the section itself can be dropped
-    issues: list[ConfigIssue] = []
+    issues: list[Problem] = []
     while "section" in data:
         try:
             return Section(adapter.validate_python(data["section"]), issues, lines)

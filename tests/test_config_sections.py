@@ -141,7 +141,7 @@ def test_read_section_keeps_good_entries_and_reports_each_bad_one(tmp_path: Path
     )
     section = read_section(config, "tui")
     assert section.value == TuiConfig(theme=None, keys={"traces.follow": "F"})
-    assert [(i.line, i.key) for i in section.issues] == [(2, "tui.theme"), (5, "tui.keys.audit.approve")]
+    assert [(i.line, i.field) for i in section.issues] == [(2, "tui.theme"), (5, "tui.keys.audit.approve")]
     assert read_section(config, "models").value == {} and read_section(config, "stages").value is None
     missing = read_section(tmp_path / "none.toml", "tui", missing_ok=True)
     assert missing.value == TuiConfig() and missing.issues == []

@@ -112,7 +112,7 @@ def _check(text: str) -> None:
     except ConfigError as exc:
         assert exc.issues
         for issue in exc.issues:
-            assert issue.file == "plan.toml" and issue.message
+            assert issue.file == "plan.toml" and issue.reason
             assert issue.line is None or 1 <= issue.line <= len(text.splitlines()) + 1
     else:
         assert isinstance(cfg, PhasefConfig)

@@ -40,8 +40,8 @@ def load_auditors(config_path: Path | None, names: list[str]) -> dict[str, CliAu
     auditors: dict[str, CliAuditor | ApiAuditor] = section.value
     chosen: dict[str, CliAuditor | ApiAuditor] = {}
     for name in names:
-        mine = [str(i) for i in section.issues if i.key in ("auditors", f"auditors.{name}")]
-        mine += [str(i) for i in section.issues if i.key.startswith(f"auditors.{name}.")]
+        mine = [str(i) for i in section.issues if i.field in ("auditors", f"auditors.{name}")]
+        mine += [str(i) for i in section.issues if i.field.startswith(f"auditors.{name}.")]
         if mine:
             raise StepFailed("; ".join(mine))
         if name not in auditors:
