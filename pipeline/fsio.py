@@ -118,10 +118,11 @@ def read_text_bounded(path: Path, limit: int) -> str:
     return read_bytes_bounded(path, limit).decode("utf-8")
 
 
-def fsync_dir(folder: Path) -> None:
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+def fsync_path(path: Path, *, directory: bool = False) -> None:
+    """fsync a file (or, with ``directory``, a folder) by its path; a path that cannot be opened is left alone."""
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
     try:
-        fd = os.open(folder, flags)
+        fd = os.open(path, flags)
     except OSError:
         return
     try:
@@ -130,6 +131,10 @@ def fsync_dir(folder: Path) -> None:
         pass  # some file systems refuse fsync on folders; the rename is still atomic
     finally:
         os.close(fd)
+
+
+def fsync_dir(folder: Path) -> None:
+    fsync_path(folder, directory=True)
 
 
 @overload

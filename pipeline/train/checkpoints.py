@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.fsio import atomic_write_text, fsync_dir
+from pipeline.fsio import atomic_write_text, fsync_dir, fsync_path
 
 ADAPTER_FILE = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -85,7 +85,7 @@ def write_atomically(dest: Path, write: Callable[[Path], None]) -> None:
     tmp = partial_path(dest)
     try:
         write(tmp)
-        _fsync_path(tmp)
+        fsync_path(tmp)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -95,17 +95,3 @@ def write_atomically(dest: Path, write: Callable[[Path], None]) -> None:
 
 def write_text_atomically(dest: Path, text: str) -> None:
     atomic_write_text(dest, text)
-
-
-def _fsync_path(path: Path, directory: bool = False) -> None:
-    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse fsync on folders; the rename is still atomic
-    finally:
-        os.close(fd)
