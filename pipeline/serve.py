@@ -3,7 +3,11 @@ OpenAI-compatible API.
 
 The server runs in its own process group with its output in the service's log, on a free loopback port; ``start``
 returns once ``GET /v1/models`` answers, and ``stop`` sends SIGTERM to the group, then SIGKILL after a grace
-period, so nothing the server started outlives it. Requests name the model ``default_model``: the server maps that
+period, so nothing the server started outlives it. On Linux the server also gets SIGTERM from the kernel when the
+supervisor that started it dies (even by SIGKILL), so a killed supervisor does not leave a server holding a port
+and the model's memory; a resumed supervisor starts a new one when a step needs it.
+
+Requests name the model ``default_model``: the server maps that
 name to the model and adapter given on its command line (any other name would make it load that path instead, and
 without the adapter).
 """
@@ -18,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -157,6 +162,7 @@ class MlxServe(Service):
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()),
         )
 
     async def stop(self) -> None:
@@ -178,6 +184,23 @@ class MlxServe(Service):
 
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking the kernel to send SIGTERM to the child when its parent dies (Linux), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
 
 
 def _hf_cache(env: dict[str, str]) -> Path:

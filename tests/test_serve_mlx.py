@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -62,6 +64,45 @@ async def test_start_answers_then_stop_kills_the_group(tiny: Path, tmp_path: Pat
     text = log.read_text()
     assert "mlx_lm.server" in text and "--port" in text
     await service.stop()  # safe to call twice
+
+
+_STARTER = """
+import asyncio, sys
+from pathlib import Path
+from pipeline.serve import MlxServe
+
+async def main() -> None:
+    session, model = Path(sys.argv[1]), sys.argv[2]
+    service = MlxServe("tiny", {"model": model}, session, session, session / "tiny.log")
+    await service.start(timeout=120)
+    print(service.pid(), flush=True)
+    await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_server_dies_with_a_killed_supervisor(tiny: Path, tmp_path: Path) -> None:
+    starter = subprocess.Popen(
+        [sys.executable, "-c", _STARTER, str(tmp_path), str(tiny)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert starter.stdout is not None
+        line = starter.stdout.readline()
+        assert line.strip().isdigit(), f"the starter printed {line!r}"
+        pid = int(line)
+        assert not _gone(pid)
+        starter.kill()  # SIGKILL: no cleanup code of the supervisor runs
+        starter.wait(10)
+        deadline = time.monotonic() + 15
+        while not _gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(pid), "mlx_lm.server outlived the supervisor that started it"
+    finally:
+        if starter.poll() is None:
+            starter.kill()
+            starter.wait(10)
 
 
 async def test_project_template_and_missing_model(tiny: Path, tmp_path: Path) -> None:
