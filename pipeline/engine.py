@@ -28,7 +28,7 @@ from pipeline.gates import Gates
 from pipeline.hashing import MISSING, text_sha256
 from pipeline.jobs.attempt import Attempts
 from pipeline.jobs.executor import JobHandle, get_executor
-from pipeline.jobs.local import kill_group, pid_alive
+from pipeline.jobs.local import is_same_process, kill_group
 from pipeline.jobs.watch import StepOutcome
 from pipeline.journal import Journal, read_journal
 from pipeline.layout import SessionLayout
@@ -123,7 +123,7 @@ class Engine:
             for k, s in self.state.steps.items()
             if s.state in ("running",) and s.pid
         }
-        stale_services = [s.pid for s in self.state.services.values() if s.state == "running" and s.pid]
+        stale_services = [s for s in self.state.services.values() if s.state == "running" and s.pid]
         plan = [
             {"stage": s, "step": t, "kind": c.kind, "title": c.title}
             for s, t, c in self.cfg.iter_steps()
@@ -141,9 +141,9 @@ class Engine:
                 "argv": sys.argv,
             },
         )
-        for pid in stale_services:
-            if pid and pid_alive(pid):
-                kill_group(pid, signal.SIGTERM)
+        for svc in stale_services:
+            if svc.pid and is_same_process(svc.pid, svc.create_time):
+                kill_group(svc.pid, signal.SIGTERM)
         self._orphans = {k: v for k, v in orphans.items() if k in self.selected}
         try:
             await self._schedule()

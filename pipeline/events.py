@@ -151,6 +151,8 @@ class ServiceStartedPayload(_Payload):
     url: str | None = None
     model: str | None = None
     pid: int | None = None
+    create_time: float | None = None
+    """When the service's process started (psutil), so a resumed supervisor stops it and never a reused pid."""
 
 
 class ServiceFailedPayload(_Payload):

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from pipeline.config import PhasefConfig, StepConfig
 from pipeline.jobs.context import ServiceInfo
+from pipeline.jobs.local import create_time
 from pipeline.layout import SessionLayout
 from pipeline.recorder import Recorder
 from pipeline.registry import SERVICE_KINDS, load_object
@@ -49,7 +50,13 @@ class ServicePool:
                     self._service_info[name] = info
                     self.record(
                         "service_started",
-                        payload={"name": name, "url": info.url, "model": info.model, "pid": svc.pid()},
+                        payload={
+                            "name": name,
+                            "url": info.url,
+                            "model": info.model,
+                            "pid": (pid := svc.pid()),
+                            "create_time": create_time(pid) if pid else None,
+                        },
                     )
                 out[name] = self._service_info[name]
         return out

@@ -92,6 +92,7 @@ class ServiceState(BaseModel):
     state: Literal["starting", "running", "stopped", "failed"] = "starting"
     url: str | None = None
     pid: int | None = None
+    create_time: float | None = None
     error: str | None = None
 
 
@@ -162,7 +163,9 @@ class SessionState(BaseModel):
                 self._on_gate_timed_out(t)
             case events.ServiceStarted():
                 p = t.payload
-                self.services[p.name] = ServiceState(name=p.name, state="running", url=p.url, pid=p.pid)
+                self.services[p.name] = ServiceState(
+                    name=p.name, state="running", url=p.url, pid=p.pid, create_time=p.create_time
+                )
             case events.ServiceFailed():
                 svc = self.services.setdefault(t.payload.name, ServiceState(name=t.payload.name))
                 svc.state = "failed"

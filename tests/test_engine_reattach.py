@@ -116,3 +116,42 @@ def test_a_journaled_handle_of_a_live_step_is_reattached(tmp_path: Path) -> None
         assert status.read_text().strip() == "0" and "late" in log.read_text()
     finally:
         _stop(wrapper)
+
+
+def _resume_with_service(session: Path, tmp_path: Path, pid: int, created: float) -> None:
+    with Journal(session) as j:
+        j.append("session_started", payload={"pid": 1, "plan": [{"stage": "A", "step": "work", "kind": "shell"}]})
+        j.append("service_started", payload={"name": "llm", "url": None, "pid": pid, "create_time": created})
+    engine = Engine(parse_config(PLAN), session_dir=session, project_dir=tmp_path)
+    try:
+        assert asyncio.run(engine.run()).exit_code == 0
+    finally:
+        engine.journal.close()
+
+
+def _wait_gone(proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    try:
+        proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def test_a_resumed_supervisor_stops_the_service_a_killed_one_left(tmp_path: Path) -> None:
+    """The journal says a service was running when the supervisor died: the same process is stopped on resume."""
+    server = subprocess.Popen(["/bin/sh", "-c", "sleep 60"], start_new_session=True)
+    try:
+        _resume_with_service(tmp_path / "s", tmp_path, server.pid, psutil.Process(server.pid).create_time())
+        assert _wait_gone(server, 10), "the left-over service is still running"
+    finally:
+        _stop(server)
+
+
+def test_a_reused_service_pid_is_not_killed_on_resume(tmp_path: Path) -> None:
+    """Another process holds the pid the journal recorded for a service: its start time differs, it is left alone."""
+    other = subprocess.Popen(["/bin/sh", "-c", "sleep 60"], start_new_session=True)
+    try:
+        _resume_with_service(tmp_path / "s", tmp_path, other.pid, psutil.Process(other.pid).create_time() - 3.0)
+        assert not _wait_gone(other, 1.0), "an unrelated process that reused the pid was killed"
+    finally:
+        _stop(other)

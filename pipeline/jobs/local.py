@@ -58,6 +58,14 @@ def create_time(pid: int) -> float | None:
         return None
 
 
+def is_same_process(pid: int, recorded: float | None) -> bool:
+    """Whether ``pid`` is alive and, when its start time was recorded, still the process that started then."""
+    started = create_time(pid)
+    if started is None:
+        return False
+    return recorded is None or abs(started - recorded) <= CREATE_TIME_SLACK_S
+
+
 def is_our_wrapper(handle: JobHandle, status_path: Path) -> bool:
     """Whether the process with the handle's pid is still the wrapper the handle was made for, on any platform.
 
