@@ -24,6 +24,10 @@ CLAUDE_REJECTED = SPOTTER / "55604662-cf2a-4331-851a-ec234028f8ca.jsonl"
 CLAUDE_SIBLINGS = SPOTTER / "4d5611e5-241a-462a-8d15-5122611a9569" / "subagents" / "agent-a2898e3.jsonl"
 CLAUDE_TOO_LARGE = SPOTTER / "6c2214d7-b87e-4432-8e41-22ba294ea584" / "subagents" / "agent-afc096d.jsonl"
 VOYAGER = FOREIGN / "voyager" / "mc-agent" / "ckpt"
+CODEX_DAY = FOREIGN / "codex" / "recorded" / "sessions" / "2026" / "12" / "01"
+CODEX_FIX = CODEX_DAY / "rollout-2026-12-01T03-38-14-01a22fae-7e5e-7683-859c-aacef099a4bf.jsonl"
+CODEX_INTERRUPTED = CODEX_DAY / "rollout-2026-12-01T03-38-19-01a22fae-9395-7e03-911f-afb6063688d9.jsonl"
+CODEX_RATE_LIMITED = CODEX_DAY / "rollout-2026-12-01T03-38-23-01a22fae-a0f6-7940-9348-40ad816add39.jsonl"
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -46,7 +50,14 @@ def _blocks(lines: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize(
     ("path", "fmt"),
-    [(CLAUDE_REJECTED, "claude-code"), (CLAUDE_SIBLINGS, "claude-code"), (CLAUDE_TOO_LARGE, "claude-code")],
+    [
+        (CLAUDE_REJECTED, "claude-code"),
+        (CLAUDE_SIBLINGS, "claude-code"),
+        (CLAUDE_TOO_LARGE, "claude-code"),
+        (CODEX_FIX, "codex"),
+        (CODEX_INTERRUPTED, "codex"),
+        (CODEX_RATE_LIMITED, "codex"),
+    ],
 )
 def test_real_files_are_detected_and_every_record_is_valid(path: Path, fmt: str) -> None:
     assert detect_format(path) == fmt
@@ -184,3 +195,100 @@ def test_voyager_real_checkpoint_undefined_skill_and_four_failed_attempts() -> N
     ]
     assert "Successfully crafted a stone axe!" in ticks[0]["observation"]
     assert "No furnace in inventory" in ticks[4]["observation"]
+
+
+def _payloads(lines: list[dict[str, Any]], record: str, kind: str) -> list[dict[str, Any]]:
+    return [line["payload"] for line in lines if line["type"] == record and line["payload"].get("type") == kind]
+
+
+def test_codex_real_rollout_failed_test_bad_patch_timeout_sandbox_escalation_and_bad_arguments() -> None:
+    """Codex CLI 0.171.0 (``codex exec``, model: the scripted double of record_codex.py): a test run exits 1, a patch
+    does not apply, ``timeout 2 sleep 30`` exits 124, the workspace-write sandbox refuses a write to /usr, the
+    escalation it asks for is rejected by the approval policy, a call's arguments are not JSON; then a patch that
+    applies, the test passing and the answer."""
+    lines = _lines(CODEX_FIX)
+    meta = lines[0]["payload"]
+    assert (meta["cli_version"], meta["originator"], meta["model_provider"]) == ("0.171.0", "codex_exec", "double")
+    outputs = {
+        p["call_id"]: p["output"]
+        for kind in ("function_call_output", "custom_tool_call_output")
+        for p in _payloads(lines, "response_item", kind)
+    }
+    assert (
+        "Process exited with code 1\n" in outputs["call_0"] and "AssertionError: add(2, 3) == -1" in outputs["call_0"]
+    )
+    assert outputs["call_1"].startswith("apply_patch verification failed: Failed to find expected lines")
+    assert "Process exited with code 124\n" in outputs["call_2"]
+    assert "Read-only file system" in outputs["call_3"] and "Process exited with code 1\n" in outputs["call_3"]
+    assert outputs["call_4"].startswith("approval policy is Never; reject command")
+    assert outputs["call_5"].startswith("failed to parse function arguments")
+    assert "Process exited with code 0\n" in outputs["call_7"]
+    completed = [p["item"] for p in _payloads(lines, "event_msg", "item_completed")]
+    exit_codes = {i["id"]: i.get("exit_code") for i in completed if i["type"] == "CommandExecution"}
+    # this run wrote no item_completed for the sandboxed touch: its exit code is only in the output text
+    assert exit_codes == {"call_0": 1, "call_2": 124, "call_7": 0}
+    policy = next(line["payload"]["sandbox_policy"] for line in lines if line["type"] == "turn_context")
+    assert policy["type"] == "workspace-write"
+
+    records, bad = import_trace(CODEX_FIX)
+    assert bad == []  # world_state and token_usage_record lines are known records of this version
+    ticks = _ticks(records)
+    assert [(t["action"]["tool"], t["outcome"], t["error_class"], t.get("exit_code")) for t in ticks] == [
+        ("shell", "error", "AssertionError", 1),
+        ("apply_patch", "error", "PatchFailed", None),
+        ("shell", "timeout", "Timeout", 124),
+        ("shell", "error", "SandboxDenied", 1),
+        ("shell", "error", "ApprovalDenied", None),
+        ("exec_command", "error", "SchemaViolation", None),
+        ("apply_patch", "ok", None, 0),  # "Exit code: 0" in its output
+        ("shell", "ok", None, 0),
+        ("respond", "ok", None, None),
+    ]
+    assert ticks[0]["error"] == "exit code 1: AssertionError: add(2, 3) == -1"
+    assert ticks[2]["action"]["args"]["command"] == "timeout 2 sleep 30"
+    assert ticks[3]["error"] == "exit code 1: touch: cannot touch '/usr/calc-installed': Read-only file system"
+    assert ticks[4]["action"]["args"]["sandbox_permissions"] == "require_escalated"
+    assert ticks[5]["raw_arguments"] == '{"cmd": "python3 test_calc.py", yield_time_ms: 5000'
+    start, end = records[0], records[-1]
+    assert (start["task"], start["model"], start["cli_version"]) == (
+        "test_calc.py fails; fix calc.py so that it passes.",
+        "scripted-double",
+        "0.171.0",
+    )
+    assert end["outcome"] == "success"
+    chains = {c.failure_class: c for c in analyze_records(records).chains}
+    assert chains["PatchFailed"].outcome == "recovered"
+
+
+def test_codex_real_rollout_user_interrupts_a_running_command() -> None:
+    """Codex CLI 0.171.0: Ctrl-C (SIGINT to ``codex exec``) while ``time.sleep(60)`` runs; the call's output is
+    ``aborted by user`` and a ``turn_aborted`` event follows."""
+    lines = _lines(CODEX_INTERRUPTED)
+    (output,) = _payloads(lines, "response_item", "function_call_output")
+    assert output["output"].endswith("\naborted by user")
+    assert [p["reason"] for p in _payloads(lines, "event_msg", "turn_aborted")] == ["interrupted"]
+
+    records, bad = import_trace(CODEX_INTERRUPTED)
+    assert bad == []
+    ((tick),) = _ticks(records)
+    assert (tick["action"]["tool"], tick["error_class"], tick["error"]) == ("shell", "Interrupted", "aborted by user")
+    assert (records[-1]["outcome"], records[-1]["reason"]) == ("aborted", "the last turn was aborted")
+
+
+def test_codex_real_rollout_rate_limited_until_retries_run_out() -> None:
+    """Codex CLI 0.171.0: every request gets HTTP 429; after its retries the turn ends with the error in
+    ``task_complete`` (no ``error`` event), and the session has no step."""
+    lines = _lines(CODEX_RATE_LIMITED)
+    (complete,) = _payloads(lines, "event_msg", "task_complete")
+    assert complete["error"]["message"] == "exceeded retry limit, last status: 429 Too Many Requests"
+    assert not _payloads(lines, "event_msg", "error")
+
+    records, bad = import_trace(CODEX_RATE_LIMITED)
+    assert bad == []
+    assert _ticks(records) == []
+    end = records[-1]
+    assert (end["outcome"], end["error_class"], end["reason"]) == (
+        "death",
+        "RateLimitError",
+        "exceeded retry limit, last status: 429 Too Many Requests",
+    )
