@@ -27,6 +27,9 @@ VOYAGER = FOREIGN / "voyager" / "mc-agent" / "ckpt"
 CODEX_DAY = FOREIGN / "codex" / "recorded" / "sessions" / "2026" / "12" / "01"
 CODEX_FIX = CODEX_DAY / "rollout-2026-12-01T03-38-14-01a22fae-7e5e-7683-859c-aacef099a4bf.jsonl"
 CODEX_INTERRUPTED = CODEX_DAY / "rollout-2026-12-01T03-38-19-01a22fae-9395-7e03-911f-afb6063688d9.jsonl"
+OTEL = FOREIGN / "otel-genai" / "recorded"
+OTEL_GENAI = OTEL / "agent-runs.otlp.jsonl"
+OTEL_OPENINFERENCE = OTEL / "openinference-agent-runs.otlp.jsonl"
 CODEX_RATE_LIMITED = CODEX_DAY / "rollout-2026-12-01T03-38-23-01a22fae-a0f6-7940-9348-40ad816add39.jsonl"
 
 
@@ -57,6 +60,8 @@ def _blocks(lines: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
         (CODEX_FIX, "codex"),
         (CODEX_INTERRUPTED, "codex"),
         (CODEX_RATE_LIMITED, "codex"),
+        (OTEL_GENAI, "otel-genai"),
+        (OTEL_OPENINFERENCE, "otel-genai"),
     ],
 )
 def test_real_files_are_detected_and_every_record_is_valid(path: Path, fmt: str) -> None:
@@ -68,7 +73,9 @@ def test_real_files_are_detected_and_every_record_is_valid(path: Path, fmt: str)
     for record in records:
         parse_record(record)
         assert record["source"] == {**record["source"], "format": fmt, "file": str(path), "sha256": sha}
-    assert [t["tick"] for t in _ticks(records)] == list(range(len(_ticks(records))))
+    for episode in {r["episode"] for r in records}:  # ticks numbered from 0 in each episode
+        numbers = [t["tick"] for t in _ticks(records) if t["episode"] == episode]
+        assert numbers == list(range(len(numbers)))
 
 
 def test_claude_code_real_session_two_rejected_calls_then_interrupted() -> None:
@@ -292,3 +299,120 @@ def test_codex_real_rollout_rate_limited_until_retries_run_out() -> None:
         "RateLimitError",
         "exceeded retry limit, last status: 429 Too Many Requests",
     )
+
+
+def _spans(path: Path) -> list[dict[str, Any]]:
+    """Every span of an OTLP JSON Lines file, with its attributes as a plain dict and its scope's name."""
+    found = []
+    for request in _lines(path):
+        for resource in request["resourceSpans"]:
+            for scope in resource["scopeSpans"]:
+                for span in scope["spans"]:
+                    attrs = {a["key"]: next(iter(a["value"].values())) for a in span.get("attributes", [])}
+                    found.append({**span, "attrs": attrs, "scope": scope["scope"]["name"]})
+    return found
+
+
+# the failures both recordings hold, in order, per trace: (tool or model call, class, exit code)
+_OTEL_FIX_RUN = [
+    ("read_file", None, None),
+    ("read_file", "FileNotFoundError", None),
+    ("read_file", None, None),
+    ("run_shell", "CalledProcessError", 1),
+    ("run_shell", "Timeout", None),
+    (None, "RateLimitError", None),
+    ("write_file", None, None),
+    ("run_shell", None, None),
+]
+
+
+def _otel_ticks(records: list[dict[str, Any]]) -> list[list[tuple[Any, ...]]]:
+    by_episode: dict[str, list[tuple[Any, ...]]] = {}
+    for t in _ticks(records):
+        row = ((t["action"] or {}).get("tool"), t["error_class"], t.get("exit_code"))
+        by_episode.setdefault(t["episode"], []).append(row)
+    return list(by_episode.values())
+
+
+def test_otel_genai_real_export_tool_errors_timeout_rate_limit_and_a_dead_run() -> None:
+    """Spans of opentelemetry-instrumentation-openai-v2 2.4b0 and opentelemetry-util-genai 1.1b0, sent by the OTLP/HTTP
+    exporter (record_otel_genai.py): a missing file, a test run exiting 1, a command past its 3 s limit, a 429 the
+    agent waits out, the fix; then a second run whose model call gets HTTP 500 and the agent span fails."""
+    spans = _spans(OTEL_GENAI)
+    assert {s["scope"] for s in spans} == {"opentelemetry.util.genai.handler"}
+    failed = [(s["name"], s["attrs"].get("error.type"), s["status"]["message"]) for s in spans if s["status"]]
+    failed = [f for f in failed if f[2]]
+    assert [(name, kind) for name, kind, _ in failed] == [
+        ("execute_tool read_file", "FileNotFoundError"),
+        ("execute_tool run_shell", "subprocess.CalledProcessError"),
+        ("execute_tool run_shell", "subprocess.TimeoutExpired"),
+        ("chat scripted-double", "<class 'openai.RateLimitError'>"),
+        ("chat scripted-double", "<class 'openai.InternalServerError'>"),
+        ("invoke_agent calc-fixer", "openai.InternalServerError"),
+    ]
+    assert failed[2][2] == "Command 'python3 -c 'import time; time.sleep(30)'' timed out after 3 seconds"
+    assert all(s["status"]["code"] == 2 for s in spans if s["status"].get("message"))
+    assert len({s["traceId"] for s in spans}) == 2 and all(len(s["traceId"]) == 32 for s in spans)
+
+    records, bad = import_trace(OTEL_GENAI)
+    assert bad == []
+    fix, down = _otel_ticks(records)
+    assert fix == _OTEL_FIX_RUN
+    assert down == [("run_shell", None, None), (None, "InternalServerError", None)]
+    ticks = _ticks(records)
+    assert ticks[1]["error"].startswith("[Errno 2] No such file or directory: ") and ticks[1]["error"].endswith(
+        "/tests/test_calc.py'"
+    )
+    assert ticks[3]["error"] == "Command 'python3 test_calc.py' returned non-zero exit status 1."
+    assert ticks[4]["outcome"] == "timeout" and ticks[4]["action"]["args"] == {
+        "command": "python3 -c 'import time; time.sleep(30)'"
+    }
+    assert ticks[7]["observation"] == "ok\n"
+    starts = [r for r in records if r["kind"] == "episode_start"]
+    ends = [r for r in records if r["kind"] == "episode_end"]
+    assert [(s["task"], s["model"]) for s in starts] == [
+        ("test_calc.py fails; fix calc.py.", "scripted-double"),
+        ("list the project files.", "scripted-double"),
+    ]
+    assert [(e["outcome"], e["error_class"]) for e in ends] == [("success", None), ("death", "InternalServerError")]
+    assert ends[1]["reason"] == "Error code: 500 - The server had an error (scripted double)"
+
+
+def test_openinference_real_export_same_run_read_from_span_kinds() -> None:
+    """The same agent loop recorded with OpenInference (openinference-instrumentation-openai for the model calls,
+    OITracer for the AGENT and TOOL spans): no gen_ai.* attributes, failures as exception events."""
+    spans = _spans(OTEL_OPENINFERENCE)
+    assert not any(key.startswith("gen_ai.") for s in spans for key in s["attrs"])
+    kinds = [s["attrs"]["openinference.span.kind"] for s in spans]
+    assert kinds.count("TOOL") == 8 and kinds.count("AGENT") == 2 and kinds.count("LLM") == 10
+    exceptions = [
+        next(a["value"]["stringValue"] for a in e["attributes"] if a["key"] == "exception.type")
+        for s in spans
+        for e in s.get("events", [])
+        if e["name"] == "exception"
+    ]
+    # in file order, which groups spans by instrumentation scope (model calls first)
+    assert sorted(exceptions) == [
+        "FileNotFoundError",
+        "openai.InternalServerError",
+        "openai.InternalServerError",
+        "openai.RateLimitError",
+        "subprocess.CalledProcessError",
+        "subprocess.TimeoutExpired",
+    ]
+
+    records, bad = import_trace(OTEL_OPENINFERENCE)
+    assert bad == []
+    fix, down = _otel_ticks(records)
+    assert fix == _OTEL_FIX_RUN
+    assert down == [("run_shell", None, None), (None, "InternalServerError", None)]
+    ticks = _ticks(records)
+    assert ticks[4]["error"] == (
+        "TimeoutExpired: Command 'python3 -c 'import time; time.sleep(30)'' timed out after 3 seconds"
+    )
+    starts = [r for r in records if r["kind"] == "episode_start"]
+    assert [(s["task"], s["model"]) for s in starts] == [
+        ("test_calc.py fails; fix calc.py.", "scripted-double"),
+        ("list the project files.", "scripted-double"),
+    ]
+    assert records[-1]["outcome"] == "death" and records[-1]["error_class"] == "InternalServerError"
