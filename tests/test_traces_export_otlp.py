@@ -14,7 +14,7 @@ from pipeline.traces.analysis import analyze
 from pipeline.traces.importers import detect_format, import_trace
 
 FOREIGN = Path(__file__).parent / "fixtures" / "foreign"
-CODEX = next((FOREIGN / "codex").rglob("rollout-*.jsonl"))
+CODEX = next((FOREIGN / "codex" / "sessions").rglob("rollout-*.jsonl"))  # the hand-written rollout
 CLAUDE = FOREIGN / "claude-code" / "-home-dev-shop-api" / "7f3c2a91-5d0e-4b7a-9c61-2e8f4d1b6a30.jsonl"
 AIDER = FOREIGN / "aider" / "chat-history-excerpt.md"
 

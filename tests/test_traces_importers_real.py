@@ -1,14 +1,18 @@
-"""Importers run on recorded sessions of the real tools, copied verbatim from public repositories.
+"""Importers run on recorded sessions of the real tools.
 
-Each fixture is listed with its upstream repository, commit, path and licence in tests/fixtures/foreign/SOURCES.md.
-Each test first reads the file on its own terms (plain json) to state which failures it holds, then checks that the
-import finds exactly those, named per file.
+Claude Code, Aider and Voyager recordings are copied verbatim from public repositories; the Codex CLI rollouts and the
+OTLP exports were recorded on this machine by the real tools (``codex exec`` 0.171.0; the OpenTelemetry GenAI and
+OpenInference instrumentations with the OTLP/HTTP exporter) with a scripted model double on loopback
+(tests/fixtures/foreign/record_codex.py, record_otel_genai.py). Each is listed with its source and licence in
+tests/fixtures/foreign/SOURCES.md. Each test first reads the file on its own terms (plain json) to state which
+failures it holds, then checks that the import finds exactly those, named per file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -416,3 +420,55 @@ def test_openinference_real_export_same_run_read_from_span_kinds() -> None:
         ("list the project files.", "scripted-double"),
     ]
     assert records[-1]["outcome"] == "death" and records[-1]["error_class"] == "InternalServerError"
+
+
+_UNKNOWN_LINES = {
+    "claude-code": {"type": "holographic_projection", "sessionId": "55604662-cf2a-4331-851a-ec234028f8ca"},
+    "codex": {"timestamp": "2026-12-01T03:38:15.000Z", "type": "holographic_projection", "payload": {}},
+    "otel-genai": {"resourceLogs": [{"scopeLogs": []}]},
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "fmt", "reason"),
+    [
+        (CLAUDE_REJECTED, "claude-code", "unknown record type 'holographic_projection'"),
+        (CODEX_FIX, "codex", "unknown record type 'holographic_projection'"),
+        (OTEL_GENAI, "otel-genai", "not an OTLP export request (keys: resourceLogs)"),
+    ],
+)
+def test_real_recording_with_an_unknown_record_and_a_torn_last_line(
+    tmp_path: Path, path: Path, fmt: str, reason: str
+) -> None:
+    """A record of a type the importer does not know, after line 3, and the last line cut in half (a write torn by a
+    crash): both reported with their line, everything else imported as from the whole file."""
+    whole = path.read_text().splitlines()
+    copy = tmp_path / path.name
+    unknown = json.dumps(_UNKNOWN_LINES[fmt])
+    copy.write_text("\n".join([*whole[:3], unknown, *whole[3:]]) + "\n" + whole[-1][: len(whole[-1]) // 2])
+    records, bad = import_trace(copy, fmt)
+    assert [b.line for b in bad] == [4, len(whole) + 2]
+    assert reason in bad[0].reason and bad[0].file == str(copy)
+    assert bad[1].reason.startswith("torn last line (no newline at end of file)")
+    original, _ = import_trace(path)
+    kept = [(t["action"], t["error_class"]) for t in _ticks(records)]
+    assert kept == [(t["action"], t["error_class"]) for t in _ticks(original)][: len(kept)]
+    assert len(kept) >= len(_ticks(original)) - 1  # at most the torn line's tick is lost
+
+
+def test_voyager_real_events_with_an_unknown_event_type_and_a_torn_file(tmp_path: Path) -> None:
+    """Voyager writes each events file as one JSON line: an event of an unknown type is reported and skipped, a file
+    cut short is reported and the rest of the checkpoint imported."""
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(VOYAGER, checkpoint)
+    events = sorted((checkpoint / "events").iterdir())
+    first = json.loads(events[0].read_text())
+    events[0].write_text(json.dumps([first[0], ["holographic_projection", {"x": 1}], *first[1:]]))
+    text = events[-1].read_text()
+    events[-1].write_text(text[: len(text) // 2])
+    records, bad = voyager.convert_checkpoint(checkpoint)
+    assert [(Path(b.file).name, b.line) for b in bad] == [(events[0].name, 1), (events[-1].name, 1)]
+    assert bad[0].reason == "/1: unknown event type 'holographic_projection'; skipped"
+    assert bad[1].reason.startswith("invalid JSON at column ")
+    original, _ = voyager.convert_checkpoint(VOYAGER)
+    assert [t["error_class"] for t in _ticks(records)] == [t["error_class"] for t in _ticks(original)][:-1]
