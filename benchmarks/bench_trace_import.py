@@ -2,7 +2,9 @@
 
 Builds, in a temporary folder, an input of about ``--size-mb`` per format by repeating the test fixtures with fresh
 ids (Claude Code session lines, Codex rollout lines, OTLP export requests one per line, Aider sessions, Voyager
-events files), then times, best of ``--repeat``:
+events files), then times, best of ``--repeat``. Codex and OTLP are measured twice: on the hand-written fixture and
+on the recordings of the real tools (``codex/recorded``: Codex CLI 0.171.0 rollouts; ``otel-genai/recorded``: the
+OpenTelemetry GenAI instrumentation's export), whose lines are longer:
 
 * baseline: reading the input and ``orjson.loads`` of every line (JSONL), of every file (Voyager events), or
   splitting it into lines (Aider Markdown, which is not JSON);
@@ -23,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -40,6 +43,19 @@ def _repeat_jsonl(source: Path, target: Path, size: int, rename: Callable[[str, 
             copy += 1
 
 
+_FORMAT_OF = {"codex-recorded": "codex", "otel-recorded": "otel-genai"}  # input name -> format
+
+
+def _span_list(request: Any) -> list[dict[str, str]]:
+    return [span for r in request["resourceSpans"] for s in r["scopeSpans"] for span in s["spans"]]
+
+
+def _fresh_traces(line: str, traces: list[str], n: int) -> str:
+    for trace in traces:
+        line = line.replace(trace, f"{n:08x}{trace[8:]}")
+    return line
+
+
 def build(folder: Path, size: int) -> dict[str, Path]:
     inputs: dict[str, Path] = {}
     claude = FOREIGN / "claude-code" / "-home-dev-shop-api" / "7f3c2a91-5d0e-4b7a-9c61-2e8f4d1b6a30.jsonl"
@@ -50,9 +66,12 @@ def build(folder: Path, size: int) -> dict[str, Path]:
         size,
         lambda line, n: line.replace("toolu_01", f"toolu_{n:06d}").replace("msg_01", f"msg_{n:06d}"),
     )
-    codex = next((FOREIGN / "codex").rglob("rollout-*.jsonl"))
+    codex = next((FOREIGN / "codex" / "sessions").rglob("rollout-*.jsonl"))
     inputs["codex"] = folder / "rollout.jsonl"
     _repeat_jsonl(codex, inputs["codex"], size, lambda line, n: line.replace('"call_', f'"c{n:06d}_'))
+    recorded = sorted((FOREIGN / "codex" / "recorded").rglob("rollout-*.jsonl"))[0]  # the session with 9 ticks
+    inputs["codex-recorded"] = folder / "rollout-recorded.jsonl"
+    _repeat_jsonl(recorded, inputs["codex-recorded"], size, lambda line, n: line.replace('"call_', f'"c{n:06d}_'))
     doc = orjson.loads((FOREIGN / "otel-genai" / "agent-run.otlp.json").read_bytes())
     inputs["otel-genai"] = folder / "spans.jsonl"
     with open(inputs["otel-genai"], "wb") as fh:
@@ -63,6 +82,15 @@ def build(folder: Path, size: int) -> dict[str, Path]:
                 text = text.replace(trace, f"{copy:08x}{trace[8:]}")
             fh.write(text.encode() + b"\n")
             copy += 1
+    exported = (FOREIGN / "otel-genai" / "recorded" / "agent-runs.otlp.jsonl").read_text().splitlines()
+    traces = sorted({span["traceId"] for line in exported for span in _span_list(orjson.loads(line))})
+    inputs["otel-recorded"] = folder / "spans-recorded.jsonl"
+    _repeat_jsonl(
+        FOREIGN / "otel-genai" / "recorded" / "agent-runs.otlp.jsonl",
+        inputs["otel-recorded"],
+        size,
+        lambda line, n: _fresh_traces(line, traces, n),
+    )
     excerpt = (FOREIGN / "aider" / "chat-history-excerpt.md").read_text()
     inputs["aider"] = folder / ".aider.chat.history.md"
     with open(inputs["aider"], "w") as fh:
@@ -108,7 +136,7 @@ def run_import(fmt: str, path: Path) -> int:
     if fmt == "voyager":
         records, _ = voyager.convert_checkpoint(path)
     else:
-        records, _ = import_trace(path, fmt)
+        records, _ = import_trace(path, _FORMAT_OF.get(fmt, fmt))
     return len(records)
 
 
@@ -138,9 +166,9 @@ def main() -> None:
             imp = _best(args.repeat, lambda: run_import(fmt, path))  # noqa: B023
             records = run_import(fmt, path)
             rows.append((fmt, size, size / base, size / imp, imp / base, records))
-    print(f"{'format':<12} {'MB':>7} {'parse MB/s':>11} {'import MB/s':>12} {'ratio':>6} {'records':>9}")
+    print(f"{'format':<14} {'MB':>7} {'parse MB/s':>11} {'import MB/s':>12} {'ratio':>6} {'records':>9}")
     for fmt, size, base_rate, import_rate, ratio, records in rows:
-        print(f"{fmt:<12} {size:>7.1f} {base_rate:>11.1f} {import_rate:>12.1f} {ratio:>5.1f}x {records:>9}")
+        print(f"{fmt:<14} {size:>7.1f} {base_rate:>11.1f} {import_rate:>12.1f} {ratio:>5.1f}x {records:>9}")
     print(json.dumps({r[0]: {"mb": round(r[1], 1), "parse_mb_s": round(r[2], 1), "import_mb_s": round(r[3], 1)}
                       for r in rows}))  # fmt: skip
 

@@ -25,7 +25,7 @@ GATE_PARAMS = {
     "require_evidence": True,
 }
 FOREIGN = Path(__file__).parent / "fixtures" / "foreign"
-CODEX = next((FOREIGN / "codex").rglob("rollout-*.jsonl"))
+CODEX = next((FOREIGN / "codex" / "sessions").rglob("rollout-*.jsonl"))  # the hand-written rollout
 
 
 def _ctx(tmp_path: Path, params: dict[str, object]) -> StepContext:

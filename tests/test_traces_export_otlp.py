@@ -14,9 +14,11 @@ from pipeline.traces.analysis import analyze
 from pipeline.traces.importers import detect_format, import_trace
 
 FOREIGN = Path(__file__).parent / "fixtures" / "foreign"
-CODEX = next((FOREIGN / "codex").rglob("rollout-*.jsonl"))
+CODEX = next((FOREIGN / "codex" / "sessions").rglob("rollout-*.jsonl"))  # the hand-written rollout
 CLAUDE = FOREIGN / "claude-code" / "-home-dev-shop-api" / "7f3c2a91-5d0e-4b7a-9c61-2e8f4d1b6a30.jsonl"
 AIDER = FOREIGN / "aider" / "chat-history-excerpt.md"
+RECORDED_CODEX = sorted((FOREIGN / "codex" / "recorded").rglob("rollout-*.jsonl"))[0]  # Codex CLI 0.171.0, 9 ticks
+RECORDED_OTEL = FOREIGN / "otel-genai" / "recorded" / "agent-runs.otlp.jsonl"
 
 
 def _ticks(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -27,7 +29,7 @@ def _ticks(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     ]
 
 
-@pytest.mark.parametrize("path", [CODEX, CLAUDE, AIDER])
+@pytest.mark.parametrize("path", [CODEX, CLAUDE, AIDER, RECORDED_CODEX, RECORDED_OTEL])
 def test_export_is_valid_otlp_and_imports_back_to_the_same_ticks(
     tmp_path: Path, path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -15,7 +15,7 @@ from pipeline.traces.importers.cache import import_cached
 from widgets.trace_stream import TraceStream
 
 FOREIGN = Path(__file__).parent / "fixtures" / "foreign"
-CODEX = next((FOREIGN / "codex").rglob("rollout-*.jsonl"))
+CODEX = next((FOREIGN / "codex" / "sessions").rglob("rollout-*.jsonl"))  # the hand-written rollout
 
 
 @pytest.fixture(autouse=True)
@@ -57,8 +57,9 @@ def test_stats_reads_a_run_folder_directly(tmp_path: Path, capsys: pytest.Captur
     assert main(["trace", "stats", "--json", str(folder)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["file"] == str(folder)
-    # claude (3 hand-written, 3 recorded), codex, aider, voyager (6 hand-written, 2 recorded), otel
-    assert result["episodes"] == 3 + 3 + 1 + 3 + 6 + 2 + 2 and result["bad_lines"] == []
+    # claude (3 hand-written, 3 recorded), codex (1 hand-written, 3 recorded), aider, voyager (6 hand-written,
+    # 2 recorded), otel (2 hand-written traces, 4 recorded)
+    assert result["episodes"] == 3 + 3 + 1 + 3 + 3 + 6 + 2 + 2 + 4 and result["bad_lines"] == []
     assert {"PatchFailed", "EditFailed", "ActionFailed", "RateLimitError"} <= set(result["error_classes"])
     assert main(["trace", "stats", "--json", str(folder)]) == 0  # from the cache, the same answer
     assert json.loads(capsys.readouterr().out) == result

@@ -16,7 +16,7 @@ from pipeline.traces.importers import import_trace
 from pipeline.traces.importers.folders import import_folder, iter_units
 
 FOREIGN = Path(__file__).parent / "fixtures" / "foreign"
-CODEX = next((FOREIGN / "codex").rglob("rollout-*.jsonl"))
+CODEX = next((FOREIGN / "codex" / "sessions").rglob("rollout-*.jsonl"))  # the hand-written one: 12 ticks
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -52,9 +52,10 @@ def test_folder_import_one_episode_per_session_and_a_summary_of_what_was_skipped
             expected.extend(import_trace(unit.path)[0])
     assert records == json.loads(json.dumps(expected))
     starts = [r for r in records if r["kind"] == "episode_start"]
-    # claude (3 hand-written, 3 recorded), codex (two files), aider, voyager tasks (6 hand-written, 2 recorded), otel
-    assert len(starts) == 3 + 3 + 2 + 3 + 6 + 2 + 2
-    assert "13 files (aider 1, claude-code 6, codex 2, otel-genai 1, voyager 2)" in err  # and preds.json
+    # claude (3 hand-written, 3 recorded), codex (2 hand-written files, 3 recorded), aider, voyager tasks (6
+    # hand-written, 2 recorded), otel (2 traces hand-written, 2 traces in each of the 2 recorded files)
+    assert len(starts) == 3 + 3 + 2 + 3 + 3 + 6 + 2 + 2 + 4
+    assert "18 files (aider 1, claude-code 6, codex 5, otel-genai 3, voyager 2)" in err  # and preds.json
     assert "skipped files: 1; bad lines: 2" in err
     assert f"{folder / 'preds.json'}:0: a JSON object with keys astropy__astropy-12907 is none of the known" in err
     damaged = folder / "codex" / "rollout-damaged.jsonl"
@@ -134,7 +135,7 @@ def test_progress_line_counts_files_and_ends_the_line(tmp_path: Path) -> None:
     total = count_units(folder)
     summary = import_folder(folder, io.BytesIO(), jobs=1, progress=terminal_progress(stream), total=total)
     shown = stream.getvalue()
-    assert total == summary.files == 13
+    assert total == summary.files == 18
     assert shown.count("\r") == total and shown.endswith("\n")
     assert (
         f"\r{total}/{total} files, {summary.episodes} episodes, {summary.ticks} ticks, 1 skipped, 2 bad lines\n"

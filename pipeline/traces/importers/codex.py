@@ -4,7 +4,8 @@ Each line is ``{timestamp, type, payload}`` with ``type`` one of ``session_meta`
 version), ``turn_context`` (model, approval and sandbox policy), ``response_item`` (what went to and came from the
 model: ``message``, ``reasoning``, ``function_call`` / ``custom_tool_call`` / ``local_shell_call`` and their
 ``*_output``), ``event_msg`` (what the CLI showed: ``user_message``, ``agent_message``, ``exec_command_end``,
-``patch_apply_end``, ``turn_aborted``, ``error``, ``token_count``, ...) and ``compacted``. Older rollouts have no
+``patch_apply_end``, ``turn_aborted``, ``error``, ``token_count``, ``task_complete``, ...) and ``compacted``; Codex
+0.17x adds ``world_state`` and ``token_usage_record`` (read as known, carry no step). Older rollouts have no
 wrapper: a first line with ``id`` and ``timestamp``, then bare response items and ``{"record_type": "state"}``.
 
 Each tool call is one tick, answered by the output with the same ``call_id``; an assistant message is a
@@ -13,25 +14,28 @@ Each tool call is one tick, answered by the output with the same ``call_id``; an
 * the exit code, from ``exec_command_end.exit_code``, from an output that is JSON ``{"output", "metadata":
   {"exit_code"}}``, or only from the output text (``Exit code: N``, ``Process exited with code N``); non-zero is a
   failure classified by its text;
-* a timeout (``command timed out after N milliseconds``, or exit code 124 with "timed out") is ``Timeout``;
-* a sandbox denial (``failed in sandbox``, "sandbox denied", "Operation not permitted" under a sandbox) is
-  ``SandboxDenied``; a call the user rejected (``exec command rejected by user``, ``patch rejected by user``) is
-  ``ApprovalDenied``;
+* a timeout (``command timed out after N milliseconds``, or exit code 124, what ``timeout(1)`` returns) is
+  ``Timeout``;
+* a sandbox denial (``failed in sandbox``, "sandbox denied", or "Read-only file system" / "Operation not permitted"
+  while ``turn_context.sandbox_policy`` is ``read-only`` or ``workspace-write``) is ``SandboxDenied``; a call the
+  user or the approval policy rejected (``exec command rejected by user``, ``patch rejected by user``, ``reject
+  command — you cannot ask for escalated permissions``) is ``ApprovalDenied``;
 * a patch that did not apply (``patch_apply_end.success == false``, ``apply_patch verification failed``, "Failed
   to find expected lines", "Invalid patch") is ``PatchFailed``;
 * arguments that are not JSON, or "failed to parse function arguments" / "unsupported call", are
   ``SchemaViolation``;
-* ``turn_aborted`` marks the call in flight ``Interrupted``; an ``error`` event after the last tick is a death.
+* ``turn_aborted`` marks the call in flight ``Interrupted``, as does an output ``aborted by user``; an ``error``
+  event after the last tick, or a ``task_complete`` with an ``error`` (retries used up), is a death.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from pipeline.traces.importers._codex_output import classify, exit_code_of, output_text
 from pipeline.traces.importers._common import (
     EpisodeBuilder,
     Origin,
@@ -40,12 +44,12 @@ from pipeline.traces.importers._common import (
     parse_timestamp,
     text_of,
 )
-from pipeline.traces.importers._shell import command_failure
 from pipeline.traces.reader import BadLine, iter_records
 
 FORMAT = "codex"
 
 RECORD_TYPES = frozenset({"session_meta", "turn_context", "response_item", "event_msg", "compacted"})
+_QUIET_TYPES = frozenset({"world_state", "token_usage_record"})  # Codex 0.17x: state and usage, no step
 _ITEM_TYPES = frozenset(
     {
         "message",
@@ -67,22 +71,6 @@ _ITEM_TYPES = frozenset(
 )
 _CALLS = frozenset({"function_call", "custom_tool_call", "local_shell_call"})
 _OUTPUTS = frozenset({"function_call_output", "custom_tool_call_output", "local_shell_call_output"})
-_EXIT_TEXT = re.compile(r"(?:^|\n)(?:Exit code:|Process exited with code)\s*(-?\d+)")
-_TIMEOUT_TEXT = re.compile(r"command timed out after \d+|timed out after \d+ ?(?:ms|milliseconds|seconds|s)\b", re.I)
-_SANDBOX_TEXT = re.compile(r"failed in sandbox|sandbox (?:denied|error)|denied by (?:the )?sandbox", re.I)
-_REJECTED_TEXT = re.compile(r"(?:exec command|patch|command) rejected by (?:the )?user", re.I)
-_PATCH_TEXT = re.compile(
-    r"apply_patch verification failed|Failed to find expected lines|Invalid patch|Failed to find context|"
-    r"invalid hunk|patch rejected",
-    re.I,
-)
-_TEXT_CLASSES = (
-    (_REJECTED_TEXT, "ApprovalDenied"),
-    (_SANDBOX_TEXT, "SandboxDenied"),
-    (_TIMEOUT_TEXT, "Timeout"),
-    (_PATCH_TEXT, "PatchFailed"),
-)
-_SCHEMA_TEXT = re.compile(r"failed to parse function arguments|unsupported call|unknown tool", re.I)
 _ENVIRONMENT_PREFIXES = (
     "<environment_context>",
     "<user_instructions>",
@@ -103,61 +91,6 @@ def sniff_line(obj: dict[str, Any]) -> bool:
     if obj.get("record_type") == "state" and len(obj) <= 2:
         return True
     return "id" in obj and "timestamp" in obj and "instructions" in obj and set(obj) <= _OLD_SESSION_KEYS
-
-
-def _exit_code(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _output_text(output: Any) -> tuple[str, int | None]:
-    """The text of a tool output and the exit code it states (JSON metadata or a line of the text)."""
-    code: int | None = None
-    if isinstance(output, dict):
-        text = text_of(output.get("content", output.get("output")))
-        metadata = output.get("metadata")
-        if isinstance(metadata, dict):
-            code = _exit_code(metadata.get("exit_code"))
-        return text, code
-    text = text_of(output)
-    stripped = text.lstrip()
-    if stripped.startswith("{") and '"output"' in stripped[:200]:
-        try:
-            decoded = orjson.loads(stripped)
-        except orjson.JSONDecodeError:
-            decoded = None
-        if isinstance(decoded, dict) and "output" in decoded:
-            metadata = decoded.get("metadata")
-            if isinstance(metadata, dict):
-                code = _exit_code(metadata.get("exit_code"))
-            return text_of(decoded.get("output")), code
-    found = _EXIT_TEXT.search(text[:2000])
-    if found:
-        code = int(found.group(1))
-    return text, code
-
-
-def classify(text: str, exit_code: int | None) -> tuple[str, str] | None:
-    """``(error_class, message)`` when a Codex tool output shows a failure."""
-    head = text[:4000]
-    for pattern, error_class in _TEXT_CLASSES:
-        found = pattern.search(head)
-        if found:
-            return error_class, one_line(head[found.start() :])
-    if _SCHEMA_TEXT.search(head[:300]):
-        return "SchemaViolation", one_line(head)
-    if exit_code == 0:
-        return None
-    body = head
-    marker = head.find("Output:\n")
-    if marker >= 0:
-        body = head[marker + len("Output:\n") :]
-    failure = command_failure(body, exit_code)
-    if failure is None:
-        return None
-    error_class, message = failure
-    if exit_code is not None and not message.startswith("exit code"):
-        message = f"exit code {exit_code}: {message}" if message else f"exit code {exit_code}"
-    return error_class, message
 
 
 def _arguments(item: dict[str, Any]) -> tuple[Any, str | None]:
@@ -211,6 +144,7 @@ class _Rollout:
         self.last_event = "start"
         self.last_line: int | None = None
         self.fatal: str | None = None
+        self.sandboxed = False
 
     def item(self, item: dict[str, Any], ts: float | None, line: int, bad: list[BadLine]) -> None:
         kind = item.get("type")
@@ -221,6 +155,8 @@ class _Rollout:
             if problem is not None or step.action is None:
                 step.schema_error = problem or f"call arguments are {type(args).__name__}, not an object"
                 step.error_class, step.error = "SchemaViolation", step.schema_error
+                step.action = {"tool": name, "args": {}}  # the call is named even when its arguments are not JSON
+                step.extra["raw_arguments"] = item.get("arguments")
             self.steps.append(step)
             call_id = item.get("call_id", item.get("id"))
             if isinstance(call_id, str):
@@ -242,7 +178,7 @@ class _Rollout:
                 )
                 return
             output = item.get("output")
-            text, code = _output_text(output)
+            text, code = output_text(output)
             if answered.observation is None:
                 answered.observation = text
             self._settle(answered, text, code)
@@ -285,7 +221,7 @@ class _Rollout:
         if code is not None:
             step.extra["exit_code"] = code
         if step.error_class is None:
-            failure = classify(text, code)
+            failure = classify(text, code, self.sandboxed)
             if failure is not None:
                 step.error_class, step.error = failure
                 if step.error_class == "Timeout":
@@ -301,7 +237,7 @@ class _Rollout:
         elif kind == "exec_command_end":
             call_id = payload.get("call_id")
             step = self.by_call.get(call_id) if isinstance(call_id, str) else None
-            code = _exit_code(payload.get("exit_code"))
+            code = exit_code_of(payload.get("exit_code"))
             if step is not None:
                 output = payload.get("aggregated_output") or payload.get("formatted_output")
                 if not isinstance(output, str):
@@ -334,7 +270,11 @@ class _Rollout:
                 self.fatal = one_line(message)
                 self.last_event = "error"
         elif kind == "task_complete":
-            self.last_event = "complete"
+            error = payload.get("error")
+            if isinstance(error, dict) and error.get("message"):  # the turn ended on a model error (retries used up)
+                self.fatal, self.last_event = one_line(str(error["message"])), "error"
+            else:
+                self.last_event = "complete"
 
     def records(self, path: Path) -> list[dict[str, Any]]:
         session = self.meta.get("id")
@@ -349,6 +289,7 @@ class _Rollout:
         if self.last_event == "error" and self.fatal is not None:
             lowered = self.fatal.lower()
             error_class = "ContextOverflow" if "context window" in lowered or "context length" in lowered else "Fatal"
+            error_class = "RateLimitError" if "429" in lowered or "rate limit" in lowered else error_class
             builder.end("death", reason=self.fatal, error_class=error_class, line=self.last_line)
         elif self.last_event == "aborted":
             builder.end("aborted", reason="the last turn was aborted", line=self.last_line)
@@ -374,6 +315,8 @@ def convert_path(path: Path, origin: Origin) -> tuple[list[dict[str, Any]], list
         rollout.last_line = line
         kind = obj.get("type")
         payload = obj.get("payload")
+        if kind in _QUIET_TYPES:
+            continue
         if kind in RECORD_TYPES:
             if not isinstance(payload, dict):
                 reason = f"field 'payload': expected an object in a {kind} record"
@@ -385,6 +328,9 @@ def convert_path(path: Path, origin: Origin) -> tuple[list[dict[str, Any]], list
             elif kind == "turn_context":
                 if isinstance(payload.get("model"), str) and rollout.model is None:
                     rollout.model = payload["model"]
+                policy = payload.get("sandbox_policy")
+                policy = policy.get("type", policy.get("mode")) if isinstance(policy, dict) else policy
+                rollout.sandboxed = policy in ("read-only", "workspace-write")
             elif kind == "response_item":
                 rollout.item(payload, ts, line, bad)
             elif kind == "event_msg":

@@ -14,12 +14,16 @@ One trace (``traceId``) is one episode. Each ``execute_tool`` span is a tick; a 
 when it failed, or when the trace has no tool spans at all (a plain chat). A tool tick's latency is the duration of
 the model call that ended just before it. Failures: span ``status.code`` ERROR (2), classed by ``error.type``, else
 by an ``exception`` event's ``exception.type``, else ``ToolError`` (tool) / ``ConnectionError`` (model call); an
-``error.type`` naming a timeout is ``Timeout``. The episode is a ``death`` when its root span failed, else
-``success`` (not graded).
+``error.type`` naming a timeout is ``Timeout``; ``<class 'openai.RateLimitError'>`` (how one release pair of the
+OpenAI instrumentation writes it) is read as ``RateLimitError``; an exit status in the message (Python's
+``CalledProcessError``) is the tick's ``exit_code``. The episode is a ``death`` when its root span failed, else
+``success`` (not graded). The task is the agent span's input, else the first user message of the first model call's
+``gen_ai.input.messages``; the model is ``gen_ai.response.model`` / ``gen_ai.request.model`` / ``llm.model_name``.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ FORMAT = "otel-genai"
 
 _MODEL_CALLS = frozenset({"chat", "text_completion", "generate_content", "completion"})
 _STATUS_ERROR = (2, "2", "STATUS_CODE_ERROR")
+_EXIT_STATUS = re.compile(r"returned non-zero exit status (-?\d+)")
 _USAGE = (("gen_ai.usage.input_tokens", "prompt_tokens"), ("gen_ai.usage.output_tokens", "completion_tokens"))
 
 
@@ -152,7 +157,9 @@ def _failure(span: dict[str, Any], default: str) -> tuple[str, str] | None:
             attrs = attributes(event.get("attributes"))
             error_type = error_type or attrs.get("exception.type")
             message = message or str(attrs.get("exception.message") or "")
-    name = str(error_type).rsplit(".", 1)[-1] if error_type else default
+    # "openai.RateLimitError", or "<class 'openai.RateLimitError'>" as opentelemetry-instrumentation-openai-v2 2.4b0
+    # writes it with opentelemetry-util-genai 1.1b0
+    name = str(error_type).removeprefix("<class '").removesuffix("'>").rsplit(".", 1)[-1] if error_type else default
     if "timeout" in name.lower():
         name = "Timeout"
     return name, one_line(message) or f"{span['name']} failed"
@@ -191,6 +198,21 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
+def _first_user_text(calls: list[dict[str, Any]]) -> str | None:
+    """The first user message of the first model call's ``gen_ai.input.messages`` (``[{role, parts: [{type: text,
+    content}]}]``), for a trace whose agent span does not carry its input."""
+    raw = calls[0]["attrs"].get("gen_ai.input.messages") if calls else None
+    try:
+        messages = orjson.loads(raw) if isinstance(raw, str) else raw
+    except orjson.JSONDecodeError:
+        return None
+    for message in messages if isinstance(messages, list) else []:
+        if isinstance(message, dict) and message.get("role") == "user" and isinstance(message.get("parts"), list):
+            texts = [p.get("content") for p in message["parts"] if isinstance(p, dict) and p.get("type") == "text"]
+            return "\n".join(t for t in texts if isinstance(t, str)) or None
+    return None
+
+
 def _episode(trace: str, spans: list[dict[str, Any]], origin: Origin) -> list[dict[str, Any]]:
     spans.sort(key=lambda s: (s["start"] or 0, s["end"] or 0))
     ids = {s["id"] for s in spans}
@@ -201,10 +223,15 @@ def _episode(trace: str, spans: list[dict[str, Any]], origin: Origin) -> list[di
     name = head["attrs"].get("gen_ai.conversation.id") or trace
     builder = EpisodeBuilder(origin, str(name), task_id=head["attrs"].get("gen_ai.agent.name") or head["service"])
     calls = [s for s in spans if _operation(s) in _MODEL_CALLS] + spans  # a model call's answer names it best
-    models = (s["attrs"].get("gen_ai.response.model") or s["attrs"].get("gen_ai.request.model") for s in calls)
+    models = (
+        s["attrs"].get("gen_ai.response.model")
+        or s["attrs"].get("gen_ai.request.model")
+        or s["attrs"].get("llm.model_name")
+        for s in calls
+    )
     model = next((m for m in models if isinstance(m, str)), None)
     task = head["attrs"].get("gen_ai.prompt") or head["attrs"].get("gen_ai.input.messages")
-    task = task or head["attrs"].get("input.value")
+    task = task or head["attrs"].get("input.value") or _first_user_text(calls)
     builder.start(
         task=_text(task),
         model=model if isinstance(model, str) else None,
@@ -254,6 +281,9 @@ def _episode(trace: str, spans: list[dict[str, Any]], origin: Origin) -> list[di
             if failure is not None:
                 step.error_class, step.error = failure
                 step.outcome = "timeout" if step.error_class == "Timeout" else None
+                status = _EXIT_STATUS.search(step.error)  # Python's CalledProcessError states it
+                if status:
+                    step.extra["exit_code"] = int(status.group(1))
             if isinstance(attrs.get("gen_ai.tool.call.id"), str):
                 step.extra["tool_call_id"] = attrs["gen_ai.tool.call.id"]
         else:

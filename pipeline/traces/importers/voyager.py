@@ -17,7 +17,8 @@ retries a task up to its retry limit). Failures:
   read properties of null`` a ``TypeError``);
 * a chat line in which a control primitive reports that it could not act ("I cannot make X because I need: ...",
   "No X nearby, please explore first") is ``ActionFailed`` (the code ran on; the critic sees it as feedback);
-* an empty event list is a ``SchemaViolation`` (the reply had no parsable code);
+* an empty event list is a ``SchemaViolation`` (the reply had no parsable code); an event of a type other than
+  ``onChat`` / ``onError`` / ``onSave`` / ``observe`` is reported (file, ``/<index>``) and skipped;
 * the episode is ``success`` when the task is in ``completed_tasks.json`` (its last attempt), ``failure`` when it is
   in ``failed_tasks.json`` or was attempted again later, and ``aborted`` when neither list names it (the run
   stopped or crashed during the task).
@@ -133,6 +134,8 @@ def execution_step(events: Any, task: str, where: str, file: str, bad: list[BadL
             status = event.get("status")
             if isinstance(status, dict) and isinstance(status.get("elapsedTime"), int | float):
                 step.extra["elapsed_ticks"] = status["elapsedTime"]
+        elif kind != "onSave" and kind != "onChat":
+            bad.append(BadLine(file=file, line=1, reason=f"{where}/{index}: unknown event type {kind!r}; skipped"))
     step.observation = "\n".join(chat + errors)
     if errors:
         step.error_class, step.error = _classify_error(errors[0])
