@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from phasef_tui.commands._common import add_json_arg
+from phasef_tui.commands._common import add_json_arg, help_when_bare
 from phasef_tui.commands._trace_report import LIST_LIMIT, render_analysis, render_folder_summary, write_analysis_json
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Work with dirty traces: import other agents' formats, analyze, view.",
     )
     trace_sub = parser.add_subparsers(dest="trace_command", metavar="SUBCOMMAND")
-    parser.set_defaults(func=lambda _args: _usage(parser))
+    help_when_bare(parser)
 
     imp = trace_sub.add_parser(
         "import",
@@ -91,11 +91,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     view.add_argument("--follow", action="store_true", help="keep following the file as it grows")
     view.add_argument("--from", dest="fmt", metavar="FORMAT", help=FORMAT_HELP)
     view.set_defaults(func=_view)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
 
 
 def _unknown_format(command: str, fmt: str | None) -> int | None:

@@ -14,6 +14,7 @@ from widgets.screen_tabs import ScreenTabs
 if TYPE_CHECKING:
     from phasef_tui.app import PhasefApp
     from phasef_tui.data_source import DataSource
+    from phasef_tui.sessions_source import SessionsSource
 
 
 class PhasefScreen(Screen[None]):
@@ -79,3 +80,15 @@ class PhasefScreen(Screen[None]):
         if self.view_ready:  # (the first resume may come before the mount; on_mount draws then)
             self.draw_tabs()
             self.refresh_view({"all"})
+
+
+class SessionsListScreen(PhasefScreen):
+    """A screen of the sessions browser (``phasef sessions``): its source lists the sessions folder."""
+
+    @property
+    def sessions(self) -> SessionsSource:
+        from phasef_tui.sessions_source import SessionsSource
+
+        source = self.source
+        assert isinstance(source, SessionsSource)
+        return source

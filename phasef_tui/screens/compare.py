@@ -8,24 +8,18 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from phasef_tui.keys import bindings
-from phasef_tui.screens.base import PhasefScreen
-from phasef_tui.sessions_source import CHANGED_COMPARISON, SessionsSource
+from phasef_tui.screens.base import SessionsListScreen
+from phasef_tui.sessions_source import CHANGED_COMPARISON
 from widgets.cross_table import render_body, render_head
 
 
-class CompareScreen(PhasefScreen):
+class CompareScreen(SessionsListScreen):
     SCREEN_NAME = "Compare"
     DEFAULT_CSS = """
     #compare-head { height: auto; max-height: 4; background: $boost; }
     #compare-scroll { height: 1fr; }
     """
     BINDINGS = bindings("compare")
-
-    @property
-    def sessions(self) -> SessionsSource:
-        source = self.source
-        assert isinstance(source, SessionsSource)
-        return source
 
     def compose(self) -> ComposeResult:
         yield from self.compose_tabs()
