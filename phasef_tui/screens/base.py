@@ -21,6 +21,8 @@ class PhasefScreen(Screen[None]):
     """A main screen (one mode of the app). Subclasses compose their body and implement ``refresh_view``."""
 
     SCREEN_NAME: ClassVar[str] = ""
+    FOCUS: ClassVar[str] = ""
+    """The id of the widget that has the focus when the screen opens (none when empty)."""
     view_ready = False
     """True once the screen's widgets are mounted: frames before that are skipped, not drawn into nothing."""
 
@@ -71,6 +73,8 @@ class PhasefScreen(Screen[None]):
         return [(display_key(effective_key(a, keymap)).split(" / ")[0], a.description) for a in actions if a.show]
 
     def on_mount(self) -> None:
+        if self.FOCUS:
+            self.query_one(f"#{self.FOCUS}").focus()
         self.view_ready = True  # (Textual calls this after the subclass's own on_mount)
         self.query_one("#keys", KeyHints).show(self.key_hints())
         self.draw_tabs()

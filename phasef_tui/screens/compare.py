@@ -15,6 +15,7 @@ from widgets.cross_table import render_body, render_head
 
 class CompareScreen(SessionsListScreen):
     SCREEN_NAME = "Compare"
+    FOCUS = "compare-scroll"
     DEFAULT_CSS = """
     #compare-head { height: auto; max-height: 4; background: $boost; }
     #compare-scroll { height: 1fr; }
@@ -27,9 +28,6 @@ class CompareScreen(SessionsListScreen):
         with VerticalScroll(id="compare-scroll"):
             yield Static(id="compare-body")
         yield from self.compose_footer()
-
-    def on_mount(self) -> None:
-        self.query_one("#compare-scroll").focus()
 
     def refresh_view(self, changed: set[str]) -> None:
         if not ({"all", CHANGED_COMPARISON} & changed):

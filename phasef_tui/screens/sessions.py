@@ -18,6 +18,7 @@ from widgets.theme import themed
 
 class SessionsScreen(SessionsListScreen):
     SCREEN_NAME = "Sessions"
+    FOCUS = "sessions-table"
     DEFAULT_CSS = """
     #sessions-status { height: 1; background: $boost; }
     #sessions-table { height: 1fr; }
@@ -34,9 +35,6 @@ class SessionsScreen(SessionsListScreen):
         yield StatusLine(id="sessions-status")
         yield SessionsTable(id="sessions-table")
         yield from self.compose_footer()
-
-    def on_mount(self) -> None:
-        self.query_one("#sessions-table").focus()
 
     def refresh_view(self, changed: set[str]) -> None:
         if not ({"all", CHANGED_SESSIONS} & changed):
