@@ -72,8 +72,9 @@ needs = ["work"]
 
 
 def phasef(
-    *args: str, cwd: Path, timeout: float = 120, env: dict[str, str] | None = None
+    *args: str, cwd: Path, timeout: float = 120, env: dict[str, str] | None = None, stdin: int | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """``phasef ARGS`` in ``cwd``, its output captured (``stdin``: e.g. ``subprocess.DEVNULL``; default inherited)."""
     return subprocess.run(
         [sys.executable, "-m", "phasef_tui.cli", *args],
         cwd=cwd,
@@ -81,6 +82,7 @@ def phasef(
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
+        stdin=stdin,
     )
 
 
