@@ -94,15 +94,15 @@ def chain_doc(trace: str, name: str, lines: Sequence[int], records: Sequence[Any
     }
 
 
+def _markdown_head(title: str, trace: str, size: str) -> list[str]:
+    """The title of an exported Markdown file, then the trace it came from and how much of it."""
+    return [f"# {title}", "", f"- trace: `{trace}`", size]
+
+
 def chain_markdown(doc: dict[str, Any]) -> str:
-    out = [
-        f"# Recovery chain `{doc['chain']}`",
-        "",
-        f"- trace: `{doc['trace']}`",
-        f"- ticks: {doc['ticks']}, ends: **{doc['ends'] or 'open'}**"
-        + (f", recovered by: {', '.join(doc['recovery'])}" if doc["recovery"] else ""),
-        "",
-    ]
+    recovered = f", recovered by: {', '.join(doc['recovery'])}" if doc["recovery"] else ""
+    size = f"- ticks: {doc['ticks']}, ends: **{doc['ends'] or 'open'}**{recovered}"
+    out = [*_markdown_head(f"Recovery chain `{doc['chain']}`", doc["trace"], size), ""]
     for n, tick in enumerate(doc["records"], 1):
         rec = tick["record"]
         out.append(f"## {n}. line {tick['line']}")
@@ -231,13 +231,8 @@ def slice_doc(
 
 def slice_markdown(doc: dict[str, Any]) -> str:
     scope = ", ".join(doc["filters"]) or "all records"
-    out = [
-        f"# Trace slice: {scope}",
-        "",
-        f"- trace: `{doc['trace']}`",
-        f"- records: {doc['records_exported']:,}"
-        + (f" of {doc['records_in_slice']:,} (cut at {SLICE_LIMIT:,})" if doc["truncated"] else ""),
-    ]
+    cut = f" of {doc['records_in_slice']:,} (cut at {SLICE_LIMIT:,})" if doc["truncated"] else ""
+    out = _markdown_head(f"Trace slice: {scope}", doc["trace"], f"- records: {doc['records_exported']:,}{cut}")
     out += ["", "| line | kind | episode | tick | actor | outcome | error | chain | recovery |"]
     out.append("|---:|---|---|---:|---|---|---|---|---|")
     for item in doc["records"]:

@@ -86,12 +86,8 @@ def _plain_line(raw: dict[str, Any], session: str, where: str | None = None) -> 
         case events.StepFailed(payload=p):
             retry = f"; retry in {p.retry_in_s} s" if p.retry_in_s is not None else ""
             return f"{key}: FAILED attempt {att}: {p.error}{retry}"
-        case events.StepSkipped(payload=p):
-            return f"{key}: skipped ({p.reason})"
-        case events.StepBlocked(payload=p):
-            return f"{key}: blocked ({p.reason})"
-        case events.StepCancelled(payload=p):
-            return f"{key}: cancelled ({p.reason})"
+        case events.StepSkipped(payload=p) | events.StepBlocked(payload=p) | events.StepCancelled(payload=p):
+            return f"{key}: {ev.type.removeprefix('step_')} ({p.reason})"  # skipped, blocked or cancelled, and why
         case events.StepRetryRequested(payload=p):
             return f"{key}: retry requested by {p.operator}" + (f": {p.reason}" if p.reason else "")
         case events.GateOpened(payload=p):

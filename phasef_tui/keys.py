@@ -37,6 +37,26 @@ class KeyAction:
     priority: bool = False
 
 
+def _screen(key: str, name: str, description: str) -> KeyAction:
+    return KeyAction(f"app.{name}", key, f"app.show_screen('{name}')", description, show=False)
+
+
+def _replay(name: str, key: str, arg: str, description: str) -> KeyAction:
+    return KeyAction(f"app.replay.{name}", key, f"app.replay('{arg}')", f"Replay: {description}", show=False)
+
+
+def _filter(kind: str, key: str, description: str) -> KeyAction:
+    return KeyAction(f"traces.filter.{kind}", key, f"toggle_filter('{kind}')", f"Filter {description}", show=False)
+
+
+def _exports(scope: str, what: str) -> tuple[KeyAction, KeyAction]:
+    """``e`` and ``E``: the screen's current item (or slice) written as Markdown and as JSON."""
+    return (
+        KeyAction(f"{scope}.export_md", "e", "export('md')", f"Export {what} as Markdown", show=False),
+        KeyAction(f"{scope}.export_json", "E", "export('json')", f"Export {what} as JSON", show=False),
+    )
+
+
 SCREEN_NAMES = {
     "dashboard": "Dashboard",
     "traces": "Traces",
@@ -48,26 +68,22 @@ SCREEN_NAMES = {
 }
 
 APP_KEYS = (
-    KeyAction("app.dashboard", "1", "app.show_screen('dashboard')", "Dashboard", show=False),
-    KeyAction("app.traces", "2", "app.show_screen('traces')", "Traces", show=False),
-    KeyAction("app.chains", "3", "app.show_screen('chains')", "Recovery chains", show=False),
-    KeyAction("app.audit", "4", "app.show_screen('audit')", "Audit", show=False),
-    KeyAction("app.report", "5", "app.show_screen('report')", "Report", show=False),
-    KeyAction("app.sessions", "6", "app.show_screen('sessions')", "Sessions", show=False),
-    KeyAction("app.compare", "7", "app.show_screen('compare')", "Compare", show=False),
-    KeyAction("app.replay.prev_event", "comma", "app.replay('prev')", "Replay: previous event", show=False),
-    KeyAction("app.replay.next_event", "full_stop", "app.replay('next')", "Replay: next event", show=False),
-    KeyAction(
-        "app.replay.prev_mark", "less_than_sign", "app.replay('prev_mark')", "Replay: previous landmark", show=False
-    ),
-    KeyAction(
-        "app.replay.next_mark", "greater_than_sign", "app.replay('next_mark')", "Replay: next landmark", show=False
-    ),
-    KeyAction("app.replay.kind", "m", "app.replay('kind')", "Replay: landmark kind to jump to", show=False),
-    KeyAction("app.replay.play", "z", "app.replay('play')", "Replay: play / pause", show=False),
-    KeyAction("app.replay.speed", "Z", "app.replay('speed')", "Replay: speed 1x/10x/100x", show=False),
-    KeyAction("app.replay.time", "J", "app.replay('time')", "Replay: jump to a time", show=False),
-    KeyAction("app.replay.live", "F", "app.replay('live')", "Replay: back to live", show=False),
+    _screen("1", "dashboard", "Dashboard"),
+    _screen("2", "traces", "Traces"),
+    _screen("3", "chains", "Recovery chains"),
+    _screen("4", "audit", "Audit"),
+    _screen("5", "report", "Report"),
+    _screen("6", "sessions", "Sessions"),
+    _screen("7", "compare", "Compare"),
+    _replay("prev_event", "comma", "prev", "previous event"),
+    _replay("next_event", "full_stop", "next", "next event"),
+    _replay("prev_mark", "less_than_sign", "prev_mark", "previous landmark"),
+    _replay("next_mark", "greater_than_sign", "next_mark", "next landmark"),
+    _replay("kind", "m", "kind", "landmark kind to jump to"),
+    _replay("play", "z", "play", "play / pause"),
+    _replay("speed", "Z", "speed", "speed 1x/10x/100x"),
+    _replay("time", "J", "time", "jump to a time"),
+    _replay("live", "F", "live", "back to live"),
     KeyAction("app.help", "question_mark,f1", "app.help", "Help"),
     KeyAction("app.palette", "ctrl+p", "app.command_palette", "Commands", show=False, priority=True),
     KeyAction("app.quit", "q", "app.quit", "Quit"),
@@ -89,20 +105,17 @@ SCREEN_KEYS: dict[str, tuple[KeyAction, ...]] = {
         KeyAction("traces.next_match", "n", "find(True)", "Next match", show=False),
         KeyAction("traces.prev_match", "N", "find(False)", "Previous match", show=False),
         KeyAction("traces.chain", "c", "jump_to_chain", "Its chain"),
-        KeyAction("traces.filter.death", "d", "toggle_filter('death')", "Filter deaths", show=False),
-        KeyAction("traces.filter.recovery", "r", "toggle_filter('recovery')", "Filter recoveries", show=False),
-        KeyAction("traces.filter.trap", "t", "toggle_filter('trap')", "Filter traps", show=False),
-        KeyAction(
-            "traces.filter.schema_error", "s", "toggle_filter('schema_error')", "Filter schema errors", show=False
-        ),
-        KeyAction("traces.filter.thrash", "h", "toggle_filter('thrash')", "Filter thrashing", show=False),
-        KeyAction("traces.filter.deadlock", "l", "toggle_filter('deadlock')", "Filter deadlocks", show=False),
+        _filter("death", "d", "deaths"),
+        _filter("recovery", "r", "recoveries"),
+        _filter("trap", "t", "traps"),
+        _filter("schema_error", "s", "schema errors"),
+        _filter("thrash", "h", "thrashing"),
+        _filter("deadlock", "l", "deadlocks"),
         KeyAction("traces.filter.clear", "a", "clear_filters", "All records", show=False),
         KeyAction("traces.file", "o", "next_file", "Next trace file", show=False),
         KeyAction("traces.close", "escape", "close_panes", "Close pane", show=False),
         KeyAction("traces.copy", "y", "copy", "Copy record"),
-        KeyAction("traces.export_md", "e", "export('md')", "Export slice as Markdown", show=False),
-        KeyAction("traces.export_json", "E", "export('json')", "Export slice as JSON", show=False),
+        *_exports("traces", "slice"),
     ),
     "chains": (
         KeyAction("chains.next_tick", "right,n", "step(1)", "Next tick", priority=True),
@@ -116,8 +129,7 @@ SCREEN_KEYS: dict[str, tuple[KeyAction, ...]] = {
         KeyAction("chains.to_trace", "t", "to_trace", "Show in trace"),
         KeyAction("chains.list", "L", "toggle_list", "Chain list", show=False),
         KeyAction("chains.copy", "y", "copy", "Copy chain", show=False),
-        KeyAction("chains.export_md", "e", "export('md')", "Export chain as Markdown", show=False),
-        KeyAction("chains.export_json", "E", "export('json')", "Export chain as JSON", show=False),
+        *_exports("chains", "chain"),
     ),
     "audit": (
         KeyAction("audit.approve", "a", "decide('go')", "Approve"),
@@ -125,8 +137,7 @@ SCREEN_KEYS: dict[str, tuple[KeyAction, ...]] = {
         KeyAction("audit.next_gate", "right_square_bracket", "gate(1)", "Next gate"),
         KeyAction("audit.prev_gate", "left_square_bracket", "gate(-1)", "Prev gate", show=False),
         KeyAction("audit.copy", "y", "copy", "Copy verdict"),
-        KeyAction("audit.export_md", "e", "export('md')", "Export verdict as Markdown", show=False),
-        KeyAction("audit.export_json", "E", "export('json')", "Export verdict as JSON", show=False),
+        *_exports("audit", "verdict"),
     ),
     "report": (
         KeyAction("report.next_plot", "p", "next_plot(1)", "Next plot"),

@@ -13,7 +13,7 @@ import threading
 from array import array
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from pipeline.traces.index import FILTER_FLAGS, LineError, LRUCache, TraceIndex
 from pipeline.watch import FileWatch
@@ -38,6 +38,31 @@ def _float(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
+
+
+class _TickFields(TypedDict):
+    episode: str | None
+    tick: int | None
+    actor: str | None
+    outcome: str | None
+    error_class: str | None
+    recovery: str | None
+    latency_s: float | None
+    context_chars: int | None
+
+
+def _tick_fields(rec: dict[str, Any]) -> _TickFields:
+    """The fields of a record that both a stream row and a chain step show, typed as they show them."""
+    return _TickFields(
+        episode=_str(rec.get("episode")),
+        tick=_int(rec.get("tick")),
+        actor=_str(rec.get("actor")),
+        outcome=_str(rec.get("outcome")),
+        error_class=_str(rec.get("error_class")),
+        recovery=_str(rec.get("recovery")),
+        latency_s=_float(rec.get("latency_s")),
+        context_chars=_int(rec.get("context_chars")),
+    )
 
 
 def schema_problems(obj: dict[str, Any]) -> tuple[str, ...]:
@@ -276,16 +301,9 @@ class FeedRows:
             line=line,
             kind=str(rec.get("kind", "?")),
             flags=flags,
-            episode=_str(rec.get("episode")),
-            tick=_int(rec.get("tick")),
-            actor=_str(rec.get("actor")),
-            outcome=_str(rec.get("outcome")),
-            error_class=_str(rec.get("error_class")),
+            **_tick_fields(rec),
             chain=_str(rec.get("chain_id")),
             chain_role=_str(rec.get("chain_role")),
-            recovery=_str(rec.get("recovery")),
-            latency_s=_float(rec.get("latency_s")),
-            context_chars=_int(rec.get("context_chars")),
             match=match,
         )
 
@@ -348,16 +366,9 @@ class FeedChains:
             position=position,
             length=len(lines),
             line=line,
-            episode=_str(rec.get("episode")),
-            tick=_int(rec.get("tick")),
-            actor=_str(rec.get("actor")),
+            **_tick_fields(rec),
             role=_str(rec.get("chain_role")),
-            recovery=_str(rec.get("recovery")),
-            outcome=_str(rec.get("outcome")),
-            error_class=_str(rec.get("error_class")),
             trap=_str(rec.get("trap")),
-            latency_s=_float(rec.get("latency_s")),
-            context_chars=_int(rec.get("context_chars")),
             context=[m for m in context if isinstance(m, dict)] if isinstance(context, list) else None,
             raw_output=_str(rec.get("raw_output")),
             action=action if isinstance(action, dict) else None,

@@ -7,29 +7,24 @@ import os
 import signal
 from pathlib import Path
 
-from tests.spine_helpers import has_event, journal_events, phasef, spawn, wait_for, write_plan
+from tests.spine_helpers import (
+    MAKE_AND_GATE_PLAN,
+    approve,
+    has_event,
+    journal_events,
+    phasef,
+    spawn,
+    wait_for,
+    write_plan,
+)
 
-PLAN = """
-[stages.A]
-title = "A"
-
-[stages.A.steps.make]
-kind = "shell"
-command = "echo evidence > e.txt"
-outputs = ["e.txt"]
-
-[stages.A.steps.gate]
-kind = "gate"
-needs = ["make"]
-evidence = ["e.txt"]
-timeout = {timeout}
-"""
+PLAN = MAKE_AND_GATE_PLAN
 
 
 def _approve(session: str, gate: str, who: str, cwd: Path, decision: str = "go"):  # type: ignore[no-untyped-def]
     # a one-gate plan has no comparison nor audit: its GO is an override of the unmet pass criteria
     override = ("--override",) if decision == "go" else ()
-    return phasef("approve", session, gate, "--decision", decision, "--as", who, "--reason", "late", *override, cwd=cwd)
+    return approve(cwd, session, gate, decision, who, "late", *override)
 
 
 def test_a_late_approval_of_a_decided_gate_names_who_decided_it_and_when(tmp_path: Path) -> None:
@@ -37,10 +32,7 @@ def test_a_late_approval_of_a_decided_gate_names_who_decided_it_and_when(tmp_pat
     session = tmp_path / "sessions" / "d"
     proc = spawn("run", "--headless", "--session", "d", cwd=tmp_path)
     wait_for(lambda: has_event(session, "gate_opened", "A.gate"), 30, "the gate")
-    r = phasef(
-        "approve", "d", "A.gate", "--decision", "go", "--as", "alice", "--reason", "looks right", "--override",
-        cwd=tmp_path,
-    )  # fmt: skip
+    r = approve(tmp_path, "d", "A.gate", "go", "alice", "looks right", "--override")
     assert r.returncode == 0, r.stderr
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 4, out  # GO-OVERRIDE

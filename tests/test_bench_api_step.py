@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.bench.api_step import run
 from pipeline.jobs.context import ServiceInfo, StepContext, StepFailed
+from tests.step_helpers import step_context
 
 KEY = "sk-hosted-secret-42"
 
@@ -57,19 +58,8 @@ def hosted() -> Iterator[dict[str, Any]]:
 
 def _ctx(tmp_path: Path, params: dict[str, Any], services: dict[str, ServiceInfo] | None = None) -> StepContext:
     art = tmp_path / "artifacts"
-    art.mkdir(exist_ok=True)
-    return StepContext(
-        session_id="s",
-        session_dir=tmp_path,
-        project_dir=tmp_path,
-        stage="A",
-        step="baseline",
-        kind="api",
-        attempt=1,
-        artifacts_dir=art,
-        params=params,
-        services=services or {},
-    )
+    return step_context(tmp_path, "A", "baseline", params, kind="api", project=tmp_path, artifacts=art, create=True,
+                        services=services or {})  # fmt: skip
 
 
 def test_hosted_api_with_a_key_from_the_environment(

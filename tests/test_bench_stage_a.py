@@ -26,23 +26,12 @@ from pipeline.jobs.context import EVENT_PREFIX, ServiceInfo, StepContext
 from pipeline.models.tiny import init_step
 from pipeline.report.eval_report import Gate
 from pipeline.serve import MlxServe
+from tests.step_helpers import step_context
 
 
 def _ctx(session: Path, step: str, kind: str, params: dict[str, Any], services: dict[str, ServiceInfo]) -> StepContext:
-    art = session / "artifacts" / "A" / step
-    art.mkdir(parents=True, exist_ok=True)
-    return StepContext(
-        session_id="sess",
-        session_dir=session,
-        project_dir=session.parent,
-        stage="A",
-        step=step,
-        kind=kind,
-        attempt=1,
-        artifacts_dir=art,
-        params=params,
-        services=services,
-    )
+    return step_context(session, "A", step, params, kind=kind, project=session.parent, create=True, session_id="sess",
+                        services=services)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

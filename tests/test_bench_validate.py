@@ -11,6 +11,7 @@ from pipeline.bench.validate import validate_files, validate_step
 from pipeline.config import load_config
 from pipeline.jobs.context import StepContext, StepFailed
 from pipeline.report.eval_report import Gate, build_report, write_report
+from tests.step_helpers import step_context
 
 try:  # tests/ may or may not be a package, depending on how pytest is started
     from tests.test_bench_report import sample_records, write
@@ -37,19 +38,7 @@ def pair(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _ctx(tmp_path: Path, params: dict[str, object]) -> StepContext:
-    art = tmp_path / "art"
-    art.mkdir(exist_ok=True)
-    return StepContext(
-        session_id="s",
-        session_dir=tmp_path,
-        project_dir=tmp_path,
-        stage="A",
-        step="validate",
-        kind="builtin",
-        attempt=1,
-        artifacts_dir=art,
-        params=params,
-    )
+    return step_context(tmp_path, "A", "validate", params, project=tmp_path, artifacts=tmp_path / "art", create=True)
 
 
 def test_a_consistent_pair_is_valid(pair: tuple[Path, Path]) -> None:

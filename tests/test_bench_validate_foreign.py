@@ -14,6 +14,7 @@ from pipeline.bench.validate import phasef_report, validate_step
 from pipeline.jobs.context import StepContext, StepFailed
 from pipeline.report.eval_report import Gate, write_report
 from pipeline.traces.importers import import_trace
+from tests.step_helpers import step_context
 
 GATE = Gate(5, 1000, 10.0, 2, True)
 # the same gate as the step's params (phasef judges by the step's gate, and the runner's report must agree)
@@ -29,19 +30,7 @@ CODEX = next((FOREIGN / "codex" / "sessions").rglob("rollout-*.jsonl"))  # the h
 
 
 def _ctx(tmp_path: Path, params: dict[str, object]) -> StepContext:
-    art = tmp_path / "art"
-    art.mkdir(exist_ok=True)
-    return StepContext(
-        session_id="s",
-        session_dir=tmp_path,
-        project_dir=tmp_path,
-        stage="A",
-        step="validate",
-        kind="builtin",
-        attempt=1,
-        artifacts_dir=art,
-        params=params,
-    )
+    return step_context(tmp_path, "A", "validate", params, project=tmp_path, artifacts=tmp_path / "art", create=True)
 
 
 def _runner_output(tmp_path: Path) -> tuple[Path, Path]:

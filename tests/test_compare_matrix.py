@@ -11,23 +11,14 @@ from pipeline.jobs.context import StepContext, StepFailed
 from pipeline.report.compare import METRICS
 from pipeline.report.eval_report import compute_metrics
 from pipeline.report.matrix import matrix_step
+from tests.step_helpers import step_context
 from tests.test_compare_report import baseline_specs, finetuned_specs, write_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def ctx(session: Path, params: dict[str, object]) -> StepContext:
-    return StepContext(
-        session_id="s",
-        session_dir=session,
-        project_dir=ROOT,
-        stage="E",
-        step="matrix",
-        kind="builtin",
-        attempt=1,
-        artifacts_dir=session / "artifacts" / "E" / "matrix",
-        params=params,
-    )
+    return step_context(session, "E", "matrix", params)
 
 
 def test_discovers_every_run_and_flags_the_odd_ones(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.jobs.context import StepContext, StepFailed
+from pipeline.jobs.context import StepFailed
 from pipeline.report.compare import (
     CompareParams,
     build_comparison,
@@ -25,6 +25,7 @@ from pipeline.report.compare import (
 )
 from pipeline.report.eval_report import Gate, build_report, write_report
 from pipeline.traces.schema import EpisodeEnd, EpisodeStart, Tick
+from tests.step_helpers import step_context
 
 ROOT = Path(__file__).resolve().parents[1]
 GATE = Gate(
@@ -296,17 +297,7 @@ def test_refuses_runs_that_were_not_judged_alike(tmp_path: Path, fine_kwargs: di
     write_eval(tmp_path / "base", baseline_specs(6), seed=1)
     write_eval(tmp_path / "fine", finetuned_specs(6), seed=2, **fine_kwargs)
     session = tmp_path / "session"
-    ctx = StepContext(
-        session_id="s",
-        session_dir=session,
-        project_dir=ROOT,
-        stage="E",
-        step="compare",
-        kind="builtin",
-        attempt=1,
-        artifacts_dir=session / "artifacts" / "E" / "compare",
-        params=params(tmp_path / "base", tmp_path / "fine").model_dump(),
-    )
+    ctx = step_context(session, "E", "compare", params(tmp_path / "base", tmp_path / "fine").model_dump())
     with pytest.raises(StepFailed, match=f"refused to compare: {reason}"):
         compare_step(ctx)
     for folder in (session / "report", session / "artifacts" / "E" / "compare"):
@@ -336,17 +327,7 @@ def test_compare_step_writes_both_places_and_summarises(tmp_path: Path) -> None:
     write_eval(tmp_path / "base", baseline_specs(12), seed=1)
     write_eval(tmp_path / "fine", finetuned_specs(12), seed=2)
     session = tmp_path / "session"
-    ctx = StepContext(
-        session_id="s",
-        session_dir=session,
-        project_dir=ROOT,
-        stage="E",
-        step="compare",
-        kind="builtin",
-        attempt=1,
-        artifacts_dir=session / "artifacts" / "E" / "compare",
-        params=params(tmp_path / "base", tmp_path / "fine").model_dump(),
-    )
+    ctx = step_context(session, "E", "compare", params(tmp_path / "base", tmp_path / "fine").model_dump())
     summary = compare_step(ctx)
     assert summary["status"] == "compared" and summary["pairs"] == 12
     assert "latency_p50_s" in summary["better"] and "schema_violation_rate" in summary["beyond_noise"]

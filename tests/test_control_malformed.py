@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 
 from pipeline.control import MAX_LINE, socket_path
-from tests.spine_helpers import ONE_GATE_PLAN, has_event, spawn, wait_for, write_plan
+from tests.spine_helpers import ONE_GATE_PLAN, has_event, headless_run, wait_for, write_plan
 
 MALFORMED: list[tuple[bytes, object, str]] = [
     (b'{"v": 1, "id": 3, "op": "hel\xff\xfelo"}\n', 0, "not JSON"),
@@ -37,9 +37,7 @@ def _reply(sock: socket.socket, buf: bytearray) -> dict:  # type: ignore[type-ar
 
 def test_every_malformed_request_gets_an_error_reply_on_a_connection_that_stays_usable(tmp_path: Path) -> None:
     write_plan(tmp_path, ONE_GATE_PLAN)
-    proc = spawn("run", "--headless", "--plain", "--session", "m", cwd=tmp_path)
-    session = tmp_path / "sessions" / "m"
-    try:
+    with headless_run(tmp_path, "m", "--plain") as (proc, session):
         wait_for(lambda: has_event(session, "gate_opened", "B.release"), 60, "the gate to open")
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(30)
@@ -69,9 +67,5 @@ def test_every_malformed_request_gets_an_error_reply_on_a_connection_that_stays_
             )
             assert _reply(sock, bytearray())["ok"] is True
         out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 4, out  # GO-OVERRIDE: the GO was signed over unmet pass criteria
     assert "Traceback" not in out and "Unhandled exception" not in out and "Error" not in out, out

@@ -21,6 +21,7 @@ from pipeline.bench.prompt import (
 )
 from pipeline.jobs.context import StepContext
 from pipeline.traces.schema import SCHEMA_VERSION, parse_record
+from tests.step_helpers import step_context
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAT_TEMPLATE = (
@@ -299,20 +300,7 @@ def standard_trace(builder: TraceBuilder | None = None, episodes: int = 1) -> Tr
 def make_ctx(
     session: Path, step: str, params: dict[str, Any] | None = None, inputs: list[Path] | None = None
 ) -> StepContext:
-    artifacts = session / "artifacts" / "C" / step
-    artifacts.mkdir(parents=True, exist_ok=True)
-    return StepContext(
-        session_id="s-test",
-        session_dir=session,
-        project_dir=ROOT,
-        stage="C",
-        step=step,
-        kind="builtin",
-        attempt=1,
-        artifacts_dir=artifacts,
-        params=params or {},
-        inputs=inputs or [],
-    )
+    return step_context(session, "C", step, params or {}, create=True, session_id="s-test", inputs=inputs or [])
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

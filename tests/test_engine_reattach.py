@@ -19,6 +19,7 @@ from pipeline.jobs.executor import JobHandle, JobSpec
 from pipeline.jobs.local import WRAPPER, LocalExecutor, is_our_wrapper
 from pipeline.journal import Journal
 from pipeline.layout import SessionLayout
+from tests.cross_helpers import run_session
 
 PLAN = '[stages.A]\ntitle = "A"\n[stages.A.steps.work]\nkind = "shell"\ncommand = "echo done > work.txt"\n'
 
@@ -103,12 +104,7 @@ def test_a_journaled_handle_of_a_live_step_is_reattached(tmp_path: Path) -> None
         with Journal(session) as j:
             j.append("session_started", payload={"pid": 1, "plan": [{"stage": "A", "step": "work", "kind": "shell"}]})
             j.append("step_started", stage="A", step="work", attempt=1, payload={"pid": wrapper.pid, "handle": handle})
-        engine = Engine(parse_config(PLAN), session_dir=session, project_dir=tmp_path)
-        try:
-            result = asyncio.run(engine.run())
-        finally:
-            engine.journal.close()
-        assert result.exit_code == 0, result
+        run_session(tmp_path, session.name, PLAN)
         events = [json.loads(line) for line in (session / "journal.jsonl").read_text().splitlines()]
         reattached = [e for e in events if e["type"] == "step_reattached"]
         assert [e["payload"] for e in reattached] == [{"pid": wrapper.pid, "alive": True}]

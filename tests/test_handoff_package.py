@@ -18,6 +18,7 @@ from pipeline.jobs.context import StepContext, StepFailed
 from pipeline.train.handoff import build_step
 from pipeline.train.lora_config import lora_config, to_yaml
 from pipeline.train.params import TrainRecipe
+from tests.step_helpers import step_context
 from tests.test_train_runner import make_chat_data, make_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,17 +42,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def ctx_for(session: Path, params: dict[str, Any]) -> StepContext:
-    return StepContext(
-        session_id="s1",
-        session_dir=session,
-        project_dir=ROOT,
-        stage="D",
-        step="handoff",
-        kind="builtin",
-        attempt=1,
-        artifacts_dir=session / "artifacts" / "D" / "handoff",
-        params=params,
-    )
+    return step_context(session, "D", "handoff", params, session_id="s1")
 
 
 def build(session: Path, inputs: dict[str, Path], **extra: Any) -> dict[str, Any]:

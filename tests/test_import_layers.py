@@ -31,7 +31,7 @@ def test_the_canonical_importer_does_not_load_the_analysis(tmp_path: Path) -> No
 
 def test_control_clients_do_not_import_the_engine() -> None:
     """Not at module level and not inside a function either: ``ControlError`` lives in ``pipeline.errors``."""
-    clients = [ROOT / "phasef_tui" / "commands" / "approve.py", ROOT / "phasef_tui" / "session_source.py"]
+    clients = [ROOT / "phasef_tui" / "commands" / "approve.py", ROOT / "phasef_tui" / "supervisor_requests.py"]
     for path in clients:
         tree = ast.parse(path.read_text())
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}

@@ -12,6 +12,7 @@ from phasef_tui.cli import main
 from pipeline.bench.prompt import Action, PromptState, build_messages, render_action
 from pipeline.jobs.context import StepContext, StepFailed
 from pipeline.models.tiny import EOS_TOKEN, init_step, init_tiny
+from tests.step_helpers import step_context
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -63,17 +64,7 @@ def test_mlx_lm_loads_it_and_generates(models: tuple[Path, Path, Path]) -> None:
 
 
 def _ctx(tmp_path: Path, params: dict[str, object]) -> StepContext:
-    return StepContext(
-        session_id="s",
-        session_dir=tmp_path,
-        project_dir=tmp_path,
-        stage="A",
-        step="init_model",
-        kind="builtin",
-        attempt=1,
-        artifacts_dir=tmp_path,
-        params=params,
-    )
+    return step_context(tmp_path, "A", "init_model", params, project=tmp_path, artifacts=tmp_path)
 
 
 def test_init_step_creates_the_model_inside_the_session(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

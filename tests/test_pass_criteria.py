@@ -14,7 +14,7 @@ from typing import Any
 
 import tomli_w
 
-from tests.spine_helpers import has_event, journal_events, phasef, spawn, wait_for, write_plan
+from tests.spine_helpers import approve, has_event, headless_run, journal_events, phasef, wait_for, write_plan
 from tests.test_audit_support import DOUBLE
 from tests.test_compare_report import EpisodeSpec, baseline_specs, write_eval
 
@@ -111,9 +111,7 @@ def project(tmp_path: Path, first: list[str], second: list[str], *, final_overri
 
 
 def sign(tmp_path: Path, session: str, gate: str, decision: str, *extra: str) -> Any:
-    return phasef(
-        "approve", session, gate, "--decision", decision, "--as", "olga", "--reason", "read it", *extra, cwd=tmp_path
-    )
+    return approve(tmp_path, session, gate, decision, "olga", "read it", *extra)
 
 
 def status(tmp_path: Path, session: str) -> dict[str, Any]:
@@ -126,9 +124,7 @@ def criteria_by_id(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_both_auditors_go_ends_go_with_exit_0(tmp_path: Path) -> None:
     project(tmp_path, ["go", "go"], ["go", "go"])
-    proc = spawn("run", "--headless", "--plain", "--session", "s", cwd=tmp_path)
-    session = tmp_path / "sessions" / "s"
-    try:
+    with headless_run(tmp_path, "s", "--plain") as (proc, session):
         wait_for(lambda: has_event(session, "gate_opened", "B.gate"), 90, "the baseline gate")
         before = criteria_by_id(status(tmp_path, "s"))
         assert [c["met"] for c in before.values()] == [False, False, False]
@@ -148,10 +144,6 @@ def test_both_auditors_go_ends_go_with_exit_0(tmp_path: Path) -> None:
         r = sign(tmp_path, "s", "E.final-gate", "go")
         assert r.returncode == 0 and "OVERRIDE" not in r.stdout, r.stdout + r.stderr
         out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, out
     assert "run completed: final decision GO, exit 0" in out
     data = status(tmp_path, "s")
@@ -166,9 +158,7 @@ def test_go_over_an_invalid_audit_needs_override_and_ends_go_override(tmp_path: 
     # the baseline audit says NO-GO (an intermediate override: allowed, kept visible); the final primary answers
     # garbage, which is INVALID
     project(tmp_path, ["nogo", "garbage"], ["nogo", "go"])
-    proc = spawn("run", "--headless", "--plain", "--session", "s", cwd=tmp_path)
-    session = tmp_path / "sessions" / "s"
-    try:
+    with headless_run(tmp_path, "s", "--plain") as (proc, session):
         wait_for(lambda: has_event(session, "gate_opened", "B.gate"), 90, "the baseline gate")
         r = sign(tmp_path, "s", "B.gate", "go")
         assert r.returncode == 0 and "as an OVERRIDE of the audit verdict" in r.stdout, r.stdout + r.stderr
@@ -185,10 +175,6 @@ def test_go_over_an_invalid_audit_needs_override_and_ends_go_override(tmp_path: 
         assert r.returncode == 0, r.stderr
         assert "GO signed by olga as an OVERRIDE of unmet pass criteria: the run ends GO-OVERRIDE" in r.stdout
         out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 4, out
     assert "run completed: final decision GO-OVERRIDE, exit 4" in out
     data = status(tmp_path, "s")
@@ -241,9 +227,7 @@ def test_go_over_an_invalid_audit_needs_override_and_ends_go_override(tmp_path: 
 
 def test_final_override_false_refuses_the_go_even_with_override(tmp_path: Path) -> None:
     project(tmp_path, ["go", "garbage"], ["go", "go"], final_override=False)
-    proc = spawn("run", "--headless", "--plain", "--session", "s", cwd=tmp_path)
-    session = tmp_path / "sessions" / "s"
-    try:
+    with headless_run(tmp_path, "s", "--plain") as (proc, session):
         wait_for(lambda: has_event(session, "gate_opened", "B.gate"), 90, "the baseline gate")
         assert sign(tmp_path, "s", "B.gate", "go").returncode == 0
         wait_for(lambda: has_event(session, "gate_opened", "E.final-gate"), 120, "the final gate")
@@ -256,10 +240,6 @@ def test_final_override_false_refuses_the_go_even_with_override(tmp_path: Path) 
         r = sign(tmp_path, "s", "E.final-gate", "no-go")
         assert r.returncode == 0, r.stderr
         out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 3, out
     data = status(tmp_path, "s")
     assert data["final_decision"] == "NO-GO"

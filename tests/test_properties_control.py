@@ -18,17 +18,9 @@ from hypothesis import strategies as st
 from pipeline.config import parse_config
 from pipeline.control import ControlServer
 from pipeline.engine import Engine
+from tests.spine_helpers import work_then_gate_plan
 
-PLAN = """
-[stages.A]
-title = "A"
-[stages.A.steps.work]
-kind = "shell"
-command = "true"
-[stages.A.steps.gate]
-kind = "gate"
-needs = ["work"]
-"""
+PLAN = work_then_gate_plan("true")
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),

@@ -17,35 +17,14 @@ from pipeline.config import parse_config
 from pipeline.engine import Engine
 from pipeline.journal import read_journal
 from pipeline.replay import Timeline
+from tests.cross_helpers import tiny_eval_plan
 from tests.spine_helpers import phasef
 from tests.tmux_helpers import Tmux
 from widgets.timeline_bar import TimelineBar, render_timeline
 
-PLAN = """
-[project]
-name = "replay"
-
-[services.tiny]
-kind = "mlx_serve"
-start_timeout = 120
-params = { model = "models/tiny" }
-
-[stages.A]
-title = "Evaluation"
-sequential = true
-
-[stages.A.steps.init_model]
-kind = "builtin"
-function = "pipeline.models.tiny:init_step"
-params = { dir = "models/tiny", seed = 0 }
-outputs = ["models/tiny/config.json"]
-
-[stages.A.steps.eval]
-kind = "api"
-services = ["tiny"]
-params = { episodes = 5, seed = 1, emit_interval_s = 0.0, gate = { min_ticks = 0 } }
-outputs = ["artifacts/A/eval/eval_report.json", "artifacts/A/eval/dirty_trace.jsonl"]
-
+PLAN = (
+    tiny_eval_plan("replay", extra_params="emit_interval_s = 0.0, ")
+    + """
 [stages.B]
 title = "Checks"
 
@@ -61,6 +40,7 @@ needs = ["A"]
 kind = "gate"
 evidence = ["artifacts/A/eval/eval_report.json"]
 """
+)
 
 
 @pytest.fixture(scope="module")

@@ -10,23 +10,14 @@ from pipeline.jobs.context import StepContext
 from pipeline.report.compare import compare_step
 from pipeline.report.matrix import matrix_step
 from pipeline.report.paths import relative_text, session_relative
+from tests.step_helpers import step_context
 from tests.test_compare_report import baseline_specs, finetuned_specs, write_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def ctx(session: Path, step: str, params: dict[str, object]) -> StepContext:
-    return StepContext(
-        session_id="s",
-        session_dir=session,
-        project_dir=ROOT,
-        stage="E",
-        step=step,
-        kind="builtin",
-        attempt=1,
-        artifacts_dir=session / "artifacts" / "E" / step,
-        params=params,
-    )
+    return step_context(session, "E", step, params)
 
 
 def test_session_relative() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from pipeline.config import ConfigError, load_config
 from pipeline.fsio import NotARegularFile, open_regular, read_bytes_bounded
 from pipeline.traces.importers import detect_format, import_trace
 from pipeline.traces.reader import iter_records
+from tests.spine_helpers import phasef
 
 TIMEOUT = 30  # each command must answer long before this; a hang fails the test instead of blocking the run
 
@@ -36,14 +36,7 @@ def unix_socket(tmp_path: Path) -> Iterator[Path]:
 
 
 def _phasef(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "phasef_tui.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        stdin=subprocess.DEVNULL,
-    )
+    return phasef(*args, cwd=cwd, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
 
 
 @pytest.mark.parametrize(

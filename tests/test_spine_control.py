@@ -11,18 +11,9 @@ from pathlib import Path
 from pipeline.config import parse_config
 from pipeline.control import PROTOCOL_VERSION, ControlServer, subscribe
 from pipeline.engine import Engine
-from tests.spine_helpers import ROOT
+from tests.spine_helpers import ROOT, work_then_gate_plan
 
-PLAN = """
-[stages.A]
-title = "A"
-[stages.A.steps.work]
-kind = "shell"
-command = "echo one; echo two"
-[stages.A.steps.gate]
-kind = "gate"
-needs = ["work"]
-"""
+PLAN = work_then_gate_plan("echo one; echo two")
 
 
 async def _request(path: Path, obj: dict) -> dict:  # type: ignore[type-arg]

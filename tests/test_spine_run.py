@@ -10,7 +10,17 @@ import sys
 import time
 from pathlib import Path
 
-from tests.spine_helpers import ROOT, has_event, journal_events, phasef, spawn, wait_for, write_plan
+from tests.spine_helpers import (
+    MAKE_AND_GATE_PLAN,
+    ROOT,
+    approve,
+    has_event,
+    journal_events,
+    phasef,
+    spawn,
+    wait_for,
+    write_plan,
+)
 
 
 def _sample(tmp_path: Path) -> Path:
@@ -39,10 +49,7 @@ def test_sample_plan_gate_released_by_approve_from_another_process(tmp_path: Pat
         }
     ]
     # a decision without a reason, and one on an unknown gate, are refused
-    assert (
-        phasef("approve", "demo", "nope", "--decision", "go", "--as", "a", "--reason", "x", cwd=tmp_path).returncode
-        == 1
-    )
+    assert approve(tmp_path, "demo", "nope", "go", "a", "x").returncode == 1
     # the sample plan has no comparison and no audit: its GO overrides the pass criteria, and must say so
     sign = ("approve", "demo", "release", "--decision", "go", "--as", "alice", "--reason", "ok")
     r = phasef(*sign, cwd=tmp_path)
@@ -64,33 +71,20 @@ def test_sample_plan_gate_released_by_approve_from_another_process(tmp_path: Pat
     assert (session / "config.resolved.toml").exists()
     assert (session / "logs" / "A.flaky.1.log").read_text().strip() == "transient failure"
     # a second decision on a decided gate is refused from the journal: no supervisor runs any more
-    r = phasef("approve", "demo", "release", "--decision", "no-go", "--as", "bob", "--reason", "late", cwd=tmp_path)
+    r = approve(tmp_path, "demo", "release", "no-go", "bob", "late")
     assert r.returncode == 1 and "gate C.release is not waiting: decided by alice (go)" in r.stderr
 
 
-GATE_PLAN = """
-[project]
-name = "g"
-
-[stages.A]
-title = "A"
-
-[stages.A.steps.make]
-kind = "shell"
-command = "echo evidence > e.txt"
-outputs = ["e.txt"]
-
-[stages.A.steps.gate]
-kind = "gate"
-needs = ["make"]
-evidence = ["e.txt"]
-timeout = {timeout}
-
+GATE_PLAN = (
+    '[project]\nname = "g"\n'
+    + MAKE_AND_GATE_PLAN
+    + """
 [stages.A.steps.after]
 kind = "shell"
 command = "echo after > after.txt"
 needs = ["gate"]
 """
+)
 
 
 def test_no_go_exits_3_and_blocks_dependents(tmp_path: Path) -> None:
@@ -98,7 +92,7 @@ def test_no_go_exits_3_and_blocks_dependents(tmp_path: Path) -> None:
     proc = spawn("run", "--headless", "--session", "s", cwd=tmp_path)
     session = tmp_path / "sessions" / "s"
     wait_for(lambda: has_event(session, "gate_opened"), 30, "gate")
-    r = phasef("approve", "s", "A.gate", "--decision", "no-go", "--as", "carol", "--reason", "bad", cwd=tmp_path)
+    r = approve(tmp_path, "s", "A.gate", "no-go", "carol", "bad")
     assert r.returncode == 0, r.stderr
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 3, out
@@ -122,7 +116,7 @@ def test_changed_evidence_refuses_the_decision(tmp_path: Path) -> None:
     session = tmp_path / "sessions" / "e"
     wait_for(lambda: has_event(session, "gate_opened"), 30, "gate")
     (session / "e.txt").write_text("tampered\n")
-    r = phasef("approve", "e", "A.gate", "--decision", "go", "--as", "dave", "--reason", "ok", cwd=tmp_path)
+    r = approve(tmp_path, "e", "A.gate", "go", "dave", "ok")
     assert r.returncode == 1 and "evidence changed since the gate opened: e.txt" in r.stderr
     assert phasef("cancel", "e", "--as", "dave", cwd=tmp_path).returncode == 0
     out, _ = proc.communicate(timeout=30)
@@ -207,9 +201,7 @@ def test_sigkill_mid_step_then_resume(tmp_path: Path) -> None:
     assert (session / "quick.txt").stat().st_mtime_ns == quick_mtime  # the finished step did not run again
     assert [e["step"] for e in events if e["type"] == "step_started"].count("quick") == 1
     assert [e["step"] for e in events if e["type"] == "step_started"].count("long") == 1
-    r = phasef(
-        "approve", "k", "B.gate", "--decision", "go", "--as", "erin", "--reason", "ok", "--override", cwd=tmp_path
-    )
+    r = approve(tmp_path, "k", "B.gate", "go", "erin", "ok", "--override")
     assert r.returncode == 0, r.stderr
     wait_for(lambda: has_event(session, "step_started", "B.slow-after"), 30, "B.slow-after")
     _kill(proc)  # killed again, after the decision and during a step whose process we then kill too
@@ -241,19 +233,7 @@ def test_a_decided_gate_is_asked_again_only_when_its_evidence_changed(tmp_path: 
         if round_ != 1:
             opened = sum(e["type"] == "gate_opened" for e in journal_events(session))
             wait_for(lambda n=opened: sum(e["type"] == "gate_opened" for e in journal_events(session)) > n, 30, "gate")
-            r = phasef(
-                "approve",
-                "r",
-                "A.gate",
-                "--decision",
-                "go",
-                "--as",
-                "fay",
-                "--reason",
-                "ok",
-                "--override",
-                cwd=tmp_path,
-            )
+            r = approve(tmp_path, "r", "A.gate", "go", "fay", "ok", "--override")
             assert r.returncode == 0, r.stderr
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 4, out

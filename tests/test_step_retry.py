@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.control import ControlClient
 from pipeline.errors import ControlError
-from tests.spine_helpers import has_event, journal_events, phasef, spawn, wait_for, write_plan
+from tests.spine_helpers import approve, has_event, headless_run, journal_events, phasef, wait_for, write_plan
 
 RETRY_PLAN = """
 [stages.A]
@@ -46,9 +46,7 @@ def _state(session: Path, key: str) -> str:
 
 def test_retry_a_failed_step_and_cancel_a_running_one(tmp_path: Path) -> None:
     write_plan(tmp_path, RETRY_PLAN)
-    proc = spawn("run", "--headless", "--session", "x", cwd=tmp_path)
-    session = tmp_path / "sessions" / "x"
-    try:
+    with headless_run(tmp_path, "x") as (proc, session):
         wait_for(lambda: has_event(session, "step_blocked", "A.use"), 60, "the failed step to block its dependent")
         wait_for(lambda: has_event(session, "gate_opened", "B.release"), 60, "the gate to open")
         assert _state(session, "A.fetch") == "failed" and _state(session, "A.long") == "running"
@@ -78,15 +76,9 @@ def test_retry_a_failed_step_and_cancel_a_running_one(tmp_path: Path) -> None:
         assert r.returncode == 0, r.stderr
         wait_for(lambda: has_event(session, "step_succeeded", "A.long"), 60, "the cancelled step to run again")
 
-        r = phasef(
-            "approve", "x", "release", "--decision", "go", "--as", "ann", "--reason", "ok", "--override", cwd=tmp_path
-        )
+        r = approve(tmp_path, "x", "release", "go", "ann", "ok", "--override")
         assert r.returncode == 0, r.stderr
         out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 4, out  # GO-OVERRIDE: a one-gate plan has no comparison nor audit
     events = journal_events(session)
     asked = [e for e in events if e["type"] == "step_retry_requested"]

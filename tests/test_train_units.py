@@ -28,22 +28,13 @@ from pipeline.train.params import HandoffParams, TrainParams
 from pipeline.train.progress import PlainTextWriter, ProgressReporter, plain_stdout
 from pipeline.train.runner import with_lora_config
 from pipeline.train.stop import StopControl
+from tests.step_helpers import step_context
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def ctx(tmp_path: Path, params: dict[str, Any]) -> StepContext:
-    return StepContext(
-        session_id="s",
-        session_dir=tmp_path,
-        project_dir=ROOT,
-        stage="D",
-        step="train",
-        kind="mlx_train",
-        attempt=1,
-        artifacts_dir=tmp_path / "artifacts",
-        params=params,
-    )
+    return step_context(tmp_path, "D", "train", params, kind="mlx_train", artifacts=tmp_path / "artifacts")
 
 
 # -- params and recipe files ---------------------------------------------------------------------------------------

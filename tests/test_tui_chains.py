@@ -2,37 +2,31 @@
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable
 from pathlib import Path
 
-from rich.console import Console
-from textual.pilot import Pilot
 from textual.widgets import Static
 
 from phasef_tui.app import PhasefApp
 from phasef_tui.data_source import TraceFileSource
 from phasef_tui.screens.chains import ChainsScreen
 from phasef_tui.trace_feed import FeedChains, TraceFeed
-from tests.tui_helpers import append_records, many_ticks, open_feed, sample_records, tick, write_trace
+from tests.tui_helpers import (
+    append_records,
+    many_ticks,
+    open_feed,
+    plain_text,
+    sample_records,
+    tick,
+    until,
+    write_trace,
+)
 from widgets.chain_list import ChainList
 
 SIZE = (120, 36)
 
 
-async def until(pilot: Pilot[int], predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return True
-        await pilot.pause(0.05)
-    return predicate()
-
-
 def shown(app: PhasefApp) -> str:
-    body = app.screen.query_one("#chain-step-body", Static)
-    console = Console(width=160, record=True, file=io.StringIO())
-    console.print(body.content)
-    return console.export_text()
+    return plain_text(app.screen.query_one("#chain-step-body", Static).content, 160)
 
 
 def chains_app(path: Path, follow: bool = False) -> PhasefApp:

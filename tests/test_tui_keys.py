@@ -3,29 +3,17 @@ lists every key and the command palette offers the same actions."""
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable
 from pathlib import Path
 
-from rich.console import Console
 from textual.command import CommandPalette
-from textual.pilot import Pilot
 
 from phasef_tui.app import PhasefApp
 from phasef_tui.data_source import TraceFileSource
 from phasef_tui.keys import SCREEN_KEYS, all_actions, keymap_from_config, known_ids, load_keymap
 from phasef_tui.screens.help import HelpScreen, render_help
 from phasef_tui.trace_feed import TraceFeed
-from tests.tui_helpers import sample_records, write_trace
+from tests.tui_helpers import plain_text, sample_records, until, write_trace
 from widgets.trace_stream import TraceStream
-
-
-async def until(pilot: Pilot[int], predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return True
-        await pilot.pause(0.05)
-    return predicate()
 
 
 def test_every_key_has_a_unique_id() -> None:
@@ -56,9 +44,7 @@ def test_load_keymap_keeps_good_entries_and_names_bad_ones(tmp_path: Path) -> No
 
 
 def test_help_lists_every_id_and_shows_remapped_keys() -> None:
-    console = Console(width=200, record=True, file=io.StringIO())
-    console.print(render_help({"traces.follow": "F"}))
-    text = console.export_text()
+    text = plain_text(render_help({"traces.follow": "F"}), 200)
     for binding_id in known_ids():
         assert binding_id in text
     follow_line = next(line for line in text.splitlines() if "traces.follow" in line)

@@ -4,12 +4,8 @@ they follow a change of state at the frame rate."""
 from __future__ import annotations
 
 import dataclasses
-import io
-from collections.abc import Callable
 from pathlib import Path
 
-from rich.console import Console
-from textual.pilot import Pilot
 from textual.widget import Widget
 
 from phasef_tui.app import PhasefApp
@@ -17,7 +13,16 @@ from phasef_tui.screens.audit import AuditScreen
 from phasef_tui.screens.dashboard import DashboardScreen
 from phasef_tui.screens.reason import ReasonDialog
 from phasef_tui.screens.report import ReportScreen
-from tests.tui_helpers import FIXED_NOW, ConstructedSource, constructed_session, open_feed, sample_records, write_trace
+from tests.tui_helpers import (
+    FIXED_NOW,
+    ConstructedSource,
+    constructed_session,
+    open_feed,
+    plain_text,
+    sample_records,
+    until,
+    write_trace,
+)
 from widgets.plots import BarPlot, LinePlot
 from widgets.session_view import CriterionView, GateView, SessionView
 
@@ -25,18 +30,8 @@ SIZE = (80, 24)
 LOGS = {"B.audit": ("asking gemini", "asking claude", "verdict NO-GO"), "B.sign_off": ("waiting for alice",)}
 
 
-async def until(pilot: Pilot[int], predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return True
-        await pilot.pause(0.05)
-    return predicate()
-
-
 def text_of(widget: Widget, width: int = 120) -> str:
-    console = Console(width=width, record=True, file=io.StringIO())
-    console.print(widget.content)  # type: ignore[attr-defined]
-    return console.export_text()
+    return plain_text(widget.content, width)  # type: ignore[attr-defined]
 
 
 def app_for(source: ConstructedSource, initial: str) -> PhasefApp:

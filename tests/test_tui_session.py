@@ -4,7 +4,6 @@ logs, traces and the comparison found in the session folder, and decisions signe
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import signal
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
 from textual.pilot import Pilot
 
 from phasef_tui.app import PhasefApp
@@ -26,7 +24,8 @@ from phasef_tui.screens.override import OverrideDialog
 from phasef_tui.session_source import SessionSource, deltas_from
 from pipeline.journal import Journal
 from tests.spine_helpers import ONE_GATE_PLAN
-from tests.tui_helpers import sample_records, write_trace
+from tests.tui_helpers import plain_text, sample_records, write_trace
+from tests.tui_helpers import until as pilot_until
 
 PLAN = [
     {"stage": "A", "step": "eval", "kind": "api", "title": "baseline eval"},
@@ -256,17 +255,12 @@ def supervisor(tmp_path: Path) -> Iterator[Path]:
 
 
 def rendered(widget: Any) -> str:
-    console = Console(width=200, record=True, file=io.StringIO())
-    console.print(widget.content)
-    return console.export_text()
+    return plain_text(widget.content, 200)
 
 
 async def until(pilot: Pilot[int], predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return True
-        await pilot.pause(0.05)
-    return predicate()
+    """Longer than the shared wait by default: a real supervisor runs beside the app."""
+    return await pilot_until(pilot, predicate, timeout)
 
 
 async def test_approve_from_the_audit_screen_through_the_supervisor(supervisor: Path) -> None:

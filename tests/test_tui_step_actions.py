@@ -8,7 +8,7 @@ from pathlib import Path
 
 from phasef_tui.app import PhasefApp
 from phasef_tui.session_source import SessionSource
-from tests.spine_helpers import has_event, journal_events, phasef, spawn, wait_for, write_plan
+from tests.spine_helpers import approve, has_event, headless_run, journal_events, wait_for, write_plan
 from tests.test_step_retry import RETRY_PLAN
 
 
@@ -30,9 +30,7 @@ async def _select(pilot, screen, key: str) -> None:  # type: ignore[no-untyped-d
 
 async def test_dashboard_retry_and_cancel(tmp_path: Path) -> None:
     write_plan(tmp_path, RETRY_PLAN)
-    proc = spawn("run", "--headless", "--session", "x", cwd=tmp_path)
-    session = tmp_path / "sessions" / "x"
-    try:
+    with headless_run(tmp_path, "x") as (proc, session):
         wait_for(lambda: has_event(session, "step_blocked", "A.use"), 60, "the failed step")
         wait_for(lambda: has_event(session, "gate_opened", "B.release"), 60, "the gate")
 
@@ -68,15 +66,9 @@ async def test_dashboard_retry_and_cancel(tmp_path: Path) -> None:
             await pilot.pause(0.3)
             messages = [n.message for n in app._notifications]
             assert "A.fetch: retry requested by ann" in messages and "A.long: cancel requested by ann" in messages
-        r = phasef(
-            "approve", "x", "release", "--decision", "go", "--as", "ann", "--reason", "ok", "--override", cwd=tmp_path
-        )
+        r = approve(tmp_path, "x", "release", "go", "ann", "ok", "--override")
         assert r.returncode == 0, r.stderr
         out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 1, out  # A.long stayed cancelled
     events = journal_events(session)
     retry = [e for e in events if e["type"] == "step_retry_requested"]

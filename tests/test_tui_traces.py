@@ -3,13 +3,9 @@ detail pane, and the jump to a tick's recovery chain; on real trace files indexe
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from rich.console import Console
-from textual.pilot import Pilot
 from textual.widgets import Static
 
 from phasef_tui.app import PhasefApp
@@ -17,18 +13,10 @@ from phasef_tui.data_source import TraceFileSource
 from phasef_tui.screens.chains import ChainsScreen
 from phasef_tui.screens.traces import TracesScreen
 from phasef_tui.trace_feed import TraceFeed
-from tests.tui_helpers import append_records, many_ticks, sample_records, tick, write_trace
+from tests.tui_helpers import append_records, many_ticks, plain_text, sample_records, tick, until, write_trace
 from widgets.trace_stream import TraceStream
 
 SIZE = (100, 30)
-
-
-async def until(pilot: Pilot[int], predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return True
-        await pilot.pause(0.05)
-    return predicate()
 
 
 def make_app(path: Path, follow: bool = False) -> PhasefApp:
@@ -146,9 +134,7 @@ async def test_detail_pane_names_schema_problems(tmp_path: Path) -> None:
 
 def _plain(widget: Static) -> str:
     """What a Static shows (its rich renderable), as plain text."""
-    console = Console(width=200, record=True, file=io.StringIO())
-    console.print(widget.content)
-    return console.export_text()
+    return plain_text(widget.content, 200)
 
 
 async def test_jump_from_a_tick_to_its_recovery_chain_and_back(tmp_path: Path) -> None:

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
 
 from tests.tui_helpers import FIXED_NOW, constructed_session, session_with_comparison
+from tests.tui_helpers import plain_text as plain
 from widgets.delta_table import render_comparison, render_delta_table
 from widgets.headline import render_headline
 from widgets.log_tail import render_log_tail
 from widgets.session_view import DeltaRow, GateView, StageView, StepView
 from widgets.stage_board import clip_words, format_duration, render_stage_board, step_duration
 from widgets.verdict_card import render_decision, render_evidence, render_verdict
-
-
-def plain(renderable: Any, width: int = 100) -> str:
-    console = Console(width=width, record=True, file=io.StringIO())
-    console.print(renderable)
-    return console.export_text()
 
 
 def test_durations() -> None:

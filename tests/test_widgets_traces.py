@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import io
-from typing import Any
-
-from rich.console import Console
-
+from tests.tui_helpers import plain_text as plain
 from widgets.chain_list import ChainRow, format_chain_row
 from widgets.chain_stepper import TEXT_LIMIT, ChainStep, render_step
 from widgets.filter_bar import FilterState, compact_count, render_filters, render_status
 from widgets.record_detail import RecordView, render_record
 from widgets.screen_tabs import render_tabs
-
-
-def plain(renderable: Any, width: int = 100) -> str:
-    console = Console(width=width, record=True, file=io.StringIO())
-    console.print(renderable)
-    return console.export_text()
 
 
 def test_chain_step_shows_what_the_actor_saw_and_did() -> None:

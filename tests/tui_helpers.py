@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
+from rich.console import Console
 
 from phasef_tui.data_source import DataSource
 from phasef_tui.trace_feed import TraceFeed
@@ -146,6 +148,13 @@ async def until(pilot: Any, predicate: Any, timeout: float = 5.0) -> bool:
             return True
         await pilot.pause(0.05)
     return bool(predicate())
+
+
+def plain_text(renderable: Any, width: int = 100) -> str:
+    """A rich renderable (a widget's ``content``) as the plain text a terminal ``width`` columns wide shows."""
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
 
 
 def wait_for(predicate: Any, timeout: float = 5.0) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from textual_plotext import PlotextPlot
 
@@ -75,18 +76,24 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
 
 
+def _fresh(plot: PlotextPlot, title: str, xlabel: str, ylabel: str = "") -> Any:
+    """The plot's plotext figure, cleared, with its title and axis labels."""
+    plt = plot.plt
+    plt.clear_data()
+    plt.clear_figure()
+    plt.title(title)
+    if xlabel:
+        plt.xlabel(xlabel)
+    if ylabel:
+        plt.ylabel(ylabel)
+    return plt
+
+
 class LinePlot(PlotextPlot):
     """Lines of (x, y) series, e.g. training loss per step or context size per tick."""
 
     def show(self, title: str, series: Sequence[Series], xlabel: str = "", ylabel: str = "") -> None:
-        plt = self.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title(title)
-        if xlabel:
-            plt.xlabel(xlabel)
-        if ylabel:
-            plt.ylabel(ylabel)
+        plt = _fresh(self, title, xlabel, ylabel)
         drawn = False
         for s in series:
             if s.xs:
@@ -101,12 +108,7 @@ class BarPlot(PlotextPlot):
     """A distribution drawn as bars (bin centre -> count) for one or more series."""
 
     def show(self, title: str, bins: Sequence[tuple[str, Sequence[float], Sequence[int]]], xlabel: str = "") -> None:
-        plt = self.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title(title)
-        if xlabel:
-            plt.xlabel(xlabel)
+        plt = _fresh(self, title, xlabel)
         drawn = False
         for label, centres, counts in bins:
             if centres:

@@ -26,6 +26,19 @@ STRIP_CACHE = 256
 """Rendered rows kept for reuse (a few screens' worth; more would only be more for the garbage collector)."""
 
 
+class RowMessage(Message):
+    """A message about row ``pos`` of a list (its ``control`` is the list)."""
+
+    def __init__(self, sender: VirtualList, pos: int) -> None:
+        super().__init__()
+        self.sender = sender
+        self.pos = pos
+
+    @property
+    def control(self) -> VirtualList:
+        return self.sender
+
+
 class VirtualList(ScrollView, can_focus=True):
     """Rows ``0..count-1`` drawn on demand by ``render_row``; a cursor moved with the usual keys."""
 
@@ -44,29 +57,11 @@ class VirtualList(ScrollView, can_focus=True):
     count: reactive[int] = reactive(0, repaint=False)
     cursor: reactive[int] = reactive(0, repaint=False)
 
-    class CursorMoved(Message):
+    class CursorMoved(RowMessage):
         """The cursor moved to row ``pos``."""
 
-        def __init__(self, sender: VirtualList, pos: int) -> None:
-            super().__init__()
-            self.sender = sender
-            self.pos = pos
-
-        @property
-        def control(self) -> VirtualList:
-            return self.sender
-
-    class Selected(Message):
+    class Selected(RowMessage):
         """Enter was pressed on row ``pos``."""
-
-        def __init__(self, sender: VirtualList, pos: int) -> None:
-            super().__init__()
-            self.sender = sender
-            self.pos = pos
-
-        @property
-        def control(self) -> VirtualList:
-            return self.sender
 
     empty_text = "nothing to show"
 

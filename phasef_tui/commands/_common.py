@@ -20,6 +20,24 @@ def say(args: argparse.Namespace, message: str) -> None:
         print(message)
 
 
+def help_when_bare(parser: argparse.ArgumentParser) -> None:
+    """A command of sub-commands run without one prints its help to stderr and exits 2."""
+
+    def usage(_args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+
+    parser.set_defaults(func=usage)
+
+
+OPERATOR_HELP = "operator name (default: $PHASEF_OPERATOR or $USER)"
+
+
+def add_operator_arg(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    """``--as NAME``: the operator who signs or asks (``default_operator()`` when not given)."""
+    p.add_argument("--as", dest="operator", default=None, help=help)
+
+
 def add_json_arg(p: argparse.ArgumentParser, what: str = "the result") -> None:
     """Declare that a command prints data and can print it as JSON (see ``phasef_tui.cli``)."""
     p.add_argument("--json", action="store_true", help=f"print {what} as JSON (errors too)")

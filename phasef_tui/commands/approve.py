@@ -12,7 +12,9 @@ from phasef_tui.commands._common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    OPERATOR_HELP,
     add_json_arg,
+    add_operator_arg,
     add_session_lookup,
     default_operator,
     resolve_session,
@@ -27,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("session", help="session id (or 'latest')")
     p.add_argument("gate", help="gate id, STAGE.step (or just the step name when unique)")
     p.add_argument("--decision", required=True, choices=["go", "no-go"])
-    p.add_argument("--as", dest="operator", default=None, help="operator name (default: $PHASEF_OPERATOR or $USER)")
+    add_operator_arg(p, OPERATOR_HELP)
     p.add_argument("--reason", required=True, help="why; recorded in the journal with the evidence hash")
     p.add_argument("--evidence-sha256", default=None, help="refuse unless the gate still holds this evidence hash")
     p.add_argument(
@@ -43,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c = sub.add_parser("cancel", help="cancel a running session, or one step of it")
     c.add_argument("session", nargs="?", default=None)
     c.add_argument("--step", default=None, help="STAGE.step to cancel (default: the whole run)")
-    c.add_argument("--as", dest="operator", default=None)
+    add_operator_arg(c)
     add_json_arg(c, "what was cancelled")
     add_session_lookup(c)
     c.set_defaults(func=_cancel)

@@ -72,15 +72,7 @@ def bash_script(nodes: list[Node]) -> str:
 _phasef() {{
     local cur cmdpath word i words files
     cur="${{COMP_WORDS[COMP_CWORD]}}"
-    cmdpath=""
-    for ((i = 1; i < COMP_CWORD; i++)); do
-        word="${{COMP_WORDS[i]}}"
-        [[ "$word" == -* ]] && continue
-        case "$cmdpath" in
-{_bash_known(nodes)}
-        esac
-    done
-    case "$cmdpath" in
+{_walk_command_path(nodes, "1", "COMP_CWORD", "COMP_WORDS")}
 {body}
         *) words=""; files=1 ;;
     esac
@@ -91,6 +83,20 @@ _phasef() {{
 }}
 complete -o filenames -F _phasef phasef
 """
+
+
+def _walk_command_path(nodes: list[Node], first: str, end: str, words: str) -> str:
+    """Shell lines (bash and zsh alike) that walk the words typed so far into ``cmdpath``, the sub-command path,
+    and open the ``case`` on it."""
+    return f"""    cmdpath=""
+    for ((i = {first}; i < {end}; i++)); do
+        word="${{{words}[i]}}"
+        [[ "$word" == -* ]] && continue
+        case "$cmdpath" in
+{_bash_known(nodes)}
+        esac
+    done
+    case "$cmdpath" in"""
 
 
 def _bash_known(nodes: list[Node]) -> str:
@@ -119,15 +125,7 @@ def zsh_script(nodes: list[Node]) -> str:
 _phasef() {{
     local cmdpath word i files
     local -a items
-    cmdpath=""
-    for ((i = 2; i < CURRENT; i++)); do
-        word="${{words[i]}}"
-        [[ "$word" == -* ]] && continue
-        case "$cmdpath" in
-{_bash_known(nodes)}
-        esac
-    done
-    case "$cmdpath" in
+{_walk_command_path(nodes, "2", "CURRENT", "words")}
 {chr(10).join(cases)}
         *) items=(); files=1 ;;
     esac

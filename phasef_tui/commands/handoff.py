@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from phasef_tui.commands._common import help_when_bare
+
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser = sub.add_parser("handoff", help="inspect a training handoff package")
@@ -25,12 +27,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     verify.add_argument("dir", type=Path, help="the package folder (holds manifest.json)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(func=handle_verify)
-    parser.set_defaults(func=lambda args: _usage(parser))
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
+    help_when_bare(parser)
 
 
 def handle_verify(args: argparse.Namespace) -> int:

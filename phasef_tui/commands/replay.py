@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from phasef_tui.commands._common import EXIT_OK, EXIT_USAGE, add_session_lookup, default_operator, resolve_session
+from phasef_tui.commands._common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    add_operator_arg,
+    add_session_lookup,
+    default_operator,
+    resolve_session,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -17,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("session", nargs="?", default=None, help="session id or folder (default: the newest)")
     p.add_argument("--live", action="store_true", help="start at the newest event, following a running session")
-    p.add_argument("--as", dest="operator", default=None, help="operator name (for decisions once back to live)")
+    add_operator_arg(p, "operator name (for decisions once back to live)")
     add_session_lookup(p)
     p.set_defaults(func=_replay)
 

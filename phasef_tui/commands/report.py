@@ -12,14 +12,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from phasef_tui.commands._common import EXIT_OK, EXIT_USAGE, add_json_arg
+from phasef_tui.commands._common import EXIT_OK, EXIT_USAGE, add_json_arg, help_when_bare
 from phasef_tui.commands.validate import add_trace_args, resolve_gate_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser("report", help="build an eval report from a trace", description=__doc__)
     report_sub = parser.add_subparsers(dest="report_command", metavar="SUBCOMMAND")
-    parser.set_defaults(func=lambda _args: _usage(parser))
+    help_when_bare(parser)
     build = report_sub.add_parser(
         "build",
         help="compute the eval report of a trace (phasef.eval_report/1)",
@@ -30,11 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     build.add_argument("--run-id", help="the report's runId (default: the trace's run_id, else the file name)")
     add_json_arg(build, "the verdict and where the report went")
     build.set_defaults(func=_build)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return EXIT_USAGE
 
 
 def _build(args: argparse.Namespace) -> int:

@@ -9,6 +9,8 @@ from phasef_tui.commands._common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    OPERATOR_HELP,
+    add_operator_arg,
     add_session_lookup,
     default_operator,
     resolve_session,
@@ -19,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("retry", help="run a failed or cancelled step of a running session again (approvers)")
     p.add_argument("session", nargs="?", default=None, help="session id (default: the newest)")
     p.add_argument("--step", required=True, help="STAGE.step to run again")
-    p.add_argument("--as", dest="operator", default=None, help="operator name (default: $PHASEF_OPERATOR or $USER)")
+    add_operator_arg(p, OPERATOR_HELP)
     p.add_argument("--reason", default="", help="why; recorded in the journal")
     add_session_lookup(p)
     p.set_defaults(func=_retry)

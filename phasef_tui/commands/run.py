@@ -14,6 +14,7 @@ from phasef_tui.commands._common import (
     EXIT_USAGE,
     add_config_arg,
     add_json_arg,
+    add_operator_arg,
     default_operator,
     load,
     resolve_session,
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     a = sub.add_parser("attach", help="attach the TUI to a running or finished session (newest by default)")
     a.add_argument("session", nargs="?", default=None)
-    a.add_argument("--as", dest="operator", default=None)
+    add_operator_arg(a)
     add_config_arg(a)
     a.add_argument("--sessions", default=None)
     a.set_defaults(func=_attach)

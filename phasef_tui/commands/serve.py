@@ -96,23 +96,17 @@ def _serve(args: argparse.Namespace) -> int:
     except StartupsError as exc:
         print(f"error: --max-startups {exc}", file=sys.stderr)
         return EXIT_USAGE
-    numbers = {
-        "--max-sessions": args.max_sessions,
-        "--login-timeout": args.login_timeout,
-        "--preauth-timeout": args.preauth_timeout,
+    bounds = {  # flag: (value, whether 0 is refused too)
+        "--max-sessions": (args.max_sessions, True),
+        "--login-timeout": (args.login_timeout, True),
+        "--preauth-timeout": (args.preauth_timeout, True),
+        "--idle-timeout": (args.idle_timeout, False),
+        "--keepalive": (args.keepalive, False),
+        "--per-source-max-startups": (args.per_source_max_startups, False),
     }
-    for flag, value in numbers.items():
-        if value <= 0:
-            print(f"error: {flag} must be positive, got {value}", file=sys.stderr)
-            return EXIT_USAGE
-    zero_or_more = {
-        "--idle-timeout": args.idle_timeout,
-        "--keepalive": args.keepalive,
-        "--per-source-max-startups": args.per_source_max_startups,
-    }
-    for flag, value in zero_or_more.items():
-        if value < 0:
-            print(f"error: {flag} must be 0 or more, got {value}", file=sys.stderr)
+    for flag, (value, positive) in bounds.items():
+        if value < 0 or (positive and value == 0):
+            print(f"error: {flag} must be {'positive' if positive else '0 or more'}, got {value}", file=sys.stderr)
             return EXIT_USAGE
     keys_path = Path(args.authorized_keys).expanduser().resolve()
     if not keys_path.is_file():

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from phasef_tui.commands._common import EXIT_OK, add_session_lookup, sessions_root_for
+from phasef_tui.commands._common import EXIT_OK, add_operator_arg, add_session_lookup, sessions_root_for
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("sessions", help="list every session: state, decision, models, duration, key metrics")
     p.add_argument("--json", action="store_true", help="print the phasef.sessions/1 JSON object")
     p.add_argument("--tui", action="store_true", help="the Sessions screen: sort, open one, compare two")
-    p.add_argument("--as", dest="operator", default=None, help="operator name for a session opened from the TUI")
+    add_operator_arg(p, "operator name for a session opened from the TUI")
     add_session_lookup(p)
     p.set_defaults(func=_sessions)
 

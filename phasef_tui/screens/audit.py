@@ -43,6 +43,7 @@ def render_gate_header(gate: GateView, position: int, total: int) -> Text:
 
 class AuditScreen(PhasefScreen):
     SCREEN_NAME = "Audit"
+    FOCUS = "audit-body"
     BINDINGS = bindings("audit")
 
     def __init__(self) -> None:
@@ -59,9 +60,6 @@ class AuditScreen(PhasefScreen):
             yield EvidenceList(id="evidence")
             yield DecisionLine(id="decision")
         yield from self.compose_footer()
-
-    def on_mount(self) -> None:
-        self.query_one("#audit-body").focus()
 
     def _gates(self) -> tuple[GateView, ...]:
         view = self.source.session_view(self.phasef.clock())

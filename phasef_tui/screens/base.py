@@ -14,12 +14,15 @@ from widgets.screen_tabs import ScreenTabs
 if TYPE_CHECKING:
     from phasef_tui.app import PhasefApp
     from phasef_tui.data_source import DataSource
+    from phasef_tui.sessions_source import SessionsSource
 
 
 class PhasefScreen(Screen[None]):
     """A main screen (one mode of the app). Subclasses compose their body and implement ``refresh_view``."""
 
     SCREEN_NAME: ClassVar[str] = ""
+    FOCUS: ClassVar[str] = ""
+    """The id of the widget that has the focus when the screen opens (none when empty)."""
     view_ready = False
     """True once the screen's widgets are mounted: frames before that are skipped, not drawn into nothing."""
 
@@ -70,6 +73,8 @@ class PhasefScreen(Screen[None]):
         return [(display_key(effective_key(a, keymap)).split(" / ")[0], a.description) for a in actions if a.show]
 
     def on_mount(self) -> None:
+        if self.FOCUS:
+            self.query_one(f"#{self.FOCUS}").focus()
         self.view_ready = True  # (Textual calls this after the subclass's own on_mount)
         self.query_one("#keys", KeyHints).show(self.key_hints())
         self.draw_tabs()
@@ -79,3 +84,15 @@ class PhasefScreen(Screen[None]):
         if self.view_ready:  # (the first resume may come before the mount; on_mount draws then)
             self.draw_tabs()
             self.refresh_view({"all"})
+
+
+class SessionsListScreen(PhasefScreen):
+    """A screen of the sessions browser (``phasef sessions``): its source lists the sessions folder."""
+
+    @property
+    def sessions(self) -> SessionsSource:
+        from phasef_tui.sessions_source import SessionsSource
+
+        source = self.source
+        assert isinstance(source, SessionsSource)
+        return source

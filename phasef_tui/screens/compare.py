@@ -8,24 +8,19 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from phasef_tui.keys import bindings
-from phasef_tui.screens.base import PhasefScreen
-from phasef_tui.sessions_source import CHANGED_COMPARISON, SessionsSource
+from phasef_tui.screens.base import SessionsListScreen
+from phasef_tui.sessions_source import CHANGED_COMPARISON
 from widgets.cross_table import render_body, render_head
 
 
-class CompareScreen(PhasefScreen):
+class CompareScreen(SessionsListScreen):
     SCREEN_NAME = "Compare"
+    FOCUS = "compare-scroll"
     DEFAULT_CSS = """
     #compare-head { height: auto; max-height: 4; background: $boost; }
     #compare-scroll { height: 1fr; }
     """
     BINDINGS = bindings("compare")
-
-    @property
-    def sessions(self) -> SessionsSource:
-        source = self.source
-        assert isinstance(source, SessionsSource)
-        return source
 
     def compose(self) -> ComposeResult:
         yield from self.compose_tabs()
@@ -33,9 +28,6 @@ class CompareScreen(PhasefScreen):
         with VerticalScroll(id="compare-scroll"):
             yield Static(id="compare-body")
         yield from self.compose_footer()
-
-    def on_mount(self) -> None:
-        self.query_one("#compare-scroll").focus()
 
     def refresh_view(self, changed: set[str]) -> None:
         if not ({"all", CHANGED_COMPARISON} & changed):

@@ -15,6 +15,7 @@ from widgets.stage_board import StageBoard
 
 class DashboardScreen(StepActions):
     SCREEN_NAME = "Dashboard"
+    FOCUS = "board-scroll"
     BINDINGS = bindings("dashboard")
 
     def __init__(self) -> None:
@@ -30,9 +31,6 @@ class DashboardScreen(StepActions):
             yield Headline(id="headline")
         yield LogTail(id="log")
         yield from self.compose_footer()
-
-    def on_mount(self) -> None:
-        self.query_one("#board-scroll").focus()
 
     def _view(self) -> SessionView | None:
         return self.source.session_view(self.phasef.clock())

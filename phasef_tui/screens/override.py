@@ -10,10 +10,10 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
 from phasef_tui.keys import bindings
+from phasef_tui.screens.dialog import InputDialog
 from widgets.session_view import CriterionView
 from widgets.theme import themed
 from widgets.verdict_card import render_criteria
@@ -21,16 +21,16 @@ from widgets.verdict_card import render_criteria
 CONFIRM_WORD = "override"
 
 
-class OverrideDialog(ModalScreen[bool]):
+class OverrideDialog(InputDialog[bool]):
     """Returns True once the operator typed the confirmation word, False when cancelled."""
 
     BINDINGS = bindings("reason")  # escape cancels, as in the reason dialog
+    INPUT_ID = "override-input"
 
     def __init__(self, gate_id: str, unmet: tuple[CriterionView, ...], *, blink: bool = True) -> None:
-        super().__init__()
+        super().__init__(blink=blink)
         self.gate_id = gate_id
         self.unmet = unmet
-        self.blink = blink
 
     def compose(self) -> ComposeResult:
         with Vertical(id="reason-box"):
@@ -44,11 +44,6 @@ class OverrideDialog(ModalScreen[bool]):
             yield Label(note, id="override-note")
             yield Input(placeholder=f"type {CONFIRM_WORD} and Enter to sign; Esc cancels", id="override-input")
             yield Label("", id="override-error")
-
-    def on_mount(self) -> None:
-        field = self.query_one("#override-input", Input)
-        field.cursor_blink = self.blink
-        field.focus()
 
     @on(Input.Submitted, "#override-input")
     def _submitted(self, event: Input.Submitted) -> None:

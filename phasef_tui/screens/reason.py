@@ -5,33 +5,28 @@ from __future__ import annotations
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
 from phasef_tui.keys import bindings
+from phasef_tui.screens.dialog import InputDialog
 
 
-class ReasonDialog(ModalScreen[str | None]):
+class ReasonDialog(InputDialog[str | None]):
     """Returns the reason typed (stripped), or None when cancelled."""
 
     BINDINGS = bindings("reason")
+    INPUT_ID = "reason-input"
 
     def __init__(self, title: str, *, required: bool, blink: bool = True) -> None:
-        super().__init__()
+        super().__init__(blink=blink)
         self.title_text = title
         self.required = required
-        self.blink = blink
 
     def compose(self) -> ComposeResult:
         with Vertical(id="reason-box"):
             yield Label(self.title_text, id="reason-title")
             yield Input(placeholder="reason (Enter signs, Esc cancels)", id="reason-input")
             yield Label("", id="reason-error")
-
-    def on_mount(self) -> None:
-        field = self.query_one("#reason-input", Input)
-        field.cursor_blink = self.blink
-        field.focus()
 
     @on(Input.Submitted, "#reason-input")
     def _submitted(self, event: Input.Submitted) -> None:

@@ -8,16 +8,17 @@ from textual.app import ComposeResult
 from textual.widgets import DataTable
 
 from phasef_tui.keys import bindings
-from phasef_tui.screens.base import PhasefScreen
-from phasef_tui.sessions_source import CHANGED_SESSIONS, SessionsSource
+from phasef_tui.screens.base import SessionsListScreen
+from phasef_tui.sessions_source import CHANGED_SESSIONS
 from widgets.session_rows import COLUMNS, DEFAULT_SORT, sort_rows
 from widgets.sessions_table import SessionsTable
 from widgets.status_line import StatusLine
 from widgets.theme import themed
 
 
-class SessionsScreen(PhasefScreen):
+class SessionsScreen(SessionsListScreen):
     SCREEN_NAME = "Sessions"
+    FOCUS = "sessions-table"
     DEFAULT_CSS = """
     #sessions-status { height: 1; background: $boost; }
     #sessions-table { height: 1fr; }
@@ -29,20 +30,11 @@ class SessionsScreen(PhasefScreen):
         self.sort_column = DEFAULT_SORT
         self.descending = True
 
-    @property
-    def sessions(self) -> SessionsSource:
-        source = self.source
-        assert isinstance(source, SessionsSource)
-        return source
-
     def compose(self) -> ComposeResult:
         yield from self.compose_tabs()
         yield StatusLine(id="sessions-status")
         yield SessionsTable(id="sessions-table")
         yield from self.compose_footer()
-
-    def on_mount(self) -> None:
-        self.query_one("#sessions-table").focus()
 
     def refresh_view(self, changed: set[str]) -> None:
         if not ({"all", CHANGED_SESSIONS} & changed):

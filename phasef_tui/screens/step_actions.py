@@ -38,18 +38,19 @@ class StepActions(PhasefScreen):
         return step.key
 
     def action_retry_step(self) -> None:
-        key = self._selected_step(RETRYABLE, "retry", "retried")
-        if key is None:
-            return
-        dialog = ReasonDialog(f"RETRY {key} as {self.source.operator}", required=False, blink=self.phasef.blink)
-        self.app.push_screen(dialog, lambda reason: self._send("retry", key, reason))
+        self._confirm("retry", RETRYABLE, "retried")
 
     def action_cancel_step(self) -> None:
-        key = self._selected_step(CANCELLABLE, "cancel", "cancelled")
+        self._confirm("cancel", CANCELLABLE, "cancelled")
+
+    def _confirm(self, op: str, allowed: tuple[str, ...], done: str) -> None:
+        """Ask for the reason (Enter sends, Esc gives up) when the selected step may be ``op``-ed."""
+        key = self._selected_step(allowed, op, done)
         if key is None:
             return
-        dialog = ReasonDialog(f"CANCEL {key} as {self.source.operator}", required=False, blink=self.phasef.blink)
-        self.app.push_screen(dialog, lambda reason: self._send("cancel", key, reason))
+        title = f"{op.upper()} {key} as {self.source.operator}"
+        dialog = ReasonDialog(title, required=False, blink=self.phasef.blink)
+        self.app.push_screen(dialog, lambda reason: self._send(op, key, reason))
 
     def _send(self, op: str, key: str, reason: str | None) -> None:
         if reason is not None:
