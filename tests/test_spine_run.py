@@ -159,7 +159,7 @@ outputs = ["quick.txt"]
 
 [stages.A.steps.long]
 kind = "shell"
-command = "sleep 2.5; echo long > long.txt"
+command = "sleep 8; echo long > long.txt"
 needs = ["quick"]
 outputs = ["long.txt"]
 
