@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.bench.params import GateConfig
 from pipeline.fsio import atomic_open, atomic_write_text
-from pipeline.jobs.context import StepContext, StepFailed
+from pipeline.jobs.context import StepContext, StepFailed, parse_params
 from pipeline.report.eval_report import (
     EvalMetrics,
     EvalReport,
@@ -616,11 +616,7 @@ def shown_problems(problems: list[Problem], limit: int, full_list: Path) -> list
 
 def validate_step(ctx: StepContext) -> dict[str, Any]:
     """Builtin step: judge a runner's trace (and its report's claims); fails listing the problems found."""
-    try:
-        params = ValidateParams.model_validate(ctx.params)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise StepFailed(f"params.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+    params = parse_params(ValidateParams, ctx.params)
     trace_path = ctx.resolve(params.trace)
     report_path = ctx.resolve(params.report) if params.report else None
     mapping = ctx.resolve(params.trace_map) if params.trace_map else None

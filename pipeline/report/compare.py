@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.jobs.context import StepContext, StepFailed
+from pipeline.jobs.context import StepContext, StepFailed, parse_params
 from pipeline.report import criteria
 from pipeline.report.eval_report import EvalMetrics, compute_metrics, file_sha256, iter_trace, percentile
 from pipeline.report.paths import relative_text, session_relative
@@ -805,11 +805,7 @@ def with_pending_criteria(doc: dict[str, Any]) -> dict[str, Any]:
 
 def compare_step(ctx: StepContext) -> dict[str, Any]:
     """Builtin step: write ``<session>/report/comparison.{json,md}`` (and a copy in the step's artifacts)."""
-    try:
-        params = CompareParams.model_validate(ctx.params)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise StepFailed(f"params.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+    params = parse_params(CompareParams, ctx.params)
     doc = with_pending_criteria(build_comparison(params, ctx.resolve, ctx.session_dir))
     written = write_outputs(doc, render_markdown(doc), [ctx.resolve(params.out), ctx.artifacts_dir], "comparison")
     ctx.log("comparison written to " + ", ".join(str(p) for p in written[:2]))
