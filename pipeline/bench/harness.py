@@ -19,9 +19,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from pipeline.api_client import ChatError, ChatResult
+from pipeline.api_client import ChatClient, ChatError, ChatResult
 from pipeline.bench.environment import EnvSettings, Sandbox, StepResult
 from pipeline.bench.params import ApiStepParams
 from pipeline.bench.prompt import (
@@ -55,18 +55,6 @@ REFLEX_OBSERVATION_CHARS = 4000
 THRASH_REPEATS = 3
 _PROGRESS_ERRORS = frozenset({"CheckFailed", "ContextOverflow"})
 _RECOVERY_OF: dict[str, str] = {"repair": "schema_repair", "reflex": "reflex", "watchdog": "watchdog"}
-
-
-class ChatBackend(Protocol):
-    async def complete(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        seed: int | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> ChatResult: ...
 
 
 TickCallback = Callable[[dict[str, Any]], None]
@@ -148,7 +136,7 @@ class EpisodeRunner:
         task: Task,
         sandbox: Sandbox,
         params: ApiStepParams,
-        client: ChatBackend,
+        client: ChatClient,
         writer: TraceWriter,
         run_id: str,
         model_label: str,
@@ -434,7 +422,7 @@ class EpisodeRunner:
 
 async def run_workload(
     params: ApiStepParams,
-    client: ChatBackend,
+    client: ChatClient,
     trace_path: Path,
     sandbox_root: Path,
     *,
