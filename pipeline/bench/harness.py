@@ -15,14 +15,12 @@ the model saw with what the expert did.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pipeline.api_client import ChatClient, ChatError, ChatResult
-from pipeline.bench.environment import EnvSettings, Sandbox, StepResult
+from pipeline.bench.environment import Sandbox, StepResult
 from pipeline.bench.params import ApiStepParams
 from pipeline.bench.prompt import (
     Action,
@@ -37,8 +35,7 @@ from pipeline.bench.prompt import (
     render_action,
 )
 from pipeline.bench.reflex import Observed, reflex_action
-from pipeline.bench.target import TargetTree, load_target
-from pipeline.bench.tasks import Task, generate_tasks, task_set_hash
+from pipeline.bench.tasks import Task
 from pipeline.bench.trace_writer import TraceWriter
 from pipeline.traces.schema import (
     Actor,
@@ -58,32 +55,6 @@ _RECOVERY_OF: dict[str, str] = {"repair": "schema_repair", "reflex": "reflex", "
 
 
 TickCallback = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    trace_path: Path
-    tasks: list[Task]
-    task_set_hash: str
-    ticks: int = 0
-    episodes: int = 0
-    duration_s: float = 0.0
-    sandbox_s: float = 0.0
-    """time spent laying out and removing the episodes' sandboxes (part of ``duration_s``)"""
-    aborted: str | None = None
-    packages: dict[str, str] = field(default_factory=dict)
-
-
-def prompt_settings(params: ApiStepParams) -> PromptSettings:
-    if params.unbounded_context:
-        return PromptSettings.unbounded()
-    return PromptSettings(
-        window=params.window,
-        last_chars=params.last_chars,
-        history_chars=params.history_chars,
-        task_chars=params.task_chars,
-    )
 
 
 def _extra(**fields: Any) -> dict[str, Any]:
@@ -116,13 +87,13 @@ class _Turn:
 
 
 @dataclass
-class _RunState:
+class RunState:
     """What episodes share: consecutive model calls that could not reach the endpoint."""
 
     connection_errors: int = 0
 
 
-class _RunAborted(Exception):
+class RunAborted(Exception):
     pass
 
 
@@ -141,7 +112,7 @@ class EpisodeRunner:
         run_id: str,
         model_label: str,
         on_tick: TickCallback | None,
-        run_state: _RunState,
+        run_state: RunState,
     ) -> None:
         self.episode = episode
         self.task = task
@@ -152,7 +123,7 @@ class EpisodeRunner:
         self.run_id = run_id
         self.model_label = model_label
         self.on_tick = on_tick
-        self.settings = prompt_settings(params)
+        self.settings = PromptSettings.of(params)
         self.run_state = run_state
         # episode state
         self.events: list[PromptEvent] = []
@@ -244,7 +215,7 @@ class EpisodeRunner:
         )
         self.writer.write(end)
         if outcome == "aborted":
-            raise _RunAborted(reason)
+            raise RunAborted(reason)
         return end
 
     async def _turn(self, actor: Actor, tick: int) -> _Turn:
@@ -418,69 +389,3 @@ class EpisodeRunner:
         if action is not None:
             observed = result.observation[:REFLEX_OBSERVATION_CHARS]
             self.seen.append(Observed(action, result.outcome, result.error_class, observed))
-
-
-async def run_workload(
-    params: ApiStepParams,
-    client: ChatClient,
-    trace_path: Path,
-    sandbox_root: Path,
-    *,
-    model_label: str,
-    run_id: str | None = None,
-    tree: TargetTree | None = None,
-    on_tick: TickCallback | None = None,
-    on_episode: Callable[[EpisodeEnd], None] | None = None,
-) -> RunResult:
-    """Run every episode of the workload against ``client``, writing the dirty trace to ``trace_path``."""
-    tree = tree or load_target(params.packages)
-    tasks = generate_tasks(tree, params.seed, params.episodes, params.traps, params.bomb_chars)
-    result = RunResult(
-        run_id=run_id or uuid.uuid4().hex[:12],
-        trace_path=trace_path,
-        tasks=tasks,
-        task_set_hash=task_set_hash(tasks),
-        packages=dict(tree.versions),
-    )
-    env_settings = EnvSettings(
-        check_timeout_s=params.check_timeout_s, lock_timeout_s=params.lock_timeout_s, bomb_chars=params.bomb_chars
-    )
-    run_state = _RunState()
-    started = time.perf_counter()
-    with TraceWriter(trace_path) as writer:
-        for index, task in enumerate(tasks):
-            episode = f"ep-{index:03d}"
-            sandbox = Sandbox(sandbox_root / episode, tree, task, env_settings)
-            s0 = time.perf_counter()
-            sandbox.open()
-            result.sandbox_s += time.perf_counter() - s0
-            runner = EpisodeRunner(
-                episode=episode,
-                task=task,
-                sandbox=sandbox,
-                params=params,
-                client=client,
-                writer=writer,
-                run_id=result.run_id,
-                model_label=model_label,
-                on_tick=on_tick,
-                run_state=run_state,
-            )
-            try:
-                end = await runner.run()
-            except _RunAborted as exc:
-                result.aborted = str(exc)
-                result.episodes += 1
-                break
-            finally:
-                s0 = time.perf_counter()
-                sandbox.close(keep=params.keep_sandboxes)
-                result.sandbox_s += time.perf_counter() - s0
-            result.episodes += 1
-            if on_episode is not None:
-                on_episode(end)
-        result.ticks = writer.ticks
-    if sandbox_root.is_dir() and not any(sandbox_root.iterdir()):
-        sandbox_root.rmdir()
-    result.duration_s = time.perf_counter() - started
-    return result
