@@ -87,9 +87,16 @@ class _Turn:
 
 
 @dataclass
-class RunState:
-    """What episodes share: consecutive model calls that could not reach the endpoint."""
+class RunShared:
+    """What the episodes of one run share: its params, the model, the trace being written, and the consecutive
+    model calls that could not reach the endpoint."""
 
+    params: ApiStepParams
+    client: ChatClient
+    writer: TraceWriter
+    run_id: str
+    model_label: str
+    on_tick: TickCallback | None = None
     connection_errors: int = 0
 
 
@@ -100,31 +107,13 @@ class RunAborted(Exception):
 class EpisodeRunner:
     """Runs one episode: owns its sandbox, its chain bookkeeping and its part of the trace."""
 
-    def __init__(
-        self,
-        *,
-        episode: str,
-        task: Task,
-        sandbox: Sandbox,
-        params: ApiStepParams,
-        client: ChatClient,
-        writer: TraceWriter,
-        run_id: str,
-        model_label: str,
-        on_tick: TickCallback | None,
-        run_state: RunState,
-    ) -> None:
+    def __init__(self, shared: RunShared, episode: str, task: Task, sandbox: Sandbox) -> None:
+        self.shared = shared
+        self.params = shared.params
         self.episode = episode
         self.task = task
         self.sandbox = sandbox
-        self.params = params
-        self.client = client
-        self.writer = writer
-        self.run_id = run_id
-        self.model_label = model_label
-        self.on_tick = on_tick
-        self.settings = PromptSettings.of(params)
-        self.run_state = run_state
+        self.settings = PromptSettings.of(shared.params)
         # episode state
         self.events: list[PromptEvent] = []
         self.seen: list[Observed] = []
@@ -142,6 +131,10 @@ class EpisodeRunner:
         self.repeats = 0
         self.death_reason: str | None = None
 
+    def _ids(self, ts: float) -> dict[str, Any]:
+        """The fields every record of the episode begins with."""
+        return {"run_id": self.shared.run_id, "episode": self.episode, "task_id": self.task.id, "ts": ts}
+
     def _actor(self) -> Actor:
         if self.watchdog_due:
             return "watchdog"
@@ -155,7 +148,7 @@ class EpisodeRunner:
         self, messages: list[dict[str, str]], tick: int
     ) -> tuple[ChatResult | None, ChatError | None]:
         try:
-            result = await self.client.complete(
+            result = await self.shared.client.complete(
                 messages,
                 max_tokens=self.params.max_tokens,
                 temperature=self.params.temperature,
@@ -167,13 +160,10 @@ class EpisodeRunner:
 
     async def run(self) -> EpisodeEnd:
         started = time.time()
-        self.writer.write(
+        self.shared.writer.write(
             EpisodeStart(
-                run_id=self.run_id,
-                episode=self.episode,
-                task_id=self.task.id,
-                ts=started,
-                model=self.model_label,
+                **self._ids(started),
+                model=self.shared.model_label,
                 seed=self.params.seed,
                 task=self.task.statement,
                 traps=list(self.task.traps),
@@ -197,15 +187,12 @@ class EpisodeRunner:
                 outcome = "death"
                 reason = self.death_reason or str(record.error_class)
                 break
-            if self.run_state.connection_errors >= self.params.max_connection_errors:
+            if self.shared.connection_errors >= self.params.max_connection_errors:
                 outcome = "aborted"
-                reason = f"model endpoint unreachable: {self.run_state.connection_errors} consecutive connection errors"
+                reason = f"model endpoint unreachable: {self.shared.connection_errors} consecutive connection errors"
                 break
         end = EpisodeEnd(
-            run_id=self.run_id,
-            episode=self.episode,
-            task_id=self.task.id,
-            ts=time.time(),
+            **self._ids(time.time()),
             outcome=outcome,
             ticks=tick + 1,
             solved=outcome == "success",
@@ -213,7 +200,7 @@ class EpisodeRunner:
             duration_s=round(time.time() - started, 4),
             **_extra(open_chain=None if outcome == "death" else self.chain_id),
         )
-        self.writer.write(end)
+        self.shared.writer.write(end)
         if outcome == "aborted":
             raise RunAborted(reason)
         return end
@@ -262,9 +249,9 @@ class EpisodeRunner:
         messages, chat, chat_error, action = turn.messages, turn.chat, turn.chat_error, turn.action
         schema_error, result, env_s = turn.schema_error, turn.result, turn.env_s
         if chat_error is not None and chat_error.error_class == "ConnectionError":
-            self.run_state.connection_errors += 1
+            self.shared.connection_errors += 1
         elif actor in ("model", "repair"):
-            self.run_state.connection_errors = 0
+            self.shared.connection_errors = 0
         key = (action.act, action.arg.strip()) if action is not None else None
         self.repeats = self.repeats + 1 if key is not None and key == self.last_key else int(key is not None)
         progress = (
@@ -286,10 +273,7 @@ class EpisodeRunner:
             "tick_s": round(time.perf_counter() - t0, 6),
         }
         record = Tick(
-            run_id=self.run_id,
-            episode=self.episode,
-            task_id=self.task.id,
-            ts=time.time(),
+            **self._ids(time.time()),
             tick=tick,
             actor=actor,
             latency_s=round(chat.latency_s, 6) if chat is not None else None,
@@ -312,9 +296,9 @@ class EpisodeRunner:
         )
         self._control(actor, messages, chat, schema_error, result)
         self._remember(actor, action, schema_error, result)
-        data = self.writer.write(record)
-        if self.on_tick is not None:
-            self.on_tick(data)
+        data = self.shared.writer.write(record)
+        if self.shared.on_tick is not None:
+            self.shared.on_tick(data)
         return record
 
     def _chain(

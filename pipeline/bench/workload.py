@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pipeline.api_client import ChatClient
 from pipeline.bench.environment import EnvSettings, Sandbox
-from pipeline.bench.harness import EpisodeRunner, RunAborted, RunState, TickCallback
+from pipeline.bench.harness import EpisodeRunner, RunAborted, RunShared, TickCallback
 from pipeline.bench.params import ApiStepParams
 from pipeline.bench.target import TargetTree, load_target
 from pipeline.bench.tasks import Task, generate_tasks, task_set_hash
@@ -59,27 +59,16 @@ async def run_workload(
     env_settings = EnvSettings(
         check_timeout_s=params.check_timeout_s, lock_timeout_s=params.lock_timeout_s, bomb_chars=params.bomb_chars
     )
-    run_state = RunState()
     started = time.perf_counter()
     with TraceWriter(trace_path) as writer:
+        shared = RunShared(params, client, writer, result.run_id, model_label, on_tick)
         for index, task in enumerate(tasks):
             episode = f"ep-{index:03d}"
             sandbox = Sandbox(sandbox_root / episode, tree, task, env_settings)
             s0 = time.perf_counter()
             sandbox.open()
             result.sandbox_s += time.perf_counter() - s0
-            runner = EpisodeRunner(
-                episode=episode,
-                task=task,
-                sandbox=sandbox,
-                params=params,
-                client=client,
-                writer=writer,
-                run_id=result.run_id,
-                model_label=model_label,
-                on_tick=on_tick,
-                run_state=run_state,
-            )
+            runner = EpisodeRunner(shared, episode, task, sandbox)
             try:
                 end = await runner.run()
             except RunAborted as exc:
