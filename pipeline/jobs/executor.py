@@ -53,6 +53,16 @@ class JobSpec:
     """The first words of the command line as journaled (the full text may be long)."""
 
 
+def read_log(files: AttemptFiles, offset: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the attempt's log from ``offset`` (none before the log exists)."""
+    try:
+        with open(files.log, "rb") as fh:
+            fh.seek(offset)
+            return fh.read(limit)
+    except FileNotFoundError:
+        return b""
+
+
 def read_result(files: AttemptFiles) -> dict[str, Any]:
     """The step function's result (its summary) from the attempt's result file: {} when there is none or it is not
     a JSON object (a shell step writes none)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import psutil
 
-from pipeline.jobs.executor import JobHandle, JobSpec, read_result
+from pipeline.jobs.executor import JobHandle, JobSpec, read_log, read_result
 from pipeline.layout import AttemptFiles
 
 WRAPPER = 'STATUS="$1"; shift; "$@"; rc=$?; echo "$rc" > "$STATUS.tmp" && mv "$STATUS.tmp" "$STATUS"; exit "$rc"'
@@ -96,12 +96,7 @@ class LocalJob:
         return self.handle.pid
 
     def read_log(self, offset: int, limit: int) -> bytes:
-        try:
-            with open(self.files.log, "rb") as fh:
-                fh.seek(offset)
-                return fh.read(limit)
-        except FileNotFoundError:
-            return b""
+        return read_log(self.files, offset, limit)
 
     def _ended(self) -> bool:
         if self.gone:
