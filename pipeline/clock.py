@@ -15,3 +15,13 @@ def iso(t: datetime) -> str:
 
 def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def unix_seconds(text: str | None) -> float | None:
+    """A journal time as seconds since the epoch; None when there is none or it is not ISO 8601."""
+    if not text:
+        return None
+    try:
+        return parse_iso(text).timestamp()
+    except ValueError:
+        return None
