@@ -18,7 +18,7 @@ def parse_iso(text: str) -> datetime:
 
 
 def unix_seconds(text: str | None) -> float | None:
-    """A journal time as seconds since the epoch; None when there is none or it is not ISO 8601."""
+    """A journal time as seconds since the epoch; None when absent or not an ISO 8601 time."""
     if not text:
         return None
     try:
