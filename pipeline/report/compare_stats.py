@@ -17,9 +17,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.report.eval_report import EvalMetrics, iter_trace, percentile
+from pipeline.report.eval_metrics import MODEL_ACTORS, EvalMetrics, iter_trace, percentile
 
-MODEL_ACTORS = frozenset({"model", "repair"})
 Better = Literal["lower", "higher"]
 Direction = Literal["better", "worse", "same", "n/a"]
 
