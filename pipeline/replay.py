@@ -12,10 +12,10 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from pipeline.clock import unix_seconds
 from pipeline.hashing import MISSING, path_sha256
 from pipeline.journal import Event, JournalProblem
 from pipeline.state import SessionState
@@ -28,10 +28,7 @@ GATE_EVENTS = frozenset({"gate_opened", "gate_decided", "gate_timed_out", "gate_
 
 
 def event_time(ev: Event) -> float | None:
-    try:
-        return datetime.fromisoformat(ev.ts.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+    return unix_seconds(ev.ts)
 
 
 def mark_kinds(ev: Event, previous_deaths: dict[str, int], started_stages: set[str]) -> list[MarkKind]:

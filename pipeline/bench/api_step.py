@@ -14,13 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from pipeline.api_client import ChatClient
-from pipeline.bench.harness import RunResult, TickCallback, prompt_settings, run_workload
+from pipeline.bench.harness import TickCallback
 from pipeline.bench.params import ApiStepParams
+from pipeline.bench.prompt import PromptSettings
 from pipeline.bench.target import TargetError
-from pipeline.jobs.context import StepContext, StepFailed
+from pipeline.bench.workload import RunResult, run_workload
+from pipeline.jobs.context import StepContext, StepFailed, parse_params
 from pipeline.report.eval_report import EvalReport, Gate, build_report, write_report
 from pipeline.traces.schema import EpisodeEnd
 
@@ -29,11 +29,11 @@ SANDBOX_DIR = "sandboxes"
 
 def resolve_gate(params: ApiStepParams) -> Gate:
     """The gate with its defaults filled in from the prompt settings (so that its hash means what it checks)."""
-    settings = prompt_settings(params)
+    settings = PromptSettings.of(params)
     budget = params.gate.context_budget_chars or settings.max_chars()
     if budget is None:
         # an unbounded prompt has no natural budget: judge it by the bounded defaults' budget
-        budget = prompt_settings(params.model_copy(update={"unbounded_context": False})).max_chars()
+        budget = PromptSettings.of(params.model_copy(update={"unbounded_context": False})).max_chars()
     assert budget is not None
     warmup = params.gate.context_warmup_ticks
     return Gate(
@@ -211,11 +211,7 @@ def summary(report: EvalReport, result: RunResult, out_dir: Path, params: ApiSte
 
 def run(ctx: StepContext) -> dict[str, Any]:
     """The ``api`` step function."""
-    try:
-        params = ApiStepParams.model_validate(ctx.params)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise StepFailed(f"params.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+    params = parse_params(ApiStepParams, ctx.params)
     base_url, model, api_key_env, label = _endpoint(ctx, params)
     out_dir = ctx.artifacts_dir
     ctx.log(f"evaluating {label} at {base_url}: {params.episodes} episodes, seed {params.seed}")

@@ -15,14 +15,12 @@ the model saw with what the expert did.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from pipeline.api_client import ChatError, ChatResult
-from pipeline.bench.environment import EnvSettings, Sandbox, StepResult
+from pipeline.api_client import ChatClient, ChatError, ChatResult
+from pipeline.bench.environment import Sandbox, StepResult
 from pipeline.bench.params import ApiStepParams
 from pipeline.bench.prompt import (
     Action,
@@ -37,8 +35,7 @@ from pipeline.bench.prompt import (
     render_action,
 )
 from pipeline.bench.reflex import Observed, reflex_action
-from pipeline.bench.target import TargetTree, load_target
-from pipeline.bench.tasks import Task, generate_tasks, task_set_hash
+from pipeline.bench.tasks import Task
 from pipeline.bench.trace_writer import TraceWriter
 from pipeline.traces.schema import (
     Actor,
@@ -57,45 +54,7 @@ _PROGRESS_ERRORS = frozenset({"CheckFailed", "ContextOverflow"})
 _RECOVERY_OF: dict[str, str] = {"repair": "schema_repair", "reflex": "reflex", "watchdog": "watchdog"}
 
 
-class ChatBackend(Protocol):
-    async def complete(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        seed: int | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> ChatResult: ...
-
-
 TickCallback = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    trace_path: Path
-    tasks: list[Task]
-    task_set_hash: str
-    ticks: int = 0
-    episodes: int = 0
-    duration_s: float = 0.0
-    sandbox_s: float = 0.0
-    """time spent laying out and removing the episodes' sandboxes (part of ``duration_s``)"""
-    aborted: str | None = None
-    packages: dict[str, str] = field(default_factory=dict)
-
-
-def prompt_settings(params: ApiStepParams) -> PromptSettings:
-    if params.unbounded_context:
-        return PromptSettings.unbounded()
-    return PromptSettings(
-        window=params.window,
-        last_chars=params.last_chars,
-        history_chars=params.history_chars,
-        task_chars=params.task_chars,
-    )
 
 
 def _extra(**fields: Any) -> dict[str, Any]:
@@ -128,44 +87,33 @@ class _Turn:
 
 
 @dataclass
-class _RunState:
-    """What episodes share: consecutive model calls that could not reach the endpoint."""
+class RunShared:
+    """What the episodes of one run share: its params, the model, the trace being written, and the consecutive
+    model calls that could not reach the endpoint."""
 
+    params: ApiStepParams
+    client: ChatClient
+    writer: TraceWriter
+    run_id: str
+    model_label: str
+    on_tick: TickCallback | None = None
     connection_errors: int = 0
 
 
-class _RunAborted(Exception):
+class RunAborted(Exception):
     pass
 
 
 class EpisodeRunner:
     """Runs one episode: owns its sandbox, its chain bookkeeping and its part of the trace."""
 
-    def __init__(
-        self,
-        *,
-        episode: str,
-        task: Task,
-        sandbox: Sandbox,
-        params: ApiStepParams,
-        client: ChatBackend,
-        writer: TraceWriter,
-        run_id: str,
-        model_label: str,
-        on_tick: TickCallback | None,
-        run_state: _RunState,
-    ) -> None:
+    def __init__(self, shared: RunShared, episode: str, task: Task, sandbox: Sandbox) -> None:
+        self.shared = shared
+        self.params = shared.params
         self.episode = episode
         self.task = task
         self.sandbox = sandbox
-        self.params = params
-        self.client = client
-        self.writer = writer
-        self.run_id = run_id
-        self.model_label = model_label
-        self.on_tick = on_tick
-        self.settings = prompt_settings(params)
-        self.run_state = run_state
+        self.settings = PromptSettings.of(shared.params)
         # episode state
         self.events: list[PromptEvent] = []
         self.seen: list[Observed] = []
@@ -183,6 +131,10 @@ class EpisodeRunner:
         self.repeats = 0
         self.death_reason: str | None = None
 
+    def _ids(self, ts: float) -> dict[str, Any]:
+        """The fields every record of the episode begins with."""
+        return {"run_id": self.shared.run_id, "episode": self.episode, "task_id": self.task.id, "ts": ts}
+
     def _actor(self) -> Actor:
         if self.watchdog_due:
             return "watchdog"
@@ -196,7 +148,7 @@ class EpisodeRunner:
         self, messages: list[dict[str, str]], tick: int
     ) -> tuple[ChatResult | None, ChatError | None]:
         try:
-            result = await self.client.complete(
+            result = await self.shared.client.complete(
                 messages,
                 max_tokens=self.params.max_tokens,
                 temperature=self.params.temperature,
@@ -208,13 +160,10 @@ class EpisodeRunner:
 
     async def run(self) -> EpisodeEnd:
         started = time.time()
-        self.writer.write(
+        self.shared.writer.write(
             EpisodeStart(
-                run_id=self.run_id,
-                episode=self.episode,
-                task_id=self.task.id,
-                ts=started,
-                model=self.model_label,
+                **self._ids(started),
+                model=self.shared.model_label,
                 seed=self.params.seed,
                 task=self.task.statement,
                 traps=list(self.task.traps),
@@ -238,15 +187,12 @@ class EpisodeRunner:
                 outcome = "death"
                 reason = self.death_reason or str(record.error_class)
                 break
-            if self.run_state.connection_errors >= self.params.max_connection_errors:
+            if self.shared.connection_errors >= self.params.max_connection_errors:
                 outcome = "aborted"
-                reason = f"model endpoint unreachable: {self.run_state.connection_errors} consecutive connection errors"
+                reason = f"model endpoint unreachable: {self.shared.connection_errors} consecutive connection errors"
                 break
         end = EpisodeEnd(
-            run_id=self.run_id,
-            episode=self.episode,
-            task_id=self.task.id,
-            ts=time.time(),
+            **self._ids(time.time()),
             outcome=outcome,
             ticks=tick + 1,
             solved=outcome == "success",
@@ -254,9 +200,9 @@ class EpisodeRunner:
             duration_s=round(time.time() - started, 4),
             **_extra(open_chain=None if outcome == "death" else self.chain_id),
         )
-        self.writer.write(end)
+        self.shared.writer.write(end)
         if outcome == "aborted":
-            raise _RunAborted(reason)
+            raise RunAborted(reason)
         return end
 
     async def _turn(self, actor: Actor, tick: int) -> _Turn:
@@ -303,9 +249,9 @@ class EpisodeRunner:
         messages, chat, chat_error, action = turn.messages, turn.chat, turn.chat_error, turn.action
         schema_error, result, env_s = turn.schema_error, turn.result, turn.env_s
         if chat_error is not None and chat_error.error_class == "ConnectionError":
-            self.run_state.connection_errors += 1
+            self.shared.connection_errors += 1
         elif actor in ("model", "repair"):
-            self.run_state.connection_errors = 0
+            self.shared.connection_errors = 0
         key = (action.act, action.arg.strip()) if action is not None else None
         self.repeats = self.repeats + 1 if key is not None and key == self.last_key else int(key is not None)
         progress = (
@@ -327,10 +273,7 @@ class EpisodeRunner:
             "tick_s": round(time.perf_counter() - t0, 6),
         }
         record = Tick(
-            run_id=self.run_id,
-            episode=self.episode,
-            task_id=self.task.id,
-            ts=time.time(),
+            **self._ids(time.time()),
             tick=tick,
             actor=actor,
             latency_s=round(chat.latency_s, 6) if chat is not None else None,
@@ -353,9 +296,9 @@ class EpisodeRunner:
         )
         self._control(actor, messages, chat, schema_error, result)
         self._remember(actor, action, schema_error, result)
-        data = self.writer.write(record)
-        if self.on_tick is not None:
-            self.on_tick(data)
+        data = self.shared.writer.write(record)
+        if self.shared.on_tick is not None:
+            self.shared.on_tick(data)
         return record
 
     def _chain(
@@ -430,69 +373,3 @@ class EpisodeRunner:
         if action is not None:
             observed = result.observation[:REFLEX_OBSERVATION_CHARS]
             self.seen.append(Observed(action, result.outcome, result.error_class, observed))
-
-
-async def run_workload(
-    params: ApiStepParams,
-    client: ChatBackend,
-    trace_path: Path,
-    sandbox_root: Path,
-    *,
-    model_label: str,
-    run_id: str | None = None,
-    tree: TargetTree | None = None,
-    on_tick: TickCallback | None = None,
-    on_episode: Callable[[EpisodeEnd], None] | None = None,
-) -> RunResult:
-    """Run every episode of the workload against ``client``, writing the dirty trace to ``trace_path``."""
-    tree = tree or load_target(params.packages)
-    tasks = generate_tasks(tree, params.seed, params.episodes, params.traps, params.bomb_chars)
-    result = RunResult(
-        run_id=run_id or uuid.uuid4().hex[:12],
-        trace_path=trace_path,
-        tasks=tasks,
-        task_set_hash=task_set_hash(tasks),
-        packages=dict(tree.versions),
-    )
-    env_settings = EnvSettings(
-        check_timeout_s=params.check_timeout_s, lock_timeout_s=params.lock_timeout_s, bomb_chars=params.bomb_chars
-    )
-    run_state = _RunState()
-    started = time.perf_counter()
-    with TraceWriter(trace_path) as writer:
-        for index, task in enumerate(tasks):
-            episode = f"ep-{index:03d}"
-            sandbox = Sandbox(sandbox_root / episode, tree, task, env_settings)
-            s0 = time.perf_counter()
-            sandbox.open()
-            result.sandbox_s += time.perf_counter() - s0
-            runner = EpisodeRunner(
-                episode=episode,
-                task=task,
-                sandbox=sandbox,
-                params=params,
-                client=client,
-                writer=writer,
-                run_id=result.run_id,
-                model_label=model_label,
-                on_tick=on_tick,
-                run_state=run_state,
-            )
-            try:
-                end = await runner.run()
-            except _RunAborted as exc:
-                result.aborted = str(exc)
-                result.episodes += 1
-                break
-            finally:
-                s0 = time.perf_counter()
-                sandbox.close(keep=params.keep_sandboxes)
-                result.sandbox_s += time.perf_counter() - s0
-            result.episodes += 1
-            if on_episode is not None:
-                on_episode(end)
-        result.ticks = writer.ticks
-    if sandbox_root.is_dir() and not any(sandbox_root.iterdir()):
-        sandbox_root.rmdir()
-    result.duration_s = time.perf_counter() - started
-    return result

@@ -15,9 +15,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+if TYPE_CHECKING:
+    from pipeline.bench.params import ApiStepParams
 
 ActName = Literal["list", "read", "search", "check", "answer"]
 ACT_NAMES: tuple[str, ...] = ("list", "read", "search", "check", "answer")
@@ -92,6 +95,18 @@ class PromptSettings:
     @staticmethod
     def unbounded() -> PromptSettings:
         return PromptSettings(window=None, last_chars=None, history_chars=None, task_chars=None)
+
+    @staticmethod
+    def of(params: ApiStepParams) -> PromptSettings:
+        """The bounds an ``api`` step's params set (unbounded when ``unbounded_context``)."""
+        if params.unbounded_context:
+            return PromptSettings.unbounded()
+        return PromptSettings(
+            window=params.window,
+            last_chars=params.last_chars,
+            history_chars=params.history_chars,
+            task_chars=params.task_chars,
+        )
 
     def max_chars(self) -> int | None:
         """An upper bound of ``context_chars`` for any prompt built with these settings, the schema-repair

@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from pipeline.fsio import atomic_write_text
 from pipeline.report.eval_report import report_json_schema
+from pipeline.traces.publish_schema import publish
 
 SCHEMA_FILE = "eval_report.v1.schema.json"
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -27,18 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_DIR, help="folder to write to (default: schemas/)")
     parser.add_argument("--check", action="store_true", help="only compare with the file there")
     args = parser.parse_args(argv)
-    path = args.out / SCHEMA_FILE
-    text = schema_text()
-    if args.check:
-        current = path.read_text(encoding="utf-8") if path.is_file() else ""
-        if current != text:
-            print(f"{path} is out of date: run python -m pipeline.bench.publish_schema", file=sys.stderr)
-            return 1
-        print(f"{path} is up to date")
-        return 0
-    atomic_write_text(path, text)
-    print(f"wrote {path}")
-    return 0
+    return publish(args.out / SCHEMA_FILE, schema_text(), check=args.check, module="pipeline.bench.publish_schema")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pipeline.data.jsonl import BadLineLog, read_rows, write_json
 from pipeline.data.rows import LABELS, Example
 from pipeline.data.step_io import StepParams, find_file, finish_bad_lines, load_params
 from pipeline.jobs.context import StepContext, StepFailed
-from pipeline.traces.reader import BadLine, iter_records
+from pipeline.traces.reader import good_records
 
 STATS_NAME = "stats.json"
 
@@ -47,11 +47,8 @@ def count_rejects(ctx: StepContext, configured: str | None, bad: BadLineLog) -> 
         return Counter()
     path = find_file(ctx, configured, REJECTS_NAME, any_name=True)
     reasons: Counter[str] = Counter()
-    for item in iter_records(path):
-        if isinstance(item, BadLine):
-            bad.add(item)
-            continue
-        code = item[1].get("code")
+    for _, obj in good_records(path, bad.add):
+        code = obj.get("code")
         reasons[code if isinstance(code, str) else "unknown"] += 1
     return reasons
 

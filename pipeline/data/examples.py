@@ -178,9 +178,37 @@ class ExampleBuilder:
         pairing: Pairing | None = None,
         rejected_from: tuple[int, Tick] | None = None,
     ) -> None:
+        """Add one example to ``batch`` (or a problem naming the tick when it does not validate). ``prompt`` is the
+        tick whose context is the prompt, ``end`` the tick whose action is the target and ``rejected_from`` the tick
+        whose output is ``rejected`` (each defaulting to the prompt tick)."""
         line, tick = prompt
+        end_line, end_tick = end if end is not None else prompt
+        rej_line, rej_tick = rejected_from if rejected_from is not None else prompt
+        failed_tick = rej_tick if rejected_from is not None else tick
         try:
-            example = self._example(ep, label, prompt, completion, rejected, end, chain, pairing, rejected_from)
+            example = Example(
+                id=_example_id(self.source, ep.episode, label, line, end_tick.tick),
+                label=label,
+                episode=ep.episode,
+                task_id=tick.task_id or ep.task_id(),
+                messages=[ChatMessage.model_validate(m) for m in tick.context or []],
+                completion=completion,
+                rejected=rejected,
+                failure_class=(chain.failure_class if chain else None) or failed_tick.error_class,
+                mechanism=(chain.mechanism if chain else None) or end_tick.recovery,
+                provenance=Provenance(
+                    source=self.source.path,
+                    sha256=self.source.sha256,
+                    episode=ep.episode,
+                    tick_start=min(tick.tick, rej_tick.tick),
+                    tick_end=end_tick.tick,
+                    lines=sorted({line, end_line, rej_line}),
+                    chain_id=chain.chain_id if chain else None,
+                    pairing=pairing,
+                    prompt_tick=tick.tick,
+                    rejected_tick=rej_tick.tick if rejected is not None else None,
+                ),
+            )
         except ValidationError as exc:
             reason = f"tick {tick.tick} cannot form a {label} example: {pydantic_error_text(exc)}"
             batch.problems.append(BadLine(file=self.source.path, line=line, reason=reason))
@@ -188,48 +216,6 @@ class ExampleBuilder:
         batch.examples.append(example)
         if pairing is not None:
             batch.pairings[pairing] += 1
-
-    def _example(
-        self,
-        ep: EpisodeTicks,
-        label: Label,
-        prompt: tuple[int, Tick],
-        completion: str | None,
-        rejected: str | None,
-        end: tuple[int, Tick] | None,
-        chain: ChainSpan | None,
-        pairing: Pairing | None,
-        rejected_from: tuple[int, Tick] | None,
-    ) -> Example:
-        """``prompt`` is the tick whose context is the prompt, ``end`` the tick whose action is the target and
-        ``rejected_from`` the tick whose output is ``rejected`` (each defaulting to the prompt tick)."""
-        line, tick = prompt
-        end_line, end_tick = end if end is not None else prompt
-        rej_line, rej_tick = rejected_from if rejected_from is not None else prompt
-        failed_tick = rej_tick if rejected_from is not None else tick
-        return Example(
-            id=_example_id(self.source, ep.episode, label, line, end_tick.tick),
-            label=label,
-            episode=ep.episode,
-            task_id=tick.task_id or ep.task_id(),
-            messages=[ChatMessage.model_validate(m) for m in tick.context or []],
-            completion=completion,
-            rejected=rejected,
-            failure_class=(chain.failure_class if chain else None) or failed_tick.error_class,
-            mechanism=(chain.mechanism if chain else None) or end_tick.recovery,
-            provenance=Provenance(
-                source=self.source.path,
-                sha256=self.source.sha256,
-                episode=ep.episode,
-                tick_start=min(tick.tick, rej_tick.tick),
-                tick_end=end_tick.tick,
-                lines=sorted({line, end_line, rej_line}),
-                chain_id=chain.chain_id if chain else None,
-                pairing=pairing,
-                prompt_tick=tick.tick,
-                rejected_tick=rej_tick.tick if rejected is not None else None,
-            ),
-        )
 
     def _chain_examples(self, ep: EpisodeTicks, chain: ChainSpan, batch: ExampleBatch) -> None:
         failed = [ep.ticks[n] for n in chain.ticks if n in ep.ticks and _failed(ep.ticks[n][1])]

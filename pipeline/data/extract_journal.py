@@ -33,7 +33,7 @@ from pipeline.data.rows import LABELS, PAIRINGS, pydantic_error_text
 from pipeline.data.step_io import StepParams, find_files, finish_bad_lines, load_params
 from pipeline.jobs.context import StepContext
 from pipeline.traces.analysis import ChainSummary, TraceAnalysis, analyze
-from pipeline.traces.reader import BadLine, iter_records
+from pipeline.traces.reader import BadLine, good_records
 from pipeline.traces.schema import EpisodeEnd, EpisodeStart, Tick, parse_record
 
 JOURNAL_NAME = "journal.jsonl"
@@ -106,11 +106,7 @@ def journal_entries(analysis: TraceAnalysis, source: SourceRef) -> Iterator[dict
 def iter_episodes(path: Path, bad: BadLineLog) -> Iterator[EpisodeTicks]:
     """Episodes of one trace, each yielded when its ``episode_end`` arrives (open ones at the end of the file)."""
     open_episodes: dict[str, EpisodeTicks] = {}
-    for item in iter_records(path):
-        if not isinstance(item, tuple):
-            bad.add(item)
-            continue
-        number, obj = item
+    for number, obj in good_records(path, bad.add):
         try:
             record = parse_record(obj)
         except (ValueError, ValidationError) as exc:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from pipeline.data.rows import pydantic_error_text
 from pipeline.fsio import atomic_open, atomic_write_text
 from pipeline.problems import Problem
-from pipeline.traces.reader import BadLine, iter_records
+from pipeline.traces.reader import BadLine, good_records
 
 BAD_LINES_NAME = "bad_lines.jsonl"
 SUMMARY_BAD_LINES_SHOWN = 50
@@ -59,11 +59,7 @@ class BadLineLog:
 
 def read_rows(path: Path, model: type[M], bad: BadLineLog) -> Iterator[tuple[int, M]]:
     """Read and validate every row of a JSONL file against ``model``; bad ones go to ``bad``."""
-    for item in iter_records(path):
-        if isinstance(item, BadLine):
-            bad.add(item)
-            continue
-        number, obj = item
+    for number, obj in good_records(path, bad.add):
         try:
             yield number, model.model_validate(obj)
         except ValidationError as exc:

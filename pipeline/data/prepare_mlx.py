@@ -28,16 +28,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.data.guard_split import SPLITS
-from pipeline.data.jsonl import BadLineLog, file_sha256, write_json, write_jsonl
-from pipeline.data.rows import ChatMessage, Provenance, pydantic_error_text
+from pipeline.data.jsonl import BadLineLog, file_sha256, read_rows, write_json, write_jsonl
+from pipeline.data.rows import ChatMessage, Provenance
 from pipeline.data.sft_dpo_recipe import DPO_DIR, RECIPE_NAME, SFT_DIR
 from pipeline.data.step_io import StepParams, find_file, finish_bad_lines, load_params
 from pipeline.data.token_length import ChatTokenCounter, TokenizerUnavailable
 from pipeline.jobs.context import StepContext, StepFailed
-from pipeline.traces.reader import BadLine, iter_records
+from pipeline.traces.reader import BadLine
 
 CONVERSATIONAL_DIR = "dpo_conversational"
 LORA_CONFIG_NAME = "lora_config.yaml"
@@ -98,16 +98,7 @@ def conversational_dpo_row(row: DpoRow) -> dict[str, Any]:
 
 def _read(path: Path, model: type[SftRow] | type[DpoRow], bad: BadLineLog) -> list[Any]:
     rows: list[Any] = []
-    for item in iter_records(path):
-        if isinstance(item, BadLine):
-            bad.add(item)
-            continue
-        line, obj = item
-        try:
-            row = model.model_validate(obj)
-        except ValidationError as exc:
-            bad.add(BadLine(file=str(path), line=line, reason=pydantic_error_text(exc)))
-            continue
+    for line, row in read_rows(path, model, bad):
         if isinstance(row, SftRow) and row.messages[-1].role != "assistant":
             reason = "field 'messages': the last message must be the assistant's action"
             bad.add(BadLine(file=str(path), line=line, reason=reason))

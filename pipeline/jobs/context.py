@@ -14,19 +14,40 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.layout import resolve_path
 
-__all__ = ["EVENT_PREFIX", "ServiceInfo", "StepCancelled", "StepContext", "StepFailed", "StepFunction", "resolve_path"]
+__all__ = [
+    "EVENT_PREFIX",
+    "ServiceInfo",
+    "StepCancelled",
+    "StepContext",
+    "StepFailed",
+    "StepFunction",
+    "parse_params",
+    "resolve_path",
+]
 
 EVENT_PREFIX = "@@phasef-event "
 
 
 class StepFailed(Exception):
     """A step ended in a failure that it explains itself (no traceback is needed)."""
+
+
+_Params = TypeVar("_Params", bound=BaseModel)
+
+
+def parse_params(model: type[_Params], params: dict[str, Any]) -> _Params:
+    """A step's ``params`` as ``model``; a bad one fails the step naming its first bad field (``params.a.b: why``)."""
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise StepFailed(f"params.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
 
 
 class StepCancelled(BaseException):

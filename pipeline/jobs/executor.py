@@ -11,11 +11,13 @@ line in :data:`EXECUTORS`; nothing in the engine changes.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.layout import AttemptFiles
@@ -49,6 +51,28 @@ class JobSpec:
     files: AttemptFiles
     shown_argv: list[str] = field(default_factory=list)
     """The first words of the command line as journaled (the full text may be long)."""
+
+
+def read_log(files: AttemptFiles, offset: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the attempt's log from ``offset`` (none before the log exists)."""
+    try:
+        with open(files.log, "rb") as fh:
+            fh.seek(offset)
+            return fh.read(limit)
+    except FileNotFoundError:
+        return b""
+
+
+def read_result(files: AttemptFiles) -> dict[str, Any]:
+    """The step function's result (its summary) from the attempt's result file: {} when there is none or it is not
+    a JSON object (a shell step writes none)."""
+    if not files.result.exists():
+        return {}
+    with contextlib.suppress(OSError, ValueError):
+        data = orjson.loads(files.result.read_bytes())
+        if isinstance(data, dict):
+            return data
+    return {}
 
 
 class Job(Protocol):

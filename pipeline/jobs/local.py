@@ -14,10 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
 import psutil
 
-from pipeline.jobs.executor import JobHandle, JobSpec
+from pipeline.jobs.executor import JobHandle, JobSpec, read_log, read_result
 from pipeline.layout import AttemptFiles
 
 WRAPPER = 'STATUS="$1"; shift; "$@"; rc=$?; echo "$rc" > "$STATUS.tmp" && mv "$STATUS.tmp" "$STATUS"; exit "$rc"'
@@ -105,12 +104,7 @@ class LocalJob:
         return self.handle.pid
 
     def read_log(self, offset: int, limit: int) -> bytes:
-        try:
-            with open(self.files.log, "rb") as fh:
-                fh.seek(offset)
-                return fh.read(limit)
-        except FileNotFoundError:
-            return b""
+        return read_log(self.files, offset, limit)
 
     def _ended(self) -> bool:
         if self.gone:
@@ -145,13 +139,7 @@ class LocalJob:
             return None
 
     def result(self) -> dict[str, Any]:
-        if not self.files.result.exists():
-            return {}
-        with contextlib.suppress(OSError, ValueError):
-            data = orjson.loads(self.files.result.read_bytes())
-            if isinstance(data, dict):
-                return data
-        return {}
+        return read_result(self.files)
 
 
 class LocalExecutor:

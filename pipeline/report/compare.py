@@ -1,5 +1,8 @@
 """Baseline vs fine-tuned: the comparison report (``comparison.json`` + ``comparison.md``) of plan Stage E.
 
+This module compares two runs; reading a run lives in ``runs``, the statistics in ``compare_stats`` and the
+Markdown in ``compare_render`` (all three re-exported here).
+
 Both runs are measured from their dirty traces alone. The headline figures come from ``eval_report.compute_metrics``
 (the same function that wrote each run's own report); the noise test needs the same figures per episode, so each
 trace is also split into ``EpisodeStats`` with the same definitions, and a self-check compares the two (a
@@ -16,46 +19,68 @@ different or missing ``taskSetHash`` or ``gateConfigHash``, or a trace that no l
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.jobs.context import StepContext, StepFailed
+from pipeline.jobs.context import StepContext, StepFailed, parse_params
 from pipeline.report import criteria
-from pipeline.report.eval_report import EvalMetrics, compute_metrics, file_sha256, iter_trace, percentile
+from pipeline.report.compare_render import render_markdown, write_outputs
+from pipeline.report.compare_stats import (
+    METRIC_BY_KEY,
+    METRICS,
+    EpisodeStats,
+    MetricSpec,
+    NoiseParams,
+    bootstrap_delta,
+    direction,
+    episode_stats,
+    headline,
+    pair_episodes,
+    pairing_key,
+    sign_test,
+)
 from pipeline.report.paths import relative_text, session_relative
+from pipeline.report.runs import RunData, RunProblem, RunRef, load_run, read_report, trace_of
+
+__all__ = [
+    "COMPARISON_SCHEMA",
+    "METRICS",
+    "METRIC_BY_KEY",
+    "CompareParams",
+    "EpisodeStats",
+    "MetricSpec",
+    "NoiseParams",
+    "RunData",
+    "RunProblem",
+    "RunRef",
+    "bootstrap_delta",
+    "build_comparison",
+    "compare_runs",
+    "compare_step",
+    "episode_stats",
+    "evidence_completeness",
+    "load_run",
+    "read_report",
+    "refusal_reasons",
+    "render_markdown",
+    "residual_blockers",
+    "self_check",
+    "sign_test",
+    "trace_of",
+    "with_pending_criteria",
+    "write_outputs",
+]
 
 COMPARISON_SCHEMA = "phasef.comparison/1"
-MODEL_ACTORS = frozenset({"model", "repair"})
-Better = Literal["lower", "higher"]
-Direction = Literal["better", "worse", "same", "n/a"]
 
 
 # -- params -------------------------------------------------------------------------------------------------------
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class RunRef(_Strict):
-    """One evaluated run: its ``eval_report.json`` (the trace is found through the report unless given)."""
-
-    report: str
-    trace: str | None = None
-    name: str | None = Field(default=None, description="label in tables; default: the report's model id")
-
-
-class NoiseParams(_Strict):
-    resamples: int = Field(default=2000, ge=100, le=100_000)
-    seed: int = 0
-    confidence: float = Field(default=0.95, gt=0.5, lt=1)
-    min_pairs: int = Field(default=5, ge=2, description="fewer paired episodes: no difference is called real")
 
 
 class CompareParams(_Strict):
@@ -64,466 +89,6 @@ class CompareParams(_Strict):
     noise: NoiseParams = Field(default_factory=NoiseParams)
     min_ticks: int = Field(default=100, ge=0, description="fewer ticks observed in a run is a residual blocker")
     out: str = Field(default="report", description="folder for comparison.json/.md, session-relative")
-
-
-# -- per-episode figures --------------------------------------------------------------------------------------------
-@dataclass
-class _ChainTrack:
-    first_tick: int
-    first_ts: float
-    ticks: list[int] = field(default_factory=list)
-    end_role: str | None = None
-    end_tick: int | None = None
-    end_ts: float | None = None
-
-
-@dataclass
-class EpisodeStats:
-    """One episode's share of every compared metric (definitions as in ``eval_report.compute_metrics``)."""
-
-    episode: str
-    task_id: str | None = None
-    seed: int | None = None
-    ticks: int = 0
-    model_replies: int = 0
-    schema_violations: int = 0
-    latencies: list[float] = field(default_factory=list)
-    contexts: list[float] = field(default_factory=list)
-    deaths: int = 0
-    solved: bool = False
-    outcome: str | None = None
-    chains: dict[str, _ChainTrack] = field(default_factory=dict)
-
-    @property
-    def chain_count(self) -> int:
-        return len(self.chains)
-
-    @property
-    def recovered(self) -> int:
-        return sum(c.end_role == "recovered" for c in self.chains.values())
-
-    @property
-    def first_try(self) -> int:
-        """Chains recovered by the first tick after the failure (reflex quality)."""
-        return sum(c.end_role == "recovered" and len(c.ticks) == 2 for c in self.chains.values())
-
-    def recovery_ticks(self) -> list[float]:
-        return [
-            float(c.end_tick - c.first_tick)
-            for c in self.chains.values()
-            if c.end_role == "recovered" and c.end_tick is not None
-        ]
-
-    def recovery_seconds(self) -> list[float]:
-        return [
-            c.end_ts - c.first_ts for c in self.chains.values() if c.end_role == "recovered" and c.end_ts is not None
-        ]
-
-    @property
-    def died(self) -> bool:
-        return self.deaths > 0 or self.outcome == "death"
-
-
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def episode_stats(trace: Path) -> list[EpisodeStats]:
-    """Split a canonical trace into per-episode figures, in order of first appearance."""
-    episodes: dict[str, EpisodeStats] = {}
-
-    def get(name: str) -> EpisodeStats:
-        if name not in episodes:
-            episodes[name] = EpisodeStats(name)
-        return episodes[name]
-
-    for _, rec in iter_trace(trace):
-        kind = rec.get("kind") if rec else None
-        if rec is None or kind not in ("episode_start", "tick", "episode_end"):
-            continue
-        ep = get(str(rec.get("episode")))
-        if rec.get("task_id") is not None:
-            ep.task_id = str(rec["task_id"])
-        if kind == "episode_start":
-            seed = rec.get("seed")
-            ep.seed = seed if isinstance(seed, int) else None
-            continue
-        if kind == "episode_end":
-            ep.solved = bool(rec.get("solved"))
-            ep.outcome = str(rec.get("outcome"))
-            continue
-        ep.ticks += 1
-        if str(rec.get("actor", "model")) in MODEL_ACTORS and rec.get("raw_output") is not None:
-            ep.model_replies += 1
-        latency = _num(rec.get("latency_s"))
-        if latency is not None:
-            ep.latencies.append(latency)
-        if rec.get("error_class") == "SchemaViolation" or rec.get("schema_error"):
-            ep.schema_violations += 1
-        chars = rec.get("context_chars")
-        if isinstance(chars, int) and chars > 0:
-            ep.contexts.append(float(chars))
-        role, chain_id = rec.get("chain_role"), rec.get("chain_id")
-        if role == "death" or rec.get("outcome") == "death":
-            ep.deaths += 1
-        if chain_id and role:
-            raw_tick = rec.get("tick")
-            tick = raw_tick if isinstance(raw_tick, int) else -1
-            ts = _num(rec.get("ts")) or 0.0
-            chain = ep.chains.setdefault(str(chain_id), _ChainTrack(tick, ts))
-            chain.ticks.append(tick)
-            if role in ("recovered", "death"):
-                chain.end_role, chain.end_tick, chain.end_ts = str(role), tick, ts
-    return list(episodes.values())
-
-
-# -- metrics ----------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class MetricSpec:
-    """How one metric is made from episodes: a ratio of sums, a percentile of pooled values, or a sum."""
-
-    key: str
-    label: str
-    unit: str
-    better: Better
-    kind: Literal["ratio", "pooled", "sum"]
-    num: Callable[[EpisodeStats], float] | None = None
-    den: Callable[[EpisodeStats], float] | None = None
-    values: Callable[[EpisodeStats], list[float]] | None = None
-    q: float = 50.0
-    noise_testable: bool = True
-    """False for an extreme (a maximum): the bootstrap cannot bound it, so no difference is called real."""
-    blocking: bool = True
-    """Whether being worse beyond noise is a residual blocker (context size and tick count are gated elsewhere)."""
-
-    def episode_value(self, ep: EpisodeStats) -> float | None:
-        """This metric for one episode alone (the sign test's unit), or None where undefined."""
-        if self.kind == "pooled":
-            assert self.values is not None
-            return percentile(self.values(ep), self.q)
-        assert self.num is not None
-        if self.kind == "sum":
-            return self.num(ep)
-        assert self.den is not None
-        den = self.den(ep)
-        return self.num(ep) / den if den else None
-
-    def aggregate(self, eps: Sequence[EpisodeStats]) -> float | None:
-        if self.kind == "pooled":
-            assert self.values is not None
-            return percentile([v for ep in eps for v in self.values(ep)], self.q)
-        assert self.num is not None
-        total = sum(self.num(ep) for ep in eps)
-        if self.kind == "sum":
-            return total
-        assert self.den is not None
-        den = sum(self.den(ep) for ep in eps)
-        return total / den if den else None
-
-
-METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("latency_p50_s", "latency p50", "s", "lower", "pooled", values=lambda e: e.latencies, q=50),
-    MetricSpec("latency_p95_s", "latency p95", "s", "lower", "pooled", values=lambda e: e.latencies, q=95),
-    MetricSpec(
-        "schema_violation_rate",
-        "schema-violation rate",
-        "per model reply",
-        "lower",
-        "ratio",
-        num=lambda e: e.schema_violations,
-        den=lambda e: e.model_replies,
-    ),
-    MetricSpec(
-        "mttr_s",
-        "MTTR",
-        "s",
-        "lower",
-        "ratio",
-        num=lambda e: sum(e.recovery_seconds()),
-        den=lambda e: len(e.recovery_seconds()),
-    ),
-    MetricSpec(
-        "mttr_ticks",
-        "MTTR",
-        "ticks",
-        "lower",
-        "ratio",
-        num=lambda e: sum(e.recovery_ticks()),
-        den=lambda e: len(e.recovery_ticks()),
-    ),
-    MetricSpec(
-        "recovery_rate",
-        "recovery rate",
-        "chains recovered",
-        "higher",
-        "ratio",
-        num=lambda e: e.recovered,
-        den=lambda e: e.chain_count,
-    ),
-    MetricSpec(
-        "reflex_quality",
-        "reflex quality",
-        "chains recovered at the first attempt",
-        "higher",
-        "ratio",
-        num=lambda e: e.first_try,
-        den=lambda e: e.chain_count,
-    ),
-    MetricSpec("deaths", "deaths", "death ticks", "lower", "sum", num=lambda e: e.deaths),
-    MetricSpec(
-        "solved_rate", "solved", "share of episodes", "higher", "ratio", num=lambda e: e.solved, den=lambda e: 1
-    ),
-    MetricSpec("ticks_observed", "ticks observed", "ticks", "higher", "sum", num=lambda e: e.ticks, blocking=False),
-    MetricSpec(
-        "context_p95_chars",
-        "context p95",
-        "chars",
-        "lower",
-        "pooled",
-        values=lambda e: e.contexts,
-        q=95,
-        blocking=False,
-    ),
-    MetricSpec(
-        "context_max_chars",
-        "context max",
-        "chars",
-        "lower",
-        "pooled",
-        values=lambda e: e.contexts,
-        q=100,
-        noise_testable=False,
-        blocking=False,
-    ),
-)
-METRIC_BY_KEY = {m.key: m for m in METRICS}
-
-
-def headline(m: EvalMetrics) -> dict[str, float | None]:
-    """The compared metrics of a run, from ``eval_report.compute_metrics`` (reflex quality is added by the caller)."""
-    rec = m.recoveries
-    return {
-        "latency_p50_s": m.latency.p50,
-        "latency_p95_s": m.latency.p95,
-        "schema_violation_rate": m.schema_violation_rate,
-        "mttr_s": m.mttr.seconds,
-        "mttr_ticks": m.mttr.ticks,
-        "recovery_rate": rec.recovered / rec.chains if rec.chains else None,
-        "reflex_quality": None,
-        "deaths": float(m.deaths),
-        "solved_rate": m.solved / m.episodes if m.episodes else None,
-        "ticks_observed": float(m.ticks_observed),
-        "context_p95_chars": m.context_profile.p95_chars,
-        "context_max_chars": float(m.context_profile.max_chars) if m.context_profile.samples else None,
-    }
-
-
-# -- the paired noise test -----------------------------------------------------------------------------------------
-def pairing_key(ep: EpisodeStats) -> str:
-    return f"{ep.task_id}#seed={ep.seed}" if ep.task_id is not None else f"episode={ep.episode}"
-
-
-def pair_episodes(
-    base: Sequence[EpisodeStats], fine: Sequence[EpisodeStats]
-) -> tuple[list[tuple[EpisodeStats, EpisodeStats]], list[str], list[str]]:
-    """Pairs by task (and seed; repeats by order), and the episodes of each side left without a partner."""
-
-    def keyed(eps: Sequence[EpisodeStats]) -> dict[str, EpisodeStats]:
-        seen: dict[str, int] = {}
-        out: dict[str, EpisodeStats] = {}
-        for ep in eps:
-            k = pairing_key(ep)
-            seen[k] = seen.get(k, 0) + 1
-            out[f"{k}#{seen[k]}"] = ep
-        return out
-
-    b, f = keyed(base), keyed(fine)
-    pairs = [(b[k], f[k]) for k in b if k in f]
-    return pairs, [b[k].episode for k in b if k not in f], [f[k].episode for k in f if k not in b]
-
-
-def sign_test(diffs: Sequence[float]) -> dict[str, Any]:
-    """Exact two-sided sign test over non-zero paired differences."""
-    pos = sum(d > 0 for d in diffs)
-    neg = sum(d < 0 for d in diffs)
-    n = pos + neg
-    if n == 0:
-        return {"positive": 0, "negative": 0, "ties": len(diffs), "p_value": 1.0}
-    k = min(pos, neg)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-    return {"positive": pos, "negative": neg, "ties": len(diffs) - n, "p_value": min(1.0, 2 * tail)}
-
-
-def bootstrap_delta(
-    spec: MetricSpec, pairs: Sequence[tuple[EpisodeStats, EpisodeStats]], noise: NoiseParams
-) -> tuple[float, float] | None:
-    """Percentile interval of (fine-tuned - baseline) over resampled episode pairs; None when undefined."""
-    n = len(pairs)
-    if n == 0:
-        return None
-    rng = np.random.default_rng(noise.seed)
-    idx = rng.integers(0, n, size=(noise.resamples, n))
-    base = [p[0] for p in pairs]
-    fine = [p[1] for p in pairs]
-    if spec.kind == "pooled":
-        assert spec.values is not None
-        getter = spec.values
-        b_vals = [np.asarray(getter(e), dtype=float) for e in base]
-        f_vals = [np.asarray(getter(e), dtype=float) for e in fine]
-        deltas = np.full(noise.resamples, np.nan)
-        for r in range(noise.resamples):
-            bs = np.concatenate([b_vals[i] for i in idx[r]])
-            fs = np.concatenate([f_vals[i] for i in idx[r]])
-            if bs.size and fs.size:
-                deltas[r] = np.percentile(fs, spec.q) - np.percentile(bs, spec.q)
-    else:
-        assert spec.num is not None
-        num_fn = spec.num
-        b_num = np.array([num_fn(e) for e in base], dtype=float)[idx].sum(axis=1)
-        f_num = np.array([num_fn(e) for e in fine], dtype=float)[idx].sum(axis=1)
-        if spec.kind == "sum":
-            deltas = f_num - b_num
-        else:
-            assert spec.den is not None
-            den_fn = spec.den
-            b_den = np.array([den_fn(e) for e in base], dtype=float)[idx].sum(axis=1)
-            f_den = np.array([den_fn(e) for e in fine], dtype=float)[idx].sum(axis=1)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                deltas = np.where((b_den > 0) & (f_den > 0), f_num / f_den - b_num / b_den, np.nan)
-    valid = deltas[~np.isnan(deltas)]
-    if valid.size < noise.resamples / 2:
-        return None
-    tail = (1 - noise.confidence) / 2 * 100
-    lo, hi = np.percentile(valid, [tail, 100 - tail])
-    return float(lo), float(hi)
-
-
-def direction(spec: MetricSpec, base: float | None, fine: float | None) -> Direction:
-    if base is None or fine is None:
-        return "n/a"
-    delta = fine - base
-    if abs(delta) <= 1e-9 * max(abs(base), abs(fine), 1.0):
-        return "same"
-    improved = delta < 0 if spec.better == "lower" else delta > 0
-    return "better" if improved else "worse"
-
-
-# -- reading a run ----------------------------------------------------------------------------------------------
-class RunProblem(Exception):
-    """A run cannot be compared (unreadable report, missing trace, trace changed since its report)."""
-
-
-@dataclass
-class RunData:
-    role: str
-    name: str
-    report_path: Path
-    report: dict[str, Any]
-    trace_path: Path
-    trace_sha256: str
-    metrics: EvalMetrics
-    episodes: list[EpisodeStats]
-
-    @property
-    def task_set_hash(self) -> str | None:
-        return _hash_field(self.report, "taskSetHash", "task_set_hash")
-
-    @property
-    def gate_config_hash(self) -> str | None:
-        return _hash_field(self.report, "gateConfigHash", "gate_config_hash")
-
-    def values(self) -> dict[str, float | None]:
-        values = headline(self.metrics)
-        values["reflex_quality"] = METRIC_BY_KEY["reflex_quality"].aggregate(self.episodes)
-        return values
-
-    def evidence(self) -> dict[str, Any]:
-        m = self.metrics
-        return {
-            "death_traces": m.deaths,
-            "death_records": len(m.death_records),
-            "recovery_chains": m.recoveries.chains,
-            "recovered_chains": m.recoveries.recovered,
-            "trap_interactions": m.trap_interactions.total,
-            "context_profile": m.context_profile.samples > 0,
-            "context_samples": m.context_profile.samples,
-            "context_growth_per_tick": m.context_profile.growth_per_tick,
-        }
-
-    def summary(self, session_dir: Path | None = None) -> dict[str, Any]:
-        """The run as reports list it; files inside ``session_dir`` named relative to it."""
-        return {
-            "name": self.name,
-            "model": self.report.get("model", {}),
-            "report": session_relative(self.report_path, session_dir),
-            "report_sha256": file_sha256(self.report_path),
-            "verdict": self.report.get("verdict"),
-            "reasons": self.report.get("reasons", []),
-            "trace": session_relative(self.trace_path, session_dir),
-            "trace_sha256": self.trace_sha256,
-            "taskSetHash": self.task_set_hash,
-            "gateConfigHash": self.gate_config_hash,
-            "episodes": len(self.episodes),
-            "invalid_lines": self.metrics.invalid_lines,
-            "metrics": self.values(),
-            "evidence": self.evidence(),
-        }
-
-
-def _hash_field(report: dict[str, Any], *names: str) -> str | None:
-    for name in names:
-        value = report.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
-def read_report(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunProblem(f"{path}: no such report") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RunProblem(f"{path}: cannot read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise RunProblem(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise RunProblem(f"{path}: expected a JSON object")
-    return data
-
-
-def trace_of(report: dict[str, Any], report_path: Path, explicit: Path | None) -> tuple[Path, str | None]:
-    """The run's trace and the sha256 its report recorded (None when the report records none)."""
-    ref = report.get("trace")
-    recorded = ref.get("sha256") if isinstance(ref, dict) else None
-    if explicit is not None:
-        return explicit, recorded if isinstance(recorded, str) else None
-    raw = ref.get("path") if isinstance(ref, dict) else ref if isinstance(ref, str) else None
-    if not isinstance(raw, str) or not raw:
-        raise RunProblem(f"{report_path}: field 'trace.path' missing; give the trace in the step's params")
-    path = Path(raw)
-    if not path.is_absolute():
-        beside = report_path.parent / path
-        path = beside if beside.exists() else path
-    return path, recorded if isinstance(recorded, str) else None
-
-
-def load_run(role: str, ref: RunRef, resolve: Callable[[str], Path]) -> RunData:
-    report_path = resolve(ref.report)
-    report = read_report(report_path)
-    trace, recorded = trace_of(report, report_path, resolve(ref.trace) if ref.trace else None)
-    if not trace.is_file():
-        raise RunProblem(f"{role}: trace {trace} does not exist")
-    sha = file_sha256(trace)
-    if recorded is not None and recorded != sha:
-        raise RunProblem(
-            f"{role}: trace {trace} changed since {report_path} was written "
-            f"(sha256 {sha[:12]}… now, {recorded[:12]}… in the report)"
-        )
-    model = report.get("model")
-    label = model.get("label") or model.get("id") if isinstance(model, dict) else None
-    name = ref.name or (str(label) if label else role)
-    return RunData(role, name, report_path, report, trace, sha, compute_metrics(trace), episode_stats(trace))
 
 
 # -- the comparison ---------------------------------------------------------------------------------------------
@@ -662,100 +227,6 @@ def residual_blockers(
     return blockers
 
 
-# -- output ----------------------------------------------------------------------------------------------------
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e12:
-            return str(int(value))
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def render_markdown(doc: dict[str, Any]) -> str:
-    base, fine = doc["baseline"], doc["finetuned"]
-    lines = ["# Baseline vs fine-tuned", ""]
-    if doc.get("pass_criteria") is not None:
-        lines += criteria.render_markdown(doc)
-    lines += [
-        f"- baseline: **{base.get('name')}** — `{base.get('report')}`",
-        f"- fine-tuned: **{fine.get('name')}** — `{fine.get('report')}`",
-        f"- status: **{doc['status']}**",
-        "",
-    ]
-    if doc["status"] == "refused":
-        lines += ["## Refused", "", "The runs were not judged alike, so no delta is shown:", ""]
-        lines += [f"- {r}" for r in doc["refusal"]]
-        return "\n".join(lines) + "\n"
-    noise = doc["noise"]
-    lines += [
-        f"Task set `{base['taskSetHash'][:12]}…`, gate config `{base['gateConfigHash'][:12]}…` "
-        "(identical in both runs). "
-        f"{doc['pairs']['count']} episode pairs; noise: paired bootstrap, {noise['resamples']} resamples, "
-        f"seed {noise['seed']}, {noise['confidence']:.0%} interval.",
-        "",
-        "## Delta table",
-        "",
-        "| metric | unit | baseline | fine-tuned | delta | direction | beyond noise | interval | sign test p |",
-        "|---|---|---:|---:|---:|---|---|---|---:|",
-    ]
-    for d in doc["deltas"]:
-        ci = d["ci"]
-        interval = f"{ci[0]:+.3g} .. {ci[1]:+.3g}" if ci else "n/a"
-        delta = "n/a" if d["delta"] is None else f"{d['delta']:+.4g}"
-        beyond = "yes" if d["beyond_noise"] else "no"
-        lines.append(
-            f"| {d['label']} | {d['unit']} | {_fmt(d['baseline'])} | {_fmt(d['finetuned'])} | {delta} | "
-            f"{d['direction']} | {beyond} | {interval} | {d['sign_test']['p_value']:.3g} |"
-        )
-    flips = doc["flips"]
-    lines += ["", "## Flipped episodes", ""]
-    any_flip = False
-    for kind, title in (
-        ("solved", "unsolved → solved"),
-        ("unsolved", "solved → unsolved"),
-        ("survived", "died → survived"),
-        ("died", "survived → died"),
-    ):
-        for f in flips[kind]:
-            any_flip = True
-            lines.append(f"- {title}: `{f['task']}` ({f['baseline_episode']} → {f['finetuned_episode']})")
-    if not any_flip:
-        lines.append("- none")
-    ev = doc["evidence"]
-    lines += ["", "## Evidence completeness", ""]
-    lines.append(f"- complete: **{'yes' if ev['complete'] else 'no'}**" + "".join(f"; {m}" for m in ev["missing"]))
-    for role in ("baseline", "finetuned"):
-        e = ev[role]
-        lines.append(
-            f"- {role}: {e['death_traces']} death trace(s), {e['recovered_chains']}/{e['recovery_chains']} chains "
-            f"recovered, {e['trap_interactions']} trap interaction(s), context profile "
-            f"{'present' if e['context_profile'] else 'missing'} ({e['context_samples']} samples, growth "
-            f"{_fmt(e['context_growth_per_tick'])} chars/tick)"
-        )
-    lines += ["", "## Residual blockers", ""]
-    lines += [f"- {b}" for b in doc["residual_blockers"]] or ["- none"]
-    if doc["self_check"]:
-        lines += ["", "## Metric self-check disagreements", ""] + [f"- {p}" for p in doc["self_check"]]
-    return "\n".join(lines) + "\n"
-
-
-def write_outputs(doc: dict[str, Any], markdown: str, folders: Sequence[Path], stem: str) -> list[Path]:
-    """``<stem>.json`` and ``<stem>.md`` into every folder (atomically); the paths written, JSON first."""
-    from pipeline.fsio import atomic_write_text
-
-    text_json = json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
-    written = []
-    for folder in folders:
-        folder.mkdir(parents=True, exist_ok=True)
-        for suffix, text in ((".json", text_json), (".md", markdown)):
-            path = folder / f"{stem}{suffix}"
-            atomic_write_text(path, text)
-            written.append(path)
-    return written
-
-
 def build_comparison(
     params: CompareParams, resolve: Callable[[str], Path], session_dir: Path | None = None
 ) -> dict[str, Any]:
@@ -805,11 +276,7 @@ def with_pending_criteria(doc: dict[str, Any]) -> dict[str, Any]:
 
 def compare_step(ctx: StepContext) -> dict[str, Any]:
     """Builtin step: write ``<session>/report/comparison.{json,md}`` (and a copy in the step's artifacts)."""
-    try:
-        params = CompareParams.model_validate(ctx.params)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise StepFailed(f"params.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+    params = parse_params(CompareParams, ctx.params)
     doc = with_pending_criteria(build_comparison(params, ctx.resolve, ctx.session_dir))
     written = write_outputs(doc, render_markdown(doc), [ctx.resolve(params.out), ctx.artifacts_dir], "comparison")
     ctx.log("comparison written to " + ", ".join(str(p) for p in written[:2]))

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.jobs.context import StepContext, StepFailed
+from pipeline.jobs.context import StepContext, StepFailed, parse_params
 from pipeline.report.compare import METRICS, RunData, RunProblem, RunRef, load_run, write_outputs
 from pipeline.report.paths import relative_text, session_relative
 
@@ -142,11 +142,7 @@ def render_matrix(doc: dict[str, Any]) -> str:
 
 def matrix_step(ctx: StepContext) -> dict[str, Any]:
     """Builtin step: write ``<session>/report/model_matrix.{json,md}`` (and a copy in the step's artifacts)."""
-    try:
-        params = MatrixParams.model_validate(ctx.params)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise StepFailed(f"params.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+    params = parse_params(MatrixParams, ctx.params)
     refs = params.runs or discover_runs(ctx.session_dir, params.discover)
     if not refs:
         raise StepFailed(f"no evaluated runs: params.runs is empty and nothing matches {params.discover!r}")

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.clock import unix_seconds
 from pipeline.journal import JOURNAL_NAME, Event, is_locked, read_journal
 from pipeline.state import SessionState, StepState, replay
 
@@ -34,15 +34,6 @@ class EvalStep:
     finished: str | None
     outputs: dict[str, str]
     """The step's output hashes as journaled (path relative to the session -> sha256)."""
-
-
-def _iso_seconds(ts: str | None) -> float | None:
-    if not ts:
-        return None
-    try:
-        return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _report_path(session_dir: Path, st: StepState) -> Path | None:
@@ -129,7 +120,7 @@ def session_row(session_dir: Path, now: float | None = None) -> dict[str, Any]:
         state.state = "interrupted"  # (as ``load_state`` says it: the supervisor is gone)
     events = [e for e in items if isinstance(e, Event)]
     evals = eval_steps(session_dir, state)
-    start, end = _iso_seconds(state.started), _iso_seconds(state.finished)
+    start, end = unix_seconds(state.started), unix_seconds(state.finished)
     if start is not None and end is None and state.state in ("running", "waiting"):
         end = time.time() if now is None else now
     row.update(

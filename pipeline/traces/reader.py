@@ -12,7 +12,7 @@ the limit is not accumulated but skipped up to its newline and reported as too l
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -182,6 +182,16 @@ def iter_records(
                 yield line_no, obj
             else:
                 yield BadLine(file=file, line=line_no, reason=f"expected a JSON object, got {type(obj).__name__}")
+
+
+def good_records(path: Path, bad: Callable[[BadLine], object]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``iter_records`` with every ``BadLine`` handed to ``bad`` (a ``list.append``, a ``BadLineLog.add``): only
+    the ``(line_no, object)`` pairs are yielded."""
+    for item in iter_records(path):
+        if isinstance(item, tuple):
+            yield item
+        else:
+            bad(item)
 
 
 def file_sha256(path: Path) -> str:

@@ -146,6 +146,26 @@ def classify_output(text: str | None, exit_code: int | None = None) -> tuple[str
     return None
 
 
+def trajectory_name(path: Path) -> str:
+    """The episode name of a trajectory file: its name without ``.traj.json``, ``.traj`` or ``.json``."""
+    name = path.name
+    for suffix in (".traj.json", ".traj", ".json"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def respond_step(content: str, reply: dict[str, Any] | None, prompt_chars: int | None, pointer: str) -> Step:
+    """A model turn without tool calls: a ``respond`` action, observed by the user message that answered it."""
+    return Step(
+        action={"tool": "respond", "args": {"content": content}},
+        raw_output=content,
+        observation=text_of(reply.get("content")) if reply is not None else None,
+        context_chars=prompt_chars,
+        pointer=pointer,
+    )
+
+
 class EpisodeBuilder:
     """Turns the steps of one foreign episode into canonical ``episode_start``/``tick``/``episode_end`` dicts.
 

@@ -39,7 +39,7 @@ from pipeline.traces.importers._common import (
     text_of,
 )
 from pipeline.traces.importers._shell import command_failure
-from pipeline.traces.reader import BadLine, iter_records
+from pipeline.traces.reader import BadLine, good_records
 
 FORMAT = "claude-code"
 
@@ -176,11 +176,7 @@ def convert_path(path: Path, origin: Origin) -> tuple[list[dict[str, Any]], list
     last_line: int | None = None
     texts_by_message: dict[str, Step] = {}
     dropped: set[int] = set()  # text steps that turned out to be a call's reasoning
-    for item in iter_records(path):
-        if isinstance(item, BadLine):
-            bad.append(item)
-            continue
-        line, obj = item
+    for line, obj in good_records(path, bad.append):
         kind = obj.get("type")
         if not isinstance(kind, str) or kind not in KNOWN_TYPES:
             bad.append(BadLine(file=file, line=line, reason=f"field 'type': unknown record type {kind!r}; skipped"))

@@ -17,7 +17,15 @@ from typing import Any
 
 import orjson
 
-from pipeline.traces.importers._common import EpisodeBuilder, Origin, Step, one_line, parse_timestamp, text_of
+from pipeline.traces.importers._common import (
+    EpisodeBuilder,
+    Origin,
+    Step,
+    one_line,
+    parse_timestamp,
+    respond_step,
+    text_of,
+)
 from pipeline.traces.reader import BadLine
 
 FORMAT = "inspect-ai"
@@ -163,15 +171,7 @@ def _sample(
                 reply = next(
                     (m for m in messages[index + 1 :] if isinstance(m, dict) and m.get("role") in ("user",)), None
                 )
-                builder.tick(
-                    Step(
-                        action={"tool": "respond", "args": {"content": content}},
-                        raw_output=content,
-                        observation=text_of(reply.get("content")) if reply is not None else None,
-                        context_chars=prompt_chars,
-                        pointer=where,
-                    )
-                )
+                builder.tick(respond_step(content, reply, prompt_chars, where))
         elif role == "tool":
             call_id = message.get("tool_call_id")
             if not isinstance(call_id, str) or call_id not in called:

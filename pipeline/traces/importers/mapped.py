@@ -43,7 +43,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.traces.importers._common import Origin
-from pipeline.traces.reader import BadLine, iter_records
+from pipeline.traces.reader import BadLine, good_records
 from pipeline.traces.schema import RECORD_TYPES, SCHEMA_VERSION
 
 FORMAT = "jsonl"
@@ -172,11 +172,7 @@ def convert(path: Path, map_path: Path, origin: Origin) -> tuple[list[dict[str, 
     records: list[dict[str, Any]] = []
     framed: dict[str, list[dict[str, Any]]] = {}
     has_kind = "kind" in trace_map.fields
-    for item in iter_records(path):
-        if isinstance(item, BadLine):
-            bad.append(item)
-            continue
-        line, obj = item
+    for line, obj in good_records(path, bad.append):
         try:
             record = map_record(obj, trace_map)
         except ValueError as exc:

@@ -21,6 +21,7 @@ from pipeline.traces.importers._common import (
     one_line,
     parse_timestamp,
     text_of,
+    trajectory_name,
 )
 from pipeline.traces.reader import BadLine
 
@@ -60,14 +61,6 @@ def sniff(doc: Any) -> bool:
     return False
 
 
-def _episode_name(path: Path) -> str:
-    name = path.name
-    for suffix in (".traj.json", ".traj", ".json"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
 def _observe(step: Step, text: str) -> None:
     """Fill outcome and error of ``step`` from the user message that answered it."""
     step.observation = text
@@ -91,7 +84,7 @@ def convert(path: Path, doc: Any, origin: Origin) -> tuple[list[dict[str, Any]],
     messages: list[dict[str, Any]] = doc if isinstance(doc, list) else doc["messages"]
     info = doc.get("info") if isinstance(doc, dict) and isinstance(doc.get("info"), dict) else None
     base = "/messages" if isinstance(doc, dict) else ""
-    name = _episode_name(path)
+    name = trajectory_name(path)
     builder = EpisodeBuilder(origin, name, task_id=name)
     task = next((text_of(m.get("content")) for m in messages if m.get("role") == "user"), None)
     builder.start(task=task, pointer=base or "/")

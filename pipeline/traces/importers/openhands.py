@@ -24,7 +24,7 @@ from pipeline.traces.importers._common import (
     parse_timestamp,
     text_of,
 )
-from pipeline.traces.reader import BadLine, iter_records
+from pipeline.traces.reader import BadLine, good_records
 
 FORMAT = "openhands"
 
@@ -267,11 +267,7 @@ def convert_jsonl(path: Path, origin: Origin) -> tuple[list[dict[str, Any]], lis
     bad: list[BadLine] = []
     events: list[Any] = []
     event_lines: list[int] = []
-    for item in iter_records(path):
-        if isinstance(item, BadLine):
-            bad.append(item)
-            continue
-        line, obj = item
+    for line, obj in good_records(path, bad.append):
         if is_record(obj):
             more, problems = episode_records(
                 obj["history"],

@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from pipeline.traces.importers._common import EpisodeBuilder, Origin, Step, one_line
-from pipeline.traces.reader import BadLine, iter_records
+from pipeline.traces.reader import BadLine, good_records
 
 FORMAT = "otel-genai"
 
@@ -324,11 +324,7 @@ def convert_jsonl(path: Path, origin: Origin) -> tuple[list[dict[str, Any]], lis
     """One export request per line; spans of a trace may be spread over lines."""
     bad: list[BadLine] = []
     by_trace: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for item in iter_records(path):
-        if isinstance(item, BadLine):
-            bad.append(item)
-            continue
-        line, obj = item
+    for line, obj in good_records(path, bad.append):
         if not sniff_line(obj):
             keys = ", ".join(sorted(obj)[:6])
             reason = f"not an OTLP export request (keys: {keys}); skipped"

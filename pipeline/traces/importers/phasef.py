@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.traces.reader import BadLine, iter_records
+from pipeline.traces.reader import BadLine, good_records
 from pipeline.traces.schema import record_problem
 
 FORMAT = "phasef"
@@ -14,11 +14,7 @@ FORMAT = "phasef"
 def convert_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[BadLine]]:
     records: list[dict[str, Any]] = []
     bad: list[BadLine] = []
-    for item in iter_records(path):
-        if isinstance(item, BadLine):
-            bad.append(item)
-            continue
-        line, obj = item
+    for line, obj in good_records(path, bad.append):
         problem = record_problem(obj)
         if problem is not None:
             bad.append(BadLine(file=str(path), line=line, reason=problem))

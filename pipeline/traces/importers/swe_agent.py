@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.traces.importers._common import EpisodeBuilder, Origin, Step, classify_output, text_of
+from pipeline.traces.importers._common import EpisodeBuilder, Origin, Step, classify_output, text_of, trajectory_name
 from pipeline.traces.reader import BadLine
 
 FORMAT = "swe-agent"
@@ -74,21 +74,13 @@ def _task_of(history: list[Any]) -> str | None:
     return None
 
 
-def _episode_name(path: Path) -> str:
-    name = path.name
-    for suffix in (".traj.json", ".traj", ".json"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
 def convert(path: Path, doc: dict[str, Any], origin: Origin) -> tuple[list[dict[str, Any]], list[BadLine]]:
     bad: list[BadLine] = []
     history = doc.get("history") if isinstance(doc.get("history"), list) else []
     assert isinstance(history, list)
     info = doc.get("info") if isinstance(doc.get("info"), dict) else {}
     assert isinstance(info, dict)
-    builder = EpisodeBuilder(origin, _episode_name(path), task_id=_episode_name(path))
+    builder = EpisodeBuilder(origin, trajectory_name(path), task_id=trajectory_name(path))
     builder.start(task=_task_of(history), pointer="/history", environment=doc.get("environment"))
     history_sizes = _history_prompt_sizes(history)
     steps = doc["trajectory"]

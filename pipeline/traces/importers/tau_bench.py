@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.traces.importers._common import EpisodeBuilder, Origin, Step, one_line, text_of
+from pipeline.traces.importers._common import EpisodeBuilder, Origin, Step, one_line, respond_step, text_of
 from pipeline.traces.reader import BadLine
 
 FORMAT = "tau-bench"
@@ -115,15 +115,7 @@ def _episode(result: dict[str, Any], pointer: str, origin: Origin, bad: list[Bad
                 builder.tick(step)
             if not calls:
                 reply = _next_user(traj, index)
-                builder.tick(
-                    Step(
-                        action={"tool": "respond", "args": {"content": content}},
-                        raw_output=content,
-                        observation=text_of(reply.get("content")) if reply is not None else None,
-                        context_chars=prompt_chars,
-                        pointer=f"{pointer}/traj/{index}",
-                    )
-                )
+                builder.tick(respond_step(content, reply, prompt_chars, f"{pointer}/traj/{index}"))
         prompt_chars += _message_chars(message)
     reward = result.get("reward")
     error = info.get("error")
