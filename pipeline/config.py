@@ -349,12 +349,6 @@ def _check_references(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...],
                     issue((*loc, "hosts"), f"unknown host {name!r}; declared: {declared}")
             if (step.ranks > 1 or step.hosts) and step.kind not in ("mlx_train", "builtin"):
                 issue((*loc, "ranks"), f"data-parallel ranks are for mlx_train (and builtin) steps, not {step.kind}")
-            if step.ranks > 1 and step.kind == "mlx_train":
-                issue(
-                    (*loc, "ranks"),
-                    "ranks > 1 for mlx_train is not supported yet (the trainer writes checkpoints from every rank); "
-                    "ranks run builtin steps",
-                )
             batch = step.params.get("batch_size")
             if step.ranks > 1 and step.kind == "mlx_train" and isinstance(batch, int) and batch % step.ranks:
                 issue((*loc, "params", "batch_size"), f"batch_size {batch} is not divisible by ranks = {step.ranks}")

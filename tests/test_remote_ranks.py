@@ -79,7 +79,15 @@ def test_config_check_refuses_ranks_that_do_not_divide_the_batch() -> None:
     text = str(err.value)
     assert "plan.toml:10: stages.A.steps.ft.params.batch_size: batch_size 4 is not divisible by ranks = 3" in text
     assert "plan.toml:6: stages.A.steps.ft.hosts: unknown host 'nowhere'" in text
-    assert "plan.toml:5: stages.A.steps.ft.ranks: ranks > 1 for mlx_train is not supported yet" in text
+    assert "stages.A.steps.ft.ranks" not in text  # mlx_train runs on ranks; only the batch must divide
+
+
+def test_config_check_accepts_two_ranks_for_mlx_train_with_a_batch_they_divide() -> None:
+    plan = (
+        '[stages.A]\ntitle = "A"\n[stages.A.steps.ft]\nkind = "mlx_train"\nranks = 2\n'
+        '[stages.A.steps.ft.params]\nmodel = "m"\ndata = "d"\nbatch_size = 4\n'
+    )
+    assert parse_config(plan, "plan.toml").step("A.ft").ranks == 2
 
 
 def test_kill9_mid_ranks_then_resume_reattaches_every_rank_once(tmp_path: Path) -> None:

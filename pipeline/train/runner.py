@@ -48,6 +48,7 @@ from pipeline.train.lora_config import LoraConfigProblem, read_lora_config, reci
 from pipeline.train.params import TrainParams
 from pipeline.train.progress import ProgressReporter, plain_stdout
 from pipeline.train.stop import StopControl, TrainingStopped
+from pipeline.train.world import RankedStop, join, share_checkpoint
 
 BAD_LINES_LOGGED = 20
 RECIPE_KEYS_THAT_MUST_MATCH = ("model", "fine_tune_type", "num_layers", "lora_parameters", "training_mode")
@@ -123,7 +124,8 @@ class TrainingJob:
         self.ctx = ctx
         self.params = params
         self.started = time.monotonic()
-        self.stop = StopControl(params.timeout)
+        self.world = join()
+        self.stop = RankedStop(self.world, params.timeout) if self.world.size > 1 else StopControl(params.timeout)
         self.model_ref = resolve_model(params.model, ctx)
         self.data_dir = ctx.resolve(params.data)
         self.adapter_dir = ctx.resolve(params.adapter_path) if params.adapter_path else ctx.artifacts_dir / "adapters"
@@ -134,8 +136,12 @@ class TrainingJob:
             from pipeline.train.dpo import require_mlx_lm_lora
 
             require_mlx_lm_lora(self.ctx)
+            if self.world.size > 1:
+                raise StepFailed("training_mode = 'dpo' runs on one rank; set ranks = 1")
         splits = self.load_data()
-        start = self.prepare_adapter_dir()
+        start = self.prepare_adapter_dir() if self.world.leader else None
+        if self.world.size > 1:  # rank 0 decides where all start; the others get its checkpoint over the ring
+            start = share_checkpoint(self.world, start, self.ctx.artifacts_dir / "resume")
         if start is not None and start.step >= self.params.iters:
             return self.already_done(start)
         try:
@@ -249,10 +255,13 @@ class TrainingJob:
                 total_steps=p.iters,
             )
             self.ctx.log(f"resuming from {start.adapters.name} (step {start_step} of {p.iters})")
-        config = adapter_config(p, self.model_ref, self.data_dir, self.adapter_dir)
-        write_text_atomically(self.adapter_dir / ADAPTER_CONFIG, json.dumps(config, indent=2) + "\n")
+        if self.world.leader:
+            config = adapter_config(p, self.model_ref, self.data_dir, self.adapter_dir)
+            write_text_atomically(self.adapter_dir / ADAPTER_CONFIG, json.dumps(config, indent=2) + "\n")
 
         def save(step: int) -> None:
+            if not self.world.leader:  # only rank 0 writes the adapter folder
+                return
             weights = save_tensors(model.trainable_parameters())
             opt_state = save_tensors(optimizer.state)
             meta = {"step": str(step), "total_steps": str(p.iters)}
@@ -287,10 +296,11 @@ class TrainingJob:
     ) -> dict[str, Any]:
         """Save the last step, report a stop or the summary of a finished run."""
         p = self.params
-        (self.adapter_dir / SCRATCH_FILE).unlink(missing_ok=True)
         final_step = attempt.start_step + done
-        if final_step > 0 and not (self.adapter_dir / checkpoint_name(final_step)).exists():
-            attempt.save(final_step)
+        if self.world.leader:
+            (self.adapter_dir / SCRATCH_FILE).unlink(missing_ok=True)
+            if final_step > 0 and not (self.adapter_dir / checkpoint_name(final_step)).exists():
+                attempt.save(final_step)
         reporter.flush(final_step)
         if stopped:
             self.stopped(stopped, final_step)
@@ -320,7 +330,9 @@ class TrainingJob:
             "bad_rows": sum(len(s.bad) for s in splits.values()),
             "adapter_path": str(self.adapter_dir),
             "adapter_file": str(self.adapter_dir / ADAPTER_FILE),
-            "checkpoints": [c.adapters.name for c in list_checkpoints(self.adapter_dir)],
+            "checkpoints": [c.adapters.name for c in list_checkpoints(self.adapter_dir)] if self.world.leader else [],
+            "rank": self.world.rank,
+            "ranks": self.world.size,
         }
         self.ctx.emit(
             "train_done",
