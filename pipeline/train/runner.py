@@ -15,6 +15,9 @@ Attempts and outcomes:
 
 Preference training (``training_mode = "dpo"``) goes through the optional mlx-lm-lora package, see
 ``pipeline.train.dpo``.
+
+Started as one of several data-parallel ranks (``ranks = N``), the job joins the ring (``pipeline.train.world``):
+only rank 0 writes the adapter folder, every rank starts from rank 0's newest checkpoint, and stops are agreed.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -150,7 +153,9 @@ class TrainingJob:
                     from pipeline.train.dpo import train_dpo
 
                     return train_dpo(self, splits, start)
-                return self.train_sft(splits, start)
+                from pipeline.train.sft import train_sft
+
+                return train_sft(self, splits, start)
         except TrainingStopped as stop:
             return self.end_stopped(stop)
 
@@ -353,81 +358,6 @@ class TrainingJob:
             self.ctx.log(f"test loss skipped: {len(test.rows)} test rows, fewer than batch_size {p.batch_size}")
             return False
         return True
-
-    # -- supervised fine-tune with mlx_lm -----------------------------------------------------------------
-    def train_sft(self, splits: dict[str, Split], start: Checkpoint | None) -> dict[str, Any]:
-        from mlx_lm.tuner.datasets import CacheDataset, create_dataset
-        from mlx_lm.tuner.trainer import TrainingArgs, evaluate, iterate_batches, train
-
-        from pipeline.train.batches import BatchFeeder
-
-        p = self.params
-        attempt = self.begin(start)
-        save_every = p.save_every
-
-        def on_step_done(step: int) -> None:
-            if step % save_every == 0:
-                attempt.save(step)
-
-        remaining = p.iters - attempt.start_step
-        feeder = BatchFeeder(
-            iterate_batches,
-            skip=attempt.start_step,
-            step_offset=attempt.start_step,
-            on_step_done=on_step_done,
-            stop=self.stop,
-            update_every=p.grad_accumulation_steps,
-        )
-        reporter = ProgressReporter(self.ctx.emit, total_steps=p.iters, step_offset=attempt.start_step)
-
-        def as_dataset(split: Split) -> Any:
-            return CacheDataset(create_dataset(split.rows, attempt.tokenizer, p))
-
-        args = TrainingArgs(
-            batch_size=p.batch_size,
-            iters=remaining,
-            val_batches=p.val_batches,
-            steps_per_report=p.steps_per_report,
-            steps_per_eval=p.steps_per_eval,
-            steps_per_save=remaining + 1,
-            max_seq_length=p.max_seq_length,
-            adapter_file=str(self.adapter_dir / SCRATCH_FILE),
-            grad_checkpoint=p.grad_checkpoint,
-            grad_accumulation_steps=p.grad_accumulation_steps,
-        )
-        train_started = time.monotonic()
-        train(
-            model=attempt.model,
-            optimizer=attempt.optimizer,
-            train_dataset=as_dataset(splits["train"]),
-            val_dataset=as_dataset(splits["valid"]) if splits["valid"].rows else None,
-            args=args,
-            iterate_batches=feeder,
-            training_callback=cast(Any, reporter),  # duck-typed TrainingCallback
-        )
-
-        def test_loss() -> float | None:
-            if not self.test_batches_fit(splits["test"]):
-                return None
-            return float(
-                evaluate(
-                    model=attempt.model,
-                    dataset=as_dataset(splits["test"]),
-                    batch_size=p.batch_size,
-                    num_batches=p.test_batches,
-                    max_seq_length=p.max_seq_length,
-                )
-            )
-
-        return self.end(
-            attempt,
-            reporter,
-            done=feeder.steps_done if feeder.stopped else remaining,
-            stopped=feeder.stopped,
-            train_wall=time.monotonic() - train_started,
-            test_loss=test_loss,
-            splits=splits,
-        )
 
     def stopped(self, reason: str, step: int) -> None:
         """Report an early stop (the checkpoint is already safe) and leave the training loop's context."""
