@@ -113,7 +113,8 @@ class StepConfig(Strict):
     cache: bool = Field(default=True, description="skip when fingerprint and output hashes are unchanged")
     host: str | None = Field(default=None, description="a [hosts.NAME] to run the step on, over SSH")
     ranks: int = Field(default=1, ge=1, le=64, description="data-parallel ranks over MLX's ring backend")
-    hosts: list[str] = Field(default_factory=list, description="hosts the ranks are spread over, in turn")
+    hosts: list[str] = Field(default_factory=list, description="hosts the ranks (or shards) are spread over, in turn")
+    shards: int = Field(default=1, ge=1, le=256, description="api steps: episodes split over this many instances")
     # gate only
     evidence: list[str] = Field(default_factory=list)
     prompt: str | None = None
@@ -347,7 +348,9 @@ def _check_references(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...],
                 if name not in cfg.hosts:
                     declared = ", ".join(cfg.hosts) or "none"
                     issue((*loc, "hosts"), f"unknown host {name!r}; declared: {declared}")
-            if (step.ranks > 1 or step.hosts) and step.kind not in ("mlx_train", "builtin"):
+            if step.shards > 1 and (step.kind != "api" or step.ranks > 1):
+                issue((*loc, "shards"), f"shards split the episodes of an api step (ranks = 1), not {step.kind}")
+            if (step.ranks > 1 or step.hosts) and step.kind not in ("mlx_train", "builtin") and step.shards == 1:
                 issue((*loc, "ranks"), f"data-parallel ranks are for mlx_train (and builtin) steps, not {step.kind}")
             batch = step.params.get("batch_size")
             if step.ranks > 1 and step.kind == "mlx_train" and isinstance(batch, int) and batch % step.ranks:
