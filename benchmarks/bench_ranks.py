@@ -5,9 +5,10 @@
 Both runs go through the engine (the ranks executor, MLX's ring backend on 127.0.0.1) on the tiny Qwen3 model with
 the same global batch size, so two ranks each compute half a batch. tokens/s is the trainer's own figure (the tokens
 of all ranks over the training time, median of the reports after the first, which includes compilation); step time
-is the attempt's training wall time over its steps. The all-reduce time is measured apart, in two ranks on the same
-ring: ``mlx.nn.average_gradients`` (what mlx_lm's trainer calls once per optimizer update) on a gradient tree of the
-very shapes the LoRA recipe trains, evaluated, averaged over ``--reps`` calls after a warm-up.
+is the attempt's training wall time over its steps (validation at the first and last step included). The
+all-reduce time is measured apart, in two ranks on the same ring: ``mlx.nn.average_gradients`` (what mlx_lm's
+trainer calls once per optimizer update) on a gradient tree of the very shapes the LoRA recipe trains, evaluated,
+timed call by call over ``--reps`` calls after a warm-up (mean and median: a loaded machine adds outliers).
 
 On a machine with few cores the two ranks share them, so expect little or no gain from the second rank here; the
 figure that carries over to two Macs is the all-reduce time against the step time.
@@ -71,13 +72,16 @@ def allreduce_worker(model: str, reps: int) -> None:
     mx.eval(grads)
     for _ in range(5):
         mx.eval(average_gradients(grads))
-    t0 = time.perf_counter()
+    times = []
     for _ in range(reps):
+        t0 = time.perf_counter()
         mx.eval(average_gradients(grads))
-    per_call = (time.perf_counter() - t0) / reps
+        times.append(time.perf_counter() - t0)
+    per_call, median = sum(times) / reps, sorted(times)[reps // 2]
     if group.rank() == 0:
         nbytes = sum(int(v.nbytes) for _, v in tree_flatten(grads))
-        print(json.dumps({"seconds": per_call, "params": parameter_count(grads), "bytes": nbytes}), flush=True)
+        found = {"seconds": per_call, "median": median, "params": parameter_count(grads), "bytes": nbytes}
+        print(json.dumps(found), flush=True)
 
 
 def measure_allreduce(model: Path, reps: int, workdir: Path) -> dict[str, Any]:
@@ -130,11 +134,11 @@ def main() -> None:
         (_, tps1, _), (_, tps2, step2) = rows
         print(f"two ranks vs one: {tps2 / tps1:.2f}x tokens/s")
         ar = measure_allreduce(model, args.reps, root)
-        ms = ar["seconds"] * 1000
+        ms, med = ar["seconds"] * 1000, ar["median"] * 1000
         print(
             f"all-reduce per step (average_gradients over the LoRA gradients, {ar['params']} params, "
-            f"{ar['bytes'] / 1024:.0f} KiB, 2 ranks on loopback): {ms:.2f} ms "
-            f"= {ms / step2 * 100:.1f}% of a two-rank step"
+            f"{ar['bytes'] / 1024:.0f} KiB, 2 ranks on loopback, {args.reps} calls): mean {ms:.2f} ms, "
+            f"median {med:.2f} ms = {ms / step2 * 100:.1f}% of a two-rank step (mean)"
         )
 
 
