@@ -186,3 +186,26 @@ def test_two_ranks_on_a_remote_host_train_and_rank0_brings_back_the_adapter(
         assert not list(remote_adapters.parent.glob("rank1/**/*.safetensors"))
         back = session / "artifacts" / "D" / "ft" / "adapters" / "adapters.safetensors"
         assert back.is_file(), sorted(str(p.relative_to(session)) for p in session.rglob("*"))
+
+
+def test_the_jobs_own_time_budget_stops_both_ranks_at_the_same_step(
+    tiny_model: Path, chat_data: Path, tmp_path: Path
+) -> None:
+    text = plan(tiny_model, chat_data, iters=5000, save_every=1000).replace(
+        "max_seq_length = 96\n", "max_seq_length = 96\ntimeout = 8\n"
+    )
+    started = time.monotonic()
+    result, events, session = _run(text, tmp_path / "project")
+    assert result.exit_code == 1
+    error = _events(events, "step_failed", "ft")[0]["payload"]["error"]
+    assert "training time budget of 8 s used up at step" in error
+    stopped0 = rank_events(session / "logs" / "D.ft.1.log", "stopped")
+    stopped1 = rank_events(session / "logs" / "D.ft.1.rank1.log", "stopped")
+    assert stopped0 and stopped1 and stopped0[0]["step"] == stopped1[0]["step"]  # agreed, though budgets differ
+    assert stopped0[0]["reason"] == "timeout" == stopped1[0]["reason"]
+    step = stopped0[0]["step"]
+    adapters = session / "artifacts" / "D" / "ft" / "adapters"
+    if step:  # the stop saved the step reached, from rank 0 only
+        assert (adapters / f"{step:07d}_adapters.safetensors").is_file()
+    assert not list((session / "artifacts" / "D" / "ft" / "rank1").rglob("*.safetensors"))
+    assert time.monotonic() - started < 60
