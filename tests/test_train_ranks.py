@@ -209,3 +209,58 @@ def test_the_jobs_own_time_budget_stops_both_ranks_at_the_same_step(
         assert (adapters / f"{step:07d}_adapters.safetensors").is_file()
     assert not list((session / "artifacts" / "D" / "ft" / "rank1").rglob("*.safetensors"))
     assert time.monotonic() - started < 60
+
+
+def test_ranks_on_two_hosts_resume_from_rank0s_checkpoint_that_only_rank0s_host_holds(
+    tiny_model: Path, chat_data: Path, tmp_path: Path
+) -> None:
+    python = tmp_path / "host-python"
+    python.write_text(f'#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    project = tmp_path / "project"
+    session = project / "sessions" / "s"
+    log0 = session / "logs" / "D.ft.1.log"
+    killed: dict[str, int] = {}
+
+    def kill_rank1_after_a_checkpoint() -> None:
+        try:
+            _wait_for(lambda: log0.exists() and rank_events(log0, "checkpoint"), 50, "a checkpoint from rank 0")
+            killed["after_checkpoint"] = rank_events(log0, "checkpoint")[-1]["step"]
+            rank1 = _wait_for(
+                lambda: [
+                    p
+                    for p in psutil.process_iter(["cmdline"])
+                    if any(part.endswith("D.ft.1.rank1.ctx.json") for part in p.info["cmdline"] or [])
+                    and "pipeline.jobs.run_function" in (p.info["cmdline"] or [])
+                ],
+                10,
+                "rank 1's training process on the second host",
+            )[0]
+            killed["pid"] = rank1.pid
+            os.kill(rank1.pid, signal.SIGKILL)
+        except AssertionError as exc:
+            print(exc, file=sys.stderr)
+
+    with loopback_host(tmp_path / "host1") as one, loopback_host(tmp_path / "host2") as two:
+        text = (
+            one.hosts_toml("box1", python=str(python))
+            + two.hosts_toml("box2", python=str(python))
+            + plan(tiny_model, chat_data, iters=30, save_every=2, retries=1, extra='hosts = ["box1", "box2"]\n')
+        )
+        killer = threading.Thread(target=kill_rank1_after_a_checkpoint, daemon=True)
+        killer.start()
+        result, events, session = _run(text, project, session="s")
+        killer.join(5)
+        assert "pid" in killed, "rank 1 was never killed"
+        assert result.exit_code == 0, result.error
+        handle = _events(events, "step_started", "ft")[-1]["payload"]["handle"]
+        assert [r["host"] for r in handle["ranks"]] == ["box1", "box2"]
+        resume0 = rank_events(session / "logs" / "D.ft.2.log", "resume")
+        resume1 = rank_events(session / "logs" / "D.ft.2.rank1.log", "resume")
+        assert resume0 and resume1 and resume0[0]["step"] == resume1[0]["step"] >= killed["after_checkpoint"]
+        # box2 never held a checkpoint in an adapter folder: rank 1 got rank 0's over the ring
+        on_two = sorted(p.relative_to(two.workdir).as_posix() for p in two.workdir.rglob("*.safetensors"))
+        assert on_two and all("/rank1/resume/" in p for p in on_two), on_two
+        assert any("/adapters/" in p.as_posix() for p in one.workdir.rglob("*_adapters.safetensors"))
+        summary = _events(events, "step_succeeded", "ft")[0]["payload"]["summary"]
+        assert summary["steps"] == 30 and summary["resumed_from"] == resume0[0]["step"]
