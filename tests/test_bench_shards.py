@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,7 +25,7 @@ import pytest
 
 from pipeline.bench.shards import ShardMergeError, merge
 from tests.remote_helpers import loopback_host
-from tests.spine_helpers import ROOT
+from tests.spine_helpers import ROOT, has_event, journal_events, phasef, spawn, wait_for, write_plan
 from tests.test_remote_executor import _events, _run
 
 REPLIES = (
@@ -44,6 +47,8 @@ def endpoint() -> Iterator[str]:
             pass
 
         def do_POST(self) -> None:
+            if self.path.startswith("/slow/"):  # a slower model, for a supervisor to be killed mid-run
+                time.sleep(0.15)
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             key = PID.sub("pid N", json.dumps([body["messages"], body.get("seed")], sort_keys=True)).encode()
             text = REPLIES[int(hashlib.sha256(key).hexdigest(), 16) % len(REPLIES)]
@@ -151,3 +156,25 @@ def test_config_check_keeps_shards_to_api_steps() -> None:
     bad = '[stages.A]\ntitle = "A"\n[stages.A.steps.s]\nkind = "shell"\ncommand = "true"\nshards = 2\n'
     with pytest.raises(ConfigError, match=r"plan.toml:6: stages.A.steps.s.shards: shards split the episodes"):
         parse_config(bad, "plan.toml")
+
+
+def test_kill9_mid_shards_then_resume_reattaches_every_shard_and_merges_once(
+    endpoint: str, unsharded: Path, tmp_path: Path
+) -> None:
+    slow = endpoint.replace("/v1", "/slow/v1")
+    write_plan(tmp_path, plan(slow, "shards = 2\n"))
+    session = tmp_path / "sessions" / "s"  # the run id (session-stage-step-attempt) as the unsharded run's
+    proc = spawn("run", "--headless", "--session", "s", cwd=tmp_path)
+    wait_for(lambda: has_event(session, "step_progress", "A.baseline"), 60, "the shards to run episodes")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    r = phasef("run", "--headless", "--resume", "s", cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    events = journal_events(session)
+    assert len(_events(events, "step_started", "baseline")) == 1
+    assert [e["payload"]["alive"] for e in _events(events, "step_reattached", "baseline")] == [True]
+    out = session / "artifacts" / "A" / "baseline"
+    assert content(out / "dirty_trace.jsonl") == content(unsharded / "dirty_trace.jsonl")
+    mine, theirs = report_content(out / "eval_report.json"), report_content(unsharded / "eval_report.json")
+    assert mine.pop("model")["baseUrl"] == slow and theirs.pop("model")["baseUrl"] == endpoint
+    assert mine == theirs
