@@ -353,6 +353,8 @@ def _check_references(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...],
             if (step.ranks > 1 or step.hosts) and step.kind not in ("mlx_train", "builtin") and step.shards == 1:
                 issue((*loc, "ranks"), f"data-parallel ranks are for mlx_train (and builtin) steps, not {step.kind}")
             batch = step.params.get("batch_size")
+            if batch is None and step.ranks > 1 and step.kind == "mlx_train" and "lora_config" not in step.params:
+                batch = load_object("pipeline.train.params:TrainParams").model_fields["batch_size"].default
             if step.ranks > 1 and step.kind == "mlx_train" and isinstance(batch, int) and batch % step.ranks:
                 issue((*loc, "params", "batch_size"), f"batch_size {batch} is not divisible by ranks = {step.ranks}")
             if step.host is not None and step.kind == "gate":

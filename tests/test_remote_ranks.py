@@ -104,3 +104,12 @@ def test_kill9_mid_ranks_then_resume_reattaches_every_rank_once(tmp_path: Path) 
     assert [e["payload"]["alive"] for e in _events(events, "step_reattached", "ring")] == [True]
     assert _events(events, "step_succeeded", "ring")[0]["payload"]["summary"]["sum"] == 3.0
     assert (session / "logs" / "A.ring.1.rank1.log").read_text().count("rank 1 of 2: sum 3.0") == 1
+
+
+def test_config_check_refuses_ranks_that_do_not_divide_the_default_batch() -> None:
+    plan = (
+        '[stages.A]\ntitle = "A"\n[stages.A.steps.ft]\nkind = "mlx_train"\nranks = 3\n'
+        '[stages.A.steps.ft.params]\nmodel = "m"\ndata = "d"\n'
+    )
+    with pytest.raises(ConfigError, match="batch_size 4 is not divisible by ranks = 3"):
+        parse_config(plan, "plan.toml")

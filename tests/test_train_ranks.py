@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -19,10 +20,11 @@ from typing import Any
 import psutil
 import pytest
 
+from pipeline.jobs.ranks import free_port
 from tests.remote_helpers import loopback_host
 from tests.spine_helpers import ROOT, journal_events
 from tests.test_remote_executor import _events, _run
-from tests.test_train_runner import make_chat_data, make_tiny_model
+from tests.test_train_runner import make_chat_data, make_tiny_model, write_ctx
 
 pytest.importorskip("mlx_lm")
 pytestmark = pytest.mark.slow
@@ -264,3 +266,25 @@ def test_ranks_on_two_hosts_resume_from_rank0s_checkpoint_that_only_rank0s_host_
         assert any("/adapters/" in p.as_posix() for p in one.workdir.rglob("*_adapters.safetensors"))
         summary = _events(events, "step_succeeded", "ft")[0]["payload"]["summary"]
         assert summary["steps"] == 30 and summary["resumed_from"] == resume0[0]["step"]
+
+
+def test_a_batch_from_the_lora_config_that_the_ranks_do_not_divide_fails_each_rank_by_name(
+    tiny_model: Path, chat_data: Path, tmp_path: Path
+) -> None:
+    """Run directly as the ranks executor starts the ranks (the engine writes every param into the context, so a
+    lora_config's batch_size reaches the trainer only this way today)."""
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"batch_size": 3}))
+    hostfile = tmp_path / "hostfile.json"
+    hostfile.write_text(json.dumps([[f"127.0.0.1:{free_port()}"], [f"127.0.0.1:{free_port()}"]]))
+    params = {"model": str(tiny_model), "data": str(chat_data), "iters": 2, "lora_config": str(recipe)}
+    procs = []
+    for rank in range(2):
+        ctx = write_ctx(tmp_path / f"rank{rank}", params)
+        env = {**os.environ, "MLX_RANK": str(rank), "MLX_HOSTFILE": str(hostfile)}
+        argv = [sys.executable, "-m", "pipeline.jobs.run_function", str(ctx), "pipeline.train.runner:run"]
+        procs.append((ctx, subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)))
+    for ctx, proc in procs:
+        assert proc.wait(60) == 1
+        result = json.loads(ctx.with_name(ctx.name.replace(".ctx.json", ".result.json")).read_text())
+        assert "params.batch_size: 3 is not divisible by ranks = 2" in result["error"]

@@ -141,6 +141,11 @@ class TrainingJob:
             require_mlx_lm_lora(self.ctx)
             if self.world.size > 1:
                 raise StepFailed("training_mode = 'dpo' runs on one rank; set ranks = 1")
+        if self.params.batch_size % self.world.size:  # lora_config may have set it, past config check
+            raise StepFailed(
+                f"params.batch_size: {self.params.batch_size} is not divisible by ranks = {self.world.size} "
+                "(each rank trains batch_size / ranks rows per step)"
+            )
         splits = self.load_data()
         start = self.prepare_adapter_dir() if self.world.leader else None
         if self.world.size > 1:  # rank 0 decides where all start; the others get its checkpoint over the ring
