@@ -9,6 +9,9 @@ No launcher's exit code is trusted: every rank's own exit status is read from it
 fails fails the step with that rank's log, and the others are stopped (TERM, KILL after the grace). After a
 supervisor restart every rank is reattached; if one is gone without a status, all are stopped and the attempt runs
 again from the newest checkpoint.
+
+The executor's hooks (``count``, ``own_folder``, ``prepare``, ``rank_env``, ``make_job``) are what the episode
+fan-out of ``pipeline.jobs.shards`` changes; the rest (placement, per-rank files, checks, reattach) is shared.
 """
 
 from __future__ import annotations
