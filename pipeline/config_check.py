@@ -123,15 +123,13 @@ def _check_references(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...],
                 if name not in cfg.hosts:
                     declared = ", ".join(cfg.hosts) or "none"
                     issue((*loc, "hosts"), f"unknown host {name!r}; declared: {declared}")
-            if (step.ranks > 1 or step.hosts) and step.kind not in ("mlx_train", "builtin"):
+            if step.shards > 1 and (step.kind != "api" or step.ranks > 1):
+                issue((*loc, "shards"), f"shards split the episodes of an api step (ranks = 1), not {step.kind}")
+            if (step.ranks > 1 or step.hosts) and step.kind not in ("mlx_train", "builtin") and step.shards == 1:
                 issue((*loc, "ranks"), f"data-parallel ranks are for mlx_train (and builtin) steps, not {step.kind}")
-            if step.ranks > 1 and step.kind == "mlx_train":
-                issue(
-                    (*loc, "ranks"),
-                    "ranks > 1 for mlx_train is not supported yet (the trainer writes checkpoints from every rank); "
-                    "ranks run builtin steps",
-                )
             batch = step.params.get("batch_size")
+            if batch is None and step.ranks > 1 and step.kind == "mlx_train" and "lora_config" not in step.params:
+                batch = load_object("pipeline.train.params:TrainParams").model_fields["batch_size"].default
             if step.ranks > 1 and step.kind == "mlx_train" and isinstance(batch, int) and batch % step.ranks:
                 issue((*loc, "params", "batch_size"), f"batch_size {batch} is not divisible by ranks = {step.ranks}")
             if step.host is not None and step.kind == "gate":

@@ -103,7 +103,8 @@ class StepConfig(Strict):
     cache: bool = Field(default=True, description="skip when fingerprint and output hashes are unchanged")
     host: str | None = Field(default=None, description="a [hosts.NAME] to run the step on, over SSH")
     ranks: int = Field(default=1, ge=1, le=64, description="data-parallel ranks over MLX's ring backend")
-    hosts: list[str] = Field(default_factory=list, description="hosts the ranks are spread over, in turn")
+    hosts: list[str] = Field(default_factory=list, description="hosts the ranks (or shards) are spread over, in turn")
+    shards: int = Field(default=1, ge=1, le=256, description="api steps: episodes split over this many instances")
     # gate only
     evidence: list[str] = Field(default_factory=list)
     prompt: str | None = None

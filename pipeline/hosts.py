@@ -11,7 +11,7 @@ import orjson
 
 from pipeline.config import HostConfig
 from pipeline.jobs.executor import ExecutorError
-from pipeline.jobs.remote import connect, describe, remote_word, run
+from pipeline.jobs.ssh import connect, describe, remote_word, run
 
 PROBE = r"""
 import json, os, platform, shutil, subprocess, sys

@@ -79,7 +79,15 @@ def test_config_check_refuses_ranks_that_do_not_divide_the_batch() -> None:
     text = str(err.value)
     assert "plan.toml:10: stages.A.steps.ft.params.batch_size: batch_size 4 is not divisible by ranks = 3" in text
     assert "plan.toml:6: stages.A.steps.ft.hosts: unknown host 'nowhere'" in text
-    assert "plan.toml:5: stages.A.steps.ft.ranks: ranks > 1 for mlx_train is not supported yet" in text
+    assert "stages.A.steps.ft.ranks" not in text  # mlx_train runs on ranks; only the batch must divide
+
+
+def test_config_check_accepts_two_ranks_for_mlx_train_with_a_batch_they_divide() -> None:
+    plan = (
+        '[stages.A]\ntitle = "A"\n[stages.A.steps.ft]\nkind = "mlx_train"\nranks = 2\n'
+        '[stages.A.steps.ft.params]\nmodel = "m"\ndata = "d"\nbatch_size = 4\n'
+    )
+    assert parse_config(plan, "plan.toml").step("A.ft").ranks == 2
 
 
 def test_kill9_mid_ranks_then_resume_reattaches_every_rank_once(tmp_path: Path) -> None:
@@ -96,3 +104,12 @@ def test_kill9_mid_ranks_then_resume_reattaches_every_rank_once(tmp_path: Path) 
     assert [e["payload"]["alive"] for e in _events(events, "step_reattached", "ring")] == [True]
     assert _events(events, "step_succeeded", "ring")[0]["payload"]["summary"]["sum"] == 3.0
     assert (session / "logs" / "A.ring.1.rank1.log").read_text().count("rank 1 of 2: sum 3.0") == 1
+
+
+def test_config_check_refuses_ranks_that_do_not_divide_the_default_batch() -> None:
+    plan = (
+        '[stages.A]\ntitle = "A"\n[stages.A.steps.ft]\nkind = "mlx_train"\nranks = 3\n'
+        '[stages.A.steps.ft.params]\nmodel = "m"\ndata = "d"\n'
+    )
+    with pytest.raises(ConfigError, match="batch_size 4 is not divisible by ranks = 3"):
+        parse_config(plan, "plan.toml")

@@ -9,6 +9,8 @@ per ``emit_interval_s``) and one ``episode`` event per episode. The summary retu
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,11 +22,41 @@ from pipeline.bench.params import ApiStepParams
 from pipeline.bench.prompt import PromptSettings
 from pipeline.bench.target import TargetError
 from pipeline.bench.workload import RunResult, run_workload
+from pipeline.fsio import atomic_write_text
 from pipeline.jobs.context import StepContext, StepFailed, parse_params
 from pipeline.report.eval_report import EvalReport, Gate, build_report, write_report
 from pipeline.traces.schema import EpisodeEnd
 
 SANDBOX_DIR = "sandboxes"
+SHARD_RECORD = "shard.json"
+
+
+def shard_of_env() -> tuple[int, int] | None:
+    """``(i, n)`` when started as shard i of n by the shards executor (``PHASEF_SHARD``, ``PHASEF_SHARDS``)."""
+    index, count = os.environ.get("PHASEF_SHARD"), os.environ.get("PHASEF_SHARDS")
+    if index is None or count is None:
+        return None
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        raise StepFailed(f"PHASEF_SHARD={index!r} PHASEF_SHARDS={count!r}: not shard numbers") from None
+    if not 0 <= i < n:
+        raise StepFailed(f"PHASEF_SHARD={i} is not below PHASEF_SHARDS={n}")
+    return i, n
+
+
+def write_shard_record(out_dir: Path, result: RunResult, model: dict[str, Any], api_key_env: str | None) -> None:
+    record = {
+        "run_id": result.run_id,
+        "task_set_hash": result.task_set_hash,
+        "packages": result.packages,
+        "model": model,
+        "api_key_env": api_key_env,
+        "duration_s": result.duration_s,
+        "aborted": result.aborted,
+        "episodes": result.episodes,
+    }
+    atomic_write_text(out_dir / SHARD_RECORD, json.dumps(record, indent=2))
 
 
 def resolve_gate(params: ApiStepParams) -> Gate:
@@ -145,6 +177,7 @@ async def evaluate(
     run_id: str | None = None,
     on_tick: TickCallback | None = None,
     on_episode: Callable[[EpisodeEnd], None] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> tuple[RunResult, EvalReport]:
     """Run the workload, then write and return its report (usable without an engine)."""
     trace_path = out_dir / params.trace
@@ -166,13 +199,17 @@ async def evaluate(
             run_id=run_id,
             on_tick=on_tick,
             on_episode=on_episode,
+            shard=shard,
         )
+    model_info = {"id": model, "label": model_label, "baseUrl": base_url}
+    if shard is not None:  # what the merge of the shards needs to judge the whole run
+        write_shard_record(out_dir, result, model_info, api_key_env)
     report = build_report(
         trace_path,
         run_id=result.run_id,
         gate=resolve_gate(params),
         task_set_hash=result.task_set_hash,
-        model={"id": model, "label": model_label, "baseUrl": base_url},
+        model=model_info,
         target=result.packages,
         workload=workload_settings(params),
         api_key_env=api_key_env,
@@ -217,6 +254,9 @@ def run(ctx: StepContext) -> dict[str, Any]:
     ctx.log(f"evaluating {label} at {base_url}: {params.episodes} episodes, seed {params.seed}")
     run_id = f"{ctx.session_id}-{ctx.stage}-{ctx.step}-{ctx.attempt}"
     progress = _Progress(ctx, params.emit_interval_s)
+    shard = shard_of_env()
+    if shard is not None:
+        ctx.log(f"shard {shard[0]} of {shard[1]}: episodes whose index is {shard[0]} modulo {shard[1]}")
     try:
         result, report = asyncio.run(
             evaluate(
@@ -229,6 +269,7 @@ def run(ctx: StepContext) -> dict[str, Any]:
                 run_id=run_id,
                 on_tick=progress.tick,
                 on_episode=progress.episode,
+                shard=shard,
             )
         )
     except TargetError as exc:

@@ -45,8 +45,10 @@ async def run_workload(
     tree: TargetTree | None = None,
     on_tick: TickCallback | None = None,
     on_episode: Callable[[EpisodeEnd], None] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> RunResult:
-    """Run every episode of the workload against ``client``, writing the dirty trace to ``trace_path``."""
+    """Run every episode of the workload against ``client``, writing the dirty trace to ``trace_path``; with
+    ``shard = (i, n)`` only the episodes whose index is i modulo n (their ids unchanged)."""
     tree = tree or load_target(params.packages)
     tasks = generate_tasks(tree, params.seed, params.episodes, params.traps, params.bomb_chars)
     result = RunResult(
@@ -63,6 +65,8 @@ async def run_workload(
     with TraceWriter(trace_path) as writer:
         shared = RunShared(params, client, writer, result.run_id, model_label, on_tick)
         for index, task in enumerate(tasks):
+            if shard is not None and index % shard[1] != shard[0]:
+                continue
             episode = f"ep-{index:03d}"
             sandbox = Sandbox(sandbox_root / episode, tree, task, env_settings)
             s0 = time.perf_counter()

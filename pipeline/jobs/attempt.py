@@ -47,7 +47,9 @@ class Attempts:
         spec = build_spec(self.cfg, self.layout, key, sc, attempt, services)
         spec.cwd.mkdir(parents=True, exist_ok=True)
         self._launched_ns[key] = time.time_ns()
-        if sc.ranks > 1 or sc.hosts:
+        if sc.shards > 1:
+            executor = get_executor("shards", self.cfg)
+        elif sc.ranks > 1 or sc.hosts:
             executor = get_executor("ranks", self.cfg)
         else:
             executor = get_executor("remote", self.cfg) if sc.host else self.executor

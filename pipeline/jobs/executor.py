@@ -135,7 +135,13 @@ def _ranks(cfg: Any = None) -> Executor:
     return RanksExecutor(cfg)
 
 
-EXECUTORS: dict[str, Any] = {"local": _local, "remote": _remote, "ranks": _ranks}
+def _shards(cfg: Any = None) -> Executor:
+    from pipeline.jobs.shards import ShardsExecutor
+
+    return ShardsExecutor(cfg)
+
+
+EXECUTORS: dict[str, Any] = {"local": _local, "remote": _remote, "ranks": _ranks, "shards": _shards}
 """Executor name -> factory (given the plan's config). A new executor is one module and one line here."""
 
 

@@ -9,6 +9,9 @@ No launcher's exit code is trusted: every rank's own exit status is read from it
 fails fails the step with that rank's log, and the others are stopped (TERM, KILL after the grace). After a
 supervisor restart every rank is reattached; if one is gone without a status, all are stopped and the attempt runs
 again from the newest checkpoint.
+
+The executor's hooks (``count``, ``own_folder``, ``prepare``, ``rank_env``, ``make_job``) are what the episode
+fan-out of ``pipeline.jobs.shards`` changes; the rest (placement, per-rank files, checks, reattach) is shared.
 """
 
 from __future__ import annotations
@@ -133,19 +136,28 @@ class RanksJob:
 
 class RanksExecutor:
     name = "ranks"
+    folder = "rank"
+    """Rank r > 0 has its own artifacts folder ``<folder><r>`` in the step's."""
 
     def __init__(self, cfg: PhasefConfig | None) -> None:
         self.cfg = cfg
+
+    def count(self, spec: JobSpec) -> int:
+        assert self.cfg is not None
+        return self.cfg.step(spec.key).ranks
 
     def _placement(self, spec: JobSpec) -> list[str | None]:
         assert self.cfg is not None
         sc = self.cfg.step(spec.key)
         hosts: list[str | None] = list(sc.hosts) or [sc.host]
-        return [hosts[r % len(hosts)] for r in range(sc.ranks)]
+        return [hosts[r % len(hosts)] for r in range(self.count(spec))]
 
-    async def start(self, spec: JobSpec) -> RanksJob:
+    def own_folder(self, rank: int) -> bool:
+        return rank > 0
+
+    def prepare(self, spec: JobSpec, placement: list[str | None]) -> tuple[dict[str, Any], list[Path]]:
+        """Handle fields and files every rank needs: the host file of the ring."""
         assert self.cfg is not None
-        placement = self._placement(spec)
         addresses = []
         base = random.randint(20000, 40000)
         for rank, host in enumerate(placement):
@@ -155,6 +167,19 @@ class RanksExecutor:
                 addresses.append([f"{self.cfg.hosts[host].address}:{base + rank}"])
         hostfile = hostfile_path(spec.files)
         atomic_write_text(hostfile, json.dumps(addresses))
+        return {"hostfile": addresses}, [hostfile]
+
+    def rank_env(self, spec: JobSpec, rank: int, count: int) -> dict[str, str]:
+        return {"MLX_RANK": str(rank), "MLX_HOSTFILE": str(hostfile_path(spec.files))}
+
+    def make_job(self, handle: JobHandle, jobs: list[Job], files: list[AttemptFiles]) -> RanksJob:
+        return RanksJob(handle, jobs, files)
+
+    async def start(self, spec: JobSpec) -> RanksJob:
+        assert self.cfg is not None
+        placement = self._placement(spec)
+        extra, uploads = self.prepare(spec, placement)
+        base_ctx = json.loads(spec.files.ctx.read_text()) if spec.files.ctx.exists() else None
         jobs: list[Job] = []
         files: list[AttemptFiles] = []
         try:
@@ -162,13 +187,12 @@ class RanksExecutor:
                 rf = rank_files(spec.files, rank)
                 for stale in (rf.status, rf.result):
                     stale.unlink(missing_ok=True)
-                env = {**spec.env, "MLX_RANK": str(rank), "MLX_HOSTFILE": str(hostfile)}
+                env = {**spec.env, **self.rank_env(spec, rank, len(placement))}
                 argv = list(spec.argv)
-                if rank and spec.files.ctx.exists():
-                    # each rank its own copy of the context (its result beside it) and its own artifacts folder
-                    ctx = json.loads(spec.files.ctx.read_text())
-                    ctx["artifacts_dir"] = str(Path(ctx["artifacts_dir"]) / f"rank{rank}")
-                    atomic_write_text(rf.ctx, json.dumps(ctx, indent=2))
+                if self.own_folder(rank) and base_ctx is not None:
+                    # its own copy of the context (its result beside it) and its own artifacts folder
+                    ctx = {**base_ctx, "artifacts_dir": str(Path(base_ctx["artifacts_dir"]) / f"{self.folder}{rank}")}
+                    atomic_write_text(rf.ctx, json.dumps(ctx, indent=2))  # rank 0: the attempt's own, rewritten
                     argv = [rf.ctx.as_posix() if a == str(spec.files.ctx) else a for a in argv]
                 rank_spec = replace(spec, argv=argv, env=env, files=rf)
                 if host is None:
@@ -176,7 +200,7 @@ class RanksExecutor:
                 else:
                     from pipeline.jobs.remote import RemoteExecutor
 
-                    job = await RemoteExecutor(self.cfg).start(rank_spec, host=host, extra_uploads=[hostfile])
+                    job = await RemoteExecutor(self.cfg).start(rank_spec, host=host, extra_uploads=uploads)
                 jobs.append(job)
                 files.append(rf)
         except ExecutorError:
@@ -189,10 +213,10 @@ class RanksExecutor:
                 "pid": jobs[0].handle.pid,
                 "create_time": jobs[0].handle.create_time,
                 "ranks": [job.handle.model_dump() for job in jobs],
-                "hostfile": addresses,
+                **extra,
             }
         )
-        return RanksJob(handle, jobs, files)
+        return self.make_job(handle, jobs, files)
 
     async def reattach(self, handle: JobHandle, files: AttemptFiles) -> tuple[RanksJob, bool] | None:
         stored = [JobHandle.model_validate(h) for h in (handle.model_extra or {}).get("ranks", [])]
@@ -208,5 +232,5 @@ class RanksExecutor:
                     f[0].signal(signals.SIGKILL)
             return None
         pairs = [f for f in found if f is not None]
-        job = RanksJob(handle, [j for j, _ in pairs], [rank_files(files, r) for r in range(len(pairs))])
+        job = self.make_job(handle, [j for j, _ in pairs], [rank_files(files, r) for r in range(len(pairs))])
         return job, any(alive for _, alive in pairs)

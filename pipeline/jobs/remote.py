@@ -1,3 +1,4 @@
+# Over 400 lines: the job's poller and the executor's start share the host protocol; the SSH plumbing is in ssh.py.
 """The remote executor: a step runs on a ``[hosts.NAME]`` machine over SSH (asyncssh), with a local step's guarantees.
 
 What travels where:
@@ -37,6 +38,18 @@ import orjson
 from pipeline.config import HostConfig, PhasefConfig
 from pipeline.hashing import file_sha256
 from pipeline.jobs.executor import ExecutorError, JobHandle, JobSpec
+from pipeline.jobs.ssh import (
+    DETACH,
+    HASHES,
+    WRAPPER,
+    PathMap,
+    connect,
+    describe,
+    reason_of,
+    remote_word,
+    run,
+    stop_earlier_attempts,
+)
 from pipeline.layout import AttemptFiles, SessionLayout
 
 POLL_S = 0.2
@@ -49,125 +62,8 @@ without one (one look may race a busy host's process table)."""
 GROUP_AFTER_END_S = 15.0
 """How long the group is still watched after the main process ended (a step saving after TERM)."""
 
-WRAPPER = (
-    'STATUS="$1"; ENVF="$2"; shift 2; set -a; . "$ENVF"; set +a; rm -f "$ENVF"; '
-    '"$@"; rc=$?; echo "$rc" > "$STATUS.tmp" && mv "$STATUS.tmp" "$STATUS"; exit "$rc"'
-)
-DETACH = "import os,sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
-HASHES = (
-    "import hashlib,json,os,sys\n"
-    "out={}\n"
-    "for p in sys.argv[1:]:\n"
-    "    try:\n"
-    "        h=hashlib.sha256()\n"
-    "        with open(p,'rb') as f:\n"
-    "            for b in iter(lambda: f.read(1<<20), b''): h.update(b)\n"
-    "        out[p]=h.hexdigest()\n"
-    "    except OSError: pass\n"
-    "print(json.dumps(out))\n"
-)
 HOST_ENV = {"PATH", "HOME", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", "SHELL", "USER", "LOGNAME"}
 """Variables that describe the supervisor's machine: on the host its own values stand."""
-
-
-def remote_word(path: str) -> str:
-    """A path for a remote shell: ``~/x`` keeps its tilde outside the quotes."""
-    if path == "~":
-        return "~"
-    if path.startswith("~/"):
-        return "~/" + shlex.quote(path[2:])
-    return shlex.quote(path)
-
-
-def describe(host: HostConfig, name: str) -> str:
-    return f"host {name} ({host.user + '@' if host.user else ''}{host.address}:{host.port})"
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
-        return f"host key refused (not in known_hosts, or changed): {exc}"
-    if isinstance(exc, asyncssh.PermissionDenied):
-        return f"authentication refused: {exc}"
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-        return "connection timed out"
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
-
-
-async def connect(host: HostConfig, name: str, retries: int | None = None) -> asyncssh.SSHClientConnection:
-    """Connect with strict host key checking; retry a refused or timed-out connection with backoff, but never a
-    refused host key or a refused login. Raises :class:`ExecutorError` naming the host and the reason."""
-    tries = host.connect_retries if retries is None else retries
-    known = str(Path(host.known_hosts).expanduser())
-    options: dict[str, Any] = {
-        "port": host.port,
-        "known_hosts": known,
-        "connect_timeout": host.connect_timeout,
-        "keepalive_interval": 15,
-        "keepalive_count_max": 3,
-    }
-    if host.user:
-        options["username"] = host.user
-    if host.identity:
-        options["client_keys"] = [str(Path(host.identity).expanduser())]
-        options["agent_path"] = None
-    if not Path(known).is_file():
-        raise ExecutorError(f"{describe(host, name)}: known_hosts file {known} not found (strict host key checking)")
-    delay = 0.5
-    for attempt in range(tries + 1):
-        try:
-            return await asyncssh.connect(host.address, **options)
-        except (asyncssh.HostKeyNotVerifiable, asyncssh.PermissionDenied) as exc:
-            raise ExecutorError(f"{describe(host, name)}: {_reason(exc)}") from exc
-        except (OSError, asyncssh.Error, TimeoutError) as exc:
-            if attempt >= tries:
-                raise ExecutorError(
-                    f"{describe(host, name)} unreachable after {tries + 1} tries: {_reason(exc)}"
-                ) from exc
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 10.0)
-    raise AssertionError("unreachable")
-
-
-async def run(conn: asyncssh.SSHClientConnection, command: str, timeout: float = 60) -> str:
-    """Run ``command`` on the host; its stdout (an error naming stderr when it fails)."""
-    result = await asyncio.wait_for(conn.run("/bin/sh -c " + shlex.quote(command), check=False), timeout)
-    if result.exit_status != 0:
-        err = str(result.stderr or "").strip()[-500:]
-        raise ExecutorError(f"remote command failed with status {result.exit_status}: {err}")
-    return str(result.stdout or "")
-
-
-class PathMap:
-    """Local session and project paths <-> their places under the host's workdir."""
-
-    def __init__(self, session_dir: Path, project_dir: Path, remote_root: str) -> None:
-        self.session_dir = session_dir
-        self.project_dir = project_dir
-        self.root = remote_root
-        if session_dir.is_relative_to(project_dir):
-            self.remote_project = remote_root
-            self.remote_session = posixpath.join(remote_root, session_dir.relative_to(project_dir).as_posix())
-        else:
-            self.remote_session = posixpath.join(remote_root, "session")
-            self.remote_project = posixpath.join(remote_root, "project")
-
-    def pairs(self) -> list[tuple[str, str]]:
-        """(local, remote) prefixes, the longer local prefix first."""
-        pairs = [(str(self.session_dir), self.remote_session), (str(self.project_dir), self.remote_project)]
-        return sorted(pairs, key=lambda p: -len(p[0]))
-
-    def to_remote(self, path: Path) -> str:
-        for local, remote in self.pairs():
-            if path == Path(local) or path.is_relative_to(local):
-                rel = path.relative_to(local).as_posix()
-                return remote if rel == "." else posixpath.join(remote, rel)
-        return str(path)
-
-    def rewrite(self, text: str) -> str:
-        for local, remote in self.pairs():
-            text = text.replace(local, remote)
-        return text
 
 
 class RemoteJob:
@@ -343,7 +239,7 @@ class RemoteJob:
                 now = time.monotonic()
                 lost_since = lost_since or now
                 if now - lost_since > self.host.reconnect_s:
-                    self.lost = f"{describe(self.host, self.name)} unreachable: {_reason(exc)}"
+                    self.lost = f"{describe(self.host, self.name)} unreachable: {reason_of(exc)}"
                     with open(self.files.log, "ab") as out:
                         out.write(f"\nphasef: {self.lost}\n".encode())
                     self.status, self.group = None, False
@@ -361,7 +257,7 @@ class RemoteJob:
                     except (OSError, asyncssh.Error, ExecutorError, TimeoutError) as exc:
                         self._drop()
                         with open(self.files.log, "ab") as out:
-                            out.write(f"\nphasef: outputs not downloaded from {self.name}: {_reason(exc)}\n".encode())
+                            out.write(f"\nphasef: outputs not downloaded from {self.name}: {reason_of(exc)}\n".encode())
                         continue
                 self.ended.set()
                 ended_at = time.monotonic()
@@ -402,7 +298,7 @@ class RemoteExecutor:
             return await self._start(spec, name, host, layout, conn)
         except (OSError, asyncssh.Error, TimeoutError) as exc:
             conn.close()
-            raise ExecutorError(f"{describe(host, name)}: could not start the step: {_reason(exc)}") from exc
+            raise ExecutorError(f"{describe(host, name)}: could not start the step: {reason_of(exc)}") from exc
         except ExecutorError as exc:
             conn.close()
             raise ExecutorError(f"{describe(host, name)}: could not start the step: {exc}") from exc
@@ -435,6 +331,7 @@ class RemoteExecutor:
         for out in sc.outputs:
             dirs.add(posixpath.dirname(paths.to_remote(layout.resolve(out))))
         await run(conn, "mkdir -p " + " ".join(shlex.quote(d) for d in sorted(dirs)))
+        await stop_earlier_attempts(conn, host, name, (r_run, r_log), spec.key, spec.attempt)
         await run(conn, f"rm -f {shlex.quote(r_status)} {shlex.quote(paths.to_remote(files.result))}")
         changed = await self._changed(conn, host, uploads)
         env = {

@@ -15,6 +15,9 @@ Attempts and outcomes:
 
 Preference training (``training_mode = "dpo"``) goes through the optional mlx-lm-lora package, see
 ``pipeline.train.dpo``.
+
+Started as one of several data-parallel ranks (``ranks = N``), the job joins the ring (``pipeline.train.world``):
+only rank 0 writes the adapter folder, every rank starts from rank 0's newest checkpoint, and stops are agreed.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -48,6 +51,7 @@ from pipeline.train.lora_config import LoraConfigProblem, read_lora_config, reci
 from pipeline.train.params import TrainParams
 from pipeline.train.progress import ProgressReporter, plain_stdout
 from pipeline.train.stop import StopControl, TrainingStopped
+from pipeline.train.world import RankedStop, join, share_checkpoint
 
 BAD_LINES_LOGGED = 20
 RECIPE_KEYS_THAT_MUST_MATCH = ("model", "fine_tune_type", "num_layers", "lora_parameters", "training_mode")
@@ -123,7 +127,8 @@ class TrainingJob:
         self.ctx = ctx
         self.params = params
         self.started = time.monotonic()
-        self.stop = StopControl(params.timeout)
+        self.world = join()
+        self.stop = RankedStop(self.world, params.timeout) if self.world.size > 1 else StopControl(params.timeout)
         self.model_ref = resolve_model(params.model, ctx)
         self.data_dir = ctx.resolve(params.data)
         self.adapter_dir = ctx.resolve(params.adapter_path) if params.adapter_path else ctx.artifacts_dir / "adapters"
@@ -134,8 +139,17 @@ class TrainingJob:
             from pipeline.train.dpo import require_mlx_lm_lora
 
             require_mlx_lm_lora(self.ctx)
+            if self.world.size > 1:
+                raise StepFailed("training_mode = 'dpo' runs on one rank; set ranks = 1")
+        if self.params.batch_size % self.world.size:  # lora_config may have set it, past config check
+            raise StepFailed(
+                f"params.batch_size: {self.params.batch_size} is not divisible by ranks = {self.world.size} "
+                "(each rank trains batch_size / ranks rows per step)"
+            )
         splits = self.load_data()
-        start = self.prepare_adapter_dir()
+        start = self.prepare_adapter_dir() if self.world.leader else None
+        if self.world.size > 1:  # rank 0 decides where all start; the others get its checkpoint over the ring
+            start = share_checkpoint(self.world, start, self.ctx.artifacts_dir / "resume")
         if start is not None and start.step >= self.params.iters:
             return self.already_done(start)
         try:
@@ -144,7 +158,9 @@ class TrainingJob:
                     from pipeline.train.dpo import train_dpo
 
                     return train_dpo(self, splits, start)
-                return self.train_sft(splits, start)
+                from pipeline.train.sft import train_sft
+
+                return train_sft(self, splits, start)
         except TrainingStopped as stop:
             return self.end_stopped(stop)
 
@@ -249,10 +265,13 @@ class TrainingJob:
                 total_steps=p.iters,
             )
             self.ctx.log(f"resuming from {start.adapters.name} (step {start_step} of {p.iters})")
-        config = adapter_config(p, self.model_ref, self.data_dir, self.adapter_dir)
-        write_text_atomically(self.adapter_dir / ADAPTER_CONFIG, json.dumps(config, indent=2) + "\n")
+        if self.world.leader:
+            config = adapter_config(p, self.model_ref, self.data_dir, self.adapter_dir)
+            write_text_atomically(self.adapter_dir / ADAPTER_CONFIG, json.dumps(config, indent=2) + "\n")
 
         def save(step: int) -> None:
+            if not self.world.leader:  # only rank 0 writes the adapter folder
+                return
             weights = save_tensors(model.trainable_parameters())
             opt_state = save_tensors(optimizer.state)
             meta = {"step": str(step), "total_steps": str(p.iters)}
@@ -287,10 +306,11 @@ class TrainingJob:
     ) -> dict[str, Any]:
         """Save the last step, report a stop or the summary of a finished run."""
         p = self.params
-        (self.adapter_dir / SCRATCH_FILE).unlink(missing_ok=True)
         final_step = attempt.start_step + done
-        if final_step > 0 and not (self.adapter_dir / checkpoint_name(final_step)).exists():
-            attempt.save(final_step)
+        if self.world.leader:
+            (self.adapter_dir / SCRATCH_FILE).unlink(missing_ok=True)
+            if final_step > 0 and not (self.adapter_dir / checkpoint_name(final_step)).exists():
+                attempt.save(final_step)
         reporter.flush(final_step)
         if stopped:
             self.stopped(stopped, final_step)
@@ -320,7 +340,9 @@ class TrainingJob:
             "bad_rows": sum(len(s.bad) for s in splits.values()),
             "adapter_path": str(self.adapter_dir),
             "adapter_file": str(self.adapter_dir / ADAPTER_FILE),
-            "checkpoints": [c.adapters.name for c in list_checkpoints(self.adapter_dir)],
+            "checkpoints": [c.adapters.name for c in list_checkpoints(self.adapter_dir)] if self.world.leader else [],
+            "rank": self.world.rank,
+            "ranks": self.world.size,
         }
         self.ctx.emit(
             "train_done",
@@ -341,81 +363,6 @@ class TrainingJob:
             self.ctx.log(f"test loss skipped: {len(test.rows)} test rows, fewer than batch_size {p.batch_size}")
             return False
         return True
-
-    # -- supervised fine-tune with mlx_lm -----------------------------------------------------------------
-    def train_sft(self, splits: dict[str, Split], start: Checkpoint | None) -> dict[str, Any]:
-        from mlx_lm.tuner.datasets import CacheDataset, create_dataset
-        from mlx_lm.tuner.trainer import TrainingArgs, evaluate, iterate_batches, train
-
-        from pipeline.train.batches import BatchFeeder
-
-        p = self.params
-        attempt = self.begin(start)
-        save_every = p.save_every
-
-        def on_step_done(step: int) -> None:
-            if step % save_every == 0:
-                attempt.save(step)
-
-        remaining = p.iters - attempt.start_step
-        feeder = BatchFeeder(
-            iterate_batches,
-            skip=attempt.start_step,
-            step_offset=attempt.start_step,
-            on_step_done=on_step_done,
-            stop=self.stop,
-            update_every=p.grad_accumulation_steps,
-        )
-        reporter = ProgressReporter(self.ctx.emit, total_steps=p.iters, step_offset=attempt.start_step)
-
-        def as_dataset(split: Split) -> Any:
-            return CacheDataset(create_dataset(split.rows, attempt.tokenizer, p))
-
-        args = TrainingArgs(
-            batch_size=p.batch_size,
-            iters=remaining,
-            val_batches=p.val_batches,
-            steps_per_report=p.steps_per_report,
-            steps_per_eval=p.steps_per_eval,
-            steps_per_save=remaining + 1,
-            max_seq_length=p.max_seq_length,
-            adapter_file=str(self.adapter_dir / SCRATCH_FILE),
-            grad_checkpoint=p.grad_checkpoint,
-            grad_accumulation_steps=p.grad_accumulation_steps,
-        )
-        train_started = time.monotonic()
-        train(
-            model=attempt.model,
-            optimizer=attempt.optimizer,
-            train_dataset=as_dataset(splits["train"]),
-            val_dataset=as_dataset(splits["valid"]) if splits["valid"].rows else None,
-            args=args,
-            iterate_batches=feeder,
-            training_callback=cast(Any, reporter),  # duck-typed TrainingCallback
-        )
-
-        def test_loss() -> float | None:
-            if not self.test_batches_fit(splits["test"]):
-                return None
-            return float(
-                evaluate(
-                    model=attempt.model,
-                    dataset=as_dataset(splits["test"]),
-                    batch_size=p.batch_size,
-                    num_batches=p.test_batches,
-                    max_seq_length=p.max_seq_length,
-                )
-            )
-
-        return self.end(
-            attempt,
-            reporter,
-            done=feeder.steps_done if feeder.stopped else remaining,
-            stopped=feeder.stopped,
-            train_wall=time.monotonic() - train_started,
-            test_loss=test_loss,
-            splits=splits,
-        )
 
     def stopped(self, reason: str, step: int) -> None:
         """Report an early stop (the checkpoint is already safe) and leave the training loop's context."""
