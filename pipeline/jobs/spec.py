@@ -90,7 +90,8 @@ def build_spec(
         params = sc.params
         model_path = STEP_KINDS[sc.kind].params_model
         if model_path:
-            params = load_object(model_path).model_validate(sc.params).model_dump(mode="json")
+            # only the keys the config sets: a step tells them from defaults (a lora_config fills the rest)
+            params = load_object(model_path).model_validate(sc.params).model_dump(mode="json", exclude_unset=True)
         stage, step = split_key(key)
         ctx = StepContext(
             session_id=layout.session_dir.name,
