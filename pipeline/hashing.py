@@ -13,8 +13,11 @@ BLOCK = 1 << 20
 
 
 def file_sha256(path: Path) -> str:
+    """The sha256 of a whole regular file, read in blocks (a FIFO or a device is refused, named)."""
+    from pipeline.fsio import open_regular
+
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         while chunk := fh.read(BLOCK):
             h.update(chunk)
     return h.hexdigest()

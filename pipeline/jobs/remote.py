@@ -37,7 +37,7 @@ import orjson
 
 from pipeline.config import HostConfig, PhasefConfig
 from pipeline.hashing import file_sha256
-from pipeline.jobs.executor import ExecutorError, JobHandle, JobSpec
+from pipeline.jobs.executor import ExecutorError, JobHandle, JobSpec, read_log, read_result
 from pipeline.jobs.ssh import (
     DETACH,
     HASHES,
@@ -104,12 +104,7 @@ class RemoteJob:
 
     # -- the Job protocol ---------------------------------------------------------------------------------------
     def read_log(self, offset: int, limit: int) -> bytes:
-        try:
-            with open(self.files.log, "rb") as fh:
-                fh.seek(offset)
-                return fh.read(limit)
-        except FileNotFoundError:
-            return b""
+        return read_log(self.files, offset, limit)
 
     async def wait(self, timeout: float) -> bool:
         if self.ended.is_set() or timeout <= 0:
@@ -132,13 +127,7 @@ class RemoteJob:
         return self.status
 
     def result(self) -> dict[str, Any]:
-        if not self.files.result.exists():
-            return {}
-        with contextlib.suppress(OSError, ValueError):
-            data = orjson.loads(self.files.result.read_bytes())
-            if isinstance(data, dict):
-                return data
-        return {}
+        return read_result(self.files)
 
     # -- behind it ----------------------------------------------------------------------------------------------
     async def _signal(self, sig: int) -> None:

@@ -11,7 +11,6 @@ the limit is not accumulated but skipped up to its newline and reported as too l
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 import orjson
 
 from pipeline.fsio import open_regular
+from pipeline.hashing import file_sha256 as file_sha256
 from pipeline.problems import Problem
 
 CHUNK_BYTES = 1 << 20
@@ -192,12 +192,3 @@ def good_records(path: Path, bad: Callable[[BadLine], object]) -> Iterator[tuple
             yield item
         else:
             bad(item)
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a whole file, read in chunks."""
-    digest = hashlib.sha256()
-    with open_regular(path) as fh:
-        while chunk := fh.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()

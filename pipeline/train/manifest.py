@@ -8,27 +8,21 @@ same hashes in coreutils format for machines without phasef (``sha256sum -c SHA2
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipeline.fsio import atomic_write_text, open_regular, read_text_bounded
+from pipeline.fsio import atomic_write_text, read_text_bounded
+from pipeline.hashing import file_sha256
 
 MANIFEST_NAME = "manifest.json"
 SUMS_NAME = "SHA256SUMS"
 MANIFEST_SCHEMA = "phasef.handoff/1"
-BLOCK = 1 << 20
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open_regular(path) as fh:
-        while chunk := fh.read(BLOCK):
-            digest.update(chunk)
-    return digest.hexdigest()
+sha256_file = file_sha256
 
 
 def package_files(root: Path) -> list[str]:
