@@ -48,10 +48,15 @@ class ReplaySource(SessionSource):
 
     replaying = True
 
-    def __init__(self, session_dir: Path, *, operator: str, follow: bool = False, **kw: object) -> None:
+    def __init__(
+        self, session_dir: Path, *, operator: str, follow: bool = False, attached: bool = False, **kw: object
+    ) -> None:
         self.timeline = Timeline(Path(session_dir).name, Path(session_dir))
         self.position = 0
         self.following = follow
+        self.attached = attached
+        """``phasef attach``: the live view, with the replay keys to pause and scrub back; the timeline bar shows
+        only while the view is in the past."""
         self.mark_kind = "any"
         self.playing = False
         self.speed = SPEEDS[0]
@@ -62,7 +67,8 @@ class ReplaySource(SessionSource):
         self._prefix_dir: Path | None = None
         self._trace_times: dict[Path, _TraceTimes] = {}
         super().__init__(session_dir, operator=operator, **kw)  # type: ignore[arg-type]
-        self.title = f"replay {self.session_dir.name} · {operator}"
+        if not attached:
+            self.title = f"replay {self.session_dir.name} · {operator}"
 
     # -- the journal -----------------------------------------------------------------------------------------------
     def read_journal(self) -> bool:
@@ -176,6 +182,18 @@ class ReplaySource(SessionSource):
         self._advance_play()
         return super().poll()
 
+    @property
+    def clocks_running(self) -> bool:
+        """(in the past the clocks stand still at the event's time)"""
+        return self.following and super().clocks_running
+
+    def view_time(self, now: float) -> float:
+        """In the past, the time of the event shown: a step running then shows how long it had run by then."""
+        if self.following:
+            return now
+        with self.lock:
+            return self.timeline.times[self.position] if self.timeline.times else now
+
     # -- what the timeline bar shows -------------------------------------------------------------------------------
     def describe_position(self) -> str:
         with self.lock:
@@ -184,6 +202,11 @@ class ReplaySource(SessionSource):
             ev = self.timeline.events[self.position]
         where = f" {ev.stage}.{ev.step}" if ev.stage else ""
         return f"#{ev.seq} {ev.ts[11:19]} {ev.type}{where}"
+
+    @property
+    def bar_shown(self) -> bool:
+        """The timeline bar is on screen: always in ``phasef replay``; in ``phasef attach`` only in the past."""
+        return not (self.attached and self.following)
 
     def timeline_info(self) -> dict[str, object]:
         with self.lock:
@@ -338,7 +361,7 @@ class ReplaySource(SessionSource):
     # -- no decisions in the past ----------------------------------------------------------------------------------
     def _live_only(self) -> None:
         if not self.following:
-            raise ApprovalError("this view is in the past (replay): press E to return to live before acting")
+            raise ApprovalError("this view is in the past (replay): press F to return to live before acting")
 
     def approve(self, gate_id: str, decision: str, reason: str, *, override: bool = False) -> str:
         self._live_only()

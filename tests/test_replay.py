@@ -275,7 +275,7 @@ def test_the_trace_as_it_was(session: Path) -> None:
 
 def test_live_session_pause_scrub_back_and_return(tmp_path: Path) -> None:
     """On a running supervisor: the replay follows the newest event, stays put once scrubbed back while new
-    events arrive, and E (live) returns to the newest; a decision is refused in the past, accepted live."""
+    events arrive, and F (live) returns to the newest; a decision is refused in the past, accepted live."""
     from tests.spine_helpers import has_event, spawn, wait_for, write_plan
     from tests.test_step_retry import RETRY_PLAN
 
