@@ -230,8 +230,10 @@ class ReplaySource(SessionSource):
 
     def changed_files(self) -> list[ChangedFile] | None:
         """Files recorded up to here whose content changed since (the last answer, or None, while hashing: the
-        check runs in a thread, as folders can be large)."""
+        check runs in a thread, as folders can be large). Not checked in ``phasef attach`` while live."""
         done = self._changed
+        if not self.bar_shown:
+            return None
         if done is not None and done[0] == self.position:
             return done[1]
         if self._changed_lock.acquire(blocking=False):  # one check at a time; the newest position wins next
@@ -250,8 +252,17 @@ class ReplaySource(SessionSource):
             self.version += 1
 
     def _build_view(self) -> SessionView:
-        """The comparison table only once a step had written it by this point (it is read from the report file)."""
+        """The comparison table only once a step had written it by this point (it is read from the report file);
+        gate evidence whose file changed since the journal recorded its hash is marked so."""
         view = super()._build_view()
+        done = self._changed  # (lock held: the last finished check, read as it is)
+        if done is not None and done[0] == self.position and done[1]:
+            changed = {(c.owner, c.path) for c in done[1]}
+            gates = tuple(
+                replace(g, evidence=tuple(replace(e, changed=(g.id, e.path) in changed) for e in g.evidence))
+                for g in view.gates
+            )
+            view = replace(view, gates=gates)
         if view.deltas and not self.following:
             compared = any(
                 st.state in ("succeeded", "skipped") and "comparison" in st.summary for st in self.state.steps.values()

@@ -225,6 +225,67 @@ def test_a_file_changed_since_is_marked(session: Path, tmp_path: Path) -> None:
     assert "changed since recorded" in render_timeline(source.timeline_info(), 200).plain
 
 
+async def test_a_changed_evidence_file_is_marked_on_screen(session: Path, tmp_path: Path) -> None:
+    """At the gate, in the running TUI: the timeline bar names the changed report, and the Audit screen marks that
+    evidence row as changed since recorded (its recorded hash struck); with the original back, nothing is marked."""
+    import io
+    import shutil
+
+    from rich.console import Console
+
+    from widgets.verdict_card import EvidenceList
+
+    copy = tmp_path / "r1"
+    shutil.copytree(session, copy)
+    report = copy / "artifacts/A/eval/eval_report.json"
+    report.write_text(report.read_text().replace('"verdict": "PASS"', '"verdict": "FAIL"', 1))
+
+    def text_of(widget: object, width: int = 160) -> str:
+        console = Console(width=width, record=True, file=io.StringIO())
+        console.print(widget.content)  # type: ignore[attr-defined]
+        return console.export_text()
+
+    source = ReplaySource(copy, operator="ann")
+    app = PhasefApp(source, blink=False)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("m", "m", "greater_than_sign", "4")  # kind gate; the gate opening; the Audit screen
+        assert source.position == source.timeline.marks["gate"][0]
+        bar = app.screen.query_one("#timeline", TimelineBar)
+
+        def marked() -> bool:
+            return bool(bar._info and bar._info.get("changed")) and "changed since" in text_of(
+                app.screen.query_one(EvidenceList)
+            )
+
+        for _ in range(200):  # hashed in the background, then drawn
+            await pilot.pause(0.05)
+            if marked():
+                break
+        shown = text_of(app.screen.query_one(EvidenceList))
+        row = next(ln for ln in shown.splitlines() if "eval_report.json" in ln)
+        assert "⚠ changed since recorded" in row, shown
+        assert "changed since recorded: eval_report.json" in render_timeline(bar._info or {}, 200).plain
+        gate = next(g for g in source.session_view(0).gates if g.id == "C.release")
+        assert [(e.path, e.changed) for e in gate.evidence] == [("artifacts/A/eval/eval_report.json", True)]
+
+    # the same replay over the original files: nothing marked
+    source = ReplaySource(session, operator="ann")
+    app = PhasefApp(source, blink=False)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("m", "m", "greater_than_sign", "4")
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if source.changed_files() is not None:
+                break
+        await pilot.pause(0.3)
+        assert source.changed_files() == []
+        assert "changed since" not in text_of(app.screen.query_one(EvidenceList))
+        gate = next(g for g in source.session_view(0).gates if g.id == "C.release")
+        assert [e.changed for e in gate.evidence] == [False]
+
+
 def test_replay_command_refuses_an_unknown_session(tmp_path: Path) -> None:
     r = phasef("replay", "nope", "--sessions", str(tmp_path), cwd=tmp_path)
     assert r.returncode == 2 and "no session 'nope'" in r.stderr
