@@ -23,6 +23,7 @@ from pathlib import Path
 from phasef_tui.data_source import ApprovalError
 from phasef_tui.session_source import EVENT_PREFIX, LOG_TAIL_LINES, SessionSource
 from phasef_tui.trace_feed import TraceFeed
+from pipeline.journal import Event
 from pipeline.replay import MARK_KINDS, ChangedFile, MarkKind, Timeline
 from pipeline.state import SessionState
 from widgets.session_view import SessionView
@@ -66,6 +67,7 @@ class ReplaySource(SessionSource):
         self._prefix_feeds: dict[tuple[Path, int], TraceFeed] = {}
         self._prefix_dir: Path | None = None
         self._trace_times: dict[Path, _TraceTimes] = {}
+        self._journal_ended = False
         super().__init__(session_dir, operator=operator, **kw)  # type: ignore[arg-type]
         if not attached:
             self.title = f"replay {self.session_dir.name} · {operator}"
@@ -77,6 +79,9 @@ class ReplaySource(SessionSource):
             return False
         with self.lock:
             added = self.timeline.extend(items)
+            for item in items:  # (a resume starts the run again)
+                if isinstance(item, Event) and item.type in ("session_started", "run_finished"):
+                    self._journal_ended = item.type == "run_finished"
             if added and self.following:
                 self.position = len(self.timeline) - 1
                 self._set_state()
@@ -84,6 +89,19 @@ class ReplaySource(SessionSource):
                 self._set_state()
             self.version += 1
         return True
+
+    @property
+    def finished(self) -> bool:
+        """The journal says the session ended (whatever the position shown: nothing more will be appended)."""
+        return self._journal_ended
+
+    def settled(self) -> bool:
+        """Nothing to redraw until a key is pressed: the journal has ended, nothing plays, the traces shown are
+        indexed to their end."""
+        if self.playing or not super().settled():
+            return False
+        with self._feeds_lock:
+            return all(feed.settled for feed in self._prefix_feeds.values())
 
     def _set_state(self) -> None:
         """(lock held) The state at ``position``."""
@@ -250,6 +268,7 @@ class ReplaySource(SessionSource):
             self._changed_lock.release()
         with self.lock:
             self.version += 1
+        self._wake()  # (the frames may have paused meanwhile)
 
     def _build_view(self) -> SessionView:
         """The comparison table only once a step had written it by this point (it is read from the report file);

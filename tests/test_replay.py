@@ -286,6 +286,27 @@ async def test_a_changed_evidence_file_is_marked_on_screen(session: Path, tmp_pa
         assert [e.changed for e in gate.evidence] == [False]
 
 
+async def test_a_finished_session_in_the_past_lets_the_frames_rest(session: Path) -> None:
+    """Paused in the past of a finished session nothing changes until a key: the frame timer stops (no CPU spent
+    polling 20 times a second); a key wakes it and the move is drawn; playing keeps it running."""
+    source = ReplaySource(session, operator="ann")
+    app = PhasefApp(source, blink=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        assert source.finished and source.position == 0  # the journal ended; the view is at its first event
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if app.frames_paused:
+                break
+        assert app.frames_paused
+        await pilot.press("greater_than_sign")
+        await pilot.pause(0.2)
+        bar = app.screen.query_one("#timeline", TimelineBar)
+        assert source.position > 0 and bar._info is not None and bar._info["position"] == source.position
+        await pilot.press("z")  # playing: the frames advance the position, so they do not rest
+        assert source.playing and not source.settled()
+        await pilot.press("z")
+
+
 def test_replay_command_refuses_an_unknown_session(tmp_path: Path) -> None:
     r = phasef("replay", "nope", "--sessions", str(tmp_path), cwd=tmp_path)
     assert r.returncode == 2 and "no session 'nope'" in r.stderr
