@@ -23,8 +23,8 @@ from pathlib import Path
 from phasef_tui.data_source import ApprovalError
 from phasef_tui.session_source import EVENT_PREFIX, LOG_TAIL_LINES, SessionSource
 from phasef_tui.trace_feed import TraceFeed
-from pipeline.journal import Event
-from pipeline.replay import MARK_KINDS, ChangedFile, MarkKind, Timeline
+from pipeline.journal import Event, JournalProblem, JournalTail
+from pipeline.replay import MARK_KINDS, ChangedFile, MarkKind, Timeline, recorded_files
 from pipeline.state import SessionState
 from widgets.session_view import SessionView
 
@@ -68,27 +68,93 @@ class ReplaySource(SessionSource):
         self._prefix_dir: Path | None = None
         self._trace_times: dict[Path, _TraceTimes] = {}
         self._journal_ended = False
+        self._state_owned = False
+        """``state`` is this source's own object (built live), not one the timeline keeps as its cursor."""
+        self._lazy = attached and follow
+        """``phasef attach`` while live: the events are applied and not kept (as a plain attach); the timeline is
+        read from the journal when a replay key is first pressed."""
+        self._read_lock = threading.Lock()
         super().__init__(session_dir, operator=operator, **kw)  # type: ignore[arg-type]
         if not attached:
             self.title = f"replay {self.session_dir.name} · {operator}"
 
     # -- the journal -----------------------------------------------------------------------------------------------
     def read_journal(self) -> bool:
+        with self._read_lock:  # (not while the timeline is being read: the tail is swapped then)
+            return self._read_journal()
+
+    def _read_journal(self) -> bool:
+        if self._lazy:
+            items = self._tail.poll()
+            for item in items:
+                if isinstance(item, Event) and item.type in ("session_started", "run_finished"):
+                    self._journal_ended = item.type == "run_finished"
+            return self._apply_live(items)
         items = self._tail.poll()
         if not items:
             return False
         with self.lock:
+            before = len(self.timeline)
             added = self.timeline.extend(items)
             for item in items:  # (a resume starts the run again)
                 if isinstance(item, Event) and item.type in ("session_started", "run_finished"):
                     self._journal_ended = item.type == "run_finished"
             if added and self.following:
-                self.position = len(self.timeline) - 1
-                self._set_state()
-            elif added and len(self.timeline) == added:  # the first read: show the first event
+                self._follow_tip(before, [item for item in items if isinstance(item, Event)])
+            elif added and before == 0:  # the first read: show the first event
                 self._set_state()
             self.version += 1
         return True
+
+    def _apply_live(self, items: list[Event | JournalProblem]) -> bool:
+        """(lazy) The events applied to the state, as ``SessionSource`` does."""
+        if not items:
+            return False
+        with self.lock:
+            for item in items:
+                if isinstance(item, Event):
+                    self.state.apply(item)
+                else:
+                    self.state.problems.append(str(item))
+            self._state_owned = True
+            self.version += 1
+        return True
+
+    def _ensure_timeline(self) -> None:
+        """(attach) The whole journal as a timeline, once: a replay key was pressed for the first time. The view
+        stays at the newest event until the key moves it."""
+        if not self._lazy:
+            return
+        with self._read_lock:
+            if not self._lazy:
+                return
+            tail = JournalTail(self.journal_path)
+            items = tail.poll()
+            with self.lock:
+                self.timeline.extend(items)
+                self._tail = tail
+                self._lazy = False
+                self._state_owned = False
+                self.position = max(0, len(self.timeline) - 1)
+                self._set_state()
+                self.version += 1
+
+    def _follow_tip(self, before: int, new: list[Event]) -> None:
+        """(lock held) Live: the new events applied to the state shown, as a plain attach does (no copy of the
+        whole state per event, no checkpoints until the operator scrubs back)."""
+        if not self._state_owned or self.position != before - 1:
+            if before == 0:
+                self.state = SessionState(session=self.timeline.session)
+            elif self.position == before - 1:  # (back to live: the timeline keeps this object as its cursor)
+                self.state = self.state.model_copy(deep=True)
+            else:
+                self.state = self.timeline.state_at(before - 1).model_copy(deep=True)
+            self._state_owned = True
+        for ev in new:
+            self.state.apply(ev)
+        self.state.problems = list(self.timeline.problems)
+        self.position = len(self.timeline) - 1
+        self._view_cache = None
 
     @property
     def finished(self) -> bool:
@@ -106,9 +172,11 @@ class ReplaySource(SessionSource):
     def _set_state(self) -> None:
         """(lock held) The state at ``position``."""
         self.state = self.timeline.state_at(self.position)
+        self._state_owned = False
         self._view_cache = None
 
     def move_to(self, index: int, *, follow: bool = False) -> None:
+        self._ensure_timeline()
         with self.lock:
             last = max(0, len(self.timeline) - 1)
             self.position = max(0, min(index, last))
@@ -118,11 +186,13 @@ class ReplaySource(SessionSource):
 
     # -- navigation ------------------------------------------------------------------------------------------------
     def step(self, delta: int) -> None:
+        self._ensure_timeline()
         self.playing = False
         self.move_to(self.position + delta)
 
     def jump(self, forward: bool) -> bool:
         """To the next (previous) landmark of the chosen kind; False when there is none that way."""
+        self._ensure_timeline()
         kinds: tuple[MarkKind, ...] = MARK_KINDS if self.mark_kind == "any" else (self.mark_kind,)  # type: ignore[assignment]
         with self.lock:
             target = self.timeline.next_mark(self.position, kinds, forward)
@@ -142,6 +212,7 @@ class ReplaySource(SessionSource):
         """``HH:MM[:SS]`` (UTC, the session's day), an ISO time, or ``+N``/``-N`` seconds from here; the event
         landed on, or ``ValueError`` with what was wrong."""
         text = text.strip()
+        self._ensure_timeline()
         with self.lock:
             if not self.timeline.events:
                 raise ValueError("the journal is empty")
@@ -164,6 +235,7 @@ class ReplaySource(SessionSource):
         return self.describe_position()
 
     def toggle_play(self) -> bool:
+        self._ensure_timeline()
         self.playing = not self.playing
         if self.playing:
             if self.position >= len(self.timeline) - 1:
@@ -184,6 +256,8 @@ class ReplaySource(SessionSource):
     def live(self) -> None:
         """Back to the newest event, following what the supervisor appends."""
         self.playing = False
+        if self._lazy:
+            return  # (live already)
         self.move_to(len(self.timeline) - 1, follow=True)
 
     def _advance_play(self) -> None:
@@ -255,15 +329,15 @@ class ReplaySource(SessionSource):
         if done is not None and done[0] == self.position:
             return done[1]
         if self._changed_lock.acquire(blocking=False):  # one check at a time; the newest position wins next
-            with self.lock:
-                position, state = self.position, self.state
-            threading.Thread(target=self._hash_check, args=(position, state), daemon=True).start()
+            with self.lock:  # (the files named, not the state: live, the reader thread goes on applying events to it)
+                position, recorded = self.position, recorded_files(self.state)
+            threading.Thread(target=self._hash_check, args=(position, recorded), daemon=True).start()
         return None if done is None else done[1]
 
-    def _hash_check(self, position: int, state: SessionState) -> None:
+    def _hash_check(self, position: int, recorded: list[tuple[str, str, str]]) -> None:
         """(``_changed_lock`` held by the caller, released here)"""
         try:
-            self._changed = (position, self.timeline.changed_files(state))
+            self._changed = (position, self.timeline.changed_among(recorded))
         finally:
             self._changed_lock.release()
         with self.lock:

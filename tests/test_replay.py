@@ -307,6 +307,32 @@ async def test_a_finished_session_in_the_past_lets_the_frames_rest(session: Path
         await pilot.press("z")
 
 
+def test_attach_reads_the_timeline_only_at_the_first_replay_key(session: Path) -> None:
+    """``phasef attach``: live, the journal is applied as a plain attach does (no events kept); the first replay key
+    reads it as a timeline, and the states are the same either way."""
+    from phasef_tui.session_source import SessionSource
+
+    plain = SessionSource(session, operator="ann")
+    live = ReplaySource(session, operator="ann", follow=True, attached=True)
+    try:
+        assert len(live.timeline) == 0 and live.following and live.title == plain.title
+        assert live.state.model_dump() == plain.state.model_dump()
+        assert live.timeline_info()["changed"] is None  # (nothing hashed while live in attach)
+        live.live()  # already live: nothing read
+        assert len(live.timeline) == 0
+        live.step(-1)
+        tl = live.timeline
+        assert len(tl) == len(list(read_journal(session / "journal.jsonl"))) and tl.marks["death"]
+        assert live.position == len(tl) - 2 and not live.following
+        assert live.state.model_dump() == _timeline(session).state_at(len(tl) - 2).model_dump()
+        live.live()
+        assert live.following and live.position == len(tl) - 1
+        assert live.state.model_dump() == plain.state.model_dump()
+    finally:
+        live.stop()
+        plain.stop()
+
+
 def test_replay_command_refuses_an_unknown_session(tmp_path: Path) -> None:
     r = phasef("replay", "nope", "--sessions", str(tmp_path), cwd=tmp_path)
     assert r.returncode == 2 and "no session 'nope'" in r.stderr
@@ -366,6 +392,7 @@ def test_live_session_pause_scrub_back_and_return(tmp_path: Path) -> None:
     session = tmp_path / "sessions" / "x"
     try:
         wait_for(lambda: has_event(session, "gate_opened", "B.release"), 60, "the gate")
+        wait_for(lambda: has_event(session, "step_failed", "A.fetch"), 60, "A.fetch to fail")  # (it may come later)
         source = ReplaySource(session, operator="ann", follow=True)
         assert source.following and source.position == len(source.timeline) - 1
         source.move_to(source.timeline.marks["failure"][0])  # A.fetch failing
