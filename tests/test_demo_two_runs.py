@@ -103,6 +103,7 @@ def test_replay_from_the_first_event_to_the_gate_and_a_death_tick(demo: Demo, tm
     gate = tl.marks["gate"][0]
     assert tl.events[gate].type == "gate_opened" and tl.events[gate].key == "B.baseline-gate"
     death = max(i for i in tl.marks["death"] if i < gate)  # the last death tick before the gate
+    assert tl.marks["death"][0] < death  # (more than one: the next and the previous one are different ticks)
     tick = tl.events[death]
     assert tick.type == "step_progress" and tick.key == "A.voyager-realworld-eval"
     assert tick.payload.get("outcome") == "death" or tick.payload.get("deaths", 0) > 0, tick.payload
@@ -118,15 +119,23 @@ def test_replay_from_the_first_event_to_the_gate_and_a_death_tick(demo: Demo, tm
         tmux.send("r", *names, pause=0.3)
 
     # the first event: nothing has run yet
-    wait_for(lambda: f"1/{count}" in screen() and "session_started" in screen(), 60, f"the first event:\n{screen()}")
+    wait_for(lambda: f" 1/{count} " in screen() and "session_started" in screen(), 60, f"the first event:\n{screen()}")
     assert "REPLAY" in screen() and "no gate waiting" in screen()
     for step in ("init-model", "voyager-realworld-eval", "recursive-audit", "baseline-gate"):
         assert "○" in _row(screen(), step), (step, screen())
 
+    # the next death tick: the first one, early in the evaluation
+    first_death = tl.marks["death"][0]
+    keys("m", "m", "m", "m", ">")  # landmark kind: any -> failure -> gate -> stage -> death
+    wait_for(lambda: f" {first_death + 1}/{count} " in screen(), 20, f"the first death:\n{screen()}")
+    assert "jump: death" in screen() and "step_progress A.voyager-realworld-eval" in screen()
+    assert "●" in _row(screen(), "voyager-realworld-eval") and "○" in _row(screen(), "baseline-gate")
+    assert "no gate waiting" in screen()
+
     # the next gate: the baseline gate opening, waiting for a decision that came later
-    keys("m", "m", ">")
+    keys("m", "m", "m", ">")  # death -> any -> failure -> gate
     wait_for(lambda: "gate_opened B.baseline-gate" in screen(), 20, f"the gate:\n{screen()}")
-    assert f"{gate + 1}/{count}" in screen() and "jump: gate" in screen()
+    assert f" {gate + 1}/{count} " in screen() and "jump: gate" in screen()
     assert "1 gate waiting" in screen() and "◆" in _row(screen(), "baseline-gate")
     for step in ("init-model", "voyager-realworld-eval", "recursive-audit"):
         assert "✓" in _row(screen(), step), (step, screen())
@@ -137,9 +146,9 @@ def test_replay_from_the_first_event_to_the_gate_and_a_death_tick(demo: Demo, tm
     assert "waiting" in screen() and "INVALID" in screen()
     assert "demo" not in screen() and "OVERRIDE" not in screen()  # signed after this point
 
-    # the previous death tick: the evaluation still running, Stage B not started, no gate
-    keys("1", "m", "m", "<")
-    wait_for(lambda: "jump: death" in screen() and f"{death + 1}/{count}" in screen(), 20, f"death:\n{screen()}")
+    # the previous death tick (the last before the gate): the evaluation still running, Stage B not started
+    keys("1", "m", "m", "<")  # gate -> stage -> death
+    wait_for(lambda: "jump: death" in screen() and f" {death + 1}/{count} " in screen(), 20, f"death:\n{screen()}")
     assert "step_progress A.voyager-realworld-eval" in screen()
     assert "●" in _row(screen(), "voyager-realworld-eval") and "○" in _row(screen(), "recursive-audit")
     assert "no gate waiting" in screen() and "A.voyager-realworld-eval deaths" not in screen()
