@@ -34,7 +34,7 @@ fi
 cp "$here/config.toml" config.toml
 cp -r "$here/docs" docs
 sed 's/params = { dir = "models\/tiny", seed = 7 }/params = { dir = "models\/tiny", seed = 8 }/' config.toml >seed8.toml
-sed '0,/^seed = 1$/s//seed = 2/' config.toml >other-tasks.toml
+awk '!done && $0 == "seed = 1" { print "seed = 2"; done = 1; next } { print }' config.toml >other-tasks.toml
 grep -q 'seed = 8 }' seed8.toml && grep -q '^seed = 2$' other-tasks.toml || {
     echo "error: config.toml no longer has the model or workload seed this demo changes" >&2
     exit 1
