@@ -52,6 +52,11 @@ def test_attach_pause_scrub_back_and_return_to_live(tmp_path: Path, tmux: Tmux) 
         assert "REPLAY" not in screen() and "LIVE" not in screen()
         assert "session x · ann" in screen()  # the attach title, not a replay's
 
+        keys("m")  # the landmark kind: a note (the bar is hidden while live), and the view stays live
+        wait_for(lambda: "landmark kind: failure" in screen(), 15, f"the kind note:\n{screen()}")
+        assert "REPLAY" not in screen()
+        wait_for(lambda: "landmark kind" not in screen(), 15, "the note to go")  # (it covers the bar's end)
+
         keys(",")  # one event back: the live view pauses, the timeline bar appears
         wait_for(lambda: _position(screen()) is not None, 15, f"the pause:\n{screen()}")
         here, count = _position(screen())  # type: ignore[misc]
@@ -60,7 +65,7 @@ def test_attach_pause_scrub_back_and_return_to_live(tmp_path: Path, tmux: Tmux) 
         wait_for(lambda: _position(screen()) == (count, count), 15, f"one on:\n{screen()}")
         assert "step_blocked A.use" in screen() and "■" in _row(screen(), "use")
 
-        keys("m", "<")  # landmark kind: failure; the previous one: A.fetch failing, A.use not blocked yet
+        keys("<")  # the previous failure: A.fetch failing, A.use not blocked yet
         wait_for(lambda: "step_failed A.fetch" in screen(), 15, f"the failure:\n{screen()}")
         assert "jump: failure" in screen() and "✗" in _row(screen(), "fetch") and "○" in _row(screen(), "use")
 
