@@ -144,5 +144,5 @@ def test_attach_paused_small(snap_compare: Any, tmp_path: Path) -> None:
 
 def test_attach_paused_at_a_failure_large(snap_compare: Any, tmp_path: Path) -> None:
     app = replay_app(tmp_path, follow=True, attached=True)
-    press = ["m", "less_than_sign"]  # kind failure; the previous one
+    press = ["comma", "m", "less_than_sign"]  # paused; kind failure; the previous one
     assert snap_compare(app, press=press, terminal_size=LARGE, run_before=settle)
