@@ -336,15 +336,17 @@ def load_tui_settings(config: Path | None) -> dict[str, Any]:
 
 
 def run_attach(session_dir: Path, operator: str, control_socket: Path | None) -> int:
-    """Attach the TUI to a session: replay and tail its journal, sign decisions over the control socket."""
-    from phasef_tui.session_source import SessionSource, session_config_path
+    """Attach the TUI to a session: replay and tail its journal, sign decisions over the control socket. The view
+    follows the newest event; the replay keys pause it and scrub back (``F`` returns to live)."""
+    from phasef_tui.replay_source import ReplaySource
+    from phasef_tui.session_source import session_config_path
 
     session_dir = Path(session_dir)
     if not session_dir.is_dir():
         print(f"phasef attach: {session_dir}: no such session folder")
         return 2
     try:
-        source = SessionSource(session_dir, operator=operator, control_socket=control_socket)
+        source = ReplaySource(session_dir, operator=operator, control_socket=control_socket, follow=True, attached=True)
     except FileNotFoundError as exc:
         print(f"phasef attach: {exc}")
         return 2

@@ -101,6 +101,11 @@ class DataSource:
     def log_tail(self, step_key: str | None) -> tuple[str, ...]:
         return ()
 
+    def view_time(self, now: float) -> float:
+        """The time the screens show the session at (running steps' elapsed time counts to it): ``now``, except
+        for a replay in the past, where it is the time of the event shown."""
+        return now
+
     def profiles(self) -> list[TraceProfile]:
         feed = self.feed
         return [trace_profile(feed, Path(feed.display_name).name)] if feed is not None else []

@@ -22,7 +22,9 @@ def replay_action(app: PhasefApp, op: str) -> None:
             way = "after" if op == "next_mark" else "before"
             app.notify(f"no {source.mark_kind} landmark {way} this event", timeout=3)
     elif op == "kind":
-        source.cycle_kind()  # (the timeline bar shows it)
+        kind = source.cycle_kind()  # (the timeline bar shows it; live in attach, the bar is hidden: a note)
+        if not source.bar_shown:
+            app.notify(f"landmark kind: {kind} (< > jump)", timeout=3)
     elif op == "play":
         source.toggle_play()
     elif op == "speed":

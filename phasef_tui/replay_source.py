@@ -23,7 +23,8 @@ from pathlib import Path
 from phasef_tui.data_source import ApprovalError
 from phasef_tui.session_source import EVENT_PREFIX, LOG_TAIL_LINES, SessionSource
 from phasef_tui.trace_feed import TraceFeed
-from pipeline.replay import MARK_KINDS, ChangedFile, MarkKind, Timeline
+from pipeline.journal import Event, JournalProblem, JournalTail
+from pipeline.replay import MARK_KINDS, ChangedFile, MarkKind, Timeline, recorded_files
 from pipeline.state import SessionState
 from widgets.session_view import SessionView
 
@@ -48,10 +49,15 @@ class ReplaySource(SessionSource):
 
     replaying = True
 
-    def __init__(self, session_dir: Path, *, operator: str, follow: bool = False, **kw: object) -> None:
+    def __init__(
+        self, session_dir: Path, *, operator: str, follow: bool = False, attached: bool = False, **kw: object
+    ) -> None:
         self.timeline = Timeline(Path(session_dir).name, Path(session_dir))
         self.position = 0
         self.following = follow
+        self.attached = attached
+        """``phasef attach``: the live view, with the replay keys to pause and scrub back; the timeline bar shows
+        only while the view is in the past."""
         self.mark_kind = "any"
         self.playing = False
         self.speed = SPEEDS[0]
@@ -61,30 +67,116 @@ class ReplaySource(SessionSource):
         self._prefix_feeds: dict[tuple[Path, int], TraceFeed] = {}
         self._prefix_dir: Path | None = None
         self._trace_times: dict[Path, _TraceTimes] = {}
+        self._journal_ended = False
+        self._state_owned = False
+        """``state`` is this source's own object (built live), not one the timeline keeps as its cursor."""
+        self._lazy = attached and follow
+        """``phasef attach`` while live: the events are applied and not kept (as a plain attach); the timeline is
+        read from the journal when a replay key is first pressed."""
+        self._read_lock = threading.Lock()
         super().__init__(session_dir, operator=operator, **kw)  # type: ignore[arg-type]
-        self.title = f"replay {self.session_dir.name} · {operator}"
+        if not attached:
+            self.title = f"replay {self.session_dir.name} · {operator}"
 
     # -- the journal -----------------------------------------------------------------------------------------------
     def read_journal(self) -> bool:
+        with self._read_lock:  # (not while the timeline is being read: the tail is swapped then)
+            return self._read_journal()
+
+    def _read_journal(self) -> bool:
+        if self._lazy:
+            items = self._tail.poll()
+            for item in items:
+                if isinstance(item, Event) and item.type in ("session_started", "run_finished"):
+                    self._journal_ended = item.type == "run_finished"
+            return self._apply_live(items)
         items = self._tail.poll()
         if not items:
             return False
         with self.lock:
+            before = len(self.timeline)
             added = self.timeline.extend(items)
+            for item in items:  # (a resume starts the run again)
+                if isinstance(item, Event) and item.type in ("session_started", "run_finished"):
+                    self._journal_ended = item.type == "run_finished"
             if added and self.following:
-                self.position = len(self.timeline) - 1
-                self._set_state()
-            elif added and len(self.timeline) == added:  # the first read: show the first event
+                self._follow_tip(before, [item for item in items if isinstance(item, Event)])
+            elif added and before == 0:  # the first read: show the first event
                 self._set_state()
             self.version += 1
         return True
 
+    def _apply_live(self, items: list[Event | JournalProblem]) -> bool:
+        """(lazy) The events applied to the state, as ``SessionSource`` does."""
+        if not items:
+            return False
+        with self.lock:
+            for item in items:
+                if isinstance(item, Event):
+                    self.state.apply(item)
+                else:
+                    self.state.problems.append(str(item))
+            self._state_owned = True
+            self.version += 1
+        return True
+
+    def _ensure_timeline(self) -> None:
+        """(attach) The whole journal as a timeline, once: a replay key was pressed for the first time. The view
+        stays at the newest event until the key moves it."""
+        if not self._lazy:
+            return
+        with self._read_lock:
+            if not self._lazy:
+                return
+            tail = JournalTail(self.journal_path)
+            items = tail.poll()
+            with self.lock:
+                self.timeline.extend(items)
+                self._tail = tail
+                self._lazy = False
+                self._state_owned = False
+                self.position = max(0, len(self.timeline) - 1)
+                self._set_state()
+                self.version += 1
+
+    def _follow_tip(self, before: int, new: list[Event]) -> None:
+        """(lock held) Live: the new events applied to the state shown, as a plain attach does (no copy of the
+        whole state per event, no checkpoints until the operator scrubs back)."""
+        if not self._state_owned or self.position != before - 1:
+            if before == 0:
+                self.state = SessionState(session=self.timeline.session)
+            elif self.position == before - 1:  # (back to live: the timeline keeps this object as its cursor)
+                self.state = self.state.model_copy(deep=True)
+            else:
+                self.state = self.timeline.state_at(before - 1).model_copy(deep=True)
+            self._state_owned = True
+        for ev in new:
+            self.state.apply(ev)
+        self.state.problems = list(self.timeline.problems)
+        self.position = len(self.timeline) - 1
+        self._view_cache = None
+
+    @property
+    def finished(self) -> bool:
+        """The journal says the session ended (whatever the position shown: nothing more will be appended)."""
+        return self._journal_ended
+
+    def settled(self) -> bool:
+        """Nothing to redraw until a key is pressed: the journal has ended, nothing plays, the traces shown are
+        indexed to their end."""
+        if self.playing or not super().settled():
+            return False
+        with self._feeds_lock:
+            return all(feed.settled for feed in self._prefix_feeds.values())
+
     def _set_state(self) -> None:
         """(lock held) The state at ``position``."""
         self.state = self.timeline.state_at(self.position)
+        self._state_owned = False
         self._view_cache = None
 
     def move_to(self, index: int, *, follow: bool = False) -> None:
+        self._ensure_timeline()
         with self.lock:
             last = max(0, len(self.timeline) - 1)
             self.position = max(0, min(index, last))
@@ -94,11 +186,13 @@ class ReplaySource(SessionSource):
 
     # -- navigation ------------------------------------------------------------------------------------------------
     def step(self, delta: int) -> None:
+        self._ensure_timeline()
         self.playing = False
         self.move_to(self.position + delta)
 
     def jump(self, forward: bool) -> bool:
         """To the next (previous) landmark of the chosen kind; False when there is none that way."""
+        self._ensure_timeline()
         kinds: tuple[MarkKind, ...] = MARK_KINDS if self.mark_kind == "any" else (self.mark_kind,)  # type: ignore[assignment]
         with self.lock:
             target = self.timeline.next_mark(self.position, kinds, forward)
@@ -118,6 +212,7 @@ class ReplaySource(SessionSource):
         """``HH:MM[:SS]`` (UTC, the session's day), an ISO time, or ``+N``/``-N`` seconds from here; the event
         landed on, or ``ValueError`` with what was wrong."""
         text = text.strip()
+        self._ensure_timeline()
         with self.lock:
             if not self.timeline.events:
                 raise ValueError("the journal is empty")
@@ -140,6 +235,7 @@ class ReplaySource(SessionSource):
         return self.describe_position()
 
     def toggle_play(self) -> bool:
+        self._ensure_timeline()
         self.playing = not self.playing
         if self.playing:
             if self.position >= len(self.timeline) - 1:
@@ -160,6 +256,8 @@ class ReplaySource(SessionSource):
     def live(self) -> None:
         """Back to the newest event, following what the supervisor appends."""
         self.playing = False
+        if self._lazy:
+            return  # (live already)
         self.move_to(len(self.timeline) - 1, follow=True)
 
     def _advance_play(self) -> None:
@@ -176,6 +274,18 @@ class ReplaySource(SessionSource):
         self._advance_play()
         return super().poll()
 
+    @property
+    def clocks_running(self) -> bool:
+        """(in the past the clocks stand still at the event's time)"""
+        return self.following and super().clocks_running
+
+    def view_time(self, now: float) -> float:
+        """In the past, the time of the event shown: a step running then shows how long it had run by then."""
+        if self.following:
+            return now
+        with self.lock:
+            return self.timeline.times[self.position] if self.timeline.times else now
+
     # -- what the timeline bar shows -------------------------------------------------------------------------------
     def describe_position(self) -> str:
         with self.lock:
@@ -184,6 +294,11 @@ class ReplaySource(SessionSource):
             ev = self.timeline.events[self.position]
         where = f" {ev.stage}.{ev.step}" if ev.stage else ""
         return f"#{ev.seq} {ev.ts[11:19]} {ev.type}{where}"
+
+    @property
+    def bar_shown(self) -> bool:
+        """The timeline bar is on screen: always in ``phasef replay``; in ``phasef attach`` only in the past."""
+        return not (self.attached and self.following)
 
     def timeline_info(self) -> dict[str, object]:
         with self.lock:
@@ -207,28 +322,40 @@ class ReplaySource(SessionSource):
 
     def changed_files(self) -> list[ChangedFile] | None:
         """Files recorded up to here whose content changed since (the last answer, or None, while hashing: the
-        check runs in a thread, as folders can be large)."""
+        check runs in a thread, as folders can be large). Not checked in ``phasef attach`` while live."""
         done = self._changed
+        if not self.bar_shown:
+            return None
         if done is not None and done[0] == self.position:
             return done[1]
         if self._changed_lock.acquire(blocking=False):  # one check at a time; the newest position wins next
-            with self.lock:
-                position, state = self.position, self.state
-            threading.Thread(target=self._hash_check, args=(position, state), daemon=True).start()
+            with self.lock:  # (the files named, not the state: live, the reader thread goes on applying events to it)
+                position, recorded = self.position, recorded_files(self.state)
+            threading.Thread(target=self._hash_check, args=(position, recorded), daemon=True).start()
         return None if done is None else done[1]
 
-    def _hash_check(self, position: int, state: SessionState) -> None:
+    def _hash_check(self, position: int, recorded: list[tuple[str, str, str]]) -> None:
         """(``_changed_lock`` held by the caller, released here)"""
         try:
-            self._changed = (position, self.timeline.changed_files(state))
+            self._changed = (position, self.timeline.changed_among(recorded))
         finally:
             self._changed_lock.release()
         with self.lock:
             self.version += 1
+        self._wake()  # (the frames may have paused meanwhile)
 
     def _build_view(self) -> SessionView:
-        """The comparison table only once a step had written it by this point (it is read from the report file)."""
+        """The comparison table only once a step had written it by this point (it is read from the report file);
+        gate evidence whose file changed since the journal recorded its hash is marked so."""
         view = super()._build_view()
+        done = self._changed  # (lock held: the last finished check, read as it is)
+        if done is not None and done[0] == self.position and done[1]:
+            changed = {(c.owner, c.path) for c in done[1]}
+            gates = tuple(
+                replace(g, evidence=tuple(replace(e, changed=(g.id, e.path) in changed) for e in g.evidence))
+                for g in view.gates
+            )
+            view = replace(view, gates=gates)
         if view.deltas and not self.following:
             compared = any(
                 st.state in ("succeeded", "skipped") and "comparison" in st.summary for st in self.state.steps.values()
@@ -338,7 +465,7 @@ class ReplaySource(SessionSource):
     # -- no decisions in the past ----------------------------------------------------------------------------------
     def _live_only(self) -> None:
         if not self.following:
-            raise ApprovalError("this view is in the past (replay): press E to return to live before acting")
+            raise ApprovalError("this view is in the past (replay): press F to return to live before acting")
 
     def approve(self, gate_id: str, decision: str, reason: str, *, override: bool = False) -> str:
         self._live_only()

@@ -160,26 +160,33 @@ class Timeline:
     # -- files the journal names ----------------------------------------------------------------------------------
     def changed_files(self, state: SessionState) -> list[ChangedFile]:
         """Step outputs and gate evidence recorded up to ``state`` whose files no longer hash the same."""
+        return self.changed_among(recorded_files(state))
+
+    def changed_among(self, recorded: Sequence[tuple[str, str, str]]) -> list[ChangedFile]:
+        """Of ``(owner, path, recorded sha256)`` (``recorded_files``), those whose files no longer hash the same."""
         root = self.session_dir
         if root is None:
             return []
         out: list[ChangedFile] = []
         seen = self._hashes
-
-        def check(owner: str, name: str, recorded: str) -> None:
-            if name.startswith("audit:") or recorded == MISSING:
-                return
+        for owner, name, digest in recorded:
+            if name.startswith("audit:") or digest == MISSING:
+                continue
             path = Path(name) if Path(name).is_absolute() else root / name
             if path not in seen:
                 seen[path] = path_sha256(path)
-            if seen[path] != recorded:
-                out.append(ChangedFile(owner, name, recorded, seen[path]))
-
-        for st in state.steps.values():
-            if st.state in ("succeeded", "skipped"):
-                for name, digest in st.outputs.items():
-                    check(st.key, name, digest)
-        for gate in state.gates.values():
-            for name, digest in gate.evidence.items():
-                check(gate.id, name, digest)
+            if seen[path] != digest:
+                out.append(ChangedFile(owner, name, digest, seen[path]))
         return out
+
+
+def recorded_files(state: SessionState) -> list[tuple[str, str, str]]:
+    """``(owner, path, sha256)`` of every step output and gate evidence the journal recorded up to ``state`` (cheap:
+    taken while the state is held, hashed later)."""
+    out: list[tuple[str, str, str]] = []
+    for st in state.steps.values():
+        if st.state in ("succeeded", "skipped"):
+            out.extend((st.key, name, digest) for name, digest in st.outputs.items())
+    for gate in state.gates.values():
+        out.extend((gate.id, name, digest) for name, digest in gate.evidence.items())
+    return out

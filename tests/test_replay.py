@@ -205,6 +205,114 @@ def test_a_file_changed_since_is_marked(session: Path, tmp_path: Path) -> None:
     assert "changed since recorded" in render_timeline(source.timeline_info(), 200).plain
 
 
+async def test_a_changed_evidence_file_is_marked_on_screen(session: Path, tmp_path: Path) -> None:
+    """At the gate, in the running TUI: the timeline bar names the changed report, and the Audit screen marks that
+    evidence row as changed since recorded (its recorded hash struck); with the original back, nothing is marked."""
+    import io
+    import shutil
+
+    from rich.console import Console
+
+    from widgets.verdict_card import EvidenceList
+
+    copy = tmp_path / "r1"
+    shutil.copytree(session, copy)
+    report = copy / "artifacts/A/eval/eval_report.json"
+    report.write_text(report.read_text().replace('"verdict": "PASS"', '"verdict": "FAIL"', 1))
+
+    def text_of(widget: object, width: int = 160) -> str:
+        console = Console(width=width, record=True, file=io.StringIO())
+        console.print(widget.content)  # type: ignore[attr-defined]
+        return console.export_text()
+
+    source = ReplaySource(copy, operator="ann")
+    app = PhasefApp(source, blink=False)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("m", "m", "greater_than_sign", "4")  # kind gate; the gate opening; the Audit screen
+        assert source.position == source.timeline.marks["gate"][0]
+        bar = app.screen.query_one("#timeline", TimelineBar)
+
+        def marked() -> bool:
+            return bool(bar._info and bar._info.get("changed")) and "changed since" in text_of(
+                app.screen.query_one(EvidenceList)
+            )
+
+        for _ in range(200):  # hashed in the background, then drawn
+            await pilot.pause(0.05)
+            if marked():
+                break
+        shown = text_of(app.screen.query_one(EvidenceList))
+        row = next(ln for ln in shown.splitlines() if "eval_report.json" in ln)
+        assert "⚠ changed since recorded" in row, shown
+        assert "changed since recorded: eval_report.json" in render_timeline(bar._info or {}, 200).plain
+        gate = next(g for g in source.session_view(0).gates if g.id == "C.release")
+        assert [(e.path, e.changed) for e in gate.evidence] == [("artifacts/A/eval/eval_report.json", True)]
+
+    # the same replay over the original files: nothing marked
+    source = ReplaySource(session, operator="ann")
+    app = PhasefApp(source, blink=False)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("m", "m", "greater_than_sign", "4")
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if source.changed_files() is not None:
+                break
+        await pilot.pause(0.3)
+        assert source.changed_files() == []
+        assert "changed since" not in text_of(app.screen.query_one(EvidenceList))
+        gate = next(g for g in source.session_view(0).gates if g.id == "C.release")
+        assert [e.changed for e in gate.evidence] == [False]
+
+
+async def test_a_finished_session_in_the_past_lets_the_frames_rest(session: Path) -> None:
+    """Paused in the past of a finished session nothing changes until a key: the frame timer stops (no CPU spent
+    polling 20 times a second); a key wakes it and the move is drawn; playing keeps it running."""
+    source = ReplaySource(session, operator="ann")
+    app = PhasefApp(source, blink=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        assert source.finished and source.position == 0  # the journal ended; the view is at its first event
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if app.frames_paused:
+                break
+        assert app.frames_paused
+        await pilot.press("greater_than_sign")
+        await pilot.pause(0.2)
+        bar = app.screen.query_one("#timeline", TimelineBar)
+        assert source.position > 0 and bar._info is not None and bar._info["position"] == source.position
+        await pilot.press("z")  # playing: the frames advance the position, so they do not rest
+        assert source.playing and not source.settled()
+        await pilot.press("z")
+
+
+def test_attach_reads_the_timeline_only_at_the_first_replay_key(session: Path) -> None:
+    """``phasef attach``: live, the journal is applied as a plain attach does (no events kept); the first replay key
+    reads it as a timeline, and the states are the same either way."""
+    from phasef_tui.session_source import SessionSource
+
+    plain = SessionSource(session, operator="ann")
+    live = ReplaySource(session, operator="ann", follow=True, attached=True)
+    try:
+        assert len(live.timeline) == 0 and live.following and live.title == plain.title
+        assert live.state.model_dump() == plain.state.model_dump()
+        assert live.timeline_info()["changed"] is None  # (nothing hashed while live in attach)
+        live.live()  # already live: nothing read
+        assert len(live.timeline) == 0
+        live.step(-1)
+        tl = live.timeline
+        assert len(tl) == len(list(read_journal(session / "journal.jsonl"))) and tl.marks["death"]
+        assert live.position == len(tl) - 2 and not live.following
+        assert live.state.model_dump() == _timeline(session).state_at(len(tl) - 2).model_dump()
+        live.live()
+        assert live.following and live.position == len(tl) - 1
+        assert live.state.model_dump() == plain.state.model_dump()
+    finally:
+        live.stop()
+        plain.stop()
+
+
 def test_replay_command_refuses_an_unknown_session(tmp_path: Path) -> None:
     r = phasef("replay", "nope", "--sessions", str(tmp_path), cwd=tmp_path)
     assert r.returncode == 2 and "no session 'nope'" in r.stderr
@@ -255,7 +363,7 @@ def test_the_trace_as_it_was(session: Path) -> None:
 
 def test_live_session_pause_scrub_back_and_return(tmp_path: Path) -> None:
     """On a running supervisor: the replay follows the newest event, stays put once scrubbed back while new
-    events arrive, and E (live) returns to the newest; a decision is refused in the past, accepted live."""
+    events arrive, and F (live) returns to the newest; a decision is refused in the past, accepted live."""
     from tests.spine_helpers import has_event, spawn, wait_for, write_plan
     from tests.test_step_retry import RETRY_PLAN
 
@@ -264,6 +372,7 @@ def test_live_session_pause_scrub_back_and_return(tmp_path: Path) -> None:
     session = tmp_path / "sessions" / "x"
     try:
         wait_for(lambda: has_event(session, "gate_opened", "B.release"), 60, "the gate")
+        wait_for(lambda: has_event(session, "step_failed", "A.fetch"), 60, "A.fetch to fail")  # (it may come later)
         source = ReplaySource(session, operator="ann", follow=True)
         assert source.following and source.position == len(source.timeline) - 1
         source.move_to(source.timeline.marks["failure"][0])  # A.fetch failing

@@ -70,9 +70,22 @@ def write_session(root: Path) -> Path:
     return session
 
 
-def replay_app(tmp_path: Path) -> PhasefApp:
-    source = ReplaySource(write_session(tmp_path), operator="alice")
+def replay_app(tmp_path: Path, **kw: Any) -> PhasefApp:
+    source = ReplaySource(write_session(tmp_path), operator="alice", **kw)
     return PhasefApp(source, blink=False, clock=lambda: FIXED_NOW)
+
+
+def with_changed_evidence(session: Path) -> Path:
+    """The gate's evidence recorded with one hash; the file there now has another."""
+    (session / "out").mkdir()
+    (session / "out" / "report.json").write_text('{"verdict": "FAIL"}\n')
+    journal = session / "journal.jsonl"
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    for ev in events:
+        if ev["type"] == "gate_opened":
+            ev["payload"]["evidence"] = {"out/report.json": "1" * 64}
+    journal.write_text("".join(json.dumps(e) + "\n" for e in events))
+    return session
 
 
 async def settle(pilot: Pilot[Any]) -> None:
@@ -95,3 +108,41 @@ def test_replay_mid_training_large(snap_compare: Any, tmp_path: Path) -> None:
 def test_replay_at_the_gate_small(snap_compare: Any, tmp_path: Path) -> None:
     press = ["m", "m", "greater_than_sign"]
     assert snap_compare(replay_app(tmp_path), press=press, terminal_size=SMALL, run_before=settle)
+
+
+async def settle_hashed(pilot: Pilot[Any]) -> None:
+    """As ``settle``, and until the background hash check has answered for the position shown."""
+    await settle(pilot)
+    source = pilot.app.source
+    assert isinstance(source, ReplaySource)
+    for _ in range(100):
+        if source.changed_files():
+            break
+        await pilot.pause(0.05)
+    await pilot.pause(0.3)
+
+
+def test_replay_changed_evidence_large(snap_compare: Any, tmp_path: Path) -> None:
+    """At the gate, on the Audit screen: the evidence file changed since it was recorded is marked, in the bar too."""
+    source = ReplaySource(with_changed_evidence(write_session(tmp_path)), operator="alice")
+    app = PhasefApp(source, blink=False, clock=lambda: FIXED_NOW)
+    press = ["m", "m", "greater_than_sign", "4"]
+    assert snap_compare(app, press=press, terminal_size=LARGE, run_before=settle_hashed)
+
+
+def test_attach_live_small(snap_compare: Any, tmp_path: Path) -> None:
+    """``phasef attach``: the live view has no timeline bar (the replay keys bring it)."""
+    app = replay_app(tmp_path, follow=True, attached=True)
+    assert snap_compare(app, terminal_size=SMALL, run_before=settle)
+
+
+def test_attach_paused_small(snap_compare: Any, tmp_path: Path) -> None:
+    """``phasef attach`` after one event back: paused, the timeline bar shown."""
+    app = replay_app(tmp_path, follow=True, attached=True)
+    assert snap_compare(app, press=["comma"], terminal_size=SMALL, run_before=settle)
+
+
+def test_attach_paused_at_a_failure_large(snap_compare: Any, tmp_path: Path) -> None:
+    app = replay_app(tmp_path, follow=True, attached=True)
+    press = ["comma", "m", "less_than_sign"]  # paused; kind failure; the previous one
+    assert snap_compare(app, press=press, terminal_size=LARGE, run_before=settle)

@@ -49,6 +49,8 @@ class EvidenceView:
     name: str
     path: str
     sha256: str | None = None
+    changed: bool = False
+    """(replay) The file no longer hashes to ``sha256``, what the journal recorded: not the original any more."""
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,9 @@ def render_evidence(items: tuple[EvidenceView, ...], bundle_sha: str | None) -> 
         if item.name not in (item.path, item.path.rsplit("/", 1)[-1]):
             name.append(f" ({item.name})", style="dim")
         sha = Text(short_hash(item.sha256), style=themed("info") if item.sha256 else themed("bad.b"))
+        if item.changed:  # the hash is the recorded one; the file there now is another
+            name.append("  ⚠ changed since recorded", style=themed("bad.b"))
+            sha.stylize(themed("bad.b strike"))
         table.add_row(name, sha)
     if bundle_sha:
         table.add_row(Text("bundle", style="dim"), Text(short_hash(bundle_sha), style=themed("info.b")))

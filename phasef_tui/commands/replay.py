@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "replay",
         help="open the TUI on a session at its first event: step, jump to failures/gates/deaths, play",
         description="Keys (every screen): , . previous/next event; < > previous/next landmark; m landmark kind "
-        "(failure, gate, stage, death); z play/pause; Z speed 1x/10x/100x; J jump to a time; E back to live.",
+        "(failure, gate, stage, death); z play/pause; Z speed 1x/10x/100x; J jump to a time; F back to live (follow).",
     )
     p.add_argument("session", nargs="?", default=None, help="session id or folder (default: the newest)")
     p.add_argument("--live", action="store_true", help="start at the newest event, following a running session")

@@ -61,7 +61,9 @@ class PhasefScreen(Screen[None]):
         if info is not None:
             from widgets.timeline_bar import TimelineBar
 
-            self.query_one("#timeline", TimelineBar).show(info())
+            bar = self.query_one("#timeline", TimelineBar)
+            bar.display = bool(getattr(self.source, "bar_shown", True))  # (attach: only once scrubbed back)
+            bar.show(info())
 
     def refresh_view(self, changed: set[str]) -> None:
         """Redraw from the data source; ``changed`` names what changed since the last frame."""

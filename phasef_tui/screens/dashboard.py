@@ -44,7 +44,8 @@ class DashboardScreen(StepActions):
             return
         if self.follow_current or self.selected is None:
             self.selected = view.current_step
-        self.query_one("#board", StageBoard).show(view.stages, self.selected, self.phasef.clock())
+        now = self.source.view_time(self.phasef.clock())
+        self.query_one("#board", StageBoard).show(view.stages, self.selected, now)
         self.query_one("#headline", Headline).show(view.state, view.final_decision, view.gates, view.metrics)
         step = view.step(self.selected) if self.selected else None
         title = None
