@@ -197,7 +197,7 @@ def standin_server(tmp_path: Path, key_lines: list[str], **overrides: Any) -> It
         port=0,
         log_path=tmp_path / "ssh.jsonl",
         command=lambda operator, folder: [sys.executable, str(program), str(folder), operator.name],
-        **overrides,
+        **{"preload": False, **overrides},
     )
     with ServerThread(settings) as server:
         yield server
