@@ -273,7 +273,7 @@ class Served:
     """A supervisor waiting at the one-gate plan's gate, and ``phasef serve --ssh`` on that session (restartable, so
     one run can be served one way then another). Keys: ``alice`` (approver) and ``victor`` (viewer)."""
 
-    def __init__(self, folder: Path, *serve_args: str, max_sessions: int | None = None) -> None:
+    def __init__(self, folder: Path, *serve_args: str, max_sessions: int | None = None, serve: bool = True) -> None:
         from tests.spine_helpers import ONE_GATE_PLAN, has_event, spawn, wait_for, write_plan
 
         self.folder = folder
@@ -291,12 +291,18 @@ class Served:
         self.server: subprocess.Popen[str] | None = None
         self.banner: list[str] = []
         self.port = 0
-        self.start_server(*serve_args)
+        if serve:
+            self.start_server(*serve_args)
 
     def start_server(self, *serve_args: str) -> None:
+        """Start ``phasef serve --ssh`` (the one ``server``/``port``/``banner``/``log`` refer to)."""
+        self.server, self.port, self.banner = self.launch_server(*serve_args, log=self.log)
+
+    def launch_server(self, *serve_args: str, log: Path) -> tuple[subprocess.Popen[str], int, list[str]]:
+        """Another ``phasef serve --ssh`` on the same session (its process, port and banner), logging to ``log``."""
         n = str(self.max_sessions)
         limits = ["--max-sessions", n, "--max-startups", n, "--per-source-max-startups", n] if self.max_sessions else []
-        self.server = subprocess.Popen(
+        server = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -311,7 +317,7 @@ class Served:
                 "--session",
                 "demo",
                 "--log",
-                str(self.log),
+                str(log),
                 *limits,
                 *serve_args,
             ],
@@ -321,14 +327,16 @@ class Served:
             text=True,
             start_new_session=True,
         )
-        assert self.server.stdout is not None
-        self.banner = []
-        for line in self.server.stdout:
-            self.banner.append(line.rstrip())
+        assert server.stdout is not None
+        banner = []
+        for line in server.stdout:
+            banner.append(line.rstrip())
             if line.startswith("listening on "):
                 break
-        assert self.banner and self.banner[-1].startswith("listening on 127.0.0.1:"), self.banner
-        self.port = int(self.banner[-1].rsplit(":", 1)[1])
+        if not (banner and banner[-1].startswith("listening on 127.0.0.1:")):
+            os.killpg(server.pid, signals.SIGKILL)
+            raise AssertionError(f"phasef serve did not start: {banner}")
+        return server, int(banner[-1].rsplit(":", 1)[1]), banner
 
     def ssh(self, *extra: str, key: Path | None = None) -> list[str]:
         return ssh_argv(self.port, key or self.victor, *extra, user="operator")
