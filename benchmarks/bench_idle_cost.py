@@ -9,8 +9,10 @@ bench_train_overhead.py runs it); its throughput is the median of the trainer's 
 each ``phasef attach`` on a session whose plan has finished, 120x35; the training starts once every TUI shows its
 first frame and has had time to settle. Runs alternate alone / with TUIs (the order flipping each repeat) so that
 changes in the machine's load hit both alike. Printed: every run's tokens/s, the medians and their ratio (the cost
-is 1 - ratio; the goal is < 3 %), and the TUIs' own CPU while the training ran (utime+stime from /proc), the more
-precise figure on a shared machine. The last line is one JSON object.
+is 1 - ratio; the goal is < 3 %), the ratio within each repeat's pair, and the TUIs' own CPU while the training ran
+(utime+stime from /proc). On a loaded shared machine the throughput of one run moves by tens of percent from minute to
+minute, far more than 3 %; the TUIs' CPU is then the figure that bounds their cost (MLX trains on one core: TUIs
+using x % of a core can take at most x % of its time). The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -174,6 +176,8 @@ def main() -> None:
     print(f"tokens/s alone, median of {len(alone)}:        {a:8.0f}   (all: {every['alone']})")
     print(f"tokens/s with {args.tuis} TUIs, median of {len(loaded)}:  {b:8.0f}   (all: {every['tuis']})")
     print(f"ratio with/alone: {b / a:.3f}  -> cost {100 * (1 - b / a):.1f} % of the fine-tune's tokens/s (goal < 3 %)")
+    pairs = [w / x for w, x in zip(loaded, alone, strict=True)]  # each repeat's two runs, minutes apart
+    print(f"ratio of each repeat's pair: {', '.join(f'{r:.3f}' for r in pairs)}; median {statistics.median(pairs):.3f}")
     print(
         f"the {args.tuis} idle TUIs' own CPU during the training: median {100 * statistics.median(tui_cpu):.2f} % of "
         f"one core together ({100 * statistics.median(tui_cpu) / args.tuis:.3f} % each)"
@@ -186,6 +190,7 @@ def main() -> None:
                 "tokens_per_s_alone": round(a, 1),
                 "tokens_per_s_with_tuis": round(b, 1),
                 "ratio": round(b / a, 4),
+                "paired_ratio_median": round(statistics.median(pairs), 4),
                 "tui_cpu_pct_of_core": round(100 * statistics.median(tui_cpu), 3),
                 "load_start": round(load_start[0], 2),
                 "load_end": round(load_end[0], 2),
