@@ -162,3 +162,25 @@ def test_the_real_tui_is_forked_shares_its_pages_and_spawn_stays_selectable(tmp_
         assert served.supervisor.poll() is None  # the run went on through all of it
     finally:
         served.close()
+
+
+def test_without_a_session_server_sessions_are_spawned(
+    tmp_path: Path, tmux: Tmux, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a broken installation as the session server sees it: its module does not import, so it never gets ready
+    shadow = tmp_path / "shadow" / "phasef_tui"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('broken on purpose')\n")
+    monkeypatch.setenv("PYTHONPATH", str(shadow.parent))
+    key, line = _approver(tmp_path)
+    log = tmp_path / "ssh.jsonl"
+    with standin_server(tmp_path, [line], cwd=tmp_path) as server:  # (not the source tree, first on sys.path)
+        (error,) = log_events(log, "error")
+        assert error["where"] == "session server" and "each session is spawned instead" in error["error"]
+        assert not log_events(log, "session_server")
+        tmux.start("one", ssh_argv(server.port, key, "-tt"))
+        tmux.wait_for("one", "SIZE")
+        (start,) = log_events(log, "session_start")
+        assert start["start"] == "spawn" and parent_pid(start["pid"]) == os.getpid()
+        tmux.send("one", "q")
+        assert tmux.wait_exit("one") == 0
