@@ -96,6 +96,10 @@ def tui_pids(tmux: Tmux, names: list[str]) -> list[int]:
     return found
 
 
+def tmux_server_pid(tmux: Tmux) -> int:
+    return int(tmux._tmux("display-message", "-p", "#{pid}").stdout.strip())
+
+
 def open_tuis(session: Path, count: int) -> tuple[Tmux, list[int]]:
     tmux = Tmux()
     names = [f"tui{i}" for i in range(count)]
@@ -136,6 +140,7 @@ def main() -> None:
     alone: list[float] = []
     loaded: list[float] = []
     tui_cpu: list[float] = []
+    tmux_cpu: list[float] = []
     with tempfile.TemporaryDirectory(prefix="phasef-bench-idle-") as d:
         work = Path(d)
         session = finished_session(work / "project")
@@ -154,19 +159,25 @@ def main() -> None:
                     continue
                 tmux, pids = open_tuis(session, args.tuis)
                 try:
+                    server = [tmux_server_pid(tmux)]
                     before, t = cpu_ticks(pids), time.perf_counter()
+                    server_before = cpu_ticks(server)
                     rate, wall = run_bare(work, model, data, recipe, n)
                     spent = (cpu_ticks(pids) - before) / os.sysconf("SC_CLK_TCK")
                     share = spent / (time.perf_counter() - t)
+                    server_share = (cpu_ticks(server) - server_before) / os.sysconf("SC_CLK_TCK")
+                    server_share /= time.perf_counter() - t
                     for i in range(args.tuis):  # still on screen and alive after the run
                         tmux.wait_for(f"tui{i}", "done", timeout=10)
                 finally:
                     tmux.close()
                 loaded.append(rate)
                 tui_cpu.append(share)
+                tmux_cpu.append(server_share)
                 print(
                     f"run {n}: with {args.tuis} TUIs   {rate:8.0f} tokens/s  ({wall:.1f} s); the TUIs used "
-                    f"{100 * share:.2f} % of a core together ({len(pids)} processes)",
+                    f"{100 * share:.2f} % of a core together ({len(pids)} processes), the tmux server "
+                    f"{100 * server_share:.2f} %",
                     flush=True,
                 )
     load_end = os.getloadavg()
@@ -180,7 +191,8 @@ def main() -> None:
     print(f"ratio of each repeat's pair: {', '.join(f'{r:.3f}' for r in pairs)}; median {statistics.median(pairs):.3f}")
     print(
         f"the {args.tuis} idle TUIs' own CPU during the training: median {100 * statistics.median(tui_cpu):.2f} % of "
-        f"one core together ({100 * statistics.median(tui_cpu) / args.tuis:.3f} % each)"
+        f"one core together ({100 * statistics.median(tui_cpu) / args.tuis:.3f} % each); the tmux server showing "
+        f"them: median {100 * statistics.median(tmux_cpu):.2f} %"
     )
     print(f"load average at the end: {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
     print(
@@ -192,6 +204,7 @@ def main() -> None:
                 "ratio": round(b / a, 4),
                 "paired_ratio_median": round(statistics.median(pairs), 4),
                 "tui_cpu_pct_of_core": round(100 * statistics.median(tui_cpu), 3),
+                "tmux_cpu_pct_of_core": round(100 * statistics.median(tmux_cpu), 3),
                 "load_start": round(load_start[0], 2),
                 "load_end": round(load_end[0], 2),
             }
