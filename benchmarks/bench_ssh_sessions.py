@@ -1,18 +1,23 @@
-"""Operator sessions over SSH (``phasef serve --ssh``) against the same TUI started locally in a PTY, same run.
+"""Operator sessions over SSH (``phasef serve --ssh``): the pre-forked session server against a new interpreter per
+session, in the same run, with the real OpenSSH client on 127.0.0.1.
 
-    python benchmarks/bench_ssh_sessions.py [--sessions 20] [--single 3] [--size 120x35]
+    python benchmarks/bench_ssh_sessions.py [--sessions 20] [--single 5] [--size 120x35] [--local] [--in-process]
 
-A real supervisor runs a small plan up to a waiting gate. Then, for each mode, N clients start at once, each in a
-pseudo-terminal of its own, and we time how long each takes until its screen shows the session's content (the gate
-prompt, read from the journal: a first frame with data, not just the frame's chrome):
+A real supervisor runs a small plan up to a waiting gate. Two servers serve that session at once: ``phasef serve``
+(sessions forked from the session server) and ``phasef serve --no-prefork`` (each session a new interpreter: the
+path before the session server). Each client is ``ssh -tt`` in a PTY of its own; its first frame is the moment its
+screen shows the session's content (the gate prompt, from the journal: a frame with data, not just chrome).
 
-- ``local``: ``phasef attach`` started directly in a PTY (no SSH): the baseline.
-- ``ssh``: ``ssh -tt`` (the real OpenSSH client) to ``phasef serve --ssh``, which starts the same ``phasef attach``
-  in a PTY per session on the server.
+- first frame, one session: ``--single`` sessions one after the other, the two servers alternating (median);
+- first frame, N opened at once (median and max), for each server in turn;
+- memory per session while N are open, PSS from /proc/PID/smaps_rollup (shared pages split between the processes
+  that map them): the session's process, plus for the pre-forked server the session server's PSS divided by N, plus
+  the SSH server's growth divided by N; RSS and private pages beside it;
+- idle CPU per session over 5 s with N open.
 
-Memory per session is what the server side pays: the TUI process's PSS (shared pages split between the processes
-that map them) and RSS, plus, for ``ssh``, the growth of the server process divided by N. ``--single`` adds the
-latency of one session alone (no contention), repeated.
+``--local`` adds ``phasef attach`` started directly in a PTY (no SSH); ``--in-process`` the design not chosen (N apps
+in one process, see docs/ssh.md). The load average is printed at the start and the end: the machine is shared. The
+last line is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -21,163 +26,63 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from phasef_tui.ssh.pty_child import PtyChild  # noqa: E402
-from tests.spine_helpers import ONE_GATE_PLAN, ONE_GATE_PROMPT  # noqa: E402
-from tests.ssh_helpers import ssh_argv  # noqa: E402
+from tests.spine_helpers import ONE_GATE_PROMPT, wait_for  # noqa: E402
+from tests.ssh_helpers import (  # noqa: E402
+    ANSI,
+    PtyClient,
+    Served,
+    log_events,
+    memory_kb,
+    open_clients,
+    ssh_argv,
+)
 
-PLAN = ONE_GATE_PLAN
 MARKER = ONE_GATE_PROMPT
 IDLE_WINDOW_S = 5.0
-ANSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[PX^_][^\x1b]*\x1b\\|\x1b.")
 
 
-def memory_kb(pid: int) -> tuple[int, int]:
-    """(PSS, RSS) in kB from /proc/PID/smaps_rollup."""
-    values = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        name, _, rest = line.partition(":")
-        if name in ("Pss", "Rss"):
-            values[name] = int(rest.split()[0])
-    return values["Pss"], values["Rss"]
+@dataclass
+class Mode:
+    """One way of serving: its server process and log, and what was measured."""
+
+    name: str
+    server: subprocess.Popen[str] | None = None
+    port: int = 0
+    log: Path | None = None
+    single: list[float] = field(default_factory=list)
+    login: list[float] = field(default_factory=list)
+    concurrent: list[float] = field(default_factory=list)
+    pss_kb: list[int] = field(default_factory=list)
+    rss_kb: list[int] = field(default_factory=list)
+    private_kb: list[int] = field(default_factory=list)
+    zygote_pss_kb: int = 0
+    server_growth_kb: float = 0.0
+    server_rss_kb: int = 0
+    idle_cpu: float = 0.0
+    ended: int = 0
+
+    def per_session_pss_mb(self, n: int) -> float:
+        return (statistics.mean(self.pss_kb) + self.zygote_pss_kb / n + self.server_growth_kb) / 1024
+
+    def per_session_rss_mb(self) -> float:
+        return (statistics.mean(self.rss_kb) + self.server_growth_kb) / 1024
 
 
-class Client:
-    """One program in its own PTY; notes when its screen first shows the marker."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], size: tuple[int, int], cwd: Path) -> None:
-        self.argv, self.env, self.size, self.cwd = argv, env, size, cwd
-        self.buffer = b""
-        self.started = 0.0
-        self.wall_started = 0.0
-        self.first_frame: float | None = None
-        self.seen = asyncio.Event()
-        self.child: PtyChild | None = None
-
-    def _output(self, data: bytes) -> None:
-        if self.first_frame is not None:
-            return
-        self.buffer = (self.buffer + data)[-200_000:]
-        if MARKER.encode() in ANSI.sub(b"", self.buffer):
-            self.first_frame = time.perf_counter() - self.started
-            self.seen.set()
-
-    async def start(self) -> None:
-        self.child = PtyChild(self._output)
-        self.started = time.perf_counter()
-        self.wall_started = time.time()
-        await self.child.start(self.argv, self.env, self.cwd, (*self.size, 0, 0))
-
-    async def stop(self) -> None:
-        if self.child is not None:
-            await self.child.stop(5.0)
-
-
-async def open_clients(
-    argvs: list[list[str]], env: dict[str, str], size: tuple[int, int], timeout: float, cwd: Path
-) -> list[Client]:
-    clients = [Client(argv, env, size, cwd) for argv in argvs]
-    await asyncio.gather(*(c.start() for c in clients))
-    try:
-        await asyncio.wait_for(asyncio.gather(*(c.seen.wait() for c in clients)), timeout)
-    except TimeoutError:
-        missing = [c for c in clients if c.first_frame is None]
-        tail = ANSI.sub(b"", missing[0].buffer)[-400:].decode(errors="replace")
-        await asyncio.gather(*(c.stop() for c in clients))
-        raise SystemExit(
-            f"{len(missing)} of {len(clients)} clients showed no first frame in {timeout} s; one ends: {tail!r}"
-        ) from None
-    return clients
-
-
-async def in_process_worker(session: Path, n: int, cols: int, rows: int) -> None:
-    """The other design: N Textual apps in one process and one event loop, each with a driver that writes its
-    frames to a buffer (as a driver per SSH channel would write to the channel). Prints JSON figures."""
-    from textual import events
-    from textual.driver import Driver
-    from textual.geometry import Size
-
-    from phasef_tui.app import PhasefApp, load_keys
-    from phasef_tui.session_source import SessionSource, session_config_path
-    from pipeline.control import socket_path
-
-    before = memory_kb(os.getpid())
-    started = time.perf_counter()
-    firsts: dict[int, float] = {}
-    done = asyncio.Event()
-
-    def driver_for(index: int) -> type[Driver]:
-        class ChannelDriver(Driver):
-            buffer = b""
-
-            @property
-            def is_headless(self) -> bool:
-                return False
-
-            def _get_terminal_size(self) -> tuple[int, int]:
-                return cols, rows
-
-            def write(self, data: str) -> None:
-                if index in firsts:
-                    return
-                self.buffer = (self.buffer + data.encode())[-200_000:]
-                if MARKER.encode() in ANSI.sub(b"", self.buffer):
-                    firsts[index] = time.perf_counter() - started
-                    if len(firsts) == n:
-                        done.set()
-
-            def start_application_mode(self) -> None:
-                size = Size(cols, rows)
-                asyncio.get_running_loop().create_task(self._app._post_message(events.Resize(size, size)))
-
-            def disable_input(self) -> None:
-                pass
-
-            def stop_application_mode(self) -> None:
-                pass
-
-        return ChannelDriver
-
-    apps = []
-    for i in range(n):
-        source = SessionSource(session, operator=f"bench{i}", control_socket=socket_path(session))
-        keymap, problems = load_keys(session_config_path(session))
-        app = PhasefApp(source, keymap=keymap, keymap_problems=problems)
-        app.driver_class = driver_for(i)
-        apps.append(app)
-    tasks = [asyncio.create_task(app.run_async()) for app in apps]
-    await asyncio.wait_for(done.wait(), 300)
-    await asyncio.sleep(1.0)
-    after = memory_kb(os.getpid())
-    cpu_before = time.process_time()
-    await asyncio.sleep(IDLE_WINDOW_S)
-    idle_cpu = (time.process_time() - cpu_before) / IDLE_WINDOW_S / n
-    for app in apps:
-        app.exit()
-    await asyncio.wait(tasks, timeout=30)
-    result = {
-        "firsts": [firsts[i] for i in range(n)],
-        "rss_growth_kb": (after[1] - before[1]) / n,
-        "pss_growth_kb": (after[0] - before[0]) / n,
-        "idle_cpu": idle_cpu,
-    }
-    sys.__stdout__.write(json.dumps(result) + "\n")
-
-
-def idle_cpu_per_session(pids: list[int]) -> float:
-    """Share of one core each idle session uses, over IDLE_WINDOW_S (utime+stime from /proc)."""
+def idle_cpu_per_session(pids: list[int], sessions: int) -> float:
+    """Share of one core each idle session costs over IDLE_WINDOW_S (utime+stime of ``pids``, over ``sessions``)."""
 
     def ticks() -> int:
         total = 0
@@ -188,7 +93,7 @@ def idle_cpu_per_session(pids: list[int]) -> float:
 
     first = ticks()
     time.sleep(IDLE_WINDOW_S)
-    return (ticks() - first) / os.sysconf("SC_CLK_TCK") / IDLE_WINDOW_S / len(pids)
+    return (ticks() - first) / os.sysconf("SC_CLK_TCK") / IDLE_WINDOW_S / sessions
 
 
 def stats(values: list[float]) -> str:
@@ -197,147 +102,188 @@ def stats(values: list[float]) -> str:
     return f"median {statistics.median(ordered):5.2f} s  p90 {p90:5.2f} s  max {ordered[-1]:5.2f} s"
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise SystemExit(f"timed out waiting for {what}")
+def in_process_worker(session: Path, n: int, cols: int, rows: int) -> None:
+    """The design not chosen: N Textual apps in one process and one event loop, each with a driver that writes its
+    frames to a buffer (as a driver per SSH channel would write to the channel). Prints JSON figures."""
+    from textual import events
+    from textual.driver import Driver
+    from textual.geometry import Size
+
+    from phasef_tui.app import PhasefApp, load_keys
+    from phasef_tui.session_source import SessionSource, session_config_path
+    from pipeline.control import socket_path
+
+    async def run() -> None:
+        before = memory_kb(os.getpid())
+        started = time.perf_counter()
+        firsts: dict[int, float] = {}
+        done = asyncio.Event()
+
+        def driver_for(index: int) -> type[Driver]:
+            class ChannelDriver(Driver):
+                buffer = b""
+
+                @property
+                def is_headless(self) -> bool:
+                    return False
+
+                def _get_terminal_size(self) -> tuple[int, int]:
+                    return cols, rows
+
+                def write(self, data: str) -> None:
+                    if index in firsts:
+                        return
+                    self.buffer = (self.buffer + data.encode())[-200_000:]
+                    if MARKER.encode() in ANSI.sub(b"", self.buffer):
+                        firsts[index] = time.perf_counter() - started
+                        if len(firsts) == n:
+                            done.set()
+
+                def start_application_mode(self) -> None:
+                    size = Size(cols, rows)
+                    asyncio.get_running_loop().create_task(self._app._post_message(events.Resize(size, size)))
+
+                def disable_input(self) -> None:
+                    pass
+
+                def stop_application_mode(self) -> None:
+                    pass
+
+            return ChannelDriver
+
+        apps = []
+        for i in range(n):
+            source = SessionSource(session, operator=f"bench{i}", control_socket=socket_path(session))
+            keymap, problems = load_keys(session_config_path(session))
+            app = PhasefApp(source, keymap=keymap, keymap_problems=problems)
+            app.driver_class = driver_for(i)
+            apps.append(app)
+        tasks = [asyncio.create_task(app.run_async()) for app in apps]
+        await asyncio.wait_for(done.wait(), 300)
+        await asyncio.sleep(1.0)
+        after = memory_kb(os.getpid())
+        cpu_before = time.process_time()
+        await asyncio.sleep(IDLE_WINDOW_S)
+        idle_cpu = (time.process_time() - cpu_before) / IDLE_WINDOW_S / n
+        for app in apps:
+            app.exit()
+        await asyncio.wait(tasks, timeout=30)
+        result = {
+            "firsts": [firsts[i] for i in range(n)],
+            "rss_growth_kb": (after["Rss"] - before["Rss"]) / n,
+            "pss_growth_kb": (after["Pss"] - before["Pss"]) / n,
+            "idle_cpu": idle_cpu,
+        }
+        sys.__stdout__.write(json.dumps(result) + "\n")
+
+    asyncio.run(run())
 
 
-def journal_has(session: Path, event_type: str) -> bool:
-    path = session / "journal.jsonl"
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            if json.loads(line).get("type") == event_type:
-                return True
-        except json.JSONDecodeError:
-            pass  # a line still being written
-    return False
+async def one_session(mode: Mode, ssh: list[str], env: dict[str, str], size: tuple[int, int], cwd: Path) -> None:
+    assert mode.log is not None
+    (c,) = await open_clients([ssh], env, size, 120, cwd, MARKER)
+    mode.single.append(c.first_frame or 0.0)
+    begun = datetime.fromisoformat(log_events(mode.log, "session_start")[-1]["ts"]).timestamp()
+    mode.login.append(begun - c.wall_started)
+    await c.stop()
+    mode.ended += 1
+    log = mode.log
+    wait_for(lambda: len(log_events(log, "session_end")) == mode.ended, 30, "the session to end")
 
 
-def log_events(path: Path, kind: str) -> list[dict]:  # type: ignore[type-arg]
-    if not path.exists():
-        return []
-    return [e for e in (json.loads(line) for line in path.read_text().splitlines() if line) if e["event"] == kind]
+async def many_sessions(
+    mode: Mode, ssh: list[str], n: int, env: dict[str, str], size: tuple[int, int], cwd: Path
+) -> None:
+    assert mode.log is not None and mode.server is not None
+    server_before = memory_kb(mode.server.pid)["Rss"]
+    clients = await open_clients([ssh] * n, env, size, 300, cwd, MARKER)
+    mode.concurrent = [c.first_frame or 0.0 for c in clients]
+    await asyncio.sleep(1.0)  # settle after the first frame before reading memory
+    pids = [e["pid"] for e in log_events(mode.log, "session_start")[-n:]]
+    for pid in pids:
+        memory = memory_kb(pid)
+        mode.pss_kb.append(memory["Pss"])
+        mode.rss_kb.append(memory["Rss"])
+        mode.private_kb.append(memory["Private_Clean"] + memory["Private_Dirty"])
+    watched = [*pids, mode.server.pid]
+    zygotes = log_events(mode.log, "session_server")
+    if zygotes:
+        mode.zygote_pss_kb = memory_kb(zygotes[-1]["pid"])["Pss"]
+        watched.append(zygotes[-1]["pid"])
+    server_after = memory_kb(mode.server.pid)["Rss"]
+    mode.server_rss_kb = server_after
+    mode.server_growth_kb = (server_after - server_before) / n
+    mode.idle_cpu = await asyncio.to_thread(idle_cpu_per_session, watched, n)
+    await asyncio.gather(*(c.stop() for c in clients))
+    mode.ended += n
+    log = mode.log
+    wait_for(lambda: len(log_events(log, "session_end")) == mode.ended, 60, "every session to end")
 
 
-async def bench(args: argparse.Namespace) -> None:
-    import asyncssh
+async def local_sessions(
+    served: Served, n: int, single: int, env: dict[str, str], size: tuple[int, int]
+) -> tuple[list[float], list[float], float]:
+    """``phasef attach`` started directly in a PTY (no SSH): first frames alone and N at once, PSS per session."""
+    attach = [sys.executable, "-m", "phasef_tui.cli", "attach", str(served.session), "--as", "bench"]
+    alone = []
+    for _ in range(single):
+        (c,) = await open_clients([attach], env, size, 120, served.folder, MARKER)
+        alone.append(c.first_frame or 0.0)
+        await c.stop()
+    clients: list[PtyClient] = await open_clients([attach] * n, env, size, 300, served.folder, MARKER)
+    await asyncio.sleep(1.0)
+    pss = statistics.mean(memory_kb(c.child.pid)["Pss"] for c in clients if c.child and c.child.pid) / 1024
+    await asyncio.gather(*(c.stop() for c in clients))
+    return alone, [c.first_frame or 0.0 for c in clients], pss
 
+
+async def bench(args: argparse.Namespace) -> dict[str, object]:
     n = args.sessions
     cols, rows = (int(v) for v in args.size.split("x"))
+    size = (cols, rows)
     work = Path(tempfile.mkdtemp(prefix="phasef-bench-ssh-"))
-    (work / "config.toml").write_text(PLAN)
-    session = work / "sessions" / "bench"
-    py = sys.executable
     env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor"}
     env.pop("LINES", None)
     env.pop("COLUMNS", None)
-    supervisor = subprocess.Popen(
-        [py, "-m", "phasef_tui.cli", "run", "--headless", "--plain", "--config", "config.toml", "--session", "bench"],
-        cwd=work,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    load_start = os.getloadavg()
+    print(
+        f"phasef over SSH: {n} concurrent sessions, {cols}x{rows}, {os.cpu_count()} cores, load average "
+        f"{load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f} at start; first frame = the gate prompt on "
+        "screen; the real OpenSSH client on 127.0.0.1",
+        flush=True,
     )
-    server: subprocess.Popen[str] | None = None
+    served = Served(work, max_sessions=n, serve=False)
+    prefork, spawn = Mode("prefork"), Mode("spawn")
+    local: tuple[list[float], list[float], float] | None = None
+    in_process = None
     try:
-        wait_for(lambda: journal_has(session, "gate_opened"), 60, "the plan to reach its gate")
-        key = asyncssh.generate_private_key("ssh-ed25519", comment="bench")
-        (work / "id_bench").write_bytes(key.export_private_key("openssh"))
-        (work / "id_bench").chmod(0o600)
-        keys = work / "authorized_keys"
-        keys.write_text(f'environment="PHASEF_ROLE=viewer" {key.export_public_key("openssh").decode()}')
-        keys.chmod(0o600)
-        attach = [py, "-m", "phasef_tui.cli", "attach", str(session), "--as", "bench"]
-        print(
-            f"phasef over SSH: {n} concurrent sessions, {cols}x{rows}, {os.cpu_count()} cores, load average "
-            f"{os.getloadavg()[0]:.1f} at start; first frame = the gate prompt on screen",
-            flush=True,
-        )
-
-        # baseline: the same client, locally in a PTY
-        single_local = []
-        for _ in range(args.single):
-            (c,) = await open_clients([attach], env, (cols, rows), 120, work)
-            single_local.append(c.first_frame or 0.0)
-            await c.stop()
-        local = await open_clients([attach] * n, env, (cols, rows), 300, work)
-        await asyncio.sleep(1.0)  # settle after the first frame before reading memory
-        local_pids = [c.child.pid for c in local if c.child and c.child.pid]
-        local_mem = [memory_kb(pid) for pid in local_pids]
-        local_idle = await asyncio.to_thread(idle_cpu_per_session, local_pids)
-        await asyncio.gather(*(c.stop() for c in local))
-
-        log = work / "ssh.jsonl"
-        server = subprocess.Popen(
-            [
-                py,
-                "-m",
-                "phasef_tui.cli",
-                "serve",
-                "--ssh",
-                "127.0.0.1:0",
-                "--authorized-keys",
-                str(keys),
-                "--host-key",
-                str(work / "host_key"),
-                "--session",
-                str(session),
-                "--max-sessions",
-                str(n),
-                "--max-startups",
-                str(n),
-                "--per-source-max-startups",
-                str(n),
-                "--config",
-                "config.toml",
-                "--log",
-                str(log),
-            ],
-            cwd=work,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
-        assert server.stdout is not None
-        port = 0
-        for line in server.stdout:
-            if line.startswith("listening on "):
-                port = int(line.rsplit(":", 1)[1])
-                break
-        if not port:
-            raise SystemExit("the SSH server did not start")
-        ssh = ssh_argv(port, work / "id_bench", "-o", "SetEnv=COLORTERM=truecolor", "-tt", user="bench")
-        server_before = memory_kb(server.pid)
-        single_ssh, single_login = [], []
-        for i in range(args.single):
-            (c,) = await open_clients([ssh], env, (cols, rows), 120, work)
-            single_ssh.append(c.first_frame or 0.0)
-            begun = datetime.fromisoformat(log_events(log, "session_start")[-1]["ts"]).timestamp()
-            single_login.append(begun - c.wall_started)
-            await c.stop()
-            wait_for(lambda i=i: len(log_events(log, "session_end")) == i + 1, 30, "the session to end")
-        remote = await open_clients([ssh] * n, env, (cols, rows), 300, work)
-        await asyncio.sleep(1.0)
-        ssh_pids = [e["pid"] for e in log_events(log, "session_start")[args.single :]]
-        ssh_mem = [memory_kb(pid) for pid in ssh_pids]
-        server_after = memory_kb(server.pid)
-        ssh_idle = await asyncio.to_thread(idle_cpu_per_session, [*ssh_pids, server.pid])
-        ssh_idle = ssh_idle * (len(ssh_pids) + 1) / len(ssh_pids)  # the server's share spread over the sessions
-        await asyncio.gather(*(c.stop() for c in remote))
-        wait_for(lambda: len(log_events(log, "session_end")) == n + args.single, 60, "every session to end")
-        server.send_signal(signal.SIGTERM)
-        code = server.wait(30)
-        run_went_on = not journal_has(session, "gate_decided") and supervisor.poll() is None
-
-        in_process = None
-        if not args.no_in_process:
+        for mode, extra in ((prefork, ()), (spawn, ("--no-prefork",))):
+            mode.log = work / f"{mode.name}.jsonl"
+            mode.server, mode.port, banner = served.launch_server(*extra, log=mode.log)
+            if mode is prefork:
+                server_line = next((line for line in banner if line.startswith("session server")), None)
+                if server_line is None:
+                    raise SystemExit(f"the session server did not start: {banner}")
+                print(server_line, flush=True)
+        ssh = {
+            m.name: ssh_argv(m.port, served.victor, "-o", "SetEnv=COLORTERM=truecolor", "-tt") for m in (prefork, spawn)
+        }
+        for i in range(args.single):  # interleaved, the order alternating, so that load changes hit both alike
+            for mode in (prefork, spawn) if i % 2 == 0 else (spawn, prefork):
+                await one_session(mode, ssh[mode.name], env, size, work)
+        for mode in (spawn, prefork):
+            await many_sessions(mode, ssh[mode.name], n, env, size, work)
+        if args.local:
+            local = await local_sessions(served, n, args.single, env, size)
+        for mode in (prefork, spawn):
+            assert mode.server is not None
+            mode.server.send_signal(signal.SIGTERM)
+            if mode.server.wait(60) != 0:
+                print(f"{mode.name} server exited {mode.server.returncode}")
+        if args.in_process:
+            worker_argv = [sys.executable, __file__, "--in-process-worker", str(served.session)]
             worker = subprocess.run(
-                [py, __file__, "--in-process-worker", str(session), "--sessions", str(n), "--size", args.size],
+                [*worker_argv, "--sessions", str(n), "--size", args.size],
                 cwd=ROOT,
                 capture_output=True,
                 text=True,
@@ -348,75 +294,101 @@ async def bench(args: argparse.Namespace) -> None:
                 in_process = json.loads(lines[-1])
             else:
                 print(f"in-process design not measured: exit {worker.returncode}: {worker.stderr[-500:]}")
+        run_went_on = served.supervisor.poll() is None
     finally:
-        for proc in (server, supervisor):
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
+        for mode in (prefork, spawn):
+            if mode.server is not None and mode.server.poll() is None:
+                os.killpg(mode.server.pid, signal.SIGKILL)
+        served.close()
         subprocess.run(["rm", "-rf", str(work)], check=False)
+    load_end = os.getloadavg()
 
-    growth_kb = (server_after[1] - server_before[1]) / n
-    l_pss = statistics.mean(m[0] for m in local_mem) / 1024
-    l_rss = statistics.mean(m[1] for m in local_mem) / 1024
-    s_pss = (statistics.mean(m[0] for m in ssh_mem) + growth_kb) / 1024
-    s_rss = (statistics.mean(m[1] for m in ssh_mem) + growth_kb) / 1024
-    l_ff = [c.first_frame or 0.0 for c in local]
-    s_ff = [c.first_frame or 0.0 for c in remote]
-    cols_ = ["local PTY (baseline)", "SSH, PTY per session"] + (["one process, driver each"] if in_process else [])
     print()
-    print(f"{'':30}" + "".join(f"{c:>26}" for c in cols_) + f"{'SSH/local':>11}")
+    print(f"{'':34}{'spawn (before)':>16}{'pre-forked':>16}{'after/before':>14}")
 
-    def row(name: str, values: list[float], unit: str, fmt: str = ".2f") -> None:
-        cells = "".join(f"{format(v, fmt):>{26 - len(unit) - 1}} {unit}" for v in values)
-        print(f"{name:30}{cells}{values[1] / values[0]:>11.2f}")
+    def row(name: str, before: float, after: float, unit: str, fmt: str = ".2f") -> None:
+        cells = f"{format(before, fmt):>{15 - len(unit)}} {unit}{format(after, fmt):>{15 - len(unit)}} {unit}"
+        print(f"{name:34}{cells}{after / before if before else 0:>14.2f}")
 
-    ip = in_process or {}
-
-    def extra(value: float) -> list[float]:
-        return [value] if in_process else []
-
-    row("first frame, 1 session", [statistics.median(single_local), statistics.median(single_ssh)], "s")
+    med = statistics.median
+    row(f"first frame, 1 session (median {args.single})", med(spawn.single), med(prefork.single), "s")
+    row(f"first frame, {n} at once, median", med(spawn.concurrent), med(prefork.concurrent), "s")
+    row(f"first frame, {n} at once, max", max(spawn.concurrent), max(prefork.concurrent), "s")
+    row("memory per session, PSS", spawn.per_session_pss_mb(n), prefork.per_session_pss_mb(n), "MB", ".1f")
     row(
-        f"first frame, {n} at once, median",
-        [statistics.median(l_ff), statistics.median(s_ff), *extra(statistics.median(ip.get("firsts", [0])))],
-        "s",
+        "  the session's process, PSS",
+        statistics.mean(spawn.pss_kb) / 1024,
+        statistics.mean(prefork.pss_kb) / 1024,
+        "MB",
+        ".1f",
     )
-    row(f"first frame, {n} at once, max", [max(l_ff), max(s_ff), *extra(max(ip.get("firsts", [0])))], "s")
-    row("memory per session, PSS", [l_pss, s_pss, *extra(ip.get("pss_growth_kb", 0) / 1024)], "MB", ".1f")
-    row("memory per session, RSS", [l_rss, s_rss, *extra(ip.get("rss_growth_kb", 0) / 1024)], "MB", ".1f")
-    row("idle CPU per session", [100 * local_idle, 100 * ssh_idle, *extra(100 * ip.get("idle_cpu", 0))], "%", ".1f")
+    row(
+        "  its private pages",
+        statistics.mean(spawn.private_kb) / 1024,
+        statistics.mean(prefork.private_kb) / 1024,
+        "MB",
+        ".1f",
+    )
+    row("  session server's PSS / N", 0.0, prefork.zygote_pss_kb / n / 1024, "MB", ".1f")
+    row("  SSH server's growth / N", spawn.server_growth_kb / 1024, prefork.server_growth_kb / 1024, "MB", ".2f")
+    row("memory per session, RSS", spawn.per_session_rss_mb(), prefork.per_session_rss_mb(), "MB", ".1f")
+    row("idle CPU per session", 100 * spawn.idle_cpu, 100 * prefork.idle_cpu, "%", ".1f")
     print()
-    print(f"local, {n} at once: {stats(l_ff)}")
-    print(f"ssh,   {n} at once: {stats(s_ff)}")
+    for mode in (spawn, prefork):
+        print(f"{mode.name:8} 1 session:  {stats(mode.single)}  (all: {', '.join(f'{v:.2f}' for v in mode.single)})")
+        print(f"{mode.name:8} {n} at once: {stats(mode.concurrent)}")
+        print(
+            f"{mode.name:8} from starting ssh to the TUI's process started (connection, key exchange, login, PTY): "
+            f"median {med(mode.login):.2f} s"
+        )
+    if local:
+        print(
+            f"local PTY, no SSH: 1 session median {med(local[0]):.2f} s; {n} at once {stats(local[1])}; "
+            f"PSS {local[2]:.1f} MB per session"
+        )
     if in_process:
-        print(f"one process, {n} at once: {stats(in_process['firsts'])}")
-    print(
-        f"ssh, 1 session: {statistics.median(single_login):.2f} s from starting ssh to the TUI process being "
-        f"spawned (connection, key exchange, login, PTY), median of {args.single}"
-    )
-    print(
-        f"ssh server process: RSS {server_before[1] / 1024:.1f} MB idle, {server_after[1] / 1024:.1f} MB with "
-        f"{n} sessions ({growth_kb / 1024:.2f} MB per session, included above)"
-    )
-    print(f"server stopped with SIGTERM: exit {code}; the supervised run went on: {run_went_on}")
+        print(
+            f"one process, a driver per session: {n} at once {stats(in_process['firsts'])}; "
+            f"PSS {in_process['pss_growth_kb'] / 1024:.1f} MB per session; "
+            f"idle CPU {100 * in_process['idle_cpu']:.1f} %"
+        )
+    print(f"the supervised run went on: {run_went_on}")
+    print(f"load average at the end: {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
+
+    def figures(mode: Mode) -> dict[str, float]:
+        return {
+            "first_frame_one_s": round(med(mode.single), 3),
+            "first_frame_n_median_s": round(med(mode.concurrent), 3),
+            "first_frame_n_max_s": round(max(mode.concurrent), 3),
+            "pss_per_session_mb": round(mode.per_session_pss_mb(n), 2),
+            "rss_per_session_mb": round(mode.per_session_rss_mb(), 2),
+            "idle_cpu_pct": round(100 * mode.idle_cpu, 2),
+        }
+
+    return {
+        "sessions": n,
+        "load_start": round(load_start[0], 2),
+        "load_end": round(load_end[0], 2),
+        "spawn": figures(spawn),
+        "prefork": figures(prefork),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, default=20)
-    parser.add_argument("--single", type=int, default=3, help="sessions timed alone, one after another")
+    parser.add_argument("--single", type=int, default=5, help="sessions timed alone, one after another, per mode")
     parser.add_argument("--size", default="120x35", help="terminal size COLSxROWS")
-    parser.add_argument("--no-in-process", action="store_true", help="skip the one-process design")
+    parser.add_argument("--local", action="store_true", help="also time phasef attach in a local PTY (no SSH)")
+    parser.add_argument("--in-process", action="store_true", help="also measure N apps in one process")
     parser.add_argument("--in-process-worker", metavar="SESSION", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.in_process_worker:
         cols, rows = (int(v) for v in args.size.split("x"))
-        asyncio.run(in_process_worker(Path(args.in_process_worker), args.sessions, cols, rows))
+        in_process_worker(Path(args.in_process_worker), args.sessions, cols, rows)
         return
-    asyncio.run(bench(args))
+    result = asyncio.run(bench(args))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

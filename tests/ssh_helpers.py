@@ -1,4 +1,6 @@
-"""Helpers for the SSH tests: operator keys, the real OpenSSH client, an in-process server (tmux: tests/tmux_helpers).
+"""Helpers for the SSH tests and benchmarks/bench_ssh_sessions.py: operator keys, the real OpenSSH client, an
+in-process server, a real run served by ``phasef serve --ssh`` (``Served``) and clients in PTYs of their own that
+time their first frame (``open_clients``); tmux: tests/tmux_helpers.
 
 The in-process server runs the same ``SSHService`` as ``phasef serve`` on its own event loop in a thread, with a
 small terminal program in place of the TUI where a test needs to see exactly what a session receives (environment,
@@ -11,6 +13,8 @@ import asyncio
 import io
 import json
 import os
+import re
+import signal as signals
 import subprocess
 import sys
 import threading
@@ -25,6 +29,7 @@ import asyncssh
 from phasef_tui.ssh.connection_log import ConnectionLog
 from phasef_tui.ssh.host_key import load_or_create_host_key
 from phasef_tui.ssh.hub import ServeSettings, SessionHub
+from phasef_tui.ssh.pty_child import PtyChild
 from phasef_tui.ssh.server import SSHService
 
 # A terminal program standing in for the TUI: raw mode like a TUI, reports what it was given and every resize.
@@ -197,7 +202,7 @@ def standin_server(tmp_path: Path, key_lines: list[str], **overrides: Any) -> It
         port=0,
         log_path=tmp_path / "ssh.jsonl",
         command=lambda operator, folder: [sys.executable, str(program), str(folder), operator.name],
-        **overrides,
+        **{"preload": False, **overrides},
     )
     with ServerThread(settings) as server:
         yield server
@@ -242,3 +247,170 @@ def _plain(data: bytes) -> bytes:
     import re
 
     return re.sub(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b.", b"", data)
+
+
+# -- a real run served over SSH, and clients in PTYs of their own (tests/test_ssh_*.py and benchmarks) -----------------
+
+ANSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[PX^_][^\x1b]*\x1b\\|\x1b.")
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    """/proc/PID/smaps_rollup in kB: Pss (shared pages split between the processes that map them), Rss,
+    Shared_Clean, Shared_Dirty, Private_Clean, Private_Dirty, Anonymous."""
+    values = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, _, rest = line.partition(":")
+        if rest.split():
+            values[name] = int(rest.split()[0])
+    return values
+
+
+def parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+class Served:
+    """A supervisor waiting at the one-gate plan's gate, and ``phasef serve --ssh`` on that session (restartable, so
+    one run can be served one way then another). Keys: ``alice`` (approver) and ``victor`` (viewer)."""
+
+    def __init__(self, folder: Path, *serve_args: str, max_sessions: int | None = None, serve: bool = True) -> None:
+        from tests.spine_helpers import ONE_GATE_PLAN, has_event, spawn, wait_for, write_plan
+
+        self.folder = folder
+        write_plan(folder, ONE_GATE_PLAN)
+        self.session = folder / "sessions" / "demo"
+        self.supervisor = spawn("run", "--headless", "--session", "demo", cwd=folder)
+        wait_for(lambda: has_event(self.session, "gate_opened", "B.release"), 60, "the gate to open")
+        self.alice, alice_pub = make_key(folder, "alice")
+        self.victor, victor_pub = make_key(folder, "victor")
+        self.keys = write_keys(
+            folder / "authorized_keys", [f'environment="PHASEF_ROLE=approver" {alice_pub}', victor_pub]
+        )
+        self.log = folder / "ssh.jsonl"
+        self.max_sessions = max_sessions
+        self.server: subprocess.Popen[str] | None = None
+        self.banner: list[str] = []
+        self.port = 0
+        if serve:
+            self.start_server(*serve_args)
+
+    def start_server(self, *serve_args: str) -> None:
+        """Start ``phasef serve --ssh`` (the one ``server``/``port``/``banner``/``log`` refer to)."""
+        self.server, self.port, self.banner = self.launch_server(*serve_args, log=self.log)
+
+    def launch_server(self, *serve_args: str, log: Path) -> tuple[subprocess.Popen[str], int, list[str]]:
+        """Another ``phasef serve --ssh`` on the same session (its process, port and banner), logging to ``log``."""
+        n = str(self.max_sessions)
+        limits = ["--max-sessions", n, "--max-startups", n, "--per-source-max-startups", n] if self.max_sessions else []
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "phasef_tui.cli",
+                "serve",
+                "--ssh",
+                "127.0.0.1:0",
+                "--authorized-keys",
+                str(self.keys),
+                "--host-key",
+                str(self.folder / "host_key"),
+                "--session",
+                "demo",
+                "--log",
+                str(log),
+                *limits,
+                *serve_args,
+            ],
+            cwd=self.folder,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        assert server.stdout is not None
+        banner = []
+        for line in server.stdout:
+            banner.append(line.rstrip())
+            if line.startswith("listening on "):
+                break
+        if not (banner and banner[-1].startswith("listening on 127.0.0.1:")):
+            os.killpg(server.pid, signals.SIGKILL)
+            raise AssertionError(f"phasef serve did not start: {banner}")
+        return server, int(banner[-1].rsplit(":", 1)[1]), banner
+
+    def ssh(self, *extra: str, key: Path | None = None) -> list[str]:
+        return ssh_argv(self.port, key or self.victor, *extra, user="operator")
+
+    def stop_server(self) -> int:
+        """SIGTERM, as an operator stops it; its exit status."""
+        assert self.server is not None
+        self.server.send_signal(signals.SIGTERM)
+        code = self.server.wait(60)
+        if self.server.stdout is not None:
+            self.server.stdout.close()
+        return code
+
+    def status(self) -> dict[str, Any]:
+        from tests.spine_helpers import phasef
+
+        return dict(json.loads(phasef("status", "demo", "--json", cwd=self.folder).stdout))
+
+    def close(self) -> None:
+        for proc in (self.server, self.supervisor):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signals.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signals.SIGKILL)
+                    proc.wait(10)
+
+
+class PtyClient:
+    """One program (``ssh -tt``, or the TUI itself) in a PTY of its own; notes when its screen shows ``marker``."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], size: tuple[int, int], cwd: Path, marker: str) -> None:
+        self.argv, self.env, self.size, self.cwd = argv, env, size, cwd
+        self.marker = marker.encode()
+        self.buffer = b""
+        self.started = 0.0
+        self.wall_started = 0.0
+        self.first_frame: float | None = None
+        self.seen = asyncio.Event()
+        self.child: PtyChild | None = None
+
+    def _output(self, data: bytes) -> None:
+        if self.first_frame is not None:
+            return
+        self.buffer = (self.buffer + data)[-200_000:]
+        if self.marker in ANSI.sub(b"", self.buffer):
+            self.first_frame = time.perf_counter() - self.started
+            self.seen.set()
+
+    async def start(self) -> None:
+        self.child = PtyChild(self._output)
+        self.started = time.perf_counter()
+        self.wall_started = time.time()
+        await self.child.start(self.argv, self.env, self.cwd, (*self.size, 0, 0))
+
+    async def stop(self) -> None:
+        if self.child is not None:
+            await self.child.stop(5.0)
+
+
+async def open_clients(
+    argvs: list[list[str]], env: dict[str, str], size: tuple[int, int], timeout: float, cwd: Path, marker: str
+) -> list[PtyClient]:
+    """Start every client at once; return when each has shown ``marker`` (or raise, naming how many did not)."""
+    clients = [PtyClient(argv, env, size, cwd, marker) for argv in argvs]
+    await asyncio.gather(*(c.start() for c in clients))
+    try:
+        await asyncio.wait_for(asyncio.gather(*(c.seen.wait() for c in clients)), timeout)
+    except TimeoutError:
+        missing = [c for c in clients if c.first_frame is None]
+        tail = ANSI.sub(b"", missing[0].buffer)[-400:].decode(errors="replace")
+        await asyncio.gather(*(c.stop() for c in clients))
+        raise AssertionError(
+            f"{len(missing)} of {len(clients)} clients showed no first frame in {timeout} s; one ends: {tail!r}"
+        ) from None
+    return clients

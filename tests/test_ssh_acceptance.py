@@ -11,8 +11,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,85 +18,15 @@ import pytest
 
 from phasef_tui.ssh.server import SHUTDOWN_MESSAGE
 from phasef_tui.ssh.session import NO_TERMINAL
-from tests.spine_helpers import (
-    ONE_GATE_PLAN,
-    ONE_GATE_PROMPT,
-    has_event,
-    journal_events,
-    phasef,
-    spawn,
-    wait_for,
-    write_plan,
-)
-from tests.ssh_helpers import capture_raw, fingerprint, make_key, run_ssh, ssh_argv, write_keys
+from tests.spine_helpers import ONE_GATE_PROMPT, has_event, journal_events, wait_for
+from tests.ssh_helpers import Served, capture_raw, fingerprint, make_key, run_ssh, ssh_argv
 from tests.tmux_helpers import Tmux
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ssh") is None or shutil.which("tmux") is None, reason="needs the OpenSSH client and tmux"
 )
 
-PLAN = ONE_GATE_PLAN
 PROMPT = ONE_GATE_PROMPT
-
-
-class Served:
-    """A supervisor waiting at its gate, and ``phasef serve --ssh`` attached to that session."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        write_plan(folder, PLAN)
-        self.session = folder / "sessions" / "demo"
-        self.supervisor = spawn("run", "--headless", "--session", "demo", cwd=folder)
-        wait_for(lambda: has_event(self.session, "gate_opened", "B.release"), 60, "the gate to open")
-        self.alice, alice_pub = make_key(folder, "alice")
-        self.victor, victor_pub = make_key(folder, "victor")
-        self.keys = write_keys(
-            folder / "authorized_keys", [f'environment="PHASEF_ROLE=approver" {alice_pub}', victor_pub]
-        )
-        self.log = folder / "ssh.jsonl"
-        self.server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "phasef_tui.cli",
-                "serve",
-                "--ssh",
-                "127.0.0.1:0",
-                "--authorized-keys",
-                str(self.keys),
-                "--host-key",
-                str(folder / "host_key"),
-                "--session",
-                "demo",
-                "--log",
-                str(self.log),
-            ],
-            cwd=folder,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
-        assert self.server.stdout is not None
-        self.banner: list[str] = []
-        for line in self.server.stdout:
-            self.banner.append(line.rstrip())
-            if line.startswith("listening on "):
-                break
-        assert self.banner and self.banner[-1].startswith("listening on 127.0.0.1:"), self.banner
-        self.port = int(self.banner[-1].rsplit(":", 1)[1])
-
-    def status(self) -> dict:  # type: ignore[type-arg]
-        return json.loads(phasef("status", "demo", "--json", cwd=self.folder).stdout)
-
-    def close(self) -> None:
-        for proc in (self.server, self.supervisor):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from phasef_tui.ssh.authorized_keys import NAME_VAR, ROLE_VAR, Operator
 from phasef_tui.ssh.connection_log import ConnectionLog
 
 if TYPE_CHECKING:
+    from phasef_tui.ssh.prefork import ForkServer
     from phasef_tui.ssh.session import OperatorSession
 
 FINGERPRINT_VAR = "PHASEF_KEY_FINGERPRINT"
@@ -47,15 +48,20 @@ def attach_command(operator: Operator, session_dir: Path) -> list[str]:
     return [sys.executable, "-m", "phasef_tui.cli", "attach", str(session_dir), "--as", operator.name]
 
 
-def session_environment(
-    operator: Operator, term: str, client_env: Mapping[str, str], server_env: Mapping[str, str] | None = None
-) -> dict[str, str]:
+def allowed_server_environment(server_env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The server's variables a session may see (no secrets, no identity): also all the session server gets."""
     base = os.environ if server_env is None else server_env
-    env = {
+    return {
         k: v
         for k, v in base.items()
         if (k in KEPT_SERVER_VARS or k.startswith(KEPT_SERVER_PREFIXES)) and k not in IDENTITY_VARS
     }
+
+
+def session_environment(
+    operator: Operator, term: str, client_env: Mapping[str, str], server_env: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    env = allowed_server_environment(server_env)
     env["TERM"] = term if TERM_PATTERN.fullmatch(term) else DEFAULT_TERM
     for name in CLIENT_VARS:
         value = client_env.get(name)
@@ -107,6 +113,8 @@ class ServeSettings:
     log_path: Path | None = None
     command: SessionCommand = attach_command
     cwd: Path | None = None
+    prefork: bool = True  # fork sessions from the pre-started session server; False: a new interpreter each
+    preload: bool = True  # the session server imports the TUI ahead (False: it only forks; for other programs)
 
 
 @dataclass
@@ -115,6 +123,7 @@ class SessionHub:
     log: ConnectionLog
     sessions: set[OperatorSession] = field(default_factory=set)
     closing: bool = False
+    fork_server: ForkServer | None = None  # the pre-forked session server, when settings.prefork and it started
 
     def admit(self, session: OperatorSession) -> str | None:
         """Register a new TUI session, or say why not."""

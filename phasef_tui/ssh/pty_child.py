@@ -22,10 +22,26 @@ import struct
 import termios
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from phasef_tui.ssh.prefork import ForkServer
 
 READ_CHUNK = 65536
 INPUT_HIGH_WATER = 64 * 1024
 DRAIN_AFTER_EXIT_S = 0.5
+
+
+class ChildProcess(Protocol):
+    """What the PTY needs of its program's process: a spawned one or one forked by the session server."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
 
 
 def set_window_size(fd: int, cols: int, rows: int, xpix: int = 0, ypix: int = 0) -> None:
@@ -46,7 +62,7 @@ class PtyChild:
         self._master, slave = os.openpty()
         self._slave: int | None = slave
         os.set_blocking(self._master, False)
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: ChildProcess | None = None
         self._pending = bytearray()
         self._backlogged = False
         self._reading = False
@@ -63,22 +79,28 @@ class PtyChild:
         env: Mapping[str, str],
         cwd: Path | None = None,
         size: tuple[int, int, int, int] = (80, 24, 0, 0),
+        fork_server: ForkServer | None = None,
     ) -> None:
+        """Run ``argv`` on the PTY: a new process, or one forked by ``fork_server`` (the pre-forked session server,
+        which runs a Python command in an interpreter that has already imported it)."""
         slave = self._slave
         if slave is None or self._closed:
             raise OSError("the terminal was closed before the program started")
         set_window_size(self._master, *size)
         self._slave = None  # start() owns the slave now, and closes it below
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=slave,
-                stdout=slave,
-                stderr=slave,
-                env=dict(env),
-                cwd=str(cwd) if cwd else None,
-                start_new_session=True,
-            )
+            if fork_server is not None:
+                self._proc = await fork_server.launch(argv, env, cwd, slave)
+            else:
+                self._proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=slave,
+                    stdout=slave,
+                    stderr=slave,
+                    env=dict(env),
+                    cwd=str(cwd) if cwd else None,
+                    start_new_session=True,
+                )
         finally:
             # the parent keeps only the master side: when the child (and its children) close the slave, reads
             # on the master end with EIO, which is how the session learns the program is gone

@@ -23,7 +23,8 @@ import asyncssh
 from phasef_tui.ssh.admission import Admission
 from phasef_tui.ssh.authorized_keys import AuthorizedKeys, Operator, read_authorized_keys
 from phasef_tui.ssh.host_key import HostKey
-from phasef_tui.ssh.hub import SessionHub
+from phasef_tui.ssh.hub import SessionHub, allowed_server_environment
+from phasef_tui.ssh.prefork import ForkServer, ForkServerError
 from phasef_tui.ssh.session import ConnectionInfo, OperatorSession
 
 SHUTDOWN_MESSAGE = "phasef: the SSH server is shutting down; the run goes on (connect again to reattach)"
@@ -258,6 +259,8 @@ class SSHService:
     async def start(self) -> None:
         settings = self.hub.settings
         logging.getLogger("asyncssh").setLevel(logging.WARNING)
+        if settings.prefork:
+            await self._start_fork_server()
         self._acceptor = await asyncssh.create_server(
             lambda: OperatorConnection(self),
             settings.host,
@@ -283,6 +286,21 @@ class SSHService:
             reuse_address=True,
         )
 
+    async def _start_fork_server(self) -> None:
+        """The pre-forked session server, ready before the first login; without it sessions are spawned."""
+        settings = self.hub.settings
+        warm_session, _why = self.hub.session_dir()  # the TUI runs once on it, ahead (the newest one, if not fixed)
+        fork_server = ForkServer(
+            allowed_server_environment(), settings.cwd, preload=settings.preload, warm_session=warm_session
+        )
+        try:
+            await fork_server.start()
+        except ForkServerError as exc:
+            self.hub.log.event("error", where="session server", error=f"{exc}; each session is spawned instead")
+            return
+        self.hub.fork_server = fork_server
+        self.hub.log.event("session_server", pid=fork_server.pid, preload_s=fork_server.preload_s)
+
     async def close(self) -> None:
         """Stop listening, detach every TUI (the supervised run is another process and goes on), then hang up."""
         self.hub.closing = True
@@ -303,6 +321,8 @@ class SSHService:
             if conn.conn is not None:
                 conn.conn.close()
         await self._until_no_connections(2.0)
+        if self.hub.fork_server is not None:
+            await self.hub.fork_server.close()
 
     async def _until_no_connections(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -191,7 +191,7 @@ class OperatorSession(asyncssh.SSHServerSession[bytes]):
         env = session_environment(self.info.operator, self._term, client_env)
         start_size = self._size
         try:
-            await self._child.start(argv, env, settings.cwd, start_size)
+            await self._child.start(argv, env, settings.cwd, start_size, fork_server=self.hub.fork_server)
         except OSError as exc:
             self._log("error", where="starting the TUI", error=str(exc))
             self._end("error", message=f"phasef: cannot start the terminal UI: {exc}", status=EXIT_REFUSED)
@@ -204,6 +204,7 @@ class OperatorSession(asyncssh.SSHServerSession[bytes]):
         self._log(
             "session_start",
             pid=self._child.pid,
+            start="fork" if self.hub.fork_server is not None else "spawn",
             session=session_dir.name,
             term=env["TERM"],
             colorterm=env.get("COLORTERM"),

@@ -1,0 +1,393 @@
+"""The pre-forked session server: one interpreter that has imported the TUI once and forks a process per SSH session.
+
+Starting a fresh interpreter per session costs the imports (Textual, Rich, the app: most of a second on a busy
+machine) and ~35 MB of private memory per session. This process pays the imports once, warms what can be warmed
+without a session (the TUI's modules, its stylesheet parser's caches), moves everything it built to the garbage
+collector's permanent generation (``gc.freeze``: a collection in a child would otherwise write to every shared
+object's header and copy every page), and then forks one child per session. The children share the zygote's pages
+copy-on-write, so a session's memory is what it builds for itself.
+
+Isolation is the same as before: each session is still a process of its own, in a session (``setsid``) and process
+group of its own, on its own PTY, with the environment built for it by the server (the zygote itself is started with
+the server's allow-listed environment, so no secret is in its memory to inherit). It is a fresh ``exec`` of the
+interpreter, not a fork of the SSH server, so a session never holds the host key or another session's state.
+
+Protocol, over a ``SOCK_SEQPACKET`` socket pair inherited from the server (no path on disk: nothing else can talk to
+it): the zygote sends ``{"ready": PID, "preload_s": S}`` once; the server sends one message per session, JSON
+``{"argv", "env", "cwd"}`` with two file descriptors attached (``SCM_RIGHTS``): the PTY's slave side and the write
+end of a report socket. On the report socket the zygote answers ``{"pid": N}`` after the fork (or ``{"error": ...}``)
+and ``{"exit": CODE}`` when it has reaped the child (negative: the signal that killed it), then closes it. A report
+socket that closes without an exit means the zygote is gone. When the server's end of the control socket closes, the
+zygote exits; sessions already running are not touched (they end with their PTY).
+
+A command ``[python, -m, MODULE, args...]`` or ``[python, SCRIPT, args...]`` runs in the child as it would in a new
+interpreter (``runpy``, ``__name__ == "__main__"``, ``sys.argv`` set); any other program is ``exec``-ed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import io
+import json
+import os
+import runpy
+import selectors
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+MAX_MESSAGE = 256 * 1024
+TUI_PRELOAD = (
+    "asyncio",
+    "rich.console",
+    "rich.text",
+    "rich.segment",
+    "textual.app",
+    "textual.widgets",
+    "textual.css.parse",
+    "textual.drivers.linux_driver",
+    "phasef_tui.app",
+    "phasef_tui.session_source",
+    "phasef_tui.screens",
+    "phasef_tui.screens.compare",
+    "phasef_tui.screens.sessions",
+    "phasef_tui.screens.help",
+    "phasef_tui.theming",
+    "phasef_tui.commands.run",
+    "phasef_tui.commands._common",
+)
+
+
+@dataclass
+class Job:
+    """What a forked child runs: a Python command in this interpreter, or another program."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str | None
+
+
+def preload(modules: tuple[str, ...], warm: bool, warm_session: str | None = None) -> None:
+    for name in modules:
+        importlib.import_module(name)
+    if warm:
+        import pkgutil
+
+        from phasef_tui import commands
+
+        for info in pkgutil.iter_modules(commands.__path__):  # what the CLI imports to build its parser
+            importlib.import_module(f"{commands.__name__}.{info.name}")
+        share_parsed_css()
+        try:
+            warm_stylesheet()
+        except Exception as exc:  # a cache not warmed costs a child some time, nothing else
+            print(f"phasef session server: the stylesheet was not parsed ahead: {exc!r}", file=sys.stderr)
+        if warm_session:
+            try:
+                warm_app(warm_session)
+            except Exception as exc:  # the children then do this work themselves, nothing else changes
+                print(f"phasef session server: the TUI was not run ahead: {exc!r}", file=sys.stderr)
+    import threading
+
+    if threading.active_count() != 1:  # a fork would copy locks held by threads that do not exist in the child
+        raise SystemExit(f"phasef session server: threads left running, cannot fork: {threading.enumerate()}")
+    gc.collect()
+    gc.freeze()
+
+
+SHARED_CSS_ENTRIES = 1024
+
+
+def share_parsed_css() -> None:
+    """One table of parsed CSS for the whole process, filled by the warm-up and inherited by every child.
+
+    Textual keeps parsed rules per ``Stylesheet`` object, and an app builds several (its own, then a fresh one at
+    each ``refresh_css``), so each app tokenizes and parses every widget's CSS about three times: a third of the
+    time to a first frame. Parsing depends only on the CSS text, where it was read from, its scope and tie-breaker,
+    and the theme's variables, so those are the key; a rule set is not changed once parsed. Errors are not kept
+    (they raise, as before)."""
+    from textual.css.model import RuleSet
+    from textual.css.stylesheet import Stylesheet
+
+    original = Stylesheet._parse_rules
+    table: dict[tuple[Any, ...], list[RuleSet]] = {}
+
+    def parse_rules(
+        self: Stylesheet,
+        css: str,
+        read_from: Any,
+        is_default_rules: bool = False,
+        tie_breaker: int = 0,
+        scope: str = "",
+    ) -> list[RuleSet]:
+        key = (css, read_from, is_default_rules, tie_breaker, scope, tuple(self._variables.items()))
+        rules = table.get(key)
+        if rules is None:
+            rules = original(self, css, read_from, is_default_rules, tie_breaker, scope)
+            if len(table) < SHARED_CSS_ENTRIES:
+                table[key] = rules
+        return rules
+
+    Stylesheet._parse_rules = parse_rules  # type: ignore[method-assign]
+
+
+def warm_stylesheet() -> None:
+    """Parse the TUI's stylesheet once: Textual caches parsed selectors and declarations per process, so every
+    child starts with them parsed. The Stylesheet object itself is per app and is not kept."""
+    import inspect
+    from pathlib import Path
+
+    from textual.css.stylesheet import Stylesheet
+    from textual.theme import BUILTIN_THEMES
+
+    from phasef_tui.app import PhasefApp
+
+    theme = BUILTIN_THEMES["textual-dark"]
+    sheet = Stylesheet(variables={**theme.to_color_system().generate(), **theme.variables})
+    sheet.read(Path(inspect.getfile(PhasefApp)).parent / str(PhasefApp.CSS_PATH))
+    sheet.parse()
+
+
+def warm_app(session: str, size: tuple[int, int] = (120, 35), timeout: float = 30.0) -> None:
+    """Run the TUI once on ``session`` to its first frame, into a driver that discards the output, and exit.
+
+    What a child does to show its first frame is then done once here: the modules screens import when they are
+    built, the stylesheet of every widget, Rich's and Textual's module caches, and the interpreter's specialisation
+    of the code that renders (it rewrites the bytecode it runs; done here, the children share it instead of each
+    copying those pages). The run reads the session but starts no reader thread and does not connect to the
+    supervisor; the app and everything it built are collected before the first fork.
+    """
+    import asyncio
+    import threading
+    from pathlib import Path
+
+    from textual import events
+    from textual.driver import Driver
+    from textual.geometry import Size
+
+    from phasef_tui.app import PhasefApp, load_tui_settings
+    from phasef_tui.screens.base import PhasefScreen
+    from phasef_tui.session_source import SessionSource, session_config_path
+
+    cols, rows = size
+
+    class DiscardingDriver(Driver):
+        """A terminal of a fixed size that takes the app's frames and drops them."""
+
+        @property
+        def is_headless(self) -> bool:
+            return False  # render to escape sequences, as for a terminal
+
+        def _get_terminal_size(self) -> tuple[int, int]:
+            return cols, rows
+
+        def write(self, data: str) -> None:
+            pass
+
+        def start_application_mode(self) -> None:
+            asyncio.get_running_loop().create_task(
+                self._app._post_message(events.Resize(Size(cols, rows), Size(cols, rows)))
+            )
+
+        def disable_input(self) -> None:
+            pass
+
+        def stop_application_mode(self) -> None:
+            pass
+
+    folder = Path(session)
+    source = SessionSource(folder, operator="warm-up", control_socket=None)
+    source.start = source.scan_traces  # type: ignore[method-assign]  # no reader thread, no file watcher
+    app = PhasefApp(source, **load_tui_settings(session_config_path(folder)))
+    app.driver_class = DiscardingDriver
+
+    async def run() -> None:
+        task = asyncio.ensure_future(app.run_async())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline and not task.done():
+            screen = app.screen if app.is_running and app._screen_stack else None
+            if isinstance(screen, PhasefScreen) and screen.view_ready and app.frames > 0:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # the first frames written
+        app.exit()
+        await asyncio.wait_for(task, timeout)
+
+    try:
+        asyncio.run(run())
+    finally:
+        for thread in threading.enumerate():
+            if thread is not threading.main_thread():
+                thread.join(5)
+
+
+def serve(control: socket.socket, preload_s: float) -> Job | None:
+    """Fork a child per request until the server closes the control socket. Returns only in a child."""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so that the wakeup fd is written
+    reports: dict[int, socket.socket] = {}  # child pid -> its report socket
+    control.send(json.dumps({"ready": os.getpid(), "preload_s": round(preload_s, 3)}).encode())
+    selector = selectors.DefaultSelector()
+    selector.register(control, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
+    while True:
+        for key, _ in selector.select():
+            if key.fileobj is control:
+                try:
+                    data, fds, _flags, _addr = socket.recv_fds(control, MAX_MESSAGE, 2)
+                except OSError:
+                    data, fds = b"", []
+                if not data:
+                    return None  # the server is gone: exit; running sessions end with their terminals
+                job = _fork(data, fds, reports)
+                if job is not None:  # the child: drop everything that belongs to the zygote
+                    selector.close()
+                    signal.set_wakeup_fd(-1)
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    os.close(wake_r)
+                    os.close(wake_w)
+                    control.close()
+                    return job
+            else:
+                try:
+                    while os.read(wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+                _reap(reports)
+
+
+def _fork(data: bytes, fds: list[int], reports: dict[int, socket.socket]) -> Job | None:
+    if len(fds) != 2:
+        for fd in fds:
+            os.close(fd)
+        return None
+    slave, report_fd = fds
+    report = socket.socket(fileno=report_fd)
+    try:
+        request = json.loads(data)
+        job = Job(
+            [str(a) for a in request["argv"]], {str(k): str(v) for k, v in request["env"].items()}, request.get("cwd")
+        )
+        if not job.argv:
+            raise ValueError("empty argv")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        _send(report, {"error": f"bad request: {exc}"})
+        report.close()
+        os.close(slave)
+        return None
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        _send(report, {"error": f"fork failed: {exc}"})
+        report.close()
+        os.close(slave)
+        return None
+    if pid == 0:
+        for other in reports.values():
+            other.close()
+        reports.clear()
+        report.close()
+        _become_session(slave, job)
+        return job
+    os.close(slave)
+    reports[pid] = report
+    _send(report, {"pid": pid})
+    return None
+
+
+def _reap(reports: dict[int, socket.socket]) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        report = reports.pop(pid, None)
+        if report is not None:
+            _send(report, {"exit": os.waitstatus_to_exitcode(status)})
+            report.close()
+
+
+def _send(sock: socket.socket, message: dict[str, Any]) -> None:
+    try:
+        sock.send(json.dumps(message).encode())
+    except OSError:
+        pass  # the server gave up on this session; the child is reaped all the same
+
+
+def _become_session(slave: int, job: Job) -> None:
+    """In the child: a session of its own on the PTY, the session's environment and folder, fresh stdio."""
+    os.setsid()
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)
+    encoding, errors = sys.__stdout__.encoding if sys.__stdout__ else "utf-8", "strict"
+    # as the interpreter makes them at start-up for a terminal (Textual writes to sys.__stderr__)
+    stdin = io.TextIOWrapper(open(0, "rb", closefd=False), encoding=encoding, errors=errors)
+    stdout = io.TextIOWrapper(open(1, "wb", closefd=False), encoding=encoding, errors=errors, line_buffering=True)
+    stderr = io.TextIOWrapper(
+        open(2, "wb", closefd=False), encoding=encoding, errors="backslashreplace", line_buffering=True
+    )
+    sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
+    setattr(sys, "__stdin__", stdin)  # noqa: B010 (typeshed marks them final; they are plain attributes)
+    setattr(sys, "__stdout__", stdout)  # noqa: B010
+    setattr(sys, "__stderr__", stderr)  # noqa: B010
+    os.environ.clear()
+    os.environ.update(job.env)
+    if job.cwd:
+        os.chdir(job.cwd)
+
+
+def run_job(job: Job) -> None:
+    """Run the session's command in this process, as a new interpreter would; returns only by SystemExit."""
+    argv = job.argv
+    if len(argv) >= 3 and argv[0] == sys.executable and argv[1] == "-m":
+        sys.argv = [argv[2], *argv[3:]]
+        sys.path[0] = os.getcwd()
+        runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
+        sys.exit(0)
+    if len(argv) >= 2 and argv[0] == sys.executable and not argv[1].startswith("-"):
+        sys.argv = argv[1:]
+        sys.path[0] = os.path.dirname(os.path.abspath(argv[1]))
+        runpy.run_path(argv[1], run_name="__main__")
+        sys.exit(0)
+    try:
+        os.execvpe(argv[0], argv, dict(os.environ))
+    except OSError as exc:
+        sys.stderr.write(f"phasef: cannot start {argv[0]}: {exc}\n")
+        sys.exit(127)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="phasef's pre-forked SSH session server (started by phasef serve)")
+    parser.add_argument("--fd", type=int, required=True, help="the control socket inherited from the server")
+    parser.add_argument("--no-preload", action="store_true", help="import nothing ahead (a generic fork server)")
+    parser.add_argument("--warm-session", metavar="DIR", help="run the TUI once on this session before forking")
+    args = parser.parse_args()
+    control = socket.socket(fileno=args.fd)
+    began = time.perf_counter()
+    if not args.no_preload:
+        preload(TUI_PRELOAD, warm=True, warm_session=args.warm_session)
+    else:
+        gc.collect()
+        gc.freeze()
+    job = serve(control, time.perf_counter() - began)
+    if job is None:
+        sys.exit(0)
+    run_job(job)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""The pre-forked session server behind ``phasef serve --ssh``, with the real OpenSSH client.
+
+Each SSH session is still a process of its own (own pid, own session and process group, own PTY, only the
+environment the server built for it, no descriptor of the server or of other sessions), but it is forked from one
+interpreter that has imported (and run) the TUI once, so its pages are shared copy-on-write. Resizes reach it, a
+client that disconnects takes its process with it, and a session outlives the session server's death.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.spine_helpers import ONE_GATE_PROMPT, wait_for
+from tests.ssh_helpers import Served, log_events, make_key, memory_kb, parent_pid, ssh_argv, standin_server
+from tests.tmux_helpers import Tmux
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("ssh") is None or shutil.which("tmux") is None, reason="needs the OpenSSH client and tmux"
+)
+SECRET = "sk-test-never-in-a-session-0123456789"
+
+
+def _approver(folder: Path) -> tuple[Path, str]:
+    key, public = make_key(folder, "alice")
+    return key, f'environment="PHASEF_ROLE=approver" {public}'
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _row(screen: str, index: int) -> str:
+    rows = screen.splitlines()
+    return rows[index] if index < len(rows) else ""
+
+
+def _disconnect(tmux: Tmux, name: str) -> None:
+    """The client leaves: OpenSSH's escape sequence (newline, ~.) closes the connection from the client side."""
+    tmux.send(name, "Enter")
+    tmux.send(name, "~.", literal=True)
+
+
+def test_forked_sessions_are_separate_processes_with_only_their_own_environment(
+    tmp_path: Path, tmux: Tmux, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)  # in the server's environment: must reach no session
+    key, line = _approver(tmp_path)
+    log = tmp_path / "ssh.jsonl"
+    with standin_server(tmp_path, [line]) as server:
+        (started,) = log_events(log, "session_server")
+        zygote = started["pid"]
+        assert zygote != os.getpid() and _alive(zygote)
+        for name in ("one", "two"):  # one after the other, so that the log's order is the windows' order
+            tmux.start(name, ssh_argv(server.port, key, "-tt"), 100, 30)
+            screen = tmux.wait_for(name, "SIZE 100x30")
+            assert "PHASEF_ROLE=approver" in screen and "OPENAI_API_KEY=-" in screen
+        wait_for(lambda: len(log_events(log, "session_start")) == 2, 10, "two session starts")
+        starts = log_events(log, "session_start")
+        pids = [e["pid"] for e in starts]
+        assert [e["start"] for e in starts] == ["fork", "fork"]
+        assert len(set(pids)) == 2
+        for pid in pids:
+            assert parent_pid(pid) == zygote  # forked by the session server, not spawned by the SSH server
+            assert os.getsid(pid) == pid and os.getpgid(pid) == pid  # a session and process group of its own
+            assert sorted(os.listdir(f"/proc/{pid}/fd"), key=int) == ["0", "1", "2"]  # nothing else inherited
+            assert SECRET.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
+            tty = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in (0, 1, 2)}
+            assert len(tty) == 1 and next(iter(tty)).startswith("/dev/pts/")
+        ttys = {os.readlink(f"/proc/{pid}/fd/0") for pid in pids}
+        assert len(ttys) == 2  # a PTY each
+
+        tmux.resize("one", 150, 45)
+        tmux.wait_for("one", "SIZE 150x45")  # SIGWINCH reaches the forked process
+        tmux.send("two", "k")
+        tmux.wait_for("two", "GOT b'k'")
+        assert "GOT b'k'" not in tmux.screen("one")
+
+        _disconnect(tmux, "one")
+        tmux.wait_exit("one")
+        wait_for(lambda: not _alive(pids[0]), 10, "the disconnected session's process to end")
+        assert _alive(pids[1]) and _alive(zygote)
+        wait_for(lambda: len(log_events(log, "session_end")) == 1, 10, "the session end")
+        assert log_events(log, "session_end")[0]["reason"] == "client closed"
+        tmux.send("two", "z")
+        tmux.wait_for("two", "GOT b'z'")  # the other session goes on
+    assert not _alive(pids[1])
+    wait_for(lambda: not _alive(zygote), 10, "the session server to exit with the SSH server")
+
+
+def test_a_session_outlives_the_session_server_and_the_next_one_gets_a_new_one(tmp_path: Path, tmux: Tmux) -> None:
+    key, line = _approver(tmp_path)
+    log = tmp_path / "ssh.jsonl"
+    with standin_server(tmp_path, [line]) as server:
+        zygote = log_events(log, "session_server")[0]["pid"]
+        tmux.start("one", ssh_argv(server.port, key, "-tt"))
+        tmux.wait_for("one", "SIZE")
+        os.kill(zygote, signal.SIGKILL)
+        wait_for(lambda: not _alive(zygote), 10, "the session server to die")
+        tmux.send("one", "k")
+        tmux.wait_for("one", "GOT b'k'")  # the session is a process of its own: it goes on
+        tmux.start("two", ssh_argv(server.port, key, "-tt"))
+        tmux.wait_for("two", "SIZE")
+        first, second = (e["pid"] for e in log_events(log, "session_start"))
+        assert parent_pid(second) not in (zygote, os.getpid()) and _alive(parent_pid(second))
+        tmux.send("one", "q")
+        tmux.wait_exit("one")
+        wait_for(lambda: not _alive(first), 10, "the first session's process to end")
+        tmux.send("two", "q")
+        assert tmux.wait_exit("two") == 0  # a session of the new session server reports its exit status
+    ends = log_events(log, "session_end")
+    assert sorted(e["reason"] for e in ends) == ["exited", "exited"]
+
+
+def test_the_real_tui_is_forked_shares_its_pages_and_spawn_stays_selectable(tmp_path: Path, tmux: Tmux) -> None:
+    served = Served(tmp_path)
+    try:
+        banner = "\n".join(served.banner)
+        assert "session server pid " in banner and "each session is a process forked from it" in banner
+        zygote = log_events(served.log, "session_server")[0]["pid"]
+        for name in ("a", "b"):  # one after the other, so that the log's order is the windows' order
+            tmux.start(name, served.ssh("-tt"), 100, 30)
+            tmux.wait_for(name, ONE_GATE_PROMPT)
+        starts = log_events(served.log, "session_start")
+        pids = [e["pid"] for e in starts]
+        assert [e["start"] for e in starts] == ["fork", "fork"] and len(set(pids)) == 2
+        assert all(parent_pid(pid) == zygote for pid in pids)
+        time.sleep(0.5)
+        for pid in pids:
+            memory = memory_kb(pid)
+            # anonymous pages still shared with the session server and the other session: a fresh interpreter has
+            # none (its only shared pages are the files it maps)
+            assert memory["Shared_Dirty"] > 5 * 1024, memory
+            assert memory["Pss"] < memory["Rss"] - 5 * 1024, memory
+
+        tmux.resize("a", 150, 45)
+        wait_for(lambda: "Quit" in _row(tmux.screen("a"), 44), 20, "the key bar to move to the new last row")
+        _disconnect(tmux, "b")
+        wait_for(lambda: not _alive(pids[1]), 15, "the disconnected TUI's process to end")
+        assert _alive(pids[0])
+        assert served.stop_server() == 0
+        assert tmux.wait_exit("a") == 0
+        wait_for(lambda: not _alive(pids[0]) and not _alive(zygote), 15, "the TUI and the session server to end")
+
+        served.start_server("--no-prefork")
+        assert "sessions start as new processes" in "\n".join(served.banner)
+        tmux.start("c", served.ssh("-tt"), 100, 30)
+        tmux.wait_for("c", ONE_GATE_PROMPT)
+        last = log_events(served.log, "session_start")[-1]
+        assert last["start"] == "spawn" and served.server is not None
+        assert parent_pid(last["pid"]) == served.server.pid
+        assert served.stop_server() == 0
+        assert served.supervisor.poll() is None  # the run went on through all of it
+    finally:
+        served.close()
+
+
+def test_without_a_session_server_sessions_are_spawned(
+    tmp_path: Path, tmux: Tmux, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a broken installation as the session server sees it: its module does not import, so it never gets ready
+    shadow = tmp_path / "shadow" / "phasef_tui"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('broken on purpose')\n")
+    monkeypatch.setenv("PYTHONPATH", str(shadow.parent))
+    key, line = _approver(tmp_path)
+    log = tmp_path / "ssh.jsonl"
+    with standin_server(tmp_path, [line], cwd=tmp_path) as server:  # (not the source tree, first on sys.path)
+        (error,) = log_events(log, "error")
+        assert error["where"] == "session server" and "each session is spawned instead" in error["error"]
+        assert not log_events(log, "session_server")
+        tmux.start("one", ssh_argv(server.port, key, "-tt"))
+        tmux.wait_for("one", "SIZE")
+        (start,) = log_events(log, "session_start")
+        assert start["start"] == "spawn" and parent_pid(start["pid"]) == os.getpid()
+        tmux.send("one", "q")
+        assert tmux.wait_exit("one") == 0
