@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import math
 import os
+import pickle
 import threading
 from array import array
 from collections import OrderedDict
@@ -53,6 +54,7 @@ from pipeline.traces.summary import (  # noqa: F401  (re-exported: viewers read 
     _Summaries,
     _summarize_batch,
 )
+from pipeline.traces.summary_worker import COLUMNS, SummaryDelta, SummaryWorker
 
 CHUNK_SIZE = 1 << 20
 """Bytes read per scan step: large enough for bytes-level speed, small enough to stay responsive."""
@@ -60,6 +62,11 @@ PRIME_SIZE = 64 << 10
 """Bytes indexed synchronously on open, so the first screen needs no wait for the indexer."""
 SUMMARY_BATCH_BYTES = 1 << 20
 """Bytes of lines summarized per step."""
+WORKER_MIN_BYTES = 48 << 20
+"""Bytes left to summarize that make a worker process (``summary_worker``) worth its start-up (~0.3 s)."""
+WORKER_BATCH_BYTES = 4 << 20
+"""Bytes of lines per batch asked of the worker; ``WORKER_AHEAD`` batches are asked ahead so it never waits."""
+WORKER_AHEAD = 3
 CACHE_LINES = 4096
 """Raw lines kept; a screen shows at most a few hundred."""
 PARSED_LINES = 1024
@@ -125,6 +132,30 @@ LineError = Problem
 """A line that is not a usable record; ``reason`` names the field when one is at fault."""
 
 
+def _apply_delta(s: _Summaries, delta: SummaryDelta) -> None:
+    """Append a worker's batch to ``s``: names, chain lines and filter lines, then the columns (``kind`` last)."""
+    np = _numpy()
+    first = delta.first
+    for name in delta.episode_names:
+        s.episodes.intern(name)
+    for name in delta.chain_names:
+        s.chains.intern(name)
+        s.chain_lines.append(array("q"))
+    s.chain_episode.frombytes(delta.chain_episodes)
+    columns = dict(zip(COLUMNS, delta.columns, strict=True))
+    chain = np.frombuffer(columns["chain"], dtype=np.int32)
+    rows = np.flatnonzero(chain != NO_ID)
+    chain_lines = s.chain_lines
+    for line, number in zip((rows + first).tolist(), chain[rows].tolist(), strict=True):
+        chain_lines[number].append(line)
+    for name in COLUMNS:
+        getattr(s, name).frombytes(columns[name])
+    flags = np.frombuffer(columns["flags"], dtype=np.uint16)
+    for flag, lines in s.flag_lines.items():
+        lines.frombytes((np.flatnonzero(flags & flag) + first).astype(np.int64).tobytes())
+    s.flagged_upto = first + delta.count
+
+
 def _open_regular_fd(path: Path) -> int:
     """A blocking read descriptor on regular file ``path``; a FIFO, device or socket raises ``NotARegularFile``."""
     fh = open_regular(path)
@@ -145,11 +176,13 @@ class TraceIndex:
         chunk_size: int = CHUNK_SIZE,
         cache_lines: int = CACHE_LINES,
         prime_bytes: int = PRIME_SIZE,
+        worker_min_bytes: int | None = WORKER_MIN_BYTES,
     ) -> None:
         """Open ``path`` and index its first ``prime_bytes``.
 
         ``include_partial``: count a last line without a newline as a line (a finished file); when following a file
-        that is being written, leave it out until its newline arrives.
+        that is being written, leave it out until its newline arrives. ``worker_min_bytes``: summarize in a second
+        process when at least this much is left to summarize (None: never).
         """
         self.path = Path(path)
         self.include_partial = include_partial
@@ -161,6 +194,8 @@ class TraceIndex:
         self._raw: LRUCache[tuple[int, int], bytes] = LRUCache(cache_lines)
         self._parsed: LRUCache[tuple[int, int], dict[str, Any] | LineError] = LRUCache(min(cache_lines, PARSED_LINES))
         self._provisional: LRUCache[tuple[int, int], int] = LRUCache(min(cache_lines, PARSED_LINES))
+        self.worker_min_bytes = worker_min_bytes
+        self._worker: SummaryWorker | None = None
         self._reset_state()
         self.size = os.fstat(self._fd).st_size
         if prime_bytes:
@@ -168,6 +203,7 @@ class TraceIndex:
             self.summarize_step()
 
     def _reset_state(self) -> None:
+        self._stop_worker(keep_state=False)
         self.ends: array[int] = array("q")
         self.scanned = 0
         self.partial_counted = False
@@ -380,7 +416,13 @@ class TraceIndex:
 
     # -- summaries -------------------------------------------------------------------------------------------------
     def summarize_step(self, max_bytes: int = SUMMARY_BATCH_BYTES) -> int:
-        """Summarize the next lines (about ``max_bytes`` of them); returns how many lines were summarized."""
+        """Summarize the next lines (about ``max_bytes`` of them); returns how many lines were summarized.
+
+        With much left to summarize, a worker process does it (``summary_worker``), batches asked ahead.
+        """
+        self._maybe_start_worker(self.ends[-1] if self.ends else 0)
+        if self._worker is not None:
+            return self._summarize_by_worker()
         with self.lock:
             s = self.summaries
             first = len(s)
@@ -399,6 +441,70 @@ class TraceIndex:
                 parts.pop()
             _summarize_batch(self.summaries, first, parts)
             return len(parts)
+
+    def _maybe_start_worker(self, upto: int) -> None:
+        """Start the worker when bytes ``upto`` leave enough to summarize (the scan calls this with the file size,
+        so the worker's start-up overlaps the newline scan)."""
+        if self._worker is not None or self.worker_min_bytes is None or _numpy() is None:
+            return
+        with self.lock:
+            done = self.ends[len(self.summaries) - 1] if len(self.summaries) else 0
+            if upto - done >= self.worker_min_bytes:
+                self._worker = SummaryWorker.start(self.path, self.summaries)
+                if self._worker is None:
+                    self.worker_min_bytes = None
+
+    def _summarize_by_worker(self) -> int:
+        worker = self._worker
+        assert worker is not None
+        generation = self.generation
+        with self.lock:
+            ends, total = self.ends, len(self.ends)
+            first = worker.in_flight[-1][0] + worker.in_flight[-1][1] if worker.in_flight else len(self.summaries)
+            while len(worker.in_flight) < WORKER_AHEAD and first < total:
+                start = ends[first - 1] if first else 0
+                last = min(max(bisect.bisect_left(ends, start + WORKER_BATCH_BYTES, first, total), first + 1), total)
+                try:
+                    worker.ask(first, start, ends[last - 1], last - first)
+                except OSError:
+                    return self._worker_lost()
+                first = last
+            if not worker.in_flight:
+                return 0
+        try:
+            delta = worker.answer()  # the wait gives the interpreter to the other threads
+        except (EOFError, OSError, pickle.UnpicklingError):
+            return self._worker_lost()
+        with self.lock:
+            if generation != self.generation or self._worker is not worker:
+                return 1  # started over meanwhile: the answer is for the old content
+            _apply_delta(self.summaries, delta)
+        return delta.count
+
+    def _worker_lost(self) -> int:
+        """The worker died: the in-process pass cannot go on from its state, so summarize from the start again."""
+        with self.lock:
+            self.worker_min_bytes = None
+            self._start_over(self.size)
+        return 1
+
+    def _stop_worker(self, *, keep_state: bool) -> None:
+        """Let the worker go; with ``keep_state`` (all its answers taken) the open runs come back to this process."""
+        worker = getattr(self, "_worker", None)
+        if worker is None:
+            return
+        self._worker = None
+        try:
+            if keep_state and not worker.in_flight:
+                self.summaries.episode_state = worker.episode_state()
+                keep_state = False
+        except (EOFError, OSError, pickle.UnpicklingError):
+            pass
+        finally:
+            worker.close()
+        if keep_state:  # its state is lost: summarize again in-process
+            self.worker_min_bytes = None
+            self._start_over(self.size)
 
     # -- following -------------------------------------------------------------------------------------------------
     def check_file(self) -> FileChange:
@@ -440,6 +546,8 @@ class TraceIndex:
 
     def work_step(self) -> bool:
         """One bounded piece of work (scan before summaries); False when there is nothing to do right now."""
+        if self.scanned < self.size:
+            self._maybe_start_worker(self.size)
         if self.scanned < self.size and self.scan_step():
             return True
         if self.summarized < len(self.ends):
@@ -466,6 +574,10 @@ class TraceIndex:
         while not stop.is_set():
             if self.work_step():
                 stop.wait(0)
+                continue
+            if self._worker is not None:
+                with self.lock:
+                    self._stop_worker(keep_state=True)  # everything summarized: the process is not kept idle
                 continue
             if on_idle is not None:
                 on_idle()
@@ -533,6 +645,8 @@ class TraceIndex:
         return None
 
     def close(self) -> None:
+        with self.lock:
+            self._stop_worker(keep_state=False)
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
