@@ -445,11 +445,12 @@ class TraceIndex:
     def _maybe_start_worker(self, upto: int) -> None:
         """Start the worker when bytes ``upto`` leave enough to summarize (the scan calls this with the file size,
         so the worker's start-up overlaps the newline scan)."""
-        if self._worker is not None or self.worker_min_bytes is None or _numpy() is None:
+        if self._worker is not None or self.worker_min_bytes is None:
             return
         with self.lock:
             done = self.ends[len(self.summaries) - 1] if len(self.summaries) else 0
-            if upto - done >= self.worker_min_bytes:
+            # numpy (to take the answers in) is imported only now: never on open, in the UI thread
+            if upto - done >= self.worker_min_bytes and _numpy() is not None:
                 self._worker = SummaryWorker.start(self.path, self.summaries)
                 if self._worker is None:
                     self.worker_min_bytes = None

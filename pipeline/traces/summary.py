@@ -15,7 +15,8 @@ from typing import Any
 
 import orjson
 
-from pipeline.traces.analysis import (
+from pipeline.traces.records import decode_fast_errors, fast_decoder, record_from_dict, valid_utf8
+from pipeline.traces.verbs import (
     DEATH_OUTCOMES,
     DEFAULT_DEADLOCK_WINDOW,
     DEFAULT_THRASH_MIN,
@@ -25,7 +26,6 @@ from pipeline.traces.analysis import (
     _tool_name,
     action_verb,
 )
-from pipeline.traces.records import decode_fast_errors, fast_decoder, record_from_dict, valid_utf8
 
 THRASH_MIN = DEFAULT_THRASH_MIN
 DEADLOCK_WINDOW = DEFAULT_DEADLOCK_WINDOW
