@@ -79,6 +79,9 @@ FileChange = Literal["same", "grown", "truncated", "rotated", "missing"]
 VECTOR_SCAN_BYTES = 256 << 10
 """Chunks at least this big are scanned for newlines with numpy (imported on first use, in the indexer thread, so
 opening a file and drawing its first screen never waits for it)."""
+VECTOR_STEP_BYTES = 8 << 20
+"""Bytes per scan step when chunks are scanned with numpy: fewer steps, fewer hand-overs of the interpreter lock
+between the indexer and the UI thread, so the end of a big file is reached sooner (End shows the last record)."""
 _NUMPY: list[Any] = []
 
 
@@ -363,6 +366,8 @@ class TraceIndex:
     def scan_step(self, max_bytes: int | None = None) -> int:
         """Index up to ``max_bytes`` more of the file (one chunk by default); returns the bytes consumed."""
         want = self.chunk_size if max_bytes is None else max_bytes
+        if max_bytes is None and want >= VECTOR_SCAN_BYTES:
+            want = max(want, VECTOR_STEP_BYTES)
         with self.lock:
             start = self.scanned
             if start >= self.size:
