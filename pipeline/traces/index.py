@@ -491,6 +491,8 @@ class TraceIndex:
         """The worker died: the in-process pass cannot go on from its state, so summarize from the start again."""
         with self.lock:
             self.worker_min_bytes = None
+            if self._fd < 0:
+                return 0  # closed meanwhile (the worker was ended by ``close``)
             self._start_over(self.size)
         return 1
 

@@ -16,6 +16,7 @@ viewer then summarizes the file again in-process.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pickle
 import struct
@@ -29,6 +30,9 @@ from typing import IO, Any
 from pipeline.traces.summary import _EpisodeRuns, _Summaries, _summarize_batch
 
 _HEADER = struct.Struct("<Q")
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+PIPE_BYTES = 1 << 20
+"""Pipe buffer asked for (Linux allows 1 MiB by default): a few batches' answers fit in it."""
 COLUMNS = ("flags", "episode", "tick", "chain", "context_chars", "latency", "kind")
 """Column names in the order a delta carries them (``kind`` last: its length says how many lines are summarized)."""
 
@@ -169,6 +173,11 @@ class SummaryWorker:
             )
         except OSError:
             return None
+        for stream in (proc.stdin, proc.stdout):  # room for several answers: the worker never waits for a reader
+            try:
+                fcntl.fcntl(stream.fileno(), F_SETPIPE_SZ, PIPE_BYTES)  # type: ignore[union-attr]
+            except (OSError, AttributeError):
+                pass
         worker = cls(proc)
         try:
             worker._send(("init", str(path), state_of(s)))
