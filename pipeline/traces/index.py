@@ -1,4 +1,6 @@
 """A line index of a (possibly growing) JSONL trace file, so viewers can open gigabytes at once and tail them.
+Bigger than 400 lines: ``TraceIndex`` is one object whose scan, summary hand-off, following and search share one
+lock and one file descriptor; the per-line summary itself is ``pipeline.traces.summary``.
 
 Why it is built this way (see PERFORMANCE.md): the file is scanned in 1 MiB chunks and the end offset of every line
 goes into an ``array('q')`` (8 bytes a line, not the ~60 of a Python list); lines are read on demand with
@@ -7,7 +9,9 @@ chunk is indexed as soon as the file is opened, so a viewer can draw its first s
 
 A second pass (behind the scan) builds a compact per-line summary in parallel arrays: record kind, episode, tick,
 recovery chain, flags (death, recovery, trap, schema error, thrash, deadlock, ...), context size and latency. Filters,
-the chain catalogue and the plots read the summary instead of re-parsing the file.
+the chain catalogue and the plots read the summary instead of re-parsing the file. With tens of megabytes left to
+summarize, the pass runs in a worker process (``summary_worker``) that sends the columns back; the worker is let go
+once everything is summarized (its per-episode state comes back, so growth is summarized here from there on).
 
 One thread (the indexer, ``run``) writes; any other thread may read. A file that shrinks, is replaced (rotation:
 the path now names another inode) or whose last indexed newline is gone (truncated and rewritten) is indexed from
