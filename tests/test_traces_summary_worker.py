@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from pipeline.traces import index as index_module
 from pipeline.traces import summary as summary_module
+from pipeline.traces import summary_worker as worker_module
 from pipeline.traces.index import TraceIndex
 from tests.tui_helpers import append_records, many_ticks, sample_records, write_trace
 
@@ -194,6 +195,23 @@ def test_a_dead_worker_means_summarizing_again_in_process(tmp_path: Path, monkey
         index.run(threading.Event(), follow=False)
         assert index.generation > generation, "readers are told to drop what they derived"
         assert index.complete and index.worker_min_bytes is None
+        assert summary_key(index) == index_of(path, worker=False)
+    finally:
+        index.close()
+
+
+def test_a_worker_speaking_another_protocol_is_a_lost_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that answers garbage (here: a header announcing an absurd size, then text) is not believed."""
+    liar = tmp_path / "liar.sh"
+    liar.write_text("#!/bin/sh\nprintf '\\377\\377\\377\\377\\377\\377\\377\\177not a pickle'\nexec cat >/dev/null\n")
+    liar.chmod(0o755)
+    monkeypatch.setattr(worker_module.sys, "executable", str(liar))
+    path = write_trace(tmp_path / "t.jsonl", sample_records() * 30)
+    index = TraceIndex(path, include_partial=True, prime_bytes=0, worker_min_bytes=1)
+    try:
+        index.run(threading.Event(), follow=False)
+        assert index.complete and index.worker_min_bytes is None, "summarized in-process after the bad answer"
+        monkeypatch.undo()
         assert summary_key(index) == index_of(path, worker=False)
     finally:
         index.close()

@@ -31,6 +31,7 @@ from pipeline.traces.summary import _EpisodeRuns, _Summaries, _summarize_batch
 
 _HEADER = struct.Struct("<Q")
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+MAX_MESSAGE_BYTES = 1 << 30
 PIPE_BYTES = 1 << 20
 """Pipe buffer asked for (Linux allows 1 MiB by default): a few batches' answers fit in it."""
 COLUMNS = ("flags", "episode", "tick", "chain", "context_chars", "latency", "kind")
@@ -60,6 +61,8 @@ def _receive(stream: IO[bytes]) -> Any:
     if len(header) < _HEADER.size:
         raise EOFError("summary worker closed its pipe")
     (size,) = _HEADER.unpack(header)
+    if size > MAX_MESSAGE_BYTES:
+        raise EOFError(f"summary worker sent a {size}-byte message: not this protocol")
     data = stream.read(size)
     if len(data) < size:
         raise EOFError("summary worker closed its pipe")
@@ -197,7 +200,10 @@ class SummaryWorker:
     def answer(self) -> SummaryDelta:
         """The next batch's delta (blocks until it comes); raises EOFError/OSError when the worker is gone."""
         assert self.proc.stdout is not None
-        delta = _receive(self.proc.stdout)
+        try:
+            delta = _receive(self.proc.stdout)
+        except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, ImportError, IndexError) as exc:
+            raise EOFError(f"summary worker sent something else: {exc}") from exc
         if not isinstance(delta, SummaryDelta) or (delta.first, delta.count) != self.in_flight[0]:
             raise EOFError("summary worker answered out of order")
         self.in_flight.pop(0)
