@@ -12,7 +12,8 @@ Per viewer and run, on a generated trace of ``--size-mb`` whose last record is a
   phasef only once its badge (``D``, a death) is drawn on that row — toolong has no badges;
 * ``summary_done_s``: launch until the viewer's background work is done (the process used < 5% of a core for a
   second): phasef's summary (badges on every row, filters complete), toolong's line index;
-* ``rss_anon_mb``: private memory (RssAnon) once done; ``idle_cpu_pct``: CPU over ``--idle-s`` seconds after that;
+* ``rss_anon_mb``: private memory (RssAnon) once done; ``idle_cpu_pct``: CPU over ``--idle-s`` seconds after that
+  (CPU and memory of the viewer's whole process tree: phasef summarizes big files in a worker process);
 * ``flood_delay_p50_s``: a second file followed while another process appends ``--rate`` records/s (phasef with
   ``--follow``; toolong tails by default): for each new newest record seen on screen, how long ago it was written.
 
@@ -108,23 +109,49 @@ class Pane:
             time.sleep(0.005)
         return None
 
+    def tree(self) -> list[int]:
+        """The viewer's process and its live descendants (phasef's summary worker, for one)."""
+        parents: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as fh:
+                        parents[int(entry)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    pass
+        tree, frontier = [self.pid], [self.pid]
+        while frontier:
+            frontier = [pid for pid, parent in parents.items() if parent in frontier]
+            tree.extend(frontier)
+        return tree
+
     def cpu_s(self) -> float:
-        try:
-            with open(f"/proc/{self.pid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / TICKS
+        """CPU seconds of the process tree: live processes, plus children already waited for (cutime, cstime)."""
+        total = 0.0
+        for pid in self.tree():
+            try:
+                with open(f"/proc/{pid}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+            if pid == self.pid:
+                total += int(fields[13]) + int(fields[14])
+        return total / TICKS
 
     def rss_anon_mb(self) -> float:
-        try:
-            with open(f"/proc/{self.pid}/status") as fh:
-                for line in fh:
-                    if line.startswith("RssAnon:"):
-                        return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return float("nan")
+        """Private memory (RssAnon) of the process tree."""
+        total = 0
+        for pid in self.tree():
+            try:
+                with open(f"/proc/{pid}/status") as fh:
+                    for line in fh:
+                        if line.startswith("RssAnon:"):
+                            total += int(line.split()[1])
+            except OSError:
+                if pid == self.pid:
+                    return float("nan")
+        return total / 1024
 
     def wait_quiet(self, threshold: float = 0.05, window: float = 1.0, timeout: float = 300.0) -> float:
         """When the process began a ``window`` of using less than ``threshold`` of a core (its work was done)."""

@@ -1,4 +1,6 @@
 """A line index of a (possibly growing) JSONL trace file, so viewers can open gigabytes at once and tail them.
+Bigger than 400 lines: ``TraceIndex`` is one object whose scan, summary hand-off, following and search share one
+lock and one file descriptor; the per-line summary itself is ``pipeline.traces.summary``.
 
 Why it is built this way (see PERFORMANCE.md): the file is scanned in 1 MiB chunks and the end offset of every line
 goes into an ``array('q')`` (8 bytes a line, not the ~60 of a Python list); lines are read on demand with
@@ -7,7 +9,9 @@ chunk is indexed as soon as the file is opened, so a viewer can draw its first s
 
 A second pass (behind the scan) builds a compact per-line summary in parallel arrays: record kind, episode, tick,
 recovery chain, flags (death, recovery, trap, schema error, thrash, deadlock, ...), context size and latency. Filters,
-the chain catalogue and the plots read the summary instead of re-parsing the file.
+the chain catalogue and the plots read the summary instead of re-parsing the file. With tens of megabytes left to
+summarize, the pass runs in a worker process (``summary_worker``) that sends the columns back; the worker is let go
+once everything is summarized (its per-episode state comes back, so growth is summarized here from there on).
 
 One thread (the indexer, ``run``) writes; any other thread may read. A file that shrinks, is replaced (rotation:
 the path now names another inode) or whose last indexed newline is gone (truncated and rewritten) is indexed from
@@ -19,11 +23,11 @@ from __future__ import annotations
 import bisect
 import math
 import os
+import pickle
 import threading
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
@@ -31,17 +35,30 @@ import orjson
 
 from pipeline.fsio import open_regular
 from pipeline.problems import Problem
-from pipeline.traces.analysis import (
-    DEATH_OUTCOMES,
-    DEFAULT_DEADLOCK_WINDOW,
-    DEFAULT_THRASH_MIN,
-    FAILING_TICK_OUTCOMES,
-    INVALID_VERB,
-    PRECONDITION_CLASSES,
-    _tool_name,
-    action_verb,
+from pipeline.traces.summary import (  # noqa: F401  (re-exported: viewers read the flags from here)
+    FILTER_FLAGS,
+    FLAG_BAD_LINE,
+    FLAG_DEADLOCK,
+    FLAG_DEATH,
+    FLAG_ERROR,
+    FLAG_FAILURE,
+    FLAG_PROGRESS,
+    FLAG_RECOVERED,
+    FLAG_RECOVERY,
+    FLAG_SCHEMA_ERROR,
+    FLAG_THRASH,
+    FLAG_TRAP,
+    KIND_CODES,
+    KIND_EPISODE_END,
+    KIND_EPISODE_START,
+    KIND_TICK,
+    KIND_UNKNOWN,
+    NO_ID,
+    LineSummary,
+    _Summaries,
+    _summarize_batch,
 )
-from pipeline.traces.records import TraceRecord, decode_fast_errors, fast_decoder, record_from_dict, valid_utf8
+from pipeline.traces.summary_worker import COLUMNS, SummaryDelta, SummaryWorker
 
 CHUNK_SIZE = 1 << 20
 """Bytes read per scan step: large enough for bytes-level speed, small enough to stay responsive."""
@@ -49,60 +66,26 @@ PRIME_SIZE = 64 << 10
 """Bytes indexed synchronously on open, so the first screen needs no wait for the indexer."""
 SUMMARY_BATCH_BYTES = 1 << 20
 """Bytes of lines summarized per step."""
+WORKER_MIN_BYTES = 48 << 20
+"""Bytes left to summarize that make a worker process (``summary_worker``) worth its start-up (~0.3 s)."""
+WORKER_BATCH_BYTES = 4 << 20
+"""Bytes of lines per batch asked of the worker; ``WORKER_AHEAD`` batches are asked ahead so it never waits."""
+WORKER_AHEAD = 3
 CACHE_LINES = 4096
 """Raw lines kept; a screen shows at most a few hundred."""
 PARSED_LINES = 1024
 """Parsed lines kept: fewer, since each is a tree of objects the garbage collector has to walk."""
-THRASH_MIN = DEFAULT_THRASH_MIN
-DEADLOCK_WINDOW = DEFAULT_DEADLOCK_WINDOW
 IDLE_POLL_S = 0.05
 """How often a followed file is checked for growth when nothing is happening (20 Hz, the frame rate)."""
-
-# Record kinds in the summary.
-KIND_UNKNOWN = 0
-KIND_EPISODE_START = 1
-KIND_TICK = 2
-KIND_EPISODE_END = 3
-KIND_CODES = {"episode_start": KIND_EPISODE_START, "tick": KIND_TICK, "episode_end": KIND_EPISODE_END}
-
-# Flags in the summary (a 16-bit mask).
-FLAG_DEATH = 1 << 0
-FLAG_RECOVERY = 1 << 1
-FLAG_TRAP = 1 << 2
-FLAG_SCHEMA_ERROR = 1 << 3
-FLAG_THRASH = 1 << 4
-FLAG_DEADLOCK = 1 << 5
-FLAG_ERROR = 1 << 6
-FLAG_BAD_LINE = 1 << 7
-FLAG_PROGRESS = 1 << 8
-FLAG_RECOVERED = 1 << 9
-FLAG_FAILURE = 1 << 10
-
-FILTER_FLAGS: dict[str, int] = {
-    "death": FLAG_DEATH,
-    "recovery": FLAG_RECOVERY,
-    "trap": FLAG_TRAP,
-    "schema_error": FLAG_SCHEMA_ERROR,
-    "thrash": FLAG_THRASH,
-    "deadlock": FLAG_DEADLOCK,
-    "error": FLAG_ERROR,
-    "bad_line": FLAG_BAD_LINE,
-}
-"""Filter names offered to viewers -> flag; every one has its own list of matching lines."""
-
-_FILTER_MASK = 0
-for _flag in FILTER_FLAGS.values():
-    _FILTER_MASK |= _flag
-
-NO_ID = -1
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-"""The summary stores ticks and context sizes as 32-bit integers; values outside are not kept."""
 
 FileChange = Literal["same", "grown", "truncated", "rotated", "missing"]
 
 VECTOR_SCAN_BYTES = 256 << 10
 """Chunks at least this big are scanned for newlines with numpy (imported on first use, in the indexer thread, so
 opening a file and drawing its first screen never waits for it)."""
+VECTOR_STEP_BYTES = 8 << 20
+"""Bytes per scan step when chunks are scanned with numpy: fewer steps, fewer hand-overs of the interpreter lock
+between the indexer and the UI thread, so the end of a big file is reached sooner (End shows the last record)."""
 _NUMPY: list[Any] = []
 
 
@@ -156,262 +139,28 @@ LineError = Problem
 """A line that is not a usable record; ``reason`` names the field when one is at fault."""
 
 
-@dataclass(frozen=True)
-class LineSummary:
-    """What the summary pass knows of one line without parsing it again."""
-
-    line: int
-    kind: int
-    flags: int
-    episode: str | None
-    tick: int | None
-    chain: str | None
-    context_chars: int
-    latency_s: float | None
-
-
-class _Interner:
-    """Strings (episode ids, chain keys) stored once, referred to by small integers in the summary arrays."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self.ids: dict[str, int] = {}
-
-    def intern(self, name: str) -> int:
-        found = self.ids.get(name)
-        if found is None:
-            found = len(self.names)
-            self.ids[name] = found
-            self.names.append(name)
-        return found
-
-
-class _Summaries:
-    """Parallel arrays, one entry per summarized line."""
-
-    def __init__(self) -> None:
-        self.kind = array("b")
-        self.flags = array("H")
-        self.episode = array("i")
-        self.tick = array("i")
-        self.chain = array("i")
-        self.context_chars = array("i")
-        self.latency = array("f")
-        self.episodes = _Interner()
-        self.chains = _Interner()
-        self.chain_episode = array("i")
-        self.chain_lines: list[array[int]] = []
-        self.flag_lines: dict[int, array[int]] = {flag: array("q") for flag in FILTER_FLAGS.values()}
-        self.episode_state: dict[int, _EpisodeRuns] = {}
-        self.flagged_upto = 0
-        """Lines below this number are in ``flag_lines`` (set after they are appended, so readers need no lock)."""
-
-    def __len__(self) -> int:
-        return len(self.kind)
-
-
-class _EpisodeRuns:
-    """Per open episode: failing runs per action verb and error class, and ticks in a row without progress."""
-
-    __slots__ = ("no_progress", "runs")
-
-    def __init__(self) -> None:
-        self.runs: dict[str, dict[str, int]] = {}
-        self.no_progress = 0
-
-
-def _run_flags(st: _EpisodeRuns, action: Any, outcome: Any, error_class: Any) -> int:
-    """Thrash and repeated-precondition deadlock marks, by the definitions of ``pipeline.traces.analysis``.
-
-    Thrash: the same action verb failing with the same error class ``THRASH_MIN`` times or more before that verb
-    succeeds; the same with a precondition error (the world refusing: a lock, a missing thing) is a deadlock. A tick
-    is marked from the repeat that turns the pattern on: earlier ticks of the run are not marked afterwards, so a
-    mark is final once written (filters only ever append).
-    """
-    if outcome in FAILING_TICK_OUTCOMES:
-        if not isinstance(error_class, str) or not error_class:
-            error_class = "Timeout" if outcome == "timeout" else ("Fatal" if outcome == "death" else "Error")
-        runs = st.runs.setdefault(action_verb(action) or INVALID_VERB, {})
-        count = runs.get(error_class, 0) + 1
-        runs[error_class] = count
-        if count >= THRASH_MIN:
-            return FLAG_DEADLOCK if error_class in PRECONDITION_CLASSES else FLAG_THRASH
-        return 0
-    if type(action) is not dict:
-        return 0  # no verb: nothing succeeded
-    # A success ends the runs of its verb (and of failures without a verb). The tool name is cheap and every verb
-    # starts with its tool's name, so the full verb is worked out only when a run of that tool is open.
-    tool = _tool_name(action) or "?"
-    open_runs = st.runs
-    for key in open_runs:
-        if key == INVALID_VERB or key.split(":", 1)[0] == tool:
-            break
-    else:
-        return 0
-    verb = action_verb(action)
-    if verb is not None:
-        open_runs.pop(verb, None)
-        open_runs.pop(INVALID_VERB, None)
-    return 0
-
-
-def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
-    """Append the summaries of ``lines`` (line numbers from ``first``) to ``s``.
-
-    This is the hot loop of the indexer (millions of lines), hence the local names and one ``extend`` per column.
-    Lines are decoded with the analyzer's decoder (``records.TraceRecord``: only the fields summaries read); a line
-    it does not take as a record of a known kind goes the exact way (orjson), so bad lines stay what they were.
-    """
-    decode = fast_decoder.decode
-    decode_errors = decode_fast_errors
-    fast = valid_utf8(b"\n".join(lines))
-    kind_codes = KIND_CODES
-    intern_episode = s.episodes.intern
-    episodes_state = s.episode_state
-    kinds: list[int] = []
-    flags_col: list[int] = []
-    episodes: list[int] = []
-    ticks: list[int] = []
-    chains: list[int] = []
-    contexts: list[int] = []
-    latencies: list[float] = []
-    flagged: list[tuple[int, int]] = []
-    nan = math.nan
-    last_episode_name: Any = None
-    last_episode = NO_ID
-    for i, raw in enumerate(lines, first):
-        kind = KIND_UNKNOWN
-        flags = 0
-        episode = tick = chain = NO_ID
-        context_chars = 0
-        latency = nan
-        rec: TraceRecord | None = None
-        if fast:
-            try:
-                rec = decode(raw)
-            except decode_errors:
-                pass
-            else:
-                kind_name = rec.kind
-                kind = kind_codes.get(kind_name, KIND_UNKNOWN) if type(kind_name) is str else KIND_UNKNOWN
-                if kind == KIND_UNKNOWN:
-                    rec = None  # not a known record: look at it the exact way below
-        if rec is None:
-            obj = _decode_exact(raw)
-            if type(obj) is dict and obj:
-                rec = record_from_dict(obj)
-                kind_name = rec.kind
-                kind = kind_codes.get(kind_name, KIND_UNKNOWN) if type(kind_name) is str else KIND_UNKNOWN
-            elif obj is None or type(obj) is not dict:
-                flags |= FLAG_BAD_LINE
-        if rec is not None:
-            ep = rec.episode
-            if ep == last_episode_name:  # consecutive records mostly share their episode
-                episode = last_episode
-            elif type(ep) is str:
-                episode = last_episode = intern_episode(ep)
-                last_episode_name = ep
-            elif type(ep) is int:
-                episode = intern_episode(str(ep))
-            if kind == KIND_TICK:
-                tick = rec.tick
-                if type(tick) is not int or not INT32_MIN <= tick <= INT32_MAX:
-                    tick = NO_ID
-                outcome = rec.outcome
-                role = rec.chain_role
-                error_class = rec.error_class
-                trap = rec.trap
-                if outcome == "death" or role == "death":
-                    flags |= FLAG_DEATH
-                elif outcome == "error" or outcome == "timeout":
-                    flags |= FLAG_ERROR
-                if role is not None:
-                    if role == "attempt":
-                        flags |= FLAG_RECOVERY
-                    elif role == "recovered":
-                        flags |= FLAG_RECOVERY | FLAG_RECOVERED
-                    elif role == "failure":
-                        flags |= FLAG_FAILURE
-                if rec.recovery:
-                    flags |= FLAG_RECOVERY
-                if trap:
-                    flags |= FLAG_TRAP
-                    if trap == "deadlock":
-                        flags |= FLAG_DEADLOCK
-                if error_class is not None:
-                    if error_class == "SchemaViolation":
-                        flags |= FLAG_SCHEMA_ERROR
-                    elif error_class == "Deadlock":
-                        flags |= FLAG_DEADLOCK
-                    elif type(error_class) is str and error_class.lower().startswith("thrash"):
-                        flags |= FLAG_THRASH
-                if rec.schema_error:
-                    flags |= FLAG_SCHEMA_ERROR
-                progress = rec.progress
-                if progress is True:
-                    flags |= FLAG_PROGRESS
-                if episode != NO_ID:
-                    runs = episodes_state.get(episode)
-                    if runs is None:
-                        runs = episodes_state[episode] = _EpisodeRuns()
-                    if progress is True:
-                        runs.no_progress = 0
-                    elif progress is False:
-                        runs.no_progress += 1
-                        if runs.no_progress >= DEADLOCK_WINDOW:  # no progress for a window of ticks
-                            flags |= FLAG_DEADLOCK
-                    if runs.runs or outcome in FAILING_TICK_OUTCOMES:
-                        flags |= _run_flags(runs, rec.action, outcome, error_class)
-                chain_id = rec.chain_id
-                if chain_id is not None:
-                    chain = _chain_number(s, episode, str(chain_id), i)
-                context_chars = rec.context_chars
-                if type(context_chars) is not int or not 0 <= context_chars <= INT32_MAX:
-                    context_chars = 0
-                lat = rec.latency_s
-                if type(lat) is float or type(lat) is int:
-                    latency = lat
-            elif kind == KIND_EPISODE_END:
-                outcome = rec.outcome
-                if outcome in DEATH_OUTCOMES:
-                    flags |= FLAG_DEATH
-                elif outcome in ("failure", "aborted"):
-                    flags |= FLAG_ERROR
-                episodes_state.pop(episode, None)
-            elif kind == KIND_UNKNOWN:
-                flags |= FLAG_BAD_LINE
-        kinds.append(kind)
-        flags_col.append(flags)
-        episodes.append(episode)
-        ticks.append(tick)
-        chains.append(chain)
-        contexts.append(context_chars)
-        latencies.append(latency)
-        if flags & _FILTER_MASK:
-            flagged.append((i, flags))
-    # ``kind`` last: its length is the number of summarized lines, so a reader in another thread that checks
-    # ``i < len(summaries)`` finds every other column already holding line ``i``
-    s.flags.extend(flags_col)
-    s.episode.extend(episodes)
-    s.tick.extend(ticks)
-    s.chain.extend(chains)
-    s.context_chars.extend(contexts)
-    s.latency.extend(latencies)
-    s.kind.extend(kinds)
-    flag_lines = s.flag_lines
-    for i, flags in flagged:
-        for flag, lines_with_flag in flag_lines.items():
-            if flags & flag:
-                lines_with_flag.append(i)
-    s.flagged_upto = first + len(lines)
-
-
-def _decode_exact(raw: bytes) -> Any:
-    """A line as orjson sees it: the decoded value, None when it is not JSON, ``{}`` for a blank line (harmless)."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None if raw.strip() else {}
+def _apply_delta(s: _Summaries, delta: SummaryDelta) -> None:
+    """Append a worker's batch to ``s``: names, chain lines and filter lines, then the columns (``kind`` last)."""
+    np = _numpy()
+    first = delta.first
+    for name in delta.episode_names:
+        s.episodes.intern(name)
+    for name in delta.chain_names:
+        s.chains.intern(name)
+        s.chain_lines.append(array("q"))
+    s.chain_episode.frombytes(delta.chain_episodes)
+    columns = dict(zip(COLUMNS, delta.columns, strict=True))
+    chain = np.frombuffer(columns["chain"], dtype=np.int32)
+    rows = np.flatnonzero(chain != NO_ID)
+    chain_lines = s.chain_lines
+    for line, number in zip((rows + first).tolist(), chain[rows].tolist(), strict=True):
+        chain_lines[number].append(line)
+    for name in COLUMNS:
+        getattr(s, name).frombytes(columns[name])
+    flags = np.frombuffer(columns["flags"], dtype=np.uint16)
+    for flag, lines in s.flag_lines.items():
+        lines.frombytes((np.flatnonzero(flags & flag) + first).astype(np.int64).tobytes())
+    s.flagged_upto = first + delta.count
 
 
 def _open_regular_fd(path: Path) -> int:
@@ -421,18 +170,6 @@ def _open_regular_fd(path: Path) -> int:
         return os.dup(fh.fileno())
     finally:
         fh.close()
-
-
-def _chain_number(s: _Summaries, episode: int, chain_id: str, line: int) -> int:
-    """Chains are named per episode (``c1`` may recur in every episode), so the key joins both."""
-    key = f"{s.episodes.names[episode] if episode != NO_ID else ''}\x1f{chain_id}"
-    known = len(s.chains.names)
-    chain = s.chains.intern(key)
-    if chain == known:
-        s.chain_lines.append(array("q"))
-        s.chain_episode.append(episode)
-    s.chain_lines[chain].append(line)
-    return chain
 
 
 class TraceIndex:
@@ -446,11 +183,13 @@ class TraceIndex:
         chunk_size: int = CHUNK_SIZE,
         cache_lines: int = CACHE_LINES,
         prime_bytes: int = PRIME_SIZE,
+        worker_min_bytes: int | None = WORKER_MIN_BYTES,
     ) -> None:
         """Open ``path`` and index its first ``prime_bytes``.
 
         ``include_partial``: count a last line without a newline as a line (a finished file); when following a file
-        that is being written, leave it out until its newline arrives.
+        that is being written, leave it out until its newline arrives. ``worker_min_bytes``: summarize in a second
+        process when at least this much is left to summarize (None: never).
         """
         self.path = Path(path)
         self.include_partial = include_partial
@@ -462,6 +201,8 @@ class TraceIndex:
         self._raw: LRUCache[tuple[int, int], bytes] = LRUCache(cache_lines)
         self._parsed: LRUCache[tuple[int, int], dict[str, Any] | LineError] = LRUCache(min(cache_lines, PARSED_LINES))
         self._provisional: LRUCache[tuple[int, int], int] = LRUCache(min(cache_lines, PARSED_LINES))
+        self.worker_min_bytes = worker_min_bytes
+        self._worker: SummaryWorker | None = None
         self._reset_state()
         self.size = os.fstat(self._fd).st_size
         if prime_bytes:
@@ -469,6 +210,7 @@ class TraceIndex:
             self.summarize_step()
 
     def _reset_state(self) -> None:
+        self._stop_worker(keep_state=False)
         self.ends: array[int] = array("q")
         self.scanned = 0
         self.partial_counted = False
@@ -628,6 +370,8 @@ class TraceIndex:
     def scan_step(self, max_bytes: int | None = None) -> int:
         """Index up to ``max_bytes`` more of the file (one chunk by default); returns the bytes consumed."""
         want = self.chunk_size if max_bytes is None else max_bytes
+        if max_bytes is None and want >= VECTOR_SCAN_BYTES:
+            want = max(want, VECTOR_STEP_BYTES)
         with self.lock:
             start = self.scanned
             if start >= self.size:
@@ -681,7 +425,13 @@ class TraceIndex:
 
     # -- summaries -------------------------------------------------------------------------------------------------
     def summarize_step(self, max_bytes: int = SUMMARY_BATCH_BYTES) -> int:
-        """Summarize the next lines (about ``max_bytes`` of them); returns how many lines were summarized."""
+        """Summarize the next lines (about ``max_bytes`` of them); returns how many lines were summarized.
+
+        With much left to summarize, a worker process does it (``summary_worker``), batches asked ahead.
+        """
+        self._maybe_start_worker(self.ends[-1] if self.ends else 0)
+        if self._worker is not None:
+            return self._summarize_by_worker()
         with self.lock:
             s = self.summaries
             first = len(s)
@@ -700,6 +450,73 @@ class TraceIndex:
                 parts.pop()
             _summarize_batch(self.summaries, first, parts)
             return len(parts)
+
+    def _maybe_start_worker(self, upto: int) -> None:
+        """Start the worker when bytes ``upto`` leave enough to summarize (the scan calls this with the file size,
+        so the worker's start-up overlaps the newline scan)."""
+        if self._worker is not None or self.worker_min_bytes is None:
+            return
+        with self.lock:
+            done = self.ends[len(self.summaries) - 1] if len(self.summaries) else 0
+            # numpy (to take the answers in) is imported only now: never on open, in the UI thread
+            if upto - done >= self.worker_min_bytes and _numpy() is not None:
+                self._worker = SummaryWorker.start(self.path, self.summaries)
+                if self._worker is None:
+                    self.worker_min_bytes = None
+
+    def _summarize_by_worker(self) -> int:
+        worker = self._worker
+        assert worker is not None
+        generation = self.generation
+        with self.lock:
+            ends, total = self.ends, len(self.ends)
+            first = worker.in_flight[-1][0] + worker.in_flight[-1][1] if worker.in_flight else len(self.summaries)
+            while len(worker.in_flight) < WORKER_AHEAD and first < total:
+                start = ends[first - 1] if first else 0
+                last = min(max(bisect.bisect_left(ends, start + WORKER_BATCH_BYTES, first, total), first + 1), total)
+                try:
+                    worker.ask(first, start, ends[last - 1], last - first)
+                except OSError:
+                    return self._worker_lost()
+                first = last
+            if not worker.in_flight:
+                return 0
+        try:
+            delta = worker.answer()  # the wait gives the interpreter to the other threads
+        except (EOFError, OSError, pickle.UnpicklingError):
+            return self._worker_lost()
+        with self.lock:
+            if generation != self.generation or self._worker is not worker:
+                return 1  # started over meanwhile: the answer is for the old content
+            _apply_delta(self.summaries, delta)
+        return delta.count
+
+    def _worker_lost(self) -> int:
+        """The worker died: the in-process pass cannot go on from its state, so summarize from the start again."""
+        with self.lock:
+            self.worker_min_bytes = None
+            if self._fd < 0:
+                return 0  # closed meanwhile (the worker was ended by ``close``)
+            self._start_over(self.size)
+        return 1
+
+    def _stop_worker(self, *, keep_state: bool) -> None:
+        """Let the worker go; with ``keep_state`` (all its answers taken) the open runs come back to this process."""
+        worker = getattr(self, "_worker", None)
+        if worker is None:
+            return
+        self._worker = None
+        try:
+            if keep_state and not worker.in_flight:
+                self.summaries.episode_state = worker.episode_state()
+                keep_state = False
+        except (EOFError, OSError, pickle.UnpicklingError):
+            pass
+        finally:
+            worker.close()
+        if keep_state:  # its state is lost: summarize again in-process
+            self.worker_min_bytes = None
+            self._start_over(self.size)
 
     # -- following -------------------------------------------------------------------------------------------------
     def check_file(self) -> FileChange:
@@ -741,6 +558,8 @@ class TraceIndex:
 
     def work_step(self) -> bool:
         """One bounded piece of work (scan before summaries); False when there is nothing to do right now."""
+        if self.scanned < self.size:
+            self._maybe_start_worker(self.size)
         if self.scanned < self.size and self.scan_step():
             return True
         if self.summarized < len(self.ends):
@@ -767,6 +586,10 @@ class TraceIndex:
         while not stop.is_set():
             if self.work_step():
                 stop.wait(0)
+                continue
+            if self._worker is not None:
+                with self.lock:
+                    self._stop_worker(keep_state=True)  # everything summarized: the process is not kept idle
                 continue
             if on_idle is not None:
                 on_idle()
@@ -834,6 +657,8 @@ class TraceIndex:
         return None
 
     def close(self) -> None:
+        with self.lock:
+            self._stop_worker(keep_state=False)
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -1,0 +1,342 @@
+"""The analyzer's findings as pydantic models (``TraceAnalysis`` and its parts), and the recovery chains: built per
+episode (``_Chain``) and kept in a ``ChainStore`` (columns, ~100 bytes a chain), with the per-episode state of
+the streaming pass (``_EpisodeState``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from array import array
+from collections import deque
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal, overload
+
+import orjson
+from pydantic import BaseModel
+
+from pipeline.traces.reader import (
+    BadLine,
+)
+from pipeline.traces.records import (
+    TraceRecord,
+)
+from pipeline.traces.verbs import LAST_TICKS
+
+
+class ChainSummary(BaseModel):
+    """One recovery chain. ``attempts`` counts the ticks after the failure that retried it (the last of which
+    recovered or died); ``ticks`` lists the failure, the attempts and the closing tick."""
+
+    chain_id: str
+    episode: str
+    start_tick: int
+    end_tick: int
+    failure_class: str | None
+    attempts: int
+    outcome: Literal["recovered", "death", "open"]
+    ticks_to_recover: int | None
+    seconds_to_recover: float | None
+    mechanism: str | None
+    ticks: list[int]
+
+
+_CHAIN_FIELDS = set(ChainSummary.model_fields)
+
+
+class ThrashEvent(BaseModel):
+    """``action`` (a verb) failed ``count`` times with ``error_class`` before it succeeded again."""
+
+    episode: str
+    start_tick: int
+    end_tick: int
+    action: str
+    error_class: str | None
+    count: int
+
+
+class Oscillation(BaseModel):
+    """Two exact actions (readable labels in ``actions``) alternated from ``start_tick`` to ``end_tick``."""
+
+    episode: str
+    start_tick: int
+    end_tick: int
+    actions: list[str]
+
+
+class Deadlock(BaseModel):
+    """No progress over a window of ticks, or the same precondition error repeated (``reason`` says which)."""
+
+    episode: str
+    start_tick: int
+    end_tick: int
+    reason: str
+
+
+class DeathTrace(BaseModel):
+    """An episode that died: the tick it died on, why, and the numbers of its last ticks (to pull the raw
+    records of the death from the trace)."""
+
+    episode: str
+    tick: int | None
+    reason: str | None
+    error_class: str | None
+    last_ticks: list[int]
+
+
+class ContextProfile(BaseModel):
+    """Context size per tick. ``growth_per_tick`` is the within-episode slope after each episode's warm-up, the
+    definition the eval report uses too (``pipeline.traces.growth``; 0.0 when undefined); ``early_mean``/``late_mean``
+    are the mean sizes in the first and last quarter of the tick range. ``bounded`` is the O(1) verdict and fails
+    closed: no samples, or fewer than ``BOUND_MIN_SPAN`` ticks of range, is not evidence of a bound."""
+
+    max_chars: int
+    mean_chars: float
+    growth_per_tick: float
+    early_mean: float
+    late_mean: float
+    bounded: bool
+    samples: int
+
+
+class TraceAnalysis(BaseModel):
+    """Everything found in one trace file; ``sha256`` binds the findings to the exact bytes analyzed."""
+
+    file: str
+    sha256: str
+    records: int
+    bad_lines: list[BadLine]
+    episodes: int
+    ticks: int
+    chains: list[ChainSummary]
+    thrash: list[ThrashEvent]
+    oscillations: list[Oscillation]
+    deadlocks: list[Deadlock]
+    deaths: list[DeathTrace]
+    traps: dict[str, int]
+    error_classes: dict[str, int]
+    mttr_ticks: float | None
+    mttr_seconds: float | None
+    context: ContextProfile
+
+
+class _Chain:
+    __slots__ = (
+        "chain_id",
+        "closed",
+        "end_estimated",
+        "end_ts",
+        "episode",
+        "failure_class",
+        "mechanism",
+        "outcome",
+        "start_estimated",
+        "start_ts",
+        "ticks",
+    )
+
+    def __init__(self, chain_id: str, episode: str, tick: int, obj: TraceRecord, failure_class: str | None):
+        self.chain_id = chain_id
+        self.episode = episode
+        self.ticks = [tick]
+        # interned: a handful of distinct class names, referenced by every chain for the life of the analysis
+        self.failure_class = sys.intern(failure_class) if failure_class is not None else None
+        self.outcome: Literal["recovered", "death", "open"] = "open"
+        self.mechanism: str | None = None
+        self.start_ts = float(obj.ts)
+        self.start_estimated = obj.ts_estimated is True
+        self.end_ts = self.start_ts
+        self.end_estimated = self.start_estimated
+        self.closed = False
+
+    def add(self, tick: int, obj: TraceRecord) -> None:
+        self.ticks.append(tick)
+        self.end_ts = float(obj.ts)
+        self.end_estimated = obj.ts_estimated is True
+        recovery = obj.recovery
+        if isinstance(recovery, str) and recovery:
+            self.mechanism = sys.intern(recovery)
+
+    def close(self, outcome: Literal["recovered", "death", "open"]) -> None:
+        self.outcome = outcome
+        self.closed = True
+
+
+_OUTCOME_CODES: dict[str, int] = {"recovered": 0, "death": 1, "open": 2}
+_OUTCOMES: tuple[Literal["recovered", "death", "open"], ...] = ("recovered", "death", "open")
+
+
+class ChainStore(Sequence[ChainSummary]):
+    """Closed recovery chains in columns, each ``ChainSummary`` built only when asked for.
+
+    A large trace holds a chain every few dozen ticks (170,000 in 1 GB); as pydantic objects with their tick lists
+    they took over 100 MB, here about 100 bytes each (the chain id string, a few pointers to shared strings, the
+    tick numbers in one ``array('q')``). Totals for the report (outcomes, MTTR) are kept as chains come in.
+    """
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.episodes: list[str] = []
+        self.failure_classes: list[str | None] = []
+        self.mechanisms: list[str | None] = []
+        self.outcomes = array("b")
+        self.seconds = array("d")
+        self.tick_ends = array("q")
+        self.ticks = array("q")
+        self.by_outcome = [0, 0, 0]
+        self.recover_ticks = 0
+        self.recover_ticks_n = 0
+        self.recover_seconds = 0.0
+        self.recover_seconds_n = 0
+
+    def add(self, chain: _Chain) -> None:
+        outcome = _OUTCOME_CODES[chain.outcome]
+        self.ids.append(chain.chain_id)
+        self.episodes.append(chain.episode)
+        self.failure_classes.append(chain.failure_class)
+        self.mechanisms.append(chain.mechanism)
+        self.outcomes.append(outcome)
+        self.ticks.extend(chain.ticks)
+        self.tick_ends.append(len(self.ticks))
+        self.by_outcome[outcome] += 1
+        seconds = math.nan
+        if outcome == 0:
+            self.recover_ticks += chain.ticks[-1] - chain.ticks[0]
+            self.recover_ticks_n += 1
+            if not (chain.start_estimated or chain.end_estimated):
+                seconds = round(chain.end_ts - chain.start_ts, 6)
+                self.recover_seconds += seconds
+                self.recover_seconds_n += 1
+        self.seconds.append(seconds)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, i: int) -> ChainSummary: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[ChainSummary]: ...
+
+    def __getitem__(self, i: int | slice) -> ChainSummary | list[ChainSummary]:
+        if isinstance(i, slice):
+            return [self._summary(j) for j in range(*i.indices(len(self.ids)))]
+        if i < 0:
+            i += len(self.ids)
+        if not 0 <= i < len(self.ids):
+            raise IndexError(i)
+        return self._summary(i)
+
+    def __iter__(self) -> Iterator[ChainSummary]:
+        for i in range(len(self.ids)):
+            yield self._summary(i)
+
+    def _summary(self, i: int) -> ChainSummary:
+        ticks = self.ticks[self.tick_ends[i - 1] if i else 0 : self.tick_ends[i]].tolist()
+        outcome = _OUTCOMES[self.outcomes[i]]
+        recovered = outcome == "recovered"
+        seconds = self.seconds[i]
+        # Built without re-validation and with one shared fields-set (see ``_Chain``).
+        return ChainSummary.model_construct(
+            _CHAIN_FIELDS,
+            chain_id=self.ids[i],
+            episode=self.episodes[i],
+            start_tick=ticks[0],
+            end_tick=ticks[-1],
+            failure_class=self.failure_classes[i],
+            attempts=len(ticks) - 1,
+            outcome=outcome,
+            ticks_to_recover=ticks[-1] - ticks[0] if recovered else None,
+            seconds_to_recover=None if math.isnan(seconds) else seconds,
+            mechanism=self.mechanisms[i],
+            ticks=ticks,
+        )
+
+    def json_items(self) -> Iterator[bytes]:
+        """Each chain as a JSON object (the fields of ``ChainSummary``), without building the model."""
+        dumps = orjson.dumps
+        ticks, ends = self.ticks, self.tick_ends
+        for i in range(len(self.ids)):
+            chain_ticks = ticks[ends[i - 1] if i else 0 : ends[i]].tolist()
+            outcome = _OUTCOMES[self.outcomes[i]]
+            recovered = outcome == "recovered"
+            seconds = self.seconds[i]
+            yield dumps(
+                {
+                    "chain_id": self.ids[i],
+                    "episode": self.episodes[i],
+                    "start_tick": chain_ticks[0],
+                    "end_tick": chain_ticks[-1],
+                    "failure_class": self.failure_classes[i],
+                    "attempts": len(chain_ticks) - 1,
+                    "outcome": outcome,
+                    "ticks_to_recover": chain_ticks[-1] - chain_ticks[0] if recovered else None,
+                    "seconds_to_recover": None if math.isnan(seconds) else seconds,
+                    "mechanism": self.mechanisms[i],
+                    "ticks": chain_ticks,
+                }
+            )
+
+
+class _Run:
+    """A stretch of repeated failures (thrash or repeated precondition error) not yet ended."""
+
+    __slots__ = ("count", "end", "start")
+
+    def __init__(self, tick: int) -> None:
+        self.start = tick
+        self.end = tick
+        self.count = 1
+
+
+class _EpisodeState:
+    __slots__ = (
+        "derived",
+        "derived_seq",
+        "died_at",
+        "done_derived",
+        "done_marked",
+        "has_marks",
+        "key",
+        "last_error_class",
+        "last_ticks",
+        "marked",
+        "name",
+        "noprogress_len",
+        "noprogress_start",
+        "open_tools",
+        "osc_len",
+        "osc_pair",
+        "osc_start",
+        "prev2_action",
+        "prev_action",
+        "prev_tick",
+        "repeats",
+        "seen_observations",
+        "thrash",
+    )
+
+    def __init__(self, name: str, key: tuple[str, str] | None = None) -> None:
+        self.name = name
+        self.key = key if key is not None else ("", name)
+        self.derived: dict[str, _Chain] = {}
+        self.derived_seq = 0
+        self.done_derived: list[_Chain] = []
+        self.marked: dict[str, _Chain] = {}
+        self.done_marked: list[_Chain] = []
+        self.has_marks = False
+        self.open_tools: set[str] = set()
+        self.thrash: dict[str, dict[str, _Run]] = {}
+        self.repeats: dict[str, dict[tuple[str, str], _Run]] = {}
+        self.noprogress_start = 0
+        self.noprogress_len = 0
+        self.prev2_action: dict[str, Any] | None = None
+        self.prev_tick = -1
+        self.osc_start = 0
+        self.osc_len = 0
+        self.osc_pair: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)
+        self.prev_action: dict[str, Any] | None = None
+        self.last_ticks: deque[int] = deque(maxlen=LAST_TICKS)
+        self.died_at: int | None = None
+        self.last_error_class: str | None = None
+        self.seen_observations: set[int] | None = None

@@ -1,0 +1,248 @@
+"""The viewer's summary pass in a second process, so a big trace is summarized on the other core while the viewer's
+process keeps its own for the screen (and its interpreter lock for the UI thread).
+
+The worker runs the very same ``summary._summarize_batch`` over byte ranges of the file it reads itself, starting
+from the state the viewer had summarized so far (episode and chain names, the open runs of each episode), and sends
+back per batch only what the viewer's arrays lack: the columns as bytes, the new episode and chain names. The
+viewer derives the chain and filter line lists from the columns. Results are therefore those of the in-process pass
+(``tests/test_traces_summary_worker.py`` compares them on random and damaged traces).
+
+Protocol on the worker's stdin/stdout: length-prefixed pickles. In: ``("init", path, state)``, then
+``("batch", first, start, end, count)`` for lines ``first..first+count`` in bytes ``[start, end)``, or ``("state",)``.
+Out: one ``SummaryDelta`` per batch, in order, or the open runs of each episode for ``state`` (the viewer takes them
+back when it lets the worker go, so the in-process pass can go on from there). An exception ends the worker; the
+viewer then summarizes the file again in-process.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pickle
+import struct
+import subprocess
+import sys
+from array import array
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from pipeline.traces.summary import _EpisodeRuns, _Summaries, _summarize_batch
+
+_HEADER = struct.Struct("<Q")
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+MAX_MESSAGE_BYTES = 1 << 30
+PIPE_BYTES = 1 << 20
+"""Pipe buffer asked for (Linux allows 1 MiB by default): a few batches' answers fit in it."""
+COLUMNS = ("flags", "episode", "tick", "chain", "context_chars", "latency", "kind")
+"""Column names in the order a delta carries them (``kind`` last: its length says how many lines are summarized)."""
+
+
+@dataclass(frozen=True)
+class SummaryDelta:
+    """What one batch adds to the viewer's summary."""
+
+    first: int
+    count: int
+    columns: tuple[bytes, ...]
+    episode_names: list[str]
+    chain_names: list[str]
+    chain_episodes: bytes
+
+
+def _send(stream: IO[bytes], obj: object) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _receive(stream: IO[bytes]) -> Any:
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError("summary worker closed its pipe")
+    (size,) = _HEADER.unpack(header)
+    if size > MAX_MESSAGE_BYTES:
+        raise EOFError(f"summary worker sent a {size}-byte message: not this protocol")
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("summary worker closed its pipe")
+    return pickle.loads(data)
+
+
+def state_of(s: _Summaries) -> dict[str, Any]:
+    """What a worker needs to go on from ``s``: names, chain episodes, open runs (not the per-line arrays)."""
+    return {
+        "lines": len(s),
+        "episodes": list(s.episodes.names),
+        "chains": list(s.chains.names),
+        "chain_episode": s.chain_episode.tobytes(),
+        "runs": {ep: (st.runs, st.no_progress) for ep, st in s.episode_state.items()},
+    }
+
+
+class _NoLines(list[Any]):
+    """Stands for ``_Summaries.chain_lines`` in the worker: the viewer derives the chain lines from the columns."""
+
+    _SINK = array("q")
+
+    def append(self, _item: Any) -> None:
+        pass
+
+    def __getitem__(self, _i: Any) -> Any:
+        sink = _NoLines._SINK
+        del sink[:]
+        return sink
+
+
+def _restore(state: dict[str, Any]) -> _Summaries:
+    s = _Summaries()
+    for name in state["episodes"]:
+        s.episodes.intern(name)
+    for name in state["chains"]:
+        s.chains.intern(name)
+    s.chain_episode.frombytes(state["chain_episode"])
+    s.chain_lines = _NoLines()
+    for ep, (runs, no_progress) in state["runs"].items():
+        st = s.episode_state[ep] = _EpisodeRuns()
+        st.runs = runs
+        st.no_progress = no_progress
+    return s
+
+
+def read_batch(fd: int, start: int, end: int, count: int) -> list[bytes]:
+    """Lines in bytes ``[start, end)`` as the summary pass splits them (at most ``count``)."""
+    data = os.pread(fd, end - start, start)
+    parts = data.split(b"\n")
+    if len(parts) > count:
+        parts.pop()
+    return parts
+
+
+def serve(inp: IO[bytes], out: IO[bytes]) -> None:
+    """The worker: summarize the batches asked for, in order, until the input ends."""
+    _, path, state = _receive(inp)
+    s = _restore(state)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while True:
+            try:
+                request = _receive(inp)
+            except EOFError:
+                return
+            if request[0] == "state":
+                _send(out, {ep: (st.runs, st.no_progress) for ep, st in s.episode_state.items()})
+                continue
+            _, first, start, end, count = request
+            names, chains = len(s.episodes.names), len(s.chains.names)
+            parts = read_batch(fd, start, end, count)
+            s.flagged_upto = first
+            _summarize_batch(s, first, parts)
+            columns = tuple(getattr(s, name).tobytes() for name in COLUMNS)
+            delta = SummaryDelta(
+                first=first,
+                count=len(parts),
+                columns=columns,
+                episode_names=s.episodes.names[names:],
+                chain_names=s.chains.names[chains:],
+                chain_episodes=s.chain_episode[chains:].tobytes(),
+            )
+            for name in COLUMNS:  # the worker keeps no per-line data
+                del getattr(s, name)[:]
+            for lines in s.flag_lines.values():
+                del lines[:]
+            _send(out, delta)
+    finally:
+        os.close(fd)
+
+
+class SummaryWorker:
+    """The viewer's handle on a worker process (started by ``start``; ``close`` ends it)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.in_flight: list[tuple[int, int]] = []
+        """(first line, line count) of the batches sent and not yet answered, in order."""
+
+    @classmethod
+    def start(cls, path: Path, s: _Summaries) -> SummaryWorker | None:
+        """A worker going on from ``s``, or None when no process can be started."""
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pipeline.traces.summary_worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                close_fds=True,
+            )
+        except OSError:
+            return None
+        for stream in (proc.stdin, proc.stdout):  # room for several answers: the worker never waits for a reader
+            try:
+                fcntl.fcntl(stream.fileno(), F_SETPIPE_SZ, PIPE_BYTES)  # type: ignore[union-attr]
+            except (OSError, AttributeError):
+                pass
+        worker = cls(proc)
+        try:
+            worker._send(("init", str(path), state_of(s)))
+        except OSError:
+            worker.close()
+            return None
+        return worker
+
+    def _send(self, obj: object) -> None:
+        assert self.proc.stdin is not None
+        _send(self.proc.stdin, obj)
+
+    def ask(self, first: int, start: int, end: int, count: int) -> None:
+        self._send(("batch", first, start, end, count))
+        self.in_flight.append((first, count))
+
+    def answer(self) -> SummaryDelta:
+        """The next batch's delta (blocks until it comes); raises EOFError/OSError when the worker is gone."""
+        assert self.proc.stdout is not None
+        try:
+            delta = _receive(self.proc.stdout)
+        except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, ImportError, IndexError) as exc:
+            raise EOFError(f"summary worker sent something else: {exc}") from exc
+        if not isinstance(delta, SummaryDelta) or (delta.first, delta.count) != self.in_flight[0]:
+            raise EOFError("summary worker answered out of order")
+        self.in_flight.pop(0)
+        return delta
+
+    def episode_state(self) -> dict[int, _EpisodeRuns]:
+        """The open runs of each episode as the worker has them (ask only with nothing in flight)."""
+        self._send(("state",))
+        assert self.proc.stdout is not None
+        runs = _receive(self.proc.stdout)
+        state: dict[int, _EpisodeRuns] = {}
+        for ep, (open_runs, no_progress) in runs.items():
+            st = state[ep] = _EpisodeRuns()
+            st.runs = open_runs
+            st.no_progress = no_progress
+        return state
+
+    def close(self) -> None:
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def main() -> int:
+    # run as ``-m``, this module is ``__main__``: serve from the importable module so pickles name its classes
+    from pipeline.traces import summary_worker
+
+    try:
+        summary_worker.serve(sys.stdin.buffer, sys.stdout.buffer)
+    except (EOFError, BrokenPipeError):
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
