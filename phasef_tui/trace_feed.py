@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypedDict
 
-from pipeline.traces.index import FILTER_FLAGS, LineError, LRUCache, TraceIndex
+from pipeline.traces.index import LineError, LRUCache, TraceIndex
+from pipeline.traces.summary import FILTER_FLAGS
 from pipeline.watch import FileWatch
 from widgets.chain_list import ChainRow
 from widgets.chain_stepper import ChainStep
