@@ -10,18 +10,14 @@ while the view is in the past.
 
 from __future__ import annotations
 
-import re
-import shutil
-import tempfile
 import threading
 import time
-from bisect import bisect_right
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import replace
 from pathlib import Path
 
 from phasef_tui.data_source import ApprovalError
-from phasef_tui.session_source import EVENT_PREFIX, LOG_TAIL_LINES, SessionSource
+from phasef_tui.replay_past import PastTraces, jump_target, log_tail_as_of
+from phasef_tui.session_source import SessionSource
 from phasef_tui.trace_feed import TraceFeed
 from pipeline.journal import Event, JournalProblem, JournalTail
 from pipeline.replay import MARK_KINDS, ChangedFile, MarkKind, Timeline, recorded_files
@@ -30,18 +26,6 @@ from widgets.session_view import SessionView
 
 SPEEDS = (1.0, 10.0, 100.0)
 KIND_CYCLE: tuple[str, ...] = ("any", *MARK_KINDS)
-MAX_LOG_BYTES = 8 << 20
-_TS = re.compile(rb'"ts"\s*:\s*(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)')
-
-
-@dataclass
-class _TraceTimes:
-    """Per trace line: the latest record time so far and the byte offset after the line."""
-
-    offset: int = 0
-    latest: float = float("-inf")
-    stamps: list[float] = field(default_factory=list)
-    ends: list[int] = field(default_factory=list)
 
 
 class ReplaySource(SessionSource):
@@ -64,9 +48,7 @@ class ReplaySource(SessionSource):
         self._play_origin: tuple[float, float] = (0.0, 0.0)
         self._changed: tuple[int, list[ChangedFile]] | None = None
         self._changed_lock = threading.Lock()
-        self._prefix_feeds: dict[tuple[Path, int], TraceFeed] = {}
-        self._prefix_dir: Path | None = None
-        self._trace_times: dict[Path, _TraceTimes] = {}
+        self._past = PastTraces(Path(session_dir))
         self._journal_ended = False
         self._state_owned = False
         """``state`` is this source's own object (built live), not one the timeline keeps as its cursor."""
@@ -167,7 +149,7 @@ class ReplaySource(SessionSource):
         if self.playing or not super().settled():
             return False
         with self._feeds_lock:
-            return all(feed.settled for feed in self._prefix_feeds.values())
+            return self._past.settled()
 
     def _set_state(self) -> None:
         """(lock held) The state at ``position``."""
@@ -211,25 +193,12 @@ class ReplaySource(SessionSource):
     def jump_to_time(self, text: str) -> str:
         """``HH:MM[:SS]`` (UTC, the session's day), an ISO time, or ``+N``/``-N`` seconds from here; the event
         landed on, or ``ValueError`` with what was wrong."""
-        text = text.strip()
         self._ensure_timeline()
         with self.lock:
             if not self.timeline.events:
                 raise ValueError("the journal is empty")
             here = self.timeline.times[self.position]
-        if text[:1] in "+-" and text[1:].replace(".", "", 1).isdigit():
-            target = here + float(text)
-        else:
-            try:
-                if "T" in text or len(text) > 8:
-                    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-                    when = when if when.tzinfo else when.replace(tzinfo=UTC)
-                else:
-                    day = datetime.fromtimestamp(here, UTC).date().isoformat()
-                    when = datetime.fromisoformat(f"{day}T{text}+00:00")
-            except ValueError:
-                raise ValueError(f"{text!r}: expected HH:MM[:SS] (UTC), an ISO time, or +/-seconds") from None
-            target = when.timestamp()
+        target = jump_target(text, here)
         self.playing = False
         self.move_to(self.timeline.index_at_time(target))
         return self.describe_position()
@@ -366,75 +335,23 @@ class ReplaySource(SessionSource):
 
     # -- the traces as they were ---------------------------------------------------------------------------------
     def _feed_for(self, path: Path) -> TraceFeed:
-        """In the past: a feed over the trace's records written by this point (a prefix copy in a private folder;
-        records past it are not shown). Live: the trace itself."""
+        """In the past: a feed over the trace's records written by this point (records past it are not shown).
+        Live: the trace itself."""
         if self.following:
             return super()._feed_for(path)
         with self.lock:
             now = self.timeline.times[self.position] if self.timeline.times else 0.0
-        cut = self._cut(path, now)
         with self._feeds_lock:
-            feed = self._prefix_feeds.get((path, cut))
-            if feed is None:
-                feed = self._prefix_feed(path, cut, now)
-                self._prefix_feeds[(path, cut)] = feed
-                for key in [k for k in self._prefix_feeds if k[0] == path and k[1] != cut][:-2]:
-                    old = self._prefix_feeds.pop(key)  # keep the newest few (a screen may still hold one)
-                    old.stop()
-                    old.path.unlink(missing_ok=True)
-            return feed
+            return self._past.feed(path, now)
 
-    def _prefix_feed(self, path: Path, cut: int, now: float) -> TraceFeed:
-        if self._prefix_dir is None:
-            self._prefix_dir = Path(tempfile.mkdtemp(prefix="phasef-replay-"))
-        target = self._prefix_dir / f"{path.stem}.{abs(hash(str(path))) % 10**8}.{cut}.jsonl"
-        with open(path, "rb") as src, open(target, "wb") as dst:
-            remaining = cut
-            while remaining > 0:
-                chunk = src.read(min(remaining, 1 << 20))
-                if not chunk:
-                    break
-                dst.write(chunk)
-                remaining -= len(chunk)
-        rel = path.relative_to(self.session_dir) if path.is_relative_to(self.session_dir) else path
-        when = datetime.fromtimestamp(now, UTC).strftime("%H:%M:%S")
-        feed = TraceFeed(target, follow=False, display_name=f"{rel} (as of {when})")
-        feed.start()
-        return feed
-
-    def _cut(self, path: Path, now: float) -> int:
-        """Bytes of the trace holding the records stamped at or before ``now`` (whole lines, in order). The line
-        times are read once, then only what was appended since."""
-        try:
-            size = path.stat().st_size
-        except OSError:
-            return 0
-        scan = self._trace_times.get(path)
-        if scan is None or size < scan.offset:  # new, or replaced by a shorter file
-            scan = self._trace_times[path] = _TraceTimes()
-        if size > scan.offset:
-            with open(path, "rb") as fh:
-                fh.seek(scan.offset)
-                for raw in fh:
-                    if not raw.endswith(b"\n"):
-                        break  # a record still being written
-                    scan.offset += len(raw)
-                    found = _TS.search(raw)
-                    if found:
-                        scan.latest = max(scan.latest, float(found.group(1)))
-                    scan.stamps.append(scan.latest)
-                    scan.ends.append(scan.offset)
-        count = bisect_right(scan.stamps, now)
-        return scan.ends[count - 1] if count else 0
+    @property
+    def _prefix_dir(self) -> Path | None:
+        """The private folder of the traces' prefix copies (None before the first, and after ``stop``)."""
+        return self._past.folder
 
     def stop(self) -> None:
         super().stop()
-        for feed in self._prefix_feeds.values():
-            feed.stop()
-        self._prefix_feeds.clear()
-        if self._prefix_dir is not None:
-            shutil.rmtree(self._prefix_dir, ignore_errors=True)
-            self._prefix_dir = None
+        self._past.stop()
 
     # -- the log as it was -----------------------------------------------------------------------------------------
     def log_tail(self, step_key: str | None) -> tuple[str, ...]:
@@ -444,23 +361,8 @@ class ReplaySource(SessionSource):
             return super().log_tail(step_key)
         with self.lock:
             st = self.state.steps.get(step_key)
-            if st is None or not st.log:
-                return ()
-            log = st.log
-            running = st.state == "running"  # (a retrying step's attempt has ended: its log is whole)
-            attempt = st.attempts
-            cut = max((p.get("_line", 0) for p in st.progress if p.get("_attempt") == attempt), default=0)
-        path = Path(log) if Path(log).is_absolute() else self.session_dir / log
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read(MAX_LOG_BYTES)
-        except OSError:
-            return ()
-        lines = data.decode("utf-8", "replace").splitlines()
-        if running:
-            lines = lines[:cut]  # what the step had written by its last progress event before this point
-        kept = [ln for ln in lines if not ln.startswith(EVENT_PREFIX)]
-        return tuple(kept[-LOG_TAIL_LINES:])
+            st = None if st is None else st.model_copy()
+        return () if st is None else log_tail_as_of(self.session_dir, st)
 
     # -- no decisions in the past ----------------------------------------------------------------------------------
     def _live_only(self) -> None:
