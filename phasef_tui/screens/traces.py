@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import time
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Input
-from textual.worker import get_current_worker
 
 from phasef_tui.data_source import CHANGED_TRACE_FILE, CHANGED_TRACES
 from phasef_tui.keys import SCREEN_KEYS, bindings, effective_key
-from phasef_tui.screens.base import PhasefScreen
+from phasef_tui.screens.trace_actions import TraceActions
 from phasef_tui.trace_feed import FeedRows, LineSelection
 from widgets.filter_bar import FilterBar, FilterState, StreamStatus
 from widgets.record_detail import RecordDetail
@@ -42,7 +41,7 @@ FILTER_KEY_IDS = {
 }
 
 
-class TracesScreen(PhasefScreen):
+class TracesScreen(TraceActions):
     SCREEN_NAME = "Traces"
     BINDINGS = bindings("traces")
 
@@ -81,10 +80,6 @@ class TracesScreen(PhasefScreen):
         yield status
         yield from self.compose_footer()
 
-    @property
-    def stream(self) -> TraceStream:
-        return self.query_one("#stream", TraceStream)
-
     def on_mount(self) -> None:
         self.stream.focus()
         feed = self.source.feed
@@ -112,11 +107,6 @@ class TracesScreen(PhasefScreen):
         elif keep_line is not None and len(self.selection):
             stream.move_to(self.selection.position_of(keep_line))
         self._draw_bars()
-
-    def current_line(self) -> int | None:
-        if self.selection is None or not len(self.selection):
-            return None
-        return self.selection.line_at(self.stream.cursor)
 
     def refresh_view(self, changed: set[str]) -> None:
         if CHANGED_TRACE_FILE in changed or ("all" in changed and self.selection is None):
@@ -187,11 +177,6 @@ class TracesScreen(PhasefScreen):
             follow=stream.follow,
             source=feed.display_name,
         )
-
-    def _draw_bars(self) -> None:
-        state = self._filter_state()
-        self.query_one("#filters", FilterBar).show(state)
-        self.query_one("#stream-status", StreamStatus).show(state)
 
     # -- detail pane -----------------------------------------------------------------------------------------------
     @property
@@ -266,60 +251,6 @@ class TracesScreen(PhasefScreen):
         position = files.index(feed.path) if feed.path in files else -1
         self.source.select_trace(files[(position + 1) % len(files)])
 
-    # -- search ----------------------------------------------------------------------------------------------------
-    def action_search(self) -> None:
-        search = self.query_one("#search", Input)
-        search.add_class("-open")
-        search.value = self.search or ""
-        search.focus()
-
-    @on(Input.Submitted, "#search")
-    def _search_submitted(self, event: Input.Submitted) -> None:
-        event.input.remove_class("-open")
-        self.stream.focus()
-        query = event.value.strip()
-        self.search = query or None
-        self.search_note = None
-        if self.selection is not None and self.source.feed is not None:
-            self.stream.set_rows(FeedRows(self.source.feed, self.selection, self.search))
-            self.stream.sync()
-        if self.search:
-            self.action_find(True)
-        self._draw_bars()
-
-    def action_find(self, forward: bool) -> None:
-        line = self.current_line()
-        if not self.search or self.selection is None or self.source.feed is None:
-            if not self.search:
-                self.action_search()
-            return
-        start = (line if line is not None else -1) + (1 if forward else -1)
-        self.search_note = "searching…"
-        self._draw_bars()
-        self._find(self.search, start, forward)
-
-    @work(thread=True, exclusive=True, group="search", exit_on_error=False)
-    def _find(self, query: str, start: int, forward: bool) -> None:
-        feed = self.source.feed
-        selection = self.selection
-        if feed is None or selection is None:
-            return
-        worker = get_current_worker()
-        accept = None if not selection.filtered else selection.__contains__
-        found = feed.index.find(query, start, forward=forward, accept=accept, cancelled=lambda: worker.is_cancelled)
-        if not worker.is_cancelled:
-            self.app.call_from_thread(self._found, query, found, forward)
-
-    def _found(self, query: str, line: int | None, forward: bool) -> None:
-        if query != self.search or self.selection is None:
-            return
-        if line is None:
-            self.search_note = "no more matches " + ("below" if forward else "above")
-        else:
-            self.search_note = f"line {line + 1:,}"
-            self.stream.move_to(self.selection.position_of(line))
-        self._draw_bars()
-
     # -- chains ----------------------------------------------------------------------------------------------------
     def action_jump_to_chain(self) -> None:
         line = self.current_line()
@@ -336,47 +267,3 @@ class TracesScreen(PhasefScreen):
         lines = feed.index.chain_lines(chain)
         position = list(lines).index(line) if line in lines else 0
         self.phasef.open_chain(chain, position)
-
-    # -- copy and export ---------------------------------------------------------------------------------------------
-    def action_copy(self) -> None:
-        """The record under the cursor, as indented JSON, to the clipboard (OSC 52: works over SSH)."""
-        from phasef_tui.exports import record_text
-
-        feed = self.source.feed
-        line = self.current_line()
-        if feed is None or line is None:
-            self.notify("no record to copy", timeout=3)
-            return
-        raw = feed.index.line(line).decode("utf-8", "replace")
-        text = record_text(feed.index.record(line), raw)
-        self.app.copy_to_clipboard(text)
-        self.notify(f"line {line + 1} copied ({len(text):,} chars)", title="clipboard", timeout=3)
-
-    def action_export(self, fmt: str) -> None:
-        """The records the filters select (all of them without a filter), to a Markdown or JSON file."""
-        feed, selection = self.source.feed, self.selection
-        if feed is None or selection is None or not len(selection):
-            self.notify("no records to export", timeout=3)
-            return
-        from phasef_tui.exports import SLICE_LIMIT
-
-        count = min(len(selection), SLICE_LIMIT)
-        lines = [selection.line_at(i) for i in range(count)]
-        self._export_slice(fmt, feed.display_name, sorted(self.kinds), lines, len(selection))
-
-    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
-    def _export_slice(self, fmt: str, trace: str, kinds: list[str], lines: list[int], total: int) -> None:
-        from phasef_tui.exports import export_folder, render, slice_doc, slice_markdown, write_export
-
-        feed = self.source.feed
-        if feed is None:
-            return
-        records = [feed.index.record(line) for line in lines]
-        doc = slice_doc(trace, kinds, lines, records, total)
-        stem = "trace-slice-" + ("-".join(kinds) if kinds else "all")
-        try:
-            path = write_export(export_folder(self.source), stem, fmt, render(doc, fmt, slice_markdown))
-        except OSError as exc:
-            self.app.call_from_thread(self.notify, str(exc), title="not exported", severity="error", timeout=8)
-            return
-        self.app.call_from_thread(self.notify, f"{len(lines):,} records to {path}", title="exported", timeout=6)
