@@ -7,13 +7,16 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import threading
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from phasef_tui.session_source import EVENT_PREFIX, LOG_TAIL_LINES
 from phasef_tui.trace_feed import TraceFeed
+from pipeline.replay import ChangedFile, Timeline
 from pipeline.state import StepState
 
 MAX_LOG_BYTES = 8 << 20
@@ -105,6 +108,37 @@ class PastTraces:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder = None
+
+
+class ChangeCheck:
+    """Which recorded files changed since the journal named them, hashed in a thread (folders can be large): one
+    check at a time; the newest position asked for wins the next one."""
+
+    def __init__(self, timeline: Timeline, on_done: Callable[[], None]) -> None:
+        self.timeline = timeline
+        self.on_done = on_done
+        self.done: tuple[int, list[ChangedFile]] | None = None
+        self._lock = threading.Lock()
+
+    def at(
+        self, position: int, recorded: Callable[[], tuple[int, list[tuple[str, str, str]]]]
+    ) -> list[ChangedFile] | None:
+        """The answer for ``position`` once hashed (``recorded`` gives the files named by then); meanwhile the last
+        answer (None before the first)."""
+        done = self.done
+        if done is not None and done[0] == position:
+            return done[1]
+        if self._lock.acquire(blocking=False):
+            threading.Thread(target=self._check, args=recorded(), daemon=True).start()
+        return None if done is None else done[1]
+
+    def _check(self, position: int, recorded: list[tuple[str, str, str]]) -> None:
+        """(``_lock`` held by the caller, released here)"""
+        try:
+            self.done = (position, self.timeline.changed_among(recorded))
+        finally:
+            self._lock.release()
+        self.on_done()
 
 
 def log_tail_as_of(session_dir: Path, st: StepState) -> tuple[str, ...]:

@@ -11,24 +11,21 @@ while the view is in the past.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
 from phasef_tui.data_source import ApprovalError
-from phasef_tui.replay_past import PastTraces, jump_target, log_tail_as_of
+from phasef_tui.replay_navigation import SPEEDS, TimelineNavigation
+from phasef_tui.replay_past import ChangeCheck, PastTraces, log_tail_as_of
 from phasef_tui.session_source import SessionSource
 from phasef_tui.trace_feed import TraceFeed
 from pipeline.journal import Event, JournalProblem, JournalTail
-from pipeline.replay import MARK_KINDS, ChangedFile, MarkKind, Timeline, recorded_files
+from pipeline.replay import ChangedFile, Timeline, recorded_files
 from pipeline.state import SessionState
 from widgets.session_view import SessionView
 
-SPEEDS = (1.0, 10.0, 100.0)
-KIND_CYCLE: tuple[str, ...] = ("any", *MARK_KINDS)
 
-
-class ReplaySource(SessionSource):
+class ReplaySource(TimelineNavigation, SessionSource):
     """A ``SessionSource`` whose state is the journal replayed up to ``position``."""
 
     replaying = True
@@ -46,8 +43,7 @@ class ReplaySource(SessionSource):
         self.playing = False
         self.speed = SPEEDS[0]
         self._play_origin: tuple[float, float] = (0.0, 0.0)
-        self._changed: tuple[int, list[ChangedFile]] | None = None
-        self._changed_lock = threading.Lock()
+        self._changes = ChangeCheck(self.timeline, self._changes_checked)
         self._past = PastTraces(Path(session_dir))
         self._journal_ended = False
         self._state_owned = False
@@ -166,79 +162,6 @@ class ReplaySource(SessionSource):
             self._set_state()
             self.version += 1
 
-    # -- navigation ------------------------------------------------------------------------------------------------
-    def step(self, delta: int) -> None:
-        self._ensure_timeline()
-        self.playing = False
-        self.move_to(self.position + delta)
-
-    def jump(self, forward: bool) -> bool:
-        """To the next (previous) landmark of the chosen kind; False when there is none that way."""
-        self._ensure_timeline()
-        kinds: tuple[MarkKind, ...] = MARK_KINDS if self.mark_kind == "any" else (self.mark_kind,)  # type: ignore[assignment]
-        with self.lock:
-            target = self.timeline.next_mark(self.position, kinds, forward)
-        if target is None:
-            return False
-        self.playing = False
-        self.move_to(target)
-        return True
-
-    def cycle_kind(self) -> str:
-        self.mark_kind = KIND_CYCLE[(KIND_CYCLE.index(self.mark_kind) + 1) % len(KIND_CYCLE)]
-        with self.lock:
-            self.version += 1
-        return self.mark_kind
-
-    def jump_to_time(self, text: str) -> str:
-        """``HH:MM[:SS]`` (UTC, the session's day), an ISO time, or ``+N``/``-N`` seconds from here; the event
-        landed on, or ``ValueError`` with what was wrong."""
-        self._ensure_timeline()
-        with self.lock:
-            if not self.timeline.events:
-                raise ValueError("the journal is empty")
-            here = self.timeline.times[self.position]
-        target = jump_target(text, here)
-        self.playing = False
-        self.move_to(self.timeline.index_at_time(target))
-        return self.describe_position()
-
-    def toggle_play(self) -> bool:
-        self._ensure_timeline()
-        self.playing = not self.playing
-        if self.playing:
-            if self.position >= len(self.timeline) - 1:
-                self.move_to(0)
-            self._play_origin = (time.monotonic(), self.timeline.times[self.position] if self.timeline.times else 0.0)
-        with self.lock:
-            self.version += 1
-        return self.playing
-
-    def cycle_speed(self) -> float:
-        self.speed = SPEEDS[(SPEEDS.index(self.speed) + 1) % len(SPEEDS)] if self.speed in SPEEDS else SPEEDS[0]
-        if self.playing and self.timeline.times:
-            self._play_origin = (time.monotonic(), self.timeline.times[self.position])
-        with self.lock:
-            self.version += 1
-        return self.speed
-
-    def live(self) -> None:
-        """Back to the newest event, following what the supervisor appends."""
-        self.playing = False
-        if self._lazy:
-            return  # (live already)
-        self.move_to(len(self.timeline) - 1, follow=True)
-
-    def _advance_play(self) -> None:
-        if not self.playing or not self.timeline.times:
-            return
-        wall0, t0 = self._play_origin
-        target = self.timeline.index_at_time(t0 + (time.monotonic() - wall0) * self.speed)
-        if target > self.position:
-            self.move_to(target)
-        if self.position >= len(self.timeline) - 1:
-            self.playing = False
-
     def poll(self) -> set[str]:
         self._advance_play()
         return super().poll()
@@ -290,25 +213,15 @@ class ReplaySource(SessionSource):
         }
 
     def changed_files(self) -> list[ChangedFile] | None:
-        """Files recorded up to here whose content changed since (the last answer, or None, while hashing: the
-        check runs in a thread, as folders can be large). Not checked in ``phasef attach`` while live."""
-        done = self._changed
-        if not self.bar_shown:
-            return None
-        if done is not None and done[0] == self.position:
-            return done[1]
-        if self._changed_lock.acquire(blocking=False):  # one check at a time; the newest position wins next
-            with self.lock:  # (the files named, not the state: live, the reader thread goes on applying events to it)
-                position, recorded = self.position, recorded_files(self.state)
-            threading.Thread(target=self._hash_check, args=(position, recorded), daemon=True).start()
-        return None if done is None else done[1]
+        """Files recorded up to here whose content changed since (the last answer, or None, while hashing). Not
+        checked in ``phasef attach`` while live."""
+        return self._changes.at(self.position, self._recorded) if self.bar_shown else None
 
-    def _hash_check(self, position: int, recorded: list[tuple[str, str, str]]) -> None:
-        """(``_changed_lock`` held by the caller, released here)"""
-        try:
-            self._changed = (position, self.timeline.changed_among(recorded))
-        finally:
-            self._changed_lock.release()
+    def _recorded(self) -> tuple[int, list[tuple[str, str, str]]]:
+        with self.lock:  # (the files named, not the state: live, the reader thread goes on applying events to it)
+            return self.position, recorded_files(self.state)
+
+    def _changes_checked(self) -> None:
         with self.lock:
             self.version += 1
         self._wake()  # (the frames may have paused meanwhile)
@@ -317,7 +230,7 @@ class ReplaySource(SessionSource):
         """The comparison table only once a step had written it by this point (it is read from the report file);
         gate evidence whose file changed since the journal recorded its hash is marked so."""
         view = super()._build_view()
-        done = self._changed  # (lock held: the last finished check, read as it is)
+        done = self._changes.done  # (lock held: the last finished check, read as it is)
         if done is not None and done[0] == self.position and done[1]:
             changed = {(c.owner, c.path) for c in done[1]}
             gates = tuple(
