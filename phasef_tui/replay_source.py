@@ -86,17 +86,8 @@ class ReplaySource(TimelineNavigation, SessionSource):
 
     def _apply_live(self, items: list[Event | JournalProblem]) -> bool:
         """(lazy) The events applied to the state, as ``SessionSource`` does."""
-        if not items:
-            return False
-        with self.lock:
-            for item in items:
-                if isinstance(item, Event):
-                    self.state.apply(item)
-                else:
-                    self.state.problems.append(str(item))
-            self._state_owned = True
-            self.version += 1
-        return True
+        self._state_owned = self._state_owned or bool(items)
+        return self._apply(items)
 
     def _ensure_timeline(self) -> None:
         """(attach) The whole journal as a timeline, once: a replay key was pressed for the first time. The view

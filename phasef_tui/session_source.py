@@ -29,7 +29,7 @@ from phasef_tui.session_views import (
 from phasef_tui.supervisor_requests import signed_message, supervisor_request
 from phasef_tui.trace_feed import TraceFeed
 from pipeline.fsio import open_regular
-from pipeline.journal import JOURNAL_NAME, Event, JournalTail
+from pipeline.journal import JOURNAL_NAME, Event, JournalProblem, JournalTail
 from pipeline.state import SessionState
 from pipeline.watch import FileWatch
 from widgets.session_view import DeltaRow, SessionView
@@ -133,7 +133,10 @@ class SessionSource(DataSource):
     # -- journal -----------------------------------------------------------------------------------------------------
     def read_journal(self) -> bool:
         """Apply events appended since the last call; True if any."""
-        items = self._tail.poll()
+        return self._apply(self._tail.poll())
+
+    def _apply(self, items: list[Event | JournalProblem]) -> bool:
+        """The events applied to the state, the problems kept with it; True if there were any."""
         if not items:
             return False
         with self.lock:
