@@ -328,6 +328,7 @@ class TracesScreen(PhasefScreen):
         self.search = query or None
         self.search_note = None
         if self.selection is not None and self.source.feed is not None:
+            self._tail = None  # a search goes over the whole file
             self.stream.set_rows(FeedRows(self.source.feed, self.selection, self.search))
             self.stream.sync()
         if self.search:
