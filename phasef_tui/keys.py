@@ -24,7 +24,7 @@ from pipeline.problems import Problem
 from widgets.virtual_list import VirtualList
 
 if TYPE_CHECKING:
-    from pipeline.config import TuiConfig
+    from pipeline.config_section import TuiValues
 
 
 @dataclass(frozen=True)
@@ -245,16 +245,18 @@ def _plain(problem: Problem) -> Problem:
     return Problem(problem.file, problem.line, problem.reason.removeprefix("Value error, "), problem.field)
 
 
-def read_tui(path: Path) -> tuple[TuiConfig, list[Problem], dict[tuple[str, ...], int]]:
-    """``[tui]`` of a config file through the config model, alone (the viewer must open even when the rest of the
-    plan is invalid): the section with its bad entries left out, a problem for each, and the file's key lines.
-    A missing file is no remapping and no theme; an unreadable one, a problem."""
-    from pipeline.config import ConfigError, TuiConfig, read_section
+def read_tui(path: Path) -> tuple[TuiValues, list[Problem], dict[tuple[str, ...], int]]:
+    """``[tui]`` of a config file, alone (the viewer must open even when the rest of the plan is invalid): the
+    section with its bad entries left out, a problem for each, and the file's key lines. A missing file is no
+    remapping and no theme; an unreadable one, a problem. (``pipeline.config_section``, not the whole config model:
+    the viewer's start-up does not pay for the plan's models and checker.)"""
+    from pipeline.config_section import ConfigError, TuiValues
+    from pipeline.config_section import read_tui as read_tui_section
 
     try:
-        section = read_section(path, "tui", missing_ok=True)
+        section = read_tui_section(path, missing_ok=True)
     except ConfigError as exc:
-        return TuiConfig(), list(exc.issues), {}
+        return TuiValues(), list(exc.issues), {}
     return section.value, [_plain(i) for i in section.issues], section.lines
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypedDict
 
-from pipeline.traces.index import LineError, LRUCache, TraceIndex
+from pipeline.traces.index import LineError, LRUCache, TailLines, TraceIndex
 from pipeline.traces.summary import FILTER_FLAGS
 from pipeline.watch import FileWatch
 from widgets.chain_list import ChainRow
@@ -306,6 +306,36 @@ class FeedRows:
             chain=_str(rec.get("chain_id")),
             chain_role=_str(rec.get("chain_role")),
             match=match,
+        )
+
+
+class TailRows:
+    """``TraceRows`` of the last lines of a file read back from its end while the scan has not reached it (End on a
+    big file shows its last records at once); their line numbers count from the end (``-1``: the last line)."""
+
+    def __init__(self, tail: TailLines) -> None:
+        self.tail = tail
+
+    def __len__(self) -> int:
+        return len(self.tail)
+
+    def prepare(self, first: int, last: int) -> None:
+        """Lines are read one by one (a screen of them, once)."""
+
+    def row(self, pos: int) -> TraceRow:
+        tail = self.tail
+        line = pos - len(tail)
+        rec = tail.record(pos)
+        flags = tail.flags(pos)
+        if isinstance(rec, LineError):
+            return TraceRow(line=line, kind="?", flags=flags, problem=rec.reason)
+        return TraceRow(
+            line=line,
+            kind=str(rec.get("kind", "?")),
+            flags=flags,
+            **_tick_fields(rec),
+            chain=_str(rec.get("chain_id")),
+            chain_role=_str(rec.get("chain_role")),
         )
 
 

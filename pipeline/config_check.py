@@ -1,9 +1,9 @@
 """The checks of a parsed config.toml that its models alone cannot make, each problem named with file:line:key.
 
-``key_lines`` maps every key of the text to its line; ``validation_issues`` turns a pydantic error into problems;
 ``check_config`` checks references between sections (needs, pools, services, hosts, the final gate), the step
 functions the project declares and every step's ``params`` against its kind's model; ``find_cycle`` finds a
-dependency cycle.
+dependency cycle. (``key_lines`` and ``validation_issues``, which name the line of a key, are in
+``pipeline.config_section``.)
 """
 
 from __future__ import annotations
@@ -13,81 +13,9 @@ import re
 from pydantic import ValidationError
 
 from pipeline.config_model import ID_PATTERN, PhasefConfig
+from pipeline.config_section import _line_for, validation_issues
 from pipeline.problems import Problem
 from pipeline.registry import BUILTIN_FUNCTIONS, BUILTIN_PARAMS, STEP_KINDS, load_object
-
-# -- errors with file:line:key ------------------------------------------------------------------------------
-
-
-class ConfigError(Exception):
-    def __init__(self, issues: list[Problem]):
-        self.issues = issues
-        super().__init__("\n".join(str(i) for i in issues))
-
-
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
-_KEY = re.compile(r"^\s*((?:\"[^\"]*\"|'[^']*'|[A-Za-z0-9_-]+)(?:\s*\.\s*(?:\"[^\"]*\"|'[^']*'|[A-Za-z0-9_-]+))*)\s*=")
-
-
-def _split_dotted(text: str) -> list[str]:
-    parts = re.findall(r"\"[^\"]*\"|'[^']*'|[A-Za-z0-9_-]+", text)
-    return [p[1:-1] if p[:1] in "\"'" else p for p in parts]
-
-
-def key_lines(text: str) -> dict[tuple[str, ...], int]:
-    """Map every table header and ``key =`` line to its 1-based line number (first occurrence wins).
-
-    tomllib gives no positions, so this is a light scanner of the same text: good enough to point a user at the
-    right line, not a TOML parser (multi-line strings are skipped over roughly).
-    """
-    lines: dict[tuple[str, ...], int] = {}
-    table: tuple[str, ...] = ()
-    in_multiline: str | None = None
-    for number, line in enumerate(text.splitlines(), start=1):
-        if in_multiline:
-            if in_multiline in line:
-                in_multiline = None
-            continue
-        header = _HEADER.match(line)
-        if header and not _KEY.match(line):
-            table = tuple(_split_dotted(header.group(2)))
-            lines.setdefault(table, number)
-            continue
-        key = _KEY.match(line)
-        if key:
-            path = table + tuple(_split_dotted(key.group(1)))
-            lines.setdefault(path, number)
-            rest = line[key.end() :]
-            for quote in ('"""', "'''"):
-                if rest.count(quote) == 1:
-                    in_multiline = quote
-    return lines
-
-
-def _line_for(lines: dict[tuple[str, ...], int], loc: tuple[str | int, ...]) -> int | None:
-    path = tuple(str(p) for p in loc)
-    while path:
-        if path in lines:
-            return lines[path]
-        path = path[:-1]
-    return None
-
-
-def validation_issues(
-    exc: ValidationError, file: str, lines: dict[tuple[str, ...], int], prefix: tuple[str, ...] = ()
-) -> list[Problem]:
-    issues = []
-    for err in exc.errors():
-        loc = prefix + tuple(str(p) for p in err["loc"] if not str(p).startswith("function-"))
-        if len(loc) > 2 and loc[0] == "auditors" and loc[2] in ("cli", "api"):  # the union's tag, not a key
-            loc = loc[:2] + loc[3:]
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        issues.append(Problem(file, _line_for(lines, loc), msg, ".".join(loc)))
-    return issues
 
 
 def _check_references(cfg: PhasefConfig, file: str, lines: dict[tuple[str, ...], int]) -> list[Problem]:

@@ -10,11 +10,12 @@ it. Kind-specific settings live in the step's ``params`` table and are validated
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipeline.audit.params import AnyAuditor
+from pipeline.config_tui import Strict, TuiConfig
 from pipeline.layout import output_problem
 from pipeline.registry import SERVICE_KINDS, STEP_KINDS
 
@@ -26,10 +27,6 @@ def _one_of(what: str, value: str, known: Iterable[str]) -> str:
     if value not in known:
         raise ValueError(f"unknown {what} {value!r}; known: {', '.join(sorted(known))}")
     return value
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class ProjectConfig(Strict):
@@ -143,32 +140,6 @@ class StageConfig(Strict):
     needs: list[str] = Field(default_factory=list)
     sequential: bool = False
     steps: dict[str, StepConfig] = Field(default_factory=dict)
-
-
-def _key_string(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or any(not k.strip() for k in value.split(",")):
-        raise ValueError(f'expected a key such as "ctrl+f" or "F", got {value!r}')
-    return ",".join(k.strip() for k in value.split(","))
-
-
-KeyString = Annotated[str, BeforeValidator(_key_string)]
-"""A key (or keys, comma-separated) as Textual names them: ``ctrl+f``, ``F``, ``right,l``."""
-
-
-class TuiConfig(Strict):
-    """``[tui]``: the viewer's look and keys (the viewer also reads this section alone, see ``read_section``)."""
-
-    theme: str | None = Field(default=None, description="a Textual theme name, e.g. textual-light")
-    keys: dict[str, KeyString] = Field(
-        default_factory=dict, description="binding id -> key(s); the ids are on the help screen ('?')"
-    )
-
-    @field_validator("theme", mode="before")
-    @classmethod
-    def _theme_name(cls, v: Any) -> Any:
-        if v is not None and (not isinstance(v, str) or not v.strip()):
-            raise ValueError("must be the name of a theme (a string)")
-        return v.strip() if isinstance(v, str) else v
 
 
 class ModelConfig(Strict):

@@ -37,6 +37,7 @@ class FilterState:
     search_note: str | None = None
     follow: bool = True
     source: str = ""
+    tail: bool = False  # the rows are the file's last lines, read back from its end before the scan got there
 
 
 def compact_count(n: int) -> str:
@@ -80,6 +81,8 @@ def render_status(state: FilterState) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append("FOLLOW " if state.follow else "paused ", style=themed("good.b") if state.follow else themed("warn.b"))
     position = f"{state.cursor + 1:,}/{state.shown:,}" if state.shown else "0/0"
+    if state.tail:  # line numbers are not known yet: count from the end
+        position = f"{state.cursor - state.shown:,} from the end"
     text.append(position, style="bold")
     if state.active:
         text.append(f" of {state.total:,}", style="dim")

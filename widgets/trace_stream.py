@@ -56,7 +56,7 @@ OUTCOME_STYLES = {
 class TraceRow:
     """What one line of the stream shows about one record."""
 
-    line: int  # 0-based line number in the file
+    line: int  # 0-based line number in the file; negative: counted from the end (-1: the last line), not known yet
     kind: str  # episode_start / tick / episode_end / ? (not a record)
     flags: int = 0
     episode: str | None = None
@@ -105,7 +105,8 @@ def row_cells(row: TraceRow, line_width: int, width: int = WIDE) -> list[Cell]:
     context size are left to the detail pane. (Cells, not a rich Text: a flooded stream draws thousands of rows a
     second, and cells become segments without Text's machinery.)"""
     wide = width >= WIDE
-    cells: list[Cell] = [(f"{row.line + 1:>{line_width}} ", "dim"), *badge_cells(row.flags), (" ", "")]
+    number = row.line + 1 if row.line >= 0 else row.line  # (from the end: -1 is the last line)
+    cells: list[Cell] = [(f"{number:>{line_width}} ", "dim"), *badge_cells(row.flags), (" ", "")]
     if row.problem is not None:
         cells.append((row.problem.replace("\n", " "), themed("bad.b")))
         return cells

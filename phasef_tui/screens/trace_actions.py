@@ -9,6 +9,7 @@ from textual.worker import get_current_worker
 
 from phasef_tui.screens.base import PhasefScreen
 from phasef_tui.trace_feed import FeedRows, LineSelection
+from pipeline.traces.index import TailLines
 from widgets.filter_bar import FilterBar, FilterState, StreamStatus
 from widgets.trace_stream import TraceStream
 
@@ -20,14 +21,16 @@ class TraceActions(PhasefScreen):
     selection: LineSelection | None
     search: str | None
     search_note: str | None
+    _tail: TailLines | None
+    """The last lines read back from the end while the scan has not got there (None: the whole file)."""
 
     @property
     def stream(self) -> TraceStream:
         return self.query_one("#stream", TraceStream)
 
     def current_line(self) -> int | None:
-        if self.selection is None or not len(self.selection):
-            return None
+        if self.selection is None or not len(self.selection) or self._tail is not None:
+            return None  # (tail rows have no line number until the scan gets there)
         return self.selection.line_at(self.stream.cursor)
 
     def _filter_state(self, stream: TraceStream | None = None) -> FilterState:
@@ -53,6 +56,7 @@ class TraceActions(PhasefScreen):
         self.search = query or None
         self.search_note = None
         if self.selection is not None and self.source.feed is not None:
+            self._tail = None  # a search goes over the whole file
             self.stream.set_rows(FeedRows(self.source.feed, self.selection, self.search))
             self.stream.sync()
         if self.search:

@@ -12,7 +12,8 @@ from textual.widgets import Input
 from phasef_tui.data_source import CHANGED_TRACE_FILE, CHANGED_TRACES
 from phasef_tui.keys import SCREEN_KEYS, bindings, effective_key
 from phasef_tui.screens.trace_actions import TraceActions
-from phasef_tui.trace_feed import FeedRows, LineSelection
+from phasef_tui.trace_feed import FeedRows, LineSelection, TailRows
+from pipeline.traces.index import TailLines
 from widgets.filter_bar import FilterBar, FilterState, StreamStatus
 from widgets.record_detail import RecordDetail
 from widgets.trace_stream import TraceRow, TraceStream
@@ -57,6 +58,9 @@ class TracesScreen(TraceActions):
         self._paused_by_detail = False
         self._synced_at = 0.0
         self._summarized_seen = 0
+        self._tail: TailLines | None = None
+        """While the first scan has not reached the end, End (or following) shows the file's last lines read back
+        from its end (``TailRows``); the full view comes back once the scan got there."""
 
     def compose(self) -> ComposeResult:
         yield from self.compose_tabs()
@@ -99,14 +103,46 @@ class TracesScreen(TraceActions):
             return
         self.selection = LineSelection(feed.index, self.kinds)
         self.selection.update()
+        self._tail = None
         stream.set_rows(FeedRows(feed, self.selection, self.search))
         self._was_caught_up = feed.caught_up
         if stream.follow:
             if feed.caught_up:
                 stream.cursor = len(self.selection) - 1  # following: the newest matching record
+            else:
+                self._show_tail()
         elif keep_line is not None and len(self.selection):
             stream.move_to(self.selection.position_of(keep_line))
         self._draw_bars()
+
+    def _show_tail(self) -> None:
+        """The end is wanted before the scan got there: show the last lines read back from the end (unfiltered
+        only: a filter needs the summary of every line), their badges from each line alone."""
+        feed = self.source.feed
+        if feed is None or self.selection is None or self.selection.filtered or self.search or feed.caught_up:
+            return
+        tail = feed.index.read_tail()
+        if tail is None:
+            return
+        self._tail = tail
+        self.stream.set_rows(TailRows(tail))
+        self.stream.cursor = len(tail) - 1
+
+    def _leave_tail(self, *, first: bool = False) -> None:
+        """Back to the whole file: at its end when following (the scan got there), else at its first line."""
+        feed, tail = self.source.feed, self._tail
+        self._tail = None
+        if feed is None or self.selection is None or tail is None:
+            return
+        stream = self.stream
+        cursor = min(stream.cursor, len(tail) - 1)
+        stream.set_rows(FeedRows(feed, self.selection, self.search))
+        if stream.follow:
+            stream.cursor = stream.count - 1
+        elif first or tail.generation != feed.index.generation or feed.index.scanned < tail.ends[cursor]:
+            stream.cursor = 0
+        else:  # the record under the cursor, at its line number now known
+            stream.cursor = self.selection.position_of(feed.index.line_at_offset(tail.ends[cursor] - 1))
 
     def refresh_view(self, changed: set[str]) -> None:
         if CHANGED_TRACE_FILE in changed or ("all" in changed and self.selection is None):
@@ -118,11 +154,16 @@ class TracesScreen(TraceActions):
                 self._rebuild(keep_line=None)
             feed = self.source.feed
             caught_up = feed is not None and feed.caught_up
+            if self._tail is not None and feed is not None:
+                if caught_up or self._tail.generation != feed.index.generation:
+                    self._leave_tail()
+                elif self.stream.follow and feed.index.size > self._tail.size:
+                    self._show_tail()  # a followed file grew: read its end again
             now = time.monotonic()
             if caught_up or now - self._synced_at >= SCAN_SYNC_S:
                 self._synced_at = now
                 self.stream.sync(hold=not caught_up)
-            if caught_up and not self._was_caught_up and self.stream.follow:
+            if caught_up and not self._was_caught_up and self.stream.follow and self._tail is None:
                 self.stream.cursor = self.stream.count - 1  # the first scan is done: go to the end and follow
             self._was_caught_up = caught_up
             if feed is not None and self._summary_reached_screen(feed.index.summarized):
@@ -163,11 +204,12 @@ class TracesScreen(TraceActions):
         if feed is None:
             return FilterState(active=self.kinds, keys=keys, follow=stream.follow, source="no trace yet")
         total = len(feed.index)
+        shown = len(self.selection) if self.selection is not None else 0
         return FilterState(
             active=self.kinds,
             counts=feed.counts(),
             keys=keys,
-            shown=len(self.selection) if self.selection is not None else 0,
+            shown=len(self._tail) if self._tail is not None else shown,
             total=total,
             cursor=stream.cursor,
             summarized_pct=feed.summarized_pct,
@@ -176,6 +218,7 @@ class TracesScreen(TraceActions):
             search_note=self.search_note,
             follow=stream.follow,
             source=feed.display_name,
+            tail=self._tail is not None,
         )
 
     # -- detail pane -----------------------------------------------------------------------------------------------
@@ -202,7 +245,11 @@ class TracesScreen(TraceActions):
         self.action_toggle_detail()
 
     @on(TraceStream.FollowChanged)
-    def _follow_changed(self) -> None:
+    def _follow_changed(self, event: TraceStream.FollowChanged) -> None:
+        if event.follow and self._tail is None:
+            self._show_tail()  # End (or follow) before the scan reached the end
+        elif not event.follow and self._tail is not None and self.stream.cursor == 0:
+            self._leave_tail(first=True)  # Home: the first line of the file
         self._draw_bars()
 
     def action_toggle_detail(self) -> None:

@@ -75,6 +75,8 @@ CACHE_LINES = 4096
 """Raw lines kept; a screen shows at most a few hundred."""
 PARSED_LINES = 1024
 """Parsed lines kept: fewer, since each is a tree of objects the garbage collector has to walk."""
+TAIL_BYTES = 2 << 20
+"""Bytes read back from the end of a file for ``read_tail`` (thousands of lines: a screen needs a few dozen)."""
 IDLE_POLL_S = 0.05
 """How often a followed file is checked for growth when nothing is happening (20 Hz, the frame rate)."""
 
@@ -161,6 +163,50 @@ def _apply_delta(s: _Summaries, delta: SummaryDelta) -> None:
     for flag, lines in s.flag_lines.items():
         lines.frombytes((np.flatnonzero(flags & flag) + first).astype(np.int64).tobytes())
     s.flagged_upto = first + delta.count
+
+
+def _line_alone_flags(i: int, raw: bytes) -> int:
+    """The flags of line ``i`` worked out from the line alone (no thrash or deadlock: they need the ticks before)."""
+    scratch = _Summaries()
+    _summarize_batch(scratch, i, [raw])
+    return scratch.flags[0]
+
+
+class TailLines:
+    """The last lines of a file, found by reading back from its end before the forward scan got there.
+
+    Their line numbers are not known until the scan arrives; they are counted from the end (``-1`` is the last
+    line). ``start`` is the byte where the first of them begins, ``ends`` the end of each.
+    """
+
+    def __init__(self, index: TraceIndex, start: int, ends: array[int], size: int, generation: int) -> None:
+        self.index = index
+        self.start = start
+        self.ends = ends
+        self.size = size
+        self.generation = generation
+        self._flags: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def line(self, k: int) -> bytes:
+        """Tail line ``k`` (0: the first of the tail) without its line ending."""
+        begin = self.ends[k - 1] if k else self.start
+        data = os.pread(self.index._fd, self.ends[k] - begin, begin)
+        return data.removesuffix(b"\n").removesuffix(b"\r")
+
+    def record(self, k: int) -> dict[str, Any] | LineError:
+        """Tail line ``k`` parsed (a problem has no line number: it is not known yet)."""
+        rec = self.index._parse(self.line(k), 0)
+        return LineError(rec.file, None, rec.reason, rec.field) if isinstance(rec, LineError) else rec
+
+    def flags(self, k: int) -> int:
+        """Badges of tail line ``k`` from the line alone (cached), as ``TraceIndex.line_flags`` gives them."""
+        flags = self._flags.get(k)
+        if flags is None:
+            flags = self._flags[k] = _line_alone_flags(-1, self.line(k))
+        return flags
 
 
 def _open_regular_fd(path: Path) -> int:
@@ -334,9 +380,7 @@ class TraceIndex:
         cached = self._provisional.get(key)
         if cached is not None:
             return cached
-        scratch = _Summaries()
-        _summarize_batch(scratch, i, [self.line(i)])
-        flags = scratch.flags[0]
+        flags = _line_alone_flags(i, self.line(i))
         self._provisional.put(key, flags)
         return flags
 
@@ -365,6 +409,36 @@ class TraceIndex:
     def line_at_offset(self, offset: int) -> int:
         """The line holding byte ``offset``."""
         return bisect.bisect_right(self.ends, offset)
+
+    def read_tail(self, max_bytes: int = TAIL_BYTES) -> TailLines | None:
+        """The last lines of the file (those in its last ``max_bytes``), found by reading back from its end, for a
+        view that wants the end (End, follow) before the forward scan reached it; None when the scan is already
+        there or no whole line fits in ``max_bytes``."""
+        with self.lock:
+            size, generation, scanned = self.size, self.generation, self.scanned
+            if scanned >= size:
+                return None
+            begin = max(scanned, size - max_bytes)
+            data = os.pread(self._fd, size - begin, begin)
+        if len(data) != size - begin:
+            return None  # shrunk meanwhile: the indexer will start over
+        first = 0
+        if begin > scanned:  # (the scan stops on line boundaries) begin is inside a line: skip to the next
+            at = data.find(b"\n")
+            if at < 0:
+                return None
+            first = at + 1
+        ends: array[int] = array("q")
+        j = data.find(b"\n", first)
+        while j >= 0:
+            ends.append(begin + j + 1)
+            j = data.find(b"\n", j + 1)
+        last = ends[-1] if ends else begin + first
+        if self.include_partial and last < size:
+            ends.append(size)
+        if not ends:
+            return None
+        return TailLines(self, begin + first, ends, size, generation)
 
     # -- scanning --------------------------------------------------------------------------------------------------
     def scan_step(self, max_bytes: int | None = None) -> int:
