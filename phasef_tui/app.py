@@ -203,6 +203,8 @@ class PhasefApp(App[int]):
 
     def _frame(self) -> None:
         """One frame: ask the source what changed and let the visible screen redraw those parts."""
+        if not self.is_running:
+            return  # shutting down: the screens' widgets are being removed
         try:
             screen = self.screen
         except ScreenStackError:
