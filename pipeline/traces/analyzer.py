@@ -166,6 +166,7 @@ class TraceAnalyzer:
         outcomes = TICK_OUTCOMES
         roles = CHAIN_ROLES
         failing = FAILING_TICK_OUTCOMES
+        invalid_verb = INVALID_VERB
         feed = self.feed
         fits = self.growth.open_fits
         new_fit = self.growth.new_fit
@@ -275,8 +276,16 @@ class TraceAnalyzer:
                         self._marked_chain(st, str(chain_id), t, rec)
                     if failed:
                         self._failed_tick(st, t, rec, action, outcome)
-                    elif st.open_tools and action is not None:
-                        self._succeeded_tick(st, t, rec, action)
+                    elif action is not None and st.open_tools:
+                        # ``_tool_name`` for the usual shapes of actions, inline
+                        tool = action.get("tool")
+                        if type(tool) is not str or not tool:
+                            tool = action.get("act")
+                            if type(tool) is not str or not tool:
+                                tool = _tool_name(action) or "?"
+                        open_tools = st.open_tools
+                        if tool in open_tools or invalid_verb in open_tools:
+                            self._success(st, t, rec, action_verb(action))
                     st.prev_tick = t
                     continue
             if type(kind) is str and kind in kinds:
