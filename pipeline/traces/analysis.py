@@ -33,8 +33,6 @@ size of the file: records are decoded one line at a time and dropped.
 from __future__ import annotations
 
 import hashlib
-import queue
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -158,39 +156,6 @@ def _feed_records(analyzer: TraceAnalyzer, records: Iterable[dict[str, Any]], ba
         analyzer.feed(line if isinstance(line, int) else position, obj)
 
 
-class _BackgroundDigest:
-    """sha256 of the chunks handed to ``update``, computed in a thread beside the analysis.
-
-    ``hashlib`` lets go of the interpreter lock while it hashes a chunk, so on a machine with a second core the
-    hash of the file costs the analysis no wall time (about 1 s per GB otherwise). At most ``depth`` chunks wait
-    (a few MB); ``hexdigest`` waits for the last one.
-    """
-
-    def __init__(self, depth: int = 8) -> None:
-        self._hash = hashlib.sha256()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
-        self._thread = threading.Thread(target=self._run, name="trace-sha256", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        get = self._queue.get
-        update = self._hash.update
-        while (chunk := get()) is not None:
-            update(chunk)
-
-    def update(self, data: bytes, /) -> None:
-        self._queue.put(data)
-
-    def hexdigest(self) -> str:
-        self.close()
-        return self._hash.hexdigest()
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-
-
 def _stream(path: Path, analyzer: TraceAnalyzer, max_line_bytes: int, *, fast: bool = True) -> str:
     """Read ``path`` in batches of lines, decode each line into a ``TraceRecord`` and feed it; returns the sha256.
 
@@ -198,16 +163,7 @@ def _stream(path: Path, analyzer: TraceAnalyzer, max_line_bytes: int, *, fast: b
     go through ``TraceAnalyzer.feed_lines`` (the common tick inline); ``fast=False`` feeds record by record, the
     plain path the fast one is tested against.
     """
-    digest = _BackgroundDigest()
-    try:
-        return _stream_lines(path, analyzer, max_line_bytes, fast, digest)
-    finally:
-        digest.close()
-
-
-def _stream_lines(
-    path: Path, analyzer: TraceAnalyzer, max_line_bytes: int, fast: bool, digest: _BackgroundDigest
-) -> str:
+    digest = hashlib.sha256()
     file = str(path)
     feed = analyzer.feed
     bad = analyzer.bad
