@@ -56,6 +56,9 @@ from pipeline.traces.verbs import (
     action_verb,
 )
 
+VERB_CACHE = 4096
+_NO_VERB = object()
+
 
 class TraceAnalyzer:
     """Feed records one at a time (``feed``), then ``finish`` to get the ``TraceAnalysis``."""
@@ -92,6 +95,7 @@ class TraceAnalyzer:
         self._last_episode: str | None = None
         self._last_run: str | None = None
         self._last_state: _EpisodeState | None = None
+        self._verbs: dict[tuple[tuple[str, Any], ...], str | object | None] = {}
 
     # ---- input -------------------------------------------------------------------------------------------------
 
@@ -285,7 +289,7 @@ class TraceAnalyzer:
                                 tool = _tool_name(action) or "?"
                         open_tools = st.open_tools
                         if tool in open_tools or invalid_verb in open_tools:
-                            self._success(st, t, rec, action_verb(action))
+                            self._success(st, t, rec, self._verb(action))
                     st.prev_tick = t
                     continue
             if type(kind) is str and kind in kinds:
@@ -387,7 +391,7 @@ class TraceAnalyzer:
             error_class = "Timeout" if outcome == "timeout" else ("Fatal" if outcome == "death" else "Error")
         self.error_classes[error_class] = self.error_classes.get(error_class, 0) + 1
         st.last_error_class = error_class
-        self._failure(st, t, obj, action_verb(action) or INVALID_VERB, error_class)
+        self._failure(st, t, obj, self._verb(action) or INVALID_VERB, error_class)
         if outcome == "death" or obj.chain_role == "death":
             st.died_at = t
 
@@ -395,7 +399,27 @@ class TraceAnalyzer:
         """A successful tick while some tool has failures open: does it end them?"""
         tool = _tool_name(action) or "?"
         if tool in st.open_tools or INVALID_VERB in st.open_tools:
-            self._success(st, t, obj, action_verb(action))
+            self._success(st, t, obj, self._verb(action))
+
+    def _verb(self, action: dict[str, Any] | None) -> str | None:
+        """``action_verb(action)``, remembered for actions of hashable values (most are a tool name and a string).
+
+        Exact: the verb reads only string values (and dicts, whose actions are not remembered), so actions whose
+        items compare equal (``1 == 1.0 == True`` included) have the same verb. At most ``VERB_CACHE`` entries.
+        """
+        if action is None:
+            return None
+        try:
+            key = tuple(action.items())
+            verb = self._verbs.get(key, _NO_VERB)
+        except TypeError:  # a list or dict among the values
+            return action_verb(action)
+        if verb is _NO_VERB:
+            verb = action_verb(action)
+            if len(self._verbs) >= VERB_CACHE:
+                self._verbs.clear()
+            self._verbs[key] = verb
+        return verb  # type: ignore[return-value]
 
     def _context_far(self, t: int, chars: int) -> None:
         """Context sample for a tick number beyond the per-tick lists: grow them, or use a dict for huge numbers."""
