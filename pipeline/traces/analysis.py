@@ -156,10 +156,12 @@ def _feed_records(analyzer: TraceAnalyzer, records: Iterable[dict[str, Any]], ba
         analyzer.feed(line if isinstance(line, int) else position, obj)
 
 
-def _stream(path: Path, analyzer: TraceAnalyzer, max_line_bytes: int) -> str:
+def _stream(path: Path, analyzer: TraceAnalyzer, max_line_bytes: int, *, fast: bool = True) -> str:
     """Read ``path`` in batches of lines, decode each line into a ``TraceRecord`` and feed it; returns the sha256.
 
-    Bad lines get the reasons ``reader.iter_records`` gives; blank lines are skipped silently.
+    Bad lines get the reasons ``reader.iter_records`` gives; blank lines are skipped silently. ``fast``: batches
+    go through ``TraceAnalyzer.feed_lines`` (the common tick inline); ``fast=False`` feeds record by record, the
+    plain path the fast one is tested against.
     """
     digest = hashlib.sha256()
     file = str(path)
@@ -168,6 +170,11 @@ def _stream(path: Path, analyzer: TraceAnalyzer, max_line_bytes: int) -> str:
     decode = fast_decoder.decode
     errors = decode_fast_errors
     kinds = RECORD_KINDS
+    feed_lines = analyzer.feed_lines
+
+    def slow(line_no: int, raw: bytes) -> None:
+        _feed_slow(analyzer, file, line_no, raw, torn=False)
+
     for item in _iter_line_batches(path, max_line_bytes, digest):
         if isinstance(item, BadLine):
             bad(item)
@@ -181,6 +188,9 @@ def _stream(path: Path, analyzer: TraceAnalyzer, max_line_bytes: int) -> str:
             for raw in lines:
                 line_no += 1
                 _feed_slow(analyzer, file, line_no, raw, torn=False)
+            continue
+        if fast:
+            feed_lines(line_no, lines, slow)
             continue
         for raw in lines:
             line_no += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pipeline.traces.chains import (
@@ -26,10 +27,13 @@ from pipeline.traces.reader import (
 )
 from pipeline.traces.records import (
     TraceRecord,
+    decode_fast_errors,
+    fast_decoder,
     record_from_dict,
 )
 from pipeline.traces.schema import (
     CHAIN_ROLES,
+    RECORD_KINDS,
     SCHEMA_VERSION,
     TICK_OUTCOMES,
     record_problem,
@@ -51,6 +55,9 @@ from pipeline.traces.verbs import (
     _tool_name,
     action_verb,
 )
+
+VERB_CACHE = 4096
+_NO_VERB = object()
 
 
 class TraceAnalyzer:
@@ -88,6 +95,7 @@ class TraceAnalyzer:
         self._last_episode: str | None = None
         self._last_run: str | None = None
         self._last_state: _EpisodeState | None = None
+        self._verbs: dict[tuple[tuple[str, Any], ...], str | object | None] = {}
 
     # ---- input -------------------------------------------------------------------------------------------------
 
@@ -148,6 +156,158 @@ class TraceAnalyzer:
                 self.episode_keys.add(key)
                 ending = _EpisodeState(key[1])
             self._close_episode(ending, rec)
+
+    def feed_lines(self, line_no: int, lines: list[bytes], slow: Callable[[int, bytes], None]) -> None:
+        """Decode and take in a batch of complete lines (valid UTF-8) that follow line ``line_no``.
+
+        The same as ``feed`` on each decoded record, with the common tick (valid, of the episode before it, no
+        chain mark, no trap, no failure) handled inline: one loop, no call per record, state in local names. A
+        line the fast decoder does not take, or a record of no known kind, goes to ``slow(line, raw)``.
+        """
+        decode = fast_decoder.decode
+        errors = decode_fast_errors
+        kinds = RECORD_KINDS
+        outcomes = TICK_OUTCOMES
+        roles = CHAIN_ROLES
+        failing = FAILING_TICK_OUTCOMES
+        invalid_verb = INVALID_VERB
+        feed = self.feed
+        fits = self.growth.open_fits
+        new_fit = self.growth.new_fit
+        sums = self.ctx_sums
+        counts = self.ctx_counts
+        last_episode = self._last_episode
+        last_run = self._last_run
+        last_state = self._last_state
+        records = ticks = 0
+        for raw in lines:
+            line_no += 1
+            try:
+                rec = decode(raw)
+            except errors:
+                slow(line_no, raw)
+                continue
+            kind = rec.kind
+            if kind == "tick" and type(kind) is str:
+                episode = rec.episode
+                ts = rec.ts
+                t = rec.tick
+                outcome = rec.outcome
+                role = rec.chain_role
+                schema = rec.schema
+                if (
+                    type(episode) is str
+                    and episode
+                    and (type(ts) is float or type(ts) is int)
+                    and type(t) is int
+                    and t >= 0
+                    and type(outcome) is str
+                    and outcome in outcomes
+                    and (role is None or (type(role) is str and role in roles))
+                    and (schema is None or schema == SCHEMA_VERSION)
+                ):
+                    run = rec.run_id or ""
+                    if last_state is None or episode != last_episode or run != last_run:
+                        # Hand the counters back before anything that reads them or the last-episode cache.
+                        self.records += records
+                        self.ticks += ticks
+                        records = ticks = 0
+                        key = (run, episode)
+                        st = self.open.get(key) or self._open_episode(key)
+                        last_episode, last_run, last_state = episode, run, st
+                    else:
+                        st = last_state
+                    records += 1
+                    ticks += 1
+                    # ---- ``_tick``, inline; the rare branches call the same helpers it does ----
+                    st.last_ticks.append(t)
+                    chars = rec.context_chars
+                    if type(chars) is not int:
+                        chars = context_size(rec)
+                    if chars:
+                        fit = fits.get(st.key)
+                        if fit is None:
+                            fit = new_fit(st.key)
+                        if t >= fit.warmup:
+                            n = fit.n = fit.n + 1
+                            dx = t - fit.mx
+                            fit.mx += dx / n
+                            my = fit.my = fit.my + (chars - fit.my) / n
+                            fit.cxy += dx * (chars - my)
+                            fit.m2x += dx * (t - fit.mx)
+                        if t < len(sums):
+                            sums[t] += chars
+                            counts[t] += 1
+                        else:
+                            self._context_far(t, chars)
+                        if chars > self.ctx_max:
+                            self.ctx_max = chars
+                    trap = rec.trap
+                    if trap:
+                        trap_name = str(trap)
+                        self.traps[trap_name] = self.traps.get(trap_name, 0) + 1
+                    action = rec.action
+                    if type(action) is not dict:
+                        action = None
+                    failed = outcome in failing
+                    progress = rec.progress
+                    if type(progress) is not bool:
+                        progress = not failed and self._novel_observation(st, rec)
+                    if progress:
+                        if st.noprogress_len:
+                            self._end_noprogress(st)
+                    else:
+                        if st.noprogress_len == 0:
+                            st.noprogress_start = t
+                        st.noprogress_len += 1
+                    previous = st.prev_action
+                    osc_len = st.osc_len
+                    if action is not None and osc_len >= 2 and action == st.prev2_action and action != previous:
+                        st.osc_len = osc_len + 1
+                    else:
+                        if osc_len >= OSCILLATION_MIN:
+                            self._end_oscillation(st)
+                        if action is not None and previous is not None and action != previous:
+                            st.osc_start = st.prev_tick
+                            st.osc_len = 2
+                            st.osc_pair = (previous, action)
+                        elif osc_len:
+                            st.osc_len = 0
+                    st.prev2_action = previous
+                    st.prev_action = action
+                    chain_id = rec.chain_id
+                    if chain_id is not None:
+                        self._marked_chain(st, str(chain_id), t, rec)
+                    if failed:
+                        self._failed_tick(st, t, rec, action, outcome)
+                    elif action is not None and st.open_tools:
+                        # ``_tool_name`` for the usual shapes of actions, inline
+                        tool = action.get("tool")
+                        if type(tool) is not str or not tool:
+                            tool = action.get("act")
+                            if type(tool) is not str or not tool:
+                                tool = _tool_name(action) or "?"
+                        open_tools = st.open_tools
+                        if tool in open_tools or invalid_verb in open_tools:
+                            self._success(st, t, rec, self._verb(action))
+                    st.prev_tick = t
+                    continue
+            if type(kind) is str and kind in kinds:
+                self.records += records
+                self.ticks += ticks
+                records = ticks = 0
+                self._last_episode, self._last_run, self._last_state = last_episode, last_run, last_state
+                feed(line_no, rec)
+            else:  # a bad record: the caller's exact view of the line names the fault
+                self.records += records
+                self.ticks += ticks
+                records = ticks = 0
+                self._last_episode, self._last_run, self._last_state = last_episode, last_run, last_state
+                slow(line_no, raw)
+            last_episode, last_run, last_state = self._last_episode, self._last_run, self._last_state
+        self.records += records
+        self.ticks += ticks
+        self._last_episode, self._last_run, self._last_state = last_episode, last_run, last_state
 
     def _open_episode(self, key: tuple[str, str]) -> _EpisodeState:
         self.episode_keys.add(key)
@@ -218,19 +378,48 @@ class TraceAnalyzer:
             self._marked_chain(st, str(chain_id), t, obj)
 
         if failed:
-            error_class = obj.error_class
-            if not isinstance(error_class, str) or not error_class:
-                error_class = "Timeout" if outcome == "timeout" else ("Fatal" if outcome == "death" else "Error")
-            self.error_classes[error_class] = self.error_classes.get(error_class, 0) + 1
-            st.last_error_class = error_class
-            self._failure(st, t, obj, action_verb(action) or INVALID_VERB, error_class)
-            if outcome == "death" or obj.chain_role == "death":
-                st.died_at = t
+            self._failed_tick(st, t, obj, action, outcome)
         elif st.open_tools and action is not None:
-            tool = _tool_name(action) or "?"
-            if tool in st.open_tools or INVALID_VERB in st.open_tools:
-                self._success(st, t, obj, action_verb(action))
+            self._succeeded_tick(st, t, obj, action)
         st.prev_tick = t
+
+    def _failed_tick(
+        self, st: _EpisodeState, t: int, obj: TraceRecord, action: dict[str, Any] | None, outcome: str
+    ) -> None:
+        error_class = obj.error_class
+        if not isinstance(error_class, str) or not error_class:
+            error_class = "Timeout" if outcome == "timeout" else ("Fatal" if outcome == "death" else "Error")
+        self.error_classes[error_class] = self.error_classes.get(error_class, 0) + 1
+        st.last_error_class = error_class
+        self._failure(st, t, obj, self._verb(action) or INVALID_VERB, error_class)
+        if outcome == "death" or obj.chain_role == "death":
+            st.died_at = t
+
+    def _succeeded_tick(self, st: _EpisodeState, t: int, obj: TraceRecord, action: dict[str, Any]) -> None:
+        """A successful tick while some tool has failures open: does it end them?"""
+        tool = _tool_name(action) or "?"
+        if tool in st.open_tools or INVALID_VERB in st.open_tools:
+            self._success(st, t, obj, self._verb(action))
+
+    def _verb(self, action: dict[str, Any] | None) -> str | None:
+        """``action_verb(action)``, remembered for actions of hashable values (most are a tool name and a string).
+
+        Exact: the verb reads only string values (and dicts, whose actions are not remembered), so actions whose
+        items compare equal (``1 == 1.0 == True`` included) have the same verb. At most ``VERB_CACHE`` entries.
+        """
+        if action is None:
+            return None
+        try:
+            key = tuple(action.items())
+            verb = self._verbs.get(key, _NO_VERB)
+        except TypeError:  # a list or dict among the values
+            return action_verb(action)
+        if verb is _NO_VERB:
+            verb = action_verb(action)
+            if len(self._verbs) >= VERB_CACHE:
+                self._verbs.clear()
+            self._verbs[key] = verb
+        return verb  # type: ignore[return-value]
 
     def _context_far(self, t: int, chars: int) -> None:
         """Context sample for a tick number beyond the per-tick lists: grow them, or use a dict for huge numbers."""

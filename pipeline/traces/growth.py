@@ -74,10 +74,20 @@ class GrowthFit:
         self.close(key)
         self._open[key] = _Fit(episode_warmup(context_window, self.warmup_override))
 
+    @property
+    def open_fits(self) -> dict[Any, _Fit]:
+        """The fits of open episodes by key (the analyzer's inline tick path updates them as ``add`` does)."""
+        return self._open
+
+    def new_fit(self, key: Any) -> _Fit:
+        """The fit of an episode that was not started (default warm-up)."""
+        fit = self._open[key] = _Fit(episode_warmup(None, self.warmup_override))
+        return fit
+
     def add(self, key: Any, tick: int, chars: int) -> None:
         fit = self._open.get(key)
         if fit is None:
-            fit = self._open[key] = _Fit(episode_warmup(None, self.warmup_override))
+            fit = self.new_fit(key)
         if tick < fit.warmup:
             return
         fit.n += 1
