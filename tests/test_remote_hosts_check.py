@@ -49,3 +49,50 @@ def test_config_check_refuses_an_unknown_host_reference(tmp_path: Path) -> None:
     r = phasef("config", "check", cwd=tmp_path)
     assert r.returncode == 2
     assert "config.toml:8: stages.A.steps.work.host: unknown host 'studo'; declared: studio" in r.stderr
+
+
+RING_STEP = (
+    '[stages.D]\ntitle = "D"\n[stages.D.steps.work]\nkind = "builtin"\n'
+    'function = "pipeline.models.tiny:init_step"\nranks = 2\nhosts = ["a", "b"]\n'
+)
+
+
+def test_hosts_check_checks_the_ring_between_the_hosts_a_step_spreads_ranks_over(tmp_path: Path) -> None:
+    with loopback_host(tmp_path / "a") as a, loopback_host(tmp_path / "b") as b:
+        plan = a.hosts_toml("a", python=sys.executable) + b.hosts_toml("b", python=sys.executable) + RING_STEP
+        write_plan(tmp_path, plan)
+        r = phasef("hosts", "check", "--json", cwd=tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        ring = json.loads(r.stdout)["ring"]
+        assert {(p["listener"], p["dialer"]) for p in ring} == {("a", "b"), ("b", "a")}
+        assert all(p["ok"] and p["address"] == "127.0.0.1" and 1024 <= p["port"] < 65536 for p in ring), ring
+
+        r = phasef("hosts", "check", cwd=tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "ring: b -> a (127.0.0.1:" in r.stdout and "ring: a -> b (127.0.0.1:" in r.stdout
+
+        # one host only, no pair to check
+        r = phasef("hosts", "check", "a", "--json", cwd=tmp_path)
+        assert r.returncode == 0 and json.loads(r.stdout)["ring"] == []
+
+        b.stop()
+        r = phasef("hosts", "check", "--json", cwd=tmp_path)
+        assert r.returncode == 1, r.stdout + r.stderr
+        ring = {(p["listener"], p["dialer"]): p for p in json.loads(r.stdout)["ring"]}
+        assert ring[("b", "a")]["ok"] is False and "not checked: host b (127.0.0.1:" in ring[("b", "a")]["error"]
+        assert ring[("a", "b")]["ok"] is False and "not checked: host b (127.0.0.1:" in ring[("a", "b")]["error"]
+
+
+def test_hosts_check_ring_flag_checks_every_pair(tmp_path: Path) -> None:
+    with loopback_host(tmp_path / "a") as a, loopback_host(tmp_path / "b") as b:
+        write_plan(
+            tmp_path, a.hosts_toml("a", python=sys.executable) + b.hosts_toml("b", python=sys.executable) + STAGES
+        )
+        r = phasef("hosts", "check", "--json", cwd=tmp_path)
+        assert r.returncode == 0 and json.loads(r.stdout)["ring"] == []
+        r = phasef("hosts", "check", "--ring", "--json", cwd=tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert sorted((p["listener"], p["dialer"], p["ok"]) for p in json.loads(r.stdout)["ring"]) == [
+            ("a", "b", True),
+            ("b", "a", True),
+        ]

@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 import pytest
 
-from pipeline.jobs.ranks import free_port
+from pipeline.jobs.ranks import free_ports
 from tests.remote_helpers import loopback_host
 from tests.spine_helpers import ROOT, journal_events
 from tests.test_remote_executor import _events, _run
@@ -276,7 +276,7 @@ def test_a_batch_from_the_lora_config_that_the_ranks_do_not_divide_fails_each_ra
     recipe = tmp_path / "recipe.json"
     recipe.write_text(json.dumps({"batch_size": 3}))
     hostfile = tmp_path / "hostfile.json"
-    hostfile.write_text(json.dumps([[f"127.0.0.1:{free_port()}"], [f"127.0.0.1:{free_port()}"]]))
+    hostfile.write_text(json.dumps([[f"127.0.0.1:{port}"] for port in free_ports(2)]))
     params = {"model": str(tiny_model), "data": str(chat_data), "iters": 2, "lora_config": str(recipe)}
     procs = []
     for rank in range(2):

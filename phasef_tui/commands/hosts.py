@@ -1,4 +1,5 @@
-"""``phasef hosts check [NAME] [--json]``: connect to each ``[hosts.NAME]`` and say what it offers."""
+"""``phasef hosts check [NAME] [--json] [--ring]``: connect to each ``[hosts.NAME]`` and say what it offers, and
+whether the hosts a step spreads its ranks over reach each other as MLX's ring needs."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     check.add_argument("name", nargs="?", default=None, help="only this host")
     check.add_argument("--json", action="store_true", help="one JSON document")
+    check.add_argument(
+        "--ring", action="store_true", help="check every pair of hosts for the ring, not only those a step uses"
+    )
     add_config_arg(check)
     check.set_defaults(func=_check)
 
@@ -49,7 +53,7 @@ def _check(args: argparse.Namespace) -> int:
     import asyncio
 
     from phasef_tui.commands._common import load
-    from pipeline.hosts import check_hosts
+    from pipeline.hosts import check_hosts, check_ring, ring_pairs
 
     loaded = load(args)
     if loaded is None:
@@ -64,10 +68,20 @@ def _check(args: argparse.Namespace) -> int:
     if not hosts:
         print(f"{path}: no [hosts.NAME] declared", file=sys.stderr)
         return EXIT_OK
-    reports = asyncio.run(check_hosts(hosts))
+    pairs = [p for p in ring_pairs(cfg, every=args.ring) if p[0] in hosts and p[1] in hosts]
+
+    async def both() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return await asyncio.gather(check_hosts(hosts), check_ring(hosts, pairs))
+
+    reports, ring = asyncio.run(both())
+    usable = all(r["usable"] for r in reports) and all(p["ok"] for p in ring)
     if args.json:
-        print(json.dumps({"hosts": reports, "usable": all(r["usable"] for r in reports)}, indent=2))
+        print(json.dumps({"hosts": reports, "ring": ring, "usable": usable}, indent=2))
     else:
         for report in reports:
             _print(report)
-    return EXIT_OK if all(r["usable"] for r in reports) else EXIT_FAILED
+        for pair in ring:
+            where = f"{pair['address']}:{pair.get('port', '?')}"
+            said = "ok" if pair["ok"] else f"FAILED: {pair['error']}"
+            print(f"ring: {pair['dialer']} -> {pair['listener']} ({where}): {said}")
+    return EXIT_OK if usable else EXIT_FAILED

@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
 import signal as signals
 import socket
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from typing import Any
 from pipeline.config import PhasefConfig
 from pipeline.fsio import atomic_write_text
 from pipeline.jobs.executor import ExecutorError, Job, JobHandle, JobSpec, get_executor
+from pipeline.jobs.ssh import free_ports as free_ports_on
 from pipeline.layout import AttemptFiles
 
 STOP_GRACE_S = 5.0
@@ -60,11 +61,13 @@ def hostfile_path(files: AttemptFiles) -> Path:
     return files.ctx.with_name(files.ctx.name.replace(".ctx.json", ".hostfile.json"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports free now (all bound at once, then released)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
 
 
 class RanksJob:
@@ -155,16 +158,21 @@ class RanksExecutor:
     def own_folder(self, rank: int) -> bool:
         return rank > 0
 
-    def prepare(self, spec: JobSpec, placement: list[str | None]) -> tuple[dict[str, Any], list[Path]]:
-        """Handle fields and files every rank needs: the host file of the ring."""
+    async def prepare(self, spec: JobSpec, placement: list[str | None]) -> tuple[dict[str, Any], list[Path]]:
+        """Handle fields and files every rank needs: the host file of the ring. Each port is one its host says is
+        free (asked over SSH for remote ranks), never a guess that another process there may hold."""
         assert self.cfg is not None
+        cfg = self.cfg
+        needed = Counter(placement)
+        remote = [h for h in needed if h is not None]
+        answers = await asyncio.gather(*(free_ports_on(cfg.hosts[h], h, needed[h]) for h in remote))
+        ports: dict[str | None, list[int]] = dict(zip(remote, answers, strict=True))
+        if None in needed:
+            ports[None] = free_ports(needed[None])
         addresses = []
-        base = random.randint(20000, 40000)
-        for rank, host in enumerate(placement):
-            if host is None:
-                addresses.append([f"127.0.0.1:{free_port()}"])
-            else:
-                addresses.append([f"{self.cfg.hosts[host].address}:{base + rank}"])
+        for host in placement:
+            address = "127.0.0.1" if host is None else cfg.hosts[host].address
+            addresses.append([f"{address}:{ports[host].pop(0)}"])
         hostfile = hostfile_path(spec.files)
         atomic_write_text(hostfile, json.dumps(addresses))
         return {"hostfile": addresses}, [hostfile]
@@ -178,7 +186,7 @@ class RanksExecutor:
     async def start(self, spec: JobSpec) -> RanksJob:
         assert self.cfg is not None
         placement = self._placement(spec)
-        extra, uploads = self.prepare(spec, placement)
+        extra, uploads = await self.prepare(spec, placement)
         base_ctx = json.loads(spec.files.ctx.read_text()) if spec.files.ctx.exists() else None
         jobs: list[Job] = []
         files: list[AttemptFiles] = []

@@ -72,7 +72,7 @@ class ShardsExecutor(RanksExecutor):
     def own_folder(self, rank: int) -> bool:
         return True
 
-    def prepare(self, spec: JobSpec, placement: list[str | None]) -> tuple[dict[str, Any], list[Path]]:
+    async def prepare(self, spec: JobSpec, placement: list[str | None]) -> tuple[dict[str, Any], list[Path]]:
         return {"shards": len(placement)}, []
 
     def rank_env(self, spec: JobSpec, rank: int, count: int) -> dict[str, str]:

@@ -103,6 +103,34 @@ async def run(conn: asyncssh.SSHClientConnection, command: str, timeout: float =
     return str(result.stdout or "")
 
 
+FREE_PORTS = r"""
+import socket, sys
+held = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("", 0))
+    held.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in held))
+"""
+
+
+async def free_ports(host: HostConfig, name: str, count: int) -> list[int]:
+    """``count`` distinct TCP ports free on the host now (all bound at once, then released), for MLX's ring: the
+    host chooses, so a port another process holds there is never handed to a rank."""
+    conn = await connect(host, name)
+    try:
+        out = await run(conn, f"{remote_word(host.python)} -c {shlex.quote(FREE_PORTS)} {count}", timeout=60)
+    finally:
+        conn.close()
+    try:
+        ports = [int(word) for word in out.split()]
+    except ValueError:
+        ports = []
+    if len(ports) != count or len(set(ports)) != count:
+        raise ExecutorError(f"{describe(host, name)}: could not get {count} free ports: {out.strip()[:200]!r}")
+    return ports
+
+
 class PathMap:
     """Local session and project paths <-> their places under the host's workdir."""
 
