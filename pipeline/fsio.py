@@ -151,12 +151,14 @@ def atomic_open(path: Path, mode: str = "w", *, fsync: bool = True) -> Iterator[
     regular file (a device such as ``/dev/null``, a FIFO, a folder) is refused with :class:`NotARegularFile`.
     """
     path = Path(path)
-    if path.is_symlink():
-        path = Path(os.path.realpath(path))
     with contextlib.suppress(FileNotFoundError):
+        # stat through the links first: /dev/stdout is a link to /proc/self/fd/1, whose target (a pipe, a tty) has
+        # no path of its own
         existing = os.stat(path).st_mode
         if not stat.S_ISREG(existing):
             raise NotARegularFile(f"{path}: is {_kind(existing)}, not a regular file; refusing to replace it")
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)

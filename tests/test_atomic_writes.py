@@ -165,3 +165,44 @@ def test_replace_folder_swaps_a_whole_folder_and_leaves_nothing_aside(tmp_path: 
         replace_folder(tmp_path / "missing", dest)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
     assert (dest / "new.bin").read_bytes() == b"new"
+
+
+def test_dash_output_writes_to_stdout_and_dev_stdout_is_refused_with_the_hint(tmp_path: Path) -> None:
+    """``-o -`` streams the output to standard output; ``-o /dev/stdout`` (not a regular file) is refused, naming
+    the path and pointing at ``-``; nothing is written beside either."""
+    src = tmp_path / "t.jsonl"
+    _canonical_trace(src, 5)
+    to_file = phasef("trace", "import", str(src), "-o", str(tmp_path / "copy.jsonl"), cwd=tmp_path)
+    assert to_file.returncode == 0, to_file.stderr
+    r = phasef("trace", "import", str(src), "-o", "-", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == (tmp_path / "copy.jsonl").read_text() and len(r.stdout.splitlines()) == 7
+    assert "7 records, 1 episodes, 5 ticks -> standard output" in r.stderr
+    assert not (tmp_path / "-").exists()
+
+    r = phasef("trace", "import", str(src), "-o", "-", "--json", cwd=tmp_path)
+    assert r.returncode == 2 and "--json and -o - would both write to standard output" in r.stderr
+    assert json.loads(r.stdout)["ok"] is False  # --json: the error as the one JSON document, no records
+
+    r = phasef("trace", "import", str(src), "-o", "/dev/stdout", cwd=tmp_path)
+    assert r.returncode == 2 and r.stdout == ""
+    assert (
+        "/dev/stdout" in r.stderr and "not a regular file" in r.stderr and "-o - writes to standard output" in r.stderr
+    )
+
+    r = phasef("trace", "export", str(src), "--to", "otlp-json", "-o", "-", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    spans = json.loads(r.stdout)["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    assert len(spans) >= 5 and "spans -> standard output" in r.stderr
+
+    built = phasef("report", "build", "--trace", str(src), "-o", str(tmp_path / "report.json"), cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    r = phasef("report", "build", "--trace", str(src), "-o", "-", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    on_stdout, on_disk = json.loads(r.stdout), json.loads((tmp_path / "report.json").read_text())
+    assert on_stdout.pop("createdAt") and on_disk.pop("createdAt")
+    assert on_stdout == on_disk and on_stdout["schema"].startswith("phasef.eval_report")
+    assert "-> standard output" in r.stderr
+    r = phasef("report", "build", "--trace", str(src), "-o", "-", "--json", cwd=tmp_path)
+    assert r.returncode == 2 and json.loads(r.stdout)["ok"] is False
+    _no_temporary_left(tmp_path)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_GO = 0, 1, 2, 3
 EXIT_GO_OVERRIDE = 4  # the same value as pipeline.report.criteria.EXIT_GO_OVERRIDE (kept import-light)
@@ -104,3 +106,34 @@ def resolve_session(args: argparse.Namespace, session: str | None) -> Path | Non
 
 def default_operator() -> str:
     return os.environ.get("PHASEF_OPERATOR") or os.environ.get("USER") or "operator"
+
+
+def is_stdout(path: Path | None) -> bool:
+    """``-o -``: the output goes to standard output."""
+    return path is not None and str(path) == "-"
+
+
+def output_name(path: Path) -> str:
+    return "standard output" if is_stdout(path) else str(path)
+
+
+@contextlib.contextmanager
+def open_output(path: Path) -> Iterator[IO[bytes]]:
+    """Where ``-o PATH`` writes: standard output for ``-``; any other path is written atomically (a temporary file
+    beside it, renamed into place only on success). A path that exists and is not a regular file (``/dev/stdout``,
+    a FIFO) is refused with a hint to use ``-``."""
+    if is_stdout(path):
+        out = sys.stdout.buffer
+        yield out
+        out.flush()
+        return
+    from pipeline.fsio import NotARegularFile, atomic_open
+
+    try:
+        cm = atomic_open(path, "wb")
+        fh = cm.__enter__()
+    except NotARegularFile as exc:
+        raise NotARegularFile(f"{exc}; -o - writes to standard output") from None
+    with contextlib.ExitStack() as stack:
+        stack.push(cm)
+        yield fh

@@ -14,7 +14,7 @@ LIST_LIMIT = 50
 """Items listed per section; the rest are counted (``--json`` has all)."""
 
 
-def render_folder_summary(summary: Any, out: Path) -> str:
+def render_folder_summary(summary: Any, out: Path | str) -> str:
     formats = ", ".join(f"{name} {count}" for name, count in sorted(summary.formats.items())) or "none"
     lines = [
         f"{summary.folder}: {summary.files} files ({formats}), {summary.records} records, {summary.episodes} "

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from phasef_tui.commands._common import add_json_arg, help_when_bare
+from phasef_tui.commands._common import add_json_arg, help_when_bare, is_stdout, open_output, output_name
 from phasef_tui.commands._trace_report import LIST_LIMIT, render_analysis, render_folder_summary, write_analysis_json
 
 if TYPE_CHECKING:
@@ -51,7 +51,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     imp.add_argument("path", type=Path, help="the trace to import, or a run folder (every trace in it)")
     imp.add_argument("--from", dest="fmt", metavar="FORMAT", help=FORMAT_HELP)
     imp.add_argument("--map", type=Path, help=MAP_HELP)
-    imp.add_argument("-o", "--output", type=Path, required=True, help="canonical JSONL file to write")
+    imp.add_argument(
+        "-o", "--output", type=Path, required=True, help="canonical JSONL file to write (- for standard output)"
+    )
     imp.add_argument("--jobs", type=int, help="worker processes for a folder (default: CPUs, at most 4)")
     add_json_arg(imp, "what was imported")
     imp.set_defaults(func=_import)
@@ -82,7 +84,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export.add_argument("file", type=Path)
     export.add_argument("--to", dest="to", required=True, choices=["otlp-json"], help="the format to write")
     export.add_argument("--from", dest="fmt", metavar="FORMAT", help=FORMAT_HELP)
-    export.add_argument("-o", "--output", type=Path, required=True, help="file to write")
+    export.add_argument("-o", "--output", type=Path, required=True, help="file to write (- for standard output)")
     export.add_argument("--service", default="phasef", help="service.name of the exported spans")
     export.set_defaults(func=_export)
 
@@ -120,12 +122,15 @@ def _cannot_read(command: str, path: Path, exc: BaseException) -> int:
 def _import(args: argparse.Namespace) -> int:
     import orjson
 
-    from pipeline.fsio import atomic_open
+    from pipeline.fsio import NotARegularFile
     from pipeline.traces.importers import UnknownFormat, detect_format, import_trace
 
     path: Path = args.path
     if (code := _unknown_format("import", args.fmt)) is not None:
         return code
+    if args.json and is_stdout(args.output):
+        print("phasef trace import: --json and -o - would both write to standard output; choose one", file=sys.stderr)
+        return 2
     if path.is_dir():
         return _import_folder(args)
     try:
@@ -140,9 +145,12 @@ def _import(args: argparse.Namespace) -> int:
         print(f"{path} ({fmt}): nothing could be imported; {out} left as it was", file=sys.stderr)
         return 1
     try:
-        with atomic_open(out, "wb") as fh:
+        with open_output(out) as fh:
             for record in records:
                 fh.write(orjson.dumps(record) + b"\n")
+    except NotARegularFile as exc:
+        print(f"phasef trace import: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"phasef trace import: cannot write {out}: {exc.strerror or exc}; it was left as it was", file=sys.stderr)
         return 1
@@ -153,7 +161,7 @@ def _import(args: argparse.Namespace) -> int:
         summary = {
             "source": str(path),
             "format": fmt,
-            "output": str(out),
+            "output": output_name(out),
             "records": len(records),
             "episodes": episodes,
             "ticks": ticks,
@@ -164,7 +172,7 @@ def _import(args: argparse.Namespace) -> int:
     if getattr(args, "quiet", False) and code == 0:
         return code
     print(
-        f"{path} ({fmt}): {len(records)} records, {episodes} episodes, {ticks} ticks -> {out}"
+        f"{path} ({fmt}): {len(records)} records, {episodes} episodes, {ticks} ticks -> {output_name(out)}"
         + (f"; {len(bad_lines)} bad" if bad_lines else ""),
         file=sys.stderr,
     )
@@ -173,7 +181,6 @@ def _import(args: argparse.Namespace) -> int:
 
 def _import_folder(args: argparse.Namespace) -> int:
     """``phasef trace import DIR -o OUT``: every trace in the folder into one canonical JSONL."""
-    from pipeline.fsio import atomic_open
     from pipeline.traces.importers.folders import count_units, import_folder, terminal_progress
 
     folder: Path = args.path
@@ -181,18 +188,17 @@ def _import_folder(args: argparse.Namespace) -> int:
     progress = terminal_progress(sys.stderr) if sys.stderr.isatty() else None
     total = count_units(folder) if progress is not None else None
     try:
-        with atomic_open(out, "wb") as fh:
+        with open_output(out) as fh:
             summary = import_folder(folder, fh, fmt=args.fmt, jobs=args.jobs, progress=progress, total=total)
     except OSError as exc:
         return _cannot_read("import", folder, exc)
-    sys.stderr.write(render_folder_summary(summary, out))
+    sys.stderr.write(render_folder_summary(summary, output_name(out)))
     return 0 if summary.records or not (summary.skipped_count or summary.bad_line_count) else 1
 
 
 def _export(args: argparse.Namespace) -> int:
     from collections.abc import Iterator
 
-    from pipeline.fsio import atomic_open
     from pipeline.traces.export_otlp import write_otlp_json
     from pipeline.traces.importers import UnknownFormat, detect_format, import_trace
     from pipeline.traces.reader import BadLine, iter_records
@@ -215,14 +221,14 @@ def _export(args: argparse.Namespace) -> int:
             records: Any = canonical()
         else:
             records, bad_lines = import_trace(path, fmt)
-        with atomic_open(args.output, "wb") as fh:
+        with open_output(args.output) as fh:
             spans = write_otlp_json(records, fh, service=args.service)
     except (OSError, UnknownFormat) as exc:
         return _cannot_read("export", path, exc)
     for bad in bad_lines:
         print(bad, file=sys.stderr)
-    print(f"{path} ({fmt}): {spans} spans -> {args.output}" + (f"; {len(bad_lines)} bad" if bad_lines else ""),
-          file=sys.stderr)  # fmt: skip
+    bad_note = f"; {len(bad_lines)} bad" if bad_lines else ""
+    print(f"{path} ({fmt}): {spans} spans -> {output_name(args.output)}{bad_note}", file=sys.stderr)
     return 0
 
 
