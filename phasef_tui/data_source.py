@@ -101,6 +101,11 @@ class DataSource:
     def log_tail(self, step_key: str | None) -> tuple[str, ...]:
         return ()
 
+    def log_tails(self, step_key: str | None) -> list[tuple[str | None, tuple[str, ...]]]:
+        """The step's log tail, then one per further rank or shard of a step run as several processes, each with
+        its label ("rank 1", "shard 2"); the first one's label is None for a step run as one process."""
+        return [(None, self.log_tail(step_key))]
+
     def view_time(self, now: float) -> float:
         """The time the screens show the session at (running steps' elapsed time counts to it): ``now``, except
         for a replay in the past, where it is the time of the event shown."""

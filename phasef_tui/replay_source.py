@@ -268,6 +268,11 @@ class ReplaySource(TimelineNavigation, SessionSource):
             st = None if st is None else st.model_copy()
         return () if st is None else log_tail_as_of(self.session_dir, st)
 
+    def log_tails(self, step_key: str | None) -> list[tuple[str | None, tuple[str, ...]]]:
+        if self.following:
+            return super().log_tails(step_key)
+        return [(None, self.log_tail(step_key))]  # in the past: the step's own log as it was
+
     # -- no decisions in the past ----------------------------------------------------------------------------------
     def _live_only(self) -> None:
         if not self.following:

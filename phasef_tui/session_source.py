@@ -7,7 +7,9 @@ its frame rate. Decisions go to the supervisor through ``pipeline.control``; the
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -62,6 +64,7 @@ FINISHED_STATES = frozenset({"completed", "failed", "cancelled"})
 """Session states after which nothing changes unless the session is resumed (which appends to the journal)."""
 LOG_TAIL_BYTES = 32 << 10
 LOG_TAIL_LINES = 200
+LOG_CACHE_FILES = 64
 EVENT_PREFIX = "@@phasef-event "
 PROFILE_TRACES = 4
 """Traces compared on the Report screen (baseline and re-eval, typically)."""
@@ -125,7 +128,7 @@ class SessionSource(DataSource):
         self._watch: FileWatch | None = None
         self._view_cache: tuple[int, SessionView] | None = None
         self._session_mark = -1
-        self._log_cache: tuple[Path, int, tuple[str, ...]] | None = None
+        self._log_cache: dict[Path, tuple[int, tuple[str, ...]]] = {}  # path -> (size, the lines kept)
         self._deltas: tuple[tuple[DeltaRow, ...], tuple[str, ...]] = ((), ())
         self._last_trace_scan = 0.0
         self.read_journal()  # the first screen shows the whole history
@@ -289,22 +292,46 @@ class SessionSource(DataSource):
     def _build_view(self) -> SessionView:
         return build_session_view(self.state, self.plan, self._deltas)
 
-    def log_tail(self, step_key: str | None) -> tuple[str, ...]:
-        """The last lines of a step's log (progress-event lines left out; they are in the journal)."""
+    def _log_path(self, step_key: str | None) -> Path | None:
         if step_key is None:
-            return ()
+            return None
         with self.lock:
             st = self.state.steps.get(step_key)
             log = st.log if st is not None else None
         if not log:
-            return ()
-        path = Path(log) if Path(log).is_absolute() else self.session_dir / log
+            return None
+        return Path(log) if Path(log).is_absolute() else self.session_dir / log
+
+    def log_tail(self, step_key: str | None) -> tuple[str, ...]:
+        """The last lines of a step's log (progress-event lines left out; they are in the journal)."""
+        path = self._log_path(step_key)
+        return () if path is None else self._tail_of(path)
+
+    def log_tails(self, step_key: str | None) -> list[tuple[str | None, tuple[str, ...]]]:
+        """Rank 0's (or shard 0's) log, which is the step's, then every other rank's or shard's
+        (``<log>.rank<r>.log`` beside it, as ``pipeline.jobs.ranks`` names them)."""
+        path = self._log_path(step_key)
+        if path is None:
+            return [(None, ())]
+        others = sorted(
+            (int(m.group(1)), p)
+            for p in path.parent.glob(f"{glob.escape(path.name.removesuffix('.log'))}.rank*.log")
+            if (m := re.fullmatch(re.escape(path.name.removesuffix(".log")) + r"\.rank(\d+)\.log", p.name))
+        )
+        if not others:
+            return [(None, self._tail_of(path))]
+        label = "shard" if step_key in self.plan.sharded else "rank"
+        tails: list[tuple[str | None, tuple[str, ...]]] = [(f"{label} 0", self._tail_of(path))]
+        return tails + [(f"{label} {r}", self._tail_of(p)) for r, p in others]
+
+    def _tail_of(self, path: Path) -> tuple[str, ...]:
         try:
             size = path.stat().st_size
         except OSError:
             return ()
-        if self._log_cache is not None and self._log_cache[:2] == (path, size):
-            return self._log_cache[2]
+        cached = self._log_cache.get(path)
+        if cached is not None and cached[0] == size:
+            return cached[1]
         try:
             fh = open_regular(path)
         except OSError:
@@ -316,7 +343,9 @@ class SessionSource(DataSource):
         if size > LOG_TAIL_BYTES and lines:
             lines = lines[1:]  # the first one is cut
         kept = tuple(ln for ln in lines if not ln.startswith(EVENT_PREFIX))[-LOG_TAIL_LINES:]
-        self._log_cache = (path, size, kept)
+        if len(self._log_cache) >= LOG_CACHE_FILES:
+            self._log_cache.clear()
+        self._log_cache[path] = (size, kept)
         return kept
 
     def poll(self) -> set[str]:

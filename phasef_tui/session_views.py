@@ -96,6 +96,7 @@ class PlanInfo:
         self.stage_titles: dict[str, str] = {}
         self.step_titles: dict[str, str] = {}
         self.retries: dict[str, int] = {}
+        self.sharded: set[str] = set()  # steps whose parallel processes are shards (episodes split), not ranks
         self.stage_order: list[str] = []
         if path is None:
             return
@@ -114,6 +115,8 @@ class PlanInfo:
                     self.step_titles[key] = step.title
                 if "retries" in step.model_fields_set:
                     self.retries[key] = step.retries
+                if step.shards > 1:
+                    self.sharded.add(key)
 
 
 def _note(st: StepState) -> str | None:

@@ -3,6 +3,7 @@ machine, and on a real SSH host (tests/remote_helpers.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -113,3 +114,36 @@ def test_config_check_refuses_ranks_that_do_not_divide_the_default_batch() -> No
     )
     with pytest.raises(ConfigError, match="batch_size 4 is not divisible by ranks = 3"):
         parse_config(plan, "plan.toml")
+
+
+def test_the_dashboard_log_shows_every_rank(tmp_path: Path) -> None:
+    """The step's log pane on the real dashboard: rank 0's log (the step's) and rank 1's, each under its label."""
+    from phasef_tui.app import PhasefApp
+    from phasef_tui.session_source import SessionSource
+    from tests.tui_helpers import plain_text, until
+
+    result, _, session = _run(RING, tmp_path / "project")
+    assert result.exit_code == 0, result.error
+    source = SessionSource(session, operator="alice")
+    try:
+        tails = source.log_tails("A.ring")
+        assert [label for label, _ in tails] == ["rank 0", "rank 1"]
+        assert any("rank 0 of 2: sum 3.0" in line for line in tails[0][1])
+        assert any("rank 1 of 2: sum 3.0" in line for line in tails[1][1])
+        app = PhasefApp(source, blink=False, initial="dashboard")
+
+        async def look() -> str:
+            async with app.run_test(size=(100, 40)) as pilot:
+                log = app.screen.query_one("#log")
+
+                def shown() -> str:
+                    return plain_text(log.content, 100)  # type: ignore[attr-defined]
+
+                assert await until(pilot, lambda: "── rank 1 ──" in shown()), shown()
+                return shown()
+
+        text = asyncio.run(look())
+        assert text.index("── rank 0 ──") < text.index("rank 0 of 2: sum 3.0") < text.index("── rank 1 ──")
+        assert text.index("── rank 1 ──") < text.index("rank 1 of 2: sum 3.0")
+    finally:
+        source.stop()

@@ -25,10 +25,30 @@ def render_log_tail(title: str | None, lines: tuple[str, ...]) -> Text:
     return text
 
 
+def render_log_blocks(title: str | None, blocks: list[tuple[str | None, tuple[str, ...]]], height: int) -> Text:
+    """One block a rank or shard, each under its label with the newest lines that fit its share of ``height``."""
+    if len(blocks) == 1:
+        lines = blocks[0][1]
+        return render_log_tail(title, lines[-max(1, height or len(lines)) :] if lines else lines)
+    share = max(1, (height or 10 * len(blocks)) // len(blocks) - 1)
+    text = Text(no_wrap=True, overflow="ellipsis")
+    for i, (label, lines) in enumerate(blocks):
+        if i:
+            text.append("\n")
+        text.append(f"── {label or 'main'} ──", style="bold dim")
+        text.append("\n")
+        text.append_text(render_log_tail(title, lines[-share:]))
+    return text
+
+
 class LogTail(Static):
     """Shows ``lines`` (the newest last) under the step's name in the border title."""
 
     def show(self, title: str | None, lines: tuple[str, ...]) -> None:
+        self.show_blocks(title, [(None, lines)])
+
+    def show_blocks(self, title: str | None, blocks: list[tuple[str | None, tuple[str, ...]]]) -> None:
+        """``blocks`` as ``DataSource.log_tails`` gives them: one for a step run as one process, one a rank or shard
+        otherwise, the height shared between them."""
         self.border_title = f"log · {title}" if title else "log"
-        visible = lines[-max(1, self.size.height or len(lines)) :] if lines else lines
-        self.update(render_log_tail(title, visible))
+        self.update(render_log_blocks(title, blocks, self.size.height))

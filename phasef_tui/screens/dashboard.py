@@ -51,7 +51,7 @@ class DashboardScreen(StepActions):
         title = None
         if step is not None:
             title = f"{step.key} · try {step.attempts}" if step.attempts > 1 else step.key
-        self.query_one("#log", LogTail).show(title, self.source.log_tail(self.selected))
+        self.query_one("#log", LogTail).show_blocks(title, self.source.log_tails(self.selected))
         if "all" in changed or "session" in changed:
             self.draw_tabs()
 
