@@ -179,7 +179,7 @@ async def test_frames_stop_when_the_trace_is_settled_and_input_restarts_them(tmp
 
 
 def test_vectorized_newline_scan_equals_the_loop(tmp_path: Path, monkeypatch: Any) -> None:
-    import pipeline.traces.index as index_module
+    import pipeline.traces.index_scan as index_module
 
     path = write_trace(tmp_path / "t.jsonl", sample_records() * 400)
     with open(path, "ab") as fh:
@@ -193,5 +193,5 @@ def test_vectorized_newline_scan_equals_the_loop(tmp_path: Path, monkeypatch: An
                 pass
             return index.ends.tolist()
 
-    assert index_module._numpy() is not None
+    assert index_module.numpy_or_none() is not None
     assert ends(1 << 18) == ends(1 << 40)

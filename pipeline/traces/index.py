@@ -1,11 +1,10 @@
 """A line index of a (possibly growing) JSONL trace file, so viewers can open gigabytes at once and tail them.
-Bigger than 400 lines: ``TraceIndex`` is one object whose scan, summary hand-off, following and search share one
-lock and one file descriptor; the per-line summary itself is ``pipeline.traces.summary``.
 
-Why it is built this way (see PERFORMANCE.md): the file is scanned in 1 MiB chunks and the end offset of every line
-goes into an ``array('q')`` (8 bytes a line, not the ~60 of a Python list); lines are read on demand with
-``os.pread`` and parsed with orjson into small LRU caches, so memory stays bounded whatever the file size. The first
-chunk is indexed as soon as the file is opened, so a viewer can draw its first screen before the scan ends.
+Why it is built this way (see PERFORMANCE.md): the file is scanned in 1 MiB chunks for where its lines end
+(``index_scan``); lines are read on demand with ``os.pread`` and parsed with orjson into small LRU caches
+(``index_lines``), so memory stays bounded whatever the file size. The first chunk is indexed as soon as the file is
+opened, so a viewer can draw its first screen before the scan ends; the end of the file can be read back before the
+scan gets there (``index_tail``). Search reads bytes, not records (``index_find``).
 
 A second pass (behind the scan) builds a compact per-line summary in parallel arrays: record kind, episode, tick,
 recovery chain, flags (death, recovery, trap, schema error, thrash, deadlock, ...), context size and latency. Filters,
@@ -21,20 +20,23 @@ scratch and ``generation`` goes up, which tells readers to drop what they derive
 from __future__ import annotations
 
 import bisect
-import math
 import os
 import pickle
 import threading
 from array import array
-from collections import OrderedDict
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Unpack
 
-import orjson
-
-from pipeline.fsio import open_regular
-from pipeline.problems import Problem
+from pipeline.traces import index_find, index_follow
+from pipeline.traces.index_find import FindOptions
+from pipeline.traces.index_follow import FileChange, FollowedFile, FollowOptions
+from pipeline.traces.index_lines import LineError as LineError  # (re-exported, as are the next: viewers use them)
+from pipeline.traces.index_lines import LineReader
+from pipeline.traces.index_lines import LRUCache as LRUCache
+from pipeline.traces.index_scan import LineEnds
+from pipeline.traces.index_scan import numpy_or_none as _numpy
+from pipeline.traces.index_tail import TAIL_BYTES, read_tail
+from pipeline.traces.index_tail import TailLines as TailLines
 from pipeline.traces.summary import (  # noqa: F401  (re-exported: viewers read the flags from here)
     FILTER_FLAGS,
     FLAG_BAD_LINE,
@@ -73,72 +75,6 @@ WORKER_BATCH_BYTES = 4 << 20
 WORKER_AHEAD = 3
 CACHE_LINES = 4096
 """Raw lines kept; a screen shows at most a few hundred."""
-PARSED_LINES = 1024
-"""Parsed lines kept: fewer, since each is a tree of objects the garbage collector has to walk."""
-TAIL_BYTES = 2 << 20
-"""Bytes read back from the end of a file for ``read_tail`` (thousands of lines: a screen needs a few dozen)."""
-IDLE_POLL_S = 0.05
-"""How often a followed file is checked for growth when nothing is happening (20 Hz, the frame rate)."""
-
-FileChange = Literal["same", "grown", "truncated", "rotated", "missing"]
-
-VECTOR_SCAN_BYTES = 256 << 10
-"""Chunks at least this big are scanned for newlines with numpy (imported on first use, in the indexer thread, so
-opening a file and drawing its first screen never waits for it)."""
-VECTOR_STEP_BYTES = 8 << 20
-"""Bytes per scan step when chunks are scanned with numpy: fewer steps, fewer hand-overs of the interpreter lock
-between the indexer and the UI thread, so the end of a big file is reached sooner (End shows the last record)."""
-_NUMPY: list[Any] = []
-
-
-def _numpy() -> Any:
-    """numpy, or None where it cannot be imported (the plain loop is used then)."""
-    if not _NUMPY:
-        try:
-            import numpy
-        except ImportError:
-            _NUMPY.append(None)
-        else:
-            _NUMPY.append(numpy if array("q").itemsize == numpy.dtype(numpy.int64).itemsize else None)
-    return _NUMPY[0]
-
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class LRUCache(Generic[K, V]):
-    """A small thread-safe LRU map (the indexer thread and the UI thread may both read lines)."""
-
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
-        self._data: OrderedDict[K, V] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: K) -> V | None:
-        with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
-
-    def put(self, key: K, value: V) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-
-LineError = Problem
-"""A line that is not a usable record; ``reason`` names the field when one is at fault."""
 
 
 def _apply_delta(s: _Summaries, delta: SummaryDelta) -> None:
@@ -165,59 +101,6 @@ def _apply_delta(s: _Summaries, delta: SummaryDelta) -> None:
     s.flagged_upto = first + delta.count
 
 
-def _line_alone_flags(i: int, raw: bytes) -> int:
-    """The flags of line ``i`` worked out from the line alone (no thrash or deadlock: they need the ticks before)."""
-    scratch = _Summaries()
-    _summarize_batch(scratch, i, [raw])
-    return scratch.flags[0]
-
-
-class TailLines:
-    """The last lines of a file, found by reading back from its end before the forward scan got there.
-
-    Their line numbers are not known until the scan arrives; they are counted from the end (``-1`` is the last
-    line). ``start`` is the byte where the first of them begins, ``ends`` the end of each.
-    """
-
-    def __init__(self, index: TraceIndex, start: int, ends: array[int], size: int, generation: int) -> None:
-        self.index = index
-        self.start = start
-        self.ends = ends
-        self.size = size
-        self.generation = generation
-        self._flags: dict[int, int] = {}
-
-    def __len__(self) -> int:
-        return len(self.ends)
-
-    def line(self, k: int) -> bytes:
-        """Tail line ``k`` (0: the first of the tail) without its line ending."""
-        begin = self.ends[k - 1] if k else self.start
-        data = os.pread(self.index._fd, self.ends[k] - begin, begin)
-        return data.removesuffix(b"\n").removesuffix(b"\r")
-
-    def record(self, k: int) -> dict[str, Any] | LineError:
-        """Tail line ``k`` parsed (a problem has no line number: it is not known yet)."""
-        rec = self.index._parse(self.line(k), 0)
-        return LineError(rec.file, None, rec.reason, rec.field) if isinstance(rec, LineError) else rec
-
-    def flags(self, k: int) -> int:
-        """Badges of tail line ``k`` from the line alone (cached), as ``TraceIndex.line_flags`` gives them."""
-        flags = self._flags.get(k)
-        if flags is None:
-            flags = self._flags[k] = _line_alone_flags(-1, self.line(k))
-        return flags
-
-
-def _open_regular_fd(path: Path) -> int:
-    """A blocking read descriptor on regular file ``path``; a FIFO, device or socket raises ``NotARegularFile``."""
-    fh = open_regular(path)
-    try:
-        return os.dup(fh.fileno())
-    finally:
-        fh.close()
-
-
 class TraceIndex:
     """Index of one JSONL trace file: ``len(index)`` lines, ``line(i)`` bytes, ``record(i)`` parsed, summaries."""
 
@@ -242,32 +125,38 @@ class TraceIndex:
         self.chunk_size = chunk_size
         self.generation = 0
         self.lock = threading.RLock()
-        self._fd = _open_regular_fd(self.path)
-        self._inode = os.fstat(self._fd).st_ino
-        self._raw: LRUCache[tuple[int, int], bytes] = LRUCache(cache_lines)
-        self._parsed: LRUCache[tuple[int, int], dict[str, Any] | LineError] = LRUCache(min(cache_lines, PARSED_LINES))
-        self._provisional: LRUCache[tuple[int, int], int] = LRUCache(min(cache_lines, PARSED_LINES))
+        self.file = FollowedFile(self.path)
+        self.lines = LineReader(self, cache_lines)
         self.worker_min_bytes = worker_min_bytes
         self._worker: SummaryWorker | None = None
         self._reset_state()
-        self.size = os.fstat(self._fd).st_size
+        self.size = self.file.size()
         if prime_bytes:
             self.scan_step(prime_bytes)
             self.summarize_step()
 
     def _reset_state(self) -> None:
         self._stop_worker(keep_state=False)
-        self.ends: array[int] = array("q")
-        self.scanned = 0
-        self.partial_counted = False
+        self.line_ends = LineEnds(include_partial=self.include_partial, chunk_size=self.chunk_size)
+        self.ends: array[int] = self.line_ends.ends  # the same array: the scan appends to it
         self.summaries = _Summaries()
-        self._raw.clear()
-        self._parsed.clear()
-        self._provisional.clear()
+        self.lines.clear()
 
     # -- reading -------------------------------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.ends)
+
+    @property
+    def fd(self) -> int:
+        """The read descriptor of the file indexed (another one once the file was replaced; -1 once closed)."""
+        return self.file.fd
+
+    _fd = fd  # the summary hand-off below knows it by this name
+
+    @property
+    def scanned(self) -> int:
+        """Bytes indexed: the end of the last line counted."""
+        return self.line_ends.scanned
 
     @property
     def summarized(self) -> int:
@@ -281,108 +170,31 @@ class TraceIndex:
     def line_span(self, i: int) -> tuple[int, int]:
         """Byte range ``[start, end)`` of line ``i`` including its newline."""
         ends = self.ends
-        end = ends[i]
-        start = ends[i - 1] if i > 0 else 0
-        return start, end
+        return (ends[i - 1] if i > 0 else 0), ends[i]
+
+    def line_at_offset(self, offset: int) -> int:
+        """The line holding byte ``offset``."""
+        return bisect.bisect_right(self.ends, offset)
 
     def line(self, i: int) -> bytes:
-        """Line ``i`` (0-based) without its line ending; raises IndexError past the end."""
-        if i < 0 or i >= len(self.ends):
-            raise IndexError(f"line {i} out of range (0..{len(self.ends) - 1})")
-        key = (self.generation, i)
-        cached = self._raw.get(key)
-        if cached is not None:
-            return cached
-        start, end = self.line_span(i)
-        data = os.pread(self._fd, end - start, start)
-        if data.endswith(b"\n"):
-            data = data[:-1]
-        if data.endswith(b"\r"):
-            data = data[:-1]
-        self._raw.put(key, data)
-        return data
+        """Line ``i`` (0-based) without its line ending; raises IndexError past the end (``LineReader.line``)."""
+        return self.lines.line(i)
 
     def prefetch(self, first: int, last: int) -> None:
-        """Read lines ``first..last`` (inclusive) with one ``pread`` into the line cache.
-
-        A screen of a stream is a run of consecutive lines; one read for all of them matters because every read
-        gives the interpreter away, and a busy indexer thread may keep it for a switch interval each time.
-        """
-        total = len(self.ends)
-        first, last = max(0, first), min(last, total - 1)
-        if first > last:
-            return
-        generation = self.generation
-        missing = [i for i in range(first, last + 1) if self._raw.get((generation, i)) is None]
-        if len(missing) < 2:
-            return
-        first, last = missing[0], missing[-1]
-        begin = self.ends[first - 1] if first else 0
-        data = os.pread(self._fd, self.ends[last] - begin, begin)
-        if len(data) != self.ends[last] - begin:
-            return  # the file shrank under us: the indexer will notice and start over
-        parts = data.split(b"\n")
-        for offset, raw in enumerate(parts[: last - first + 1]):
-            self._raw.put((generation, first + offset), raw[:-1] if raw.endswith(b"\r") else raw)
+        """Read lines ``first..last`` (inclusive) with one ``pread`` into the line cache (``LineReader.prefetch``)."""
+        self.lines.prefetch(first, last)
 
     def record(self, i: int) -> dict[str, Any] | LineError:
         """Line ``i`` parsed as a JSON object, or a ``LineError`` saying why it is not one (cached)."""
-        key = (self.generation, i)
-        cached = self._parsed.get(key)
-        if cached is not None:
-            return cached
-        result = self._parse(self.line(i), i)
-        self._parsed.put(key, result)
-        return result
-
-    def _parse(self, raw: bytes, i: int) -> dict[str, Any] | LineError:
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            return LineError(str(self.path), i + 1, f"not valid JSON ({exc})")
-        if not isinstance(obj, dict):
-            return LineError(str(self.path), i + 1, f"not a JSON object (a {type(obj).__name__})")
-        return obj
+        return self.lines.record(i)
 
     def summary(self, i: int) -> LineSummary | None:
         """The summary of line ``i``, or None while the summary pass has not reached it."""
-        s = self.summaries
-        if i < 0 or i >= len(s):
-            return None
-        episode = s.episode[i]
-        chain = s.chain[i]
-        latency = s.latency[i]
-        tick = s.tick[i]
-        return LineSummary(
-            line=i,
-            kind=s.kind[i],
-            flags=s.flags[i],
-            episode=s.episodes.names[episode] if episode != NO_ID else None,
-            tick=tick if tick != NO_ID else None,
-            chain=s.chains.names[chain] if chain != NO_ID else None,
-            context_chars=s.context_chars[i],
-            latency_s=None if math.isnan(latency) else float(latency),
-        )
+        return self.lines.summary(i)
 
     def line_flags(self, i: int) -> int:
-        """The flags of line ``i``: from the summary once the summary pass reached it, else worked out from the line
-        alone (cached), so a screen far ahead of the pass (End on a big file) shows its badges at once.
-
-        The line alone gives every mark but the two that need the ticks before it in the episode: thrash and
-        deadlock from repeated failures or a window without progress; they appear when the pass arrives.
-        """
-        s = self.summaries
-        if 0 <= i < len(s):
-            return s.flags[i]
-        if i < 0 or i >= len(self.ends):
-            return 0
-        key = (self.generation, i)
-        cached = self._provisional.get(key)
-        if cached is not None:
-            return cached
-        flags = _line_alone_flags(i, self.line(i))
-        self._provisional.put(key, flags)
-        return flags
+        """The flags of line ``i``, from the summary or (ahead of the summary pass) the line alone."""
+        return self.lines.flags(i)
 
     def flag_lines(self, flag: int) -> array[int]:
         """Lines (ascending) whose summary has ``flag``; grows as the summary pass goes on."""
@@ -406,96 +218,20 @@ class TraceIndex:
         chain = s.chain[i]
         return None if chain == NO_ID else chain
 
-    def line_at_offset(self, offset: int) -> int:
-        """The line holding byte ``offset``."""
-        return bisect.bisect_right(self.ends, offset)
-
     def read_tail(self, max_bytes: int = TAIL_BYTES) -> TailLines | None:
-        """The last lines of the file (those in its last ``max_bytes``), found by reading back from its end, for a
-        view that wants the end (End, follow) before the forward scan reached it; None when the scan is already
-        there or no whole line fits in ``max_bytes``."""
-        with self.lock:
-            size, generation, scanned = self.size, self.generation, self.scanned
-            if scanned >= size:
-                return None
-            begin = max(scanned, size - max_bytes)
-            data = os.pread(self._fd, size - begin, begin)
-        if len(data) != size - begin:
-            return None  # shrunk meanwhile: the indexer will start over
-        first = 0
-        if begin > scanned:  # (the scan stops on line boundaries) begin is inside a line: skip to the next
-            at = data.find(b"\n")
-            if at < 0:
-                return None
-            first = at + 1
-        ends: array[int] = array("q")
-        j = data.find(b"\n", first)
-        while j >= 0:
-            ends.append(begin + j + 1)
-            j = data.find(b"\n", j + 1)
-        last = ends[-1] if ends else begin + first
-        if self.include_partial and last < size:
-            ends.append(size)
-        if not ends:
-            return None
-        return TailLines(self, begin + first, ends, size, generation)
+        """The last lines of the file, for a view that wants the end (End, follow) before the scan reached it
+        (``index_tail.read_tail``)."""
+        return read_tail(self, max_bytes)
+
+    def find(self, needle: str, start: int, **options: Unpack[FindOptions]) -> int | None:
+        """The first line from ``start`` containing ``needle``, ignoring ASCII case (``index_find.find``)."""
+        return index_find.find(self, needle, start, **options)
 
     # -- scanning --------------------------------------------------------------------------------------------------
     def scan_step(self, max_bytes: int | None = None) -> int:
         """Index up to ``max_bytes`` more of the file (one chunk by default); returns the bytes consumed."""
-        want = self.chunk_size if max_bytes is None else max_bytes
-        if max_bytes is None and want >= VECTOR_SCAN_BYTES:
-            want = max(want, VECTOR_STEP_BYTES)
         with self.lock:
-            start = self.scanned
-            if start >= self.size:
-                return 0
-            data = os.pread(self._fd, min(want, self.size - start), start)
-            if not data:
-                return 0
-            np = _numpy() if len(data) >= VECTOR_SCAN_BYTES else None
-            if np is not None:  # newlines found in one vectorized pass: ~5x the speed of the loop below
-                positions = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
-                positions += start + 1
-                self.ends.frombytes(positions.astype(np.int64).tobytes())
-            else:
-                # bytes.find per line measured faster than split + accumulate for lines of a few hundred bytes
-                find = data.find
-                append = self.ends.append
-                j = find(b"\n")
-                while j >= 0:
-                    append(start + j + 1)
-                    j = find(b"\n", j + 1)
-            if self.ends and self.ends[-1] > self.scanned:
-                self.scanned = self.ends[-1]
-            else:  # no newline in the whole chunk
-                nl = self._find_newline(start + len(data)) if start + len(data) < self.size else None
-                if nl is None:
-                    return self._count_partial()
-                self.ends.append(nl + 1)  # a line longer than one chunk
-                self.scanned = nl + 1
-            return self.scanned - start
-
-    def _find_newline(self, offset: int) -> int | None:
-        while offset < self.size:
-            data = os.pread(self._fd, min(self.chunk_size, self.size - offset), offset)
-            if not data:
-                return None
-            j = data.find(b"\n")
-            if j >= 0:
-                return offset + j
-            offset += len(data)
-        return None
-
-    def _count_partial(self) -> int:
-        """Count the unterminated last line when the file is finished; returns its size (0 if not counted)."""
-        last = self.ends[-1] if self.ends else 0
-        if self.include_partial and not self.partial_counted and self.size > last:
-            self.ends.append(self.size)
-            self.scanned = self.size
-            self.partial_counted = True
-            return self.size - last
-        return 0
+            return self.line_ends.scan(self._fd, self.size, max_bytes)
 
     # -- summaries -------------------------------------------------------------------------------------------------
     def summarize_step(self, max_bytes: int = SUMMARY_BATCH_BYTES) -> int:
@@ -595,35 +331,13 @@ class TraceIndex:
     # -- following -------------------------------------------------------------------------------------------------
     def check_file(self) -> FileChange:
         """Look at the file again: note growth, and start over when it was truncated, rewritten or replaced."""
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return "missing"
         with self.lock:
-            if st.st_ino != self._inode:
-                fd = _open_regular_fd(self.path)
-                os.close(self._fd)
-                self._fd = fd
-                self._inode = os.fstat(fd).st_ino
-                self._start_over(os.fstat(fd).st_size)
-                return "rotated"
-            size = os.fstat(self._fd).st_size
-            last = self.ends[-1] if self.ends else 0
-            if size < self.scanned or size < last or not self._last_newline_intact(last, size):
-                self._start_over(size)
-                return "truncated"
-            if self.partial_counted and size > last:
-                self._start_over(size)  # the "finished" last line is still being written
-                return "grown"
-            if size > self.size:
+            change, size = self.file.look_again(self.line_ends, self.size)
+            if change in ("rotated", "truncated") or (change == "grown" and self.line_ends.partial_grown(size)):
+                self._start_over(size)  # what was indexed is gone (or the "finished" last line is still written)
+            elif change == "grown":
                 self.size = size
-                return "grown"
-            return "same"
-
-    def _last_newline_intact(self, last: int, size: int) -> bool:
-        if last == 0 or self.partial_counted:
-            return True
-        return os.pread(self._fd, 1, last - 1) == b"\n" if size >= last else False
+            return change
 
     def _start_over(self, size: int) -> None:
         self._reset_state()
@@ -640,102 +354,22 @@ class TraceIndex:
             return self.summarize_step() > 0
         return False
 
-    def run(
-        self,
-        stop: threading.Event,
-        *,
-        follow: bool,
-        idle_s: float = IDLE_POLL_S,
-        on_idle: Callable[[], None] | None = None,
-        wait_change: Callable[[float], object] | None = None,
-        keep_following: Callable[[], bool] | None = None,
-    ) -> None:
-        """The indexer loop: index everything, then (when following) wait for growth until ``stop`` is set, or
-        until ``keep_following`` says no (the writer is done: the loop ends once the file is indexed).
+    def let_worker_go(self) -> bool:
+        """Let the summary worker go (its state comes back to this process); False when there is none."""
+        if self._worker is None:
+            return False
+        with self.lock:
+            self._stop_worker(keep_state=True)
+        return True
 
-        Between steps it sleeps for 0 seconds, which hands the interpreter to other threads (the UI) each chunk.
-        ``wait_change(idle_s)`` waits for the file to change (a ``pipeline.watch.FileWatch``, which wakes on the
-        write itself); without it the file is polled every ``idle_s``.
-        """
-        while not stop.is_set():
-            if self.work_step():
-                stop.wait(0)
-                continue
-            if self._worker is not None:
-                with self.lock:
-                    self._stop_worker(keep_state=True)  # everything summarized: the process is not kept idle
-                continue
-            if on_idle is not None:
-                on_idle()
-            if not follow or (keep_following is not None and not keep_following()):
-                return
-            if wait_change is not None:
-                wait_change(idle_s)
-            else:
-                stop.wait(idle_s)
-            if stop.is_set():
-                return
-            self.check_file()
-
-    def find(
-        self,
-        needle: str,
-        start: int,
-        *,
-        forward: bool = True,
-        accept: Callable[[int], bool] | None = None,
-        cancelled: Callable[[], bool] | None = None,
-    ) -> int | None:
-        """The first line from ``start`` (inclusive, in the given direction) containing ``needle``, ignoring ASCII case.
-
-        Reads whole lines a chunk at a time and searches bytes (no parsing; a match never spans lines); ``accept``
-        can reject a line (a filter) and the search goes on.
-        """
-        pattern = needle.lower().encode()
-        if not pattern or b"\n" in pattern:
-            return None
-        ends = self.ends
-        total = len(ends)
-        if forward:
-            i = max(0, start)
-            while i < total:
-                if cancelled is not None and cancelled():
-                    return None
-                begin = ends[i - 1] if i else 0
-                j = min(max(bisect.bisect_left(ends, begin + self.chunk_size, i, total), i + 1), total)
-                data = os.pread(self._fd, ends[j - 1] - begin, begin).lower()
-                pos = data.find(pattern)
-                while pos >= 0:
-                    line = self.line_at_offset(begin + pos)
-                    if accept is None or accept(line):
-                        return line
-                    pos = data.find(pattern, ends[line] - begin)
-                i = j
-            return None
-        i = min(start, total - 1)
-        while i >= 0:
-            if cancelled is not None and cancelled():
-                return None
-            end = ends[i]
-            j = min(bisect.bisect_right(ends, end - self.chunk_size, 0, i), i)
-            begin = ends[j - 1] if j else 0
-            data = os.pread(self._fd, end - begin, begin).lower()
-            pos = data.rfind(pattern)
-            while pos >= 0:
-                line = self.line_at_offset(begin + pos)
-                if accept is None or accept(line):
-                    return line
-                line_start = (ends[line - 1] if line else 0) - begin
-                pos = data.rfind(pattern, 0, line_start) if line_start > 0 else -1
-            i = j - 1
-        return None
+    def run(self, stop: threading.Event, **options: Unpack[FollowOptions]) -> None:
+        """The indexer loop (``index_follow.follow``): index everything, then follow the file until ``stop``."""
+        index_follow.follow(self, stop, **options)
 
     def close(self) -> None:
         with self.lock:
             self._stop_worker(keep_state=False)
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self.file.close()
 
     def __enter__(self) -> TraceIndex:
         return self

@@ -1,0 +1,116 @@
+"""Where the lines of a growing file end, found by scanning it forward a chunk at a time (``TraceIndex`` holds one).
+
+The end offset of every line goes into an ``array('q')``: 8 bytes a line, not the ~60 of a Python list, so the
+index of a file of millions of lines stays a few megabytes. Big chunks are scanned with numpy, small ones (the first
+screen, a followed file's growth) with ``bytes.find``, which needs no import.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from typing import Any
+
+VECTOR_SCAN_BYTES = 256 << 10
+"""Chunks at least this big are scanned for newlines with numpy (imported on first use, in the indexer thread, so
+opening a file and drawing its first screen never waits for it)."""
+VECTOR_STEP_BYTES = 8 << 20
+"""Bytes per scan step when chunks are scanned with numpy: fewer steps, fewer hand-overs of the interpreter lock
+between the indexer and the UI thread, so the end of a big file is reached sooner (End shows the last record)."""
+_NUMPY: list[Any] = []
+
+
+def numpy_or_none() -> Any:
+    """numpy, or None where it cannot be imported (the plain loop is used then)."""
+    if not _NUMPY:
+        try:
+            import numpy
+        except ImportError:
+            _NUMPY.append(None)
+        else:
+            _NUMPY.append(numpy if array("q").itemsize == numpy.dtype(numpy.int64).itemsize else None)
+    return _NUMPY[0]
+
+
+class LineEnds:
+    """The end offsets of the lines of one file's content (``ends[i]``: the byte after line ``i``'s newline).
+
+    A last line without its newline is counted only with ``include_partial`` (a finished file); a followed file's
+    last line is left out until its newline arrives. Not locked: its owner scans and checks it under its own lock.
+    """
+
+    def __init__(self, *, include_partial: bool, chunk_size: int) -> None:
+        self.include_partial = include_partial
+        self.chunk_size = chunk_size
+        self.ends: array[int] = array("q")
+        self.scanned = 0
+        """Bytes indexed: the end of the last line counted."""
+        self.partial_counted = False
+
+    def scan(self, fd: int, size: int, max_bytes: int | None = None) -> int:
+        """Index up to ``max_bytes`` more of the first ``size`` bytes (one chunk by default); returns the bytes
+        consumed."""
+        want = self.chunk_size if max_bytes is None else max_bytes
+        if max_bytes is None and want >= VECTOR_SCAN_BYTES:
+            want = max(want, VECTOR_STEP_BYTES)
+        start = self.scanned
+        if start >= size:
+            return 0
+        data = os.pread(fd, min(want, size - start), start)
+        if not data:
+            return 0
+        np = numpy_or_none() if len(data) >= VECTOR_SCAN_BYTES else None
+        if np is not None:  # newlines found in one vectorized pass: ~5x the speed of the loop below
+            positions = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+            positions += start + 1
+            self.ends.frombytes(positions.astype(np.int64).tobytes())
+        else:
+            # bytes.find per line measured faster than split + accumulate for lines of a few hundred bytes
+            find = data.find
+            append = self.ends.append
+            j = find(b"\n")
+            while j >= 0:
+                append(start + j + 1)
+                j = find(b"\n", j + 1)
+        if self.ends and self.ends[-1] > self.scanned:
+            self.scanned = self.ends[-1]
+        else:  # no newline in the whole chunk
+            nl = self._find_newline(fd, size, start + len(data)) if start + len(data) < size else None
+            if nl is None:
+                return self._count_partial(size)
+            self.ends.append(nl + 1)  # a line longer than one chunk
+            self.scanned = nl + 1
+        return self.scanned - start
+
+    def _find_newline(self, fd: int, size: int, offset: int) -> int | None:
+        while offset < size:
+            data = os.pread(fd, min(self.chunk_size, size - offset), offset)
+            if not data:
+                return None
+            j = data.find(b"\n")
+            if j >= 0:
+                return offset + j
+            offset += len(data)
+        return None
+
+    def _count_partial(self, size: int) -> int:
+        """Count the unterminated last line when the file is finished; returns its size (0 if not counted)."""
+        last = self.ends[-1] if self.ends else 0
+        if self.include_partial and not self.partial_counted and size > last:
+            self.ends.append(size)
+            self.scanned = size
+            self.partial_counted = True
+            return size - last
+        return 0
+
+    def truncated(self, fd: int, size: int) -> bool:
+        """The file, now ``size`` bytes, no longer holds the indexed lines: shorter, or the last indexed newline is
+        gone (truncated and rewritten)."""
+        last = self.ends[-1] if self.ends else 0
+        if size < self.scanned or size < last:
+            return True
+        return not (last == 0 or self.partial_counted or os.pread(fd, 1, last - 1) == b"\n")
+
+    def partial_grown(self, size: int) -> bool:
+        """The last line, counted without its newline, has grown since (it was still being written)."""
+        return self.partial_counted and size > (self.ends[-1] if self.ends else 0)
