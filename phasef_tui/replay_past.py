@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from phasef_tui.session_source import EVENT_PREFIX, LOG_TAIL_LINES
+from phasef_tui.log_tails import EVENT_PREFIX, LOG_TAIL_LINES
 from phasef_tui.trace_feed import TraceFeed
 from pipeline.replay import ChangedFile, Timeline
 from pipeline.state import StepState

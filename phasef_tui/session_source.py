@@ -7,14 +7,13 @@ its frame rate. Decisions go to the supervisor through ``pipeline.control``; the
 
 from __future__ import annotations
 
-import glob
 import os
-import re
 import threading
 import time
 from pathlib import Path
 
 from phasef_tui.data_source import ApprovalError, DataSource, TraceProfile, trace_profile
+from phasef_tui.log_tails import LogTails, Tails
 from phasef_tui.session_views import (
     HEADLINE_KEYS,
     HEADLINE_LIMIT,
@@ -62,10 +61,6 @@ FINISHED_POLL_S = 1.0
 """How often the journal of a finished session is checked (only for a resume); nothing else is polled then."""
 FINISHED_STATES = frozenset({"completed", "failed", "cancelled"})
 """Session states after which nothing changes unless the session is resumed (which appends to the journal)."""
-LOG_TAIL_BYTES = 32 << 10
-LOG_TAIL_LINES = 200
-LOG_CACHE_FILES = 64
-EVENT_PREFIX = "@@phasef-event "
 PROFILE_TRACES = 4
 """Traces compared on the Report screen (baseline and re-eval, typically)."""
 
@@ -128,7 +123,7 @@ class SessionSource(DataSource):
         self._watch: FileWatch | None = None
         self._view_cache: tuple[int, SessionView] | None = None
         self._session_mark = -1
-        self._log_cache: dict[Path, tuple[int, tuple[str, ...]]] = {}  # path -> (size, the lines kept)
+        self._logs = LogTails()
         self._deltas: tuple[tuple[DeltaRow, ...], tuple[str, ...]] = ((), ())
         self._last_trace_scan = 0.0
         self.read_journal()  # the first screen shows the whole history
@@ -305,48 +300,14 @@ class SessionSource(DataSource):
     def log_tail(self, step_key: str | None) -> tuple[str, ...]:
         """The last lines of a step's log (progress-event lines left out; they are in the journal)."""
         path = self._log_path(step_key)
-        return () if path is None else self._tail_of(path)
+        return () if path is None else self._logs.tail(path)
 
-    def log_tails(self, step_key: str | None) -> list[tuple[str | None, tuple[str, ...]]]:
-        """Rank 0's (or shard 0's) log, which is the step's, then every other rank's or shard's
-        (``<log>.rank<r>.log`` beside it, as ``pipeline.jobs.ranks`` names them)."""
+    def log_tails(self, step_key: str | None) -> Tails:
+        """Rank 0's (or shard 0's) log, which is the step's, then every other rank's or shard's."""
         path = self._log_path(step_key)
         if path is None:
             return [(None, ())]
-        others = sorted(
-            (int(m.group(1)), p)
-            for p in path.parent.glob(f"{glob.escape(path.name.removesuffix('.log'))}.rank*.log")
-            if (m := re.fullmatch(re.escape(path.name.removesuffix(".log")) + r"\.rank(\d+)\.log", p.name))
-        )
-        if not others:
-            return [(None, self._tail_of(path))]
-        label = "shard" if step_key in self.plan.sharded else "rank"
-        tails: list[tuple[str | None, tuple[str, ...]]] = [(f"{label} 0", self._tail_of(path))]
-        return tails + [(f"{label} {r}", self._tail_of(p)) for r, p in others]
-
-    def _tail_of(self, path: Path) -> tuple[str, ...]:
-        try:
-            size = path.stat().st_size
-        except OSError:
-            return ()
-        cached = self._log_cache.get(path)
-        if cached is not None and cached[0] == size:
-            return cached[1]
-        try:
-            fh = open_regular(path)
-        except OSError:
-            return ()
-        with fh:
-            fh.seek(max(0, size - LOG_TAIL_BYTES))
-            data = fh.read(LOG_TAIL_BYTES)
-        lines = data.decode("utf-8", "replace").splitlines()
-        if size > LOG_TAIL_BYTES and lines:
-            lines = lines[1:]  # the first one is cut
-        kept = tuple(ln for ln in lines if not ln.startswith(EVENT_PREFIX))[-LOG_TAIL_LINES:]
-        if len(self._log_cache) >= LOG_CACHE_FILES:
-            self._log_cache.clear()
-        self._log_cache[path] = (size, kept)
-        return kept
+        return self._logs.with_ranks(path, "shard" if step_key in self.plan.sharded else "rank")
 
     def poll(self) -> set[str]:
         changed = super().poll()
