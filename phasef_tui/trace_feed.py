@@ -268,6 +268,21 @@ class LineSelection:
         return True
 
 
+def _row(line: int, rec: dict[str, Any] | LineError, flags: int, match: bool = False) -> TraceRow:
+    """The stream row of a line's record (or of the reason it is not one)."""
+    if isinstance(rec, LineError):
+        return TraceRow(line=line, kind="?", flags=flags, problem=rec.reason, match=match)
+    return TraceRow(
+        line=line,
+        kind=str(rec.get("kind", "?")),
+        flags=flags,
+        **_tick_fields(rec),
+        chain=_str(rec.get("chain_id")),
+        chain_role=_str(rec.get("chain_role")),
+        match=match,
+    )
+
+
 class FeedRows:
     """``TraceRows`` for the stream widget: a selection of a feed's lines, rendered from their records."""
 
@@ -296,17 +311,7 @@ class FeedRows:
             return TraceRow(line=line, kind="?", problem="(file changed; re-reading)")
         flags = index.line_flags(line)
         match = bool(self.search) and self.search in index.line(line).lower()  # type: ignore[operator]
-        if isinstance(rec, LineError):
-            return TraceRow(line=line, kind="?", flags=flags, problem=rec.reason, match=match)
-        return TraceRow(
-            line=line,
-            kind=str(rec.get("kind", "?")),
-            flags=flags,
-            **_tick_fields(rec),
-            chain=_str(rec.get("chain_id")),
-            chain_role=_str(rec.get("chain_role")),
-            match=match,
-        )
+        return _row(line, rec, flags, match)
 
 
 class TailRows:
@@ -326,17 +331,7 @@ class TailRows:
         tail = self.tail
         line = pos - len(tail)
         rec = tail.record(pos)
-        flags = tail.flags(pos)
-        if isinstance(rec, LineError):
-            return TraceRow(line=line, kind="?", flags=flags, problem=rec.reason)
-        return TraceRow(
-            line=line,
-            kind=str(rec.get("kind", "?")),
-            flags=flags,
-            **_tick_fields(rec),
-            chain=_str(rec.get("chain_id")),
-            chain_role=_str(rec.get("chain_role")),
-        )
+        return _row(line, rec, tail.flags(pos))
 
 
 class FeedChains:
