@@ -13,10 +13,8 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.rule import Rule
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.containers import VerticalScroll
-from textual.widgets import Static
 
+from widgets.text_pane import TextPane
 from widgets.theme import themed
 from widgets.trace_stream import OUTCOME_STYLES
 
@@ -115,16 +113,12 @@ def render_step(step: ChainStep) -> RenderableType:
     return Group(*parts)
 
 
-class ChainStepper(VerticalScroll, can_focus=True):
+class ChainStepper(TextPane):
     """Shows one ``ChainStep``; the screen decides which one."""
 
-    def compose(self) -> ComposeResult:
-        yield Static(id="chain-step-body")
+    BODY_ID = "chain-step-body"
 
     def show(self, step: ChainStep | None) -> None:
-        body = self.query_one("#chain-step-body", Static)
-        if step is None:
-            body.update(Text("no recovery chains in this trace (yet)", style="dim"))
-        else:
-            body.update(render_step(step))
-        self.scroll_home(animate=False)
+        self.show_text(
+            render_step(step) if step is not None else Text("no recovery chains in this trace (yet)", style="dim")
+        )
