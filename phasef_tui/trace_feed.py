@@ -53,7 +53,7 @@ class _TickFields(TypedDict):
 
 
 def _tick_fields(rec: dict[str, Any]) -> _TickFields:
-    """The fields of a record that both a stream row and a chain step show, typed as they show them."""
+    """A record's ``widgets.trace_stream.TickFields`` (what a stream row and a chain step both show), typed."""
     return _TickFields(
         episode=_str(rec.get("episode")),
         tick=_int(rec.get("tick")),

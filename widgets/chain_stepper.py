@@ -16,7 +16,7 @@ from rich.text import Text
 
 from widgets.text_pane import TextPane
 from widgets.theme import themed
-from widgets.trace_stream import OUTCOME_STYLES
+from widgets.trace_stream import OUTCOME_STYLES, TickFields
 
 TEXT_LIMIT = 4000
 """Characters of one message or output shown before it is cut (the whole record is in the detail pane)."""
@@ -25,23 +25,15 @@ ROLE_STYLES = {"failure": "warn.b", "attempt": "info", "recovered": "good.b", "d
 
 
 @dataclass(frozen=True)
-class ChainStep:
+class ChainStep(TickFields):
     """Tick ``position`` (0-based) of a chain of ``length`` ticks."""
 
     chain: str
     position: int
     length: int
     line: int
-    episode: str | None = None
-    tick: int | None = None
-    actor: str | None = None
     role: str | None = None
-    recovery: str | None = None
-    outcome: str | None = None
-    error_class: str | None = None
     trap: str | None = None
-    latency_s: float | None = None
-    context_chars: int | None = None
     context: list[dict[str, Any]] | None = None
     raw_output: str | None = None
     action: dict[str, Any] | None = None
