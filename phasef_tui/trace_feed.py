@@ -17,7 +17,7 @@ from typing import Any, TypedDict
 
 from pipeline.traces.index import LineError, LRUCache, TailLines, TraceIndex
 from pipeline.traces.summary import FILTER_FLAGS
-from pipeline.watch import FileWatch
+from pipeline.watch import FileWatch, stop_follower
 from widgets.chain_list import ChainRow
 from widgets.chain_stepper import ChainStep
 from widgets.record_detail import RecordView
@@ -137,12 +137,8 @@ class TraceFeed:
         return not following and self.index.complete and (thread is None or not thread.is_alive())
 
     def stop(self) -> None:
-        self._stop.set()
-        if self.watch is not None:
-            self.watch.close()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
+        stop_follower(self._stop, self.watch, self._thread)
+        self._thread = None
         self.index.close()
 
     def wait_indexed(self, timeout: float = 30.0) -> bool:
