@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.api_client import ChatClient
-from pipeline.bench.api_step import evaluate
+from pipeline.bench.api_step import Endpoint, evaluate
 from pipeline.bench.environment import EnvSettings, Sandbox
 from pipeline.bench.params import ApiStepParams
 from pipeline.bench.target import load_target
@@ -81,9 +81,7 @@ async def bench(episodes: int, seed: int) -> None:
         try:
             params = ApiStepParams(episodes=episodes, seed=seed)
             t0 = time.perf_counter()
-            result, report = await evaluate(
-                params, base_url=info.url, model=info.model, api_key_env=None, model_label="tiny", out_dir=root
-            )
+            result, report = await evaluate(params, Endpoint(info.url, info.model, None, "tiny"), out_dir=root)
             wall = time.perf_counter() - t0
             records = [json.loads(line) for line in (root / params.trace).read_text().splitlines()]
             ticks = [r for r in records if r["kind"] == "tick"]

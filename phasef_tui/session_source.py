@@ -32,7 +32,7 @@ from phasef_tui.trace_feed import TraceFeed
 from pipeline.fsio import open_regular
 from pipeline.journal import JOURNAL_NAME, Event, JournalProblem, JournalTail
 from pipeline.state import SessionState
-from pipeline.watch import FileWatch
+from pipeline.watch import FileWatch, stop_follower
 from widgets.session_view import DeltaRow, SessionView
 
 __all__ = [  # the view builders moved to session_views; importers of this module keep working
@@ -204,12 +204,8 @@ class SessionSource(DataSource):
             self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._watch is not None:
-            self._watch.close()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
+        stop_follower(self._stop, self._watch, self._thread)
+        self._thread = None
         for feed in self._feeds.values():
             feed.stop()
         self._feeds.clear()

@@ -17,7 +17,7 @@ from typing import Any, TypedDict
 
 from pipeline.traces.index import LineError, LRUCache, TailLines, TraceIndex
 from pipeline.traces.summary import FILTER_FLAGS
-from pipeline.watch import FileWatch
+from pipeline.watch import FileWatch, stop_follower
 from widgets.chain_list import ChainRow
 from widgets.chain_stepper import ChainStep
 from widgets.record_detail import RecordView
@@ -53,7 +53,7 @@ class _TickFields(TypedDict):
 
 
 def _tick_fields(rec: dict[str, Any]) -> _TickFields:
-    """The fields of a record that both a stream row and a chain step show, typed as they show them."""
+    """A record's ``widgets.trace_stream.TickFields`` (what a stream row and a chain step both show), typed."""
     return _TickFields(
         episode=_str(rec.get("episode")),
         tick=_int(rec.get("tick")),
@@ -137,12 +137,8 @@ class TraceFeed:
         return not following and self.index.complete and (thread is None or not thread.is_alive())
 
     def stop(self) -> None:
-        self._stop.set()
-        if self.watch is not None:
-            self.watch.close()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
+        stop_follower(self._stop, self.watch, self._thread)
+        self._thread = None
         self.index.close()
 
     def wait_indexed(self, timeout: float = 30.0) -> bool:
@@ -268,6 +264,21 @@ class LineSelection:
         return True
 
 
+def _row(line: int, rec: dict[str, Any] | LineError, flags: int, match: bool = False) -> TraceRow:
+    """The stream row of a line's record (or of the reason it is not one)."""
+    if isinstance(rec, LineError):
+        return TraceRow(line=line, kind="?", flags=flags, problem=rec.reason, match=match)
+    return TraceRow(
+        line=line,
+        kind=str(rec.get("kind", "?")),
+        flags=flags,
+        **_tick_fields(rec),
+        chain=_str(rec.get("chain_id")),
+        chain_role=_str(rec.get("chain_role")),
+        match=match,
+    )
+
+
 class FeedRows:
     """``TraceRows`` for the stream widget: a selection of a feed's lines, rendered from their records."""
 
@@ -296,17 +307,7 @@ class FeedRows:
             return TraceRow(line=line, kind="?", problem="(file changed; re-reading)")
         flags = index.line_flags(line)
         match = bool(self.search) and self.search in index.line(line).lower()  # type: ignore[operator]
-        if isinstance(rec, LineError):
-            return TraceRow(line=line, kind="?", flags=flags, problem=rec.reason, match=match)
-        return TraceRow(
-            line=line,
-            kind=str(rec.get("kind", "?")),
-            flags=flags,
-            **_tick_fields(rec),
-            chain=_str(rec.get("chain_id")),
-            chain_role=_str(rec.get("chain_role")),
-            match=match,
-        )
+        return _row(line, rec, flags, match)
 
 
 class TailRows:
@@ -326,17 +327,7 @@ class TailRows:
         tail = self.tail
         line = pos - len(tail)
         rec = tail.record(pos)
-        flags = tail.flags(pos)
-        if isinstance(rec, LineError):
-            return TraceRow(line=line, kind="?", flags=flags, problem=rec.reason)
-        return TraceRow(
-            line=line,
-            kind=str(rec.get("kind", "?")),
-            flags=flags,
-            **_tick_fields(rec),
-            chain=_str(rec.get("chain_id")),
-            chain_role=_str(rec.get("chain_role")),
-        )
+        return _row(line, rec, tail.flags(pos))
 
 
 class FeedChains:

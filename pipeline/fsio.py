@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Literal, overload
+from typing import IO, Any, Literal, overload
 
 
 def _new_file_mode() -> int:
@@ -116,6 +117,22 @@ def read_bytes_bounded(path: Path, limit: int) -> bytes:
 def read_text_bounded(path: Path, limit: int) -> str:
     """Like :func:`read_bytes_bounded`, decoded as UTF-8 (``UnicodeDecodeError`` for invalid UTF-8)."""
     return read_bytes_bounded(path, limit).decode("utf-8")
+
+
+def read_json(
+    path: Path, error: Callable[[str], Exception], *, missing: str = "no such file", limit: int | None = None
+) -> Any:
+    """The JSON document in ``path`` (at most ``limit`` bytes when given); a missing, unreadable or malformed file
+    raises ``error(message)``, the message naming the file (and the line of a JSON error)."""
+    try:
+        text = path.read_text(encoding="utf-8") if limit is None else read_text_bounded(path, limit)
+        return json.loads(text)
+    except FileNotFoundError:
+        raise error(f"{path}: {missing}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
 
 
 def fsync_path(path: Path, *, directory: bool = False) -> None:

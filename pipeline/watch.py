@@ -103,3 +103,13 @@ class FileWatch:
         if self._thread is not None:
             self._thread.join(timeout=2)
             self._thread = None
+
+
+def stop_follower(stop: threading.Event, watch: FileWatch | None, thread: threading.Thread | None) -> None:
+    """Stop a follower thread that waits on ``watch`` (or on ``stop`` while polling): set ``stop``, close the watch,
+    which wakes the thread at once, then wait for it to end (2 s at most; it is a daemon)."""
+    stop.set()
+    if watch is not None:
+        watch.close()
+    if thread is not None:
+        thread.join(timeout=2)

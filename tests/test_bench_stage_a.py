@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.bench.api_step import evaluate, run
+from pipeline.bench.api_step import Endpoint, evaluate, run
 from pipeline.bench.params import ApiStepParams
 from pipeline.bench.validate import validate_files
 from pipeline.jobs.context import EVENT_PREFIX, ServiceInfo, StepContext
@@ -145,16 +145,7 @@ def test_an_unbounded_prompt_fails_the_context_check(stage_a: dict[str, Any], tm
     verdicts = {}
     for name, unbounded in (("bounded", False), ("unbounded", True)):
         params = ApiStepParams.model_validate({**common, "unbounded_context": unbounded})
-        _, report = asyncio.run(
-            evaluate(
-                params,
-                base_url=info.url,
-                model=info.model,
-                api_key_env=None,
-                model_label="tiny",
-                out_dir=tmp_path / name,
-            )
-        )
+        _, report = asyncio.run(evaluate(params, Endpoint(info.url, info.model, None, "tiny"), out_dir=tmp_path / name))
         verdicts[name] = json.loads((tmp_path / name / "eval_report.json").read_text())
         assert report.ticks_observed > 10
     assert _context_check(verdicts["bounded"])["passed"]
@@ -186,10 +177,7 @@ def test_killing_the_server_mid_run_is_traced_not_a_crash(tmp_path: Path) -> Non
         result, report = asyncio.run(
             evaluate(
                 params,
-                base_url=info.url,
-                model=info.model,
-                api_key_env=None,
-                model_label="tiny",
+                Endpoint(info.url, info.model, None, "tiny"),
                 out_dir=tmp_path / "out",
                 on_tick=kill_after_a_while,
             )

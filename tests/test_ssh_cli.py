@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,6 +62,26 @@ def test_usage_errors_name_what_is_wrong(tmp_path: Path) -> None:
     assert r.returncode == 1 and "chmod 600" in r.stderr
     r = phasef("serve", "--help", cwd=tmp_path)
     assert r.returncode == 0 and "--authorized-keys" in r.stdout and "--idle-timeout" in r.stdout
+
+
+def test_every_numeric_flag_sets_its_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from phasef_tui.cli import build_parser
+    from phasef_tui.commands import serve
+
+    served: list[Any] = []
+    monkeypatch.setattr(serve, "run_server", lambda settings, host_key: served.append(settings) or 0)
+    _key, pub = make_key(tmp_path, "alice")
+    keys = write_keys(tmp_path / "authorized_keys", [pub])
+    argv = ["serve", "--ssh", "127.0.0.1:0", "--authorized-keys", str(keys), "--host-key", str(tmp_path / "hk")]
+    argv += ["--sessions", str(tmp_path)]
+    wanted = {}
+    for n, (flag, setting, _positive) in enumerate(serve.LIMITS, start=7):
+        argv += [flag, str(n)]
+        wanted[setting] = n
+    args = build_parser().parse_args(argv)
+    assert args.func(args) == 0
+    assert {name: getattr(served[0], name) for name in wanted} == wanted
+    assert len(wanted) == 6 and served[0].max_startups.start == 10 and served[0].port == 0
 
 
 def test_the_admission_flags_reach_the_server(tmp_path: Path) -> None:

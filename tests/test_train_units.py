@@ -6,6 +6,7 @@ import io
 import json
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from pipeline.train.checkpoints import (
 from pipeline.train.params import HandoffParams, TrainParams
 from pipeline.train.progress import PlainTextWriter, ProgressReporter, plain_stdout
 from pipeline.train.runner import with_lora_config
-from pipeline.train.stop import StopControl
+from pipeline.train.stop import StepBoundary, StopControl
 from tests.step_helpers import step_context
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,6 +128,17 @@ def fake_iterate_batches(dataset: Any, batch_size: int, max_seq_length: int, loo
             break
 
 
+def boundary(
+    start_step: int,
+    save: Callable[[int], None],
+    *,
+    stop: StopControl | None = None,
+    save_every: int = 1,
+    update_every: int = 1,
+) -> StepBoundary:
+    return StepBoundary(start_step, save_every, update_every, save, stop or StopControl())
+
+
 def drive(feeder: BatchFeeder, steps: int, validate_every: int = 0) -> list[int]:
     """Play the trainer: zip(range, stream), validating (another loop=False stream) every few steps."""
     seen = []
@@ -140,11 +152,9 @@ def drive(feeder: BatchFeeder, steps: int, validate_every: int = 0) -> list[int]
 
 def test_a_resumed_stream_replays_the_uninterrupted_order() -> None:
     np.random.seed(3)
-    whole = drive(BatchFeeder(fake_iterate_batches, skip=0, step_offset=0, on_step_done=lambda s: None,
-                              stop=StopControl()), 25, validate_every=4)  # fmt: skip
+    whole = drive(BatchFeeder(fake_iterate_batches, skip=0, steps=boundary(0, lambda s: None)), 25, validate_every=4)
     np.random.seed(3)
-    tail = drive(BatchFeeder(fake_iterate_batches, skip=12, step_offset=12, on_step_done=lambda s: None,
-                             stop=StopControl()), 13, validate_every=3)  # fmt: skip
+    tail = drive(BatchFeeder(fake_iterate_batches, skip=12, steps=boundary(12, lambda s: None)), 13, validate_every=3)
     assert tail == whole[12:]
 
 
@@ -158,16 +168,24 @@ def test_checkpoints_and_stops_happen_between_steps() -> None:
         if step == 106:
             clock[0] = 11.0  # the budget runs out here, but a stop waits for the next update boundary
 
-    feeder = BatchFeeder(fake_iterate_batches, skip=0, step_offset=100, on_step_done=on_done, stop=stop, update_every=4)
+    feeder = BatchFeeder(fake_iterate_batches, skip=0, steps=boundary(100, on_done, stop=stop, update_every=4))
     seen = drive(feeder, 50)
     assert done == [101, 102, 103, 104, 105, 106, 107, 108]
-    assert len(seen) == 8 and feeder.steps_done == 8 and feeder.stopped == "timeout"  # stops at 108: 4 | 108
+    assert len(seen) == 8 and feeder.steps.steps_done == 8 and feeder.steps.stopped == "timeout"  # 4 | 108
 
     signalled = StopControl()
     signalled.request(signal.SIGTERM)
     assert signalled.reason() == "signal" and signalled.signal_name == "SIGTERM"
-    feeder = BatchFeeder(fake_iterate_batches, skip=0, step_offset=0, on_step_done=done.append, stop=signalled)
-    assert drive(feeder, 5) == [] and feeder.stopped == "signal"
+    feeder = BatchFeeder(fake_iterate_batches, skip=0, steps=boundary(0, done.append, stop=signalled))
+    assert drive(feeder, 5) == [] and feeder.steps.stopped == "signal"
+
+
+def test_checkpoints_fall_every_save_every_steps_counted_from_the_start_of_the_run() -> None:
+    saved: list[int] = []
+    feeder = BatchFeeder(fake_iterate_batches, skip=7, steps=boundary(7, saved.append, save_every=5))
+    assert len(drive(feeder, 14)) == 14
+    assert saved == [10, 15, 20]  # step 21 is seen finished only when the trainer asks for one more batch
+    assert feeder.steps.steps_done == 13 and feeder.steps.stopped is None and feeder.steps.done(40) == 40
 
 
 def test_stop_control_catches_sigterm_only_while_installed() -> None:

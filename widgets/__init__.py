@@ -1,7 +1,8 @@
 """Textual widgets of phasef, each a view of state passed in by the app (no engine internals, no I/O of their own).
 
 Small private modules, re-exported here so that screens import ``from widgets import TraceStream``. The plots
-module (textual-plotext) is imported on first use, so a trace viewer does not pay for it at start-up.
+module (textual-plotext) is imported on first use, so a trace viewer does not pay for it at start-up. The view
+models of ``widgets.session_view`` are data, not widgets: their builders import them from that module.
 """
 
 from __future__ import annotations
@@ -17,16 +18,6 @@ from widgets.key_hints import KeyHints, render_key_hints
 from widgets.log_tail import LogTail, render_log_tail
 from widgets.record_detail import RecordDetail, RecordView, render_record
 from widgets.screen_tabs import ScreenTabs, render_tabs
-from widgets.session_view import (
-    DeltaRow,
-    EvidenceView,
-    GateView,
-    MetricView,
-    SessionView,
-    StageView,
-    StepView,
-    VerdictView,
-)
 from widgets.stage_board import StageBoard, format_duration, render_stage_board
 from widgets.status_line import StatusLine
 from widgets.trace_stream import TraceRow, TraceRows, TraceStream, format_row
@@ -63,33 +54,25 @@ __all__ = [
     "ChainStep",
     "ChainStepper",
     "DecisionLine",
-    "DeltaRow",
     "DeltaTable",
     "EvidenceList",
-    "EvidenceView",
     "FilterBar",
     "FilterState",
-    "GateView",
     "Headline",
     "KeyHints",
     "LinePlot",
     "LogTail",
-    "MetricView",
     "RecordDetail",
     "RecordView",
     "ScreenTabs",
     "Series",
-    "SessionView",
     "StageBoard",
-    "StageView",
     "StatusLine",
-    "StepView",
     "StreamStatus",
     "TraceRow",
     "TraceRows",
     "TraceStream",
     "VerdictCard",
-    "VerdictView",
     "VirtualList",
     "format_duration",
     "format_row",

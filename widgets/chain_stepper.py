@@ -13,12 +13,10 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.rule import Rule
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.containers import VerticalScroll
-from textual.widgets import Static
 
+from widgets.text_pane import TextPane
 from widgets.theme import themed
-from widgets.trace_stream import OUTCOME_STYLES
+from widgets.trace_stream import OUTCOME_STYLES, TickFields
 
 TEXT_LIMIT = 4000
 """Characters of one message or output shown before it is cut (the whole record is in the detail pane)."""
@@ -27,23 +25,15 @@ ROLE_STYLES = {"failure": "warn.b", "attempt": "info", "recovered": "good.b", "d
 
 
 @dataclass(frozen=True)
-class ChainStep:
+class ChainStep(TickFields):
     """Tick ``position`` (0-based) of a chain of ``length`` ticks."""
 
     chain: str
     position: int
     length: int
     line: int
-    episode: str | None = None
-    tick: int | None = None
-    actor: str | None = None
     role: str | None = None
-    recovery: str | None = None
-    outcome: str | None = None
-    error_class: str | None = None
     trap: str | None = None
-    latency_s: float | None = None
-    context_chars: int | None = None
     context: list[dict[str, Any]] | None = None
     raw_output: str | None = None
     action: dict[str, Any] | None = None
@@ -115,16 +105,12 @@ def render_step(step: ChainStep) -> RenderableType:
     return Group(*parts)
 
 
-class ChainStepper(VerticalScroll, can_focus=True):
+class ChainStepper(TextPane):
     """Shows one ``ChainStep``; the screen decides which one."""
 
-    def compose(self) -> ComposeResult:
-        yield Static(id="chain-step-body")
+    BODY_ID = "chain-step-body"
 
     def show(self, step: ChainStep | None) -> None:
-        body = self.query_one("#chain-step-body", Static)
-        if step is None:
-            body.update(Text("no recovery chains in this trace (yet)", style="dim"))
-        else:
-            body.update(render_step(step))
-        self.scroll_home(animate=False)
+        self.show_text(
+            render_step(step) if step is not None else Text("no recovery chains in this trace (yet)", style="dim")
+        )

@@ -8,10 +8,8 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.json import JSON
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.containers import VerticalScroll
-from textual.widgets import Static
 
+from widgets.text_pane import TextPane
 from widgets.theme import themed
 
 
@@ -38,13 +36,10 @@ def render_record(view: RecordView) -> RenderableType:
     return Group(*parts)
 
 
-class RecordDetail(VerticalScroll, can_focus=True):
+class RecordDetail(TextPane):
     """Scrollable pretty-printed record."""
 
-    def compose(self) -> ComposeResult:
-        yield Static(id="record-detail-body")
+    BODY_ID = "record-detail-body"
 
     def show(self, view: RecordView | None) -> None:
-        body = self.query_one("#record-detail-body", Static)
-        body.update(render_record(view) if view else Text("no record selected", style="dim"))
-        self.scroll_home(animate=False)
+        self.show_text(render_record(view) if view else Text("no record selected", style="dim"))

@@ -52,23 +52,29 @@ OUTCOME_STYLES = {
 }
 
 
-@dataclass(frozen=True)
-class TraceRow:
-    """What one line of the stream shows about one record."""
+@dataclass(frozen=True, kw_only=True)
+class TickFields:
+    """What a tick record says that both a stream row and a chain step (``widgets.chain_stepper``) show."""
 
-    line: int  # 0-based line number in the file; negative: counted from the end (-1: the last line), not known yet
-    kind: str  # episode_start / tick / episode_end / ? (not a record)
-    flags: int = 0
     episode: str | None = None
     tick: int | None = None
     actor: str | None = None
     outcome: str | None = None
     error_class: str | None = None
-    chain: str | None = None
-    chain_role: str | None = None
     recovery: str | None = None
     latency_s: float | None = None
     context_chars: int | None = None
+
+
+@dataclass(frozen=True)
+class TraceRow(TickFields):
+    """What one line of the stream shows about one record."""
+
+    line: int  # 0-based line number in the file; negative: counted from the end (-1: the last line), not known yet
+    kind: str  # episode_start / tick / episode_end / ? (not a record)
+    flags: int = 0
+    chain: str | None = None
+    chain_role: str | None = None
     problem: str | None = None  # why the line is not a usable record
     match: bool = False  # the current search matches this line
 

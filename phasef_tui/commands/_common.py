@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -102,6 +102,16 @@ def resolve_session(args: argparse.Namespace, session: str | None) -> Path | Non
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
+
+
+def on_session(handler: Callable[[argparse.Namespace, Path], int]) -> Callable[[argparse.Namespace], int]:
+    """A command on one session: ``args.session`` is looked up first (not found: the error is said, exit 2)."""
+
+    def run(args: argparse.Namespace) -> int:
+        session_dir = resolve_session(args, args.session)
+        return EXIT_USAGE if session_dir is None else handler(args, session_dir)
+
+    return run
 
 
 def default_operator() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from phasef_tui.commands._common import (
     EXIT_OK,
@@ -11,7 +12,7 @@ from phasef_tui.commands._common import (
     add_operator_arg,
     add_session_lookup,
     default_operator,
-    resolve_session,
+    on_session,
 )
 
 
@@ -26,17 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--live", action="store_true", help="start at the newest event, following a running session")
     add_operator_arg(p, "operator name (for decisions once back to live)")
     add_session_lookup(p)
-    p.set_defaults(func=_replay)
+    p.set_defaults(func=on_session(_replay))
 
 
-def _replay(args: argparse.Namespace) -> int:
+def _replay(args: argparse.Namespace, session_dir: Path) -> int:
     from phasef_tui.app import PhasefApp, load_keys
     from phasef_tui.replay_source import ReplaySource
     from phasef_tui.session_source import session_config_path
 
-    session_dir = resolve_session(args, args.session)
-    if session_dir is None:
-        return EXIT_USAGE
     try:
         source = ReplaySource(session_dir, operator=args.operator or default_operator(), follow=args.live)
     except FileNotFoundError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from phasef_tui.commands._common import (
     EXIT_FAILED,
@@ -13,7 +14,7 @@ from phasef_tui.commands._common import (
     add_operator_arg,
     add_session_lookup,
     default_operator,
-    resolve_session,
+    on_session,
 )
 
 
@@ -24,16 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_operator_arg(p, OPERATOR_HELP)
     p.add_argument("--reason", default="", help="why; recorded in the journal")
     add_session_lookup(p)
-    p.set_defaults(func=_retry)
+    p.set_defaults(func=on_session(_retry))
 
 
-def _retry(args: argparse.Namespace) -> int:
+def _retry(args: argparse.Namespace, session_dir: Path) -> int:
     from pipeline.control import ControlClient
     from pipeline.errors import ControlError
 
-    session_dir = resolve_session(args, args.session)
-    if session_dir is None:
-        return EXIT_USAGE
     client = ControlClient(session_dir)
     if not client.available():
         print(

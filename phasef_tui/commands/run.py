@@ -17,6 +17,7 @@ from phasef_tui.commands._common import (
     add_operator_arg,
     default_operator,
     load,
+    on_session,
     resolve_session,
 )
 
@@ -46,7 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_operator_arg(a)
     add_config_arg(a)
     a.add_argument("--sessions", default=None)
-    a.set_defaults(func=_attach)
+    a.set_defaults(func=on_session(_attach))
 
 
 def _session_dir(args: argparse.Namespace, cfg: PhasefConfig, project_dir: Path) -> Path | None:
@@ -126,8 +127,5 @@ def attach(session_dir: Path, operator: str) -> int:
     return int(run_attach(session_dir, operator, sock if sock.exists() else None))
 
 
-def _attach(args: argparse.Namespace) -> int:
-    session_dir = resolve_session(args, args.session)
-    if session_dir is None:
-        return EXIT_USAGE
+def _attach(args: argparse.Namespace, session_dir: Path) -> int:
     return attach(session_dir, args.operator or default_operator())

@@ -10,6 +10,14 @@ from typing import Any
 from phasef_tui.commands._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_session_lookup, resolve_session
 
 DEFAULT_HOST = "127.0.0.1"
+LIMITS = (  # the numeric flags: flag, the ``ServeSettings`` field it sets, whether 0 is refused too
+    ("--max-sessions", "max_sessions", True),
+    ("--login-timeout", "login_timeout", True),
+    ("--preauth-timeout", "preauth_timeout", True),
+    ("--idle-timeout", "idle_timeout", False),
+    ("--keepalive", "keepalive_interval", False),
+    ("--per-source-max-startups", "per_source_startups", False),
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -102,18 +110,13 @@ def _serve(args: argparse.Namespace) -> int:
     except StartupsError as exc:
         print(f"error: --max-startups {exc}", file=sys.stderr)
         return EXIT_USAGE
-    bounds = {  # flag: (value, whether 0 is refused too)
-        "--max-sessions": (args.max_sessions, True),
-        "--login-timeout": (args.login_timeout, True),
-        "--preauth-timeout": (args.preauth_timeout, True),
-        "--idle-timeout": (args.idle_timeout, False),
-        "--keepalive": (args.keepalive, False),
-        "--per-source-max-startups": (args.per_source_max_startups, False),
-    }
-    for flag, (value, positive) in bounds.items():
+    limits: dict[str, Any] = {}
+    for flag, setting, positive in LIMITS:
+        value = getattr(args, flag[2:].replace("-", "_"))
         if value < 0 or (positive and value == 0):
             print(f"error: {flag} must be {'positive' if positive else '0 or more'}, got {value}", file=sys.stderr)
             return EXIT_USAGE
+        limits[setting] = value
     keys_path = Path(args.authorized_keys).expanduser().resolve()
     if not keys_path.is_file():
         print(f"error: --authorized-keys {keys_path}: no such file", file=sys.stderr)
@@ -137,16 +140,11 @@ def _serve(args: argparse.Namespace) -> int:
         session_dir=session_dir,
         host=host,
         port=port,
-        max_sessions=args.max_sessions,
         max_startups=max_startups,
-        per_source_startups=args.per_source_max_startups,
-        preauth_timeout=args.preauth_timeout,
-        login_timeout=args.login_timeout,
-        idle_timeout=args.idle_timeout,
-        keepalive_interval=args.keepalive,
         log_path=Path(args.log).expanduser().resolve() if args.log else root / "ssh-connections.jsonl",
         cwd=Path.cwd(),
         prefork=not args.no_prefork,
+        **limits,
     )
     return run_server(settings, host_key)
 

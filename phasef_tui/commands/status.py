@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
-from phasef_tui.commands._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_session_lookup, resolve_session
+from phasef_tui.commands._common import EXIT_FAILED, EXIT_OK, add_session_lookup, on_session
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,7 +16,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("session", nargs="?", default=None)
     p.add_argument("--json", action="store_true", help="print the phasef.status/1 JSON object")
     add_session_lookup(p)
-    p.set_defaults(func=_status)
+    p.set_defaults(func=on_session(_status))
 
 
 def fetch_status(session_dir: Any) -> dict[str, Any]:
@@ -35,10 +36,7 @@ def fetch_status(session_dir: Any) -> dict[str, Any]:
     return data
 
 
-def _status(args: argparse.Namespace) -> int:
-    session_dir = resolve_session(args, args.session)
-    if session_dir is None:
-        return EXIT_USAGE
+def _status(args: argparse.Namespace, session_dir: Path) -> int:
     try:
         data = fetch_status(session_dir)
     except FileNotFoundError as exc:

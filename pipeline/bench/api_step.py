@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -146,11 +147,21 @@ class _Progress:
         )
 
 
-def _endpoint(ctx: StepContext, params: ApiStepParams) -> tuple[str, str, str | None, str]:
-    """(base URL, model id, API key variable, label) of the endpoint the step talks to."""
+@dataclass(frozen=True)
+class Endpoint:
+    """The OpenAI-compatible endpoint a run talks to; ``label`` names its model in the report."""
+
+    base_url: str
+    model: str
+    api_key_env: str | None
+    label: str
+
+
+def _endpoint(ctx: StepContext, params: ApiStepParams) -> Endpoint:
+    """The endpoint the step talks to: the params' own API, or one of the step's services."""
     if params.base_url:
         assert params.model is not None
-        return params.base_url, params.model, params.api_key_env, params.model
+        return Endpoint(params.base_url, params.model, params.api_key_env, params.model)
     if params.service:
         info = ctx.services.get(params.service)
         if info is None:
@@ -163,16 +174,13 @@ def _endpoint(ctx: StepContext, params: ApiStepParams) -> tuple[str, str, str | 
     if not info.url or not info.model:
         raise StepFailed(f"service {info.name} gave no url/model to talk to")
     label = f"{info.name}:{getattr(info, 'model_path', None) or info.model}"
-    return info.url, params.model or info.model, params.api_key_env, label
+    return Endpoint(info.url, params.model or info.model, params.api_key_env, label)
 
 
 async def evaluate(
     params: ApiStepParams,
+    endpoint: Endpoint,
     *,
-    base_url: str,
-    model: str,
-    api_key_env: str | None,
-    model_label: str,
     out_dir: Path,
     run_id: str | None = None,
     on_tick: TickCallback | None = None,
@@ -181,9 +189,10 @@ async def evaluate(
 ) -> tuple[RunResult, EvalReport]:
     """Run the workload, then write and return its report (usable without an engine)."""
     trace_path = out_dir / params.trace
+    api_key_env = endpoint.api_key_env
     async with ChatClient(
-        base_url,
-        model,
+        endpoint.base_url,
+        endpoint.model,
         api_key_env=api_key_env,
         timeout=params.request_timeout,
         retries=params.retries,
@@ -195,13 +204,13 @@ async def evaluate(
             client,
             trace_path,
             out_dir / SANDBOX_DIR,
-            model_label=model_label,
+            model_label=endpoint.label,
             run_id=run_id,
             on_tick=on_tick,
             on_episode=on_episode,
             shard=shard,
         )
-    model_info = {"id": model, "label": model_label, "baseUrl": base_url}
+    model_info = {"id": endpoint.model, "label": endpoint.label, "baseUrl": endpoint.base_url}
     if shard is not None:  # what the merge of the shards needs to judge the whole run
         write_shard_record(out_dir, result, model_info, api_key_env)
     report = build_report(
@@ -249,9 +258,9 @@ def summary(report: EvalReport, result: RunResult, out_dir: Path, params: ApiSte
 def run(ctx: StepContext) -> dict[str, Any]:
     """The ``api`` step function."""
     params = parse_params(ApiStepParams, ctx.params)
-    base_url, model, api_key_env, label = _endpoint(ctx, params)
+    endpoint = _endpoint(ctx, params)
     out_dir = ctx.artifacts_dir
-    ctx.log(f"evaluating {label} at {base_url}: {params.episodes} episodes, seed {params.seed}")
+    ctx.log(f"evaluating {endpoint.label} at {endpoint.base_url}: {params.episodes} episodes, seed {params.seed}")
     run_id = f"{ctx.session_id}-{ctx.stage}-{ctx.step}-{ctx.attempt}"
     progress = _Progress(ctx, params.emit_interval_s)
     shard = shard_of_env()
@@ -261,10 +270,7 @@ def run(ctx: StepContext) -> dict[str, Any]:
         result, report = asyncio.run(
             evaluate(
                 params,
-                base_url=base_url,
-                model=model,
-                api_key_env=api_key_env,
-                model_label=label,
+                endpoint,
                 out_dir=out_dir,
                 run_id=run_id,
                 on_tick=progress.tick,

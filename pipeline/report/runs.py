@@ -3,7 +3,6 @@ the run's metrics and its episodes' shares of them."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.fsio import read_json
 from pipeline.report.compare_stats import METRIC_BY_KEY, EpisodeStats, episode_stats, headline
 from pipeline.report.eval_report import EvalMetrics, compute_metrics, file_sha256
 from pipeline.report.paths import session_relative
@@ -96,14 +96,7 @@ def _hash_field(report: dict[str, Any], *names: str) -> str | None:
 
 
 def read_report(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunProblem(f"{path}: no such report") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RunProblem(f"{path}: cannot read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise RunProblem(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
+    data = read_json(path, RunProblem, missing="no such report")
     if not isinstance(data, dict):
         raise RunProblem(f"{path}: expected a JSON object")
     return data

@@ -18,31 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.train.stop import StopControl
+from pipeline.train.stop import StepBoundary
 
 IterateBatches = Callable[..., Iterator[Any]]
 
 
 class BatchFeeder:
-    def __init__(
-        self,
-        base: IterateBatches,
-        *,
-        skip: int,
-        step_offset: int,
-        on_step_done: Callable[[int], None],
-        stop: StopControl,
-        update_every: int = 1,
-    ) -> None:
+    def __init__(self, base: IterateBatches, *, skip: int, steps: StepBoundary) -> None:
         self._base = base
         self._skip = skip
-        self._offset = step_offset
-        self._on_step_done = on_step_done
-        self._stop = stop
-        self._update_every = update_every
-        self.steps_done = 0
-        """Steps finished in this attempt (as far as the feeder has seen: the last one is seen by the caller)."""
-        self.stopped: str | None = None
+        self.steps = steps
+        """Checkpoints and stops between steps; its ``steps_done`` counts the steps the feeder has seen finished
+        (the last one is seen by the caller)."""
 
     def __call__(
         self,
@@ -66,18 +53,16 @@ class BatchFeeder:
         return _without_rng_side_effects(inner)
 
     def _training_stream(self, inner: Iterator[Any]) -> Iterator[Any]:
+        steps = self.steps
         for _ in range(self._skip):
             next(inner)
         for batch in inner:
-            if self.steps_done:
-                self._on_step_done(self._offset + self.steps_done)
-            at_update_boundary = (self._offset + self.steps_done) % self._update_every == 0
-            reason = self._stop.reason() if at_update_boundary else None
-            if reason is not None:
-                self.stopped = reason
+            if steps.steps_done:
+                steps.save_if_due()
+            if steps.stop_here():
                 return
             yield batch
-            self.steps_done += 1
+            steps.steps_done += 1
 
 
 def _without_rng_side_effects(inner: Iterator[Any]) -> Iterator[Any]:

@@ -15,7 +15,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,7 @@ from pipeline.jobs.context import StepContext, StepFailed
 from pipeline.train.chat_data import Split
 from pipeline.train.checkpoints import Checkpoint
 from pipeline.train.progress import ProgressReporter
-from pipeline.train.stop import StopControl
+from pipeline.train.stop import StepBoundary
 
 if TYPE_CHECKING:
     from pipeline.train.runner import TrainingJob
@@ -63,28 +63,11 @@ class _DpoStepHook:
     """mlx-lm-lora's trainer reports every step (``steps_per_report = 1``): checkpoint, stop, and report the mean
     of every ``steps_per_report`` steps to the ``ProgressReporter`` like the SFT trainer would."""
 
-    def __init__(
-        self,
-        reporter: ProgressReporter,
-        *,
-        start_step: int,
-        report_every: int,
-        remaining: int,
-        save_every: int,
-        update_every: int,
-        save: Callable[[int], None],
-        stop: StopControl,
-    ) -> None:
+    def __init__(self, reporter: ProgressReporter, steps: StepBoundary, *, report_every: int, remaining: int) -> None:
         self.reporter = reporter
-        self.start_step = start_step
+        self.steps = steps
         self.report_every = report_every
         self.remaining = remaining
-        self.save_every = save_every
-        self.update_every = update_every
-        self.save = save
-        self.stop = stop
-        self.steps_done = 0
-        self.stopped: str | None = None
         self._losses: list[float] = []
         self._tokens = 0.0
         self._started = time.monotonic()
@@ -94,7 +77,7 @@ class _DpoStepHook:
 
     def on_train_loss_report(self, train_info: dict[str, Any]) -> None:
         it = int(train_info["iteration"])
-        self.steps_done = it
+        self.steps.steps_done = it
         self._losses.append(float(train_info["train_loss"]))
         self._tokens += float(train_info.get("tokens_per_second", 0.0)) / max(
             float(train_info.get("iterations_per_second", 0.0)) or 1.0, 1e-9
@@ -110,14 +93,9 @@ class _DpoStepHook:
                 }
             )
             self._losses, self._tokens, self._started = [], 0.0, time.monotonic()
-        step = self.start_step + it
-        if step % self.save_every == 0:
-            self.save(step)
-        if it < self.remaining and step % self.update_every == 0:
-            reason = self.stop.reason()
-            if reason is not None:
-                self.stopped = reason
-                raise _StopAtStep()
+        self.steps.save_if_due()
+        if it < self.remaining and self.steps.stop_here():
+            raise _StopAtStep()
 
 
 @contextmanager
@@ -160,30 +138,14 @@ def train_dpo(job: TrainingJob, splits: dict[str, Split], start: Checkpoint | No
     reporter = ProgressReporter(
         job.ctx.emit, total_steps=p.iters, step_offset=attempt.start_step, val_iteration_offset=-1
     )
-    hook = _DpoStepHook(
-        reporter,
-        start_step=attempt.start_step,
-        report_every=p.steps_per_report,
-        remaining=remaining,
-        save_every=p.save_every,
-        update_every=p.grad_accumulation_steps,
-        save=attempt.save,
-        stop=job.stop,
-    )
+    hook = _DpoStepHook(reporter, attempt.steps, report_every=p.steps_per_report, remaining=remaining)
 
     def as_dataset(split: Split) -> Any:
         return datasets.DPODataset(split.rows, attempt.tokenizer)
 
     args = trainer.DPOTrainingArgs(
-        batch_size=p.batch_size,
-        iters=remaining,
-        val_batches=p.val_batches,
+        **job.loop_args(attempt),
         steps_per_report=1,
-        steps_per_eval=p.steps_per_eval,
-        steps_per_save=remaining + 1,
-        max_seq_length=p.max_seq_length,
-        adapter_file=str(job.adapter_dir / SCRATCH_FILE),
-        grad_checkpoint=p.grad_checkpoint,
         gradient_accumulation_steps=p.grad_accumulation_steps,
         beta=p.dpo.beta,
         loss_type=p.dpo.loss_type,
@@ -205,9 +167,7 @@ def train_dpo(job: TrainingJob, splits: dict[str, Split], start: Checkpoint | No
         except _StopAtStep:
             pass
 
-    def test_loss() -> float | None:
-        if not job.test_batches_fit(splits["test"]):
-            return None
+    def test_loss() -> float:
         loss, _, _, _ = trainer.evaluate_dpo(
             model=attempt.model,
             ref_model=reference,
@@ -221,12 +181,4 @@ def train_dpo(job: TrainingJob, splits: dict[str, Split], start: Checkpoint | No
         )
         return float(loss)
 
-    return job.end(
-        attempt,
-        reporter,
-        done=hook.steps_done if hook.stopped else remaining,
-        stopped=hook.stopped,
-        train_wall=time.monotonic() - train_started,
-        test_loss=test_loss,
-        splits=splits,
-    )
+    return job.end(attempt, reporter, train_wall=time.monotonic() - train_started, test_loss=test_loss, splits=splits)

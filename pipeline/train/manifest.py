@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipeline.fsio import atomic_write_text, read_text_bounded
+from pipeline.fsio import atomic_write_text, read_json
 from pipeline.hashing import file_sha256
 
 MANIFEST_NAME = "manifest.json"
@@ -97,14 +97,7 @@ class VerifyReport:
 def read_manifest(root: Path) -> dict[str, dict[str, Any]]:
     """The ``files`` table of ``root/manifest.json``; ``ManifestUnreadable`` says what is wrong with it."""
     path = root / MANIFEST_NAME
-    try:
-        data = json.loads(read_text_bounded(path, 64 * 2**20))
-    except FileNotFoundError:
-        raise ManifestUnreadable(f"{path}: no manifest") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestUnreadable(f"{path}: cannot read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ManifestUnreadable(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
+    data = read_json(path, ManifestUnreadable, missing="no manifest", limit=64 * 2**20)
     if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise ManifestUnreadable(f"{path}: field 'schema': expected {MANIFEST_SCHEMA!r}, got {found!r}")

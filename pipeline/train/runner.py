@@ -50,7 +50,7 @@ from pipeline.train.dpo import SCRATCH_FILE
 from pipeline.train.lora_config import LoraConfigProblem, read_lora_config, recipe_defaults
 from pipeline.train.params import TrainParams
 from pipeline.train.progress import ProgressReporter, plain_stdout
-from pipeline.train.stop import StopControl, TrainingStopped
+from pipeline.train.stop import StepBoundary, StopControl, TrainingStopped
 from pipeline.train.world import RankedStop, join, share_checkpoint
 
 BAD_LINES_LOGGED = 20
@@ -111,7 +111,8 @@ def adapter_config(params: TrainParams, model_ref: str, data_dir: Path, adapter_
 
 @dataclass
 class Attempt:
-    """One attempt's model, optimizer and where it starts; ``save(step)`` writes a checkpoint."""
+    """One attempt's model, optimizer and where it starts; ``save(step)`` writes a checkpoint, ``steps`` saves and
+    stops between the trainer's steps."""
 
     model: Any
     tokenizer: Any
@@ -120,6 +121,7 @@ class Attempt:
     start_step: int
     resumed: bool
     save: Callable[[int], None]
+    steps: StepBoundary
 
 
 class TrainingJob:
@@ -291,21 +293,40 @@ class TrainingJob:
             model=self.model_ref,
             adapter_path=str(self.adapter_dir),
         )
-        return Attempt(model, tokenizer, optimizer, counts, start_step, start is not None, save)
+        steps = StepBoundary(start_step, p.save_every, p.grad_accumulation_steps, save, self.stop)
+        return Attempt(model, tokenizer, optimizer, counts, start_step, start is not None, save, steps)
+
+    def loop_args(self, attempt: Attempt) -> dict[str, Any]:
+        """The training-loop arguments both trainers take under the same names: the steps left, and no saves of the
+        trainer's own (checkpoints are written between steps by ``attempt.steps``; its final save goes to a scratch
+        file)."""
+        p = self.params
+        remaining = p.iters - attempt.start_step
+        return {
+            "batch_size": p.batch_size,
+            "iters": remaining,
+            "val_batches": p.val_batches,
+            "steps_per_eval": p.steps_per_eval,
+            "steps_per_save": remaining + 1,
+            "max_seq_length": p.max_seq_length,
+            "adapter_file": str(self.adapter_dir / SCRATCH_FILE),
+            "grad_checkpoint": p.grad_checkpoint,
+        }
 
     def end(
         self,
         attempt: Attempt,
         reporter: ProgressReporter,
         *,
-        done: int,
-        stopped: str | None,
         train_wall: float,
-        test_loss: Callable[[], float | None],
+        test_loss: Callable[[], float],
         splits: dict[str, Split],
     ) -> dict[str, Any]:
-        """Save the last step, report a stop or the summary of a finished run."""
+        """Save the last step, report a stop or the summary of a finished run (with ``test_loss()`` when the test
+        split fills the test batches)."""
         p = self.params
+        done = attempt.steps.done(p.iters - attempt.start_step)
+        stopped = attempt.steps.stopped
         final_step = attempt.start_step + done
         if self.world.leader:
             (self.adapter_dir / SCRATCH_FILE).unlink(missing_ok=True)
@@ -314,7 +335,7 @@ class TrainingJob:
         reporter.flush(final_step)
         if stopped:
             self.stopped(stopped, final_step)
-        loss = test_loss()
+        loss = test_loss() if self.test_batches_fit(splits["test"]) else None
         summary = {
             "status": "completed",
             "training_mode": p.training_mode,

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pipeline.train.chat_data import Split
 from pipeline.train.checkpoints import Checkpoint
-from pipeline.train.dpo import SCRATCH_FILE
 from pipeline.train.progress import ProgressReporter
 
 if TYPE_CHECKING:
@@ -28,37 +27,14 @@ def train_sft(job: TrainingJob, splits: dict[str, Split], start: Checkpoint | No
 
     p = job.params
     attempt = job.begin(start)
-    save_every = p.save_every
-
-    def on_step_done(step: int) -> None:
-        if step % save_every == 0:
-            attempt.save(step)
-
-    remaining = p.iters - attempt.start_step
-    feeder = BatchFeeder(
-        iterate_batches,
-        skip=attempt.start_step,
-        step_offset=attempt.start_step,
-        on_step_done=on_step_done,
-        stop=job.stop,
-        update_every=p.grad_accumulation_steps,
-    )
+    feeder = BatchFeeder(iterate_batches, skip=attempt.start_step, steps=attempt.steps)
     reporter = ProgressReporter(job.ctx.emit, total_steps=p.iters, step_offset=attempt.start_step)
 
     def as_dataset(split: Split) -> Any:
         return CacheDataset(create_dataset(split.rows, attempt.tokenizer, p))
 
     args = TrainingArgs(
-        batch_size=p.batch_size,
-        iters=remaining,
-        val_batches=p.val_batches,
-        steps_per_report=p.steps_per_report,
-        steps_per_eval=p.steps_per_eval,
-        steps_per_save=remaining + 1,
-        max_seq_length=p.max_seq_length,
-        adapter_file=str(job.adapter_dir / SCRATCH_FILE),
-        grad_checkpoint=p.grad_checkpoint,
-        grad_accumulation_steps=p.grad_accumulation_steps,
+        **job.loop_args(attempt), steps_per_report=p.steps_per_report, grad_accumulation_steps=p.grad_accumulation_steps
     )
     train_started = time.monotonic()
     train(
@@ -71,9 +47,7 @@ def train_sft(job: TrainingJob, splits: dict[str, Split], start: Checkpoint | No
         training_callback=cast(Any, reporter),  # duck-typed TrainingCallback
     )
 
-    def test_loss() -> float | None:
-        if not job.test_batches_fit(splits["test"]):
-            return None
+    def test_loss() -> float:
         return float(
             evaluate(
                 model=attempt.model,
@@ -84,12 +58,4 @@ def train_sft(job: TrainingJob, splits: dict[str, Split], start: Checkpoint | No
             )
         )
 
-    return job.end(
-        attempt,
-        reporter,
-        done=feeder.steps_done if feeder.stopped else remaining,
-        stopped=feeder.stopped,
-        train_wall=time.monotonic() - train_started,
-        test_loss=test_loss,
-        splits=splits,
-    )
+    return job.end(attempt, reporter, train_wall=time.monotonic() - train_started, test_loss=test_loss, splits=splits)

@@ -11,6 +11,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import FrameType
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -55,6 +56,43 @@ class StopControl:
         """Deliver the caught signal again, now to the handler that was there before (the step runner's)."""
         if self.signum is not None:
             signal.raise_signal(self.signum)
+
+
+@dataclass
+class StepBoundary:
+    """What happens between two training steps, whatever trainer runs them: a checkpoint every ``save_every`` steps,
+    and a stop (when asked for) only where an optimizer update ends, so no accumulated gradient is thrown away.
+
+    The trainer's loop sets ``steps_done`` (steps finished in this attempt); step numbers count from the start of
+    the run (``start_step`` + ``steps_done``)."""
+
+    start_step: int
+    save_every: int
+    update_every: int
+    save: Callable[[int], None]
+    stop: StopControl
+    steps_done: int = 0
+    stopped: str | None = None
+    """Why the loop ended early (``signal`` or ``timeout``), None while it runs or when it ran to the end."""
+
+    @property
+    def step(self) -> int:
+        return self.start_step + self.steps_done
+
+    def save_if_due(self) -> None:
+        if self.step % self.save_every == 0:
+            self.save(self.step)
+
+    def stop_here(self) -> bool:
+        """At an update boundary, whether to stop now (and remember why)."""
+        if self.step % self.update_every:
+            return False
+        self.stopped = self.stop.reason()
+        return self.stopped is not None
+
+    def done(self, planned: int) -> int:
+        """Steps this attempt finished: the ``planned`` ones unless it stopped early."""
+        return self.steps_done if self.stopped else planned
 
 
 class TrainingStopped(Exception):

@@ -62,6 +62,12 @@ class Step:
     pointer: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def fail(self, failure: tuple[str, str]) -> None:
+        """Record ``(error_class, message)`` as the step's error; a ``Timeout`` also makes its outcome ``timeout``."""
+        self.error_class, self.error = failure
+        if self.error_class == "Timeout":
+            self.outcome = "timeout"
+
 
 def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:
     """The first non-empty line of ``text``, whitespace collapsed and cut to ``limit``."""

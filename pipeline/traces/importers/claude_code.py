@@ -282,9 +282,7 @@ def convert_path(path: Path, origin: Origin) -> tuple[list[dict[str, Any]], list
                 target.observation = result
                 waiting.pop(id(target), None)
                 if block.get("is_error") is True and target.error_class is None:
-                    target.error_class, target.error = classify_result(result, obj.get("toolUseResult"))
-                    if target.error_class == "Timeout":
-                        target.outcome = "timeout"
+                    target.fail(classify_result(result, obj.get("toolUseResult")))
                     last_event = "interrupted" if target.error_class == "Interrupted" else "tool_error"
                 else:
                     last_event = "tool_result"

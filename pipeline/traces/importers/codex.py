@@ -223,9 +223,7 @@ class _Rollout:
         if step.error_class is None:
             failure = classify(text, code, self.sandboxed)
             if failure is not None:
-                step.error_class, step.error = failure
-                if step.error_class == "Timeout":
-                    step.outcome = "timeout"
+                step.fail(failure)
         self.last_event = "tool_error" if step.error_class else "tool_result"
 
     def event(self, payload: dict[str, Any], line: int) -> None:

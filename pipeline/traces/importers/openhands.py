@@ -126,9 +126,7 @@ def _observe(step: Step, event: dict[str, Any]) -> None:
     else:
         failure = classify_output(content, _exit_code(extras))
     if failure is not None:
-        step.error_class, step.error = failure
-        if step.error_class == "Timeout":
-            step.outcome = "timeout"
+        step.fail(failure)
 
 
 def episode_records(

@@ -262,8 +262,7 @@ def _episode(trace: str, spans: list[dict[str, Any]], origin: Origin) -> list[di
                 pointer=span["pointer"],
             )
             if failure is not None:
-                step.error_class, step.error = failure
-                step.outcome = "timeout" if step.error_class == "Timeout" else None
+                step.fail(failure)
         elif op == "execute_tool":
             tool = attrs.get("gen_ai.tool.name") or attrs.get("tool.name")
             tool = str(tool or span["name"].removeprefix("execute_tool ").strip() or "?")
@@ -279,9 +278,8 @@ def _episode(trace: str, spans: list[dict[str, Any]], origin: Origin) -> list[di
                 step.latency_s = (last_model["end"] - last_model["start"]) / 1e9
             failure = _failure(span, "ToolError")
             if failure is not None:
-                step.error_class, step.error = failure
-                step.outcome = "timeout" if step.error_class == "Timeout" else None
-                status = _EXIT_STATUS.search(step.error)  # Python's CalledProcessError states it
+                step.fail(failure)
+                status = _EXIT_STATUS.search(failure[1])  # Python's CalledProcessError states it
                 if status:
                     step.extra["exit_code"] = int(status.group(1))
             if isinstance(attrs.get("gen_ai.tool.call.id"), str):

@@ -109,9 +109,7 @@ def convert(path: Path, doc: dict[str, Any], origin: Origin) -> tuple[list[dict[
             step.action = {"tool": "bash", "args": {"command": command.rstrip("\n")}}
             failure = classify_output(observation_text)
             if failure is not None:
-                step.error_class, step.error = failure
-                if step.error_class == "Timeout":
-                    step.outcome = "timeout"
+                step.fail(failure)
         else:
             step.schema_error = "step has no action"
             step.error_class = "SchemaViolation"

@@ -1,0 +1,21 @@
+"""A focusable scroll around one ``Static``: the panes that show one thing at a time (a record, a chain's tick)."""
+
+from __future__ import annotations
+
+from rich.console import RenderableType
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+
+class TextPane(VerticalScroll, can_focus=True):
+    """``show_text`` replaces what the pane shows and scrolls back to its top; the ``Static`` has id ``BODY_ID``."""
+
+    BODY_ID = "text-pane-body"
+
+    def compose(self) -> ComposeResult:
+        yield Static(id=self.BODY_ID)
+
+    def show_text(self, renderable: RenderableType) -> None:
+        self.query_one(f"#{self.BODY_ID}", Static).update(renderable)
+        self.scroll_home(animate=False)
