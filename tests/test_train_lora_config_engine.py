@@ -11,7 +11,7 @@ from pipeline.jobs.context import StepContext
 from pipeline.jobs.spec import build_spec
 from pipeline.layout import SessionLayout
 from pipeline.train.params import TrainParams
-from pipeline.train.runner import with_lora_config
+from pipeline.train.step_params import with_lora_config
 
 PLAN = """
 [stages.D]
