@@ -6,6 +6,7 @@ others connect to it)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import shlex
 from typing import Any
@@ -142,42 +143,36 @@ async def _ring_pair(hosts: dict[str, HostConfig], listener: str, dialer: str) -
     """Host ``listener`` binds a port on its own address; host ``dialer`` connects to it there."""
     lh, dh = hosts[listener], hosts[dialer]
     pair: dict[str, Any] = {"listener": listener, "dialer": dialer, "address": lh.address, "ok": False}
-    try:
-        lconn = await connect(lh, listener, retries=0)
-    except ExecutorError as exc:
-        pair["error"] = f"not checked: {exc}"
-        return pair
-    try:
-        listen = f"{remote_word(lh.python)} -c {shlex.quote(RING_LISTEN)} {shlex.quote(lh.address)} {RING_TIMEOUT_S}"
-        proc = await lconn.create_process("/bin/sh -c " + shlex.quote(listen))
-        first = str(await asyncio.wait_for(proc.stdout.readline(), lh.connect_timeout + 30)).split(maxsplit=1)
-        if not first or first[0] != "port":
-            pair["error"] = f"{describe(lh, listener)} cannot listen on its address {lh.address}: " + (
-                first[1].strip() if len(first) > 1 else "no answer"
-            )
-            return pair
-        port = int(first[1])
-        pair["port"] = port
+    async with contextlib.AsyncExitStack() as stack:
         try:
-            dconn = await connect(dh, dialer, retries=0)
+            lconn, dconn = [
+                stack.enter_context(contextlib.closing(await connect(hosts[name], name, retries=0)))
+                for name in (listener, dialer)
+            ]
         except ExecutorError as exc:
             pair["error"] = f"not checked: {exc}"
             return pair
         try:
+            listen = (
+                f"{remote_word(lh.python)} -c {shlex.quote(RING_LISTEN)} {shlex.quote(lh.address)} {RING_TIMEOUT_S}"
+            )
+            proc = await lconn.create_process("/bin/sh -c " + shlex.quote(listen))
+            first = str(await asyncio.wait_for(proc.stdout.readline(), lh.connect_timeout + 30)).split(maxsplit=1)
+            if not first or first[0] != "port":
+                said = first[1].strip() if len(first) > 1 else "no answer"
+                pair["error"] = f"{describe(lh, listener)} cannot listen on its address {lh.address}: {said}"
+                return pair
+            port = pair["port"] = int(first[1])
             dial = f"{remote_word(dh.python)} -c {shlex.quote(RING_DIAL)} {shlex.quote(lh.address)} {port} 5"
             said = (await run(dconn, dial, timeout=dh.connect_timeout + 30)).strip()
-        finally:
-            dconn.close()
-        if said != "ok":
-            pair["error"] = f"host {dialer} cannot reach {lh.address}:{port} on host {listener}: {said[6:] or said}"
+        except (ExecutorError, OSError, TimeoutError, ValueError, asyncssh.Error) as exc:
+            pair["error"] = f"{describe(lh, listener)}: ring check failed: {exc}"
             return pair
-        pair["ok"] = True
+    if said != "ok":
+        pair["error"] = f"host {dialer} cannot reach {lh.address}:{port} on host {listener}: {said[6:] or said}"
         return pair
-    except (ExecutorError, OSError, TimeoutError, ValueError, asyncssh.Error) as exc:
-        pair["error"] = f"{describe(lh, listener)}: ring check failed: {exc}"
-        return pair
-    finally:
-        lconn.close()
+    pair["ok"] = True
+    return pair
 
 
 async def check_ring(hosts: dict[str, HostConfig], pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
