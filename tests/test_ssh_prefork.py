@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -42,6 +44,10 @@ def _alive(pid: int) -> bool:
 def _row(screen: str, index: int) -> str:
     rows = screen.splitlines()
     return rows[index] if index < len(rows) else ""
+
+
+def _mapped_files(pid: int) -> set[str]:
+    return {line.split(maxsplit=5)[5] for line in Path(f"/proc/{pid}/maps").read_text().splitlines() if "/" in line}
 
 
 def _disconnect(tmux: Tmux, name: str) -> None:
@@ -141,6 +147,9 @@ def test_the_real_tui_is_forked_shares_its_pages_and_spawn_stays_selectable(tmp_
             # none (its only shared pages are the files it maps)
             assert memory["Shared_Dirty"] > 5 * 1024, memory
             assert memory["Pss"] < memory["Rss"] - 5 * 1024, memory
+            # all a session imports was imported by the session server: a module imported after the fork would
+            # cost every session its memory (an extension module shows as a file only the session maps)
+            assert _mapped_files(pid) <= _mapped_files(zygote), _mapped_files(pid) - _mapped_files(zygote)
 
         tmux.resize("a", 150, 45)
         wait_for(lambda: "Quit" in _row(tmux.screen("a"), 44), 20, "the key bar to move to the new last row")
@@ -162,6 +171,28 @@ def test_the_real_tui_is_forked_shares_its_pages_and_spawn_stays_selectable(tmp_
         assert served.supervisor.poll() is None  # the run went on through all of it
     finally:
         served.close()
+
+
+def test_the_cli_in_a_forked_session_answers_as_a_new_interpreter_would(tmp_path: Path, tmux: Tmux) -> None:
+    # the session server runs `-m phasef_tui.cli ARGS` by calling the CLI it imported, with the parser it built
+    key, line = _approver(tmp_path)
+    fresh = subprocess.run(
+        [sys.executable, "-m", "phasef_tui.cli", "--version"], capture_output=True, text=True, timeout=60, check=True
+    )
+    commands = iter([["--version"], ["attach", "--bogus"], ["--version"]])
+    log = tmp_path / "ssh.jsonl"
+    with standin_server(
+        tmp_path, [line], preload=True, command=lambda *_: [sys.executable, "-m", "phasef_tui.cli", *next(commands)]
+    ) as server:
+        for name, shown, code in (
+            ("version", fresh.stdout.strip(), 0),
+            ("usage", "phasef: error: unrecognized arguments: --bogus", 2),
+            ("again", fresh.stdout.strip(), 0),  # the parser a session used is still whole for the next one
+        ):
+            tmux.start(name, ssh_argv(server.port, key, "-tt"), 100, 30)
+            tmux.wait_for(name, shown)
+            assert tmux.wait_exit(name) == code
+        assert [e["start"] for e in log_events(log, "session_start")] == ["fork", "fork", "fork"]
 
 
 def test_without_a_session_server_sessions_are_spawned(
