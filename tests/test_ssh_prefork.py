@@ -96,7 +96,10 @@ def test_forked_sessions_are_separate_processes_with_only_their_own_environment(
         wait_for(lambda: not _alive(pids[0]), 10, "the disconnected session's process to end")
         assert _alive(pids[1]) and _alive(zygote)
         wait_for(lambda: len(log_events(log, "session_end")) == 1, 10, "the session end")
-        assert log_events(log, "session_end")[0]["reason"] == "client closed"
+        # the client drops the connection (~.): seen as its end of file, or, when the session wrote to it first, as a
+        # broken pipe (a race of the two sides under load)
+        reason = log_events(log, "session_end")[0]["reason"]
+        assert reason in ("client closed", "connection lost: [Errno 32] Broken pipe"), reason
         tmux.send("two", "z")
         tmux.wait_for("two", "GOT b'z'")  # the other session goes on
     assert not _alive(pids[1])
