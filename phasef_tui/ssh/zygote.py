@@ -38,6 +38,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,26 +92,28 @@ def preload(modules: tuple[str, ...], warm: bool, warm_session: str | None = Non
 
         for info in pkgutil.iter_modules(commands.__path__):  # what the CLI imports to build its parser
             importlib.import_module(f"{commands.__name__}.{info.name}")
-        try:
-            share_cli_parser()
-        except Exception as exc:  # each child then builds its own parser, as a new interpreter does
-            print(f"phasef session server: the CLI's parser was not built ahead: {exc!r}", file=sys.stderr)
+        # what is not done ahead, each child does itself (as a new interpreter does): time, nothing else
+        ahead("the CLI's parser was not built", share_cli_parser)
         share_parsed_css()
-        try:
-            warm_stylesheet()
-        except Exception as exc:  # a cache not warmed costs a child some time, nothing else
-            print(f"phasef session server: the stylesheet was not parsed ahead: {exc!r}", file=sys.stderr)
+        ahead("the stylesheet was not parsed", warm_stylesheet)
         if warm_session:
-            try:
-                warm_app(warm_session)
-            except Exception as exc:  # the children then do this work themselves, nothing else changes
-                print(f"phasef session server: the TUI was not run ahead: {exc!r}", file=sys.stderr)
+            ahead("the TUI was not run", lambda: warm_app(warm_session))
     import threading
 
     if threading.active_count() != 1:  # a fork would copy locks held by threads that do not exist in the child
         raise SystemExit(f"phasef session server: threads left running, cannot fork: {threading.enumerate()}")
     gc.collect()
     gc.freeze()
+
+
+def ahead(failed: str, step: Callable[[], object]) -> bool:
+    """Run a warm-up ``step``; if it fails (argparse exits on a command line it rejects), say so and go on."""
+    try:
+        step()
+    except (Exception, SystemExit) as exc:
+        print(f"phasef session server: {failed} ahead: {exc!r}", file=sys.stderr)
+        return False
+    return True
 
 
 def share_cli_parser() -> None:
