@@ -186,6 +186,24 @@ def test_the_real_tui_is_forked_shares_its_pages_and_spawn_stays_selectable(tmp_
         served.close()
 
 
+def test_a_forked_session_ends_when_the_ssh_server_is_killed(tmp_path: Path, tmux: Tmux) -> None:
+    # the server cannot hang up on its sessions when it is killed; its end closes their terminals' master side, and
+    # a session's terminal is its controlling terminal (as sshd makes it), so the kernel hangs up on the session
+    served = Served(tmp_path)
+    try:
+        tmux.start("a", served.ssh("-tt"), 100, 30)
+        tmux.wait_for("a", ONE_GATE_PROMPT)
+        (start,) = log_events(served.log, "session_start")
+        pid = start["pid"]
+        assert int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[4]) != 0  # tty_nr: it has one
+        assert served.server is not None
+        os.kill(served.server.pid, signal.SIGKILL)
+        wait_for(lambda: not _alive(pid), 20, "the session's process to end after the server was killed")
+        assert served.supervisor.poll() is None  # the run goes on
+    finally:
+        served.close()
+
+
 def test_the_cli_in_a_forked_session_answers_as_a_new_interpreter_would(tmp_path: Path) -> None:
     # the session server runs `-m phasef_tui.cli ARGS` by calling the CLI it imported, with the parser it built
     key, line = _approver(tmp_path)

@@ -27,6 +27,8 @@ interpreter (``runpy``, ``__name__ == "__main__"``, ``sys.argv`` set); any other
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import gc
 import importlib
 import io
@@ -37,6 +39,7 @@ import selectors
 import signal
 import socket
 import sys
+import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -365,8 +368,14 @@ def _send(sock: socket.socket, message: dict[str, Any]) -> None:
 
 
 def _become_session(slave: int, job: Job) -> None:
-    """In the child: a session of its own on the PTY, the session's environment and folder, fresh stdio."""
+    """In the child: a session of its own on the PTY, the session's environment and folder, fresh stdio.
+
+    The PTY becomes the session's controlling terminal, as sshd makes it for a login: if the SSH server dies without
+    hanging up on the session (killed, crashed), its end closes the PTY's master side and the kernel hangs up on
+    the session (SIGHUP), which ends the TUI instead of leaving it running on a terminal nobody reads."""
     os.setsid()
+    with contextlib.suppress(OSError):  # without it, the session runs as before; only that safety net is missing
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
     if slave > 2:
