@@ -12,7 +12,9 @@ screen shows the session's content (the gate prompt, from the journal: a frame w
 - first frame, N opened at once (median and max), for each server in turn;
 - memory per session while N are open, PSS from /proc/PID/smaps_rollup (shared pages split between the processes
   that map them): the session's process, plus for the pre-forked server the session server's PSS divided by N, plus
-  the SSH server's growth divided by N; RSS and private pages beside it;
+  the SSH server's growth divided by N; RSS and private pages beside it; for a forked session, its writable
+  anonymous pages split (from /proc/PID/pagemap, where the physical frames can be read) into those copied from the
+  session server (a page it wrote to, a reference count being enough) and new ones;
 - idle CPU per session over 5 s with N open.
 
 ``--local`` adds ``phasef attach`` started directly in a PTY (no SSH); ``--in-process`` the design not chosen (N apps
@@ -28,6 +30,7 @@ import json
 import os
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -69,6 +72,8 @@ class Mode:
     rss_kb: list[int] = field(default_factory=list)
     private_kb: list[int] = field(default_factory=list)
     zygote_pss_kb: int = 0
+    copied_kb: list[int] = field(default_factory=list)
+    new_kb: list[int] = field(default_factory=list)
     server_growth_kb: float = 0.0
     server_rss_kb: int = 0
     idle_cpu: float = 0.0
@@ -79,6 +84,40 @@ class Mode:
 
     def per_session_rss_mb(self) -> float:
         return (statistics.mean(self.rss_kb) + self.server_growth_kb) / 1024
+
+
+def _writable_anonymous(pid: int) -> list[tuple[int, int]]:
+    ranges = []
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        parts = line.split()
+        if parts[1].startswith("rw") and (len(parts) < 6 or parts[5] in ("[heap]", "[stack]")):
+            start, end = (int(v, 16) for v in parts[0].split("-"))
+            ranges.append((start, end))
+    return ranges
+
+
+def _frames(pid: int, ranges: list[tuple[int, int]]) -> dict[int, int]:
+    """Resident page -> physical frame, from /proc/PID/pagemap (frames read as 0 without CAP_SYS_ADMIN)."""
+    frames = {}
+    with open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+        for start, end in ranges:
+            pagemap.seek(start // 4096 * 8)
+            for i, (entry,) in enumerate(struct.iter_unpack("Q", pagemap.read((end - start) // 4096 * 8))):
+                if entry >> 63:  # present
+                    frames[start // 4096 + i] = entry & ((1 << 55) - 1)
+    return frames
+
+
+def copied_and_new_kb(pid: int, zygote: int) -> tuple[int, int] | None:
+    """A forked session's anonymous pages that are no longer the session server's (copied on write) and those the
+    session server does not have at all (new); None where frames cannot be read."""
+    mine = _frames(pid, _writable_anonymous(pid))
+    theirs = _frames(zygote, _writable_anonymous(zygote))
+    if not any(mine.values()):
+        return None
+    copied = sum(1 for page, frame in mine.items() if page in theirs and theirs[page] != frame)
+    new = sum(1 for page in mine if page not in theirs)
+    return copied * 4, new * 4
 
 
 def idle_cpu_per_session(pids: list[int], sessions: int) -> float:
@@ -210,6 +249,11 @@ async def many_sessions(
     if zygotes:
         mode.zygote_pss_kb = memory_kb(zygotes[-1]["pid"])["Pss"]
         watched.append(zygotes[-1]["pid"])
+        for pid in pids:
+            split = copied_and_new_kb(pid, zygotes[-1]["pid"])
+            if split is not None:
+                mode.copied_kb.append(split[0])
+                mode.new_kb.append(split[1])
     server_after = memory_kb(mode.server.pid)["Rss"]
     mode.server_rss_kb = server_after
     mode.server_growth_kb = (server_after - server_before) / n
@@ -329,6 +373,9 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
         "MB",
         ".1f",
     )
+    if prefork.copied_kb:
+        print(f"{'    copied from the session server':34}{'':16}{statistics.mean(prefork.copied_kb) / 1024:>13.1f} MB")
+        print(f"{'    new (not in the session server)':34}{'':16}{statistics.mean(prefork.new_kb) / 1024:>13.1f} MB")
     row("  session server's PSS / N", 0.0, prefork.zygote_pss_kb / n / 1024, "MB", ".1f")
     row("  SSH server's growth / N", spawn.server_growth_kb / 1024, prefork.server_growth_kb / 1024, "MB", ".2f")
     row("memory per session, RSS", spawn.per_session_rss_mb(), prefork.per_session_rss_mb(), "MB", ".1f")
@@ -363,6 +410,15 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
             "pss_per_session_mb": round(mode.per_session_pss_mb(n), 2),
             "rss_per_session_mb": round(mode.per_session_rss_mb(), 2),
             "idle_cpu_pct": round(100 * mode.idle_cpu, 2),
+            "private_per_session_mb": round(statistics.mean(mode.private_kb) / 1024, 2),
+            **(
+                {
+                    "copied_per_session_mb": round(statistics.mean(mode.copied_kb) / 1024, 2),
+                    "new_per_session_mb": round(statistics.mean(mode.new_kb) / 1024, 2),
+                }
+                if mode.copied_kb
+                else {}
+            ),
         }
 
     return {

@@ -201,8 +201,11 @@ def standin_server(tmp_path: Path, key_lines: list[str], **overrides: Any) -> It
         session_dir=session_dir,
         port=0,
         log_path=tmp_path / "ssh.jsonl",
-        command=lambda operator, folder: [sys.executable, str(program), str(folder), operator.name],
-        **{"preload": False, **overrides},
+        **{
+            "preload": False,
+            "command": lambda operator, folder: [sys.executable, str(program), str(folder), operator.name],
+            **overrides,
+        },
     )
     with ServerThread(settings) as server:
         yield server

@@ -143,16 +143,10 @@ class ForkServer:
             raise ForkServerError(f"cannot start the session server: {exc}") from exc
         finally:
             theirs.close()
-        ours.setblocking(False)
-        try:
-            data = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(ours, 4096), READY_TIMEOUT_S)
-        except (TimeoutError, OSError) as exc:
-            data = b""
-            why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        else:
-            why = f"exit status {self._proc.wait(5) if not data else 0}"
+        data, why = await _receive(ours, READY_TIMEOUT_S)
         message = _decode(data)
         if "ready" not in message:
+            why = why or f"exit status {self._proc.wait(5) if not data else 0}"
             ours.close()
             self._stop_process()
             raise ForkServerError(f"the session server did not start ({why})")
@@ -176,11 +170,7 @@ class ForkServer:
             raise ForkServerError(f"the session server is gone: {exc}") from exc
         finally:
             theirs.close()
-        ours.setblocking(False)
-        try:
-            data = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(ours, 4096), FORK_TIMEOUT_S)
-        except (TimeoutError, OSError):
-            data = b""
+        data, _why = await _receive(ours, FORK_TIMEOUT_S)
         message = _decode(data)
         if not isinstance(message.get("pid"), int):
             ours.close()
@@ -203,6 +193,16 @@ class ForkServer:
     async def close(self) -> None:
         """Stop the zygote (sessions it forked are not touched; the server stops them itself)."""
         await asyncio.get_running_loop().run_in_executor(None, self._stop_process)
+
+
+async def _receive(sock: socket.socket, timeout: float) -> tuple[bytes, str]:
+    """The session server's next message on ``sock`` (left non-blocking): ``b""`` if the socket closed, or if
+    nothing came within ``timeout`` or it failed, and then why (the error; empty when the socket was closed)."""
+    sock.setblocking(False)
+    try:
+        return await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 4096), timeout), ""
+    except (TimeoutError, OSError) as exc:
+        return b"", f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _decode(data: bytes) -> dict[str, Any]:

@@ -27,6 +27,8 @@ interpreter (``runpy``, ``__name__ == "__main__"``, ``sys.argv`` set); any other
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import gc
 import importlib
 import io
@@ -37,7 +39,9 @@ import selectors
 import signal
 import socket
 import sys
+import termios
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +64,16 @@ TUI_PRELOAD = (
     "phasef_tui.theming",
     "phasef_tui.commands.run",
     "phasef_tui.commands._common",
+    # what `phasef attach` imports besides the TUI: imported in a child, a module costs it its memory and the
+    # pages of the importer it writes to (~4 MB per session for these)
+    "phasef_tui.replay_source",  # the attached TUI's source (replay keys, timeline)
+    "pipeline.session",  # how the CLI finds a session folder
+    "pipeline.control",  # the control socket's path (it imports the engine: jobs, psutil, ...)
+    "watchfiles",  # the journal's follower, imported in its thread
 )
+# commands ``-m MODULE ARGS`` run by calling MODULE's function with ARGS, not by executing MODULE again: the module
+# is imported and warmed here, a new copy of it would be built in each child (``main(argv) -> exit status``)
+ENTRY_POINTS = {"phasef_tui.cli": "main"}
 
 
 @dataclass
@@ -82,22 +95,43 @@ def preload(modules: tuple[str, ...], warm: bool, warm_session: str | None = Non
 
         for info in pkgutil.iter_modules(commands.__path__):  # what the CLI imports to build its parser
             importlib.import_module(f"{commands.__name__}.{info.name}")
+        # what is not done ahead, each child does itself (as a new interpreter does): time, nothing else
+        ahead("the CLI's parser was not built", share_cli_parser)
         share_parsed_css()
-        try:
-            warm_stylesheet()
-        except Exception as exc:  # a cache not warmed costs a child some time, nothing else
-            print(f"phasef session server: the stylesheet was not parsed ahead: {exc!r}", file=sys.stderr)
+        ahead("the stylesheet was not parsed", warm_stylesheet)
         if warm_session:
-            try:
-                warm_app(warm_session)
-            except Exception as exc:  # the children then do this work themselves, nothing else changes
-                print(f"phasef session server: the TUI was not run ahead: {exc!r}", file=sys.stderr)
+            ahead("the TUI was not run", lambda: warm_app(warm_session))
     import threading
 
     if threading.active_count() != 1:  # a fork would copy locks held by threads that do not exist in the child
         raise SystemExit(f"phasef session server: threads left running, cannot fork: {threading.enumerate()}")
     gc.collect()
     gc.freeze()
+
+
+def ahead(failed: str, step: Callable[[], object]) -> bool:
+    """Run a warm-up ``step``; if it fails (argparse exits on a command line it rejects), say so and go on."""
+    try:
+        step()
+    except (Exception, SystemExit) as exc:
+        print(f"phasef session server: {failed} ahead: {exc!r}", file=sys.stderr)
+        return False
+    return True
+
+
+def share_cli_parser() -> None:
+    """Build the CLI's argument parser once, here, and have every child parse its command with it.
+
+    Each ``phasef`` run builds the parsers of every sub-command and reads the package's version from its metadata
+    (importlib.metadata, the email parser) before it parses two words: ~1.5 MB of a session's private memory. The
+    parser does not change once built, and parsing does not change it, so the one built here serves every child
+    (``build_parser`` of the imported CLI returns it; see ``ENTRY_POINTS``). It is used once here first, on an
+    ``attach`` as a session runs it, so that the code parsing runs is warm too."""
+    from phasef_tui import cli
+
+    parser = cli.build_parser()
+    parser.parse_args(["attach", "warm-up-session", "--as", "warm-up"])
+    cli.build_parser = lambda: parser
 
 
 SHARED_CSS_ENTRIES = 1024
@@ -176,8 +210,9 @@ def warm_app(session: str, size: tuple[int, int] = (120, 35), timeout: float = 3
     from textual.geometry import Size
 
     from phasef_tui.app import PhasefApp, load_tui_settings
+    from phasef_tui.replay_source import ReplaySource
     from phasef_tui.screens.base import PhasefScreen
-    from phasef_tui.session_source import SessionSource, session_config_path
+    from phasef_tui.session_source import session_config_path
 
     cols, rows = size
 
@@ -206,7 +241,8 @@ def warm_app(session: str, size: tuple[int, int] = (120, 35), timeout: float = 3
             pass
 
     folder = Path(session)
-    source = SessionSource(folder, operator="warm-up", control_socket=None)
+    # built as `phasef attach` builds it (run_attach), so that a child runs the code the warm-up ran
+    source = ReplaySource(folder, operator="warm-up", control_socket=None, follow=True, attached=True)
     source.start = source.scan_traces  # type: ignore[method-assign]  # no reader thread, no file watcher
     app = PhasefApp(source, **load_tui_settings(session_config_path(folder)))
     app.driver_class = DiscardingDriver
@@ -332,8 +368,14 @@ def _send(sock: socket.socket, message: dict[str, Any]) -> None:
 
 
 def _become_session(slave: int, job: Job) -> None:
-    """In the child: a session of its own on the PTY, the session's environment and folder, fresh stdio."""
+    """In the child: a session of its own on the PTY, the session's environment and folder, fresh stdio.
+
+    The PTY becomes the session's controlling terminal, as sshd makes it for a login: if the SSH server dies without
+    hanging up on the session (killed, crashed), its end closes the PTY's master side and the kernel hangs up on
+    the session (SIGHUP), which ends the TUI instead of leaving it running on a terminal nobody reads."""
     os.setsid()
+    with contextlib.suppress(OSError):  # without it, the session runs as before; only that safety net is missing
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
     if slave > 2:
@@ -358,6 +400,12 @@ def _become_session(slave: int, job: Job) -> None:
 def run_job(job: Job) -> None:
     """Run the session's command in this process, as a new interpreter would; returns only by SystemExit."""
     argv = job.argv
+    entry = ENTRY_POINTS.get(argv[2]) if len(argv) >= 3 and argv[0] == sys.executable and argv[1] == "-m" else None
+    module = sys.modules.get(argv[2]) if entry else None
+    if module is not None and callable(getattr(module, str(entry), None)):
+        sys.argv = [str(getattr(module, "__file__", argv[2])), *argv[3:]]
+        sys.path[0] = os.getcwd()
+        sys.exit(getattr(module, str(entry))(argv[3:]))
     if len(argv) >= 3 and argv[0] == sys.executable and argv[1] == "-m":
         sys.argv = [argv[2], *argv[3:]]
         sys.path[0] = os.getcwd()
