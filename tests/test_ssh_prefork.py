@@ -231,7 +231,7 @@ def test_a_parser_that_rejects_the_warm_up_is_not_shared(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from phasef_tui import cli
-    from phasef_tui.ssh import zygote
+    from phasef_tui.ssh import warmup
 
     def without_attach() -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(prog="phasef")
@@ -239,14 +239,14 @@ def test_a_parser_that_rejects_the_warm_up_is_not_shared(
         return parser
 
     monkeypatch.setattr(cli, "build_parser", without_attach)
-    assert zygote.ahead("the CLI's parser was not built", zygote.share_cli_parser) is False
+    assert warmup.ahead("the CLI's parser was not built", warmup.share_cli_parser) is False
     assert cli.build_parser is without_attach  # each session builds its own, as a new interpreter does
     err = capsys.readouterr().err
     assert "phasef session server: the CLI's parser was not built ahead: SystemExit(2)" in err
     assert "invalid choice: 'attach'" in err
     monkeypatch.undo()
     parsed = []
-    assert zygote.ahead("x", lambda: parsed.append(cli.build_parser().parse_args(["--version"]))) is False
+    assert warmup.ahead("x", lambda: parsed.append(cli.build_parser().parse_args(["--version"]))) is False
     assert not parsed and "phasef " in capsys.readouterr().out  # --version printed and exited: reported, not raised
 
 

@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import fcntl
 import gc
-import importlib
 import io
 import json
 import os
@@ -41,9 +40,10 @@ import socket
 import sys
 import termios
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from phasef_tui.ssh.warmup import preload
 
 MAX_MESSAGE = 256 * 1024
 TUI_PRELOAD = (
@@ -83,189 +83,6 @@ class Job:
     argv: list[str]
     env: dict[str, str]
     cwd: str | None
-
-
-def preload(modules: tuple[str, ...], warm: bool, warm_session: str | None = None) -> None:
-    for name in modules:
-        importlib.import_module(name)
-    if warm:
-        import pkgutil
-
-        from phasef_tui import commands
-
-        for info in pkgutil.iter_modules(commands.__path__):  # what the CLI imports to build its parser
-            importlib.import_module(f"{commands.__name__}.{info.name}")
-        # what is not done ahead, each child does itself (as a new interpreter does): time, nothing else
-        ahead("the CLI's parser was not built", share_cli_parser)
-        share_parsed_css()
-        ahead("the stylesheet was not parsed", warm_stylesheet)
-        if warm_session:
-            ahead("the TUI was not run", lambda: warm_app(warm_session))
-    import threading
-
-    if threading.active_count() != 1:  # a fork would copy locks held by threads that do not exist in the child
-        raise SystemExit(f"phasef session server: threads left running, cannot fork: {threading.enumerate()}")
-    gc.collect()
-    gc.freeze()
-
-
-def ahead(failed: str, step: Callable[[], object]) -> bool:
-    """Run a warm-up ``step``; if it fails (argparse exits on a command line it rejects), say so and go on."""
-    try:
-        step()
-    except (Exception, SystemExit) as exc:
-        print(f"phasef session server: {failed} ahead: {exc!r}", file=sys.stderr)
-        return False
-    return True
-
-
-def share_cli_parser() -> None:
-    """Build the CLI's argument parser once, here, and have every child parse its command with it.
-
-    Each ``phasef`` run builds the parsers of every sub-command and reads the package's version from its metadata
-    (importlib.metadata, the email parser) before it parses two words: ~1.5 MB of a session's private memory. The
-    parser does not change once built, and parsing does not change it, so the one built here serves every child
-    (``build_parser`` of the imported CLI returns it; see ``ENTRY_POINTS``). It is used once here first, on an
-    ``attach`` as a session runs it, so that the code parsing runs is warm too."""
-    from phasef_tui import cli
-
-    parser = cli.build_parser()
-    parser.parse_args(["attach", "warm-up-session", "--as", "warm-up"])
-    cli.build_parser = lambda: parser
-
-
-SHARED_CSS_ENTRIES = 1024
-
-
-def share_parsed_css() -> None:
-    """One table of parsed CSS for the whole process, filled by the warm-up and inherited by every child.
-
-    Textual keeps parsed rules per ``Stylesheet`` object, and an app builds several (its own, then a fresh one at
-    each ``refresh_css``), so each app tokenizes and parses every widget's CSS about three times: a third of the
-    time to a first frame. Parsing depends only on the CSS text, where it was read from, its scope and tie-breaker,
-    and the theme's variables, so those are the key; a rule set is not changed once parsed. Errors are not kept
-    (they raise, as before)."""
-    from textual.css.model import RuleSet
-    from textual.css.stylesheet import Stylesheet
-
-    original = Stylesheet._parse_rules
-    import inspect
-
-    expected = ["self", "css", "read_from", "is_default_rules", "tie_breaker", "scope"]
-    if list(inspect.signature(original).parameters) != expected:
-        return  # another Textual: its parser is left as it is (each child parses its CSS itself)
-    table: dict[tuple[Any, ...], list[RuleSet]] = {}
-
-    def parse_rules(
-        self: Stylesheet,
-        css: str,
-        read_from: Any,
-        is_default_rules: bool = False,
-        tie_breaker: int = 0,
-        scope: str = "",
-    ) -> list[RuleSet]:
-        key = (css, read_from, is_default_rules, tie_breaker, scope, tuple(getattr(self, "_variables", {}).items()))
-        rules = table.get(key)
-        if rules is None:
-            rules = original(self, css, read_from, is_default_rules, tie_breaker, scope)
-            if len(table) < SHARED_CSS_ENTRIES:
-                table[key] = rules
-        return rules
-
-    Stylesheet._parse_rules = parse_rules  # type: ignore[method-assign]
-
-
-def warm_stylesheet() -> None:
-    """Parse the TUI's stylesheet once: Textual caches parsed selectors and declarations per process, so every
-    child starts with them parsed. The Stylesheet object itself is per app and is not kept."""
-    import inspect
-    from pathlib import Path
-
-    from textual.css.stylesheet import Stylesheet
-    from textual.theme import BUILTIN_THEMES
-
-    from phasef_tui.app import PhasefApp
-
-    theme = BUILTIN_THEMES["textual-dark"]
-    sheet = Stylesheet(variables={**theme.to_color_system().generate(), **theme.variables})
-    sheet.read(Path(inspect.getfile(PhasefApp)).parent / str(PhasefApp.CSS_PATH))
-    sheet.parse()
-
-
-def warm_app(session: str, size: tuple[int, int] = (120, 35), timeout: float = 30.0) -> None:
-    """Run the TUI once on ``session`` to its first frame, into a driver that discards the output, and exit.
-
-    What a child does to show its first frame is then done once here: the modules screens import when they are
-    built, the stylesheet of every widget, Rich's and Textual's module caches, and the interpreter's specialisation
-    of the code that renders (it rewrites the bytecode it runs; done here, the children share it instead of each
-    copying those pages). The run reads the session but starts no reader thread and does not connect to the
-    supervisor; the app and everything it built are collected before the first fork.
-    """
-    import asyncio
-    import threading
-    from pathlib import Path
-
-    from textual import events
-    from textual.driver import Driver
-    from textual.geometry import Size
-
-    from phasef_tui.app import PhasefApp, load_tui_settings
-    from phasef_tui.replay_source import ReplaySource
-    from phasef_tui.screens.base import PhasefScreen
-    from phasef_tui.session_source import session_config_path
-
-    cols, rows = size
-
-    class DiscardingDriver(Driver):
-        """A terminal of a fixed size that takes the app's frames and drops them."""
-
-        @property
-        def is_headless(self) -> bool:
-            return False  # render to escape sequences, as for a terminal
-
-        def _get_terminal_size(self) -> tuple[int, int]:
-            return cols, rows
-
-        def write(self, data: str) -> None:
-            pass
-
-        def start_application_mode(self) -> None:
-            asyncio.get_running_loop().create_task(
-                self._app._post_message(events.Resize(Size(cols, rows), Size(cols, rows)))
-            )
-
-        def disable_input(self) -> None:
-            pass
-
-        def stop_application_mode(self) -> None:
-            pass
-
-    folder = Path(session)
-    # built as `phasef attach` builds it (run_attach), so that a child runs the code the warm-up ran
-    source = ReplaySource(folder, operator="warm-up", control_socket=None, follow=True, attached=True)
-    source.start = source.scan_traces  # type: ignore[method-assign]  # no reader thread, no file watcher
-    app = PhasefApp(source, **load_tui_settings(session_config_path(folder)))
-    app.driver_class = DiscardingDriver
-
-    async def run() -> None:
-        task = asyncio.ensure_future(app.run_async())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline and not task.done():
-            screen = app.screen if app.is_running and app._screen_stack else None
-            if isinstance(screen, PhasefScreen) and screen.view_ready and app.frames > 0:
-                break
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.2)  # the first frames written
-        app.exit()
-        await asyncio.wait_for(task, timeout)
-
-    try:
-        asyncio.run(run())
-    finally:
-        for thread in threading.enumerate():
-            if thread is not threading.main_thread():
-                thread.join(5)
 
 
 def serve(control: socket.socket, preload_s: float) -> Job | None:
