@@ -58,6 +58,7 @@ from pipeline.traces.summary import (  # noqa: F401  (re-exported: viewers read 
     _Summaries,
     _summarize_batch,
 )
+from pipeline.traces.summary_split import RangeMerge
 from pipeline.traces.summary_worker import COLUMNS, SummaryDelta, SummaryWorker
 
 CHUNK_SIZE = 1 << 20
@@ -498,10 +499,19 @@ class TraceIndex:
         return 0
 
     # -- summaries -------------------------------------------------------------------------------------------------
+    _ahead: SummaryWorker | None = None
+    """A second worker summarizing the second half of what was left once the scan ended, from an empty state."""
+    _ahead_first = 0
+    """The first line of the second worker's range (the first worker stops there)."""
+    _merge: RangeMerge | None = None
+    split_lines = 0
+    """Lines summarized by a second worker (for tests and benchmarks)."""
+
     def summarize_step(self, max_bytes: int = SUMMARY_BATCH_BYTES) -> int:
         """Summarize the next lines (about ``max_bytes`` of them); returns how many lines were summarized.
 
-        With much left to summarize, a worker process does it (``summary_worker``), batches asked ahead.
+        With much left to summarize, a worker process does it (``summary_worker``), batches asked ahead; once the
+        scan has reached the end of the file, a second worker takes the second half of what is left.
         """
         self._maybe_start_worker(self.ends[-1] if self.ends else 0)
         if self._worker is not None:
@@ -538,23 +548,55 @@ class TraceIndex:
                 if self._worker is None:
                     self.worker_min_bytes = None
 
+    def _ask(self, worker: SummaryWorker, first: int, limit: int, ahead: int) -> bool:
+        """Ask ``worker`` for batches from line ``first`` up to line ``limit`` (at most ``ahead`` in flight)."""
+        ends = self.ends
+        while len(worker.in_flight) < ahead and first < limit:
+            start = ends[first - 1] if first else 0
+            last = min(max(bisect.bisect_left(ends, start + WORKER_BATCH_BYTES, first, limit), first + 1), limit)
+            try:
+                worker.ask(first, start, ends[last - 1], last - first)
+            except OSError:
+                return False
+            first = last
+        return True
+
+    def _maybe_split(self, first: int, total: int) -> None:
+        """Once the scan is done, give the second half of the lines not yet asked for to a second worker."""
+        if self.worker_min_bytes is None or self.scanned < self.size or self._fd < 0:
+            return
+        ends = self.ends
+        begin = ends[first - 1] if first else 0
+        if total - first < 2 or ends[total - 1] - begin < 2 * self.worker_min_bytes:
+            return
+        middle = bisect.bisect_left(ends, (begin + ends[total - 1]) // 2, first, total)
+        middle = min(max(middle, first + 1), total - 1)
+        ahead = SummaryWorker.start(self.path, _Summaries())
+        if ahead is None:
+            return
+        self._ahead, self._ahead_first = ahead, middle
+        if not self._ask(ahead, middle, total, total):  # all at once: it sends them back as it goes
+            self._ahead = None
+            ahead.close()
+
     def _summarize_by_worker(self) -> int:
         worker = self._worker
         assert worker is not None
         generation = self.generation
         with self.lock:
-            ends, total = self.ends, len(self.ends)
+            total = len(self.ends)
             first = worker.in_flight[-1][0] + worker.in_flight[-1][1] if worker.in_flight else len(self.summaries)
-            while len(worker.in_flight) < WORKER_AHEAD and first < total:
-                start = ends[first - 1] if first else 0
-                last = min(max(bisect.bisect_left(ends, start + WORKER_BATCH_BYTES, first, total), first + 1), total)
-                try:
-                    worker.ask(first, start, ends[last - 1], last - first)
-                except OSError:
-                    return self._worker_lost()
-                first = last
-            if not worker.in_flight:
+            if self._ahead is None and self._merge is None:
+                self._maybe_split(first, total)
+            ahead = self._ahead
+            limit = self._ahead_first if ahead is not None else total
+            if not self._ask(worker, first, limit, WORKER_AHEAD):
+                return self._worker_lost()
+            if not worker.in_flight and ahead is None:
                 return 0
+        if not worker.in_flight:
+            assert ahead is not None
+            return self._take_ahead(worker, ahead, generation)
         try:
             delta = worker.answer()  # the wait gives the interpreter to the other threads
         except (EOFError, OSError, pickle.UnpicklingError):
@@ -564,6 +606,37 @@ class TraceIndex:
                 return 1  # started over meanwhile: the answer is for the old content
             _apply_delta(self.summaries, delta)
         return delta.count
+
+    def _take_ahead(self, worker: SummaryWorker, ahead: SummaryWorker, generation: int) -> int:
+        """The first worker has reached the second's range: join the second's answers on (``summary_split``)."""
+        try:
+            if self._merge is None:
+                state = worker.episode_state()  # the true state at the range's first line
+                with self.lock:
+                    if generation != self.generation or self._worker is not worker:
+                        return 1
+                    self.summaries.episode_state = state
+                    self._merge = RangeMerge(self.summaries, self._summary_line)
+            delta = ahead.answer()
+            runs = ahead.episode_state() if not ahead.in_flight else None
+        except (EOFError, OSError, pickle.UnpicklingError):
+            return self._worker_lost()
+        with self.lock:
+            merge = self._merge
+            if generation != self.generation or self._worker is not worker or merge is None:
+                return 1
+            _apply_delta(self.summaries, merge.map(delta))
+            self.split_lines += delta.count
+            if runs is not None:  # the range is done: both workers go, the rest (growth) goes on from here
+                self.summaries.episode_state = merge.final_state(runs)
+                self._stop_worker(keep_state=False)
+        return delta.count
+
+    def _summary_line(self, i: int) -> bytes:
+        """Line ``i`` as the summary pass splits the file (without its newline, a ``\\r`` kept)."""
+        start, end = self.line_span(i)
+        data = os.pread(self._fd, end - start, start)
+        return data[:-1] if data.endswith(b"\n") else data
 
     def _worker_lost(self) -> int:
         """The worker died: the in-process pass cannot go on from its state, so summarize from the start again."""
@@ -576,12 +649,15 @@ class TraceIndex:
 
     def _stop_worker(self, *, keep_state: bool) -> None:
         """Let the worker go; with ``keep_state`` (all its answers taken) the open runs come back to this process."""
+        ahead, self._ahead, self._merge = self._ahead, None, None
+        if ahead is not None:
+            ahead.close()
         worker = getattr(self, "_worker", None)
         if worker is None:
             return
         self._worker = None
         try:
-            if keep_state and not worker.in_flight:
+            if keep_state and ahead is None and not worker.in_flight:  # (a range not joined: state lost)
                 self.summaries.episode_state = worker.episode_state()
                 keep_state = False
         except (EOFError, OSError, pickle.UnpicklingError):

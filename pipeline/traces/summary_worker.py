@@ -19,9 +19,11 @@ from __future__ import annotations
 import fcntl
 import os
 import pickle
+import queue
 import struct
 import subprocess
 import sys
+import threading
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,8 +78,13 @@ def state_of(s: _Summaries) -> dict[str, Any]:
         "episodes": list(s.episodes.names),
         "chains": list(s.chains.names),
         "chain_episode": s.chain_episode.tobytes(),
-        "runs": {ep: (st.runs, st.no_progress) for ep, st in s.episode_state.items()},
+        "runs": open_runs(s),
     }
+
+
+def open_runs(s: _Summaries) -> dict[int, tuple[dict[str, dict[str, int]], int]]:
+    """The open runs of each episode of ``s``, copied."""
+    return {ep: ({verb: dict(c) for verb, c in st.runs.items()}, st.no_progress) for ep, st in s.episode_state.items()}
 
 
 class _NoLines(list[Any]):
@@ -118,11 +125,40 @@ def read_batch(fd: int, start: int, end: int, count: int) -> list[bytes]:
     return parts
 
 
+def summarize_delta(s: _Summaries, first: int, parts: list[bytes]) -> SummaryDelta:
+    """Summarize ``parts`` (lines ``first..``) on top of ``s`` and return what they add; ``s`` keeps no per-line
+    data afterwards (only names and the open runs of each episode)."""
+    names, chains = len(s.episodes.names), len(s.chains.names)
+    s.flagged_upto = first
+    _summarize_batch(s, first, parts)
+    columns = tuple(getattr(s, name).tobytes() for name in COLUMNS)
+    delta = SummaryDelta(
+        first=first,
+        count=len(parts),
+        columns=columns,
+        episode_names=s.episodes.names[names:],
+        chain_names=s.chains.names[chains:],
+        chain_episodes=s.chain_episode[chains:].tobytes(),
+    )
+    for name in COLUMNS:
+        del getattr(s, name)[:]
+    for lines in s.flag_lines.values():
+        del lines[:]
+    return delta
+
+
 def serve(inp: IO[bytes], out: IO[bytes]) -> None:
-    """The worker: summarize the batches asked for, in order, until the input ends."""
+    """The worker: summarize the batches asked for, in order, until the input ends.
+
+    Answers go out through a sender thread, so the worker goes on summarizing while its reader is busy elsewhere
+    (the viewer reads the answers of a second worker's range only once the first range is done).
+    """
     _, path, state = _receive(inp)
     s = _restore(state)
     fd = os.open(path, os.O_RDONLY)
+    outbox: queue.SimpleQueue[object] = queue.SimpleQueue()
+    sender = threading.Thread(target=_send_all, args=(out, outbox), daemon=True)
+    sender.start()
     try:
         while True:
             try:
@@ -130,29 +166,28 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
             except EOFError:
                 return
             if request[0] == "state":
-                _send(out, {ep: (st.runs, st.no_progress) for ep, st in s.episode_state.items()})
+                outbox.put(open_runs(s))  # a copy: the sender pickles it while the next batches go on
                 continue
             _, first, start, end, count = request
-            names, chains = len(s.episodes.names), len(s.chains.names)
-            parts = read_batch(fd, start, end, count)
-            s.flagged_upto = first
-            _summarize_batch(s, first, parts)
-            columns = tuple(getattr(s, name).tobytes() for name in COLUMNS)
-            delta = SummaryDelta(
-                first=first,
-                count=len(parts),
-                columns=columns,
-                episode_names=s.episodes.names[names:],
-                chain_names=s.chains.names[chains:],
-                chain_episodes=s.chain_episode[chains:].tobytes(),
-            )
-            for name in COLUMNS:  # the worker keeps no per-line data
-                del getattr(s, name)[:]
-            for lines in s.flag_lines.values():
-                del lines[:]
-            _send(out, delta)
+            outbox.put(summarize_delta(s, first, read_batch(fd, start, end, count)))
     finally:
         os.close(fd)
+        outbox.put(_DONE)
+        sender.join()
+
+
+_DONE = object()
+
+
+def _send_all(out: IO[bytes], outbox: queue.SimpleQueue[object]) -> None:
+    while True:
+        item = outbox.get()
+        if item is _DONE:
+            return
+        try:
+            _send(out, item)
+        except (BrokenPipeError, OSError):
+            return  # the viewer let the worker go
 
 
 class SummaryWorker:
