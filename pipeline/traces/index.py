@@ -150,14 +150,14 @@ def _apply_delta(s: _Summaries, delta: SummaryDelta) -> None:
         s.episodes.intern(name)
     for name in delta.chain_names:
         s.chains.intern(name)
-        s.chain_lines.append(array("q"))
+        s.chain_lines.new(-1)
     s.chain_episode.frombytes(delta.chain_episodes)
     columns = dict(zip(COLUMNS, delta.columns, strict=True))
     chain = np.frombuffer(columns["chain"], dtype=np.int32)
     rows = np.flatnonzero(chain != NO_ID)
     chain_lines = s.chain_lines
     for line, number in zip((rows + first).tolist(), chain[rows].tolist(), strict=True):
-        chain_lines[number].append(line)
+        chain_lines.add(number, line)
     for name in COLUMNS:
         getattr(s, name).frombytes(columns[name])
     flags = np.frombuffer(columns["flags"], dtype=np.uint16)

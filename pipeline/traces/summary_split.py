@@ -54,7 +54,7 @@ class _Replay:
             del getattr(s, name)[:]
         for lines in s.flag_lines.values():
             del lines[:]
-        del s.chain_lines[:]
+        s.chain_lines.clear()
         del s.chain_episode[:]
         s.chains.names.clear()
         s.chains.ids.clear()
@@ -118,7 +118,7 @@ class RangeMerge:
             known = len(s.chains.names)
             chain = s.chains.intern(name)
             if chain == known:
-                s.chain_lines.append(array("q"))
+                s.chain_lines.new(-1)  # its lines come with the columns
                 s.chain_episode.append(self.episodes[local_episode] if local_episode != NO_ID else NO_ID)
             self.chains.append(chain)
         columns = dict(zip(COLUMNS, delta.columns, strict=True))

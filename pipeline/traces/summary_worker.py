@@ -24,7 +24,6 @@ import struct
 import subprocess
 import sys
 import threading
-from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -87,20 +86,6 @@ def open_runs(s: _Summaries) -> dict[int, tuple[dict[str, dict[str, int]], int]]
     return {ep: ({verb: dict(c) for verb, c in st.runs.items()}, st.no_progress) for ep, st in s.episode_state.items()}
 
 
-class _NoLines(list[Any]):
-    """Stands for ``_Summaries.chain_lines`` in the worker: the viewer derives the chain lines from the columns."""
-
-    _SINK = array("q")
-
-    def append(self, _item: Any) -> None:
-        pass
-
-    def __getitem__(self, _i: Any) -> Any:
-        sink = _NoLines._SINK
-        del sink[:]
-        return sink
-
-
 def _restore(state: dict[str, Any]) -> _Summaries:
     s = _Summaries()
     for name in state["episodes"]:
@@ -108,7 +93,6 @@ def _restore(state: dict[str, Any]) -> _Summaries:
     for name in state["chains"]:
         s.chains.intern(name)
     s.chain_episode.frombytes(state["chain_episode"])
-    s.chain_lines = _NoLines()
     for ep, (runs, no_progress) in state["runs"].items():
         st = s.episode_state[ep] = _EpisodeRuns()
         st.runs = runs
