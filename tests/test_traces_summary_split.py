@@ -30,7 +30,8 @@ def run_records(draw: st.DrawFn) -> dict[str, Any]:
     kind = draw(st.sampled_from(["tick"] * 12 + ["episode_start", "episode_end"]))
     rec: dict[str, Any] = {"kind": kind, "episode": draw(st.sampled_from(["e1", "e1", "e2", 7]))}
     if kind == "tick":
-        rec["tick"] = draw(st.integers(0, 40))
+        rec["tick"] = draw(st.one_of(st.integers(0, 40), st.just(70_000)))  # (past a 16-bit column)
+        rec["context_chars"] = draw(st.sampled_from([None, 900, 65_535, 65_536, 2**31 - 1]))
         rec["outcome"] = draw(st.sampled_from(["error", "error", "timeout", "death", "ok", "ok"]))
         rec["action"] = draw(run_actions)
         rec["progress"] = draw(st.sampled_from([False, False, False, None, True]))
@@ -120,3 +121,29 @@ def test_two_workers_give_the_summary_of_one_pass(tmp_path: Path, monkeypatch: A
             index.close()
 
     assert summarize(worker=True) == summarize(worker=False)
+
+
+def test_narrow_columns_widen_when_a_value_does_not_fit(tmp_path: Path, monkeypatch: Any) -> None:
+    """Ticks and context sizes are stored 16 bits wide until one does not fit; then 32 bits, same values, whether
+    the wide value comes in this process or from a worker, in the first range or the second."""
+    monkeypatch.setattr(index_module, "WORKER_BATCH_BYTES", 500)
+    small = [{"kind": "tick", "episode": "e1", "tick": t, "context_chars": 100 + t} for t in range(300)]
+    for wide_at in (5, 150, 290):
+        records = [dict(r) for r in small]
+        records[wide_at].update(tick=-40_000, context_chars=1_000_000)
+        path = tmp_path / f"w{wide_at}.jsonl"
+        path.write_bytes(b"\n".join(orjson.dumps(r) for r in records) + b"\n")
+        keys = []
+        for worker in (False, True):
+            index = TraceIndex(path, prime_bytes=0, worker_min_bytes=1 if worker else None)
+            try:
+                index.run(threading.Event(), follow=False)
+                s = index.summaries
+                assert (s.tick.typecode, s.context_chars.typecode) == ("i", "i")
+                assert s.tick[wide_at] == -40_000 and s.context_chars[wide_at] == 1_000_000
+                assert list(s.tick) == [r["tick"] for r in records]
+                keys.append(summary_key(index))
+            finally:
+                index.close()
+        assert keys[0] == keys[1]
+    assert one_pass([orjson.dumps(r) for r in small]).tick.typecode == "h", "narrow while everything fits"

@@ -57,9 +57,10 @@ from pipeline.traces.summary import (  # noqa: F401  (re-exported: viewers read 
     LineSummary,
     _Summaries,
     _summarize_batch,
+    append_column,
 )
 from pipeline.traces.summary_split import RangeMerge
-from pipeline.traces.summary_worker import COLUMNS, SummaryDelta, SummaryWorker
+from pipeline.traces.summary_worker import COLUMNS, SummaryDelta, SummaryWorker, release_free_heap
 
 CHUNK_SIZE = 1 << 20
 """Bytes read per scan step: large enough for bytes-level speed, small enough to stay responsive."""
@@ -158,8 +159,8 @@ def _apply_delta(s: _Summaries, delta: SummaryDelta) -> None:
     chain_lines = s.chain_lines
     for line, number in zip((rows + first).tolist(), chain[rows].tolist(), strict=True):
         chain_lines.add(number, line)
-    for name in COLUMNS:
-        getattr(s, name).frombytes(columns[name])
+    for name, typecode in zip(COLUMNS, delta.typecodes, strict=True):
+        append_column(s, name, typecode, columns[name])
     flags = np.frombuffer(columns["flags"], dtype=np.uint16)
     for flag, lines in s.flag_lines.items():
         lines.frombytes((np.flatnonzero(flags & flag) + first).astype(np.int64).tobytes())
@@ -667,6 +668,8 @@ class TraceIndex:
         if keep_state:  # its state is lost: summarize again in-process
             self.worker_min_bytes = None
             self._start_over(self.size)
+        elif len(self.summaries) >= len(self.ends):
+            release_free_heap()  # the summary is complete: the heap's holes from growing the columns go back
 
     # -- following -------------------------------------------------------------------------------------------------
     def check_file(self) -> FileChange:

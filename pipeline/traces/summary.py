@@ -103,6 +103,43 @@ class _Interner:
         return found
 
 
+NARROW = {"tick": "h", "context_chars": "H"}
+"""Columns kept 16 bits wide while every value fits (ticks of an episode, context sizes up to 65,535 characters);
+the first value that does not fit widens the column to 32 bits for good (``_widen``). Values read are the same."""
+_NARROW_RANGE = {"h": (-(2**15), 2**15 - 1), "H": (0, 2**16 - 1)}
+WIDE = "i"
+
+
+def _widen(s: _Summaries, name: str) -> array[int]:
+    """Column ``name`` as 32-bit integers from now on (a reader in another thread sees the old or the new one, both
+    holding every line summarized so far)."""
+    wide = array(WIDE, getattr(s, name))
+    setattr(s, name, wide)
+    return wide
+
+
+def _extend_narrow(s: _Summaries, name: str, values: list[int]) -> None:
+    column: array[int] = getattr(s, name)
+    if column.typecode != WIDE and values:
+        low, high = _NARROW_RANGE[column.typecode]
+        if min(values) < low or max(values) > high:
+            column = _widen(s, name)
+    column.extend(values)
+
+
+def append_column(s: _Summaries, name: str, typecode: str, data: bytes) -> None:
+    """Append a column's values given as bytes of ``typecode`` items (a worker's), widening either side as needed."""
+    column: array[int] | array[float] = getattr(s, name)
+    if column.typecode == typecode:
+        column.frombytes(data)
+    elif typecode == WIDE:  # the incoming values do not fit this narrow column
+        _widen(s, name).frombytes(data)
+    else:  # narrow values into a column already widened
+        narrow = array(typecode)
+        narrow.frombytes(data)
+        column.frombytes(array(WIDE, narrow).tobytes())
+
+
 CHAIN_SCAN_NUMPY = 4096
 """A chain spread over more lines than this is looked up in the chain column with numpy."""
 
@@ -165,9 +202,9 @@ class _Summaries:
         self.kind = array("b")
         self.flags = array("H")
         self.episode = array("i")
-        self.tick = array("i")
+        self.tick = array(NARROW["tick"])
         self.chain = array("i")
-        self.context_chars = array("i")
+        self.context_chars = array(NARROW["context_chars"])
         self.latency = array("f")
         self.episodes = _Interner()
         self.chains = _Interner()
@@ -365,9 +402,9 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
     # ``i < len(summaries)`` finds every other column already holding line ``i``
     s.flags.extend(flags_col)
     s.episode.extend(episodes)
-    s.tick.extend(ticks)
+    _extend_narrow(s, "tick", ticks)
     s.chain.extend(chains)
-    s.context_chars.extend(contexts)
+    _extend_narrow(s, "context_chars", contexts)
     s.latency.extend(latencies)
     s.kind.extend(kinds)
     flag_lines = s.flag_lines

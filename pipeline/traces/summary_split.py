@@ -136,6 +136,7 @@ class RangeMerge:
             episode_names=[],
             chain_names=[],
             chain_episodes=b"",
+            typecodes=delta.typecodes,
         )
 
     def _replay(self, first: int, episode: Any, rows: list[int], flags_bytes: bytes) -> bytes:

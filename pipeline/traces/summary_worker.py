@@ -49,6 +49,8 @@ class SummaryDelta:
     episode_names: list[str]
     chain_names: list[str]
     chain_episodes: bytes
+    typecodes: str = ""
+    """The array typecode of each column (narrow columns are widened when a value does not fit)."""
 
 
 def _send(stream: IO[bytes], obj: object) -> None:
@@ -123,6 +125,7 @@ def summarize_delta(s: _Summaries, first: int, parts: list[bytes]) -> SummaryDel
         episode_names=s.episodes.names[names:],
         chain_names=s.chains.names[chains:],
         chain_episodes=s.chain_episode[chains:].tobytes(),
+        typecodes="".join(getattr(s, name).typecode for name in COLUMNS),
     )
     for name in COLUMNS:
         del getattr(s, name)[:]
@@ -172,6 +175,22 @@ def _send_all(out: IO[bytes], outbox: queue.SimpleQueue[object]) -> None:
             _send(out, item)
         except (BrokenPipeError, OSError):
             return  # the viewer let the worker go
+
+
+def release_free_heap() -> None:
+    """Give the free pages inside the C heap back to the system (glibc's ``malloc_trim``; nothing elsewhere).
+
+    Growing the columns reallocates them again and again; glibc raises its mmap threshold after the first big frees,
+    so later blocks come from the heap and leave free holes in it that stay counted in the process's private memory
+    (measured: ~29 MB of 145 MB after 1 GB). Called once the summary is complete.
+    """
+    import ctypes
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 class SummaryWorker:
