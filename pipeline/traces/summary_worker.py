@@ -94,6 +94,7 @@ def _restore(state: dict[str, Any]) -> _Summaries:
         s.episodes.intern(name)
     for name in state["chains"]:
         s.chains.intern(name)
+        s.chain_lines.new(-1)  # (the worker sends no chain lines: the viewer derives them from the columns)
     s.chain_episode.frombytes(state["chain_episode"])
     for ep, (runs, no_progress) in state["runs"].items():
         st = s.episode_state[ep] = _EpisodeRuns()
