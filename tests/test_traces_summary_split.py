@@ -147,3 +147,23 @@ def test_narrow_columns_widen_when_a_value_does_not_fit(tmp_path: Path, monkeypa
                 index.close()
         assert keys[0] == keys[1]
     assert one_pass([orjson.dumps(r) for r in small]).tick.typecode == "h", "narrow while everything fits"
+
+
+def test_the_second_range_is_capped_in_batches(tmp_path: Path, monkeypatch: Any) -> None:
+    """A huge file: the second worker takes at most ``SPLIT_MAX_BATCHES`` batches (its requests go at once)."""
+    monkeypatch.setattr(index_module, "WORKER_BATCH_BYTES", 700)
+    monkeypatch.setattr(TraceIndex, "SPLIT_MAX_BATCHES", 3)
+    lines = [
+        orjson.dumps({"kind": "tick", "episode": f"e{t // 50}", "tick": t, "outcome": "error"}) for t in range(600)
+    ]
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    index = TraceIndex(path, prime_bytes=0, worker_min_bytes=1)
+    try:
+        index.run(threading.Event(), follow=False)
+        assert index.complete and index.generation == 0
+        assert 0 < index.split_lines * len(lines[0]) <= 3 * 700 + len(lines[0])
+        split = summary_key(index)
+    finally:
+        index.close()
+    assert split == key_of(one_pass(lines))

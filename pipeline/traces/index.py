@@ -506,6 +506,8 @@ class TraceIndex:
     """The first line of the second worker's range (the first worker stops there)."""
     _merge: RangeMerge | None = None
     split_lines = 0
+    SPLIT_MAX_BATCHES = 1024
+    """Batches of the second worker's range at most (~70 bytes of request each, asked at once)."""
     """Lines summarized by a second worker (for tests and benchmarks)."""
 
     def summarize_step(self, max_bytes: int = SUMMARY_BATCH_BYTES) -> int:
@@ -570,7 +572,9 @@ class TraceIndex:
         begin = ends[first - 1] if first else 0
         if total - first < 2 or ends[total - 1] - begin < 2 * self.worker_min_bytes:
             return
-        middle = bisect.bisect_left(ends, (begin + ends[total - 1]) // 2, first, total)
+        # at most ``SPLIT_MAX_BATCHES`` batches: they are all asked at once (the requests must fit in its pipe)
+        middle_byte = max((begin + ends[total - 1]) // 2, ends[total - 1] - self.SPLIT_MAX_BATCHES * WORKER_BATCH_BYTES)
+        middle = bisect.bisect_left(ends, middle_byte, first, total)
         middle = min(max(middle, first + 1), total - 1)
         ahead = SummaryWorker.start(self.path, _Summaries())
         if ahead is None:
