@@ -167,3 +167,31 @@ def test_the_second_range_is_capped_in_batches(tmp_path: Path, monkeypatch: Any)
     finally:
         index.close()
     assert split == key_of(one_pass(lines))
+
+
+def test_the_worker_summarizes_while_the_scan_goes_on(tmp_path: Path, monkeypatch: Any) -> None:
+    """Batches are asked of the first worker during the newline scan (many small scan steps here)."""
+    monkeypatch.setattr(index_module, "WORKER_BATCH_BYTES", 600)
+    lines = [
+        orjson.dumps({"kind": "tick", "episode": f"e{t // 40}", "tick": t, "outcome": "error"}) for t in range(900)
+    ]
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    index = TraceIndex(path, prime_bytes=0, worker_min_bytes=1, chunk_size=1500)
+    asked_while_scanning: list[int] = []
+    real_ask = index_module.SummaryWorker.ask
+
+    def ask(worker: Any, first: int, start: int, end: int, count: int) -> None:
+        if index.scanned < index.size:
+            asked_while_scanning.append(first)
+        real_ask(worker, first, start, end, count)
+
+    monkeypatch.setattr(index_module.SummaryWorker, "ask", ask)
+    try:
+        index.run(threading.Event(), follow=False)
+        assert index.complete and index.generation == 0 and index.split_lines > 0
+        assert len(asked_while_scanning) > 3
+        split = summary_key(index)
+    finally:
+        index.close()
+    assert split == key_of(one_pass(lines))

@@ -73,6 +73,8 @@ WORKER_MIN_BYTES = 48 << 20
 WORKER_BATCH_BYTES = 4 << 20
 """Bytes of lines per batch asked of the worker; ``WORKER_AHEAD`` batches are asked ahead so it never waits."""
 WORKER_AHEAD = 3
+WORKER_SCAN_AHEAD = 32
+"""Batches asked of the worker while the newline scan goes on (their answers wait in the worker, ~200 KB each)."""
 CACHE_LINES = 4096
 """Raw lines kept; a screen shows at most a few hundred."""
 PARSED_LINES = 1024
@@ -540,8 +542,19 @@ class TraceIndex:
 
     def _maybe_start_worker(self, upto: int) -> None:
         """Start the worker when bytes ``upto`` leave enough to summarize (the scan calls this with the file size,
-        so the worker's start-up overlaps the newline scan)."""
-        if self._worker is not None or self.worker_min_bytes is None:
+        so the worker's start-up overlaps the newline scan). While the scan goes on, the worker is given the lines
+        scanned so far (up to ``WORKER_SCAN_AHEAD`` batches; it keeps its answers until they are read), so the
+        summary overlaps the scan too."""
+        worker = self._worker
+        if worker is not None:
+            if self.scanned < self.size and self._ahead is None:
+                with self.lock:
+                    first = (
+                        worker.in_flight[-1][0] + worker.in_flight[-1][1] if worker.in_flight else len(self.summaries)
+                    )
+                    self._ask(worker, first, len(self.ends), WORKER_SCAN_AHEAD)  # (a dead worker: the next answer says)
+            return
+        if self.worker_min_bytes is None:
             return
         with self.lock:
             done = self.ends[len(self.summaries) - 1] if len(self.summaries) else 0
