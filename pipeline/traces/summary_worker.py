@@ -12,6 +12,10 @@ Protocol on the worker's stdin/stdout: length-prefixed pickles. In: ``("init", p
 Out: one ``SummaryDelta`` per batch, in order, or the open runs of each episode for ``state`` (the viewer takes them
 back when it lets the worker go, so the in-process pass can go on from there). An exception ends the worker; the
 viewer then summarizes the file again in-process.
+
+Once the scan has reached the end of a big file, a second worker (started from an empty state) summarizes the second
+half of what is left while the first does the first half; answers go out through a sender thread, so it goes on
+while the viewer has not started reading them. ``summary_split.RangeMerge`` joins its answers on exactly.
 """
 
 from __future__ import annotations
