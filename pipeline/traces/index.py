@@ -508,9 +508,9 @@ class TraceIndex:
     """The first line of the second worker's range (the first worker stops there)."""
     _merge: RangeMerge | None = None
     split_lines = 0
+    """Lines summarized by a second worker (for tests and benchmarks)."""
     SPLIT_MAX_BATCHES = 1024
     """Batches of the second worker's range at most (~70 bytes of request each, asked at once)."""
-    """Lines summarized by a second worker (for tests and benchmarks)."""
 
     def summarize_step(self, max_bytes: int = SUMMARY_BATCH_BYTES) -> int:
         """Summarize the next lines (about ``max_bytes`` of them); returns how many lines were summarized.
