@@ -195,3 +195,48 @@ def test_the_worker_summarizes_while_the_scan_goes_on(tmp_path: Path, monkeypatc
     finally:
         index.close()
     assert split == key_of(one_pass(lines))
+
+
+def test_growth_while_the_second_worker_runs_is_summarized_after_the_join(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(index_module, "WORKER_BATCH_BYTES", 800)
+    fail = {"kind": "tick", "episode": "e1", "outcome": "error", "error_class": "CheckFailed", "action": {"tool": "x"}}
+    lines = [orjson.dumps({**fail, "tick": t, "chain_id": f"c{t % 5}"}) for t in range(500)]
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    index = TraceIndex(path, prime_bytes=0, worker_min_bytes=1)
+    try:
+        while index._ahead is None:
+            assert index.work_step()
+        more = [orjson.dumps({**fail, "tick": t, "outcome": "ok" if t % 7 else "error"}) for t in range(500, 700)]
+        with open(path, "ab") as fh:
+            fh.write(b"\n".join(more) + b"\n")
+        assert index.check_file() == "grown"
+        index.run(threading.Event(), follow=False)
+        assert index.complete and index.generation == 0 and index.split_lines > 0
+        assert len(index) == 700
+        grown = summary_key(index)
+    finally:
+        index.close()
+    assert grown == key_of(one_pass(lines + more))
+
+
+def test_a_dead_second_worker_means_summarizing_again_in_process(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(index_module, "WORKER_BATCH_BYTES", 800)
+    lines = [
+        orjson.dumps({"kind": "tick", "episode": f"e{t // 30}", "tick": t, "outcome": "error"}) for t in range(500)
+    ]
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    index = TraceIndex(path, prime_bytes=0, worker_min_bytes=1)
+    try:
+        while index._ahead is None:
+            assert index.work_step()
+        ahead = index._ahead
+        ahead.proc.kill()
+        index.run(threading.Event(), follow=False)
+        assert ahead.proc.poll() is not None and index._ahead is None and index._worker is None
+        assert index.complete and index.generation == 1 and index.worker_min_bytes is None
+        result = summary_key(index)
+    finally:
+        index.close()
+    assert result == key_of(one_pass(lines))
