@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.traces import index as index_module
-from pipeline.traces.index import FLAG_DEADLOCK, FLAG_THRASH, TraceIndex, _apply_delta
-from pipeline.traces.summary import _Summaries, _summarize_batch
+from pipeline.traces.index import TraceIndex, _apply_delta
+from pipeline.traces.summary import FLAG_DEADLOCK, FLAG_THRASH, _Summaries, _summarize_batch
 from pipeline.traces.summary_split import RangeMerge
-from pipeline.traces.summary_worker import _restore, state_of, summarize_delta
+from pipeline.traces.summary_worker import SummaryWorker, _restore, state_of, summarize_delta
 from tests.test_traces_summary_worker import summary_key, trace_lines
 
 # Records made to keep runs open across a boundary: few episodes, mostly failures of a few verbs, little progress.
@@ -179,14 +179,14 @@ def test_the_worker_summarizes_while_the_scan_goes_on(tmp_path: Path, monkeypatc
     path.write_bytes(b"\n".join(lines) + b"\n")
     index = TraceIndex(path, prime_bytes=0, worker_min_bytes=1, chunk_size=1500)
     asked_while_scanning: list[int] = []
-    real_ask = index_module.SummaryWorker.ask
+    real_ask = SummaryWorker.ask
 
     def ask(worker: Any, first: int, start: int, end: int, count: int) -> None:
         if index.scanned < index.size:
             asked_while_scanning.append(first)
         real_ask(worker, first, start, end, count)
 
-    monkeypatch.setattr(index_module.SummaryWorker, "ask", ask)
+    monkeypatch.setattr(SummaryWorker, "ask", ask)
     try:
         index.run(threading.Event(), follow=False)
         assert index.complete and index.generation == 0 and index.split_lines > 0
