@@ -111,11 +111,12 @@ def summary_key(index: TraceIndex) -> tuple[Any, ...]:
     )
 
 
-def index_of(path: Path, *, worker: bool) -> tuple[Any, ...]:
-    index = TraceIndex(path, include_partial=True, prime_bytes=0, worker_min_bytes=1 if worker else None)
+def index_of(path: Path, *, worker: bool, prime_bytes: int = 0) -> tuple[Any, ...]:
+    index = TraceIndex(path, include_partial=True, prime_bytes=prime_bytes, worker_min_bytes=1 if worker else None)
     try:
         index.run(threading.Event(), follow=False)
         assert index.complete
+        assert index.generation == 0, "no worker was lost (the pass was not started over in-process)"
         return summary_key(index)
     finally:
         index.close()
@@ -151,6 +152,25 @@ def test_worker_summary_equals_the_in_process_one(lines: list[bytes], monkeypatc
         path = Path(tmp) / "t.jsonl"
         path.write_bytes(b"\n".join(lines * 3))
         assert index_of(path, worker=True) == index_of(path, worker=False)
+
+
+def test_workers_go_on_from_chains_and_runs_summarized_before_them(tmp_path: Path) -> None:
+    """The first lines are summarized in-process (chains, open runs); the workers then start from that state."""
+    records = sample_records() * 40 + many_ticks("e9", 300)
+    path = write_trace(tmp_path / "t.jsonl", records)
+    index = TraceIndex(path, prime_bytes=0, worker_min_bytes=None)
+    try:
+        while index.scan_step():
+            pass
+        for _ in range(3):
+            index.summarize_step(max_bytes=1500)
+        assert index.chain_count > 0 and index.summaries.episode_state
+        index.worker_min_bytes = 1
+        index.run(threading.Event(), follow=False)
+        assert index.complete and index.generation == 0 and index.split_lines > 0
+        assert summary_key(index) == index_of(path, worker=False)
+    finally:
+        index.close()
 
 
 def test_worker_hands_its_state_back_and_growth_goes_on_in_process(

@@ -59,8 +59,10 @@ from pipeline.traces.summary import (  # noqa: F401  (re-exported: viewers read 
     LineSummary,
     _Summaries,
     _summarize_batch,
+    append_column,
 )
-from pipeline.traces.summary_worker import COLUMNS, SummaryDelta, SummaryWorker
+from pipeline.traces.summary_split import RangeMerge
+from pipeline.traces.summary_worker import COLUMNS, SummaryDelta, SummaryWorker, release_free_heap
 
 CHUNK_SIZE = 1 << 20
 """Bytes read per scan step: large enough for bytes-level speed, small enough to stay responsive."""
@@ -73,6 +75,8 @@ WORKER_MIN_BYTES = 48 << 20
 WORKER_BATCH_BYTES = 4 << 20
 """Bytes of lines per batch asked of the worker; ``WORKER_AHEAD`` batches are asked ahead so it never waits."""
 WORKER_AHEAD = 3
+WORKER_SCAN_AHEAD = 32
+"""Batches asked of the worker while the newline scan goes on (their answers wait in the worker, ~200 KB each)."""
 CACHE_LINES = 4096
 """Raw lines kept; a screen shows at most a few hundred."""
 
@@ -85,16 +89,16 @@ def _apply_delta(s: _Summaries, delta: SummaryDelta) -> None:
         s.episodes.intern(name)
     for name in delta.chain_names:
         s.chains.intern(name)
-        s.chain_lines.append(array("q"))
+        s.chain_lines.new(-1)
     s.chain_episode.frombytes(delta.chain_episodes)
     columns = dict(zip(COLUMNS, delta.columns, strict=True))
     chain = np.frombuffer(columns["chain"], dtype=np.int32)
     rows = np.flatnonzero(chain != NO_ID)
     chain_lines = s.chain_lines
     for line, number in zip((rows + first).tolist(), chain[rows].tolist(), strict=True):
-        chain_lines[number].append(line)
-    for name in COLUMNS:
-        getattr(s, name).frombytes(columns[name])
+        chain_lines.add(number, line)
+    for name, typecode in zip(COLUMNS, delta.typecodes, strict=True):
+        append_column(s, name, typecode, columns[name])
     flags = np.frombuffer(columns["flags"], dtype=np.uint16)
     for flag, lines in s.flag_lines.items():
         lines.frombytes((np.flatnonzero(flags & flag) + first).astype(np.int64).tobytes())
@@ -234,10 +238,21 @@ class TraceIndex:
             return self.line_ends.scan(self._fd, self.size, max_bytes)
 
     # -- summaries -------------------------------------------------------------------------------------------------
+    _ahead: SummaryWorker | None = None
+    """A second worker summarizing the second half of what was left once the scan ended, from an empty state."""
+    _ahead_first = 0
+    """The first line of the second worker's range (the first worker stops there)."""
+    _merge: RangeMerge | None = None
+    split_lines = 0
+    """Lines summarized by a second worker (for tests and benchmarks)."""
+    SPLIT_MAX_BATCHES = 1024
+    """Batches of the second worker's range at most (~70 bytes of request each, asked at once)."""
+
     def summarize_step(self, max_bytes: int = SUMMARY_BATCH_BYTES) -> int:
         """Summarize the next lines (about ``max_bytes`` of them); returns how many lines were summarized.
 
-        With much left to summarize, a worker process does it (``summary_worker``), batches asked ahead.
+        With much left to summarize, a worker process does it (``summary_worker``), batches asked ahead; once the
+        scan has reached the end of the file, a second worker takes the second half of what is left.
         """
         self._maybe_start_worker(self.ends[-1] if self.ends else 0)
         if self._worker is not None:
@@ -263,8 +278,19 @@ class TraceIndex:
 
     def _maybe_start_worker(self, upto: int) -> None:
         """Start the worker when bytes ``upto`` leave enough to summarize (the scan calls this with the file size,
-        so the worker's start-up overlaps the newline scan)."""
-        if self._worker is not None or self.worker_min_bytes is None:
+        so the worker's start-up overlaps the newline scan). While the scan goes on, the worker is given the lines
+        scanned so far (up to ``WORKER_SCAN_AHEAD`` batches; it keeps its answers until they are read), so the
+        summary overlaps the scan too."""
+        worker = self._worker
+        if worker is not None:
+            if self.scanned < self.size and self._ahead is None:
+                with self.lock:
+                    first = (
+                        worker.in_flight[-1][0] + worker.in_flight[-1][1] if worker.in_flight else len(self.summaries)
+                    )
+                    self._ask(worker, first, len(self.ends), WORKER_SCAN_AHEAD)  # (a dead worker: the next answer says)
+            return
+        if self.worker_min_bytes is None:
             return
         with self.lock:
             done = self.ends[len(self.summaries) - 1] if len(self.summaries) else 0
@@ -274,23 +300,57 @@ class TraceIndex:
                 if self._worker is None:
                     self.worker_min_bytes = None
 
+    def _ask(self, worker: SummaryWorker, first: int, limit: int, ahead: int) -> bool:
+        """Ask ``worker`` for batches from line ``first`` up to line ``limit`` (at most ``ahead`` in flight)."""
+        ends = self.ends
+        while len(worker.in_flight) < ahead and first < limit:
+            start = ends[first - 1] if first else 0
+            last = min(max(bisect.bisect_left(ends, start + WORKER_BATCH_BYTES, first, limit), first + 1), limit)
+            try:
+                worker.ask(first, start, ends[last - 1], last - first)
+            except OSError:
+                return False
+            first = last
+        return True
+
+    def _maybe_split(self, first: int, total: int) -> None:
+        """Once the scan is done, give the second half of the lines not yet asked for to a second worker."""
+        if self.worker_min_bytes is None or self.scanned < self.size or self._fd < 0:
+            return
+        ends = self.ends
+        begin = ends[first - 1] if first else 0
+        if total - first < 2 or ends[total - 1] - begin < 2 * self.worker_min_bytes:
+            return
+        # at most ``SPLIT_MAX_BATCHES`` batches: they are all asked at once (the requests must fit in its pipe)
+        middle_byte = max((begin + ends[total - 1]) // 2, ends[total - 1] - self.SPLIT_MAX_BATCHES * WORKER_BATCH_BYTES)
+        middle = bisect.bisect_left(ends, middle_byte, first, total)
+        middle = min(max(middle, first + 1), total - 1)
+        ahead = SummaryWorker.start(self.path, _Summaries())
+        if ahead is None:
+            return
+        self._ahead, self._ahead_first = ahead, middle
+        if not self._ask(ahead, middle, total, total):  # all at once: it sends them back as it goes
+            self._ahead = None
+            ahead.close()
+
     def _summarize_by_worker(self) -> int:
         worker = self._worker
         assert worker is not None
         generation = self.generation
         with self.lock:
-            ends, total = self.ends, len(self.ends)
+            total = len(self.ends)
             first = worker.in_flight[-1][0] + worker.in_flight[-1][1] if worker.in_flight else len(self.summaries)
-            while len(worker.in_flight) < WORKER_AHEAD and first < total:
-                start = ends[first - 1] if first else 0
-                last = min(max(bisect.bisect_left(ends, start + WORKER_BATCH_BYTES, first, total), first + 1), total)
-                try:
-                    worker.ask(first, start, ends[last - 1], last - first)
-                except OSError:
-                    return self._worker_lost()
-                first = last
-            if not worker.in_flight:
+            if self._ahead is None and self._merge is None:
+                self._maybe_split(first, total)
+            ahead = self._ahead
+            limit = self._ahead_first if ahead is not None else total
+            if not self._ask(worker, first, limit, WORKER_AHEAD):
+                return self._worker_lost()
+            if not worker.in_flight and ahead is None:
                 return 0
+        if not worker.in_flight:
+            assert ahead is not None
+            return self._take_ahead(worker, ahead, generation)
         try:
             delta = worker.answer()  # the wait gives the interpreter to the other threads
         except (EOFError, OSError, pickle.UnpicklingError):
@@ -300,6 +360,37 @@ class TraceIndex:
                 return 1  # started over meanwhile: the answer is for the old content
             _apply_delta(self.summaries, delta)
         return delta.count
+
+    def _take_ahead(self, worker: SummaryWorker, ahead: SummaryWorker, generation: int) -> int:
+        """The first worker has reached the second's range: join the second's answers on (``summary_split``)."""
+        try:
+            if self._merge is None:
+                state = worker.episode_state()  # the true state at the range's first line
+                with self.lock:
+                    if generation != self.generation or self._worker is not worker:
+                        return 1
+                    self.summaries.episode_state = state
+                    self._merge = RangeMerge(self.summaries, self._summary_line)
+            delta = ahead.answer()
+            runs = ahead.episode_state() if not ahead.in_flight else None
+        except (EOFError, OSError, pickle.UnpicklingError):
+            return self._worker_lost()
+        with self.lock:
+            merge = self._merge
+            if generation != self.generation or self._worker is not worker or merge is None:
+                return 1
+            _apply_delta(self.summaries, merge.map(delta))
+            self.split_lines += delta.count
+            if runs is not None:  # the range is done: both workers go, the rest (growth) goes on from here
+                self.summaries.episode_state = merge.final_state(runs)
+                self._stop_worker(keep_state=False)
+        return delta.count
+
+    def _summary_line(self, i: int) -> bytes:
+        """Line ``i`` as the summary pass splits the file (without its newline, a ``\\r`` kept)."""
+        start, end = self.line_span(i)
+        data = os.pread(self._fd, end - start, start)
+        return data[:-1] if data.endswith(b"\n") else data
 
     def _worker_lost(self) -> int:
         """The worker died: the in-process pass cannot go on from its state, so summarize from the start again."""
@@ -312,12 +403,15 @@ class TraceIndex:
 
     def _stop_worker(self, *, keep_state: bool) -> None:
         """Let the worker go; with ``keep_state`` (all its answers taken) the open runs come back to this process."""
+        ahead, self._ahead, self._merge = self._ahead, None, None
+        if ahead is not None:
+            ahead.close()
         worker = getattr(self, "_worker", None)
         if worker is None:
             return
         self._worker = None
         try:
-            if keep_state and not worker.in_flight:
+            if keep_state and ahead is None and not worker.in_flight:  # (a range not joined: state lost)
                 self.summaries.episode_state = worker.episode_state()
                 keep_state = False
         except (EOFError, OSError, pickle.UnpicklingError):
@@ -327,6 +421,8 @@ class TraceIndex:
         if keep_state:  # its state is lost: summarize again in-process
             self.worker_min_bytes = None
             self._start_over(self.size)
+        elif len(self.summaries) >= len(self.ends):
+            release_free_heap()  # the summary is complete: the heap's holes from growing the columns go back
 
     # -- following -------------------------------------------------------------------------------------------------
     def check_file(self) -> FileChange:

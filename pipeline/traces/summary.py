@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +103,98 @@ class _Interner:
         return found
 
 
+NARROW = {"tick": "h", "context_chars": "H"}
+"""Columns kept 16 bits wide while every value fits (ticks of an episode, context sizes up to 65,535 characters);
+the first value that does not fit widens the column to 32 bits for good (``_widen``). Values read are the same."""
+_NARROW_RANGE = {"h": (-(2**15), 2**15 - 1), "H": (0, 2**16 - 1)}
+WIDE = "i"
+
+
+def _widen(s: _Summaries, name: str) -> array[int]:
+    """Column ``name`` as 32-bit integers from now on (a reader in another thread sees the old or the new one, both
+    holding every line summarized so far)."""
+    wide = array(WIDE, getattr(s, name))
+    setattr(s, name, wide)
+    return wide
+
+
+def _extend_narrow(s: _Summaries, name: str, values: list[int]) -> None:
+    column: array[int] = getattr(s, name)
+    if column.typecode != WIDE and values:
+        low, high = _NARROW_RANGE[column.typecode]
+        if min(values) < low or max(values) > high:
+            column = _widen(s, name)
+    column.extend(values)
+
+
+def append_column(s: _Summaries, name: str, typecode: str, data: bytes) -> None:
+    """Append a column's values given as bytes of ``typecode`` items (a worker's), widening either side as needed."""
+    column: array[int] | array[float] = getattr(s, name)
+    if column.typecode == typecode:
+        column.frombytes(data)
+    elif typecode == WIDE:  # the incoming values do not fit this narrow column
+        _widen(s, name).frombytes(data)
+    else:  # narrow values into a column already widened
+        narrow = array(typecode)
+        narrow.frombytes(data)
+        column.frombytes(array(WIDE, narrow).tobytes())
+
+
+CHAIN_SCAN_NUMPY = 4096
+"""A chain spread over more lines than this is looked up in the chain column with numpy."""
+
+
+class _ChainLines:
+    """The lines of each recovery chain, found on demand in the chain column between the chain's first and last line
+    (16 bytes a chain, not an array each: a 1 GB trace has ~100,000 chains, mostly of 3-5 ticks close together).
+
+    ``chain_lines[c]`` is a new ``array('q')`` of the lines of chain ``c`` summarized so far, ascending.
+    """
+
+    __slots__ = ("first", "last", "s")
+
+    def __init__(self, s: _Summaries) -> None:
+        self.s = s
+        self.first = array("q")
+        self.last = array("q")
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def new(self, line: int) -> None:
+        """A new chain, whose first line is ``line`` (-1: none yet, ``add`` gives it)."""
+        self.first.append(line)
+        self.last.append(line)
+
+    def add(self, chain: int, line: int) -> None:
+        """``line`` (after every line added before) is in ``chain``."""
+        if self.first[chain] < 0:
+            self.first[chain] = line
+        self.last[chain] = line
+
+    def clear(self) -> None:
+        del self.first[:]
+        del self.last[:]
+
+    def __getitem__(self, chain: int) -> array[int]:
+        s = self.s
+        first = self.first[chain]
+        end = min(self.last[chain] + 1, len(s))  # ``kind`` is extended last: lines below hold their chain already
+        if first < 0 or end <= first:
+            return array("q")
+        window = s.chain[first:end]  # a copy: the column may grow meanwhile (no buffer of it is held)
+        if end - first > CHAIN_SCAN_NUMPY:
+            import numpy as np
+
+            rows = np.flatnonzero(np.frombuffer(window, dtype=np.int32) == chain) + first
+            return array("q", rows.astype(np.int64).tobytes())
+        return array("q", [i for i, c in enumerate(window, first) if c == chain])
+
+    def __iter__(self) -> Iterator[array[int]]:
+        for chain in range(len(self.first)):
+            yield self[chain]
+
+
 class _Summaries:
     """Parallel arrays, one entry per summarized line."""
 
@@ -109,14 +202,14 @@ class _Summaries:
         self.kind = array("b")
         self.flags = array("H")
         self.episode = array("i")
-        self.tick = array("i")
+        self.tick = array(NARROW["tick"])
         self.chain = array("i")
-        self.context_chars = array("i")
+        self.context_chars = array(NARROW["context_chars"])
         self.latency = array("f")
         self.episodes = _Interner()
         self.chains = _Interner()
         self.chain_episode = array("i")
-        self.chain_lines: list[array[int]] = []
+        self.chain_lines = _ChainLines(self)
         self.flag_lines: dict[int, array[int]] = {flag: array("q") for flag in FILTER_FLAGS.values()}
         self.episode_state: dict[int, _EpisodeRuns] = {}
         self.flagged_upto = 0
@@ -309,9 +402,9 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
     # ``i < len(summaries)`` finds every other column already holding line ``i``
     s.flags.extend(flags_col)
     s.episode.extend(episodes)
-    s.tick.extend(ticks)
+    _extend_narrow(s, "tick", ticks)
     s.chain.extend(chains)
-    s.context_chars.extend(contexts)
+    _extend_narrow(s, "context_chars", contexts)
     s.latency.extend(latencies)
     s.kind.extend(kinds)
     flag_lines = s.flag_lines
@@ -336,7 +429,8 @@ def _chain_number(s: _Summaries, episode: int, chain_id: str, line: int) -> int:
     known = len(s.chains.names)
     chain = s.chains.intern(key)
     if chain == known:
-        s.chain_lines.append(array("q"))
+        s.chain_lines.new(line)
         s.chain_episode.append(episode)
-    s.chain_lines[chain].append(line)
+    else:
+        s.chain_lines.last[chain] = line
     return chain
