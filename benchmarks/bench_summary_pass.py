@@ -39,7 +39,7 @@ assert index.complete
 own = resource.getrusage(resource.RUSAGE_SELF)
 kids = resource.getrusage(resource.RUSAGE_CHILDREN)
 cpu = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-print(wall, cpu, rss_anon_mb(), len(index), getattr(index, "split_lines", 0))
+print(wall, cpu, rss_anon_mb(), len(index), getattr(getattr(index, "workers", index), "split_lines", 0))
 index.close()
 """
 

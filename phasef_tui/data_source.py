@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from phasef_tui.trace_feed import TraceFeed
-from pipeline.traces.summary import KIND_TICK
+from pipeline.traces.summary_columns import KIND_TICK
 from widgets.session_view import SessionView
 
 CHANGED_TRACES = "traces"

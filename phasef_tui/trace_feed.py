@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from pipeline.traces.index import LineError, LRUCache, TailLines, TraceIndex
-from pipeline.traces.summary import FILTER_FLAGS
+from pipeline.traces.summary_columns import FILTER_FLAGS
 from pipeline.watch import FileWatch, stop_follower
 from widgets.chain_list import ChainRow
 from widgets.chain_stepper import ChainStep

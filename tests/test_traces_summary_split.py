@@ -12,9 +12,11 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.traces import index as index_module
-from pipeline.traces.index import TraceIndex, _apply_delta
-from pipeline.traces.summary import FLAG_DEADLOCK, FLAG_THRASH, _Summaries, _summarize_batch
+from pipeline.traces import index_workers as workers_module
+from pipeline.traces.index import TraceIndex
+from pipeline.traces.index_workers import SummaryWorkers, apply_delta
+from pipeline.traces.summary import _summarize_batch
+from pipeline.traces.summary_columns import FLAG_DEADLOCK, FLAG_THRASH, _Summaries
 from pipeline.traces.summary_split import RangeMerge
 from pipeline.traces.summary_worker import SummaryWorker, _restore, state_of, summarize_delta
 from tests.test_traces_summary_worker import summary_key, trace_lines
@@ -70,7 +72,7 @@ def split_pass(lines: list[bytes], boundary: int, cuts: list[int]) -> tuple[_Sum
     first = boundary
     for end in sorted({c for c in cuts if boundary < c < len(lines)} | {len(lines)}):
         if end > first:
-            _apply_delta(s, merge.map(summarize_delta(ahead, first, lines[first:end])))
+            apply_delta(s, merge.map(summarize_delta(ahead, first, lines[first:end])))
             first = end
     s.episode_state = merge.final_state(ahead.episode_state)
     return s, merge
@@ -103,7 +105,7 @@ def test_a_thrash_run_across_the_boundary_is_marked_as_one_pass_marks_it() -> No
 
 def test_two_workers_give_the_summary_of_one_pass(tmp_path: Path, monkeypatch: Any) -> None:
     """The viewer with a second worker for the second half of the file (small batches, several in flight)."""
-    monkeypatch.setattr(index_module, "WORKER_BATCH_BYTES", 700)
+    monkeypatch.setattr(workers_module, "WORKER_BATCH_BYTES", 700)
     fail = {"kind": "tick", "episode": "e1", "outcome": "error", "error_class": "NotFound", "action": {"tool": "x"}}
     lines = [orjson.dumps({**fail, "tick": t, "chain_id": f"c{t % 7}"}) for t in range(400)]
     path = tmp_path / "t.jsonl"
@@ -113,9 +115,9 @@ def test_two_workers_give_the_summary_of_one_pass(tmp_path: Path, monkeypatch: A
         index = TraceIndex(path, prime_bytes=0, worker_min_bytes=1 if worker else None)
         try:
             index.run(threading.Event(), follow=False)
-            assert index.complete and index._worker is None
+            assert index.complete and index.workers.worker is None
             if worker:
-                assert index.split_lines > 0, "a second worker summarized a range"
+                assert index.workers.split_lines > 0, "a second worker summarized a range"
             return summary_key(index)
         finally:
             index.close()
@@ -126,7 +128,7 @@ def test_two_workers_give_the_summary_of_one_pass(tmp_path: Path, monkeypatch: A
 def test_narrow_columns_widen_when_a_value_does_not_fit(tmp_path: Path, monkeypatch: Any) -> None:
     """Ticks and context sizes are stored 16 bits wide until one does not fit; then 32 bits, same values, whether
     the wide value comes in this process or from a worker, in the first range or the second."""
-    monkeypatch.setattr(index_module, "WORKER_BATCH_BYTES", 500)
+    monkeypatch.setattr(workers_module, "WORKER_BATCH_BYTES", 500)
     small = [{"kind": "tick", "episode": "e1", "tick": t, "context_chars": 100 + t} for t in range(300)]
     for wide_at in (5, 150, 290):
         records = [dict(r) for r in small]
@@ -151,8 +153,8 @@ def test_narrow_columns_widen_when_a_value_does_not_fit(tmp_path: Path, monkeypa
 
 def test_the_second_range_is_capped_in_batches(tmp_path: Path, monkeypatch: Any) -> None:
     """A huge file: the second worker takes at most ``SPLIT_MAX_BATCHES`` batches (its requests go at once)."""
-    monkeypatch.setattr(index_module, "WORKER_BATCH_BYTES", 700)
-    monkeypatch.setattr(TraceIndex, "SPLIT_MAX_BATCHES", 3)
+    monkeypatch.setattr(workers_module, "WORKER_BATCH_BYTES", 700)
+    monkeypatch.setattr(SummaryWorkers, "SPLIT_MAX_BATCHES", 3)
     lines = [
         orjson.dumps({"kind": "tick", "episode": f"e{t // 50}", "tick": t, "outcome": "error"}) for t in range(600)
     ]
@@ -162,7 +164,7 @@ def test_the_second_range_is_capped_in_batches(tmp_path: Path, monkeypatch: Any)
     try:
         index.run(threading.Event(), follow=False)
         assert index.complete and index.generation == 0
-        assert 0 < index.split_lines * len(lines[0]) <= 3 * 700 + len(lines[0])
+        assert 0 < index.workers.split_lines * len(lines[0]) <= 3 * 700 + len(lines[0])
         split = summary_key(index)
     finally:
         index.close()
@@ -171,7 +173,7 @@ def test_the_second_range_is_capped_in_batches(tmp_path: Path, monkeypatch: Any)
 
 def test_the_worker_summarizes_while_the_scan_goes_on(tmp_path: Path, monkeypatch: Any) -> None:
     """Batches are asked of the first worker during the newline scan (many small scan steps here)."""
-    monkeypatch.setattr(index_module, "WORKER_BATCH_BYTES", 600)
+    monkeypatch.setattr(workers_module, "WORKER_BATCH_BYTES", 600)
     lines = [
         orjson.dumps({"kind": "tick", "episode": f"e{t // 40}", "tick": t, "outcome": "error"}) for t in range(900)
     ]
@@ -189,7 +191,7 @@ def test_the_worker_summarizes_while_the_scan_goes_on(tmp_path: Path, monkeypatc
     monkeypatch.setattr(SummaryWorker, "ask", ask)
     try:
         index.run(threading.Event(), follow=False)
-        assert index.complete and index.generation == 0 and index.split_lines > 0
+        assert index.complete and index.generation == 0 and index.workers.split_lines > 0
         assert len(asked_while_scanning) > 3
         split = summary_key(index)
     finally:
@@ -198,21 +200,21 @@ def test_the_worker_summarizes_while_the_scan_goes_on(tmp_path: Path, monkeypatc
 
 
 def test_growth_while_the_second_worker_runs_is_summarized_after_the_join(tmp_path: Path, monkeypatch: Any) -> None:
-    monkeypatch.setattr(index_module, "WORKER_BATCH_BYTES", 800)
+    monkeypatch.setattr(workers_module, "WORKER_BATCH_BYTES", 800)
     fail = {"kind": "tick", "episode": "e1", "outcome": "error", "error_class": "CheckFailed", "action": {"tool": "x"}}
     lines = [orjson.dumps({**fail, "tick": t, "chain_id": f"c{t % 5}"}) for t in range(500)]
     path = tmp_path / "t.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     index = TraceIndex(path, prime_bytes=0, worker_min_bytes=1)
     try:
-        while index._ahead is None:
+        while index.workers.ahead is None:
             assert index.work_step()
         more = [orjson.dumps({**fail, "tick": t, "outcome": "ok" if t % 7 else "error"}) for t in range(500, 700)]
         with open(path, "ab") as fh:
             fh.write(b"\n".join(more) + b"\n")
         assert index.check_file() == "grown"
         index.run(threading.Event(), follow=False)
-        assert index.complete and index.generation == 0 and index.split_lines > 0
+        assert index.complete and index.generation == 0 and index.workers.split_lines > 0
         assert len(index) == 700
         grown = summary_key(index)
     finally:
@@ -221,7 +223,7 @@ def test_growth_while_the_second_worker_runs_is_summarized_after_the_join(tmp_pa
 
 
 def test_a_dead_second_worker_means_summarizing_again_in_process(tmp_path: Path, monkeypatch: Any) -> None:
-    monkeypatch.setattr(index_module, "WORKER_BATCH_BYTES", 800)
+    monkeypatch.setattr(workers_module, "WORKER_BATCH_BYTES", 800)
     lines = [
         orjson.dumps({"kind": "tick", "episode": f"e{t // 30}", "tick": t, "outcome": "error"}) for t in range(500)
     ]
@@ -229,13 +231,13 @@ def test_a_dead_second_worker_means_summarizing_again_in_process(tmp_path: Path,
     path.write_bytes(b"\n".join(lines) + b"\n")
     index = TraceIndex(path, prime_bytes=0, worker_min_bytes=1)
     try:
-        while index._ahead is None:
+        while index.workers.ahead is None:
             assert index.work_step()
-        ahead = index._ahead
+        ahead = index.workers.ahead
         ahead.proc.kill()
         index.run(threading.Event(), follow=False)
-        assert ahead.proc.poll() is not None and index._ahead is None and index._worker is None
-        assert index.complete and index.generation == 1 and index.worker_min_bytes is None
+        assert ahead.proc.poll() is not None and index.workers.ahead is None and index.workers.worker is None
+        assert index.complete and index.generation == 1 and index.workers.min_bytes is None
         result = summary_key(index)
     finally:
         index.close()

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.traces import index as index_module
+from pipeline.traces import index_workers as workers_module
 from pipeline.traces import summary as summary_module
 from pipeline.traces import summary_worker as worker_module
 from pipeline.traces.index import TraceIndex
@@ -147,7 +147,7 @@ def test_fast_summary_equals_the_plain_decoder(lines: list[bytes], monkeypatch: 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=trace_lines())
 def test_worker_summary_equals_the_in_process_one(lines: list[bytes], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(index_module, "WORKER_BATCH_BYTES", 300)  # many batches, several asked ahead
+    monkeypatch.setattr(workers_module, "WORKER_BATCH_BYTES", 300)  # many batches, several asked ahead
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "t.jsonl"
         path.write_bytes(b"\n".join(lines * 3))
@@ -165,9 +165,9 @@ def test_workers_go_on_from_chains_and_runs_summarized_before_them(tmp_path: Pat
         for _ in range(3):
             index.summarize_step(max_bytes=1500)
         assert index.chain_count > 0 and index.summaries.episode_state
-        index.worker_min_bytes = 1
+        index.workers.min_bytes = 1
         index.run(threading.Event(), follow=False)
-        assert index.complete and index.generation == 0 and index.split_lines > 0
+        assert index.complete and index.generation == 0 and index.workers.split_lines > 0
         assert summary_key(index) == index_of(path, worker=False)
     finally:
         index.close()
@@ -176,19 +176,19 @@ def test_workers_go_on_from_chains_and_runs_summarized_before_them(tmp_path: Pat
 def test_worker_hands_its_state_back_and_growth_goes_on_in_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(index_module, "WORKER_BATCH_BYTES", 2000)
+    monkeypatch.setattr(workers_module, "WORKER_BATCH_BYTES", 2000)
     records = sample_records() * 20 + many_ticks("e9", 200)
     path = write_trace(tmp_path / "grow.jsonl", records)
     index = TraceIndex(path, prime_bytes=0, worker_min_bytes=1)
     try:
         index.work_step()
-        assert index._worker is not None, "a worker summarizes past the threshold"
-        worker_proc = index._worker.proc
+        assert index.workers.worker is not None, "a worker summarizes past the threshold"
+        worker_proc = index.workers.worker.proc
         index.run(threading.Event(), follow=False)
-        assert index._worker is None and worker_proc.poll() is not None, "no worker process is kept idle"
+        assert index.workers.worker is None and worker_proc.poll() is not None, "no worker process is kept idle"
         more = sample_records()[:7] + many_ticks("e9", 30, first=200)
         append_records(path, more)
-        index.worker_min_bytes = None  # the growth is summarized in this process, from the worker's state
+        index.workers.min_bytes = None  # the growth is summarized in this process, from the worker's state
         assert index.check_file() == "grown"
         index.run(threading.Event(), follow=False)
         grown = summary_key(index)
@@ -204,17 +204,17 @@ def test_worker_hands_its_state_back_and_growth_goes_on_in_process(
 
 
 def test_a_dead_worker_means_summarizing_again_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(index_module, "WORKER_BATCH_BYTES", 1000)
+    monkeypatch.setattr(workers_module, "WORKER_BATCH_BYTES", 1000)
     path = write_trace(tmp_path / "t.jsonl", sample_records() * 30)
     index = TraceIndex(path, include_partial=True, prime_bytes=0, worker_min_bytes=1)
     try:
         index.work_step()
-        assert index._worker is not None
-        index._worker.proc.kill()
+        assert index.workers.worker is not None
+        index.workers.worker.proc.kill()
         generation = index.generation
         index.run(threading.Event(), follow=False)
         assert index.generation > generation, "readers are told to drop what they derived"
-        assert index.complete and index.worker_min_bytes is None
+        assert index.complete and index.workers.min_bytes is None
         assert summary_key(index) == index_of(path, worker=False)
     finally:
         index.close()
@@ -230,7 +230,7 @@ def test_a_worker_speaking_another_protocol_is_a_lost_worker(tmp_path: Path, mon
     index = TraceIndex(path, include_partial=True, prime_bytes=0, worker_min_bytes=1)
     try:
         index.run(threading.Event(), follow=False)
-        assert index.complete and index.worker_min_bytes is None, "summarized in-process after the bad answer"
+        assert index.complete and index.workers.min_bytes is None, "summarized in-process after the bad answer"
         monkeypatch.undo()
         assert summary_key(index) == index_of(path, worker=False)
     finally:

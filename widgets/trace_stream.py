@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
 
-from pipeline.traces.summary import (
+from pipeline.traces.summary_columns import (
     FLAG_DEADLOCK,
     FLAG_DEATH,
     FLAG_RECOVERED,

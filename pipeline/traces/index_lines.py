@@ -19,7 +19,8 @@ from typing import Any, Generic, Protocol, TypeVar
 import orjson
 
 from pipeline.problems import Problem
-from pipeline.traces.summary import NO_ID, LineSummary, _Summaries, _summarize_batch
+from pipeline.traces.summary import _summarize_batch
+from pipeline.traces.summary_columns import NO_ID, LineSummary, _Summaries
 
 PARSED_LINES = 1024
 """Parsed lines kept: fewer than raw lines, since each is a tree of objects the garbage collector has to walk."""

@@ -9,14 +9,35 @@ way (orjson), so bad lines stay what they were.
 from __future__ import annotations
 
 import math
-from array import array
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from pipeline.traces.records import decode_fast_errors, fast_decoder, record_from_dict, valid_utf8
+from pipeline.traces.summary_columns import (
+    _FILTER_MASK,
+    FLAG_BAD_LINE,
+    FLAG_DEADLOCK,
+    FLAG_DEATH,
+    FLAG_ERROR,
+    FLAG_FAILURE,
+    FLAG_PROGRESS,
+    FLAG_RECOVERED,
+    FLAG_RECOVERY,
+    FLAG_SCHEMA_ERROR,
+    FLAG_THRASH,
+    FLAG_TRAP,
+    INT32_MAX,
+    INT32_MIN,
+    KIND_CODES,
+    KIND_EPISODE_END,
+    KIND_TICK,
+    KIND_UNKNOWN,
+    NO_ID,
+    _EpisodeRuns,
+    _extend_narrow,
+    _Summaries,
+)
 from pipeline.traces.verbs import (
     DEATH_OUTCOMES,
     DEFAULT_DEADLOCK_WINDOW,
@@ -30,203 +51,6 @@ from pipeline.traces.verbs import (
 
 THRASH_MIN = DEFAULT_THRASH_MIN
 DEADLOCK_WINDOW = DEFAULT_DEADLOCK_WINDOW
-
-
-# Record kinds in the summary.
-KIND_UNKNOWN = 0
-KIND_EPISODE_START = 1
-KIND_TICK = 2
-KIND_EPISODE_END = 3
-KIND_CODES = {"episode_start": KIND_EPISODE_START, "tick": KIND_TICK, "episode_end": KIND_EPISODE_END}
-
-# Flags in the summary (a 16-bit mask).
-FLAG_DEATH = 1 << 0
-FLAG_RECOVERY = 1 << 1
-FLAG_TRAP = 1 << 2
-FLAG_SCHEMA_ERROR = 1 << 3
-FLAG_THRASH = 1 << 4
-FLAG_DEADLOCK = 1 << 5
-FLAG_ERROR = 1 << 6
-FLAG_BAD_LINE = 1 << 7
-FLAG_PROGRESS = 1 << 8
-FLAG_RECOVERED = 1 << 9
-FLAG_FAILURE = 1 << 10
-
-FILTER_FLAGS: dict[str, int] = {
-    "death": FLAG_DEATH,
-    "recovery": FLAG_RECOVERY,
-    "trap": FLAG_TRAP,
-    "schema_error": FLAG_SCHEMA_ERROR,
-    "thrash": FLAG_THRASH,
-    "deadlock": FLAG_DEADLOCK,
-    "error": FLAG_ERROR,
-    "bad_line": FLAG_BAD_LINE,
-}
-"""Filter names offered to viewers -> flag; every one has its own list of matching lines."""
-
-_FILTER_MASK = 0
-for _flag in FILTER_FLAGS.values():
-    _FILTER_MASK |= _flag
-
-NO_ID = -1
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-"""The summary stores ticks and context sizes as 32-bit integers; values outside are not kept."""
-
-
-@dataclass(frozen=True)
-class LineSummary:
-    """What the summary pass knows of one line without parsing it again."""
-
-    line: int
-    kind: int
-    flags: int
-    episode: str | None
-    tick: int | None
-    chain: str | None
-    context_chars: int
-    latency_s: float | None
-
-
-class _Interner:
-    """Strings (episode ids, chain keys) stored once, referred to by small integers in the summary arrays."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self.ids: dict[str, int] = {}
-
-    def intern(self, name: str) -> int:
-        found = self.ids.get(name)
-        if found is None:
-            found = len(self.names)
-            self.ids[name] = found
-            self.names.append(name)
-        return found
-
-
-NARROW = {"tick": "h", "context_chars": "H"}
-"""Columns kept 16 bits wide while every value fits (ticks of an episode, context sizes up to 65,535 characters);
-the first value that does not fit widens the column to 32 bits for good (``_widen``). Values read are the same."""
-_NARROW_RANGE = {"h": (-(2**15), 2**15 - 1), "H": (0, 2**16 - 1)}
-WIDE = "i"
-
-
-def _widen(s: _Summaries, name: str) -> array[int]:
-    """Column ``name`` as 32-bit integers from now on (a reader in another thread sees the old or the new one, both
-    holding every line summarized so far)."""
-    wide = array(WIDE, getattr(s, name))
-    setattr(s, name, wide)
-    return wide
-
-
-def _extend_narrow(s: _Summaries, name: str, values: list[int]) -> None:
-    column: array[int] = getattr(s, name)
-    if column.typecode != WIDE and values:
-        low, high = _NARROW_RANGE[column.typecode]
-        if min(values) < low or max(values) > high:
-            column = _widen(s, name)
-    column.extend(values)
-
-
-def append_column(s: _Summaries, name: str, typecode: str, data: bytes) -> None:
-    """Append a column's values given as bytes of ``typecode`` items (a worker's), widening either side as needed."""
-    column: array[int] | array[float] = getattr(s, name)
-    if column.typecode == typecode:
-        column.frombytes(data)
-    elif typecode == WIDE:  # the incoming values do not fit this narrow column
-        _widen(s, name).frombytes(data)
-    else:  # narrow values into a column already widened
-        narrow = array(typecode)
-        narrow.frombytes(data)
-        column.frombytes(array(WIDE, narrow).tobytes())
-
-
-CHAIN_SCAN_NUMPY = 4096
-"""A chain spread over more lines than this is looked up in the chain column with numpy."""
-
-
-class _ChainLines:
-    """The lines of each recovery chain, found on demand in the chain column between the chain's first and last line
-    (16 bytes a chain, not an array each: a 1 GB trace has ~100,000 chains, mostly of 3-5 ticks close together).
-
-    ``chain_lines[c]`` is a new ``array('q')`` of the lines of chain ``c`` summarized so far, ascending.
-    """
-
-    __slots__ = ("first", "last", "s")
-
-    def __init__(self, s: _Summaries) -> None:
-        self.s = s
-        self.first = array("q")
-        self.last = array("q")
-
-    def __len__(self) -> int:
-        return len(self.first)
-
-    def new(self, line: int) -> None:
-        """A new chain, whose first line is ``line`` (-1: none yet, ``add`` gives it)."""
-        self.first.append(line)
-        self.last.append(line)
-
-    def add(self, chain: int, line: int) -> None:
-        """``line`` (after every line added before) is in ``chain``."""
-        if self.first[chain] < 0:
-            self.first[chain] = line
-        self.last[chain] = line
-
-    def clear(self) -> None:
-        del self.first[:]
-        del self.last[:]
-
-    def __getitem__(self, chain: int) -> array[int]:
-        s = self.s
-        first = self.first[chain]
-        end = min(self.last[chain] + 1, len(s))  # ``kind`` is extended last: lines below hold their chain already
-        if first < 0 or end <= first:
-            return array("q")
-        window = s.chain[first:end]  # a copy: the column may grow meanwhile (no buffer of it is held)
-        if end - first > CHAIN_SCAN_NUMPY:
-            import numpy as np
-
-            rows = np.flatnonzero(np.frombuffer(window, dtype=np.int32) == chain) + first
-            return array("q", rows.astype(np.int64).tobytes())
-        return array("q", [i for i, c in enumerate(window, first) if c == chain])
-
-    def __iter__(self) -> Iterator[array[int]]:
-        for chain in range(len(self.first)):
-            yield self[chain]
-
-
-class _Summaries:
-    """Parallel arrays, one entry per summarized line."""
-
-    def __init__(self) -> None:
-        self.kind = array("b")
-        self.flags = array("H")
-        self.episode = array("i")
-        self.tick = array(NARROW["tick"])
-        self.chain = array("i")
-        self.context_chars = array(NARROW["context_chars"])
-        self.latency = array("f")
-        self.episodes = _Interner()
-        self.chains = _Interner()
-        self.chain_episode = array("i")
-        self.chain_lines = _ChainLines(self)
-        self.flag_lines: dict[int, array[int]] = {flag: array("q") for flag in FILTER_FLAGS.values()}
-        self.episode_state: dict[int, _EpisodeRuns] = {}
-        self.flagged_upto = 0
-        """Lines below this number are in ``flag_lines`` (set after they are appended, so readers need no lock)."""
-
-    def __len__(self) -> int:
-        return len(self.kind)
-
-
-class _EpisodeRuns:
-    """Per open episode: failing runs per action verb and error class, and ticks in a row without progress."""
-
-    __slots__ = ("no_progress", "runs")
-
-    def __init__(self) -> None:
-        self.runs: dict[str, dict[str, int]] = {}
-        self.no_progress = 0
 
 
 def _run_flags(st: _EpisodeRuns, action: Any, outcome: Any, error_class: Any) -> int:

@@ -23,7 +23,8 @@ from array import array
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.traces.summary import NO_ID, _EpisodeRuns, _Summaries, _summarize_batch
+from pipeline.traces.summary import _summarize_batch
+from pipeline.traces.summary_columns import NO_ID, _EpisodeRuns, _Summaries
 from pipeline.traces.summary_worker import COLUMNS, SummaryDelta
 
 

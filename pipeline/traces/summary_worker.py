@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline.traces.summary import _EpisodeRuns, _Summaries, _summarize_batch
+from pipeline.traces.summary import _summarize_batch
+from pipeline.traces.summary_columns import _EpisodeRuns, _Summaries
 
 _HEADER = struct.Struct("<Q")
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)

@@ -1,0 +1,230 @@
+"""The summary pass of a ``TraceIndex`` in worker processes (``summary_worker``), with tens of megabytes left.
+
+The first worker is started when the scan sees enough left to summarize, and is given the lines scanned so far while
+the scan goes on (its answers wait in its pipe until they are read). Once the scan has reached the end of the file a
+second worker takes the second half of what is left, from an empty state; its answers are joined on exactly
+(``summary_split.RangeMerge``) when the first worker reaches its range. The workers are let go once everything is
+summarized (the per-episode state comes back, so growth is summarized in the viewer's process from there on). A
+worker that dies leaves no half-state: the index summarizes from the start again, in its own process.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import pickle
+from typing import TYPE_CHECKING
+
+from pipeline.traces.index_scan import numpy_or_none
+from pipeline.traces.summary_columns import NO_ID, _Summaries, append_column
+from pipeline.traces.summary_split import RangeMerge
+from pipeline.traces.summary_worker import COLUMNS, SummaryDelta, SummaryWorker, release_free_heap
+
+if TYPE_CHECKING:
+    from pipeline.traces.index import TraceIndex
+
+WORKER_MIN_BYTES = 48 << 20
+"""Bytes left to summarize that make a worker process (``summary_worker``) worth its start-up (~0.3 s)."""
+WORKER_BATCH_BYTES = 4 << 20
+"""Bytes of lines per batch asked of the worker; ``WORKER_AHEAD`` batches are asked ahead so it never waits."""
+WORKER_AHEAD = 3
+WORKER_SCAN_AHEAD = 32
+"""Batches asked of the worker while the newline scan goes on (their answers wait in the worker, ~200 KB each)."""
+
+
+def apply_delta(s: _Summaries, delta: SummaryDelta) -> None:
+    """Append a worker's batch to ``s``: names, chain lines and filter lines, then the columns (``kind`` last)."""
+    np = numpy_or_none()
+    first = delta.first
+    for name in delta.episode_names:
+        s.episodes.intern(name)
+    for name in delta.chain_names:
+        s.chains.intern(name)
+        s.chain_lines.new(-1)
+    s.chain_episode.frombytes(delta.chain_episodes)
+    columns = dict(zip(COLUMNS, delta.columns, strict=True))
+    chain = np.frombuffer(columns["chain"], dtype=np.int32)
+    rows = np.flatnonzero(chain != NO_ID)
+    chain_lines = s.chain_lines
+    for line, number in zip((rows + first).tolist(), chain[rows].tolist(), strict=True):
+        chain_lines.add(number, line)
+    for name, typecode in zip(COLUMNS, delta.typecodes, strict=True):
+        append_column(s, name, typecode, columns[name])
+    flags = np.frombuffer(columns["flags"], dtype=np.uint16)
+    for flag, lines in s.flag_lines.items():
+        lines.frombytes((np.flatnonzero(flags & flag) + first).astype(np.int64).tobytes())
+    s.flagged_upto = first + delta.count
+
+
+class SummaryWorkers:
+    """The worker processes summarizing for one index (``min_bytes`` None: never)."""
+
+    SPLIT_MAX_BATCHES = 1024
+    """Batches of the second worker's range at most (~70 bytes of request each, asked at once)."""
+
+    def __init__(self, index: TraceIndex, min_bytes: int | None) -> None:
+        self.index = index
+        self.min_bytes = min_bytes
+        self.worker: SummaryWorker | None = None
+        self.ahead: SummaryWorker | None = None
+        """A second worker summarizing the second half of what was left once the scan ended, from an empty state."""
+        self.ahead_first = 0
+        """The first line of the second worker's range (the first worker stops there)."""
+        self.merge: RangeMerge | None = None
+        self.split_lines = 0
+        """Lines summarized by a second worker (for tests and benchmarks)."""
+
+    def maybe_start(self, upto: int) -> None:
+        """Start the worker when bytes ``upto`` leave enough to summarize (the scan calls this with the file size,
+        so the worker's start-up overlaps the newline scan). While the scan goes on, the worker is given the lines
+        scanned so far (up to ``WORKER_SCAN_AHEAD`` batches; it keeps its answers until they are read), so the
+        summary overlaps the scan too."""
+        index, worker = self.index, self.worker
+        if worker is not None:
+            if index.scanned < index.size and self.ahead is None:
+                with index.lock:
+                    # (a dead worker: the next answer says)
+                    self._ask(worker, self._next_line(worker), len(index.ends), WORKER_SCAN_AHEAD)
+            return
+        if self.min_bytes is None:
+            return
+        with index.lock:
+            done = index.ends[len(index.summaries) - 1] if len(index.summaries) else 0
+            # numpy (to take the answers in) is imported only now: never on open, in the UI thread
+            if upto - done >= self.min_bytes and numpy_or_none() is not None:
+                self.worker = SummaryWorker.start(index.path, index.summaries)
+                if self.worker is None:
+                    self.min_bytes = None
+
+    def _next_line(self, worker: SummaryWorker) -> int:
+        """The first line not yet asked of ``worker``."""
+        return worker.in_flight[-1][0] + worker.in_flight[-1][1] if worker.in_flight else len(self.index.summaries)
+
+    def _ask(self, worker: SummaryWorker, first: int, limit: int, ahead: int) -> bool:
+        """Ask ``worker`` for batches from line ``first`` up to line ``limit`` (at most ``ahead`` in flight)."""
+        ends = self.index.ends
+        while len(worker.in_flight) < ahead and first < limit:
+            start = ends[first - 1] if first else 0
+            last = min(max(bisect.bisect_left(ends, start + WORKER_BATCH_BYTES, first, limit), first + 1), limit)
+            try:
+                worker.ask(first, start, ends[last - 1], last - first)
+            except OSError:
+                return False
+            first = last
+        return True
+
+    def _maybe_split(self, first: int, total: int) -> None:
+        """Once the scan is done, give the second half of the lines not yet asked for to a second worker."""
+        index = self.index
+        if self.min_bytes is None or index.scanned < index.size or index.fd < 0:
+            return
+        ends = index.ends
+        begin = ends[first - 1] if first else 0
+        if total - first < 2 or ends[total - 1] - begin < 2 * self.min_bytes:
+            return
+        # at most ``SPLIT_MAX_BATCHES`` batches: they are all asked at once (the requests must fit in its pipe)
+        middle_byte = max((begin + ends[total - 1]) // 2, ends[total - 1] - self.SPLIT_MAX_BATCHES * WORKER_BATCH_BYTES)
+        middle = bisect.bisect_left(ends, middle_byte, first, total)
+        middle = min(max(middle, first + 1), total - 1)
+        ahead = SummaryWorker.start(index.path, _Summaries())
+        if ahead is None:
+            return
+        self.ahead, self.ahead_first = ahead, middle
+        if not self._ask(ahead, middle, total, total):  # all at once: it sends them back as it goes
+            self.ahead = None
+            ahead.close()
+
+    def step(self) -> int:
+        """Take the next answer in (asking for more first); returns how many lines it summarized."""
+        index, worker = self.index, self.worker
+        assert worker is not None
+        generation = index.generation
+        with index.lock:
+            total = len(index.ends)
+            first = self._next_line(worker)
+            if self.ahead is None and self.merge is None:
+                self._maybe_split(first, total)
+            ahead = self.ahead
+            limit = self.ahead_first if ahead is not None else total
+            if not self._ask(worker, first, limit, WORKER_AHEAD):
+                return self._lost()
+            if not worker.in_flight and ahead is None:
+                return 0
+        if not worker.in_flight:
+            assert ahead is not None
+            return self._take_ahead(worker, ahead, generation)
+        try:
+            delta = worker.answer()  # the wait gives the interpreter to the other threads
+        except (EOFError, OSError, pickle.UnpicklingError):
+            return self._lost()
+        with index.lock:
+            if generation != index.generation or self.worker is not worker:
+                return 1  # started over meanwhile: the answer is for the old content
+            apply_delta(index.summaries, delta)
+        return delta.count
+
+    def _take_ahead(self, worker: SummaryWorker, ahead: SummaryWorker, generation: int) -> int:
+        """The first worker has reached the second's range: join the second's answers on (``summary_split``)."""
+        index = self.index
+        try:
+            if self.merge is None:
+                state = worker.episode_state()  # the true state at the range's first line
+                with index.lock:
+                    if generation != index.generation or self.worker is not worker:
+                        return 1
+                    index.summaries.episode_state = state
+                    self.merge = RangeMerge(index.summaries, self._summary_line)
+            delta = ahead.answer()
+            runs = ahead.episode_state() if not ahead.in_flight else None
+        except (EOFError, OSError, pickle.UnpicklingError):
+            return self._lost()
+        with index.lock:
+            merge = self.merge
+            if generation != index.generation or self.worker is not worker or merge is None:
+                return 1
+            apply_delta(index.summaries, merge.map(delta))
+            self.split_lines += delta.count
+            if runs is not None:  # the range is done: both workers go, the rest (growth) goes on from here
+                index.summaries.episode_state = merge.final_state(runs)
+                self.stop(keep_state=False)
+        return delta.count
+
+    def _summary_line(self, i: int) -> bytes:
+        """Line ``i`` as the summary pass splits the file (without its newline, a ``\\r`` kept)."""
+        start, end = self.index.line_span(i)
+        data = os.pread(self.index.fd, end - start, start)
+        return data[:-1] if data.endswith(b"\n") else data
+
+    def _lost(self) -> int:
+        """The worker died: the in-process pass cannot go on from its state, so summarize from the start again."""
+        index = self.index
+        with index.lock:
+            self.min_bytes = None
+            if index.fd < 0:
+                return 0  # closed meanwhile (the worker was ended by ``close``)
+            index.start_over(index.size)
+        return 1
+
+    def stop(self, *, keep_state: bool) -> None:
+        """Let the workers go; with ``keep_state`` (all answers taken) the open runs come back to this process."""
+        index = self.index
+        ahead, self.ahead, self.merge = self.ahead, None, None
+        if ahead is not None:
+            ahead.close()
+        worker = self.worker
+        if worker is None:
+            return
+        self.worker = None
+        try:
+            if keep_state and ahead is None and not worker.in_flight:  # (a range not joined: state lost)
+                index.summaries.episode_state = worker.episode_state()
+                keep_state = False
+        except (EOFError, OSError, pickle.UnpicklingError):
+            pass
+        finally:
+            worker.close()
+        if keep_state:  # its state is lost: summarize again in-process
+            self.min_bytes = None
+            index.start_over(index.size)
+        elif len(index.summaries) >= len(index.ends):
+            release_free_heap()  # the summary is complete: the heap's holes from growing the columns go back
