@@ -35,12 +35,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypedDict, Unpack
+from typing import Any, Unpack
 
 import orjson
 
 # The analysis API lives in several modules; its public names are all importable from here, as they always were.
-from pipeline.traces.analyzer import TraceAnalyzer
+from pipeline.traces.analyzer import AnalyzerOptions, TraceAnalyzer
 from pipeline.traces.chains import (
     ChainStore,
     ChainSummary,
@@ -110,15 +110,13 @@ def analyze_records(
     records: Iterable[dict[str, Any]],
     *,
     file: str = "<memory>",
-    deadlock_window: int = DEFAULT_DEADLOCK_WINDOW,
-    thrash_min: int = DEFAULT_THRASH_MIN,
     sha256: str = "",
     bad_lines: Iterable[BadLine] = (),
-    warmup: int | None = None,
+    **options: Unpack[AnalyzerOptions],
 ) -> TraceAnalysis:
     """Analyze canonical record dicts (for example from an importer). A record's line is its ``source.line``
     when it has one, else its 1-based position in ``records``; ``bad_lines`` found earlier are carried along."""
-    analyzer = TraceAnalyzer(file, deadlock_window=deadlock_window, thrash_min=thrash_min, warmup=warmup)
+    analyzer = TraceAnalyzer(file, **options)
     _feed_records(analyzer, records, bad_lines)
     return analyzer.finish(sha256)
 
@@ -203,14 +201,11 @@ def _feed_slow(analyzer: TraceAnalyzer, file: str, line_no: int, raw: bytes, *, 
         analyzer.bad(BadLine(file=file, line=line_no, reason=reason))
 
 
-class AnalyzeOptions(TypedDict, total=False):
-    """The keyword arguments of ``analyze`` (those of ``analyze_compact``, whose signature has the defaults)."""
+class AnalyzeOptions(AnalyzerOptions, total=False):
+    """The keywords of ``analyze``: those of ``analyze_compact``."""
 
-    deadlock_window: int
-    thrash_min: int
     fmt: str | None
     max_line_bytes: int
-    warmup: int | None
 
 
 def analyze(path: Path, **options: Unpack[AnalyzeOptions]) -> TraceAnalysis:
@@ -227,11 +222,9 @@ def analyze(path: Path, **options: Unpack[AnalyzeOptions]) -> TraceAnalysis:
 def analyze_compact(
     path: Path,
     *,
-    deadlock_window: int = DEFAULT_DEADLOCK_WINDOW,
-    thrash_min: int = DEFAULT_THRASH_MIN,
     fmt: str | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-    warmup: int | None = None,
+    **options: Unpack[AnalyzerOptions],
 ) -> tuple[TraceAnalysis, ChainStore]:
     """``analyze`` with the chains in a compact ``ChainStore`` beside an analysis whose ``chains`` is empty: what
     ``phasef trace stats`` uses, so a trace of hundreds of thousands of chains stays within a few dozen MB."""
@@ -239,7 +232,7 @@ def analyze_compact(
 
     path = Path(path)
     chosen = fmt or detect_format(path)
-    analyzer = TraceAnalyzer(str(path), deadlock_window=deadlock_window, thrash_min=thrash_min, warmup=warmup)
+    analyzer = TraceAnalyzer(str(path), **options)
     if chosen == "phasef":
         sha = _stream(path, analyzer, max_line_bytes)
     else:

@@ -9,7 +9,7 @@ boundaries, bad records) to ``Episodes``. One loop serves both ways in: lines of
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from pipeline.traces.chains import TraceAnalysis
 from pipeline.traces.context_profile import ContextSizes
@@ -26,6 +26,17 @@ from pipeline.traces.verbs import (
 )
 
 
+class AnalyzerOptions(TypedDict, total=False):
+    """What makes a finding; an option left out keeps its default. ``deadlock_window``: ticks in a row without
+    progress that are a deadlock (``DEFAULT_DEADLOCK_WINDOW``); ``thrash_min``: failures of one verb with one error
+    class before it succeeds that are thrashing (``DEFAULT_THRASH_MIN``); ``warmup``: the warm-up of the context
+    growth fit for every episode, instead of each episode's own (``pipeline.traces.growth``)."""
+
+    deadlock_window: int
+    thrash_min: int
+    warmup: int | None
+
+
 def _as_record(obj: dict[str, Any] | TraceRecord) -> TraceRecord:
     return record_from_dict(obj) if isinstance(obj, dict) else obj
 
@@ -33,20 +44,17 @@ def _as_record(obj: dict[str, Any] | TraceRecord) -> TraceRecord:
 class TraceAnalyzer:
     """Feed records (``feed``, or lines with ``feed_lines``), then ``finish`` to get the ``TraceAnalysis``."""
 
-    def __init__(
-        self,
-        file: str,
-        *,
-        deadlock_window: int = DEFAULT_DEADLOCK_WINDOW,
-        thrash_min: int = DEFAULT_THRASH_MIN,
-        warmup: int | None = None,
-    ) -> None:
+    def __init__(self, file: str, **options: Unpack[AnalyzerOptions]) -> None:
         self.file = file
         self.records = 0
         self.ticks = 0
         self.bad_lines: list[BadLine] = []
-        self.context = ContextSizes(warmup)
-        self.episodes = Episodes(self.context.growth, max(1, deadlock_window), max(2, thrash_min))
+        self.context = ContextSizes(options.get("warmup"))
+        self.episodes = Episodes(
+            self.context.growth,
+            deadlock_window=max(1, options.get("deadlock_window", DEFAULT_DEADLOCK_WINDOW)),
+            thrash_min=max(2, options.get("thrash_min", DEFAULT_THRASH_MIN)),
+        )
         self.open = self.episodes.open
         self.chains = self.episodes.chains
         # The episode of the last tick, so that a run of ticks of one episode looks it up once.

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import sys
 from collections import deque
-from typing import Any, Literal
+from collections.abc import Iterator
+from typing import Any, Literal, TypeVar
 
 from pipeline.traces.chains import ChainStore, Deadlock, DeathTrace, Oscillation, ThrashEvent, _Chain
 from pipeline.traces.growth import GrowthFit
@@ -30,6 +31,7 @@ from pipeline.traces.verbs import (
 
 VERB_CACHE = 4096
 _NO_VERB = object()
+K = TypeVar("K")  # what runs of failures of one verb are told apart by: an error class, or it and the message
 
 
 class _Run:
@@ -294,33 +296,28 @@ class Episodes:
         st.open_tools = {v.split(":", 1)[0] for v in (*st.derived, *st.thrash, *st.repeats)}
 
     def _end_runs(self, st: EpisodeState, verb: str) -> None:
+        """``verb`` succeeded (or the episode ended): its runs of failures long enough are thrash or deadlocks."""
         for key in (verb, INVALID_VERB):
-            runs = st.thrash.pop(key, None)
-            if runs:
-                for error_class, run in runs.items():
-                    if run.count >= self.thrash_min:
-                        self.thrash.append(
-                            ThrashEvent(
-                                episode=st.name,
-                                start_tick=run.start,
-                                end_tick=run.end,
-                                action=key,
-                                error_class=error_class,
-                                count=run.count,
-                            )
-                        )
-            repeats = st.repeats.pop(key, None)
-            if repeats:
-                for (error_class, message), rep in repeats.items():
-                    if rep.count >= self.thrash_min:
-                        self.deadlocks.append(
-                            Deadlock(
-                                episode=st.name,
-                                start_tick=rep.start,
-                                end_tick=rep.end,
-                                reason=f"same {error_class} repeated {rep.count} times on {key}: {message}",
-                            )
-                        )
+            for error_class, run in _long_runs(st.thrash.pop(key, None), self.thrash_min):
+                self.thrash.append(
+                    ThrashEvent(
+                        episode=st.name,
+                        start_tick=run.start,
+                        end_tick=run.end,
+                        action=key,
+                        error_class=error_class,
+                        count=run.count,
+                    )
+                )
+            for (error_class, message), run in _long_runs(st.repeats.pop(key, None), self.thrash_min):
+                self.deadlocks.append(
+                    Deadlock(
+                        episode=st.name,
+                        start_tick=run.start,
+                        end_tick=run.end,
+                        reason=f"same {error_class} repeated {run.count} times on {key}: {message}",
+                    )
+                )
 
     def verb(self, action: dict[str, Any] | None) -> str | None:
         """``action_verb(action)``, remembered for actions of hashable values (most are a tool name and a string).
@@ -343,7 +340,7 @@ class Episodes:
         return verb  # type: ignore[return-value]
 
 
-def _extend_run(runs_by_verb: dict[str, dict[Any, _Run]], verb: str, key: Any, t: int) -> None:
+def _extend_run(runs_by_verb: dict[str, dict[K, _Run]], verb: str, key: K, t: int) -> None:
     """One more failure of ``verb`` under ``key`` (an error class, or an error class and message) at tick ``t``."""
     runs = runs_by_verb.get(verb)
     if runs is None:
@@ -354,3 +351,11 @@ def _extend_run(runs_by_verb: dict[str, dict[Any, _Run]], verb: str, key: Any, t
     else:
         run.end = t
         run.count += 1
+
+
+def _long_runs(runs: dict[K, _Run] | None, minimum: int) -> Iterator[tuple[K, _Run]]:
+    """The runs (by key) of at least ``minimum`` failures."""
+    if runs:
+        for key, run in runs.items():
+            if run.count >= minimum:
+                yield key, run
