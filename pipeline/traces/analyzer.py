@@ -1,9 +1,10 @@
 """The streaming analyzer behind ``pipeline.traces.analysis`` (its docstring says what is found and how).
 
-``TraceAnalyzer`` is the record loop: it checks each record, updates the open episode of a tick (``episodes``)
-and the context sizes (``context_profile``), and hands the rare events (failures, chain marks, episode
-boundaries, bad records) to ``Episodes``. One loop serves both ways in: lines of a file (``feed_lines``, what
-``phasef trace stats`` uses) and records one at a time (``feed``).
+``TraceAnalyzer`` is the record loop: it checks each record, updates the open episode of a tick and the context
+sizes (``ContextSizes``, ``pipeline.traces.context_profile``), and hands the rest to ``Episodes``
+(``pipeline.traces.episodes``): failures, successes while failures are open, chain marks, the end of a stall or
+of an oscillation, episode boundaries. One loop serves both ways in: lines of a file (``feed_lines``, what
+``phasef trace stats`` uses) and records one at a time (``feed``), so the per-tick logic exists once.
 """
 
 from __future__ import annotations
