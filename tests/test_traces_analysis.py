@@ -282,6 +282,22 @@ def test_context_bound_fails_closed_without_evidence() -> None:
     assert (profile.samples, profile.mean_chars, profile.max_chars) == (5, 1200.0, 1200)
 
 
+def test_end_of_an_episode_of_another_run_leaves_the_growth_fit_of_this_one_open() -> None:
+    """An ``episode_end`` of run "other" for an episode with no other record ends that episode only: the growth fit
+    of the open episode of the same name without a run goes on through it (one fit, not two halves)."""
+    t = Trace().start("e")
+    for i in range(24):
+        t.tick("e", context_chars=1000 + i * i)  # curved: one fit over all ticks differs from two halves
+    for record in t.end("e").records:
+        del record["run_id"]
+    whole = analyze_records(t.records)
+    stray = {"kind": "episode_end", "run_id": "other", "episode": "e", "ts": t.ts, "outcome": "success"}
+    with_stray = analyze_records([*t.records[:13], stray, *t.records[13:]])
+    assert with_stray.episodes == whole.episodes + 1 == 2
+    assert with_stray.context == whole.context
+    assert whole.context.growth_per_tick > 0
+
+
 def test_bad_records_are_reported_with_line_and_field_and_the_rest_is_analyzed(tmp_path: Path) -> None:
     good = _marked().records
     lines = [json.dumps(r) for r in good]

@@ -1,7 +1,8 @@
-"""The batch path of ``phasef trace stats`` (``TraceAnalyzer.feed_lines``: the common tick inline) gives exactly what
-the plain record-by-record path gives, on random dirty traces: valid ticks of interleaved episodes, chain marks,
-failures, traps, records with wrong types, bad JSON, JSON that is not an object, keywords inside strings, invalid
-UTF-8, blank lines and a torn last line."""
+"""The batch path of ``phasef trace stats`` (``TraceAnalyzer.feed_lines``: a batch of lines decoded and analyzed in
+one loop, the state of the last episode carried from tick to tick and batch to batch) gives exactly what the
+record-by-record path gives (``feed``: the same loop, one record at a time), on random dirty traces: valid ticks of
+interleaved episodes, chain marks, failures, traps, records with wrong types, bad JSON, JSON that is not an object,
+keywords inside strings, invalid UTF-8, blank lines and a torn last line."""
 
 from __future__ import annotations
 

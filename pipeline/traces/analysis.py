@@ -35,13 +35,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import orjson
 
-# The analysis API lives in three modules; its names are all importable from here, as they always were.
-from pipeline.traces.analyzer import TraceAnalyzer
-from pipeline.traces.chains import (  # noqa: F401
+# The analysis API lives in several modules; its public names are all importable from here, as they always were.
+from pipeline.traces.analyzer import AnalyzerOptions, TraceAnalyzer
+from pipeline.traces.chains import (
     ChainStore,
     ChainSummary,
     ContextProfile,
@@ -50,9 +50,6 @@ from pipeline.traces.chains import (  # noqa: F401
     Oscillation,
     ThrashEvent,
     TraceAnalysis,
-    _Chain,
-    _EpisodeState,
-    _Run,
 )
 from pipeline.traces.reader import (
     DEFAULT_MAX_LINE_BYTES,
@@ -62,21 +59,9 @@ from pipeline.traces.reader import (
     _Tail,
     file_sha256,
 )
-from pipeline.traces.records import (
-    TraceRecord,
-    decode_fallback,
-    decode_fast_errors,
-    fast_decoder,
-    valid_utf8,
-)
-from pipeline.traces.schema import (
-    CHAIN_ROLES,
-    RECORD_KINDS,
-    SCHEMA_VERSION,
-    TICK_OUTCOMES,
-    record_problem,
-)
-from pipeline.traces.verbs import (  # noqa: F401
+from pipeline.traces.records import TraceRecord, decode_fallback, decode_fast_errors, fast_decoder, valid_utf8
+from pipeline.traces.schema import CHAIN_ROLES, RECORD_KINDS, SCHEMA_VERSION, TICK_OUTCOMES, record_problem
+from pipeline.traces.verbs import (
     CODE_TOOLS,
     DEATH_OUTCOMES,
     DEFAULT_DEADLOCK_WINDOW,
@@ -87,11 +72,6 @@ from pipeline.traces.verbs import (  # noqa: F401
     OSCILLATION_MIN,
     PRECONDITION_CLASSES,
     SHELL_TOOLS,
-    _action_args,
-    _command_word,
-    _error_message,
-    _label,
-    _tool_name,
     action_verb,
 )
 
@@ -130,15 +110,13 @@ def analyze_records(
     records: Iterable[dict[str, Any]],
     *,
     file: str = "<memory>",
-    deadlock_window: int = DEFAULT_DEADLOCK_WINDOW,
-    thrash_min: int = DEFAULT_THRASH_MIN,
     sha256: str = "",
     bad_lines: Iterable[BadLine] = (),
-    warmup: int | None = None,
+    **options: Unpack[AnalyzerOptions],
 ) -> TraceAnalysis:
     """Analyze canonical record dicts (for example from an importer). A record's line is its ``source.line``
     when it has one, else its 1-based position in ``records``; ``bad_lines`` found earlier are carried along."""
-    analyzer = TraceAnalyzer(file, deadlock_window=deadlock_window, thrash_min=thrash_min, warmup=warmup)
+    analyzer = TraceAnalyzer(file, **options)
     _feed_records(analyzer, records, bad_lines)
     return analyzer.finish(sha256)
 
@@ -160,8 +138,8 @@ def _stream(path: Path, analyzer: TraceAnalyzer, max_line_bytes: int, *, fast: b
     """Read ``path`` in batches of lines, decode each line into a ``TraceRecord`` and feed it; returns the sha256.
 
     Bad lines get the reasons ``reader.iter_records`` gives; blank lines are skipped silently. ``fast``: batches
-    go through ``TraceAnalyzer.feed_lines`` (the common tick inline); ``fast=False`` feeds record by record, the
-    plain path the fast one is tested against.
+    go through ``TraceAnalyzer.feed_lines``; ``fast=False`` decodes here and feeds record by record (the same loop
+    of the analyzer, a record at a time), the path the batch one is tested against.
     """
     digest = hashlib.sha256()
     file = str(path)
@@ -223,28 +201,20 @@ def _feed_slow(analyzer: TraceAnalyzer, file: str, line_no: int, raw: bytes, *, 
         analyzer.bad(BadLine(file=file, line=line_no, reason=reason))
 
 
-def analyze(
-    path: Path,
-    *,
-    deadlock_window: int = DEFAULT_DEADLOCK_WINDOW,
-    thrash_min: int = DEFAULT_THRASH_MIN,
-    fmt: str | None = None,
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-    warmup: int | None = None,
-) -> TraceAnalysis:
+class AnalyzeOptions(AnalyzerOptions, total=False):
+    """The keywords of ``analyze``: those of ``analyze_compact``."""
+
+    fmt: str | None
+    max_line_bytes: int
+
+
+def analyze(path: Path, **options: Unpack[AnalyzeOptions]) -> TraceAnalysis:
     """Analyze a canonical trace (streamed) or any file an importer understands (format detected unless given).
 
     Raises ``OSError`` when the file cannot be read at all and ``importers.UnknownFormat`` when it is a document
     of no known format.
     """
-    analysis, chains = analyze_compact(
-        path,
-        deadlock_window=deadlock_window,
-        thrash_min=thrash_min,
-        fmt=fmt,
-        max_line_bytes=max_line_bytes,
-        warmup=warmup,
-    )
+    analysis, chains = analyze_compact(path, **options)
     analysis.chains = list(chains)
     return analysis
 
@@ -252,11 +222,9 @@ def analyze(
 def analyze_compact(
     path: Path,
     *,
-    deadlock_window: int = DEFAULT_DEADLOCK_WINDOW,
-    thrash_min: int = DEFAULT_THRASH_MIN,
     fmt: str | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-    warmup: int | None = None,
+    **options: Unpack[AnalyzerOptions],
 ) -> tuple[TraceAnalysis, ChainStore]:
     """``analyze`` with the chains in a compact ``ChainStore`` beside an analysis whose ``chains`` is empty: what
     ``phasef trace stats`` uses, so a trace of hundreds of thousands of chains stays within a few dozen MB."""
@@ -264,11 +232,11 @@ def analyze_compact(
 
     path = Path(path)
     chosen = fmt or detect_format(path)
+    analyzer = TraceAnalyzer(str(path), **options)
     if chosen == "phasef":
-        analyzer = TraceAnalyzer(str(path), deadlock_window=deadlock_window, thrash_min=thrash_min, warmup=warmup)
         sha = _stream(path, analyzer, max_line_bytes)
-        return analyzer.finish(sha, with_chains=False), analyzer.chains
-    records, bad_lines = import_trace(path, chosen)
-    analyzer = TraceAnalyzer(str(path), deadlock_window=deadlock_window, thrash_min=thrash_min, warmup=warmup)
-    _feed_records(analyzer, records, bad_lines)
-    return analyzer.finish(file_sha256(path), with_chains=False), analyzer.chains
+    else:
+        records, bad_lines = import_trace(path, chosen)
+        _feed_records(analyzer, records, bad_lines)
+        sha = file_sha256(path)
+    return analyzer.finish(sha, with_chains=False), analyzer.chains

@@ -1,6 +1,5 @@
 """The analyzer's findings as pydantic models (``TraceAnalysis`` and its parts), and the recovery chains: built per
-episode (``_Chain``) and kept in a ``ChainStore`` (columns, ~100 bytes a chain), with the per-episode state of
-the streaming pass (``_EpisodeState``).
+episode (``_Chain``) and kept in a ``ChainStore`` (columns, ~100 bytes a chain).
 """
 
 from __future__ import annotations
@@ -8,7 +7,6 @@ from __future__ import annotations
 import math
 import sys
 from array import array
-from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal, overload
 
@@ -21,7 +19,6 @@ from pipeline.traces.reader import (
 from pipeline.traces.records import (
     TraceRecord,
 )
-from pipeline.traces.verbs import LAST_TICKS
 
 
 class ChainSummary(BaseModel):
@@ -232,111 +229,30 @@ class ChainStore(Sequence[ChainSummary]):
             yield self._summary(i)
 
     def _summary(self, i: int) -> ChainSummary:
-        ticks = self.ticks[self.tick_ends[i - 1] if i else 0 : self.tick_ends[i]].tolist()
-        outcome = _OUTCOMES[self.outcomes[i]]
-        recovered = outcome == "recovered"
-        seconds = self.seconds[i]
         # Built without re-validation and with one shared fields-set (see ``_Chain``).
-        return ChainSummary.model_construct(
-            _CHAIN_FIELDS,
-            chain_id=self.ids[i],
-            episode=self.episodes[i],
-            start_tick=ticks[0],
-            end_tick=ticks[-1],
-            failure_class=self.failure_classes[i],
-            attempts=len(ticks) - 1,
-            outcome=outcome,
-            ticks_to_recover=ticks[-1] - ticks[0] if recovered else None,
-            seconds_to_recover=None if math.isnan(seconds) else seconds,
-            mechanism=self.mechanisms[i],
-            ticks=ticks,
-        )
+        return ChainSummary.model_construct(_CHAIN_FIELDS, **self._fields(i))
 
     def json_items(self) -> Iterator[bytes]:
         """Each chain as a JSON object (the fields of ``ChainSummary``), without building the model."""
         dumps = orjson.dumps
-        ticks, ends = self.ticks, self.tick_ends
         for i in range(len(self.ids)):
-            chain_ticks = ticks[ends[i - 1] if i else 0 : ends[i]].tolist()
-            outcome = _OUTCOMES[self.outcomes[i]]
-            recovered = outcome == "recovered"
-            seconds = self.seconds[i]
-            yield dumps(
-                {
-                    "chain_id": self.ids[i],
-                    "episode": self.episodes[i],
-                    "start_tick": chain_ticks[0],
-                    "end_tick": chain_ticks[-1],
-                    "failure_class": self.failure_classes[i],
-                    "attempts": len(chain_ticks) - 1,
-                    "outcome": outcome,
-                    "ticks_to_recover": chain_ticks[-1] - chain_ticks[0] if recovered else None,
-                    "seconds_to_recover": None if math.isnan(seconds) else seconds,
-                    "mechanism": self.mechanisms[i],
-                    "ticks": chain_ticks,
-                }
-            )
+            yield dumps(self._fields(i))
 
-
-class _Run:
-    """A stretch of repeated failures (thrash or repeated precondition error) not yet ended."""
-
-    __slots__ = ("count", "end", "start")
-
-    def __init__(self, tick: int) -> None:
-        self.start = tick
-        self.end = tick
-        self.count = 1
-
-
-class _EpisodeState:
-    __slots__ = (
-        "derived",
-        "derived_seq",
-        "died_at",
-        "done_derived",
-        "done_marked",
-        "has_marks",
-        "key",
-        "last_error_class",
-        "last_ticks",
-        "marked",
-        "name",
-        "noprogress_len",
-        "noprogress_start",
-        "open_tools",
-        "osc_len",
-        "osc_pair",
-        "osc_start",
-        "prev2_action",
-        "prev_action",
-        "prev_tick",
-        "repeats",
-        "seen_observations",
-        "thrash",
-    )
-
-    def __init__(self, name: str, key: tuple[str, str] | None = None) -> None:
-        self.name = name
-        self.key = key if key is not None else ("", name)
-        self.derived: dict[str, _Chain] = {}
-        self.derived_seq = 0
-        self.done_derived: list[_Chain] = []
-        self.marked: dict[str, _Chain] = {}
-        self.done_marked: list[_Chain] = []
-        self.has_marks = False
-        self.open_tools: set[str] = set()
-        self.thrash: dict[str, dict[str, _Run]] = {}
-        self.repeats: dict[str, dict[tuple[str, str], _Run]] = {}
-        self.noprogress_start = 0
-        self.noprogress_len = 0
-        self.prev2_action: dict[str, Any] | None = None
-        self.prev_tick = -1
-        self.osc_start = 0
-        self.osc_len = 0
-        self.osc_pair: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)
-        self.prev_action: dict[str, Any] | None = None
-        self.last_ticks: deque[int] = deque(maxlen=LAST_TICKS)
-        self.died_at: int | None = None
-        self.last_error_class: str | None = None
-        self.seen_observations: set[int] | None = None
+    def _fields(self, i: int) -> dict[str, Any]:
+        """The fields of ``ChainSummary`` for chain ``i``."""
+        ticks = self.ticks[self.tick_ends[i - 1] if i else 0 : self.tick_ends[i]].tolist()
+        outcome = _OUTCOMES[self.outcomes[i]]
+        seconds = self.seconds[i]
+        return {
+            "chain_id": self.ids[i],
+            "episode": self.episodes[i],
+            "start_tick": ticks[0],
+            "end_tick": ticks[-1],
+            "failure_class": self.failure_classes[i],
+            "attempts": len(ticks) - 1,
+            "outcome": outcome,
+            "ticks_to_recover": ticks[-1] - ticks[0] if outcome == "recovered" else None,
+            "seconds_to_recover": None if math.isnan(seconds) else seconds,
+            "mechanism": self.mechanisms[i],
+            "ticks": ticks,
+        }
