@@ -13,9 +13,10 @@ import orjson
 
 from phasef_tui.trace_view import prepare_trace_view
 from pipeline.traces.analysis import analyze, analyze_compact, analyze_records
-from pipeline.traces.index import FLAG_BAD_LINE, FLAG_DEADLOCK, FLAG_THRASH, TraceIndex
+from pipeline.traces.index import TraceIndex
 from pipeline.traces.reader import BadLine, iter_records
 from pipeline.traces.records import TraceRecord, decode_lines, record_from_dict
+from pipeline.traces.summary_columns import FLAG_BAD_LINE, FLAG_DEADLOCK, FLAG_THRASH
 from tests.tui_helpers import open_feed, sample_records, write_trace
 
 DAMAGE = [

@@ -9,7 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.traces.index import (
+from pipeline.traces.index import LineError, TraceIndex
+from pipeline.traces.summary_columns import (
     FILTER_FLAGS,
     FLAG_BAD_LINE,
     FLAG_DEADLOCK,
@@ -21,8 +22,6 @@ from pipeline.traces.index import (
     KIND_EPISODE_END,
     KIND_EPISODE_START,
     KIND_TICK,
-    LineError,
-    TraceIndex,
 )
 from tests.tui_helpers import append_records, many_ticks, sample_records, tick, wait_for, write_trace
 

@@ -17,7 +17,8 @@ from phasef_tui.app import PhasefApp
 from phasef_tui.data_source import TraceFileSource
 from phasef_tui.screens.traces import TracesScreen
 from phasef_tui.trace_feed import FeedRows, LineSelection, TailRows, TraceFeed
-from pipeline.traces.index import FLAG_DEADLOCK, FLAG_DEATH, FLAG_THRASH, FLAG_TRAP, TraceIndex
+from pipeline.traces.index import TraceIndex
+from pipeline.traces.summary_columns import FLAG_DEADLOCK, FLAG_DEATH, FLAG_THRASH, FLAG_TRAP
 from tests.tui_helpers import sample_records, start, tick, until
 from widgets.trace_stream import TraceStream
 

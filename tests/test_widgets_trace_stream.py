@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from textual import events
 from textual.app import App, ComposeResult
 
-from pipeline.traces.index import FLAG_DEATH, FLAG_RECOVERED, FLAG_RECOVERY, FLAG_SCHEMA_ERROR
+from pipeline.traces.summary_columns import FLAG_DEATH, FLAG_RECOVERED, FLAG_RECOVERY, FLAG_SCHEMA_ERROR
 from widgets.trace_stream import TraceRow, TraceStream, badges, format_row
 from widgets.virtual_list import VirtualList
 

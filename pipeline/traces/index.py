@@ -37,29 +37,7 @@ from pipeline.traces.index_tail import TAIL_BYTES, read_tail
 from pipeline.traces.index_tail import TailLines as TailLines
 from pipeline.traces.index_workers import WORKER_MIN_BYTES, SummaryWorkers
 from pipeline.traces.summary import _summarize_batch
-from pipeline.traces.summary_columns import (  # noqa: F401  (re-exported: viewers read the flags from here)
-    FILTER_FLAGS,
-    FLAG_BAD_LINE,
-    FLAG_DEADLOCK,
-    FLAG_DEATH,
-    FLAG_ERROR,
-    FLAG_FAILURE,
-    FLAG_PROGRESS,
-    FLAG_RECOVERED,
-    FLAG_RECOVERY,
-    FLAG_SCHEMA_ERROR,
-    FLAG_THRASH,
-    FLAG_TRAP,
-    KIND_CODES,
-    KIND_EPISODE_END,
-    KIND_EPISODE_START,
-    KIND_TICK,
-    KIND_UNKNOWN,
-    NO_ID,
-    LineSummary,
-    _Summaries,
-    append_column,
-)
+from pipeline.traces.summary_columns import NO_ID, LineSummary, _Summaries
 
 CHUNK_SIZE = 1 << 20
 """Bytes read per scan step: large enough for bytes-level speed, small enough to stay responsive."""
