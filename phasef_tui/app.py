@@ -154,6 +154,9 @@ class PhasefApp(App[int]):
         self._quiet_frames = 0
         self.frames_paused = False
         """True while the frame timer is stopped (a settled source and nothing happening)."""
+        self.collect_after_first_frame = False
+        """Turn the garbage collector on once the first frame is drawn (the caller turned it off for the start-up:
+        ``trace_view.run_trace_view``)."""
 
     def notify_on_start(self, message: str) -> None:
         """A warning to show once the app runs (problems found while preparing its data)."""
@@ -208,11 +211,14 @@ class PhasefApp(App[int]):
 
     def _settle_heap(self) -> None:
         """Once the app is built, move what exists to the collector's permanent generation (it lives as long as
-        the app) and collect less often, so pauses stay short while records stream in."""
+        the app) and collect less often, so pauses stay short while records stream in. (The trace viewer starts
+        with the collector off, ``collect_after_first_frame``: it is turned on here, after the first frame.)"""
         gc.collect()
         gc.freeze()
         self._gc_before = gc.get_threshold()
         gc.set_threshold(*GC_THRESHOLDS)
+        if self.collect_after_first_frame:
+            gc.enable()
 
     def on_unmount(self) -> None:
         if self._gc_before is not None:  # leave the process as it was (an app may run inside a larger program)
