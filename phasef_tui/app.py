@@ -54,6 +54,9 @@ SCREEN_CLASSES = {
     "compare": ("compare", "CompareScreen"),
 }
 """Each mode's screen: its module under ``phasef_tui.screens`` and its class."""
+SCREEN_CSS_DIR = Path(__file__).parent
+"""``<mode>.tcss`` here: the rules of one main screen only (``phasef.tcss`` holds what the Traces screen and every
+screen share), so the trace viewer's first frame does not wait for the other screens' CSS to be parsed."""
 
 
 class ParsedOnceStylesheet(Stylesheet):
@@ -168,6 +171,9 @@ class PhasefApp(App[int]):
         module, class_name = SCREEN_CLASSES[name]
         cls: type[PhasefScreen] = getattr(import_module(f"phasef_tui.screens.{module}"), class_name)
         screen = cls()
+        css = SCREEN_CSS_DIR / f"{name}.tcss"
+        if css.exists():  # its own rules, parsed when the screen is first shown (Textual reads a screen's css_path)
+            screen.css_path = [*screen.css_path, css]
         self.screen_objects[name] = screen
         return screen
 

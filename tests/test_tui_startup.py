@@ -158,3 +158,23 @@ async def test_the_collector_is_off_until_the_first_frame(tmp_path: Path) -> Non
     finally:
         gc.enable()
         other.close()
+
+
+async def test_another_screen_s_css_is_read_when_that_screen_is_first_shown(tmp_path: Path) -> None:
+    view = prepare_trace_view(write_trace(tmp_path / "t.jsonl", sample_records()), False)
+    assert not isinstance(view, str)
+    app = view.app
+
+    def sheets() -> set[str]:
+        return {Path(path).name for path, _ in app.stylesheet.source if path.endswith(".tcss")}
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await until(pilot, lambda: app.screen.query_one(TraceStream).count == 15)
+        assert sheets() == {"phasef.tcss"}
+        await pilot.press("3")  # the Chains screen
+        assert await until(pilot, lambda: type(app.screen).__name__ == "ChainsScreen")
+        await pilot.pause(0.1)
+        assert sheets() == {"phasef.tcss", "chains.tcss"}
+        stepper = app.screen.query_one("#stepper")
+        assert stepper.styles.padding.left == 1  # (a rule of chains.tcss applies)
+    view.close()
