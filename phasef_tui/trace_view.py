@@ -89,11 +89,16 @@ def prepare_trace_view(path: Path, follow: bool, fmt: str | None = None) -> Trac
             if follow:
                 problems.append(f"{path}: --follow needs canonical JSONL; this {fmt} is shown as it is now")
                 follow = False
+            collecting = gc.isenabled()
+            gc.enable()  # (off for the viewer's start-up: a conversion of a big file collects as usual)
             try:
                 # imported once into the cache (by content hash); opening it again is immediate
                 imported = import_cached(path, forced)
             except (OSError, ValueError) as exc:
                 return str(exc)
+            finally:
+                if not collecting:
+                    gc.disable()
             problems.extend(str(b) for b in imported.problems)
             shown, display = imported.file, f"{path} ({imported.format})"
     try:

@@ -178,3 +178,24 @@ async def test_another_screen_s_css_is_read_when_that_screen_is_first_shown(tmp_
         stepper = app.screen.query_one("#stepper")
         assert stepper.styles.padding.left == 1  # (a rule of chains.tcss applies)
     view.close()
+
+
+def test_a_foreign_trace_is_converted_with_the_collector_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The collector is off for the viewer's start-up, but not while a foreign trace (maybe big) is converted."""
+    import gc
+
+    from pipeline.traces.importers import cache
+
+    seen: list[bool] = []
+
+    def import_cached(path: Path, fmt: str | None = None) -> Any:
+        seen.append(gc.isenabled())
+        raise ValueError(f"{path}: not converted here")
+
+    monkeypatch.setattr(cache, "import_cached", import_cached)
+    gc.disable()
+    try:
+        assert str(prepare_trace_view(tmp_path, False)).endswith("not converted here")  # a folder is imported
+        assert seen == [True] and not gc.isenabled()  # on for the conversion, off again after it
+    finally:
+        gc.enable()
