@@ -17,6 +17,10 @@ Per viewer and run, on a generated trace of ``--size-mb`` whose last record is a
 * ``flood_delay_p50_s``: a second file followed while another process appends ``--rate`` records/s (phasef with
   ``--follow``; toolong tails by default): for each new newest record seen on screen, how long ago it was written.
 
+phasef's modules are compiled to bytecode before the runs (``--source-only`` not to), as they are in an installed
+package and as toolong's are in its venv: under ``PYTHONDONTWRITEBYTECODE`` an editable checkout is compiled again at
+every launch, which is no cost a user of an installed phasef pays.
+
 Prints a table (with the load average) and, as its last line, one JSON object
 ``{"phasef": {...}, "toolong": {...}}``.
 
@@ -277,6 +281,9 @@ def main() -> int:
     parser.add_argument("--flood-s", type=float, default=8.0, help="seconds of flood")
     parser.add_argument("--toolong-venv", type=Path, default=Path(tempfile.gettempdir()) / "phasef-toolong-venv")
     parser.add_argument("--tl", help="an installed toolong `tl` to use instead of the venv's")
+    parser.add_argument(
+        "--source-only", action="store_true", help="do not compile phasef's modules to bytecode first (see main)"
+    )
     args = parser.parse_args()
     if shutil.which("tmux") is None:
         print("tmux is needed", file=sys.stderr)
@@ -284,6 +291,11 @@ def main() -> int:
     tl = toolong_command(args.toolong_venv, args.tl)
     path = trace_file(args.size_mb)
     subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)  # warm the page cache for both
+    if not args.source_only:
+        # phasef's own modules as bytecode, as pip leaves toolong's (and any installed package's): an editable checkout
+        # run with PYTHONDONTWRITEBYTECODE set would otherwise compile its ~50 modules again at every launch
+        packages = [str(REPO / p) for p in ("phasef_tui", "pipeline", "widgets")]
+        subprocess.run([sys.executable, "-m", "compileall", "-q", *packages], check=True)
     workdir = Path(tempfile.mkdtemp(prefix="phasef-compare-"))
     socket = workdir / "tmux.sock"
     os.environ["PYTHONPATH"] = str(REPO)  # (inherited by tmux's server, hence by phasef's viewer)

@@ -13,12 +13,14 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 from textual import events
 from textual.app import App, ScreenStackError
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.css.stylesheet import Stylesheet
 from textual.timer import Timer
 
 from phasef_tui.data_source import CHANGED_SESSION, DataSource
@@ -42,6 +44,37 @@ thread gets it back; Python's default, 5 ms, is paid again at every read the UI 
 
 TRACE_SCREENS = ("traces", "chains", "report")
 SESSION_SCREENS = ("dashboard", "traces", "chains", "audit", "report")
+SCREEN_CLASSES = {
+    "dashboard": ("dashboard", "DashboardScreen"),
+    "traces": ("traces", "TracesScreen"),
+    "chains": ("chains", "ChainsScreen"),
+    "audit": ("audit", "AuditScreen"),
+    "report": ("report", "ReportScreen"),
+    "sessions": ("sessions", "SessionsScreen"),
+    "compare": ("compare", "CompareScreen"),
+}
+"""Each mode's screen: its module under ``phasef_tui.screens`` and its class."""
+SCREEN_CSS_DIR = Path(__file__).parent
+"""``<mode>.tcss`` here: the rules of one main screen only (``phasef.tcss`` holds what the Traces screen and every
+screen share), so the trace viewer's first frame does not wait for the other screens' CSS to be parsed."""
+
+
+class ParsedOnceStylesheet(Stylesheet):
+    """Textual's stylesheet, each CSS source parsed once while the CSS variables (the theme) stay the same.
+
+    Textual re-parses every source from scratch each time it refreshes the CSS: twice while the first screen is set
+    up (a mode's screen added, then switched to), with the same variables both times. Here new variables are only
+    taken when they differ (taking them clears the parsed rules, as in Textual), and a re-parse parses what is not
+    parsed yet with the current variables: a refresh with the same theme parses only the sources added since,
+    another theme parses everything again. A CSS error leaves the rules in use as they were (``parse`` raises before
+    it replaces them), as Textual's re-parse does."""
+
+    def set_variables(self, variables: dict[str, str]) -> None:
+        if variables != self._variables:
+            super().set_variables(variables)
+
+    def reparse(self) -> None:
+        self.parse()
 
 
 class PhasefCommands(Provider):
@@ -101,6 +134,7 @@ class PhasefApp(App[int]):
         theme_source: str = "config.toml [tui] theme",
     ) -> None:
         super().__init__()
+        self.stylesheet = ParsedOnceStylesheet(variables=self.get_css_variables())  # (no source read in yet)
         self.requested_theme = theme
         self.theme_source = theme_source
         self.source = source
@@ -123,6 +157,9 @@ class PhasefApp(App[int]):
         self._quiet_frames = 0
         self.frames_paused = False
         """True while the frame timer is stopped (a settled source and nothing happening)."""
+        self.collect_after_first_frame = False
+        """Turn the garbage collector on once the first frame is drawn (the caller turned it off for the start-up:
+        ``trace_view.run_trace_view``)."""
 
     def notify_on_start(self, message: str) -> None:
         """A warning to show once the app runs (problems found while preparing its data)."""
@@ -130,20 +167,13 @@ class PhasefApp(App[int]):
 
     # -- screens -----------------------------------------------------------------------------------------------------
     def _make_screen(self, name: str) -> PhasefScreen:
-        from phasef_tui.screens import AuditScreen, ChainsScreen, DashboardScreen, ReportScreen, TracesScreen
-        from phasef_tui.screens.compare import CompareScreen
-        from phasef_tui.screens.sessions import SessionsScreen
-
-        classes: dict[str, type[PhasefScreen]] = {
-            "dashboard": DashboardScreen,
-            "traces": TracesScreen,
-            "chains": ChainsScreen,
-            "audit": AuditScreen,
-            "report": ReportScreen,
-            "sessions": SessionsScreen,
-            "compare": CompareScreen,
-        }
-        screen = classes[name]()
+        """The screen of a mode, its module imported only now (the first screen does not wait for the others)."""
+        module, class_name = SCREEN_CLASSES[name]
+        cls: type[PhasefScreen] = getattr(import_module(f"phasef_tui.screens.{module}"), class_name)
+        screen = cls()
+        css = SCREEN_CSS_DIR / f"{name}.tcss"
+        if css.exists():  # its own rules, parsed when the screen is first shown (Textual reads a screen's css_path)
+            screen.css_path = [*screen.css_path, css]
         self.screen_objects[name] = screen
         return screen
 
@@ -187,11 +217,14 @@ class PhasefApp(App[int]):
 
     def _settle_heap(self) -> None:
         """Once the app is built, move what exists to the collector's permanent generation (it lives as long as
-        the app) and collect less often, so pauses stay short while records stream in."""
+        the app) and collect less often, so pauses stay short while records stream in. (The trace viewer starts
+        with the collector off, ``collect_after_first_frame``: it is turned on here, after the first frame.)"""
         gc.collect()
         gc.freeze()
         self._gc_before = gc.get_threshold()
         gc.set_threshold(*GC_THRESHOLDS)
+        if self.collect_after_first_frame:
+            gc.enable()
 
     def on_unmount(self) -> None:
         if self._gc_before is not None:  # leave the process as it was (an app may run inside a larger program)

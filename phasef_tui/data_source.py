@@ -11,10 +11,13 @@ from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from phasef_tui.trace_feed import TraceFeed
 from pipeline.traces.summary_columns import KIND_TICK
-from widgets.session_view import SessionView
+
+if TYPE_CHECKING:
+    from widgets.session_view import SessionView
 
 CHANGED_TRACES = "traces"
 CHANGED_TRACE_FILE = "trace_file"

@@ -13,15 +13,17 @@ import threading
 from array import array
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from pipeline.traces.index import LineError, LRUCache, TailLines, TraceIndex
 from pipeline.traces.summary_columns import FILTER_FLAGS
 from pipeline.watch import FileWatch, stop_follower
-from widgets.chain_list import ChainRow
-from widgets.chain_stepper import ChainStep
-from widgets.record_detail import RecordView
 from widgets.trace_stream import TraceRow
+
+if TYPE_CHECKING:  # (imported where used: the Chains screen and the detail pane are not on the first screen)
+    from widgets.chain_list import ChainRow
+    from widgets.chain_stepper import ChainStep
+    from widgets.record_detail import RecordView
 
 ROW_CACHE = 2048
 """Chain catalogue rows kept (each one parses a few records)."""
@@ -182,6 +184,8 @@ class TraceFeed:
 
     # -- one record, as the detail pane shows it --------------------------------------------------------------------
     def record_view(self, line: int) -> RecordView:
+        from widgets.record_detail import RecordView
+
         rec = self.index.record(line)
         if isinstance(rec, LineError):
             raw = self.index.line(line).decode("utf-8", "replace")
@@ -347,6 +351,8 @@ class FeedChains:
         return self.feed.index.chain_lines(chain)
 
     def chain_row(self, pos: int) -> ChainRow:
+        from widgets.chain_list import ChainRow
+
         index = self.feed.index
         lines = index.chain_lines(pos)
         key = (index.generation, pos, len(lines))
@@ -373,6 +379,8 @@ class FeedChains:
         return self.feed.index.chain_of_line(line)
 
     def step(self, chain: int, position: int) -> ChainStep:
+        from widgets.chain_stepper import ChainStep
+
         index = self.feed.index
         lines = index.chain_lines(chain)
         position = max(0, min(position, len(lines) - 1))

@@ -8,6 +8,7 @@ reason) and the rest is shown.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from dataclasses import dataclass, field
@@ -88,11 +89,16 @@ def prepare_trace_view(path: Path, follow: bool, fmt: str | None = None) -> Trac
             if follow:
                 problems.append(f"{path}: --follow needs canonical JSONL; this {fmt} is shown as it is now")
                 follow = False
+            collecting = gc.isenabled()
+            gc.enable()  # (off for the viewer's start-up: a conversion of a big file collects as usual)
             try:
                 # imported once into the cache (by content hash); opening it again is immediate
                 imported = import_cached(path, forced)
             except (OSError, ValueError) as exc:
                 return str(exc)
+            finally:
+                if not collecting:
+                    gc.disable()
             problems.extend(str(b) for b in imported.problems)
             shown, display = imported.file, f"{path} ({imported.format})"
     try:
@@ -108,15 +114,27 @@ def prepare_trace_view(path: Path, follow: bool, fmt: str | None = None) -> Trac
 
 
 def run_trace_view(path: Path, follow: bool, fmt: str | None = None) -> int:
-    """Run the viewer; returns the exit code (2 when the file cannot be opened or is of no known format)."""
-    view = prepare_trace_view(path, follow, fmt)
-    if isinstance(view, str):
-        print(f"phasef trace view: {view}", file=sys.stderr)
-        return 2
+    """Run the viewer; returns the exit code (2 when the file cannot be opened or is of no known format).
+
+    The cyclic garbage collector is off until the first frame is drawn: importing Textual and the app allocates
+    tens of thousands of long-lived objects, and the collections they set off (some 80, every one over a heap that
+    only grows) were a tenth of the time to the first frame. The app collects once, freezes what it built and turns
+    the collector back on right after its first frame (``PhasefApp._settle_heap``)."""
+    collecting = gc.isenabled()
+    gc.disable()
     try:
-        view.app.run()
+        view = prepare_trace_view(path, follow, fmt)
+        if isinstance(view, str):
+            print(f"phasef trace view: {view}", file=sys.stderr)
+            return 2
+        view.app.collect_after_first_frame = collecting
+        try:
+            view.app.run()
+        finally:
+            view.close()
     finally:
-        view.close()
+        if collecting:
+            gc.enable()
     for problem in view.problems[:PROBLEMS_PRINTED]:
         print(f"phasef trace view: {problem}", file=sys.stderr)
     if len(view.problems) > PROBLEMS_PRINTED:

@@ -1,0 +1,201 @@
+"""The trace viewer's start-up stays lean: what its first screen does not need is not imported, the CSS is parsed
+once, and the garbage collector waits for the first frame. (Each of these cost a part of the time to the first
+screen; see docs/perf-round4-first-screen.md.)"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.css import stylesheet as textual_stylesheet
+
+from phasef_tui.trace_view import prepare_trace_view
+from tests.tui_helpers import sample_records, until, write_trace
+from widgets.trace_stream import TraceStream
+
+REPO = Path(__file__).resolve().parents[1]
+
+NOT_AT_START = (
+    # the other screens: imported when the operator goes to them
+    "phasef_tui.screens.audit",
+    "phasef_tui.screens.chains",
+    "phasef_tui.screens.compare",
+    "phasef_tui.screens.dashboard",
+    "phasef_tui.screens.help",
+    "phasef_tui.screens.report",
+    "phasef_tui.screens.sessions",
+    "phasef_tui.sessions_source",
+    # widgets of those screens and of a session (the ``widgets`` package re-exports them on first use)
+    "widgets.chain_list",
+    "widgets.chain_stepper",
+    "widgets.delta_table",
+    "widgets.headline",
+    "widgets.log_tail",
+    "widgets.plots",
+    "widgets.session_view",
+    "widgets.stage_board",
+    "widgets.verdict_card",
+    "textual_plotext",
+    "textual.widgets._data_table",
+    # models and engines the viewer does not need to draw a trace
+    "pydantic",
+    "pipeline.config",
+    "pipeline.traces.schema",
+    "pipeline.traces.analyzer",
+    "mlx",
+)
+
+PROBE = """
+import asyncio, gc, sys
+from pathlib import Path
+from phasef_tui.trace_view import prepare_trace_view
+from widgets.trace_stream import TraceStream
+
+async def main() -> None:
+    view = prepare_trace_view(Path(sys.argv[1]), False)
+    async with view.app.run_test(size=(120, 40)) as pilot:
+        stream = view.app.screen.query_one(TraceStream)
+        for _ in range(250):
+            if stream.count:
+                break
+            await pilot.pause(0.02)
+        print("rows", stream.count)
+        print("\\n".join(sorted(sys.modules)))
+    view.close()
+
+asyncio.run(main())
+"""
+
+
+def test_the_first_screen_imports_nothing_it_does_not_show(tmp_path: Path) -> None:
+    """A fresh interpreter opens a trace up to its first screen of rows; the modules of the other screens, of a
+    session's widgets, of the config model and of the analysis are not imported by then."""
+    trace = write_trace(tmp_path / "t.jsonl", sample_records())
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(trace)], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.split("\n")
+    assert lines[0] == "rows 15", out.stdout[:200] + out.stderr
+    loaded = set(lines[1:])
+    assert {"phasef_tui.screens.traces", "widgets.trace_stream", "widgets.filter_bar"} <= loaded
+    early = sorted(m for m in loaded for lazy in NOT_AT_START if m == lazy or m.startswith(lazy + "."))
+    assert early == [], f"imported before the first screen: {early}"
+
+
+def test_the_widgets_and_screens_packages_still_export_every_name() -> None:
+    """Lazy re-exports: every name in ``__all__`` resolves, to the class its module defines."""
+    code = (
+        "import widgets, phasef_tui.screens as s\n"
+        "from widgets.session_view import SessionView\n"
+        "from phasef_tui.screens.report import ReportScreen\n"
+        "assert widgets.SessionView is SessionView and s.ReportScreen is ReportScreen\n"
+        "for n in widgets.__all__: getattr(widgets, n)\n"
+        "for n in s.__all__: getattr(s, n)\n"
+        "try:\n    widgets.NoSuchWidget\nexcept AttributeError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "NoSuchWidget" in out.stdout
+
+
+async def test_the_css_is_parsed_once_until_the_theme_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[Any] = []
+    real_parse = textual_stylesheet.parse
+
+    def counting_parse(scope: str, css: str, read_from: Any, *args: Any, **kwargs: Any) -> Any:
+        # (a source registered again by a deeper widget class gets a lower tie-breaker: that is another parse)
+        parsed.append((read_from, scope, kwargs.get("tie_breaker")))
+        return real_parse(scope, css, read_from, *args, **kwargs)
+
+    monkeypatch.setattr(textual_stylesheet, "parse", counting_parse)
+    view = prepare_trace_view(write_trace(tmp_path / "t.jsonl", sample_records()), False)
+    assert not isinstance(view, str)
+    app = view.app
+    async with app.run_test(size=(120, 40)) as pilot:
+        stream = app.screen.query_one(TraceStream)
+        assert await until(pilot, lambda: stream.count == 15)
+        twice = sorted({str(r) for r in parsed if parsed.count(r) > 1})
+        assert parsed and twice == [], f"parsed more than once with the same theme: {twice}"
+        sources = len(app.stylesheet.source)
+        background = stream.styles.background
+        parsed.clear()
+        app.theme = "textual-light" if app.theme != "textual-light" else "textual-dark"
+        await pilot.pause(0.1)
+        assert len(parsed) == sources  # other variables: every source parsed again, once
+        assert stream.styles.background != background  # and the new theme's colours are applied
+    view.close()
+
+
+async def test_the_collector_is_off_until_the_first_frame(tmp_path: Path) -> None:
+    """``run_trace_view`` turns the collector off for the start-up; the app turns it on after its first frame (and
+    an app nobody asked to do so leaves it as it is)."""
+    import gc
+
+    view = prepare_trace_view(write_trace(tmp_path / "t.jsonl", sample_records()), False)
+    assert not isinstance(view, str)
+    view.app.collect_after_first_frame = True
+    gc.disable()
+    try:
+        async with view.app.run_test(size=(120, 40)) as pilot:
+            stream = view.app.screen.query_one(TraceStream)
+            assert await until(pilot, lambda: stream.count == 15)
+            assert await until(pilot, lambda: gc.isenabled())
+    finally:
+        gc.enable()
+        view.close()
+    other = prepare_trace_view(write_trace(tmp_path / "u.jsonl", sample_records()), False)
+    assert not isinstance(other, str)
+    gc.disable()
+    try:
+        async with other.app.run_test(size=(120, 40)) as pilot:
+            assert await until(pilot, lambda: other.app.screen.query_one(TraceStream).count == 15)
+            await pilot.pause(0.1)
+            assert not gc.isenabled()
+    finally:
+        gc.enable()
+        other.close()
+
+
+async def test_another_screen_s_css_is_read_when_that_screen_is_first_shown(tmp_path: Path) -> None:
+    view = prepare_trace_view(write_trace(tmp_path / "t.jsonl", sample_records()), False)
+    assert not isinstance(view, str)
+    app = view.app
+
+    def sheets() -> set[str]:
+        return {Path(path).name for path, _ in app.stylesheet.source if path.endswith(".tcss")}
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await until(pilot, lambda: app.screen.query_one(TraceStream).count == 15)
+        assert sheets() == {"phasef.tcss"}
+        await pilot.press("3")  # the Chains screen
+        assert await until(pilot, lambda: type(app.screen).__name__ == "ChainsScreen")
+        await pilot.pause(0.1)
+        assert sheets() == {"phasef.tcss", "chains.tcss"}
+        stepper = app.screen.query_one("#stepper")
+        assert stepper.styles.padding.left == 1  # (a rule of chains.tcss applies)
+    view.close()
+
+
+def test_a_foreign_trace_is_converted_with_the_collector_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The collector is off for the viewer's start-up, but not while a foreign trace (maybe big) is converted."""
+    import gc
+
+    from pipeline.traces.importers import cache
+
+    seen: list[bool] = []
+
+    def import_cached(path: Path, fmt: str | None = None) -> Any:
+        seen.append(gc.isenabled())
+        raise ValueError(f"{path}: not converted here")
+
+    monkeypatch.setattr(cache, "import_cached", import_cached)
+    gc.disable()
+    try:
+        assert str(prepare_trace_view(tmp_path, False)).endswith("not converted here")  # a folder is imported
+        assert seen == [True] and not gc.isenabled()  # on for the conversion, off again after it
+    finally:
+        gc.enable()
