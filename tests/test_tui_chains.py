@@ -8,8 +8,9 @@ from textual.widgets import Static
 
 from phasef_tui.app import PhasefApp
 from phasef_tui.data_source import TraceFileSource
+from phasef_tui.feed_chains import FeedChains
 from phasef_tui.screens.chains import ChainsScreen
-from phasef_tui.trace_feed import FeedChains, TraceFeed
+from phasef_tui.trace_feed import TraceFeed
 from tests.tui_helpers import (
     append_records,
     many_ticks,

@@ -90,9 +90,9 @@ def test_the_widgets_and_screens_packages_still_export_every_name() -> None:
     """Lazy re-exports: every name in ``__all__`` resolves, to the class its module defines."""
     code = (
         "import widgets, phasef_tui.screens as s\n"
-        "from widgets.session_view import SessionView\n"
+        "from widgets.trace_stream import TraceStream\n"
         "from phasef_tui.screens.report import ReportScreen\n"
-        "assert widgets.SessionView is SessionView and s.ReportScreen is ReportScreen\n"
+        "assert widgets.TraceStream is TraceStream and s.ReportScreen is ReportScreen\n"
         "for n in widgets.__all__: getattr(widgets, n)\n"
         "for n in s.__all__: getattr(s, n)\n"
         "try:\n    widgets.NoSuchWidget\nexcept AttributeError as e:\n    print(e)\n"

@@ -8,9 +8,9 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 
 from phasef_tui.data_source import CHANGED_TRACE_FILE, CHANGED_TRACES
+from phasef_tui.feed_chains import FeedChains
 from phasef_tui.keys import bindings
 from phasef_tui.screens.base import PhasefScreen
-from phasef_tui.trace_feed import FeedChains
 from widgets.chain_list import ChainList, ChainRow
 from widgets.chain_stepper import ChainStepper
 from widgets.status_line import StatusLine
