@@ -114,7 +114,10 @@ def warm_stylesheet() -> None:
 
     theme = BUILTIN_THEMES["textual-dark"]
     sheet = Stylesheet(variables={**theme.to_color_system().generate(), **theme.variables})
-    sheet.read(Path(inspect.getfile(PhasefApp)).parent / str(PhasefApp.CSS_PATH))
+    folder = Path(inspect.getfile(PhasefApp)).parent
+    # the shared rules and each main screen's own (read when the screen is first shown), so no session parses them
+    for css in dict.fromkeys([folder / str(PhasefApp.CSS_PATH), *sorted(folder.glob("*.tcss"))]):
+        sheet.read(css)
     sheet.parse()
 
 
