@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from phasef_tui.commands._common import (
+    EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
     add_json_arg,
@@ -48,7 +49,6 @@ def _build(args: argparse.Namespace) -> int:
     import tempfile
 
     from pipeline.bench.validate import Validation, import_runner_trace, phasef_report
-    from pipeline.fsio import NotARegularFile
     from pipeline.report.eval_report import report_json
 
     resolved = resolve_gate_arg(args)
@@ -76,9 +76,9 @@ def _build(args: argparse.Namespace) -> int:
     try:
         with open_output(out) as fh:
             fh.write((json.dumps(report_json(report), indent=2, ensure_ascii=False) + "\n").encode())
-    except NotARegularFile as exc:
-        print(f"phasef report build: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except OSError as exc:
+        print(f"phasef report build: cannot write {out}: {exc.strerror or exc}; it was left as it was", file=sys.stderr)
+        return EXIT_FAILED
     if args.json:
         doc = {
             "verdict": report.verdict,

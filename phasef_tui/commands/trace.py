@@ -122,7 +122,6 @@ def _cannot_read(command: str, path: Path, exc: BaseException) -> int:
 def _import(args: argparse.Namespace) -> int:
     import orjson
 
-    from pipeline.fsio import NotARegularFile
     from pipeline.traces.importers import UnknownFormat, detect_format, import_trace
 
     path: Path = args.path
@@ -148,9 +147,6 @@ def _import(args: argparse.Namespace) -> int:
         with open_output(out) as fh:
             for record in records:
                 fh.write(orjson.dumps(record) + b"\n")
-    except NotARegularFile as exc:
-        print(f"phasef trace import: {exc}", file=sys.stderr)
-        return 2
     except OSError as exc:
         print(f"phasef trace import: cannot write {out}: {exc.strerror or exc}; it was left as it was", file=sys.stderr)
         return 1
