@@ -10,7 +10,6 @@ worker that dies leaves no half-state: the index summarizes from the start again
 
 from __future__ import annotations
 
-import bisect
 import os
 import pickle
 from typing import TYPE_CHECKING
@@ -105,7 +104,7 @@ class SummaryWorkers:
         ends = self.index.ends
         while len(worker.in_flight) < ahead and first < limit:
             start = ends[first - 1] if first else 0
-            last = min(max(bisect.bisect_left(ends, start + WORKER_BATCH_BYTES, first, limit), first + 1), limit)
+            last = min(max(ends.bisect_left(start + WORKER_BATCH_BYTES, first, limit), first + 1), limit)
             try:
                 worker.ask(first, start, ends[last - 1], last - first)
             except OSError:
@@ -124,7 +123,7 @@ class SummaryWorkers:
             return
         # at most ``SPLIT_MAX_BATCHES`` batches: they are all asked at once (the requests must fit in its pipe)
         middle_byte = max((begin + ends[total - 1]) // 2, ends[total - 1] - self.SPLIT_MAX_BATCHES * WORKER_BATCH_BYTES)
-        middle = bisect.bisect_left(ends, middle_byte, first, total)
+        middle = ends.bisect_left(middle_byte, first, total)
         middle = min(max(middle, first + 1), total - 1)
         ahead = SummaryWorker.start(index.path, _Summaries())
         if ahead is None:
