@@ -15,7 +15,7 @@ import pickle
 from typing import TYPE_CHECKING
 
 from pipeline.traces.index_scan import numpy_or_none
-from pipeline.traces.summary_columns import NO_ID, _Summaries, append_column
+from pipeline.traces.summary_columns import NO_ID, _Summaries, append_column, flag_lines_upto
 from pipeline.traces.summary_split import RangeMerge
 from pipeline.traces.summary_worker import COLUMNS, SummaryDelta, SummaryWorker, release_free_heap
 
@@ -50,8 +50,9 @@ def apply_delta(s: _Summaries, delta: SummaryDelta) -> None:
     for name, typecode in zip(COLUMNS, delta.typecodes, strict=True):
         append_column(s, name, typecode, columns[name])
     flags = np.frombuffer(columns["flags"], dtype=np.uint16)
-    for flag, lines in s.flag_lines.items():
-        lines.frombytes((np.flatnonzero(flags & flag) + first).astype(np.int64).tobytes())
+    for flag, lines in flag_lines_upto(s, first + delta.count).items():
+        rows = np.flatnonzero(flags & flag) + first
+        lines.frombytes(rows.astype(np.int32 if lines.typecode == "i" else np.int64).tobytes())
     s.flagged_upto = first + delta.count
 
 
