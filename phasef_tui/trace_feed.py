@@ -256,7 +256,7 @@ class LineSelection:
         if not fresh:
             return False
         if len(fresh) == 1:
-            self.lines.extend(fresh[0])
+            self.lines.extend(array("q", fresh[0]))  # (the index's lists are 32-bit while the lines fit)
         else:
             previous = -1
             for line in heapq.merge(*fresh):

@@ -19,7 +19,6 @@ scratch and ``generation`` goes up, which tells readers to drop what they derive
 
 from __future__ import annotations
 
-import bisect
 import os
 import threading
 from array import array
@@ -32,7 +31,7 @@ from pipeline.traces.index_follow import FileChange, FollowedFile, FollowOptions
 from pipeline.traces.index_lines import LineError as LineError  # (re-exported, as are the next: viewers use them)
 from pipeline.traces.index_lines import LineReader
 from pipeline.traces.index_lines import LRUCache as LRUCache
-from pipeline.traces.index_scan import LineEnds
+from pipeline.traces.index_scan import LineEnds, Offsets
 from pipeline.traces.index_tail import TAIL_BYTES, read_tail
 from pipeline.traces.index_tail import TailLines as TailLines
 from pipeline.traces.index_workers import WORKER_MIN_BYTES, SummaryWorkers
@@ -85,7 +84,7 @@ class TraceIndex:
     def _reset_state(self) -> None:
         self.workers.stop(keep_state=False)
         self.line_ends = LineEnds(include_partial=self.include_partial, chunk_size=self.chunk_size)
-        self.ends: array[int] = self.line_ends.ends  # the same array: the scan appends to it
+        self.ends: Offsets = self.line_ends.ends  # the same object: the scan appends to it
         self.summaries = _Summaries()
         self.lines.clear()
 
@@ -119,7 +118,7 @@ class TraceIndex:
 
     def line_at_offset(self, offset: int) -> int:
         """The line holding byte ``offset``."""
-        return bisect.bisect_right(self.ends, offset)
+        return self.ends.bisect_right(offset)
 
     def line(self, i: int) -> bytes:
         """Line ``i`` (0-based) without its line ending; raises IndexError past the end (``LineReader.line``)."""
@@ -196,7 +195,7 @@ class TraceIndex:
                 return 0
             start = self.ends[first - 1] if first else 0
             limit = start + max_bytes
-            last = bisect.bisect_left(self.ends, limit, first, total)
+            last = self.ends.bisect_left(limit, first, total)
             last = max(last, first + 1)
             last = min(last, total)
             end = self.ends[last - 1]

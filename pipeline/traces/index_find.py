@@ -6,11 +6,11 @@ lowercased for the lowercased needle: no parsing, and a match never spans lines 
 
 from __future__ import annotations
 
-import bisect
 import os
-from array import array
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypedDict, Unpack
+
+from pipeline.traces.index_scan import Offsets
 
 if TYPE_CHECKING:
     from pipeline.traces.index import TraceIndex
@@ -41,7 +41,7 @@ def find(index: TraceIndex, needle: str, start: int, **options: Unpack[FindOptio
 
 
 def _forward(
-    fd: int, ends: array[int], chunk: int, pattern: bytes, start: int, accept: Accept, cancelled: Cancelled
+    fd: int, ends: Offsets, chunk: int, pattern: bytes, start: int, accept: Accept, cancelled: Cancelled
 ) -> int | None:
     total = len(ends)
     i = max(0, start)
@@ -49,11 +49,11 @@ def _forward(
         if cancelled is not None and cancelled():
             return None
         begin = ends[i - 1] if i else 0
-        j = min(max(bisect.bisect_left(ends, begin + chunk, i, total), i + 1), total)
+        j = min(max(ends.bisect_left(begin + chunk, i, total), i + 1), total)
         data = os.pread(fd, ends[j - 1] - begin, begin).lower()
         pos = data.find(pattern)
         while pos >= 0:
-            line = bisect.bisect_right(ends, begin + pos)
+            line = ends.bisect_right(begin + pos)
             if accept is None or accept(line):
                 return line
             pos = data.find(pattern, ends[line] - begin)
@@ -62,19 +62,19 @@ def _forward(
 
 
 def _backward(
-    fd: int, ends: array[int], chunk: int, pattern: bytes, start: int, accept: Accept, cancelled: Cancelled
+    fd: int, ends: Offsets, chunk: int, pattern: bytes, start: int, accept: Accept, cancelled: Cancelled
 ) -> int | None:
     i = min(start, len(ends) - 1)
     while i >= 0:
         if cancelled is not None and cancelled():
             return None
         end = ends[i]
-        j = min(bisect.bisect_right(ends, end - chunk, 0, i), i)
+        j = min(ends.bisect_right(end - chunk, 0, i), i)
         begin = ends[j - 1] if j else 0
         data = os.pread(fd, end - begin, begin).lower()
         pos = data.rfind(pattern)
         while pos >= 0:
-            line = bisect.bisect_right(ends, begin + pos)
+            line = ends.bisect_right(begin + pos)
             if accept is None or accept(line):
                 return line
             line_start = (ends[line - 1] if line else 0) - begin

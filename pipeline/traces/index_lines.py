@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import threading
-from array import array
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -19,6 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import orjson
 
 from pipeline.problems import Problem
+from pipeline.traces.index_scan import Offsets
 from pipeline.traces.summary import _summarize_batch
 from pipeline.traces.summary_columns import NO_ID, LineSummary, _Summaries
 
@@ -91,7 +91,7 @@ class LineSource(Protocol):
     def fd(self) -> int: ...
 
     @property
-    def ends(self) -> array[int]: ...
+    def ends(self) -> Offsets: ...
 
     @property
     def generation(self) -> int: ...

@@ -1,14 +1,17 @@
 """Where the lines of a growing file end, found by scanning it forward a chunk at a time (``TraceIndex`` holds one).
 
-The end offset of every line goes into an ``array('q')``: 8 bytes a line, not the ~60 of a Python list, so the
-index of a file of millions of lines stays a few megabytes. Big chunks are scanned with numpy, small ones (the first
-screen, a followed file's growth) with ``bytes.find``, which needs no import.
+The end offset of every line is kept in ``Offsets``: 4 bytes a line (relative to the first end of its block of
+65,536 lines), not the ~60 of a Python list, so the index of a file of millions of lines stays a few megabytes.
+Big chunks are scanned with numpy, small ones (the first screen, a followed file's growth) with ``bytes.find``, which
+needs no import.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 from array import array
+from collections.abc import Iterator
 from typing import Any
 
 VECTOR_SCAN_BYTES = 256 << 10
@@ -32,6 +35,112 @@ def numpy_or_none() -> Any:
     return _NUMPY[0]
 
 
+BLOCK_SHIFT = 16
+"""Lines per block of ``Offsets``: ``2 ** BLOCK_SHIFT``."""
+_BLOCK_MASK = (1 << BLOCK_SHIFT) - 1
+_NARROW_MAX = 2**32 - 1
+
+
+class Offsets:
+    """Ascending byte offsets (the line ends), 4 bytes each: ``rel[i]`` is offset ``i`` less ``bases[i >> 16]``, the
+    first offset of its block of 65,536. A block spanning 4 GiB or more (lines of 64 KiB on average) makes every
+    offset 8 bytes wide from then on, the same layout with ``rel`` an ``array('q')``.
+
+    Reads as a sequence (``len``, ``o[i]``, ``o[-1]``, ``bisect``); ``bisect_left`` / ``bisect_right`` are the fast
+    forms. Appended by one thread while others read without a lock: a block's base is appended before its first
+    offset, so every index below ``len`` is readable.
+    """
+
+    __slots__ = ("bases", "rel")
+
+    def __init__(self) -> None:
+        self.bases = array("q")
+        self.rel: array[int] = array("I")
+
+    def __len__(self) -> int:
+        return len(self.rel)
+
+    def __getitem__(self, i: int) -> int:
+        rel = self.rel
+        if i < 0:
+            i += len(rel)
+        return rel[i] + self.bases[i >> BLOCK_SHIFT]
+
+    def __iter__(self) -> Iterator[int]:
+        rel, bases = self.rel, self.bases
+        for i in range(len(rel)):
+            yield rel[i] + bases[i >> BLOCK_SHIFT]
+
+    def tolist(self) -> list[int]:
+        return list(self)
+
+    def _widen(self) -> None:
+        if self.rel.typecode != "q":
+            self.rel = array("q", self.rel)
+
+    def append(self, offset: int) -> None:
+        rel = self.rel
+        if not len(rel) & _BLOCK_MASK:
+            self.bases.append(offset)
+        delta = offset - self.bases[-1]
+        if delta > _NARROW_MAX and rel.typecode != "q":
+            self._widen()
+            rel = self.rel
+        rel.append(delta)
+
+    def extend(self, offsets: list[int]) -> None:
+        """Append ``offsets`` (ascending)."""
+        done, total = 0, len(offsets)
+        while done < total:
+            n = len(self.rel)
+            piece = offsets[done : done + (1 << BLOCK_SHIFT) - (n & _BLOCK_MASK)]
+            if not n & _BLOCK_MASK:
+                self.bases.append(piece[0])
+            base = self.bases[-1]
+            if piece[-1] - base > _NARROW_MAX:
+                self._widen()
+            self.rel.extend([v - base for v in piece])
+            done += len(piece)
+
+    def extend_numpy(self, np: Any, offsets: Any) -> None:
+        """Append ``offsets``, an ascending numpy array of int64."""
+        done = 0
+        total = len(offsets)
+        while done < total:
+            n = len(self.rel)
+            room = (1 << BLOCK_SHIFT) - (n & _BLOCK_MASK)
+            piece = offsets[done : done + room]
+            if not n & _BLOCK_MASK:
+                self.bases.append(int(piece[0]))
+            piece = piece - self.bases[-1]
+            if int(piece[-1]) > _NARROW_MAX:
+                self._widen()
+            self.rel.frombytes(piece.astype(np.uint32 if self.rel.typecode == "I" else np.int64).tobytes())
+            done += len(piece)
+
+    def bisect_right(self, x: int, lo: int = 0, hi: int | None = None) -> int:
+        """``bisect.bisect_right(self, x, lo, hi)``, searched in C (the blocks' bases, then one block)."""
+        return self._bisect(bisect.bisect_right, x, lo, hi)
+
+    def bisect_left(self, x: int, lo: int = 0, hi: int | None = None) -> int:
+        """``bisect.bisect_left(self, x, lo, hi)``, searched in C."""
+        return self._bisect(bisect.bisect_left, x, lo, hi)
+
+    def _bisect(self, search: Any, x: int, lo: int, hi: int | None) -> int:
+        bases = self.bases
+        n = len(self.rel)  # (read before the bases: a base is appended before its block's first offset)
+        hi = n if hi is None else min(hi, n)
+        if lo >= hi:
+            return lo
+        block = min(search(bases, x) - 1, (n - 1) >> BLOCK_SHIFT)  # the first block whose first offset could be >= x
+        if block < 0:
+            found = 0
+        else:
+            first = block << BLOCK_SHIFT
+            found = search(self.rel, x - bases[block], first, min(first + (1 << BLOCK_SHIFT), n))
+        return min(max(found, lo), hi)
+
+
 class LineEnds:
     """The end offsets of the lines of one file's content (``ends[i]``: the byte after line ``i``'s newline).
 
@@ -42,7 +151,7 @@ class LineEnds:
     def __init__(self, *, include_partial: bool, chunk_size: int) -> None:
         self.include_partial = include_partial
         self.chunk_size = chunk_size
-        self.ends: array[int] = array("q")
+        self.ends = Offsets()
         self.scanned = 0
         """Bytes indexed: the end of the last line counted."""
         self.partial_counted = False
@@ -63,15 +172,17 @@ class LineEnds:
         if np is not None:  # newlines found in one vectorized pass: ~5x the speed of the loop below
             positions = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
             positions += start + 1
-            self.ends.frombytes(positions.astype(np.int64).tobytes())
+            self.ends.extend_numpy(np, positions.astype(np.int64))
         else:
             # bytes.find per line measured faster than split + accumulate for lines of a few hundred bytes
             find = data.find
-            append = self.ends.append
+            found: list[int] = []
+            append = found.append
             j = find(b"\n")
             while j >= 0:
                 append(start + j + 1)
                 j = find(b"\n", j + 1)
+            self.ends.extend(found)
         if self.ends and self.ends[-1] > self.scanned:
             self.scanned = self.ends[-1]
         else:  # no newline in the whole chunk

@@ -10,13 +10,12 @@ worker that dies leaves no half-state: the index summarizes from the start again
 
 from __future__ import annotations
 
-import bisect
 import os
 import pickle
 from typing import TYPE_CHECKING
 
 from pipeline.traces.index_scan import numpy_or_none
-from pipeline.traces.summary_columns import NO_ID, _Summaries, append_column
+from pipeline.traces.summary_columns import NO_ID, _Summaries, append_column, flag_lines_upto
 from pipeline.traces.summary_split import RangeMerge
 from pipeline.traces.summary_worker import COLUMNS, SummaryDelta, SummaryWorker, release_free_heap
 
@@ -51,8 +50,9 @@ def apply_delta(s: _Summaries, delta: SummaryDelta) -> None:
     for name, typecode in zip(COLUMNS, delta.typecodes, strict=True):
         append_column(s, name, typecode, columns[name])
     flags = np.frombuffer(columns["flags"], dtype=np.uint16)
-    for flag, lines in s.flag_lines.items():
-        lines.frombytes((np.flatnonzero(flags & flag) + first).astype(np.int64).tobytes())
+    for flag, lines in flag_lines_upto(s, first + delta.count).items():
+        rows = np.flatnonzero(flags & flag) + first
+        lines.frombytes(rows.astype(np.int32 if lines.typecode == "i" else np.int64).tobytes())
     s.flagged_upto = first + delta.count
 
 
@@ -105,7 +105,7 @@ class SummaryWorkers:
         ends = self.index.ends
         while len(worker.in_flight) < ahead and first < limit:
             start = ends[first - 1] if first else 0
-            last = min(max(bisect.bisect_left(ends, start + WORKER_BATCH_BYTES, first, limit), first + 1), limit)
+            last = min(max(ends.bisect_left(start + WORKER_BATCH_BYTES, first, limit), first + 1), limit)
             try:
                 worker.ask(first, start, ends[last - 1], last - first)
             except OSError:
@@ -124,7 +124,7 @@ class SummaryWorkers:
             return
         # at most ``SPLIT_MAX_BATCHES`` batches: they are all asked at once (the requests must fit in its pipe)
         middle_byte = max((begin + ends[total - 1]) // 2, ends[total - 1] - self.SPLIT_MAX_BATCHES * WORKER_BATCH_BYTES)
-        middle = bisect.bisect_left(ends, middle_byte, first, total)
+        middle = ends.bisect_left(middle_byte, first, total)
         middle = min(max(middle, first + 1), total - 1)
         ahead = SummaryWorker.start(index.path, _Summaries())
         if ahead is None:

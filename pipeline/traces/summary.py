@@ -37,6 +37,7 @@ from pipeline.traces.summary_columns import (
     _EpisodeRuns,
     _extend_narrow,
     _Summaries,
+    flag_lines_upto,
 )
 from pipeline.traces.verbs import (
     DEATH_OUTCOMES,
@@ -231,7 +232,7 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
     _extend_narrow(s, "context_chars", contexts)
     s.latency.extend(latencies)
     s.kind.extend(kinds)
-    flag_lines = s.flag_lines
+    flag_lines = flag_lines_upto(s, first + len(lines))
     for i, flags in flagged:
         for flag, lines_with_flag in flag_lines.items():
             if flags & flag:

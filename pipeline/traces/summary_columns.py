@@ -170,6 +170,22 @@ class _ChainLines:
             yield self[chain]
 
 
+FLAG_LINES_NARROW = "i"
+"""Filter line lists hold 32-bit line numbers: 4 bytes a flagged line. A file past 2**31 lines widens them to 64 bits
+(``flag_lines_upto``); a reader extending its own array with them matches the typecode (``typecode``)."""
+
+
+def flag_lines_upto(s: _Summaries, end: int) -> dict[int, array[int]]:
+    """``s.flag_lines``, ready to take line numbers below ``end`` (widened to 64 bits for good if one would not fit; a
+    reader in another thread sees the old or the new list, both holding every line flagged so far)."""
+    lists = s.flag_lines
+    if end - 1 > INT32_MAX:
+        for flag, lines in lists.items():
+            if lines.typecode != "q":
+                lists[flag] = array("q", lines)
+    return lists
+
+
 class _Summaries:
     """Parallel arrays, one entry per summarized line."""
 
@@ -185,7 +201,7 @@ class _Summaries:
         self.chains = _Interner()
         self.chain_episode = array("i")
         self.chain_lines = _ChainLines(self)
-        self.flag_lines: dict[int, array[int]] = {flag: array("q") for flag in FILTER_FLAGS.values()}
+        self.flag_lines: dict[int, array[int]] = {flag: array(FLAG_LINES_NARROW) for flag in FILTER_FLAGS.values()}
         self.episode_state: dict[int, _EpisodeRuns] = {}
         self.flagged_upto = 0
         """Lines below this number are in ``flag_lines`` (set after they are appended, so readers need no lock)."""
