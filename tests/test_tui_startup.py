@@ -1,6 +1,6 @@
 """The trace viewer's start-up stays lean: what its first screen does not need is not imported, the CSS is parsed
 once, and the garbage collector waits for the first frame. (Each of these cost a part of the time to the first
-screen; see docs/perf-round4-first-screen.md.)"""
+screen; see docs/performance.md, fourth round.)"""
 
 from __future__ import annotations
 
