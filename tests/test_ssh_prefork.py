@@ -186,10 +186,11 @@ def test_the_real_tui_is_forked_shares_its_pages_and_spawn_stays_selectable(tmp_
         served.close()
 
 
-def test_a_forked_session_ends_when_the_ssh_server_is_killed(tmp_path: Path, tmux: Tmux) -> None:
+@pytest.mark.parametrize("serve_args", [(), ("--no-prefork",)], ids=["forked", "spawned"])
+def test_a_session_ends_when_the_ssh_server_is_killed(tmp_path: Path, tmux: Tmux, serve_args: tuple[str, ...]) -> None:
     # the server cannot hang up on its sessions when it is killed; its end closes their terminals' master side, and
     # a session's terminal is its controlling terminal (as sshd makes it), so the kernel hangs up on the session
-    served = Served(tmp_path)
+    served = Served(tmp_path, *serve_args)
     try:
         tmux.start("a", served.ssh("-tt"), 100, 30)
         tmux.wait_for("a", ONE_GATE_PROMPT)

@@ -3,7 +3,7 @@
 Each SSH session runs its TUI this way, so a session is a process of its own: a crash, a leak or a blocked write in
 one operator's TUI cannot reach another's, nor the server. The child gets its own session (``setsid``), so stopping
 it stops everything it started. Resizes are applied to the PTY and announced with SIGWINCH to the child's process
-group (the PTY is not its controlling terminal, so the kernel would not send it), as a local terminal would.
+group as a local terminal would (the kernel sends it to the foreground group only, and a program may run others).
 
 Flow control both ways keeps memory bounded: the session stops reading the child's output while the SSH channel is
 backed up (the child then blocks in its own writes), and asks the channel to stop reading from the client while
@@ -19,6 +19,7 @@ import fcntl
 import os
 import signal
 import struct
+import sys
 import termios
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -42,6 +43,23 @@ class ChildProcess(Protocol):
     def returncode(self) -> int | None: ...
 
     async def wait(self) -> int: ...
+
+
+TAKE_TERMINAL = (
+    "import fcntl, os, sys, termios\n"
+    "try:\n    fcntl.ioctl(0, termios.TIOCSCTTY, 0)\nexcept OSError:\n    pass\n"
+    "os.execvp(sys.argv[1], sys.argv[1:])\n"
+)
+"""Run in the new session before the program: its terminal (stdin) becomes the session's controlling terminal."""
+
+
+def with_controlling_terminal(argv: Sequence[str]) -> list[str]:
+    """``argv`` started through a small exec wrapper that first makes the PTY the new session's controlling
+    terminal, as sshd does for a login (and as the session server's children do): if the SSH server dies without
+    hanging up on the session, its end closes the PTY's master side and the kernel hangs up on the session, which
+    ends the TUI instead of leaving it running on a terminal nobody reads. The wrapper execs the program, so its pid
+    is the program's. (Not ``preexec_fn``: it is not safe in a process with threads.)"""
+    return [sys.executable, "-I", "-S", "-c", TAKE_TERMINAL, *argv]
 
 
 def set_window_size(fd: int, cols: int, rows: int, xpix: int = 0, ypix: int = 0) -> None:
@@ -93,7 +111,7 @@ class PtyChild:
                 self._proc = await fork_server.launch(argv, env, cwd, slave)
             else:
                 self._proc = await asyncio.create_subprocess_exec(
-                    *argv,
+                    *with_controlling_terminal(argv),
                     stdin=slave,
                     stdout=slave,
                     stderr=slave,
