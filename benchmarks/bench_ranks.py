@@ -85,7 +85,7 @@ def allreduce_worker(model: str, reps: int) -> None:
 
 
 def measure_allreduce(model: Path, reps: int, workdir: Path) -> dict[str, Any]:
-    from pipeline.jobs.ranks import free_ports
+    from pipeline.services import free_ports
 
     hostfile = workdir / "hostfile.json"
     hostfile.write_text(json.dumps([[f"127.0.0.1:{port}"] for port in free_ports(2)]))

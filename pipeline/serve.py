@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.jobs.context import ServiceInfo, resolve_path
-from pipeline.services import Service, ServiceError
+from pipeline.services import Service, ServiceError, free_ports
 
 HOST = "127.0.0.1"
 SERVED_MODEL_ID = "default_model"
@@ -47,14 +46,6 @@ class MlxServeParams(BaseModel):
     adapter: str | None = Field(default=None, description="LoRA adapter folder, same path rules")
     extra_args: list[str] = Field(default_factory=list, description="more mlx_lm.server arguments")
     python: str | None = Field(default=None, description="interpreter to run the server (default: this one)")
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def log_tail(path: Path, chars: int = LOG_TAIL_CHARS) -> str:
@@ -111,7 +102,7 @@ class MlxServe(Service):
         if adapter is not None and not (adapter / "adapter_config.json").is_file():
             raise ServiceError(f"service {self.name}: no adapter at {adapter} (adapter_config.json missing)")
         deadline = time.monotonic() + timeout
-        self.port = free_port()
+        (self.port,) = free_ports(1, HOST)
         self._spawn(self.port)
         url = f"http://{HOST}:{self.port}/v1"
         async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:

@@ -9,10 +9,22 @@ when no pending step needs it any more. A service kind subclasses ``Service`` an
 from __future__ import annotations
 
 import abc
+import contextlib
+import socket
 from pathlib import Path
 from typing import Any
 
 from pipeline.jobs.context import ServiceInfo
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct TCP ports on ``host`` that were free a moment ago (all bound at once, then released): for
+    a model server, or the ranks of a step on this machine."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in socks:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 class ServiceError(Exception):

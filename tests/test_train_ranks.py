@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 import pytest
 
-from pipeline.jobs.ranks import free_ports
+from pipeline.services import free_ports
 from tests.remote_helpers import loopback_host
 from tests.spine_helpers import ROOT, journal_events
 from tests.test_remote_executor import _events, _run

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import signal as signals
-import socket
 import time
 from collections import Counter
 from dataclasses import replace
@@ -30,8 +29,8 @@ from typing import Any
 from pipeline.config import PhasefConfig
 from pipeline.fsio import atomic_write_text
 from pipeline.jobs.executor import ExecutorError, Job, JobHandle, JobSpec, get_executor
-from pipeline.jobs.ssh import free_ports as free_ports_on
 from pipeline.layout import AttemptFiles
+from pipeline.services import free_ports
 
 STOP_GRACE_S = 5.0
 LOG_TAIL_LINES = 20
@@ -59,15 +58,6 @@ def rank_files(files: AttemptFiles, rank: int) -> AttemptFiles:
 
 def hostfile_path(files: AttemptFiles) -> Path:
     return files.ctx.with_name(files.ctx.name.replace(".ctx.json", ".hostfile.json"))
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports free now (all bound at once, then released)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
 
 
 class RanksJob:
@@ -165,8 +155,12 @@ class RanksExecutor:
         cfg = self.cfg
         needed = Counter(placement)
         remote = [h for h in needed if h is not None]
-        answers = await asyncio.gather(*(free_ports_on(cfg.hosts[h], h, needed[h]) for h in remote))
-        ports: dict[str | None, list[int]] = dict(zip(remote, answers, strict=True))
+        ports: dict[str | None, list[int]] = {}
+        if remote:  # (the SSH client is imported only for ranks on hosts)
+            from pipeline.jobs.ssh import free_ports as free_ports_on
+
+            answers = await asyncio.gather(*(free_ports_on(cfg.hosts[h], h, needed[h]) for h in remote))
+            ports.update(zip(remote, answers, strict=True))
         if None in needed:
             ports[None] = free_ports(needed[None])
         addresses = []
