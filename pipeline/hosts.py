@@ -169,7 +169,9 @@ async def _ring_pair(hosts: dict[str, HostConfig], listener: str, dialer: str) -
             pair["error"] = f"{describe(lh, listener)}: ring check failed: {exc}"
             return pair
     if said != "ok":
-        pair["error"] = f"host {dialer} cannot reach {lh.address}:{port} on host {listener}: {said[6:] or said}"
+        pair["error"] = (
+            f"host {dialer} cannot reach {lh.address}:{port} on host {listener}: {said.removeprefix('error ')}"
+        )
         return pair
     pair["ok"] = True
     return pair

@@ -139,11 +139,9 @@ def open_output(path: Path) -> Iterator[IO[bytes]]:
         return
     from pipeline.fsio import NotARegularFile, atomic_open
 
-    try:
-        cm = atomic_open(path, "wb")
-        fh = cm.__enter__()
-    except NotARegularFile as exc:
-        raise NotARegularFile(f"{exc}; -o - writes to standard output") from None
     with contextlib.ExitStack() as stack:
-        stack.push(cm)
+        try:
+            fh = stack.enter_context(atomic_open(path, "wb"))
+        except NotARegularFile as exc:
+            raise NotARegularFile(f"{exc}; -o - writes to standard output") from None
         yield fh
