@@ -86,6 +86,41 @@ def test_folder_import_keeps_the_old_output_when_it_fails(tmp_path: Path, capsys
     assert "cannot read" in capsys.readouterr().err
 
 
+def test_folder_import_names_the_output_when_the_output_cannot_be_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder that reads fine and an output that cannot be written: the output is what is named, as for a file."""
+    folder = _mixed_folder(tmp_path)
+    (tmp_path / "plain").write_text("a file, not a folder\n")
+    out = tmp_path / "plain" / "all.jsonl"
+    assert main(["trace", "import", str(folder), "-o", str(out), "--jobs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write {out}: Not a directory; it was left as it was" in err
+    assert "cannot read" not in err
+    assert (tmp_path / "plain").read_text() == "a file, not a folder\n"
+
+
+def test_folder_import_names_the_output_when_a_write_fails_midway(tmp_path: Path) -> None:
+    """A write that fails while the folder is imported (here: past the file-size limit, EFBIG) is a write error
+    naming the output; the earlier output stays as it was and no temporary file is left beside it."""
+    folder = _mixed_folder(tmp_path)
+    out = tmp_path / "all.jsonl"
+    out.write_text("previous\n")
+    code = (
+        "import resource, signal, sys\n"
+        "from phasef_tui.cli import main\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+        f"sys.exit(main(['trace', 'import', {str(folder)!r}, '-o', {str(out)!r}, '--jobs', '1']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr
+    assert f"cannot write {out}: File too large; it was left as it was" in done.stderr
+    assert "cannot read" not in done.stderr
+    assert out.read_text() == "previous\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all.jsonl", "runs"]
+
+
 def _rss_of_folder_import(folder: Path, out: Path) -> tuple[int, int]:
     """Peak resident memory (KiB) of the importing process and of its largest worker, run as a real command."""
     code = (

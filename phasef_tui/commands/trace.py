@@ -15,7 +15,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from phasef_tui.commands._common import add_json_arg, help_when_bare, is_stdout, open_output, output_name
 from phasef_tui.commands._trace_report import LIST_LIMIT, render_analysis, render_folder_summary, write_analysis_json
@@ -119,6 +119,33 @@ def _cannot_read(command: str, path: Path, exc: BaseException) -> int:
     return 2
 
 
+class _OutputFailed(Exception):
+    """Writing the output failed (as opposed to reading the input)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _OutputWrites:
+    """The output of a folder import: a failed write is raised as ``_OutputFailed``, so it is not taken for a
+    folder that cannot be read."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self.fh = fh
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            raise _OutputFailed(exc) from exc
+
+
+def _cannot_write(command: str, out: Path, exc: OSError) -> int:
+    print(f"phasef trace {command}: cannot write {out}: {exc.strerror or exc}; it was left as it was", file=sys.stderr)
+    return 1
+
+
 def _import(args: argparse.Namespace) -> int:
     import orjson
 
@@ -148,8 +175,7 @@ def _import(args: argparse.Namespace) -> int:
             for record in records:
                 fh.write(orjson.dumps(record) + b"\n")
     except OSError as exc:
-        print(f"phasef trace import: cannot write {out}: {exc.strerror or exc}; it was left as it was", file=sys.stderr)
-        return 1
+        return _cannot_write("import", out, exc)
     episodes = len({(r.get("run_id"), r["episode"]) for r in records})
     ticks = sum(1 for r in records if r["kind"] == "tick")
     code = 0 if records or not bad_lines else 1
@@ -183,10 +209,19 @@ def _import_folder(args: argparse.Namespace) -> int:
     out: Path = args.output
     progress = terminal_progress(sys.stderr) if sys.stderr.isatty() else None
     total = count_units(folder) if progress is not None else None
+    reading = False  # an error while the folder is read is a reading error, unless writing ``out`` raised it
     try:
         with open_output(out) as fh:
-            summary = import_folder(folder, fh, fmt=args.fmt, jobs=args.jobs, progress=progress, total=total)
+            reading = True
+            summary = import_folder(
+                folder, _OutputWrites(fh), fmt=args.fmt, jobs=args.jobs, progress=progress, total=total
+            )
+            reading = False
+    except _OutputFailed as failed:
+        return _cannot_write("import", out, failed.error)
     except OSError as exc:
+        if not reading:  # making the output, or renaming it into place
+            return _cannot_write("import", out, exc)
         return _cannot_read("import", folder, exc)
     sys.stderr.write(render_folder_summary(summary, output_name(out)))
     return 0 if summary.records or not (summary.skipped_count or summary.bad_line_count) else 1

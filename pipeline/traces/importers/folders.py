@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import orjson
 
@@ -32,6 +32,12 @@ TRACE_SUFFIXES = frozenset({".jsonl", ".json", ".traj", ".eval"})
 SKIPPED_NAMES = frozenset({"completed_tasks.json", "failed_tasks.json", "qa_cache.json", "chest_memory.json"})
 # Side files that sit beside traces and are not traces (metadata, configs, the tools' own indexes).
 SIDE_FILE_SUFFIXES = (".meta.json", ".config.json", ".pred", ".patch")
+
+
+class Writer(Protocol):
+    """Where a folder import writes (a binary file, or anything with its ``write``)."""
+
+    def write(self, data: bytes, /) -> int: ...
 
 
 @dataclass
@@ -155,7 +161,7 @@ def _import_serialized(unit: Unit, fmt: str | None) -> Serialized:
 
 def import_folder(
     folder: Path,
-    out: IO[bytes],
+    out: Writer,
     *,
     fmt: str | None = None,
     jobs: int | None = None,
