@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: setup run headless test lint typecheck bench clean
 
@@ -20,7 +21,12 @@ run: setup
 headless: setup
 	$(BIN)/phasef run --headless
 
-test: setup
+# the tests also run preference training (DPO), which needs the optional extra
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,dpo]'
+	touch $(TEST_STAMP)
+
+test: setup $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q

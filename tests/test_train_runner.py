@@ -311,12 +311,15 @@ def test_full_fine_tune_and_a_changed_recipe_is_not_resumed(tiny_model: Path, ch
     assert "different recipe" in result["error"] and "fine_tune_type" in result["error"]
 
 
-def test_dpo_without_mlx_lm_lora_says_it_is_not_installed(tmp_path: Path, chat_data: Path) -> None:
+def test_dpo_without_mlx_lm_lora_says_it_is_not_installed(
+    tmp_path: Path, chat_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import importlib.util
 
-    if importlib.util.find_spec("mlx_lm_lora") is not None:
-        pytest.skip("mlx-lm-lora is installed here")
     from pipeline.train.runner import run
+
+    monkeypatch.setitem(sys.modules, "mlx_lm_lora", None)  # as Python sees a package that is not installed
+    assert importlib.util.find_spec("mlx_lm_lora") is None
 
     ctx = StepContext.model_validate_json(
         write_ctx(tmp_path, {"model": str(tmp_path), "data": str(chat_data), "training_mode": "dpo"}).read_text()
