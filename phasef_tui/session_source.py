@@ -175,8 +175,11 @@ class SessionSource(DataSource):
             if changed and was_finished:
                 self._wake()
             was_finished = finished
-            if finished:
-                self._stop.wait(FINISHED_POLL_S)
+            if finished:  # a resumed run writes to the journal again: woken by that write (or looks every second)
+                if self._watch is not None:
+                    self._watch.wait(FINISHED_POLL_S)
+                else:
+                    self._stop.wait(FINISHED_POLL_S)
                 continue
             now = time.monotonic()
             if now - self._last_trace_scan >= TRACE_SCAN_S:

@@ -69,7 +69,8 @@ TUI_PRELOAD = (
     "phasef_tui.replay_source",  # the attached TUI's source (replay keys, timeline)
     "pipeline.session",  # how the CLI finds a session folder
     "pipeline.control",  # the control socket's path (it imports the engine: jobs, psutil, ...)
-    "watchfiles",  # the journal's follower, imported in its thread
+    "watchfiles",  # the journal's follower where there is no inotify, imported in its thread
+    "ctypes",  # the journal's follower on Linux (inotify through the C library), imported in its thread
 )
 # commands ``-m MODULE ARGS`` run by calling MODULE's function with ARGS, not by executing MODULE again: the module
 # is imported and warmed here, a new copy of it would be built in each child (``main(argv) -> exit status``)
