@@ -271,3 +271,40 @@ def test_without_a_session_server_sessions_are_spawned(
         assert start["start"] == "spawn" and parent_pid(start["pid"]) == os.getpid()
         tmux.send("one", "q")
         assert tmux.wait_exit("one") == 0
+
+
+def test_a_section_validator_is_built_once_per_process_and_still_reports_problems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the session server reads the plan's stages once in its warm-up; each forked session reads them again (the
+    # file may have changed) with the validator built there, instead of generating pydantic's schema per session
+    import pydantic
+
+    from pipeline import config_section
+    from pipeline.config import read_section
+
+    built: list[object] = []
+
+    class Counting(pydantic.TypeAdapter):  # type: ignore[type-arg]
+        def __init__(self, annotation: object) -> None:
+            built.append(annotation)
+            super().__init__(annotation)
+
+    monkeypatch.setattr(pydantic, "TypeAdapter", Counting)
+    monkeypatch.setattr(config_section, "_ADAPTERS", {})
+    plan = tmp_path / "config.toml"
+    good = '[stages.a]\ntitle = "A"\n\n[stages.a.steps.s]\nkind = "shell"\ncommand = "true"\n'
+    plan.write_text(good)
+    first = read_section(plan, "stages")
+    assert list(first.value) == ["a"] and first.issues == []
+    plan.write_text(good + '\n[stages.b]\ntitle = "B"\n\n[stages.b.steps.t]\nkind = "shell"\nretries = "many"\n')
+    second = read_section(plan, "stages")
+    # the bad step left out, each problem reported with its file, line and field, as with a validator of its own
+    assert list(second.value) == ["a", "b"] and second.value["b"].steps == {}
+    assert [(p.file, p.line, p.field) for p in second.issues] == [
+        (str(plan), 13, "stages.b.steps.t.retries"),
+        (str(plan), 11, "stages.b.steps.t"),
+    ]
+    plan.write_text(good)
+    assert list(read_section(plan, "stages").value) == ["a"]
+    assert len(built) == 1  # one validator for the three reads
