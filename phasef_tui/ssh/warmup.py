@@ -35,7 +35,7 @@ def preload(modules: tuple[str, ...], warm: bool, warm_session: str | None = Non
                 ran = ahead("the TUI was not run", lambda: warm_app(warm_session))
             if ran:
                 gc.collect()  # the run's garbage first, so that the copies below fill its holes, not new pages
-                gather_code(list(executed))
+                ahead("the code the TUI ran was not gathered", lambda: gather_code(list(executed)))
                 # again, on the copies: the interpreter specialises the bytecode it runs (a write into the code
                 # object); done here, the children share that too
                 ahead("the TUI was not run again", lambda: warm_app(warm_session))
