@@ -15,6 +15,8 @@ screen shows the session's content (the gate prompt, from the journal: a frame w
   the SSH server's growth divided by N; RSS and private pages beside it; for a forked session, its writable
   anonymous pages split (from /proc/PID/pagemap, where the physical frames can be read) into those copied from the
   session server (a page it wrote to, a reference count being enough) and new ones;
+- CPU seconds a session's process used: one session, from its start to just after its first frame (median); N at
+  once, from its start to 1 s after the last first frame (median); less moved by the machine's load than the times;
 - idle CPU per session over 5 s with N open.
 
 ``--local`` adds ``phasef attach`` started directly in a PTY (no SSH); ``--in-process`` the design not chosen (N apps
@@ -67,7 +69,9 @@ class Mode:
     log: Path | None = None
     single: list[float] = field(default_factory=list)
     login: list[float] = field(default_factory=list)
+    single_cpu: list[float] = field(default_factory=list)
     concurrent: list[float] = field(default_factory=list)
+    concurrent_cpu: list[float] = field(default_factory=list)
     pss_kb: list[int] = field(default_factory=list)
     rss_kb: list[int] = field(default_factory=list)
     private_kb: list[int] = field(default_factory=list)
@@ -133,6 +137,13 @@ def idle_cpu_per_session(pids: list[int], sessions: int) -> float:
     first = ticks()
     time.sleep(IDLE_WINDOW_S)
     return (ticks() - first) / os.sysconf("SC_CLK_TCK") / IDLE_WINDOW_S / sessions
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) ``pid`` has used so far: a figure that the machine's load moves less than the
+    wall time to a first frame does."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stats(values: list[float]) -> str:
@@ -222,7 +233,9 @@ async def one_session(mode: Mode, ssh: list[str], env: dict[str, str], size: tup
     assert mode.log is not None
     (c,) = await open_clients([ssh], env, size, 120, cwd, MARKER)
     mode.single.append(c.first_frame or 0.0)
-    begun = datetime.fromisoformat(log_events(mode.log, "session_start")[-1]["ts"]).timestamp()
+    start = log_events(mode.log, "session_start")[-1]
+    mode.single_cpu.append(cpu_s(start["pid"]))  # from its start to (just after) its first frame
+    begun = datetime.fromisoformat(start["ts"]).timestamp()
     mode.login.append(begun - c.wall_started)
     await c.stop()
     mode.ended += 1
@@ -239,6 +252,7 @@ async def many_sessions(
     mode.concurrent = [c.first_frame or 0.0 for c in clients]
     await asyncio.sleep(1.0)  # settle after the first frame before reading memory
     pids = [e["pid"] for e in log_events(mode.log, "session_start")[-n:]]
+    mode.concurrent_cpu = [cpu_s(pid) for pid in pids]  # from its start to 1 s after the last first frame
     for pid in pids:
         memory = memory_kb(pid)
         mode.pss_kb.append(memory["Pss"])
@@ -358,6 +372,8 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
     row(f"first frame, 1 session (median {args.single})", med(spawn.single), med(prefork.single), "s")
     row(f"first frame, {n} at once, median", med(spawn.concurrent), med(prefork.concurrent), "s")
     row(f"first frame, {n} at once, max", max(spawn.concurrent), max(prefork.concurrent), "s")
+    row("CPU to first frame, 1 session", med(spawn.single_cpu), med(prefork.single_cpu), "s")
+    row(f"CPU per session, {n} at once (+1 s)", med(spawn.concurrent_cpu), med(prefork.concurrent_cpu), "s")
     row("memory per session, PSS", spawn.per_session_pss_mb(n), prefork.per_session_pss_mb(n), "MB", ".1f")
     row(
         "  the session's process, PSS",
@@ -407,6 +423,8 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
             "first_frame_one_s": round(med(mode.single), 3),
             "first_frame_n_median_s": round(med(mode.concurrent), 3),
             "first_frame_n_max_s": round(max(mode.concurrent), 3),
+            "cpu_one_s": round(med(mode.single_cpu), 3),
+            "cpu_n_median_s": round(med(mode.concurrent_cpu), 3),
             "pss_per_session_mb": round(mode.per_session_pss_mb(n), 2),
             "rss_per_session_mb": round(mode.per_session_rss_mb(), 2),
             "idle_cpu_pct": round(100 * mode.idle_cpu, 2),

@@ -17,7 +17,7 @@ from pipeline.fsio import FileTooLarge, NotARegularFile, read_text_bounded
 from pipeline.problems import Problem
 
 if TYPE_CHECKING:
-    from pydantic import ValidationError
+    from pydantic import TypeAdapter, ValidationError
 
 
 def key_string(value: Any) -> str:
@@ -173,6 +173,26 @@ def _drop_entries(data: dict[str, Any], paths: list[tuple[str, ...]]) -> bool:
     return bool(dropped)
 
 
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def type_adapter(annotation: Any) -> TypeAdapter[Any]:
+    """One pydantic ``TypeAdapter`` per annotation for the whole process. Building one generates its validator
+    (pydantic's schema generation: tens of milliseconds and a few hundred kB of objects); validating with it changes
+    nothing, so one serves every read. A process forked after a first read (the SSH session server's children)
+    shares it instead of generating its own."""
+    from pydantic import TypeAdapter
+
+    try:
+        return _ADAPTERS[annotation]
+    except KeyError:
+        adapter: TypeAdapter[Any] = TypeAdapter(annotation)
+        _ADAPTERS[annotation] = adapter
+        return adapter
+    except TypeError:  # an annotation that cannot be a key: built each time
+        return TypeAdapter(annotation)
+
+
 def validate_section(path: str | Path, name: str, annotation: Any, default: Any, missing_ok: bool = False) -> Section:
     """Section ``name`` of a config file validated as ``annotation`` on its own (see ``pipeline.config.read_section``):
     an entry that fails validation is reported and left out, the rest kept; a section that fails as a whole is
@@ -186,9 +206,9 @@ def validate_section(path: str | Path, name: str, annotation: Any, default: Any,
     lines = key_lines(text)
     if name not in raw:
         return Section(default, [], lines)
-    from pydantic import TypeAdapter, ValidationError
+    from pydantic import ValidationError
 
-    adapter: TypeAdapter[Any] = TypeAdapter(annotation)
+    adapter = type_adapter(annotation)
     data = {"section": copy.deepcopy(raw[name])}  # wrapped, so that even the section itself can be dropped
     issues: list[Problem] = []
     while "section" in data:

@@ -271,3 +271,85 @@ def test_without_a_session_server_sessions_are_spawned(
         assert start["start"] == "spawn" and parent_pid(start["pid"]) == os.getpid()
         tmux.send("one", "q")
         assert tmux.wait_exit("one") == 0
+
+
+def test_a_section_validator_is_built_once_per_process_and_still_reports_problems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the session server reads the plan's stages once in its warm-up; each forked session reads them again (the
+    # file may have changed) with the validator built there, instead of generating pydantic's schema per session
+    import pydantic
+
+    from pipeline import config_section
+    from pipeline.config import read_section
+
+    built: list[object] = []
+
+    class Counting(pydantic.TypeAdapter):  # type: ignore[type-arg]
+        def __init__(self, annotation: object) -> None:
+            built.append(annotation)
+            super().__init__(annotation)
+
+    monkeypatch.setattr(pydantic, "TypeAdapter", Counting)
+    monkeypatch.setattr(config_section, "_ADAPTERS", {})
+    plan = tmp_path / "config.toml"
+    good = '[stages.a]\ntitle = "A"\n\n[stages.a.steps.s]\nkind = "shell"\ncommand = "true"\n'
+    plan.write_text(good)
+    first = read_section(plan, "stages")
+    assert list(first.value) == ["a"] and first.issues == []
+    plan.write_text(good + '\n[stages.b]\ntitle = "B"\n\n[stages.b.steps.t]\nkind = "shell"\nretries = "many"\n')
+    second = read_section(plan, "stages")
+    # the bad step left out, each problem reported with its file, line and field, as with a validator of its own
+    assert list(second.value) == ["a", "b"] and second.value["b"].steps == {}
+    assert [(p.file, p.line, p.field) for p in second.issues] == [
+        (str(plan), 13, "stages.b.steps.t.retries"),
+        (str(plan), 11, "stages.b.steps.t"),
+    ]
+    plan.write_text(good)
+    assert list(read_section(plan, "stages").value) == ["a"]
+    assert len(built) == 1  # one validator for the three reads
+
+
+def test_gathered_code_runs_as_before_and_the_originals_stay_alive() -> None:
+    # the session server gives the functions its warm-up ran fresh copies of their code (allocated together, so
+    # that a session copies fewer pages on write): same behaviour, same line numbers, the old code kept alive
+    import traceback
+    import types
+
+    from phasef_tui.ssh import warmup
+
+    def make_counter(start: int) -> types.FunctionType:
+        def step(by: int = 1) -> list[int]:
+            return [start + by * i for i in range(3)]  # a comprehension: code nested in code
+
+        return step  # type: ignore[return-value]
+
+    class Shape:
+        def area(self, side: float, *, scale: float = 2.0) -> float:
+            return side * side * scale
+
+    def numbers(n: int) -> object:
+        yield from range(n)
+
+    def fails() -> None:
+        raise ValueError("boom")
+
+    recorded: dict[types.CodeType, None] = {}
+    with warmup.calls_recorded(recorded):
+        before = (make_counter(1)(2), Shape().area(3.0), list(numbers(3)))  # type: ignore[call-overload]
+    assert make_counter.__code__ in recorded and Shape.area.__code__ in recorded
+    assert fails.__code__ not in recorded  # only what was called
+    old = {f: f.__code__ for f in (make_counter, Shape.area, numbers, fails)}
+    warmup.gather_code(list(recorded))
+    for f in (make_counter, Shape.area, numbers):
+        assert f.__code__ is not old[f] and f.__code__ == old[f], f  # a copy, equal to the original
+        assert any(c is old[f] for c in warmup.RETIRED_CODE)  # the original still alive: no hole left
+    assert fails.__code__ is old[fails]
+    nested = [c for c in make_counter.__code__.co_consts if isinstance(c, types.CodeType)]
+    assert make_counter(1).__code__ is nested[0]  # closures made from now on use the copied nested code
+    assert (make_counter(1)(2), Shape().area(3.0), list(numbers(3))) == before  # type: ignore[call-overload]
+    assert Shape().area(3.0, scale=0.5) == 4.5
+    with pytest.raises(TypeError) as raised:
+        make_counter(1)("x")  # type: ignore[arg-type]
+    frame = traceback.extract_tb(raised.value.__traceback__)[-1]
+    assert frame.name == "<listcomp>" and frame.line is not None and "start + by * i" in frame.line

@@ -1,13 +1,16 @@
 """What the pre-forked session server (``zygote.py``) does before its first fork: import the TUI and what an
-attached session runs, build the CLI parser once, parse the stylesheet and run the app once off-screen, then
-freeze the garbage collector's view of it all, so forked sessions share those pages instead of building their own."""
+attached session runs, build the CLI parser once, parse the stylesheet and run the app once off-screen, gather the
+code that run executed on pages of its own, then freeze the garbage collector's view of it all, so forked sessions
+share those pages instead of building their own."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import sys
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -22,11 +25,22 @@ def preload(modules: tuple[str, ...], warm: bool, warm_session: str | None = Non
         for info in pkgutil.iter_modules(commands.__path__):  # what the CLI imports to build its parser
             importlib.import_module(f"{commands.__name__}.{info.name}")
         # what is not done ahead, each child does itself (as a new interpreter does): time, nothing else
-        ahead("the CLI's parser was not built", share_cli_parser)
+        executed: dict[types.CodeType, None] = {}
+        with calls_recorded(executed):
+            shared = ahead("the CLI's parser was not built", share_cli_parser)
         share_parsed_css()
         ahead("the stylesheet was not parsed", warm_stylesheet)
         if warm_session:
-            ahead("the TUI was not run", lambda: warm_app(warm_session))
+            with calls_recorded(executed):
+                ran = ahead("the TUI was not run", lambda: warm_app(warm_session))
+            if ran:
+                gc.collect()  # the run's garbage first, so that the copies below fill its holes, not new pages
+                ahead("the code the TUI ran was not gathered", lambda: gather_code(list(executed)))
+                # again, on the copies: the interpreter specialises the bytecode it runs (a write into the code
+                # object); done here, the children share that too
+                ahead("the TUI was not run again", lambda: warm_app(warm_session))
+                if shared:
+                    ahead("the CLI's parser was not used again", parse_attach)
     import threading
 
     if threading.active_count() != 1:  # a fork would copy locks held by threads that do not exist in the child
@@ -45,6 +59,59 @@ def ahead(failed: str, step: Callable[[], object]) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def calls_recorded(into: dict[types.CodeType, None]) -> Iterator[None]:
+    """Record the code objects of the Python functions called in the block, in the order of their first call."""
+
+    def profile(frame: types.FrameType, event: str, _arg: object) -> None:
+        if event == "call":
+            into.setdefault(frame.f_code, None)
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        yield
+    finally:
+        sys.setprofile(previous)
+
+
+RETIRED_CODE: list[types.CodeType] = []
+"""The code objects ``gather_code`` replaced, kept alive: freed, they would leave holes in shared pages that a
+child's allocations fill (each one copying its page)."""
+
+
+def gather_code(executed: list[types.CodeType]) -> int:
+    """Give the functions whose code the warm-up ran fresh copies of that code, allocated one after another in the
+    order the run first called them, and return how many functions were changed.
+
+    CPython 3.11 writes into every code object a session runs (its reference count at each call; the specialising
+    interpreter's counters in its bytecode), so each page holding one is copied into that session. The imports left
+    the code a session runs scattered among code it never runs (each module's functions lie together, used or
+    not): ~1,900 code objects on pages holding much more. Gathered, they share fewer pages, and each child copies
+    fewer (measured: 1.3 MB less private memory per session). A copy is the same code (``code.replace()``:
+    bytecode, constants, names, line table), so behaviour, tracebacks and line numbers are unchanged; nested code
+    that was run (closures, comprehensions) is copied with the code that makes it."""
+    run = set(executed)
+    copies: dict[types.CodeType, types.CodeType] = {}
+
+    def copy(code: types.CodeType) -> types.CodeType:
+        if code not in copies:
+            consts = tuple(copy(c) if isinstance(c, types.CodeType) and c in run else c for c in code.co_consts)
+            copies[code] = code.replace(co_consts=consts)
+        return copies[code]
+
+    for code in executed:
+        copy(code)
+    changed = 0
+    for obj in gc.get_objects():
+        if isinstance(obj, types.FunctionType) and obj.__code__ in copies:
+            with contextlib.suppress(ValueError):  # (a code object that does not fit its function's closure)
+                obj.__code__ = copies[obj.__code__]
+                changed += 1
+    RETIRED_CODE.extend(copies)
+    return changed
+
+
 def share_cli_parser() -> None:
     """Build the CLI's argument parser once, here, and have every child parse its command with it.
 
@@ -56,8 +123,18 @@ def share_cli_parser() -> None:
     from phasef_tui import cli
 
     parser = cli.build_parser()
-    parser.parse_args(["attach", "warm-up-session", "--as", "warm-up"])
+    parser.parse_args(WARM_UP_ATTACH)
     cli.build_parser = lambda: parser
+
+
+WARM_UP_ATTACH = ["attach", "warm-up-session", "--as", "warm-up"]
+
+
+def parse_attach() -> None:
+    """Parse a session's command line with the shared parser (after ``gather_code``: the copies' first run)."""
+    from phasef_tui import cli
+
+    cli.build_parser().parse_args(WARM_UP_ATTACH)
 
 
 SHARED_CSS_ENTRIES = 1024
