@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pipeline.traces.analysis import _stream, analyze_compact
 from pipeline.traces.analysis_split import analyze_phasef, split_point
 from pipeline.traces.analyzer import TraceAnalyzer
-from pipeline.traces.reader import DEFAULT_MAX_LINE_BYTES
+from pipeline.traces.reader import DEFAULT_MAX_LINE_BYTES, BadLine
 from tests.test_traces_analysis_fastpath import _line, tick
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the split forks")
@@ -180,3 +180,45 @@ def test_large_trace_splits_by_itself(tmp_path: Path, monkeypatch: pytest.Monkey
     result, chains = analyze_compact(path, **OPTIONS)
     assert seen == [True] or (os.cpu_count() or 1) < 2
     assert (result.model_dump(), [orjson.loads(item) for item in chains.json_items()]) == _one_pass(path)
+
+
+@st.composite
+def record_list(draw: st.DrawFn) -> list[Any]:
+    """Decoded records as an importer gives them: lines from ``source.line`` (in order, with gaps, repeated,
+    missing, of the wrong type) or their positions; objects that are not records among them."""
+    out: list[Any] = []
+    line = 0
+    for _ in range(draw(st.integers(0, 40))):
+        choice = draw(st.integers(0, 9))
+        if choice == 0:
+            out.append(draw(st.sampled_from([None, [1], "x", 3])))
+            continue
+        rec = draw(tick()) if choice > 2 else {"kind": "episode_start", "episode": "e1", "ts": 1}
+        how = draw(st.integers(0, 5))
+        if how < 3:
+            line += draw(st.sampled_from([1, 1, 1, 0, 2, 50]))
+            rec["source"] = {"line": line}
+        elif how == 3:
+            rec["source"] = {"line": draw(st.sampled_from([True, "7", None, -3]))}
+        elif how == 4:
+            rec["source"] = draw(st.sampled_from([None, 5, {"file": "x"}]))
+        out.append(rec)
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(record_list())
+def test_records_in_runs_equal_records_one_by_one(records: list[Any]) -> None:
+    """``analyze_records`` feeds runs of consecutive lines at once: the same as feeding each record alone."""
+    from pipeline.traces.analysis import analyze_records
+
+    runs = analyze_records(records, **OPTIONS).model_dump()
+    alone = TraceAnalyzer("<memory>", **OPTIONS)
+    for position, obj in enumerate(records, 1):
+        if not isinstance(obj, dict):
+            alone.bad(BadLine(file="<memory>", line=position, reason=f"expected an object, got {type(obj).__name__}"))
+            continue
+        source = obj.get("source")
+        line = source.get("line") if isinstance(source, dict) else None
+        alone.feed(line if isinstance(line, int) else position, obj)
+    assert runs == alone.finish().model_dump()

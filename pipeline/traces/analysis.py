@@ -108,6 +108,9 @@ __all__ = [
 ]
 
 
+RECORD_RUN = 4096  # records fed to the analyzer at once by ``analyze_records``
+
+
 def analyze_records(
     records: Iterable[dict[str, Any]],
     *,
@@ -124,16 +127,39 @@ def analyze_records(
 
 
 def _feed_records(analyzer: TraceAnalyzer, records: Iterable[dict[str, Any]], bad_lines: Iterable[BadLine]) -> None:
+    """Feed ``records`` in runs of consecutive line numbers (``TraceAnalyzer.feed_many``: one loop per run, not a
+    call of the record loop per record)."""
     file = analyzer.file
     for bad_line in bad_lines:
         analyzer.bad(bad_line)
+    run: list[dict[str, Any] | TraceRecord] = []
+    first = 0  # the line before the run
+    feed_many = analyzer.feed_many
     for position, obj in enumerate(records, 1):
-        source = obj.get("source") if isinstance(obj, dict) else None
-        line = source.get("line") if isinstance(source, dict) else None
         if not isinstance(obj, dict):
+            if run:
+                feed_many(first, run)
+                run = []
             analyzer.bad(BadLine(file=file, line=position, reason=f"expected an object, got {type(obj).__name__}"))
             continue
-        analyzer.feed(line if isinstance(line, int) else position, obj)
+        source = obj.get("source")
+        line = source.get("line") if isinstance(source, dict) else None
+        if type(line) is not int:
+            if isinstance(line, int):  # a bool or an int subclass: fed as it is, alone
+                if run:
+                    feed_many(first, run)
+                    run = []
+                analyzer.feed(line, obj)
+                continue
+            line = position
+        if run and (line != first + len(run) + 1 or len(run) >= RECORD_RUN):
+            feed_many(first, run)
+            run = []
+        if not run:
+            first = line - 1
+        run.append(obj)
+    if run:
+        feed_many(first, run)
 
 
 def _stream(path: Path, analyzer: TraceAnalyzer, max_line_bytes: int, *, fast: bool = True) -> str:

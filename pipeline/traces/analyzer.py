@@ -70,6 +70,10 @@ class TraceAnalyzer:
         """Take in the record on ``line`` (a decoded object or a ``TraceRecord``)."""
         self._take(line - 1, (obj,), _as_record, (), None)
 
+    def feed_many(self, line_no: int, objs: list[dict[str, Any] | TraceRecord]) -> None:
+        """``feed`` each of ``objs``, on lines ``line_no + 1``, ``line_no + 2``, ... (one loop for the run)."""
+        self._take(line_no, objs, _as_record, (), None)
+
     def feed_lines(self, line_no: int, lines: list[bytes], slow: Callable[[int, bytes], None]) -> None:
         """Decode and take in a batch of complete lines (valid UTF-8) that follow line ``line_no``.
 
