@@ -157,11 +157,13 @@ class TraceAnalyzer:
                             fit = new_fit(st.key)
                         if t >= fit.warmup:
                             n = fit.n = fit.n + 1
-                            dx = t - fit.mx
-                            fit.mx += dx / n
-                            my = fit.my = fit.my + (chars - fit.my) / n
+                            mx = fit.mx
+                            dx = t - mx
+                            mx = fit.mx = mx + dx / n
+                            my = fit.my
+                            my = fit.my = my + (chars - my) / n
                             fit.cxy += dx * (chars - my)
-                            fit.m2x += dx * (t - fit.mx)
+                            fit.m2x += dx * (t - mx)
                         if t < len(sums):
                             sums[t] += chars
                             counts[t] += 1
@@ -210,7 +212,7 @@ class TraceAnalyzer:
 
                     chain_id = rec.chain_id
                     if chain_id is not None:
-                        episodes.marked_chain(st, str(chain_id), t, rec)
+                        episodes.marked_chain(st, chain_id if type(chain_id) is str else str(chain_id), t, rec)
                     if failed:
                         episodes.failed_tick(st, t, rec, action, outcome)
                     elif action is not None and st.open_tools:

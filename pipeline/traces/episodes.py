@@ -247,11 +247,8 @@ class Episodes:
             chain.add(t, rec)
         else:
             return
-        if role == "recovered":
-            chain.close("recovered")
-        elif role == "death":
-            chain.close("death")
-        if chain.closed:
+        if role == "recovered" or role == "death":
+            chain.close(role)
             st.done_marked.append(st.marked.pop(chain_id))
 
     def failed_tick(
@@ -260,7 +257,8 @@ class Episodes:
         error_class = rec.error_class
         if not isinstance(error_class, str) or not error_class:
             error_class = "Timeout" if outcome == "timeout" else ("Fatal" if outcome == "death" else "Error")
-        self.error_classes[error_class] = self.error_classes.get(error_class, 0) + 1
+        error_classes = self.error_classes
+        error_classes[error_class] = error_classes.get(error_class, 0) + 1
         st.last_error_class = error_class
         verb = self.verb(action) or INVALID_VERB
         st.open_tools.add(verb.split(":", 1)[0])
@@ -271,7 +269,17 @@ class Episodes:
                 st.derived[verb] = _Chain(f"{st.name}:auto-{st.derived_seq}", st.name, t, rec, error_class)
             else:
                 chain.add(t, rec)
-        _extend_run(st.thrash, verb, error_class, t)
+        # One more failure of ``verb`` with this error class (``_extend_run``, inline: most ticks that fail pass here).
+        runs = st.thrash.get(verb)
+        if runs is None:
+            st.thrash[verb] = {error_class: _Run(t)}
+        else:
+            run = runs.get(error_class)
+            if run is None:
+                runs[error_class] = _Run(t)
+            else:
+                run.end = t
+                run.count += 1
         if error_class in PRECONDITION_CLASSES:
             _extend_run(st.repeats, verb, (error_class, _error_message(rec)), t)
         if outcome == "death" or rec.chain_role == "death":
