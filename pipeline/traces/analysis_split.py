@@ -195,18 +195,17 @@ class _Child:
         self.done = False
 
     def take(self) -> _Half | None:
-        chunks: list[bytes] = []
+        """The second half, unpickled as it comes through the pipe (never the whole pickle in memory at once)."""
+        half: object = None
         with os.fdopen(self.fd, "rb") as pipe:
             self.fd = -1
-            while data := pipe.read(1 << 20):
-                chunks.append(data)
+            try:
+                half = pickle.load(pipe)
+            except Exception:  # a torn or bad result: this process reads on alone, so the analysis is still exact
+                half = None
         _, status = os.waitpid(self.pid, 0)
         self.done = True
-        if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0 or not chunks:
-            return None
-        try:
-            half = pickle.loads(b"".join(chunks))
-        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError):
+        if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
             return None
         return half if isinstance(half, _Half) else None
 
@@ -230,9 +229,9 @@ def _fork_half(path: Path, start: int, end: int, max_line_bytes: int, options: _
         code = 1
         try:
             os.close(read_fd)
-            data = pickle.dumps(_analyze_half(path, start, end, max_line_bytes, options), pickle.HIGHEST_PROTOCOL)
-            with os.fdopen(write_fd, "wb") as out:
-                out.write(data)
+            half = _analyze_half(path, start, end, max_line_bytes, options)
+            with os.fdopen(write_fd, "wb") as out:  # streamed: the pickle is never whole in memory
+                pickle.dump(half, out, pickle.HIGHEST_PROTOCOL)
             code = 0
         finally:
             os._exit(code)
