@@ -222,3 +222,32 @@ def test_records_in_runs_equal_records_one_by_one(records: list[Any]) -> None:
         line = source.get("line") if isinstance(source, dict) else None
         alone.feed(line if isinstance(line, int) else position, obj)
     assert runs == alone.finish().model_dump()
+
+
+def test_a_failed_second_process_leaves_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second process dies before sending anything, or sends a torn result: this process reads on alone."""
+    import pipeline.traces.analysis_split as split
+
+    data = _episodes(20)
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(data)
+    one = _one_pass(path)
+
+    def dies(*args: Any) -> Any:
+        raise RuntimeError("the second process fails")
+
+    monkeypatch.setattr(split, "_analyze_half", dies)
+    two, joined = _split(path, None)
+    assert not joined and two == one
+
+    monkeypatch.undo()
+    real_dump = split.pickle.dump
+
+    def torn(obj: Any, out: Any, protocol: int) -> None:
+        out.write(split.pickle.dumps(obj, protocol)[:100])
+        raise RuntimeError("torn")
+
+    monkeypatch.setattr(split.pickle, "dump", torn)
+    two, joined = _split(path, None)
+    monkeypatch.setattr(split.pickle, "dump", real_dump)
+    assert not joined and two == one
