@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Unpack
 
@@ -54,6 +55,7 @@ from pipeline.traces.chains import (
 from pipeline.traces.reader import (
     DEFAULT_MAX_LINE_BYTES,
     BadLine,
+    Digest,
     _decode_problem,
     _iter_line_batches,
     _Tail,
@@ -106,6 +108,9 @@ __all__ = [
 ]
 
 
+RECORD_RUN = 4096  # records fed to the analyzer at once by ``analyze_records``
+
+
 def analyze_records(
     records: Iterable[dict[str, Any]],
     *,
@@ -122,16 +127,39 @@ def analyze_records(
 
 
 def _feed_records(analyzer: TraceAnalyzer, records: Iterable[dict[str, Any]], bad_lines: Iterable[BadLine]) -> None:
+    """Feed ``records`` in runs of consecutive line numbers (``TraceAnalyzer.feed_many``: one loop per run, not a
+    call of the record loop per record)."""
     file = analyzer.file
     for bad_line in bad_lines:
         analyzer.bad(bad_line)
+    run: list[dict[str, Any] | TraceRecord] = []
+    first = 0  # the line before the run
+    feed_many = analyzer.feed_many
     for position, obj in enumerate(records, 1):
-        source = obj.get("source") if isinstance(obj, dict) else None
-        line = source.get("line") if isinstance(source, dict) else None
         if not isinstance(obj, dict):
+            if run:
+                feed_many(first, run)
+                run = []
             analyzer.bad(BadLine(file=file, line=position, reason=f"expected an object, got {type(obj).__name__}"))
             continue
-        analyzer.feed(line if isinstance(line, int) else position, obj)
+        source = obj.get("source")
+        line = source.get("line") if isinstance(source, dict) else None
+        if type(line) is not int:
+            if isinstance(line, int):  # a bool or an int subclass: fed as it is, alone
+                if run:
+                    feed_many(first, run)
+                    run = []
+                analyzer.feed(line, obj)
+                continue
+            line = position
+        if run and (line != first + len(run) + 1 or len(run) >= RECORD_RUN):
+            feed_many(first, run)
+            run = []
+        if not run:
+            first = line - 1
+        run.append(obj)
+    if run:
+        feed_many(first, run)
 
 
 def _stream(path: Path, analyzer: TraceAnalyzer, max_line_bytes: int, *, fast: bool = True) -> str:
@@ -142,6 +170,23 @@ def _stream(path: Path, analyzer: TraceAnalyzer, max_line_bytes: int, *, fast: b
     of the analyzer, a record at a time), the path the batch one is tested against.
     """
     digest = hashlib.sha256()
+    _feed_range(path, analyzer, max_line_bytes, digest, fast=fast)
+    return digest.hexdigest()
+
+
+def _feed_range(
+    path: Path,
+    analyzer: TraceAnalyzer,
+    max_line_bytes: int,
+    digest: Digest | None,
+    *,
+    fast: bool = True,
+    start: int = 0,
+    end: int | None = None,
+    line_no: int = 0,
+) -> int:
+    """``_stream`` over the bytes ``start`` to ``end`` (``start`` at the beginning of a line, ``line_no`` the
+    lines before it): returns the number of the last line read (that of a torn tail included)."""
     file = str(path)
     feed = analyzer.feed
     bad = analyzer.bad
@@ -149,19 +194,25 @@ def _stream(path: Path, analyzer: TraceAnalyzer, max_line_bytes: int, *, fast: b
     errors = decode_fast_errors
     kinds = RECORD_KINDS
     feed_lines = analyzer.feed_lines
+    base = line_no
+    last = line_no
 
     def slow(line_no: int, raw: bytes) -> None:
         _feed_slow(analyzer, file, line_no, raw, torn=False)
 
-    for item in _iter_line_batches(path, max_line_bytes, digest):
+    for item in _iter_line_batches(path, max_line_bytes, digest, start, end):
         if isinstance(item, BadLine):
-            bad(item)
+            last = base + (item.line or 0)
+            bad(replace(item, line=last) if base else item)
             continue
         if isinstance(item, _Tail):
+            last = base + item.line
             if item.data.strip():
-                _feed_slow(analyzer, file, item.line, item.data, torn=True)
+                _feed_slow(analyzer, file, last, item.data, torn=True)
             continue
         line_no, lines = item
+        line_no += base
+        last = line_no + len(lines)
         if not valid_utf8(b"\n".join(lines)):
             for raw in lines:
                 line_no += 1
@@ -182,7 +233,7 @@ def _stream(path: Path, analyzer: TraceAnalyzer, max_line_bytes: int, *, fast: b
                 feed(line_no, rec)
             else:  # a bad record: orjson's view of the line names the fault exactly
                 _feed_slow(analyzer, file, line_no, raw, torn=False)
-    return digest.hexdigest()
+    return last
 
 
 def _feed_slow(analyzer: TraceAnalyzer, file: str, line_no: int, raw: bytes, *, torn: bool) -> None:
@@ -234,7 +285,9 @@ def analyze_compact(
     chosen = fmt or detect_format(path)
     analyzer = TraceAnalyzer(str(path), **options)
     if chosen == "phasef":
-        sha = _stream(path, analyzer, max_line_bytes)
+        from pipeline.traces.analysis_split import analyze_phasef
+
+        sha, _ = analyze_phasef(path, analyzer, max_line_bytes)
     else:
         records, bad_lines = import_trace(path, chosen)
         _feed_records(analyzer, records, bad_lines)

@@ -70,6 +70,10 @@ class TraceAnalyzer:
         """Take in the record on ``line`` (a decoded object or a ``TraceRecord``)."""
         self._take(line - 1, (obj,), _as_record, (), None)
 
+    def feed_many(self, line_no: int, objs: list[dict[str, Any] | TraceRecord]) -> None:
+        """``feed`` each of ``objs``, on lines ``line_no + 1``, ``line_no + 2``, ... (one loop for the run)."""
+        self._take(line_no, objs, _as_record, (), None)
+
     def feed_lines(self, line_no: int, lines: list[bytes], slow: Callable[[int, bytes], None]) -> None:
         """Decode and take in a batch of complete lines (valid UTF-8) that follow line ``line_no``.
 
@@ -153,11 +157,13 @@ class TraceAnalyzer:
                             fit = new_fit(st.key)
                         if t >= fit.warmup:
                             n = fit.n = fit.n + 1
-                            dx = t - fit.mx
-                            fit.mx += dx / n
-                            my = fit.my = fit.my + (chars - fit.my) / n
+                            mx = fit.mx
+                            dx = t - mx
+                            mx = fit.mx = mx + dx / n
+                            my = fit.my
+                            my = fit.my = my + (chars - my) / n
                             fit.cxy += dx * (chars - my)
-                            fit.m2x += dx * (t - fit.mx)
+                            fit.m2x += dx * (t - mx)
                         if t < len(sums):
                             sums[t] += chars
                             counts[t] += 1
@@ -206,7 +212,7 @@ class TraceAnalyzer:
 
                     chain_id = rec.chain_id
                     if chain_id is not None:
-                        episodes.marked_chain(st, str(chain_id), t, rec)
+                        episodes.marked_chain(st, chain_id if type(chain_id) is str else str(chain_id), t, rec)
                     if failed:
                         episodes.failed_tick(st, t, rec, action, outcome)
                     elif action is not None and st.open_tools:

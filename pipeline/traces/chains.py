@@ -206,6 +206,28 @@ class ChainStore(Sequence[ChainSummary]):
                 self.recover_seconds_n += 1
         self.seconds.append(seconds)
 
+    def extend(self, other: ChainStore) -> None:
+        """Append the chains of ``other`` as if each were ``add``-ed here in turn (its seconds to recover summed
+        one by one, so the total is the same float as one store's)."""
+        base = len(self.ticks)
+        self.ids.extend(other.ids)
+        self.episodes.extend(other.episodes)
+        self.failure_classes.extend(other.failure_classes)
+        self.mechanisms.extend(other.mechanisms)
+        self.outcomes.extend(other.outcomes)
+        self.seconds.extend(other.seconds)
+        self.ticks.extend(other.ticks)
+        self.tick_ends.extend(array("q", [end + base for end in other.tick_ends]))
+        self.by_outcome = [a + b for a, b in zip(self.by_outcome, other.by_outcome, strict=True)]
+        self.recover_ticks += other.recover_ticks
+        self.recover_ticks_n += other.recover_ticks_n
+        total = self.recover_seconds
+        for seconds in other.seconds:
+            if not math.isnan(seconds):
+                total += seconds
+        self.recover_seconds = total
+        self.recover_seconds_n += other.recover_seconds_n
+
     def __len__(self) -> int:
         return len(self.ids)
 

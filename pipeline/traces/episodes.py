@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 from collections import deque
-from collections.abc import Iterator
 from typing import Any, Literal, TypeVar
 
 from pipeline.traces.chains import ChainStore, Deadlock, DeathTrace, Oscillation, ThrashEvent, _Chain
@@ -248,11 +247,8 @@ class Episodes:
             chain.add(t, rec)
         else:
             return
-        if role == "recovered":
-            chain.close("recovered")
-        elif role == "death":
-            chain.close("death")
-        if chain.closed:
+        if role == "recovered" or role == "death":
+            chain.close(role)
             st.done_marked.append(st.marked.pop(chain_id))
 
     def failed_tick(
@@ -261,7 +257,8 @@ class Episodes:
         error_class = rec.error_class
         if not isinstance(error_class, str) or not error_class:
             error_class = "Timeout" if outcome == "timeout" else ("Fatal" if outcome == "death" else "Error")
-        self.error_classes[error_class] = self.error_classes.get(error_class, 0) + 1
+        error_classes = self.error_classes
+        error_classes[error_class] = error_classes.get(error_class, 0) + 1
         st.last_error_class = error_class
         verb = self.verb(action) or INVALID_VERB
         st.open_tools.add(verb.split(":", 1)[0])
@@ -272,7 +269,17 @@ class Episodes:
                 st.derived[verb] = _Chain(f"{st.name}:auto-{st.derived_seq}", st.name, t, rec, error_class)
             else:
                 chain.add(t, rec)
-        _extend_run(st.thrash, verb, error_class, t)
+        # One more failure of ``verb`` with this error class (``_extend_run``, inline: most ticks that fail pass here).
+        runs = st.thrash.get(verb)
+        if runs is None:
+            st.thrash[verb] = {error_class: _Run(t)}
+        else:
+            run = runs.get(error_class)
+            if run is None:
+                runs[error_class] = _Run(t)
+            else:
+                run.end = t
+                run.count += 1
         if error_class in PRECONDITION_CLASSES:
             _extend_run(st.repeats, verb, (error_class, _error_message(rec)), t)
         if outcome == "death" or rec.chain_role == "death":
@@ -280,44 +287,56 @@ class Episodes:
 
     def succeeded_tick(self, st: EpisodeState, t: int, rec: TraceRecord, action: dict[str, Any]) -> None:
         """A successful tick while some tool has failures open: the failures of its verb are over."""
+        open_tools = st.open_tools
         tool = _tool_name(action) or "?"
-        if tool not in st.open_tools and INVALID_VERB not in st.open_tools:
+        if tool not in open_tools and INVALID_VERB not in open_tools:
             return
         verb = self.verb(action)
         if verb is None:
             return
-        for key in (verb, INVALID_VERB):
-            chain = st.derived.pop(key, None)
-            if chain is not None:
-                chain.add(t, rec)
-                chain.close("recovered")
-                st.done_derived.append(chain)
+        derived = st.derived
+        if derived:
+            for key in (verb, INVALID_VERB):
+                chain = derived.pop(key, None)
+                if chain is not None:
+                    chain.add(t, rec)
+                    chain.close("recovered")
+                    st.done_derived.append(chain)
         self._end_runs(st, verb)
-        st.open_tools = {v.split(":", 1)[0] for v in (*st.derived, *st.thrash, *st.repeats)}
+        st.open_tools = {v.split(":", 1)[0] for v in (*derived, *st.thrash, *st.repeats)}
 
     def _end_runs(self, st: EpisodeState, verb: str) -> None:
         """``verb`` succeeded (or the episode ended): its runs of failures long enough are thrash or deadlocks."""
+        thrash = st.thrash
+        repeats = st.repeats
+        minimum = self.thrash_min
         for key in (verb, INVALID_VERB):
-            for error_class, run in _long_runs(st.thrash.pop(key, None), self.thrash_min):
-                self.thrash.append(
-                    ThrashEvent(
-                        episode=st.name,
-                        start_tick=run.start,
-                        end_tick=run.end,
-                        action=key,
-                        error_class=error_class,
-                        count=run.count,
-                    )
-                )
-            for (error_class, message), run in _long_runs(st.repeats.pop(key, None), self.thrash_min):
-                self.deadlocks.append(
-                    Deadlock(
-                        episode=st.name,
-                        start_tick=run.start,
-                        end_tick=run.end,
-                        reason=f"same {error_class} repeated {run.count} times on {key}: {message}",
-                    )
-                )
+            runs = thrash.pop(key, None)
+            if runs:
+                for error_class, run in runs.items():
+                    if run.count >= minimum:
+                        self.thrash.append(
+                            ThrashEvent(
+                                episode=st.name,
+                                start_tick=run.start,
+                                end_tick=run.end,
+                                action=key,
+                                error_class=error_class,
+                                count=run.count,
+                            )
+                        )
+            repeated = repeats.pop(key, None)
+            if repeated:
+                for (error_class, message), run in repeated.items():
+                    if run.count >= minimum:
+                        self.deadlocks.append(
+                            Deadlock(
+                                episode=st.name,
+                                start_tick=run.start,
+                                end_tick=run.end,
+                                reason=f"same {error_class} repeated {run.count} times on {key}: {message}",
+                            )
+                        )
 
     def verb(self, action: dict[str, Any] | None) -> str | None:
         """``action_verb(action)``, remembered for actions of hashable values (most are a tool name and a string).
@@ -351,11 +370,3 @@ def _extend_run(runs_by_verb: dict[str, dict[K, _Run]], verb: str, key: K, t: in
     else:
         run.end = t
         run.count += 1
-
-
-def _long_runs(runs: dict[K, _Run] | None, minimum: int) -> Iterator[tuple[K, _Run]]:
-    """The runs (by key) of at least ``minimum`` failures."""
-    if runs:
-        for key, run in runs.items():
-            if run.count >= minimum:
-                yield key, run

@@ -54,13 +54,14 @@ def _decode_problem(raw: bytes, exc: orjson.JSONDecodeError) -> str:
 
 
 def _iter_line_batches(
-    path: Path, max_line_bytes: int, digest: Digest | None
+    path: Path, max_line_bytes: int, digest: Digest | None, start: int = 0, end: int | None = None
 ) -> Iterator[tuple[int, list[bytes]] | BadLine | _Tail]:
     """Yield ``(lines_before, complete_lines)`` per chunk, ``BadLine`` for too-long lines, and finally a ``_Tail``
     for bytes after the last newline.
 
     Batches keep the per-line work of the caller in one tight loop; line numbers are 0-based counts before the
-    batch, so the caller adds one per line.
+    batch, so the caller adds one per line. ``start``/``end``: read only those bytes (``start`` at the beginning of
+    a line; lines are then counted from it), up to the end of the file when ``end`` is None.
     """
     file = str(path)
     # Every line that comes out of one chunk's split is shorter than the chunk, so only lines pieced together
@@ -71,8 +72,13 @@ def _iter_line_batches(
     pending_len = 0
     skipped: int | None = None  # bytes of a too-long line skipped so far; None when not skipping
     with open_regular(path) as fh:
+        if start:
+            fh.seek(start)
+        left = -1 if end is None else max(0, end - start)
         read = fh.read
-        while chunk := read(chunk_size):
+        while left and (chunk := read(chunk_size if left < 0 else min(chunk_size, left))):
+            if left > 0:
+                left -= len(chunk)
             if digest is not None:
                 digest.update(chunk)
             start = 0

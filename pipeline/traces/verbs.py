@@ -36,6 +36,7 @@ SHELL_TOOLS = frozenset(
 )
 CODE_TOOLS = frozenset({"ipython", "python", "run_ipython", "execute_ipython_cell", "jupyter"})
 _NAME_KEYS = ("tool", "act", "name", "function", "action", "type")  # "act": the reference workload's actions
+_OTHER_NAME_KEYS = _NAME_KEYS[1:]  # after "tool", the common one (``_tool_name`` looks it up first)
 _ARGS_KEYS = ("args", "arguments", "params", "input", "kwargs")
 
 # O(1) context bound: after warm-up (the second half of the tick range) the fitted growth across that half must
@@ -80,7 +81,7 @@ def _tool_name(action: dict[str, Any]) -> str | None:
     tool = action.get("tool")
     if type(tool) is str and tool:
         return tool
-    for key in _NAME_KEYS[1:]:
+    for key in _OTHER_NAME_KEYS:
         tool = action.get(key)
         if isinstance(tool, str) and tool:
             return tool
