@@ -12,7 +12,7 @@ from textual.widgets import Input
 from phasef_tui.data_source import CHANGED_TRACE_FILE, CHANGED_TRACES
 from phasef_tui.keys import SCREEN_KEYS, bindings, effective_key
 from phasef_tui.screens.trace_actions import TraceActions
-from phasef_tui.trace_feed import FeedRows, LineSelection, TailRows
+from phasef_tui.trace_feed import FeedRows, LineSelection, TailRows, TraceFeed
 from pipeline.traces.index import TailLines
 from widgets.filter_bar import FilterBar, FilterState, StreamStatus
 from widgets.record_detail import RecordDetail
@@ -58,6 +58,8 @@ class TracesScreen(TraceActions):
         self._paused_by_detail = False
         self._synced_at = 0.0
         self._summarized_seen = 0
+        self._bound_feed: TraceFeed | None = None
+        """The feed the selection and the stream's rows were built from."""
         self._tail: TailLines | None = None
         """While the first scan has not reached the end, End (or following) shows the file's last lines read back
         from its end (``TailRows``); the full view comes back once the scan got there."""
@@ -96,6 +98,7 @@ class TracesScreen(TraceActions):
         """A new selection (other filters, another file, or the file started over); keep the cursor's record."""
         feed = self.source.feed
         stream = self.stream
+        self._bound_feed = feed
         if feed is None:
             self.selection = None
             stream.set_rows(_NoRows())
@@ -145,7 +148,10 @@ class TracesScreen(TraceActions):
             stream.cursor = self.selection.position_of(feed.index.line_at_offset(tail.ends[cursor] - 1))
 
     def refresh_view(self, changed: set[str]) -> None:
-        if CHANGED_TRACE_FILE in changed or ("all" in changed and self.selection is None):
+        # another file (the first frame's report of the file bound at mount is none: rebuilding for it would undo
+        # keys pressed before that frame)
+        other_file = CHANGED_TRACE_FILE in changed and self.source.feed is not self._bound_feed
+        if other_file or ("all" in changed and self.selection is None):
             self._rebuild(keep_line=None)
         elif self.selection is not None and (CHANGED_TRACES in changed or "all" in changed):
             generation = self.selection.generation
