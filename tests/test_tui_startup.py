@@ -4,8 +4,16 @@ screen; see docs/performance.md, fourth round.)"""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import re
+import select
+import signal
+import struct
 import subprocess
 import sys
+import termios
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +21,7 @@ import pytest
 from textual.css import stylesheet as textual_stylesheet
 
 from phasef_tui.trace_view import prepare_trace_view
-from tests.tui_helpers import sample_records, until, write_trace
+from tests.tui_helpers import plain_text, sample_records, until, write_trace
 from widgets.trace_stream import TraceStream
 
 REPO = Path(__file__).resolve().parents[1]
@@ -199,3 +207,110 @@ def test_a_foreign_trace_is_converted_with_the_collector_on(tmp_path: Path, monk
         assert seen == [True] and not gc.isenabled()  # on for the conversion, off again after it
     finally:
         gc.enable()
+
+
+FIRST_FRAME = """
+import os, sys
+from pathlib import Path
+import textual.drivers.linux_driver as linux_driver
+
+real_write = linux_driver.LinuxDriver.write
+
+def write(self, data):
+    real_write(self, data)
+    if "\\x1b[1;1H" in data:  # the first frame: the whole screen, drawn from its top left corner
+        Path(sys.argv[2]).write_text(data)
+        os._exit(0)
+
+linux_driver.LinuxDriver.write = write
+from phasef_tui.trace_view import run_trace_view
+run_trace_view(Path(sys.argv[1]), False)
+"""
+
+
+def screen_rows(frame: str) -> dict[int, str]:
+    """The text of each row a frame writes (cursor moves ``ESC[row;colH`` followed by text and colour codes)."""
+    rows: dict[int, str] = {}
+    for move in re.finditer(r"\x1b\[(\d+);\d+H((?:[^\x1b]|\x1b\[[0-9;]*m)*)", frame):
+        row = int(move.group(1))
+        rows[row] = rows.get(row, "") + re.sub(r"\x1b\[[0-9;]*m", "", move.group(2))
+    return rows
+
+
+def test_the_first_frame_is_the_complete_viewer(tmp_path: Path) -> None:
+    """The real viewer in a 120x40 pty: its first frame written to the terminal already has the tab line, the filter
+    line with its counts, the records, the status line and the key hints (nothing filled in a frame later)."""
+    trace = write_trace(tmp_path / "t.jsonl", sample_records())
+    frame_file = tmp_path / "frame.txt"
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FIRST_FRAME, str(trace), str(frame_file)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=tmp_path,
+        env={**os.environ, "TERM": "xterm-256color"},
+        start_new_session=True,
+    )
+    os.close(slave)
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    os.read(master, 1 << 16)  # (the pty drained, so the viewer never blocks on a full buffer)
+                except OSError:
+                    break
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        os.close(master)
+    rows = screen_rows(frame_file.read_text())
+    assert rows[1].split() == ["2", "Traces", "3", "Chains", "5", "Report", str(trace)]
+    assert rows[2].split()[:4] == ["death", "2", "recovery", "2"]
+    assert rows[3].split()[:3] == ["1", "······", "e1"] and "episode start" in rows[3]
+    assert rows[17].split()[:3] == ["15", "D·····", "e2"] and "episode end death" in rows[17]
+    assert rows[39].startswith("paused 1/15") and str(trace) in rows[39]
+    assert rows[40].startswith("f Follow  v Detail  / Search") and rows[40].rstrip().endswith("q Quit")
+
+
+async def test_the_detail_pane_and_the_search_line_are_mounted_when_first_opened(tmp_path: Path) -> None:
+    """The first screen has neither (fewer widgets and rules before the first frame); ``v`` and ``/`` mount them
+    once, and they work as if they had always been there."""
+    from textual.widgets import Input, Static
+
+    trace = write_trace(tmp_path / "t.jsonl", sample_records())
+    view = prepare_trace_view(trace, False)
+    assert not isinstance(view, str)
+    app = view.app
+    async with app.run_test(size=(120, 40)) as pilot:
+        traces = app.screen
+        stream = traces.query_one(TraceStream)
+        assert await until(pilot, lambda: stream.count == 15)
+        assert not traces.query("#detail") and not traces.query("#search")
+        assert traces.has_class("-wide")  # (the width class, set before the first frame)
+
+        await pilot.press("down", "v")
+        assert await until(pilot, lambda: bool(traces.query("#record-detail-body")))
+        body = traces.query_one("#record-detail-body", Static)
+        assert await until(pilot, lambda: f"{trace}:2" in plain_text(body.content, 200))
+        assert '"tick": 0' in plain_text(body.content, 200)
+        detail = traces.query_one("#detail")
+        assert detail.region.width > 0 and detail.region.x > stream.region.x  # beside the stream (wide terminal)
+        await pilot.press("escape", "down", "v")
+        assert len(traces.query("#detail")) == 1 and traces.query_one("#detail") is detail
+        assert await until(pilot, lambda: f"{trace}:3" in plain_text(body.content, 200))
+        await pilot.press("escape")
+
+        await pilot.press("home", "slash", *"deadlock", "enter")
+        assert await until(pilot, lambda: stream.cursor == 8)
+        search = traces.query_one("#search", Input)
+        assert not search.has_class("-open") and app.focused is stream
+        await pilot.press("slash")
+        assert await until(pilot, lambda: app.focused is search)
+        assert search.value == "deadlock" and search.has_class("-open") and len(traces.query("#search")) == 1
+        await pilot.press("escape")
+        assert not search.has_class("-open") and app.focused is stream
+    view.close()

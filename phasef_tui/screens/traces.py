@@ -58,6 +58,9 @@ class TracesScreen(TraceActions):
         self._paused_by_detail = False
         self._synced_at = 0.0
         self._summarized_seen = 0
+        self._detail: RecordDetail | None = None
+        self._search: Input | None = None
+        """The detail pane and the search line, once first opened."""
         self._bound_feed: TraceFeed | None = None
         """The feed the selection and the stream's rows were built from."""
         self._tail: TailLines | None = None
@@ -79,10 +82,9 @@ class TracesScreen(TraceActions):
         status = StreamStatus(id="stream-status")
         status.show(state)
         yield filters
-        with Vertical(id="trace-body"):
+        with Vertical(id="trace-body"):  # (the detail pane is mounted in it when first opened)
             yield stream
-            yield RecordDetail(id="detail")
-        yield Input(placeholder="search (Enter: find, Esc: cancel)", id="search", compact=True)
+        # (the search line is mounted above the status line when first opened)
         yield status
         yield from self.compose_footer()
 
@@ -230,7 +232,15 @@ class TracesScreen(TraceActions):
     # -- detail pane -----------------------------------------------------------------------------------------------
     @property
     def detail_open(self) -> bool:
-        return self.query_one("#detail", RecordDetail).has_class("-open")
+        return self._detail is not None and self._detail.has_class("-open")
+
+    def _detail_pane(self) -> RecordDetail:
+        """The detail pane, mounted when first opened (the first screen has none: fewer widgets and CSS rules to
+        apply before its first frame)."""
+        if self._detail is None:
+            self._detail = RecordDetail(id="detail")
+            self.query_one("#trace-body", Vertical).mount(self._detail)
+        return self._detail
 
     def _show_detail(self) -> None:
         line = self.current_line()
@@ -238,7 +248,7 @@ class TracesScreen(TraceActions):
         if line is None or feed is None or line == self._detail_line:
             return
         self._detail_line = line
-        self.query_one("#detail", RecordDetail).show(feed.record_view(line))
+        self._detail_pane().show(feed.record_view(line))
 
     @on(VirtualList.CursorMoved, "#stream")
     def _cursor_moved(self) -> None:
@@ -262,7 +272,7 @@ class TracesScreen(TraceActions):
         """Open or close the detail pane. Opening it pauses a followed stream: a record is opened to be read, and a
         pane redrawn with a new record every frame could not be (new records count on the "N new" marker meanwhile);
         closing it follows again."""
-        detail = self.query_one("#detail", RecordDetail)
+        detail = self._detail_pane()
         detail.toggle_class("-open")
         if detail.has_class("-open"):
             self._paused_by_detail = self.stream.follow
@@ -275,8 +285,8 @@ class TracesScreen(TraceActions):
             self._show_detail()
 
     def action_close_panes(self) -> None:
-        search = self.query_one("#search", Input)
-        if search.has_class("-open"):
+        search = self._search
+        if search is not None and search.has_class("-open"):
             search.remove_class("-open")
             self.stream.focus()
         elif self.detail_open:
