@@ -378,10 +378,16 @@ def load_keys(config: Path | None) -> tuple[dict[str, str], list[Problem]]:
 
 def load_tui_settings(config: Path | None) -> dict[str, Any]:
     """Keyword arguments for ``PhasefApp`` from ``config``'s ``[tui]`` table: keys and theme, with their problems."""
+    from phasef_tui.keys import keymap_from_config, read_tui
     from phasef_tui.theming import theme_from_config
 
-    keymap, problems = load_keys(config)
-    theme, theme_problems, where = theme_from_config(config)
+    if config is None:
+        keymap, problems = {}, []
+        theme, theme_problems, where = theme_from_config(None)
+    else:
+        read = read_tui(config)  # (once, for both)
+        keymap, problems = keymap_from_config(config, read)
+        theme, theme_problems, where = theme_from_config(config, read)
     return {"keymap": keymap, "keymap_problems": problems + theme_problems, "theme": theme, "theme_source": where}
 
 

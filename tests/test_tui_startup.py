@@ -314,3 +314,24 @@ async def test_the_detail_pane_and_the_search_line_are_mounted_when_first_opened
         await pilot.press("escape")
         assert not search.has_class("-open") and app.focused is stream
     view.close()
+
+
+def test_the_tui_section_is_read_once_for_keys_and_theme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from phasef_tui.app import load_tui_settings
+    from pipeline import config_section
+
+    config = tmp_path / "config.toml"
+    config.write_text('[tui]\ntheme = "textual-light"\n\n[tui.keys]\n"traces.follow" = "F"\n"no.such" = "x"\n')
+    reads: list[Path] = []
+    real_read = config_section.read_tui
+
+    def counting_read(path: Path, *args: Any, **kwargs: Any) -> Any:
+        reads.append(path)
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(config_section, "read_tui", counting_read)
+    settings = load_tui_settings(config)
+    assert reads == [config]
+    assert settings["keymap"] == {"traces.follow": "F"} and settings["theme"] == "textual-light"
+    assert [p.field for p in settings["keymap_problems"]] == ["tui.keys.no.such"]
+    assert settings["theme_source"] == f"{config}:2: tui.theme"
