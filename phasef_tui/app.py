@@ -381,8 +381,9 @@ def load_tui_settings(config: Path | None) -> dict[str, Any]:
     from phasef_tui.keys import keymap_from_config, read_tui
     from phasef_tui.theming import theme_from_config
 
+    keymap: dict[str, str] = {}
+    problems: list[Problem] = []
     if config is None:
-        keymap, problems = {}, []
         theme, theme_problems, where = theme_from_config(None)
     else:
         read = read_tui(config)  # (once, for both)

@@ -48,6 +48,11 @@ NOT_AT_START = (
     "widgets.verdict_card",
     "textual_plotext",
     "textual.widgets._data_table",
+    # Textual's widgets that only ``textual.types`` names (``phasef_tui.textual_types`` defers them)
+    "textual.widgets._directory_tree",
+    "textual.widgets._tree",
+    "textual.widgets._select",
+    "textual.widgets._placeholder",
     # models and engines the viewer does not need to draw a trace
     "pydantic",
     "pipeline.config",
@@ -335,3 +340,40 @@ def test_the_tui_section_is_read_once_for_keys_and_theme(tmp_path: Path, monkeyp
     assert settings["keymap"] == {"traces.follow": "F"} and settings["theme"] == "textual-light"
     assert [p.field for p in settings["keymap_problems"]] == ["tui.keys.no.such"]
     assert settings["theme_source"] == f"{config}:2: tui.theme"
+
+
+DEFERRED_TYPES = """
+import sys
+from phasef_tui import textual_types
+
+assert textual_types.defer_widget_types()
+assert not textual_types.defer_widget_types()  # (once)
+import textual.app
+import textual.types as deferred
+
+widgets = ("textual.widgets._directory_tree", "textual.widgets._select", "textual.widgets._placeholder")
+print("before", sorted(m for m in widgets if m in sys.modules))
+real = textual_types._real_module()
+assert sorted(deferred.__all__) == sorted(real.__all__), (deferred.__all__, real.__all__)
+for name in real.__all__:
+    assert getattr(deferred, name) is getattr(real, name), name
+print("after", sorted(m for m in widgets if m in sys.modules))
+try:
+    deferred.NoSuchName
+except AttributeError as exc:
+    print("missing", exc)
+"""
+
+
+def test_textual_types_imports_the_widget_modules_on_first_use() -> None:
+    """The deferred ``textual.types`` has every name of Textual's own, the same objects; the widget modules are
+    imported when one of their names is read, not with ``textual.app``."""
+    out = subprocess.run([sys.executable, "-c", DEFERRED_TYPES], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "before []"
+    assert (
+        lines[1]
+        == "after ['textual.widgets._directory_tree', 'textual.widgets._placeholder', 'textual.widgets._select']"
+    )
+    assert lines[2].startswith("missing") and "NoSuchName" in lines[2]
