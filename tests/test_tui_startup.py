@@ -190,6 +190,11 @@ async def test_another_screen_s_css_is_read_when_that_screen_is_first_shown(tmp_
         assert sheets() == {"phasef.tcss", "chains.tcss"}
         stepper = app.screen.query_one("#stepper")
         assert stepper.styles.padding.left == 1  # (a rule of chains.tcss applies)
+        await pilot.press("question_mark")  # the help screen: the dialogs' rules are read now
+        assert await until(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
+        await pilot.pause(0.1)
+        assert sheets() == {"phasef.tcss", "chains.tcss", "dialogs.tcss"}
+        assert app.screen.query_one("#help-body").styles.border.top[0] == "round"  # (a rule of dialogs.tcss)
     view.close()
 
 
