@@ -47,6 +47,10 @@ NOT_AT_START = (
     "widgets.stage_board",
     "widgets.verdict_card",
     "textual_plotext",
+    # the Traces screen's detail pane: mounted, and its module imported, when first opened
+    "widgets.record_detail",
+    "widgets.text_pane",
+    "rich.json",
     "textual.widgets._data_table",
     # Textual's widgets that only ``textual.types`` names (``phasef_tui.textual_types`` defers them)
     "textual.widgets._directory_tree",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.app import ComposeResult
@@ -15,9 +16,11 @@ from phasef_tui.screens.trace_actions import TraceActions
 from phasef_tui.trace_feed import FeedRows, LineSelection, TailRows, TraceFeed
 from pipeline.traces.index import TailLines
 from widgets.filter_bar import FilterBar, FilterState, StreamStatus
-from widgets.record_detail import RecordDetail
 from widgets.trace_stream import TraceRow, TraceStream
 from widgets.virtual_list import VirtualList
+
+if TYPE_CHECKING:
+    from widgets.record_detail import RecordDetail
 
 SCAN_SYNC_S = 0.25
 """While a file is first scanned the row count grows every frame; taking it in 4 times a second is enough (the view
@@ -238,6 +241,8 @@ class TracesScreen(TraceActions):
         """The detail pane, mounted when first opened (the first screen has none: fewer widgets and CSS rules to
         apply before its first frame)."""
         if self._detail is None:
+            from widgets.record_detail import RecordDetail  # (its module too: imported when first opened)
+
             self._detail = RecordDetail(id="detail")
             self.query_one("#trace-body", Vertical).mount(self._detail)
         return self._detail
