@@ -37,8 +37,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def first_screen(checkout: Path, trace: Path, timeout: float = 30.0) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) from launch until the first record's text arrives."""
+def first_screen(checkout: Path, trace: Path, timeout: float = 30.0, end: bytes = b"") -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds) from launch until the first record's text arrives; with ``end`` (the last
+    record's text), End is pressed then and the third figure is the time until ``end`` arrives (else NaN)."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(COLS), "LINES": str(ROWS)}
@@ -54,7 +55,9 @@ def first_screen(checkout: Path, trace: Path, timeout: float = 30.0) -> tuple[fl
     )
     os.close(slave)
     output = bytearray()
-    wall = cpu = float("nan")
+    wall = cpu = end_s = float("nan")
+    sent = 0.0
+    mark = 0
     try:
         deadline = started + timeout
         while time.monotonic() < deadline:
@@ -68,9 +71,16 @@ def first_screen(checkout: Path, trace: Path, timeout: float = 30.0) -> tuple[fl
             if not data:
                 break
             output += data
-            if RECORD.search(output, max(0, len(output) - len(data) - 64)):
+            if wall != wall and RECORD.search(output, max(0, len(output) - len(data) - 64)):
                 wall = time.monotonic() - started
                 cpu = cpu_seconds(proc.pid)
+                if not end:
+                    break
+                os.write(master, b"\x1b[F")  # End
+                sent = time.monotonic()
+                mark = len(output)
+            elif end and wall == wall and output.find(end, mark) >= 0:
+                end_s = time.monotonic() - sent
                 break
     finally:
         try:
@@ -79,7 +89,7 @@ def first_screen(checkout: Path, trace: Path, timeout: float = 30.0) -> tuple[fl
             pass
         proc.wait()
         os.close(master)
-    return wall, cpu
+    return wall, cpu, end_s
 
 
 def main() -> int:
@@ -88,26 +98,30 @@ def main() -> int:
     parser.add_argument("b", type=Path, help="checkout B")
     parser.add_argument("--file", type=Path, default=Path("/tmp/phasef-compare-1024mb.jsonl"))
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--end", help="press End at the first screen and time until this text (the last record's)")
     args = parser.parse_args()
     checkouts = [args.a.resolve(), args.b.resolve()]
     for checkout in checkouts:
         for package in ("phasef_tui", "widgets", "pipeline"):
             compileall.compile_dir(checkout / package, quiet=1)
-    results: dict[Path, list[tuple[float, float]]] = {c: [] for c in checkouts}
+    results: dict[Path, list[tuple[float, float, float]]] = {c: [] for c in checkouts}
+    end = args.end.encode() if args.end else b""
     load_before = os.getloadavg()
     for run in range(args.runs):
         order = checkouts if run % 2 == 0 else checkouts[::-1]
         for checkout in order:
-            results[checkout].append(first_screen(checkout, args.file))
+            results[checkout].append(first_screen(checkout, args.file, end=end))
     load_after = os.getloadavg()
     print(f"trace {args.file}, {COLS}x{ROWS}, {args.runs} runs each, interleaved")
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
     for name, checkout in zip("AB", checkouts, strict=True):
-        walls = [w for w, _ in results[checkout]]
-        cpus = [c for _, c in results[checkout]]
+        walls = [w for w, _, _ in results[checkout]]
+        cpus = [c for _, c, _ in results[checkout]]
+        ends = [e for _, _, e in results[checkout]]
         print(
             f"{name} {checkout}: wall median {statistics.median(walls):.3f} s (min {min(walls):.3f}), "
             f"CPU median {statistics.median(cpus):.3f} s (min {min(cpus):.3f})"
+            + (f", End -> last record median {statistics.median(ends):.3f} s (max {max(ends):.3f})" if end else "")
         )
     return 0
 
