@@ -133,7 +133,15 @@ class PhasefApp(App[int]):
         theme: str | None = None,
         theme_source: str = "config.toml [tui] theme",
     ) -> None:
+        screens: tuple[str, ...] | None = getattr(source, "screens", None)
+        self.available_screens = screens or (SESSION_SCREENS if source.has_session else TRACE_SCREENS)
+        self.initial = initial or self.available_screens[0]
+        # the app starts in the first screen's mode: Textual builds that screen at once, instead of a default
+        # screen first and then a switch to the mode (which applied the CSS to every widget of it twice more)
+        self.DEFAULT_MODE = self.initial  # type: ignore[misc]
         super().__init__()
+        for name in self.available_screens:
+            self.add_mode(name, partial(self._make_screen, name))
         self.stylesheet = ParsedOnceStylesheet(variables=self.get_css_variables())  # (no source read in yet)
         self.requested_theme = theme
         self.theme_source = theme_source
@@ -143,9 +151,6 @@ class PhasefApp(App[int]):
         self.frame_rate = frame_rate
         self.clock = clock
         self.blink = blink
-        screens: tuple[str, ...] | None = getattr(source, "screens", None)
-        self.available_screens = screens or (SESSION_SCREENS if source.has_session else TRACE_SCREENS)
-        self.initial = initial or self.available_screens[0]
         self.screen_objects: dict[str, PhasefScreen] = {}
         self.frames = 0
         self._start_notes: list[str] = []
@@ -171,13 +176,22 @@ class PhasefApp(App[int]):
         module, class_name = SCREEN_CLASSES[name]
         cls: type[PhasefScreen] = getattr(import_module(f"phasef_tui.screens.{module}"), class_name)
         screen = cls()
+        # the width class (``-wide``/``-narrow``) set now: set by the first resize instead, it restyles every widget
+        width = self.size.width
+        for breakpoint, class_name in sorted(self.HORIZONTAL_BREAKPOINTS or [], reverse=True):
+            if width >= breakpoint:
+                screen.add_class(class_name, update=False)
+                break
         css = SCREEN_CSS_DIR / f"{name}.tcss"
         if css.exists():  # its own rules, parsed when the screen is first shown (Textual reads a screen's css_path)
             screen.css_path = [*screen.css_path, css]
         self.screen_objects[name] = screen
         return screen
 
-    def on_mount(self) -> None:
+    def _before_first_screen(self) -> None:
+        """The theme and the widgets' palette, set before the first screen is built (Textual builds it when the
+        app is composed, before the app's ``on_mount``): its widgets are filled with colours as they are composed,
+        and a theme set after their CSS was applied would parse and apply it all again."""
         from phasef_tui.theming import apply_palette, check_theme
 
         if self.requested_theme:
@@ -187,14 +201,13 @@ class PhasefApp(App[int]):
             else:
                 self._start_notes.append(problem)
         apply_palette(self)
+        if self.keymap:
+            self.set_keymap(self.keymap)
+
+    def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self._switch_before = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
-        for name in self.available_screens:
-            self.add_mode(name, partial(self._make_screen, name))
-        if self.keymap:
-            self.set_keymap(self.keymap)
-        self.switch_mode(self.initial)
         self.call_after_refresh(self.source.start)  # the first screen (from the first KB) before any scanning
         self._frame_timer = self.set_interval(1 / self.frame_rate, self._frame, name="frame")
         self._loop_for_wake = asyncio.get_running_loop()
@@ -282,7 +295,9 @@ class PhasefApp(App[int]):
             pass  # the loop is closed: the app has ended
 
     async def on_event(self, event: events.Event) -> None:
-        if self.frames_paused and isinstance(event, events.InputEvent | events.Resize | events.ScreenResume):
+        if isinstance(event, events.Compose):
+            self._before_first_screen()
+        elif self.frames_paused and isinstance(event, events.InputEvent | events.Resize | events.ScreenResume):
             self.wake()
         await super().on_event(event)
 
@@ -363,10 +378,17 @@ def load_keys(config: Path | None) -> tuple[dict[str, str], list[Problem]]:
 
 def load_tui_settings(config: Path | None) -> dict[str, Any]:
     """Keyword arguments for ``PhasefApp`` from ``config``'s ``[tui]`` table: keys and theme, with their problems."""
+    from phasef_tui.keys import keymap_from_config, read_tui
     from phasef_tui.theming import theme_from_config
 
-    keymap, problems = load_keys(config)
-    theme, theme_problems, where = theme_from_config(config)
+    keymap: dict[str, str] = {}
+    problems: list[Problem] = []
+    if config is None:
+        theme, theme_problems, where = theme_from_config(None)
+    else:
+        read = read_tui(config)  # (once, for both)
+        keymap, problems = keymap_from_config(config, read)
+        theme, theme_problems, where = theme_from_config(config, read)
     return {"keymap": keymap, "keymap_problems": problems + theme_problems, "theme": theme, "theme_source": where}
 
 

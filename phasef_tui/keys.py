@@ -260,9 +260,14 @@ def read_tui(path: Path) -> tuple[TuiValues, list[Problem], dict[tuple[str, ...]
     return section.value, [_plain(i) for i in section.issues], section.lines
 
 
-def keymap_from_config(path: Path) -> tuple[dict[str, str], list[Problem]]:
-    """The valid entries of ``[tui.keys]`` of a config file and a problem for each bad one."""
-    tui, problems, lines = read_tui(path)
+TuiRead = tuple["TuiValues", list[Problem], dict[tuple[str, ...], int]]
+"""What ``read_tui`` returns: the section, its problems, the file's key lines."""
+
+
+def keymap_from_config(path: Path, read: TuiRead | None = None) -> tuple[dict[str, str], list[Problem]]:
+    """The valid entries of ``[tui.keys]`` of a config file and a problem for each bad one (``read``: the file's
+    ``[tui]`` already read with ``read_tui``, so the keys and the theme read it once)."""
+    tui, problems, lines = read if read is not None else read_tui(path)
     mine = [p for p in problems if p.field in ("", "tui", "tui.keys") or p.field.startswith("tui.keys.")]
     keymap, unknown = load_keymap({"keys": tui.keys}, str(path), lines)
     return keymap, sorted(mine + unknown, key=lambda p: (p.line is None, p.line or 0))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from phasef_tui.keys import read_tui
+from phasef_tui.keys import TuiRead, read_tui
 from pipeline.problems import Problem
 
 if TYPE_CHECKING:
@@ -20,14 +20,14 @@ DARK, LIGHT = "textual-dark", "textual-light"
 """The stock themes: dark by default, light for a light terminal."""
 
 
-def theme_from_config(path: Path | None) -> tuple[str | None, list[Problem], str]:
+def theme_from_config(path: Path | None, read: TuiRead | None = None) -> tuple[str | None, list[Problem], str]:
     """``[tui] theme`` of a config file (missing file or key: None), the problems found, and where the value is
     (``file:line: tui.theme``, for a message about it). Only read, never fatal: a problem is returned for the app
-    to show, and the default theme is used."""
+    to show, and the default theme is used. (``read``: the file's ``[tui]`` already read with ``read_tui``.)"""
     where = f"{path}: tui.theme"
     if path is None:
         return None, [], where
-    tui, problems, lines = read_tui(path)
+    tui, problems, lines = read if read is not None else read_tui(path)
     line = lines.get(("tui", "theme"))
     where = f"{path}:{line}: tui.theme" if line else where
     mine = [p for p in problems if p.field == "tui.theme"]

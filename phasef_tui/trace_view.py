@@ -60,6 +60,9 @@ class TraceView:
 
 def prepare_trace_view(path: Path, follow: bool, fmt: str | None = None) -> TraceView | str:
     """The viewer for ``path``, or an error message (missing file, a directory, a format no importer knows)."""
+    from phasef_tui.textual_types import defer_widget_types
+
+    defer_widget_types()  # (before Textual's app module: it would import widgets the viewer does not show)
     from phasef_tui.app import PhasefApp, load_tui_settings
     from phasef_tui.data_source import TraceFileSource
     from phasef_tui.trace_feed import TraceFeed

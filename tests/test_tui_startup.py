@@ -4,8 +4,16 @@ screen; see docs/performance.md, fourth round.)"""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import re
+import select
+import signal
+import struct
 import subprocess
 import sys
+import termios
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +21,7 @@ import pytest
 from textual.css import stylesheet as textual_stylesheet
 
 from phasef_tui.trace_view import prepare_trace_view
-from tests.tui_helpers import sample_records, until, write_trace
+from tests.tui_helpers import plain_text, sample_records, until, write_trace
 from widgets.trace_stream import TraceStream
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +47,16 @@ NOT_AT_START = (
     "widgets.stage_board",
     "widgets.verdict_card",
     "textual_plotext",
+    # the Traces screen's detail pane: mounted, and its module imported, when first opened
+    "widgets.record_detail",
+    "widgets.text_pane",
+    "rich.json",
     "textual.widgets._data_table",
+    # Textual's widgets that only ``textual.types`` names (``phasef_tui.textual_types`` defers them)
+    "textual.widgets._directory_tree",
+    "textual.widgets._tree",
+    "textual.widgets._select",
+    "textual.widgets._placeholder",
     # models and engines the viewer does not need to draw a trace
     "pydantic",
     "pipeline.config",
@@ -177,6 +194,11 @@ async def test_another_screen_s_css_is_read_when_that_screen_is_first_shown(tmp_
         assert sheets() == {"phasef.tcss", "chains.tcss"}
         stepper = app.screen.query_one("#stepper")
         assert stepper.styles.padding.left == 1  # (a rule of chains.tcss applies)
+        await pilot.press("question_mark")  # the help screen: the dialogs' rules are read now
+        assert await until(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
+        await pilot.pause(0.1)
+        assert sheets() == {"phasef.tcss", "chains.tcss", "dialogs.tcss"}
+        assert app.screen.query_one("#help-body").styles.border.top[0] == "round"  # (a rule of dialogs.tcss)
     view.close()
 
 
@@ -199,3 +221,168 @@ def test_a_foreign_trace_is_converted_with_the_collector_on(tmp_path: Path, monk
         assert seen == [True] and not gc.isenabled()  # on for the conversion, off again after it
     finally:
         gc.enable()
+
+
+FIRST_FRAME = """
+import os, sys
+from pathlib import Path
+import textual.drivers.linux_driver as linux_driver
+
+real_write = linux_driver.LinuxDriver.write
+
+def write(self, data):
+    real_write(self, data)
+    if "\\x1b[1;1H" in data:  # the first frame: the whole screen, drawn from its top left corner
+        Path(sys.argv[2]).write_text(data)
+        os._exit(0)
+
+linux_driver.LinuxDriver.write = write
+from phasef_tui.trace_view import run_trace_view
+run_trace_view(Path(sys.argv[1]), False)
+"""
+
+
+def screen_rows(frame: str) -> dict[int, str]:
+    """The text of each row a frame writes (cursor moves ``ESC[row;colH`` followed by text and colour codes)."""
+    rows: dict[int, str] = {}
+    for move in re.finditer(r"\x1b\[(\d+);\d+H((?:[^\x1b]|\x1b\[[0-9;]*m)*)", frame):
+        row = int(move.group(1))
+        rows[row] = rows.get(row, "") + re.sub(r"\x1b\[[0-9;]*m", "", move.group(2))
+    return rows
+
+
+def test_the_first_frame_is_the_complete_viewer(tmp_path: Path) -> None:
+    """The real viewer in a 120x40 pty: its first frame written to the terminal already has the tab line, the filter
+    line with its counts, the records, the status line and the key hints (nothing filled in a frame later)."""
+    trace = write_trace(tmp_path / "t.jsonl", sample_records())
+    frame_file = tmp_path / "frame.txt"
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FIRST_FRAME, str(trace), str(frame_file)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=tmp_path,
+        env={**os.environ, "TERM": "xterm-256color"},
+        start_new_session=True,
+    )
+    os.close(slave)
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    os.read(master, 1 << 16)  # (the pty drained, so the viewer never blocks on a full buffer)
+                except OSError:
+                    break
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        os.close(master)
+    rows = screen_rows(frame_file.read_text())
+    assert rows[1].split() == ["2", "Traces", "3", "Chains", "5", "Report", str(trace)]
+    assert rows[2].split()[:4] == ["death", "2", "recovery", "2"]
+    assert rows[3].split()[:3] == ["1", "······", "e1"] and "episode start" in rows[3]
+    assert rows[17].split()[:3] == ["15", "D·····", "e2"] and "episode end death" in rows[17]
+    assert rows[39].startswith("paused 1/15") and str(trace) in rows[39]
+    assert rows[40].startswith("f Follow  v Detail  / Search") and rows[40].rstrip().endswith("q Quit")
+
+
+async def test_the_detail_pane_and_the_search_line_are_mounted_when_first_opened(tmp_path: Path) -> None:
+    """The first screen has neither (fewer widgets and rules before the first frame); ``v`` and ``/`` mount them
+    once, and they work as if they had always been there."""
+    from textual.widgets import Input, Static
+
+    trace = write_trace(tmp_path / "t.jsonl", sample_records())
+    view = prepare_trace_view(trace, False)
+    assert not isinstance(view, str)
+    app = view.app
+    async with app.run_test(size=(120, 40)) as pilot:
+        traces = app.screen
+        stream = traces.query_one(TraceStream)
+        assert await until(pilot, lambda: stream.count == 15)
+        assert not traces.query("#detail") and not traces.query("#search")
+        assert traces.has_class("-wide")  # (the width class, set before the first frame)
+
+        await pilot.press("down", "v")
+        assert await until(pilot, lambda: bool(traces.query("#record-detail-body")))
+        body = traces.query_one("#record-detail-body", Static)
+        assert await until(pilot, lambda: f"{trace}:2" in plain_text(body.content, 200))
+        assert '"tick": 0' in plain_text(body.content, 200)
+        detail = traces.query_one("#detail")
+        assert detail.region.width > 0 and detail.region.x > stream.region.x  # beside the stream (wide terminal)
+        await pilot.press("escape", "down", "v")
+        assert len(traces.query("#detail")) == 1 and traces.query_one("#detail") is detail
+        assert await until(pilot, lambda: f"{trace}:3" in plain_text(body.content, 200))
+        await pilot.press("escape")
+
+        await pilot.press("home", "slash", *"deadlock", "enter")
+        assert await until(pilot, lambda: stream.cursor == 8)
+        search = traces.query_one("#search", Input)
+        assert not search.has_class("-open") and app.focused is stream
+        await pilot.press("slash")
+        assert await until(pilot, lambda: app.focused is search)
+        assert search.value == "deadlock" and search.has_class("-open") and len(traces.query("#search")) == 1
+        await pilot.press("escape")
+        assert not search.has_class("-open") and app.focused is stream
+    view.close()
+
+
+def test_the_tui_section_is_read_once_for_keys_and_theme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from phasef_tui.app import load_tui_settings
+    from pipeline import config_section
+
+    config = tmp_path / "config.toml"
+    config.write_text('[tui]\ntheme = "textual-light"\n\n[tui.keys]\n"traces.follow" = "F"\n"no.such" = "x"\n')
+    reads: list[Path] = []
+    real_read = config_section.read_tui
+
+    def counting_read(path: Path, *args: Any, **kwargs: Any) -> Any:
+        reads.append(path)
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(config_section, "read_tui", counting_read)
+    settings = load_tui_settings(config)
+    assert reads == [config]
+    assert settings["keymap"] == {"traces.follow": "F"} and settings["theme"] == "textual-light"
+    assert [p.field for p in settings["keymap_problems"]] == ["tui.keys.no.such"]
+    assert settings["theme_source"] == f"{config}:2: tui.theme"
+
+
+DEFERRED_TYPES = """
+import sys
+from phasef_tui import textual_types
+
+assert textual_types.defer_widget_types()
+assert not textual_types.defer_widget_types()  # (once)
+import textual.app
+import textual.types as deferred
+
+widgets = ("textual.widgets._directory_tree", "textual.widgets._select", "textual.widgets._placeholder")
+print("before", sorted(m for m in widgets if m in sys.modules))
+real = textual_types._real_module()
+assert sorted(deferred.__all__) == sorted(real.__all__), (deferred.__all__, real.__all__)
+for name in real.__all__:
+    assert getattr(deferred, name) is getattr(real, name), name
+print("after", sorted(m for m in widgets if m in sys.modules))
+try:
+    deferred.NoSuchName
+except AttributeError as exc:
+    print("missing", exc)
+"""
+
+
+def test_textual_types_imports_the_widget_modules_on_first_use() -> None:
+    """The deferred ``textual.types`` has every name of Textual's own, the same objects; the widget modules are
+    imported when one of their names is read, not with ``textual.app``."""
+    out = subprocess.run([sys.executable, "-c", DEFERRED_TYPES], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "before []"
+    assert (
+        lines[1]
+        == "after ['textual.widgets._directory_tree', 'textual.widgets._placeholder', 'textual.widgets._select']"
+    )
+    assert lines[2].startswith("missing") and "NoSuchName" in lines[2]

@@ -7,7 +7,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 
-from phasef_tui.data_source import CHANGED_TRACE_FILE, CHANGED_TRACES
+from phasef_tui.data_source import CHANGED_TRACES
 from phasef_tui.feed_chains import FeedChains
 from phasef_tui.keys import bindings
 from phasef_tui.screens.base import PhasefScreen
@@ -71,7 +71,9 @@ class ChainsScreen(PhasefScreen):
             self.refresh_view(set())
 
     def refresh_view(self, changed: set[str]) -> None:
-        if CHANGED_TRACE_FILE in changed or self.chains is None or self.chains.feed is not self.source.feed:
+        # (another file: another feed; the first frame's report of the file bound at mount changes nothing, and
+        # binding again would undo keys pressed before it)
+        if self.chains is None or self.chains.feed is not self.source.feed:
             self._bind_feed()
         if CHANGED_TRACES in changed or "all" in changed:
             self.chain_list.sync()

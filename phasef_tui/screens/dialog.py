@@ -3,6 +3,7 @@ opening, its cursor blinking unless the app was started without blinking."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from textual.screen import ModalScreen
@@ -11,7 +12,12 @@ from textual.widgets import Input
 R = TypeVar("R")
 
 
+DIALOGS_CSS = str(Path(__file__).parent.parent / "dialogs.tcss")
+"""The dialogs' rules, read when the first dialog is shown (``phasef.tcss`` is the first screen's)."""
+
+
 class InputDialog(ModalScreen[R]):
+    CSS_PATH = DIALOGS_CSS
     INPUT_ID: ClassVar[str]
     """The id of the dialog's ``Input``."""
 

@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from phasef_tui.keys import SCREEN_NAMES, all_actions, bindings, display_key, effective_key
+from phasef_tui.screens.dialog import DIALOGS_CSS
 from widgets.theme import themed
 
 SCOPE_TITLES = {"app": "Everywhere", "list": "Lists", "help": "Help", "reason": "Decision reason"} | SCREEN_NAMES
@@ -38,6 +39,7 @@ def render_help(keymap: Mapping[str, str]) -> Table:
 
 
 class HelpScreen(ModalScreen[None]):
+    CSS_PATH = DIALOGS_CSS
     BINDINGS = bindings("help")
 
     def __init__(self, keymap: Mapping[str, str]) -> None:

@@ -23,6 +23,8 @@ class TraceActions(PhasefScreen):
     search_note: str | None
     _tail: TailLines | None
     """The last lines read back from the end while the scan has not got there (None: the whole file)."""
+    _search: Input | None
+    """The search line, once first opened."""
 
     @property
     def stream(self) -> TraceStream:
@@ -43,9 +45,15 @@ class TraceActions(PhasefScreen):
 
     # -- search ----------------------------------------------------------------------------------------------------
     def action_search(self) -> None:
-        search = self.query_one("#search", Input)
+        search = self._search
+        if search is None:  # mounted when first opened, above the status line (the first screen has none)
+            search = self._search = Input(
+                self.search or "", placeholder="search (Enter: find, Esc: cancel)", id="search", compact=True
+            )
+            self.mount(search, before="#stream-status")
+        else:
+            search.value = self.search or ""
         search.add_class("-open")
-        search.value = self.search or ""
         search.focus()
 
     @on(Input.Submitted, "#search")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.app import ComposeResult
@@ -12,12 +13,14 @@ from textual.widgets import Input
 from phasef_tui.data_source import CHANGED_TRACE_FILE, CHANGED_TRACES
 from phasef_tui.keys import SCREEN_KEYS, bindings, effective_key
 from phasef_tui.screens.trace_actions import TraceActions
-from phasef_tui.trace_feed import FeedRows, LineSelection, TailRows
+from phasef_tui.trace_feed import FeedRows, LineSelection, TailRows, TraceFeed
 from pipeline.traces.index import TailLines
 from widgets.filter_bar import FilterBar, FilterState, StreamStatus
-from widgets.record_detail import RecordDetail
 from widgets.trace_stream import TraceRow, TraceStream
 from widgets.virtual_list import VirtualList
+
+if TYPE_CHECKING:
+    from widgets.record_detail import RecordDetail
 
 SCAN_SYNC_S = 0.25
 """While a file is first scanned the row count grows every frame; taking it in 4 times a second is enough (the view
@@ -58,6 +61,11 @@ class TracesScreen(TraceActions):
         self._paused_by_detail = False
         self._synced_at = 0.0
         self._summarized_seen = 0
+        self._detail: RecordDetail | None = None
+        self._search: Input | None = None
+        """The detail pane and the search line, once first opened."""
+        self._bound_feed: TraceFeed | None = None
+        """The feed the selection and the stream's rows were built from."""
         self._tail: TailLines | None = None
         """While the first scan has not reached the end, End (or following) shows the file's last lines read back
         from its end (``TailRows``); the full view comes back once the scan got there."""
@@ -77,10 +85,9 @@ class TracesScreen(TraceActions):
         status = StreamStatus(id="stream-status")
         status.show(state)
         yield filters
-        with Vertical(id="trace-body"):
+        with Vertical(id="trace-body"):  # (the detail pane is mounted in it when first opened)
             yield stream
-            yield RecordDetail(id="detail")
-        yield Input(placeholder="search (Enter: find, Esc: cancel)", id="search", compact=True)
+        # (the search line is mounted above the status line when first opened)
         yield status
         yield from self.compose_footer()
 
@@ -96,6 +103,7 @@ class TracesScreen(TraceActions):
         """A new selection (other filters, another file, or the file started over); keep the cursor's record."""
         feed = self.source.feed
         stream = self.stream
+        self._bound_feed = feed
         if feed is None:
             self.selection = None
             stream.set_rows(_NoRows())
@@ -145,7 +153,10 @@ class TracesScreen(TraceActions):
             stream.cursor = self.selection.position_of(feed.index.line_at_offset(tail.ends[cursor] - 1))
 
     def refresh_view(self, changed: set[str]) -> None:
-        if CHANGED_TRACE_FILE in changed or ("all" in changed and self.selection is None):
+        # another file (the first frame's report of the file bound at mount is none: rebuilding for it would undo
+        # keys pressed before that frame)
+        other_file = CHANGED_TRACE_FILE in changed and self.source.feed is not self._bound_feed
+        if other_file or ("all" in changed and self.selection is None):
             self._rebuild(keep_line=None)
         elif self.selection is not None and (CHANGED_TRACES in changed or "all" in changed):
             generation = self.selection.generation
@@ -224,7 +235,17 @@ class TracesScreen(TraceActions):
     # -- detail pane -----------------------------------------------------------------------------------------------
     @property
     def detail_open(self) -> bool:
-        return self.query_one("#detail", RecordDetail).has_class("-open")
+        return self._detail is not None and self._detail.has_class("-open")
+
+    def _detail_pane(self) -> RecordDetail:
+        """The detail pane, mounted when first opened (the first screen has none: fewer widgets and CSS rules to
+        apply before its first frame)."""
+        if self._detail is None:
+            from widgets.record_detail import RecordDetail  # (its module too: imported when first opened)
+
+            self._detail = RecordDetail(id="detail")
+            self.query_one("#trace-body", Vertical).mount(self._detail)
+        return self._detail
 
     def _show_detail(self) -> None:
         line = self.current_line()
@@ -232,7 +253,7 @@ class TracesScreen(TraceActions):
         if line is None or feed is None or line == self._detail_line:
             return
         self._detail_line = line
-        self.query_one("#detail", RecordDetail).show(feed.record_view(line))
+        self._detail_pane().show(feed.record_view(line))
 
     @on(VirtualList.CursorMoved, "#stream")
     def _cursor_moved(self) -> None:
@@ -256,7 +277,7 @@ class TracesScreen(TraceActions):
         """Open or close the detail pane. Opening it pauses a followed stream: a record is opened to be read, and a
         pane redrawn with a new record every frame could not be (new records count on the "N new" marker meanwhile);
         closing it follows again."""
-        detail = self.query_one("#detail", RecordDetail)
+        detail = self._detail_pane()
         detail.toggle_class("-open")
         if detail.has_class("-open"):
             self._paused_by_detail = self.stream.follow
@@ -269,8 +290,8 @@ class TracesScreen(TraceActions):
             self._show_detail()
 
     def action_close_panes(self) -> None:
-        search = self.query_one("#search", Input)
-        if search.has_class("-open"):
+        search = self._search
+        if search is not None and search.has_class("-open"):
             search.remove_class("-open")
             self.stream.focus()
         elif self.detail_open:
