@@ -11,7 +11,7 @@ import asyncio
 import gc
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from importlib import import_module
 from pathlib import Path
@@ -19,22 +19,22 @@ from typing import Any
 
 from textual import events
 from textual.app import App, ScreenStackError
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.css.stylesheet import Stylesheet
 from textual.timer import Timer
 
 from phasef_tui.data_source import CHANGED_SESSION, DataSource
-from phasef_tui.keys import APP_KEYS, SCREEN_KEYS, SCREEN_NAMES, bindings, display_key, effective_key
+from phasef_tui.keys import APP_KEYS, SCREEN_NAMES, bindings, display_key, effective_key
+from phasef_tui.palette import PhasefCommands
 from phasef_tui.screens.base import PhasefScreen
 from pipeline.problems import Problem
 
 FRAME_RATE = 20.0
+"""Redraws per second at most (the data is pulled, coalesced, once a frame)."""
 CLOCK_PERIOD_S = 1.0
+"""How often an idle dashboard redraws its running clocks (a frame costs CPU per attached operator)."""
 QUIET_FRAMES = 10
 """Frames in a row with nothing changed, on a settled source, before the frame timer stops (it restarts on any
 input, resize or change the source reports)."""
-"""How often an idle dashboard redraws its running clocks (a frame costs CPU per attached operator)."""
-"""Redraws per second at most (the data is pulled, coalesced, once a frame)."""
 GC_THRESHOLDS = (10_000, 20, 100)
 """Fewer, cheaper garbage collections: with Python's defaults a flood of records triggers full collections of the
 whole heap several times a second, each a pause of up to ~100 ms (measured) that keys would wait behind."""
@@ -75,40 +75,6 @@ class ParsedOnceStylesheet(Stylesheet):
 
     def reparse(self) -> None:
         self.parse()
-
-
-class PhasefCommands(Provider):
-    """The command palette: the same actions as the keys of the app and of the screen it was opened on."""
-
-    def _commands(self) -> Iterable[tuple[str, str, Callable[[], Any]]]:
-        app = self.app
-        assert isinstance(app, PhasefApp)
-        screen = self.screen
-        keymap = app.keymap
-        replaying = getattr(app.source, "replaying", False)
-        actions = [a for a in APP_KEYS if a.id != "app.palette" and (replaying or not a.id.startswith("app.replay."))]
-        scope = getattr(screen, "SCREEN_NAME", "").lower()
-        actions.extend(SCREEN_KEYS.get(scope, ()))
-        for action in actions:
-            if action.id.startswith("app.") and action.id.removeprefix("app.") in SCREEN_NAMES:
-                if action.id.removeprefix("app.") not in app.available_screens:
-                    continue
-                title = f"Go to {action.description}"
-            else:
-                title = action.description
-            help_text = f"{display_key(effective_key(action, keymap))}  ·  {action.id}"
-            yield title, help_text, partial(screen.run_action, action.action)
-
-    async def discover(self) -> Hits:
-        for title, help_text, callback in self._commands():
-            yield DiscoveryHit(title, callback, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for title, help_text, callback in self._commands():
-            score = matcher.match(title)
-            if score > 0:
-                yield Hit(score, matcher.highlight(title), callback, help=help_text)
 
 
 class PhasefApp(App[int]):
