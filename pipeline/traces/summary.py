@@ -10,6 +10,8 @@ a known kind, orjson, so bad lines stay what they were.
 from __future__ import annotations
 
 import math
+import struct
+from array import array
 from typing import Any
 
 import orjson
@@ -18,6 +20,7 @@ from pipeline.traces import summary_records
 from pipeline.traces.records import decode_fast_errors, fast_decoder, record_from_dict, valid_utf8
 from pipeline.traces.summary_columns import (
     _FILTER_MASK,
+    _NARROW_RANGE,
     FLAG_BAD_LINE,
     FLAG_DEADLOCK,
     FLAG_DEATH,
@@ -30,9 +33,10 @@ from pipeline.traces.summary_columns import (
     KIND_TICK,
     KIND_UNKNOWN,
     NO_ID,
+    WIDE,
     _EpisodeRuns,
-    _extend_narrow,
     _Summaries,
+    _widen,
     flag_lines_upto,
 )
 from pipeline.traces.summary_records import (
@@ -112,13 +116,13 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes], *, flag_line
     flags_col = rows[1::ROW]
     # ``kind`` last: its length is the number of summarized lines, so a reader in another thread that checks
     # ``i < len(summaries)`` finds every other column already holding line ``i``
-    s.flags.extend(flags_col)
-    s.episode.extend(rows[2::ROW])
-    _extend_narrow(s, "tick", rows[3::ROW])
-    s.chain.extend(rows[4::ROW])
-    _extend_narrow(s, "context_chars", rows[5::ROW])
-    s.latency.extend(rows[6::ROW])
-    s.kind.extend(rows[0::ROW])
+    _extend(s.flags, flags_col)
+    _extend(s.episode, rows[2::ROW])
+    _extend_column(s, "tick", rows[3::ROW])
+    _extend(s.chain, rows[4::ROW])
+    _extend_column(s, "context_chars", rows[5::ROW])
+    _extend(s.latency, rows[6::ROW])
+    _extend(s.kind, rows[0::ROW])
     if flag_lines:
         mask = _FILTER_MASK
         flagged = [(i, flags) for i, flags in enumerate(flags_col, first) if flags & mask]
@@ -126,6 +130,25 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes], *, flag_line
             for flag, lines_with_flag in flag_lines_upto(s, first + len(lines)).items():
                 lines_with_flag.extend([i for i, flags in flagged if flags & flag])
     s.flagged_upto = first + len(lines)
+
+
+def _extend(column: array[Any], values: list[Any]) -> None:
+    """``column.extend(values)``, packed by ``struct`` (about 4x faster than the array's own conversion per item);
+    the array's way for what ``struct`` refuses (a latency beyond a 32-bit float's range), with the same result."""
+    try:
+        column.frombytes(struct.pack(f"{len(values)}{column.typecode}", *values))
+    except (struct.error, OverflowError):
+        column.extend(values)
+
+
+def _extend_column(s: _Summaries, name: str, values: list[int]) -> None:
+    """``summary_columns._extend_narrow`` with ``_extend``: a narrow column widened first when a value does not fit."""
+    column: array[int] = getattr(s, name)
+    if column.typecode != WIDE and values:
+        low, high = _NARROW_RANGE[column.typecode]
+        if min(values) < low or max(values) > high:
+            column = _widen(s, name)
+    _extend(column, values)
 
 
 Row = tuple[int, int, int, int, int, int, float]
