@@ -28,8 +28,10 @@ WORKER_MIN_BYTES = 48 << 20
 WORKER_BATCH_BYTES = 4 << 20
 """Bytes of lines per batch asked of the worker; ``WORKER_AHEAD`` batches are asked ahead so it never waits."""
 WORKER_AHEAD = 3
-WORKER_SCAN_AHEAD = 32
-"""Batches asked of the worker while the newline scan goes on (their answers wait in the worker, ~200 KB each)."""
+WORKER_SCAN_AHEAD = 256
+"""Batches asked of the first worker while the newline scan goes on (~1 GB of lines; their answers, ~200 KB each,
+wait in the worker until the scan is done): with the second worker on the other half from the start, the scan takes
+longer than it did alone, and a first worker held back meanwhile made the pass wait for it."""
 
 
 def _last_line_end(fd: int, size: int) -> int:
