@@ -120,6 +120,8 @@ def batches_of(all_lines: list[bytes], cuts: list[int]) -> list[list[bytes]]:
         b'{"kind":"tick","episode":"e1","ts":1e400}',
         b'{"kind":"episode_end","episode":"e1","context":[1e999],"outcome":"death"}',
         b'{"kind":"tick","episode":"e1","tick":1,"x":1e400}',
+        b'{"kind":"tick","episode":"e1","outcome":[1]}',  # an unhashable outcome (it used to stop the pass)
+        b'{"kind":"episode_end","episode":"e1","outcome":{"a":1}}',
     ],
     cuts=[],
 )

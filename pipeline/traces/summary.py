@@ -71,7 +71,7 @@ def _run_flags(st: _EpisodeRuns, action: Any, outcome: Any, error_class: Any) ->
     is marked from the repeat that turns the pattern on: earlier ticks of the run are not marked afterwards, so a
     mark is final once written (filters only ever append).
     """
-    if outcome in FAILING_TICK_OUTCOMES:
+    if type(outcome) is str and outcome in FAILING_TICK_OUTCOMES:  # (an outcome given as a list is no failure)
         if not isinstance(error_class, str) or not error_class:
             error_class = "Timeout" if outcome == "timeout" else ("Fatal" if outcome == "death" else "Error")
         runs = st.runs.setdefault(action_verb(action) or INVALID_VERB, {})
@@ -174,34 +174,37 @@ def _summarize_strict(s: _Summaries, first: int, lines: list[bytes]) -> list[Any
     nan = math.nan
     last_episode_name: Any = None
     last_episode = NO_ID
+    last_runs = _EpisodeRuns()
     for i, raw in enumerate(lines, first):
         try:
             rec = decode(raw)
         except errors:
             rows += lenient(s, i, raw, True)
+            last_episode_name = None
             continue
         kind = rec.kind
         ep = rec.episode
         if kind == "tick":
-            if ep is None:
-                episode = NO_ID
-            elif ep == last_episode_name:
-                episode = last_episode
-            else:
-                episode = ids_get(ep, NO_ID)
             key = (rec.outcome, rec.chain_role, rec.error_class, rec.trap, rec.recovery, rec.schema_error, rec.progress)
             flags, run_class, mark = flag_cache.get(key) or get_flags(key)
             info = actions_get(bytes(rec.action)) or get_action(rec.action)
             if info is BAD_ACTION:  # an action the lenient decoder does not take as it is: the line goes that way
                 rows += lenient(s, i, raw, True)
+                last_episode_name = None  # (the lenient way may have changed any episode's state)
                 continue
-            runs = state_get(episode) if episode != NO_ID else None
-            if ep is not None:
+            if ep is None:
+                episode = NO_ID
+            elif ep == last_episode_name:  # consecutive ticks mostly share their episode: its number and state
+                episode = last_episode
+                runs = last_runs
+            else:
+                episode = ids_get(ep, NO_ID)
                 if episode == NO_ID:
                     episode = intern_episode(ep)
-                last_episode_name, last_episode = ep, episode
-                if runs is None:
-                    runs = episodes_state[episode] = _EpisodeRuns()
+                found = state_get(episode)
+                runs = episodes_state[episode] = _EpisodeRuns() if found is None else found
+                last_episode_name, last_episode, last_runs = ep, episode, runs
+            if ep is not None:
                 progress = rec.progress
                 if progress is True:
                     runs.no_progress = 0
@@ -234,14 +237,10 @@ def _summarize_strict(s: _Summaries, first: int, lines: list[bytes]) -> list[Any
             continue
         if rec.action and get_action(rec.action) is BAD_ACTION:
             rows += lenient(s, i, raw, True)
+            last_episode_name = None
             continue
-        if ep is None:
-            episode = NO_ID
-        elif ep == last_episode_name:
-            episode = last_episode
-        else:
-            episode = last_episode = intern_episode(ep)
-            last_episode_name = ep
+        last_episode_name = None  # (an episode's start or end: its state is looked up again at its next tick)
+        episode = NO_ID if ep is None else intern_episode(ep)
         flags = 0
         if kind == "episode_end":
             outcome = rec.outcome
@@ -325,7 +324,7 @@ def _summarize_lenient(s: _Summaries, i: int, raw: bytes, fast: bool) -> Row:
                 runs.no_progress += 1
                 if runs.no_progress >= DEADLOCK_WINDOW:  # no progress for a window of ticks
                     flags |= FLAG_DEADLOCK
-            if runs.runs or outcome in FAILING_TICK_OUTCOMES:
+            if runs.runs or (type(outcome) is str and outcome in FAILING_TICK_OUTCOMES):
                 flags |= _run_flags(runs, rec.action, outcome, error_class)
         chain_id = rec.chain_id
         if chain_id is not None:
@@ -338,7 +337,7 @@ def _summarize_lenient(s: _Summaries, i: int, raw: bytes, fast: bool) -> Row:
             latency = lat
     elif kind == KIND_EPISODE_END:
         outcome = rec.outcome
-        if outcome in DEATH_OUTCOMES:
+        if type(outcome) is str and outcome in DEATH_OUTCOMES:
             flags |= FLAG_DEATH
         elif outcome in ("failure", "aborted"):
             flags |= FLAG_ERROR
