@@ -1,7 +1,8 @@
 """The viewer's summary pass alone (no TUI): a trace indexed and summarized by ``TraceIndex.run`` until complete,
-in a fresh process per run; wall time, CPU of the process tree (workers included) and RssAnon of the viewer's
-process once done. With ``--baseline DIR`` (a checkout of an earlier commit) both are run interleaved and the
-ratios printed; the last line is one JSON object.
+in a fresh process per run; wall time, CPU of the process tree (workers included), both per line in microseconds,
+and RssAnon of the viewer's process once done; the 1-minute load average (``uptime``) when each run started. With
+``--baseline DIR`` (a checkout of an earlier commit) both are run interleaved and the ratios printed; the last line is
+one JSON object.
 
     python benchmarks/bench_summary_pass.py --size-mb 1024 --runs 2 --baseline /tmp/base-checkout
 """
@@ -51,7 +52,16 @@ def run_once(tree: Path, path: Path) -> dict[str, float]:
         [sys.executable, "-c", CHILD, str(path)], env=env, capture_output=True, text=True, check=True, cwd=str(tree)
     ).stdout.split()
     wall, cpu, rss, lines, split = (float(x) for x in out)
-    return {"wall_s": wall, "cpu_s": cpu, "rss_anon_mb": rss, "lines": lines, "split_lines": split, "load": load}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "rss_anon_mb": rss,
+        "lines": lines,
+        "split_lines": split,
+        "cpu_us_per_line": cpu / lines * 1e6 if lines else 0.0,
+        "wall_us_per_line": wall / lines * 1e6 if lines else 0.0,
+        "load": load,
+    }
 
 
 def main() -> int:
@@ -77,7 +87,7 @@ def main() -> int:
         for name, runs in results.items()
     }
     if "baseline" in medians:
-        for key in ("wall_s", "cpu_s", "rss_anon_mb"):
+        for key in ("wall_s", "cpu_s", "cpu_us_per_line", "rss_anon_mb"):
             b, n = medians["baseline"][key], medians["branch"][key]
             print(f"{key:12s} baseline {b:9.3f}  branch {n:9.3f}  ratio {n / b:.2f}x")
     print(json.dumps(medians))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from pipeline.traces.index_scan import numpy_or_none
@@ -27,8 +28,39 @@ WORKER_MIN_BYTES = 48 << 20
 WORKER_BATCH_BYTES = 4 << 20
 """Bytes of lines per batch asked of the worker; ``WORKER_AHEAD`` batches are asked ahead so it never waits."""
 WORKER_AHEAD = 3
-WORKER_SCAN_AHEAD = 32
-"""Batches asked of the worker while the newline scan goes on (their answers wait in the worker, ~200 KB each)."""
+WORKER_SCAN_AHEAD = 256
+"""Batches asked of the first worker while the newline scan goes on (~1 GB of lines; their answers, ~200 KB each,
+wait in the worker until the scan is done): with the second worker on the other half from the start, the scan takes
+longer than it did alone, and a first worker held back meanwhile made the pass wait for it."""
+
+
+def _last_line_end(fd: int, size: int) -> int:
+    """The byte just past the last newline of the first ``size`` bytes (0: none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - (1 << 16))
+        j = os.pread(fd, end - start, start).rfind(b"\n")
+        if j >= 0:
+            return start + j + 1
+        end = start
+    return 0
+
+
+def _line_start_from(fd: int, offset: int, end: int) -> int | None:
+    """The first byte of the first line starting at or after ``offset``, if before ``end``."""
+    pos = max(offset - 1, 0)
+    if offset == 0:
+        return 0
+    while pos < end:
+        data = os.pread(fd, min(1 << 16, end - pos), pos)
+        j = data.find(b"\n")
+        if j >= 0:
+            start = pos + j + 1
+            return start if start < end else None
+        if not data:
+            return None
+        pos += len(data)
+    return None
 
 
 def apply_delta(s: _Summaries, delta: SummaryDelta) -> None:
@@ -60,31 +92,33 @@ class SummaryWorkers:
     """The worker processes summarizing for one index (``min_bytes`` None: never)."""
 
     SPLIT_MAX_BATCHES = 1024
-    """Batches of the second worker's range at most (~70 bytes of request each, asked at once)."""
+    """The second worker's range is at most this many batches long (the first worker's share grows beyond)."""
 
     def __init__(self, index: TraceIndex, min_bytes: int | None) -> None:
         self.index = index
         self.min_bytes = min_bytes
         self.worker: SummaryWorker | None = None
         self.ahead: SummaryWorker | None = None
-        """A second worker summarizing the second half of what was left once the scan ended, from an empty state."""
-        self.ahead_first = 0
-        """The first line of the second worker's range (the first worker stops there)."""
+        """A second worker summarizing the second half of the file from an empty state (a byte range)."""
+        self.ahead_start = 0
+        """The first byte of the second worker's range (a line's first byte; the first worker stops there)."""
+        self.ahead_first = -1
+        """The line starting at ``ahead_start`` (-1 until the newline scan has got there)."""
         self.merge: RangeMerge | None = None
         self.split_lines = 0
         """Lines summarized by a second worker (for tests and benchmarks)."""
 
     def maybe_start(self, upto: int) -> None:
         """Start the worker when bytes ``upto`` leave enough to summarize (the scan calls this with the file size,
-        so the worker's start-up overlaps the newline scan). While the scan goes on, the worker is given the lines
-        scanned so far (up to ``WORKER_SCAN_AHEAD`` batches; it keeps its answers until they are read), so the
-        summary overlaps the scan too."""
+        so the worker's start-up overlaps the newline scan), and with enough for two, the second worker on the second
+        half of the file at once. While the scan goes on, the first worker is given the lines scanned so far (up to
+        ``WORKER_SCAN_AHEAD`` batches; it keeps its answers until they are read), so the summary overlaps the scan."""
         index, worker = self.index, self.worker
         if worker is not None:
-            if index.scanned < index.size and self.ahead is None:
+            if index.scanned < index.size and self.merge is None:
                 with index.lock:
                     # (a dead worker: the next answer says)
-                    self._ask(worker, self._next_line(worker), len(index.ends), WORKER_SCAN_AHEAD)
+                    self._ask(worker, self._next_line(worker), self._limit(), WORKER_SCAN_AHEAD)
             return
         if self.min_bytes is None:
             return
@@ -95,6 +129,46 @@ class SummaryWorkers:
                 self.worker = SummaryWorker.start(index.path, index.summaries)
                 if self.worker is None:
                     self.min_bytes = None
+                elif index.scanned < index.size:
+                    self._split_file(done)
+
+    def _split_file(self, done: int) -> None:
+        """Give the second half of the file's complete lines after byte ``done`` to a second worker, now."""
+        index = self.index
+        assert self.min_bytes is not None
+        end = _last_line_end(index.fd, index.size)
+        if end - done < 2 * self.min_bytes:
+            return
+        middle = max((done + end) // 2, end - self.SPLIT_MAX_BATCHES * WORKER_BATCH_BYTES)
+        start = _line_start_from(index.fd, middle, end)
+        if start is not None:
+            self._start_ahead(start, end, -1)
+
+    def _start_ahead(self, start: int, end: int, first: int) -> None:
+        """A second worker for the lines of bytes ``[start, end)`` (``first``: the line at ``start``, -1 unknown)."""
+        ahead = SummaryWorker.start(self.index.path, _Summaries())
+        if ahead is None:
+            return
+        try:
+            ahead.ask_range(start, end, WORKER_BATCH_BYTES)
+        except OSError:
+            ahead.close()
+            return
+        self.ahead, self.ahead_start, self.ahead_first = ahead, start, first
+
+    def _ahead_line(self) -> int:
+        """The first line of the second worker's range, once the newline scan has got there (else -1)."""
+        if self.ahead_first < 0 and self.index.scanned >= self.ahead_start:
+            self.ahead_first = self.index.ends.bisect_right(self.ahead_start)
+        return self.ahead_first
+
+    def _limit(self) -> int:
+        """The first line not for the first worker: the second worker's first, or (none) the lines scanned."""
+        scanned = len(self.index.ends)
+        if self.ahead is None:
+            return scanned
+        first = self._ahead_line()
+        return scanned if first < 0 else first
 
     def _next_line(self, worker: SummaryWorker) -> int:
         """The first line not yet asked of ``worker``."""
@@ -114,7 +188,8 @@ class SummaryWorkers:
         return True
 
     def _maybe_split(self, first: int, total: int) -> None:
-        """Once the scan is done, give the second half of the lines not yet asked for to a second worker."""
+        """Once the scan is done (no second worker was started on open), give the second half of the lines not yet
+        asked for to a second worker."""
         index = self.index
         if self.min_bytes is None or index.scanned < index.size or index.fd < 0:
             return
@@ -122,17 +197,10 @@ class SummaryWorkers:
         begin = ends[first - 1] if first else 0
         if total - first < 2 or ends[total - 1] - begin < 2 * self.min_bytes:
             return
-        # at most ``SPLIT_MAX_BATCHES`` batches: they are all asked at once (the requests must fit in its pipe)
         middle_byte = max((begin + ends[total - 1]) // 2, ends[total - 1] - self.SPLIT_MAX_BATCHES * WORKER_BATCH_BYTES)
         middle = ends.bisect_left(middle_byte, first, total)
         middle = min(max(middle, first + 1), total - 1)
-        ahead = SummaryWorker.start(index.path, _Summaries())
-        if ahead is None:
-            return
-        self.ahead, self.ahead_first = ahead, middle
-        if not self._ask(ahead, middle, total, total):  # all at once: it sends them back as it goes
-            self.ahead = None
-            ahead.close()
+        self._start_ahead(ends[middle - 1], ends[total - 1], middle)
 
     def step(self) -> int:
         """Take the next answer in (asking for more first); returns how many lines it summarized."""
@@ -145,11 +213,12 @@ class SummaryWorkers:
             if self.ahead is None and self.merge is None:
                 self._maybe_split(first, total)
             ahead = self.ahead
-            limit = self.ahead_first if ahead is not None else total
-            if not self._ask(worker, first, limit, WORKER_AHEAD):
+            if not self._ask(worker, first, self._limit(), WORKER_AHEAD):
                 return self._lost()
             if not worker.in_flight and ahead is None:
                 return 0
+            if not worker.in_flight and self.merge is None and first != self._ahead_line():
+                return 0  # the scan has not reached the second worker's range yet
         if not worker.in_flight:
             assert ahead is not None
             return self._take_ahead(worker, ahead, generation)
@@ -174,8 +243,9 @@ class SummaryWorkers:
                         return 1
                     index.summaries.episode_state = state
                     self.merge = RangeMerge(index.summaries, self._summary_line)
-            delta = ahead.answer()
-            runs = ahead.episode_state() if not ahead.in_flight else None
+            delta = ahead.answer_range()
+            delta = replace(delta, first=delta.first + self.ahead_first)
+            runs = ahead.episode_state() if delta.last else None
         except (EOFError, OSError, pickle.UnpicklingError):
             return self._lost()
         with index.lock:
@@ -209,6 +279,7 @@ class SummaryWorkers:
         """Let the workers go; with ``keep_state`` (all answers taken) the open runs come back to this process."""
         index = self.index
         ahead, self.ahead, self.merge = self.ahead, None, None
+        self.ahead_first = -1
         if ahead is not None:
             ahead.close()
         worker = self.worker

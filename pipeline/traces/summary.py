@@ -1,32 +1,31 @@
 """The viewer's per-line summary of a trace: record kind, episode, tick, recovery chain, flags (death, recovery,
 trap, schema error, thrash, deadlock, ...), context size and latency, in compact parallel arrays.
 
-``_summarize_batch`` is the hot loop of the viewer (millions of lines). Lines are decoded with
-the analyzer's decoder (``records.TraceRecord``); a line it does not take as a record of a known kind goes the exact
-way (orjson), so bad lines stay what they were.
+``_summarize_batch`` is the hot loop of the viewer (millions of lines). A well-typed line is decoded with the
+summary's own strict decoder (``summary_records``: types checked in C, flags and verbs from caches); any other line
+goes the lenient way: the analyzer's decoder (``records.TraceRecord``), and for a line it does not take as a record of
+a known kind, orjson, so bad lines stay what they were.
 """
 
 from __future__ import annotations
 
 import math
+import struct
+from array import array
 from typing import Any
 
 import orjson
 
+from pipeline.traces import summary_records
 from pipeline.traces.records import decode_fast_errors, fast_decoder, record_from_dict, valid_utf8
 from pipeline.traces.summary_columns import (
     _FILTER_MASK,
+    _NARROW_RANGE,
     FLAG_BAD_LINE,
     FLAG_DEADLOCK,
     FLAG_DEATH,
     FLAG_ERROR,
-    FLAG_FAILURE,
-    FLAG_PROGRESS,
-    FLAG_RECOVERED,
-    FLAG_RECOVERY,
-    FLAG_SCHEMA_ERROR,
     FLAG_THRASH,
-    FLAG_TRAP,
     INT32_MAX,
     INT32_MIN,
     KIND_CODES,
@@ -34,11 +33,21 @@ from pipeline.traces.summary_columns import (
     KIND_TICK,
     KIND_UNKNOWN,
     NO_ID,
+    WIDE,
     _EpisodeRuns,
-    _extend_narrow,
     _Summaries,
+    _widen,
     flag_lines_upto,
 )
+from pipeline.traces.summary_records import (
+    BAD_ACTION,
+    ActionInfo,
+    _tick_flags,
+    action_info,
+    strict_errors,
+    tick_flags,
+)
+from pipeline.traces.summary_records import strict_decoder as fast_decoder_strict
 from pipeline.traces.verbs import (
     DEATH_OUTCOMES,
     DEFAULT_DEADLOCK_WINDOW,
@@ -62,7 +71,7 @@ def _run_flags(st: _EpisodeRuns, action: Any, outcome: Any, error_class: Any) ->
     is marked from the repeat that turns the pattern on: earlier ticks of the run are not marked afterwards, so a
     mark is final once written (filters only ever append).
     """
-    if outcome in FAILING_TICK_OUTCOMES:
+    if type(outcome) is str and outcome in FAILING_TICK_OUTCOMES:  # (an outcome given as a list is no failure)
         if not isinstance(error_class, str) or not error_class:
             error_class = "Timeout" if outcome == "timeout" else ("Fatal" if outcome == "death" else "Error")
         runs = st.runs.setdefault(action_verb(action) or INVALID_VERB, {})
@@ -89,155 +98,253 @@ def _run_flags(st: _EpisodeRuns, action: Any, outcome: Any, error_class: Any) ->
     return 0
 
 
-def _summarize_batch(s: _Summaries, first: int, lines: list[bytes]) -> None:
+def _summarize_batch(s: _Summaries, first: int, lines: list[bytes], *, flag_lines: bool = True) -> None:
     """Append the summaries of ``lines`` (line numbers from ``first``) to ``s``.
 
-    This is the hot loop of the indexer (millions of lines), hence the local names and one ``extend`` per column.
-    Lines are decoded with the analyzer's decoder (``records.TraceRecord``: only the fields summaries read); a line
-    it does not take as a record of a known kind goes the exact way (orjson), so bad lines stay what they were.
+    This is the hot loop of the indexer (millions of lines), hence the local names, the rows of all lines in one flat
+    list and one ``extend`` per column. A well-typed line is decoded with ``summary_records.SummaryRecord`` (types
+    checked in C, the flags of its fields and the verb of its action looked up in caches); any other line goes the
+    lenient way (``_summarize_lenient``), so bad lines stay what they were. ``flag_lines``: also append the lines to
+    the filter lists (a worker sends the columns only: the viewer derives the lists from them).
     """
-    decode = fast_decoder.decode
-    decode_errors = decode_fast_errors
-    fast = valid_utf8(b"\n".join(lines))
-    kind_codes = KIND_CODES
+    if valid_utf8(b"\n".join(lines)):
+        rows = _summarize_strict(s, first, lines)
+    else:
+        rows = []
+        for i, raw in enumerate(lines, first):
+            rows += _summarize_lenient(s, i, raw, False)
+    flags_col = rows[1::ROW]
+    # ``kind`` last: its length is the number of summarized lines, so a reader in another thread that checks
+    # ``i < len(summaries)`` finds every other column already holding line ``i``
+    _extend(s.flags, flags_col)
+    _extend(s.episode, rows[2::ROW])
+    _extend_column(s, "tick", rows[3::ROW])
+    _extend(s.chain, rows[4::ROW])
+    _extend_column(s, "context_chars", rows[5::ROW])
+    _extend(s.latency, rows[6::ROW])
+    _extend(s.kind, rows[0::ROW])
+    if flag_lines:
+        mask = _FILTER_MASK
+        flagged = [(i, flags) for i, flags in enumerate(flags_col, first) if flags & mask]
+        if flagged:
+            for flag, lines_with_flag in flag_lines_upto(s, first + len(lines)).items():
+                lines_with_flag.extend([i for i, flags in flagged if flags & flag])
+    s.flagged_upto = first + len(lines)
+
+
+def _extend(column: array[Any], values: list[Any]) -> None:
+    """``column.extend(values)``, packed by ``struct`` (about 4x faster than the array's own conversion per item);
+    the array's way for what ``struct`` refuses (a latency beyond a 32-bit float's range), with the same result."""
+    try:
+        column.frombytes(struct.pack(f"{len(values)}{column.typecode}", *values))
+    except (struct.error, OverflowError):
+        column.extend(values)
+
+
+def _extend_column(s: _Summaries, name: str, values: list[int]) -> None:
+    """``summary_columns._extend_narrow`` with ``_extend``: a narrow column widened first when a value does not fit."""
+    column: array[int] = getattr(s, name)
+    if column.typecode != WIDE and values:
+        low, high = _NARROW_RANGE[column.typecode]
+        if min(values) < low or max(values) > high:
+            column = _widen(s, name)
+    _extend(column, values)
+
+
+Row = tuple[int, int, int, int, int, int, float]
+"""A line's summary: kind, flags, episode, tick, chain, context size, latency (``ROW`` items in a flat list)."""
+ROW = 7
+
+
+def _summarize_strict(s: _Summaries, first: int, lines: list[bytes]) -> list[Any]:
+    """The rows of ``lines`` (valid UTF-8) in one flat list: well-typed lines here, the others through
+    ``_summarize_lenient``."""
+    decode = fast_decoder_strict.decode
+    errors = strict_errors
+    ids_get = s.episodes.ids.get
     intern_episode = s.episodes.intern
+    state_get = s.episode_state.get
     episodes_state = s.episode_state
-    kinds: list[int] = []
-    flags_col: list[int] = []
-    episodes: list[int] = []
-    ticks: list[int] = []
-    chains: list[int] = []
-    contexts: list[int] = []
-    latencies: list[float] = []
-    flagged: list[tuple[int, int]] = []
+    flag_cache = summary_records._ticks
+    get_flags = tick_flags
+    get_action = action_info
+    actions_get = summary_records._actions.get
+    lenient = _summarize_lenient
+    rows: list[Any] = []
     nan = math.nan
     last_episode_name: Any = None
     last_episode = NO_ID
+    last_runs = _EpisodeRuns()
     for i, raw in enumerate(lines, first):
-        kind = KIND_UNKNOWN
-        flags = 0
-        episode = tick = chain = NO_ID
-        context_chars = 0
-        latency = nan
-        rec: Any = None
-        if fast:
-            try:
-                rec = decode(raw)
-            except decode_errors:
-                pass
-            else:
-                kind_name = rec.kind
-                kind = kind_codes.get(kind_name, KIND_UNKNOWN) if type(kind_name) is str else KIND_UNKNOWN
-                if kind == KIND_UNKNOWN:
-                    rec = None  # not a known record: look at it the exact way below
-        if rec is None:
-            obj = _decode_exact(raw)
-            if type(obj) is dict and obj:
-                rec = record_from_dict(obj)
-                kind_name = rec.kind
-                kind = kind_codes.get(kind_name, KIND_UNKNOWN) if type(kind_name) is str else KIND_UNKNOWN
-            elif obj is None or type(obj) is not dict:
-                flags |= FLAG_BAD_LINE
-        if rec is not None:
-            ep = rec.episode
-            if ep == last_episode_name:  # consecutive records mostly share their episode
+        try:
+            rec = decode(raw)
+        except errors:
+            rows += lenient(s, i, raw, True)
+            last_episode_name = None
+            continue
+        kind = rec.kind
+        ep = rec.episode
+        if kind == "tick":
+            key = (rec.outcome, rec.chain_role, rec.error_class, rec.trap, rec.recovery, rec.schema_error, rec.progress)
+            flags, run_class, mark = flag_cache.get(key) or get_flags(key)
+            info = actions_get(bytes(rec.action)) or get_action(rec.action)
+            if info is BAD_ACTION:  # an action the lenient decoder does not take as it is: the line goes that way
+                rows += lenient(s, i, raw, True)
+                last_episode_name = None  # (the lenient way may have changed any episode's state)
+                continue
+            if ep is None:
+                episode = NO_ID
+            elif ep == last_episode_name:  # consecutive ticks mostly share their episode: its number and state
                 episode = last_episode
-            elif type(ep) is str:
-                episode = last_episode = intern_episode(ep)
-                last_episode_name = ep
-            elif type(ep) is int:
-                episode = intern_episode(str(ep))
-            if kind == KIND_TICK:
-                tick = rec.tick
-                if type(tick) is not int or not INT32_MIN <= tick <= INT32_MAX:
-                    tick = NO_ID
-                outcome = rec.outcome
-                role = rec.chain_role
-                error_class = rec.error_class
-                trap = rec.trap
-                if outcome == "death" or role == "death":
-                    flags |= FLAG_DEATH
-                elif outcome == "error" or outcome == "timeout":
-                    flags |= FLAG_ERROR
-                if role is not None:
-                    if role == "attempt":
-                        flags |= FLAG_RECOVERY
-                    elif role == "recovered":
-                        flags |= FLAG_RECOVERY | FLAG_RECOVERED
-                    elif role == "failure":
-                        flags |= FLAG_FAILURE
-                if rec.recovery:
-                    flags |= FLAG_RECOVERY
-                if trap:
-                    flags |= FLAG_TRAP
-                    if trap == "deadlock":
-                        flags |= FLAG_DEADLOCK
-                if error_class is not None:
-                    if error_class == "SchemaViolation":
-                        flags |= FLAG_SCHEMA_ERROR
-                    elif error_class == "Deadlock":
-                        flags |= FLAG_DEADLOCK
-                    elif type(error_class) is str and error_class.lower().startswith("thrash"):
-                        flags |= FLAG_THRASH
-                if rec.schema_error:
-                    flags |= FLAG_SCHEMA_ERROR
+                runs = last_runs
+            else:
+                episode = ids_get(ep, NO_ID)
+                if episode == NO_ID:
+                    episode = intern_episode(ep)
+                found = state_get(episode)
+                runs = episodes_state[episode] = _EpisodeRuns() if found is None else found
+                last_episode_name, last_episode, last_runs = ep, episode, runs
+            if ep is not None:
                 progress = rec.progress
                 if progress is True:
-                    flags |= FLAG_PROGRESS
-                if episode != NO_ID:
-                    runs = episodes_state.get(episode)
-                    if runs is None:
-                        runs = episodes_state[episode] = _EpisodeRuns()
-                    if progress is True:
-                        runs.no_progress = 0
-                    elif progress is False:
-                        runs.no_progress += 1
-                        if runs.no_progress >= DEADLOCK_WINDOW:  # no progress for a window of ticks
-                            flags |= FLAG_DEADLOCK
-                    if runs.runs or outcome in FAILING_TICK_OUTCOMES:
-                        flags |= _run_flags(runs, rec.action, outcome, error_class)
-                chain_id = rec.chain_id
-                if chain_id is not None:
-                    chain = _chain_number(s, episode, str(chain_id), i)
-                context_chars = rec.context_chars
-                if type(context_chars) is not int or not 0 <= context_chars <= INT32_MAX:
-                    context_chars = 0
-                lat = rec.latency_s
-                if type(lat) is float or type(lat) is int:
-                    latency = lat
-            elif kind == KIND_EPISODE_END:
-                outcome = rec.outcome
-                if outcome in DEATH_OUTCOMES:
-                    flags |= FLAG_DEATH
-                elif outcome in ("failure", "aborted"):
-                    flags |= FLAG_ERROR
-                episodes_state.pop(episode, None)
-            elif kind == KIND_UNKNOWN:
-                flags |= FLAG_BAD_LINE
-        kinds.append(kind)
-        flags_col.append(flags)
-        episodes.append(episode)
-        ticks.append(tick)
-        chains.append(chain)
-        contexts.append(context_chars)
-        latencies.append(latency)
-        if flags & _FILTER_MASK:
-            flagged.append((i, flags))
-    # ``kind`` last: its length is the number of summarized lines, so a reader in another thread that checks
-    # ``i < len(summaries)`` finds every other column already holding line ``i``
-    s.flags.extend(flags_col)
-    s.episode.extend(episodes)
-    _extend_narrow(s, "tick", ticks)
-    s.chain.extend(chains)
-    _extend_narrow(s, "context_chars", contexts)
-    s.latency.extend(latencies)
-    s.kind.extend(kinds)
-    flag_lines = flag_lines_upto(s, first + len(lines))
-    for i, flags in flagged:
-        for flag, lines_with_flag in flag_lines.items():
-            if flags & flag:
-                lines_with_flag.append(i)
-    s.flagged_upto = first + len(lines)
+                    runs.no_progress = 0
+                elif progress is False:
+                    runs.no_progress += 1
+                    if runs.no_progress >= DEADLOCK_WINDOW:  # no progress for a window of ticks
+                        flags |= FLAG_DEADLOCK
+                if run_class is not None:  # a failure: one more in the run of its verb and error class
+                    counts = runs.runs.get(info[0])
+                    if counts is None:
+                        counts = runs.runs[info[0]] = {}
+                    count = counts.get(run_class, 0) + 1
+                    counts[run_class] = count
+                    if count >= THRASH_MIN:
+                        flags |= mark
+                elif runs.runs:
+                    _success_ends_runs(runs.runs, info)
+            tick = rec.tick
+            chain_id = rec.chain_id
+            lat = rec.latency_s
+            rows += (
+                KIND_TICK,
+                flags,
+                episode,
+                NO_ID if tick is None else tick,
+                NO_ID if chain_id is None else _chain_number(s, episode, chain_id, i),
+                rec.context_chars or 0,
+                nan if lat is None else lat,
+            )
+            continue
+        if rec.action and get_action(rec.action) is BAD_ACTION:
+            rows += lenient(s, i, raw, True)
+            last_episode_name = None
+            continue
+        last_episode_name = None  # (an episode's start or end: its state is looked up again at its next tick)
+        episode = NO_ID if ep is None else intern_episode(ep)
+        flags = 0
+        if kind == "episode_end":
+            outcome = rec.outcome
+            if outcome in DEATH_OUTCOMES:
+                flags = FLAG_DEATH
+            elif outcome in ("failure", "aborted"):
+                flags = FLAG_ERROR
+            episodes_state.pop(episode, None)
+            rows += (KIND_EPISODE_END, flags, episode, NO_ID, NO_ID, 0, nan)
+        else:
+            rows += (KIND_CODES[kind], 0, episode, NO_ID, NO_ID, 0, nan)
+    return rows
+
+
+def _success_ends_runs(open_runs: dict[str, dict[str, int]], info: ActionInfo) -> None:
+    """A tick that did not fail ends the runs of its verb (``_run_flags``, with the verb facts worked out already)."""
+    _, is_dict, tool, verb = info
+    if not is_dict:
+        return  # no verb: nothing succeeded
+    for key in open_runs:
+        if key == INVALID_VERB or key.split(":", 1)[0] == tool:
+            break
+    else:
+        return
+    if verb is not None:
+        open_runs.pop(verb, None)
+        open_runs.pop(INVALID_VERB, None)
+
+
+def _summarize_lenient(s: _Summaries, i: int, raw: bytes, fast: bool) -> Row:
+    """Line ``i``'s row the lenient way: the analyzer's decoder (``records.TraceRecord``, no types checked) when
+    ``fast`` (the batch is valid UTF-8), orjson for a line it does not take as a record of a known kind."""
+    kind = KIND_UNKNOWN
+    flags = 0
+    episode = tick = chain = NO_ID
+    context_chars = 0
+    latency = math.nan
+    rec: Any = None
+    if fast:
+        try:
+            rec = fast_decoder.decode(raw)
+        except decode_fast_errors:
+            pass
+        else:
+            kind_name = rec.kind
+            kind = KIND_CODES.get(kind_name, KIND_UNKNOWN) if type(kind_name) is str else KIND_UNKNOWN
+            if kind == KIND_UNKNOWN:
+                rec = None  # not a known record: look at it the exact way below
+    if rec is None:
+        obj = _decode_exact(raw)
+        if type(obj) is dict and obj:
+            rec = record_from_dict(obj)
+            kind_name = rec.kind
+            kind = KIND_CODES.get(kind_name, KIND_UNKNOWN) if type(kind_name) is str else KIND_UNKNOWN
+        elif obj is None or type(obj) is not dict:
+            flags |= FLAG_BAD_LINE
+    if rec is None:
+        return (kind, flags, episode, tick, chain, context_chars, latency)
+    ep = rec.episode
+    if type(ep) is str:
+        episode = s.episodes.intern(ep)
+    elif type(ep) is int:
+        episode = s.episodes.intern(str(ep))
+    if kind == KIND_TICK:
+        tick = rec.tick
+        if type(tick) is not int or not INT32_MIN <= tick <= INT32_MAX:
+            tick = NO_ID
+        outcome = rec.outcome
+        error_class = rec.error_class
+        flags |= _tick_flags(
+            outcome, rec.chain_role, error_class, rec.trap, rec.recovery, rec.schema_error, rec.progress
+        )
+        progress = rec.progress
+        if episode != NO_ID:
+            runs = s.episode_state.get(episode)
+            if runs is None:
+                runs = s.episode_state[episode] = _EpisodeRuns()
+            if progress is True:
+                runs.no_progress = 0
+            elif progress is False:
+                runs.no_progress += 1
+                if runs.no_progress >= DEADLOCK_WINDOW:  # no progress for a window of ticks
+                    flags |= FLAG_DEADLOCK
+            if runs.runs or (type(outcome) is str and outcome in FAILING_TICK_OUTCOMES):
+                flags |= _run_flags(runs, rec.action, outcome, error_class)
+        chain_id = rec.chain_id
+        if chain_id is not None:
+            chain = _chain_number(s, episode, str(chain_id), i)
+        context_chars = rec.context_chars
+        if type(context_chars) is not int or not 0 <= context_chars <= INT32_MAX:
+            context_chars = 0
+        lat = rec.latency_s
+        if type(lat) is float or type(lat) is int:
+            latency = lat
+    elif kind == KIND_EPISODE_END:
+        outcome = rec.outcome
+        if type(outcome) is str and outcome in DEATH_OUTCOMES:
+            flags |= FLAG_DEATH
+        elif outcome in ("failure", "aborted"):
+            flags |= FLAG_ERROR
+        s.episode_state.pop(episode, None)
+    elif kind == KIND_UNKNOWN:
+        flags |= FLAG_BAD_LINE
+    return (kind, flags, episode, tick, chain, context_chars, latency)
 
 
 def _decode_exact(raw: bytes) -> Any:

@@ -8,14 +8,17 @@ viewer derives the chain and filter line lists from the columns. Results are the
 (``tests/test_traces_summary_worker.py`` compares them on random and damaged traces).
 
 Protocol on the worker's stdin/stdout: length-prefixed pickles. In: ``("init", path, state)``, then
-``("batch", first, start, end, count)`` for lines ``first..first+count`` in bytes ``[start, end)``, or ``("state",)``.
-Out: one ``SummaryDelta`` per batch, in order, or the open runs of each episode for ``state`` (the viewer takes them
-back when it lets the worker go, so the in-process pass can go on from there). An exception ends the worker; the
-viewer then summarizes the file again in-process.
+``("batch", first, start, end, count)`` for lines ``first..first+count`` in bytes ``[start, end)``,
+``("range", start, end, batch_bytes)`` for all the lines of bytes ``[start, end)`` (the worker finds where they end
+itself, ``read_range``), or ``("state",)``. Out: one ``SummaryDelta`` per batch, in order (a range's numbered from its
+start, its last one marked ``last``), or the open runs of each episode for ``state`` (the viewer takes them back when
+it lets the worker go, so the in-process pass can go on from there). An exception ends the worker; the viewer then
+summarizes the file again in-process.
 
-Once the scan has reached the end of a big file, a second worker (started from an empty state) summarizes the second
-half of what is left while the first does the first half; answers go out through a sender thread, so it goes on
-while the viewer has not started reading them. ``summary_split.RangeMerge`` joins its answers on exactly.
+For a big file, a second worker (started from an empty state) is given the second half of the file as a byte range as
+soon as the file is opened, so both cores summarize from the start while the viewer's newline scan goes on; answers go
+out through a sender thread, so it goes on while the viewer has not started reading them.
+``summary_split.RangeMerge`` joins its answers on exactly.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import struct
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -56,6 +60,8 @@ class SummaryDelta:
     chain_episodes: bytes
     typecodes: str = ""
     """The array typecode of each column (narrow columns are widened when a value does not fit)."""
+    last: bool = False
+    """The last batch of a range asked with ``("range", ...)`` (its lines are numbered from the range's start)."""
 
 
 def _send(stream: IO[bytes], obj: object) -> None:
@@ -117,12 +123,34 @@ def read_batch(fd: int, start: int, end: int, count: int) -> list[bytes]:
     return parts
 
 
+def read_range(fd: int, start: int, end: int, batch_bytes: int) -> Iterator[list[bytes]]:
+    """The lines of bytes ``[start, end)`` (``start`` a line's first byte, ``end`` just past a newline), about
+    ``batch_bytes`` of them at a time, split as the viewer's newline scan splits them."""
+    pos = start
+    while pos < end:
+        data = os.pread(fd, min(batch_bytes, end - pos), pos)
+        if not data:
+            return  # (the file shrank: the viewer starts over)
+        cut = data.rfind(b"\n")
+        while cut < 0 and pos + len(data) < end:  # a line longer than a batch
+            more = os.pread(fd, min(batch_bytes, end - pos - len(data)), pos + len(data))
+            if not more:
+                return
+            j = more.find(b"\n")
+            data += more
+            cut = len(data) - len(more) + j if j >= 0 else -1
+        if cut < 0:
+            return
+        yield data[:cut].split(b"\n")
+        pos += cut + 1
+
+
 def summarize_delta(s: _Summaries, first: int, parts: list[bytes]) -> SummaryDelta:
     """Summarize ``parts`` (lines ``first..``) on top of ``s`` and return what they add; ``s`` keeps no per-line
     data afterwards (only names and the open runs of each episode)."""
     names, chains = len(s.episodes.names), len(s.chains.names)
     s.flagged_upto = first
-    _summarize_batch(s, first, parts)
+    _summarize_batch(s, first, parts, flag_lines=False)
     columns = tuple(getattr(s, name).tobytes() for name in COLUMNS)
     delta = SummaryDelta(
         first=first,
@@ -160,6 +188,17 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
                 return
             if request[0] == "state":
                 outbox.put(open_runs(s))  # a copy: the sender pickles it while the next batches go on
+                continue
+            if request[0] == "range":
+                _, start, end, batch_bytes = request
+                first = 0
+                delta = None
+                for parts in read_range(fd, start, end, batch_bytes):
+                    if delta is not None:
+                        outbox.put(delta)
+                    delta = summarize_delta(s, first, parts)
+                    first += len(parts)
+                outbox.put(replace(summarize_delta(s, first, []) if delta is None else delta, last=True))
                 continue
             _, first, start, end, count = request
             outbox.put(summarize_delta(s, first, read_batch(fd, start, end, count)))
@@ -206,6 +245,8 @@ class SummaryWorker:
         self.proc = proc
         self.in_flight: list[tuple[int, int]] = []
         """(first line, line count) of the batches sent and not yet answered, in order."""
+        self.ranges = 0
+        """Ranges asked (``ask_range``) whose last answer has not been read yet."""
 
     @classmethod
     def start(cls, path: Path, s: _Summaries) -> SummaryWorker | None:
@@ -240,6 +281,24 @@ class SummaryWorker:
     def ask(self, first: int, start: int, end: int, count: int) -> None:
         self._send(("batch", first, start, end, count))
         self.in_flight.append((first, count))
+
+    def ask_range(self, start: int, end: int, batch_bytes: int) -> None:
+        """Ask for the lines of bytes ``[start, end)`` (``read_range``): answers numbered from 0, the last marked."""
+        self._send(("range", start, end, batch_bytes))
+        self.ranges += 1
+
+    def answer_range(self) -> SummaryDelta:
+        """The next delta of the range asked (blocks until it comes); EOFError/OSError when the worker is gone."""
+        assert self.proc.stdout is not None and self.ranges and not self.in_flight
+        try:
+            delta = _receive(self.proc.stdout)
+        except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, ImportError, IndexError) as exc:
+            raise EOFError(f"summary worker sent something else: {exc}") from exc
+        if not isinstance(delta, SummaryDelta):
+            raise EOFError("summary worker answered out of order")
+        if delta.last:
+            self.ranges -= 1
+        return delta
 
     def answer(self) -> SummaryDelta:
         """The next batch's delta (blocks until it comes); raises EOFError/OSError when the worker is gone."""
