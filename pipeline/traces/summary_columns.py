@@ -1,11 +1,14 @@
 """The storage of the viewer's per-line summary of a trace (``summary``): record kinds and flags, the parallel
-columns (narrow while the values fit), interned episode and chain names, and each chain's lines found on demand."""
+columns (narrow while the values fit), interned episode and chain names (``summary_names``), and each chain's lines
+found on demand."""
 
 from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from pipeline.traces.summary_names import NameStore
 
 # Record kinds in the summary.
 KIND_UNKNOWN = 0
@@ -60,22 +63,6 @@ class LineSummary:
     chain: str | None
     context_chars: int
     latency_s: float | None
-
-
-class _Interner:
-    """Strings (episode ids, chain keys) stored once, referred to by small integers in the summary arrays."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self.ids: dict[str, int] = {}
-
-    def intern(self, name: str) -> int:
-        found = self.ids.get(name)
-        if found is None:
-            found = len(self.names)
-            self.ids[name] = found
-            self.names.append(name)
-        return found
 
 
 NARROW = {"tick": "h", "context_chars": "H"}
@@ -197,8 +184,8 @@ class _Summaries:
         self.chain = array("i")
         self.context_chars = array(NARROW["context_chars"])
         self.latency = array("f")
-        self.episodes = _Interner()
-        self.chains = _Interner()
+        self.episodes = NameStore()
+        self.chains = NameStore()
         self.chain_episode = array("i")
         self.chain_lines = _ChainLines(self)
         self.flag_lines: dict[int, array[int]] = {flag: array(FLAG_LINES_NARROW) for flag in FILTER_FLAGS.values()}
