@@ -1,18 +1,22 @@
 """The summary's name store (``pipeline.traces.summary_names.NameStore``) numbers and returns names exactly as the
 dict and list it replaces would: any sequence of names (non-ASCII, lone surrogates, empty, very long, shared
-prefixes, hash-tag collisions), read back by number, slice and iteration, found by name, cleared and reused."""
+prefixes, hash-tag collisions), read back by number, slice and iteration, found by name, cleared, compacted and
+reused; and a summary compacted to exact-size arrays (``summary_columns.compact_summaries``) is unchanged."""
 
 from __future__ import annotations
 
 import pickle
 import threading
+from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.traces import summary_names
+from pipeline.traces import summary_columns, summary_names
+from pipeline.traces.summary import _summarize_batch
 from pipeline.traces.summary_names import NameStore
+from tests.test_traces_summary_worker import trace_lines
 
 _ANY_CHAR = st.characters(codec=None, categories=None)  # every code point, surrogates included
 _NAME = st.one_of(
@@ -136,3 +140,46 @@ def test_a_reader_thread_sees_whole_names_while_the_writer_interns() -> None:
         reader.join()
     assert bad == []
     assert list(store) == names
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_NAME, max_size=60), st.lists(_NAME, max_size=60))
+def test_compact_keeps_numbers_and_interning_goes_on(first: list[str], second: list[str]) -> None:
+    store, plain = NameStore(), NameStore()
+    numbers = [store.intern(name) for name in first]
+    assert numbers == [plain.intern(name) for name in first]
+    store.compact()
+    assert store == plain and len(store._blob) == len(bytes(store._blob))
+    assert [store.intern(name) for name in first + second] == [plain.intern(name) for name in first + second]
+    assert list(store) == list(plain)
+
+
+def _summary_key(s: Any) -> tuple[Any, ...]:
+    return (
+        *(bytes(getattr(s, name)) for name in summary_columns._COLUMN_NAMES),
+        *(getattr(s, name).typecode for name in summary_columns._COLUMN_NAMES),
+        list(s.episodes),
+        list(s.chains),
+        bytes(s.chain_episode),
+        [bytes(a) for a in s.chain_lines],
+        {flag: bytes(lines) for flag, lines in s.flag_lines.items()},
+        s.flagged_upto,
+        {ep: (st.runs, st.no_progress) for ep, st in s.episode_state.items()},
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(trace_lines(), st.data())
+def test_compacted_summary_is_the_same_and_goes_on_the_same(lines: list[bytes], data: st.DataObject) -> None:
+    """``compact_summaries`` (run once a summary is complete) changes no value, and summarizing more lines afterwards
+    (a followed file grows) gives what one pass without it gives."""
+    cut = data.draw(st.integers(0, len(lines)))
+    whole = summary_columns._Summaries()
+    _summarize_batch(whole, 0, lines)
+    part = summary_columns._Summaries()
+    _summarize_batch(part, 0, lines[:cut])
+    before = _summary_key(part)
+    summary_columns.compact_summaries(part)
+    assert _summary_key(part) == before
+    _summarize_batch(part, cut, lines[cut:])
+    assert _summary_key(part) == _summary_key(whole)

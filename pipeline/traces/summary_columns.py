@@ -197,6 +197,26 @@ class _Summaries:
         return len(self.kind)
 
 
+def compact_summaries(s: _Summaries) -> None:
+    """Every array of ``s`` copied to its exact size, once the summary is complete: a growing array keeps ~6% of
+    room (a bytearray ~12%), ~2 MB over the columns of a 1 GB trace. Call it in the thread that appends; a reader in
+    another thread sees the old or the new array, both holding every line summarized so far (as with ``_widen``)."""
+    for name in (*_COLUMN_NAMES, "chain_episode"):
+        column = getattr(s, name)
+        setattr(s, name, array(column.typecode, column))
+    for flag, lines in s.flag_lines.items():
+        s.flag_lines[flag] = array(lines.typecode, lines)
+    chain_lines = s.chain_lines
+    chain_lines.first = array(chain_lines.first.typecode, chain_lines.first)
+    chain_lines.last = array(chain_lines.last.typecode, chain_lines.last)
+    s.episodes.compact()
+    s.chains.compact()
+
+
+_COLUMN_NAMES = ("flags", "episode", "tick", "chain", "context_chars", "latency", "kind")
+"""The per-line columns (``kind`` last: its length is the number of lines summarized)."""
+
+
 class _EpisodeRuns:
     """Per open episode: failing runs per action verb and error class, and ticks in a row without progress."""
 

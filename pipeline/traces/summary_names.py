@@ -135,6 +135,14 @@ class NameStore(Sequence[str]):
         self._recent = {}
         self._last = (-1, "")
 
+    def compact(self) -> None:
+        """Buffers copied to their exact size and the recent names let go (when no more names are expected soon:
+        interning goes on as before, numbers unchanged)."""
+        self._blob = bytearray(self._blob)  # before the end offsets: a reader takes ``len`` from those
+        self._tags = array(self._tags.typecode, self._tags)
+        self._ends = array(self._ends.typecode, self._ends)
+        self._recent = {}
+
     # --- reading --------------------------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._ends)
