@@ -183,3 +183,11 @@ def test_compacted_summary_is_the_same_and_goes_on_the_same(lines: list[bytes], 
     assert _summary_key(part) == before
     _summarize_batch(part, cut, lines[cut:])
     assert _summary_key(part) == _summary_key(whole)
+
+
+def test_end_offsets_widen_past_4_gb_of_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(summary_names, "_U32_MAX", 10)  # (as if the blob had passed 4 GB after 10 bytes)
+    names = [f"name-{i}" for i in range(50)] + ["name-3", "", "é"]
+    store = NameStore()
+    _check(store, names)
+    assert store._ends.typecode == "q"

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pipeline.traces.summary_names import NameStore
+from pipeline.traces.summary_sparse import SparseColumn
 
 # Record kinds in the summary.
 KIND_UNKNOWN = 0
@@ -102,13 +103,10 @@ def append_column(s: _Summaries, name: str, typecode: str, data: bytes) -> None:
         column.frombytes(array(WIDE, narrow).tobytes())
 
 
-CHAIN_SCAN_NUMPY = 4096
-"""A chain spread over more lines than this is looked up in the chain column with numpy."""
-
-
 class _ChainLines:
-    """The lines of each recovery chain, found on demand in the chain column between the chain's first and last line
-    (16 bytes a chain, not an array each: a 1 GB trace has ~100,000 chains, mostly of 3-5 ticks close together).
+    """The lines of each recovery chain, found on demand in the (sparse) chain column between the chain's first and
+    last line (16 bytes a chain, not an array each: a 1 GB trace has ~100,000 chains, mostly of 3-5 ticks close
+    together).
 
     ``chain_lines[c]`` is a new ``array('q')`` of the lines of chain ``c`` summarized so far, ascending.
     """
@@ -141,16 +139,10 @@ class _ChainLines:
     def __getitem__(self, chain: int) -> array[int]:
         s = self.s
         first = self.first[chain]
-        end = min(self.last[chain] + 1, len(s))  # ``kind`` is extended last: lines below hold their chain already
-        if first < 0 or end <= first:
+        last = min(self.last[chain], len(s) - 1)  # ``kind`` is extended last: lines below hold their chain already
+        if first < 0 or last < first:
             return array("q")
-        window = s.chain[first:end]  # a copy: the column may grow meanwhile (no buffer of it is held)
-        if end - first > CHAIN_SCAN_NUMPY:
-            import numpy as np
-
-            rows = np.flatnonzero(np.frombuffer(window, dtype=np.int32) == chain) + first
-            return array("q", rows.astype(np.int64).tobytes())
-        return array("q", [i for i, c in enumerate(window, first) if c == chain])
+        return s.chain.lines_with(chain, first, last)
 
     def __iter__(self) -> Iterator[array[int]]:
         for chain in range(len(self.first)):
@@ -181,7 +173,7 @@ class _Summaries:
         self.flags = array("H")
         self.episode = array("i")
         self.tick = array(NARROW["tick"])
-        self.chain = array("i")
+        self.chain = SparseColumn()
         self.context_chars = array(NARROW["context_chars"])
         self.latency = array("f")
         self.episodes = NameStore()
@@ -203,7 +195,10 @@ def compact_summaries(s: _Summaries) -> None:
     another thread sees the old or the new array, both holding every line summarized so far (as with ``_widen``)."""
     for name in (*_COLUMN_NAMES, "chain_episode"):
         column = getattr(s, name)
-        setattr(s, name, array(column.typecode, column))
+        if isinstance(column, SparseColumn):
+            column.compact()
+        else:
+            setattr(s, name, array(column.typecode, column))
     for flag, lines in s.flag_lines.items():
         s.flag_lines[flag] = array(lines.typecode, lines)
     chain_lines = s.chain_lines

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from typing import overload
 
 _TAG_MASK = 0xFFFFFFFF
+_U32_MAX = 0xFFFFFFFF
 _EMPTY = -1
 _FIRST_SLOTS = 8
 RECENT_MAX = 4096
@@ -54,15 +55,35 @@ class NameStore(Sequence[str]):
     # --- interning ------------------------------------------------------------------------------------------
     def intern(self, name: str) -> int:
         """The number of ``name``, given the next number if it is new."""
-        found = self._recent.get(name)
+        recent = self._recent
+        found = recent.get(name)
         if found is not None:
             return found
         data = name.encode("utf-8", "surrogatepass")
         tag = hash(name) & _TAG_MASK
-        slot, found = self._probe(data, tag)
-        if found < 0:
-            found = self._add(slot, data, tag)
-        recent = self._recent
+        # (``_probe`` and the adding inlined: this runs once for every new name of a trace)
+        table = self._table
+        mask = len(table) - 1
+        tags = self._tags
+        ends = self._ends
+        blob = self._blob
+        slot = tag & mask
+        while True:
+            found = table[slot]
+            if found < 0:  # new: its bytes, tag and slot, and its end offset last (readers take ``len`` from those)
+                found = len(ends)
+                blob += data
+                if len(blob) > _U32_MAX and ends.typecode == "I":
+                    ends = self._ends = array("q", ends)
+                tags.append(tag)
+                table[slot] = found
+                ends.append(len(blob))
+                if 3 * found + 3 > 2 * (mask + 1):
+                    self._grow()
+                break
+            if tags[found] == tag and blob[ends[found - 1] if found else 0 : ends[found]] == data:
+                break
+            slot = (slot + 1) & mask
         if len(recent) >= RECENT_MAX:
             recent.clear()
         recent[name] = found
@@ -101,19 +122,6 @@ class NameStore(Sequence[str]):
             if tags[number] == tag and blob[ends[number - 1] if number else 0 : ends[number]] == data:
                 return slot, number
             slot = (slot + 1) & mask
-
-    def _add(self, slot: int, data: bytes, tag: int) -> int:
-        number = len(self._ends)
-        blob = self._blob
-        blob += data
-        if len(blob) > _TAG_MASK and self._ends.typecode == "I":
-            self._ends = array("q", self._ends)
-        self._tags.append(tag)
-        self._table[slot] = number
-        self._ends.append(len(blob))  # last: readers take ``len`` from the end offsets
-        if 3 * (number + 1) > 2 * len(self._table):
-            self._grow()
-        return number
 
     def _grow(self) -> None:
         size = 2 * len(self._table)
