@@ -31,7 +31,7 @@ lines apart) is found at dict speed; the dict is emptied when it reaches this si
 class NameStore(Sequence[str]):
     """Strings stored once, numbered in order of first appearance (``intern``); ``store[i]`` is name ``i``."""
 
-    __slots__ = ("_blob", "_ends", "_last", "_recent", "_table", "_tags")
+    __slots__ = ("_blob", "_ends", "_last", "_recent", "_table", "_tags", "names")
 
     def __init__(self) -> None:
         self._blob = bytearray()
@@ -45,12 +45,9 @@ class NameStore(Sequence[str]):
         self._recent: dict[str, int] = {}
         self._last: tuple[int, str] = (-1, "")
         """The name read last, by number (consecutive reads of one name decode it once)."""
-
-    # --- compatibility with the list and dict this replaces -------------------------------------------------
-    @property
-    def names(self) -> NameStore:
-        """The names as a sequence (the store itself): ``names[i]``, ``names[a:b]`` (a list), ``len(names)``."""
-        return self
+        self.names: NameStore = self
+        """The names as a sequence (the store itself, as an attribute: read in the summary's hot loop), for readers
+        of the list this replaces: ``names[i]``, ``names[a:b]`` (a list), ``len(names)``."""
 
     # --- interning ------------------------------------------------------------------------------------------
     def intern(self, name: str) -> int:
@@ -162,6 +159,9 @@ class NameStore(Sequence[str]):
     def __getitem__(self, index: slice) -> list[str]: ...
 
     def __getitem__(self, index: int | slice) -> str | list[str]:
+        last = self._last
+        if last[0] == index:  # (a slice is never equal to a number) the summary reads one episode's name per tick
+            return last[1]
         if isinstance(index, slice):
             return [self._name(i) for i in range(*index.indices(len(self)))]
         if index < 0:
