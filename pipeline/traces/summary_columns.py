@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pipeline.traces.summary_names import NameStore
+from pipeline.traces.summary_runs import RunColumn
 from pipeline.traces.summary_sparse import SparseColumn
 
 # Record kinds in the summary.
@@ -171,7 +172,7 @@ class _Summaries:
     def __init__(self) -> None:
         self.kind = array("b")
         self.flags = array("H")
-        self.episode = array("i")
+        self.episode = RunColumn()
         self.tick = array(NARROW["tick"])
         self.chain = SparseColumn()
         self.context_chars = array(NARROW["context_chars"])
@@ -195,7 +196,7 @@ def compact_summaries(s: _Summaries) -> None:
     another thread sees the old or the new array, both holding every line summarized so far (as with ``_widen``)."""
     for name in (*_COLUMN_NAMES, "chain_episode"):
         column = getattr(s, name)
-        if isinstance(column, SparseColumn):
+        if isinstance(column, SparseColumn | RunColumn):
             column.compact()
         else:
             setattr(s, name, array(column.typecode, column))
