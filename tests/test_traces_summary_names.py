@@ -172,7 +172,7 @@ def _summary_key(s: Any) -> tuple[Any, ...]:
 @given(trace_lines(), st.data())
 def test_compacted_summary_is_the_same_and_goes_on_the_same(lines: list[bytes], data: st.DataObject) -> None:
     """``compact_summaries`` (run once a summary is complete) changes no value, and summarizing more lines afterwards
-    (a followed file grows) gives what one pass without it gives."""
+    (a followed file grows) gives what one pass without it gives; a transient summary (a worker's) gives the same."""
     cut = data.draw(st.integers(0, len(lines)))
     whole = summary_columns._Summaries()
     _summarize_batch(whole, 0, lines)
@@ -183,6 +183,11 @@ def test_compacted_summary_is_the_same_and_goes_on_the_same(lines: list[bytes], 
     assert _summary_key(part) == before
     _summarize_batch(part, cut, lines[cut:])
     assert _summary_key(part) == _summary_key(whole)
+    transient = summary_columns._Summaries(transient=True)  # (a worker's: dense columns, names in a list and dict)
+    _summarize_batch(transient, 0, lines[:cut])
+    _summarize_batch(transient, cut, lines[cut:])
+    assert isinstance(transient.episodes, summary_columns.ListNames)
+    assert _summary_key(transient) == _summary_key(whole)
 
 
 def test_end_offsets_widen_past_4_gb_of_names(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -143,7 +143,10 @@ class _ChainLines:
         last = min(self.last[chain], len(s) - 1)  # ``kind`` is extended last: lines below hold their chain already
         if first < 0 or last < first:
             return array("q")
-        return s.chain.lines_with(chain, first, last)
+        column = s.chain
+        if isinstance(column, SparseColumn):
+            return column.lines_with(chain, first, last)
+        return array("q", [i for i, c in enumerate(column[first : last + 1], first) if c == chain])  # (transient)
 
     def __iter__(self) -> Iterator[array[int]]:
         for chain in range(len(self.first)):
@@ -167,18 +170,24 @@ def flag_lines_upto(s: _Summaries, end: int) -> dict[int, array[int]]:
 
 
 class _Summaries:
-    """Parallel arrays, one entry per summarized line."""
+    """Parallel arrays, one entry per summarized line.
 
-    def __init__(self) -> None:
+    ``transient``: a summary whose lines are dropped as soon as they are sent or read (a worker's, a scratch one):
+    plain ``array('i')`` episode and chain columns and names in a list and a dict (``ListNames``), which are faster
+    to append to; the viewer's own summary keeps the compact forms (``RunColumn``, ``SparseColumn``, ``NameStore``).
+    Both read and give the same values.
+    """
+
+    def __init__(self, *, transient: bool = False) -> None:
         self.kind = array("b")
         self.flags = array("H")
-        self.episode = RunColumn()
+        self.episode: RunColumn | array[int] = array("i") if transient else RunColumn()
         self.tick = array(NARROW["tick"])
-        self.chain = SparseColumn()
+        self.chain: SparseColumn | array[int] = array("i") if transient else SparseColumn()
         self.context_chars = array(NARROW["context_chars"])
         self.latency = array("f")
-        self.episodes = NameStore()
-        self.chains = NameStore()
+        self.episodes: NameStore | ListNames = ListNames() if transient else NameStore()
+        self.chains: NameStore | ListNames = ListNames() if transient else NameStore()
         self.chain_episode = array("i")
         self.chain_lines = _ChainLines(self)
         self.flag_lines: dict[int, array[int]] = {flag: array(FLAG_LINES_NARROW) for flag in FILTER_FLAGS.values()}
@@ -188,6 +197,46 @@ class _Summaries:
 
     def __len__(self) -> int:
         return len(self.kind)
+
+
+class ListNames:
+    """Names in a list and a dict, with ``NameStore``'s interface: faster to intern into, ~130 bytes a name."""
+
+    __slots__ = ("ids", "names")
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.ids: dict[str, int] = {}
+
+    def intern(self, name: str) -> int:
+        found = self.ids.get(name)
+        if found is None:
+            found = len(self.names)
+            self.ids[name] = found
+            self.names.append(name)
+        return found
+
+    def find(self, name: str) -> int | None:
+        return self.ids.get(name)
+
+    def number(self, name: str) -> int:
+        return self.ids[name]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> str:
+        return self.names[index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def clear(self) -> None:
+        self.names.clear()
+        self.ids.clear()
+
+    def compact(self) -> None:
+        pass
 
 
 def compact_summaries(s: _Summaries) -> None:

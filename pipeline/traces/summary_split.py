@@ -43,7 +43,7 @@ class _Replay:
     """One line at a time through ``_summarize_batch`` on a scratch summary (its per-line data dropped each time)."""
 
     def __init__(self, names: list[str]) -> None:
-        self.s = _Summaries()
+        self.s = _Summaries(transient=True)
         for name in names:
             self.s.episodes.intern(name)
 
