@@ -76,7 +76,7 @@ def parse_line(raw: bytes, path: Path, i: int) -> dict[str, Any] | LineError:
 
 def line_alone_flags(i: int, raw: bytes) -> int:
     """The flags of line ``i`` worked out from the line alone (no thrash or deadlock: they need the ticks before)."""
-    scratch = _Summaries()
+    scratch = _Summaries(transient=True)
     _summarize_batch(scratch, i, [raw])
     return scratch.flags[0]
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from pipeline.traces.index_scan import numpy_or_none
-from pipeline.traces.summary_columns import NO_ID, _Summaries, append_column, flag_lines_upto
+from pipeline.traces.summary_columns import NO_ID, _Summaries, append_column, compact_summaries, flag_lines_upto
 from pipeline.traces.summary_split import RangeMerge
 from pipeline.traces.summary_worker import COLUMNS, SummaryDelta, SummaryWorker, release_free_heap
 
@@ -298,4 +298,5 @@ class SummaryWorkers:
             self.min_bytes = None
             index.start_over(index.size)
         elif len(index.summaries) >= len(index.ends):
+            compact_summaries(index.summaries)  # (arrays to their exact size)
             release_free_heap()  # the summary is complete: the heap's holes from growing the columns go back

@@ -1,11 +1,16 @@
 """The storage of the viewer's per-line summary of a trace (``summary``): record kinds and flags, the parallel
-columns (narrow while the values fit), interned episode and chain names, and each chain's lines found on demand."""
+columns (narrow while the values fit), interned episode and chain names (``summary_names``), and each chain's lines
+found on demand."""
 
 from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from pipeline.traces.summary_names import NameStore
+from pipeline.traces.summary_runs import RunColumn
+from pipeline.traces.summary_sparse import SparseColumn
 
 # Record kinds in the summary.
 KIND_UNKNOWN = 0
@@ -62,22 +67,6 @@ class LineSummary:
     latency_s: float | None
 
 
-class _Interner:
-    """Strings (episode ids, chain keys) stored once, referred to by small integers in the summary arrays."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self.ids: dict[str, int] = {}
-
-    def intern(self, name: str) -> int:
-        found = self.ids.get(name)
-        if found is None:
-            found = len(self.names)
-            self.ids[name] = found
-            self.names.append(name)
-        return found
-
-
 NARROW = {"tick": "h", "context_chars": "H"}
 """Columns kept 16 bits wide while every value fits (ticks of an episode, context sizes up to 65,535 characters);
 the first value that does not fit widens the column to 32 bits for good (``_widen``). Values read are the same."""
@@ -115,13 +104,10 @@ def append_column(s: _Summaries, name: str, typecode: str, data: bytes) -> None:
         column.frombytes(array(WIDE, narrow).tobytes())
 
 
-CHAIN_SCAN_NUMPY = 4096
-"""A chain spread over more lines than this is looked up in the chain column with numpy."""
-
-
 class _ChainLines:
-    """The lines of each recovery chain, found on demand in the chain column between the chain's first and last line
-    (16 bytes a chain, not an array each: a 1 GB trace has ~100,000 chains, mostly of 3-5 ticks close together).
+    """The lines of each recovery chain, found on demand in the (sparse) chain column between the chain's first and
+    last line (16 bytes a chain, not an array each: a 1 GB trace has ~100,000 chains, mostly of 3-5 ticks close
+    together).
 
     ``chain_lines[c]`` is a new ``array('q')`` of the lines of chain ``c`` summarized so far, ascending.
     """
@@ -154,16 +140,13 @@ class _ChainLines:
     def __getitem__(self, chain: int) -> array[int]:
         s = self.s
         first = self.first[chain]
-        end = min(self.last[chain] + 1, len(s))  # ``kind`` is extended last: lines below hold their chain already
-        if first < 0 or end <= first:
+        last = min(self.last[chain], len(s) - 1)  # ``kind`` is extended last: lines below hold their chain already
+        if first < 0 or last < first:
             return array("q")
-        window = s.chain[first:end]  # a copy: the column may grow meanwhile (no buffer of it is held)
-        if end - first > CHAIN_SCAN_NUMPY:
-            import numpy as np
-
-            rows = np.flatnonzero(np.frombuffer(window, dtype=np.int32) == chain) + first
-            return array("q", rows.astype(np.int64).tobytes())
-        return array("q", [i for i, c in enumerate(window, first) if c == chain])
+        column = s.chain
+        if isinstance(column, SparseColumn):
+            return column.lines_with(chain, first, last)
+        return array("q", [i for i, c in enumerate(column[first : last + 1], first) if c == chain])  # (transient)
 
     def __iter__(self) -> Iterator[array[int]]:
         for chain in range(len(self.first)):
@@ -187,18 +170,24 @@ def flag_lines_upto(s: _Summaries, end: int) -> dict[int, array[int]]:
 
 
 class _Summaries:
-    """Parallel arrays, one entry per summarized line."""
+    """Parallel arrays, one entry per summarized line.
 
-    def __init__(self) -> None:
+    ``transient``: a summary whose lines are dropped as soon as they are sent or read (a worker's, a scratch one):
+    plain ``array('i')`` episode and chain columns and names in a list and a dict (``ListNames``), which are faster
+    to append to; the viewer's own summary keeps the compact forms (``RunColumn``, ``SparseColumn``, ``NameStore``).
+    Both read and give the same values.
+    """
+
+    def __init__(self, *, transient: bool = False) -> None:
         self.kind = array("b")
         self.flags = array("H")
-        self.episode = array("i")
+        self.episode: RunColumn | array[int] = array("i") if transient else RunColumn()
         self.tick = array(NARROW["tick"])
-        self.chain = array("i")
+        self.chain: SparseColumn | array[int] = array("i") if transient else SparseColumn()
         self.context_chars = array(NARROW["context_chars"])
         self.latency = array("f")
-        self.episodes = _Interner()
-        self.chains = _Interner()
+        self.episodes: NameStore | ListNames = ListNames() if transient else NameStore()
+        self.chains: NameStore | ListNames = ListNames() if transient else NameStore()
         self.chain_episode = array("i")
         self.chain_lines = _ChainLines(self)
         self.flag_lines: dict[int, array[int]] = {flag: array(FLAG_LINES_NARROW) for flag in FILTER_FLAGS.values()}
@@ -208,6 +197,69 @@ class _Summaries:
 
     def __len__(self) -> int:
         return len(self.kind)
+
+
+class ListNames:
+    """Names in a list and a dict, with ``NameStore``'s interface: faster to intern into, ~130 bytes a name."""
+
+    __slots__ = ("ids", "names")
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.ids: dict[str, int] = {}
+
+    def intern(self, name: str) -> int:
+        found = self.ids.get(name)
+        if found is None:
+            found = len(self.names)
+            self.ids[name] = found
+            self.names.append(name)
+        return found
+
+    def find(self, name: str) -> int | None:
+        return self.ids.get(name)
+
+    def number(self, name: str) -> int:
+        return self.ids[name]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> str:
+        return self.names[index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def clear(self) -> None:
+        self.names.clear()
+        self.ids.clear()
+
+    def compact(self) -> None:
+        pass
+
+
+def compact_summaries(s: _Summaries) -> None:
+    """Every array of ``s`` copied to its exact size, once the summary is complete: a growing array keeps ~6% of
+    room (a bytearray ~12%), ~2 MB over the columns of a 1 GB trace. Call it in the thread that appends; a reader in
+    another thread sees the old or the new array, both holding every line summarized so far (as with ``_widen``)."""
+    for name in (*_COLUMN_NAMES, "chain_episode"):
+        column = getattr(s, name)
+        if isinstance(column, SparseColumn | RunColumn):
+            column.compact()
+        else:
+            setattr(s, name, array(column.typecode, column))
+    for flag, lines in s.flag_lines.items():
+        s.flag_lines[flag] = array(lines.typecode, lines)
+    chain_lines = s.chain_lines
+    chain_lines.first = array(chain_lines.first.typecode, chain_lines.first)
+    chain_lines.last = array(chain_lines.last.typecode, chain_lines.last)
+    s.episodes.compact()
+    s.chains.compact()
+
+
+_COLUMN_NAMES = ("flags", "episode", "tick", "chain", "context_chars", "latency", "kind")
+"""The per-line columns (``kind`` last: its length is the number of lines summarized)."""
 
 
 class _EpisodeRuns:

@@ -43,7 +43,7 @@ class _Replay:
     """One line at a time through ``_summarize_batch`` on a scratch summary (its per-line data dropped each time)."""
 
     def __init__(self, names: list[str]) -> None:
-        self.s = _Summaries()
+        self.s = _Summaries(transient=True)
         for name in names:
             self.s.episodes.intern(name)
 
@@ -57,12 +57,11 @@ class _Replay:
             del lines[:]
         s.chain_lines.clear()
         del s.chain_episode[:]
-        s.chains.names.clear()
-        s.chains.ids.clear()
+        s.chains.clear()
         return flags
 
     def state(self, name: str) -> tuple[dict[str, dict[str, int]], int] | None:
-        return _state_of(self.s.episode_state.get(self.s.episodes.ids[name]))
+        return _state_of(self.s.episode_state.get(self.s.episodes.number(name)))
 
 
 def _renumber(np: Any, column: Any, numbers: array[int]) -> bytes:
@@ -94,7 +93,7 @@ class RangeMerge:
         self.true = _Replay(names)
         self.fresh = _Replay(names)
         for ep, st in s.episode_state.items():
-            self.true.s.episode_state[self.true.s.episodes.ids[s.episodes.names[ep]]] = _copy_runs(st)
+            self.true.s.episode_state[self.true.s.episodes.number(s.episodes.names[ep])] = _copy_runs(st)
         self.pending: set[str] = set(names)
         """Boundary episodes whose true state and the range's have not agreed yet."""
         self.pending_local: dict[int, str] = {}
@@ -167,7 +166,7 @@ class RangeMerge:
             if s.episodes.names[episode] not in self.pending:
                 state[episode] = st
         for name in self.pending:
-            true_state = self.true.s.episode_state.get(self.true.s.episodes.ids[name])
+            true_state = self.true.s.episode_state.get(self.true.s.episodes.number(name))
             if true_state is not None:
-                state[s.episodes.ids[name]] = true_state
+                state[s.episodes.number(name)] = true_state
         return state

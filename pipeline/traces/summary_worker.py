@@ -100,7 +100,7 @@ def open_runs(s: _Summaries) -> dict[int, tuple[dict[str, dict[str, int]], int]]
 
 
 def _restore(state: dict[str, Any]) -> _Summaries:
-    s = _Summaries()
+    s = _Summaries(transient=True)  # (its lines go out with each batch: the compact forms would only cost time)
     for name in state["episodes"]:
         s.episodes.intern(name)
     for name in state["chains"]:
