@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import struct
 from array import array
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -132,7 +132,18 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes], *, flag_line
     s.flagged_upto = first + len(lines)
 
 
-def _extend(column: array[Any], values: list[Any]) -> None:
+class _Column(Protocol):
+    """A summary column: an ``array``, or one of the compact columns that read and append like one."""
+
+    @property
+    def typecode(self) -> str: ...
+
+    def frombytes(self, data: bytes, /) -> None: ...
+
+    def extend(self, values: list[Any], /) -> None: ...
+
+
+def _extend(column: _Column, values: list[Any]) -> None:
     """``column.extend(values)``, packed by ``struct`` (about 4x faster than the array's own conversion per item);
     the array's way for what ``struct`` refuses (a latency beyond a 32-bit float's range), with the same result."""
     try:
@@ -161,7 +172,6 @@ def _summarize_strict(s: _Summaries, first: int, lines: list[bytes]) -> list[Any
     ``_summarize_lenient``."""
     decode = fast_decoder_strict.decode
     errors = strict_errors
-    ids_get = s.episodes.ids.get
     intern_episode = s.episodes.intern
     state_get = s.episode_state.get
     episodes_state = s.episode_state
@@ -198,9 +208,7 @@ def _summarize_strict(s: _Summaries, first: int, lines: list[bytes]) -> list[Any
                 episode = last_episode
                 runs = last_runs
             else:
-                episode = ids_get(ep, NO_ID)
-                if episode == NO_ID:
-                    episode = intern_episode(ep)
+                episode = intern_episode(ep)
                 found = state_get(episode)
                 runs = episodes_state[episode] = _EpisodeRuns() if found is None else found
                 last_episode_name, last_episode, last_runs = ep, episode, runs
