@@ -57,8 +57,6 @@ SCREEN_CLASSES = {
 SCREEN_CSS_DIR = Path(__file__).parent
 """``<mode>.tcss`` here: the rules of one main screen only (``phasef.tcss`` holds what the Traces screen and every
 screen share), so the trace viewer's first frame does not wait for the other screens' CSS to be parsed."""
-CSS_VARIABLES: dict[tuple[str, int], tuple[Any, dict[str, str]]] = {}
-"""``PhasefApp.get_css_variables`` per theme (name, id): the theme, kept (the id stays its own), and its variables."""
 
 
 class ParsedOnceStylesheet(Stylesheet):
@@ -162,20 +160,6 @@ class PhasefApp(App[int]):
         self.collect_after_first_frame = False
         """Turn the garbage collector on once the first frame is drawn (the caller turned it off for the start-up:
         ``trace_view.run_trace_view``)."""
-
-    def get_css_variables(self) -> dict[str, str]:
-        """Textual's CSS variables of the current theme (its colour system generated: ~150 colours), generated once
-        per theme and process and copied for each caller. An app asks for them three times as it starts (and at
-        each theme change); the SSH session server's warm-up run fills this for the default theme, so a forked
-        session does not generate them again."""
-        theme = self.current_theme
-        key = (theme.name, id(theme))
-        cached = CSS_VARIABLES.get(key)
-        if cached is None or cached[0] is not theme:
-            cached = (theme, super().get_css_variables())
-            CSS_VARIABLES[key] = cached
-        self.theme_variables = dict(cached[1])
-        return dict(cached[1])
 
     def notify_on_start(self, message: str) -> None:
         """A warning to show once the app runs (problems found while preparing its data)."""

@@ -115,35 +115,3 @@ def test_no_hard_coded_colours_in_widgets_or_the_app() -> None:
                     if "style" in code or "color" in code or "background" in code or path.suffix == ".tcss":
                         found.append(f"{path.relative_to(ROOT)}:{number}: {match.group(0)}")
     assert not found, "\n".join(found)
-
-
-async def test_css_variables_are_generated_once_per_theme_and_follow_a_change_of_theme(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from textual.app import App
-    from textual.theme import BUILTIN_THEMES
-
-    from phasef_tui import app as app_module
-
-    monkeypatch.setattr(app_module, "CSS_VARIABLES", {})
-    generated: list[str] = []
-    textual_variables = App.get_css_variables
-
-    def counted(self: App[Any]) -> dict[str, str]:
-        generated.append(self.current_theme.name)
-        return textual_variables(self)
-
-    monkeypatch.setattr(App, "get_css_variables", counted)
-    first, second = session_app(), session_app()
-    assert generated == ["textual-dark"]  # (each app asks twice as it is built)
-    expected = textual_variables(first)
-    assert first.get_css_variables() == expected == second.get_css_variables()
-    first.get_css_variables()["primary"] = "#000000"  # a caller's change stays its own
-    assert second.get_css_variables()["primary"] == expected["primary"]
-    async with second.run_test(size=SIZE) as pilot:
-        second.theme = "textual-light"
-        await pilot.pause()
-        light = BUILTIN_THEMES["textual-light"].to_color_system().generate()
-        assert second.get_css_variables()["background"] == light["background"] != expected["background"]
-        assert second.stylesheet._variables["background"] == light["background"]
-    assert generated == ["textual-dark", "textual-light"]

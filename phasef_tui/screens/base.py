@@ -45,9 +45,7 @@ class PhasefScreen(Screen[None]):
         yield tabs
 
     def compose_footer(self) -> ComposeResult:
-        # (phasef replay: the timeline on every screen; phasef attach: mounted when first scrubbed back, so a
-        # session's first frame builds and styles one widget less)
-        if getattr(self.source, "replaying", False) and getattr(self.source, "bar_shown", True):
+        if getattr(self.source, "replaying", False):  # (phasef replay: the timeline on every screen)
             from widgets.timeline_bar import TimelineBar
 
             yield TimelineBar(id="timeline")
@@ -63,18 +61,9 @@ class PhasefScreen(Screen[None]):
         if info is not None:
             from widgets.timeline_bar import TimelineBar
 
-            shown = bool(getattr(self.source, "bar_shown", True))  # (attach: only once scrubbed back)
-            bars = self.query("#timeline").results(TimelineBar)
-            bar = next(bars, None)
-            if bar is None:
-                if shown:
-                    bar = TimelineBar(id="timeline")
-                    bar.show(info())
-                    self.mount(bar, before=self.query_one("#keys"))
-                return
-            bar.display = shown
-            if shown:
-                bar.show(info())
+            bar = self.query_one("#timeline", TimelineBar)
+            bar.display = bool(getattr(self.source, "bar_shown", True))  # (attach: only once scrubbed back)
+            bar.show(info())
 
     def refresh_view(self, changed: set[str]) -> None:
         """Redraw from the data source; ``changed`` names what changed since the last frame."""
