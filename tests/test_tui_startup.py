@@ -63,6 +63,8 @@ NOT_AT_START = (
     "pipeline.traces.schema",
     "pipeline.traces.analyzer",
     "mlx",
+    # numpy (~50 ms): the summary's bulk paths (a worker's batches, long chains) import it, not the first lines
+    "numpy",
 )
 
 PROBE = """

@@ -145,7 +145,13 @@ class _Column(Protocol):
 
 def _extend(column: _Column, values: list[Any]) -> None:
     """``column.extend(values)``, packed by ``struct`` (about 4x faster than the array's own conversion per item);
-    the array's way for what ``struct`` refuses (a latency beyond a 32-bit float's range), with the same result."""
+    the array's way for what ``struct`` refuses (a latency beyond a 32-bit float's range), with the same result.
+    A compact column (``summary_runs``, ``summary_sparse``) takes the list itself: its ``frombytes`` is made for a
+    worker's big batches and imports numpy, which the viewer's first lines (summarized on open, in the UI thread)
+    must not wait for."""
+    if type(column) is not array:
+        column.extend(values)
+        return
     try:
         column.frombytes(struct.pack(f"{len(values)}{column.typecode}", *values))
     except (struct.error, OverflowError):
