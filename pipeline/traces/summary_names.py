@@ -58,29 +58,19 @@ class NameStore(Sequence[str]):
             return found
         data = name.encode("utf-8", "surrogatepass")
         tag = hash(name) & _TAG_MASK
-        # (``_probe`` and the adding inlined: this runs once for every new name of a trace)
-        table = self._table
-        mask = len(table) - 1
-        tags = self._tags
-        ends = self._ends
-        blob = self._blob
-        slot = tag & mask
-        while True:
-            found = table[slot]
-            if found < 0:  # new: its bytes, tag and slot, and its end offset last (readers take ``len`` from those)
-                found = len(ends)
-                blob += data
-                if len(blob) > _U32_MAX and ends.typecode == "I":
-                    ends = self._ends = array("q", ends)
-                tags.append(tag)
-                table[slot] = found
-                ends.append(len(blob))
-                if 3 * found + 3 > 2 * (mask + 1):
-                    self._grow()
-                break
-            if tags[found] == tag and blob[ends[found - 1] if found else 0 : ends[found]] == data:
-                break
-            slot = (slot + 1) & mask
+        slot, found = self._probe(data, tag)
+        if found < 0:  # new: its bytes, tag and slot, and its end offset last (readers take ``len`` from those)
+            ends = self._ends
+            found = len(ends)
+            blob = self._blob
+            blob += data
+            if len(blob) > _U32_MAX and ends.typecode == "I":
+                ends = self._ends = array("q", ends)
+            self._tags.append(tag)
+            self._table[slot] = found
+            ends.append(len(blob))
+            if 3 * found + 3 > 2 * len(self._table):
+                self._grow()
         if len(recent) >= RECENT_MAX:
             recent.clear()
         recent[name] = found

@@ -17,39 +17,25 @@ import bisect
 import struct
 from array import array
 from collections.abc import Iterable
-from typing import Any, overload
+from typing import Any
 
-_INT32_MAX = 2**31 - 1
+from pipeline.traces.summary_compact import INT32_MAX, CompactColumn, numpy_or_none
+
 _INT32 = struct.Struct("=i")
 DENSE_SLACK = 4096
 """The runs may take this many entries more than half the lines before the column turns dense."""
 
 
-def _numpy() -> Any:
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - numpy is a dependency; the plain loops stay correct without it
-        return None
-    return np
-
-
-class RunColumn:
+class RunColumn(CompactColumn):
     """Per-line int32 values stored as runs (first line, value), or densely once runs are short."""
 
-    __slots__ = ("_len", "_store")
-
-    typecode = "i"
-    """As the dense column: a worker's delta carries it as int32 bytes."""
-    itemsize = 4
+    __slots__ = ("_store",)
 
     def __init__(self) -> None:
+        super().__init__()
         self._store: tuple[array[int], array[int]] | array[int] = (array("i"), array("i"))
         """(first line of each run ascending, 64-bit past line 2**31; its value), or every line's value once the
         column has turned dense. One attribute, replaced whole: a reader takes one consistent snapshot of it."""
-        self._len = 0
-
-    def __len__(self) -> int:
-        return self._len
 
     @property
     def dense(self) -> bool:
@@ -61,7 +47,7 @@ class RunColumn:
         assert isinstance(store, tuple)
         runs, run_values = store
         if len(starts):
-            if int(starts[-1]) > _INT32_MAX and runs.typecode != "q":
+            if int(starts[-1]) > INT32_MAX and runs.typecode != "q":
                 runs = array("q", runs)
                 self._store = (runs, run_values)
             if np is None:
@@ -94,9 +80,6 @@ class RunColumn:
                 prev = value
         self._append_runs(starts, new_values, base + len(dense_values))
 
-    def append(self, value: int) -> None:
-        self.extend([value])
-
     def frombytes(self, data: bytes) -> None:
         """Append dense int32 values given as bytes (a worker's delta)."""
         store = self._store
@@ -104,7 +87,7 @@ class RunColumn:
             store.frombytes(data)
             self._len += len(data) // store.itemsize
             return
-        np = _numpy()
+        np = numpy_or_none()
         if np is None:
             dense = array("i")
             dense.frombytes(data)
@@ -120,12 +103,6 @@ class RunColumn:
             starts = np.concatenate((np.zeros(1, dtype=starts.dtype), starts))
         self._append_runs(starts + base, values[starts], base + len(values), np)
 
-    def __delitem__(self, index: slice) -> None:
-        """Only ``del col[:]`` (emptied, as a worker does after each batch)."""
-        if not isinstance(index, slice) or index.indices(self._len) != (0, self._len, 1):
-            raise TypeError("a run column is only ever emptied whole: del col[:]")
-        self.clear()
-
     def clear(self) -> None:
         self._len = 0
         self._store = (array("i"), array("i"))
@@ -139,21 +116,7 @@ class RunColumn:
             self._store = array("i", store)
 
     # --- reading --------------------------------------------------------------------------------------------
-    @overload
-    def __getitem__(self, index: int) -> int: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> array[int]: ...
-
-    def __getitem__(self, index: int | slice) -> int | array[int]:
-        if isinstance(index, slice):
-            start, stop, step = index.indices(self._len)
-            dense = self._dense(start, max(start, stop))
-            return dense if step == 1 else dense[::step]
-        if index < 0:
-            index += self._len
-        if not 0 <= index < self._len:
-            raise IndexError("line out of range")
+    def _value(self, index: int) -> int:
         store = self._store
         if isinstance(store, tuple):
             return store[1][bisect.bisect_right(store[0], index) - 1]
@@ -164,13 +127,6 @@ class RunColumn:
         if isinstance(store, tuple):
             return _dense(store[0], store[1], start, stop)
         return store[start:stop]
-
-    def tobytes(self) -> bytes:
-        """Every line's value as dense int32 bytes."""
-        return self._dense(0, self._len).tobytes()
-
-    def __bytes__(self) -> bytes:
-        return self.tobytes()
 
     def nbytes(self) -> int:
         store = self._store

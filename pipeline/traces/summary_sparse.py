@@ -15,44 +15,29 @@ from __future__ import annotations
 import bisect
 from array import array
 from collections.abc import Iterable
-from typing import Any, overload
+
+from pipeline.traces.summary_compact import INT32_MAX, CompactColumn, numpy_or_none
 
 NO_ID = -1
-_INT32_MAX = 2**31 - 1
 SCAN_NUMPY = 4096
 """Chained lines in a window past which ``lines_with`` looks with numpy."""
 
 
-def _numpy() -> Any:
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - numpy is a dependency; the plain loops stay correct without it
-        return None
-    return np
-
-
-class SparseColumn:
+class SparseColumn(CompactColumn):
     """Per-line int32 values, ``NO_ID`` for most lines, stored as (line, value) pairs of the other lines."""
 
-    __slots__ = ("_len", "rows", "values")
-
-    typecode = "i"
-    """As the dense column: a worker's delta carries it as int32 bytes."""
-    itemsize = 4
+    __slots__ = ("rows", "values")
 
     def __init__(self) -> None:
+        super().__init__()
         self.rows: array[int] = array("i")
         """Lines whose value is not ``NO_ID``, ascending (64-bit past line 2**31)."""
         self.values = array("i")
-        self._len = 0
-
-    def __len__(self) -> int:
-        return self._len
 
     # --- appending ------------------------------------------------------------------------------------------
     def _rows_for(self, last_line: int) -> array[int]:
         rows = self.rows
-        if last_line > _INT32_MAX and rows.typecode != "q":
+        if last_line > INT32_MAX and rows.typecode != "q":
             rows = self.rows = array("q", rows)
         return rows
 
@@ -67,12 +52,9 @@ class SparseColumn:
             rows.extend(picked)
         self._len = base + len(dense)
 
-    def append(self, value: int) -> None:
-        self.extend([value])
-
     def frombytes(self, data: bytes) -> None:
         """Append dense int32 values given as bytes (a worker's delta)."""
-        np = _numpy()
+        np = numpy_or_none()
         if np is None:
             dense = array("i")
             dense.frombytes(data)
@@ -87,12 +69,6 @@ class SparseColumn:
             rows.frombytes((picked + base).astype(np.int32 if rows.typecode == "i" else np.int64).tobytes())
         self._len = base + len(values)
 
-    def __delitem__(self, index: slice) -> None:
-        """Only ``del col[:]`` (emptied, as a worker does after each batch)."""
-        if not isinstance(index, slice) or index.indices(self._len) != (0, self._len, 1):
-            raise TypeError("a sparse column is only ever emptied whole: del col[:]")
-        self.clear()
-
     def clear(self) -> None:
         self._len = 0
         self.rows = array("i")
@@ -104,20 +80,7 @@ class SparseColumn:
         self.rows = array(self.rows.typecode, self.rows)
 
     # --- reading --------------------------------------------------------------------------------------------
-    @overload
-    def __getitem__(self, index: int) -> int: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> array[int]: ...
-
-    def __getitem__(self, index: int | slice) -> int | array[int]:
-        if isinstance(index, slice):
-            start, stop, step = index.indices(self._len)
-            return self._dense(start, max(start, stop))[::step] if step != 1 else self._dense(start, max(start, stop))
-        if index < 0:
-            index += self._len
-        if not 0 <= index < self._len:
-            raise IndexError("line out of range")
+    def _value(self, index: int) -> int:
         rows = self.rows
         k = bisect.bisect_left(rows, index)
         if k < len(rows) and rows[k] == index:
@@ -133,13 +96,6 @@ class SparseColumn:
             dense[line - start] = value
         return dense
 
-    def tobytes(self) -> bytes:
-        """Every line's value as dense int32 bytes."""
-        return self._dense(0, self._len).tobytes()
-
-    def __bytes__(self) -> bytes:
-        return self.tobytes()
-
     def lines_with(self, value: int, first: int, last: int) -> array[int]:
         """The lines from ``first`` to ``last`` (inclusive) holding ``value``, ascending, as a new ``array('q')``."""
         rows = self.rows
@@ -149,7 +105,7 @@ class SparseColumn:
             return array("q")
         lines = rows[lo:hi]
         values = self.values[lo:hi]
-        if hi - lo > SCAN_NUMPY and (np := _numpy()) is not None:
+        if hi - lo > SCAN_NUMPY and (np := numpy_or_none()) is not None:
             wide = np.int32 if lines.typecode == "i" else np.int64
             found = np.frombuffer(lines, dtype=wide)[np.frombuffer(values, dtype=np.int32) == value]
             return array("q", found.astype(np.int64).tobytes())
