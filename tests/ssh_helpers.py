@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -224,7 +224,15 @@ def capture_raw(
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
-    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    # SIGHUP at its default action, as in a terminal, whatever this process was started with (``nohup make test``)
+    proc = subprocess.Popen(
+        [*_ignoring(["SIGHUP"], "SIG_DFL"), *argv],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        start_new_session=True,
+    )
     os.close(slave)
     out = b""
     end = time.monotonic() + timeout
@@ -276,10 +284,20 @@ class Served:
     """A supervisor waiting at the one-gate plan's gate, and ``phasef serve --ssh`` on that session (restartable, so
     one run can be served one way then another). Keys: ``alice`` (approver) and ``victor`` (viewer)."""
 
-    def __init__(self, folder: Path, *serve_args: str, max_sessions: int | None = None, serve: bool = True) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *serve_args: str,
+        max_sessions: int | None = None,
+        serve: bool = True,
+        ignoring: Sequence[str] = (),
+    ) -> None:
         from tests.spine_helpers import ONE_GATE_PLAN, has_event, spawn, wait_for, write_plan
 
         self.folder = folder
+        self.ignoring = tuple(ignoring)
+        """Signals the server starts with ignored (``("SIGHUP", "SIGINT", "SIGQUIT")``: as ``nohup phasef serve &``
+        leaves them), which every process it starts inherits unless it resets them."""
         write_plan(folder, ONE_GATE_PLAN)
         self.session = folder / "sessions" / "demo"
         self.supervisor = spawn("run", "--headless", "--session", "demo", cwd=folder)
@@ -307,6 +325,7 @@ class Served:
         limits = ["--max-sessions", n, "--max-startups", n, "--per-source-max-startups", n] if self.max_sessions else []
         server = subprocess.Popen(
             [
+                *_ignoring(self.ignoring),
                 sys.executable,
                 "-m",
                 "phasef_tui.cli",
@@ -417,3 +436,16 @@ async def open_clients(
             f"{len(missing)} of {len(clients)} clients showed no first frame in {timeout} s; one ends: {tail!r}"
         ) from None
     return clients
+
+
+def _ignoring(names: Sequence[str], action: str = "SIG_IGN") -> list[str]:
+    """A prefix for a command line: a small exec wrapper that sets the signals ``names`` to ``action`` (ignored by
+    default), then runs the rest."""
+    if not names:
+        return []
+    code = (
+        "import os, signal, sys\n"
+        f"for name in {tuple(names)!r}:\n    signal.signal(getattr(signal, name), signal.{action})\n"
+        "os.execvp(sys.argv[1], sys.argv[1:])\n"
+    )
+    return [sys.executable, "-c", code]

@@ -43,6 +43,12 @@ def _approver(folder: Path) -> tuple[Path, str]:
     return key, f'environment="PHASEF_ROLE=approver" {public}'
 
 
+def _status(pid: int) -> dict[str, str]:
+    """/proc/<pid>/status as a dict (``SigIgn``: the ignored signals, a hex mask)."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -186,11 +192,22 @@ def test_the_real_tui_is_forked_shares_its_pages_and_spawn_stays_selectable(tmp_
         served.close()
 
 
-@pytest.mark.parametrize("serve_args", [(), ("--no-prefork",)], ids=["forked", "spawned"])
-def test_a_session_ends_when_the_ssh_server_is_killed(tmp_path: Path, tmux: Tmux, serve_args: tuple[str, ...]) -> None:
+NOHUP = ("SIGHUP", "SIGINT", "SIGQUIT")
+"""What ``nohup phasef serve ... &`` leaves ignored in the server and in what it starts without resetting them."""
+
+
+@pytest.mark.parametrize(
+    ("serve_args", "ignoring"),
+    [((), ()), (("--no-prefork",), ()), ((), NOHUP), (("--no-prefork",), NOHUP)],
+    ids=["forked", "spawned", "forked-nohup", "spawned-nohup"],
+)
+def test_a_session_ends_when_the_ssh_server_is_killed(
+    tmp_path: Path, tmux: Tmux, serve_args: tuple[str, ...], ignoring: tuple[str, ...]
+) -> None:
     # the server cannot hang up on its sessions when it is killed; its end closes their terminals' master side, and
-    # a session's terminal is its controlling terminal (as sshd makes it), so the kernel hangs up on the session
-    served = Served(tmp_path, *serve_args)
+    # a session's terminal is its controlling terminal (as sshd makes it), so the kernel hangs up on the session;
+    # a session starts with that signal at its default action even when the server ignores it (under nohup)
+    served = Served(tmp_path, *serve_args, ignoring=ignoring)
     try:
         tmux.start("a", served.ssh("-tt"), 100, 30)
         tmux.wait_for("a", ONE_GATE_PROMPT)
@@ -198,6 +215,11 @@ def test_a_session_ends_when_the_ssh_server_is_killed(tmp_path: Path, tmux: Tmux
         pid = start["pid"]
         assert int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[4]) != 0  # tty_nr: it has one
         assert served.server is not None
+        hup = 1 << (signal.SIGHUP - 1)
+        if not serve_args:  # the session server inherits what the server was started with (it catches SIGHUP)
+            zygote = log_events(served.log, "session_server")[0]["pid"]
+            assert bool(int(_status(zygote)["SigIgn"], 16) & hup) == bool(ignoring)
+        assert not int(_status(pid)["SigIgn"], 16) & hup  # the session starts with SIGHUP's default action
         os.kill(served.server.pid, signal.SIGKILL)
         wait_for(lambda: not _alive(pid), 20, "the session's process to end after the server was killed")
         assert served.supervisor.poll() is None  # the run goes on

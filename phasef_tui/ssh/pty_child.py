@@ -45,12 +45,27 @@ class ChildProcess(Protocol):
     async def wait(self) -> int: ...
 
 
+SESSION_SIGNALS = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM")
+"""Signals a session starts with at their default action, as sshd starts a login: a server started under ``nohup``
+or in the background of a shell ignores SIGHUP (and SIGINT, SIGQUIT), and a program inherits what is ignored; a TUI
+ignoring SIGHUP would go on, reading end-of-file in a loop, after its terminal hung up."""
+
 TAKE_TERMINAL = (
-    "import fcntl, os, sys, termios\n"
+    "import fcntl, os, signal, sys, termios\n"
+    f"for name in {SESSION_SIGNALS!r}:\n    signal.signal(getattr(signal, name), signal.SIG_DFL)\n"
     "try:\n    fcntl.ioctl(0, termios.TIOCSCTTY, 0)\nexcept OSError:\n    pass\n"
     "os.execvp(sys.argv[1], sys.argv[1:])\n"
 )
-"""Run in the new session before the program: its terminal (stdin) becomes the session's controlling terminal."""
+"""Run in the new session before the program: the session's signals at their default actions, and its terminal
+(stdin) becomes the session's controlling terminal."""
+
+
+def default_session_signals() -> None:
+    """``SESSION_SIGNALS`` as a new interpreter starts with them, in this process (a session forked by the session
+    server): default actions, and Python's own SIGINT handler."""
+    for name in SESSION_SIGNALS:
+        sig = getattr(signal, name)
+        signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
 
 
 def with_controlling_terminal(argv: Sequence[str]) -> list[str]:

@@ -43,6 +43,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from phasef_tui.ssh.pty_child import default_session_signals
 from phasef_tui.ssh.warmup import preload
 
 MAX_MESSAGE = 256 * 1024
@@ -192,6 +193,7 @@ def _become_session(slave: int, job: Job) -> None:
     hanging up on the session (killed, crashed), its end closes the PTY's master side and the kernel hangs up on
     the session (SIGHUP), which ends the TUI instead of leaving it running on a terminal nobody reads."""
     os.setsid()
+    default_session_signals()  # (a server started under nohup ignores SIGHUP, and so would the session)
     with contextlib.suppress(OSError):  # without it, the session runs as before; only that safety net is missing
         fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
     for fd in (0, 1, 2):
