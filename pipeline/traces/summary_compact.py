@@ -7,18 +7,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from array import array
 from collections.abc import Iterable
-from typing import Any, overload
+from typing import overload
 
 INT32_MAX = 2**31 - 1
-
-
-def numpy_or_none() -> Any:
-    """numpy, imported on first use (bulk appends and long reads only), or None without it."""
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - numpy is a dependency; the plain loops stay correct without it
-        return None
-    return np
 
 
 class CompactColumn(ABC):
@@ -53,6 +44,12 @@ class CompactColumn(ABC):
 
     def append(self, value: int) -> None:
         self.extend([value])
+
+    def _extend_bytes(self, data: bytes) -> None:
+        """``frombytes`` without numpy: the int32 values through ``extend``."""
+        dense = array("i")
+        dense.frombytes(data)
+        self.extend(dense.tolist())
 
     def __delitem__(self, index: slice) -> None:
         """Only ``del col[:]`` (emptied, as a worker does after each batch)."""

@@ -19,7 +19,8 @@ from array import array
 from collections.abc import Iterable
 from typing import Any
 
-from pipeline.traces.summary_compact import INT32_MAX, CompactColumn, numpy_or_none
+from pipeline.traces.index_scan import numpy_or_none
+from pipeline.traces.summary_compact import INT32_MAX, CompactColumn
 
 _INT32 = struct.Struct("=i")
 DENSE_SLACK = 4096
@@ -89,9 +90,7 @@ class RunColumn(CompactColumn):
             return
         np = numpy_or_none()
         if np is None:
-            dense = array("i")
-            dense.frombytes(data)
-            self.extend(dense.tolist())
+            self._extend_bytes(data)
             return
         values = np.frombuffer(data, dtype=np.int32)
         if not len(values):

@@ -16,7 +16,8 @@ import bisect
 from array import array
 from collections.abc import Iterable
 
-from pipeline.traces.summary_compact import INT32_MAX, CompactColumn, numpy_or_none
+from pipeline.traces.index_scan import numpy_or_none
+from pipeline.traces.summary_compact import INT32_MAX, CompactColumn
 
 NO_ID = -1
 SCAN_NUMPY = 4096
@@ -56,9 +57,7 @@ class SparseColumn(CompactColumn):
         """Append dense int32 values given as bytes (a worker's delta)."""
         np = numpy_or_none()
         if np is None:
-            dense = array("i")
-            dense.frombytes(data)
-            self.extend(dense.tolist())
+            self._extend_bytes(data)
             return
         base = self._len
         values = np.frombuffer(data, dtype=np.int32)
