@@ -226,7 +226,7 @@ def capture_raw(
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
     # SIGHUP at its default action, as in a terminal, whatever this process was started with (``nohup make test``)
     proc = subprocess.Popen(
-        [*_ignoring(["SIGHUP"], "SIG_DFL"), *argv],
+        [*_with_signals(["SIGHUP"], "SIG_DFL"), *argv],
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -325,7 +325,7 @@ class Served:
         limits = ["--max-sessions", n, "--max-startups", n, "--per-source-max-startups", n] if self.max_sessions else []
         server = subprocess.Popen(
             [
-                *_ignoring(self.ignoring),
+                *_with_signals(self.ignoring, "SIG_IGN"),
                 sys.executable,
                 "-m",
                 "phasef_tui.cli",
@@ -438,9 +438,9 @@ async def open_clients(
     return clients
 
 
-def _ignoring(names: Sequence[str], action: str = "SIG_IGN") -> list[str]:
-    """A prefix for a command line: a small exec wrapper that sets the signals ``names`` to ``action`` (ignored by
-    default), then runs the rest."""
+def _with_signals(names: Sequence[str], action: str) -> list[str]:
+    """A prefix for a command line: a small exec wrapper that sets the signals ``names`` to ``action`` (``SIG_IGN``,
+    ``SIG_DFL``), then runs the rest."""
     if not names:
         return []
     code = (
