@@ -50,6 +50,14 @@ async def _bash(process: asyncssh.SSHServerProcess[bytes]) -> None:
     process.exit(rc if rc >= 0 else 255)
 
 
+class _StallingSFTP(asyncssh.SFTPServer):
+    """An SFTP server that never answers a read (a host whose disk or sftp-server hangs)."""
+
+    async def read(self, file_obj: object, offset: int, size: int) -> bytes:  # type: ignore[override]
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
 @dataclass
 class LoopbackHost:
     """The server, its keys and the files a ``[hosts.NAME]`` table points at."""
@@ -64,6 +72,8 @@ class LoopbackHost:
     _thread: threading.Thread | None = None
     _server: Any = None
     connections: int = 0
+    sftp_stalls: bool = False
+    """SFTP reads are never answered."""
     _live: set[Any] = field(default_factory=set)
     """SSH connections accepted so far (over restarts)."""
 
@@ -130,7 +140,7 @@ class LoopbackHost:
             authorized_client_keys=self.authorized,
             process_factory=_bash,
             encoding=None,
-            sftp_factory=True,
+            sftp_factory=_StallingSFTP if self.sftp_stalls else True,
             allow_scp=False,
         )
 
@@ -172,8 +182,8 @@ class LoopbackHost:
 
 
 @contextlib.contextmanager
-def loopback_host(folder: Path) -> Iterator[LoopbackHost]:
-    host = LoopbackHost(folder).start()
+def loopback_host(folder: Path, sftp_stalls: bool = False) -> Iterator[LoopbackHost]:
+    host = LoopbackHost(folder, sftp_stalls=sftp_stalls).start()
     try:
         yield host
     finally:

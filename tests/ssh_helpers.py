@@ -182,7 +182,11 @@ class ServerThread:
 def log_events(path: Path, kind: str | None = None) -> list[dict[str, Any]]:
     if not path.exists():
         return []
-    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    # a reader racing the server may see a record half written (a write that crosses a page is not seen at once):
+    # only lines that end in a newline are complete
+    complete = text[: text.rfind("\n") + 1]
+    events = [json.loads(line) for line in complete.splitlines() if line.strip()]
     return [e for e in events if kind is None or e["event"] == kind]
 
 

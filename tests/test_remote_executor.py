@@ -27,13 +27,24 @@ def host(tmp_path: Path) -> Any:
         yield h
 
 
+pytestmark = pytest.mark.timeout(300)  # a hang fails here in minutes, not at the suite's 10
+
+
 def _run(plan: str, project: Path, session: str = "s") -> tuple[RunResult, list[dict[str, Any]], Path]:
     session_dir = project / "sessions" / session
     engine = Engine(parse_config(plan), session_dir=session_dir, project_dir=project)
+
+    async def go() -> tuple[RunResult, list[str]]:
+        result = await engine.run()
+        left = [t.get_coro().__qualname__ for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        return result, [name for name in left if name.startswith("Remote")]
+
     try:
-        result = asyncio.run(engine.run())
+        result, left = asyncio.run(go())
     finally:
         engine.journal.close()
+    # a finished run leaves no poller and no signal on its way behind: they would outlive the engine
+    assert left == [], f"tasks left running after the engine ended: {left}"
     return result, journal_events(session_dir), session_dir
 
 
@@ -94,6 +105,31 @@ def test_timeout_kills_the_remote_process_group(host: LoopbackHost, tmp_path: Pa
     assert failed["timed_out"] is True and "timed out" in failed["error"], failed
     assert time.monotonic() - t0 < 30
     wait_for(lambda: not processes_with(marker), 10, "the remote group to be gone")
+
+
+@pytest.mark.timeout(120)
+def test_a_host_whose_sftp_stops_answering_ends_the_attempt_and_leaves_nothing_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncssh's SFTP reads have no timeout and closing a file waits for the host's answer: a host that stops
+    answering SFTP must not hold the poller (nor the supervisor's exit) forever."""
+    from pipeline.jobs import remote
+
+    monkeypatch.setattr(remote, "PROBE_TIMEOUT_S", 1.0)
+    with loopback_host(tmp_path / "host", sftp_stalls=True) as stalling:
+        plan = stalling.hosts_toml(reconnect_s=2.0) + (
+            '[stages.A]\ntitle = "A"\n[stages.A.steps.quiet]\nkind = "shell"\nhost = "box"\n'
+            "command = 'echo hello; sleep 1'\n"
+        )
+        t0 = time.monotonic()
+        result, events, session = _run(plan, tmp_path / "project")  # _run also checks that no task is left
+        elapsed = time.monotonic() - t0
+    assert result.exit_code == 1
+    failed = _events(events, "step_failed", "quiet")[-1]["payload"]
+    assert "without an exit status" in failed["error"], failed
+    log = (session / "logs" / "A.quiet.1.log").read_text()
+    assert "unreachable: no answer over SFTP for 1 s" in log, log
+    assert elapsed < 60, elapsed
 
 
 def test_cancel_stops_the_remote_step(host: LoopbackHost, tmp_path: Path) -> None:

@@ -108,9 +108,12 @@ class Attempts:
             started = parse_iso(st.started) if st.started else now()
             deadline = time.monotonic() + sc.timeout - (now() - started).total_seconds()
         watch = JobWatch(self.recorder, key, attempt, job, skip_events_until=seen_lines)
-        return await watch.run(
-            deadline=deadline,
-            timeout_s=sc.timeout,
-            stop_requested=lambda: self.stop_requested(key),
-            function_step=sc.kind != "shell",
-        )
+        try:
+            return await watch.run(
+                deadline=deadline,
+                timeout_s=sc.timeout,
+                stop_requested=lambda: self.stop_requested(key),
+                function_step=sc.kind != "shell",
+            )
+        finally:
+            await job.close()

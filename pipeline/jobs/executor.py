@@ -102,6 +102,11 @@ class Job(Protocol):
         """What a step function returned (its ``result.json``); empty for a shell command."""
         ...
 
+    async def close(self) -> None:
+        """Release what watching the job holds (a connection, a poller), once the engine is done with it. The
+        process is left as it is; a signal already sent is given a bounded time to arrive. Never hangs."""
+        ...
+
 
 class Executor(Protocol):
     name: str

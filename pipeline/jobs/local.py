@@ -141,6 +141,9 @@ class LocalJob:
     def result(self) -> dict[str, Any]:
         return read_result(self.files)
 
+    async def close(self) -> None:
+        return None  # signals are sent at once; nothing else is held
+
 
 class LocalExecutor:
     name = "local"

@@ -108,6 +108,9 @@ class RanksJob:
         statuses = [job.exit_status() for job in self.jobs]
         return next((s for s in statuses if s != 0), 0)
 
+    async def close(self) -> None:
+        await asyncio.gather(*(job.close() for job in self.jobs))
+
     def failed_rank(self) -> int | None:
         if self._failed is not None:
             return self._failed
@@ -208,6 +211,7 @@ class RanksExecutor:
         except ExecutorError:
             for job in jobs:
                 job.signal(signals.SIGKILL)
+            await asyncio.gather(*(job.close() for job in jobs))
             raise
         handle = JobHandle.model_validate(
             {
@@ -232,6 +236,7 @@ class RanksExecutor:
             for f in found:  # a rank is gone without a status: the ring is broken, stop the rest and run again
                 if f is not None:
                     f[0].signal(signals.SIGKILL)
+            await asyncio.gather(*(f[0].close() for f in found if f is not None))
             return None
         pairs = [f for f in found if f is not None]
         job = self.make_job(handle, [j for j, _ in pairs], [rank_files(files, r) for r in range(len(pairs))])

@@ -29,6 +29,7 @@ import posixpath
 import shlex
 import signal as signals
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,34 @@ LOG_CHUNK = 1 << 20
 GONE_LOOKS = 2
 """Looks in a row that must find neither the process nor its status file before the attempt is taken as ended
 without one (one look may race a busy host's process table)."""
+CLOSE_WAIT_S = 10.0
+"""How long a closed job waits for signals still on their way to the host, and then for its poller to end."""
 GROUP_AFTER_END_S = 15.0
 """How long the group is still watched after the main process ended (a step saving after TERM)."""
+
+
+@contextlib.contextmanager
+def stall_guard(drop: Callable[[], None], seconds: float | None = None) -> Iterator[Callable[..., None]]:
+    """While inside, a connection that makes no progress for ``seconds`` is dropped (``drop``): every wait on it
+    then fails at once. asyncssh's SFTP calls have no timeout, and closing a file or an SFTP session waits for the
+    host's answer, even when cancelled: without this a host that stops answering SFTP would hold the poller, and its
+    cancellation, forever. Yields the function that marks progress (call it after each chunk)."""
+    loop = asyncio.get_running_loop()
+    timer: asyncio.TimerHandle | None = None
+
+    def kick(*_: object) -> None:
+        nonlocal timer
+        if timer is not None:
+            timer.cancel()
+        timer = loop.call_later(PROBE_TIMEOUT_S if seconds is None else seconds, drop)
+
+    kick()
+    try:
+        yield kick
+    finally:
+        assert timer is not None
+        timer.cancel()
+
 
 HOST_ENV = {"PATH", "HOME", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", "SHELL", "USER", "LOGNAME"}
 """Variables that describe the supervisor's machine: on the host its own values stand."""
@@ -92,6 +119,8 @@ class RemoteJob:
         self.group = True
         self.ended = asyncio.Event()
         self.lost: str | None = None
+        self.stalled: str | None = None
+        """Why the connection was last dropped by the stall guard (named instead of the error it caused)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._poller: asyncio.Task[None] | None = None
         self._gone_looks = 0
@@ -129,6 +158,19 @@ class RemoteJob:
     def result(self) -> dict[str, Any]:
         return read_result(self.files)
 
+    async def close(self) -> None:
+        """Let signals on their way reach the host (for up to ``CLOSE_WAIT_S``), then drop the connection and end
+        the poller. The connection goes first: an SFTP transfer or a command waiting on it then fails at once, so
+        the poller's end cannot wait on a graceful close that never comes."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=CLOSE_WAIT_S)
+        self._drop()
+        left = [t for t in (self._poller, *self._tasks) if t is not None and not t.done()]
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left, timeout=CLOSE_WAIT_S)
+
     # -- behind it ----------------------------------------------------------------------------------------------
     async def _signal(self, sig: int) -> None:
         name = signals.Signals(sig).name.removeprefix("SIG")
@@ -141,7 +183,16 @@ class RemoteJob:
             self.conn = await connect(self.host, self.name, retries=0)
         return self.conn
 
-    def _drop(self) -> None:
+    def _stall(self, conn: asyncssh.SSHClientConnection) -> None:
+        self.stalled = f"no answer over SFTP for {PROBE_TIMEOUT_S:g} s"
+        self._drop(conn)
+
+    def _drop(self, conn: asyncssh.SSHClientConnection | None = None) -> None:
+        """Close the connection (only if it is still ``conn``, when given: a guard's late timer must not drop a
+        newer one)."""
+        if conn is not None and conn is not self.conn:
+            conn.close()
+            return
         if self.conn is not None:
             self.conn.close()
         self.conn = None
@@ -167,22 +218,28 @@ class RemoteJob:
         await self._copy_log(conn)
 
     async def _copy_log(self, conn: asyncssh.SSHClientConnection) -> None:
-        async with conn.start_sftp_client() as sftp:
-            try:
-                async with sftp.open(self.remote_log, "rb") as fh:
-                    await fh.seek(self.offset)
-                    while True:
-                        data = await fh.read(LOG_CHUNK)
-                        if not data:
-                            break
-                        with open(self.files.log, "ab") as out:
-                            out.write(data if isinstance(data, bytes) else data.encode())
-                        self.offset += len(data)
-            except asyncssh.SFTPNoSuchFile:
-                pass
+        with stall_guard(lambda: self._stall(conn)) as progress:
+            async with conn.start_sftp_client() as sftp:
+                try:
+                    async with sftp.open(self.remote_log, "rb") as fh:
+                        await fh.seek(self.offset)
+                        while True:
+                            data = await fh.read(LOG_CHUNK)
+                            progress()
+                            if not data:
+                                break
+                            with open(self.files.log, "ab") as out:
+                                out.write(data if isinstance(data, bytes) else data.encode())
+                            self.offset += len(data)
+                except asyncssh.SFTPNoSuchFile:
+                    pass
 
     async def _collect(self) -> None:
         conn = await self._conn()
+        with stall_guard(lambda: self._stall(conn)) as progress:
+            await self._collect_over(conn, progress)
+
+    async def _collect_over(self, conn: asyncssh.SSHClientConnection, progress: Callable[..., None]) -> None:
         async with conn.start_sftp_client() as sftp:
             for remote, local in self.downloads:
                 if any(ch in remote for ch in "*?["):
@@ -195,24 +252,27 @@ class RemoteJob:
                     )
                     for match in await sftp.glob(remote):
                         name = match.decode() if isinstance(match, bytes) else match
-                        await self._get(sftp, name, local_head / posixpath.relpath(name, head))
+                        await self._get(sftp, name, local_head / posixpath.relpath(name, head), progress)
                     continue
                 if await sftp.exists(remote):
-                    await self._get(sftp, remote, Path(local))
+                    await self._get(sftp, remote, Path(local), progress)
             if await sftp.exists(self.remote_result):
-                await self._get(sftp, self.remote_result, self.files.result)
+                await self._get(sftp, self.remote_result, self.files.result, progress)
 
-    async def _get(self, sftp: asyncssh.SFTPClient, remote: str, local: Path) -> None:
+    async def _get(self, sftp: asyncssh.SFTPClient, remote: str, local: Path, progress: Callable[..., None]) -> None:
+        progress()
         if await sftp.isdir(remote):
             local.mkdir(parents=True, exist_ok=True)
             for entry in await sftp.readdir(remote):
                 if entry.filename in (".", ".."):
                     continue
-                await self._get(sftp, posixpath.join(remote, str(entry.filename)), local / str(entry.filename))
+                await self._get(
+                    sftp, posixpath.join(remote, str(entry.filename)), local / str(entry.filename), progress
+                )
             return
         local.parent.mkdir(parents=True, exist_ok=True)
         tmp = local.with_name(f".{local.name}.part")
-        await sftp.get(remote, str(tmp))
+        await sftp.get(remote, str(tmp), progress_handler=progress)
         tmp.replace(local)
 
     async def _poll_loop(self) -> None:
@@ -222,13 +282,14 @@ class RemoteJob:
         while True:
             try:
                 await self.probe()
-                lost_since, delay = None, POLL_S
+                lost_since, delay, self.stalled = None, POLL_S, None
             except (OSError, asyncssh.Error, ExecutorError, TimeoutError) as exc:
                 self._drop()
                 now = time.monotonic()
                 lost_since = lost_since or now
                 if now - lost_since > self.host.reconnect_s:
-                    self.lost = f"{describe(self.host, self.name)} unreachable: {reason_of(exc)}"
+                    why = self.stalled or reason_of(exc)
+                    self.lost = f"{describe(self.host, self.name)} unreachable: {why}"
                     with open(self.files.log, "ab") as out:
                         out.write(f"\nphasef: {self.lost}\n".encode())
                     self.status, self.group = None, False
@@ -245,8 +306,9 @@ class RemoteJob:
                         await self._collect()
                     except (OSError, asyncssh.Error, ExecutorError, TimeoutError) as exc:
                         self._drop()
+                        why, self.stalled = self.stalled or reason_of(exc), None
                         with open(self.files.log, "ab") as out:
-                            out.write(f"\nphasef: outputs not downloaded from {self.name}: {reason_of(exc)}\n".encode())
+                            out.write(f"\nphasef: outputs not downloaded from {self.name}: {why}\n".encode())
                         continue
                 self.ended.set()
                 ended_at = time.monotonic()
