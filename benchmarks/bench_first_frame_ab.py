@@ -1,10 +1,11 @@
 """The trace viewer's first screen, two checkouts side by side: wall and CPU time to the first record on screen.
 
-Each checkout's viewer (``python -m phasef_tui.trace_view FILE`` run with the checkout as its working directory, so
-its modules are the ones imported) is started in a 120x40 pty, alternately (A, B, B, A, ...) so that load from
-elsewhere hits both alike. The time is taken when the first record's text arrives from the pty; the viewer's CPU
-time is read from ``/proc`` at that same moment (CPU is steadier than wall time on a loaded machine). Both
-checkouts' modules are compiled to bytecode first, as an installed package's are.
+Each checkout's viewer (``python -m phasef_tui.cli trace view FILE``, which is what ``phasef trace view FILE`` runs, or
+with ``--command module`` the viewer's module alone, ``python -m phasef_tui.trace_view FILE``; run with the checkout as
+its working directory, so its modules are the ones imported) is started in a 120x40 pty, alternately (A, B, B, A,
+...) so that load from elsewhere hits both alike. The time is taken when the first record's text arrives from the
+pty; the viewer's CPU time is read from ``/proc`` at that same moment (CPU is steadier than wall time on a loaded
+machine). Both checkouts' modules are compiled to bytecode first, as an installed package's are.
 
     python benchmarks/bench_first_frame_ab.py /tmp/base . --runs 10 --file /tmp/phasef-compare-1024mb.jsonl
 """
@@ -37,7 +38,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def first_screen(checkout: Path, trace: Path, timeout: float = 30.0, end: bytes = b"") -> tuple[float, float, float]:
+COMMANDS = {"cli": ["-m", "phasef_tui.cli", "trace", "view"], "module": ["-m", "phasef_tui.trace_view"]}
+
+
+def first_screen(
+    checkout: Path, trace: Path, timeout: float = 30.0, end: bytes = b"", command: str = "cli"
+) -> tuple[float, float, float]:
     """(wall seconds, CPU seconds) from launch until the first record's text arrives; with ``end`` (the last
     record's text), End is pressed then and the third figure is the time until ``end`` arrives (else NaN)."""
     master, slave = os.openpty()
@@ -45,7 +51,7 @@ def first_screen(checkout: Path, trace: Path, timeout: float = 30.0, end: bytes 
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(COLS), "LINES": str(ROWS)}
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "phasef_tui.trace_view", str(trace)],
+        [sys.executable, *COMMANDS[command], str(trace)],
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -98,6 +104,7 @@ def main() -> int:
     parser.add_argument("b", type=Path, help="checkout B")
     parser.add_argument("--file", type=Path, default=Path("/tmp/phasef-compare-1024mb.jsonl"))
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--command", choices=COMMANDS, default="cli", help="what is started (default: the CLI's)")
     parser.add_argument("--end", help="press End at the first screen and time until this text (the last record's)")
     args = parser.parse_args()
     checkouts = [args.a.resolve(), args.b.resolve()]
@@ -110,9 +117,9 @@ def main() -> int:
     for run in range(args.runs):
         order = checkouts if run % 2 == 0 else checkouts[::-1]
         for checkout in order:
-            results[checkout].append(first_screen(checkout, args.file, end=end))
+            results[checkout].append(first_screen(checkout, args.file, end=end, command=args.command))
     load_after = os.getloadavg()
-    print(f"trace {args.file}, {COLS}x{ROWS}, {args.runs} runs each, interleaved")
+    print(f"trace {args.file}, {COLS}x{ROWS}, {args.runs} runs each, interleaved, {' '.join(COMMANDS[args.command])}")
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
     for name, checkout in zip("AB", checkouts, strict=True):
         walls = [w for w, _, _ in results[checkout]]

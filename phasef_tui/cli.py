@@ -57,6 +57,19 @@ def version() -> str:
         return "unknown"
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, with the version looked up only when asked (``importlib.metadata`` is ~20 ms of imports that
+    every other command, the viewer's start among them, would pay)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **_: Any) -> None:
+        shown = "show the version and exit"
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, help=shown)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> NoReturn:
+        print(f"phasef {version()}")
+        parser.exit()
+
+
 class JsonMode:
     """Whether this invocation asked for ``--json`` (known before parsing, so that usage errors can honour it)."""
 
@@ -101,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"phasef {version()}")
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument("-v", "--verbose", dest="_g_verbose", action="count", default=0, help="more detail (-vv)")
     parser.add_argument("-q", "--quiet", dest="_g_quiet", action="store_true", help="print only errors")
     parser.add_argument("--json", dest="_g_json", action="store_true", help=JSON_HELP)

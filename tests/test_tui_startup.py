@@ -105,6 +105,35 @@ def test_the_first_screen_imports_nothing_it_does_not_show(tmp_path: Path) -> No
     assert early == [], f"imported before the first screen: {early}"
 
 
+CLI_PROBE = """
+import sys
+import phasef_tui.trace_view as trace_view
+from phasef_tui.cli import main
+
+def stop_at_the_viewer(path, follow, fmt=None):  # what the CLI imported on its way to the viewer
+    print("\\n".join(sorted(sys.modules)))
+    return 0
+
+trace_view.run_trace_view = stop_at_the_viewer
+sys.exit(main(["trace", "view", sys.argv[1]]))
+"""
+CLI_NOT_ON_THE_WAY = ("pipeline.traces.importers", "pydantic", "importlib.metadata")
+"""~0.15 s of imports that ``phasef trace view`` paid before its first screen: the importers (to check a ``--from``
+that was not given) and the package's version (for ``--version``, asked or not)."""
+
+
+def test_the_cli_s_way_to_the_viewer_imports_no_importer_and_no_version(tmp_path: Path) -> None:
+    trace = write_trace(tmp_path / "t.jsonl", sample_records())
+    out = subprocess.run(
+        [sys.executable, "-c", CLI_PROBE, str(trace)], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    loaded = set(out.stdout.split("\n"))
+    assert "phasef_tui.commands.trace" in loaded
+    early = sorted(m for m in loaded for lazy in CLI_NOT_ON_THE_WAY if m == lazy or m.startswith(lazy + "."))
+    assert early == [], f"imported by the CLI before the viewer: {early}"
+
+
 def test_the_widgets_and_screens_packages_still_export_every_name() -> None:
     """Lazy re-exports: every name in ``__all__`` resolves, to the class its module defines."""
     code = (

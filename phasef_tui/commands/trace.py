@@ -96,6 +96,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _unknown_format(command: str, fmt: str | None) -> int | None:
+    if fmt is None:
+        return None  # (the importers' modules are ~0.1 s of imports: not on the viewer's way to its first screen)
     from pipeline.traces.importers import EXPLICIT_FORMATS, FORMATS
 
     known = FORMATS + EXPLICIT_FORMATS
