@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import io
 import json
 import logging
@@ -105,7 +106,23 @@ def _epilog() -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``command``, only that command's when the module of the same name registers it (the
+    other command modules are then not imported and their parsers not built: ~30 ms less at every start)."""
+    if command is not None and command.isidentifier() and not command.startswith("_"):
+        try:
+            spec = importlib.util.find_spec(f"{commands.__name__}.{command}")
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None:
+            parser = _parser_with([command])
+            if command in subparsers_of(parser):
+                return parser
+    names = sorted(info.name for info in pkgutil.iter_modules(commands.__path__) if not info.name.startswith("_"))
+    return _parser_with(names)
+
+
+def _parser_with(modules: list[str]) -> argparse.ArgumentParser:
     parser = PhasefArgumentParser(
         prog="phasef",
         description="Supervise the full-cycle improvement loop of an LLM agent: baseline, audit, data refresh, "
@@ -119,10 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", dest="_g_quiet", action="store_true", help="print only errors")
     parser.add_argument("--json", dest="_g_json", action="store_true", help=JSON_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+    for name in modules:
+        module = importlib.import_module(f"{commands.__name__}.{name}")
         register = getattr(module, "register", None)
         if register is not None:
             register(sub)
@@ -211,7 +226,7 @@ def _gathered(on: bool) -> Iterator[tuple[_Tee, _Tee] | None]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     JsonMode.on = "--json" in argv[: argv.index("--") if "--" in argv else len(argv)]
-    parser = build_parser()
+    parser = build_parser(next((word for word in argv if not word.startswith("-")), None))
     args = merge_global_flags(parser.parse_args(argv))
     JsonMode.on = args.json
     configure_logging(args.verbose, args.quiet)

@@ -220,3 +220,19 @@ def test_fish_completion(tmp_path: Path) -> None:
     assert "config" in complete("phasef ") and "status" in complete("phasef ")
     assert set(complete("phasef config ")) >= {"check", "show"}
     assert "--config" in complete("phasef config check --")
+
+
+def test_a_command_s_own_parser_is_the_whole_parser_s_for_that_command() -> None:
+    """``phasef COMMAND`` builds only that command's parser when its module is named after it; the result must be
+    what the whole parser has for that command (commands registered by another module's file fall back to it)."""
+    whole = subparsers_of(build_parser())
+    assert len(whole) > 15
+    partial_built = 0
+    for name, child in whole.items():
+        parser = build_parser(name)
+        own = subparsers_of(parser)
+        assert own[name].format_help() == child.format_help(), name
+        partial_built += len(own) == 1
+    assert partial_built >= 15, "most commands should not build the others' parsers"
+    for other in (None, "no-such-command", "_common", "../x"):
+        assert subparsers_of(build_parser(other)).keys() == whole.keys()

@@ -115,16 +115,15 @@ def gather_code(executed: list[types.CodeType]) -> int:
 def share_cli_parser() -> None:
     """Build the CLI's argument parser once, here, and have every child parse its command with it.
 
-    Each ``phasef`` run builds the parsers of every sub-command and reads the package's version from its metadata
-    (importlib.metadata, the email parser) before it parses two words: ~1.5 MB of a session's private memory. The
-    parser does not change once built, and parsing does not change it, so the one built here serves every child
-    (``build_parser`` of the imported CLI returns it; see ``ENTRY_POINTS``). It is used once here first, on an
-    ``attach`` as a session runs it, so that the code parsing runs is warm too."""
+    Each ``phasef`` run builds the parser of its sub-command before it parses two words. The parser does not change
+    once built, and parsing does not change it, so the one built here serves every child (``build_parser`` of the
+    imported CLI returns it; see ``ENTRY_POINTS``). It is used once here first, on an ``attach`` as a session runs
+    it, so that the code parsing runs is warm too."""
     from phasef_tui import cli
 
     parser = cli.build_parser()
     parser.parse_args(WARM_UP_ATTACH)
-    cli.build_parser = lambda: parser
+    cli.build_parser = lambda command=None: parser  # (the whole parser serves every command)
 
 
 WARM_UP_ATTACH = ["attach", "warm-up-session", "--as", "warm-up"]
