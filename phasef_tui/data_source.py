@@ -7,6 +7,7 @@ the screens showing those parts redraw. Screens never open files or sockets them
 from __future__ import annotations
 
 import math
+import time
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,11 @@ from pipeline.traces.summary_columns import KIND_TICK
 
 if TYPE_CHECKING:
     from widgets.session_view import SessionView
+
+SUMMARY_REDRAW_S = 0.25
+"""While a trace is summarized in the background, its progress alone (badges, filter counts, chains) is reported at
+most this often: at every frame (20 a second) the redraws took the viewer's process CPU that the summary needs. New
+lines, a new file, the end of the summary and the operator's own actions are reported at the next frame as before."""
 
 CHANGED_TRACES = "traces"
 CHANGED_TRACE_FILE = "trace_file"
@@ -57,6 +63,7 @@ class DataSource:
 
     def __init__(self) -> None:
         self._trace_mark: tuple[int, ...] = ()
+        self._summary_reported = 0.0
         self._feed_mark: int | None = None
         self.on_change: Callable[[], None] | None = None
         """Called (from any thread) when something changes after the source had settled."""
@@ -137,10 +144,15 @@ class DataSource:
             changed.add(CHANGED_TRACE_FILE)
         if feed is not None:
             index = feed.index
-            mark = (index.generation, len(index), index.summarized, index.chain_count, index.size)
-            if mark != self._trace_mark:
-                self._trace_mark = mark
-                changed.add(CHANGED_TRACES)
+            mark = (index.generation, len(index), index.size, index.summarized, index.chain_count)
+            old = self._trace_mark
+            if mark != old:
+                now = time.monotonic()
+                progress_only = old[:3] == mark[:3]
+                if not (progress_only and now - self._summary_reported < SUMMARY_REDRAW_S and not index.complete):
+                    self._trace_mark = mark
+                    self._summary_reported = now
+                    changed.add(CHANGED_TRACES)
         return changed
 
 

@@ -142,8 +142,8 @@ def test_replay_from_the_first_event_to_the_gate_and_a_death_tick(demo: Demo, tm
     deaths_line = next(ln for ln in screen().splitlines() if "A.voyager-realworld-eval deaths" in ln)
     assert deaths_line.rstrip().endswith(f" {report['deaths']}"), deaths_line
     keys("4")  # the Audit screen as it was: the offline auditors' verdict, no decision yet
-    wait_for(lambda: "gate B.baseline-gate" in screen(), 20, f"the audit screen:\n{screen()}")
-    assert "waiting" in screen() and "INVALID" in screen()
+    shown = ("gate B.baseline-gate", "waiting", "INVALID")  # (the gate's line and the verdicts': wait for all)
+    wait_for(lambda: all(text in screen() for text in shown), 20, f"the audit screen:\n{screen()}")
     assert "demo" not in screen() and "OVERRIDE" not in screen()  # signed after this point
 
     # the previous death tick (the last before the gate): the evaluation still running, Stage B not started

@@ -74,6 +74,45 @@ def test_store_numbers_and_names_match_a_dict_and_list(names: list[str], absent:
     assert len(store) == len(set(names)), "looking up absent names added nothing"
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.lists(_NAME, max_size=30)), max_size=8), st.lists(_NAME, max_size=10))
+def test_names_added_in_bulk_are_numbered_as_interned_one_by_one(
+    steps: list[tuple[bool, list[str]]], absent: list[str]
+) -> None:
+    """``extend_new`` (a worker's new names, in bulk) between ``intern`` calls: the same numbers, names, lookups
+    and table as interning each; the table grows past its load limit in one step."""
+    store, reference = NameStore(), NameStore()
+    for bulk, names in steps:
+        if bulk:
+            fresh = list(dict.fromkeys(n for n in names if n not in reference))  # new and distinct, as promised
+            store.extend_new(fresh)
+            for name in fresh:
+                reference.intern(name)
+        else:
+            assert [store.intern(n) for n in names] == [reference.intern(n) for n in names]
+        assert 3 * len(store) <= 2 * len(store._table)
+    order = list(reference)
+    assert list(store) == order and store == reference
+    _check(store, order)
+    for name in absent:
+        if name not in order:
+            assert store.find(name) is None
+
+
+def test_bulk_names_grow_the_table_and_keep_non_ascii_offsets(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = NameStore()
+    store.extend_new([f"ep-{i:07d}" for i in range(5000)])
+    store.extend_new(["é", "\U0001f600x", "\udc80", ""])
+    store.extend_new([f"ep-{i:07d}\x1fc{i % 3}" for i in range(20_000)])
+    assert len(store._table) >= 1.5 * len(store)
+    assert store[5000:5004] == ["é", "\U0001f600x", "\udc80", ""]
+    assert store.find("ep-0004999") == 4999 and store.find("ep-0019999\x1fc1") == 5004 + 19_999
+    monkeypatch.setattr(summary_names, "_TAG_MASK", 0)  # one probe chain: bulk inserts walk it too
+    colliding = NameStore()
+    colliding.extend_new(["a", "b", ""])
+    assert colliding.intern("b") == 1 and colliding.intern("c") == 3 and colliding.find("") == 2
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(_NAME, max_size=40), st.lists(_NAME, max_size=40))
 def test_clear_starts_numbering_again(first: list[str], second: list[str]) -> None:

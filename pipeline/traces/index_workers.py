@@ -67,18 +67,21 @@ def apply_delta(s: _Summaries, delta: SummaryDelta) -> None:
     """Append a worker's batch to ``s``: names, chain lines and filter lines, then the columns (``kind`` last)."""
     np = numpy_or_none()
     first = delta.first
-    for name in delta.episode_names:
-        s.episodes.intern(name)
-    for name in delta.chain_names:
-        s.chains.intern(name)
-        s.chain_lines.new(-1)
+    # a worker numbers the names it meets after the state it was given: new here, in order (``map`` has renumbered
+    # a second worker's)
+    s.episodes.extend_new(delta.episode_names)
+    s.chains.extend_new(delta.chain_names)
+    s.chain_lines.new_unseen(len(delta.chain_names))
     s.chain_episode.frombytes(delta.chain_episodes)
     columns = dict(zip(COLUMNS, delta.columns, strict=True))
     chain = np.frombuffer(columns["chain"], dtype=np.int32)
     rows = np.flatnonzero(chain != NO_ID)
-    chain_lines = s.chain_lines
-    for line, number in zip((rows + first).tolist(), chain[rows].tolist(), strict=True):
-        chain_lines.add(number, line)
+    if len(rows):
+        numbers = chain[rows]
+        chains, at_first = np.unique(numbers, return_index=True)
+        at_last = len(numbers) - 1 - np.unique(numbers[::-1], return_index=True)[1]
+        lines = rows + first
+        s.chain_lines.add_spans(chains.tolist(), lines[at_first].tolist(), lines[at_last].tolist())
     for name, typecode in zip(COLUMNS, delta.typecodes, strict=True):
         append_column(s, name, typecode, columns[name])
     flags = np.frombuffer(columns["flags"], dtype=np.uint16)

@@ -5,7 +5,7 @@ found on demand."""
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from pipeline.traces.summary_names import NameStore
@@ -133,6 +133,22 @@ class _ChainLines:
             self.first[chain] = line
         self.last[chain] = line
 
+    def new_unseen(self, count: int) -> None:
+        """``count`` new chains whose lines come later (``new(-1)`` each)."""
+        if count:
+            unseen = array(self.first.typecode, [-1]) * count
+            self.first.extend(unseen)
+            self.last.extend(unseen)
+
+    def add_spans(self, chains: list[int], firsts: list[int], lasts: list[int]) -> None:
+        """Each chain of ``chains`` (distinct) has lines from ``firsts[k]`` to ``lasts[k]`` (after every line added
+        before): ``add`` of its first and last line."""
+        first, last = self.first, self.last
+        for chain, line, end in zip(chains, firsts, lasts, strict=True):
+            if first[chain] < 0:
+                first[chain] = line
+            last[chain] = end
+
     def clear(self) -> None:
         del self.first[:]
         del self.last[:]
@@ -215,6 +231,10 @@ class ListNames:
             self.ids[name] = found
             self.names.append(name)
         return found
+
+    def extend_new(self, names: Sequence[str]) -> None:
+        for name in names:
+            self.intern(name)
 
     def find(self, name: str) -> int | None:
         return self.ids.get(name)

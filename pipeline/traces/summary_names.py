@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator, Sequence
+from itertools import accumulate, islice
 from typing import overload
 
 _TAG_MASK = 0xFFFFFFFF
@@ -26,6 +27,18 @@ _FIRST_SLOTS = 8
 RECENT_MAX = 4096
 """Names interned lately kept as strings in a small dict, so a name met again soon (the ticks of a chain, a few
 lines apart) is found at dict speed; the dict is emptied when it reaches this size."""
+
+
+def _table_of(tags: array[int], size: int) -> array[int]:
+    """An open-addressing table of ``size`` slots (a power of two) holding name numbers by their hash tags."""
+    mask = size - 1
+    table = array("i", [_EMPTY]) * size
+    for number, tag in enumerate(tags):
+        slot = tag & mask
+        while table[slot] >= 0:
+            slot = (slot + 1) & mask
+        table[slot] = number
+    return table
 
 
 class NameStore(Sequence[str]):
@@ -76,6 +89,42 @@ class NameStore(Sequence[str]):
         recent[name] = found
         return found
 
+    def extend_new(self, names: Sequence[str]) -> None:
+        """Number ``names`` next, each known to be new here and distinct (what a worker met after the state it was
+        given): what ``intern`` of each does, with one encode and one pass over the table for them all."""
+        if not names:
+            return
+        start = len(self._ends)
+        joined = "".join(names)
+        data = joined.encode("utf-8", "surrogatepass")
+        if len(data) == len(joined):  # ASCII: a name's bytes are its characters
+            sizes: Sequence[int] = list(map(len, names))
+        else:
+            sizes = [len(name.encode("utf-8", "surrogatepass")) for name in names]
+        blob = self._blob
+        base = len(blob)
+        blob += data
+        ends = self._ends
+        if len(blob) > _U32_MAX and ends.typecode == "I":
+            ends = self._ends = array("q", ends)
+        tags = [hash(name) & _TAG_MASK for name in names]
+        self._tags.extend(tags)
+        table = self._table
+        if 3 * (start + len(names)) > 2 * len(table):
+            size = len(table)
+            while 3 * (start + len(names)) > 2 * size:
+                size *= 2
+            self._table = _table_of(self._tags, size)
+        else:
+            mask = len(table) - 1
+            for number, tag in enumerate(tags, start):
+                slot = tag & mask
+                while table[slot] >= 0:
+                    slot = (slot + 1) & mask
+                table[slot] = number
+        # last: readers take ``len`` from the end offsets (every name counted there is complete)
+        ends.extend(islice(accumulate(sizes, initial=base), 1, None))
+
     def find(self, name: str) -> int | None:
         """The number of ``name``, or None when it was never interned."""
         found = self._recent.get(name)
@@ -111,15 +160,7 @@ class NameStore(Sequence[str]):
             slot = (slot + 1) & mask
 
     def _grow(self) -> None:
-        size = 2 * len(self._table)
-        mask = size - 1
-        table = array("i", [_EMPTY]) * size
-        for number, tag in enumerate(self._tags):
-            slot = tag & mask
-            while table[slot] >= 0:
-                slot = (slot + 1) & mask
-            table[slot] = number
-        self._table = table
+        self._table = _table_of(self._tags, 2 * len(self._table))
 
     def clear(self) -> None:
         """Forget every name (numbers start from 0 again)."""

@@ -1,0 +1,60 @@
+"""The viewer's source reports a background summary's progress at most every ``SUMMARY_REDRAW_S`` (each report
+redraws the trace screen), and everything else at once: new lines, a new file, the summary's end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from phasef_tui import data_source
+from phasef_tui.data_source import CHANGED_TRACE_FILE, CHANGED_TRACES, SUMMARY_REDRAW_S, TraceFileSource
+
+
+@dataclass
+class _Index:
+    """The figures of ``TraceIndex`` that ``poll`` compares."""
+
+    lines: int = 10
+    generation: int = 0
+    size: int = 1000
+    summarized: int = 0
+    chain_count: int = 0
+    complete: bool = False
+
+    def __len__(self) -> int:
+        return self.lines
+
+
+@dataclass
+class _Feed:
+    index: _Index = field(default_factory=_Index)
+    display_name: str = "t.jsonl"
+
+
+def test_summary_progress_is_reported_at_most_every_quarter_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(data_source.time, "monotonic", lambda: now[0])
+    feed = _Feed()
+    source = TraceFileSource(feed)  # type: ignore[arg-type]
+    index = feed.index
+
+    def at(t: float, **figures: Any) -> set[str]:
+        now[0] = 100.0 + t
+        for name, value in figures.items():
+            setattr(index, name, value)
+        return source.poll()
+
+    assert at(0.0) == {CHANGED_TRACE_FILE, CHANGED_TRACES}
+    assert at(0.05) == set(), "nothing changed"
+    assert at(0.1, summarized=5) == set(), "progress alone, 0.1 s after the last report"
+    assert at(0.2, summarized=6, chain_count=2) == set()
+    assert at(SUMMARY_REDRAW_S + 0.01) == {CHANGED_TRACES}, "withheld progress is reported once due"
+    assert at(0.3) == set()
+    assert at(0.31, lines=11) == {CHANGED_TRACES}, "a new line: at once"
+    assert at(0.32, size=1100) == {CHANGED_TRACES}, "the file grew: at once"
+    assert at(0.33, summarized=8) == set()
+    assert at(0.34, summarized=11, complete=True) == {CHANGED_TRACES}, "the summary's end: at once"
+    assert at(0.35, generation=1) == {CHANGED_TRACES}, "indexed again from scratch: at once"
+    assert at(0.36) == set()
