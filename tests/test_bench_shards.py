@@ -80,18 +80,46 @@ def plan(url: str, extra: str = "") -> str:
     )
 
 
-def content(trace: Path) -> list[dict[str, Any]]:
-    records = [json.loads(PID.sub("pid N", line)) for line in trace.read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in TIMES} for r in records]
+PID_LENGTHS = ("observation_chars", "context_chars")
+"""Fields that count characters, the lock holder's process id among them: one more digit in a pid (the OS passing
+99999 between two runs) is one more character there, and in the report's context profile."""
 
 
-def report_content(path: Path) -> dict[str, Any]:
-    """The report without its times (and without the trace file's path and hash, which cover the times)."""
+def pid_widths(trace: Path) -> list[int]:
+    """The number of digits of every process id in the trace, in order."""
+    return [len(m.group(0)) for m in PID.finditer(trace.read_text())]
+
+
+def content(trace: Path, pid_lengths: bool = True) -> list[dict[str, Any]]:
+    """The trace's records without times, process ids as ``pid N``; without the counts that a pid's digits enter
+    (``PID_LENGTHS``) when ``pid_lengths`` is False."""
+    records = []
+    for line in trace.read_text().splitlines():
+        record = json.loads(PID.sub("pid N", line))
+        gone = TIMES if pid_lengths or not PID.search(line) else TIMES.union(PID_LENGTHS)
+        records.append({k: v for k, v in record.items() if k not in gone})
+    return records
+
+
+def report_content(path: Path, pid_lengths: bool = True) -> dict[str, Any]:
+    """The report without its times (and without the trace file's path and hash, which cover the times); without
+    the context profile when ``pid_lengths`` is False."""
     report = {k: v for k, v in json.loads(path.read_text()).items() if k not in ("createdAt", "durationS")}
     report["latency"] = report["latency"]["count"]
     report["mttr"] = {k: v for k, v in report["mttr"].items() if k not in ("seconds", "secondsP50")}
     report["trace"] = report["trace"]["records"]
+    if not pid_lengths:
+        del report["contextProfile"]
     return report
+
+
+def assert_same_run(out: Path, unsharded: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The sharded run's trace and report are the unsharded run's (times and process ids aside); the counts that
+    include a pid's digits are compared too when the two runs' pids have the same widths. Returns both reports."""
+    mine, theirs = out / "dirty_trace.jsonl", unsharded / "dirty_trace.jsonl"
+    exact = pid_widths(mine) == pid_widths(theirs)
+    assert content(mine, exact) == content(theirs, exact)
+    return report_content(out / "eval_report.json", exact), report_content(unsharded / "eval_report.json", exact)
 
 
 def _artifacts(session: Path) -> Path:
@@ -111,8 +139,8 @@ def test_three_local_shards_merge_into_the_unsharded_trace_and_report(
     result, events, session = _run(plan(endpoint, "shards = 3\n"), tmp_path / "project")
     assert result.exit_code == 0, result.error
     out = _artifacts(session)
-    assert content(out / "dirty_trace.jsonl") == content(unsharded / "dirty_trace.jsonl")
-    assert report_content(out / "eval_report.json") == report_content(unsharded / "eval_report.json")
+    mine, theirs = assert_same_run(out, unsharded)
+    assert mine == theirs
     summary = _events(events, "step_succeeded", "baseline")[0]["payload"]["summary"]
     assert summary["shards"] == 3 and summary["episodes"] == 5
     assert summary["report"] == str(out / "eval_report.json")
@@ -135,8 +163,8 @@ def test_shards_on_a_remote_host_merge_into_the_same_trace(endpoint: str, unshar
         handle = _events(events, "step_started", "baseline")[0]["payload"]["handle"]
         assert [r["executor"] for r in handle["ranks"]] == ["remote", "remote"]
         out = _artifacts(session)
-        assert content(out / "dirty_trace.jsonl") == content(unsharded / "dirty_trace.jsonl")
-        assert report_content(out / "eval_report.json") == report_content(unsharded / "eval_report.json")
+        mine, theirs = assert_same_run(out, unsharded)
+        assert mine == theirs
 
 
 def test_a_merge_refuses_shards_of_different_runs(endpoint: str, tmp_path: Path) -> None:
@@ -174,7 +202,24 @@ def test_kill9_mid_shards_then_resume_reattaches_every_shard_and_merges_once(
     assert len(_events(events, "step_started", "baseline")) == 1
     assert [e["payload"]["alive"] for e in _events(events, "step_reattached", "baseline")] == [True]
     out = session / "artifacts" / "A" / "baseline"
-    assert content(out / "dirty_trace.jsonl") == content(unsharded / "dirty_trace.jsonl")
-    mine, theirs = report_content(out / "eval_report.json"), report_content(unsharded / "eval_report.json")
+    mine, theirs = assert_same_run(out, unsharded)
     assert mine.pop("model")["baseUrl"] == slow and theirs.pop("model")["baseUrl"] == endpoint
     assert mine == theirs
+
+
+def test_two_runs_whose_pids_differ_in_width_still_compare(tmp_path: Path) -> None:
+    """The OS may pass 99999 between two runs: the counts a pid's digits enter are then left out, the rest kept."""
+    tick = {"kind": "tick", "tick": 2, "observation": "DEADLOCK x: run.lock held by pid {} for 0.1s", "ts": 1}
+    lines = {}
+    for name, pid in (("a", 99_998), ("b", 100_004), ("c", 100_007)):
+        record = {**tick, "observation": tick["observation"].format(pid), "ts": pid}
+        record["observation_chars"] = len(record["observation"])
+        other = {"kind": "tick", "tick": 3, "observation": "ok", "observation_chars": 2}
+        lines[name] = tmp_path / f"{name}.jsonl"
+        lines[name].write_text(json.dumps(record) + "\n" + json.dumps(other) + "\n")
+    a, b, c = lines["a"], lines["b"], lines["c"]
+    assert pid_widths(a) == [9] and pid_widths(b) == [10] and pid_widths(b) == pid_widths(c)
+    assert content(a) != content(b), "the character count differs with the pid's width"
+    assert content(a, pid_lengths=False) == content(b, pid_lengths=False)
+    assert content(b) == content(c), "same widths: compared exactly"
+    assert content(a, pid_lengths=False)[1]["observation_chars"] == 2, "records without a pid keep their counts"
