@@ -82,7 +82,7 @@ def plan(url: str, extra: str = "") -> str:
 
 PID_LENGTHS = ("observation_chars", "context_chars")
 """Fields that count characters, the lock holder's process id among them: one more digit in a pid (the OS passing
-99999 between two runs) is one more character there, and in the report's context profile."""
+99999 between two runs) is one more character there, and in the report's context profile and context check."""
 
 
 def pid_widths(trace: Path) -> list[int]:
@@ -103,13 +103,17 @@ def content(trace: Path, pid_lengths: bool = True) -> list[dict[str, Any]]:
 
 def report_content(path: Path, pid_lengths: bool = True) -> dict[str, Any]:
     """The report without its times (and without the trace file's path and hash, which cover the times); without
-    the context profile when ``pid_lengths`` is False."""
+    the context's sizes (its profile, the context check's text) when ``pid_lengths`` is False."""
     report = {k: v for k, v in json.loads(path.read_text()).items() if k not in ("createdAt", "durationS")}
     report["latency"] = report["latency"]["count"]
     report["mttr"] = {k: v for k, v in report["mttr"].items() if k not in ("seconds", "secondsP50")}
     report["trace"] = report["trace"]["records"]
-    if not pid_lengths:
+    if not pid_lengths:  # the context's sizes, in the profile and in the context check's text
         del report["contextProfile"]
+        report["protocolChecks"] = [
+            {k: v for k, v in check.items() if not (k == "detail" and " chars" in str(v))}
+            for check in report["protocolChecks"]
+        ]
     return report
 
 
@@ -223,3 +227,24 @@ def test_two_runs_whose_pids_differ_in_width_still_compare(tmp_path: Path) -> No
     assert content(a, pid_lengths=False) == content(b, pid_lengths=False)
     assert content(b) == content(c), "same widths: compared exactly"
     assert content(a, pid_lengths=False)[1]["observation_chars"] == 2, "records without a pid keep their counts"
+    reports = []
+    for name, most in (("a", 1030), ("b", 1033)):
+        report = {
+            "latency": {"count": 3},
+            "mttr": {"count": 1, "seconds": 0.5},
+            "trace": {"records": 40},
+            "contextProfile": {"maxChars": most},
+            "protocolChecks": [
+                {"name": "context_bounded", "passed": True, "detail": f"O(1): max {most} chars (budget 3020)"},
+                {"name": "death_trace", "passed": False, "detail": "no death in the trace"},
+            ],
+        }
+        reports.append(tmp_path / f"{name}.json")
+        reports[-1].write_text(json.dumps(report))
+    assert report_content(reports[0]) != report_content(reports[1])
+    kept = report_content(reports[0], pid_lengths=False)
+    assert kept == report_content(reports[1], pid_lengths=False)
+    assert kept["protocolChecks"] == [
+        {"name": "context_bounded", "passed": True},
+        {"name": "death_trace", "passed": False, "detail": "no death in the trace"},
+    ]
