@@ -67,8 +67,8 @@ GROUP_AFTER_END_S = 15.0
 
 
 @contextlib.contextmanager
-def stall_guard(drop: Callable[[], None], seconds: float | None = None) -> Iterator[Callable[..., None]]:
-    """While inside, a connection that makes no progress for ``seconds`` is dropped (``drop``): every wait on it
+def stall_guard(drop: Callable[[], None]) -> Iterator[Callable[..., None]]:
+    """While inside, a connection that makes no progress for ``PROBE_TIMEOUT_S`` is dropped (``drop``): every wait on it
     then fails at once. asyncssh's SFTP calls have no timeout, and closing a file or an SFTP session waits for the
     host's answer, even when cancelled: without this a host that stops answering SFTP would hold the poller, and its
     cancellation, forever. Yields the function that marks progress (call it after each chunk)."""
@@ -79,7 +79,7 @@ def stall_guard(drop: Callable[[], None], seconds: float | None = None) -> Itera
         nonlocal timer
         if timer is not None:
             timer.cancel()
-        timer = loop.call_later(PROBE_TIMEOUT_S if seconds is None else seconds, drop)
+        timer = loop.call_later(PROBE_TIMEOUT_S, drop)
 
     kick()
     try:

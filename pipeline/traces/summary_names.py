@@ -31,14 +31,19 @@ lines apart) is found at dict speed; the dict is emptied when it reaches this si
 
 def _table_of(tags: array[int], size: int) -> array[int]:
     """An open-addressing table of ``size`` slots (a power of two) holding name numbers by their hash tags."""
-    mask = size - 1
     table = array("i", [_EMPTY]) * size
-    for number, tag in enumerate(tags):
+    _place(table, tags, 0)
+    return table
+
+
+def _place(table: array[int], tags: Sequence[int], first: int) -> None:
+    """Put names ``first, first + 1, ...`` (their hash ``tags``) in the free slots of ``table`` (linear probing)."""
+    mask = len(table) - 1
+    for number, tag in enumerate(tags, first):
         slot = tag & mask
         while table[slot] >= 0:
             slot = (slot + 1) & mask
         table[slot] = number
-    return table
 
 
 class NameStore(Sequence[str]):
@@ -109,19 +114,13 @@ class NameStore(Sequence[str]):
             ends = self._ends = array("q", ends)
         tags = [hash(name) & _TAG_MASK for name in names]
         self._tags.extend(tags)
-        table = self._table
-        if 3 * (start + len(names)) > 2 * len(table):
-            size = len(table)
+        size = len(self._table)
+        if 3 * (start + len(names)) > 2 * size:
             while 3 * (start + len(names)) > 2 * size:
                 size *= 2
             self._table = _table_of(self._tags, size)
         else:
-            mask = len(table) - 1
-            for number, tag in enumerate(tags, start):
-                slot = tag & mask
-                while table[slot] >= 0:
-                    slot = (slot + 1) & mask
-                table[slot] = number
+            _place(self._table, tags, start)
         # last: readers take ``len`` from the end offsets (every name counted there is complete)
         ends.extend(islice(accumulate(sizes, initial=base), 1, None))
 
