@@ -1,22 +1,25 @@
 """The viewer's per-line summary of a trace: record kind, episode, tick, recovery chain, flags (death, recovery,
 trap, schema error, thrash, deadlock, ...), context size and latency, in compact parallel arrays.
 
-``_summarize_batch`` is the hot loop of the viewer (millions of lines). A well-typed line is decoded with the
-summary's own strict decoder (``summary_records``: types checked in C, flags and verbs from caches); any other line
-goes the lenient way: the analyzer's decoder (``records.TraceRecord``), and for a line it does not take as a record of
-a known kind, orjson, so bad lines stay what they were.
+``_summarize_batch`` is the hot loop of the viewer (millions of lines). A well-typed line is summarized by the C loop
+(``summary_native``) where it is built, else decoded with the summary's own strict decoder (``summary_records``:
+types checked in C, flags and verbs from caches); any other line goes the lenient way: the analyzer's decoder
+(``records.TraceRecord``), and for a line it does not take as a record of a known kind, orjson, so bad lines stay
+what they were.
 """
 
 from __future__ import annotations
 
 import math
 import struct
+import sys
 from array import array
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
-from pipeline.traces import summary_records
+from pipeline.traces import summary_native, summary_records
 from pipeline.traces.records import decode_fast_errors, fast_decoder, record_from_dict, valid_utf8
 from pipeline.traces.summary_columns import (
     _FILTER_MASK,
@@ -34,6 +37,7 @@ from pipeline.traces.summary_columns import (
     KIND_UNKNOWN,
     NO_ID,
     WIDE,
+    _Column,
     _EpisodeRuns,
     _Summaries,
     _widen,
@@ -60,7 +64,12 @@ from pipeline.traces.verbs import (
 )
 
 THRASH_MIN = DEFAULT_THRASH_MIN
+_FLOAT_MAX = sys.float_info.max
 DEADLOCK_WINDOW = DEFAULT_DEADLOCK_WINDOW
+
+
+native = summary_native.load()
+"""The C loop, or None (the Python loop, with the same results)."""
 
 
 def _run_flags(st: _EpisodeRuns, action: Any, outcome: Any, error_class: Any) -> int:
@@ -107,8 +116,16 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes], *, flag_line
     lenient way (``_summarize_lenient``), so bad lines stay what they were. ``flag_lines``: also append the lines to
     the filter lists (a worker sends the columns only: the viewer derives the lists from them).
     """
-    if valid_utf8(b"\n".join(lines)):
-        rows = _summarize_strict(s, first, lines)
+    if (native is not None and native.all_ascii(lines)) or valid_utf8(b"\n".join(lines)):
+        if native is not None and fast_decoder_strict is summary_records.strict_decoder:
+            flags = summary_native.summarize(
+                native, s, first, lines, _summarize_python, _chain_number, THRASH_MIN, DEADLOCK_WINDOW
+            )
+            if flag_lines:
+                _flag_lines(s, first, array("H", flags))
+            s.flagged_upto = first + len(lines)
+            return
+        rows = _summarize_python(s, first, lines)
     else:
         rows = []
         for i, raw in enumerate(lines, first):
@@ -124,23 +141,17 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes], *, flag_line
     _extend(s.latency, rows[6::ROW])
     _extend(s.kind, rows[0::ROW])
     if flag_lines:
-        mask = _FILTER_MASK
-        flagged = [(i, flags) for i, flags in enumerate(flags_col, first) if flags & mask]
-        if flagged:
-            for flag, lines_with_flag in flag_lines_upto(s, first + len(lines)).items():
-                lines_with_flag.extend([i for i, flags in flagged if flags & flag])
+        _flag_lines(s, first, flags_col)
     s.flagged_upto = first + len(lines)
 
 
-class _Column(Protocol):
-    """A summary column: an ``array``, or one of the compact columns that read and append like one."""
-
-    @property
-    def typecode(self) -> str: ...
-
-    def frombytes(self, data: bytes, /) -> None: ...
-
-    def extend(self, values: list[Any], /) -> None: ...
+def _flag_lines(s: _Summaries, first: int, flags_col: Sequence[int]) -> None:
+    """Append the lines from ``first`` to the filter lists of the flags they have (``flags_col``: one per line)."""
+    mask = _FILTER_MASK
+    flagged = [(i, flags) for i, flags in enumerate(flags_col, first) if flags & mask]
+    if flagged:
+        for flag, lines_with_flag in flag_lines_upto(s, first + len(flags_col)).items():
+            lines_with_flag.extend([i for i, flags in flagged if flags & flag])
 
 
 def _extend(column: _Column, values: list[Any]) -> None:
@@ -173,7 +184,7 @@ Row = tuple[int, int, int, int, int, int, float]
 ROW = 7
 
 
-def _summarize_strict(s: _Summaries, first: int, lines: list[bytes]) -> list[Any]:
+def _summarize_python(s: _Summaries, first: int, lines: list[bytes]) -> list[Any]:
     """The rows of ``lines`` (valid UTF-8) in one flat list: well-typed lines here, the others through
     ``_summarize_lenient``."""
     decode = fast_decoder_strict.decode
@@ -239,6 +250,8 @@ def _summarize_strict(s: _Summaries, first: int, lines: list[bytes]) -> list[Any
             tick = rec.tick
             chain_id = rec.chain_id
             lat = rec.latency_s
+            if type(lat) is int and not -_FLOAT_MAX <= lat <= _FLOAT_MAX:
+                lat = None  # (beyond a double: unknown)
             rows += (
                 KIND_TICK,
                 flags,
@@ -347,8 +360,10 @@ def _summarize_lenient(s: _Summaries, i: int, raw: bytes, fast: bool) -> Row:
         if type(context_chars) is not int or not 0 <= context_chars <= INT32_MAX:
             context_chars = 0
         lat = rec.latency_s
-        if type(lat) is float or type(lat) is int:
+        if type(lat) is float:
             latency = lat
+        elif type(lat) is int:
+            latency = float(lat) if -_FLOAT_MAX <= lat <= _FLOAT_MAX else math.nan  # (beyond a double: unknown)
     elif kind == KIND_EPISODE_END:
         outcome = rec.outcome
         if type(outcome) is str and outcome in DEATH_OUTCOMES:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from pipeline.traces.summary_names import NameStore
 from pipeline.traces.summary_runs import RunColumn
@@ -51,6 +52,17 @@ for _flag in FILTER_FLAGS.values():
 NO_ID = -1
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 """The summary stores ticks and context sizes as 32-bit integers; values outside are not kept."""
+
+
+class _Column(Protocol):
+    """A summary column: an ``array``, or one of the compact columns that read and append like one."""
+
+    @property
+    def typecode(self) -> str: ...
+
+    def frombytes(self, data: bytes, /) -> None: ...
+
+    def extend(self, values: list[Any], /) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,8 @@ def action_info(raw: msgspec.Raw) -> ActionInfo:
 TickKey = tuple[Any, ...]
 TickFacts = tuple[int, str | None, int]
 _ticks: dict[TickKey, TickFacts] = {}
+_tick_bytes: dict[bytes, TickFacts] = {}
+"""``tick_flags``'s answers for the C loop (``_summary_native``), keyed by the raw text of the seven fields."""
 
 
 def tick_flags(key: TickKey) -> TickFacts:

@@ -1,0 +1,1133 @@
+/* The summary's hot loop in C: ``summary._summarize_strict`` for the common, well-typed trace line.
+ *
+ * A line is taken here only when it is certain to read as ``summary_records.SummaryRecord`` reads it: one JSON
+ * object of the known fields, each at most once, keys and the strings the summary reads without escapes, numbers
+ * that need no range check beyond the plain ones done here. Every other line (and a line whose action the lenient
+ * decoder would not take) goes to ``slow(i, raw)``, the Python path, which gives the line's row as it always did;
+ * so the rows are those of the Python path, line by line (``tests/test_traces_summary_native.py`` compares them on
+ * generated lines). The per-episode state is the same Python objects the Python path reads and changes.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    F_SCHEMA, F_KIND, F_RUN_ID, F_EPISODE, F_TS, F_TS_ESTIMATED, F_CONTEXT_WINDOW, F_TICK, F_LATENCY,
+    F_CONTEXT_CHARS, F_CONTEXT, F_ACTION, F_SCHEMA_ERROR, F_OUTCOME, F_ERROR_CLASS, F_ERROR, F_OBSERVATION,
+    F_TRAP, F_CHAIN_ID, F_CHAIN_ROLE, F_RECOVERY, F_PROGRESS, F_REASON, N_FIELDS
+};
+
+/* What a field's value may be for the line to be taken here. */
+enum { T_ANY, T_KIND, T_STR, T_RECOVERY, T_BOOL, T_INT32, T_SIZE32, T_NUMBER, T_RAW };
+
+static const struct {
+    const char *name;
+    int type;
+} FIELDS[N_FIELDS] = {
+    {"schema", T_ANY}, {"kind", T_KIND}, {"run_id", T_ANY}, {"episode", T_STR}, {"ts", T_ANY},
+    {"ts_estimated", T_ANY}, {"context_window", T_ANY}, {"tick", T_INT32}, {"latency_s", T_NUMBER},
+    {"context_chars", T_SIZE32}, {"context", T_ANY}, {"action", T_RAW}, {"schema_error", T_STR},
+    {"outcome", T_STR}, {"error_class", T_STR}, {"error", T_ANY}, {"observation", T_ANY}, {"trap", T_STR},
+    {"chain_id", T_STR}, {"chain_role", T_STR}, {"recovery", T_RECOVERY}, {"progress", T_BOOL},
+    {"reason", T_ANY},
+};
+
+/* A decoded field: absent or null (V_NONE), a boolean, a string (its bytes, no escapes), a number. */
+enum { V_NONE, V_FALSE, V_TRUE, V_STR, V_INT, V_FLOAT, V_RAW };
+
+typedef struct {
+    int tag;
+    const char *s;
+    Py_ssize_t n;
+    long long i;
+    double d;
+} Value;
+
+#define OK 0
+#define BAIL (-1)
+#define MAX_DEPTH 64
+#define MAX_DIGITS 18
+
+
+static inline const char *skip_ws(const char *p, const char *end) {
+    if (p < end && (unsigned char)*p > ' ') return p; /* the common case: no white space */
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
+    return p;
+}
+
+static inline int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* A string from just after its opening quote: *pp ends just after the closing quote. BAIL on a control character,
+ * an unknown escape, an escaped surrogate, or a string not closed on the line. */
+/* p advanced over the bytes that are not a quote, a backslash or a control character (eight at a time). */
+static inline const char *plain_run(const char *p, const char *end) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    for (;;) {
+        Py_ssize_t left = end - p;
+        uint64_t x = 0;
+        if (left >= 8) {
+            memcpy(&x, p, 8);
+        } else if (left > 0) {
+            memcpy(&x, p, (size_t)left); /* the zero bytes after the end stop the run there */
+        } else {
+            return p;
+        }
+        uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+        uint64_t stop = (((q - ones) & ~q) | ((b - ones) & ~b) | ((x - ones * 0x20) & ~x)) & highs;
+        if (stop) {
+            /* the lowest flagged byte is a true one (a false flag needs a borrow from a true one below it) */
+            const char *at = p + (__builtin_ctzll(stop) >> 3);
+            return at < end ? at : end;
+        }
+        p += 8;
+    }
+}
+
+static int scan_string(const char **pp, const char *end, int *escaped) {
+    const char *p = *pp;
+    *escaped = 0;
+    for (;;) {
+        p = plain_run(p, end);
+        if (p >= end) return BAIL;
+        char c = *p;
+        if (c == '"') {
+            *pp = p + 1;
+            return OK;
+        }
+        if (c != '\\') return BAIL; /* a control character */
+        if (p + 1 >= end) return BAIL;
+        char e = p[1];
+        *escaped = 1;
+        if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't') {
+            p += 2;
+            continue;
+        }
+        if (e != 'u' || p + 6 > end) return BAIL;
+        int code = 0;
+        for (int k = 2; k < 6; k++) {
+            int h = hexval(p[k]);
+            if (h < 0) return BAIL;
+            code = code * 16 + h;
+        }
+        if (code >= 0xD800 && code <= 0xDFFF) return BAIL; /* surrogates: the Python path decides */
+        p += 6;
+    }
+}
+
+/* A decimal without exponent of at most 15 digits, exactly: the digits and the power of ten are exact doubles, so
+ * one division rounds correctly, as strtod does. 0: not such a number. */
+static int short_decimal(const char *start, const char *end, double *out) {
+    static const double POW10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14,
+                                   1e15};
+    int negative = *start == '-';
+    int64_t m = 0;
+    int digits = 0, frac = 0, in_frac = 0;
+    for (const char *q = start + negative; q < end; q++) {
+        if (*q == '.') {
+            in_frac = 1;
+            continue;
+        }
+        if (++digits > 15) return 0;
+        m = m * 10 + (*q - '0');
+        frac += in_frac;
+    }
+    double d = (double)m / POW10[frac];
+    *out = negative ? -d : d;
+    return 1;
+}
+
+/* A number by JSON's grammar. *is_int: no fraction and no exponent. BAIL on what is not JSON, on an integer of more
+ * than MAX_DIGITS digits and on a number that does not convert to a finite double (or underflows). */
+static int scan_number(const char **pp, const char *end, Value *v, int want_value) {
+    const char *p = *pp, *start = p;
+    int is_int = 1, has_exp = 0;
+    if (p < end && *p == '-') p++;
+    if (p >= end) return BAIL;
+    if (*p == '0') {
+        p++;
+    } else if (*p >= '1' && *p <= '9') {
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    } else {
+        return BAIL;
+    }
+    if (p < end && *p == '.') {
+        is_int = 0;
+        p++;
+        if (p >= end || !(*p >= '0' && *p <= '9')) return BAIL;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        is_int = 0;
+        has_exp = 1;
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) p++;
+        if (p >= end || !(*p >= '0' && *p <= '9')) return BAIL;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    }
+    Py_ssize_t n = p - start;
+    if (is_int) {
+        Py_ssize_t digits = n - (*start == '-');
+        if (digits > MAX_DIGITS) return BAIL;
+        if (*start == '-' && n == 2 && start[1] == '0') return BAIL; /* -0 */
+        long long value = 0;
+        for (const char *q = start + (*start == '-'); q < p; q++) value = value * 10 + (*q - '0');
+        v->tag = V_INT;
+        v->i = *start == '-' ? -value : value;
+    } else if (want_value && !has_exp && short_decimal(start, p, &v->d)) {
+        v->tag = V_FLOAT;
+    } else if (!want_value && !has_exp && n < 300) {
+        v->tag = V_FLOAT; /* no exponent: below 1e300, finite, and not rounded to zero unless it is zero */
+    } else {
+        char buf[64];
+        if (n >= (Py_ssize_t)sizeof(buf)) return BAIL;
+        memcpy(buf, start, (size_t)n);
+        buf[n] = '\0';
+        errno = 0;
+        char *stop = NULL;
+        double d = strtod(buf, &stop);
+        if (stop != buf + n || errno != 0 || !isfinite(d)) return BAIL;
+        v->tag = V_FLOAT;
+        v->d = d;
+    }
+    *pp = p;
+    return OK;
+}
+
+static int scan_literal(const char **pp, const char *end, const char *word, Py_ssize_t n) {
+    if (end - *pp < n || memcmp(*pp, word, (size_t)n) != 0) return BAIL;
+    *pp += n;
+    return OK;
+}
+
+/* Any JSON value, checked and skipped. */
+static int skip_value(const char **pp, const char *end, int depth) {
+    const char *p = *pp;
+    if (p >= end) return BAIL;
+    char c = *p;
+    int escaped;
+    Value v;
+    if (c == '"') {
+        p++;
+        if (scan_string(&p, end, &escaped) != OK) return BAIL;
+    } else if (c == '{' || c == '[') {
+        if (depth >= MAX_DEPTH) return BAIL;
+        char close = c == '{' ? '}' : ']';
+        p = skip_ws(p + 1, end);
+        if (p < end && *p == close) {
+            p++;
+        } else {
+            for (;;) {
+                if (c == '{') {
+                    if (p >= end || *p != '"') return BAIL;
+                    p++;
+                    if (scan_string(&p, end, &escaped) != OK) return BAIL;
+                    p = skip_ws(p, end);
+                    if (p >= end || *p != ':') return BAIL;
+                    p = skip_ws(p + 1, end);
+                }
+                if (skip_value(&p, end, depth + 1) != OK) return BAIL;
+                p = skip_ws(p, end);
+                if (p >= end) return BAIL;
+                if (*p == ',') {
+                    p = skip_ws(p + 1, end);
+                    continue;
+                }
+                if (*p != close) return BAIL;
+                p++;
+                break;
+            }
+        }
+    } else if (c == 't') {
+        if (scan_literal(&p, end, "true", 4) != OK) return BAIL;
+    } else if (c == 'f') {
+        if (scan_literal(&p, end, "false", 5) != OK) return BAIL;
+    } else if (c == 'n') {
+        if (scan_literal(&p, end, "null", 4) != OK) return BAIL;
+    } else {
+        if (scan_number(&p, end, &v, 0) != OK) return BAIL;
+    }
+    *pp = p;
+    return OK;
+}
+
+/* The value of a field of type ``type`` into v. */
+static int scan_field(const char **pp, const char *end, int type, Value *v) {
+    const char *p = *pp;
+    if (p >= end) return BAIL;
+    char c = *p;
+    v->tag = V_NONE;
+    if (type == T_ANY || type == T_RAW) {
+        const char *start = p;
+        if (skip_value(&p, end, 1) != OK) return BAIL;
+        if (type == T_RAW) {
+            v->tag = V_RAW;
+            v->s = start;
+            v->n = p - start;
+        }
+        *pp = p;
+        return OK;
+    }
+    if (c == 'n') {
+        if (type == T_KIND || scan_literal(&p, end, "null", 4) != OK) return BAIL;
+    } else if (c == 't' || c == 'f') {
+        if (type != T_BOOL && type != T_RECOVERY) return BAIL;
+        if (c == 't') {
+            if (scan_literal(&p, end, "true", 4) != OK) return BAIL;
+            v->tag = V_TRUE;
+        } else {
+            if (scan_literal(&p, end, "false", 5) != OK) return BAIL;
+            v->tag = V_FALSE;
+        }
+    } else if (c == '"') {
+        if (type != T_STR && type != T_RECOVERY && type != T_KIND) return BAIL;
+        int escaped;
+        p++;
+        const char *start = p;
+        if (scan_string(&p, end, &escaped) != OK || escaped) return BAIL;
+        v->tag = V_STR;
+        v->s = start;
+        v->n = p - 1 - start;
+    } else {
+        if (type != T_INT32 && type != T_SIZE32 && type != T_NUMBER) return BAIL;
+        if (scan_number(&p, end, v, 1) != OK) return BAIL;
+        if (type != T_NUMBER) {
+            if (v->tag != V_INT) return BAIL;
+            long long low = type == T_SIZE32 ? 0 : -2147483648LL;
+            if (v->i < low || v->i > 2147483647LL) return BAIL;
+        }
+    }
+    *pp = p;
+    return OK;
+}
+
+static Py_ssize_t FIELD_LEN[N_FIELDS];
+
+/* The field named by the n bytes at s (-1: not one the summary reads); ``expect`` is tried first (the writer's
+ * order makes it the next field of most lines). */
+#define MAX_NAME 16
+static int8_t BY_LEN[MAX_NAME][N_FIELDS + 1]; /* the fields of each name length, -1 ended */
+
+static inline int field_index(const char *s, Py_ssize_t n, int expect) {
+    if (expect < N_FIELDS && FIELD_LEN[expect] == n && memcmp(FIELDS[expect].name, s, (size_t)n) == 0) return expect;
+    if (n >= MAX_NAME) return -1;
+    for (const int8_t *k = BY_LEN[n]; *k >= 0; k++) {
+        if (memcmp(FIELDS[*k].name, s, (size_t)n) == 0) return *k;
+    }
+    return -1;
+}
+
+/* The line as a SummaryRecord would read it, or BAIL. */
+static int parse_line(const char *p, const char *end, Value *vals) {
+    unsigned int seen = 0;
+    int expect = 0; /* the field the writer's order puts next */
+    for (int k = 0; k < N_FIELDS; k++) vals[k].tag = V_NONE;
+    p = skip_ws(p, end);
+    if (p >= end || *p != '{') return BAIL;
+    p = skip_ws(p + 1, end);
+    if (p < end && *p == '}') return BAIL; /* no kind */
+    for (;;) {
+        if (p >= end || *p != '"') return BAIL;
+        p++;
+        const char *key = p;
+        p = plain_run(p, end);
+        if (p >= end || *p != '"') return BAIL;
+        Py_ssize_t n = p - key;
+        p++;
+        int k = field_index(key, n, expect);
+        if (k >= 0) {
+            if (seen & (1u << k)) return BAIL; /* a field given twice */
+            seen |= 1u << k;
+            expect = k + 1;
+        }
+        p = skip_ws(p, end);
+        if (p >= end || *p != ':') return BAIL;
+        p = skip_ws(p + 1, end);
+        if (k < 0) {
+            /* a field the summary does not read: checked as msgspec checks what it skips, at most */
+            if (skip_value(&p, end, 1) != OK) return BAIL;
+        } else if (scan_field(&p, end, FIELDS[k].type, &vals[k]) != OK) {
+            return BAIL;
+        }
+        p = skip_ws(p, end);
+        if (p >= end) return BAIL;
+        if (*p == ',') {
+            p = skip_ws(p + 1, end);
+            continue;
+        }
+        if (*p != '}') return BAIL;
+        p = skip_ws(p + 1, end);
+        if (p != end) return BAIL;
+        break;
+    }
+    if (!(seen & (1u << F_KIND))) return BAIL;
+    return OK;
+}
+
+/* ---- the summary ---- */
+
+enum { K_UNKNOWN = 0, K_START = 1, K_TICK = 2, K_END = 3 };
+
+static PyObject *str_runs, *str_no_progress, *str_chain_lines, *str_last, *str_failure, *str_aborted, *empty_bytes;
+
+static PyObject *value_object(const Value *v) {
+    switch (v->tag) {
+        case V_NONE: Py_RETURN_NONE;
+        case V_TRUE: Py_RETURN_TRUE;
+        case V_FALSE: Py_RETURN_FALSE;
+        case V_STR: return PyUnicode_DecodeUTF8(v->s, v->n, "strict");
+        case V_INT: return PyLong_FromLongLong(v->i);
+        case V_FLOAT: return PyFloat_FromDouble(v->d);
+        default: PyErr_SetString(PyExc_SystemError, "unexpected value"); return NULL;
+    }
+}
+
+/* The bytes that stand for a tick's seven flag fields (the key of the C-side cache), into buf; -1 if too long. */
+static Py_ssize_t flag_key(const Value *vals, char *buf, Py_ssize_t size) {
+    static const int keys[7] = {F_OUTCOME, F_CHAIN_ROLE, F_ERROR_CLASS, F_TRAP, F_RECOVERY, F_SCHEMA_ERROR,
+                                F_PROGRESS};
+    Py_ssize_t n = 0;
+    for (int j = 0; j < 7; j++) {
+        const Value *v = &vals[keys[j]];
+        if (n + 1 + (Py_ssize_t)sizeof(uint32_t) > size) return -1;
+        buf[n++] = (char)('0' + v->tag);
+        if (v->tag == V_STR) {
+            uint32_t len = (uint32_t)v->n;
+            if (n + (Py_ssize_t)sizeof(len) + v->n > size) return -1;
+            memcpy(buf + n, &len, sizeof(len));
+            n += sizeof(len);
+            memcpy(buf + n, v->s, (size_t)v->n);
+            n += v->n;
+        }
+    }
+    return n;
+}
+
+typedef struct {
+    int8_t *kind;
+    uint16_t *flags;
+    int32_t *episode, *tick, *chain, *context;
+    float *latency;
+    Py_ssize_t n;
+    long tick_min, tick_max, context_min, context_max;
+} Out;
+
+static void put_row(Out *o, long kind, long flags, long episode, long tick, long chain, long context, double latency) {
+    Py_ssize_t n = o->n++;
+    o->kind[n] = (int8_t)kind;
+    o->flags[n] = (uint16_t)flags;
+    o->episode[n] = (int32_t)episode;
+    o->tick[n] = (int32_t)tick;
+    o->chain[n] = (int32_t)chain;
+    o->context[n] = (int32_t)context;
+    o->latency[n] = (float)latency;
+    if (tick < o->tick_min) o->tick_min = tick;
+    if (tick > o->tick_max) o->tick_max = tick;
+    if (context < o->context_min) o->context_min = context;
+    if (context > o->context_max) o->context_max = context;
+}
+
+static double latency_value(const Value *v) {
+    if (v->tag == V_INT) return (double)v->i;
+    if (v->tag == V_FLOAT) return v->d;
+    return Py_NAN;
+}
+
+/* A table of what a batch has looked up already, keyed by raw bytes (the action's text, a tick's flag fields): the
+ * Python caches behind it are asked once per distinct key and batch. Holds strong references until the batch ends. */
+#define MEMO_SIZE 1024
+typedef struct {
+    uint64_t hash;
+    PyObject *key; /* bytes */
+    PyObject *value;
+} MemoEntry;
+
+typedef struct {
+    MemoEntry e[MEMO_SIZE];
+    int used;
+} Memo;
+
+static inline uint64_t hash_bytes(const char *p, Py_ssize_t n) {
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (uint64_t)n;
+    while (n >= 8) {
+        uint64_t x;
+        memcpy(&x, p, 8);
+        h = (h ^ x) * 0xFF51AFD7ED558CCDULL;
+        h ^= h >> 32;
+        p += 8;
+        n -= 8;
+    }
+    uint64_t x = 0;
+    memcpy(&x, p, (size_t)n);
+    h = (h ^ x) * 0xC4CEB9FE1A85EC53ULL;
+    return h ^ (h >> 29);
+}
+
+static PyObject *memo_get(Memo *m, const char *p, Py_ssize_t n, uint64_t h) {
+    for (size_t k = h & (MEMO_SIZE - 1);; k = (k + 1) & (MEMO_SIZE - 1)) {
+        MemoEntry *e = &m->e[k];
+        if (e->key == NULL) return NULL;
+        if (e->hash == h && PyBytes_GET_SIZE(e->key) == n && memcmp(PyBytes_AS_STRING(e->key), p, (size_t)n) == 0)
+            return e->value;
+    }
+}
+
+static void memo_put(Memo *m, PyObject *key, PyObject *value, uint64_t h) {
+    if (m->used >= MEMO_SIZE / 2) return; /* full enough: the Python caches answer the rest */
+    size_t k = h & (MEMO_SIZE - 1);
+    while (m->e[k].key != NULL) k = (k + 1) & (MEMO_SIZE - 1);
+    m->e[k] = (MemoEntry){h, Py_NewRef(key), Py_NewRef(value)};
+    m->used++;
+}
+
+static void memo_clear(Memo *m) {
+    for (size_t k = 0; k < MEMO_SIZE; k++) {
+        Py_CLEAR(m->e[k].key);
+        Py_CLEAR(m->e[k].value);
+    }
+    m->used = 0;
+}
+
+typedef struct {
+    Out out;
+    Memo *actions_memo, *flags_memo;
+    PyObject *s, *slow, *intern, *state, *runs_type, *tick_cache, *tick_flags, *actions, *action_info;
+    PyObject *bad_action, *invalid_verb, *chain_number, *death_outcomes;
+    long thrash_min, deadlock_window, cache_max;
+    Memo *chains_memo;
+    /* The episode of the last tick, while its state is certainly the one in ``state``: its runs object, the dict of
+     * its open runs and its count of ticks without progress, kept here and written back to the runs object before
+     * any Python code that may read it runs (``forget_last``). */
+    PyObject *last_name; /* bytes, or NULL */
+    long last_episode;
+    PyObject *last_runs, *last_open;
+    long last_no_progress;
+    int no_progress_changed;
+} Ctx;
+
+static long episode_of(Ctx *c, const Value *ep, PyObject **runs);
+
+static int forget_last(Ctx *c) {
+    int r = 0;
+    if (c->last_runs != NULL && c->no_progress_changed) {
+        PyObject *now = PyLong_FromLong(c->last_no_progress);
+        r = now == NULL ? -1 : PyObject_SetAttr(c->last_runs, str_no_progress, now);
+        Py_XDECREF(now);
+    }
+    c->no_progress_changed = 0;
+    Py_CLEAR(c->last_name);
+    Py_CLEAR(c->last_runs);
+    Py_CLEAR(c->last_open);
+    return r;
+}
+
+/* Make the episode named by ep the last one: its number, runs object, open runs and count read once. */
+static int load_last(Ctx *c, const Value *ep) {
+    if (forget_last(c) < 0) return -1;
+    PyObject *runs;
+    long episode = episode_of(c, ep, &runs);
+    if (episode == -2) return -1;
+    c->last_runs = runs;
+    c->last_episode = episode;
+    c->last_open = PyObject_GetAttr(runs, str_runs);
+    if (c->last_open == NULL) return -1;
+    if (!PyDict_Check(c->last_open)) {
+        PyErr_SetString(PyExc_TypeError, "runs must be a dict");
+        return -1;
+    }
+    PyObject *count = PyObject_GetAttr(runs, str_no_progress);
+    if (count == NULL) return -1;
+    c->last_no_progress = PyLong_AsLong(count);
+    Py_DECREF(count);
+    if (c->last_no_progress == -1 && PyErr_Occurred()) return -1;
+    c->last_name = PyBytes_FromStringAndSize(ep->s, ep->n);
+    return c->last_name == NULL ? -1 : 0;
+}
+
+static int run_slow(Ctx *c, Py_ssize_t i, PyObject *raw) {
+    if (forget_last(c) < 0) return -1;
+    PyObject *row = PyObject_CallFunction(c->slow, "nO", i, raw);
+    if (row == NULL) return -1;
+    PyObject *seq = PySequence_Fast(row, "slow() must give a sequence");
+    Py_DECREF(row);
+    if (seq == NULL) return -1;
+    if (PySequence_Fast_GET_SIZE(seq) != 7) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "slow() must give 7 values");
+        return -1;
+    }
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    long v[6];
+    for (int j = 0; j < 6; j++) v[j] = PyLong_AsLong(items[j]);
+    double latency = PyFloat_AsDouble(items[6]);
+    Py_DECREF(seq);
+    if (PyErr_Occurred()) return -1;
+    put_row(&c->out, v[0], v[1], v[2], v[3], v[4], v[5], latency);
+    return 0;
+}
+
+/* The action's facts (borrowed from the actions cache or a new reference in *owned). */
+static PyObject *action_facts(Ctx *c, const Value *action, PyObject **owned) {
+    PyObject *key;
+    *owned = NULL;
+    const char *text = action->tag == V_RAW ? action->s : "";
+    Py_ssize_t n = action->tag == V_RAW ? action->n : 0;
+    uint64_t h = hash_bytes(text, n);
+    PyObject *known = memo_get(c->actions_memo, text, n, h);
+    if (known != NULL) return known;
+    if (action->tag == V_RAW) {
+        key = PyBytes_FromStringAndSize(action->s, action->n);
+        if (key == NULL) return NULL;
+    } else {
+        key = Py_NewRef(empty_bytes);
+    }
+    PyObject *info = PyDict_GetItemWithError(c->actions, key);
+    if (info == NULL) {
+        if (PyErr_Occurred()) {
+            Py_DECREF(key);
+            return NULL;
+        }
+        info = PyObject_CallOneArg(c->action_info, key);
+        *owned = info;
+    }
+    if (info != NULL) memo_put(c->actions_memo, key, info, h);
+    Py_DECREF(key);
+    return info;
+}
+
+static PyObject *flag_facts(Ctx *c, const Value *vals) {
+    char buf[512];
+    Py_ssize_t n = flag_key(vals, buf, sizeof(buf));
+    PyObject *bkey = NULL;
+    uint64_t h = 0;
+    if (n >= 0) {
+        h = hash_bytes(buf, n);
+        PyObject *known = memo_get(c->flags_memo, buf, n, h);
+        if (known != NULL) return Py_NewRef(known);
+        bkey = PyBytes_FromStringAndSize(buf, n);
+        if (bkey == NULL) return NULL;
+        PyObject *found = PyDict_GetItemWithError(c->tick_cache, bkey);
+        if (found != NULL) {
+            memo_put(c->flags_memo, bkey, found, h);
+            Py_DECREF(bkey);
+            return Py_NewRef(found);
+        }
+        if (PyErr_Occurred()) {
+            Py_DECREF(bkey);
+            return NULL;
+        }
+    }
+    static const int keys[7] = {F_OUTCOME, F_CHAIN_ROLE, F_ERROR_CLASS, F_TRAP, F_RECOVERY, F_SCHEMA_ERROR,
+                                F_PROGRESS};
+    PyObject *tuple = PyTuple_New(7);
+    if (tuple == NULL) {
+        Py_XDECREF(bkey);
+        return NULL;
+    }
+    for (int j = 0; j < 7; j++) {
+        PyObject *item = value_object(&vals[keys[j]]);
+        if (item == NULL) {
+            Py_DECREF(tuple);
+            Py_XDECREF(bkey);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(tuple, j, item);
+    }
+    PyObject *facts = PyObject_CallOneArg(c->tick_flags, tuple);
+    Py_DECREF(tuple);
+    if (facts != NULL && bkey != NULL) {
+        if (PyDict_GET_SIZE(c->tick_cache) >= c->cache_max) PyDict_Clear(c->tick_cache);
+        if (PyDict_SetItem(c->tick_cache, bkey, facts) < 0) Py_CLEAR(facts);
+        if (facts != NULL) memo_put(c->flags_memo, bkey, facts, h);
+    }
+    Py_XDECREF(bkey);
+    return facts;
+}
+
+/* The episode number of a name (a new reference to its runs in *runs when want_runs). */
+static long episode_of(Ctx *c, const Value *ep, PyObject **runs) {
+    *runs = NULL;
+    PyObject *name = PyUnicode_DecodeUTF8(ep->s, ep->n, "strict");
+    if (name == NULL) return -2;
+    PyObject *number = PyObject_CallOneArg(c->intern, name);
+    Py_DECREF(name);
+    if (number == NULL) return -2;
+    long episode = PyLong_AsLong(number);
+    if (episode == -1 && PyErr_Occurred()) {
+        Py_DECREF(number);
+        return -2;
+    }
+    if (runs != NULL) {
+        PyObject *found = PyDict_GetItemWithError(c->state, number);
+        if (found == NULL) {
+            if (PyErr_Occurred()) {
+                Py_DECREF(number);
+                return -2;
+            }
+            found = PyObject_CallNoArgs(c->runs_type);
+            if (found == NULL || PyDict_SetItem(c->state, number, found) < 0) {
+                Py_XDECREF(found);
+                Py_DECREF(number);
+                return -2;
+            }
+            *runs = found;
+        } else {
+            *runs = Py_NewRef(found);
+        }
+    }
+    Py_DECREF(number);
+    return episode;
+}
+
+/* One more failure of the verb ``verb`` with the error class ``run_class``: the run's length. */
+static long count_failure(PyObject *open_runs, PyObject *verb, PyObject *run_class) {
+    PyObject *counts = PyDict_GetItemWithError(open_runs, verb);
+    if (counts == NULL) {
+        if (PyErr_Occurred()) return -1;
+        counts = PyDict_New();
+        if (counts == NULL) return -1;
+        int r = PyDict_SetItem(open_runs, verb, counts);
+        Py_DECREF(counts); /* the dict holds it */
+        if (r < 0) return -1;
+    }
+    long count = 1;
+    PyObject *old = PyDict_GetItemWithError(counts, run_class);
+    if (old != NULL) {
+        count = PyLong_AsLong(old) + 1;
+        if (count == 0 && PyErr_Occurred()) return -1;
+    } else if (PyErr_Occurred()) {
+        return -1;
+    }
+    PyObject *now = PyLong_FromLong(count);
+    if (now == NULL) return -1;
+    int r = PyDict_SetItem(counts, run_class, now);
+    Py_DECREF(now);
+    return r < 0 ? -1 : count;
+}
+
+/* A tick that did not fail ends the runs of its verb: ``summary._success_ends_runs``, with ``info`` the action's
+ * facts (verb key, is a dict, tool, verb). */
+static int success_ends_runs(PyObject *open_runs, PyObject *info, PyObject *invalid_verb) {
+    if (!PyTuple_Check(info) || PyTuple_GET_SIZE(info) != 4) {
+        PyErr_SetString(PyExc_TypeError, "action facts must be a 4-tuple");
+        return -1;
+    }
+    if (PyTuple_GET_ITEM(info, 1) != Py_True) return 0; /* no verb: nothing succeeded */
+    PyObject *tool = PyTuple_GET_ITEM(info, 2), *verb = PyTuple_GET_ITEM(info, 3);
+    if (!PyUnicode_Check(tool)) {
+        PyErr_SetString(PyExc_TypeError, "a tool name must be a str");
+        return -1;
+    }
+    Py_ssize_t tool_len = PyUnicode_GET_LENGTH(tool);
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    int found = 0;
+    while (!found && PyDict_Next(open_runs, &pos, &key, &value)) {
+        if (!PyUnicode_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "a verb must be a str");
+            return -1;
+        }
+        int same = PyUnicode_Compare(key, invalid_verb);
+        if (same == -1 && PyErr_Occurred()) return -1;
+        if (same == 0) {
+            found = 1;
+            break;
+        }
+        Py_ssize_t len = PyUnicode_GET_LENGTH(key);
+        Py_ssize_t colon = PyUnicode_FindChar(key, ':', 0, len, 1);
+        if (colon == -2) return -1;
+        Py_ssize_t prefix = colon < 0 ? len : colon;
+        if (prefix == tool_len) {
+            Py_ssize_t match = PyUnicode_Tailmatch(key, tool, 0, prefix, -1);
+            if (match < 0) return -1;
+            found = match == 1;
+        }
+    }
+    if (!found || verb == Py_None) return 0;
+    PyObject *drop[2] = {verb, invalid_verb};
+    for (int j = 0; j < 2; j++) {
+        int has = PyDict_Contains(open_runs, drop[j]);
+        if (has < 0 || (has && PyDict_DelItem(open_runs, drop[j]) < 0)) return -1;
+    }
+    return 0;
+}
+
+/* ``summary._chain_number``: asked of Python once per chain and batch, then from the memo. */
+static long chain_of(Ctx *c, long episode, const Value *chain_id, Py_ssize_t i) {
+    char buf[264];
+    int64_t ep = episode;
+    int memo = chain_id->n <= 256;
+    Py_ssize_t n = (Py_ssize_t)sizeof(ep) + chain_id->n;
+    uint64_t h = 0;
+    PyObject *number = NULL;
+    if (memo) {
+        memcpy(buf, &ep, sizeof(ep));
+        memcpy(buf + sizeof(ep), chain_id->s, (size_t)chain_id->n);
+        h = hash_bytes(buf, n);
+        number = memo_get(c->chains_memo, buf, n, h);
+    }
+    if (number != NULL) { /* a known chain: its last line is this one */
+        PyObject *lines = PyObject_GetAttr(c->s, str_chain_lines);
+        PyObject *last = lines == NULL ? NULL : PyObject_GetAttr(lines, str_last);
+        PyObject *line = last == NULL ? NULL : PyLong_FromSsize_t(i);
+        int r = line == NULL ? -1 : PyObject_SetItem(last, number, line);
+        Py_XDECREF(line);
+        Py_XDECREF(last);
+        Py_XDECREF(lines);
+        if (r < 0) return -2;
+        long chain = PyLong_AsLong(number);
+        return chain == -1 && PyErr_Occurred() ? -2 : chain;
+    }
+    PyObject *text = value_object(chain_id);
+    if (text == NULL) return -2;
+    number = PyObject_CallFunction(c->chain_number, "OlOn", c->s, episode, text, i);
+    Py_DECREF(text);
+    if (number == NULL) return -2;
+    long chain = PyLong_AsLong(number);
+    if (chain == -1 && PyErr_Occurred()) {
+        Py_DECREF(number);
+        return -2;
+    }
+    if (memo) {
+        PyObject *key = PyBytes_FromStringAndSize(buf, n);
+        if (key == NULL) {
+            Py_DECREF(number);
+            return -2;
+        }
+        memo_put(c->chains_memo, key, number, h);
+        Py_DECREF(key);
+    }
+    Py_DECREF(number);
+    return chain;
+}
+
+static int do_tick(Ctx *c, Py_ssize_t i, PyObject *raw, const Value *vals) {
+    PyObject *facts = flag_facts(c, vals);
+    if (facts == NULL) return -1;
+    if (!PyTuple_Check(facts) || PyTuple_GET_SIZE(facts) != 3) {
+        Py_DECREF(facts);
+        PyErr_SetString(PyExc_TypeError, "tick_flags() must give a 3-tuple");
+        return -1;
+    }
+    long flags = PyLong_AsLong(PyTuple_GET_ITEM(facts, 0));
+    PyObject *run_class = PyTuple_GET_ITEM(facts, 1);
+    long mark = PyLong_AsLong(PyTuple_GET_ITEM(facts, 2));
+    if (PyErr_Occurred()) {
+        Py_DECREF(facts);
+        return -1;
+    }
+    PyObject *owned_info;
+    PyObject *info = action_facts(c, &vals[F_ACTION], &owned_info);
+    if (info == NULL) {
+        Py_DECREF(facts);
+        return -1;
+    }
+    if (info == c->bad_action) {
+        Py_XDECREF(owned_info);
+        Py_DECREF(facts);
+        return run_slow(c, i, raw);
+    }
+    Py_INCREF(info);
+    Py_XDECREF(owned_info);
+    int failed = 0;
+    long episode = -1;
+    const Value *ep = &vals[F_EPISODE];
+    if (ep->tag == V_STR) {
+        if (c->last_name == NULL || PyBytes_GET_SIZE(c->last_name) != ep->n ||
+            memcmp(PyBytes_AS_STRING(c->last_name), ep->s, (size_t)ep->n) != 0) {
+            failed = load_last(c, ep) < 0;
+        }
+        if (!failed) {
+            episode = c->last_episode;
+            const Value *progress = &vals[F_PROGRESS];
+            if (progress->tag == V_TRUE) {
+                c->last_no_progress = 0;
+                c->no_progress_changed = 1;
+            } else if (progress->tag == V_FALSE) {
+                c->last_no_progress++;
+                c->no_progress_changed = 1;
+                if (c->last_no_progress >= c->deadlock_window) flags |= 1 << 5; /* FLAG_DEADLOCK */
+            }
+            if (run_class != Py_None) {
+                long count = count_failure(c->last_open, PyTuple_GET_ITEM(info, 0), run_class);
+                if (count < 0) {
+                    failed = 1;
+                } else if (count >= c->thrash_min) {
+                    flags |= mark;
+                }
+            } else if (PyDict_GET_SIZE(c->last_open) > 0) {
+                failed = success_ends_runs(c->last_open, info, c->invalid_verb) < 0;
+            }
+        }
+    }
+    long chain = -1;
+    if (!failed && vals[F_CHAIN_ID].tag == V_STR) {
+        chain = chain_of(c, episode, &vals[F_CHAIN_ID], i);
+        failed = chain == -2;
+    }
+    Py_DECREF(info);
+    Py_DECREF(facts);
+    if (failed) return -1;
+    long tick = vals[F_TICK].tag == V_INT ? (long)vals[F_TICK].i : -1;
+    long context = vals[F_CONTEXT_CHARS].tag == V_INT ? (long)vals[F_CONTEXT_CHARS].i : 0;
+    put_row(&c->out, K_TICK, flags, episode, tick, chain, context, latency_value(&vals[F_LATENCY]));
+    return 0;
+}
+
+static int do_edge(Ctx *c, Py_ssize_t i, PyObject *raw, const Value *vals, int kind) {
+    if (vals[F_ACTION].tag == V_RAW && vals[F_ACTION].n > 0) {
+        PyObject *owned;
+        PyObject *info = action_facts(c, &vals[F_ACTION], &owned);
+        if (info == NULL) return -1;
+        int bad = info == c->bad_action;
+        Py_XDECREF(owned);
+        if (bad) return run_slow(c, i, raw);
+    }
+    if (forget_last(c) < 0) return -1;
+    long episode = -1;
+    PyObject *number = NULL;
+    if (vals[F_EPISODE].tag == V_STR) {
+        PyObject *name = value_object(&vals[F_EPISODE]);
+        if (name == NULL) return -1;
+        number = PyObject_CallOneArg(c->intern, name);
+        Py_DECREF(name);
+        if (number == NULL) return -1;
+        episode = PyLong_AsLong(number);
+        if (episode == -1 && PyErr_Occurred()) {
+            Py_DECREF(number);
+            return -1;
+        }
+    }
+    long flags = 0;
+    if (kind == K_END) {
+        const Value *outcome = &vals[F_OUTCOME];
+        if (outcome->tag == V_STR) {
+            PyObject *text = value_object(outcome);
+            if (text == NULL) {
+                Py_XDECREF(number);
+                return -1;
+            }
+            int death = PySequence_Contains(c->death_outcomes, text);
+            int failure = PyUnicode_Compare(text, str_failure) == 0 || PyUnicode_Compare(text, str_aborted) == 0;
+            Py_DECREF(text);
+            if (death < 0) {
+                Py_XDECREF(number);
+                return -1;
+            }
+            flags = death ? 1 /* FLAG_DEATH */ : (failure ? 1 << 6 /* FLAG_ERROR */ : 0);
+        }
+        PyObject *key = number != NULL ? Py_NewRef(number) : PyLong_FromLong(-1);
+        if (key == NULL) return -1;
+        int r = PyDict_Contains(c->state, key);
+        if (r > 0) r = PyDict_DelItem(c->state, key);
+        Py_DECREF(key);
+        if (r < 0) {
+            Py_XDECREF(number);
+            return -1;
+        }
+    }
+    Py_XDECREF(number);
+    put_row(&c->out, kind, flags, episode, -1, -1, 0, Py_NAN);
+    return 0;
+}
+
+static const char summarize_doc[] =
+    "summarize(lines, first, s, slow, intern, state, runs_type, tick_cache, tick_flags, actions, action_info,\n"
+    "          bad_action, invalid_verb, chain_number, death_outcomes, thrash_min, deadlock_window, cache_max)\n"
+    "--\n\n"
+    "The rows of ``lines`` (valid UTF-8; line numbers from ``first``) as ``summary._summarize_strict`` gives them, in\n"
+    "columns: the bytes of kind ('b'), flags ('H'), episode, tick, chain, context size (all 'i') and latency ('f'),\n"
+    "then the least and greatest tick and context size. ``slow(i, raw)`` gives the row of a line not taken here.";
+
+static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 18) {
+        PyErr_SetString(PyExc_TypeError, "summarize() takes 18 arguments");
+        return NULL;
+    }
+    PyObject *lines = args[0];
+    Py_ssize_t first = PyLong_AsSsize_t(args[1]);
+    if (first == -1 && PyErr_Occurred()) return NULL;
+    if (!PyList_Check(lines) || !PyDict_Check(args[5]) || !PyDict_Check(args[7]) || !PyDict_Check(args[9])) {
+        PyErr_SetString(PyExc_TypeError, "summarize(): lines must be a list, state and caches dicts");
+        return NULL;
+    }
+    Ctx c = {
+        .s = args[2], .slow = args[3], .intern = args[4], .state = args[5], .runs_type = args[6],
+        .tick_cache = args[7], .tick_flags = args[8], .actions = args[9], .action_info = args[10],
+        .bad_action = args[11], .invalid_verb = args[12], .chain_number = args[13],
+        .death_outcomes = args[14], .last_name = NULL, .last_runs = NULL, .last_open = NULL, .last_episode = -1,
+    };
+    c.thrash_min = PyLong_AsLong(args[15]);
+    c.deadlock_window = PyLong_AsLong(args[16]);
+    c.cache_max = PyLong_AsLong(args[17]);
+    if (PyErr_Occurred()) return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(lines);
+    Memo *memos = PyMem_Calloc(3, sizeof(Memo));
+    if (memos == NULL) return PyErr_NoMemory();
+    c.actions_memo = &memos[0];
+    c.flags_memo = &memos[1];
+    c.chains_memo = &memos[2];
+    PyObject *cols[7] = {
+        PyBytes_FromStringAndSize(NULL, count), PyBytes_FromStringAndSize(NULL, count * 2),
+        PyBytes_FromStringAndSize(NULL, count * 4), PyBytes_FromStringAndSize(NULL, count * 4),
+        PyBytes_FromStringAndSize(NULL, count * 4), PyBytes_FromStringAndSize(NULL, count * 4),
+        PyBytes_FromStringAndSize(NULL, count * 4),
+    };
+    int failed = 0;
+    for (int j = 0; j < 7; j++) failed |= cols[j] == NULL;
+    if (!failed) {
+        c.out = (Out){
+            .kind = (int8_t *)PyBytes_AS_STRING(cols[0]), .flags = (uint16_t *)PyBytes_AS_STRING(cols[1]),
+            .episode = (int32_t *)PyBytes_AS_STRING(cols[2]), .tick = (int32_t *)PyBytes_AS_STRING(cols[3]),
+            .chain = (int32_t *)PyBytes_AS_STRING(cols[4]), .context = (int32_t *)PyBytes_AS_STRING(cols[5]),
+            .latency = (float *)PyBytes_AS_STRING(cols[6]), .n = 0,
+            .tick_min = LONG_MAX, .tick_max = LONG_MIN, .context_min = LONG_MAX, .context_max = LONG_MIN,
+        };
+    }
+    Value vals[N_FIELDS];
+    for (Py_ssize_t j = 0; j < count && !failed; j++) {
+        PyObject *raw = PyList_GET_ITEM(lines, j);
+        Py_ssize_t i = first + j;
+        if (!PyBytes_Check(raw)) {
+            PyErr_SetString(PyExc_TypeError, "lines must be bytes");
+            failed = 1;
+            break;
+        }
+        const char *p = PyBytes_AS_STRING(raw);
+        const char *end = p + PyBytes_GET_SIZE(raw);
+        if (parse_line(p, end, vals) != OK) {
+            failed = run_slow(&c, i, raw) < 0;
+            continue;
+        }
+        const Value *kind = &vals[F_KIND];
+        int k = K_UNKNOWN;
+        if (kind->tag == V_STR) {
+            if (kind->n == 4 && memcmp(kind->s, "tick", 4) == 0) k = K_TICK;
+            else if (kind->n == 13 && memcmp(kind->s, "episode_start", 13) == 0) k = K_START;
+            else if (kind->n == 11 && memcmp(kind->s, "episode_end", 11) == 0) k = K_END;
+        }
+        if (k == K_UNKNOWN) {
+            failed = run_slow(&c, i, raw) < 0;
+        } else if (k == K_TICK) {
+            failed = do_tick(&c, i, raw, vals) < 0;
+        } else {
+            failed = do_edge(&c, i, raw, vals, k) < 0;
+        }
+    }
+    if (forget_last(&c) < 0) failed = 1;
+    for (int j = 0; j < 3; j++) memo_clear(&memos[j]);
+    PyMem_Free(memos);
+    if (failed) {
+        for (int j = 0; j < 7; j++) Py_XDECREF(cols[j]);
+        return NULL;
+    }
+    if (count == 0) c.out.tick_min = c.out.tick_max = c.out.context_min = c.out.context_max = 0;
+    return Py_BuildValue("(NNNNNNNllll)", cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6],
+                         c.out.tick_min, c.out.tick_max, c.out.context_min, c.out.context_max);
+}
+
+static const char narrow_doc[] =
+    "narrow(data, typecode)\n--\n\n"
+    "The 'i' items of ``data`` as bytes of ``typecode`` ('h' or 'H'; every value must fit).";
+
+static PyObject *narrow(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer in;
+    int code;
+    if (!PyArg_ParseTuple(args, "y*C", &in, &code)) return NULL;
+    if ((code != 'h' && code != 'H') || in.len % 4 != 0) {
+        PyBuffer_Release(&in);
+        PyErr_SetString(PyExc_ValueError, "narrow(): typecode 'h' or 'H' and whole 'i' items");
+        return NULL;
+    }
+    Py_ssize_t n = in.len / 4;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n * 2);
+    if (out != NULL) {
+        const int32_t *src = (const int32_t *)in.buf;
+        if (code == 'h') {
+            int16_t *dst = (int16_t *)PyBytes_AS_STRING(out);
+            for (Py_ssize_t j = 0; j < n; j++) dst[j] = (int16_t)src[j];
+        } else {
+            uint16_t *dst = (uint16_t *)PyBytes_AS_STRING(out);
+            for (Py_ssize_t j = 0; j < n; j++) dst[j] = (uint16_t)src[j];
+        }
+    }
+    PyBuffer_Release(&in);
+    return out;
+}
+
+static const char all_ascii_doc[] =
+    "all_ascii(lines)\n--\n\nTrue when every bytes object in the list ``lines`` is ASCII (so valid UTF-8).";
+
+static PyObject *all_ascii(PyObject *module, PyObject *lines) {
+    (void)module;
+    if (!PyList_Check(lines)) {
+        PyErr_SetString(PyExc_TypeError, "all_ascii(): a list of bytes");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(lines);
+    uint64_t any = 0;
+    for (Py_ssize_t j = 0; j < count; j++) {
+        PyObject *raw = PyList_GET_ITEM(lines, j);
+        if (!PyBytes_Check(raw)) {
+            PyErr_SetString(PyExc_TypeError, "all_ascii(): a list of bytes");
+            return NULL;
+        }
+        const char *p = PyBytes_AS_STRING(raw);
+        Py_ssize_t n = PyBytes_GET_SIZE(raw);
+        while (n >= 8) {
+            uint64_t x;
+            memcpy(&x, p, 8);
+            any |= x;
+            p += 8;
+            n -= 8;
+        }
+        while (n-- > 0) any |= (unsigned char)*p++;
+        if (any & 0x8080808080808080ULL) Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyMethodDef methods[] = {
+    {"all_ascii", all_ascii, METH_O, all_ascii_doc},
+    {"summarize", (PyCFunction)(void (*)(void))summarize, METH_FASTCALL, summarize_doc},
+    {"narrow", narrow, METH_VARARGS, narrow_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_summary_native", "The summary's hot loop in C (see summary._summarize_strict).", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__summary_native(void) {
+    int filled[MAX_NAME] = {0};
+    for (int k = 0; k < N_FIELDS; k++) {
+        FIELD_LEN[k] = (Py_ssize_t)strlen(FIELDS[k].name);
+        if (FIELD_LEN[k] >= MAX_NAME) return PyErr_Format(PyExc_SystemError, "field name too long");
+    }
+    for (int n = 0; n < MAX_NAME; n++) {
+        for (int k = 0; k < N_FIELDS; k++)
+            if (FIELD_LEN[k] == n) BY_LEN[n][filled[n]++] = (int8_t)k;
+        BY_LEN[n][filled[n]] = -1;
+    }
+    str_runs = PyUnicode_InternFromString("runs");
+    str_no_progress = PyUnicode_InternFromString("no_progress");
+    str_chain_lines = PyUnicode_InternFromString("chain_lines");
+    str_last = PyUnicode_InternFromString("last");
+    str_failure = PyUnicode_InternFromString("failure");
+    str_aborted = PyUnicode_InternFromString("aborted");
+    empty_bytes = PyBytes_FromStringAndSize("", 0);
+    if (!str_runs || !str_no_progress || !str_chain_lines || !str_last || !str_failure || !str_aborted || !empty_bytes) return NULL;
+    return PyModule_Create(&module_def);
+}

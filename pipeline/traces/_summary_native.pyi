@@ -1,0 +1,28 @@
+"""The summary's hot loop in C (``_summary_native.c``); see ``summary._summarize_native``."""
+
+from collections.abc import Callable, Container
+from typing import Any
+
+def summarize(
+    lines: list[bytes],
+    first: int,
+    s: Any,
+    slow: Callable[[int, bytes], Any],
+    intern: Callable[[str], int],
+    state: dict[int, Any],
+    runs_type: Callable[[], Any],
+    tick_cache: dict[bytes, tuple[int, str | None, int]],
+    tick_flags: Callable[[tuple[Any, ...]], tuple[int, str | None, int]],
+    actions: dict[bytes, Any],
+    action_info: Callable[[Any], Any],
+    bad_action: Any,
+    invalid_verb: str,
+    chain_number: Callable[[Any, int, str, int], int],
+    death_outcomes: Container[str],
+    thrash_min: int,
+    deadlock_window: int,
+    cache_max: int,
+    /,
+) -> tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes, int, int, int, int]: ...
+def narrow(data: bytes, typecode: str, /) -> bytes: ...
+def all_ascii(lines: list[bytes], /) -> bool: ...

@@ -1,0 +1,98 @@
+"""The summary's hot loop in C (``_summary_native``, built at install where a C compiler is), and its glue.
+
+The C loop gives, line by line, the rows of ``summary._summarize_python`` (``tests/test_traces_summary_native.py``
+compares both on generated lines): it reads the common, well-typed line itself and hands every other line to the
+Python path, one at a time, with the same per-episode state. ``PHASEF_SUMMARY_NATIVE=0`` turns it off (the Python
+loop, the same results, about twice the time).
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from pipeline.traces import summary_records
+from pipeline.traces.summary_columns import _NARROW_RANGE, WIDE, _Column, _EpisodeRuns, _Summaries, _widen
+from pipeline.traces.summary_records import BAD_ACTION, action_info, tick_flags
+from pipeline.traces.verbs import DEATH_OUTCOMES, INVALID_VERB
+
+ENV = "PHASEF_SUMMARY_NATIVE"
+
+
+def load() -> ModuleType | None:
+    """The C loop, unless ``PHASEF_SUMMARY_NATIVE=0``; None when it is off or not built."""
+    if os.environ.get(ENV) == "0":
+        return None
+    try:
+        from pipeline.traces import _summary_native
+    except ImportError:
+        return None
+    return _summary_native
+
+
+def summarize(
+    native: Any,
+    s: _Summaries,
+    first: int,
+    lines: list[bytes],
+    python_rows: Callable[[_Summaries, int, list[bytes]], list[Any]],
+    chain_number: Callable[[_Summaries, int, str, int], int],
+    thrash_min: int,
+    deadlock_window: int,
+) -> bytes:
+    """Append the summaries of ``lines`` (valid UTF-8, line numbers from ``first``) to the columns of ``s`` through
+    the C loop; ``python_rows(s, i, [raw])`` gives the row of a line it does not take. Returns the lines' flags
+    (``'H'`` items) for the filter lists."""
+    kind, flags, episode, tick, chain, context, latency, tick_lo, tick_hi, context_lo, context_hi = native.summarize(
+        lines,
+        first,
+        s,
+        lambda i, raw: python_rows(s, i, [raw]),
+        s.episodes.intern,
+        s.episode_state,
+        _EpisodeRuns,
+        summary_records._tick_bytes,
+        tick_flags,
+        summary_records._actions,
+        action_info,
+        BAD_ACTION,
+        INVALID_VERB,
+        chain_number,
+        DEATH_OUTCOMES,
+        thrash_min,
+        deadlock_window,
+        summary_records.CACHE_MAX,
+    )
+    s.flags.frombytes(flags)
+    _extend_int32(s.episode, episode)
+    _extend_narrow_int32(native, s, "tick", tick, tick_lo, tick_hi)
+    _extend_int32(s.chain, chain)
+    _extend_narrow_int32(native, s, "context_chars", context, context_lo, context_hi)
+    s.latency.frombytes(latency)
+    s.kind.frombytes(kind)  # last: its length is the number of summarized lines (see summary._summarize_batch)
+    return bytes(flags)
+
+
+def _extend_int32(column: _Column, data: bytes) -> None:
+    """Append 32-bit values given as bytes: an ``array('i')`` takes them as they are, a compact column as a list (its
+    own ``frombytes`` imports numpy, which the viewer's first lines must not wait for)."""
+    if type(column) is array:
+        column.frombytes(data)
+    else:
+        column.extend(array("i", data).tolist())
+
+
+def _extend_narrow_int32(native: Any, s: _Summaries, name: str, data: bytes, low: int, high: int) -> None:
+    """``summary._extend_column`` for 32-bit values given as bytes, ``low`` and ``high`` their least and greatest."""
+    column = getattr(s, name)
+    if column.typecode == WIDE:
+        column.frombytes(data)
+        return
+    narrow_low, narrow_high = _NARROW_RANGE[column.typecode]
+    if low < narrow_low or high > narrow_high:
+        _widen(s, name).frombytes(data)
+    else:
+        column.frombytes(native.narrow(data, column.typecode))

@@ -1,0 +1,230 @@
+"""The summary's C loop (``_summary_native``) gives, column by column and state by state, exactly what the Python loop
+gives (``summary._summarize_python`` and the lenient path behind it), on generated lines: the strict tests' lines,
+and the same lines re-spelled the ways JSON allows and the C loop must read or hand back (white space, escapes,
+exponents, big and negative numbers, unknown and repeated fields, nesting, surrogates, control characters)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from pipeline.traces import summary as summary_module
+from pipeline.traces import summary_native, summary_records
+from pipeline.traces.summary import _summarize_batch
+from pipeline.traces.summary_columns import FLAG_DEADLOCK, FLAG_THRASH, _Summaries
+from tests.test_traces_summary_split import key_of
+from tests.test_traces_summary_strict import batches_of
+from tests.test_traces_summary_strict import lines as strict_lines
+
+NATIVE = summary_native.load()
+
+
+def test_the_c_loop_is_built_and_used() -> None:
+    """The install builds the extension (a C compiler is part of the set-up); it is off only when asked."""
+    if os.environ.get(summary_native.ENV) == "0":
+        pytest.skip("PHASEF_SUMMARY_NATIVE=0: the Python loop was asked for")
+    assert NATIVE is not None, "pipeline/traces/_summary_native.c was not built: run `make setup` again"
+    assert summary_module.native is NATIVE
+
+
+needs_native = pytest.mark.skipif(NATIVE is None, reason="the C loop is not built (see the test above)")
+
+
+def summarize(batches: list[list[bytes]], *, native: bool, transient: bool = False) -> tuple[Any, ...]:
+    summary_records._actions.clear()
+    summary_records._ticks.clear()
+    summary_records._tick_bytes.clear()
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(summary_module, "native", NATIVE if native else None)
+        s = _Summaries(transient=transient)
+        first = 0
+        for batch in batches:
+            _summarize_batch(s, first, batch)
+            first += len(batch)
+    return key_of(s)
+
+
+SPACES = st.sampled_from(["", "", "", " ", "\t", "\r", " \r\n ", "  "])
+ODD_VALUES = st.sampled_from(
+    [
+        "1e5",
+        "1E-3",
+        "-0",
+        "-0.0",
+        "1.0",
+        "0.1e1",
+        "123456789012345678",
+        "1234567890123456789",
+        "12345678901234567890123",
+        "1e400",
+        "-1e400",
+        "1e-400",
+        "0.30000000000000004",
+        "3.141592653589793238",
+        "1" + "0" * 310 + ".5",
+        "01",
+        "1.",
+        ".5",
+        "+1",
+        "NaN",
+        "Infinity",
+        "tru",
+        "nul",
+        '"a\\u00e9b"',
+        '"\\ud83d\\ude00"',
+        '"\\ud800"',
+        '"\\udc00x"',
+        '"\\x"',
+        '"tab\\there"',
+        '"\\/"',
+        '"raw\ttab"',
+        '"\u00e9t\u00e9"',
+        "[]",
+        "{}",
+        '[1,[2,[3,{"a":[{}]}]]]',
+        "[" * 70 + "]" * 70,
+        '{"k":1,"k":2}',
+        "[1,]",
+        '{"a":1,}',
+        '{"a" 1}',
+    ]
+)
+FIELD_NAMES = [
+    "kind",
+    "episode",
+    "tick",
+    "latency_s",
+    "context_chars",
+    "action",
+    "schema_error",
+    "outcome",
+    "error_class",
+    "trap",
+    "chain_id",
+    "chain_role",
+    "recovery",
+    "progress",
+    "ts",
+    "observation",
+    "actor",
+    "raw_output",
+    "k\\u0069nd",
+]
+
+
+@st.composite
+def respelled(draw: st.DrawFn) -> bytes:
+    """A strict test line, then maybe spelled another way: spaces between tokens, a value of one field replaced by
+    raw JSON text (valid or not), an escaped letter in the kind or the episode, a field given twice."""
+    raw = draw(strict_lines())
+    try:
+        rec = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return raw
+    if not isinstance(rec, dict):
+        return raw
+    if draw(st.booleans()):
+        rec["latency_s"] = draw(
+            st.one_of(
+                st.floats(allow_nan=False, allow_infinity=False),
+                st.floats(0, 100),
+                st.integers(-(10**20), 10**20),
+                st.decimals(places=6, min_value=-1000, max_value=1000, allow_nan=False).map(float),
+            )
+        )
+    parts = [(json.dumps(k), json.dumps(v, separators=(",", ":"))) for k, v in rec.items()]
+    if parts and draw(st.booleans()):  # a value replaced by raw JSON text
+        at = draw(st.integers(0, len(parts) - 1))
+        parts[at] = (parts[at][0], draw(ODD_VALUES))
+    if draw(st.booleans()):  # a field the summary may or may not read, with an odd value
+        name = draw(st.sampled_from(FIELD_NAMES))
+        parts.insert(draw(st.integers(0, len(parts))), (f'"{name}"', draw(ODD_VALUES)))
+    if parts and draw(st.integers(0, 6)) == 0:  # a field given twice
+        parts.append(parts[draw(st.integers(0, len(parts) - 1))])
+    if draw(st.integers(0, 5)) == 0:
+        parts = [(k.replace("tick", "t\\u0069ck"), v.replace("e1", "\\u00651")) for k, v in parts]
+    ws = [draw(SPACES) for _ in range(4)]
+    body = f"{ws[0]},{ws[1]}".join(f"{k}{ws[2]}:{ws[3]}{v}" for k, v in parts)
+    return f"{draw(SPACES)}{{{ws[1]}{body}{ws[2]}}}{draw(SPACES)}".encode()
+
+
+@needs_native
+@settings(max_examples=500, deadline=None)
+@given(
+    all_lines=st.lists(st.one_of(strict_lines(), respelled()), min_size=1, max_size=40),
+    cuts=st.lists(st.integers(0, 40), max_size=3),
+    transient=st.booleans(),
+)
+@example(
+    all_lines=[
+        b'{"kind":"tick","episode":"e1","tick":1,"latency_s":1' + b"0" * 400 + b"}",  # beyond a double: unknown
+        b'{"kind":"tick","episode":"e1","tick":2,"latency_s":0.1,"x":1e400}',
+        b' {"kind" : "tick" , "episode":"e1","progress":false}\r',
+        b'{"kind":"tick","episode":"e\\u0031","progress":false}',
+        b'{"kind":"tick","episode":"e1","tick":70000,"context_chars":70000,"chain_id":"c1"}',
+        b'{"kind":"episode_end","episode":"e1","outcome":"death","action":{"tool":"x"}}',
+    ],
+    cuts=[3],
+    transient=False,
+)
+def test_the_c_loop_equals_the_python_loop(all_lines: list[bytes], cuts: list[int], transient: bool) -> None:
+    batches = batches_of(all_lines, cuts)
+    assert summarize(batches, native=True, transient=transient) == summarize(
+        batches, native=False, transient=transient
+    )
+
+
+@needs_native
+def test_runs_marks_and_chains_through_the_c_loop_with_caches_cleared() -> None:
+    """Thrash, deadlock, no-progress and chains across batches, with every cache emptied at each insertion."""
+    fail = {"kind": "tick", "episode": "e1", "outcome": "error", "action": {"tool": "bash", "args": {"command": "ls"}}}
+    ok = {**fail, "outcome": "ok", "action": {"tool": "bash", "args": {"command": "ls -l"}}}
+    locked = {**fail, "error_class": "NotFound", "chain_id": "c1", "chain_role": "failure"}
+    other = {**ok, "episode": "e2", "chain_id": "c1", "progress": False}
+    recs = [fail, fail, fail, ok, fail, locked, other, locked, locked] + [{**ok, "progress": False}] * 8
+    all_lines = [orjson.dumps(r) for r in recs]
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(summary_records, "CACHE_MAX", 1)
+        for cuts in ([], [1, 5, 9], list(range(len(all_lines)))):
+            batches = batches_of(all_lines, cuts)
+            native = summarize(batches, native=True)
+            assert native == summarize(batches, native=False)
+    flags = [int.from_bytes(native[1][2 * i : 2 * i + 2], "little") for i in range(len(recs))]
+    assert flags[2] & FLAG_THRASH and not flags[4] & FLAG_THRASH, "ls -l is the same verb: the run ended"
+    assert flags[8] & FLAG_DEADLOCK and flags[16] & FLAG_DEADLOCK
+
+
+def test_a_latency_beyond_a_double_reads_as_unknown_on_every_path() -> None:
+    """It used to stop the summary with an OverflowError (the column could not take it)."""
+    line = b'{"kind":"tick","episode":"e1","tick":1,"latency_s":1' + b"0" * 400 + b"}"
+    for native in (True, False) if NATIVE is not None else (False,):
+        for batch in ([line], [line, b"\xff"]):  # strict, and lenient (a batch that is not UTF-8)
+            s = _Summaries()
+            with pytest.MonkeyPatch.context() as m:
+                m.setattr(summary_module, "native", NATIVE if native else None)
+                _summarize_batch(s, 0, batch)
+            assert math.isnan(s.latency[0])
+            if len(batch) == 1:
+                assert s.tick[0] == 1  # (orjson, behind a batch that is not UTF-8, refuses the number: a bad line)
+
+
+@needs_native
+def test_narrow_and_all_ascii() -> None:
+    assert NATIVE is not None
+    from array import array
+
+    wide = array("i", [0, -1, 32767, -32768]).tobytes()
+    assert array("h", NATIVE.narrow(wide, "h")).tolist() == [0, -1, 32767, -32768]
+    assert array("H", NATIVE.narrow(array("i", [0, 65535]).tobytes(), "H")).tolist() == [0, 65535]
+    with pytest.raises(ValueError):
+        NATIVE.narrow(b"abc", "h")
+    assert NATIVE.all_ascii([b"", b"abcdefghij" * 3, b"{}"])
+    assert not NATIVE.all_ascii([b"abcdefgh", b"abcdefghi\xc3\xa9"])
+    assert not NATIVE.all_ascii([b"\x80"])
