@@ -15,6 +15,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 enum {
     F_SCHEMA, F_KIND, F_RUN_ID, F_EPISODE, F_TS, F_TS_ESTIMATED, F_CONTEXT_WINDOW, F_TICK, F_LATENCY,
@@ -70,6 +73,32 @@ static inline int hexval(char c) {
 /* A string from just after its opening quote: *pp ends just after the closing quote. BAIL on a control character,
  * an unknown escape, an escaped surrogate, or a string not closed on the line. */
 /* p advanced over the bytes that are not a quote, a backslash or a control character (eight at a time). */
+#ifdef __SSE2__
+static inline const char *plain_run(const char *p, const char *end) {
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), control = _mm_set1_epi8(0x1f);
+    for (;;) {
+        Py_ssize_t left = end - p;
+        __m128i x;
+        if (left >= 16) {
+            x = _mm_loadu_si128((const __m128i *)p);
+        } else if (left > 0) {
+            char tail[16] = {0}; /* the zero bytes after the end stop the run there */
+            memcpy(tail, p, (size_t)left);
+            x = _mm_loadu_si128((const __m128i *)tail);
+        } else {
+            return p;
+        }
+        __m128i stop = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)),
+                                    _mm_cmpeq_epi8(_mm_max_epu8(x, control), control)); /* x <= 0x1f */
+        int mask = _mm_movemask_epi8(stop);
+        if (mask) {
+            const char *at = p + __builtin_ctz((unsigned)mask);
+            return at < end ? at : end;
+        }
+        p += 16;
+    }
+}
+#else
 static inline const char *plain_run(const char *p, const char *end) {
     const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
     for (;;) {
@@ -92,6 +121,7 @@ static inline const char *plain_run(const char *p, const char *end) {
         p += 8;
     }
 }
+#endif
 
 static int scan_string(const char **pp, const char *end, int *escaped) {
     const char *p = *pp;
@@ -553,9 +583,18 @@ static int load_last(Ctx *c, const Value *ep) {
     return c->last_name == NULL ? -1 : 0;
 }
 
-static int run_slow(Ctx *c, Py_ssize_t i, PyObject *raw) {
+/* A line: its bytes, and the bytes object that holds just them when there is one (NULL: part of a block). */
+typedef struct {
+    const char *p, *end;
+    PyObject *raw;
+} Line;
+
+static int run_slow(Ctx *c, Py_ssize_t i, const Line *line) {
     if (forget_last(c) < 0) return -1;
+    PyObject *raw = line->raw != NULL ? Py_NewRef(line->raw) : PyBytes_FromStringAndSize(line->p, line->end - line->p);
+    if (raw == NULL) return -1;
     PyObject *row = PyObject_CallFunction(c->slow, "nO", i, raw);
+    Py_DECREF(raw);
     if (row == NULL) return -1;
     PyObject *seq = PySequence_Fast(row, "slow() must give a sequence");
     Py_DECREF(row);
@@ -810,7 +849,7 @@ static long chain_of(Ctx *c, long episode, const Value *chain_id, Py_ssize_t i) 
     return chain;
 }
 
-static int do_tick(Ctx *c, Py_ssize_t i, PyObject *raw, const Value *vals) {
+static int do_tick(Ctx *c, Py_ssize_t i, const Line *line, const Value *vals) {
     PyObject *facts = flag_facts(c, vals);
     if (facts == NULL) return -1;
     if (!PyTuple_Check(facts) || PyTuple_GET_SIZE(facts) != 3) {
@@ -834,7 +873,7 @@ static int do_tick(Ctx *c, Py_ssize_t i, PyObject *raw, const Value *vals) {
     if (info == c->bad_action) {
         Py_XDECREF(owned_info);
         Py_DECREF(facts);
-        return run_slow(c, i, raw);
+        return run_slow(c, i, line);
     }
     Py_INCREF(info);
     Py_XDECREF(owned_info);
@@ -883,14 +922,14 @@ static int do_tick(Ctx *c, Py_ssize_t i, PyObject *raw, const Value *vals) {
     return 0;
 }
 
-static int do_edge(Ctx *c, Py_ssize_t i, PyObject *raw, const Value *vals, int kind) {
+static int do_edge(Ctx *c, Py_ssize_t i, const Line *line, const Value *vals, int kind) {
     if (vals[F_ACTION].tag == V_RAW && vals[F_ACTION].n > 0) {
         PyObject *owned;
         PyObject *info = action_facts(c, &vals[F_ACTION], &owned);
         if (info == NULL) return -1;
         int bad = info == c->bad_action;
         Py_XDECREF(owned);
-        if (bad) return run_slow(c, i, raw);
+        if (bad) return run_slow(c, i, line);
     }
     if (forget_last(c) < 0) return -1;
     long episode = -1;
@@ -944,7 +983,7 @@ static const char summarize_doc[] =
     "summarize(lines, first, s, slow, intern, state, runs_type, tick_cache, tick_flags, actions, action_info,\n"
     "          bad_action, invalid_verb, chain_number, death_outcomes, thrash_min, deadlock_window, cache_max)\n"
     "--\n\n"
-    "The rows of ``lines`` (valid UTF-8; line numbers from ``first``) as ``summary._summarize_strict`` gives them, in\n"
+    "The rows of ``lines`` (a list of bytes, or a block of lines as bytes; valid UTF-8; line numbers from ``first``) as ``summary._summarize_strict`` gives them, in\n"
     "columns: the bytes of kind ('b'), flags ('H'), episode, tick, chain, context size (all 'i') and latency ('f'),\n"
     "then the least and greatest tick and context size. ``slow(i, raw)`` gives the row of a line not taken here.";
 
@@ -957,8 +996,10 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
     PyObject *lines = args[0];
     Py_ssize_t first = PyLong_AsSsize_t(args[1]);
     if (first == -1 && PyErr_Occurred()) return NULL;
-    if (!PyList_Check(lines) || !PyDict_Check(args[5]) || !PyDict_Check(args[7]) || !PyDict_Check(args[9])) {
-        PyErr_SetString(PyExc_TypeError, "summarize(): lines must be a list, state and caches dicts");
+    int block_mode = PyBytes_Check(lines);
+    if (!(block_mode || PyList_Check(lines)) || !PyDict_Check(args[5]) || !PyDict_Check(args[7]) ||
+        !PyDict_Check(args[9])) {
+        PyErr_SetString(PyExc_TypeError, "summarize(): lines a list or bytes, state and caches dicts");
         return NULL;
     }
     Ctx c = {
@@ -971,7 +1012,17 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
     c.deadlock_window = PyLong_AsLong(args[16]);
     c.cache_max = PyLong_AsLong(args[17]);
     if (PyErr_Occurred()) return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(lines);
+    Py_ssize_t count;
+    if (block_mode) { /* the lines of a block, as bytes.split(b"\n") gives them */
+        count = 1;
+        const char *q = PyBytes_AS_STRING(lines), *q_end = q + PyBytes_GET_SIZE(lines);
+        while ((q = memchr(q, '\n', (size_t)(q_end - q))) != NULL) {
+            count++;
+            q++;
+        }
+    } else {
+        count = PyList_GET_SIZE(lines);
+    }
     Memo *memos = PyMem_Calloc(3, sizeof(Memo));
     if (memos == NULL) return PyErr_NoMemory();
     c.actions_memo = &memos[0];
@@ -995,18 +1046,27 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
         };
     }
     Value vals[N_FIELDS];
+    const char *block = block_mode ? PyBytes_AS_STRING(lines) : NULL;
+    const char *block_end = block_mode ? block + PyBytes_GET_SIZE(lines) : NULL;
     for (Py_ssize_t j = 0; j < count && !failed; j++) {
-        PyObject *raw = PyList_GET_ITEM(lines, j);
-        Py_ssize_t i = first + j;
-        if (!PyBytes_Check(raw)) {
-            PyErr_SetString(PyExc_TypeError, "lines must be bytes");
-            failed = 1;
-            break;
+        Line line;
+        if (block_mode) {
+            const char *nl = memchr(block, '\n', (size_t)(block_end - block));
+            line = (Line){block, nl != NULL ? nl : block_end, NULL};
+            block = nl != NULL ? nl + 1 : block_end;
+        } else {
+            line.raw = PyList_GET_ITEM(lines, j);
+            if (!PyBytes_Check(line.raw)) {
+                PyErr_SetString(PyExc_TypeError, "lines must be bytes");
+                failed = 1;
+                break;
+            }
+            line.p = PyBytes_AS_STRING(line.raw);
+            line.end = line.p + PyBytes_GET_SIZE(line.raw);
         }
-        const char *p = PyBytes_AS_STRING(raw);
-        const char *end = p + PyBytes_GET_SIZE(raw);
-        if (parse_line(p, end, vals) != OK) {
-            failed = run_slow(&c, i, raw) < 0;
+        Py_ssize_t i = first + j;
+        if (parse_line(line.p, line.end, vals) != OK) {
+            failed = run_slow(&c, i, &line) < 0;
             continue;
         }
         const Value *kind = &vals[F_KIND];
@@ -1017,11 +1077,11 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
             else if (kind->n == 11 && memcmp(kind->s, "episode_end", 11) == 0) k = K_END;
         }
         if (k == K_UNKNOWN) {
-            failed = run_slow(&c, i, raw) < 0;
+            failed = run_slow(&c, i, &line) < 0;
         } else if (k == K_TICK) {
-            failed = do_tick(&c, i, raw, vals) < 0;
+            failed = do_tick(&c, i, &line, vals) < 0;
         } else {
-            failed = do_edge(&c, i, raw, vals, k) < 0;
+            failed = do_edge(&c, i, &line, vals, k) < 0;
         }
     }
     if (forget_last(&c) < 0) failed = 1;
@@ -1067,12 +1127,21 @@ static PyObject *narrow(PyObject *module, PyObject *args) {
 }
 
 static const char all_ascii_doc[] =
-    "all_ascii(lines)\n--\n\nTrue when every bytes object in the list ``lines`` is ASCII (so valid UTF-8).";
+    "all_ascii(lines)\n--\n\nTrue when every bytes object in the list ``lines`` (or ``lines`` itself, bytes) is ASCII\n"
+    "(so valid UTF-8).";
 
 static PyObject *all_ascii(PyObject *module, PyObject *lines) {
     (void)module;
+    if (PyBytes_Check(lines)) {
+        PyObject *one = PyList_New(1);
+        if (one == NULL) return NULL;
+        PyList_SET_ITEM(one, 0, Py_NewRef(lines));
+        PyObject *answer = all_ascii(module, one);
+        Py_DECREF(one);
+        return answer;
+    }
     if (!PyList_Check(lines)) {
-        PyErr_SetString(PyExc_TypeError, "all_ascii(): a list of bytes");
+        PyErr_SetString(PyExc_TypeError, "all_ascii(): a list of bytes, or bytes");
         return NULL;
     }
     Py_ssize_t count = PyList_GET_SIZE(lines);

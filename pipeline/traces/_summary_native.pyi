@@ -4,7 +4,7 @@ from collections.abc import Callable, Container
 from typing import Any
 
 def summarize(
-    lines: list[bytes],
+    lines: list[bytes] | bytes,
     first: int,
     s: Any,
     slow: Callable[[int, bytes], Any],
@@ -25,4 +25,4 @@ def summarize(
     /,
 ) -> tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes, int, int, int, int]: ...
 def narrow(data: bytes, typecode: str, /) -> bytes: ...
-def all_ascii(lines: list[bytes], /) -> bool: ...
+def all_ascii(lines: list[bytes] | bytes, /) -> bool: ...

@@ -107,28 +107,31 @@ def _run_flags(st: _EpisodeRuns, action: Any, outcome: Any, error_class: Any) ->
     return 0
 
 
-def _summarize_batch(s: _Summaries, first: int, lines: list[bytes], *, flag_lines: bool = True) -> None:
-    """Append the summaries of ``lines`` (line numbers from ``first``) to ``s``.
+def _summarize_batch(s: _Summaries, first: int, lines: list[bytes] | bytes, *, flag_lines: bool = True) -> int:
+    """Append the summaries of ``lines`` (line numbers from ``first``; bytes: a block of lines, split at newlines) to
+    ``s``; returns how many lines that was.
 
-    This is the hot loop of the indexer (millions of lines), hence the local names, the rows of all lines in one flat
-    list and one ``extend`` per column. A well-typed line is decoded with ``summary_records.SummaryRecord`` (types
-    checked in C, the flags of its fields and the verb of its action looked up in caches); any other line goes the
+    The hot loop of the indexer (millions of lines): the C loop (``summary_native``, which reads a block in place)
+    where it is built; else one flat list of rows and one ``extend`` per column. A well-typed line is decoded with
+    ``summary_records.SummaryRecord`` (types checked in C, flags and verbs from caches); any other line goes the
     lenient way (``_summarize_lenient``), so bad lines stay what they were. ``flag_lines``: also append the lines to
     the filter lists (a worker sends the columns only: the viewer derives the lists from them).
     """
-    if (native is not None and native.all_ascii(lines)) or valid_utf8(b"\n".join(lines)):
-        if native is not None and fast_decoder_strict is summary_records.strict_decoder:
-            flags = summary_native.summarize(
-                native, s, first, lines, _summarize_python, _chain_number, THRASH_MIN, DEADLOCK_WINDOW
-            )
-            if flag_lines:
-                _flag_lines(s, first, array("H", flags))
-            s.flagged_upto = first + len(lines)
-            return
-        rows = _summarize_python(s, first, lines)
+    ascii = native is not None and native.all_ascii(lines)
+    valid = ascii or valid_utf8(lines if isinstance(lines, bytes) else b"\n".join(lines))
+    if valid and native is not None and fast_decoder_strict is summary_records.strict_decoder:
+        marks = (THRASH_MIN, DEADLOCK_WINDOW)
+        flags = summary_native.summarize(native, s, first, lines, _summarize_python, _chain_number, *marks)
+        if flag_lines:
+            _flag_lines(s, first, array("H", flags))
+        s.flagged_upto = first + len(flags) // 2
+        return len(flags) // 2
+    parts = lines.split(b"\n") if isinstance(lines, bytes) else lines
+    if valid:
+        rows = _summarize_python(s, first, parts)
     else:
         rows = []
-        for i, raw in enumerate(lines, first):
+        for i, raw in enumerate(parts, first):
             rows += _summarize_lenient(s, i, raw, False)
     flags_col = rows[1::ROW]
     # ``kind`` last: its length is the number of summarized lines, so a reader in another thread that checks
@@ -142,13 +145,13 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes], *, flag_line
     _extend(s.kind, rows[0::ROW])
     if flag_lines:
         _flag_lines(s, first, flags_col)
-    s.flagged_upto = first + len(lines)
+    s.flagged_upto = first + len(parts)
+    return len(parts)
 
 
 def _flag_lines(s: _Summaries, first: int, flags_col: Sequence[int]) -> None:
     """Append the lines from ``first`` to the filter lists of the flags they have (``flags_col``: one per line)."""
-    mask = _FILTER_MASK
-    flagged = [(i, flags) for i, flags in enumerate(flags_col, first) if flags & mask]
+    flagged = [(i, flags) for i, flags in enumerate(flags_col, first) if flags & _FILTER_MASK]
     if flagged:
         for flag, lines_with_flag in flag_lines_upto(s, first + len(flags_col)).items():
             lines_with_flag.extend([i for i, flags in flagged if flags & flag])

@@ -37,15 +37,15 @@ def summarize(
     native: Any,
     s: _Summaries,
     first: int,
-    lines: list[bytes],
+    lines: list[bytes] | bytes,
     python_rows: Callable[[_Summaries, int, list[bytes]], list[Any]],
     chain_number: Callable[[_Summaries, int, str, int], int],
     thrash_min: int,
     deadlock_window: int,
 ) -> bytes:
-    """Append the summaries of ``lines`` (valid UTF-8, line numbers from ``first``) to the columns of ``s`` through
-    the C loop; ``python_rows(s, i, [raw])`` gives the row of a line it does not take. Returns the lines' flags
-    (``'H'`` items) for the filter lists."""
+    """Append the summaries of ``lines`` (valid UTF-8, line numbers from ``first``; bytes: a block of lines, split at
+    newlines) to the columns of ``s`` through the C loop; ``python_rows(s, i, [raw])`` gives the row of a line it
+    does not take. Returns the lines' flags (``'H'`` items) for the filter lists."""
     kind, flags, episode, tick, chain, context, latency, tick_lo, tick_hi, context_lo, context_hi = native.summarize(
         lines,
         first,

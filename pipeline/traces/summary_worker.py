@@ -114,18 +114,19 @@ def _restore(state: dict[str, Any]) -> _Summaries:
     return s
 
 
-def read_batch(fd: int, start: int, end: int, count: int) -> list[bytes]:
-    """Lines in bytes ``[start, end)`` as the summary pass splits them (at most ``count``)."""
+def read_batch(fd: int, start: int, end: int, count: int) -> bytes:
+    """Lines in bytes ``[start, end)`` as the summary pass splits them (at most ``count``), as one block of lines
+    (split at newlines: ``summary._summarize_batch`` reads it so)."""
     data = os.pread(fd, end - start, start)
-    parts = data.split(b"\n")
-    if len(parts) > count:
-        parts.pop()
-    return parts
+    if data.count(b"\n") + 1 > count:
+        data = data[: data.rfind(b"\n")]
+    return data
 
 
-def read_range(fd: int, start: int, end: int, batch_bytes: int) -> Iterator[list[bytes]]:
+def read_range(fd: int, start: int, end: int, batch_bytes: int) -> Iterator[bytes]:
     """The lines of bytes ``[start, end)`` (``start`` a line's first byte, ``end`` just past a newline), about
-    ``batch_bytes`` of them at a time, split as the viewer's newline scan splits them."""
+    ``batch_bytes`` of them at a time, as blocks of lines without their last newline (split at newlines as the
+    viewer's newline scan splits them)."""
     pos = start
     while pos < end:
         data = os.pread(fd, min(batch_bytes, end - pos), pos)
@@ -141,20 +142,20 @@ def read_range(fd: int, start: int, end: int, batch_bytes: int) -> Iterator[list
             cut = len(data) - len(more) + j if j >= 0 else -1
         if cut < 0:
             return
-        yield data[:cut].split(b"\n")
+        yield data[:cut]
         pos += cut + 1
 
 
-def summarize_delta(s: _Summaries, first: int, parts: list[bytes]) -> SummaryDelta:
-    """Summarize ``parts`` (lines ``first..``) on top of ``s`` and return what they add; ``s`` keeps no per-line
-    data afterwards (only names and the open runs of each episode)."""
+def summarize_delta(s: _Summaries, first: int, parts: list[bytes] | bytes) -> SummaryDelta:
+    """Summarize ``parts`` (lines ``first..``, or a block of them) on top of ``s`` and return what they add; ``s``
+    keeps no per-line data afterwards (only names and the open runs of each episode)."""
     names, chains = len(s.episodes.names), len(s.chains.names)
     s.flagged_upto = first
-    _summarize_batch(s, first, parts, flag_lines=False)
+    count = _summarize_batch(s, first, parts, flag_lines=False)
     columns = tuple(getattr(s, name).tobytes() for name in COLUMNS)
     delta = SummaryDelta(
         first=first,
-        count=len(parts),
+        count=count,
         columns=columns,
         episode_names=s.episodes.names[names:],
         chain_names=s.chains.names[chains:],
@@ -197,7 +198,7 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
                     if delta is not None:
                         outbox.put(delta)
                     delta = summarize_delta(s, first, parts)
-                    first += len(parts)
+                    first += delta.count
                 outbox.put(replace(summarize_delta(s, first, []) if delta is None else delta, last=True))
                 continue
             _, first, start, end, count = request
