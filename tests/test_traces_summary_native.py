@@ -233,3 +233,18 @@ def test_narrow_and_all_ascii() -> None:
     assert NATIVE.all_ascii([b"", b"abcdefghij" * 3, b"{}"])
     assert not NATIVE.all_ascii([b"abcdefgh", b"abcdefghi\xc3\xa9"])
     assert not NATIVE.all_ascii([b"\x80"])
+
+
+@needs_native
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=3000).map(lambda b: b.replace(b"\x00", b"\n")), base=st.integers(0, 2**40))
+def test_newline_ends_are_numpys(data: bytes, base: int) -> None:
+    """The index's newline scan by ``memchr`` gives what numpy's compare-and-nonzero gives."""
+    import numpy as np
+
+    from pipeline.traces import index_scan
+
+    assert NATIVE is not None
+    expected = (np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + base + 1).astype(np.int64)
+    assert np.frombuffer(NATIVE.newline_ends(data, base), dtype=np.int64).tolist() == expected.tolist()
+    assert index_scan._newline_ends(np, data, base).tolist() == expected.tolist()

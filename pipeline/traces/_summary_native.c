@@ -1167,7 +1167,33 @@ static PyObject *all_ascii(PyObject *module, PyObject *lines) {
     Py_RETURN_TRUE;
 }
 
+static const char newline_ends_doc[] =
+    "newline_ends(data, base)\n--\n\n"
+    "The offsets just past each newline of ``data`` (a bytes-like object read at offset ``base``), as int64 bytes.";
+
+static PyObject *newline_ends(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer in;
+    long long base;
+    if (!PyArg_ParseTuple(args, "y*L", &in, &base)) return NULL;
+    const char *start = in.buf, *p = start, *end = start + in.len;
+    Py_ssize_t room = in.len / 256 + 16, count = 0; /* lines of a few hundred bytes: grown as needed */
+    PyObject *out = PyBytes_FromStringAndSize(NULL, room * (Py_ssize_t)sizeof(int64_t));
+    while (out != NULL && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        if (count == room) {
+            room *= 2;
+            if (_PyBytes_Resize(&out, room * (Py_ssize_t)sizeof(int64_t)) < 0) break; /* (out is NULL then) */
+        }
+        ((int64_t *)PyBytes_AS_STRING(out))[count++] = base + (p - start) + 1;
+        p++;
+    }
+    if (out != NULL) _PyBytes_Resize(&out, count * (Py_ssize_t)sizeof(int64_t));
+    PyBuffer_Release(&in);
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"newline_ends", newline_ends, METH_VARARGS, newline_ends_doc},
     {"all_ascii", all_ascii, METH_O, all_ascii_doc},
     {"summarize", (PyCFunction)(void (*)(void))summarize, METH_FASTCALL, summarize_doc},
     {"narrow", narrow, METH_VARARGS, narrow_doc},
