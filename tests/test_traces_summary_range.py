@@ -60,10 +60,10 @@ def test_read_range_splits_lines_as_the_scan_does(tmp_path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         for batch in (1, 4, 7, 100):
-            got = [line for part in read_range(fd, 0, path.stat().st_size, batch) for line in part.split(b"\n")]
+            got = [line for part in read_range(fd, 0, path.stat().st_size, batch) for line in bytes(part).split(b"\n")]
             assert got == lines
         start = len(lines[0]) + len(lines[1]) + 2
-        assert [x for p in read_range(fd, start, path.stat().st_size, 6) for x in p.split(b"\n")] == lines[2:]
+        assert [x for p in read_range(fd, start, path.stat().st_size, 6) for x in bytes(p).split(b"\n")] == lines[2:]
         size = path.stat().st_size
         assert _last_line_end(fd, size) == size and _last_line_end(fd, size - 1) == size - 1 - len(lines[-1])
         assert _line_start_from(fd, start, size) == start, "a line's first byte is a start"

@@ -983,7 +983,7 @@ static const char summarize_doc[] =
     "summarize(lines, first, s, slow, intern, state, runs_type, tick_cache, tick_flags, actions, action_info,\n"
     "          bad_action, invalid_verb, chain_number, death_outcomes, thrash_min, deadlock_window, cache_max)\n"
     "--\n\n"
-    "The rows of ``lines`` (a list of bytes, or a block of lines as bytes; valid UTF-8; line numbers from ``first``) as ``summary._summarize_strict`` gives them, in\n"
+    "The rows of ``lines`` (a list of bytes, or a block of lines as a bytes-like object; valid UTF-8; line numbers from ``first``) as ``summary._summarize_strict`` gives them, in\n"
     "columns: the bytes of kind ('b'), flags ('H'), episode, tick, chain, context size (all 'i') and latency ('f'),\n"
     "then the least and greatest tick and context size. ``slow(i, raw)`` gives the row of a line not taken here.";
 
@@ -996,10 +996,9 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
     PyObject *lines = args[0];
     Py_ssize_t first = PyLong_AsSsize_t(args[1]);
     if (first == -1 && PyErr_Occurred()) return NULL;
-    int block_mode = PyBytes_Check(lines);
-    if (!(block_mode || PyList_Check(lines)) || !PyDict_Check(args[5]) || !PyDict_Check(args[7]) ||
-        !PyDict_Check(args[9])) {
-        PyErr_SetString(PyExc_TypeError, "summarize(): lines a list or bytes, state and caches dicts");
+    int block_mode = !PyList_Check(lines);
+    if (!PyDict_Check(args[5]) || !PyDict_Check(args[7]) || !PyDict_Check(args[9])) {
+        PyErr_SetString(PyExc_TypeError, "summarize(): state and caches must be dicts");
         return NULL;
     }
     Ctx c = {
@@ -1013,9 +1012,11 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
     c.cache_max = PyLong_AsLong(args[17]);
     if (PyErr_Occurred()) return NULL;
     Py_ssize_t count;
-    if (block_mode) { /* the lines of a block, as bytes.split(b"\n") gives them */
+    Py_buffer view = {0};
+    if (block_mode) { /* the lines of a block (any bytes-like object), as bytes.split(b"\n") gives them */
+        if (PyObject_GetBuffer(lines, &view, PyBUF_SIMPLE) < 0) return NULL;
         count = 1;
-        const char *q = PyBytes_AS_STRING(lines), *q_end = q + PyBytes_GET_SIZE(lines);
+        const char *q = view.buf, *q_end = q + view.len;
         while ((q = memchr(q, '\n', (size_t)(q_end - q))) != NULL) {
             count++;
             q++;
@@ -1024,7 +1025,10 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
         count = PyList_GET_SIZE(lines);
     }
     Memo *memos = PyMem_Calloc(3, sizeof(Memo));
-    if (memos == NULL) return PyErr_NoMemory();
+    if (memos == NULL) {
+        if (block_mode) PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
     c.actions_memo = &memos[0];
     c.flags_memo = &memos[1];
     c.chains_memo = &memos[2];
@@ -1046,8 +1050,8 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
         };
     }
     Value vals[N_FIELDS];
-    const char *block = block_mode ? PyBytes_AS_STRING(lines) : NULL;
-    const char *block_end = block_mode ? block + PyBytes_GET_SIZE(lines) : NULL;
+    const char *block = block_mode ? view.buf : NULL;
+    const char *block_end = block_mode ? block + view.len : NULL;
     for (Py_ssize_t j = 0; j < count && !failed; j++) {
         Line line;
         if (block_mode) {
@@ -1087,6 +1091,7 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
     if (forget_last(&c) < 0) failed = 1;
     for (int j = 0; j < 3; j++) memo_clear(&memos[j]);
     PyMem_Free(memos);
+    if (block_mode) PyBuffer_Release(&view);
     if (failed) {
         for (int j = 0; j < 7; j++) Py_XDECREF(cols[j]);
         return NULL;
@@ -1127,42 +1132,39 @@ static PyObject *narrow(PyObject *module, PyObject *args) {
 }
 
 static const char all_ascii_doc[] =
-    "all_ascii(lines)\n--\n\nTrue when every bytes object in the list ``lines`` (or ``lines`` itself, bytes) is ASCII\n"
+    "all_ascii(lines)\n--\n\nTrue when every bytes object in the list ``lines`` (or ``lines`` itself, bytes-like) is ASCII\n"
     "(so valid UTF-8).";
+
+static int is_ascii(const char *p, Py_ssize_t n) {
+    uint64_t any = 0;
+    while (n >= 8) {
+        uint64_t x;
+        memcpy(&x, p, 8);
+        any |= x;
+        p += 8;
+        n -= 8;
+    }
+    while (n-- > 0) any |= (unsigned char)*p++;
+    return !(any & 0x8080808080808080ULL);
+}
 
 static PyObject *all_ascii(PyObject *module, PyObject *lines) {
     (void)module;
-    if (PyBytes_Check(lines)) {
-        PyObject *one = PyList_New(1);
-        if (one == NULL) return NULL;
-        PyList_SET_ITEM(one, 0, Py_NewRef(lines));
-        PyObject *answer = all_ascii(module, one);
-        Py_DECREF(one);
-        return answer;
-    }
-    if (!PyList_Check(lines)) {
-        PyErr_SetString(PyExc_TypeError, "all_ascii(): a list of bytes, or bytes");
-        return NULL;
+    if (!PyList_Check(lines)) { /* one bytes-like object */
+        Py_buffer view;
+        if (PyObject_GetBuffer(lines, &view, PyBUF_SIMPLE) < 0) return NULL;
+        int ascii = is_ascii(view.buf, view.len);
+        PyBuffer_Release(&view);
+        return PyBool_FromLong(ascii);
     }
     Py_ssize_t count = PyList_GET_SIZE(lines);
-    uint64_t any = 0;
     for (Py_ssize_t j = 0; j < count; j++) {
         PyObject *raw = PyList_GET_ITEM(lines, j);
         if (!PyBytes_Check(raw)) {
             PyErr_SetString(PyExc_TypeError, "all_ascii(): a list of bytes");
             return NULL;
         }
-        const char *p = PyBytes_AS_STRING(raw);
-        Py_ssize_t n = PyBytes_GET_SIZE(raw);
-        while (n >= 8) {
-            uint64_t x;
-            memcpy(&x, p, 8);
-            any |= x;
-            p += 8;
-            n -= 8;
-        }
-        while (n-- > 0) any |= (unsigned char)*p++;
-        if (any & 0x8080808080808080ULL) Py_RETURN_FALSE;
+        if (!is_ascii(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw))) Py_RETURN_FALSE;
     }
     Py_RETURN_TRUE;
 }

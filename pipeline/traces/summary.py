@@ -41,6 +41,7 @@ from pipeline.traces.summary_columns import (
     _EpisodeRuns,
     _Summaries,
     _widen,
+    chain_number,
     flag_lines_upto,
 )
 from pipeline.traces.summary_records import (
@@ -65,6 +66,8 @@ from pipeline.traces.verbs import (
 
 THRASH_MIN = DEFAULT_THRASH_MIN
 _FLOAT_MAX = sys.float_info.max
+Block = bytes | memoryview
+"""Lines as one bytes-like block, split at newlines (a worker's batch, read in place by the C loop)."""
 DEADLOCK_WINDOW = DEFAULT_DEADLOCK_WINDOW
 
 
@@ -107,9 +110,9 @@ def _run_flags(st: _EpisodeRuns, action: Any, outcome: Any, error_class: Any) ->
     return 0
 
 
-def _summarize_batch(s: _Summaries, first: int, lines: list[bytes] | bytes, *, flag_lines: bool = True) -> int:
-    """Append the summaries of ``lines`` (line numbers from ``first``; bytes: a block of lines, split at newlines) to
-    ``s``; returns how many lines that was.
+def _summarize_batch(s: _Summaries, first: int, lines: list[bytes] | Block, *, flag_lines: bool = True) -> int:
+    """Append the summaries of ``lines`` (line numbers from ``first``; bytes-like: a block of lines, split at
+    newlines) to ``s``; returns how many lines that was.
 
     The hot loop of the indexer (millions of lines): the C loop (``summary_native``, which reads a block in place)
     where it is built; else one flat list of rows and one ``extend`` per column. A well-typed line is decoded with
@@ -117,16 +120,18 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes] | bytes, *, f
     lenient way (``_summarize_lenient``), so bad lines stay what they were. ``flag_lines``: also append the lines to
     the filter lists (a worker sends the columns only: the viewer derives the lists from them).
     """
-    ascii = native is not None and native.all_ascii(lines)
-    valid = ascii or valid_utf8(lines if isinstance(lines, bytes) else b"\n".join(lines))
+    valid = (native is not None and native.all_ascii(lines)) or valid_utf8(
+        b"\n".join(lines) if isinstance(lines, list) else bytes(lines)
+    )
     if valid and native is not None and fast_decoder_strict is summary_records.strict_decoder:
-        marks = (THRASH_MIN, DEADLOCK_WINDOW)
-        flags = summary_native.summarize(native, s, first, lines, _summarize_python, _chain_number, *marks)
+        flags = summary_native.summarize(
+            native, s, first, lines, _summarize_python, chain_number, THRASH_MIN, DEADLOCK_WINDOW
+        )
         if flag_lines:
             _flag_lines(s, first, array("H", flags))
         s.flagged_upto = first + len(flags) // 2
         return len(flags) // 2
-    parts = lines.split(b"\n") if isinstance(lines, bytes) else lines
+    parts = lines if isinstance(lines, list) else bytes(lines).split(b"\n")
     if valid:
         rows = _summarize_python(s, first, parts)
     else:
@@ -260,7 +265,7 @@ def _summarize_python(s: _Summaries, first: int, lines: list[bytes]) -> list[Any
                 flags,
                 episode,
                 NO_ID if tick is None else tick,
-                NO_ID if chain_id is None else _chain_number(s, episode, chain_id, i),
+                NO_ID if chain_id is None else chain_number(s, episode, chain_id, i),
                 rec.context_chars or 0,
                 nan if lat is None else lat,
             )
@@ -358,7 +363,7 @@ def _summarize_lenient(s: _Summaries, i: int, raw: bytes, fast: bool) -> Row:
                 flags |= _run_flags(runs, rec.action, outcome, error_class)
         chain_id = rec.chain_id
         if chain_id is not None:
-            chain = _chain_number(s, episode, str(chain_id), i)
+            chain = chain_number(s, episode, str(chain_id), i)
         context_chars = rec.context_chars
         if type(context_chars) is not int or not 0 <= context_chars <= INT32_MAX:
             context_chars = 0
@@ -385,16 +390,3 @@ def _decode_exact(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None if raw.strip() else {}
-
-
-def _chain_number(s: _Summaries, episode: int, chain_id: str, line: int) -> int:
-    """Chains are named per episode (``c1`` may recur in every episode), so the key joins both."""
-    key = f"{s.episodes.names[episode] if episode != NO_ID else ''}\x1f{chain_id}"
-    known = len(s.chains.names)
-    chain = s.chains.intern(key)
-    if chain == known:
-        s.chain_lines.new(line)
-        s.chain_episode.append(episode)
-    else:
-        s.chain_lines.last[chain] = line
-    return chain

@@ -302,3 +302,16 @@ class _EpisodeRuns:
     def __init__(self) -> None:
         self.runs: dict[str, dict[str, int]] = {}
         self.no_progress = 0
+
+
+def chain_number(s: _Summaries, episode: int, chain_id: str, line: int) -> int:
+    """Chains are named per episode (``c1`` may recur in every episode), so the key joins both."""
+    key = f"{s.episodes.names[episode] if episode != NO_ID else ''}\x1f{chain_id}"
+    known = len(s.chains.names)
+    chain = s.chains.intern(key)
+    if chain == known:
+        s.chain_lines.new(line)
+        s.chain_episode.append(episode)
+    else:
+        s.chain_lines.last[chain] = line
+    return chain

@@ -37,7 +37,7 @@ def summarize(
     native: Any,
     s: _Summaries,
     first: int,
-    lines: list[bytes] | bytes,
+    lines: list[bytes] | bytes | memoryview,
     python_rows: Callable[[_Summaries, int, list[bytes]], list[Any]],
     chain_number: Callable[[_Summaries, int, str, int], int],
     thrash_min: int,
