@@ -248,3 +248,23 @@ def test_newline_ends_are_numpys(data: bytes, base: int) -> None:
     expected = (np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + base + 1).astype(np.int64)
     assert np.frombuffer(NATIVE.newline_ends(data, base), dtype=np.int64).tolist() == expected.tolist()
     assert index_scan._newline_ends(np, data, base).tolist() == expected.tolist()
+
+
+@needs_native
+def test_an_error_in_python_code_the_c_loop_calls_comes_out_as_raised() -> None:
+    """An exception from a cache's Python side or from the Python path stops the batch with that exception."""
+    good = [orjson.dumps({"kind": "tick", "episode": "e1", "tick": 1, "outcome": "odd-one"})]
+    odd = [b'{"kind":"tick","unknown":1e400}']
+
+    def broken(*_args: Any) -> Any:
+        raise RuntimeError("broken on purpose")
+
+    for name, lines in (("tick_flags", good), ("_summarize_python", odd)):
+        summary_records._tick_bytes.clear()
+        summary_records._ticks.clear()
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(summary_native if name == "tick_flags" else summary_module, name, broken)
+            with pytest.raises(RuntimeError, match="broken on purpose"):
+                _summarize_batch(_Summaries(), 0, lines)
+        s = _Summaries()
+        assert _summarize_batch(s, 0, lines) == 1 and len(s) == 1, "the next batch is summarized as usual"

@@ -1092,6 +1092,10 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
     for (int j = 0; j < 3; j++) memo_clear(&memos[j]);
     PyMem_Free(memos);
     if (block_mode) PyBuffer_Release(&view);
+    if (!failed && c.out.n != count) { /* every way through the loop gives its line one row */
+        PyErr_Format(PyExc_SystemError, "summarize(): %zd rows for %zd lines", c.out.n, count);
+        failed = 1;
+    }
     if (failed) {
         for (int j = 0; j < 7; j++) Py_XDECREF(cols[j]);
         return NULL;
