@@ -329,6 +329,8 @@ class Served:
         limits = ["--max-sessions", n, "--max-startups", n, "--per-source-max-startups", n] if self.max_sessions else []
         server = subprocess.Popen(
             [
+                # the others at their default action, whatever this process was started with (``nohup make test``)
+                *_with_signals([n for n in ("SIGHUP", "SIGINT", "SIGQUIT") if n not in self.ignoring], "SIG_DFL"),
                 *_with_signals(self.ignoring, "SIG_IGN"),
                 sys.executable,
                 "-m",
