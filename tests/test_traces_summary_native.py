@@ -186,6 +186,89 @@ def test_the_c_loop_equals_the_python_loop(all_lines: list[bytes], cuts: list[in
         assert summarize(batches, native=False, transient=transient, blocks=True) == python
 
 
+@st.composite
+def damaged(draw: st.DrawFn) -> bytes:
+    """A line with bytes put in, taken out or changed at random places (torn and garbled lines, stray quotes,
+    backslashes, control bytes, bytes of UTF-8 sequences)."""
+    raw = bytearray(draw(st.one_of(strict_lines(), respelled())))
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(raw)))
+        byte = draw(st.sampled_from(b'"\\{}[]:,0-e.\x00\x01\x1f \t\x7f\xc3\xa9\xffntfu'))
+        what = draw(st.sampled_from(["put", "cut", "set"]))
+        if what == "put" or at == len(raw):
+            raw.insert(at, byte)
+        elif what == "cut":
+            del raw[at]
+        else:
+            raw[at] = byte
+    return bytes(raw)
+
+
+@needs_native
+@settings(max_examples=400, deadline=None)
+@given(all_lines=st.lists(st.one_of(damaged(), st.binary(max_size=40)), min_size=1, max_size=30))
+def test_the_c_loop_equals_the_python_loop_on_damaged_lines(all_lines: list[bytes]) -> None:
+    lines = [raw.replace(b"\n", b" ") for raw in all_lines]  # (a line of a file holds no newline)
+    python = summarize([lines], native=False)
+    assert summarize([lines], native=True) == python
+    assert summarize([lines], native=True, blocks=True) == python
+
+
+EDGE_LINES = [
+    # each one a way the C loop must hand a line to the Python path, or read it exactly as msgspec does
+    b'{"kind":"tick","episode":"e1","observation":"\\x"}',  # an invalid escape in a value not read
+    b'{"kind":"tick","episode":"e1","actor":"\\q"}',  # the same in a field not declared
+    b'{"kind":"tick","episode":"e1","observation":"\\ud800"}',  # a lone surrogate, escaped
+    b'{"kind":"tick","episode":"e1","observation":"\\ud83d\\ude00"}',  # a pair
+    b'{"kind":"tick","episode":"e1","observation":"a\tb"}',  # a raw control character in a string
+    b'{"kind":"tick","episode":"e1","observation":"\\u00e9\\n\\/"}',  # good escapes
+    b'{"kind":"tick","episode":"e1","x":1e400}',
+    b'{"kind":"tick","episode":"e1","x":-1e400}',
+    b'{"kind":"tick","episode":"e1","x":1e-400}',
+    b'{"kind":"tick","episode":"e1","ts":1e400}',  # a number out of range in a value the decoder decodes
+    b'{"kind":"tick","episode":"e1","latency_s":1e400}',
+    b'{"kind":"tick","episode":"e1","latency_s":1e-400}',
+    b'{"kind":"tick","episode":"e1","ts":12345678901234567890}',
+    b'{"kind":"tick","episode":"e1","latency_s":123456789012345678}',
+    b'{"kind":"tick","episode":"e1","latency_s":0.1234567890123456789}',
+    b'{"kind":"tick","episode":"e1","latency_s":2.5e-3}',
+    b'{"kind":"tick","episode":"e1","latency_s":-0.0}',
+    b'{"kind":"tick","episode":"e1","tick":3.0}',
+    b'{"kind":"tick","episode":"e1","tick":2147483648}',
+    b'{"kind":"tick","episode":"e1","tick":-2147483648}',
+    b'{"kind":"tick","episode":"e1","context_chars":-1}',
+    b'{"kind":"tick","episode":"e1","context_chars":0,"context_chars":5}',
+    b'{"kind":"tick","kind":"tick","episode":"e1"}',
+    b'{"kind":"t\\u0069ck","episode":"e1"}',
+    b'{"k\\u0069nd":"tick","episode":"e1"}',
+    b'{"kind":"tick","episode":"e\\u0031","progress":false}',
+    b'{"kind":"tick","episode":7}',
+    b'{"kind":"tick","episode":"e1","progress":"yes"}',
+    b'{"kind":"tick","episode":"e1","recovery":1}',
+    b'{"kind":"tick","episode":"e1","x":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}',
+    b'{"kind":"tick","episode":"e1","x":[1,]}',
+    b'{"kind":"tick","episode":"e1","x":01}',
+    b'{"kind":"tick","episode":"e1"} x',
+    b'{"kind":"tick","episode":"e1",}',
+    b' \t{ "kind" : "tick" , "episode" : "e1" } \r',
+    b'{"kind":"tick","episode":"e1","action":{"tool":"x","a":1e400}}',
+    b'{"kind":"episode_end","episode":"e1","outcome":"death","action":{"tool":"x","a":1e400}}',
+    b'{"kind":"episode_start","episode":"e1"}',
+    b'{"kind":"episode_end","episode":"e1","outcome":"aborted"}',
+    b'{"kind":"weird","episode":"e1"}',
+    b'{}',
+    b'[]',
+    b'',
+]
+
+
+@needs_native
+def test_each_way_a_line_can_go_gives_the_python_loop_s_row() -> None:
+    for raw in EDGE_LINES:
+        assert summarize([[raw]], native=True) == summarize([[raw]], native=False), raw
+    assert summarize([EDGE_LINES], native=True, blocks=True) == summarize([EDGE_LINES], native=False)
+
+
 @needs_native
 def test_runs_marks_and_chains_through_the_c_loop_with_caches_cleared() -> None:
     """Thrash, deadlock, no-progress and chains across batches, with every cache emptied at each insertion."""
