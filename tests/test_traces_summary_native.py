@@ -256,9 +256,9 @@ EDGE_LINES = [
     b'{"kind":"episode_start","episode":"e1"}',
     b'{"kind":"episode_end","episode":"e1","outcome":"aborted"}',
     b'{"kind":"weird","episode":"e1"}',
-    b'{}',
-    b'[]',
-    b'',
+    b"{}",
+    b"[]",
+    b"",
 ]
 
 
