@@ -347,11 +347,25 @@ static Py_ssize_t FIELD_LEN[N_FIELDS];
 #define MAX_NAME 16
 static int8_t BY_LEN[MAX_NAME][N_FIELDS + 1]; /* the fields of each name length, -1 ended */
 
-static inline int field_index(const char *s, Py_ssize_t n, int expect) {
-    if (expect < N_FIELDS && FIELD_LEN[expect] == n && memcmp(FIELDS[expect].name, s, (size_t)n) == 0) return expect;
+static uint64_t NAME_WORDS[N_FIELDS][2]; /* each name in 16 bytes, zero-padded */
+
+/* The n bytes at s (n < MAX_NAME, the length of field k's name) are that name: two 8-byte words compared when 16
+ * bytes can be read from s before the line's end, else memcmp. */
+static inline int name_is(const char *s, const char *end, Py_ssize_t n, int k) {
+    if (end - s < 16) return memcmp(FIELDS[k].name, s, (size_t)n) == 0;
+    uint64_t a, b;
+    memcpy(&a, s, 8);
+    memcpy(&b, s + 8, 8);
+    uint64_t mask_a = n >= 8 ? ~0ULL : (1ULL << (8 * n)) - 1;
+    uint64_t mask_b = n > 8 ? (1ULL << (8 * (n - 8))) - 1 : 0;
+    return (a & mask_a) == NAME_WORDS[k][0] && (b & mask_b) == NAME_WORDS[k][1];
+}
+
+static inline int field_index(const char *s, const char *end, Py_ssize_t n, int expect) {
     if (n >= MAX_NAME) return -1;
+    if (expect < N_FIELDS && FIELD_LEN[expect] == n && name_is(s, end, n, expect)) return expect;
     for (const int8_t *k = BY_LEN[n]; *k >= 0; k++) {
-        if (memcmp(FIELDS[*k].name, s, (size_t)n) == 0) return *k;
+        if (name_is(s, end, n, *k)) return *k;
     }
     return -1;
 }
@@ -373,7 +387,7 @@ static int parse_line(const char *p, const char *end, Value *vals) {
         if (p >= end || *p != '"') return BAIL;
         Py_ssize_t n = p - key;
         p++;
-        int k = field_index(key, n, expect);
+        int k = field_index(key, end, n, expect);
         if (k >= 0) {
             if (seen & (1u << k)) return BAIL; /* a field given twice */
             seen |= 1u << k;
@@ -1140,6 +1154,11 @@ static const char all_ascii_doc[] =
     "(so valid UTF-8).";
 
 static int is_ascii(const char *p, Py_ssize_t n) {
+#ifdef __SSE2__
+    __m128i high = _mm_setzero_si128();
+    for (; n >= 16; p += 16, n -= 16) high = _mm_or_si128(high, _mm_loadu_si128((const __m128i *)p));
+    if (_mm_movemask_epi8(high)) return 0;
+#endif
     uint64_t any = 0;
     while (n >= 8) {
         uint64_t x;
@@ -1216,6 +1235,10 @@ PyMODINIT_FUNC PyInit__summary_native(void) {
     for (int k = 0; k < N_FIELDS; k++) {
         FIELD_LEN[k] = (Py_ssize_t)strlen(FIELDS[k].name);
         if (FIELD_LEN[k] >= MAX_NAME) return PyErr_Format(PyExc_SystemError, "field name too long");
+        char padded[16] = {0};
+        memcpy(padded, FIELDS[k].name, (size_t)FIELD_LEN[k]);
+        memcpy(&NAME_WORDS[k][0], padded, 8);
+        memcpy(&NAME_WORDS[k][1], padded + 8, 8);
     }
     for (int n = 0; n < MAX_NAME; n++) {
         for (int k = 0; k < N_FIELDS; k++)
