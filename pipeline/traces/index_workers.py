@@ -94,6 +94,13 @@ def apply_delta(s: _Summaries, delta: SummaryDelta) -> None:
 class SummaryWorkers:
     """The worker processes summarizing for one index (``min_bytes`` None: never)."""
 
+    FIRST_SHARE = 1 / 3
+    """The first worker's share of the bytes when the file is split on open. Under half: that worker starts behind
+    the newline scan and is fed batch by batch, while the second reads its range at once; and the second's answers
+    are joined on only once the first is done, so the first should end first. 1 GB in tmux, 4 runs each, summary
+    done at 1/2: median 4.34-4.76 s (the first worker ran ~1.2 s alone); at 0.4: 4.02; at 1/3: 3.38-3.72; at 1/4:
+    3.40."""
+
     SPLIT_MAX_BATCHES = 1024
     """The second worker's range is at most this many batches long (the first worker's share grows beyond)."""
 
@@ -142,7 +149,7 @@ class SummaryWorkers:
         end = _last_line_end(index.fd, index.size)
         if end - done < 2 * self.min_bytes:
             return
-        middle = max((done + end) // 2, end - self.SPLIT_MAX_BATCHES * WORKER_BATCH_BYTES)
+        middle = max(done + int((end - done) * self.FIRST_SHARE), end - self.SPLIT_MAX_BATCHES * WORKER_BATCH_BYTES)
         start = _line_start_from(index.fd, middle, end)
         if start is not None:
             self._start_ahead(start, end, -1)
