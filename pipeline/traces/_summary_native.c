@@ -435,13 +435,15 @@ static PyObject *value_object(const Value *v) {
     }
 }
 
+/* A tick's fields its own flags come from, in the order of ``summary_records.tick_flags``'s key. */
+static const int FLAG_FIELDS[7] = {F_OUTCOME, F_CHAIN_ROLE, F_ERROR_CLASS, F_TRAP, F_RECOVERY, F_SCHEMA_ERROR,
+                                   F_PROGRESS};
+
 /* The bytes that stand for a tick's seven flag fields (the key of the C-side cache), into buf; -1 if too long. */
 static Py_ssize_t flag_key(const Value *vals, char *buf, Py_ssize_t size) {
-    static const int keys[7] = {F_OUTCOME, F_CHAIN_ROLE, F_ERROR_CLASS, F_TRAP, F_RECOVERY, F_SCHEMA_ERROR,
-                                F_PROGRESS};
     Py_ssize_t n = 0;
     for (int j = 0; j < 7; j++) {
-        const Value *v = &vals[keys[j]];
+        const Value *v = &vals[FLAG_FIELDS[j]];
         if (n + 1 + (Py_ssize_t)sizeof(uint32_t) > size) return -1;
         buf[n++] = (char)('0' + v->tag);
         if (v->tag == V_STR) {
@@ -679,15 +681,13 @@ static PyObject *flag_facts(Ctx *c, const Value *vals) {
             return NULL;
         }
     }
-    static const int keys[7] = {F_OUTCOME, F_CHAIN_ROLE, F_ERROR_CLASS, F_TRAP, F_RECOVERY, F_SCHEMA_ERROR,
-                                F_PROGRESS};
     PyObject *tuple = PyTuple_New(7);
     if (tuple == NULL) {
         Py_XDECREF(bkey);
         return NULL;
     }
     for (int j = 0; j < 7; j++) {
-        PyObject *item = value_object(&vals[keys[j]]);
+        PyObject *item = value_object(&vals[FLAG_FIELDS[j]]);
         if (item == NULL) {
             Py_DECREF(tuple);
             Py_XDECREF(bkey);
@@ -706,9 +706,9 @@ static PyObject *flag_facts(Ctx *c, const Value *vals) {
     return facts;
 }
 
-/* The episode number of a name (a new reference to its runs in *runs when want_runs). */
+/* The episode number of a name (-2 on an error); with runs, a new reference to its runs (made when it has none). */
 static long episode_of(Ctx *c, const Value *ep, PyObject **runs) {
-    *runs = NULL;
+    if (runs != NULL) *runs = NULL;
     PyObject *name = PyUnicode_DecodeUTF8(ep->s, ep->n, "strict");
     if (name == NULL) return -2;
     PyObject *number = PyObject_CallOneArg(c->intern, name);
@@ -946,49 +946,27 @@ static int do_edge(Ctx *c, Py_ssize_t i, const Line *line, const Value *vals, in
         if (bad) return run_slow(c, i, line);
     }
     if (forget_last(c) < 0) return -1;
-    long episode = -1;
-    PyObject *number = NULL;
-    if (vals[F_EPISODE].tag == V_STR) {
-        PyObject *name = value_object(&vals[F_EPISODE]);
-        if (name == NULL) return -1;
-        number = PyObject_CallOneArg(c->intern, name);
-        Py_DECREF(name);
-        if (number == NULL) return -1;
-        episode = PyLong_AsLong(number);
-        if (episode == -1 && PyErr_Occurred()) {
-            Py_DECREF(number);
-            return -1;
-        }
-    }
+    long episode = vals[F_EPISODE].tag == V_STR ? episode_of(c, &vals[F_EPISODE], NULL) : -1;
+    if (episode == -2) return -1;
     long flags = 0;
     if (kind == K_END) {
         const Value *outcome = &vals[F_OUTCOME];
         if (outcome->tag == V_STR) {
             PyObject *text = value_object(outcome);
-            if (text == NULL) {
-                Py_XDECREF(number);
-                return -1;
-            }
+            if (text == NULL) return -1;
             int death = PySequence_Contains(c->death_outcomes, text);
             int failure = PyUnicode_Compare(text, str_failure) == 0 || PyUnicode_Compare(text, str_aborted) == 0;
             Py_DECREF(text);
-            if (death < 0) {
-                Py_XDECREF(number);
-                return -1;
-            }
+            if (death < 0) return -1;
             flags = death ? 1 /* FLAG_DEATH */ : (failure ? 1 << 6 /* FLAG_ERROR */ : 0);
         }
-        PyObject *key = number != NULL ? Py_NewRef(number) : PyLong_FromLong(-1);
+        PyObject *key = PyLong_FromLong(episode); /* (-1: the state of lines without an episode, as NO_ID) */
         if (key == NULL) return -1;
         int r = PyDict_Contains(c->state, key);
         if (r > 0) r = PyDict_DelItem(c->state, key);
         Py_DECREF(key);
-        if (r < 0) {
-            Py_XDECREF(number);
-            return -1;
-        }
+        if (r < 0) return -1;
     }
-    Py_XDECREF(number);
     put_row(&c->out, kind, flags, episode, -1, -1, 0, Py_NAN);
     return 0;
 }

@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from pipeline.traces import summary_records
-from pipeline.traces.summary_columns import _NARROW_RANGE, WIDE, _Column, _EpisodeRuns, _Summaries, _widen
+from pipeline.traces.summary_columns import _NARROW_RANGE, WIDE, _Column, _EpisodeRuns, _Summaries, append_column
 from pipeline.traces.summary_records import BAD_ACTION, action_info, tick_flags
 from pipeline.traces.verbs import DEATH_OUTCOMES, INVALID_VERB
 
@@ -86,13 +86,12 @@ def _extend_int32(column: _Column, data: bytes) -> None:
 
 
 def _extend_narrow_int32(native: Any, s: _Summaries, name: str, data: bytes, low: int, high: int) -> None:
-    """``summary._extend_column`` for 32-bit values given as bytes, ``low`` and ``high`` their least and greatest."""
-    column = getattr(s, name)
-    if column.typecode == WIDE:
-        column.frombytes(data)
-        return
-    narrow_low, narrow_high = _NARROW_RANGE[column.typecode]
-    if low < narrow_low or high > narrow_high:
-        _widen(s, name).frombytes(data)
-    else:
-        column.frombytes(native.narrow(data, column.typecode))
+    """``summary_columns.append_column`` for 32-bit values given as bytes, ``low`` and ``high`` their least and
+    greatest: narrowed first when they fit the column's narrow type."""
+    typecode = getattr(s, name).typecode
+    if typecode != WIDE:
+        narrow_low, narrow_high = _NARROW_RANGE[typecode]
+        if narrow_low <= low and high <= narrow_high:
+            append_column(s, name, typecode, native.narrow(data, typecode))
+            return
+    append_column(s, name, WIDE, data)
