@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: setup run headless test lint typecheck bench clean
+.PHONY: setup run headless test test-fast lint typecheck bench clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,9 @@ test: setup $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
+
+test-fast: setup $(TEST_STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check .

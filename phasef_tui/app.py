@@ -22,6 +22,7 @@ from textual.app import App, ScreenStackError
 from textual.css.stylesheet import Stylesheet
 from textual.timer import Timer
 
+from phasef_tui import startup_cache
 from phasef_tui.data_source import CHANGED_SESSION, DataSource
 from phasef_tui.keys import APP_KEYS, SCREEN_NAMES, bindings, display_key, effective_key
 from phasef_tui.palette import PhasefCommands
@@ -200,6 +201,7 @@ class PhasefApp(App[int]):
         with the collector off, ``collect_after_first_frame``: it is turned on here, after the first frame.)"""
         gc.collect()
         gc.freeze()
+        startup_cache.save()  # (what the start-up compiled, for the next start: see phasef_tui.startup_cache)
         self._gc_before = gc.get_threshold()
         gc.set_threshold(*GC_THRESHOLDS)
         if self.collect_after_first_frame:

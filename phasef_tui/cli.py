@@ -237,14 +237,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error("--json needs a command that prints data")
             from phasef_tui.launcher import launch
 
-            return launch()
+            with _startup_cache("phasef"):
+                return launch()
         parser.print_help()
         return EXIT_USAGE
     if args.json and getattr(args, "_no_json", False):
         name = " ".join(p for p in (args.command, *_actions_of(args)) if p)
         emit_json_error(EXIT_USAGE, [f"phasef {name} prints no data; --json is not available for it"])
         return EXIT_USAGE
-    with _gathered(args.json) as streams:
+    with _gathered(args.json) as streams, _startup_cache(" ".join((args.command, *_actions_of(args)))):
         try:
             code = int(func(args))
         except KeyboardInterrupt:
@@ -256,6 +257,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not out.kept.getvalue().strip():  # a command that reports its own failure as JSON is left alone
             emit_json_error(code, err.kept.getvalue().splitlines())
     return code
+
+
+@contextlib.contextmanager
+def _startup_cache(command: str) -> Iterator[None]:
+    """The command's start-up cache (``phasef_tui.startup_cache``): hooked in before its handler imports what it
+    needs, written afterwards when the run compiled something new (a TUI also writes it after its first frame)."""
+    from phasef_tui import startup_cache
+
+    startup_cache.install(command)
+    try:
+        yield
+    finally:
+        startup_cache.save()
 
 
 def _actions_of(args: argparse.Namespace) -> list[str]:
