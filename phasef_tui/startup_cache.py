@@ -24,7 +24,8 @@ How it is hooked in, without changing what the standard library does:
 It is used only on CPython 3.11 (the internals above are that version's), only in a process that has not yet
 imported Textual (a session forked from the SSH session server is warm already), and not at all when
 ``PHASEF_STARTUP_CACHE=0``. Anything wrong with the file (missing, torn, another format, not a regular file) makes
-it start empty; it is rewritten, atomically, when a run compiled something new. Where it is:
+it start empty; it is rewritten, atomically, when a run compiled something new (dropping what no run used in the
+last four writes). Where it is:
 ``$PHASEF_CACHE_DIR/startup`` (default ``$XDG_CACHE_HOME/phasef/startup``, else ``~/.cache/phasef/startup``), one
 file per command (``trace-view``, ``attach``, ...) and interpreter build.
 """
@@ -45,7 +46,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 ENV_SWITCH = "PHASEF_STARTUP_CACHE"
-FORMAT = 1
+FORMAT = 3
+MAX_AGE = 4
+"""An entry no run used in this many writes is dropped: a text that differs from run to run (``tokenize`` builds a
+pattern from a set of prefixes, in hash order) does not pile up."""
 MAX_ENTRIES = 8192
 """Beyond this (a program making classes from generated names, say), only what the last run used is written."""
 HOOKED_NAMES = (("dataclasses", "exec"), ("collections", "eval"), ("typing", "compile"))
@@ -88,9 +92,10 @@ class StartupCache:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.code: dict[CodeKey, CodeType] = {}
+        self.code: dict[CodeKey, bytes] = {}  # marshalled: each use gets its own code objects, as compiling gives
         self.programs: dict[PatternKey, Program] = {}
         self.used: set[object] = set()
+        self.ages: dict[object, int] = {}
         self.hits = 0
         self.misses = 0
         self.problem: str | None = None  # why the file was not read (missing is no problem)
@@ -115,14 +120,16 @@ class StartupCache:
         except (EOFError, ValueError, TypeError) as exc:
             self.problem = f"{self.path}: unreadable ({exc})"
             return
-        if not (isinstance(kept, tuple) and len(kept) == 3 and kept[0] == FORMAT):
+        if not (isinstance(kept, tuple) and len(kept) == 4 and kept[0] == FORMAT):
             self.problem = f"{self.path}: not a start-up cache of format {FORMAT}"
             return
-        code, programs = kept[1], kept[2]
+        code, programs, ages = kept[1], kept[2], kept[3]
         if isinstance(code, dict):
-            self.code = {k: v for k, v in code.items() if _code_key(k) and isinstance(v, CodeType)}
+            self.code = {k: v for k, v in code.items() if _code_key(k) and isinstance(v, bytes)}
         if isinstance(programs, dict):
             self.programs = {k: v for k, v in programs.items() if _pattern_key(k) and _program(v)}
+        if isinstance(ages, dict):
+            self.ages = {k: v for k, v in ages.items() if isinstance(v, int) and (k in self.code or k in self.programs)}
 
     def save(self) -> bool:
         """Write the file when this run compiled something it did not have; True when written."""
@@ -130,30 +137,43 @@ class StartupCache:
             return False
         from pipeline.fsio import atomic_write_bytes
 
-        code, programs = self.code, self.programs
-        if len(code) + len(programs) > MAX_ENTRIES:
-            code = {k: v for k, v in code.items() if k in self.used}
-            programs = {k: v for k, v in programs.items() if k in self.used}
+        # an entry's age: how many writes ago a run last used it (a run writes only when it compiled something new)
+        keys: list[object] = [*self.code, *self.programs]
+        ages = {k: 0 if k in self.used else self.ages.get(k, 0) + 1 for k in keys}
+        if len(ages) > MAX_ENTRIES:
+            ages = {k: age for k, age in ages.items() if age == 0}
+        ages = {k: age for k, age in ages.items() if age <= MAX_AGE}
+        code = {k: v for k, v in self.code.items() if k in ages}
+        programs = {k: v for k, v in self.programs.items() if k in ages}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(self.path, marshal.dumps((FORMAT, code, programs)), fsync=False)
+            atomic_write_bytes(self.path, marshal.dumps((FORMAT, code, programs, ages)), fsync=False)
         except OSError as exc:  # (a read-only home, a full disk: the next start compiles as before)
             log.debug("start-up cache not written: %s", exc)
             return False
+        self.code, self.programs, self.ages = code, programs, ages
         self.misses = 0
         return True
 
     # --- Python source ---
 
     def compiled(self, source: str, mode: str) -> CodeType:
+        """The code of ``source``, a new object at each call (two classes never share one method's code object, so
+        neither shares the other's inline caches), unmarshalled from the kept bytes or compiled."""
         key = (mode, source)
-        code = self.code.get(key)
-        if code is None:
-            code = _real_compile(source, "<string>", mode, dont_inherit=True)
-            self.code[key] = code
-            self.misses += 1
-        else:
+        kept = self.code.get(key)
+        code = None
+        if kept is not None:
+            try:
+                code = marshal.loads(kept)
+            except (EOFError, ValueError, TypeError):
+                code = None
+        if isinstance(code, CodeType):
             self.hits += 1
+        else:
+            code = _real_compile(source, "<string>", mode, dont_inherit=True)
+            self.code[key] = marshal.dumps(code)
+            self.misses += 1
         self.used.add(key)
         return code
 
@@ -183,8 +203,7 @@ class StartupCache:
     # --- regular expressions ---
 
     def compile_pattern(self, pattern: Any, flags: int = 0) -> re.Pattern[Any]:
-        real = self._re_compile
-        assert real is not None
+        real = self._re_compile or _real_re_compile
         flags = int(flags)
         if not isinstance(pattern, (str, bytes)) or flags & (re.DEBUG | re.LOCALE):
             return real(pattern, flags)
@@ -284,6 +303,7 @@ def _program(value: object) -> bool:
     )
 
 
+_real_re_compile: Callable[..., re.Pattern[Any]] = _internal("re._compiler").compile
 _active: StartupCache | None = None
 
 

@@ -273,6 +273,35 @@ def test_exec_and_eval_without_namespaces_run_in_their_caller_s(hooked: StartupC
     assert hooked.compile("x = 1", "a_file.py", "exec").co_filename == "a_file.py"  # not kept: compiled as asked
 
 
+def test_every_use_gets_its_own_code_objects_and_bad_kept_code_is_compiled_again(tmp_path: Path) -> None:
+    """Two classes with the same methods' text do not share code objects (nor their inline caches), warm or cold;
+    kept bytes that do not unmarshal to code are compiled again."""
+    cache = StartupCache(tmp_path / "c.bin")
+    cache.hook()
+    try:
+        first, second = build(["a", "b"], 0, False, True, False, False), build(["a", "b"], 0, False, True, False, False)
+        assert first.__init__.__code__ is not second.__init__.__code__
+        assert first.__lt__.__code__ is not second.__lt__.__code__ and cache.hits > 0
+        assert cache.compiled("x = 1", "exec") is not cache.compiled("x = 1", "exec")
+    finally:
+        cache.unhook()
+    again = reloaded(cache)
+    try:
+        third, fourth = build(["a", "b"], 0, False, True, False, False), build(["a", "b"], 0, False, True, False, False)
+        assert third.__init__.__code__ is not fourth.__init__.__code__ and again.misses == 0
+        assert (
+            third(1, 2) < third(1, 3) and fourth(0, 0) == fourth(0, 0) and repr(third(1, 2)).endswith("Made(a=1, b=2)")
+        )
+        again.code[("exec", "z = 3")] = marshal.dumps(5)
+        again.code[("eval", "4 + 4")] = b"\x00not marshal"
+        namespace: dict[str, Any] = {}
+        again.exec("z = 3", namespace)
+        assert namespace["z"] == 3 and again.eval("4 + 4") == 8 and again.misses == 2
+        assert isinstance(marshal.loads(again.code[("exec", "z = 3")]), type(compile("", "", "exec")))
+    finally:
+        again.unhook()
+
+
 def test_unhooking_leaves_the_modules_as_they_were(tmp_path: Path) -> None:
     cache = StartupCache(tmp_path / "c.bin")
     cache.hook()
@@ -316,7 +345,7 @@ def test_a_bad_file_starts_the_cache_empty_and_is_replaced(tmp_path: Path, damag
     elif damage == "wrong entries":
         kept = marshal.loads(good)
         kept[1][("exec", "x = 1")] = 7  # a value that is not code
-        kept[1][("run", "y = 2")] = compile("y = 2", "<string>", "exec")  # a mode that is not one
+        kept[1][("run", "y = 2")] = marshal.dumps(compile("y = 2", "<string>", "exec"))  # a mode that is not one
         kept[2][(True, b"bytes for text", 0)] = (0, [], 0, {}, (None,))
         kept[2][(True, "bad program", 0)] = (0, ["op"], 0, {}, (None,))
         path.write_bytes(marshal.dumps(kept))
@@ -408,6 +437,58 @@ def test_install_applies_only_where_it_is_meant_to(tmp_path: Path) -> None:
     assert run("cold").startswith("trace-view-cpython-311-") and run("cold").endswith(".bin")
     assert run("cold", PHASEF_STARTUP_CACHE="0") == "None"
     assert run("warm") == "None"
+
+
+def test_a_command_keeps_its_start_up_when_it_ends(tmp_path: Path) -> None:
+    from tests.tui_helpers import sample_records, write_trace
+
+    trace = write_trace(tmp_path / "t.jsonl", sample_records())
+    # (a fixed hash seed: with a random one, stdlib's tokenize makes a new pattern text at each start; see below)
+    env = {**os.environ, "PHASEF_CACHE_DIR": str(tmp_path / "cache"), "PYTHONHASHSEED": "0"}
+    argv = [sys.executable, "-m", "phasef_tui.cli", "trace", "stats", str(trace)]
+    first = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    [kept] = (tmp_path / "cache" / "startup").glob("trace-stats-*.bin")
+    cache = StartupCache(kept)
+    cache.load()
+    assert cache.problem is None and cache.code and cache.programs
+    before = kept.stat()
+    second = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    assert second.stdout == first.stdout  # the same report from kept code
+    assert (kept.stat().st_ino, kept.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    off = subprocess.run(argv, env={**env, "PHASEF_STARTUP_CACHE": "0"}, capture_output=True, text=True, check=True)
+    assert off.stdout == first.stdout
+    entries = len(cache.code) + len(cache.programs)
+    for _ in range(startup_cache.MAX_AGE + 3):  # random hash seeds: the varying texts do not pile up
+        subprocess.run(argv, env={**env, "PYTHONHASHSEED": "random"}, capture_output=True, check=True)
+    grown = StartupCache(kept)
+    grown.load()
+    assert grown.problem is None
+    assert entries <= len(grown.code) + len(grown.programs) <= entries + startup_cache.MAX_AGE + 1
+
+
+def test_what_no_run_used_in_the_last_writes_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "aged.bin"
+    stamp = time.monotonic_ns()
+
+    def one_run(*patterns: str) -> StartupCache:
+        cache = StartupCache(path)
+        cache.load()
+        assert cache.problem is None
+        for pattern in patterns:
+            cache.compile_pattern(pattern, 0)
+        cache.save()
+        return cache
+
+    kept_in_use, left = f"in-use-{stamp}", f"left-{stamp}"
+    one_run(kept_in_use, left)
+    for n in range(startup_cache.MAX_AGE):
+        cache = one_run(kept_in_use, f"new-{stamp}-{n}")  # each run compiles something new, so it writes
+        assert cache.ages[(True, left, 0)] == n + 1 and cache.ages[(True, kept_in_use, 0)] == 0
+    cache = one_run(f"new-{stamp}-last")
+    assert (True, left, 0) not in cache.programs and (True, left, 0) not in cache.ages
+    assert cache.ages[(True, kept_in_use, 0)] == 1 and cache.programs[(True, kept_in_use, 0)]
+    again = one_run(kept_in_use)  # all known: nothing written, nothing aged
+    assert again.hits == 1 and again.ages[(True, kept_in_use, 0)] == 1
 
 
 # --- the real viewer ---
