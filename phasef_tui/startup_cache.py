@@ -23,11 +23,11 @@ How it is hooked in, without changing what the standard library does:
 
 It is used only on CPython 3.11 (the internals above are that version's), only in a process that has not yet
 imported Textual (a session forked from the SSH session server is warm already), and not at all when
-``PHASEF_STARTUP_CACHE=0``. Anything wrong with the file (missing, torn, another format, not a regular file) makes
-it start empty; it is rewritten, atomically, when a run compiled something new (dropping what no run used in the
-last four writes). Where it is:
-``$PHASEF_CACHE_DIR/startup`` (default ``$XDG_CACHE_HOME/phasef/startup``, else ``~/.cache/phasef/startup``), one
-file per command (``trace-view``, ``attach``, ...) and interpreter build.
+``PHASEF_STARTUP_CACHE=0``. Since code is run from it, a file that is not the user's own or that others may write is
+not read. Anything wrong with the file (missing, torn, another format, not a regular file) makes it start empty.
+It is rewritten (atomically, mode 0600) when a run compiled something new, dropping what no run used in the last
+four writes. Where it is: ``$PHASEF_CACHE_DIR/startup`` (default ``$XDG_CACHE_HOME/phasef/startup``, else
+``~/.cache/phasef/startup``), one file per command (``trace-view``, ``attach``, ...) and interpreter build.
 """
 
 import binascii
@@ -109,6 +109,11 @@ class StartupCache:
 
         try:
             with open_regular(self.path) as fh:
+                st = os.fstat(fh.fileno())
+                # code is run from it: only a file of this user's that no one else may write (as for a key file)
+                if st.st_uid != os.getuid() or st.st_mode & 0o022:
+                    self.problem = f"{self.path}: not used, it is not this user's own or others may write it"
+                    return
                 data = fh.read()
         except FileNotFoundError:
             return
@@ -135,8 +140,6 @@ class StartupCache:
         """Write the file when this run compiled something it did not have; True when written."""
         if not self.misses:
             return False
-        from pipeline.fsio import atomic_write_bytes
-
         # an entry's age: how many writes ago a run last used it (a run writes only when it compiled something new)
         keys: list[object] = [*self.code, *self.programs]
         ages = {k: 0 if k in self.used else self.ages.get(k, 0) + 1 for k in keys}
@@ -146,8 +149,7 @@ class StartupCache:
         code = {k: v for k, v in self.code.items() if k in ages}
         programs = {k: v for k, v in self.programs.items() if k in ages}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(self.path, marshal.dumps((FORMAT, code, programs, ages)), fsync=False)
+            _write_private(self.path, marshal.dumps((FORMAT, code, programs, ages)))
         except OSError as exc:  # (a read-only home, a full disk: the next start compiles as before)
             log.debug("start-up cache not written: %s", exc)
             return False
@@ -267,6 +269,26 @@ def _pattern(pattern: str | bytes, program: Program) -> re.Pattern[Any]:
     flags, code, groups, groupindex, indexgroup = program
     pat: re.Pattern[Any] = _internal("_sre").compile(pattern, flags, list(code), groups, dict(groupindex), indexgroup)
     return pat
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` through a temporary file renamed over it (readers see the old file or the new one),
+    readable and writable by this user alone whatever the umask (``load`` reads no other). Not synced: a cache."""
+    import tempfile
+
+    from pipeline.fsio import NotARegularFile
+
+    if path.exists() and not path.is_file():
+        raise NotARegularFile(f"{path}: not a regular file; left alone")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # (mode 0600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
 
 
 def _internal(name: str) -> Any:

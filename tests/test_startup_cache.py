@@ -11,6 +11,7 @@ import os
 import re
 import select
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -329,7 +330,7 @@ def written(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize(
     "damage",
-    ["torn", "garbage", "empty", "other format", "wrong entries", "folder", "fifo", "unreadable"],
+    ["torn", "garbage", "empty", "other format", "wrong entries", "folder", "fifo", "unreadable", "others may write"],
 )
 def test_a_bad_file_starts_the_cache_empty_and_is_replaced(tmp_path: Path, damage: str) -> None:
     path = written(tmp_path)
@@ -355,6 +356,8 @@ def test_a_bad_file_starts_the_cache_empty_and_is_replaced(tmp_path: Path, damag
     elif damage == "fifo":
         path.unlink()
         os.mkfifo(path)  # (no writer: an open for reading would block)
+    elif damage == "others may write":  # (code is run from it: someone else's planted code must not be)
+        path.chmod(0o666)
     elif damage == "unreadable":
         path.chmod(0)
         if os.access(path, os.R_OK):
@@ -399,6 +402,19 @@ def test_a_folder_that_cannot_be_written_costs_only_the_compiling(tmp_path: Path
     finally:
         cache.unhook()
     assert cache.misses == 1 and not cache.save()
+
+
+def test_the_file_is_the_user_s_alone_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o002)  # (a group-writable default, as on systems with a group per user)
+    try:
+        path = written(tmp_path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    again = StartupCache(path)
+    again.load()
+    assert again.problem is None and again.code and again.programs
+    assert not list(tmp_path.glob(".kept.bin.*.tmp"))  # no temporary file left beside it
 
 
 def test_without_new_results_nothing_is_written(tmp_path: Path) -> None:
