@@ -231,8 +231,10 @@ class StartupCache:
         re_compiler = _internal("re._compiler")
         original = re_compiler.compile
         self._re_compile = original
-        try:
-            same = all(original(p, f) == _pattern(p, _program_of(p, f)) for p, f in SELF_CHECK_PATTERNS)
+        try:  # (programs read from the file were made by a run of this interpreter build that passed this check)
+            same = bool(self.programs) or all(
+                original(p, f) == _pattern(p, _program_of(p, f)) for p, f in SELF_CHECK_PATTERNS
+            )
         except Exception as exc:  # (another engine's internals)
             log.debug("regular expressions not cached: %s", exc)
             same = False

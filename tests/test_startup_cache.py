@@ -146,6 +146,25 @@ def test_re_compile_goes_through_the_cache_while_hooked_and_not_after(tmp_path: 
     assert cache.misses == before
 
 
+def test_the_self_check_leaves_re_alone_when_kept_programs_would_differ(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = startup_cache._program_of
+
+    def another_engine(pattern: str | bytes, flags: int) -> Any:
+        made = real(pattern, flags)
+        return (made[0] | re.IGNORECASE, *made[1:])
+
+    monkeypatch.setattr(startup_cache, "_program_of", another_engine)
+    cache = StartupCache(tmp_path / "c.bin")
+    cache.hook()
+    try:
+        assert sys.modules["re._compiler"].compile is ORIGINAL_RE_COMPILE  # type: ignore[attr-defined]
+        assert vars(dataclasses)["exec"] == cache.exec  # (the Python-source hooks do not depend on it)
+    finally:
+        cache.unhook()
+
+
 # --- Python source: dataclasses, named tuples, forward references ---
 
 NAMES = st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True), min_size=1, max_size=5, unique=True).filter(
