@@ -208,6 +208,35 @@ async def test_the_collector_is_off_until_the_first_frame(tmp_path: Path) -> Non
         other.close()
 
 
+async def test_no_frame_is_rendered_while_the_app_holds_updates_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Textual renders a screen refreshed inside ``batch_update`` (its start-up) and then drops the frame unshown:
+    a whole-screen render before the first frame. Phasef's screens draw only once updates go; the frame still
+    comes, with the records."""
+    from textual._compositor import Compositor
+
+    renders: list[int] = []  # the app's batch depth at each render
+    real = Compositor.render_update
+
+    def render_update(self: Compositor, *args: Any, **kwargs: Any) -> Any:
+        renders.append(app._batch_count)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Compositor, "render_update", render_update)
+    view = prepare_trace_view(write_trace(tmp_path / "t.jsonl", sample_records()), False)
+    assert not isinstance(view, str)
+    app = view.app
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            stream = app.screen.query_one(TraceStream)
+            assert await until(pilot, lambda: stream.count == 15 and bool(renders))
+            await pilot.pause(0.1)
+            assert renders and not any(renders), f"renders inside a batch: {renders}"
+    finally:
+        view.close()
+
+
 async def test_another_screen_s_css_is_read_when_that_screen_is_first_shown(tmp_path: Path) -> None:
     view = prepare_trace_view(write_trace(tmp_path / "t.jsonl", sample_records()), False)
     assert not isinstance(view, str)

@@ -74,6 +74,14 @@ class PhasefScreen(Screen[None]):
         actions = [*SCREEN_KEYS.get(self.SCREEN_NAME.lower(), ()), *APP_KEYS]
         return [(display_key(effective_key(a, keymap)).split(" / ")[0], a.description) for a in actions if a.show]
 
+    def _compositor_refresh(self) -> None:
+        """Not while the app holds its updates back (``batch_update``: its start-up, Compose to Mount): Textual
+        would render the whole screen and then drop it unshown. The screen stays dirty and is drawn once updates go."""
+        if self.app._batch_count:
+            self._repaint_required = True
+            return
+        super()._compositor_refresh()
+
     def on_mount(self) -> None:
         if self.FOCUS:
             self.query_one(f"#{self.FOCUS}").focus()
