@@ -70,12 +70,9 @@ _real_eval = builtins.eval
 
 
 def cache_folder() -> Path:
-    env = os.environ.get("PHASEF_CACHE_DIR")
-    if env:
-        return Path(env) / "startup"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    root = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return root / "phasef" / "startup"
+    from pipeline.fsio import cache_root
+
+    return cache_root() / "startup"
 
 
 def interpreter_tag() -> str:
@@ -148,8 +145,10 @@ class StartupCache:
         ages = {k: age for k, age in ages.items() if age <= MAX_AGE}
         code = {k: v for k, v in self.code.items() if k in ages}
         programs = {k: v for k, v in self.programs.items() if k in ages}
-        try:
-            _write_private(self.path, marshal.dumps((FORMAT, code, programs, ages)))
+        from pipeline.fsio import atomic_write_bytes
+
+        try:  # (mode 0600 whatever the umask: ``load`` reads no file others may write; not synced: a cache)
+            atomic_write_bytes(self.path, marshal.dumps((FORMAT, code, programs, ages)), fsync=False, permissions=0o600)
         except OSError as exc:  # (a read-only home, a full disk: the next start compiles as before)
             log.debug("start-up cache not written: %s", exc)
             return False
@@ -180,20 +179,14 @@ class StartupCache:
         return code
 
     def exec(self, source: Any, globals: Any = None, locals: Any = None, /) -> None:
-        if globals is None:  # (the builtin would run in its caller's namespaces; this frame is not that caller)
-            frame = sys._getframe(1)
-            globals, locals = frame.f_globals, frame.f_locals if locals is None else locals
         if isinstance(source, str):
             source = self.compiled(source, "exec")
-        _real_exec(source, globals, locals)
+        _real_exec(source, *_callers_namespaces(globals, locals))
 
     def eval(self, source: Any, globals: Any = None, locals: Any = None, /) -> Any:
-        if globals is None:
-            frame = sys._getframe(1)
-            globals, locals = frame.f_globals, frame.f_locals if locals is None else locals
         if isinstance(source, str):
             source = self.compiled(source, "eval")
-        return _real_eval(source, globals, locals)
+        return _real_eval(source, *_callers_namespaces(globals, locals))
 
     def compile(
         self, source: Any, filename: Any, mode: str, flags: int = 0, dont_inherit: bool = False, optimize: int = -1
@@ -256,6 +249,15 @@ class StartupCache:
             self._re_compile = None
 
 
+def _callers_namespaces(globals: Any, locals: Any) -> tuple[Any, Any]:
+    """The namespaces as the builtin takes them: left out, they are its caller's (the hook's caller, two frames up
+    from here: the hook's own frame is not that caller)."""
+    if globals is None:
+        frame = sys._getframe(2)
+        return frame.f_globals, frame.f_locals if locals is None else locals
+    return globals, locals
+
+
 def _program_of(pattern: str | bytes, flags: int) -> Program:
     """What ``re._compiler.compile`` hands to ``_sre.compile`` for ``pattern``, as plain ints (marshal keeps them)."""
     parsed = _internal("re._parser").parse(pattern, flags)
@@ -271,26 +273,6 @@ def _pattern(pattern: str | bytes, program: Program) -> re.Pattern[Any]:
     flags, code, groups, groupindex, indexgroup = program
     pat: re.Pattern[Any] = _internal("_sre").compile(pattern, flags, list(code), groups, dict(groupindex), indexgroup)
     return pat
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """``data`` to ``path`` through a temporary file renamed over it (readers see the old file or the new one),
-    readable and writable by this user alone whatever the umask (``load`` reads no other). Not synced: a cache."""
-    import tempfile
-
-    from pipeline.fsio import NotARegularFile
-
-    if path.exists() and not path.is_file():
-        raise NotARegularFile(f"{path}: not a regular file; left alone")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # (mode 0600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
 
 
 def _internal(name: str) -> Any:

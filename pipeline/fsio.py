@@ -154,18 +154,35 @@ def fsync_dir(folder: Path) -> None:
     fsync_path(folder, directory=True)
 
 
+def cache_root() -> Path:
+    """phasef's cache folder: ``$PHASEF_CACHE_DIR``, else ``$XDG_CACHE_HOME/phasef`` (when absolute), else
+    ``~/.cache/phasef``."""
+    env = os.environ.get("PHASEF_CACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache") / "phasef"
+
+
 @overload
 @contextlib.contextmanager
-def atomic_open(path: Path, mode: Literal["w"] = ..., *, fsync: bool = ...) -> Iterator[IO[str]]: ...
+def atomic_open(
+    path: Path, mode: Literal["w"] = ..., *, fsync: bool = ..., permissions: int | None = ...
+) -> Iterator[IO[str]]: ...
 @overload
 @contextlib.contextmanager
-def atomic_open(path: Path, mode: Literal["wb"], *, fsync: bool = ...) -> Iterator[IO[bytes]]: ...
+def atomic_open(
+    path: Path, mode: Literal["wb"], *, fsync: bool = ..., permissions: int | None = ...
+) -> Iterator[IO[bytes]]: ...
 @contextlib.contextmanager
-def atomic_open(path: Path, mode: str = "w", *, fsync: bool = True) -> Iterator[IO[str]] | Iterator[IO[bytes]]:
+def atomic_open(
+    path: Path, mode: str = "w", *, fsync: bool = True, permissions: int | None = None
+) -> Iterator[IO[str]] | Iterator[IO[bytes]]:
     """Open a temporary file beside ``path``; on a clean exit rename it over ``path``, on an error remove it.
 
     A symlink at ``path`` is followed (its target is replaced, the link stays); an existing ``path`` that is not a
-    regular file (a device such as ``/dev/null``, a FIFO, a folder) is refused with :class:`NotARegularFile`.
+    regular file (a device such as ``/dev/null``, a FIFO, a folder) is refused with :class:`NotARegularFile`. The new
+    file keeps the old one's permissions (a new file: what ``open()`` gives), or takes ``permissions`` when given.
     """
     path = Path(path)
     with contextlib.suppress(FileNotFoundError):
@@ -189,9 +206,12 @@ def atomic_open(path: Path, mode: str = "w", *, fsync: bool = True) -> Iterator[
             fh.flush()
             if fsync:
                 os.fsync(fh.fileno())
-        with contextlib.suppress(OSError):
-            # keep the old file's permissions, or give a new file what open() would (0666 less the umask)
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode) if path.exists() else _NEW_FILE_MODE)
+        if permissions is not None:  # (asked for: set whatever the umask and the old file had, or no rename)
+            os.chmod(tmp, permissions)
+        else:
+            with contextlib.suppress(OSError):
+                # keep the old file's permissions, or give a new file what open() would (0666 less the umask)
+                os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode) if path.exists() else _NEW_FILE_MODE)
         os.replace(tmp, path)
         if fsync:
             fsync_dir(path.parent)
@@ -224,9 +244,9 @@ def replace_folder(staging: Path, dest: Path) -> None:
             aside.unlink(missing_ok=True)
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True, permissions: int | None = None) -> None:
     """Write ``data`` to ``path`` atomically."""
-    with atomic_open(path, "wb", fsync=fsync) as fh:
+    with atomic_open(path, "wb", fsync=fsync, permissions=permissions) as fh:
         fh.write(data)
 
 

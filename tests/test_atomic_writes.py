@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.data.jsonl import JsonlWriter, write_json, write_jsonl
-from pipeline.fsio import NotARegularFile, atomic_open, atomic_write_text
+from pipeline.fsio import NotARegularFile, atomic_open, atomic_write_bytes, atomic_write_text
 from tests.spine_helpers import ROOT, phasef
 
 OLD = b'{"precious":"data"}\n'
@@ -146,6 +146,21 @@ def test_atomic_open_keeps_permissions_follows_symlinks_and_refuses_devices(tmp_
     with pytest.raises(NotARegularFile, match="is a character device"), atomic_open(Path("/dev/null"), "wb") as fh:
         fh.write(b"x")
     assert Path("/dev/null").is_char_device()
+
+
+def test_atomic_write_with_permissions_sets_them_over_the_old_file_s_and_the_umask(tmp_path: Path) -> None:
+    old_file = tmp_path / "old.bin"
+    old_file.write_bytes(b"old")
+    os.chmod(old_file, 0o664)
+    atomic_write_bytes(old_file, b"new", permissions=0o600)
+    assert old_file.read_bytes() == b"new" and (old_file.stat().st_mode & 0o777) == 0o600
+    mask = os.umask(0o002)
+    try:
+        atomic_write_bytes(tmp_path / "new.bin", b"x", fsync=False, permissions=0o600)
+    finally:
+        os.umask(mask)
+    assert ((tmp_path / "new.bin").stat().st_mode & 0o777) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.bin", "old.bin"]  # no temporary file left
 
 
 def test_replace_folder_swaps_a_whole_folder_and_leaves_nothing_aside(tmp_path: Path) -> None:

@@ -287,6 +287,7 @@ Annotated.__annotations__ = {"a": "int", "b": "list[int]"}
 def test_exec_and_eval_without_namespaces_run_in_their_caller_s(hooked: StartupCache) -> None:
     local = 41  # noqa: F841 (read by the evaluated text)
     assert hooked.eval("local + 1") == 42
+    hooked.exec("assert local == 41, local")  # (reads this frame's local, as the builtin would)
     namespace: dict[str, Any] = {}
     hooked.exec("result = 6 * 7", namespace)
     assert namespace["result"] == 42

