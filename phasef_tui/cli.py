@@ -237,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error("--json needs a command that prints data")
             from phasef_tui.launcher import launch
 
-            with _startup_cache("phasef"):
+            with startup_cache_for("phasef"):
                 return launch()
         parser.print_help()
         return EXIT_USAGE
@@ -245,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = " ".join(p for p in (args.command, *_actions_of(args)) if p)
         emit_json_error(EXIT_USAGE, [f"phasef {name} prints no data; --json is not available for it"])
         return EXIT_USAGE
-    with _gathered(args.json) as streams, _startup_cache(" ".join((args.command, *_actions_of(args)))):
+    with _gathered(args.json) as streams, startup_cache_for(" ".join((args.command, *_actions_of(args)))):
         try:
             code = int(func(args))
         except KeyboardInterrupt:
@@ -260,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 @contextlib.contextmanager
-def _startup_cache(command: str) -> Iterator[None]:
+def startup_cache_for(command: str) -> Iterator[None]:
     """The command's start-up cache (``phasef_tui.startup_cache``): hooked in before its handler imports what it
     needs, written afterwards when the run compiled something new (a TUI also writes it after its first frame)."""
     from phasef_tui import startup_cache

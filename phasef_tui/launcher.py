@@ -11,7 +11,8 @@ from phasef_tui.commands._common import EXIT_USAGE, default_operator, load
 def launch() -> int:
     from phasef_tui.commands.run import attach, start_detached
     from pipeline.journal import is_locked
-    from pipeline.session import list_sessions, new_session_id, sessions_root
+    from pipeline.session import new_session_id, sessions_root
+    from pipeline.session_paths import list_sessions
 
     args = argparse.Namespace(config=None)
     loaded = load(args)

@@ -90,7 +90,12 @@ def _format_value(value: Any) -> str | None:
 
 
 class PlanInfo:
-    """Titles and retry counts from the session's resolved config (the journal names steps, not stages)."""
+    """Titles, retry counts and sharded steps from the session's resolved config (the journal names steps, not
+    stages), for display only: taken from the TOML as the supervisor wrote it, without the config's models (a TUI
+    that attaches does not import them, and an SSH session does not validate the whole plan to show its titles).
+    Lenient: a value of the wrong type is left out (the step shows its id, its attempts no total); whether a plan is
+    valid is for ``phasef config check`` and the supervisor to say. On any plan the config's model accepts, the
+    result is the model's (tested against it)."""
 
     def __init__(self, path: Path | None) -> None:
         self.stage_titles: dict[str, str] = {}
@@ -100,23 +105,34 @@ class PlanInfo:
         self.stage_order: list[str] = []
         if path is None:
             return
-        from pipeline.config import ConfigError, StageConfig, read_section
+        from pipeline.config_section import ConfigError, parse_toml, read_text
 
         try:
-            stages: dict[str, StageConfig] = read_section(path, "stages").value or {}
+            stages = parse_toml(read_text(path), str(path)).get("stages")
         except ConfigError:
             return
-        for stage_id, stage in stages.items():
+        for stage_id, stage in stages.items() if isinstance(stages, dict) else ():
+            if not isinstance(stage, dict):
+                continue
             self.stage_order.append(stage_id)
-            self.stage_titles[stage_id] = stage.title
-            for step_id, step in stage.steps.items():
+            if isinstance(stage.get("title"), str):
+                self.stage_titles[stage_id] = stage["title"]
+            steps = stage.get("steps", {})
+            for step_id, step in steps.items() if isinstance(steps, dict) else ():
+                if not isinstance(step, dict):
+                    continue
                 key = f"{stage_id}.{step_id}"
-                if step.title:
-                    self.step_titles[key] = step.title
-                if "retries" in step.model_fields_set:
-                    self.retries[key] = step.retries
-                if step.shards > 1:
+                if isinstance(step.get("title"), str) and step["title"]:
+                    self.step_titles[key] = step["title"]
+                if _whole(step.get("retries"), 0, 100):
+                    self.retries[key] = step["retries"]
+                if _whole(step.get("shards"), 2, 256):
                     self.sharded.add(key)
+
+
+def _whole(value: Any, low: int, high: int) -> bool:
+    """An integer in [low, high] as TOML gives it (a boolean is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def _note(st: StepState) -> str | None:

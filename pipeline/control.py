@@ -45,10 +45,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pipeline.engine import Engine
 from pipeline.errors import ControlError
 from pipeline.fsio import atomic_write_text
+from pipeline.session_paths import POINTER_NAME as POINTER_NAME
+from pipeline.session_paths import SOCKET_NAME as SOCKET_NAME
+from pipeline.session_paths import socket_path as socket_path
 
 PROTOCOL_VERSION = 1
-SOCKET_NAME = "control.sock"
-POINTER_NAME = "control.path"
 MAX_UNIX_PATH = 100
 MAX_LINE = 1 << 20
 MAX_ID_CHARS = 200
@@ -80,14 +81,6 @@ class Reply(BaseModel):
     ok: bool
     data: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
-
-
-def socket_path(session_dir: Path) -> Path:
-    """Where the session's socket is (or would be)."""
-    pointer = session_dir / POINTER_NAME
-    if pointer.exists():
-        return Path(pointer.read_text(encoding="utf-8").strip())
-    return session_dir / SOCKET_NAME
 
 
 def _choose_socket_path(session_dir: Path) -> Path:

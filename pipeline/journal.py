@@ -24,8 +24,8 @@ from pydantic import BaseModel, Field, ValidationError
 from pipeline.events import EVENT_TYPES, SCHEMA_VERSION, TYPED_EVENT, TypedEvent
 from pipeline.fsio import atomic_write_bytes, open_regular
 from pipeline.problems import Problem
+from pipeline.session_paths import JOURNAL_NAME as JOURNAL_NAME  # (its name, here since the journal came first)
 
-JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = "session.lock"
 MAX_EVENT_BYTES = 64 * 2**20
 

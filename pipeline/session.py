@@ -17,7 +17,7 @@ from pathlib import Path
 from pipeline.config import PhasefConfig
 from pipeline.control import ControlServer, socket_path
 from pipeline.engine import Engine, RunResult
-from pipeline.journal import JOURNAL_NAME, Journal
+from pipeline.journal import Journal
 
 DEFAULT_CONFIG = "config.toml"
 
@@ -29,31 +29,6 @@ def new_session_id() -> str:
 def sessions_root(cfg: PhasefConfig, project_dir: Path) -> Path:
     root = Path(cfg.project.sessions_dir).expanduser()
     return root if root.is_absolute() else project_dir / root
-
-
-def list_sessions(root: Path) -> list[Path]:
-    """Session folders under ``root``, newest (by journal modification time) first."""
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if (p / JOURNAL_NAME).exists()]
-    return sorted(found, key=lambda p: (p / JOURNAL_NAME).stat().st_mtime, reverse=True)
-
-
-def find_session(root: Path, session: str | None) -> Path:
-    """A session folder by id (or path), or the newest one; ``FileNotFoundError`` with a helpful message."""
-    if session:
-        direct = Path(session)
-        if (direct / JOURNAL_NAME).exists():
-            return direct
-        candidate = root / session
-        if (candidate / JOURNAL_NAME).exists():
-            return candidate
-        known = ", ".join(p.name for p in list_sessions(root)[:5]) or "none"
-        raise FileNotFoundError(f"no session {session!r} under {root} (recent: {known})")
-    sessions = list_sessions(root)
-    if not sessions:
-        raise FileNotFoundError(f"no sessions under {root}")
-    return sessions[0]
 
 
 async def supervise(

@@ -12,7 +12,6 @@ import tomli_w
 
 from phasef_tui.commands._common import sessions_root_for
 from phasef_tui.keys import keymap_from_config
-from phasef_tui.session_source import PlanInfo
 from phasef_tui.theming import theme_from_config
 from pipeline.audit.params import ApiAuditor, CliAuditor
 from pipeline.audit.step import load_auditors
@@ -163,15 +162,3 @@ def test_the_audit_step_refuses_a_bad_auditor_it_names_with_file_and_line_and_ru
         load_auditors(config, ["other"])
     with pytest.raises(StepFailed, match="no resolved config"):
         load_auditors(None, ["good"])
-
-
-def test_plan_info_titles_and_retries_through_the_model(tmp_path: Path) -> None:
-    config = tmp_path / "config.toml"
-    config.write_text(
-        '[tui]\ntheme = 3\n\n[stages.a]\ntitle = "Stage A"\n\n[stages.a.steps.s]\nkind = "shell"\ncommand = "true"\n'
-        'title = "Step S"\nretries = 2\n\n[stages.a.steps.t]\nkind = "shell"\ncommand = "true"\n',
-        encoding="utf-8",
-    )
-    plan = PlanInfo(config)
-    assert plan.stage_order == ["a"] and plan.stage_titles == {"a": "Stage A"}
-    assert plan.step_titles == {"a.s": "Step S"} and plan.retries == {"a.s": 2}

@@ -121,7 +121,7 @@ def start_detached(config: Path, session_dir: Path, until: str | None) -> subpro
 
 def attach(session_dir: Path, operator: str) -> int:
     from phasef_tui.app import run_attach
-    from pipeline.control import socket_path
+    from pipeline.session_paths import socket_path
 
     sock = socket_path(session_dir)
     return int(run_attach(session_dir, operator, sock if sock.exists() else None))

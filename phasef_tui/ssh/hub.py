@@ -1,10 +1,11 @@
 """What every SSH session shares: the settings and limits, the live sessions, the log, and what to run per session.
 
 The program a session runs is a parameter (``SessionCommand``): by default ``phasef attach SESSION --as NAME``, the
-ordinary TUI client. Its environment is built here from an allow-list, so the server's own secrets (API keys in its
-environment) never reach a process an operator drives, and a client cannot set its own role: ``PHASEF_ROLE`` and
-friends come from the authorized_keys entry only; the client contributes only ``TERM`` (from its PTY request) and
-``COLORTERM``/``NO_COLOR`` (if it sends them, e.g. ``ssh -o SetEnv=COLORTERM=truecolor``).
+ordinary TUI client (run as ``python -m phasef_tui.ssh.attach SESSION NAME``: the same attach, with no parser). Its
+environment is built here from an allow-list, so the server's own secrets (API keys in its environment) never reach
+a process an operator drives, and a client cannot set its own role: ``PHASEF_ROLE`` and friends come from the
+authorized_keys entry only; the client contributes only ``TERM`` (from its PTY request) and ``COLORTERM``/
+``NO_COLOR`` (if it sends them, e.g. ``ssh -o SetEnv=COLORTERM=truecolor``).
 
 ``LINES``/``COLUMNS`` are deliberately not set: Python's ``shutil.get_terminal_size`` prefers them over the PTY's
 real size, so a TUI started with them would never follow a resize. The PTY carries the size, as a local terminal's
@@ -44,8 +45,9 @@ SessionCommand = Callable[[Operator, Path], Sequence[str]]
 
 
 def attach_command(operator: Operator, session_dir: Path) -> list[str]:
-    """The ordinary TUI client, attached to the session as this operator."""
-    return [sys.executable, "-m", "phasef_tui.cli", "attach", str(session_dir), "--as", operator.name]
+    """The ordinary TUI client, attached to the session as this operator: ``phasef attach SESSION --as NAME``
+    without the command line's parsing (``phasef_tui.ssh.attach``)."""
+    return [sys.executable, "-m", "phasef_tui.ssh.attach", str(session_dir), operator.name]
 
 
 def allowed_server_environment(server_env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -143,7 +145,7 @@ class SessionHub:
         fixed = self.settings.session_dir
         if fixed is not None:
             return (fixed, "") if fixed.is_dir() else (None, f"phasef: session folder {fixed} is gone")
-        from pipeline.session import find_session
+        from pipeline.session_paths import find_session
 
         try:
             return find_session(self.settings.sessions_root, None).resolve(), ""

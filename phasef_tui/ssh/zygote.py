@@ -65,17 +65,17 @@ TUI_PRELOAD = (
     "phasef_tui.theming",
     "phasef_tui.commands.run",
     "phasef_tui.commands._common",
+    "phasef_tui.ssh.attach",  # what an SSH session runs (``hub.attach_command``)
     # what `phasef attach` imports besides the TUI: imported in a child, a module costs it its memory and the
     # pages of the importer it writes to (~4 MB per session for these)
     "phasef_tui.replay_source",  # the attached TUI's source (replay keys, timeline)
-    "pipeline.session",  # how the CLI finds a session folder
-    "pipeline.control",  # the control socket's path (it imports the engine: jobs, psutil, ...)
+    "pipeline.session_paths",  # how the CLI finds a session folder and its control socket (not the engine)
     "watchfiles",  # the journal's follower where there is no inotify, imported in its thread
     "ctypes",  # the journal's follower on Linux (inotify through the C library), imported in its thread
 )
 # commands ``-m MODULE ARGS`` run by calling MODULE's function with ARGS, not by executing MODULE again: the module
 # is imported and warmed here, a new copy of it would be built in each child (``main(argv) -> exit status``)
-ENTRY_POINTS = {"phasef_tui.cli": "main"}
+ENTRY_POINTS = {"phasef_tui.cli": "main", "phasef_tui.ssh.attach": "main"}
 
 
 @dataclass
