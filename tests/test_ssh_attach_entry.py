@@ -3,9 +3,14 @@ real sessions over OpenSSH are in test_ssh_prefork.py and test_ssh_server.py; he
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from phasef_tui.ssh.authorized_keys import Operator
 from phasef_tui.ssh.hub import attach_command
@@ -30,3 +35,33 @@ def test_the_ssh_server_runs_it_and_the_session_server_has_it_imported_and_calle
     argv = attach_command(Operator("Ann Lee", "approver", "SHA256:x", "key 1"), Path("/srv/sessions/x"))
     assert argv == [sys.executable, "-m", "phasef_tui.ssh.attach", "/srv/sessions/x", "Ann Lee"]
     assert "phasef_tui.ssh.attach" in TUI_PRELOAD and ENTRY_POINTS["phasef_tui.ssh.attach"] == "main"
+
+
+def test_a_warning_logged_while_the_tui_runs_goes_where_stderr_is_then(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No handler holds the terminal: while the TUI runs (Textual has ``sys.stderr`` captured) a warning goes to the
+    capture, not over the screen."""
+    from phasef_tui.commands import run
+    from phasef_tui.ssh import attach
+
+    (tmp_path / "journal.jsonl").write_text("", encoding="utf-8")
+    captured = io.StringIO()
+    seen: list[tuple[Path, str]] = []
+
+    def tui(session_dir: Path, operator: str) -> int:
+        seen.append((session_dir, operator))
+        with contextlib.redirect_stderr(captured):  # as Textual does while the app runs
+            logging.getLogger("phasef.test").warning("the follower fell back to polling")
+            logging.getLogger("phasef.test").info("not shown")
+        return 0
+
+    monkeypatch.setattr(run, "attach", tui)
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # as in a new process (pytest's own taken away)
+    monkeypatch.setattr(logging.getLogger(), "level", logging.WARNING)
+    handlers: list[logging.Handler] = []
+    assert attach.main([str(tmp_path), "Ann Lee"]) == 0
+    assert seen == [(tmp_path.resolve(), "Ann Lee")]
+    assert captured.getvalue() == "the follower fell back to polling\n"
+    assert "fell back" not in capsys.readouterr().err
+    assert logging.getLogger().handlers == handlers

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from rich.console import Group, RenderableType
-from rich.table import Table
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.text import Text
 from textual.widgets import Static
 
@@ -45,15 +44,35 @@ def render_headline(
             else:
                 line.append(f"OVERRIDE of the audit ({gate.audit_verdict})", style=themed("warn"))
             parts.append(line)
-    table = Table.grid(padding=(0, 1), expand=True)
-    table.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
-    table.add_column(justify="right", no_wrap=True)
-    for metric in metrics:
-        table.add_row(Text(metric.name, style="dim"), Text(metric.value, style="bold"))
-    if not metrics:
-        table.add_row(Text("metrics appear as steps finish", style="dim"), "")
-    parts.append(table)
+    parts.append(MetricRows([(Text(m.name, style="dim"), Text(m.value, style="bold")) for m in metrics]))
     return Group(*parts)
+
+
+class MetricRows:
+    """Metric names (left, cut with an ellipsis) and values (right) over the whole width, one blank between: as a
+    Rich grid table lays them out (tested against one), without its layout code (see ``render_stage_board``)."""
+
+    def __init__(self, rows: list[tuple[Text, Text]]) -> None:
+        self.rows = rows
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        rows = self.rows or [(Text("metrics appear as steps finish", style="dim"), Text())]
+        value_width = max(value.cell_len for _, value in rows)
+        name_width = max(1, width - value_width - 1)
+        if not value_width:  # (no values at all: as in Rich's table, the names' column is as wide as its longest)
+            name_width = min(name_width, max(name.cell_len for name, _ in rows))
+        lines = []
+        for name, value in rows:
+            name, value = name.copy(), value.copy()
+            name.truncate(name_width, overflow="ellipsis", pad=True)
+            if not value_width:
+                lines.append(name)
+                continue
+            value.rstrip()  # (as Rich justifies to the right)
+            value.align("right", value_width)
+            lines.append(Text.assemble(name, " ", value, end=""))
+        yield Text("\n", no_wrap=True, overflow="ellipsis").join(lines)
 
 
 class Headline(Static):

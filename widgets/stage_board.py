@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
-from rich.table import Table
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 from textual.widgets import Static
 
@@ -98,16 +97,41 @@ FIXED_COLUMNS_GAP = 3
 """Blank cells between the four columns of the board."""
 
 
-def render_stage_board(
-    stages: tuple[StageView, ...], selected: str | None, now: float, width: int = 80
-) -> RenderableType:
-    """A table: a header row per stage, then its steps (the selected one highlighted), laid out for ``width``."""
-    table = Table.grid(padding=(0, 1))
+def render_stage_board(stages: tuple[StageView, ...], selected: str | None, now: float, width: int = 80) -> Text:
+    """A header row per stage, then its steps (the selected one highlighted), in four columns laid out for ``width``:
+    the state icon, the name (cut with an ellipsis), the state or attempt (right) and the duration (right), one blank
+    cell between them. Written as lines of text, cell by cell as a Rich grid table would lay them out (tested against
+    one): the board is redrawn every second while a step runs, and each SSH session forked from the session server
+    then runs none of the table's layout code (~0.3 MB of pages copied per session)."""
     if not stages:
-        table.add_column(width=1)
-        table.add_column(ratio=1)
-        table.add_row("", Text("no plan yet", style="dim"))
-        return table
+        return Text.assemble("  ", ("no plan yet", "dim"))
+    attempts, durations, widths = board_columns(stages, now, width)
+    name_width = widths[1]
+    rows: list[Text] = []
+    for stage in stages:
+        icon, role = STATE_ICONS.get(stage.state, ("?", ""))
+        style = themed(role)
+        title = Text(clip_words(f"{stage.id}  {stage.title}", name_width), style="bold")
+        rows.append(_row(widths, (Text(icon, style=style), title, Text(stage.state, style=style), Text())))
+        for step in stage.steps:
+            icon, role = STATE_ICONS.get(step.state, ("?", ""))
+            style = themed(role)
+            cells = (
+                Text(icon, style=style),
+                step_label(step, name_width),
+                Text(attempts.get(step.key, ""), style=themed("warn")),
+                Text(durations[step.key], style="dim"),
+            )
+            rows.append(_row(widths, cells, themed(SELECTED_STYLE) if step.key == selected else ""))
+    board = Text("\n").join(rows)
+    board.no_wrap, board.overflow = True, "ellipsis"  # (narrower than its columns: cut, not wrapped)
+    return board
+
+
+def board_columns(
+    stages: tuple[StageView, ...], now: float, width: int
+) -> tuple[dict[str, str], dict[str, str], tuple[int, int, int, int]]:
+    """Each step's attempt (``try 2/3``, when it has had more than one) and duration, and the four columns' widths."""
     attempts = {}
     for stage in stages:
         for step in stage.steps:
@@ -118,27 +142,22 @@ def render_stage_board(
     attempt_width = max([len(a) for a in attempts.values()] + [max(len(s.state) for s in stages)])
     duration_width = max([len(d) for d in durations.values()] + [6])
     name_width = max(8, width - 1 - attempt_width - duration_width - FIXED_COLUMNS_GAP)
-    table.add_column(width=1)
-    table.add_column(width=name_width, no_wrap=True, overflow="ellipsis")
-    table.add_column(justify="right", no_wrap=True, width=attempt_width)
-    table.add_column(justify="right", no_wrap=True, width=duration_width)
-    for stage in stages:
-        icon, role = STATE_ICONS.get(stage.state, ("?", ""))
-        style = themed(role)
-        title = Text(clip_words(f"{stage.id}  {stage.title}", name_width), style="bold")
-        table.add_row(Text(icon, style=style), title, Text(stage.state, style=style), "")
-        for step in stage.steps:
-            icon, role = STATE_ICONS.get(step.state, ("?", ""))
-            style = themed(role)
-            row_style = themed(SELECTED_STYLE) if step.key == selected else ""
-            table.add_row(
-                Text(icon, style=style),
-                step_label(step, name_width),
-                Text(attempts.get(step.key, ""), style=themed("warn")),
-                Text(durations[step.key], style="dim"),
-                style=row_style,
-            )
-    return table
+    return attempts, durations, (1, name_width, attempt_width, duration_width)
+
+
+def _row(widths: tuple[int, ...], cells: tuple[Text, ...], style: str = "") -> Text:
+    """One line: the cells cut to their columns' widths (an ellipsis where cut), the name left, the others right,
+    one blank between them; ``style`` (the selected step's) under all of it, blanks included."""
+    line = Text(style=style, end="")
+    for index, (cell, width) in enumerate(zip(cells, widths, strict=True)):
+        if index:
+            line.append(" ")
+        if index >= 2:
+            cell.rstrip()  # (as Rich justifies to the right)
+        cell.truncate(width, overflow="ellipsis")
+        cell.align("left" if index < 2 else "right", width)
+        line.append_text(cell)
+    return line
 
 
 class _Board:

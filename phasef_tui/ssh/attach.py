@@ -2,10 +2,11 @@
 
     python -m phasef_tui.ssh.attach SESSION_DIR OPERATOR
 
-The same ``attach`` as ``phasef attach SESSION_DIR --as OPERATOR``, minus the command line's parser: the SSH server
-built these two arguments itself (the session folder found, the operator named by the authorized_keys entry), so
-there is nothing to parse. A session forked by the session server then runs none of the parser's code (~0.3 MB of
-pages copied per session, CPython writing the reference counts of the objects a run touches).
+The same ``attach`` as ``phasef attach SESSION_DIR --as OPERATOR``, minus the command line's parser and its logging
+set-up: the SSH server built these two arguments itself (the session folder found, the operator named by the
+authorized_keys entry), so there is nothing to parse. A session forked by the session server then runs none of that
+code (~0.3 MB and ~0.15 MB of pages copied per session: CPython writes the reference counts of the objects a run
+touches, and each page written is the session's own copy).
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not is_session(session_dir):
         print(f"error: no session at {session_dir} (no journal there)", file=sys.stderr)
         return EXIT_USAGE
-    from phasef_tui.cli import configure_logging, startup_cache_for
+    from phasef_tui.cli import startup_cache_for
     from phasef_tui.commands.run import attach
 
-    configure_logging(0, False)
+    # No logging set-up: a warning goes to Python's last-resort handler, which writes to ``sys.stderr`` as it is
+    # when the warning comes, so while the TUI runs Textual's capture takes it instead of it being written over the
+    # screen (a handler set up now would hold the terminal itself); the level is the CLI's default, WARNING.
     with startup_cache_for("attach"):
         try:
             return attach(session_dir.resolve(), operator)
