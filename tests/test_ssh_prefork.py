@@ -375,3 +375,46 @@ def test_gathered_code_runs_as_before_and_the_originals_stay_alive() -> None:
         make_counter(1)("x")  # type: ignore[arg-type]
     frame = traceback.extract_tb(raised.value.__traceback__)[-1]
     assert frame.name == "<listcomp>" and frame.line is not None and "start + by * i" in frame.line
+
+
+def test_the_code_of_modules_the_warm_up_cannot_run_is_gathered_whole() -> None:
+    # the terminal's driver, the journal's reader thread and file follower run only in a session: their modules'
+    # functions are gathered whole (methods, properties, class and static methods, nested code), nothing imported
+    import types
+
+    from phasef_tui.ssh import warmup
+
+    module = types.ModuleType("phasef_probe_module")
+    exec(
+        "import os.path\n"
+        "from os.path import join\n"
+        "def top(n):\n    return [i * 2 for i in range(n)]\n"
+        "class Thing:\n"
+        "    def method(self):\n        return 1\n"
+        "    @property\n    def size(self):\n        return 2\n"
+        "    @size.setter\n    def size(self, value):\n        self.v = value\n"
+        "    @classmethod\n    def make(cls):\n        return cls()\n"
+        "    @staticmethod\n    def helper():\n        return 3\n",
+        module.__dict__,
+    )
+    sys.modules[module.__name__] = module
+    try:
+        thing = module.__dict__["Thing"]
+        codes = warmup.module_code((module.__name__, "phasef_probe_not_imported"))
+        expected = [
+            module.__dict__["top"].__code__,
+            thing.method.__code__,
+            thing.size.fget.__code__,
+            thing.size.fset.__code__,
+            thing.make.__func__.__code__,
+            thing.helper.__code__,
+        ]
+        assert all(code in codes for code in expected)
+        nested = [c for c in module.__dict__["top"].__code__.co_consts if isinstance(c, types.CodeType)]
+        assert nested and nested[0] in codes  # the comprehension in top()
+        assert module.__dict__["join"].__code__ not in codes  # imported from elsewhere: not this module's
+        assert warmup.gather_code(codes) == 6
+        assert module.__dict__["top"].__code__ is not expected[0] and module.__dict__["top"](3) == [0, 2, 4]
+        assert (thing().method(), thing().size, thing.make().helper()) == (1, 2, 3)
+    finally:
+        del sys.modules[module.__name__]

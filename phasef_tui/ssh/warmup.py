@@ -35,7 +35,8 @@ def preload(modules: tuple[str, ...], warm: bool, warm_session: str | None = Non
                 ran = ahead("the TUI was not run", lambda: warm_app(warm_session))
             if ran:
                 gc.collect()  # the run's garbage first, so that the copies below fill its holes, not new pages
-                ahead("the code the TUI ran was not gathered", lambda: gather_code(list(executed)))
+                also = module_code(NOT_RUN_AHEAD)
+                ahead("the code the TUI ran was not gathered", lambda: gather_code([*executed, *also]))
                 # again, on the copies: the interpreter specialises the bytecode it runs (a write into the code
                 # object); done here, the children share that too
                 ahead("the TUI was not run again", lambda: warm_app(warm_session))
@@ -80,6 +81,47 @@ RETIRED_CODE: list[types.CodeType] = []
 child's allocations fill (each one copying its page)."""
 
 
+NOT_RUN_AHEAD = (
+    "textual.drivers.linux_driver",
+    "textual.drivers._writer_thread",
+    "textual.drivers._input_reader_linux",
+    "threading",
+    "queue",
+    "selectors",
+    "pipeline.watch",
+    "phasef_tui.session_source",
+    "phasef_tui.ssh.attach",
+)
+"""Modules whose code a session runs but the warm-up cannot: the terminal's driver and its threads (the warm-up
+draws into a driver that discards), the journal's reader thread and file follower (it starts no thread), the SSH
+session's entry. Their functions' code is gathered whole (``module_code``)."""
+
+
+def module_code(names: tuple[str, ...]) -> list[types.CodeType]:
+    """The code of every function the modules ``names`` define (methods, properties and nested code included), for
+    ``gather_code``; a module not imported is skipped."""
+    found: dict[types.CodeType, None] = {}
+
+    def add(code: types.CodeType) -> None:
+        if code not in found:
+            found[code] = None
+            for const in code.co_consts:
+                if isinstance(const, types.CodeType):
+                    add(const)
+
+    for name in names:
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        for value in vars(module).values():
+            owners = vars(value).values() if isinstance(value, type) and value.__module__ == name else (value,)
+            for item in owners:
+                for part in (item, *(getattr(item, a, None) for a in ("__func__", "fget", "fset"))):
+                    if isinstance(part, types.FunctionType) and part.__module__ == name:
+                        add(part.__code__)
+    return list(found)
+
+
 def gather_code(executed: list[types.CodeType]) -> int:
     """Give the functions whose code the warm-up ran fresh copies of that code, allocated one after another in the
     order the run first called them, and return how many functions were changed.
@@ -93,6 +135,7 @@ def gather_code(executed: list[types.CodeType]) -> int:
     that was run (closures, comprehensions) is copied with the code that makes it."""
     run = set(executed)
     copies: dict[types.CodeType, types.CodeType] = {}
+    executed = list(dict.fromkeys(executed))
 
     def copy(code: types.CodeType) -> types.CodeType:
         if code not in copies:
