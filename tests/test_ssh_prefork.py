@@ -418,3 +418,49 @@ def test_the_code_of_modules_the_warm_up_cannot_run_is_gathered_whole() -> None:
         assert (thing().method(), thing().size, thing.make().helper()) == (1, 2, 3)
     finally:
         del sys.modules[module.__name__]
+
+
+def test_the_session_server_answers_each_request_over_its_report_socket(tmp_path: Path) -> None:
+    # the protocol, against a real session server (no preload): a bad request gets an error and no process; one
+    # without its two descriptors is dropped; a good one gets the pid, then the exit status once it is reaped
+    import json
+    import os
+    import socket
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "phasef_tui.ssh.zygote", "--fd", str(theirs.fileno()), "--no-preload"],
+        pass_fds=[theirs.fileno()],
+        stdin=subprocess.DEVNULL,
+    )
+    theirs.close()
+    try:
+        ours.settimeout(60)
+        assert json.loads(ours.recv(4096))["ready"] == server.pid
+
+        def request(message: bytes, with_fds: int = 2) -> socket.socket:
+            report, report_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            primary, secondary = os.openpty()
+            fds = [secondary, report_theirs.fileno()][:with_fds]
+            socket.send_fds(ours, [message], fds)
+            os.close(secondary)
+            os.close(primary)
+            report_theirs.close()
+            report.settimeout(60)
+            return report
+
+        bad = request(b"not json")
+        assert json.loads(bad.recv(4096))["error"].startswith("bad request: ")
+        assert bad.recv(4096) == b""  # closed: no process was started
+        short = request(json.dumps({"argv": ["true"], "env": {}}).encode(), with_fds=1)
+        assert short.recv(4096) == b""  # dropped, its descriptor closed
+        marker = tmp_path / "ran"
+        code = f"open({str(marker)!r}, 'w').write('x'); raise SystemExit(3)"
+        good = request(json.dumps({"argv": [sys.executable, "-c", code], "env": {}, "cwd": str(tmp_path)}).encode())
+        pid = json.loads(good.recv(4096))["pid"]
+        assert pid > 0 and pid != server.pid
+        assert json.loads(good.recv(4096)) == {"exit": 3}
+        assert marker.read_text() == "x"
+    finally:
+        ours.close()  # the server sees its control socket close and exits
+        assert server.wait(60) == 0
