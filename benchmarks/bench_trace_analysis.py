@@ -10,7 +10,8 @@ fresh child processes (so that each peak RSS is its own):
 
 Each phase runs ``--repeat`` times, interleaved, and the best run is reported (the machine is shared, so the
 best run is the one least disturbed). Prints MB/s and records/s (wall clock) for both, their CPU seconds (less
-sensitive to other load; a second process's CPU included), the ratios, and peak RSS (each process's own).
+sensitive to other load; a second process's CPU included), the ratios, peak RSS (each process's own) and the peak
+PSS of a phase's processes together (sampled from outside every 20 ms; pages they share counted once).
 
     python benchmarks/bench_trace_analysis.py [--size-mb 1024] [--repeat 3] [--keep] [--seed 7]
 """
@@ -234,11 +235,56 @@ def phase_stats(path: Path) -> dict[str, Any]:
     }
 
 
+PSS_SAMPLE_S = 0.02
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and the processes under it (the analysis's second process)."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                pending += [int(c) for c in Path(f"/proc/{current}/task/{task}/children").read_text().split()]
+            except OSError:
+                pass
+    return found
+
+
+def _tree_pss_kb(pid: int) -> int:
+    """PSS of ``pid`` and the processes under it, summed (pages they share counted once, split between them)."""
+    total = 0
+    for member in _tree(pid):
+        try:
+            for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+        except OSError:
+            pass  # (it ended between the two reads)
+    return total
+
+
 def _run_child(phase: str, path: Path) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--phase", phase, str(path)], check=True, capture_output=True, text=True
+    """Run a phase in a fresh process; from here, sample the PSS of it and its own processes together every
+    ``PSS_SAMPLE_S`` (from outside, so the measured process does not pay for the sampling)."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--phase", phase, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    result: dict[str, Any] = json.loads(out.stdout)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_pss_kb(proc.pid))
+        time.sleep(PSS_SAMPLE_S)
+    out, err = proc.communicate()
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args, out, err)
+    result: dict[str, Any] = json.loads(out)
+    result["peak_pss_mb"] = peak / 1024.0
     return result
 
 
@@ -282,7 +328,7 @@ def main() -> int:
         print(
             f"{name:24s} {r['seconds']:8.2f} s  {mb / r['seconds']:8.1f} MB/s  "
             f"{r['records'] / r['seconds']:12,.0f} records/s  (CPU {r['cpu_seconds']:.2f} s)  "
-            f"peak RSS {r['peak_rss_mb']:7.1f} MB"
+            f"peak RSS {r['peak_rss_mb']:7.1f} MB, peak PSS of its processes together {r['peak_pss_mb']:6.1f} MB"
             + (
                 f" (second process: CPU {r['child_cpu_seconds']:.2f} s, peak RSS {r['child_peak_rss_mb']:.1f} MB)"
                 if r.get("child_cpu_seconds")
@@ -296,7 +342,8 @@ def main() -> int:
     print(
         f"trace stats time / parse-only time: {stats['seconds'] / baseline['seconds']:.2f}x (wall), "
         f"{stats['cpu_seconds'] / baseline['cpu_seconds']:.2f}x (CPU, all processes); peak RSS "
-        f"{max(stats['peak_rss_mb'], stats.get('child_peak_rss_mb', 0.0)):.0f} MB (largest process) "
+        f"{max(stats['peak_rss_mb'], stats.get('child_peak_rss_mb', 0.0)):.0f} MB (largest process), peak PSS "
+        f"{stats['peak_pss_mb']:.0f} MB (its processes together) "
         f"(target <= 2x, < 100 MB); load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
     )
     print(
