@@ -251,7 +251,11 @@ def test_the_connection_dropped_mid_step_is_reconnected_and_the_step_runs_once(
 
     async def go() -> RunResult:
         task = asyncio.create_task(engine.run())
-        while not (remote_log.exists() and "begin" in remote_log.read_text()):
+        while not (
+            remote_log.exists()
+            and "begin" in remote_log.read_text()
+            and _events(journal_events(session_dir), "step_started", "long")  # (its pid read back: mid-step)
+        ):
             await asyncio.sleep(0.05)
         before = host.connections
         await asyncio.to_thread(host.stop)  # every connection dropped, the port closed
@@ -310,7 +314,9 @@ def test_a_host_lost_mid_step_past_reconnect_s_fails_the_step_naming_host_and_re
 
     async def go() -> RunResult:
         task = asyncio.create_task(engine.run())
-        while not processes_with(marker):
+        # mid-step: the command runs there and the executor has its pid (``step_started``); stopping the host between
+        # the two (the process up, its pid not yet read back) is a host lost while starting, a different failure
+        while not (processes_with(marker) and _events(journal_events(session_dir), "step_started", "long")):
             await asyncio.sleep(0.05)
         await asyncio.to_thread(host.stop)  # gone for good
         return await task

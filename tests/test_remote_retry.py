@@ -31,7 +31,8 @@ def test_the_retry_after_a_lost_host_stops_the_first_attempt_still_running_there
 
     async def go() -> RunResult:
         task = asyncio.create_task(engine.run())
-        while not processes_with(marker):
+        # mid-step: the command runs there and its pid is read back (``step_started``), not a host lost while starting
+        while not (processes_with(marker) and _events(journal_events(session_dir), "step_started", "long")):
             await asyncio.sleep(0.05)
         seen["first"] = processes_with(marker)[0].pid
         await asyncio.to_thread(host.stop)  # the host is lost; its processes go on (here: on this machine)
