@@ -135,7 +135,6 @@ def gather_code(executed: list[types.CodeType]) -> int:
     that was run (closures, comprehensions) is copied with the code that makes it."""
     run = set(executed)
     copies: dict[types.CodeType, types.CodeType] = {}
-    executed = list(dict.fromkeys(executed))
 
     def copy(code: types.CodeType) -> types.CodeType:
         if code not in copies:

@@ -92,8 +92,8 @@ def serve(control: socket.socket, preload_s: float) -> Job | None:
 
     Between two forks this loop runs as little Python as it can (``poll``, file descriptors as plain integers, the
     pid reply formatted as bytes): each page the session server writes after a fork leaves that page's original to
-    the child forked last, as the child's own memory. Measured: the loop wrote ~500 KB of pages per request with
-    ``selectors``, socket objects and ``json`` replies, ~140 KB like this (0.1 MB less per session)."""
+    the child forked last, as the child's own memory. Measured: the loop wrote ~510 KB of pages per request with
+    ``selectors``, socket objects and ``json`` replies, ~415 KB like this (~0.1 MB less per session)."""
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
