@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +26,7 @@ from textual.timer import Timer
 from phasef_tui import startup_cache
 from phasef_tui.data_source import CHANGED_SESSION, DataSource
 from phasef_tui.keys import APP_KEYS, SCREEN_NAMES, bindings, display_key, effective_key
+from phasef_tui.log_toasts import ToastHandler, print_kept
 from phasef_tui.palette import PhasefCommands
 from phasef_tui.screens.base import PhasefScreen
 from pipeline.problems import Problem
@@ -126,6 +128,8 @@ class PhasefApp(App[int]):
         self._switch_before = sys.getswitchinterval()
         self._frame_timer: Timer | None = None
         self._loop_for_wake: asyncio.AbstractEventLoop | None = None
+        self._toasts: ToastHandler | None = None
+        """Warnings logged while the app runs, shown and kept (``log_toasts``)."""
         self._quiet_frames = 0
         self.frames_paused = False
         """True while the frame timer is stopped (a settled source and nothing happening)."""
@@ -179,6 +183,8 @@ class PhasefApp(App[int]):
         self._frame_timer = self.set_interval(1 / self.frame_rate, self._frame, name="frame")
         self._loop_for_wake = asyncio.get_running_loop()
         self.source.on_change = self._wake_from_thread
+        self._toasts = ToastHandler(self._toast, self._loop_for_wake)
+        logging.getLogger().addHandler(self._toasts)
         self.call_after_refresh(self._settle_heap)
         for keymap_problem in self.keymap_problems:
             self.notify(str(keymap_problem), title="keymap", severity="warning", timeout=10)
@@ -207,7 +213,20 @@ class PhasefApp(App[int]):
         if self.collect_after_first_frame:
             gc.enable()
 
+    def _toast(self, text: str, title: str, severity: str) -> None:
+        self.notify(text, title=title, severity=severity, timeout=10)  # type: ignore[arg-type]
+
+    def run(self, *args: Any, **kwargs: Any) -> int | None:
+        """Textual's ``run``; then what was logged while it ran is printed (``log_toasts``: on screen it was a
+        notification; the terminal's stderr was the screen)."""
+        try:
+            return super().run(*args, **kwargs)
+        finally:
+            print_kept(self._toasts, sys.stderr)
+
     def on_unmount(self) -> None:
+        if self._toasts is not None:
+            logging.getLogger().removeHandler(self._toasts)
         if self._gc_before is not None:  # leave the process as it was (an app may run inside a larger program)
             gc.unfreeze()
             gc.set_threshold(*self._gc_before)

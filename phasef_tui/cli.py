@@ -185,9 +185,27 @@ def merge_global_flags(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+class CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler writing to ``sys.stderr`` as it is when a record comes, not as it was when logging was set up.
+
+    While a TUI runs, ``sys.stderr`` is Textual's capture and the terminal is the screen: a handler holding the
+    terminal's stderr would write a library's warning over the screen (the app shows it as a notification instead,
+    ``phasef_tui.log_toasts``)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass  # (StreamHandler.__init__ and setStream set it: the stream is always the current sys.stderr)
+
+
 def configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    handler = CurrentStderr()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger().setLevel(level)
 
 

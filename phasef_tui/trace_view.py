@@ -58,10 +58,25 @@ class TraceView:
             self.temporary.unlink(missing_ok=True)
 
 
+def import_asyncio_without_tls() -> None:
+    """Import asyncio (Textual's loop) without ``ssl``: asyncio imports it only to offer TLS connections, which the
+    viewer never opens, and ``ssl`` with OpenSSL and its generated enums was ~10-25 ms of the viewer's start-up.
+    asyncio keeps ``ssl = None`` (a TLS connection asked of this process's asyncio would say ssl is unavailable);
+    ``import ssl`` itself works as before. Nothing is done when asyncio or ssl is imported already."""
+    if "asyncio" in sys.modules or "ssl" in sys.modules:
+        return
+    sys.modules["ssl"] = None  # type: ignore[assignment]  # (import ssl: ImportError, which asyncio allows for)
+    try:
+        import asyncio  # noqa: F401
+    finally:
+        del sys.modules["ssl"]
+
+
 def prepare_trace_view(path: Path, follow: bool, fmt: str | None = None) -> TraceView | str:
     """The viewer for ``path``, or an error message (missing file, a directory, a format no importer knows)."""
     from phasef_tui.textual_types import defer_widget_types
 
+    import_asyncio_without_tls()
     defer_widget_types()  # (before Textual's app module: it would import widgets the viewer does not show)
     from phasef_tui.app import PhasefApp, load_tui_settings
     from phasef_tui.data_source import TraceFileSource

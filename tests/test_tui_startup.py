@@ -65,16 +65,21 @@ NOT_AT_START = (
     "mlx",
     # numpy (~50 ms): the summary's bulk paths (a worker's batches, long chains) import it, not the first lines
     "numpy",
+    # TLS: asyncio imports ssl only to offer it; the viewer opens no connection (trace_view.import_asyncio_without_tls)
+    "ssl",
+    "_ssl",
 )
 
 PROBE = """
-import asyncio, gc, sys
+import gc, sys
 from pathlib import Path
 from phasef_tui.trace_view import prepare_trace_view
+
+view = prepare_trace_view(Path(sys.argv[1]), False)  # (first, as in the CLI: it imports asyncio)
+import asyncio
 from widgets.trace_stream import TraceStream
 
 async def main() -> None:
-    view = prepare_trace_view(Path(sys.argv[1]), False)
     async with view.app.run_test(size=(120, 40)) as pilot:
         stream = view.app.screen.query_one(TraceStream)
         for _ in range(250):
@@ -103,6 +108,36 @@ def test_the_first_screen_imports_nothing_it_does_not_show(tmp_path: Path) -> No
     assert {"phasef_tui.screens.traces", "widgets.trace_stream", "widgets.filter_bar"} <= loaded
     early = sorted(m for m in loaded for lazy in NOT_AT_START if m == lazy or m.startswith(lazy + "."))
     assert early == [], f"imported before the first screen: {early}"
+
+
+NO_TLS_PROBE = """
+import sys
+if sys.argv[1] == "asyncio-first":
+    import asyncio
+from phasef_tui.trace_view import import_asyncio_without_tls
+
+import_asyncio_without_tls()
+import asyncio.base_events, asyncio.selector_events, asyncio.sslproto
+print(sorted(m for m in sys.modules if m in ("ssl", "_ssl")))
+print([getattr(m, "ssl") is None for m in (asyncio.base_events, asyncio.selector_events, asyncio.sslproto)])
+import ssl  # (on its own it imports as ever)
+print(ssl.create_default_context().verify_mode == ssl.CERT_REQUIRED)
+"""
+
+
+@pytest.mark.parametrize(
+    ("order", "expected"),
+    [
+        ("fresh", "[]\n[True, True, True]\nTrue\n"),
+        ("asyncio-first", "['_ssl', 'ssl']\n[False, False, False]\nTrue\n"),  # too late: left as it is
+    ],
+)
+def test_the_viewer_imports_asyncio_without_tls_and_ssl_still_imports(order: str, expected: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", NO_TLS_PROBE, order], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == expected
 
 
 CLI_PROBE = """

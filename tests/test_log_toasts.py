@@ -1,0 +1,177 @@
+"""Warnings logged while a TUI runs: a notification on screen, printed once the terminal is back, never written over
+the screen (``phasef_tui.log_toasts``, ``cli.CurrentStderr``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import io
+import logging
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from phasef_tui.cli import CurrentStderr, configure_logging
+from phasef_tui.log_toasts import BURST, KEPT, REPEAT_S, ToastHandler, print_kept
+from tests.tui_helpers import sample_records, write_trace
+
+WARN_AFTER_FIRST_FRAME = """
+import logging, sys, threading
+import textual.drivers.linux_driver as linux_driver
+
+real_write = linux_driver.LinuxDriver.write
+warned = []
+
+def warn() -> None:
+    logging.getLogger("phasef.test").warning("the follower fell back to polling")
+
+def write(self, data):
+    real_write(self, data)
+    if not warned and "\\x1b[1;1H" in data:  # the first frame is out: a library warns, from another thread
+        warned.append(True)
+        threading.Thread(target=warn).start()
+
+linux_driver.LinuxDriver.write = write
+from phasef_tui.cli import main
+sys.exit(main(["trace", "view", sys.argv[1]]))
+"""
+
+
+def test_a_warning_while_the_viewer_runs_is_a_notification_then_printed_after_the_screen(tmp_path: Path) -> None:
+    """The real CLI's viewer in a pty: the warning shows as a notification, is not written over the screen (the
+    CLI's handler writes to the stderr of the moment: Textual's capture), and is printed once the viewer has left the
+    alternate screen."""
+    trace = write_trace(tmp_path / "t.jsonl", sample_records())
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WARN_AFTER_FIRST_FRAME, str(trace)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=tmp_path,
+        env={**os.environ, "TERM": "xterm-256color", "PHASEF_STARTUP_CACHE": "0"},
+        start_new_session=True,
+    )
+    os.close(slave)
+    output = bytearray()
+    sent_quit = False
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    data = os.read(master, 1 << 16)
+                except OSError:
+                    break
+                if not data:
+                    break
+                output += data
+            if not sent_quit and b"fell back to polling" in output:
+                os.write(master, b"q")
+                sent_quit = True
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        os.close(master)
+    assert sent_quit, output[-2000:]
+    assert proc.returncode == 0
+    text = output.decode("utf-8", "replace")
+    line = "WARNING phasef.test: the follower fell back to polling"
+    left_screen = text.rindex("\x1b[?1049l")
+    assert "phasef.test" not in text[:left_screen]  # nothing written over the screen (in any format)
+    assert text.index("fell back to polling") < left_screen  # a notification: the message, without the logger
+    assert text.count(line) == 1 and text.index(line) > left_screen  # printed after the screen, once
+
+
+def _record(message: str, level: int = logging.WARNING) -> logging.LogRecord:
+    return logging.LogRecord("phasef.test", level, __file__, 1, message, None, None)
+
+
+def test_the_toasts_show_a_warning_once_per_repeat_and_hold_back_a_burst() -> None:
+    loop = asyncio.new_event_loop()
+    now = [100.0]
+    shown: list[tuple[str, str, str]] = []
+    handler = ToastHandler(lambda *args: shown.append(args), loop, clock=lambda: now[0])
+    try:
+        handler.emit(_record("disk almost full"))
+        handler.emit(_record("disk almost full"))  # the same, at once: on screen already
+        handler.emit(_record("fell back to polling"))
+        handler.emit(_record("cannot write the cache", logging.ERROR))
+        handler.emit(_record("a fourth within the burst"))  # held back
+        handler.emit(_record("a fifth within the burst"))  # held back
+        loop.run_until_complete(asyncio.sleep(0))
+        assert shown == [
+            ("disk almost full", "warning", "warning"),
+            ("fell back to polling", "warning", "warning"),
+            ("cannot write the cache", "error", "error"),
+        ]
+        assert len(shown) == BURST
+        now[0] += REPEAT_S
+        handler.emit(_record("disk almost full"))  # its time again, and it says what was held back
+        loop.run_until_complete(asyncio.sleep(0))
+        assert shown[-1] == (
+            "disk almost full\n(2 more warnings held back: printed when phasef exits)",
+            "warning",
+            "warning",
+        )
+    finally:
+        loop.close()
+    assert handler.kept == [
+        "WARNING phasef.test: disk almost full",
+        "WARNING phasef.test: disk almost full",
+        "WARNING phasef.test: fell back to polling",
+        "ERROR phasef.test: cannot write the cache",
+        "WARNING phasef.test: a fourth within the burst",
+        "WARNING phasef.test: a fifth within the burst",
+        "WARNING phasef.test: disk almost full",
+    ]
+    out = io.StringIO()
+    print_kept(handler, out)
+    assert out.getvalue().splitlines() == handler.kept
+
+
+def test_the_toasts_come_on_the_loop_from_any_thread_keep_a_bounded_number_and_outlive_the_loop() -> None:
+    loop = asyncio.new_event_loop()
+    on_thread: list[int] = []
+    handler = ToastHandler(lambda *args: on_thread.append(threading.get_ident()), loop)
+    worker = threading.Thread(target=handler.emit, args=(_record("from a worker"),))
+    worker.start()
+    worker.join()
+    loop.run_until_complete(asyncio.sleep(0))
+    assert on_thread == [threading.get_ident()]  # (the loop's thread: this one)
+    for n in range(KEPT + 5):
+        handler.emit(_record(f"warning {n}"))
+    loop.close()
+    handler.emit(_record("after the app"))  # the loop is closed: kept, not shown, no error
+    assert len(handler.kept) == KEPT and handler.dropped == 7
+    out = io.StringIO()
+    print_kept(handler, out)
+    assert out.getvalue().splitlines()[-1] == "… 7 more warnings"
+    print_kept(None, out)  # (an app that never mounted)
+
+
+def test_the_cli_s_handler_writes_to_the_stderr_of_the_moment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # as in a new process (pytest's own taken away)
+    monkeypatch.setattr(logging.getLogger(), "level", logging.WARNING)
+    configure_logging(0, False)
+    assert [type(h) for h in logging.getLogger().handlers] == [CurrentStderr]
+    first, second = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(first):
+        logging.getLogger("phasef.test").warning("one")
+        logging.getLogger("phasef.test").info("not at this level")
+    with contextlib.redirect_stderr(second):  # (a TUI's capture, say)
+        logging.getLogger("phasef.test").warning("two")
+    assert first.getvalue() == "WARNING phasef.test: one\n"
+    assert second.getvalue() == "WARNING phasef.test: two\n"
