@@ -20,7 +20,6 @@ from typing import Any
 
 from textual import events
 from textual.app import App, ScreenStackError
-from textual.css.stylesheet import Stylesheet
 from textual.timer import Timer
 
 from phasef_tui import startup_cache
@@ -29,6 +28,7 @@ from phasef_tui.keys import APP_KEYS, SCREEN_NAMES, bindings, display_key, effec
 from phasef_tui.log_toasts import ToastHandler, print_kept
 from phasef_tui.palette import PhasefCommands
 from phasef_tui.screens.base import PhasefScreen
+from phasef_tui.stylesheet import ParsedOnceStylesheet
 from pipeline.problems import Problem
 
 FRAME_RATE = 20.0
@@ -60,24 +60,6 @@ SCREEN_CLASSES = {
 SCREEN_CSS_DIR = Path(__file__).parent
 """``<mode>.tcss`` here: the rules of one main screen only (``phasef.tcss`` holds what the Traces screen and every
 screen share), so the trace viewer's first frame does not wait for the other screens' CSS to be parsed."""
-
-
-class ParsedOnceStylesheet(Stylesheet):
-    """Textual's stylesheet, each CSS source parsed once while the CSS variables (the theme) stay the same.
-
-    Textual re-parses every source from scratch each time it refreshes the CSS: twice while the first screen is set
-    up (a mode's screen added, then switched to), with the same variables both times. Here new variables are only
-    taken when they differ (taking them clears the parsed rules, as in Textual), and a re-parse parses what is not
-    parsed yet with the current variables: a refresh with the same theme parses only the sources added since,
-    another theme parses everything again. A CSS error leaves the rules in use as they were (``parse`` raises before
-    it replaces them), as Textual's re-parse does."""
-
-    def set_variables(self, variables: dict[str, str]) -> None:
-        if variables != self._variables:
-            super().set_variables(variables)
-
-    def reparse(self) -> None:
-        self.parse()
 
 
 class PhasefApp(App[int]):

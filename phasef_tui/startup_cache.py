@@ -4,11 +4,14 @@ regular expressions.
 Importing Textual, Rich and the app compiles ~320 snippets of Python source (the methods ``dataclasses`` writes for
 each class, ``namedtuple``'s ``__new__``, ``typing``'s forward references) and ~70 regular expressions (Textual's CSS
 tokenizer among them) in every process, the same ones every time: about a fifth of the instructions a ``phasef``
-TUI executes before its first frame (the trace viewer: ~200 M of ~1,160 M). Both results are pure functions of their
-text and the interpreter, so they are kept in a file per command and interpreter build, loaded at the next start:
+TUI executes before its first frame (the trace viewer: ~200 M of ~1,160 M). Then the app parses its CSS (~25
+sources, ~8 ms). All three are pure functions of their text and the interpreter (the CSS: and of Textual's version
+and the theme's variables), so they are kept in a file per command and interpreter build, loaded at the next start:
 
 - Python snippets: the code object ``compile`` makes, marshalled (what ``__pycache__`` keeps for a module);
-- regular expressions: the program ``re``'s compiler makes for ``_sre`` (the opcodes, flags and group names).
+- regular expressions: the program ``re``'s compiler makes for ``_sre`` (the opcodes, flags and group names);
+- CSS: the rule sets Textual's parser makes of a source, pickled (``css_rules``, asked by
+  ``stylesheet.ParsedOnceStylesheet``).
 
 How it is hooked in, without changing what the standard library does:
 
@@ -46,7 +49,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 ENV_SWITCH = "PHASEF_STARTUP_CACHE"
-FORMAT = 3
+FORMAT = 4
 MAX_AGE = 4
 """An entry no run used in this many writes is dropped: a text that differs from run to run (``tokenize`` builds a
 pattern from a set of prefixes, in hash order) does not pile up."""
@@ -63,6 +66,7 @@ SELF_CHECK_PATTERNS: tuple[tuple[str | bytes, int], ...] = (
 CodeKey = tuple[str, str]  # (mode, source)
 PatternKey = tuple[bool, str | bytes, int]  # (is text, pattern, flags)
 Program = tuple[int, list[int], int, dict[str, int], tuple[str | None, ...]]
+CssKey = str  # "css:" and the digest of what the rules are made of (``css_key``)
 
 _real_compile = builtins.compile
 _real_exec = builtins.exec
@@ -91,6 +95,7 @@ class StartupCache:
         self.path = path
         self.code: dict[CodeKey, bytes] = {}  # marshalled: each use gets its own code objects, as compiling gives
         self.programs: dict[PatternKey, Program] = {}
+        self.css: dict[CssKey, bytes] = {}  # pickled: each use gets its own rule objects, as parsing gives
         self.used: set[object] = set()
         self.ages: dict[object, int] = {}
         self.hits = 0
@@ -122,37 +127,45 @@ class StartupCache:
         except (EOFError, ValueError, TypeError) as exc:
             self.problem = f"{self.path}: unreadable ({exc})"
             return
-        if not (isinstance(kept, tuple) and len(kept) == 4 and kept[0] == FORMAT):
+        if not (isinstance(kept, tuple) and len(kept) == 5 and kept[0] == FORMAT):
             self.problem = f"{self.path}: not a start-up cache of format {FORMAT}"
             return
-        code, programs, ages = kept[1], kept[2], kept[3]
+        code, programs, css, ages = kept[1], kept[2], kept[3], kept[4]
         if isinstance(code, dict):
             self.code = {k: v for k, v in code.items() if _code_key(k) and isinstance(v, bytes)}
         if isinstance(programs, dict):
             self.programs = {k: v for k, v in programs.items() if _pattern_key(k) and _program(v)}
+        if isinstance(css, dict):
+            self.css = {k: v for k, v in css.items() if isinstance(k, str) and k[:4] == "css:" and isinstance(v, bytes)}
         if isinstance(ages, dict):
-            self.ages = {k: v for k, v in ages.items() if isinstance(v, int) and (k in self.code or k in self.programs)}
+            self.ages = {
+                k: v
+                for k, v in ages.items()
+                if isinstance(v, int) and (k in self.code or k in self.programs or k in self.css)
+            }
 
     def save(self) -> bool:
         """Write the file when this run compiled something it did not have; True when written."""
         if not self.misses:
             return False
         # an entry's age: how many writes ago a run last used it (a run writes only when it compiled something new)
-        keys: list[object] = [*self.code, *self.programs]
+        keys: list[object] = [*self.code, *self.programs, *self.css]
         ages = {k: 0 if k in self.used else self.ages.get(k, 0) + 1 for k in keys}
         if len(ages) > MAX_ENTRIES:
             ages = {k: age for k, age in ages.items() if age == 0}
         ages = {k: age for k, age in ages.items() if age <= MAX_AGE}
         code = {k: v for k, v in self.code.items() if k in ages}
         programs = {k: v for k, v in self.programs.items() if k in ages}
+        css = {k: v for k, v in self.css.items() if k in ages}
         from pipeline.fsio import atomic_write_bytes
 
+        data = marshal.dumps((FORMAT, code, programs, css, ages))
         try:  # (mode 0600 whatever the umask: ``load`` reads no file others may write; not synced: a cache)
-            atomic_write_bytes(self.path, marshal.dumps((FORMAT, code, programs, ages)), fsync=False, permissions=0o600)
+            atomic_write_bytes(self.path, data, fsync=False, permissions=0o600)
         except OSError as exc:  # (a read-only home, a full disk: the next start compiles as before)
             log.debug("start-up cache not written: %s", exc)
             return False
-        self.code, self.programs, self.ages = code, programs, ages
+        self.code, self.programs, self.css, self.ages = code, programs, css, ages
         self.misses = 0
         return True
 
@@ -213,6 +226,33 @@ class StartupCache:
         self.used.add(key)
         return _pattern(pattern, program)
 
+    # --- CSS ---
+
+    def css_rules(self, key: CssKey, parse: Callable[[], list[Any]]) -> list[Any]:
+        """The rule sets of a CSS source (``key``: ``stylesheet.css_key``), unpickled from the kept bytes, or
+        ``parse()``d (and kept when they pickle). Kept bytes that do not unpickle to a list are parsed again."""
+        import pickle
+
+        kept = self.css.get(key)
+        rules = None
+        if kept is not None:
+            try:
+                rules = pickle.loads(kept)
+            except Exception:  # (whatever a stale or damaged pickle raises: the source is parsed instead)
+                rules = None
+        if isinstance(rules, list):
+            self.hits += 1
+        else:
+            rules = parse()  # (a CSS error raises here, as it would)
+            try:
+                self.css[key] = pickle.dumps(rules, protocol=pickle.HIGHEST_PROTOCOL)
+                self.misses += 1
+            except Exception as exc:  # (rules holding something that does not pickle: parsed at every start)
+                log.debug("CSS rules not kept: %s", exc)
+                return rules
+        self.used.add(key)
+        return rules
+
     # --- hooks ---
 
     def hook(self) -> None:
@@ -247,6 +287,11 @@ class StartupCache:
             if re_compiler.compile == self.compile_pattern:
                 re_compiler.compile = self._re_compile
             self._re_compile = None
+
+
+def active() -> StartupCache | None:
+    """The cache hooked in by ``install`` (None: none is)."""
+    return _active
 
 
 def _callers_namespaces(globals: Any, locals: Any) -> tuple[Any, Any]:

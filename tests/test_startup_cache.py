@@ -8,6 +8,7 @@ import dataclasses
 import fcntl
 import marshal
 import os
+import pickle
 import re
 import select
 import signal
@@ -28,6 +29,7 @@ from hypothesis import strategies as st
 
 from phasef_tui import startup_cache
 from phasef_tui.startup_cache import StartupCache
+from phasef_tui.stylesheet import css_key
 
 pytestmark = pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the cache hooks CPython 3.11's internals")
 
@@ -369,6 +371,9 @@ def test_a_bad_file_starts_the_cache_empty_and_is_replaced(tmp_path: Path, damag
         kept[1][("run", "y = 2")] = marshal.dumps(compile("y = 2", "<string>", "exec"))  # a mode that is not one
         kept[2][(True, b"bytes for text", 0)] = (0, [], 0, {}, (None,))
         kept[2][(True, "bad program", 0)] = (0, ["op"], 0, {}, (None,))
+        kept[3]["css:good"] = b"(not unpickled until asked)"
+        kept[3]["not css"] = b""
+        kept[3]["css:not bytes"] = []
         path.write_bytes(marshal.dumps(kept))
     elif damage == "folder":
         path.unlink()
@@ -390,6 +395,7 @@ def test_a_bad_file_starts_the_cache_empty_and_is_replaced(tmp_path: Path, damag
         assert cache.problem is None and cache.code and cache.programs
         assert ("exec", "x = 1") not in cache.code and ("run", "y = 2") not in cache.code
         assert (True, b"bytes for text", 0) not in cache.programs and (True, "bad program", 0) not in cache.programs
+        assert list(cache.css) == ["css:good"]
         return
     assert cache.problem is not None and str(path) in cache.problem
     assert not cache.code and not cache.programs
@@ -580,7 +586,7 @@ def test_the_viewer_keeps_its_start_up_and_its_second_start_compiles_nothing_new
     path = kept()[0]
     first = StartupCache(path)
     first.load()
-    assert first.problem is None and len(first.code) > 100 and len(first.programs) > 30
+    assert first.problem is None and len(first.code) > 100 and len(first.programs) > 30 and len(first.css) >= 8
     before = path.stat()
     shown_at: list[float] = []
 
@@ -596,3 +602,98 @@ def test_the_viewer_keeps_its_start_up_and_its_second_start_compiles_nothing_new
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), (
         "the second start compiled new code"
     )
+
+
+# --- CSS ---
+
+
+def rules_of(app: Any) -> list[tuple[object, ...]]:
+    """The app's parsed rule sets, each as what applying it depends on."""
+    return [
+        (
+            repr(rule.selector_set),
+            repr(sorted(rule.styles.get_rules().items())),
+            rule.is_default_rules,
+            rule.tie_breaker,
+            sorted(rule.selector_names),
+            sorted(rule.pseudo_classes),
+            len(rule.errors),
+        )
+        for rule in app.stylesheet.rules
+    ]
+
+
+def screen_of(app: Any) -> list[str]:
+    """Every cell of the screen: its text and style."""
+    return ["".join(f"{seg.text}|{seg.style}" for seg in strip) for strip in app.screen._compositor.render_strips()]
+
+
+async def test_kept_css_rules_are_the_rules_parsing_makes_and_another_theme_parses_anew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The viewer's CSS parsed at one start and kept; the next start's rules (from the file) apply and draw exactly
+    as parsed ones; a theme with other variables is parsed, not taken from the rules of the first."""
+    from phasef_tui.trace_view import prepare_trace_view
+    from tests.tui_helpers import sample_records, until, write_trace
+    from widgets.trace_stream import TraceStream
+
+    trace = write_trace(tmp_path / "t.jsonl", sample_records())
+    path = tmp_path / "startup" / "css.bin"
+
+    async def one_start(theme: str | None = None) -> tuple[tuple[int, int, int], list[tuple[object, ...]], list[str]]:
+        """(CSS sources kept, parsed) of one start, its rules, its screen."""
+        from textual.css import stylesheet
+
+        real_parse, parsed = stylesheet.parse, []
+
+        def counted_parse(*args: Any, **kwargs: Any) -> Any:
+            parsed.append(args[1])
+            return real_parse(*args, **kwargs)
+
+        monkeypatch.setattr(stylesheet, "parse", counted_parse)
+        cache = StartupCache(path)
+        cache.load()
+        assert cache.problem is None
+        monkeypatch.setattr(startup_cache, "_active", cache)
+        view = prepare_trace_view(trace, False)
+        assert not isinstance(view, str)
+        if theme is not None:
+            view.app.requested_theme = theme
+        async with view.app.run_test(size=(120, 40)) as pilot:
+            assert await until(pilot, lambda: view.app.screen.query_one(TraceStream).count == 15)
+            await pilot.pause(0.2)
+            drawn = rules_of(view.app), screen_of(view.app)
+        view.close()
+        cache.save()
+        return (len(cache.css), len(parsed)), *drawn
+
+    (kept, parsed), parsed_rules, parsed_screen = await one_start()
+    assert kept >= 8 and parsed == kept
+    (kept_again, parsed), kept_rules, kept_screen = await one_start()
+    assert kept_again == kept and parsed == 0
+    assert kept_rules == parsed_rules
+    assert kept_screen == parsed_screen
+    (kept_light, parsed), light_rules, _ = await one_start("textual-light")
+    assert parsed > 0 and kept_light == kept + parsed  # the light theme's variables: parsed, and kept
+    assert light_rules != parsed_rules
+
+
+def test_a_kept_css_entry_that_does_not_unpickle_to_rules_is_parsed_again(tmp_path: Path) -> None:
+    cache = StartupCache(tmp_path / "css.bin")
+    parsed: list[int] = []
+
+    def parse() -> list[Any]:
+        parsed.append(1)
+        return [("a rule", len(parsed))]
+
+    key = css_key("stamp", {"primary": "#004578"}, "Screen { layout: vertical; }", ("f", ""))
+    assert key.startswith("css:") and key != css_key("stamp", {"primary": "#ffffff"}, "x", ("f", ""))
+    assert cache.css_rules(key, parse) == [("a rule", 1)]
+    assert cache.css_rules(key, parse) == [("a rule", 1)] and len(parsed) == 1  # (unpickled: a new list)
+    for damaged in (b"not a pickle", pickle.dumps({"not": "a list"}), pickle.dumps([1])[:-3]):
+        cache.css[key] = damaged
+        assert cache.css_rules(key, parse)[0][0] == "a rule"
+    assert len(parsed) == 4  # each damaged one parsed again
+    unpicklable = lambda: [lambda: None]  # noqa: E731
+    other = css_key("stamp", {}, "y")
+    assert len(cache.css_rules(other, unpicklable)) == 1 and other not in cache.css  # used, not kept
