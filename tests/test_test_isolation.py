@@ -113,12 +113,23 @@ def test_the_user_home_caches_and_variables_are_out_of_reach() -> None:
     assert os.environ["TMUX_TMPDIR"].startswith(str(home))
 
 
-def test_the_gguf_cache_follows_xdg_when_no_folder_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_cache_follows_xdg_when_no_folder_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The models' (GGUF), the imported traces' and the start-ups' caches: ``$PHASEF_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/phasef``, else ``~/.cache/phasef``."""
+    from phasef_tui.startup_cache import cache_folder
+    from pipeline.traces.importers.cache import cache_dir as imports_dir
+
+    def caches() -> list[Path]:
+        return [cache_dir(), imports_dir().parent, cache_folder().parent]
+
+    assert caches() == [TEST_CACHE] * 3
     monkeypatch.delenv("PHASEF_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert cache_dir() == tmp_path / "xdg" / "phasef"
+    assert caches() == [tmp_path / "xdg" / "phasef"] * 3
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/xdg")  # (not absolute: ignored, as the XDG spec says)
+    assert caches() == [Path(os.environ["HOME"]) / ".cache" / "phasef"] * 3
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert cache_dir() == Path(os.environ["HOME"]) / ".cache" / "phasef"
+    assert caches() == [Path(os.environ["HOME"]) / ".cache" / "phasef"] * 3
 
 
 def test_no_test_runs_tmux_but_through_the_shared_helper() -> None:

@@ -1,6 +1,7 @@
 """Foreign traces and run folders imported on the fly for ``phasef trace view`` and ``stats``, cached by content.
 
-The canonical JSONL of an import is kept under ``$PHASEF_CACHE_DIR/imports`` (default ``~/.cache/phasef/imports``),
+The canonical JSONL of an import is kept under ``imports`` of phasef's cache folder (``fsio.cache_root``:
+``$PHASEF_CACHE_DIR``, else ``$XDG_CACHE_HOME/phasef``, else ``~/.cache/phasef``),
 named by the sha256 of what was imported (the file's bytes, or every trace file of a folder with its relative path),
 the format asked for, and the importers' own code, so that a changed file or a changed importer is imported afresh and
 an unchanged one opens at once. The places that could not be used are kept beside it and reported again on every
@@ -10,21 +11,19 @@ open. Both files are written atomically; a damaged cache entry is imported again
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import orjson
 
-from pipeline.fsio import atomic_open, atomic_write_bytes
+from pipeline.fsio import atomic_open, atomic_write_bytes, cache_root
 from pipeline.traces.reader import BadLine, file_sha256
 
 _CODE_VERSION: str | None = None
 
 
 def cache_dir() -> Path:
-    env = os.environ.get("PHASEF_CACHE_DIR")
-    return (Path(env) if env else Path.home() / ".cache" / "phasef") / "imports"
+    return cache_root() / "imports"
 
 
 def _code_version() -> str:
