@@ -7,6 +7,7 @@ engine, its jobs or pydantic's config models: a TUI that attaches does not pay f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 JOURNAL_NAME = "journal.jsonl"
@@ -36,12 +37,17 @@ def list_sessions(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: (p / JOURNAL_NAME).stat().st_mtime, reverse=True)
 
 
-def find_session(root: Path, session: str | None) -> Path:
-    """A session folder by id (or path), or the newest one; ``FileNotFoundError`` with a helpful message."""
+def find_session(root: Path | Callable[[], Path], session: str | None) -> Path:
+    """A session folder by id (or path), or the newest one; ``FileNotFoundError`` with a helpful message. ``root``
+    may be a function giving the sessions root: it is called only when a folder given by its path is not a session
+    (working the root out reads the config: a session given by its path needs none of that)."""
     if session:
         direct = Path(session)
         if is_session(direct):
             return direct
+    if callable(root):
+        root = root()
+    if session:
         candidate = root / session
         if is_session(candidate):
             return candidate

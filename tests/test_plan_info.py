@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -189,3 +190,24 @@ print(sorted(m for m in ("pipeline.engine", "pipeline.config", "pipeline.config_
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.strip() == "[]", out
+
+
+def test_find_session_works_the_sessions_root_out_only_when_it_needs_it(tmp_path: Path) -> None:
+    from pipeline.session_paths import find_session
+
+    by_path, under_root = tmp_path / "elsewhere" / "s1", tmp_path / "root" / "s2"
+    for folder in (by_path, under_root):
+        folder.mkdir(parents=True)
+        (folder / "journal.jsonl").write_text("", encoding="utf-8")
+    asked: list[int] = []
+
+    def root() -> Path:
+        asked.append(1)
+        return tmp_path / "root"
+
+    assert find_session(root, str(by_path)) == by_path and asked == []
+    assert find_session(root, "s2") == under_root and asked == [1]
+    assert find_session(root, None) == under_root and asked == [1, 1]
+    assert find_session(tmp_path / "root", "s2") == under_root  # (a root given as it is)
+    with pytest.raises(FileNotFoundError, match=r"no session 'nope' under .*root \(recent: s2\)"):
+        find_session(root, "nope")

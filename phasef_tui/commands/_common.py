@@ -95,12 +95,10 @@ def add_session_lookup(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_session(args: argparse.Namespace, session: str | None) -> Path | None:
-    from pipeline.session_paths import find_session, is_session
+    from pipeline.session_paths import find_session
 
-    try:
-        if session and is_session(Path(session)):  # a folder given by its path: found before any sessions root
-            return Path(session).resolve()
-        return find_session(sessions_root_for(args), session).resolve()
+    try:  # (the sessions root, which reads the config, only when the session is not a folder given by its path)
+        return find_session(lambda: sessions_root_for(args), session).resolve()
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
