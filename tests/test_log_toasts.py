@@ -5,25 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import io
 import logging
 import os
-import select
-import signal
-import struct
-import subprocess
-import sys
-import termios
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from phasef_tui.cli import CurrentStderr, configure_logging
 from phasef_tui.log_toasts import BURST, KEPT, REPEAT_S, ToastHandler, print_kept
-from tests.tui_helpers import sample_records, write_trace
+from tests.tui_helpers import read_pty, sample_records, start_in_pty, write_trace
 
 WARN_AFTER_FIRST_FRAME = """
 import logging, sys, threading
@@ -52,39 +44,15 @@ def test_a_warning_while_the_viewer_runs_is_a_notification_then_printed_after_th
     CLI's handler writes to the stderr of the moment: Textual's capture), and is printed once the viewer has left the
     alternate screen."""
     trace = write_trace(tmp_path / "t.jsonl", sample_records())
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WARN_AFTER_FIRST_FRAME, str(trace)],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        cwd=tmp_path,
-        env={**os.environ, "TERM": "xterm-256color", "PHASEF_STARTUP_CACHE": "0"},
-        start_new_session=True,
-    )
-    os.close(slave)
-    output = bytearray()
-    sent_quit = False
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if select.select([master], [], [], 0.2)[0]:
-                try:
-                    data = os.read(master, 1 << 16)
-                except OSError:
-                    break
-                if not data:
-                    break
-                output += data
-            if not sent_quit and b"fell back to polling" in output:
-                os.write(master, b"q")
-                sent_quit = True
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        os.close(master)
+    proc, master = start_in_pty(["-c", WARN_AFTER_FIRST_FRAME, str(trace)], tmp_path, {"PHASEF_STARTUP_CACHE": "0"})
+    sent_quit: list[bool] = []
+
+    def quit_once_shown(out: bytes, pty: int) -> None:
+        if not sent_quit and b"fell back to polling" in out:
+            os.write(pty, b"q")
+            sent_quit.append(True)
+
+    output = read_pty(proc, master, react=quit_once_shown)
     assert sent_quit, output[-2000:]
     assert proc.returncode == 0
     text = output.decode("utf-8", "replace")

@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import fcntl
 import marshal
 import os
 import pickle
 import re
-import select
-import signal
 import stat
-import struct
 import subprocess
 import sys
-import termios
 import time
 import typing
 from collections.abc import Iterator
@@ -30,6 +25,7 @@ from hypothesis import strategies as st
 from phasef_tui import startup_cache
 from phasef_tui.startup_cache import StartupCache
 from phasef_tui.stylesheet import css_key
+from tests.tui_helpers import read_pty, start_in_pty
 
 pytestmark = pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the cache hooks CPython 3.11's internals")
 
@@ -537,36 +533,8 @@ def test_what_no_run_used_in_the_last_writes_is_dropped(tmp_path: Path) -> None:
 
 
 def start_viewer(trace: Path, cache_dir: Path, cwd: Path) -> tuple[subprocess.Popen[bytes], int]:
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "phasef_tui.cli", "trace", "view", str(trace)],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        cwd=cwd,
-        env={**os.environ, "TERM": "xterm-256color", "PHASEF_CACHE_DIR": str(cache_dir)},
-        start_new_session=True,
-    )
-    os.close(slave)
-    return proc, master
-
-
-def run_viewer_until(proc: subprocess.Popen[bytes], master: int, done: Any, timeout: float = 60) -> bytes:
-    output = bytearray()
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and not done(bytes(output)):
-            if select.select([master], [], [], 0.1)[0]:
-                try:
-                    output += os.read(master, 1 << 16)
-                except OSError:
-                    break
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        os.close(master)
-    return bytes(output)
+    argv = ["-m", "phasef_tui.cli", "trace", "view", str(trace)]
+    return start_in_pty(argv, cwd, {"PHASEF_CACHE_DIR": str(cache_dir)})
 
 
 def test_the_viewer_keeps_its_start_up_and_its_second_start_compiles_nothing_new(tmp_path: Path) -> None:
@@ -580,7 +548,7 @@ def test_the_viewer_keeps_its_start_up_and_its_second_start_compiles_nothing_new
         return sorted(folder.glob("trace-view-*.bin")) if folder.is_dir() else []
 
     proc, master = start_viewer(trace, cache_dir, tmp_path)
-    screen = run_viewer_until(proc, master, lambda out: b"episode start" in out and bool(kept()))
+    screen = read_pty(proc, master, lambda out: b"episode start" in out and bool(kept()))
     assert b"episode start" in screen, "the viewer showed no record"
     assert len(kept()) == 1, "no start-up cache was written after the first frame"
     path = kept()[0]
@@ -596,7 +564,7 @@ def test_the_viewer_keeps_its_start_up_and_its_second_start_compiles_nothing_new
         return bool(shown_at) and time.monotonic() - shown_at[0] > 1.5
 
     proc, master = start_viewer(trace, cache_dir, tmp_path)
-    run_viewer_until(proc, master, settled)
+    read_pty(proc, master, settled)
     assert shown_at, "the second start showed no record"
     after = path.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), (

@@ -4,16 +4,9 @@ screen; see docs/performance.md, fourth round.)"""
 
 from __future__ import annotations
 
-import fcntl
-import os
 import re
-import select
-import signal
-import struct
 import subprocess
 import sys
-import termios
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +14,7 @@ import pytest
 from textual.css import stylesheet as textual_stylesheet
 
 from phasef_tui.trace_view import prepare_trace_view
-from tests.tui_helpers import plain_text, sample_records, until, write_trace
+from tests.tui_helpers import plain_text, read_pty, sample_records, start_in_pty, until, write_trace
 from widgets.trace_stream import TraceStream
 
 REPO = Path(__file__).resolve().parents[1]
@@ -351,31 +344,8 @@ def test_the_first_frame_is_the_complete_viewer(tmp_path: Path) -> None:
     line with its counts, the records, the status line and the key hints (nothing filled in a frame later)."""
     trace = write_trace(tmp_path / "t.jsonl", sample_records())
     frame_file = tmp_path / "frame.txt"
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = subprocess.Popen(
-        [sys.executable, "-c", FIRST_FRAME, str(trace), str(frame_file)],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        cwd=tmp_path,
-        env={**os.environ, "TERM": "xterm-256color"},
-        start_new_session=True,
-    )
-    os.close(slave)
-    try:
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline:
-            if select.select([master], [], [], 0.2)[0]:
-                try:
-                    os.read(master, 1 << 16)  # (the pty drained, so the viewer never blocks on a full buffer)
-                except OSError:
-                    break
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        os.close(master)
+    proc, master = start_in_pty(["-c", FIRST_FRAME, str(trace), str(frame_file)], tmp_path)
+    read_pty(proc, master)  # (until the viewer leaves, right after its first frame)
     rows = screen_rows(frame_file.read_text())
     assert rows[1].split() == ["2", "Traces", "3", "Chains", "5", "Report", str(trace)]
     assert rows[2].split()[:4] == ["death", "2", "recovery", "2"]

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -317,3 +327,59 @@ def session_with_comparison(folder: Path) -> SessionView:
 
     doc = real_comparison(folder)
     return replace(constructed_session(), deltas=deltas_from(doc), residual_blockers=tuple(doc["residual_blockers"]))
+
+
+# --- a real program in a pty ------------------------------------------------------------------------------------------
+
+
+def start_in_pty(
+    argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None, rows: int = 40, cols: int = 120
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``argv`` (``sys.executable`` first when it starts with ``-``) in a new session on a ``cols``x``rows`` pty,
+    as in a terminal (TERM xterm-256color, ``env`` added); returns the process and the pty's master end."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, *argv] if argv[0].startswith("-") else list(argv),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=cwd,
+        env={**os.environ, "TERM": "xterm-256color", **(env or {})},
+        start_new_session=True,
+    )
+    os.close(slave)
+    return proc, master
+
+
+def read_pty(
+    proc: subprocess.Popen[bytes],
+    master: int,
+    done: Callable[[bytes], bool] = lambda _out: False,
+    timeout: float = 60,
+    react: Callable[[bytes, int], None] | None = None,
+) -> bytes:
+    """What the program writes, until ``done(output)``, the end of its output or ``timeout``; ``react(output,
+    master)`` after each read (to type keys). The pty is drained all along (a full pty would block the program);
+    at the end the program's process group is killed and the pty closed."""
+    output = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not done(bytes(output)):
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    data = os.read(master, 1 << 16)
+                except OSError:  # (the program is gone and the pty with it)
+                    break
+                if not data:
+                    break
+                output += data
+                if react is not None:
+                    react(bytes(output), master)
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):  # (gone between the two)
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        os.close(master)
+    return bytes(output)
