@@ -191,21 +191,29 @@ def _quote(arg: str) -> str:
 
 
 # -- the measurements ------------------------------------------------------------------------------------------------
+def opened(socket: Path, name: str, argv: list[str], path: Path, label: str) -> tuple[Pane, float | None]:
+    """The viewer started on ``path`` in a pane, and when its first screen (a record) was up (None: never)."""
+    pane = Pane(socket, [*argv, str(path)], f"{name}-{label}")
+    try:
+        return pane, pane.wait_screen(lambda s: RECORD.search(s) is not None, timeout=120)
+    except BaseException:
+        pane.close()
+        raise
+
+
 def warm_up(socket: Path, name: str, argv: list[str], path: Path, linger_s: float = 2.0) -> None:
     """One start of each viewer, not measured, left running past its first screen: what a start keeps for the next
     (phasef's start-up cache, ``phasef_tui/startup_cache.py``; the page cache for both) is there, as after any use."""
-    pane = Pane(socket, [*argv, str(path)], f"{name}-warm-up")
+    pane, _ = opened(socket, name, argv, path, "warm-up")
     try:
-        pane.wait_screen(lambda s: RECORD.search(s) is not None, timeout=120)
         time.sleep(linger_s)
     finally:
         pane.close()
 
 
 def measure_open(socket: Path, name: str, argv: list[str], path: Path, idle_s: float) -> dict[str, float]:
-    pane = Pane(socket, [*argv, str(path)], f"{name}-open")
+    pane, shown = opened(socket, name, argv, path, "open")
     try:
-        shown = pane.wait_screen(lambda s: RECORD.search(s) is not None, timeout=120)
         sent = pane.send("End")
         if name == "phasef":
             last = pane.wait_screen(lambda s: PHASEF_LAST.search(s) is not None, timeout=300)
