@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,10 +24,10 @@ from textual.timer import Timer
 from phasef_tui import startup_cache
 from phasef_tui.data_source import CHANGED_SESSION, DataSource
 from phasef_tui.keys import APP_KEYS, SCREEN_NAMES, bindings, display_key, effective_key
-from phasef_tui.log_toasts import ToastHandler, print_kept
+from phasef_tui.log_toasts import ToastHandler, print_kept, show_warnings
 from phasef_tui.palette import PhasefCommands
 from phasef_tui.screens.base import PhasefScreen
-from phasef_tui.stylesheet import ParsedOnceStylesheet
+from phasef_tui.stylesheet import ParsedOnceStylesheet, stylesheet_for
 from pipeline.problems import Problem
 
 FRAME_RATE = 20.0
@@ -93,7 +92,10 @@ class PhasefApp(App[int]):
         super().__init__()
         for name in self.available_screens:
             self.add_mode(name, partial(self._make_screen, name))
-        self.stylesheet = ParsedOnceStylesheet(variables=self.get_css_variables())  # (no source read in yet)
+        variables = self.get_css_variables()  # (no source read in yet; an SSH session has no start-up cache)
+        self.stylesheet = (
+            stylesheet_for(variables) if startup_cache.active_cache else ParsedOnceStylesheet(variables=variables)
+        )
         self.requested_theme = theme
         self.theme_source = theme_source
         self.source = source
@@ -165,8 +167,7 @@ class PhasefApp(App[int]):
         self._frame_timer = self.set_interval(1 / self.frame_rate, self._frame, name="frame")
         self._loop_for_wake = asyncio.get_running_loop()
         self.source.on_change = self._wake_from_thread
-        self._toasts = ToastHandler(self._toast, self._loop_for_wake)
-        logging.getLogger().addHandler(self._toasts)
+        self._toasts = show_warnings(self._toast, self._loop_for_wake)
         self.call_after_refresh(self._settle_heap)
         for keymap_problem in self.keymap_problems:
             self.notify(str(keymap_problem), title="keymap", severity="warning", timeout=10)
@@ -208,7 +209,7 @@ class PhasefApp(App[int]):
 
     def on_unmount(self) -> None:
         if self._toasts is not None:
-            logging.getLogger().removeHandler(self._toasts)
+            self._toasts.unbind()
         if self._gc_before is not None:  # leave the process as it was (an app may run inside a larger program)
             gc.unfreeze()
             gc.set_threshold(*self._gc_before)

@@ -289,11 +289,6 @@ class StartupCache:
             self._re_compile = None
 
 
-def active() -> StartupCache | None:
-    """The cache hooked in by ``install`` (None: none is)."""
-    return _active
-
-
 def _callers_namespaces(globals: Any, locals: Any) -> tuple[Any, Any]:
     """The namespaces as the builtin takes them: left out, they are its caller's (the hook's caller, two frames up
     from here: the hook's own frame is not that caller)."""
@@ -355,14 +350,15 @@ def _program(value: object) -> bool:
 
 
 _real_re_compile: Callable[..., re.Pattern[Any]] = _internal("re._compiler").compile
-_active: StartupCache | None = None
+active_cache: StartupCache | None = None
+"""The cache ``install`` hooked in (None: none is)."""
 
 
 def install(command: str, environ: Mapping[str, str] = os.environ) -> StartupCache | None:
     """Load ``command``'s start-up cache and hook it in; None when it does not apply (see the module's text)."""
-    global _active
-    if _active is not None:
-        return _active
+    global active_cache
+    if active_cache is not None:
+        return active_cache
     if environ.get(ENV_SWITCH, "1") == "0" or sys.implementation.name != "cpython" or sys.version_info[:2] != (3, 11):
         return None
     if "textual.app" in sys.modules:
@@ -373,17 +369,17 @@ def install(command: str, environ: Mapping[str, str] = os.environ) -> StartupCac
     if cache.problem:
         log.debug("start-up cache started empty: %s", cache.problem)
     cache.hook()
-    _active = cache
+    active_cache = cache
     return cache
 
 
 def save() -> bool:
     """Write the active cache if this run compiled something new (after a TUI's first frame, and at exit)."""
-    return _active.save() if _active is not None else False
+    return active_cache.save() if active_cache is not None else False
 
 
 def uninstall() -> None:
-    global _active
-    if _active is not None:
-        _active.unhook()
-        _active = None
+    global active_cache
+    if active_cache is not None:
+        active_cache.unhook()
+        active_cache = None

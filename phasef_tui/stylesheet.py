@@ -62,20 +62,36 @@ class ParsedOnceStylesheet(Stylesheet):
     def reparse(self) -> None:
         self.parse()
 
+
+class KeptStylesheet(ParsedOnceStylesheet):
+    """A ``ParsedOnceStylesheet`` whose sources' rules come from the start-up cache when a start before this one
+    parsed the same source with the same variables and the same Textual (``startup_cache.css_rules``).
+
+    Used only where a start-up cache is active (``stylesheet_for``): an SSH session forked from the session server
+    has none, and runs Textual's own ``_parse_rules`` (a function more run in each session is pages more copied)."""
+
+    def __init__(self, cache: startup_cache.StartupCache, stamp: str, variables: dict[str, str]) -> None:
+        super().__init__(variables=variables)
+        self._kept = cache
+        self._stamp = stamp
+
     def _parse_rules(
         self, css: str, read_from: Any, is_default_rules: bool = False, tie_breaker: int = 0, scope: str = ""
     ) -> list[Any]:
-        """Textual's parse of a source, or the rules a start before this one parsed from the same source with the same
-        variables and the same Textual (kept in the start-up cache, ``startup_cache.css_rules``)."""
-        parse = partial(Stylesheet._parse_rules, self, css, read_from, is_default_rules, tie_breaker, scope)
-        cache = startup_cache.active()
-        stamp = _css_parser_stamp() if cache is not None else None
-        if cache is None or stamp is None:
-            return parse()
         in_memory = (css, read_from, is_default_rules, tie_breaker, scope)
         rules = self._parse_cache.get(in_memory)
         if rules is None:
-            key = css_key(stamp, self._variables, *in_memory)
-            rules = cache.css_rules(key, parse)
+            parse = partial(Stylesheet._parse_rules, self, *in_memory)
+            rules = self._kept.css_rules(css_key(self._stamp, self._variables, *in_memory), parse)
             self._parse_cache[in_memory] = rules
         return rules
+
+
+def stylesheet_for(variables: dict[str, str]) -> ParsedOnceStylesheet:
+    """The app's stylesheet: ``KeptStylesheet`` with an active start-up cache (and Textual's parser readable), else
+    ``ParsedOnceStylesheet``. (The app calls it only when ``startup_cache.active_cache`` is set.)"""
+    cache = startup_cache.active_cache
+    stamp = _css_parser_stamp() if cache is not None else None
+    if cache is None or stamp is None:
+        return ParsedOnceStylesheet(variables=variables)
+    return KeptStylesheet(cache, stamp, variables)

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from phasef_tui import log_toasts
 from phasef_tui.cli import CurrentStderr, configure_logging
-from phasef_tui.log_toasts import BURST, KEPT, REPEAT_S, ToastHandler, print_kept
+from phasef_tui.log_toasts import BURST, KEPT, REPEAT_S, ToastHandler, print_kept, show_warnings
 from tests.tui_helpers import read_pty, sample_records, start_in_pty, write_trace
 
 WARN_AFTER_FIRST_FRAME = """
@@ -71,7 +72,7 @@ def test_the_toasts_show_a_warning_once_per_repeat_and_hold_back_a_burst() -> No
     loop = asyncio.new_event_loop()
     now = [100.0]
     shown: list[tuple[str, str, str]] = []
-    handler = ToastHandler(lambda *args: shown.append(args), loop, clock=lambda: now[0])
+    handler = ToastHandler(clock=lambda: now[0]).bind(lambda *args: shown.append(args), loop)
     try:
         handler.emit(_record("disk almost full"))
         handler.emit(_record("disk almost full"))  # the same, at once: on screen already
@@ -113,7 +114,7 @@ def test_the_toasts_show_a_warning_once_per_repeat_and_hold_back_a_burst() -> No
 def test_the_toasts_come_on_the_loop_from_any_thread_keep_a_bounded_number_and_outlive_the_loop() -> None:
     loop = asyncio.new_event_loop()
     on_thread: list[int] = []
-    handler = ToastHandler(lambda *args: on_thread.append(threading.get_ident()), loop)
+    handler = ToastHandler().bind(lambda *args: on_thread.append(threading.get_ident()), loop)
     worker = threading.Thread(target=handler.emit, args=(_record("from a worker"),))
     worker.start()
     worker.join()
@@ -143,3 +144,27 @@ def test_the_cli_s_handler_writes_to_the_stderr_of_the_moment(monkeypatch: pytes
         logging.getLogger("phasef.test").warning("two")
     assert first.getvalue() == "WARNING phasef.test: one\n"
     assert second.getvalue() == "WARNING phasef.test: two\n"
+
+
+def test_one_handler_serves_every_app_of_a_process_and_shows_nothing_unbound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first app puts the handler on the root logger; later ones (an SSH session forked after the warm-up's app)
+    only point it at themselves: no new handler, each app's warnings kept afresh."""
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    monkeypatch.setattr(log_toasts, "shared", None)
+    loop = asyncio.new_event_loop()
+    shown: list[str] = []
+    try:
+        first = show_warnings(lambda text, *_: shown.append(f"first: {text}"), loop)
+        logging.getLogger("phasef.test").warning("one")
+        first.unbind()
+        logging.getLogger("phasef.test").warning("between the apps")  # nobody's: not shown, not kept
+        assert first.kept == ["WARNING phasef.test: one"]
+        second = show_warnings(lambda text, *_: shown.append(f"second: {text}"), loop)
+        logging.getLogger("phasef.test").warning("two")
+        loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        loop.close()
+    assert second is first and logging.getLogger().handlers == [first]
+    assert shown == ["first: one", "second: two"] and second.kept == ["WARNING phasef.test: two"]
+    logging.getLogger().handlers = []  # taken off by someone else: the next app puts a handler on again
+    assert show_warnings(lambda *_: None, loop) in logging.getLogger().handlers

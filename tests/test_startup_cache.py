@@ -622,7 +622,7 @@ async def test_kept_css_rules_are_the_rules_parsing_makes_and_another_theme_pars
         cache = StartupCache(path)
         cache.load()
         assert cache.problem is None
-        monkeypatch.setattr(startup_cache, "_active", cache)
+        monkeypatch.setattr(startup_cache, "active_cache", cache)
         view = prepare_trace_view(trace, False)
         assert not isinstance(view, str)
         if theme is not None:
