@@ -178,7 +178,7 @@ def _extend(column: _Column, values: list[Any]) -> None:
 
 
 def _extend_column(s: _Summaries, name: str, values: list[int]) -> None:
-    """``summary_columns._extend_narrow`` with ``_extend``: a narrow column widened first when a value does not fit."""
+    """``values`` onto the column ``name`` (by ``_extend``), a narrow column widened first when a value does not fit."""
     column: array[int] = getattr(s, name)
     if column.typecode != WIDE and values:
         low, high = _NARROW_RANGE[column.typecode]

@@ -94,15 +94,6 @@ def _widen(s: _Summaries, name: str) -> array[int]:
     return wide
 
 
-def _extend_narrow(s: _Summaries, name: str, values: list[int]) -> None:
-    column: array[int] = getattr(s, name)
-    if column.typecode != WIDE and values:
-        low, high = _NARROW_RANGE[column.typecode]
-        if min(values) < low or max(values) > high:
-            column = _widen(s, name)
-    column.extend(values)
-
-
 def append_column(s: _Summaries, name: str, typecode: str, data: bytes) -> None:
     """Append a column's values given as bytes of ``typecode`` items (a worker's), widening either side as needed."""
     column: array[int] | array[float] = getattr(s, name)
