@@ -242,3 +242,31 @@ def test_a_dead_second_worker_means_summarizing_again_in_process(tmp_path: Path,
     finally:
         index.close()
     assert result == key_of(one_pass(lines))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=st.lists(st.text(min_size=1, max_size=6), max_size=30, unique=True),
+    names=st.lists(st.text(min_size=1, max_size=6), max_size=40, unique=True),
+    decoys=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_interning_a_delta_s_names_together_numbers_them_as_one_by_one(
+    before: list[str], names: list[str], decoys: int
+) -> None:
+    """``_intern_all``: the names known before the range keep their numbers, new ones are numbered in order; a new
+    name whose tag is among the known ones (a collision, made here by adding new names' tags to them) goes the slow
+    way and still comes out new."""
+    import numpy as np
+
+    from pipeline.traces.summary_names import NameStore, tag_of
+    from pipeline.traces.summary_split import _intern_all, _sorted_tags
+
+    store, reference = NameStore(), NameStore()
+    for name in before:
+        store.intern(name)
+        reference.intern(name)
+    colliding = [name for k, name in enumerate(names) if decoys >> (k % 32) & 1]
+    known = np.sort(np.concatenate([_sorted_tags(np, store), np.array([tag_of(n) for n in colliding], np.uint32)]))
+    numbers = _intern_all(np, store, names, known)
+    assert numbers == [reference.intern(name) for name in names]
+    assert list(store.names) == list(reference.names)

@@ -29,6 +29,11 @@ RECENT_MAX = 4096
 lines apart) is found at dict speed; the dict is emptied when it reaches this size."""
 
 
+def tag_of(name: str) -> int:
+    """The hash tag a name is filed under (the low 32 bits of its hash, in this process)."""
+    return hash(name) & _TAG_MASK
+
+
 def _table_of(tags: array[int], size: int) -> array[int]:
     """An open-addressing table of ``size`` slots (a power of two) holding name numbers by their hash tags."""
     table = array("i", [_EMPTY]) * size
@@ -123,6 +128,10 @@ class NameStore(Sequence[str]):
             _place(self._table, tags, start)
         # last: readers take ``len`` from the end offsets (every name counted there is complete)
         ends.extend(islice(accumulate(sizes, initial=base), 1, None))
+
+    def tags(self) -> array[int]:
+        """Each name's hash tag (``tag_of``), by number (read only: the store's own array)."""
+        return self._tags
 
     def find(self, name: str) -> int | None:
         """The number of ``name``, or None when it was never interned."""

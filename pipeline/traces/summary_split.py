@@ -24,7 +24,8 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline.traces.summary import _summarize_batch
-from pipeline.traces.summary_columns import NO_ID, _EpisodeRuns, _Summaries
+from pipeline.traces.summary_columns import NO_ID, ListNames, _EpisodeRuns, _Summaries
+from pipeline.traces.summary_names import NameStore, tag_of
 from pipeline.traces.summary_worker import COLUMNS, SummaryDelta
 
 
@@ -73,6 +74,39 @@ def _renumber(np: Any, column: Any, numbers: array[int]) -> bytes:
     return bytes(np.where(known, mapped, NO_ID).astype(np.int32).tobytes())
 
 
+def _sorted_tags(np: Any, store: NameStore | ListNames) -> Any:
+    """The hash tags of the names in ``store`` (``summary_names.tag_of``), sorted (a numpy array)."""
+    if isinstance(store, NameStore):
+        return np.sort(np.frombuffer(store.tags(), dtype=np.uint32))
+    return np.sort(np.fromiter((tag_of(name) for name in store.names), dtype=np.uint32, count=len(store)))
+
+
+def _intern_all(np: Any, store: NameStore | ListNames, names: list[str], known_tags: Any) -> list[int]:
+    """``store.intern`` of each of ``names`` (distinct), in order; ``known_tags``: the sorted hash tags of every name of
+    the store that may be among them. A name with another tag is new, so the runs of such names go in together
+    (``extend_new``: a delta's hundreds of chain names interned one by one were most of the join's time)."""
+    if not names:
+        return []
+    tags = np.fromiter(map(tag_of, names), dtype=np.uint32, count=len(names))
+    at = np.minimum(np.searchsorted(known_tags, tags), max(len(known_tags) - 1, 0))
+    maybe_known = (known_tags[at] == tags).tolist() if len(known_tags) else [False] * len(names)
+    numbers: list[int] = []
+    i, n = 0, len(names)
+    while i < n:
+        if maybe_known[i]:
+            numbers.append(store.intern(names[i]))
+            i += 1
+            continue
+        j = i + 1
+        while j < n and not maybe_known[j]:
+            j += 1
+        first = len(store)
+        store.extend_new(names[i:j])
+        numbers.extend(range(first, first + j - i))
+        i = j
+    return numbers
+
+
 class RangeMerge:
     """Joins the deltas of a range summarized from an empty state onto ``s``, which must hold everything before the
     range, its ``episode_state`` being the true state at the range's first line.
@@ -89,7 +123,12 @@ class RangeMerge:
         """Range episode number -> the viewer's."""
         self.chains = array("i")
         """Range chain number -> the viewer's."""
+        import numpy as np
+
         names = [s.episodes.names[ep] for ep in s.episode_state]
+        # the hash tags of the names known before the range, sorted: a range's name with another tag is new here
+        self.known_episode_tags = _sorted_tags(np, s.episodes)
+        self.known_chain_tags = _sorted_tags(np, s.chains)
         self.true = _Replay(names)
         self.fresh = _Replay(names)
         for ep, st in s.episode_state.items():
@@ -107,20 +146,20 @@ class RangeMerge:
         import numpy as np
 
         s = self.s
-        for name in delta.episode_names:
-            local = len(self.episodes)
-            self.episodes.append(s.episodes.intern(name))
-            if name in self.pending:
-                self.pending_local[local] = name
-        chain_episodes = array("i")
-        chain_episodes.frombytes(delta.chain_episodes)
-        for name, local_episode in zip(delta.chain_names, chain_episodes, strict=True):
-            known = len(s.chains.names)
-            chain = s.chains.intern(name)
-            if chain == known:
-                s.chain_lines.new(-1)  # its lines come with the columns
-                s.chain_episode.append(self.episodes[local_episode] if local_episode != NO_ID else NO_ID)
-            self.chains.append(chain)
+        first_local = len(self.episodes)
+        self.episodes.extend(_intern_all(np, s.episodes, delta.episode_names, self.known_episode_tags))
+        if self.pending:
+            for local, name in enumerate(delta.episode_names, first_local):
+                if name in self.pending:
+                    self.pending_local[local] = name
+        known = len(s.chains)
+        chains = _intern_all(np, s.chains, delta.chain_names, self.known_chain_tags)
+        self.chains.extend(chains)
+        new = np.asarray(chains, dtype=np.int64) >= known  # (new chains are numbered from ``known`` on, in order)
+        if new.any():
+            s.chain_lines.new_unseen(int(new.sum()))  # their lines come with the columns
+            local_episodes = np.frombuffer(delta.chain_episodes, dtype=np.int32)[new]
+            s.chain_episode.frombytes(_renumber(np, local_episodes, self.episodes))
         columns = dict(zip(COLUMNS, delta.columns, strict=True))
         episode = np.frombuffer(columns["episode"], dtype=np.int32)
         columns["episode"] = _renumber(np, episode, self.episodes)
