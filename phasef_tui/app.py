@@ -93,9 +93,8 @@ class PhasefApp(App[int]):
         for name in self.available_screens:
             self.add_mode(name, partial(self._make_screen, name))
         variables = self.get_css_variables()  # (no source read in yet; an SSH session has no start-up cache)
-        self.stylesheet = (
-            stylesheet_for(variables) if startup_cache.active_cache else ParsedOnceStylesheet(variables=variables)
-        )
+        cache = startup_cache.active_cache
+        self.stylesheet = stylesheet_for(cache, variables) if cache else ParsedOnceStylesheet(variables=variables)
         self.requested_theme = theme
         self.theme_source = theme_source
         self.source = source

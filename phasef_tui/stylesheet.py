@@ -87,11 +87,8 @@ class KeptStylesheet(ParsedOnceStylesheet):
         return rules
 
 
-def stylesheet_for(variables: dict[str, str]) -> ParsedOnceStylesheet:
-    """The app's stylesheet: ``KeptStylesheet`` with an active start-up cache (and Textual's parser readable), else
-    ``ParsedOnceStylesheet``. (The app calls it only when ``startup_cache.active_cache`` is set.)"""
-    cache = startup_cache.active_cache
-    stamp = _css_parser_stamp() if cache is not None else None
-    if cache is None or stamp is None:
-        return ParsedOnceStylesheet(variables=variables)
-    return KeptStylesheet(cache, stamp, variables)
+def stylesheet_for(cache: startup_cache.StartupCache, variables: dict[str, str]) -> ParsedOnceStylesheet:
+    """The stylesheet of an app whose process has a start-up cache: ``KeptStylesheet``, or ``ParsedOnceStylesheet``
+    when Textual's parser cannot be read (without a cache the app takes ``ParsedOnceStylesheet`` itself)."""
+    stamp = _css_parser_stamp()
+    return ParsedOnceStylesheet(variables=variables) if stamp is None else KeptStylesheet(cache, stamp, variables)
