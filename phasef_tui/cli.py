@@ -203,8 +203,10 @@ class CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
 
 def configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    from phasef_tui.log_toasts import LINE_FORMAT
+
     handler = CurrentStderr()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(LINE_FORMAT))
     logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger().setLevel(level)
 

@@ -15,12 +15,16 @@ pages copied from the session server.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
+if TYPE_CHECKING:
+    import asyncio  # (not at run time: the CLI reads LINE_FORMAT before the trace viewer imports asyncio its way)
+
+LINE_FORMAT = "%(levelname)s %(name)s: %(message)s"
+"""How a logged record reads on stderr: the CLI's handler and the lines printed after a TUI (``print_kept``)."""
 REPEAT_S = 10.0
 BURST = 3
 KEPT = 200
@@ -32,7 +36,7 @@ class ToastHandler(logging.Handler):
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(logging.WARNING)
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.setFormatter(logging.Formatter(LINE_FORMAT))
         self._clock = clock
         self.bind(None, None)
 
