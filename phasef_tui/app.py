@@ -364,6 +364,7 @@ def load_tui_settings(config: Path | None) -> dict[str, Any]:
 def run_attach(session_dir: Path, operator: str, control_socket: Path | None) -> int:
     """Attach the TUI to a session: replay and tail its journal, sign decisions over the control socket. The view
     follows the newest event; the replay keys pause it and scrub back (``F`` returns to live)."""
+    from phasef_tui import attach_ahead
     from phasef_tui.replay_source import ReplaySource
     from phasef_tui.session_source import session_config_path
 
@@ -371,11 +372,18 @@ def run_attach(session_dir: Path, operator: str, control_socket: Path | None) ->
     if not session_dir.is_dir():
         print(f"phasef attach: {session_dir}: no such session folder")
         return 2
-    try:
-        source = ReplaySource(session_dir, operator=operator, control_socket=control_socket, follow=True, attached=True)
-    except FileNotFoundError as exc:
-        print(f"phasef attach: {exc}")
-        return 2
-    app = PhasefApp(source, **load_tui_settings(session_config_path(session_dir)))
+    ahead = attach_ahead.take(session_dir, operator, control_socket)  # (an SSH session: read by the session server)
+    if ahead is not None:
+        source, settings = ahead
+    else:
+        try:
+            source = ReplaySource(
+                session_dir, operator=operator, control_socket=control_socket, follow=True, attached=True
+            )
+        except FileNotFoundError as exc:
+            print(f"phasef attach: {exc}")
+            return 2
+        settings = load_tui_settings(session_config_path(session_dir))
+    app = PhasefApp(source, **settings)
     result = app.run()
     return int(result or 0)

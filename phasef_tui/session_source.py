@@ -101,13 +101,7 @@ class SessionSource(DataSource):
         self.journal_path = self.session_dir / JOURNAL_NAME
         if not self.journal_path.exists():
             raise FileNotFoundError(f"{self.journal_path}: no journal (is this a session folder?)")
-        self.operator = operator
-        self.control_socket = control_socket
-        # an SSH operator's identity comes from the server's authorized_keys entry, through the environment
-        self.key_fingerprint = key_fingerprint or os.environ.get(FINGERPRINT_ENV)
-        self.role = role or os.environ.get(ROLE_ENV)
-        who = f"{operator} ({self.role})" if self.role else operator
-        self.title = f"session {self.session_dir.name} · {who}"
+        self.identify(operator, control_socket, key_fingerprint, role)
         self.plan = PlanInfo(session_config_path(self.session_dir))
         self.state = SessionState(session=self.session_dir.name)
         self.lock = threading.Lock()
@@ -127,6 +121,24 @@ class SessionSource(DataSource):
         self._deltas: tuple[tuple[DeltaRow, ...], tuple[str, ...]] = ((), ())
         self._last_trace_scan = 0.0
         self.read_journal()  # the first screen shows the whole history
+
+    def identify(
+        self, operator: str, control_socket: Path | None, key_fingerprint: str | None = None, role: str | None = None
+    ) -> None:
+        """Who this view signs as and where it sends decisions (set again on a view read ahead for someone else,
+        ``attach_ahead``)."""
+        self.operator = operator
+        self.control_socket = control_socket
+        # an SSH operator's identity comes from the server's authorized_keys entry, through the environment
+        self.key_fingerprint = key_fingerprint or os.environ.get(FINGERPRINT_ENV)
+        self.role = role or os.environ.get(ROLE_ENV)
+        who = f"{operator} ({self.role})" if self.role else operator
+        self.title = f"session {self.session_dir.name} · {who}"
+
+    @property
+    def journal_read(self) -> int:
+        """Bytes of the journal read so far."""
+        return self._tail.offset
 
     # -- journal -----------------------------------------------------------------------------------------------------
     def read_journal(self) -> bool:

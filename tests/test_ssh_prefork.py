@@ -464,3 +464,25 @@ def test_the_session_server_answers_each_request_over_its_report_socket(tmp_path
     finally:
         ours.close()  # the server sees its control socket close and exits
         assert server.wait(60) == 0
+
+
+def test_a_session_goes_on_from_the_view_the_session_server_read_ahead(tmp_path: Path, tmux: Tmux) -> None:
+    # the session server read the session ahead while its gate waited; the run then went on. A session forked
+    # after that shows the session as it is now, not as the server read it
+    from tests.spine_helpers import approve, has_event
+
+    served = Served(tmp_path)
+    try:
+        (started,) = log_events(served.log, "session_server")
+        assert started["read_ahead"] == str(served.session.resolve())  # read while the gate waited
+        r = approve(tmp_path, "demo", "B.release", "go", "alice", "evidence read", "--override")
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: has_event(served.session, "run_finished"), 60, "the run to finish")
+        tmux.start("late", served.ssh("-tt"), 120, 35)
+        screen = tmux.wait_for("late", "B.release GO by alice")
+        assert ONE_GATE_PROMPT not in screen  # (the gate the server saw waiting is signed)
+        assert [e["start"] for e in log_events(served.log, "session_start")] == ["fork"]
+        assert served.stop_server() == 0
+        assert tmux.wait_exit("late") == 0
+    finally:
+        served.close()

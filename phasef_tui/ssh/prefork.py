@@ -107,6 +107,8 @@ class ForkServer:
         self._starting: asyncio.Future[None] | None = None
         self.pid: int | None = None
         self.preload_s: float | None = None
+        self.read_ahead: str | None = None
+        """The session folder the zygote read ahead for its sessions (``attach_ahead``), if it did."""
 
     @property
     def running(self) -> bool:
@@ -155,6 +157,8 @@ class ForkServer:
         self._control = ours
         self.pid = int(message["ready"])
         self.preload_s = float(message.get("preload_s", 0.0))
+        read_ahead = message.get("read_ahead")
+        self.read_ahead = read_ahead if isinstance(read_ahead, str) else None
 
     async def launch(self, argv: Sequence[str], env: Mapping[str, str], cwd: Path | None, slave: int) -> ForkedProcess:
         """A new session process running ``argv`` on the terminal ``slave`` (the caller keeps and closes it)."""

@@ -299,7 +299,9 @@ class SSHService:
             self.hub.log.event("error", where="session server", error=f"{exc}; each session is spawned instead")
             return
         self.hub.fork_server = fork_server
-        self.hub.log.event("session_server", pid=fork_server.pid, preload_s=fork_server.preload_s)
+        self.hub.log.event(
+            "session_server", pid=fork_server.pid, preload_s=fork_server.preload_s, read_ahead=fork_server.read_ahead
+        )
 
     async def close(self) -> None:
         """Stop listening, detach every TUI (the supervised run is another process and goes on), then hang up."""

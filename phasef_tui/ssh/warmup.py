@@ -1,7 +1,7 @@
 """What the pre-forked session server (``zygote.py``) does before its first fork: import the TUI and what an
 attached session runs, build the CLI parser once, parse the stylesheet and run the app once off-screen, gather the
-code that run executed on pages of its own, then freeze the garbage collector's view of it all, so forked sessions
-share those pages instead of building their own."""
+code that run executed on pages of its own, read the served session ahead (``attach_ahead``), then freeze the
+garbage collector's view of it all, so forked sessions share those pages instead of building their own."""
 
 from __future__ import annotations
 
@@ -42,12 +42,23 @@ def preload(modules: tuple[str, ...], warm: bool, warm_session: str | None = Non
                 ahead("the TUI was not run again", lambda: warm_app(warm_session))
                 if shared:
                     ahead("the CLI's parser was not used again", parse_attach)
+                # the served session read as a session reads it at start: each one goes on from there
+                ahead("the session was not read ahead", lambda: read_ahead(warm_session))
     import threading
 
     if threading.active_count() != 1:  # a fork would copy locks held by threads that do not exist in the child
         raise SystemExit(f"phasef session server: threads left running, cannot fork: {threading.enumerate()}")
     gc.collect()
     gc.freeze()
+
+
+def read_ahead(session: str) -> None:
+    from pathlib import Path
+
+    from phasef_tui import attach_ahead
+
+    if not attach_ahead.prepare(Path(session)):
+        raise FileNotFoundError(f"{session}: no journal")
 
 
 def ahead(failed: str, step: Callable[[], object]) -> bool:

@@ -13,7 +13,8 @@ the server's allow-listed environment, so no secret is in its memory to inherit)
 interpreter, not a fork of the SSH server, so a session never holds the host key or another session's state.
 
 Protocol, over a ``SOCK_SEQPACKET`` socket pair inherited from the server (no path on disk: nothing else can talk to
-it): the zygote sends ``{"ready": PID, "preload_s": S}`` once; the server sends one message per session, JSON
+it): the zygote sends ``{"ready": PID, "preload_s": S, "read_ahead": DIR or null}`` once (``read_ahead``: the session
+folder it read ahead for its sessions, ``attach_ahead``); the server sends one message per session, JSON
 ``{"argv", "env", "cwd"}`` with two file descriptors attached (``SCM_RIGHTS``): the PTY's slave side and the write
 end of a report socket. On the report socket the zygote answers ``{"pid": N}`` after the fork (or ``{"error": ...}``)
 and ``{"exit": CODE}`` when it has reaped the child (negative: the signal that killed it), then closes it. A report
@@ -87,7 +88,7 @@ class Job:
     cwd: str | None
 
 
-def serve(control: socket.socket, preload_s: float) -> Job | None:
+def serve(control: socket.socket, preload_s: float, read_ahead: str | None = None) -> Job | None:
     """Fork a child per request until the server closes the control socket. Returns only in a child.
 
     Between two forks this loop runs as little Python as it can (``poll``, file descriptors as plain integers, the
@@ -100,7 +101,8 @@ def serve(control: socket.socket, preload_s: float) -> Job | None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so that the wakeup fd is written
     reports: dict[int, int] = {}  # child pid -> the write end of its report socket
-    control.send(json.dumps({"ready": os.getpid(), "preload_s": round(preload_s, 3)}).encode())
+    ready = {"ready": os.getpid(), "preload_s": round(preload_s, 3), "read_ahead": read_ahead}
+    control.send(json.dumps(ready).encode())
     poller = select.poll()
     control_fd = control.fileno()
     poller.register(control_fd, select.POLLIN)
@@ -264,7 +266,10 @@ def main() -> None:
     else:
         gc.collect()
         gc.freeze()
-    job = serve(control, time.perf_counter() - began)
+    from phasef_tui import attach_ahead
+
+    read_ahead = attach_ahead.pending()  # (the served session, if the warm-up could read it)
+    job = serve(control, time.perf_counter() - began, str(read_ahead) if read_ahead else None)
     if job is None:
         sys.exit(0)
     run_job(job)

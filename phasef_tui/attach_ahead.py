@@ -1,0 +1,102 @@
+"""An attached view read ahead: the journal replayed up to now and the ``[tui]`` settings, kept for the next attach.
+
+The SSH session server (``ssh/warmup.py``) reads the session it serves once, before its first fork, as
+``phasef attach`` reads it at start (``prepare``). A session forked from it then takes that view (``take``) and goes
+on from where the server stopped reading: it applies only the events written since, and parses no config. A session
+that reads the journal from its start and parses ``config.toml`` twice (the plan's titles, ``[tui]``) touches
+objects all over the server's pages, and CPython writes their reference counts: each page written is copied into
+the session. Measured with 20 sessions (``bench_ssh_sessions.py``'s memory figure): ~0.5 MB less PSS per session.
+
+A view read ahead is used only while the files are the ones it read:
+
+- the session folder is the one asked for;
+- the journal is the same file (device and inode) and not shorter than what was read (a journal replaced or cut
+  is read again from its start, as it would be without this);
+- the config is the same file, unchanged (device, inode, size and modification time, taken before it was read, so
+  a change while it was read shows), or still absent.
+
+Otherwise the session reads the folder itself, as before. A view is taken once: it becomes that view's state.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.journal import JOURNAL_NAME
+
+if TYPE_CHECKING:
+    from phasef_tui.replay_source import ReplaySource
+
+READER = "phasef (read ahead)"
+"""The operator a view read ahead is built for, until ``take`` gives it its own."""
+
+
+@dataclass
+class _Ahead:
+    session_dir: Path
+    source: ReplaySource
+    settings: dict[str, Any]
+    journal: tuple[int, int]
+    config: tuple[Path | None, tuple[int, int, int, int] | None]
+
+
+_ahead: _Ahead | None = None
+
+
+def _stamp(path: Path | None) -> tuple[int, int, int, int] | None:
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _config(session_dir: Path) -> tuple[Path | None, tuple[int, int, int, int] | None]:
+    from phasef_tui.session_source import session_config_path
+
+    path = session_config_path(session_dir)
+    return path, _stamp(path)
+
+
+def prepare(session_dir: Path) -> bool:
+    """Read ``session_dir`` as an attached view does at start and keep it for ``take``; False if there is no
+    journal to read (nothing is kept)."""
+    global _ahead
+    from phasef_tui.app import load_tui_settings
+    from phasef_tui.replay_source import ReplaySource
+
+    _ahead = None
+    folder = Path(session_dir).resolve()
+    config = _config(folder)  # (before reading: a change while it is read shows as a different stamp)
+    journal = _stamp(folder / JOURNAL_NAME)
+    if journal is None:
+        return False
+    source = ReplaySource(folder, operator=READER, control_socket=None, follow=True, attached=True)
+    _ahead = _Ahead(folder, source, load_tui_settings(config[0]), journal[:2], config)
+    return True
+
+
+def take(session_dir: Path, operator: str, control_socket: Path | None) -> tuple[ReplaySource, dict[str, Any]] | None:
+    """The view read ahead of ``session_dir`` and its ``PhasefApp`` settings, now ``operator``'s; None if there is
+    none or the files changed in a way it cannot follow. Either way nothing is kept: a view is taken once."""
+    global _ahead
+    ahead, _ahead = _ahead, None
+    if ahead is None or ahead.session_dir != Path(session_dir).resolve():
+        return None
+    if _config(ahead.session_dir) != ahead.config:
+        return None
+    journal = _stamp(ahead.session_dir / JOURNAL_NAME)
+    if journal is None or journal[:2] != ahead.journal or journal[2] < ahead.source.journal_read:
+        return None
+    ahead.source.identify(operator, control_socket)
+    return ahead.source, ahead.settings
+
+
+def pending() -> Path | None:
+    """The session folder of the view read ahead, if one is kept."""
+    return _ahead.session_dir if _ahead is not None else None
