@@ -2,7 +2,8 @@
 
 The same screens serve a trace file alone (``phasef trace view``) and a live session (``phasef attach``): the source
 decides which screens exist. A timer polls the source ``FRAME_RATE`` times a second and tells the active screen what
-changed, so a flood of trace records or journal events costs one redraw per frame, never one per event.
+changed, so a flood of trace records or journal events costs one redraw per frame, never one per event; while
+nothing changes the timer slows down (a live session) or stops (a settled one): ``frame_pace``.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from typing import Any
 
 from textual import events
 from textual.app import App, ScreenStackError
-from textual.timer import Timer
 
 from phasef_tui import startup_cache
 from phasef_tui.data_source import CHANGED_SESSION, DataSource
+from phasef_tui.frame_pace import FramePace
 from phasef_tui.keys import APP_KEYS, SCREEN_NAMES, bindings, display_key, effective_key
 from phasef_tui.log_toasts import ToastHandler, print_kept, show_warnings
 from phasef_tui.palette import PhasefCommands
@@ -34,9 +35,6 @@ FRAME_RATE = 20.0
 """Redraws per second at most (the data is pulled, coalesced, once a frame)."""
 CLOCK_PERIOD_S = 1.0
 """How often an idle dashboard redraws its running clocks (a frame costs CPU per attached operator)."""
-QUIET_FRAMES = 10
-"""Frames in a row with nothing changed, on a settled source, before the frame timer stops (it restarts on any
-input, resize or change the source reports)."""
 GC_THRESHOLDS = (10_000, 20, 100)
 """Fewer, cheaper garbage collections: with Python's defaults a flood of records triggers full collections of the
 whole heap several times a second, each a pause of up to ~100 ms (measured) that keys would wait behind."""
@@ -100,7 +98,6 @@ class PhasefApp(App[int]):
         self.source = source
         self.keymap: dict[str, str] = dict(keymap or {})
         self.keymap_problems = list(keymap_problems)
-        self.frame_rate = frame_rate
         self.clock = clock
         self.blink = blink
         self.screen_objects: dict[str, PhasefScreen] = {}
@@ -109,13 +106,11 @@ class PhasefApp(App[int]):
         self._gc_before: tuple[int, int, int] | None = None
         self._clock_drawn = 0.0
         self._switch_before = sys.getswitchinterval()
-        self._frame_timer: Timer | None = None
+        self.pace = FramePace(self.set_interval, self._frame, frame_rate)
+        """The frames' rate: full, slowed on a quiet live session, paused on a settled one (``frame_pace``)."""
         self._loop_for_wake: asyncio.AbstractEventLoop | None = None
         self._toasts: ToastHandler | None = None
         """Warnings logged while the app runs, shown and kept (``log_toasts``)."""
-        self._quiet_frames = 0
-        self.frames_paused = False
-        """True while the frame timer is stopped (a settled source and nothing happening)."""
         self.collect_after_first_frame = False
         """Turn the garbage collector on once the first frame is drawn (the caller turned it off for the start-up:
         ``trace_view.run_trace_view``)."""
@@ -163,7 +158,7 @@ class PhasefApp(App[int]):
         self._switch_before = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.call_after_refresh(self.source.start)  # the first screen (from the first KB) before any scanning
-        self._frame_timer = self.set_interval(1 / self.frame_rate, self._frame, name="frame")
+        self.pace.start()
         self._loop_for_wake = asyncio.get_running_loop()
         self.source.on_change = self._wake_from_thread
         self._toasts = show_warnings(self._toast, self._loop_for_wake)
@@ -236,38 +231,24 @@ class PhasefApp(App[int]):
         if changed or clocks_due:  # the dashboard's clocks tick once a second; nothing else redraws when idle
             self._clock_drawn = now
             screen.refresh_view(changed)
-        self._quiet_frames = 0 if changed else self._quiet_frames + 1
-        if self._quiet_frames >= QUIET_FRAMES and self.source.settled():
-            self._pause_frames()
-
-    # -- redraw on change: the frame timer runs only while something can change ----------------------------------
-    def _pause_frames(self) -> None:
-        if self._frame_timer is not None and not self.frames_paused:
-            self.frames_paused = True
-            self._frame_timer.pause()
-
-    def wake(self) -> None:
-        """Run frames again (input arrived, the terminal changed, or the source reports a change)."""
-        self._quiet_frames = 0
-        if self._frame_timer is not None and self.frames_paused:
-            self.frames_paused = False
-            self._frame_timer.resume()
+        self.pace.after_frame(bool(changed), self.source.settled)
 
     def _wake_from_thread(self) -> None:
-        """``wake`` from a reader thread, without waiting for it (a thread being joined at exit must not block)."""
+        """Frames at the full rate again, asked from a reader thread, without waiting for it (a thread being joined
+        at exit must not block). Nothing to do while they run at the full rate: the next frame reads the change."""
         loop = self._loop_for_wake
-        if loop is None:
+        if loop is None or not self.pace.idle:
             return
         try:
-            loop.call_soon_threadsafe(self.wake)
+            loop.call_soon_threadsafe(self.pace.wake)
         except RuntimeError:
             pass  # the loop is closed: the app has ended
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Compose):
             self._before_first_screen()
-        elif self.frames_paused and isinstance(event, events.InputEvent | events.Resize | events.ScreenResume):
-            self.wake()
+        elif self.pace.idle and isinstance(event, events.InputEvent | events.Resize | events.ScreenResume):
+            self.pace.wake()
         await super().on_event(event)
 
     def tab_list(self) -> tuple[tuple[str, str], ...]:

@@ -184,7 +184,7 @@ class SessionSource(DataSource):
                 self._follow_feeds(False)
             elif was_finished and not finished:  # resumed
                 self._follow_feeds(True)
-            if changed and was_finished:
+            if changed:  # (frames may have paused, on a finished run, or slowed, on a quiet live one)
                 self._wake()
             was_finished = finished
             if finished:  # a resumed run writes to the journal again: woken by that write (or looks every second)

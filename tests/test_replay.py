@@ -275,9 +275,9 @@ async def test_a_finished_session_in_the_past_lets_the_frames_rest(session: Path
         assert source.finished and source.position == 0  # the journal ended; the view is at its first event
         for _ in range(200):
             await pilot.pause(0.05)
-            if app.frames_paused:
+            if app.pace.paused:
                 break
-        assert app.frames_paused
+        assert app.pace.paused
         await pilot.press("greater_than_sign")
         await pilot.pause(0.2)
         bar = app.screen.query_one("#timeline", TimelineBar)

@@ -167,9 +167,9 @@ async def test_frames_stop_when_the_trace_is_settled_and_input_restarts_them(tmp
     async with app.run_test(size=(100, 30)) as pilot:
         for _ in range(100):
             await pilot.pause(0.05)
-            if app.frames_paused:  # type: ignore[attr-defined]
+            if app.pace.paused:  # type: ignore[attr-defined]
                 break
-        assert app.frames_paused  # type: ignore[attr-defined]
+        assert app.pace.paused  # type: ignore[attr-defined]
         frames = app.frames  # type: ignore[attr-defined]
         await pilot.pause(0.5)
         assert app.frames == frames, "no frames while paused"  # type: ignore[attr-defined]

@@ -367,7 +367,7 @@ async def test_a_finished_session_settles_stops_frames_and_wakes_on_resume(tmp_p
     assert source.finished and not source.clocks_running
     app = PhasefApp(source, blink=False, initial="traces")
     async with app.run_test(size=(120, 40)) as pilot:
-        assert await until(pilot, lambda: app.frames_paused, timeout=10)
+        assert await until(pilot, lambda: app.pace.paused, timeout=10)
         feed = source.feed
         assert feed is not None and feed.settled, "the trace is indexed and no longer followed"
         frames = app.frames
@@ -378,3 +378,44 @@ async def test_a_finished_session_settles_stops_frames_and_wakes_on_resume(tmp_p
         assert await until(pilot, lambda: app.frames > frames, timeout=5), "the journal change woke the frames"
         assert await until(pilot, lambda: not source.finished and not feed.settled, timeout=5)
     source.stop()
+
+
+async def test_a_quiet_live_session_slows_its_frames_keeps_its_clocks_and_wakes_on_a_change(tmp_path: Path) -> None:
+    """A gate waiting (a live session where nothing happens for hours): frames drop to ``LIVE_IDLE_RATE``, the
+    board's clock still ticks each second, and a key or a journal event brings the full rate back at once."""
+    import re
+
+    from phasef_tui.app import FRAME_RATE
+    from phasef_tui.frame_pace import LIVE_IDLE_RATE
+
+    with running_supervisor(tmp_path, ONE_GATE_PLAN) as session:
+        source = SessionSource(session, operator="alice")
+        app = PhasefApp(source, blink=False)
+        async with app.run_test(size=(120, 35)) as pilot:
+            assert await until(pilot, lambda: app.pace.slowed)
+            assert not app.pace.paused and not source.settled()  # (live: frames slow down, never stop)
+            frames, began = app.frames, time.monotonic()
+            await pilot.pause(2.0)
+            rate = (app.frames - frames) / (time.monotonic() - began)
+            assert rate < (LIVE_IDLE_RATE + FRAME_RATE) / 2, rate
+            board = app.screen.query_one("#board")
+
+            def waited() -> float:
+                row = next(line for line in rendered(board).splitlines() if "release" in line)
+                return float(re.findall(r"(\d+\.\d)s", row)[-1])
+
+            before = waited()
+            assert await until(pilot, lambda: waited() >= before + 1.0, timeout=5), "the gate's clock ticks"
+            assert app.pace.slowed
+
+            await pilot.press("down")  # a key: the full rate at once
+            assert not app.pace.slowed
+            assert await until(pilot, lambda: app.pace.slowed)  # quiet again
+
+            signed = source.approve("B.release", "go", "evidence read", override=True)
+            assert "signed" in signed
+            # the journal's reader reports the event: the full rate is back (then the finished run settles)
+            assert await until(pilot, lambda: not app.pace.slowed, timeout=5)
+            assert await until(pilot, lambda: "GO by alice" in rendered(app.screen.query_one("#headline")))
+            assert await until(pilot, lambda: app.pace.paused, timeout=15)
+        source.stop()

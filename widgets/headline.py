@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from widgets.session_view import GateView, MetricView
-from widgets.theme import themed
+from widgets.theme import palette, themed
 
 
 def render_headline(
@@ -76,7 +76,14 @@ class MetricRows:
 
 
 class Headline(Static):
+    _shown: tuple[object, ...] | None = None
+
     def show(
         self, state: str, final_decision: str | None, gates: tuple[GateView, ...], metrics: tuple[MetricView, ...]
     ) -> None:
-        self.update(render_headline(state, final_decision, gates, metrics))
+        """(Nothing is done when nothing changed, the theme included: the dashboard calls this each second while a
+        clock runs.)"""
+        shown = (state, final_decision, gates, metrics, palette())
+        if shown != self._shown:
+            self._shown = shown
+            self.update(render_headline(state, final_decision, gates, metrics))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from widgets.theme import themed
+from widgets.theme import palette, themed
 
 ANSI_FREE_LIMIT = 400
 """Characters of one log line shown; longer lines are cut (the full log stays on disk)."""
@@ -47,8 +47,15 @@ class LogTail(Static):
     def show(self, title: str | None, lines: tuple[str, ...]) -> None:
         self.show_blocks(title, [(None, lines)])
 
+    _shown: tuple[object, ...] | None = None
+
     def show_blocks(self, title: str | None, blocks: list[tuple[str | None, tuple[str, ...]]]) -> None:
         """``blocks`` as ``DataSource.log_tails`` gives them: one for a step run as one process, one a rank or shard
-        otherwise, the height shared between them."""
+        otherwise, the height shared between them. (Nothing is done when nothing changed, the height and the theme
+        included: the dashboard calls this each second while a clock runs.)"""
+        shown = (title, blocks, self.size.height, palette())
+        if shown == self._shown:
+            return
+        self._shown = shown
         self.border_title = f"log · {title}" if title else "log"
         self.update(render_log_blocks(title, blocks, self.size.height))

@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from widgets.session_view import StageView, StepView
-from widgets.theme import themed
+from widgets.theme import palette, themed
 
 STATE_ICONS = {
     "pending": ("○", "dim"),
@@ -171,5 +171,12 @@ class _Board:
 class StageBoard(Static):
     """Pure view: ``show(stages, selected, now)``."""
 
+    _shown: tuple[object, ...] | None = None
+
     def show(self, stages: tuple[StageView, ...], selected: str | None, now: float) -> None:
-        self.update(_Board(stages, selected, now))
+        """A board whose rows are the ones shown (only its running clocks moved: a dashboard left open on a live
+        session redraws once a second) is redrawn in place, without laying the screen out again: its height has
+        not changed."""
+        shown = (stages, selected, palette())
+        self.update(_Board(stages, selected, now), layout=shown != self._shown)
+        self._shown = shown
