@@ -170,7 +170,7 @@ def test_attaching_imports_neither_the_engine_nor_the_config_models(tmp_path: Pa
     session.mkdir(parents=True)
     (session / "journal.jsonl").write_text("", encoding="utf-8")
     (session / "config.resolved.toml").write_text('[stages.a]\ntitle = "A"\n', encoding="utf-8")
-    (tmp_path / "config.toml").write_text('[project]\nsessions_dir = "sessions"\n', encoding="utf-8")
+    (tmp_path / "config.toml").write_text('[project]\nsessions_dir = "sessions"\n[stages.a]\n', encoding="utf-8")
     code = """
 import argparse, sys
 from pathlib import Path
@@ -181,6 +181,7 @@ from phasef_tui.session_views import PlanInfo
 from pipeline.session_paths import socket_path
 args = argparse.Namespace(sessions=None, config=None)
 found = resolve_session(args, "sessions/x")
+assert resolve_session(args, "x") == found == resolve_session(args, None)  # by name, the newest: the config read
 assert PlanInfo(session_config_path(found)).stage_titles == {"a": "A"}
 socket_path(found)
 print(sorted(m for m in ("pipeline.engine", "pipeline.config", "pipeline.config_model", "pipeline.control",
@@ -211,3 +212,33 @@ def test_find_session_works_the_sessions_root_out_only_when_it_needs_it(tmp_path
     assert find_session(tmp_path / "root", "s2") == under_root  # (a root given as it is)
     with pytest.raises(FileNotFoundError, match=r"no session 'nope' under .*root \(recent: s2\)"):
         find_session(root, "nope")
+
+
+PROJECT_VALUES = st.one_of(
+    st.booleans(), st.text(max_size=8), st.integers(-5, 400), st.lists(st.text(max_size=3), max_size=2)
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    project=st.one_of(
+        st.dictionaries(
+            st.sampled_from(["name", "sessions_dir", "final_gate", "step_functions", "final_override", "typo"]),
+            PROJECT_VALUES,
+            max_size=5,
+        ),
+        PROJECT_VALUES,
+    ),
+    other=st.booleans(),
+)
+def test_the_sessions_folder_is_read_as_the_models_read_it(tmp_path: Path, project: Any, other: bool) -> None:
+    """``read_sessions_dir`` (finding a session by name, without the models): the models' answer on any
+    ``[project]``, valid or not, whatever else the file holds."""
+    from pipeline.config_section import read_sessions_dir
+
+    config = tmp_path / "config.toml"
+    data: dict[str, Any] = {"project": project}
+    if other:
+        data["stages"] = {"a": {"title": 3}}  # (another section with a problem)
+    config.write_text(tomli_w.dumps(data), encoding="utf-8")
+    assert read_sessions_dir(config) == read_section(config, "project").value.sessions_dir

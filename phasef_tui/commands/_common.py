@@ -77,14 +77,14 @@ def sessions_root_for(args: argparse.Namespace) -> Path:
         return Path(explicit).resolve()
     path = config_path(args)
     if path.exists():
-        from pipeline.config import ConfigError, read_section
+        from pipeline.config_section import ConfigError, read_sessions_dir
 
         try:
-            project = read_section(path, "project").value
+            sessions_dir = read_sessions_dir(path)
         except ConfigError:
             pass
         else:
-            sub = Path(project.sessions_dir).expanduser()
+            sub = Path(sessions_dir).expanduser()
             return sub if sub.is_absolute() else path.parent / sub
     return Path("sessions").resolve()
 
