@@ -10,10 +10,10 @@ the session. Measured with 20 sessions (``bench_ssh_sessions.py``'s memory figur
 A view read ahead is used only while the files are the ones it read:
 
 - the session folder is the one asked for;
-- the journal is the same file (device and inode) and not shorter than what was read (a journal replaced or cut
-  is read again from its start, as it would be without this);
-- the config is the same file, unchanged (device, inode, size and modification time, taken before it was read, so
-  a change while it was read shows), or still absent.
+- the journal is the same file (device and inode), not shorter than what was read, and holds the same bytes at its
+  start and just before where the reading stopped (a journal replaced, cut, or deleted and written again under an
+  inode number used again is read from its start, as it would be without this);
+- the config holds the same bytes (or is still absent).
 
 Otherwise the session reads the folder itself, as before. A view is taken once: it becomes that view's state.
 """
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.fsio import read_bytes_bounded
 from pipeline.journal import JOURNAL_NAME
 
 if TYPE_CHECKING:
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
 
 READER = "phasef (read ahead)"
 """The operator a view read ahead is built for, until ``take`` gives it its own."""
+MARK_BYTES = 256
+"""Bytes of the journal compared at its start and just before where the reading stopped."""
+CONFIG_LIMIT = 1 << 20
+"""A config bigger than this is not read ahead (compared byte for byte at each take)."""
 
 
 @dataclass
@@ -40,7 +45,8 @@ class _Ahead:
     source: ReplaySource
     settings: dict[str, Any]
     journal: tuple[int, int]
-    config: tuple[Path | None, tuple[int, int, int, int] | None]
+    marks: tuple[bytes, bytes]
+    config: tuple[Path | None, bytes | None]
 
 
 _ahead: _Ahead | None = None
@@ -56,28 +62,48 @@ def _stamp(path: Path | None) -> tuple[int, int, int, int] | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _config(session_dir: Path) -> tuple[Path | None, tuple[int, int, int, int] | None]:
+def _config(session_dir: Path) -> tuple[Path | None, bytes | None]:
+    """The session's config and its bytes (None: none, or one that cannot be read or is too big to compare)."""
     from phasef_tui.session_source import session_config_path
 
     path = session_config_path(session_dir)
-    return path, _stamp(path)
+    if path is None:
+        return None, None
+    try:
+        return path, read_bytes_bounded(path, CONFIG_LIMIT)
+    except OSError:  # (not a regular file, too big, unreadable: ``FileTooLarge`` and ``NotARegularFile`` too)
+        return path, None
+
+
+def _marks(journal: Path, upto: int) -> tuple[bytes, bytes] | None:
+    """The journal's first bytes and those just before ``upto``."""
+    try:
+        with open(journal, "rb") as fh:
+            head = fh.read(min(MARK_BYTES, upto))
+            fh.seek(max(0, upto - MARK_BYTES))
+            return head, fh.read(min(upto, MARK_BYTES))
+    except OSError:
+        return None
 
 
 def prepare(session_dir: Path) -> bool:
     """Read ``session_dir`` as an attached view does at start and keep it for ``take``; False if there is no
-    journal to read (nothing is kept)."""
+    journal to read, or a config that cannot be compared (nothing is kept)."""
     global _ahead
     from phasef_tui.app import load_tui_settings
     from phasef_tui.replay_source import ReplaySource
 
     _ahead = None
     folder = Path(session_dir).resolve()
-    config = _config(folder)  # (before reading: a change while it is read shows as a different stamp)
+    config = _config(folder)  # (before it is parsed: a change while it is read shows as other bytes at the take)
     journal = _stamp(folder / JOURNAL_NAME)
-    if journal is None:
+    if journal is None or (config[0] is not None and config[1] is None):
         return False
     source = ReplaySource(folder, operator=READER, control_socket=None, follow=True, attached=True)
-    _ahead = _Ahead(folder, source, load_tui_settings(config[0]), journal[:2], config)
+    marks = _marks(folder / JOURNAL_NAME, source.journal_read)
+    if marks is None:
+        return False
+    _ahead = _Ahead(folder, source, load_tui_settings(config[0]), journal[:2], marks, config)
     return True
 
 
@@ -90,8 +116,11 @@ def take(session_dir: Path, operator: str, control_socket: Path | None) -> tuple
         return None
     if _config(ahead.session_dir) != ahead.config:
         return None
-    journal = _stamp(ahead.session_dir / JOURNAL_NAME)
+    path = ahead.session_dir / JOURNAL_NAME
+    journal = _stamp(path)
     if journal is None or journal[:2] != ahead.journal or journal[2] < ahead.source.journal_read:
+        return None
+    if _marks(path, ahead.source.journal_read) != ahead.marks:
         return None
     ahead.source.identify(operator, control_socket)
     return ahead.source, ahead.settings

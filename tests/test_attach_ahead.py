@@ -135,6 +135,25 @@ def _journal_gone(folder: Path) -> None:
     (folder / "journal.jsonl").unlink()
 
 
+def _journal_rewritten_in_place(folder: Path) -> None:
+    """The same file (device, inode) and size, other bytes: as a journal deleted and written again under an inode
+    number used again would be."""
+    with open(folder / "journal.jsonl", "r+b") as fh:
+        first = fh.read(40)
+        fh.seek(0)
+        fh.write(first.replace(b"{", b" ", 1))
+
+
+def _config_rewritten_keeping_its_time(folder: Path) -> None:
+    config = session_config_path(folder)
+    assert config is not None
+    stat = config.stat()
+    text = config.read_text()
+    config.write_text(text.replace('"textual-light"', '"textual-dusk!"'))  # (same size)
+    os.utime(config, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert config.stat().st_size == stat.st_size and config.stat().st_mtime_ns == stat.st_mtime_ns
+
+
 def _config_gone(folder: Path) -> None:
     config = session_config_path(folder)
     assert config is not None
@@ -143,8 +162,24 @@ def _config_gone(folder: Path) -> None:
 
 @pytest.mark.parametrize(
     "change",
-    [_config_edited, _journal_replaced, _journal_cut, _journal_gone, _config_gone],
-    ids=["config edited", "journal replaced", "journal cut", "journal gone", "config gone"],
+    [
+        _config_edited,
+        _config_rewritten_keeping_its_time,
+        _config_gone,
+        _journal_replaced,
+        _journal_cut,
+        _journal_gone,
+        _journal_rewritten_in_place,
+    ],
+    ids=[
+        "config edited",
+        "config rewritten, same size and time",
+        "config gone",
+        "journal replaced",
+        "journal cut",
+        "journal gone",
+        "journal rewritten in place",
+    ],
 )
 def test_a_view_read_ahead_of_files_that_changed_is_not_used(
     recorded: Path, tmp_path: Path, change: Callable[[Path], None]
