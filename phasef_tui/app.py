@@ -231,7 +231,7 @@ class PhasefApp(App[int]):
         if changed or clocks_due:  # the dashboard's clocks tick once a second; nothing else redraws when idle
             self._clock_drawn = now
             screen.refresh_view(changed)
-        self.pace.after_frame(bool(changed), self.source.settled)
+        self.pace.after_frame(bool(changed) or self.source.playing, self.source.settled)
 
     def _wake_from_thread(self) -> None:
         """Frames at the full rate again, asked from a reader thread, without waiting for it (a thread being joined

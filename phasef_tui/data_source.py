@@ -60,6 +60,9 @@ class DataSource:
 
     title = "phasef"
     operator: str | None = None
+    playing = False
+    """A replay moving on by itself (``phasef replay``, key ``z``): its frames keep the full rate, so each event shows
+    at its recorded pace."""
 
     def __init__(self) -> None:
         self._trace_mark: tuple[int, ...] = ()

@@ -20,6 +20,7 @@ from pipeline.replay import Timeline
 from tests.cross_helpers import tiny_eval_plan
 from tests.spine_helpers import phasef
 from tests.tmux_helpers import Tmux
+from tests.tui_helpers import until
 from widgets.timeline_bar import TimelineBar, render_timeline
 
 PLAN = (
@@ -175,6 +176,17 @@ async def test_replay_screens_follow_the_position(session: Path) -> None:
         assert source.position > 0
         await pilot.press("z")
         assert not source.playing
+
+        # a replay that plays keeps the full frame rate, even while its next event is far ahead (each event shows
+        # at its recorded pace); stopped, it slows down or stops again
+        source.move_to(0)
+        source.speed = 0.001
+        await pilot.press("z")
+        await pilot.pause(1.0)  # (twice the quiet frames that slow an idle app down)
+        assert source.playing and source.position == 0
+        assert not (app.pace.slowed or app.pace.paused)
+        await pilot.press("z")
+        assert await until(pilot, lambda: app.pace.slowed or app.pace.paused)
 
 
 def test_a_file_changed_since_is_marked(session: Path, tmp_path: Path) -> None:
