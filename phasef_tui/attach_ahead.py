@@ -52,14 +52,13 @@ class _Ahead:
 _ahead: _Ahead | None = None
 
 
-def _stamp(path: Path | None) -> tuple[int, int, int, int] | None:
-    if path is None:
-        return None
+def _journal_file(path: Path) -> tuple[int, int, int] | None:
+    """The journal's device, inode and size (None: gone)."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return st.st_dev, st.st_ino, st.st_size
 
 
 def _config(session_dir: Path) -> tuple[Path | None, bytes | None]:
@@ -96,7 +95,7 @@ def prepare(session_dir: Path) -> bool:
     _ahead = None
     folder = Path(session_dir).resolve()
     config = _config(folder)  # (before it is parsed: a change while it is read shows as other bytes at the take)
-    journal = _stamp(folder / JOURNAL_NAME)
+    journal = _journal_file(folder / JOURNAL_NAME)
     if journal is None or (config[0] is not None and config[1] is None):
         return False
     source = ReplaySource(folder, operator=READER, control_socket=None, follow=True, attached=True)
@@ -117,7 +116,7 @@ def take(session_dir: Path, operator: str, control_socket: Path | None) -> tuple
     if _config(ahead.session_dir) != ahead.config:
         return None
     path = ahead.session_dir / JOURNAL_NAME
-    journal = _stamp(path)
+    journal = _journal_file(path)
     if journal is None or journal[:2] != ahead.journal or journal[2] < ahead.source.journal_read:
         return None
     if _marks(path, ahead.source.journal_read) != ahead.marks:
