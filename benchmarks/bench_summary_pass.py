@@ -1,5 +1,6 @@
 """The viewer's summary pass alone (no TUI): a trace indexed and summarized by ``TraceIndex.run`` until complete,
 in a fresh process per run; wall time, CPU of the process tree (workers included), both per line in microseconds,
+CPU of the viewer's process alone,
 and RssAnon of the viewer's process once done; the 1-minute load average (``uptime``) when each run started. With
 ``--baseline DIR`` (a checkout of an earlier commit) both are run interleaved and the ratios printed; the last line is
 one JSON object.
@@ -40,7 +41,8 @@ assert index.complete
 own = resource.getrusage(resource.RUSAGE_SELF)
 kids = resource.getrusage(resource.RUSAGE_CHILDREN)
 cpu = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-print(wall, cpu, rss_anon_mb(), len(index), getattr(getattr(index, "workers", index), "split_lines", 0))
+print(wall, cpu, rss_anon_mb(), len(index), getattr(getattr(index, "workers", index), "split_lines", 0),
+      own.ru_utime + own.ru_stime)
 index.close()
 """
 
@@ -51,10 +53,11 @@ def run_once(tree: Path, path: Path) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, "-c", CHILD, str(path)], env=env, capture_output=True, text=True, check=True, cwd=str(tree)
     ).stdout.split()
-    wall, cpu, rss, lines, split = (float(x) for x in out)
+    wall, cpu, rss, lines, split, own = (float(x) for x in out)
     return {
         "wall_s": wall,
         "cpu_s": cpu,
+        "viewer_cpu_s": own,
         "rss_anon_mb": rss,
         "lines": lines,
         "split_lines": split,

@@ -4,12 +4,15 @@ gives the results of the exact path and does no work once nothing can change."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from phasef_tui.trace_view import prepare_trace_view
 from pipeline.traces.analysis import analyze, analyze_compact, analyze_records
@@ -196,3 +199,41 @@ def test_vectorized_newline_scan_equals_the_loop(tmp_path: Path, monkeypatch: An
 
     assert index_module.numpy_or_none() is not None
     assert ends(1 << 18) == ends(1 << 40)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.lists(st.binary(max_size=90).map(lambda b: b.replace(b"\n", b"")), max_size=12), min_size=1, max_size=5
+    ),
+    st.booleans(),
+)
+def test_big_chunks_read_into_one_buffer_find_every_line_as_the_file_grows(
+    tmp_path: Path, monkeypatch: Any, growths: list[list[bytes]], torn: bool
+) -> None:
+    """The newline scan's big chunks are read into one buffer, used again and let go at the end of the file: a file
+    growing in steps (lines cut by chunk boundaries, blank lines, a torn last line) gives the end offsets of its
+    lines, each scan after the last growth starting where the previous stopped."""
+    import pipeline.traces.index_scan as index_scan
+
+    monkeypatch.setattr(index_scan, "VECTOR_SCAN_BYTES", 16)  # (every chunk the vectorized way)
+    monkeypatch.setattr(index_scan, "VECTOR_STEP_BYTES", 48)
+    assert index_scan.numpy_or_none() is not None
+    path = tmp_path / f"grow-{len(growths)}-{torn}.jsonl"
+    path.write_bytes(b"")
+    line_ends = index_scan.LineEnds(include_partial=False, chunk_size=20)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        content = b""
+        for lines in growths:
+            content += b"".join(line + b"\n" for line in lines)
+            path.write_bytes(content + (b'{"kind": "ti' if torn else b""))
+            size = os.fstat(fd).st_size
+            while line_ends.scan(fd, size):
+                pass
+            expected = [i + 1 for i, byte in enumerate(content) if byte == 10]
+            assert line_ends.ends.tolist() == expected
+            assert line_ends.scanned == (expected[-1] if expected else 0)
+            assert line_ends._buffer is None  # (the end was reached: the buffer went)
+    finally:
+        os.close(fd)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pickle
 import threading
+from array import array
 from typing import Any
 
 import pytest
@@ -235,3 +236,48 @@ def test_end_offsets_widen_past_4_gb_of_names(monkeypatch: pytest.MonkeyPatch) -
     store = NameStore()
     _check(store, names)
     assert store._ends.typecode == "q"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(0, 6).map(lambda k: 1 << k),
+    st.data(),
+)
+def test_names_placed_in_c_fill_the_table_as_the_python_loop_does(size: int, data: st.DataObject) -> None:
+    """``_place`` in C (``place_names``) against its Python loop: the same slots for any tags (colliding, wrapping
+    around the end), any slots taken before and any first number; a table with too few free slots is refused and
+    left as it was (the Python loop would probe for ever)."""
+    native = summary_names._native()
+    if native is None:
+        pytest.skip("the summary's C module is not built here")
+    table = array("i", data.draw(st.lists(st.sampled_from([-1, 7]), min_size=size, max_size=size)))
+    free = table.count(-1)
+    tags = data.draw(st.lists(st.integers(0, 2**32 - 1) | st.integers(0, 3), max_size=free + 2))
+    first = data.draw(st.integers(0, 2**31 - 1 - len(tags)))
+    in_c = array("i", table)
+    if len(tags) > free:
+        with pytest.raises(ValueError, match="too few free slots"):
+            native.place_names(in_c, array("I", tags), first)
+        assert in_c == table
+        return
+    summary_names._place(in_c, tags, first)  # (a list: made an array('I') for C)
+    in_python = array("i", table)
+    mask = size - 1
+    for number, tag in enumerate(tags, first):
+        slot = tag & mask
+        while in_python[slot] >= 0:
+            slot = (slot + 1) & mask
+        in_python[slot] = number
+    assert in_c == in_python
+
+
+def test_place_names_refuses_buffers_of_another_type() -> None:
+    native = summary_names._native()
+    if native is None:
+        pytest.skip("the summary's C module is not built here")
+    with pytest.raises(TypeError, match="'i' items"):
+        native.place_names(array("I", [0] * 4), array("I"), 0)
+    with pytest.raises(TypeError, match="'I' items"):
+        native.place_names(array("i", [-1] * 4), array("i", [1]), 0)
+    with pytest.raises(ValueError, match="power of two"):
+        native.place_names(array("i", [-1] * 3), array("I", [1]), 0)

@@ -1195,8 +1195,63 @@ static PyObject *newline_ends(PyObject *module, PyObject *args) {
     return out;
 }
 
+static const char place_names_doc[] =
+    "place_names(table, tags, first)\n--\n\n"
+    "``summary_names._place``: names ``first, first + 1, ...`` (their hash tags, the ``'I'`` items of ``tags``) put in\n"
+    "the free slots (-1) of ``table`` (``'i'`` items, a power of two of them) by linear probing. ValueError, with the\n"
+    "table unchanged, when it has too few free slots.";
+
+static int buffer_of(PyObject *obj, Py_buffer *view, int flags, const char *format, const char *what) {
+    if (PyObject_GetBuffer(obj, view, flags | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) return -1;
+    if (view->itemsize != 4 || view->format == NULL || strcmp(view->format, format) != 0) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_TypeError, "place_names(): %s must hold '%s' items", what, format);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *place_names(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *table_obj, *tags_obj;
+    long long first;
+    if (!PyArg_ParseTuple(args, "OOL", &table_obj, &tags_obj, &first)) return NULL;
+    Py_buffer table, tags;
+    if (buffer_of(table_obj, &table, PyBUF_WRITABLE, "i", "the table") < 0) return NULL;
+    if (buffer_of(tags_obj, &tags, PyBUF_SIMPLE, "I", "the tags") < 0) {
+        PyBuffer_Release(&table);
+        return NULL;
+    }
+    int32_t *slots = table.buf;
+    const uint32_t *tag = tags.buf;
+    Py_ssize_t size = table.len / 4, count = tags.len / 4, free_slots = 0;
+    const char *problem = NULL;
+    if (size == 0 || (size & (size - 1)) != 0) problem = "place_names(): the table's size must be a power of two";
+    else if (first < 0 || first + count - 1 > INT32_MAX) problem = "place_names(): name numbers out of range";
+    else {
+        for (Py_ssize_t j = 0; j < size; j++) free_slots += slots[j] < 0;
+        if (free_slots < count) problem = "place_names(): the table has too few free slots";
+    }
+    if (problem == NULL) {
+        uint32_t mask = (uint32_t)(size - 1);
+        for (Py_ssize_t k = 0; k < count; k++) {
+            uint32_t slot = tag[k] & mask;
+            while (slots[slot] >= 0) slot = (slot + 1) & mask;
+            slots[slot] = (int32_t)(first + k);
+        }
+    }
+    PyBuffer_Release(&tags);
+    PyBuffer_Release(&table);
+    if (problem != NULL) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"newline_ends", newline_ends, METH_VARARGS, newline_ends_doc},
+    {"place_names", place_names, METH_VARARGS, place_names_doc},
     {"all_ascii", all_ascii, METH_O, all_ascii_doc},
     {"summarize", (PyCFunction)(void (*)(void))summarize, METH_FASTCALL, summarize_doc},
     {"narrow", narrow, METH_VARARGS, narrow_doc},

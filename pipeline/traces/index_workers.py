@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING
 from pipeline.traces.index_scan import numpy_or_none
 from pipeline.traces.summary_columns import NO_ID, _Summaries, append_column, compact_summaries, flag_lines_upto
 from pipeline.traces.summary_split import RangeMerge
-from pipeline.traces.summary_worker import COLUMNS, SummaryDelta, SummaryWorker, release_free_heap
+from pipeline.traces.summary_worker import (
+    COLUMNS,
+    SummaryDelta,
+    SummaryWorker,
+    grow_by_remapping,
+    release_free_heap,
+)
 
 if TYPE_CHECKING:
     from pipeline.traces.index import TraceIndex
@@ -136,6 +142,7 @@ class SummaryWorkers:
             done = index.ends[len(index.summaries) - 1] if len(index.summaries) else 0
             # numpy (to take the answers in) is imported only now: never on open, in the UI thread
             if upto - done >= self.min_bytes and numpy_or_none() is not None:
+                grow_by_remapping()  # (the columns grow with every answer)
                 self.worker = SummaryWorker.start(index.path, index.summaries)
                 if self.worker is None:
                     self.min_bytes = None
