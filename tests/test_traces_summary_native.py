@@ -351,3 +351,50 @@ def test_an_error_in_python_code_the_c_loop_calls_comes_out_as_raised() -> None:
                 _summarize_batch(_Summaries(), 0, lines)
         s = _Summaries()
         assert _summarize_batch(s, 0, lines) == 1 and len(s) == 1, "the next batch is summarized as usual"
+
+
+@needs_native
+def test_a_worker_summary_numbers_its_chains_in_c_as_chain_number_does() -> None:
+    """A transient summary's chains are numbered by the C loop itself (``summary_native._chains_here``), not by
+    ``chain_number``: the same names, numbers, first and last lines and episodes, over batches (a chain met again in
+    a later batch), for lines without an episode, non-ASCII names and names longer than the C loop's own buffer."""
+    long_episode, long_chain = "é" * 200, "c" * 300
+
+    def tick(episode: str | None, chain: str, t: int) -> bytes:
+        fields: dict[str, Any] = {"kind": "tick", "tick": t, "chain_id": chain, "outcome": "ok"}
+        if episode is not None:
+            fields["episode"] = episode
+        return orjson.dumps(fields)
+
+    lines = [
+        tick("e1", "c1", 0),
+        tick("e1", "c2", 1),
+        tick(None, "c1", 2),
+        tick(long_episode, long_chain, 3),
+        tick("e1", "c1", 4),
+        tick("ë2", "c1", 5),
+        tick(long_episode, long_chain, 6),
+        tick(None, "c1", 7),
+    ]
+    batches = [lines[:3], lines[3:5], lines[5:]]
+    assert summary_native._chains_here(_Summaries(transient=True)) is not None
+    assert summary_native._chains_here(_Summaries()) is None  # (the viewer's compact names: chain_number is asked)
+    for blocks in (False, True):
+        in_c = summarize(batches, native=True, transient=True, blocks=blocks)
+        assert in_c == summarize(batches, native=False, transient=True, blocks=blocks)
+        assert in_c == summarize(batches, native=True, transient=False, blocks=blocks)
+    s = _Summaries(transient=True)
+
+    def asked(*args: Any) -> int:
+        raise AssertionError(f"chain_number was asked: {args}")
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(summary_module, "native", NATIVE)
+        m.setattr(summary_module, "chain_number", asked)  # (every line here is one the C loop takes)
+        first = 0
+        for batch in batches:
+            first += _summarize_batch(s, first, batch)
+    assert list(s.chains.names) == ["e1\x1fc1", "e1\x1fc2", "\x1fc1", f"{long_episode}\x1f{long_chain}", "ë2\x1fc1"]
+    assert list(s.chain_lines.first) == [0, 1, 2, 3, 5]
+    assert list(s.chain_lines.last) == [4, 1, 7, 6, 5]
+    assert list(s.chain_episode) == [0, 0, -1, 1, 2]

@@ -422,6 +422,7 @@ static int parse_line(const char *p, const char *end, Value *vals) {
 enum { K_UNKNOWN = 0, K_START = 1, K_TICK = 2, K_END = 3 };
 
 static PyObject *str_runs, *str_no_progress, *str_chain_lines, *str_last, *str_failure, *str_aborted, *empty_bytes;
+static PyObject *str_append;
 
 static PyObject *value_object(const Value *v) {
     switch (v->tag) {
@@ -550,6 +551,9 @@ typedef struct {
     PyObject *bad_action, *invalid_verb, *chain_number, *death_outcomes;
     long thrash_min, deadlock_window, cache_max;
     Memo *chains_memo;
+    /* A transient summary's chains (``ListNames``' dict and list, the chain lines' first and last, the chains'
+     * episodes), numbered here as ``summary_columns.chain_number`` does; NULL: ``chain_number`` is asked. */
+    PyObject *chain_ids, *chain_names, *chain_first, *chain_last, *chain_episode;
     /* The episode of the last tick, while its state is certainly the one in ``state``: its runs object, the dict of
      * its open runs and its count of ticks without progress, kept here and written back to the runs object before
      * any Python code that may read it runs (``forget_last``). */
@@ -814,23 +818,72 @@ static int success_ends_runs(PyObject *open_runs, PyObject *info, PyObject *inva
     return 0;
 }
 
-/* ``summary._chain_number``: asked of Python once per chain and batch, then from the memo. */
-static long chain_of(Ctx *c, long episode, const Value *chain_id, Py_ssize_t i) {
+/* A new reference to the number of the chain ``chain_id`` of the episode named ``ep`` (NULL: lines without an
+ * episode) in a transient summary's chains, numbered as ``summary_columns.chain_number`` numbers them: its key is the
+ * episode's name, "\x1f" and the chain's id; a new chain gets the next number and its first line. */
+static PyObject *chain_number_here(Ctx *c, long episode_number, const Value *ep, const Value *chain_id, PyObject *line) {
+    Py_ssize_t ep_n = ep != NULL ? ep->n : 0;
+    char small[264];
+    char *buf = ep_n + 1 + chain_id->n <= (Py_ssize_t)sizeof(small) ? small : PyMem_Malloc((size_t)(ep_n + 1 + chain_id->n));
+    if (buf == NULL) return PyErr_NoMemory();
+    if (ep_n) memcpy(buf, ep->s, (size_t)ep_n);
+    buf[ep_n] = '\x1f';
+    memcpy(buf + ep_n + 1, chain_id->s, (size_t)chain_id->n);
+    PyObject *key = PyUnicode_DecodeUTF8(buf, ep_n + 1 + chain_id->n, "strict");
+    if (buf != small) PyMem_Free(buf);
+    if (key == NULL) return NULL;
+    PyObject *number = PyDict_GetItemWithError(c->chain_ids, key);
+    if (number != NULL) { /* known from an earlier batch: this is its last line */
+        Py_INCREF(number);
+        Py_DECREF(key);
+        if (PyObject_SetItem(c->chain_last, number, line) < 0) Py_CLEAR(number);
+        return number;
+    }
+    if (PyErr_Occurred()) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    number = PyLong_FromSsize_t(PyList_GET_SIZE(c->chain_names));
+    PyObject *episode = number == NULL ? NULL : PyLong_FromLong(episode_number);
+    int r = episode == NULL ? -1 : PyDict_SetItem(c->chain_ids, key, number);
+    if (r == 0) r = PyList_Append(c->chain_names, key);
+    PyObject *done = NULL;
+    if (r == 0) done = PyObject_CallMethodOneArg(c->chain_first, str_append, line);
+    if (done != NULL) {
+        Py_DECREF(done);
+        done = PyObject_CallMethodOneArg(c->chain_last, str_append, line);
+    }
+    if (done != NULL) {
+        Py_DECREF(done);
+        done = PyObject_CallMethodOneArg(c->chain_episode, str_append, episode);
+    }
+    Py_XDECREF(done);
+    Py_XDECREF(episode);
+    Py_DECREF(key);
+    if (done == NULL) Py_CLEAR(number);
+    return number;
+}
+
+/* ``summary._chain_number``: asked of Python (or ``chain_number_here``) once per chain and batch, then from the
+ * memo. ``ep``: the episode's name (NULL: none). */
+static long chain_of(Ctx *c, long episode, const Value *ep, const Value *chain_id, Py_ssize_t i) {
     char buf[264];
-    int64_t ep = episode;
+    int64_t ep_number = episode;
     int memo = chain_id->n <= 256;
-    Py_ssize_t n = (Py_ssize_t)sizeof(ep) + chain_id->n;
+    Py_ssize_t n = (Py_ssize_t)sizeof(ep_number) + chain_id->n;
     uint64_t h = 0;
     PyObject *number = NULL;
     if (memo) {
-        memcpy(buf, &ep, sizeof(ep));
-        memcpy(buf + sizeof(ep), chain_id->s, (size_t)chain_id->n);
+        memcpy(buf, &ep_number, sizeof(ep_number));
+        memcpy(buf + sizeof(ep_number), chain_id->s, (size_t)chain_id->n);
         h = hash_bytes(buf, n);
         number = memo_get(c->chains_memo, buf, n, h);
     }
     if (number != NULL) { /* a known chain: its last line is this one */
-        PyObject *lines = PyObject_GetAttr(c->s, str_chain_lines);
-        PyObject *last = lines == NULL ? NULL : PyObject_GetAttr(lines, str_last);
+        PyObject *lines = c->chain_last != NULL ? NULL : PyObject_GetAttr(c->s, str_chain_lines);
+        PyObject *last = c->chain_last != NULL ? Py_NewRef(c->chain_last)
+                         : lines == NULL       ? NULL
+                                               : PyObject_GetAttr(lines, str_last);
         PyObject *line = last == NULL ? NULL : PyLong_FromSsize_t(i);
         int r = line == NULL ? -1 : PyObject_SetItem(last, number, line);
         Py_XDECREF(line);
@@ -840,10 +893,17 @@ static long chain_of(Ctx *c, long episode, const Value *chain_id, Py_ssize_t i) 
         long chain = PyLong_AsLong(number);
         return chain == -1 && PyErr_Occurred() ? -2 : chain;
     }
-    PyObject *text = value_object(chain_id);
-    if (text == NULL) return -2;
-    number = PyObject_CallFunction(c->chain_number, "OlOn", c->s, episode, text, i);
-    Py_DECREF(text);
+    if (c->chain_ids != NULL) {
+        PyObject *line = PyLong_FromSsize_t(i);
+        if (line == NULL) return -2;
+        number = chain_number_here(c, episode, episode == -1 ? NULL : ep, chain_id, line);
+        Py_DECREF(line);
+    } else {
+        PyObject *text = value_object(chain_id);
+        if (text == NULL) return -2;
+        number = PyObject_CallFunction(c->chain_number, "OlOn", c->s, episode, text, i);
+        Py_DECREF(text);
+    }
     if (number == NULL) return -2;
     long chain = PyLong_AsLong(number);
     if (chain == -1 && PyErr_Occurred()) {
@@ -924,7 +984,7 @@ static int do_tick(Ctx *c, Py_ssize_t i, const Line *line, const Value *vals) {
     }
     long chain = -1;
     if (!failed && vals[F_CHAIN_ID].tag == V_STR) {
-        chain = chain_of(c, episode, &vals[F_CHAIN_ID], i);
+        chain = chain_of(c, episode, ep, &vals[F_CHAIN_ID], i);
         failed = chain == -2;
     }
     Py_DECREF(info);
@@ -973,16 +1033,24 @@ static int do_edge(Ctx *c, Py_ssize_t i, const Line *line, const Value *vals, in
 
 static const char summarize_doc[] =
     "summarize(lines, first, s, slow, intern, state, runs_type, tick_cache, tick_flags, actions, action_info,\n"
-    "          bad_action, invalid_verb, chain_number, death_outcomes, thrash_min, deadlock_window, cache_max)\n"
+    "          bad_action, invalid_verb, chain_number, death_outcomes, thrash_min, deadlock_window, cache_max, chains)\n"
     "--\n\n"
     "The rows of ``lines`` (a list of bytes, or a block of lines as a bytes-like object; valid UTF-8; line numbers from ``first``) as ``summary._summarize_strict`` gives them, in\n"
     "columns: the bytes of kind ('b'), flags ('H'), episode, tick, chain, context size (all 'i') and latency ('f'),\n"
-    "then the least and greatest tick and context size. ``slow(i, raw)`` gives the row of a line not taken here.";
+    "then the least and greatest tick and context size. ``slow(i, raw)`` gives the row of a line not taken here.\n"
+    "``chains``: None, or a transient summary's (``ListNames``' ids and names, its chain lines' first and last, its\n"
+    "chain episodes), numbered here as ``chain_number`` would.";
 
 static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (nargs != 18) {
-        PyErr_SetString(PyExc_TypeError, "summarize() takes 18 arguments");
+    if (nargs != 19) {
+        PyErr_SetString(PyExc_TypeError, "summarize() takes 19 arguments");
+        return NULL;
+    }
+    PyObject *chains = args[18];
+    if (chains != Py_None && !(PyTuple_Check(chains) && PyTuple_GET_SIZE(chains) == 5 &&
+                               PyDict_Check(PyTuple_GET_ITEM(chains, 0)) && PyList_Check(PyTuple_GET_ITEM(chains, 1)))) {
+        PyErr_SetString(PyExc_TypeError, "summarize(): chains must be None or (ids, names, first, last, episodes)");
         return NULL;
     }
     PyObject *lines = args[0];
@@ -999,6 +1067,13 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
         .bad_action = args[11], .invalid_verb = args[12], .chain_number = args[13],
         .death_outcomes = args[14], .last_name = NULL, .last_runs = NULL, .last_open = NULL, .last_episode = -1,
     };
+    if (chains != Py_None) {
+        c.chain_ids = PyTuple_GET_ITEM(chains, 0);
+        c.chain_names = PyTuple_GET_ITEM(chains, 1);
+        c.chain_first = PyTuple_GET_ITEM(chains, 2);
+        c.chain_last = PyTuple_GET_ITEM(chains, 3);
+        c.chain_episode = PyTuple_GET_ITEM(chains, 4);
+    }
     c.thrash_min = PyLong_AsLong(args[15]);
     c.deadlock_window = PyLong_AsLong(args[16]);
     c.cache_max = PyLong_AsLong(args[17]);
@@ -1282,9 +1357,12 @@ PyMODINIT_FUNC PyInit__summary_native(void) {
     str_no_progress = PyUnicode_InternFromString("no_progress");
     str_chain_lines = PyUnicode_InternFromString("chain_lines");
     str_last = PyUnicode_InternFromString("last");
+    str_append = PyUnicode_InternFromString("append");
     str_failure = PyUnicode_InternFromString("failure");
     str_aborted = PyUnicode_InternFromString("aborted");
     empty_bytes = PyBytes_FromStringAndSize("", 0);
-    if (!str_runs || !str_no_progress || !str_chain_lines || !str_last || !str_failure || !str_aborted || !empty_bytes) return NULL;
+    if (!str_runs || !str_no_progress || !str_chain_lines || !str_last || !str_failure || !str_aborted || !empty_bytes ||
+        !str_append)
+        return NULL;
     return PyModule_Create(&module_def);
 }

@@ -22,6 +22,7 @@ def summarize(
     thrash_min: int,
     deadlock_window: int,
     cache_max: int,
+    chains: tuple[dict[str, int], list[str], Any, Any, Any] | None,
     /,
 ) -> tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes, int, int, int, int]: ...
 def narrow(data: bytes, typecode: str, /) -> bytes: ...

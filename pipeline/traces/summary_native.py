@@ -15,7 +15,16 @@ from types import ModuleType
 from typing import Any
 
 from pipeline.traces import summary_records
-from pipeline.traces.summary_columns import _NARROW_RANGE, WIDE, _Column, _EpisodeRuns, _Summaries, append_column
+from pipeline.traces.summary_columns import (
+    _NARROW_RANGE,
+    WIDE,
+    ListNames,
+    _ChainLines,
+    _Column,
+    _EpisodeRuns,
+    _Summaries,
+    append_column,
+)
 from pipeline.traces.summary_records import BAD_ACTION, action_info, tick_flags
 from pipeline.traces.verbs import DEATH_OUTCOMES, INVALID_VERB
 
@@ -65,6 +74,7 @@ def summarize(
         thrash_min,
         deadlock_window,
         summary_records.CACHE_MAX,
+        _chains_here(s),
     )
     s.flags.frombytes(flags)
     _extend_int32(s.episode, episode)
@@ -74,6 +84,15 @@ def summarize(
     s.latency.frombytes(latency)
     s.kind.frombytes(kind)  # last: its length is the number of summarized lines (see summary._summarize_batch)
     return bytes(flags)
+
+
+def _chains_here(s: _Summaries) -> tuple[dict[str, int], list[str], array[int], array[int], array[int]] | None:
+    """A transient summary's chains (``ListNames``), which the C loop numbers itself as ``chain_number`` does (a
+    worker's ~100,000 new chains a GB asked of Python one by one); None: it asks ``chain_number``."""
+    chains, lines = s.chains, s.chain_lines
+    if type(chains) is ListNames and type(lines) is _ChainLines:
+        return chains.ids, chains.names, lines.first, lines.last, s.chain_episode
+    return None
 
 
 def _extend_int32(column: _Column, data: bytes) -> None:
