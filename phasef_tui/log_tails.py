@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import re
+import time
 from pathlib import Path
 
 from pipeline.fsio import open_regular
@@ -14,6 +15,7 @@ LOG_TAIL_BYTES = 32 << 10
 LOG_TAIL_LINES = 200
 LOG_CACHE_FILES = 64
 EVENT_PREFIX = "@@phasef-event "
+RANKS_SETTLED_NS = 1_000_000_000
 
 Tails = list[tuple[str | None, tuple[str, ...]]]
 
@@ -21,6 +23,8 @@ Tails = list[tuple[str | None, tuple[str, ...]]]
 class LogTails:
     def __init__(self) -> None:
         self._cache: dict[Path, tuple[int, tuple[str, ...]]] = {}  # path -> (size, the lines kept)
+        self._ranks: dict[Path, tuple[int, list[tuple[int, Path]]]] = {}
+        """A log's other ranks' logs, with the modification time (ns) of their folder when they were listed."""
 
     def tail(self, path: Path) -> tuple[str, ...]:
         """The last lines of ``path`` (progress-event lines left out; they are in the journal)."""
@@ -47,15 +51,33 @@ class LogTails:
         self._cache[path] = (size, kept)
         return kept
 
-    def with_ranks(self, path: Path, label: str) -> Tails:
-        """``path``'s tail, then each other rank's or shard's: labelled ``"<label> <r>"`` when there are others,
-        a single unlabelled tail when there are none."""
+    def _other_ranks(self, path: Path) -> list[tuple[int, Path]]:
+        """The other ranks' logs of ``path`` (rank, path), listed again only when their folder changed: the
+        dashboard asks every time it redraws (each second while a step runs). A listing made within a second of
+        the folder's last change is not kept (a file made in the same clock tick leaves its time as it was)."""
+        try:
+            changed = path.parent.stat().st_mtime_ns
+        except OSError:
+            return []
+        kept = self._ranks.get(path)
+        if kept is not None and kept[0] == changed:
+            return kept[1]
         stem = path.name.removesuffix(".log")
         others = sorted(
             (int(m.group(1)), p)
             for p in path.parent.glob(f"{glob.escape(stem)}.rank*.log")
             if (m := re.fullmatch(re.escape(stem) + r"\.rank(\d+)\.log", p.name))
         )
+        if time.time_ns() - changed > RANKS_SETTLED_NS:
+            if len(self._ranks) >= LOG_CACHE_FILES:
+                self._ranks.clear()
+            self._ranks[path] = (changed, others)
+        return others
+
+    def with_ranks(self, path: Path, label: str) -> Tails:
+        """``path``'s tail, then each other rank's or shard's: labelled ``"<label> <r>"`` when there are others,
+        a single unlabelled tail when there are none."""
+        others = self._other_ranks(path)
         if not others:
             return [(None, self.tail(path))]
         tails: Tails = [(f"{label} 0", self.tail(path))]
