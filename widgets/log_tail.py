@@ -58,4 +58,5 @@ class LogTail(Static):
             return
         self._shown = shown
         self.border_title = f"log · {title}" if title else "log"
-        self.update(render_log_blocks(title, blocks, self.size.height))
+        # (its height is set by the dashboard's rules, not by its lines: redrawn in place, the screen not laid out)
+        self.update(render_log_blocks(title, blocks, self.size.height), layout=False)

@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from widgets.session_view import StageView, StepView
-from widgets.theme import palette, themed
+from widgets.theme import themed
 
 STATE_ICONS = {
     "pending": ("○", "dim"),
@@ -171,12 +171,12 @@ class _Board:
 class StageBoard(Static):
     """Pure view: ``show(stages, selected, now)``."""
 
-    _shown: tuple[object, ...] | None = None
+    _rows: int | None = None
 
     def show(self, stages: tuple[StageView, ...], selected: str | None, now: float) -> None:
-        """A board whose rows are the ones shown (only its running clocks moved: a dashboard left open on a live
-        session redraws once a second) is redrawn in place, without laying the screen out again: its height has
-        not changed."""
-        shown = (stages, selected, palette())
-        self.update(_Board(stages, selected, now), layout=shown != self._shown)
-        self._shown = shown
+        """A board with as many rows as the one shown (its clocks or a step's progress moved: a dashboard open on a
+        live session redraws once a second, and at each report of a training) is redrawn in place, without laying
+        the screen out again: its height is its number of rows (a row is cut to the width, never wrapped)."""
+        rows = sum(1 + len(stage.steps) for stage in stages) if stages else 1
+        self.update(_Board(stages, selected, now), layout=rows != self._rows)
+        self._rows = rows
