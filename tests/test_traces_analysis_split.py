@@ -251,3 +251,28 @@ def test_a_failed_second_process_leaves_one_pass(tmp_path: Path, monkeypatch: py
     two, joined = _split(path, None)
     monkeypatch.setattr(split.pickle, "dump", real_dump)
     assert not joined and two == one
+
+
+def test_the_fork_freezes_the_collector_for_the_child_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second process is forked with the objects of this one in the collector's permanent generation (its
+    collections then leave them, and the pages they share, alone); this process takes them back at once, so its
+    own collections go on as before."""
+    import gc
+
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(
+        b"".join(orjson.dumps({"kind": "tick", "episode": f"e{i}", "tick": i}) + b"\n" for i in range(200))
+    )
+    assert gc.get_freeze_count() == 0
+    frozen_at_fork: list[int] = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        frozen_at_fork.append(gc.get_freeze_count())
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", fork)  # (the child inherits the frozen state as it is at this call)
+    (result, _), joined = _split(path, len(path.read_bytes()) // 2)
+    assert joined and frozen_at_fork and frozen_at_fork[0] > 0
+    assert gc.get_freeze_count() == 0
+    assert result == _one_pass(path)[0]

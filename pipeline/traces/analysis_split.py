@@ -22,6 +22,7 @@ with two cores or more and a trace of ``SPLIT_MIN_BYTES`` or more.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import pickle
@@ -224,7 +225,10 @@ class _Child:
 
 def _fork_half(path: Path, start: int, end: int, max_line_bytes: int, options: _Options) -> _Child:
     read_fd, write_fd = os.pipe()
+    gc.freeze()  # (the child's collections then leave the objects it was born with, and their shared pages, alone)
     pid = os.fork()
+    if pid != 0:
+        gc.unfreeze()
     if pid == 0:  # the second process: analyze, send, exit without running the parent's clean-up
         code = 1
         try:
