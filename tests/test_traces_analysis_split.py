@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import tempfile
 import threading
 from pathlib import Path
@@ -276,3 +277,50 @@ def test_the_fork_freezes_the_collector_for_the_child_only(tmp_path: Path, monke
     assert joined and frozen_at_fork and frozen_at_fork[0] > 0
     assert gc.get_freeze_count() == 0
     assert result == _one_pass(path)[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.binary(max_size=3000),
+    st.lists(st.integers(1, 700), max_size=12),
+    st.lists(st.one_of(st.integers(-1, 900), st.just("line"), st.just("into")), max_size=30),
+)
+def test_pieces_read_back_as_one_file_would(data: bytes, cuts: list[int], calls: list[int | str]) -> None:
+    """``_Pieces`` (the second half's pickle as the pipe gave it) reads like ``io.BytesIO`` over the joined bytes,
+    wherever the pieces were cut, by ``read``, ``readline`` and ``readinto``."""
+    import io
+
+    from pipeline.traces.analysis_split import _Pieces
+
+    pieces, at = _Pieces(), 0
+    for cut in cuts:
+        if at < len(data):
+            pieces.add(data[at : at + cut])
+            at += cut
+    if at < len(data):
+        pieces.add(data[at:])
+    reference = io.BytesIO(data)
+    for call in calls:
+        if call == "line":
+            assert pieces.readline() == reference.readline()
+        elif call == "into":
+            mine, theirs = bytearray(17), bytearray(17)
+            assert pieces.readinto(mine) == reference.readinto(theirs)
+            assert mine == theirs
+        else:
+            assert isinstance(call, int)
+            assert pieces.read(call) == reference.read(call)
+    assert pieces.read() == reference.read()
+
+
+def test_a_pickle_in_pieces_loads_as_the_whole() -> None:
+    from array import array
+
+    from pipeline.traces.analysis_split import _Pieces
+
+    value = {"chains": array("q", range(50_000)), "ids": [f"e{i}\x1fc{i % 7}" for i in range(5000)], "n": 3.5}
+    data = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+    pieces = _Pieces()
+    for at in range(0, len(data), 1000):
+        pieces.add(data[at : at + 1000])
+    assert pickle.load(pieces) == value
