@@ -398,3 +398,25 @@ def test_a_worker_summary_numbers_its_chains_in_c_as_chain_number_does() -> None
     assert list(s.chain_lines.first) == [0, 1, 2, 3, 5]
     assert list(s.chain_lines.last) == [4, 1, 7, 6, 5]
     assert list(s.chain_episode) == [0, 0, -1, 1, 2]
+
+
+@needs_native
+def test_a_build_of_another_version_is_not_used(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A C module built from an older source (a pull without ``make setup``) would take other arguments: it is not
+    used, the Python loop is (the same results), and the user is told once how to build it again."""
+    from pipeline.traces import _summary_native
+
+    assert _summary_native.API == summary_native.API  # (the build under test is this source's)
+    monkeypatch.setattr(_summary_native, "API", summary_native.API - 1)
+    monkeypatch.setattr(summary_native, "_stale_told", [])
+    with caplog.at_level("WARNING"):
+        assert summary_native.load() is None
+        assert summary_native.load() is None
+    told = [r for r in caplog.records if "make setup" in r.getMessage()]
+    assert len(told) == 1 and "older source" in told[0].getMessage()
+    monkeypatch.delattr(_summary_native, "API")
+    assert summary_native.load() is None
+    monkeypatch.undo()
+    assert summary_native.load() is NATIVE

@@ -1364,5 +1364,8 @@ PyMODINIT_FUNC PyInit__summary_native(void) {
     if (!str_runs || !str_no_progress || !str_chain_lines || !str_last || !str_failure || !str_aborted || !empty_bytes ||
         !str_append)
         return NULL;
-    return PyModule_Create(&module_def);
+    PyObject *module = PyModule_Create(&module_def);
+    /* The interface's version: ``summary_native.API``; a build of another version is not used (see ``load``). */
+    if (module != NULL && PyModule_AddIntConstant(module, "API", 2) < 0) Py_CLEAR(module);
+    return module;
 }

@@ -3,6 +3,8 @@
 from collections.abc import Callable, Container
 from typing import Any
 
+API: int
+
 def summarize(
     lines: list[bytes] | bytes | memoryview,
     first: int,

@@ -31,13 +31,32 @@ from pipeline.traces.verbs import DEATH_OUTCOMES, INVALID_VERB
 ENV = "PHASEF_SUMMARY_NATIVE"
 
 
+API = 2
+"""The version of the C module's interface this code calls (its ``API``): ``summarize``'s arguments, the functions
+there are. A build of another version (the source changed since it was built: ``make setup`` builds it again) is not
+used: the Python loop gives the same results."""
+_stale_told: list[bool] = []
+
+
 def load() -> ModuleType | None:
-    """The C loop, unless ``PHASEF_SUMMARY_NATIVE=0``; None when it is off or not built."""
+    """The C loop, unless ``PHASEF_SUMMARY_NATIVE=0``; None when it is off, not built, or built from another version
+    of its source (said once, as a warning)."""
     if os.environ.get(ENV) == "0":
         return None
     try:
         from pipeline.traces import _summary_native
     except ImportError:
+        return None
+    if getattr(_summary_native, "API", None) != API:
+        if not _stale_told:
+            _stale_told.append(True)
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "the trace summary's C loop was built from an older source (%s): using the Python loop, slower; "
+                "run `make setup` to build it again",
+                _summary_native.__file__,
+            )
         return None
     return _summary_native
 
