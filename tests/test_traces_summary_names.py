@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.traces import summary_columns, summary_names
+from pipeline.traces import summary_columns, summary_names, summary_native
 from pipeline.traces.summary import _summarize_batch
 from pipeline.traces.summary_names import NameStore
 from tests.test_traces_summary_worker import trace_lines
@@ -247,7 +247,7 @@ def test_names_placed_in_c_fill_the_table_as_the_python_loop_does(size: int, dat
     """``_place`` in C (``place_names``) against its Python loop: the same slots for any tags (colliding, wrapping
     around the end), any slots taken before and any first number; a table with too few free slots is refused and
     left as it was (the Python loop would probe for ever)."""
-    native = summary_names._native()
+    native = summary_native.load()
     if native is None:
         pytest.skip("the summary's C module is not built here")
     table = array("i", data.draw(st.lists(st.sampled_from([-1, 7]), min_size=size, max_size=size)))
@@ -272,7 +272,7 @@ def test_names_placed_in_c_fill_the_table_as_the_python_loop_does(size: int, dat
 
 
 def test_place_names_refuses_buffers_of_another_type() -> None:
-    native = summary_names._native()
+    native = summary_native.load()
     if native is None:
         pytest.skip("the summary's C module is not built here")
     with pytest.raises(TypeError, match="'i' items"):

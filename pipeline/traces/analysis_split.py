@@ -202,19 +202,24 @@ class _Pieces:
     def add(self, piece: bytes) -> None:
         self._pieces.append(piece)
 
+    def _take(self, end: int) -> bytes:
+        """The first piece's bytes from where reading stopped to ``end``; the piece goes once read to its end."""
+        piece, at = self._pieces[0], self._at
+        if end == len(piece):
+            self._pieces.popleft()
+            self._at = 0
+            return piece if at == 0 else piece[at:]
+        self._at = end
+        return piece[at:end]
+
     def read(self, size: int = -1) -> bytes:
         out: list[bytes] = []
         while self._pieces and size != 0:
-            piece, at = self._pieces[0], self._at
-            end = len(piece) if size < 0 else min(len(piece), at + size)
-            out.append(piece[at:end] if at or end < len(piece) else piece)
+            piece = self._pieces[0]
+            end = len(piece) if size < 0 else min(len(piece), self._at + size)
             if size > 0:
-                size -= end - at
-            if end == len(piece):
-                self._pieces.popleft()
-                self._at = 0
-            else:
-                self._at = end
+                size -= end - self._at
+            out.append(self._take(end))
         return b"".join(out)
 
     def readinto(self, buffer: memoryview | bytearray) -> int:
@@ -225,15 +230,9 @@ class _Pieces:
     def readline(self) -> bytes:
         out: list[bytes] = []
         while self._pieces:
-            piece, at = self._pieces[0], self._at
-            nl = piece.find(b"\n", at)
-            end = len(piece) if nl < 0 else nl + 1
-            out.append(piece[at:end])
-            if end == len(piece):
-                self._pieces.popleft()
-                self._at = 0
-            else:
-                self._at = end
+            piece = self._pieces[0]
+            nl = piece.find(b"\n", self._at)
+            out.append(self._take(len(piece) if nl < 0 else nl + 1))
             if nl >= 0:
                 break
         return b"".join(out)
@@ -286,8 +285,6 @@ def _fork_half(path: Path, start: int, end: int, max_line_bytes: int, options: _
     read_fd, write_fd = os.pipe()
     gc.freeze()  # (the child's collections then leave the objects it was born with, and their shared pages, alone)
     pid = os.fork()
-    if pid != 0:
-        gc.unfreeze()
     if pid == 0:  # the second process: analyze, send, exit without running the parent's clean-up
         code = 1
         try:
@@ -298,6 +295,7 @@ def _fork_half(path: Path, start: int, end: int, max_line_bytes: int, options: _
             code = 0
         finally:
             os._exit(code)
+    gc.unfreeze()  # (this process only: the child never gets here)
     os.close(write_fd)
     return _Child(pid, read_fd)
 

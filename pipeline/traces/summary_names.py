@@ -18,7 +18,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterator, Sequence
 from itertools import accumulate, islice
-from typing import Any, overload
+from typing import overload
 
 _TAG_MASK = 0xFFFFFFFF
 _U32_MAX = 0xFFFFFFFF
@@ -27,18 +27,6 @@ _FIRST_SLOTS = 8
 RECENT_MAX = 4096
 """Names interned lately kept as strings in a small dict, so a name met again soon (the ticks of a chain, a few
 lines apart) is found at dict speed; the dict is emptied when it reaches this size."""
-
-
-def _native() -> Any:
-    """The summary's C module (``summary_native.load``), or None."""
-    if not _NATIVE:
-        from pipeline.traces.summary_native import load
-
-        _NATIVE.append(load())
-    return _NATIVE[0]
-
-
-_NATIVE: list[Any] = []
 
 
 def tag_of(name: str) -> int:
@@ -57,7 +45,9 @@ def _place(table: array[int], tags: Sequence[int], first: int) -> None:
     """Put names ``first, first + 1, ...`` (their hash ``tags``) in the free slots of ``table`` (linear probing): in C
     where the summary's C loop is built (a 1 GB trace's ~170,000 names took ~0.15 s here, in the join of the second
     summary worker's range), else the same loop in Python."""
-    native = _native()
+    from pipeline.traces.summary_native import load  # (here: that module imports this one)
+
+    native = load()
     if native is not None:
         native.place_names(table, tags if isinstance(tags, array) and tags.typecode == "I" else array("I", tags), first)
         return
