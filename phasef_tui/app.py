@@ -20,6 +20,7 @@ from typing import Any
 
 from textual import events
 from textual.app import App, ScreenStackError
+from textual.driver import Driver
 
 from phasef_tui import startup_cache
 from phasef_tui.data_source import CHANGED_SESSION, DataSource
@@ -115,6 +116,14 @@ class PhasefApp(App[int]):
         """Turn the garbage collector on once the first frame is drawn (the caller turned it off for the start-up:
         ``trace_view.run_trace_view``)."""
 
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's choice, with its Linux driver replaced by one that a ``SIGCONT`` from outside does not start twice
+        (``phasef_tui.driver``)."""
+        from phasef_tui.driver import driver_for
+
+        driver: type[Driver] = driver_for(super().get_driver_class())
+        return driver
+
     def notify_on_start(self, message: str) -> None:
         """A warning to show once the app runs (problems found while preparing its data)."""
         self._start_notes.append(message)
@@ -155,6 +164,7 @@ class PhasefApp(App[int]):
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.app_resume_signal.subscribe(self, self._resumed)
         self._switch_before = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.call_after_refresh(self.source.start)  # the first screen (from the first KB) before any scanning
@@ -167,6 +177,12 @@ class PhasefApp(App[int]):
             self.notify(str(keymap_problem), title="keymap", severity="warning", timeout=10)
         for note in self._start_notes:
             self.notify(note, severity="warning", timeout=10)
+
+    def _resumed(self, _app: object) -> None:
+        """Back from a suspension (Ctrl+Z, or a terminal changed while the process stood): the terminal's alternate
+        screen starts blank, so the whole screen is drawn again."""
+        self.screen.refresh()
+        self.pace.wake()
 
     def _theme_changed(self, _theme: object) -> None:
         """Another theme (from the palette, or set by code): the widgets' Rich text takes its colours, redrawn."""

@@ -58,6 +58,7 @@ TUI_PRELOAD = (
     "textual.css.parse",
     "textual.drivers.linux_driver",
     "phasef_tui.app",
+    "phasef_tui.driver",  # the terminal driver each session's app starts with
     "phasef_tui.session_source",
     "phasef_tui.screens",
     "phasef_tui.screens.compare",
