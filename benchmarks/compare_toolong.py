@@ -2,8 +2,16 @@
 
 toolong is installed from PyPI into a throwaway venv (``--toolong-venv``, made when missing; ``--tl`` names an
 existing ``tl`` instead). Both viewers run in tmux at 120x40 on a private server (``tmux -S <socket> -f /dev/null``,
-never the user's), and the screen is read with ``capture-pane`` every few milliseconds. Runs are interleaved
-(phasef, toolong, toolong, phasef, ...) so a burst of load elsewhere hits both alike; medians are reported.
+never the user's). Runs are interleaved (phasef, toolong, toolong, phasef, ...) so a burst of load elsewhere hits
+both alike; medians are reported.
+
+How the screen is watched: for the first screen (``--screen-probe stream``, the default) the pane's output is
+streamed to this process as tmux reads it (``pipe-pane`` into a FIFO, waited on with ``select``): the viewer is
+started from a pane held at a ``tmux wait-for`` channel, the stream is opened, and the clock starts when the channel
+is signalled; the first screen is up when a record's text has passed through tmux. The other figures read the screen
+with ``capture-pane`` every few milliseconds (so did the first screen before, ``--screen-probe poll``): each read is a
+new tmux client and a render of the pane by the server, ~200 a second, which on 2 cores takes CPU from the viewer
+being timed (``--probe-cost`` measures it).
 
 Per viewer and run, on a generated trace of ``--size-mb`` whose last record is a death tick with a unique episode:
 
@@ -36,6 +44,7 @@ import json
 import multiprocessing as mp
 import os
 import re
+import select
 import shutil
 import statistics
 import subprocess
@@ -58,6 +67,7 @@ COLS, ROWS = 120, 40
 TICKS = os.sysconf("SC_CLK_TCK")
 LAST_EPISODE = "ZZLAST0001"
 RECORD = re.compile(r"ep-\d{4,}|L\d{8}")
+RECORD_BYTES = re.compile(RECORD.pattern.encode())
 PHASEF_LAST = re.compile(r"D[·A-Z]{5}\s+" + LAST_EPISODE)
 """The last record's row in phasef's stream with its death badge in the badge column."""
 SEQ = re.compile(r"L(\d{8})")
@@ -87,10 +97,14 @@ def phasef_command(follow: bool) -> list[str]:
 class Pane:
     """One program in a pane of a private tmux server; the screen read with ``capture-pane``."""
 
-    def __init__(self, socket: Path, argv: list[str], name: str) -> None:
+    def __init__(self, socket: Path, argv: list[str], name: str, gated: bool = False) -> None:
+        """``gated``: the pane waits at the ``tmux wait-for`` channel named ``name`` before it runs ``argv``
+        (``start``)."""
         self.tmux = ["tmux", "-S", str(socket), "-f", "/dev/null"]
         self.name = name
         command = "exec " + " ".join(_quote(a) for a in argv)
+        if gated:
+            command = " ".join(_quote(a) for a in [*self.tmux, "wait-for", name]) + "; " + command
         self.started = time.monotonic()
         subprocess.run(
             [*self.tmux, "new-session", "-d", "-x", str(COLS), "-y", str(ROWS), "-s", name, command], check=True
@@ -98,7 +112,36 @@ class Pane:
         out = subprocess.run(
             [*self.tmux, "display-message", "-p", "-t", name, "#{pane_pid}"], capture_output=True, text=True
         )
-        self.pid = int(out.stdout.strip())
+        self.pid = int(out.stdout.strip())  # (the shell that waits, then runs the viewer in its place: ``exec``)
+
+    def start_streamed(self, fifo: Path, pattern: re.Pattern[bytes], timeout: float) -> float | None:
+        """A gated pane: stream its output into ``fifo``, let it run its viewer, and return when ``pattern`` had
+        passed through tmux (None: not within ``timeout``). The clock (``started``) starts at the signal; the
+        stream is closed again before returning."""
+        os.mkfifo(fifo)
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # (no writer yet: select waits for the first one's data)
+        try:
+            subprocess.run([*self.tmux, "pipe-pane", "-t", self.name, "exec cat > " + _quote(str(fifo))], check=True)
+            self.started = time.monotonic()
+            subprocess.run([*self.tmux, "wait-for", "-S", self.name], check=True)
+            deadline = self.started + timeout
+            seen = b""
+            while (left := deadline - time.monotonic()) > 0:
+                ready, _, _ = select.select([fd], [], [], left)
+                now = time.monotonic()
+                if not ready:
+                    continue
+                data = os.read(fd, 1 << 16)
+                if not data:
+                    return None  # the stream ended (the viewer exited) without a record
+                seen = seen[-64:] + data
+                if pattern.search(seen):
+                    return now
+            return None
+        finally:
+            subprocess.run([*self.tmux, "pipe-pane", "-t", self.name], capture_output=True)
+            os.close(fd)
+            fifo.unlink(missing_ok=True)
 
     def screen(self) -> str:
         out = subprocess.run([*self.tmux, "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
@@ -191,14 +234,47 @@ def _quote(arg: str) -> str:
 
 
 # -- the measurements ------------------------------------------------------------------------------------------------
+SCREEN_PROBE = "stream"
+"""How the first screen is seen: ``stream`` (the pane's output as tmux reads it) or ``poll`` (``capture-pane``)."""
+
+
 def opened(socket: Path, name: str, argv: list[str], path: Path, label: str) -> tuple[Pane, float | None]:
     """The viewer started on ``path`` in a pane, and when its first screen (a record) was up (None: never)."""
-    pane = Pane(socket, [*argv, str(path)], f"{name}-{label}")
+    streamed = SCREEN_PROBE == "stream"
+    pane = Pane(socket, [*argv, str(path)], f"{name}-{label}", gated=streamed)
     try:
+        if streamed:
+            return pane, pane.start_streamed(socket.parent / f"{name}-{label}.out", RECORD_BYTES, timeout=120)
         return pane, pane.wait_screen(lambda s: RECORD.search(s) is not None, timeout=120)
     except BaseException:
         pane.close()
         raise
+
+
+def probe_cost(socket: Path, seconds: float = 3.0) -> float:
+    """CPU (% of one core) that reading a pane with ``capture-pane`` every 5 ms takes: the tmux clients started
+    and the tmux server's share, on a pane that shows a still screen."""
+    pane = Pane(socket, ["sh", "-c", "seq 1 40; exec sleep 60"], "probe-cost")
+    try:
+        time.sleep(0.3)
+        server = int(
+            subprocess.run([*pane.tmux, "display-message", "-p", "#{pid}"], capture_output=True, text=True).stdout
+        )
+
+        def server_cpu() -> float:
+            with open(f"/proc/{server}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / TICKS
+
+        before = os.times()
+        s0, t0 = server_cpu(), time.monotonic()
+        pane.wait_screen(lambda _: False, timeout=seconds)
+        after = os.times()
+        used = after.children_user - before.children_user + after.children_system - before.children_system
+        used += after.user - before.user + after.system - before.system + server_cpu() - s0
+        return 100.0 * used / (time.monotonic() - t0)
+    finally:
+        pane.close()
 
 
 def warm_up(socket: Path, name: str, argv: list[str], path: Path, linger_s: float = 2.0) -> None:
@@ -307,7 +383,18 @@ def main() -> int:
     parser.add_argument(
         "--source-only", action="store_true", help="do not compile phasef's modules to bytecode first (see main)"
     )
+    parser.add_argument(
+        "--screen-probe",
+        choices=("stream", "poll"),
+        default="stream",
+        help="how the first screen is seen: the pane's output streamed (default) or capture-pane every 5 ms",
+    )
+    parser.add_argument(
+        "--probe-cost", action="store_true", help="also print the CPU that reading the screen every 5 ms takes"
+    )
     args = parser.parse_args()
+    global SCREEN_PROBE
+    SCREEN_PROBE = args.screen_probe
     if shutil.which("tmux") is None:
         print("tmux is needed", file=sys.stderr)
         return 2
@@ -325,7 +412,10 @@ def main() -> int:
     viewers = {"phasef": (phasef_command(False), phasef_command(True)), "toolong": (tl, tl)}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in viewers}
     loads: list[float] = []
+    probe_pct: float | None = None
     try:
+        if args.probe_cost:
+            probe_pct = probe_cost(socket)
         for name, (static_argv, _) in viewers.items():
             warm_up(socket, name, static_argv, path)
         for run in range(max(1, args.runs)):
@@ -350,7 +440,13 @@ def main() -> int:
     size = path.stat().st_size
     print(
         f"\ntrace {path} ({size / 1e9:.2f} GB), {COLS}x{ROWS} in tmux, median of {args.runs} interleaved runs; "
-        f"load average during the runs {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores"
+        f"load average during the runs {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores; first screen "
+        + (
+            "seen in the pane's output stream"
+            if SCREEN_PROBE == "stream"
+            else "seen by reading the screen (capture-pane) every 5 ms"
+        )
+        + (f"; reading the screen every 5 ms takes {probe_pct:.0f} % of a core" if probe_pct is not None else "")
     )
     print(f"{'figure':22s} {'phasef':>10s} {'toolong':>10s} {'ratio':>8s}")
     for key in FIGURES:
