@@ -9,7 +9,10 @@ goal, and a finished session's TUIs draw nothing. Here the TUIs watch the sessio
 reports (every 10 steps, ~1 s) is a journal event that every TUI reads and draws (the step's progress, its loss curve).
 One training runs throughout; the TUIs are on (running) and off (``SIGSTOP``, the whole process tree) in windows of
 ``--window`` seconds, in the order off on on off off on ... (so a drift in the machine's speed hits both alike). The
-first ``--settle`` seconds of each window are left out (a TUI continued catches up on the events it missed). Each
+first ``--settle`` seconds of each window are left out (a TUI continued catches up on the events it missed).
+Before phasef's own terminal driver (``phasef_tui/driver.py``), each continue started another pair of Textual's
+terminal threads in every TUI: the TUIs' CPU, and their cost, grew window by window (figures before it are in
+docs/performance.md). Each
 trainer report whose interval lies in a window's measured part counts for it (tokens/s weighted by its interval).
 
 Printed: each window's tokens/s, the ratio of each on window to the mean of the off windows next to it, their median

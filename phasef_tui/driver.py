@@ -11,11 +11,23 @@ Here a ``SIGCONT`` resumes the application mode as Textual does only after the d
 the threads are left as they are; if the terminal's settings were changed while the process was stopped (``stty
 sane``, a shell that took the terminal back), the driver suspends and resumes itself as Ctrl+Z and ``fg`` would:
 raw mode, the alternate screen and the app's screen come back, with one pair of threads.
+
+A terminal that goes away ends the TUI. The kernel tells a process that its terminal hung up with ``SIGHUP``, but
+only a process whose controlling terminal it is, and only if it does not ignore the signal (``nohup``); otherwise
+Textual's input thread reads end-of-file in a loop, at full CPU, for ever (seen: a viewer on a closed pty, 90 % of a
+core for 20 minutes). A thread waits for the hang-up (``poll`` asking for no event: only the hang-up or an error
+wakes it, nothing else costs it anything) and then does what the hang-up would: ``SIGHUP`` to the process, or, when
+that is ignored, the app's exit.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import select
+import signal
 import termios
+import threading
 from typing import Any
 
 from textual.drivers.linux_driver import LinuxDriver
@@ -25,9 +37,51 @@ class PhasefLinuxDriver(LinuxDriver):
     _app_mode_attrs: list[Any] | None = None
     """The terminal's settings as the application mode left them (None: not a terminal, or not started)."""
 
+    _hangup_watch: threading.Thread | None = None
+    _hangup_stop: int | None = None
+    """The write end of the pipe that ends the watch (``stop_application_mode``)."""
+
     def start_application_mode(self) -> None:
         super().start_application_mode()  # type: ignore[no-untyped-call]
         self._app_mode_attrs = self._terminal_attrs()
+        if self._app_mode_attrs is not None and self._hangup_watch is None:
+            stop_read, self._hangup_stop = os.pipe()
+            self._hangup_watch = threading.Thread(
+                target=self._wait_for_hangup,
+                args=(asyncio.get_running_loop(), stop_read),
+                name="phasef-hangup",
+                daemon=True,
+            )
+            self._hangup_watch.start()
+
+    def stop_application_mode(self) -> None:
+        if self._hangup_stop is not None:
+            os.close(self._hangup_stop)  # (the watch sees its pipe's end, and ends)
+            self._hangup_stop = None
+        if self._hangup_watch is not None:
+            self._hangup_watch.join(timeout=1.0)
+            self._hangup_watch = None
+        super().stop_application_mode()
+
+    def _wait_for_hangup(self, loop: asyncio.AbstractEventLoop, stop: int) -> None:
+        poller = select.poll()
+        try:
+            poller.register(self.fileno, 0)  # no event asked for: POLLHUP, POLLERR and POLLNVAL come all the same
+            poller.register(stop, select.POLLIN)
+            woken = {fd for fd, _ in poller.poll()}
+        except (OSError, ValueError):
+            return
+        finally:
+            os.close(stop)
+        if stop in woken or self.exit_event.is_set():
+            return  # (the app is leaving, or suspended by Ctrl+Z: its terminal is not gone)
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+            os.kill(os.getpid(), signal.SIGHUP)  # what the kernel does for a process whose terminal it is
+            return
+        try:
+            loop.call_soon_threadsafe(self._app.exit, None, 128 + signal.SIGHUP)
+        except RuntimeError:
+            pass  # the loop is closed: the app has ended
 
     def _terminal_attrs(self) -> list[Any] | None:
         try:

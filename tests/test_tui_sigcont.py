@@ -1,9 +1,11 @@
 """A TUI stopped and continued from outside (``kill -STOP`` / ``kill -CONT``, a CPU limiter) starts no second pair of
-terminal threads, and puts its terminal back when it was changed while it stood (``phasef_tui.driver``)."""
+terminal threads, and puts its terminal back when it was changed while it stood; a TUI whose terminal goes away
+ends, even where no ``SIGHUP`` reaches it (``phasef_tui.driver``)."""
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import termios
 import threading
@@ -17,18 +19,23 @@ from tests.tui_helpers import sample_records, start_in_pty, write_trace
 class Pty:
     """The viewer in a pty, its output drained by a thread (a full pty would stop it)."""
 
-    def __init__(self, trace: Path, cwd: Path) -> None:
+    def __init__(self, trace: Path, cwd: Path, prelude: str = "") -> None:
+        run = "import runpy, sys; sys.argv[0] = 'phasef'; runpy.run_module('phasef_tui.cli', run_name='__main__')"
         self.proc, self.master = start_in_pty(
-            ["-m", "phasef_tui.cli", "trace", "view", str(trace)], cwd, {"PHASEF_STARTUP_CACHE": "0"}
+            ["-c", f"{prelude}\n{run}", "trace", "view", str(trace)], cwd, {"PHASEF_STARTUP_CACHE": "0"}
         )
         self.output = bytearray()
         self.lock = threading.Lock()
+        self.draining_stopped = threading.Event()
+        """Set before the master end is closed: a read in progress would keep the terminal open."""
         self.reader = threading.Thread(target=self._drain, daemon=True)
         self.reader.start()
 
     def _drain(self) -> None:
-        while True:
+        while not self.draining_stopped.is_set():
             try:
+                if not select.select([self.master], [], [], 0.05)[0]:
+                    continue
                 data = os.read(self.master, 1 << 16)
             except OSError:
                 return
@@ -75,17 +82,31 @@ class Pty:
         os.write(self.master, b"q")
         return self.proc.wait(timeout=20)
 
+    def hang_up(self) -> None:
+        """The terminal goes away (its master end closed, as when a terminal window or an SSH connection closes)."""
+        self.draining_stopped.set()
+        self.reader.join(timeout=10)
+        os.close(self.master)
+        self.master = -1
+
     def close(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=20)
-        os.close(self.master)
+        if self.master >= 0:
+            self.draining_stopped.set()
+            self.reader.join(timeout=10)
+            os.close(self.master)
 
 
-def _started(tmp_path: Path) -> Pty:
+def _started(tmp_path: Path, prelude: str = "") -> Pty:
     trace = write_trace(tmp_path / "trace.jsonl", sample_records())
-    pty = Pty(trace, tmp_path)
-    wait_until(lambda: pty.seen(b"episode"), timeout=60, what="the first screen")
+    pty = Pty(trace, tmp_path, prelude)
+    try:
+        wait_until(lambda: pty.seen(b"episode"), timeout=60, what="the first screen")
+    except BaseException:
+        pty.close()  # (a viewer left running would outlive the test)
+        raise
     return pty
 
 
@@ -125,5 +146,24 @@ def test_a_terminal_changed_while_stopped_is_put_back_with_one_pair_of_threads(t
         wait_until(lambda: pty.seen(b"episode"), timeout=20, what="the screen drawn again")
         assert pty.steady_threads() == before
         assert pty.quit() == 0
+    finally:
+        pty.close()
+
+
+def test_a_viewer_whose_terminal_goes_away_ends_as_a_hang_up_would_end_it(tmp_path: Path) -> None:
+    # started in a session of its own on the pty, not as its controlling terminal: the kernel sends no SIGHUP
+    pty = _started(tmp_path)
+    try:
+        pty.hang_up()
+        assert pty.proc.wait(timeout=20) == -signal.SIGHUP  # (Textual's input thread alone read EOF for ever)
+    finally:
+        pty.close()
+
+
+def test_a_viewer_that_ignores_hang_ups_still_ends_when_its_terminal_goes_away(tmp_path: Path) -> None:
+    pty = _started(tmp_path, prelude="import signal; signal.signal(signal.SIGHUP, signal.SIG_IGN)")  # as nohup
+    try:
+        pty.hang_up()
+        pty.proc.wait(timeout=20)
     finally:
         pty.close()
