@@ -17,7 +17,8 @@ only a process whose controlling terminal it is, and only if it does not ignore 
 Textual's input thread reads end-of-file in a loop, at full CPU, for ever (seen: a viewer on a closed pty, 90 % of a
 core for 20 minutes). A thread waits for the hang-up (``poll`` asking for no event: only the hang-up or an error
 wakes it, nothing else costs it anything) and then does what the hang-up would: ``SIGHUP`` to the process, or, when
-that is ignored, the app's exit.
+that is ignored, the app's exit. Where the kernel's ``SIGHUP`` does reach the process (a terminal, an SSH session),
+there is no such thread.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class PhasefLinuxDriver(LinuxDriver):
     def start_application_mode(self) -> None:
         super().start_application_mode()  # type: ignore[no-untyped-call]
         self._app_mode_attrs = self._terminal_attrs()
-        if self._app_mode_attrs is not None and self._hangup_watch is None:
+        if self._app_mode_attrs is not None and self._hangup_watch is None and not hangup_reaches(self.fileno):
             stop_read, self._hangup_stop = os.pipe()
             self._hangup_watch = threading.Thread(
                 target=self._wait_for_hangup,
@@ -100,6 +101,18 @@ class PhasefLinuxDriver(LinuxDriver):
         self.suspend_application_mode()
         self._must_signal_resume = True  # (the app repaints its screen when the mode is back: SignalResume)
         self.resume_application_mode()
+
+
+def hangup_reaches(fd: int) -> bool:
+    """Whether the kernel's ``SIGHUP`` ends this process when the terminal ``fd`` hangs up: it is the process's
+    controlling terminal (``tcgetpgrp`` answers only for that one) and ``SIGHUP`` is not ignored."""
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+        return False
+    try:
+        os.tcgetpgrp(fd)
+    except OSError:
+        return False
+    return True
 
 
 def driver_for(base: type[Any]) -> type[Any]:

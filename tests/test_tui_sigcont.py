@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from phasef_tui.driver import hangup_reaches
 from tests.tmux_helpers import wait_until
 from tests.tui_helpers import sample_records, start_in_pty, write_trace
 
@@ -167,3 +168,29 @@ def test_a_viewer_that_ignores_hang_ups_still_ends_when_its_terminal_goes_away(t
         pty.proc.wait(timeout=20)
     finally:
         pty.close()
+
+
+def test_a_viewer_on_its_controlling_terminal_is_ended_by_the_kernels_hang_up(tmp_path: Path) -> None:
+    # the pty made the session's controlling terminal, as a terminal or sshd makes it: no thread waits for the
+    # hang-up (``hangup_reaches``), the kernel's SIGHUP ends the viewer
+    prelude = "import fcntl, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0)"
+    pty = _started(tmp_path, prelude=prelude)
+    try:
+        pty.hang_up()
+        assert pty.proc.wait(timeout=20) == -signal.SIGHUP
+    finally:
+        pty.close()
+
+
+def test_hangup_reaches_only_a_controlling_terminal_and_not_under_nohup() -> None:
+    master, slave = os.openpty()  # (not this process's controlling terminal)
+    try:
+        assert not hangup_reaches(slave)
+        previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        try:
+            assert not hangup_reaches(slave)
+        finally:
+            signal.signal(signal.SIGHUP, previous)
+    finally:
+        os.close(slave)
+        os.close(master)
