@@ -24,6 +24,7 @@ there is no such thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import select
 import signal
@@ -57,7 +58,10 @@ class PhasefLinuxDriver(LinuxDriver):
 
     def stop_application_mode(self) -> None:
         if self._hangup_stop is not None:
-            os.close(self._hangup_stop)  # (the watch sees its pipe's end, and ends)
+            # a byte, not only the close: a process forked meanwhile (a summary worker) holds the write end too
+            with contextlib.suppress(OSError):
+                os.write(self._hangup_stop, b"x")
+            os.close(self._hangup_stop)
             self._hangup_stop = None
         if self._hangup_watch is not None:
             self._hangup_watch.join(timeout=1.0)
