@@ -121,8 +121,7 @@ class PhasefApp(App[int]):
         (``phasef_tui.driver``)."""
         from phasef_tui.driver import driver_for
 
-        driver: type[Driver] = driver_for(super().get_driver_class())
-        return driver
+        return driver_for(super().get_driver_class())
 
     def notify_on_start(self, message: str) -> None:
         """A warning to show once the app runs (problems found while preparing its data)."""

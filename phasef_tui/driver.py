@@ -32,6 +32,7 @@ import termios
 import threading
 from typing import Any
 
+from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
 
 
@@ -80,7 +81,7 @@ class PhasefLinuxDriver(LinuxDriver):
             os.close(stop)
         if stop in woken or self.exit_event.is_set():
             return  # (the app is leaving, or suspended by Ctrl+Z: its terminal is not gone)
-        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        if not sighup_ignored():
             os.kill(os.getpid(), signal.SIGHUP)  # what the kernel does for a process whose terminal it is
             return
         try:
@@ -107,10 +108,15 @@ class PhasefLinuxDriver(LinuxDriver):
         self.resume_application_mode()
 
 
+def sighup_ignored() -> bool:
+    """``SIGHUP`` is ignored in this process (started under ``nohup``, or by a shell that ignores it)."""
+    return signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+
+
 def hangup_reaches(fd: int) -> bool:
     """Whether the kernel's ``SIGHUP`` ends this process when the terminal ``fd`` hangs up: it is the process's
     controlling terminal (``tcgetpgrp`` answers only for that one) and ``SIGHUP`` is not ignored."""
-    if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+    if sighup_ignored():
         return False
     try:
         os.tcgetpgrp(fd)
@@ -119,7 +125,7 @@ def hangup_reaches(fd: int) -> bool:
     return True
 
 
-def driver_for(base: type[Any]) -> type[Any]:
+def driver_for(base: type[Driver]) -> type[Driver]:
     """The driver an app should use in place of ``base``, the one Textual chose: this one in place of Textual's Linux
     driver; any other (Windows, a driver named by ``TEXTUAL_DRIVER``, a subclass) is kept."""
     return PhasefLinuxDriver if base is LinuxDriver else base
