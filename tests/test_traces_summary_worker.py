@@ -8,6 +8,9 @@ fields without decoding them (as it did before the worker existed), orjson rejec
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -235,3 +238,44 @@ def test_a_worker_speaking_another_protocol_is_a_lost_worker(tmp_path: Path, mon
         assert summary_key(index) == index_of(path, worker=False)
     finally:
         index.close()
+
+
+def test_batches_are_read_into_one_buffer_without_their_last_newline(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b'{"a":1}\n{"b":22}\n' + b"x" * 100 + b"\n{tail")
+    reader = worker_module.BatchReader()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert bytes(reader.read(fd, 0, 17, 2)) == b'{"a":1}\n{"b":22}'
+        buffer = reader.buffer
+        assert bytes(reader.read(fd, 8, 17, 1)) == b'{"b":22}'
+        assert reader.buffer is buffer  # (a batch no bigger than the buffer reads into it again)
+        assert bytes(reader.read(fd, 17, 118, 1)) == b"x" * 100  # bigger: a bigger buffer
+        assert len(reader.buffer) >= 101
+        # a file shorter than asked (it shrank under the pass): what is there, no newline to drop
+        assert bytes(reader.read(fd, 118, 200, 1)) == b"{tail"
+        assert bytes(reader.read(fd, 500, 600, 1)) == b""
+    finally:
+        os.close(fd)
+
+
+def test_numpy_is_loaded_with_one_blas_thread_and_the_environment_is_left_as_it_was() -> None:
+    code = (
+        "import os, sys\n"
+        "from pipeline.traces.index_scan import numpy_or_none\n"
+        "before = len(os.listdir('/proc/self/task'))\n"
+        "assert numpy_or_none() is not None\n"
+        "print(before, len(os.listdir('/proc/self/task')), 'OPENBLAS_NUM_THREADS' in os.environ)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    before, after, variable_left = out.split()
+    assert int(after) == int(before), "numpy's import started BLAS threads"
+    assert variable_left == "False"
+    # a choice the user made stands: two threads asked for, two threads there are (on a machine of 2+ cores)
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    before, after, variable_left = out.split()
+    assert variable_left == "True"
+    if (os.cpu_count() or 1) >= 2:
+        assert int(after) == int(before) + 1
