@@ -240,6 +240,27 @@ def test_a_worker_speaking_another_protocol_is_a_lost_worker(tmp_path: Path, mon
         index.close()
 
 
+def test_numpy_found_but_not_loading_means_summarizing_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workers start before numpy is imported (to take their answers in); if it then does not load, they go and
+    the pass is done here, with the same result."""
+    monkeypatch.setattr(workers_module, "WORKER_BATCH_BYTES", 1000)
+    monkeypatch.setattr(workers_module, "numpy_available", lambda: True)
+    monkeypatch.setattr(workers_module, "numpy_or_none", lambda: None)
+    path = write_trace(tmp_path / "t.jsonl", sample_records() * 30)
+    index = TraceIndex(path, include_partial=True, prime_bytes=0, worker_min_bytes=1)
+    try:
+        index.work_step()
+        assert index.workers.worker is None and index.workers.min_bytes is None
+        index.run(threading.Event(), follow=False)
+        assert index.complete and index.workers.split_lines == 0
+        monkeypatch.undo()
+        assert summary_key(index) == index_of(path, worker=False)
+    finally:
+        index.close()
+
+
 def test_batches_are_read_into_one_buffer_without_their_last_newline(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     path.write_bytes(b'{"a":1}\n{"b":22}\n' + b"x" * 100 + b"\n{tail")

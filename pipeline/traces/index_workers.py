@@ -15,7 +15,7 @@ import pickle
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from pipeline.traces.index_scan import numpy_or_none
+from pipeline.traces.index_scan import numpy_available, numpy_or_none
 from pipeline.traces.summary_columns import NO_ID, _Summaries, append_column, compact_summaries, flag_lines_upto
 from pipeline.traces.summary_split import RangeMerge
 from pipeline.traces.summary_worker import (
@@ -142,14 +142,21 @@ class SummaryWorkers:
             return
         with index.lock:
             done = index.ends[len(index.summaries) - 1] if len(index.summaries) else 0
-            # numpy (to take the answers in) is imported only now: never on open, in the UI thread
-            if upto - done >= self.min_bytes and numpy_or_none() is not None:
-                grow_by_remapping()  # (the columns grow with every answer)
-                self.worker = SummaryWorker.start(index.path, index.summaries)
-                if self.worker is None:
-                    self.min_bytes = None
-                elif index.scanned < index.size:
-                    self._split_file(done)
+            if upto - done < self.min_bytes or not numpy_available():
+                return
+            grow_by_remapping()  # (the columns grow with every answer)
+            self.worker = SummaryWorker.start(index.path, index.summaries)
+            if self.worker is None:
+                self.min_bytes = None
+                return
+            if index.scanned < index.size:
+                self._split_file(done)
+        # numpy (to take the answers in) is imported only now, while the workers start (it took ~0.06 s, which
+        # their start waited for): never on open, nor in the UI thread, nor under the lock the UI reads with
+        if numpy_or_none() is None:  # (found, but it does not load)
+            with index.lock:
+                self.stop(keep_state=False)  # nothing was taken from them: the pass goes on here
+                self.min_bytes = None
 
     def _split_file(self, done: int) -> None:
         """Give the second half of the file's complete lines after byte ``done`` to a second worker, now."""
