@@ -255,7 +255,7 @@ class LineEnds:
     def _read_big(self, fd: int, count: int, offset: int) -> memoryview:
         """``count`` bytes at ``offset`` (fewer at the end of the file), read into one buffer used again for the next
         big chunk: no fresh pages to fault in for each chunk (with big blocks mapped on their own, see
-        ``summary_worker.grow_by_remapping``, each new 8 MiB ``bytes`` would be). Valid until the next read."""
+        ``heap.grow_by_remapping``, each new 8 MiB ``bytes`` would be). Valid until the next read."""
         buffer = self._buffer
         if buffer is None or len(buffer) < count:
             buffer = self._buffer = bytearray(count)

@@ -15,6 +15,7 @@ import pickle
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from pipeline.traces.heap import grow_by_remapping, release_free_heap
 from pipeline.traces.index_scan import numpy_available, numpy_or_none
 from pipeline.traces.summary_columns import NO_ID, _Summaries, append_column, compact_summaries, flag_lines_upto
 from pipeline.traces.summary_split import RangeMerge
@@ -22,8 +23,6 @@ from pipeline.traces.summary_worker import (
     COLUMNS,
     SummaryDelta,
     SummaryWorker,
-    grow_by_remapping,
-    release_free_heap,
 )
 
 if TYPE_CHECKING:
