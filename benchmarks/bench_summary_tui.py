@@ -33,7 +33,7 @@ def tree_cpu(pid: int) -> dict[int, float]:
     while todo:
         p = todo.pop()
         try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = ct.stat_fields(p)
             found[p] = (int(fields[11]) + int(fields[12])) / TICKS
             for tid in os.listdir(f"/proc/{p}/task"):
                 todo += [int(k) for k in Path(f"/proc/{p}/task/{tid}/children").read_text().split()]

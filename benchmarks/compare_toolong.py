@@ -93,6 +93,13 @@ def phasef_command(follow: bool) -> list[str]:
     return [sys.executable, "-m", "phasef_tui.cli", "trace", "view", *(["--follow"] if follow else [])]
 
 
+def stat_fields(pid: int) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name (``[1]`` the parent, ``[11]``/``[12]`` user and system
+    ticks, ``[13]``/``[14]`` those of children waited for); OSError when the process is gone."""
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()
+
+
 # -- a private tmux server ---------------------------------------------------------------------------------------------
 class Pane:
     """One program in a pane of a private tmux server; the screen read with ``capture-pane``."""
@@ -166,8 +173,7 @@ class Pane:
         for entry in os.listdir("/proc"):
             if entry.isdigit():
                 try:
-                    with open(f"/proc/{entry}/stat") as fh:
-                        parents[int(entry)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+                    parents[int(entry)] = int(stat_fields(int(entry))[1])
                 except (OSError, IndexError, ValueError):
                     pass
         tree, frontier = [self.pid], [self.pid]
@@ -181,8 +187,7 @@ class Pane:
         total = 0.0
         for pid in self.tree():
             try:
-                with open(f"/proc/{pid}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
+                fields = stat_fields(pid)
             except OSError:
                 continue
             total += int(fields[11]) + int(fields[12])
@@ -262,8 +267,7 @@ def probe_cost(socket: Path, seconds: float = 3.0) -> float:
         )
 
         def server_cpu() -> float:
-            with open(f"/proc/{server}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
+            fields = stat_fields(server)
             return (int(fields[11]) + int(fields[12])) / TICKS
 
         before = os.times()
