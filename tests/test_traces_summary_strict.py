@@ -122,8 +122,17 @@ def batches_of(all_lines: list[bytes], cuts: list[int]) -> list[list[bytes]]:
         b'{"kind":"tick","episode":"e1","tick":1,"x":1e400}',
         b'{"kind":"tick","episode":"e1","outcome":[1]}',  # an unhashable outcome (it used to stop the pass)
         b'{"kind":"episode_end","episode":"e1","outcome":{"a":1}}',
+        b'{"kind":"tick","episode":"e1","chain_id":1' + b"0" * 400 + b"}",  # beyond a double (orjson refuses it)
     ],
     cuts=[],
+)
+@example(
+    all_lines=[  # beyond 64 bits orjson reads a float, msgspec an int: the same row either way
+        b'{"kind":"tick","episode":1180591620717411303424}',
+        b'{"kind":"tick","episode":-9223372036854775809,"chain_id":18446744073709551616}',
+        b'{"kind":"tick","episode":"e1","chain_id":-9223372036854775808}',
+    ],
+    cuts=[1],
 )
 def test_strict_path_equals_the_lenient_path(all_lines: list[bytes], cuts: list[int]) -> None:
     batches = batches_of(all_lines, cuts)
