@@ -289,6 +289,42 @@ def test_runs_marks_and_chains_through_the_c_loop_with_caches_cleared() -> None:
     assert flags[8] & FLAG_DEADLOCK and flags[16] & FLAG_DEADLOCK
 
 
+@needs_native
+def test_open_runs_of_verbs_in_other_scripts_end_as_in_the_python_loop() -> None:
+    """The C loop keeps an episode's open runs in its own array and compares verbs and tools by their code points:
+    a verb wider than its tool's name (an emoji in the command), a tool name outside ASCII, several runs open at
+    once, an invalid action's run ended by any success, and the state written back between batches."""
+
+    def tick(action: object, outcome: str = "error", **more: object) -> bytes:
+        return orjson.dumps({"kind": "tick", "episode": "e1", "outcome": outcome, "action": action, **more})
+
+    emoji = {"tool": "bash", "args": {"command": "\U0001f600x --v"}}
+    recs = [
+        tick(emoji),
+        tick({"tool": "\u00e9dit", "args": {"path": "a"}}),
+        tick("not a dict"),
+        tick(emoji, error_class="NotFound"),
+        tick(emoji),
+        tick(emoji),  # thrash: the third of the same verb and class
+        tick({"tool": "bash", "args": {"command": "ls"}}, "ok"),  # same tool, other verb: ends the invalid run only
+        tick(emoji),  # the emoji run goes on: the fourth
+        tick({"tool": "bash", "args": {"command": "\U0001f600x"}}, "ok"),  # same verb: its runs end
+        tick(emoji),
+        tick({"tool": "\u00e9dit", "args": {"path": "b"}}),
+        tick({"tool": "\u00e9dit"}),
+        tick({"tool": "\u00e9dit"}, "ok"),
+        tick({"tool": "\u00e9dit"}),
+    ]
+    for cuts in ([], [3, 7, 11], list(range(len(recs)))):
+        batches = batches_of(recs, cuts)
+        native = summarize(batches, native=True)
+        assert native == summarize(batches, native=False), cuts
+    flags = [int.from_bytes(native[1][2 * i : 2 * i + 2], "little") for i in range(len(recs))]
+    marked = [i for i, f in enumerate(flags) if f & (FLAG_THRASH | FLAG_DEADLOCK)]
+    assert marked == [5, 7, 11], marked
+    assert native[-1] == {0: ({"bash:\U0001f600x": {"Error": 1}, "\u00e9dit": {"Error": 1}}, 0)}
+
+
 def test_a_latency_beyond_a_double_reads_as_unknown_on_every_path() -> None:
     """It used to stop the summary with an OverflowError (the column could not take it)."""
     line = b'{"kind":"tick","episode":"e1","tick":1,"latency_s":1' + b"0" * 400 + b"}"

@@ -5,7 +5,9 @@
  * that need no range check beyond the plain ones done here. Every other line (and a line whose action the lenient
  * decoder would not take) goes to ``slow(i, raw)``, the Python path, which gives the line's row as it always did;
  * so the rows are those of the Python path, line by line (``tests/test_traces_summary_native.py`` compares them on
- * generated lines). The per-episode state is the same Python objects the Python path reads and changes.
+ * generated lines). The per-episode state is the same Python objects the Python path reads and changes; the open runs
+ * and no-progress count of the episode of the last tick are read out of them once and kept here while that episode's
+ * ticks follow one another, and written back before any Python code that reads them runs.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -491,7 +493,7 @@ static double latency_value(const Value *v) {
 
 /* A table of what a batch has looked up already, keyed by raw bytes (the action's text, a tick's flag fields): the
  * Python caches behind it are asked once per distinct key and batch. Holds strong references until the batch ends. */
-#define MEMO_SIZE 1024
+#define MEMO_SIZE 4096 /* a batch of a 1 GB trace's lines held ~600 distinct actions: all of them fit */
 typedef struct {
     uint64_t hash;
     PyObject *key; /* bytes */
@@ -544,6 +546,167 @@ static void memo_clear(Memo *m) {
     m->used = 0;
 }
 
+/* str equality (the same code points), without a call: both are ready, canonical str objects. */
+static inline int str_eq(PyObject *a, PyObject *b) {
+    if (a == b) return 1;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(a);
+    return n == PyUnicode_GET_LENGTH(b) && PyUnicode_KIND(a) == PyUnicode_KIND(b) &&
+           memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)n * PyUnicode_KIND(a)) == 0;
+}
+
+/* One open run: a verb key (``summary_records``' verb, or INVALID_VERB), an error class, the failures in a row. The
+ * dict ``{verb: {error_class: count}}`` of ``_EpisodeRuns.runs``, flattened in the dicts' order. */
+typedef struct {
+    PyObject *verb, *cls;
+    long count;
+    Py_ssize_t tool_len; /* the length of the verb's tool name (before its first ':'), for ``success_ends_runs`` */
+    int invalid;         /* the verb key is INVALID_VERB */
+} OpenRun;
+
+typedef struct {
+    OpenRun *runs;
+    Py_ssize_t n, cap;
+    int changed;
+} OpenRuns;
+
+static void open_clear(OpenRuns *o) {
+    for (Py_ssize_t k = 0; k < o->n; k++) {
+        Py_DECREF(o->runs[k].verb);
+        Py_DECREF(o->runs[k].cls);
+    }
+    o->n = 0;
+    o->changed = 0;
+}
+
+static int open_push(OpenRuns *o, PyObject *verb, PyObject *cls, long count, PyObject *invalid_verb) {
+    if (!PyUnicode_Check(verb) || !PyUnicode_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "a run's verb and error class must be str");
+        return -1;
+    }
+    if (o->n == o->cap) {
+        Py_ssize_t cap = o->cap ? 2 * o->cap : 8;
+        OpenRun *grown = PyMem_Realloc(o->runs, (size_t)cap * sizeof(OpenRun));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        o->runs = grown;
+        o->cap = cap;
+    }
+    Py_ssize_t len = PyUnicode_GET_LENGTH(verb);
+    Py_ssize_t colon = PyUnicode_FindChar(verb, ':', 0, len, 1);
+    if (colon == -2) return -1;
+    o->runs[o->n++] = (OpenRun){Py_NewRef(verb), Py_NewRef(cls), count, colon < 0 ? len : colon,
+                                str_eq(verb, invalid_verb)};
+    return 0;
+}
+
+/* The open runs of ``dict`` (``{verb: {error_class: count}}``) into ``o``. */
+static int open_load(OpenRuns *o, PyObject *dict, PyObject *invalid_verb) {
+    open_clear(o);
+    Py_ssize_t pos = 0;
+    PyObject *verb, *counts;
+    while (PyDict_Next(dict, &pos, &verb, &counts)) {
+        if (!PyDict_Check(counts)) {
+            PyErr_SetString(PyExc_TypeError, "a verb's runs must be a dict");
+            return -1;
+        }
+        Py_ssize_t inner = 0;
+        PyObject *cls, *count;
+        while (PyDict_Next(counts, &inner, &cls, &count)) {
+            long n = PyLong_AsLong(count);
+            if (n == -1 && PyErr_Occurred()) return -1;
+            if (open_push(o, verb, cls, n, invalid_verb) < 0) return -1;
+        }
+    }
+    return 0;
+}
+
+/* ``o`` written back into ``dict``, in the same form and order, if it changed. */
+static int open_store(OpenRuns *o, PyObject *dict) {
+    if (!o->changed) return 0;
+    o->changed = 0;
+    PyDict_Clear(dict);
+    for (Py_ssize_t k = 0; k < o->n; k++) {
+        OpenRun *r = &o->runs[k];
+        PyObject *counts = PyDict_GetItemWithError(dict, r->verb);
+        if (counts == NULL) {
+            if (PyErr_Occurred()) return -1;
+            counts = PyDict_New();
+            if (counts == NULL) return -1;
+            int failed = PyDict_SetItem(dict, r->verb, counts) < 0;
+            Py_DECREF(counts); /* the dict holds it */
+            if (failed) return -1;
+        }
+        PyObject *count = PyLong_FromLong(r->count);
+        if (count == NULL) return -1;
+        int failed = PyDict_SetItem(counts, r->cls, count) < 0;
+        Py_DECREF(count);
+        if (failed) return -1;
+    }
+    return 0;
+}
+
+/* One more failure of ``verb`` with the error class ``cls``: the run's length. */
+static long open_count_failure(OpenRuns *o, PyObject *verb, PyObject *cls, PyObject *invalid_verb) {
+    o->changed = 1;
+    for (Py_ssize_t k = 0; k < o->n; k++) {
+        OpenRun *r = &o->runs[k];
+        if (str_eq(r->verb, verb) && str_eq(r->cls, cls)) return ++r->count;
+    }
+    return open_push(o, verb, cls, 1, invalid_verb) < 0 ? -1 : 1;
+}
+
+/* A tick that did not fail ends the runs of its verb: ``summary._success_ends_runs``, with ``info`` the action's
+ * facts (verb key, is a dict, tool, verb). */
+static int open_success(OpenRuns *o, PyObject *info) {
+    if (!PyTuple_Check(info) || PyTuple_GET_SIZE(info) != 4) {
+        PyErr_SetString(PyExc_TypeError, "action facts must be a 4-tuple");
+        return -1;
+    }
+    if (PyTuple_GET_ITEM(info, 1) != Py_True) return 0; /* no verb: nothing succeeded */
+    PyObject *tool = PyTuple_GET_ITEM(info, 2), *verb = PyTuple_GET_ITEM(info, 3);
+    if (!PyUnicode_Check(tool)) {
+        PyErr_SetString(PyExc_TypeError, "a tool name must be a str");
+        return -1;
+    }
+    Py_ssize_t tool_len = PyUnicode_GET_LENGTH(tool);
+    int found = 0;
+    for (Py_ssize_t k = 0; k < o->n && !found; k++) {
+        OpenRun *r = &o->runs[k];
+        if (r->invalid) {
+            found = 1;
+        } else if (r->tool_len == tool_len) {
+            int kind = PyUnicode_KIND(tool);
+            if (PyUnicode_KIND(r->verb) == kind) {
+                found = memcmp(PyUnicode_DATA(r->verb), PyUnicode_DATA(tool), (size_t)tool_len * kind) == 0;
+            } else {
+                Py_ssize_t match = PyUnicode_Tailmatch(r->verb, tool, 0, tool_len, -1);
+                if (match < 0) return -1;
+                found = match == 1;
+            }
+        }
+    }
+    if (!found || verb == Py_None) return 0;
+    if (!PyUnicode_Check(verb)) {
+        PyErr_SetString(PyExc_TypeError, "a verb must be a str");
+        return -1;
+    }
+    Py_ssize_t kept = 0;
+    for (Py_ssize_t k = 0; k < o->n; k++) {
+        OpenRun *r = &o->runs[k];
+        if (r->invalid || str_eq(r->verb, verb)) {
+            Py_DECREF(r->verb);
+            Py_DECREF(r->cls);
+            o->changed = 1;
+        } else {
+            o->runs[kept++] = *r;
+        }
+    }
+    o->n = kept;
+    return 0;
+}
+
 typedef struct {
     Out out;
     Memo *actions_memo, *flags_memo;
@@ -562,6 +725,10 @@ typedef struct {
     PyObject *last_runs, *last_open;
     long last_no_progress;
     int no_progress_changed;
+    /* The last episode's open runs, read out of its dict once (``open_load``) and written back to it only when they
+     * changed (``open_store``): each failing tick then counts in this array, not in two dicts of Python objects. */
+    OpenRuns open;
+    Memo *episodes_memo; /* episode names (bytes) to their numbers */
 } Ctx;
 
 static long episode_of(Ctx *c, const Value *ep, PyObject **runs);
@@ -573,6 +740,8 @@ static int forget_last(Ctx *c) {
         r = now == NULL ? -1 : PyObject_SetAttr(c->last_runs, str_no_progress, now);
         Py_XDECREF(now);
     }
+    if (c->last_open != NULL && open_store(&c->open, c->last_open) < 0) r = -1;
+    open_clear(&c->open);
     c->no_progress_changed = 0;
     Py_CLEAR(c->last_name);
     Py_CLEAR(c->last_runs);
@@ -594,6 +763,7 @@ static int load_last(Ctx *c, const Value *ep) {
         PyErr_SetString(PyExc_TypeError, "runs must be a dict");
         return -1;
     }
+    if (open_load(&c->open, c->last_open, c->invalid_verb) < 0) return -1;
     PyObject *count = PyObject_GetAttr(runs, str_no_progress);
     if (count == NULL) return -1;
     c->last_no_progress = PyLong_AsLong(count);
@@ -713,11 +883,24 @@ static PyObject *flag_facts(Ctx *c, const Value *vals) {
 /* The episode number of a name (-2 on an error); with runs, a new reference to its runs (made when it has none). */
 static long episode_of(Ctx *c, const Value *ep, PyObject **runs) {
     if (runs != NULL) *runs = NULL;
-    PyObject *name = PyUnicode_DecodeUTF8(ep->s, ep->n, "strict");
-    if (name == NULL) return -2;
-    PyObject *number = PyObject_CallOneArg(c->intern, name);
-    Py_DECREF(name);
-    if (number == NULL) return -2;
+    uint64_t h = hash_bytes(ep->s, ep->n);
+    PyObject *number = memo_get(c->episodes_memo, ep->s, ep->n, h);
+    if (number != NULL) {
+        Py_INCREF(number);
+    } else { /* asked of ``intern`` once per name and batch */
+        PyObject *name = PyUnicode_DecodeUTF8(ep->s, ep->n, "strict");
+        if (name == NULL) return -2;
+        number = PyObject_CallOneArg(c->intern, name);
+        Py_DECREF(name);
+        if (number == NULL) return -2;
+        PyObject *key = PyBytes_FromStringAndSize(ep->s, ep->n);
+        if (key == NULL) {
+            Py_DECREF(number);
+            return -2;
+        }
+        memo_put(c->episodes_memo, key, number, h);
+        Py_DECREF(key);
+    }
     long episode = PyLong_AsLong(number);
     if (episode == -1 && PyErr_Occurred()) {
         Py_DECREF(number);
@@ -743,79 +926,6 @@ static long episode_of(Ctx *c, const Value *ep, PyObject **runs) {
     }
     Py_DECREF(number);
     return episode;
-}
-
-/* One more failure of the verb ``verb`` with the error class ``run_class``: the run's length. */
-static long count_failure(PyObject *open_runs, PyObject *verb, PyObject *run_class) {
-    PyObject *counts = PyDict_GetItemWithError(open_runs, verb);
-    if (counts == NULL) {
-        if (PyErr_Occurred()) return -1;
-        counts = PyDict_New();
-        if (counts == NULL) return -1;
-        int r = PyDict_SetItem(open_runs, verb, counts);
-        Py_DECREF(counts); /* the dict holds it */
-        if (r < 0) return -1;
-    }
-    long count = 1;
-    PyObject *old = PyDict_GetItemWithError(counts, run_class);
-    if (old != NULL) {
-        count = PyLong_AsLong(old) + 1;
-        if (count == 0 && PyErr_Occurred()) return -1;
-    } else if (PyErr_Occurred()) {
-        return -1;
-    }
-    PyObject *now = PyLong_FromLong(count);
-    if (now == NULL) return -1;
-    int r = PyDict_SetItem(counts, run_class, now);
-    Py_DECREF(now);
-    return r < 0 ? -1 : count;
-}
-
-/* A tick that did not fail ends the runs of its verb: ``summary._success_ends_runs``, with ``info`` the action's
- * facts (verb key, is a dict, tool, verb). */
-static int success_ends_runs(PyObject *open_runs, PyObject *info, PyObject *invalid_verb) {
-    if (!PyTuple_Check(info) || PyTuple_GET_SIZE(info) != 4) {
-        PyErr_SetString(PyExc_TypeError, "action facts must be a 4-tuple");
-        return -1;
-    }
-    if (PyTuple_GET_ITEM(info, 1) != Py_True) return 0; /* no verb: nothing succeeded */
-    PyObject *tool = PyTuple_GET_ITEM(info, 2), *verb = PyTuple_GET_ITEM(info, 3);
-    if (!PyUnicode_Check(tool)) {
-        PyErr_SetString(PyExc_TypeError, "a tool name must be a str");
-        return -1;
-    }
-    Py_ssize_t tool_len = PyUnicode_GET_LENGTH(tool);
-    Py_ssize_t pos = 0;
-    PyObject *key, *value;
-    int found = 0;
-    while (!found && PyDict_Next(open_runs, &pos, &key, &value)) {
-        if (!PyUnicode_Check(key)) {
-            PyErr_SetString(PyExc_TypeError, "a verb must be a str");
-            return -1;
-        }
-        int same = PyUnicode_Compare(key, invalid_verb);
-        if (same == -1 && PyErr_Occurred()) return -1;
-        if (same == 0) {
-            found = 1;
-            break;
-        }
-        Py_ssize_t len = PyUnicode_GET_LENGTH(key);
-        Py_ssize_t colon = PyUnicode_FindChar(key, ':', 0, len, 1);
-        if (colon == -2) return -1;
-        Py_ssize_t prefix = colon < 0 ? len : colon;
-        if (prefix == tool_len) {
-            Py_ssize_t match = PyUnicode_Tailmatch(key, tool, 0, prefix, -1);
-            if (match < 0) return -1;
-            found = match == 1;
-        }
-    }
-    if (!found || verb == Py_None) return 0;
-    PyObject *drop[2] = {verb, invalid_verb};
-    for (int j = 0; j < 2; j++) {
-        int has = PyDict_Contains(open_runs, drop[j]);
-        if (has < 0 || (has && PyDict_DelItem(open_runs, drop[j]) < 0)) return -1;
-    }
-    return 0;
 }
 
 /* A new reference to the number of the chain ``chain_id`` of the episode named ``ep`` (NULL: lines without an
@@ -971,14 +1081,14 @@ static int do_tick(Ctx *c, Py_ssize_t i, const Line *line, const Value *vals) {
                 if (c->last_no_progress >= c->deadlock_window) flags |= 1 << 5; /* FLAG_DEADLOCK */
             }
             if (run_class != Py_None) {
-                long count = count_failure(c->last_open, PyTuple_GET_ITEM(info, 0), run_class);
+                long count = open_count_failure(&c->open, PyTuple_GET_ITEM(info, 0), run_class, c->invalid_verb);
                 if (count < 0) {
                     failed = 1;
                 } else if (count >= c->thrash_min) {
                     flags |= mark;
                 }
-            } else if (PyDict_GET_SIZE(c->last_open) > 0) {
-                failed = success_ends_runs(c->last_open, info, c->invalid_verb) < 0;
+            } else if (c->open.n > 0) {
+                failed = open_success(&c->open, info) < 0;
             }
         }
     }
@@ -1061,6 +1171,10 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_TypeError, "summarize(): state and caches must be dicts");
         return NULL;
     }
+    if (!PyUnicode_Check(args[12])) {
+        PyErr_SetString(PyExc_TypeError, "summarize(): invalid_verb must be a str");
+        return NULL;
+    }
     Ctx c = {
         .s = args[2], .slow = args[3], .intern = args[4], .state = args[5], .runs_type = args[6],
         .tick_cache = args[7], .tick_flags = args[8], .actions = args[9], .action_info = args[10],
@@ -1091,7 +1205,7 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
     } else {
         count = PyList_GET_SIZE(lines);
     }
-    Memo *memos = PyMem_Calloc(3, sizeof(Memo));
+    Memo *memos = PyMem_Calloc(4, sizeof(Memo));
     if (memos == NULL) {
         if (block_mode) PyBuffer_Release(&view);
         return PyErr_NoMemory();
@@ -1099,6 +1213,7 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
     c.actions_memo = &memos[0];
     c.flags_memo = &memos[1];
     c.chains_memo = &memos[2];
+    c.episodes_memo = &memos[3];
     PyObject *cols[7] = {
         PyBytes_FromStringAndSize(NULL, count), PyBytes_FromStringAndSize(NULL, count * 2),
         PyBytes_FromStringAndSize(NULL, count * 4), PyBytes_FromStringAndSize(NULL, count * 4),
@@ -1156,7 +1271,8 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
         }
     }
     if (forget_last(&c) < 0) failed = 1;
-    for (int j = 0; j < 3; j++) memo_clear(&memos[j]);
+    PyMem_Free(c.open.runs);
+    for (int j = 0; j < 4; j++) memo_clear(&memos[j]);
     PyMem_Free(memos);
     if (block_mode) PyBuffer_Release(&view);
     if (!failed && c.out.n != count) { /* every way through the loop gives its line one row */
