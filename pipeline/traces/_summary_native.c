@@ -1194,20 +1194,37 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
     if (PyErr_Occurred()) return NULL;
     Py_ssize_t count;
     Py_buffer view = {0};
+    const char **line_ends = NULL; /* a block's newlines, then its end: found once, read by the loop below */
     if (block_mode) { /* the lines of a block (any bytes-like object), as bytes.split(b"\n") gives them */
         if (PyObject_GetBuffer(lines, &view, PyBUF_SIMPLE) < 0) return NULL;
         count = 1;
+        Py_ssize_t room = view.len / 256 + 16; /* lines of a few hundred bytes: grown as needed */
+        line_ends = PyMem_Malloc((size_t)room * sizeof(*line_ends));
         const char *q = view.buf, *q_end = q + view.len;
-        while ((q = memchr(q, '\n', (size_t)(q_end - q))) != NULL) {
+        while (line_ends != NULL && (q = memchr(q, '\n', (size_t)(q_end - q))) != NULL) {
+            if (count == room) {
+                room *= 2;
+                const char **grown = PyMem_Realloc(line_ends, (size_t)room * sizeof(*line_ends));
+                if (grown == NULL) PyMem_Free(line_ends);
+                line_ends = grown;
+                if (grown == NULL) break;
+            }
+            line_ends[count - 1] = q;
             count++;
             q++;
         }
+        if (line_ends == NULL) {
+            PyBuffer_Release(&view);
+            return PyErr_NoMemory();
+        }
+        line_ends[count - 1] = q_end;
     } else {
         count = PyList_GET_SIZE(lines);
     }
     Memo *memos = PyMem_Calloc(4, sizeof(Memo));
     if (memos == NULL) {
         if (block_mode) PyBuffer_Release(&view);
+        PyMem_Free(line_ends);
         return PyErr_NoMemory();
     }
     c.actions_memo = &memos[0];
@@ -1233,13 +1250,11 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
     }
     Value vals[N_FIELDS];
     const char *block = block_mode ? view.buf : NULL;
-    const char *block_end = block_mode ? block + view.len : NULL;
     for (Py_ssize_t j = 0; j < count && !failed; j++) {
         Line line;
         if (block_mode) {
-            const char *nl = memchr(block, '\n', (size_t)(block_end - block));
-            line = (Line){block, nl != NULL ? nl : block_end, NULL};
-            block = nl != NULL ? nl + 1 : block_end;
+            line = (Line){block, line_ends[j], NULL};
+            block = line_ends[j] + (j + 1 < count); /* (the last line ends the block) */
         } else {
             line.raw = PyList_GET_ITEM(lines, j);
             if (!PyBytes_Check(line.raw)) {
@@ -1274,6 +1289,7 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
     PyMem_Free(c.open.runs);
     for (int j = 0; j < 4; j++) memo_clear(&memos[j]);
     PyMem_Free(memos);
+    PyMem_Free(line_ends);
     if (block_mode) PyBuffer_Release(&view);
     if (!failed && c.out.n != count) { /* every way through the loop gives its line one row */
         PyErr_Format(PyExc_SystemError, "summarize(): %zd rows for %zd lines", c.out.n, count);
