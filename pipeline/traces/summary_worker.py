@@ -24,6 +24,7 @@ out through a sender thread, so it goes on while the viewer has not started read
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 import pickle
 import queue
@@ -201,6 +202,10 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
     """
     _, path, state = _receive(inp)
     s = _restore(state)
+    # The worker makes no cycles to collect (dicts of open runs, names, answers that go out): collections would only
+    # walk what it holds. Fewer and over less: ~3 % of a worker's CPU on a 1 GB trace.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     fd = os.open(path, os.O_RDONLY)
     batches = BatchReader()
     outbox: queue.SimpleQueue[object] = queue.SimpleQueue()
