@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from array import array
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -16,13 +17,23 @@ from pipeline.traces.summary_runs import RunColumn
 
 _RUN = st.tuples(st.one_of(st.just(-1), st.integers(0, 4), st.integers(-(2**31), 2**31 - 1)), st.integers(1, 30))
 _BATCH = st.lists(_RUN, max_size=8).map(lambda runs: [value for value, n in runs for _ in range(n)])
-_BATCHES = st.lists(st.tuples(st.booleans(), _BATCH), max_size=8)
+_WAYS = st.sampled_from(["list", "bytes", "bytes-numpy"])
+"""How a batch comes: a list (``extend``), or a worker's bytes whose runs are found in C or with numpy."""
+_BATCHES = st.lists(st.tuples(_WAYS, _BATCH), max_size=8)
 
 
-def _fill(batches: list[tuple[bool, list[int]]], column: RunColumn, dense: array[int]) -> None:
-    for as_bytes, values in batches:
-        if as_bytes:
-            column.frombytes(array("i", values).tobytes())
+def _frombytes(column: Any, data: bytes, *, numpy: bool) -> None:
+    """``column.frombytes(data)``; with ``numpy``, the way taken without the summary's C module."""
+    with pytest.MonkeyPatch.context() as m:
+        if numpy:
+            m.setattr(summary_runs, "_native", lambda: None)
+        column.frombytes(data)
+
+
+def _fill(batches: list[tuple[str, list[int]]], column: RunColumn, dense: array[int]) -> None:
+    for way, values in batches:
+        if way != "list":
+            _frombytes(column, array("i", values).tobytes(), numpy=way == "bytes-numpy")
         else:
             column.extend(values)
         dense.extend(values)
@@ -46,8 +57,8 @@ def _same(column: RunColumn, dense: array[int], data: st.DataObject) -> None:
 @settings(max_examples=300, deadline=None)
 @given(_BATCHES, _BATCHES, st.sampled_from([0, 8, 4096]), st.data())
 def test_reads_as_the_dense_column(
-    first: list[tuple[bool, list[int]]],
-    second: list[tuple[bool, list[int]]],
+    first: list[tuple[str, list[int]]],
+    second: list[tuple[str, list[int]]],
     slack: int,
     data: st.DataObject,
 ) -> None:
@@ -78,7 +89,8 @@ def test_long_runs_cost_8_bytes_a_run_and_interleaving_turns_dense() -> None:
     assert interleaved[99_999] == 99_999 % 3
 
 
-def test_emptied_whole_only_and_lines_past_2_31_widen_the_starts() -> None:
+@pytest.mark.parametrize("numpy", [False, True])
+def test_emptied_whole_only_and_lines_past_2_31_widen_the_starts(numpy: bool) -> None:
     column = RunColumn()
     column.extend([1, 1, 2])
     with pytest.raises(TypeError):
@@ -88,7 +100,7 @@ def test_emptied_whole_only_and_lines_past_2_31_widen_the_starts() -> None:
     column.extend([7])
     column._len = 2**31 - 1  # (as if that many lines of episode 7 had come)
     column.extend([7, 8, 8])
-    column.frombytes(array("i", [8, 9]).tobytes())
+    _frombytes(column, array("i", [8, 9]).tobytes(), numpy=numpy)
     starts, _ = column._store  # type: ignore[misc]
     assert starts.typecode == "q" and starts.tolist() == [0, 2**31, 2**31 + 3]
     assert (column[2**31 - 1], column[2**31], column[2**31 + 2], column[-1]) == (7, 8, 8, 9)

@@ -5,6 +5,7 @@ and finds a chain's lines in a window as a scan of the dense column would."""
 from __future__ import annotations
 
 from array import array
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -14,14 +15,24 @@ from pipeline.traces import summary_sparse
 from pipeline.traces.summary_sparse import NO_ID, SparseColumn
 
 _VALUE = st.one_of(st.just(NO_ID), st.just(NO_ID), st.integers(0, 6), st.integers(-(2**31), 2**31 - 1))
-_BATCHES = st.lists(st.tuples(st.booleans(), st.lists(_VALUE, max_size=40)), max_size=8)
+_WAYS = st.sampled_from(["list", "bytes", "bytes-numpy"])
+"""How a batch comes: a list (``extend``), or a worker's bytes picked out in C or with numpy (``frombytes``)."""
+_BATCHES = st.lists(st.tuples(_WAYS, st.lists(_VALUE, max_size=40)), max_size=8)
 
 
-def _fill(batches: list[tuple[bool, list[int]]]) -> tuple[SparseColumn, array[int]]:
+def _frombytes(column: Any, data: bytes, *, numpy: bool) -> None:
+    """``column.frombytes(data)``; with ``numpy``, the way taken without the summary's C module."""
+    with pytest.MonkeyPatch.context() as m:
+        if numpy:
+            m.setattr(summary_sparse, "_native", lambda: None)
+        column.frombytes(data)
+
+
+def _fill(batches: list[tuple[str, list[int]]]) -> tuple[SparseColumn, array[int]]:
     sparse, dense = SparseColumn(), array("i")
-    for as_bytes, values in batches:
-        if as_bytes:
-            sparse.frombytes(array("i", values).tobytes())
+    for way, values in batches:
+        if way != "list":
+            _frombytes(sparse, array("i", values).tobytes(), numpy=way == "bytes-numpy")
         else:
             sparse.extend(values)
         dense.extend(values)
@@ -30,7 +41,7 @@ def _fill(batches: list[tuple[bool, list[int]]]) -> tuple[SparseColumn, array[in
 
 @settings(max_examples=300, deadline=None)
 @given(_BATCHES, st.data())
-def test_reads_as_the_dense_column(batches: list[tuple[bool, list[int]]], data: st.DataObject) -> None:
+def test_reads_as_the_dense_column(batches: list[tuple[str, list[int]]], data: st.DataObject) -> None:
     sparse, dense = _fill(batches)
     assert len(sparse) == len(dense)
     assert [sparse[i] for i in range(len(dense))] == dense.tolist()
@@ -51,7 +62,7 @@ def test_reads_as_the_dense_column(batches: list[tuple[bool, list[int]]], data: 
 @settings(max_examples=300, deadline=None)
 @given(_BATCHES, st.integers(0, 6), st.integers(-3, 90), st.integers(-3, 90), st.booleans())
 def test_lines_with_is_a_scan_of_the_window(
-    batches: list[tuple[bool, list[int]]], value: int, first: int, last: int, numpy_scan: bool
+    batches: list[tuple[str, list[int]]], value: int, first: int, last: int, numpy_scan: bool
 ) -> None:
     sparse, dense = _fill(batches)
     if numpy_scan:
@@ -65,7 +76,8 @@ def test_lines_with_is_a_scan_of_the_window(
     assert found.tolist() == [i for i, v in enumerate(dense) if first <= i <= last and v == value]
 
 
-def test_emptied_whole_only_and_lines_past_2_31_widen_the_rows() -> None:
+@pytest.mark.parametrize("numpy", [False, True])
+def test_emptied_whole_only_and_lines_past_2_31_widen_the_rows(numpy: bool) -> None:
     sparse = SparseColumn()
     sparse.extend([NO_ID, 3, NO_ID])
     with pytest.raises(TypeError):
@@ -74,7 +86,7 @@ def test_emptied_whole_only_and_lines_past_2_31_widen_the_rows() -> None:
     assert len(sparse) == 0 and sparse.tobytes() == b""
     sparse._len = 2**31 - 2  # (as if that many lines were in no chain)
     sparse.extend([4, NO_ID, 5])
-    sparse.frombytes(array("i", [NO_ID, 6]).tobytes())
+    _frombytes(sparse, array("i", [NO_ID, 6]).tobytes(), numpy=numpy)
     assert sparse.rows.typecode == "q"
     assert sparse.rows.tolist() == [2**31 - 2, 2**31, 2**31 + 2]
     assert (sparse[2**31 - 2], sparse[2**31 - 1], sparse[2**31], sparse[-1]) == (4, NO_ID, 5, 6)

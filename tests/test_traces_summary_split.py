@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.traces import index_workers as workers_module
+from pipeline.traces import summary_native
 from pipeline.traces.index import TraceIndex
 from pipeline.traces.index_workers import SummaryWorkers, apply_delta
 from pipeline.traces.summary import _summarize_batch
@@ -79,11 +81,16 @@ def split_pass(lines: list[bytes], boundary: int, cuts: list[int]) -> tuple[_Sum
 
 
 @settings(max_examples=300, deadline=None)
-@given(lines=st.one_of(run_lines, trace_lines()), data=st.data())
-def test_split_summary_equals_one_pass(lines: list[bytes], data: st.DataObject) -> None:
+@given(lines=st.one_of(run_lines, trace_lines()), data=st.data(), numpy=st.booleans())
+def test_split_summary_equals_one_pass(lines: list[bytes], data: st.DataObject, numpy: bool) -> None:
+    """``numpy``: the deltas taken in without the C module's helpers (filter lines, chain spans, the compact
+    columns' runs and rows found with numpy instead)."""
     boundary = data.draw(st.integers(0, len(lines)), label="boundary")
     cuts = data.draw(st.lists(st.integers(0, len(lines)), max_size=4), label="cuts")
-    split, _ = split_pass(lines, boundary, cuts)
+    with pytest.MonkeyPatch.context() as m:
+        if numpy:
+            m.setattr(summary_native, "load", lambda: None)
+        split, _ = split_pass(lines, boundary, cuts)
     assert key_of(split) == key_of(one_pass(lines))
 
 

@@ -1410,9 +1410,9 @@ static const char place_names_doc[] =
 
 static int buffer_of(PyObject *obj, Py_buffer *view, int flags, const char *format, const char *what) {
     if (PyObject_GetBuffer(obj, view, flags | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) return -1;
-    if (view->itemsize != 4 || view->format == NULL || strcmp(view->format, format) != 0) {
+    if (view->itemsize != (format[0] == 'q' ? 8 : 4) || view->format == NULL || strcmp(view->format, format) != 0) {
         PyBuffer_Release(view);
-        PyErr_Format(PyExc_TypeError, "place_names(): %s must hold '%s' items", what, format);
+        PyErr_Format(PyExc_TypeError, "%s must hold '%s' items", what, format);
         return -1;
     }
     return 0;
@@ -1424,8 +1424,8 @@ static PyObject *place_names(PyObject *module, PyObject *args) {
     long long first;
     if (!PyArg_ParseTuple(args, "OOL", &table_obj, &tags_obj, &first)) return NULL;
     Py_buffer table, tags;
-    if (buffer_of(table_obj, &table, PyBUF_WRITABLE, "i", "the table") < 0) return NULL;
-    if (buffer_of(tags_obj, &tags, PyBUF_SIMPLE, "I", "the tags") < 0) {
+    if (buffer_of(table_obj, &table, PyBUF_WRITABLE, "i", "place_names(): the table") < 0) return NULL;
+    if (buffer_of(tags_obj, &tags, PyBUF_SIMPLE, "I", "place_names(): the tags") < 0) {
         PyBuffer_Release(&table);
         return NULL;
     }
@@ -1456,12 +1456,239 @@ static PyObject *place_names(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ---- a worker's delta taken in by the viewer (``index_workers.apply_delta``): one pass per column, not numpy's
+ * several per flag ---- */
+
+/* The width of a typecode's items for line numbers: 'i' 4, 'q' 8, else 0 (a TypeError is set). */
+static int line_width(int code) {
+    if (code == 'i') return 4;
+    if (code == 'q') return 8;
+    PyErr_SetString(PyExc_TypeError, "line numbers are 'i' or 'q' items");
+    return 0;
+}
+
+static inline void put_line(char *out, Py_ssize_t k, long long line, int width) {
+    if (width == 4) {
+        int32_t v = (int32_t)line;
+        memcpy(out + 4 * k, &v, 4);
+    } else {
+        int64_t v = (int64_t)line;
+        memcpy(out + 8 * k, &v, 8);
+    }
+}
+
+/* A bytes object of the first ``n`` items of ``out`` (given back shrunk; NULL with an error on failure). */
+static PyObject *shrunk(PyObject *out, Py_ssize_t size) {
+    if (out != NULL && _PyBytes_Resize(&out, size) < 0) return NULL;
+    return out;
+}
+
+static int line_in_range(long long line, int width) {
+    if (width == 8 || line <= INT32_MAX) return 1;
+    PyErr_SetString(PyExc_OverflowError, "a line number beyond 'i' items");
+    return 0;
+}
+
+/* ``(lines, values)``: the first ``k`` items of each (``width`` and 4 bytes an item), or NULL with an error (``k``
+ * negative: an error set already); both references are taken. */
+static PyObject *lines_and_values(PyObject *lines, PyObject *values, Py_ssize_t k, int width) {
+    if (values == NULL || k < 0) {
+        Py_XDECREF(lines);
+        Py_XDECREF(values);
+        return NULL;
+    }
+    lines = shrunk(lines, k * width);
+    values = shrunk(values, k * 4);
+    if (lines == NULL || values == NULL) {
+        Py_XDECREF(lines);
+        Py_XDECREF(values);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", lines, values);
+}
+
+static const char sparse_rows_doc[] =
+    "sparse_rows(values, base, code)\n--\n\n"
+    "``summary_sparse.SparseColumn.frombytes``: of ``values`` (``'i'`` items, one per line from ``base``) the lines\n"
+    "whose value is not NO_ID (-1), as ``code`` items, and their values (``'i'``).";
+
+/* The lines of ``in`` (``'i'`` items, one per line from ``base``) picked, as ``width``-byte items, with their values:
+ * with ``runs``, each line whose value differs from the line before (``prev`` the value before the first, if
+ * ``has_prev``); else each line whose value is not NO_ID. Releases ``in``. */
+static PyObject *pick_lines(Py_buffer *in, long long base, int width, int runs, int has_prev, long long prev) {
+    Py_ssize_t n = in->len / 4;
+    PyObject *lines = width ? PyBytes_FromStringAndSize(NULL, n * width) : NULL;
+    PyObject *values = lines != NULL ? PyBytes_FromStringAndSize(NULL, n * 4) : NULL;
+    Py_ssize_t k = 0;
+    if (values != NULL) {
+        const char *data = in->buf;
+        char *out_lines = PyBytes_AS_STRING(lines), *out_values = PyBytes_AS_STRING(values);
+        for (Py_ssize_t j = 0; j < n; j++) {
+            int32_t v;
+            memcpy(&v, data + 4 * j, 4);
+            if (runs ? has_prev && v == prev : v == -1) continue;
+            if (!line_in_range(base + j, width)) {
+                k = -1;
+                break;
+            }
+            put_line(out_lines, k, base + j, width);
+            memcpy(out_values + 4 * k, &v, 4);
+            k++;
+            has_prev = 1;
+            prev = v;
+        }
+    }
+    PyBuffer_Release(in);
+    return lines_and_values(lines, values, k, width);
+}
+
+static PyObject *sparse_rows(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer in;
+    long long base;
+    int code;
+    if (!PyArg_ParseTuple(args, "y*LC", &in, &base, &code)) return NULL;
+    return pick_lines(&in, base, line_width(code), 0, 0, 0);
+}
+
+static const char value_runs_doc[] =
+    "value_runs(values, base, previous, code)\n--\n\n"
+    "``summary_runs.RunColumn.frombytes``: of ``values`` (``'i'`` items, one per line from ``base``) the lines where\n"
+    "a run of one value starts, as ``code`` items, and the runs' values (``'i'``); the first line starts one unless\n"
+    "its value is ``previous`` (the value of the line before; None: none).";
+
+static PyObject *value_runs(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer in;
+    long long base;
+    PyObject *previous;
+    int code;
+    if (!PyArg_ParseTuple(args, "y*LOC", &in, &base, &previous, &code)) return NULL;
+    int width = line_width(code);
+    long long prev = 0;
+    if (width && previous != Py_None) {
+        prev = PyLong_AsLongLong(previous);
+        if (prev == -1 && PyErr_Occurred()) width = 0;
+    }
+    return pick_lines(&in, base, width, 1, previous != Py_None, prev);
+}
+
+static const char flag_rows_doc[] =
+    "flag_rows(flags, base, masks, code)\n--\n\n"
+    "``index_workers.apply_delta``'s filter lines: for each of ``masks`` (a tuple of ints), the lines from ``base``\n"
+    "whose flags (``'H'`` items) have any of its bits, as ``code`` items; a tuple of bytes, one per mask.";
+
+#define MAX_MASKS 16
+static PyObject *flag_rows(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer in;
+    long long base;
+    PyObject *masks;
+    int code;
+    if (!PyArg_ParseTuple(args, "y*LO!C", &in, &base, &PyTuple_Type, &masks, &code)) return NULL;
+    int width = line_width(code);
+    Py_ssize_t m = PyTuple_GET_SIZE(masks), n = in.len / 2;
+    if (width && m > MAX_MASKS) {
+        PyErr_SetString(PyExc_ValueError, "flag_rows(): too many masks");
+        width = 0;
+    }
+    unsigned long mask[MAX_MASKS];
+    for (Py_ssize_t q = 0; width && q < m; q++) {
+        mask[q] = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(masks, q));
+        if (mask[q] == (unsigned long)-1 && PyErr_Occurred()) width = 0;
+    }
+    PyObject *out[MAX_MASKS] = {NULL};
+    Py_ssize_t k[MAX_MASKS] = {0};
+    int failed = !width;
+    unsigned long any = 0;
+    for (Py_ssize_t q = 0; !failed && q < m; q++) {
+        any |= mask[q];
+        out[q] = PyBytes_FromStringAndSize(NULL, n * width);
+        failed = out[q] == NULL;
+    }
+    const char *data = in.buf;
+    for (Py_ssize_t j = 0; !failed && j < n; j++) {
+        uint16_t f;
+        memcpy(&f, data + 2 * j, 2);
+        if (!(f & any)) continue; /* most lines have no filter flag */
+        if (!line_in_range(base + j, width)) {
+            failed = 1;
+            break;
+        }
+        for (Py_ssize_t q = 0; q < m; q++) {
+            if (f & mask[q]) put_line(PyBytes_AS_STRING(out[q]), k[q]++, base + j, width);
+        }
+    }
+    PyBuffer_Release(&in);
+    PyObject *result = failed ? NULL : PyTuple_New(m);
+    for (Py_ssize_t q = 0; q < m; q++) {
+        PyObject *rows = result != NULL ? shrunk(out[q], k[q] * width) : (Py_XDECREF(out[q]), NULL);
+        if (result == NULL) continue;
+        if (rows == NULL) {
+            Py_CLEAR(result);
+            for (Py_ssize_t r = q + 1; r < m; r++) Py_XDECREF(out[r]);
+            break;
+        }
+        PyTuple_SET_ITEM(result, q, rows);
+    }
+    return result;
+}
+
+static const char chain_spans_doc[] =
+    "chain_spans(chains, base, first, last)\n--\n\n"
+    "``summary_columns._ChainLines.add_spans`` for a delta's chain column (``'i'`` items, one per line from ``base``,\n"
+    "NO_ID for none): for each line of a chain ``c``, ``first[c]`` is set to it if still negative and ``last[c]`` to\n"
+    "it (``first`` and ``last`` writable ``'q'`` arrays holding every chain). IndexError for a chain beyond them.";
+
+static PyObject *chain_spans(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer in, first, last;
+    long long base;
+    PyObject *first_obj, *last_obj;
+    if (!PyArg_ParseTuple(args, "y*LOO", &in, &base, &first_obj, &last_obj)) return NULL;
+    if (buffer_of(first_obj, &first, PyBUF_WRITABLE | PyBUF_FORMAT, "q", "chain_spans(): first") < 0) {
+        PyBuffer_Release(&in);
+        return NULL;
+    }
+    if (buffer_of(last_obj, &last, PyBUF_WRITABLE | PyBUF_FORMAT, "q", "chain_spans(): last") < 0) {
+        PyBuffer_Release(&first);
+        PyBuffer_Release(&in);
+        return NULL;
+    }
+    Py_ssize_t n = in.len / 4, chains = first.len / 8;
+    int64_t *f = first.buf, *l = last.buf;
+    const char *data = in.buf;
+    int failed = last.len / 8 < chains;
+    if (failed) PyErr_SetString(PyExc_ValueError, "chain_spans(): first and last differ in length");
+    for (Py_ssize_t j = 0; !failed && j < n; j++) {
+        int32_t c;
+        memcpy(&c, data + 4 * j, 4);
+        if (c == -1) continue;
+        if (c < 0 || c >= chains) {
+            PyErr_Format(PyExc_IndexError, "chain_spans(): chain %d of %zd", (int)c, chains);
+            failed = 1;
+            break;
+        }
+        if (f[c] < 0) f[c] = base + j;
+        l[c] = base + j;
+    }
+    PyBuffer_Release(&last);
+    PyBuffer_Release(&first);
+    PyBuffer_Release(&in);
+    if (failed) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"newline_ends", newline_ends, METH_VARARGS, newline_ends_doc},
     {"place_names", place_names, METH_VARARGS, place_names_doc},
     {"all_ascii", all_ascii, METH_O, all_ascii_doc},
     {"summarize", (PyCFunction)(void (*)(void))summarize, METH_FASTCALL, summarize_doc},
     {"narrow", narrow, METH_VARARGS, narrow_doc},
+    {"sparse_rows", sparse_rows, METH_VARARGS, sparse_rows_doc},
+    {"value_runs", value_runs, METH_VARARGS, value_runs_doc},
+    {"flag_rows", flag_rows, METH_VARARGS, flag_rows_doc},
+    {"chain_spans", chain_spans, METH_VARARGS, chain_spans_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -15,6 +15,7 @@ import pickle
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from pipeline.traces import summary_native
 from pipeline.traces.heap import grow_by_remapping, release_free_heap
 from pipeline.traces.index_scan import numpy_available, numpy_or_none
 from pipeline.traces.summary_columns import NO_ID, _Summaries, append_column, compact_summaries, flag_lines_upto
@@ -79,20 +80,32 @@ def apply_delta(s: _Summaries, delta: SummaryDelta) -> None:
     s.chain_lines.new_unseen(len(delta.chain_names))
     s.chain_episode.frombytes(delta.chain_episodes)
     columns = dict(zip(COLUMNS, delta.columns, strict=True))
-    chain = np.frombuffer(columns["chain"], dtype=np.int32)
-    rows = np.flatnonzero(chain != NO_ID)
-    if len(rows):
-        numbers = chain[rows]
-        chains, at_first = np.unique(numbers, return_index=True)
-        at_last = len(numbers) - 1 - np.unique(numbers[::-1], return_index=True)[1]
-        lines = rows + first
-        s.chain_lines.add_spans(chains.tolist(), lines[at_first].tolist(), lines[at_last].tolist())
+    native = summary_native.load()  # (one pass per column in C: numpy took several, one per filter flag)
+    if native is not None:
+        native.chain_spans(columns["chain"], first, s.chain_lines.first, s.chain_lines.last)
+    else:
+        chain = np.frombuffer(columns["chain"], dtype=np.int32)
+        rows = np.flatnonzero(chain != NO_ID)
+        if len(rows):
+            numbers = chain[rows]
+            chains, at_first = np.unique(numbers, return_index=True)
+            at_last = len(numbers) - 1 - np.unique(numbers[::-1], return_index=True)[1]
+            lines = rows + first
+            s.chain_lines.add_spans(chains.tolist(), lines[at_first].tolist(), lines[at_last].tolist())
     for name, typecode in zip(COLUMNS, delta.typecodes, strict=True):
         append_column(s, name, typecode, columns[name])
-    flags = np.frombuffer(columns["flags"], dtype=np.uint16)
-    for flag, lines in flag_lines_upto(s, first + delta.count).items():
-        rows = np.flatnonzero(flags & flag) + first
-        lines.frombytes(rows.astype(np.int32 if lines.typecode == "i" else np.int64).tobytes())
+    lists = flag_lines_upto(s, first + delta.count)
+    if native is not None:
+        for code in {lines.typecode for lines in lists.values()}:
+            picked = [(flag, lines) for flag, lines in lists.items() if lines.typecode == code]
+            found = native.flag_rows(columns["flags"], first, tuple(flag for flag, _ in picked), code)
+            for (_, lines), rows_bytes in zip(picked, found, strict=True):
+                lines.frombytes(rows_bytes)
+    else:
+        flags = np.frombuffer(columns["flags"], dtype=np.uint16)
+        for flag, lines in lists.items():
+            rows = np.flatnonzero(flags & flag) + first
+            lines.frombytes(rows.astype(np.int32 if lines.typecode == "i" else np.int64).tobytes())
     s.flagged_upto = first + delta.count
 
 

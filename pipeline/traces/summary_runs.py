@@ -82,11 +82,27 @@ class RunColumn(CompactColumn):
         self._append_runs(starts, new_values, base + len(dense_values))
 
     def frombytes(self, data: bytes) -> None:
-        """Append dense int32 values given as bytes (a worker's delta)."""
+        """Append dense int32 values given as bytes (a worker's delta): the runs found in C where the summary's C
+        loop is built, else with numpy."""
         store = self._store
         if not isinstance(store, tuple):
             store.frombytes(data)
             self._len += len(data) // store.itemsize
+            return
+        native = _native()
+        if native is not None:
+            base, count = self._len, len(data) // 4
+            if not count:
+                return
+            runs, run_values = store
+            code = "q" if base + count - 1 > INT32_MAX else runs.typecode
+            starts, values = native.value_runs(data, base, run_values[-1] if len(run_values) else None, code)
+            if code != runs.typecode:
+                runs = array("q", runs)
+                self._store = (runs, run_values)
+            run_values.frombytes(values)  # (a run's value before its first line)
+            runs.frombytes(starts)
+            self._append_runs((), (), base + count)
             return
         np = numpy_or_none()
         if np is None:
@@ -150,3 +166,10 @@ def _dense(starts: array[int], values: array[int], start: int, stop: int) -> arr
         k += 1
     out.frombytes(b"".join(pieces))
     return out
+
+
+def _native() -> Any:
+    """The summary's C module, or None (``summary_native.load``; imported here: that module imports this one)."""
+    from pipeline.traces.summary_native import load
+
+    return load()

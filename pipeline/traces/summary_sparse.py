@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 from array import array
 from collections.abc import Iterable
+from typing import Any
 
 from pipeline.traces.index_scan import numpy_or_none
 from pipeline.traces.summary_compact import INT32_MAX, CompactColumn
@@ -54,7 +55,19 @@ class SparseColumn(CompactColumn):
         self._len = base + len(dense)
 
     def frombytes(self, data: bytes) -> None:
-        """Append dense int32 values given as bytes (a worker's delta)."""
+        """Append dense int32 values given as bytes (a worker's delta): picked out in C where the summary's C loop
+        is built, else with numpy."""
+        native = _native()
+        if native is not None:
+            base, count = self._len, len(data) // 4
+            code = "q" if base + count - 1 > INT32_MAX else self.rows.typecode
+            picked, values = native.sparse_rows(data, base, code)
+            if values:
+                rows = self._rows_for(base + count - 1) if code == "q" else self.rows
+                self.values.frombytes(values)
+                rows.frombytes(picked)
+            self._len = base + count
+            return
         np = numpy_or_none()
         if np is None:
             self._extend_bytes(data)
@@ -112,3 +125,10 @@ class SparseColumn(CompactColumn):
 
     def nbytes(self) -> int:
         return self.rows.itemsize * len(self.rows) + self.values.itemsize * len(self.values)
+
+
+def _native() -> Any:
+    """The summary's C module, or None (``summary_native.load``; imported here: that module imports this one)."""
+    from pipeline.traces.summary_native import load
+
+    return load()
