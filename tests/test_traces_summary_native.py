@@ -290,6 +290,34 @@ def test_runs_marks_and_chains_through_the_c_loop_with_caches_cleared() -> None:
 
 
 @needs_native
+def test_keys_like_the_line_before_s_are_read_as_their_own() -> None:
+    """The C loop takes a key at the place of the line before's key as that key when its bytes and closing quote
+    are the same: a longer or shorter key there, one escaped, one given twice, a field moved, a line ending soon
+    after the key, keys of 16 bytes or more."""
+    lines = [
+        b'{"kind":"tick","episode":"e1","tick":1,"outcome":"error","action":{"tool":"x"},"progress":false}',
+        b'{"kind":"tick","episode":"e1","ticks":2,"outcome":"error","action":{"tool":"x"},"progress":false}',
+        b'{"kind":"tick","episode":"e1","tic":3,"outcome":"error","action":{"tool":"x"},"progress":false}',
+        b'{"kind":"tick","episode":"e1","t\\u0069ck":4,"outcome":"error","action":{"tool":"x"}}',
+        b'{"kind":"tick","episode":"e1","tick":5,"tick":6}',
+        b'{"kind":"tick","tick":7,"episode":"e1","outcome":"error","action":{"tool":"x"},"progress":false}',
+        b'{"kind":"tick","tick":8,"episode":"e1","outcome":"ok","progress":true}',
+        b'{"kind":"tick","tick":9,"episode":"e1","outcome":"ok","progress":true,"completion_tokens_x":1}',
+        b'{"kind":"tick","tick":9,"episode":"e1","outcome":"ok","progress":true,"completion_tokens_x":1}',
+        b'{"kind":"tick","tick":9,"episode":"e1","outcome":"ok","progress":true,"completion_tokens_y":1}',
+        b'{"kind":"tick","tick":10}',
+        b'{"kind":"tick","tick":11,"kind":"tick"}',
+        b'{"kind":"episode_end","episode":"e1","outcome":"death"}',
+        b'{"kind":"tick","episode":"e1","tick":12}',
+    ]
+    for cuts in ([], [3, 8], list(range(len(lines)))):
+        batches = batches_of(lines, cuts)
+        python = summarize(batches, native=False)
+        assert summarize(batches, native=True) == python, cuts
+        assert summarize(batches, native=True, blocks=True) == python, cuts
+
+
+@needs_native
 def test_open_runs_of_verbs_in_other_scripts_end_as_in_the_python_loop() -> None:
     """The C loop keeps an episode's open runs in its own array and compares verbs and tools by their code points:
     a verb wider than its tool's name (an emoji in the command), a tool name outside ASCII, several runs open at

@@ -372,8 +372,39 @@ static inline int field_index(const char *s, const char *end, Py_ssize_t n, int 
     return -1;
 }
 
-/* The line as a SummaryRecord would read it, or BAIL. */
-static int parse_line(const char *p, const char *end, Value *vals) {
+/* The keys of the line before, by position: the lines of one writer give theirs in one order, so a key is mostly
+ * the bytes of the key at the same place in the line before (compared as two words, with its closing quote), and
+ * need not be scanned and looked up again. A key of 16 bytes or more is not kept. */
+#define SHAPE_KEYS 32
+typedef struct {
+    uint64_t word[2], mask[2];
+    Py_ssize_t n; /* 0: none kept */
+    int field;    /* field_index of the key, -1 for one the summary does not read */
+} KeyShape;
+
+/* The n bytes at s (16 readable) as the two words of a KeyShape, kept for the field k. */
+static void shape_keep(KeyShape *ks, const char *s, Py_ssize_t n, int k) {
+    ks->mask[0] = n >= 8 ? ~0ULL : (1ULL << (8 * n)) - 1;
+    ks->mask[1] = n > 8 ? (1ULL << (8 * (n - 8))) - 1 : 0;
+    memcpy(&ks->word[0], s, 8);
+    memcpy(&ks->word[1], s + 8, 8);
+    ks->word[0] &= ks->mask[0];
+    ks->word[1] &= ks->mask[1];
+    ks->n = n;
+    ks->field = k;
+}
+
+/* The bytes at s (16 readable) start with the kept key and its closing quote. */
+static inline int shape_is(const KeyShape *ks, const char *s) {
+    uint64_t a, b;
+    memcpy(&a, s, 8);
+    memcpy(&b, s + 8, 8);
+    return ks->n > 0 && (a & ks->mask[0]) == ks->word[0] && (b & ks->mask[1]) == ks->word[1] && s[ks->n] == '"';
+}
+
+/* The line as a SummaryRecord would read it, or BAIL. ``shape``: the keys of the line before (SHAPE_KEYS of them),
+ * updated with this line's. */
+static int parse_line(const char *p, const char *end, Value *vals, KeyShape *shape) {
     unsigned int seen = 0;
     int expect = 0; /* the field the writer's order puts next */
     for (int k = 0; k < N_FIELDS; k++) vals[k].tag = V_NONE;
@@ -381,15 +412,23 @@ static int parse_line(const char *p, const char *end, Value *vals) {
     if (p >= end || *p != '{') return BAIL;
     p = skip_ws(p + 1, end);
     if (p < end && *p == '}') return BAIL; /* no kind */
-    for (;;) {
+    for (int pos = 0;; pos++) {
         if (p >= end || *p != '"') return BAIL;
         p++;
-        const char *key = p;
-        p = plain_run(p, end);
-        if (p >= end || *p != '"') return BAIL;
-        Py_ssize_t n = p - key;
-        p++;
-        int k = field_index(key, end, n, expect);
+        KeyShape *ks = pos < SHAPE_KEYS ? &shape[pos] : NULL;
+        int k;
+        if (ks != NULL && end - p >= 16 && shape_is(ks, p)) { /* (its closing quote is before the end) */
+            k = ks->field;
+            p += ks->n + 1;
+        } else {
+            const char *key = p;
+            p = plain_run(p, end);
+            if (p >= end || *p != '"') return BAIL;
+            Py_ssize_t n = p - key;
+            p++;
+            k = field_index(key, end, n, expect);
+            if (ks != NULL && n > 0 && n < 16 && end - key >= 16) shape_keep(ks, key, n, k);
+        }
         if (k >= 0) {
             if (seen & (1u << k)) return BAIL; /* a field given twice */
             seen |= 1u << k;
@@ -1249,6 +1288,8 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
         };
     }
     Value vals[N_FIELDS];
+    KeyShape shape[SHAPE_KEYS];
+    memset(shape, 0, sizeof(shape));
     const char *block = block_mode ? view.buf : NULL;
     for (Py_ssize_t j = 0; j < count && !failed; j++) {
         Line line;
@@ -1266,7 +1307,7 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
             line.end = line.p + PyBytes_GET_SIZE(line.raw);
         }
         Py_ssize_t i = first + j;
-        if (parse_line(line.p, line.end, vals) != OK) {
+        if (parse_line(line.p, line.end, vals, shape) != OK) {
             failed = run_slow(&c, i, &line) < 0;
             continue;
         }
