@@ -531,8 +531,11 @@ static double latency_value(const Value *v) {
 }
 
 /* A table of what a batch has looked up already, keyed by raw bytes (the action's text, a tick's flag fields): the
- * Python caches behind it are asked once per distinct key and batch. Holds strong references until the batch ends. */
-#define MEMO_SIZE 4096 /* a batch of a 1 GB trace's lines held ~600 distinct actions: all of them fit */
+ * Python caches behind it are asked once per distinct key and batch. Holds strong references until the batch ends.
+ * It starts small (a handful of flag keys stay in a few cache lines) and doubles when half full, up to MEMO_MAX
+ * slots (a 4 MiB batch of a 1 GB trace held ~600 distinct actions; beyond, the Python caches answer the rest). */
+#define MEMO_FIRST 256
+#define MEMO_MAX (1 << 16)
 typedef struct {
     uint64_t hash;
     PyObject *key; /* bytes */
@@ -540,8 +543,9 @@ typedef struct {
 } MemoEntry;
 
 typedef struct {
-    MemoEntry e[MEMO_SIZE];
-    int used;
+    MemoEntry *e; /* NULL until the first put */
+    size_t mask;
+    size_t used;
 } Memo;
 
 static inline uint64_t hash_bytes(const char *p, Py_ssize_t n) {
@@ -561,7 +565,8 @@ static inline uint64_t hash_bytes(const char *p, Py_ssize_t n) {
 }
 
 static PyObject *memo_get(Memo *m, const char *p, Py_ssize_t n, uint64_t h) {
-    for (size_t k = h & (MEMO_SIZE - 1);; k = (k + 1) & (MEMO_SIZE - 1)) {
+    if (m->e == NULL) return NULL;
+    for (size_t k = h & m->mask;; k = (k + 1) & m->mask) {
         MemoEntry *e = &m->e[k];
         if (e->key == NULL) return NULL;
         if (e->hash == h && PyBytes_GET_SIZE(e->key) == n && memcmp(PyBytes_AS_STRING(e->key), p, (size_t)n) == 0)
@@ -569,20 +574,44 @@ static PyObject *memo_get(Memo *m, const char *p, Py_ssize_t n, uint64_t h) {
     }
 }
 
+/* The slots of m, ``size`` of them (a power of two), its entries placed again; 0 (m unchanged) without memory. */
+static int memo_resize(Memo *m, size_t size) {
+    MemoEntry *e = PyMem_Calloc(size, sizeof(MemoEntry));
+    if (e == NULL) return 0;
+    if (m->e != NULL) {
+        for (size_t k = 0; k <= m->mask; k++) {
+            if (m->e[k].key == NULL) continue;
+            size_t j = m->e[k].hash & (size - 1);
+            while (e[j].key != NULL) j = (j + 1) & (size - 1);
+            e[j] = m->e[k];
+        }
+        PyMem_Free(m->e);
+    }
+    m->e = e;
+    m->mask = size - 1;
+    return 1;
+}
+
 static void memo_put(Memo *m, PyObject *key, PyObject *value, uint64_t h) {
-    if (m->used >= MEMO_SIZE / 2) return; /* full enough: the Python caches answer the rest */
-    size_t k = h & (MEMO_SIZE - 1);
-    while (m->e[k].key != NULL) k = (k + 1) & (MEMO_SIZE - 1);
+    size_t size = m->e == NULL ? 0 : m->mask + 1;
+    if (2 * (m->used + 1) > size) {
+        if (size >= MEMO_MAX || !memo_resize(m, size ? 2 * size : MEMO_FIRST)) return; /* (the caches answer) */
+    }
+    size_t k = h & m->mask;
+    while (m->e[k].key != NULL) k = (k + 1) & m->mask;
     m->e[k] = (MemoEntry){h, Py_NewRef(key), Py_NewRef(value)};
     m->used++;
 }
 
 static void memo_clear(Memo *m) {
-    for (size_t k = 0; k < MEMO_SIZE; k++) {
-        Py_CLEAR(m->e[k].key);
-        Py_CLEAR(m->e[k].value);
+    if (m->e != NULL) {
+        for (size_t k = 0; k <= m->mask; k++) {
+            Py_XDECREF(m->e[k].key);
+            Py_XDECREF(m->e[k].value);
+        }
+        PyMem_Free(m->e);
     }
-    m->used = 0;
+    *m = (Memo){NULL, 0, 0};
 }
 
 /* str equality (the same code points), without a call: both are ready, canonical str objects. */
