@@ -1,11 +1,13 @@
 """The trace viewer's background summary as the TUI runs it: ``phasef trace view FILE`` in tmux (120x40), launch
 until the viewer's process tree used < 5% of a core for a second (``compare_toolong.py``'s test for "summary done"),
-``--runs`` times; with ``--timeline``, the CPU of each process of the tree (the viewer, its summary workers) every
+``--runs`` times, with the CPU of the viewer and of its workers (sampled every 50 ms: an exited worker's last
+sample) until then; with ``--timeline``, the CPU of each process of the tree (the viewer, its summary workers) every
 0.2 s of the first run, which shows which process the pass waits on.
 
     python benchmarks/bench_summary_tui.py --size-mb 1024 --runs 4 [--timeline]
 
-The last line is one JSON object: ``{"summary_done_s": [...], "median_s": ..., "load": [...]}``.
+The last line is one JSON object: ``{"summary_done_s": [...], "median_s": ..., "load": [...], "viewer_cpu_s": [...],
+"workers_cpu_s": [...]}``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -58,6 +61,30 @@ def timeline(pane: ct.Pane, seconds: float, step: float = 0.2) -> list[str]:
     return lines
 
 
+class CpuByProcess:
+    """The CPU seconds of each process of the viewer's tree, sampled every ``step`` in a thread until ``stop``: the
+    last sample of a process that has exited (a summary worker) is its total."""
+
+    def __init__(self, pid: int, step: float = 0.05) -> None:
+        self.pid = pid
+        self.seen: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(step,), daemon=True)
+        self._thread.start()
+
+    def _run(self, step: float) -> None:
+        while not self._stop.wait(step):
+            for p, cpu in tree_cpu(self.pid).items():
+                self.seen[p] = max(self.seen.get(p, 0.0), cpu)
+
+    def stop(self) -> tuple[float, float]:
+        """The viewer's CPU and that of the processes below it (its workers), in seconds."""
+        self._stop.set()
+        self._thread.join()
+        viewer = self.seen.get(self.pid, 0.0)
+        return viewer, sum(self.seen.values()) - viewer
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=1024)
@@ -68,6 +95,7 @@ def main() -> int:
     path = ct.trace_file(args.size_mb)
     done: list[float] = []
     loads: list[float] = []
+    cpu: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         socket = Path(tmp) / "tmux"
         for run in range(args.runs):
@@ -77,13 +105,21 @@ def main() -> int:
                 if run == 0 and args.timeline:
                     print("\n".join(timeline(pane, args.timeline_s)))
                     continue
+                sampler = CpuByProcess(pane.pid)
                 done.append(pane.wait_quiet() - pane.started)
-                print(f"run {run + 1}: summary done {done[-1]:.2f} s (load {loads[-1]:.2f})", flush=True)
+                viewer, workers = sampler.stop()
+                cpu.append((round(viewer, 3), round(workers, 3)))
+                print(
+                    f"run {run + 1}: summary done {done[-1]:.2f} s (load {loads[-1]:.2f}); CPU: viewer {viewer:.2f} s,"
+                    f" workers {workers:.2f} s, {viewer + workers:.2f} s in all",
+                    flush=True,
+                )
             finally:
                 pane.close()
     median = statistics.median(done) if done else float("nan")
     print(f"summary done, median of {len(done)}: {median:.2f} s")
-    print(json.dumps({"summary_done_s": [round(d, 3) for d in done], "median_s": round(median, 3), "load": loads}))
+    summary = {"summary_done_s": [round(d, 3) for d in done], "median_s": round(median, 3), "load": loads}
+    print(json.dumps({**summary, "viewer_cpu_s": [v for v, _ in cpu], "workers_cpu_s": [w for _, w in cpu]}))
     return 0
 
 
