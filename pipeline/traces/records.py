@@ -16,6 +16,7 @@ a JSON value that is not an object, the value itself).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -115,3 +116,19 @@ def valid_utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def as_orjson_reads(value: Any) -> Any:
+    """An integer as orjson reads it: beyond 64 bits (below -2**63 or from 2**64), a float. msgspec keeps it whole,
+    so without this a line's episode or chain would depend on which decoder took the line. (Beyond a double orjson
+    refuses the line; such a value reads as infinite here, which is no episode either.)"""
+    if type(value) is int and not _INT64_MIN <= value <= _UINT64_MAX:
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    return value
+
+
+_INT64_MIN = -(2**63)
+_UINT64_MAX = 2**64 - 1

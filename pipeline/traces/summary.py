@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from pipeline.traces import summary_native, summary_records
-from pipeline.traces.records import decode_fast_errors, fast_decoder, record_from_dict, valid_utf8
+from pipeline.traces.records import as_orjson_reads, decode_fast_errors, fast_decoder, record_from_dict, valid_utf8
 from pipeline.traces.summary_columns import (
     _FILTER_MASK,
     _NARROW_RANGE,
@@ -334,7 +334,7 @@ def _summarize_lenient(s: _Summaries, i: int, raw: bytes, fast: bool) -> Row:
             flags |= FLAG_BAD_LINE
     if rec is None:
         return (kind, flags, episode, tick, chain, context_chars, latency)
-    ep = _as_orjson_reads(rec.episode)
+    ep = as_orjson_reads(rec.episode)
     if type(ep) is str:
         episode = s.episodes.intern(ep)
     elif type(ep) is int:
@@ -361,7 +361,7 @@ def _summarize_lenient(s: _Summaries, i: int, raw: bytes, fast: bool) -> Row:
                     flags |= FLAG_DEADLOCK
             if runs.runs or (type(outcome) is str and outcome in FAILING_TICK_OUTCOMES):
                 flags |= _run_flags(runs, rec.action, outcome, error_class)
-        chain_id = _as_orjson_reads(rec.chain_id)
+        chain_id = as_orjson_reads(rec.chain_id)
         if chain_id is not None:
             chain = chain_number(s, episode, str(chain_id), i)
         context_chars = rec.context_chars
@@ -382,22 +382,6 @@ def _summarize_lenient(s: _Summaries, i: int, raw: bytes, fast: bool) -> Row:
     elif kind == KIND_UNKNOWN:
         flags |= FLAG_BAD_LINE
     return (kind, flags, episode, tick, chain, context_chars, latency)
-
-
-def _as_orjson_reads(value: Any) -> Any:
-    """An integer as orjson reads it: beyond 64 bits (below -2**63 or from 2**64), a float. msgspec keeps it whole,
-    so without this a line's episode or chain would depend on which decoder took the line. (Beyond a double orjson
-    refuses the line; such a value reads as infinite here, which is no episode either.)"""
-    if type(value) is int and not _INT64_MIN <= value <= _UINT64_MAX:
-        try:
-            return float(value)
-        except OverflowError:
-            return math.inf if value > 0 else -math.inf
-    return value
-
-
-_INT64_MIN = -(2**63)
-_UINT64_MAX = 2**64 - 1
 
 
 def _decode_exact(raw: bytes) -> Any:
