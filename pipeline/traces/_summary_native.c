@@ -72,33 +72,34 @@ static inline int hexval(char c) {
     return -1;
 }
 
-/* A string from just after its opening quote: *pp ends just after the closing quote. BAIL on a control character,
- * an unknown escape, an escaped surrogate, or a string not closed on the line. */
-/* p advanced over the bytes that are not a quote, a backslash or a control character (eight at a time). */
+/* p advanced over the bytes that are not a quote, a backslash or a control character (sixteen or eight at a time). */
 #ifdef __SSE2__
-static inline const char *plain_run(const char *p, const char *end) {
+/* The bytes of the 16 at p that end a run of plain ones (a quote, a backslash, a control character), as bits; bytes
+ * past ``end`` read as zero, a control character, so a run never goes past the end. */
+static inline unsigned stop_mask16(const char *p, const char *end) {
     const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), control = _mm_set1_epi8(0x1f);
-    for (;;) {
-        Py_ssize_t left = end - p;
-        __m128i x;
-        if (left >= 16) {
-            x = _mm_loadu_si128((const __m128i *)p);
-        } else if (left > 0) {
-            char tail[16] = {0}; /* the zero bytes after the end stop the run there */
-            memcpy(tail, p, (size_t)left);
-            x = _mm_loadu_si128((const __m128i *)tail);
-        } else {
-            return p;
-        }
-        __m128i stop = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)),
-                                    _mm_cmpeq_epi8(_mm_max_epu8(x, control), control)); /* x <= 0x1f */
-        int mask = _mm_movemask_epi8(stop);
+    __m128i x;
+    if (end - p >= 16) {
+        x = _mm_loadu_si128((const __m128i *)p);
+    } else {
+        char tail[16] = {0};
+        memcpy(tail, p, (size_t)(end - p));
+        x = _mm_loadu_si128((const __m128i *)tail);
+    }
+    __m128i stop = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)),
+                                _mm_cmpeq_epi8(_mm_max_epu8(x, control), control));
+    return (unsigned)_mm_movemask_epi8(stop);
+}
+
+static inline const char *plain_run(const char *p, const char *end) {
+    for (; p < end; p += 16) {
+        unsigned mask = stop_mask16(p, end);
         if (mask) {
-            const char *at = p + __builtin_ctz((unsigned)mask);
+            const char *at = p + __builtin_ctz(mask);
             return at < end ? at : end;
         }
-        p += 16;
     }
+    return p;
 }
 #else
 static inline const char *plain_run(const char *p, const char *end) {
@@ -125,6 +126,55 @@ static inline const char *plain_run(const char *p, const char *end) {
 }
 #endif
 
+/* The length of the escape at ``at`` (a backslash): 2, or 6 for ``\uXXXX``; 0 for an unknown escape, an escaped
+ * surrogate (the Python path decides) or one cut by the end. */
+static inline Py_ssize_t escape_length(const char *at, const char *end) {
+    if (at + 1 >= end) return 0;
+    char e = at[1];
+    if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't') return 2;
+    if (e != 'u' || at + 6 > end) return 0;
+    int code = 0;
+    for (int k = 2; k < 6; k++) {
+        int h = hexval(at[k]);
+        if (h < 0) return 0;
+        code = code * 16 + h;
+    }
+    return code >= 0xD800 && code <= 0xDFFF ? 0 : 6;
+}
+
+#ifdef __SSE2__
+/* A string from just after its opening quote: *pp ends just after the closing quote. BAIL on a control character,
+ * an unknown escape, an escaped surrogate, or a string not closed on the line. The escapes of a 16-byte window are
+ * taken from its one mask (a string of escaped JSON or code has one every few bytes). */
+static int scan_string(const char **pp, const char *end, int *escaped) {
+    const char *p = *pp;
+    *escaped = 0;
+    while (p < end) {
+        unsigned mask = stop_mask16(p, end);
+        const char *next = p + 16;
+        while (mask) {
+            const char *at = p + __builtin_ctz(mask);
+            if (at >= end) return BAIL;
+            if (*at == '"') {
+                *pp = at + 1;
+                return OK;
+            }
+            if (*at != '\\') return BAIL; /* a control character */
+            Py_ssize_t skip = escape_length(at, end);
+            if (skip == 0) return BAIL;
+            *escaped = 1;
+            Py_ssize_t off = at + skip - p;
+            if (off >= 16) { /* the escape reaches into the next window */
+                next = at + skip;
+                break;
+            }
+            mask &= ~0u << off;
+        }
+        p = next;
+    }
+    return BAIL;
+}
+#else
 static int scan_string(const char **pp, const char *end, int *escaped) {
     const char *p = *pp;
     *escaped = 0;
@@ -137,24 +187,13 @@ static int scan_string(const char **pp, const char *end, int *escaped) {
             return OK;
         }
         if (c != '\\') return BAIL; /* a control character */
-        if (p + 1 >= end) return BAIL;
-        char e = p[1];
+        Py_ssize_t skip = escape_length(p, end);
+        if (skip == 0) return BAIL;
         *escaped = 1;
-        if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't') {
-            p += 2;
-            continue;
-        }
-        if (e != 'u' || p + 6 > end) return BAIL;
-        int code = 0;
-        for (int k = 2; k < 6; k++) {
-            int h = hexval(p[k]);
-            if (h < 0) return BAIL;
-            code = code * 16 + h;
-        }
-        if (code >= 0xD800 && code <= 0xDFFF) return BAIL; /* surrogates: the Python path decides */
-        p += 6;
+        p += skip;
     }
 }
+#endif
 
 /* A decimal without exponent of at most 15 digits, exactly: the digits and the power of ten are exact doubles, so
  * one division rounds correctly, as strtod does. 0: not such a number. */
