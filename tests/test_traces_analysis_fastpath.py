@@ -176,3 +176,20 @@ def test_batch_path_reports_bad_lines_with_their_numbers(tmp_path: Path) -> None
     assert reasons[4].startswith("invalid UTF-8")
     assert reasons[6].startswith("torn last line")
     assert result["records"] == 2 and result["ticks"] == 2
+
+
+def test_a_chain_id_beyond_64_bits_names_one_chain_whichever_decoder_reads_it(tmp_path: Path) -> None:
+    """A batch holding invalid UTF-8 is decoded line by line with orjson (a float beyond 64 bits), a valid one with
+    msgspec (the whole integer): the chain's id is the one orjson reads either way, so its ticks stay one chain."""
+    ticks = b"".join(
+        orjson.dumps({"kind": "tick", "episode": "e1", "ts": t, "tick": t, "outcome": o, "chain_role": role})[:-1]
+        + b',"chain_id":18446744073709551616}\n'
+        for t, o, role in ((0, "error", "failure"), (1, "ok", "recovered"))
+    )
+    ids = []
+    for tail in (b"", b"\xff\n"):  # the second file's batch goes the orjson way
+        path = tmp_path / f"t{len(tail)}.jsonl"
+        path.write_bytes(ticks + tail)
+        _, chains = _analysis(path, fast=True)
+        ids.append([chain["chain_id"] for chain in chains])
+    assert ids[0] == ids[1] == [str(float(2**64))]

@@ -17,7 +17,7 @@ from pipeline.traces.context_profile import ContextSizes
 from pipeline.traces.episodes import Episodes, EpisodeState
 from pipeline.traces.growth import context_size
 from pipeline.traces.reader import BadLine
-from pipeline.traces.records import TraceRecord, decode_fast_errors, fast_decoder, record_from_dict
+from pipeline.traces.records import TraceRecord, as_orjson_reads, decode_fast_errors, fast_decoder, record_from_dict
 from pipeline.traces.schema import CHAIN_ROLES, RECORD_KINDS, SCHEMA_VERSION, TICK_OUTCOMES, record_problem
 from pipeline.traces.verbs import (
     DEFAULT_DEADLOCK_WINDOW,
@@ -212,7 +212,9 @@ class TraceAnalyzer:
 
                     chain_id = rec.chain_id
                     if chain_id is not None:
-                        episodes.marked_chain(st, chain_id if type(chain_id) is str else str(chain_id), t, rec)
+                        episodes.marked_chain(
+                            st, chain_id if type(chain_id) is str else str(as_orjson_reads(chain_id)), t, rec
+                        )
                     if failed:
                         episodes.failed_tick(st, t, rec, action, outcome)
                     elif action is not None and st.open_tools:
