@@ -388,18 +388,36 @@ static Py_ssize_t FIELD_LEN[N_FIELDS];
 #define MAX_NAME 16
 static int8_t BY_LEN[MAX_NAME][N_FIELDS + 1]; /* the fields of each name length, -1 ended */
 
-static uint64_t NAME_WORDS[N_FIELDS][2]; /* each name in 16 bytes, zero-padded */
+/* The first n (< 16) of 16 bytes as two masked words: a short name compared without a call. */
+typedef struct {
+    uint64_t word[2], mask[2];
+} Words16;
+
+/* The first n of the 16 bytes at s. */
+static void words16_of(Words16 *w, const char *s, Py_ssize_t n) {
+    w->mask[0] = n >= 8 ? ~0ULL : (1ULL << (8 * n)) - 1;
+    w->mask[1] = n > 8 ? (1ULL << (8 * (n - 8))) - 1 : 0;
+    memcpy(&w->word[0], s, 8);
+    memcpy(&w->word[1], s + 8, 8);
+    w->word[0] &= w->mask[0];
+    w->word[1] &= w->mask[1];
+}
+
+/* The 16 bytes at s start with w's bytes. */
+static inline int words16_match(const Words16 *w, const char *s) {
+    uint64_t a, b;
+    memcpy(&a, s, 8);
+    memcpy(&b, s + 8, 8);
+    return (a & w->mask[0]) == w->word[0] && (b & w->mask[1]) == w->word[1];
+}
+
+static Words16 NAME_WORDS[N_FIELDS]; /* each field's name */
 
 /* The n bytes at s (n < MAX_NAME, the length of field k's name) are that name: two 8-byte words compared when 16
  * bytes can be read from s before the line's end, else memcmp. */
 static inline int name_is(const char *s, const char *end, Py_ssize_t n, int k) {
     if (end - s < 16) return memcmp(FIELDS[k].name, s, (size_t)n) == 0;
-    uint64_t a, b;
-    memcpy(&a, s, 8);
-    memcpy(&b, s + 8, 8);
-    uint64_t mask_a = n >= 8 ? ~0ULL : (1ULL << (8 * n)) - 1;
-    uint64_t mask_b = n > 8 ? (1ULL << (8 * (n - 8))) - 1 : 0;
-    return (a & mask_a) == NAME_WORDS[k][0] && (b & mask_b) == NAME_WORDS[k][1];
+    return words16_match(&NAME_WORDS[k], s);
 }
 
 static inline int field_index(const char *s, const char *end, Py_ssize_t n, int expect) {
@@ -416,29 +434,21 @@ static inline int field_index(const char *s, const char *end, Py_ssize_t n, int 
  * need not be scanned and looked up again. A key of 16 bytes or more is not kept. */
 #define SHAPE_KEYS 32
 typedef struct {
-    uint64_t word[2], mask[2];
+    Words16 key;
     Py_ssize_t n; /* 0: none kept */
     int field;    /* field_index of the key, -1 for one the summary does not read */
 } KeyShape;
 
-/* The n bytes at s (16 readable) as the two words of a KeyShape, kept for the field k. */
+/* The n bytes at s (16 readable) kept as the key of the field k. */
 static void shape_keep(KeyShape *ks, const char *s, Py_ssize_t n, int k) {
-    ks->mask[0] = n >= 8 ? ~0ULL : (1ULL << (8 * n)) - 1;
-    ks->mask[1] = n > 8 ? (1ULL << (8 * (n - 8))) - 1 : 0;
-    memcpy(&ks->word[0], s, 8);
-    memcpy(&ks->word[1], s + 8, 8);
-    ks->word[0] &= ks->mask[0];
-    ks->word[1] &= ks->mask[1];
+    words16_of(&ks->key, s, n);
     ks->n = n;
     ks->field = k;
 }
 
 /* The bytes at s (16 readable) start with the kept key and its closing quote. */
 static inline int shape_is(const KeyShape *ks, const char *s) {
-    uint64_t a, b;
-    memcpy(&a, s, 8);
-    memcpy(&b, s + 8, 8);
-    return ks->n > 0 && (a & ks->mask[0]) == ks->word[0] && (b & ks->mask[1]) == ks->word[1] && s[ks->n] == '"';
+    return ks->n > 0 && words16_match(&ks->key, s) && s[ks->n] == '"';
 }
 
 /* The line as a SummaryRecord would read it, or BAIL. ``shape``: the keys of the line before (SHAPE_KEYS of them),
@@ -1813,8 +1823,7 @@ PyMODINIT_FUNC PyInit__summary_native(void) {
         if (FIELD_LEN[k] >= MAX_NAME) return PyErr_Format(PyExc_SystemError, "field name too long");
         char padded[16] = {0};
         memcpy(padded, FIELDS[k].name, (size_t)FIELD_LEN[k]);
-        memcpy(&NAME_WORDS[k][0], padded, 8);
-        memcpy(&NAME_WORDS[k][1], padded + 8, 8);
+        words16_of(&NAME_WORDS[k], padded, FIELD_LEN[k]);
     }
     for (int n = 0; n < MAX_NAME; n++) {
         for (int k = 0; k < N_FIELDS; k++)
