@@ -676,7 +676,7 @@ static inline int str_eq(PyObject *a, PyObject *b) {
 typedef struct {
     PyObject *verb, *cls;
     long count;
-    Py_ssize_t tool_len; /* the length of the verb's tool name (before its first ':'), for ``success_ends_runs`` */
+    Py_ssize_t tool_len; /* the length of the verb's tool name (before its first ':'), for ``open_success`` */
     int invalid;         /* the verb key is INVALID_VERB */
 } OpenRun;
 
@@ -1258,6 +1258,24 @@ static int do_edge(Ctx *c, Py_ssize_t i, const Line *line, const Value *vals, in
     return 0;
 }
 
+/* The offsets just past each newline of the n bytes at start, plus base: a bytes object of int64 items (NULL with an
+ * error set). The viewer's newline scan (``newline_ends``) and the split of a block into lines (``summarize``). */
+static PyObject *newline_offsets(const char *start, Py_ssize_t n, long long base) {
+    const char *p = start, *end = start + n;
+    Py_ssize_t room = n / 256 + 16, count = 0; /* lines of a few hundred bytes: grown as needed */
+    PyObject *out = PyBytes_FromStringAndSize(NULL, room * (Py_ssize_t)sizeof(int64_t));
+    while (out != NULL && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        if (count == room) {
+            room *= 2;
+            if (_PyBytes_Resize(&out, room * (Py_ssize_t)sizeof(int64_t)) < 0) break; /* (out is NULL then) */
+        }
+        ((int64_t *)PyBytes_AS_STRING(out))[count++] = base + (p - start) + 1;
+        p++;
+    }
+    if (out != NULL) _PyBytes_Resize(&out, count * (Py_ssize_t)sizeof(int64_t));
+    return out;
+}
+
 static const char summarize_doc[] =
     "summarize(lines, first, s, slow, intern, state, runs_type, tick_cache, tick_flags, actions, action_info,\n"
     "          bad_action, invalid_verb, chain_number, death_outcomes, thrash_min, deadlock_window, cache_max, chains)\n"
@@ -1311,37 +1329,24 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
     if (PyErr_Occurred()) return NULL;
     Py_ssize_t count;
     Py_buffer view = {0};
-    const char **line_ends = NULL; /* a block's newlines, then its end: found once, read by the loop below */
+    PyObject *ends_obj = NULL; /* a block's newlines (offsets just past them): found once, read by the loop below */
+    const int64_t *ends = NULL;
     if (block_mode) { /* the lines of a block (any bytes-like object), as bytes.split(b"\n") gives them */
         if (PyObject_GetBuffer(lines, &view, PyBUF_SIMPLE) < 0) return NULL;
-        count = 1;
-        Py_ssize_t room = view.len / 256 + 16; /* lines of a few hundred bytes: grown as needed */
-        line_ends = PyMem_Malloc((size_t)room * sizeof(*line_ends));
-        const char *q = view.buf, *q_end = q + view.len;
-        while (line_ends != NULL && (q = memchr(q, '\n', (size_t)(q_end - q))) != NULL) {
-            if (count == room) {
-                room *= 2;
-                const char **grown = PyMem_Realloc(line_ends, (size_t)room * sizeof(*line_ends));
-                if (grown == NULL) PyMem_Free(line_ends);
-                line_ends = grown;
-                if (grown == NULL) break;
-            }
-            line_ends[count - 1] = q;
-            count++;
-            q++;
-        }
-        if (line_ends == NULL) {
+        ends_obj = newline_offsets(view.buf, view.len, 0);
+        if (ends_obj == NULL) {
             PyBuffer_Release(&view);
-            return PyErr_NoMemory();
+            return NULL;
         }
-        line_ends[count - 1] = q_end;
+        ends = (const int64_t *)PyBytes_AS_STRING(ends_obj);
+        count = PyBytes_GET_SIZE(ends_obj) / (Py_ssize_t)sizeof(int64_t) + 1;
     } else {
         count = PyList_GET_SIZE(lines);
     }
     Memo *memos = PyMem_Calloc(4, sizeof(Memo));
     if (memos == NULL) {
         if (block_mode) PyBuffer_Release(&view);
-        PyMem_Free(line_ends);
+        Py_XDECREF(ends_obj);
         return PyErr_NoMemory();
     }
     c.actions_memo = &memos[0];
@@ -1369,11 +1374,12 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
     KeyShape shape[SHAPE_KEYS];
     memset(shape, 0, sizeof(shape));
     const char *block = block_mode ? view.buf : NULL;
+    const char *block_end = block_mode ? block + view.len : NULL;
     for (Py_ssize_t j = 0; j < count && !failed; j++) {
         Line line;
         if (block_mode) {
-            line = (Line){block, line_ends[j], NULL};
-            block = line_ends[j] + (j + 1 < count); /* (the last line ends the block) */
+            const char *start = j ? block + ends[j - 1] : block;
+            line = (Line){start, j + 1 < count ? block + ends[j] - 1 : block_end, NULL};
         } else {
             line.raw = PyList_GET_ITEM(lines, j);
             if (!PyBytes_Check(line.raw)) {
@@ -1408,7 +1414,7 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
     PyMem_Free(c.open.runs);
     for (int j = 0; j < 4; j++) memo_clear(&memos[j]);
     PyMem_Free(memos);
-    PyMem_Free(line_ends);
+    Py_XDECREF(ends_obj);
     if (block_mode) PyBuffer_Release(&view);
     if (!failed && c.out.n != count) { /* every way through the loop gives its line one row */
         PyErr_Format(PyExc_SystemError, "summarize(): %zd rows for %zd lines", c.out.n, count);
@@ -1505,18 +1511,7 @@ static PyObject *newline_ends(PyObject *module, PyObject *args) {
     Py_buffer in;
     long long base;
     if (!PyArg_ParseTuple(args, "y*L", &in, &base)) return NULL;
-    const char *start = in.buf, *p = start, *end = start + in.len;
-    Py_ssize_t room = in.len / 256 + 16, count = 0; /* lines of a few hundred bytes: grown as needed */
-    PyObject *out = PyBytes_FromStringAndSize(NULL, room * (Py_ssize_t)sizeof(int64_t));
-    while (out != NULL && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
-        if (count == room) {
-            room *= 2;
-            if (_PyBytes_Resize(&out, room * (Py_ssize_t)sizeof(int64_t)) < 0) break; /* (out is NULL then) */
-        }
-        ((int64_t *)PyBytes_AS_STRING(out))[count++] = base + (p - start) + 1;
-        p++;
-    }
-    if (out != NULL) _PyBytes_Resize(&out, count * (Py_ssize_t)sizeof(int64_t));
+    PyObject *out = newline_offsets(in.buf, in.len, base);
     PyBuffer_Release(&in);
     return out;
 }
