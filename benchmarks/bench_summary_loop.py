@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -30,7 +32,7 @@ from pipeline.traces import summary_worker as sw
 path, size, reps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 fd = os.open(path, os.O_RDONLY)
 blocks = [bytes(b) for b in sw.read_range(fd, 0, size, 4 << 20)]
-best = float("inf")
+best, first = float("inf"), 0
 for _ in range(reps):
     s = sw._restore({"lines": 0, "episodes": [], "chains": [], "chain_episode": b"", "runs": {}})
     c0, first = time.process_time(), 0
@@ -54,6 +56,38 @@ def run_once(tree: Path, path: Path, size: int, reps: int) -> tuple[float, int]:
     return float(out[0]), int(out[1])
 
 
+def instructions_once(tree: Path, path: Path, size: int, reps: int) -> int:
+    """The instructions the child runs with ``reps`` passes, counted by valgrind's cachegrind (no cache simulation)."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+    out = subprocess.run(
+        [*cmd, sys.executable, "-c", CHILD, str(path), str(size), str(reps)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(tree),
+    ).stderr
+    found = re.search(r"I\s+refs:\s+([\d,]+)", out)
+    if found is None:
+        raise SystemExit(f"no instruction count in valgrind's output:\n{out[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def instructions_per_line(trees: dict[str, Path], path: Path, size: int, reps: int) -> dict[str, float]:
+    """Instructions per line of the loop in each tree: a run of ``reps`` passes less a run of none (which reads the
+    blocks and imports the same), over the lines summarized. Stable to a fraction of a percent where CPU time on a
+    shared machine is not."""
+    per_line: dict[str, float] = {}
+    for name, tree in trees.items():
+        lines = instructions_once(tree, path, size, 0)
+        with_passes = instructions_once(tree, path, size, reps)
+        count = run_once(tree, path, size, 1)[1]
+        per_line[name] = (with_passes - lines) / (reps * max(count, 1))
+        print(f"{name:8} instructions_per_line {per_line[name]:.0f}  ({count} lines, {reps} passes)")
+    return per_line
+
+
 def line_end_after(path: Path, offset: int) -> int:
     """The offset just past the first newline at or after ``offset`` (the file's size if none)."""
     with path.open("rb") as fh:
@@ -72,6 +106,11 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=5, help="passes per run over the blocks in memory; the best counts")
     parser.add_argument("--trace", type=Path, help="a trace to use instead of compare_toolong.py's")
     parser.add_argument("--baseline", type=Path, help="a checkout of the commit to compare with (its C module built)")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per line under valgrind (cachegrind) instead of timing; use a small --size-mb",
+    )
     args = parser.parse_args()
     if args.trace is not None:
         path = args.trace
@@ -81,6 +120,17 @@ def main() -> int:
         path = compare_toolong.trace_file(1024)
     size = line_end_after(path, int(args.size_mb * (1 << 20)))
     trees = {"branch": REPO, **({"baseline": args.baseline.resolve()} if args.baseline else {})}
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+        per_line = instructions_per_line(trees, path, size, max(args.reps, 1))
+        counted: dict[str, object] = {name: {"instructions_per_line": round(v, 1)} for name, v in per_line.items()}
+        if "baseline" in per_line:
+            ratio = per_line["branch"] / per_line["baseline"]
+            print(f"ratio branch/baseline {ratio:.3f}x")
+            counted["ratio"] = {"instructions_per_line": round(ratio, 4)}
+        print(json.dumps(counted))
+        return 0
     cpu: dict[str, list[float]] = {name: [] for name in trees}
     lines = 0
     for run in range(args.runs):

@@ -289,6 +289,16 @@ def test_runs_marks_and_chains_through_the_c_loop_with_caches_cleared() -> None:
     assert flags[8] & FLAG_DEADLOCK and flags[16] & FLAG_DEADLOCK
 
 
+def handed_to_python(lines: list[bytes]) -> list[int]:
+    """The lines of ``lines`` the C loop gives up to the Python loop (by their index), the summary run by blocks."""
+    handed: list[int] = []
+    python_rows = summary_module._summarize_python
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(summary_module, "_summarize_python", lambda s, i, raw: handed.append(i) or python_rows(s, i, raw))
+        summarize([lines], native=True, blocks=True)
+    return handed
+
+
 @needs_native
 def test_escapes_at_every_place_of_a_16_byte_window_read_as_the_python_loop_reads_them() -> None:
     """The C loop takes a string's escapes from the mask of 16 bytes at a time: an escape before, across and after
@@ -309,12 +319,37 @@ def test_escapes_at_every_place_of_a_16_byte_window_read_as_the_python_loop_read
     # after an escape would give them up, and the results above would still agree)
     good = [raw for raw in lines[0::3] if any(e.encode() in raw for e in escapes[:4] + escapes[7:8])]
     assert len(good) == 22 * 5
-    handed: list[int] = []
-    python_rows = summary_module._summarize_python
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(summary_module, "_summarize_python", lambda s, i, raw: handed.append(i) or python_rows(s, i, raw))
-        summarize([good], native=True, blocks=True)
-    assert handed == []
+    assert handed_to_python(good) == []
+
+
+@needs_native
+def test_numbers_of_every_length_and_what_ends_them_read_as_the_python_loop_reads_them() -> None:
+    """The C loop finds where a run of digits ends eight bytes at a time: numbers of 1 to 24 digits (integer part and
+    fraction), at every place of an 8-byte word, in fields the summary reads (whole and decimal) and skips, ended by
+    what ends a number and by bytes it must not take for digits (those next to '0'-'9' in ASCII, and UTF-8)."""
+    ends = [",", "}", " ,", ":", "/", ";", "?", "@", "A", "é", "\x7f", "e5", "E-2", ".", "x"]
+    lines, good = [], []
+    for digits in range(1, 25):
+        number = "1" + "".join(str((d * 7 + 1) % 10) for d in range(1, digits))
+        for pad in range(8):
+            lead = '"kind":"tick","episode":"e' + "1" * pad + '"'
+            for end in ends:
+                tail = end if end in (",", "}", " ,") else end + "}"
+                rest = "" if tail.endswith("}") else '"outcome":"ok"}'
+                for field, most in (("tick", 9), ("context_chars", 9), ("latency_s", 18), ("ts", 18), ("x", 18)):
+                    lines.append(f'{{{lead},"{field}":{number}{tail}{rest}'.encode())
+                    if end in (",", "}", " ,") and digits <= most:
+                        good.append(lines[-1])
+                for value in (f"0.{number}", f"-{number}.{number[::-1]}"):
+                    lines.append(f'{{{lead},"ts":{value}{tail}{rest}'.encode())
+                    if end in (",", "}", " ,"):
+                        good.append(lines[-1])
+    python = summarize([lines], native=False)
+    assert summarize([lines], native=True) == python
+    assert summarize([lines], native=True, blocks=True) == python
+    # the well-formed ones are the C loop's own (a digit run that ended one byte late would give them up)
+    assert len(good) > 1000
+    assert handed_to_python(good) == []
 
 
 @needs_native

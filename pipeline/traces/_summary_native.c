@@ -146,7 +146,7 @@ static inline Py_ssize_t escape_length(const char *at, const char *end) {
 /* A string from just after its opening quote: *pp ends just after the closing quote. BAIL on a control character,
  * an unknown escape, an escaped surrogate, or a string not closed on the line. The escapes of a 16-byte window are
  * taken from its one mask (a string of escaped JSON or code has one every few bytes). */
-static int scan_string(const char **pp, const char *end, int *escaped) {
+static inline __attribute__((always_inline)) int scan_string(const char **pp, const char *end, int *escaped) {
     const char *p = *pp;
     *escaped = 0;
     while (p < end) {
@@ -175,7 +175,7 @@ static int scan_string(const char **pp, const char *end, int *escaped) {
     return BAIL;
 }
 #else
-static int scan_string(const char **pp, const char *end, int *escaped) {
+static inline __attribute__((always_inline)) int scan_string(const char **pp, const char *end, int *escaped) {
     const char *p = *pp;
     *escaped = 0;
     for (;;) {
@@ -217,9 +217,29 @@ static int short_decimal(const char *start, const char *end, double *out) {
     return 1;
 }
 
+/* p advanced over its run of ASCII digits, eight at a time. A byte is a digit when its high nibble is 3 and adding 6
+ * leaves it so; adding 6 carries into the next byte only from a byte >= 0xFA, which valid UTF-8 never holds (and a
+ * carry only reaches bytes above the non-digit it comes from, so the lowest non-digit found is still the true one). */
+static inline const char *digits_end(const char *p, const char *end) {
+    const uint64_t highs = 0xF0F0F0F0F0F0F0F0ULL, threes = 0x3030303030303030ULL, sixes = 0x0606060606060606ULL;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ /* (the lowest byte read is the first) */
+    while (end - p >= 8) {
+        uint64_t x;
+        memcpy(&x, p, 8);
+        uint64_t other = ((x & highs) ^ threes) | (((x + sixes) & highs) ^ threes);
+        if (other) return p + (__builtin_ctzll(other) >> 3);
+        p += 8;
+    }
+#else
+    (void)highs, (void)threes, (void)sixes;
+#endif
+    while (p < end && *p >= '0' && *p <= '9') p++;
+    return p;
+}
+
 /* A number by JSON's grammar. *is_int: no fraction and no exponent. BAIL on what is not JSON, on an integer of more
  * than MAX_DIGITS digits and on a number that does not convert to a finite double (or underflows). */
-static int scan_number(const char **pp, const char *end, Value *v, int want_value) {
+static inline __attribute__((always_inline)) int scan_number(const char **pp, const char *end, Value *v, int want_value) {
     const char *p = *pp, *start = p;
     int is_int = 1, has_exp = 0;
     if (p < end && *p == '-') p++;
@@ -227,7 +247,7 @@ static int scan_number(const char **pp, const char *end, Value *v, int want_valu
     if (*p == '0') {
         p++;
     } else if (*p >= '1' && *p <= '9') {
-        while (p < end && *p >= '0' && *p <= '9') p++;
+        p = digits_end(p + 1, end);
     } else {
         return BAIL;
     }
@@ -235,7 +255,7 @@ static int scan_number(const char **pp, const char *end, Value *v, int want_valu
         is_int = 0;
         p++;
         if (p >= end || !(*p >= '0' && *p <= '9')) return BAIL;
-        while (p < end && *p >= '0' && *p <= '9') p++;
+        p = digits_end(p + 1, end);
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
         is_int = 0;
@@ -250,10 +270,12 @@ static int scan_number(const char **pp, const char *end, Value *v, int want_valu
         Py_ssize_t digits = n - (*start == '-');
         if (digits > MAX_DIGITS) return BAIL;
         if (*start == '-' && n == 2 && start[1] == '0') return BAIL; /* -0 */
-        long long value = 0;
-        for (const char *q = start + (*start == '-'); q < p; q++) value = value * 10 + (*q - '0');
         v->tag = V_INT;
-        v->i = *start == '-' ? -value : value;
+        if (want_value) {
+            long long value = 0;
+            for (const char *q = start + (*start == '-'); q < p; q++) value = value * 10 + (*q - '0');
+            v->i = *start == '-' ? -value : value;
+        }
     } else if (want_value && !has_exp && short_decimal(start, p, &v->d)) {
         v->tag = V_FLOAT;
     } else if (!want_value && !has_exp && n < 300) {
@@ -331,6 +353,20 @@ static int skip_value(const char **pp, const char *end, int depth) {
     return OK;
 }
 
+/* Any JSON value, checked and skipped: a string or a number (most of what is skipped) without skip_value's
+ * dispatch. */
+static inline int skip_any(const char **pp, const char *end) {
+    const char *p = *pp;
+    if (p < end && *p == '"') {
+        int escaped;
+        p++;
+        if (scan_string(&p, end, &escaped) != OK) return BAIL;
+        *pp = p;
+        return OK;
+    }
+    return skip_value(pp, end, 1);
+}
+
 /* The value of a field of type ``type`` into v. */
 static int scan_field(const char **pp, const char *end, int type, Value *v) {
     const char *p = *pp;
@@ -339,7 +375,7 @@ static int scan_field(const char **pp, const char *end, int type, Value *v) {
     v->tag = V_NONE;
     if (type == T_ANY || type == T_RAW) {
         const char *start = p;
-        if (skip_value(&p, end, 1) != OK) return BAIL;
+        if (skip_any(&p, end) != OK) return BAIL;
         if (type == T_RAW) {
             v->tag = V_RAW;
             v->s = start;
@@ -483,14 +519,23 @@ static int parse_line(const char *p, const char *end, Value *vals, KeyShape *sha
             seen |= 1u << k;
             expect = k + 1;
         }
+        if (p < end && *p == ':') { /* (the writers' form: no white space around the colon and the comma) */
+            p++;
+        } else {
+            p = skip_ws(p, end);
+            if (p >= end || *p != ':') return BAIL;
+            p++;
+        }
         p = skip_ws(p, end);
-        if (p >= end || *p != ':') return BAIL;
-        p = skip_ws(p + 1, end);
         if (k < 0) {
             /* a field the summary does not read: checked as msgspec checks what it skips, at most */
-            if (skip_value(&p, end, 1) != OK) return BAIL;
+            if (skip_any(&p, end) != OK) return BAIL;
         } else if (scan_field(&p, end, FIELDS[k].type, &vals[k]) != OK) {
             return BAIL;
+        }
+        if (p < end && *p == ',') {
+            p = skip_ws(p + 1, end);
+            continue;
         }
         p = skip_ws(p, end);
         if (p >= end) return BAIL;
