@@ -235,7 +235,7 @@ class ListNames:
             self.names.append(name)
         return found
 
-    def extend_new(self, names: Sequence[str]) -> None:
+    def extend_new(self, names: Sequence[str], tags: Sequence[int] | None = None) -> None:
         for name in names:
             self.intern(name)
 

@@ -34,6 +34,11 @@ def tag_of(name: str) -> int:
     return hash(name) & _TAG_MASK
 
 
+def tags_of(names: Sequence[str]) -> list[int]:
+    """``tag_of`` of each of ``names`` (one call for them all)."""
+    return [hash(name) & _TAG_MASK for name in names]
+
+
 def _table_of(tags: array[int], size: int) -> array[int]:
     """An open-addressing table of ``size`` slots (a power of two) holding name numbers by their hash tags."""
     table = array("i", [_EMPTY]) * size
@@ -107,9 +112,10 @@ class NameStore(Sequence[str]):
         recent[name] = found
         return found
 
-    def extend_new(self, names: Sequence[str]) -> None:
+    def extend_new(self, names: Sequence[str], tags: Sequence[int] | None = None) -> None:
         """Number ``names`` next, each known to be new here and distinct (what a worker met after the state it was
-        given): what ``intern`` of each does, with one encode and one pass over the table for them all."""
+        given): what ``intern`` of each does, with one encode and one pass over the table for them all. ``tags``:
+        their hash tags (``tag_of``), where the caller has them already."""
         if not names:
             return
         start = len(self._ends)
@@ -125,15 +131,15 @@ class NameStore(Sequence[str]):
         ends = self._ends
         if len(blob) > _U32_MAX and ends.typecode == "I":
             ends = self._ends = array("q", ends)
-        tags = [hash(name) & _TAG_MASK for name in names]
-        self._tags.extend(tags)
+        tag_array = array("I", tags_of(names) if tags is None else tags)
+        self._tags.extend(tag_array)
         size = len(self._table)
         if 3 * (start + len(names)) > 2 * size:
             while 3 * (start + len(names)) > 2 * size:
                 size *= 2
             self._table = _table_of(self._tags, size)
         else:
-            _place(self._table, tags, start)
+            _place(self._table, tag_array, start)
         # last: readers take ``len`` from the end offsets (every name counted there is complete)
         ends.extend(islice(accumulate(sizes, initial=base), 1, None))
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from pipeline.traces.summary import _summarize_batch
 from pipeline.traces.summary_columns import NO_ID, ListNames, _EpisodeRuns, _Summaries
-from pipeline.traces.summary_names import NameStore, tag_of
+from pipeline.traces.summary_names import NameStore, tag_of, tags_of
 from pipeline.traces.summary_worker import COLUMNS, SummaryDelta
 
 
@@ -87,7 +87,8 @@ def _intern_all(np: Any, store: NameStore | ListNames, names: list[str], known_t
     (``extend_new``: a delta's hundreds of chain names interned one by one were most of the join's time)."""
     if not names:
         return []
-    tags = np.fromiter(map(tag_of, names), dtype=np.uint32, count=len(names))
+    tag_list = tags_of(names)
+    tags = np.array(tag_list, dtype=np.uint32)
     at = np.minimum(np.searchsorted(known_tags, tags), max(len(known_tags) - 1, 0))
     maybe_known = (known_tags[at] == tags).tolist() if len(known_tags) else [False] * len(names)
     numbers: list[int] = []
@@ -101,7 +102,7 @@ def _intern_all(np: Any, store: NameStore | ListNames, names: list[str], known_t
         while j < n and not maybe_known[j]:
             j += 1
         first = len(store)
-        store.extend_new(names[i:j])
+        store.extend_new(names[i:j], tag_list[i:j])
         numbers.extend(range(first, first + j - i))
         i = j
     return numbers
