@@ -1,13 +1,13 @@
 """The trace viewer's background summary as the TUI runs it: ``phasef trace view FILE`` in tmux (120x40), launch
 until the viewer's process tree used < 5% of a core for a second (``compare_toolong.py``'s test for "summary done"),
-``--runs`` times, with the CPU of the viewer and of its workers (sampled every 50 ms: an exited worker's last
-sample) until then; with ``--timeline``, the CPU of each process of the tree (the viewer, its summary workers) every
-0.2 s of the first run, which shows which process the pass waits on.
+``--runs`` times, with the CPU of the viewer (and of its main thread, which draws) and of its workers (sampled
+every 50 ms: an exited worker's last sample) until then; with ``--timeline``, the CPU of each process of the tree
+(the viewer, its summary workers) every 0.2 s of the first run, which shows which process the pass waits on.
 
     python benchmarks/bench_summary_tui.py --size-mb 1024 --runs 4 [--timeline]
 
 The last line is one JSON object: ``{"summary_done_s": [...], "median_s": ..., "load": [...], "viewer_cpu_s": [...],
-"workers_cpu_s": [...]}``.
+"workers_cpu_s": [...], "ui_thread_cpu_s": [...]}``.
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ class CpuByProcess:
     def __init__(self, pid: int, step: float = 0.05) -> None:
         self.pid = pid
         self.seen: dict[int, float] = {}
+        self.ui_thread = 0.0
+        """The CPU of the viewer's main thread (Textual's: the frames, the drawing) so far."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(step,), daemon=True)
         self._thread.start()
@@ -76,13 +78,19 @@ class CpuByProcess:
         while not self._stop.wait(step):
             for p, cpu in tree_cpu(self.pid).items():
                 self.seen[p] = max(self.seen.get(p, 0.0), cpu)
+            try:
+                fields = Path(f"/proc/{self.pid}/task/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            self.ui_thread = max(self.ui_thread, (int(fields[11]) + int(fields[12])) / TICKS)
 
-    def stop(self) -> tuple[float, float]:
-        """The viewer's CPU and that of the processes below it (its workers), in seconds."""
+    def stop(self) -> tuple[float, float, float]:
+        """The viewer's CPU, that of the processes below it (its workers) and that of the viewer's main thread, in
+        seconds."""
         self._stop.set()
         self._thread.join()
         viewer = self.seen.get(self.pid, 0.0)
-        return viewer, sum(self.seen.values()) - viewer
+        return viewer, sum(self.seen.values()) - viewer, self.ui_thread
 
 
 def main() -> int:
@@ -95,7 +103,7 @@ def main() -> int:
     path = ct.trace_file(args.size_mb)
     done: list[float] = []
     loads: list[float] = []
-    cpu: list[tuple[float, float]] = []
+    cpu: list[tuple[float, float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         socket = Path(tmp) / "tmux"
         for run in range(args.runs):
@@ -107,11 +115,11 @@ def main() -> int:
                     continue
                 sampler = CpuByProcess(pane.pid)
                 done.append(pane.wait_quiet() - pane.started)
-                viewer, workers = sampler.stop()
-                cpu.append((round(viewer, 3), round(workers, 3)))
+                viewer, workers, ui = sampler.stop()
+                cpu.append((round(viewer, 3), round(workers, 3), round(ui, 3)))
                 print(
-                    f"run {run + 1}: summary done {done[-1]:.2f} s (load {loads[-1]:.2f}); CPU: viewer {viewer:.2f} s,"
-                    f" workers {workers:.2f} s, {viewer + workers:.2f} s in all",
+                    f"run {run + 1}: summary done {done[-1]:.2f} s (load {loads[-1]:.2f}); CPU: viewer {viewer:.2f} s"
+                    f" (its UI thread {ui:.2f} s), workers {workers:.2f} s, {viewer + workers:.2f} s in all",
                     flush=True,
                 )
             finally:
@@ -119,7 +127,12 @@ def main() -> int:
     median = statistics.median(done) if done else float("nan")
     print(f"summary done, median of {len(done)}: {median:.2f} s")
     summary = {"summary_done_s": [round(d, 3) for d in done], "median_s": round(median, 3), "load": loads}
-    print(json.dumps({**summary, "viewer_cpu_s": [v for v, _ in cpu], "workers_cpu_s": [w for _, w in cpu]}))
+    cpus = {
+        "viewer_cpu_s": [c[0] for c in cpu],
+        "workers_cpu_s": [c[1] for c in cpu],
+        "ui_thread_cpu_s": [c[2] for c in cpu],
+    }
+    print(json.dumps({**summary, **cpus}))
     return 0
 
 
