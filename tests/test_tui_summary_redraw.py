@@ -4,6 +4,7 @@ file, the summary's end, the scan's end."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,12 +42,11 @@ class _Feed:
     display_name: str = "t.jsonl"
 
 
-def test_summary_progress_is_reported_at_most_every_quarter_second(monkeypatch: pytest.MonkeyPatch) -> None:
+def _polled_at(monkeypatch: pytest.MonkeyPatch, index: _Index) -> Callable[..., set[str]]:
+    """``at(t, **figures)``: the source's ``poll`` at ``t`` seconds on its clock, the index's figures set first."""
     now = [100.0]
     monkeypatch.setattr(data_source.time, "monotonic", lambda: now[0])
-    feed = _Feed()
-    source = TraceFileSource(feed)  # type: ignore[arg-type]
-    index = feed.index
+    source = TraceFileSource(_Feed(index))  # type: ignore[arg-type]
 
     def at(t: float, **figures: Any) -> set[str]:
         now[0] = 100.0 + t
@@ -54,6 +54,11 @@ def test_summary_progress_is_reported_at_most_every_quarter_second(monkeypatch: 
             setattr(index, name, value)
         return source.poll()
 
+    return at
+
+
+def test_summary_progress_is_reported_at_most_every_quarter_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _polled_at(monkeypatch, _Index())
     assert at(0.0) == {CHANGED_TRACE_FILE, CHANGED_TRACES}
     assert at(0.05) == set(), "nothing changed"
     assert at(0.1, summarized=5) == set(), "progress alone, 0.1 s after the last report"
@@ -71,18 +76,7 @@ def test_summary_progress_is_reported_at_most_every_quarter_second(monkeypatch: 
 def test_a_first_scan_is_reported_at_once_for_the_first_screens_then_as_progress(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    now = [100.0]
-    monkeypatch.setattr(data_source.time, "monotonic", lambda: now[0])
-    feed = _Feed(_Index(lines=0, size=10**9, scanned=0))
-    source = TraceFileSource(feed)  # type: ignore[arg-type]
-    index = feed.index
-
-    def at(t: float, **figures: Any) -> set[str]:
-        now[0] = 100.0 + t
-        for name, value in figures.items():
-            setattr(index, name, value)
-        return source.poll()
-
+    at = _polled_at(monkeypatch, _Index(lines=0, size=10**9, scanned=0))
     assert at(0.0) == {CHANGED_TRACE_FILE, CHANGED_TRACES}
     assert at(0.05, lines=40, scanned=4000) == {CHANGED_TRACES}, "the first screen's lines: at once"
     assert at(0.1, lines=SCAN_SHOWN_LINES, scanned=10**5) == {CHANGED_TRACES}, "still within the first screens"
