@@ -261,10 +261,11 @@ def test_numpy_found_but_not_loading_means_summarizing_in_process(
         index.close()
 
 
-def test_batches_are_read_into_one_buffer_without_their_last_newline(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mapping", [True, False])
+def test_batches_are_mapped_or_read_into_one_buffer_without_their_last_newline(tmp_path: Path, mapping: bool) -> None:
     path = tmp_path / "t.jsonl"
     path.write_bytes(b'{"a":1}\n{"b":22}\n' + b"x" * 100 + b"\n{tail")
-    reader = worker_module.BatchReader()
+    reader = worker_module.BatchReader(mapping=mapping)
     fd = os.open(path, os.O_RDONLY)
     try:
         assert bytes(reader.read(fd, 0, 17, 2)) == b'{"a":1}\n{"b":22}'
@@ -272,7 +273,7 @@ def test_batches_are_read_into_one_buffer_without_their_last_newline(tmp_path: P
         assert bytes(reader.read(fd, 8, 17, 1)) == b'{"b":22}'
         assert reader.buffer is buffer  # (a batch no bigger than the buffer reads into it again)
         assert bytes(reader.read(fd, 17, 118, 1)) == b"x" * 100  # bigger: a bigger buffer
-        assert len(reader.buffer) >= 101
+        assert len(reader.buffer) >= (0 if mapping else 101), "(mapped: no buffer at all)"
         # a file shorter than asked (it shrank under the pass): what is there, no newline to drop
         assert bytes(reader.read(fd, 118, 200, 1)) == b"{tail"
         assert bytes(reader.read(fd, 500, 600, 1)) == b""
@@ -300,3 +301,20 @@ def test_numpy_is_loaded_with_one_blas_thread_and_the_environment_is_left_as_it_
     assert variable_left == "True"
     if (os.cpu_count() or 1) >= 2:
         assert int(after) == int(before) + 1
+
+
+def test_a_worker_runs_with_core_files_off(tmp_path: Path) -> None:
+    """A worker reads its batches mapped (``summary_worker.mapped``): a file cut short under a mapping kills it by
+    SIGBUS, and it leaves no core file then."""
+    path = write_trace(tmp_path / "t.jsonl", many_ticks("e1", 50))
+    worker = worker_module.SummaryWorker.start(path, worker_module._Summaries())
+    assert worker is not None
+    try:
+        size = path.stat().st_size
+        worker.ask(0, 0, size, 50)
+        assert worker.answer().count == 50
+        limits = Path(f"/proc/{worker.proc.pid}/limits").read_text().splitlines()
+        core = next(line for line in limits if line.startswith("Max core file size"))
+        assert core.split()[4] == "0", core
+    finally:
+        worker.close()
