@@ -19,7 +19,7 @@ import pytest
 from pipeline.traces import index_workers as workers_module
 from pipeline.traces.index import TraceIndex
 from pipeline.traces.index_workers import _last_line_end, _line_start_from
-from pipeline.traces.summary_worker import mapped, read_range
+from pipeline.traces.worker_read import mapped, read_range
 from tests.test_traces_summary_split import key_of, one_pass
 from tests.test_traces_summary_worker import summary_key
 
@@ -123,7 +123,7 @@ def test_a_worker_whose_mapped_file_is_cut_short_dies_without_a_core_file(tmp_pa
     summarizes again in its own process, as after any lost worker) and leaves no core file behind."""
     code = (
         "import os, resource, sys\n"
-        "from pipeline.traces.summary_worker import mapped, no_core_file\n"
+        "from pipeline.traces.worker_read import mapped, no_core_file\n"
         "hard = resource.getrlimit(resource.RLIMIT_CORE)[1]\n"
         "resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))  # (core files on, as a user may have them)\n"
         "if sys.argv[2] == 'worker':\n"

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from pipeline.traces import index_workers as workers_module
 from pipeline.traces import summary as summary_module
 from pipeline.traces import summary_worker as worker_module
+from pipeline.traces import worker_read
 from pipeline.traces.index import TraceIndex
 from tests.tui_helpers import append_records, many_ticks, sample_records, write_trace
 
@@ -265,7 +266,7 @@ def test_numpy_found_but_not_loading_means_summarizing_in_process(
 def test_batches_are_mapped_or_read_into_one_buffer_without_their_last_newline(tmp_path: Path, mapping: bool) -> None:
     path = tmp_path / "t.jsonl"
     path.write_bytes(b'{"a":1}\n{"b":22}\n' + b"x" * 100 + b"\n{tail")
-    reader = worker_module.BatchReader(mapping=mapping)
+    reader = worker_read.BatchReader(mapping=mapping)
     fd = os.open(path, os.O_RDONLY)
     try:
         assert bytes(reader.read(fd, 0, 17, 2)) == b'{"a":1}\n{"b":22}'
@@ -304,7 +305,7 @@ def test_numpy_is_loaded_with_one_blas_thread_and_the_environment_is_left_as_it_
 
 
 def test_a_worker_runs_with_core_files_off(tmp_path: Path) -> None:
-    """A worker reads its batches mapped (``summary_worker.mapped``): a file cut short under a mapping kills it by
+    """A worker reads its batches mapped (``worker_read.mapped``): a file cut short under a mapping kills it by
     SIGBUS, and it leaves no core file then."""
     path = write_trace(tmp_path / "t.jsonl", many_ticks("e1", 50))
     worker = worker_module.SummaryWorker.start(path, worker_module._Summaries())

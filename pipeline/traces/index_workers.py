@@ -117,7 +117,7 @@ class SummaryWorkers:
     the newline scan and is fed batch by batch, while the second reads its range at once; and the second's answers
     are joined on only once the first is done, so the first should end first. 1 GB in tmux, 4 runs each, summary
     done at 1/2: median 4.34-4.76 s (the first worker ran ~1.2 s alone); at 0.4: 4.02; at 1/3: 3.38-3.72; at 1/4:
-    3.40. Since the first worker reads its batches into one buffer (``summary_worker.BatchReader``) it is as fast a
+    3.40. Since the first worker reads its batches into one buffer (``worker_read.BatchReader``) it is as fast a
     line as the second, and 1/3 left the second running alone at the end: headless passes over 1 GB, 3 runs
     interleaved, median 1.25 s at 1/3, 1.16 at 0.4, 1.13 at 0.45, 1.17 at 1/2 (8 runs more: 0.35-0.45 alike)."""
 

@@ -23,25 +23,22 @@ out through a sender thread, so it goes on while the viewer has not started read
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import gc
-import mmap
 import os
 import pickle
 import queue
-import resource
 import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
 from pipeline.traces.summary import _summarize_batch
 from pipeline.traces.summary_columns import _EpisodeRuns, _Summaries
+from pipeline.traces.worker_read import BatchReader, no_core_file, read_range
 
 _HEADER = struct.Struct("<Q")
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -116,113 +113,6 @@ def _restore(state: dict[str, Any]) -> _Summaries:
         st.runs = runs
         st.no_progress = no_progress
     return s
-
-
-def mapped(fd: int, start: int, end: int) -> memoryview | None:
-    """Bytes ``[start, end)`` of the file mapped from the page cache (no copy into the process), cut at the file's
-    end; None where the file cannot be mapped (then it is read). The mapping goes when the last view of it does.
-
-    Read with ``pread``, the kernel's copy of each batch was ~0.25 s of the workers' CPU a GB (sys time; mapped:
-    ~0.04 s). A file cut short under a mapping raises SIGBUS when a page past its new end is touched: the worker dies
-    and the viewer summarizes again in its own process (a shrunken file starts the index over anyway), and it leaves
-    no core file (``no_core_file``)."""
-    try:
-        end = min(end, os.fstat(fd).st_size)
-        if end <= start:
-            return memoryview(b"")
-        base = start - start % mmap.ALLOCATIONGRANULARITY
-        mapping = mmap.mmap(fd, end - base, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ, offset=base)
-    except (OSError, ValueError, OverflowError):
-        return None
-    return memoryview(mapping)[start - base :]
-
-
-def no_core_file() -> None:
-    """This process leaves no core file when it dies (by SIGBUS, a mapped file cut short under it: see ``mapped``)."""
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
-
-
-class BatchReader:
-    """Reads the batches asked for (``read``): mapped (``mapped``), else into one buffer used again for the next."""
-
-    def __init__(self, *, mapping: bool = True) -> None:
-        self.buffer = bytearray()
-        self.mapping = mapping
-
-    def read(self, fd: int, start: int, end: int, count: int) -> memoryview:
-        """Lines in bytes ``[start, end)`` as one block (split at newlines: ``summary._summarize_batch`` reads it so),
-        valid until the next ``read``.
-
-        The viewer asks for whole lines: ``end`` is just past the newline of the ``count``-th line from ``start``, so
-        the block is the bytes without that newline (counting the newlines to check would cost ~0.6 s a GB). A file
-        that changed under the pass gives other lines; the viewer starts over then.
-
-        Read (where the file cannot be mapped): into one buffer, not a fresh ``bytes`` per batch (and a copy to drop
-        the newline): fresh pages were faulted in and given back for each batch, and the kernel had 38 % of the
-        worker's time (perf, a VM's page reporting included). A third of 1 GB: 0.86 s of the worker's CPU before,
-        0.59 s with one buffer."""
-        view = mapped(fd, start, end) if self.mapping else None
-        if view is None:
-            size = end - start
-            if len(self.buffer) < size:
-                self.buffer = bytearray(size)
-            view = memoryview(self.buffer)[:size]
-            view = view[: os.preadv(fd, [view], start)]
-        got = len(view)
-        return view[: got - 1] if got and view[got - 1] == 10 else view
-
-
-def read_range(
-    fd: int, start: int, end: int, batch_bytes: int, *, mapping: bool = True
-) -> Iterator[bytes | memoryview]:
-    """The lines of bytes ``[start, end)`` (``start`` a line's first byte, ``end`` just past a newline), about
-    ``batch_bytes`` of them at a time, as blocks of lines without their last newline (split at newlines as the
-    viewer's newline scan splits them). A block is mapped (``mapped``), else read into one buffer used again for the
-    next (so no fresh pages to fault in): it is valid until the next one is asked for."""
-    buffer: bytearray | None = None
-    pos = start
-    while pos < end:
-        want = min(batch_bytes, end - pos)
-        view = mapped(fd, pos, pos + want) if mapping else None
-        if view is None:
-            if buffer is None:
-                buffer = bytearray(batch_bytes)
-            view = memoryview(buffer)[:want]
-            view = view[: os.preadv(fd, [view], pos)]
-        got = len(view)
-        if not got:
-            return  # (the file shrank: the viewer starts over)
-        cut = _rfind_newline(view)
-        if cut >= 0:
-            yield view[:cut]
-            pos += cut + 1
-            continue
-        data = bytes(view)
-        while cut < 0 and pos + len(data) < end:  # a line longer than a batch
-            more = os.pread(fd, min(batch_bytes, end - pos - len(data)), pos + len(data))
-            if not more:
-                return
-            j = more.find(b"\n")
-            data += more
-            cut = len(data) - len(more) + j if j >= 0 else -1
-        if cut < 0:
-            return
-        yield data[:cut]
-        pos += cut + 1
-
-
-def _rfind_newline(view: memoryview) -> int:
-    """The offset of the last newline in ``view`` (-1: none), looked for from the end 4 KiB at a time (a view of a
-    mapping has no ``rfind``; the last line of a batch is a few hundred bytes)."""
-    end = len(view)
-    while end > 0:
-        start = max(0, end - 4096)
-        j = bytes(view[start:end]).rfind(b"\n")
-        if j >= 0:
-            return start + j
-        end = start
-    return -1
 
 
 def summarize_delta(s: _Summaries, first: int, parts: list[bytes] | bytes | memoryview) -> SummaryDelta:
