@@ -4,7 +4,8 @@ A test must give the same result on a clean CI machine and on a developer's mach
 ``PHASEF_OPERATOR`` or ``NO_COLOR`` is exported, an API key is in the environment and ``~/.config/phasef`` or
 ``~/.cache/phasef`` hold real files. So before each test: ``HOME`` and the XDG folders point into a fresh temporary
 folder, ``TMUX_TMPDIR`` too (a stray ``tmux`` call starts a server of its own there, never joins the user's), and
-the variables phasef or the terminal libraries read are removed. Only pip's configuration is kept from the user's
+the variables phasef or the terminal libraries read are removed (``PHASEF_SUMMARY_WORKERS`` is then set: see the
+fixture). Only pip's configuration is kept from the user's
 home (where packages come from: the GGUF test downloads a wheel); downloads the suite reuses go to the project's
 ``.cache/`` folder, not the user's cache.
 
@@ -85,6 +86,10 @@ def _isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch:
         monkeypatch.setenv(name, str(folder))
     monkeypatch.setenv("TMUX_TMPDIR", str(home / "run"))
     monkeypatch.setenv("PHASEF_CACHE_DIR", str(TEST_CACHE))
+    # A big trace's summary runs in worker processes, or in the viewer's process when the machine has no idle core
+    # (pipeline/traces/summary_local.py): a choice made by the load of the moment. Tests pin it to the processes;
+    # tests/test_traces_summary_local.py covers the other way and the choice itself.
+    monkeypatch.setenv("PHASEF_SUMMARY_WORKERS", "process")
     if PIP_CONFIG is not None and "PIP_CONFIG_FILE" not in os.environ:
         monkeypatch.setenv("PIP_CONFIG_FILE", str(PIP_CONFIG))
     return home

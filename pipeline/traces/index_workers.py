@@ -6,6 +6,10 @@ second worker takes the second half of what is left, from an empty state; its an
 (``summary_split.RangeMerge``) when the first worker reaches its range. The workers are let go once everything is
 summarized (the per-episode state comes back, so growth is summarized in the viewer's process from there on). A
 worker that dies leaves no half-state: the index summarizes from the start again, in its own process.
+
+Where no core is idle when the pass starts (``summary_local.IdleProbe``), the first worker is a ``LocalWorker``: the
+same batches summarized in this process, no second worker (the processes would only share the one core the session
+gets, and cost their start-up, pickles and join on top).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pipeline.traces import summary_native
 from pipeline.traces.heap import grow_by_remapping, release_free_heap
 from pipeline.traces.index_scan import numpy_available, numpy_or_none
 from pipeline.traces.summary_columns import NO_ID, _Summaries, append_column, compact_summaries, flag_lines_upto
+from pipeline.traces.summary_local import LocalWorker, probe_for_open
 from pipeline.traces.summary_split import RangeMerge
 from pipeline.traces.summary_worker import (
     COLUMNS,
@@ -127,7 +132,9 @@ class SummaryWorkers:
     def __init__(self, index: TraceIndex, min_bytes: int | None) -> None:
         self.index = index
         self.min_bytes = min_bytes
-        self.worker: SummaryWorker | None = None
+        self.worker: SummaryWorker | LocalWorker | None = None
+        """The first worker: a process, or (no core to spare: ``summary_local``) the same pass in this process."""
+        self.probe = probe_for_open()
         self.ahead: SummaryWorker | None = None
         """A second worker summarizing the second half of the file from an empty state (a byte range)."""
         self.ahead_start = 0
@@ -154,14 +161,15 @@ class SummaryWorkers:
             return
         with index.lock:
             done = index.ends[len(index.summaries) - 1] if len(index.summaries) else 0
-            if upto - done < self.min_bytes or not numpy_available():
-                return
+            if upto - done < self.min_bytes or not numpy_available() or not self.probe.ready():
+                return  # (the probe judges a window of some 0.1 s: meanwhile the scan goes on)
             grow_by_remapping()  # (the columns grow with every answer)
-            self.worker = SummaryWorker.start(index.path, index.summaries)
+            processes = self.probe.spare_core()
+            self.worker = (SummaryWorker if processes else LocalWorker).start(index.path, index.summaries)
             if self.worker is None:
                 self.min_bytes = None
                 return
-            if index.scanned < index.size:
+            if index.scanned < index.size and processes:
                 self._split_file(done)
         # numpy (to take the answers in) is imported only now, while the workers start (it took ~0.06 s, which
         # their start waited for): never on open, nor in the UI thread, nor under the lock the UI reads with
@@ -208,11 +216,11 @@ class SummaryWorkers:
         first = self._ahead_line()
         return scanned if first < 0 else first
 
-    def _next_line(self, worker: SummaryWorker) -> int:
+    def _next_line(self, worker: SummaryWorker | LocalWorker) -> int:
         """The first line not yet asked of ``worker``."""
         return worker.in_flight[-1][0] + worker.in_flight[-1][1] if worker.in_flight else len(self.index.summaries)
 
-    def _ask(self, worker: SummaryWorker, first: int, limit: int, ahead: int) -> bool:
+    def _ask(self, worker: SummaryWorker | LocalWorker, first: int, limit: int, ahead: int) -> bool:
         """Ask ``worker`` for batches from line ``first`` up to line ``limit`` (at most ``ahead`` in flight)."""
         ends = self.index.ends
         while len(worker.in_flight) < ahead and first < limit:
@@ -229,7 +237,7 @@ class SummaryWorkers:
         """Once the scan is done (no second worker was started on open), give the second half of the lines not yet
         asked for to a second worker."""
         index = self.index
-        if self.min_bytes is None or index.scanned < index.size or index.fd < 0:
+        if self.min_bytes is None or index.scanned < index.size or index.fd < 0 or type(self.worker) is LocalWorker:
             return
         ends = index.ends
         begin = ends[first - 1] if first else 0
@@ -270,7 +278,7 @@ class SummaryWorkers:
             apply_delta(index.summaries, delta)
         return delta.count
 
-    def _take_ahead(self, worker: SummaryWorker, ahead: SummaryWorker, generation: int) -> int:
+    def _take_ahead(self, worker: SummaryWorker | LocalWorker, ahead: SummaryWorker, generation: int) -> int:
         """The first worker has reached the second's range: join the second's answers on (``summary_split``)."""
         index = self.index
         try:

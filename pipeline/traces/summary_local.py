@@ -1,0 +1,168 @@
+"""The summary worker's pass run in the viewer's own process, for a machine with no core to spare.
+
+A worker process (``summary_worker``) pays for itself only with a core of its own: its start-up (~0.15 s of CPU),
+the pickles and pipes of its answers, and with a second worker the join of its range (``summary_split``) are work
+the in-process pass does not do. Where every core is taken (a build or a fine-tune beside the viewer), the kernel
+shares the CPU between sessions (``sched_autogroup``), not processes, so the viewer and its workers get one core
+between them: the pass then takes about its total CPU, and the less of it the sooner it is done.
+
+``LocalWorker`` answers the very requests a worker process answers (``ask``, ``answer``, ``episode_state``, ``close``),
+with the same code (``summary_worker.summarize_delta`` on a transient summary restored from the viewer's state), so
+``index_workers.SummaryWorkers`` drives either. It reads with ``pread`` into one buffer, never a mapping: a file cut
+short under a mapping raises SIGBUS, which would end the viewer.
+
+``IdleProbe`` tells whether a core is idle (``/proc/stat``), which ``SummaryWorkers`` asks before it starts
+processes. ``PHASEF_SUMMARY_WORKERS`` (``auto``, ``process`` or ``local``) overrides the choice, for comparisons.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from pathlib import Path
+
+from pipeline.traces.summary_columns import _EpisodeRuns, _Summaries
+from pipeline.traces.summary_worker import SummaryDelta, _restore, open_runs, state_of, summarize_delta
+from pipeline.traces.worker_read import BatchReader
+
+ENV = "PHASEF_SUMMARY_WORKERS"
+MODES = ("auto", "process", "local")
+IDLE_CORES_MIN = 0.4
+"""The idle CPU (in cores) below which the pass runs in the viewer's process: the viewer's own scan takes one core,
+so a machine with a core to spare shows ~1 idle; a loaded one ~0."""
+PROBE_WINDOW_S = 0.12
+"""The shortest window over which idle time is judged (``/proc/stat`` counts in ticks of 10 ms per core)."""
+
+
+def mode() -> str:
+    """The choice asked for by ``PHASEF_SUMMARY_WORKERS`` (``auto`` when unset or unknown)."""
+    asked = os.environ.get(ENV, "auto").strip().lower()
+    return asked if asked in MODES else "auto"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity: a container may be given fewer than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _cpu_times(path: str = "/proc/stat") -> tuple[int, int] | None:
+    """(idle ticks, all ticks) summed over the cores since boot; None where there is no ``/proc/stat``."""
+    try:
+        with open(path, "rb") as fh:
+            first = fh.readline().split()
+    except OSError:
+        return None
+    if len(first) < 5 or first[0] != b"cpu":
+        return None
+    try:
+        ticks = [int(x) for x in first[1:9]]  # user nice system idle iowait irq softirq steal (guest is in user)
+    except ValueError:
+        return None
+    return ticks[3] + (ticks[4] if len(ticks) > 4 else 0), sum(ticks)
+
+
+class IdleProbe:
+    """The machine's idle CPU since the probe was made, in cores (``idle_cores``)."""
+
+    def __init__(self, path: str = "/proc/stat") -> None:
+        self.path = path
+        self.started = time.monotonic()
+        self.start = _cpu_times(path)
+        self.cores = os.cpu_count() or 1
+
+    def ready(self) -> bool:
+        """Whether the window is long enough to judge (or there is nothing to judge by, or the choice is made by
+        ``PHASEF_SUMMARY_WORKERS``)."""
+        return self.start is None or mode() != "auto" or time.monotonic() - self.started >= PROBE_WINDOW_S
+
+    def idle_cores(self) -> float | None:
+        """Idle CPU over the window in cores (0 .. the machine's cores); None when it cannot be told."""
+        now = _cpu_times(self.path)
+        if self.start is None or now is None:
+            return None
+        idle, total = now[0] - self.start[0], now[1] - self.start[1]
+        if total <= 0:
+            return None
+        return self.cores * idle / total
+
+    def spare_core(self) -> bool:
+        """Whether worker processes would get a core of their own: asked by ``PHASEF_SUMMARY_WORKERS``, else a
+        core's worth idle (unknown: yes, as before there was a probe)."""
+        asked = mode()
+        if asked != "auto":
+            return asked == "process"
+        if usable_cores() < 2:
+            return False  # (a process held to one core, as in a container given one CPU: workers only share it)
+        idle = self.idle_cores()
+        return idle is None or idle >= IDLE_CORES_MIN
+
+
+_OPENED = IdleProbe()
+"""The probe made when this module was imported (the viewer's start, for a trace opened on the command line)."""
+PROBE_FRESH_S = 5.0
+
+
+def probe_for_open() -> IdleProbe:
+    """A probe for a trace opened now: the one made at import when that was recent, so its window has run while the
+    viewer started; else a new one."""
+    if time.monotonic() - _OPENED.started < PROBE_FRESH_S:
+        return _OPENED
+    return IdleProbe()
+
+
+class LocalWorker:
+    """A summary worker in this process: batches are summarized when their answer is asked for (``answer``)."""
+
+    def __init__(self, path: Path, s: _Summaries) -> None:
+        self.fd = os.open(path, os.O_RDONLY)
+        self.s = _restore(state_of(s))
+        self.reader = BatchReader(mapping=False)
+        self.in_flight: list[tuple[int, int]] = []
+        """(first line, line count) of the batches asked and not yet answered, in order."""
+        self.asked: deque[tuple[int, int, int, int]] = deque()
+        self.ranges = 0
+        """(no ranges: a local worker is never given the second half of a file)"""
+
+    @classmethod
+    def start(cls, path: Path, s: _Summaries) -> LocalWorker | None:
+        """A local worker going on from ``s``, or None when the file cannot be opened again."""
+        try:
+            return cls(path, s)
+        except OSError:
+            return None
+
+    def ask(self, first: int, start: int, end: int, count: int) -> None:
+        if self.fd < 0:
+            raise OSError("the local summary worker is closed")
+        self.asked.append((first, start, end, count))
+        self.in_flight.append((first, count))
+
+    def answer(self) -> SummaryDelta:
+        """The next batch's delta, summarized now; EOFError when its lines are not those asked for (the file changed
+        under the pass: the viewer starts over, as after a worker process's wrong answer)."""
+        first, start, end, count = self.asked.popleft()
+        self.in_flight.pop(0)
+        delta = summarize_delta(self.s, first, self.reader.read(self.fd, start, end, count))
+        if delta.count != count:
+            raise EOFError(f"lines {first}..{first + count} changed under the summary ({delta.count} read)")
+        return delta
+
+    def episode_state(self) -> dict[int, _EpisodeRuns]:
+        """The open runs of each episode (a copy, as a worker process's come)."""
+        state: dict[int, _EpisodeRuns] = {}
+        for ep, (runs, no_progress) in open_runs(self.s).items():
+            st = state[ep] = _EpisodeRuns()
+            st.runs = runs
+            st.no_progress = no_progress
+        return state
+
+    def close(self) -> None:
+        self.asked.clear()
+        self.in_flight.clear()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
