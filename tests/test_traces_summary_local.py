@@ -23,7 +23,7 @@ from pipeline.traces import summary_local
 from pipeline.traces.index import TraceIndex
 from pipeline.traces.summary_local import IdleProbe, LocalWorker
 from pipeline.traces.summary_worker import SummaryWorker
-from tests.test_traces_summary_worker import index_of, summary_key, trace_lines
+from tests.test_traces_summary_worker import index_of, partly_summarized, summary_key, trace_lines
 from tests.tui_helpers import append_records, many_ticks, sample_records, write_trace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,15 +91,9 @@ def test_the_local_pass_starts_no_process_and_hands_its_state_back(
 def test_the_local_pass_goes_on_from_chains_and_runs_summarized_before_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    records = sample_records() * 40 + many_ticks("e9", 300)
-    path = write_trace(tmp_path / "t.jsonl", records)
-    index = TraceIndex(path, prime_bytes=0, worker_min_bytes=None)
+    index = partly_summarized(tmp_path)
+    path = index.path
     try:
-        while index.scan_step():
-            pass
-        for _ in range(3):
-            index.summarize_step(max_bytes=1500)
-        assert index.chain_count > 0 and index.summaries.episode_state
         monkeypatch.setenv(summary_local.ENV, "local")
         index.workers.min_bytes = 1
         index.work_step()

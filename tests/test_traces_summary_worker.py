@@ -158,17 +158,24 @@ def test_worker_summary_equals_the_in_process_one(lines: list[bytes], monkeypatc
         assert index_of(path, worker=True) == index_of(path, worker=False)
 
 
-def test_workers_go_on_from_chains_and_runs_summarized_before_them(tmp_path: Path) -> None:
-    """The first lines are summarized in-process (chains, open runs); the workers then start from that state."""
+def partly_summarized(tmp_path: Path) -> TraceIndex:
+    """An index of a trace whose first lines are summarized in-process (chains, open runs), no worker yet."""
     records = sample_records() * 40 + many_ticks("e9", 300)
     path = write_trace(tmp_path / "t.jsonl", records)
     index = TraceIndex(path, prime_bytes=0, worker_min_bytes=None)
+    while index.scan_step():
+        pass
+    for _ in range(3):
+        index.summarize_step(max_bytes=1500)
+    assert index.chain_count > 0 and index.summaries.episode_state
+    return index
+
+
+def test_workers_go_on_from_chains_and_runs_summarized_before_them(tmp_path: Path) -> None:
+    """The first lines are summarized in-process (chains, open runs); the workers then start from that state."""
+    index = partly_summarized(tmp_path)
+    path = index.path
     try:
-        while index.scan_step():
-            pass
-        for _ in range(3):
-            index.summarize_step(max_bytes=1500)
-        assert index.chain_count > 0 and index.summaries.episode_state
         index.workers.min_bytes = 1
         index.run(threading.Event(), follow=False)
         assert index.complete and index.generation == 0 and index.workers.split_lines > 0
