@@ -7,12 +7,14 @@ on the machine itself: with every core kept busy by other processes, and in a pr
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -205,4 +207,28 @@ def test_worker_processes_are_what_the_suite_runs(tmp_path: Path) -> None:
         index.work_step()
         assert type(index.workers.worker) is SummaryWorker
     finally:
+        index.close()
+
+
+def test_a_dropped_summary_is_freed_at_once_not_at_the_next_collection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local pass's summary goes when its worker closes, before the heap is given back (``release_free_heap``):
+    no cycle keeps it (its chain lines hold it weakly) until a full collection."""
+    index = partly_summarized(tmp_path)
+    index.workers.min_bytes = 1
+    monkeypatch.setenv(summary_local.ENV, "local")
+    index.work_step()
+    worker = index.workers.worker
+    assert type(worker) is LocalWorker
+    kept = weakref.ref(worker.s)
+    lines = worker.s.chain_lines
+    gc.disable()
+    try:
+        index.run(threading.Event(), follow=False)
+        assert index.complete and index.workers.worker is None
+        assert kept() is None, "freed by its reference count alone"
+        assert len(lines[0]) == 0, "chain lines of a freed summary: none"
+    finally:
+        gc.enable()
         index.close()

@@ -4,6 +4,7 @@ found on demand."""
 
 from __future__ import annotations
 
+import weakref
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -115,10 +116,12 @@ class _ChainLines:
     ``chain_lines[c]`` is a new ``array('q')`` of the lines of chain ``c`` summarized so far, ascending.
     """
 
-    __slots__ = ("first", "last", "s")
+    __slots__ = ("first", "last", "summaries")
 
     def __init__(self, s: _Summaries) -> None:
-        self.s = s
+        self.summaries = weakref.ref(s)
+        """(weak: the summary owns its chain lines, and a cycle would keep a dropped summary's columns until the
+        next full collection, past the heap's release once a pass is done)"""
         self.first = array("q")
         self.last = array("q")
 
@@ -157,8 +160,10 @@ class _ChainLines:
         del self.last[:]
 
     def __getitem__(self, chain: int) -> array[int]:
-        s = self.s
+        s = self.summaries()
         first = self.first[chain]
+        if s is None:
+            return array("q")
         last = min(self.last[chain], len(s) - 1)  # ``kind`` is extended last: lines below hold their chain already
         if first < 0 or last < first:
             return array("q")

@@ -161,8 +161,12 @@ class LocalWorker:
         return state
 
     def close(self) -> None:
+        """Close the file and drop the summary state and the read buffer now, before the viewer gives its free heap
+        back to the system (``heap.release_free_heap``): what a worker process's exit frees."""
         self.asked.clear()
         self.in_flight.clear()
+        self.s = _Summaries(transient=True)
+        self.reader = BatchReader(mapping=False)
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
