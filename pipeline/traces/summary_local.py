@@ -28,9 +28,12 @@ from pipeline.traces.worker_read import BatchReader
 
 ENV = "PHASEF_SUMMARY_WORKERS"
 MODES = ("auto", "process", "local")
-IDLE_CORES_MIN = 0.4
-"""The idle CPU (in cores) below which the pass runs in the viewer's process: the viewer's own scan takes one core,
-so a machine with a core to spare shows ~1 idle; a loaded one ~0."""
+IDLE_CORES_MIN = 0.25
+"""The idle CPU (in cores) below which the pass runs in the viewer's process. The viewer's own start takes one core,
+so a 2-core machine with nothing else to do shows ~1 idle; beside a process busy all the time 0.05-0.12, beside one
+busy half the time 0.48-0.63. 1 GB in tmux, 3 runs each of either way: beside the busy one, summary done 2.76-4.67 s
+here against 3.06-4.28 s with processes (CPU 2.5-3.9 against 2.8-3.7 s); beside the half-busy one, 4.36-5.05 s here
+against 3.37-3.85 s with processes, which then get more than one core between them."""
 PROBE_WINDOW_S = 0.12
 """The shortest window over which idle time is judged (``/proc/stat`` counts in ticks of 10 ms per core)."""
 
