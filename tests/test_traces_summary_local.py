@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from pipeline.traces import index_workers as workers_module
-from pipeline.traces import summary_local
+from pipeline.traces import summary_local, summary_records
 from pipeline.traces.index import TraceIndex
 from pipeline.traces.summary_local import IdleProbe, LocalWorker
 from pipeline.traces.summary_worker import SummaryWorker
@@ -77,6 +77,9 @@ def test_the_local_pass_starts_no_process_and_hands_its_state_back(
         assert index.complete and index.generation == 0
         assert index.workers.worker is None and worker.fd == -1, "let go once done, its file closed"
         assert index.workers.split_lines == 0, "no second worker: one process has nothing to split with"
+        assert not (summary_records._actions or summary_records._tick_bytes), "the caches emptied with the worker"
+        with pytest.raises(OSError):
+            worker.ask(0, 0, 10, 1)  # (closed: it takes no batch after handing its state over)
         assert children() == before
         more = sample_records()[:7] + many_ticks("e9", 30, first=200)
         append_records(path, more)

@@ -22,8 +22,9 @@ import time
 from collections import deque
 from pathlib import Path
 
+from pipeline.traces import summary_records
 from pipeline.traces.summary_columns import _EpisodeRuns, _Summaries
-from pipeline.traces.summary_worker import SummaryDelta, _restore, open_runs, state_of, summarize_delta
+from pipeline.traces.summary_worker import SummaryDelta, _restore, state_of, summarize_delta
 from pipeline.traces.worker_read import BatchReader
 
 ENV = "PHASEF_SUMMARY_WORKERS"
@@ -129,6 +130,7 @@ class LocalWorker:
         self.asked: deque[tuple[int, int, int, int]] = deque()
         self.ranges = 0
         """(no ranges: a local worker is never given the second half of a file)"""
+        self.handed_over = False
 
     @classmethod
     def start(cls, path: Path, s: _Summaries) -> LocalWorker | None:
@@ -139,8 +141,8 @@ class LocalWorker:
             return None
 
     def ask(self, first: int, start: int, end: int, count: int) -> None:
-        if self.fd < 0:
-            raise OSError("the local summary worker is closed")
+        if self.fd < 0 or self.handed_over:
+            raise OSError("the local summary worker is closed or has handed its state over")
         self.asked.append((first, start, end, count))
         self.in_flight.append((first, count))
 
@@ -155,21 +157,27 @@ class LocalWorker:
         return delta
 
     def episode_state(self) -> dict[int, _EpisodeRuns]:
-        """The open runs of each episode (a copy, as a worker process's come)."""
-        state: dict[int, _EpisodeRuns] = {}
-        for ep, (runs, no_progress) in open_runs(self.s).items():
-            st = state[ep] = _EpisodeRuns()
-            st.runs = runs
-            st.no_progress = no_progress
+        """The open runs of each episode, handed over (not copied): the viewer asks for them as it lets the worker
+        go, and the worker takes no batch after."""
+        state = self.s.episode_state
+        self.s.episode_state = {}
+        self.handed_over = True
         return state
 
     def close(self) -> None:
-        """Close the file and drop the summary state and the read buffer now, before the viewer gives its free heap
-        back to the system (``heap.release_free_heap``): what a worker process's exit frees."""
+        """Close the file and drop the summary state, the read buffer and the summary's caches now, before the viewer
+        gives its free heap back to the system (``heap.release_free_heap``): what a worker process's exit frees.
+
+        The small objects a pass makes and frees (names, cache entries) leave Python's allocator with free pools in
+        arenas that objects made meanwhile keep (it returns only whole arenas of 1 MiB). Private memory after a local
+        pass over 1 GB: headless 70.7 MB, 65.7 MB with the caches emptied (63.5 MB with processes); in the TUI, whose
+        own allocations go on during the pass, 96.4-98.1 MB either way (82.0-82.6 MB with processes; 83.6 MB with
+        ``PYTHONMALLOC=malloc``, which gives back free pages)."""
         self.asked.clear()
         self.in_flight.clear()
         self.s = _Summaries(transient=True)
         self.reader = BatchReader(mapping=False)
+        summary_records.clear_caches()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

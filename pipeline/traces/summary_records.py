@@ -120,6 +120,15 @@ _tick_bytes: dict[bytes, TickFacts] = {}
 """``tick_flags``'s answers for the C loop (``_summary_native``), keyed by the raw text of the seven fields."""
 
 
+def clear_caches() -> None:
+    """Empty the caches (they fill again as lines are read). After a pass in the viewer's process: their entries,
+    made all through it, are what keeps most of the pass's freed small objects' memory from going back to the system
+    (the allocator frees only whole arenas of 1 MiB)."""
+    _actions.clear()
+    _ticks.clear()
+    _tick_bytes.clear()
+
+
 def tick_flags(key: TickKey) -> TickFacts:
     """What a tick's own fields ``(outcome, chain_role, error_class, trap, recovery, schema_error, progress)`` say:
     its flags (the open runs of its episode may add thrash and deadlock marks); for a failing outcome the error class
