@@ -24,6 +24,7 @@ from pipeline.traces import index_workers as workers_module
 from pipeline.traces import summary_local, summary_records
 from pipeline.traces.index import TraceIndex
 from pipeline.traces.summary_local import IdleProbe, LocalWorker
+from pipeline.traces.summary_names import NameStore
 from pipeline.traces.summary_worker import SummaryWorker
 from tests.test_traces_summary_worker import index_of, partly_summarized, summary_key, trace_lines
 from tests.tui_helpers import append_records, many_ticks, sample_records, write_trace
@@ -73,6 +74,8 @@ def test_the_local_pass_starts_no_process_and_hands_its_state_back(
         worker = index.workers.worker
         assert type(worker) is LocalWorker, "no core to spare (as asked): the pass runs here"
         assert children() == before, "no worker process was started"
+        # its names packed as the viewer's are (no string a name to free into the viewer's heap when it closes)
+        assert type(worker.s.episodes) is NameStore and type(worker.s.chains) is NameStore
         index.run(threading.Event(), follow=False)
         assert index.complete and index.generation == 0
         assert index.workers.worker is None and worker.fd == -1, "let go once done, its file closed"

@@ -19,6 +19,7 @@ from pipeline.traces import summary as summary_module
 from pipeline.traces import summary_native, summary_records
 from pipeline.traces.summary import _summarize_batch
 from pipeline.traces.summary_columns import FLAG_DEADLOCK, FLAG_THRASH, _Summaries
+from pipeline.traces.summary_names import NameStore
 from tests.test_traces_summary_split import key_of
 from tests.test_traces_summary_strict import batches_of
 from tests.test_traces_summary_strict import lines as strict_lines
@@ -482,9 +483,10 @@ def test_an_error_in_python_code_the_c_loop_calls_comes_out_as_raised() -> None:
 
 @needs_native
 def test_a_worker_summary_numbers_its_chains_in_c_as_chain_number_does() -> None:
-    """A transient summary's chains are numbered by the C loop itself (``summary_native._chains_here``), not by
-    ``chain_number``: the same names, numbers, first and last lines and episodes, over batches (a chain met again in
-    a later batch), for lines without an episode, non-ASCII names and names longer than the C loop's own buffer."""
+    """A summary's chains are numbered by the C loop itself (``summary_native._chains_here``), not by
+    ``chain_number``, whether they are a transient summary's ``ListNames`` or the viewer's ``NameStore``: the same
+    names, numbers, first and last lines and episodes, over batches (a chain met again in a later batch), for lines
+    without an episode, non-ASCII names and names longer than the C loop's own buffer."""
     long_episode, long_chain = "é" * 200, "c" * 300
 
     def tick(episode: str | None, chain: str, t: int) -> bytes:
@@ -505,26 +507,74 @@ def test_a_worker_summary_numbers_its_chains_in_c_as_chain_number_does() -> None
     ]
     batches = [lines[:3], lines[3:5], lines[5:]]
     assert summary_native._chains_here(_Summaries(transient=True)) is not None
-    assert summary_native._chains_here(_Summaries()) is None  # (the viewer's compact names: chain_number is asked)
+    viewer = summary_native._chains_here(_Summaries())
+    assert viewer is not None and isinstance(viewer[0], NameStore) and viewer[1] is None
     for blocks in (False, True):
         in_c = summarize(batches, native=True, transient=True, blocks=blocks)
         assert in_c == summarize(batches, native=False, transient=True, blocks=blocks)
         assert in_c == summarize(batches, native=True, transient=False, blocks=blocks)
-    s = _Summaries(transient=True)
 
     def asked(*args: Any) -> int:
         raise AssertionError(f"chain_number was asked: {args}")
 
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(summary_module, "native", NATIVE)
-        m.setattr(summary_module, "chain_number", asked)  # (every line here is one the C loop takes)
-        first = 0
-        for batch in batches:
-            first += _summarize_batch(s, first, batch)
-    assert list(s.chains.names) == ["e1\x1fc1", "e1\x1fc2", "\x1fc1", f"{long_episode}\x1f{long_chain}", "ë2\x1fc1"]
-    assert list(s.chain_lines.first) == [0, 1, 2, 3, 5]
-    assert list(s.chain_lines.last) == [4, 1, 7, 6, 5]
-    assert list(s.chain_episode) == [0, 0, -1, 1, 2]
+    for transient in (True, False):
+        s = _Summaries(transient=transient)
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(summary_module, "native", NATIVE)
+            m.setattr(summary_module, "chain_number", asked)  # (every line here is one the C loop takes)
+            first = 0
+            for batch in batches:
+                first += _summarize_batch(s, first, batch)
+        names = ["e1\x1fc1", "e1\x1fc2", "\x1fc1", f"{long_episode}\x1f{long_chain}", "ë2\x1fc1"]
+        assert list(s.chains.names) == names
+        assert [s.chains.find(name) for name in names] == [0, 1, 2, 3, 4]
+        assert list(s.chain_lines.first) == [0, 1, 2, 3, 5]
+        assert list(s.chain_lines.last) == [4, 1, 7, 6, 5]
+        assert list(s.chain_episode) == [0, 0, -1, 1, 2]
+
+
+CHAIN_NAMES = st.text(alphabet=st.sampled_from("abé\x1f0-"), min_size=0, max_size=12)
+
+
+@needs_native
+@settings(max_examples=60, deadline=None)
+@given(
+    known=st.lists(CHAIN_NAMES, max_size=30),
+    ticks=st.lists(st.tuples(st.sampled_from(["e1", "e2", "ë3", None]), CHAIN_NAMES), min_size=1, max_size=60),
+    cut=st.integers(min_value=0, max_value=60),
+)
+def test_chains_interned_into_a_name_store_in_c_are_those_python_interns(
+    known: list[str], ticks: list[tuple[str | None, str]], cut: int
+) -> None:
+    """The C loop's interning into a ``NameStore`` (``store_intern``) leaves the store as its own ``intern`` would:
+    the same names and numbers, the same bytes, hash tags and table (so the store finds each name afterwards), over
+    names known before, chains met again in a later batch, a table that grows, and non-ASCII names (which the store's
+    own code interns)."""
+    lines = []
+    for t, (episode, chain) in enumerate(ticks):
+        fields: dict[str, Any] = {"kind": "tick", "tick": t, "chain_id": chain, "outcome": "ok"}
+        if episode is not None:
+            fields["episode"] = episode
+        lines.append(orjson.dumps(fields))
+    batches = [lines[:cut], lines[cut:]]
+    stores = []
+    for native in (True, False):
+        s = _Summaries()
+        for name in known:
+            s.chains.intern(name)
+            s.chain_lines.new(-1)
+            s.chain_episode.append(-1)
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(summary_module, "native", NATIVE if native else None)
+            first = 0
+            for batch in batches:
+                first += _summarize_batch(s, first, batch)
+        assert isinstance(s.chains, NameStore)
+        stores.append((s.chains, list(s.chain_lines.first), list(s.chain_lines.last), list(s.chain_episode)))
+    (in_c, *c_lines), (in_python, *python_lines) = stores
+    assert in_c == in_python and c_lines == python_lines
+    assert in_c.tags() == in_python.tags() and in_c._table == in_python._table
+    assert all(in_c.find(name) == number for number, name in enumerate(in_python))
 
 
 @needs_native

@@ -558,7 +558,7 @@ static int parse_line(const char *p, const char *end, Value *vals, KeyShape *sha
 enum { K_UNKNOWN = 0, K_START = 1, K_TICK = 2, K_END = 3 };
 
 static PyObject *str_runs, *str_no_progress, *str_chain_lines, *str_last, *str_failure, *str_aborted, *empty_bytes;
-static PyObject *str_append;
+static PyObject *str_append, *str_blob, *str_ends, *str_tags, *str_table, *str_grow, *str_intern;
 
 static PyObject *value_object(const Value *v) {
     switch (v->tag) {
@@ -878,7 +878,8 @@ typedef struct {
     long thrash_min, deadlock_window, cache_max;
     Memo *chains_memo;
     /* A transient summary's chains (``ListNames``' dict and list, the chain lines' first and last, the chains'
-     * episodes), numbered here as ``summary_columns.chain_number`` does; NULL: ``chain_number`` is asked. */
+     * episodes), numbered here as ``summary_columns.chain_number`` does; with ``chain_names`` None, ``chain_ids`` is
+     * a ``NameStore`` (the viewer's summary, a local pass's: ``store_intern``); NULL: ``chain_number`` is asked. */
     PyObject *chain_ids, *chain_names, *chain_first, *chain_last, *chain_episode;
     /* The episode of the last tick, while its state is certainly the one in ``state``: its runs object, the dict of
      * its open runs and its count of ticks without progress, kept here and written back to the runs object before
@@ -895,6 +896,7 @@ typedef struct {
 } Ctx;
 
 static long episode_of(Ctx *c, const Value *ep, PyObject **runs);
+static long store_intern(PyObject *store, const char *s, Py_ssize_t n, int *is_new);
 
 static int forget_last(Ctx *c) {
     int r = 0;
@@ -1050,11 +1052,16 @@ static long episode_of(Ctx *c, const Value *ep, PyObject **runs) {
     PyObject *number = memo_get(c->episodes_memo, ep->s, ep->n, h);
     if (number != NULL) {
         Py_INCREF(number);
-    } else { /* asked of ``intern`` once per name and batch */
-        PyObject *name = PyUnicode_DecodeUTF8(ep->s, ep->n, "strict");
-        if (name == NULL) return -2;
-        number = PyObject_CallOneArg(c->intern, name);
-        Py_DECREF(name);
+    } else { /* interned once per name and batch: into a ``NameStore`` here, else asked of ``intern`` */
+        if (!PyCallable_Check(c->intern)) {
+            int is_new;
+            long found = store_intern(c->intern, ep->s, ep->n, &is_new);
+            number = found < 0 ? NULL : PyLong_FromLong(found);
+        } else {
+            PyObject *name = PyUnicode_DecodeUTF8(ep->s, ep->n, "strict");
+            number = name == NULL ? NULL : PyObject_CallOneArg(c->intern, name);
+            Py_XDECREF(name);
+        }
         if (number == NULL) return -2;
         PyObject *key = PyBytes_FromStringAndSize(ep->s, ep->n);
         if (key == NULL) {
@@ -1091,6 +1098,135 @@ static long episode_of(Ctx *c, const Value *ep, PyObject **runs) {
     return episode;
 }
 
+/* ``summary_names.NameStore.intern`` of the name whose UTF-8 bytes are the n at s, in C: the store's blob, end
+ * offsets, hash tags and table read and extended as its Python code does (the same numbers, and for readers in other
+ * threads the same order: bytes, tag, slot, end offset last). *is_new: the name was not there. A name that is not
+ * ASCII (its hash tag is its str's hash, which the bytes' is not then), or a store of 4 GB of names, is interned
+ * by the store's own ``intern``. -1 on an error. */
+static long store_intern(PyObject *store, const char *s, Py_ssize_t n, int *is_new) {
+    *is_new = 0;
+    int ascii = 1;
+    for (Py_ssize_t k = 0; k < n; k++) ascii &= (unsigned char)s[k] < 0x80;
+    PyObject *blob = NULL, *ends = NULL, *tags = NULL, *table = NULL;
+    Py_buffer ends_view = {0}, tags_view = {0}, table_view = {0};
+    long found = -2; /* -2: ask the store's ``intern`` */
+    if (ascii) {
+        blob = PyObject_GetAttr(store, str_blob);
+        ends = blob == NULL ? NULL : PyObject_GetAttr(store, str_ends);
+        tags = ends == NULL ? NULL : PyObject_GetAttr(store, str_tags);
+        table = tags == NULL ? NULL : PyObject_GetAttr(store, str_table);
+        if (table == NULL) goto error;
+        if (!PyByteArray_Check(blob)) {
+            PyErr_SetString(PyExc_TypeError, "a name store's blob must be a bytearray");
+            goto error;
+        }
+        if (PyObject_GetBuffer(ends, &ends_view, PyBUF_FORMAT) < 0 ||
+            PyObject_GetBuffer(tags, &tags_view, PyBUF_FORMAT) < 0 ||
+            PyObject_GetBuffer(table, &table_view, PyBUF_FORMAT | PyBUF_WRITABLE) < 0)
+            goto error;
+        if (ends_view.itemsize == 4 && tags_view.itemsize == 4 && table_view.itemsize == 4 &&
+            (table_view.len / 4 & (table_view.len / 4 - 1)) == 0 && table_view.len > 0) {
+            const uint32_t *end_at = ends_view.buf, *tag_at = tags_view.buf;
+            int32_t *slots = table_view.buf;
+            const char *bytes = PyByteArray_AS_STRING(blob);
+            Py_ssize_t count = ends_view.len / 4;
+            uint32_t tag = (uint32_t)((uint64_t)_Py_HashBytes(s, n) & 0xFFFFFFFFu);
+            size_t mask = (size_t)(table_view.len / 4) - 1, slot = tag & mask;
+            for (;;) {
+                int32_t number = slots[slot];
+                if (number < 0) break;
+                if (number >= count) { /* (not a table of this store: let its own code say) */
+                    slot = SIZE_MAX;
+                    break;
+                }
+                if (tag_at[number] == tag) {
+                    uint32_t from = number ? end_at[number - 1] : 0;
+                    if ((Py_ssize_t)(end_at[number] - from) == n && memcmp(bytes + from, s, (size_t)n) == 0) {
+                        found = number;
+                        break;
+                    }
+                }
+                slot = (slot + 1) & mask;
+            }
+            Py_ssize_t size = PyByteArray_GET_SIZE(blob);
+            if (found == -2 && slot != SIZE_MAX && (uint64_t)size + (uint64_t)n <= 0xFFFFFFFFu) {
+                /* new: its bytes, tag and slot, then its end offset (readers take ``len`` from those) */
+                PyBuffer_Release(&ends_view);
+                PyBuffer_Release(&tags_view);
+                if (PyByteArray_Resize(blob, size + n) < 0) goto error;
+                memcpy(PyByteArray_AS_STRING(blob) + size, s, (size_t)n);
+                PyObject *value = PyLong_FromUnsignedLong(tag);
+                PyObject *done = value == NULL ? NULL : PyObject_CallMethodOneArg(tags, str_append, value);
+                Py_XDECREF(value);
+                if (done == NULL) goto error;
+                Py_DECREF(done);
+                slots[slot] = (int32_t)count;
+                value = PyLong_FromSsize_t(size + n);
+                done = value == NULL ? NULL : PyObject_CallMethodOneArg(ends, str_append, value);
+                Py_XDECREF(value);
+                if (done == NULL) goto error;
+                Py_DECREF(done);
+                found = (long)count;
+                *is_new = 1;
+                Py_ssize_t slot_count = table_view.len / 4;
+                PyBuffer_Release(&table_view);
+                if (3 * (Py_ssize_t)found + 3 > 2 * slot_count) {
+                    done = PyObject_CallMethodNoArgs(store, str_grow);
+                    if (done == NULL) goto error;
+                    Py_DECREF(done);
+                }
+            }
+        }
+        PyBuffer_Release(&ends_view);
+        PyBuffer_Release(&tags_view);
+        PyBuffer_Release(&table_view);
+        Py_CLEAR(blob);
+        Py_CLEAR(ends);
+        Py_CLEAR(tags);
+        Py_CLEAR(table);
+    }
+    if (found == -2) { /* the store's own code */
+        Py_ssize_t before = PyObject_Size(store);
+        if (before < 0) return -1;
+        PyObject *name = PyUnicode_DecodeUTF8(s, n, "strict");
+        PyObject *number = name == NULL ? NULL : PyObject_CallMethodOneArg(store, str_intern, name);
+        Py_XDECREF(name);
+        if (number == NULL) return -1;
+        found = PyLong_AsLong(number);
+        Py_DECREF(number);
+        if (found == -1 && PyErr_Occurred()) return -1;
+        *is_new = found >= before;
+    }
+    return found;
+error:
+    PyBuffer_Release(&ends_view);
+    PyBuffer_Release(&tags_view);
+    PyBuffer_Release(&table_view);
+    Py_XDECREF(blob);
+    Py_XDECREF(ends);
+    Py_XDECREF(tags);
+    Py_XDECREF(table);
+    return -1;
+}
+
+/* A new chain of the episode ``episode_number``, first seen at ``line``: its first and last line and its episode
+ * appended, as ``summary_columns.chain_number`` does. */
+static int chain_lines_new(Ctx *c, long episode_number, PyObject *line) {
+    PyObject *episode = PyLong_FromLong(episode_number);
+    PyObject *done = episode == NULL ? NULL : PyObject_CallMethodOneArg(c->chain_first, str_append, line);
+    if (done != NULL) {
+        Py_DECREF(done);
+        done = PyObject_CallMethodOneArg(c->chain_last, str_append, line);
+    }
+    if (done != NULL) {
+        Py_DECREF(done);
+        done = PyObject_CallMethodOneArg(c->chain_episode, str_append, episode);
+    }
+    Py_XDECREF(done);
+    Py_XDECREF(episode);
+    return done == NULL ? -1 : 0;
+}
+
 /* A new reference to the number of the chain ``chain_id`` of the episode named ``ep`` (NULL: lines without an
  * episode) in a transient summary's chains, numbered as ``summary_columns.chain_number`` numbers them: its key is the
  * episode's name, "\x1f" and the chain's id; a new chain gets the next number and its first line. */
@@ -1102,6 +1238,20 @@ static PyObject *chain_number_here(Ctx *c, long episode_number, const Value *ep,
     if (ep_n) memcpy(buf, ep->s, (size_t)ep_n);
     buf[ep_n] = '\x1f';
     memcpy(buf + ep_n + 1, chain_id->s, (size_t)chain_id->n);
+    if (c->chain_names == Py_None) { /* the chains of a ``NameStore`` */
+        int is_new;
+        long chain = store_intern(c->chain_ids, buf, ep_n + 1 + chain_id->n, &is_new);
+        if (buf != small) PyMem_Free(buf);
+        if (chain < 0) return NULL;
+        PyObject *number = PyLong_FromLong(chain);
+        if (number == NULL) return NULL;
+        if (!is_new) {
+            if (PyObject_SetItem(c->chain_last, number, line) < 0) Py_CLEAR(number);
+            return number;
+        }
+        if (chain_lines_new(c, episode_number, line) < 0) Py_CLEAR(number);
+        return number;
+    }
     PyObject *key = PyUnicode_DecodeUTF8(buf, ep_n + 1 + chain_id->n, "strict");
     if (buf != small) PyMem_Free(buf);
     if (key == NULL) return NULL;
@@ -1117,23 +1267,11 @@ static PyObject *chain_number_here(Ctx *c, long episode_number, const Value *ep,
         return NULL;
     }
     number = PyLong_FromSsize_t(PyList_GET_SIZE(c->chain_names));
-    PyObject *episode = number == NULL ? NULL : PyLong_FromLong(episode_number);
-    int r = episode == NULL ? -1 : PyDict_SetItem(c->chain_ids, key, number);
+    int r = number == NULL ? -1 : PyDict_SetItem(c->chain_ids, key, number);
     if (r == 0) r = PyList_Append(c->chain_names, key);
-    PyObject *done = NULL;
-    if (r == 0) done = PyObject_CallMethodOneArg(c->chain_first, str_append, line);
-    if (done != NULL) {
-        Py_DECREF(done);
-        done = PyObject_CallMethodOneArg(c->chain_last, str_append, line);
-    }
-    if (done != NULL) {
-        Py_DECREF(done);
-        done = PyObject_CallMethodOneArg(c->chain_episode, str_append, episode);
-    }
-    Py_XDECREF(done);
-    Py_XDECREF(episode);
+    if (r == 0) r = chain_lines_new(c, episode_number, line);
     Py_DECREF(key);
-    if (done == NULL) Py_CLEAR(number);
+    if (r < 0) Py_CLEAR(number);
     return number;
 }
 
@@ -1329,8 +1467,10 @@ static const char summarize_doc[] =
     "The rows of ``lines`` (a list of bytes, or a block of lines as a bytes-like object; valid UTF-8; line numbers from ``first``) as ``summary._summarize_strict`` gives them, in\n"
     "columns: the bytes of kind ('b'), flags ('H'), episode, tick, chain, context size (all 'i') and latency ('f'),\n"
     "then the least and greatest tick and context size. ``slow(i, raw)`` gives the row of a line not taken here.\n"
+    "``intern(name)`` numbers an episode, or ``intern`` is the episodes' ``NameStore``, interned into here.\n"
     "``chains``: None, or a transient summary's (``ListNames``' ids and names, its chain lines' first and last, its\n"
-    "chain episodes), numbered here as ``chain_number`` would.";
+    "chain episodes) or ``(store, None, first, last, episodes)`` for chains in a ``NameStore``, numbered here as\n"
+    "``chain_number`` would.";
 
 static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
@@ -1339,9 +1479,12 @@ static PyObject *summarize(PyObject *module, PyObject *const *args, Py_ssize_t n
         return NULL;
     }
     PyObject *chains = args[18];
-    if (chains != Py_None && !(PyTuple_Check(chains) && PyTuple_GET_SIZE(chains) == 5 &&
-                               PyDict_Check(PyTuple_GET_ITEM(chains, 0)) && PyList_Check(PyTuple_GET_ITEM(chains, 1)))) {
-        PyErr_SetString(PyExc_TypeError, "summarize(): chains must be None or (ids, names, first, last, episodes)");
+    if (chains != Py_None &&
+        !(PyTuple_Check(chains) && PyTuple_GET_SIZE(chains) == 5 &&
+          ((PyDict_Check(PyTuple_GET_ITEM(chains, 0)) && PyList_Check(PyTuple_GET_ITEM(chains, 1))) ||
+           PyTuple_GET_ITEM(chains, 1) == Py_None))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "summarize(): chains must be None or (ids, names, first, last, episodes) or (store, None, ...)");
         return NULL;
     }
     PyObject *lines = args[0];
@@ -1890,12 +2033,18 @@ PyMODINIT_FUNC PyInit__summary_native(void) {
     str_append = PyUnicode_InternFromString("append");
     str_failure = PyUnicode_InternFromString("failure");
     str_aborted = PyUnicode_InternFromString("aborted");
+    str_blob = PyUnicode_InternFromString("_blob");
+    str_ends = PyUnicode_InternFromString("_ends");
+    str_tags = PyUnicode_InternFromString("_tags");
+    str_table = PyUnicode_InternFromString("_table");
+    str_grow = PyUnicode_InternFromString("_grow");
+    str_intern = PyUnicode_InternFromString("intern");
     empty_bytes = PyBytes_FromStringAndSize("", 0);
     if (!str_runs || !str_no_progress || !str_chain_lines || !str_last || !str_failure || !str_aborted || !empty_bytes ||
-        !str_append)
+        !str_append || !str_blob || !str_ends || !str_tags || !str_table || !str_grow || !str_intern)
         return NULL;
     PyObject *module = PyModule_Create(&module_def);
     /* The interface's version: ``summary_native.API``; a build of another version is not used (see ``load``). */
-    if (module != NULL && PyModule_AddIntConstant(module, "API", 2) < 0) Py_CLEAR(module);
+    if (module != NULL && PyModule_AddIntConstant(module, "API", 3) < 0) Py_CLEAR(module);
     return module;
 }

@@ -123,7 +123,7 @@ class LocalWorker:
 
     def __init__(self, path: Path, s: _Summaries) -> None:
         self.fd = os.open(path, os.O_RDONLY)
-        self.s = _restore(state_of(s))
+        self.s = _restore(state_of(s), packed=True)
         self.reader = BatchReader(mapping=False)
         self.in_flight: list[tuple[int, int]] = []
         """(first line, line count) of the batches asked and not yet answered, in order."""
@@ -168,11 +168,11 @@ class LocalWorker:
         """Close the file and drop the summary state, the read buffer and the summary's caches now, before the viewer
         gives its free heap back to the system (``heap.release_free_heap``): what a worker process's exit frees.
 
-        The small objects a pass makes and frees (names, cache entries) leave Python's allocator with free pools in
-        arenas that objects made meanwhile keep (it returns only whole arenas of 1 MiB). Private memory after a local
-        pass over 1 GB: headless 70.7 MB, 65.7 MB with the caches emptied (63.5 MB with processes); in the TUI, whose
-        own allocations go on during the pass, 96.4-98.1 MB either way (82.0-82.6 MB with processes; 83.6 MB with
-        ``PYTHONMALLOC=malloc``, which gives back free pages)."""
+        The small objects a pass makes and frees leave Python's allocator with free pools in arenas that objects made
+        meanwhile keep (it returns only whole arenas of 1 MiB): hence the pass's names packed (``_restore(...,
+        packed=True)``), not a string each. With a string a name (~230,000 names, ~13 MB, for 1 GB) the viewer's
+        private memory after a local pass over 1 GB was 94-98 MB in the TUI (36 arenas held), against 80-83 MB with
+        processes; with the names packed 85.4 MB (22 arenas; a headless Pilot run of the viewer)."""
         self.asked.clear()
         self.in_flight.clear()
         self.s = _Summaries(transient=True)

@@ -25,13 +25,14 @@ from pipeline.traces.summary_columns import (
     _Summaries,
     append_column,
 )
+from pipeline.traces.summary_names import NameStore
 from pipeline.traces.summary_records import BAD_ACTION, action_info, tick_flags
 from pipeline.traces.verbs import DEATH_OUTCOMES, INVALID_VERB
 
 ENV = "PHASEF_SUMMARY_NATIVE"
 
 
-API = 2
+API = 3
 """The version of the C module's interface this code calls (its ``API``): ``summarize``'s arguments, the functions
 there are. A build of another version (the source changed since it was built: ``make setup`` builds it again) is not
 used: the Python loop gives the same results."""
@@ -79,7 +80,7 @@ def summarize(
         first,
         s,
         lambda i, raw: python_rows(s, i, [raw]),
-        s.episodes.intern,
+        s.episodes if type(s.episodes) is NameStore else s.episodes.intern,  # (a NameStore: interned into in C)
         s.episode_state,
         _EpisodeRuns,
         summary_records._tick_bytes,
@@ -105,12 +106,19 @@ def summarize(
     return bytes(flags)
 
 
-def _chains_here(s: _Summaries) -> tuple[dict[str, int], list[str], array[int], array[int], array[int]] | None:
-    """A transient summary's chains (``ListNames``), which the C loop numbers itself as ``chain_number`` does (a
-    worker's ~100,000 new chains a GB asked of Python one by one); None: it asks ``chain_number``."""
+def _chains_here(
+    s: _Summaries,
+) -> tuple[dict[str, int] | NameStore, list[str] | None, array[int], array[int], array[int]] | None:
+    """A summary's chains, which the C loop numbers itself as ``chain_number`` does (~100,000 new chains a GB, asked
+    of Python one by one before): a transient summary's ``ListNames`` (its dict and list), or a ``NameStore`` (the
+    viewer's summary, a local pass's) interned into in C; None: it asks ``chain_number``."""
     chains, lines = s.chains, s.chain_lines
-    if type(chains) is ListNames and type(lines) is _ChainLines:
+    if type(lines) is not _ChainLines:
+        return None
+    if type(chains) is ListNames:
         return chains.ids, chains.names, lines.first, lines.last, s.chain_episode
+    if type(chains) is NameStore:
+        return chains, None, lines.first, lines.last, s.chain_episode
     return None
 
 
