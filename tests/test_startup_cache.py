@@ -555,7 +555,10 @@ def test_the_viewer_keeps_its_start_up_and_its_second_start_compiles_nothing_new
     first = StartupCache(path)
     first.load()
     assert first.problem is None and len(first.code) > 100 and len(first.programs) > 30 and len(first.css) >= 8
-    before = path.stat()
+    modules = path.with_suffix(".modules")
+    assert len(bundled_modules(modules)) > 200, "the modules imported before the first frame were not kept"
+    assert {"textual.app", "rich.console", "phasef_tui.app", "widgets.trace_stream"} <= bundled_modules(modules)
+    before, modules_before = path.stat(), modules.stat()
     shown_at: list[float] = []
 
     def settled(out: bytes) -> bool:  # the first frame, then a second for its save to have happened if it were due
@@ -570,6 +573,20 @@ def test_the_viewer_keeps_its_start_up_and_its_second_start_compiles_nothing_new
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), (
         "the second start compiled new code"
     )
+    modules_after = modules.stat()  # (rewritten only when a module was imported that the bundle did not serve)
+    assert (modules_after.st_ino, modules_after.st_mtime_ns) == (modules_before.st_ino, modules_before.st_mtime_ns), (
+        "the second start imported modules its bundle did not serve"
+    )
+
+
+def bundled_modules(path: Path) -> set[str]:
+    """The names of the modules a module bundle keeps (read from its header)."""
+    from phasef_tui.startup_modules import FORMAT, HEADER
+
+    data = path.read_bytes()
+    header = marshal.loads(data[HEADER : HEADER + int.from_bytes(data[:4], "little")])
+    assert header[0] == FORMAT
+    return set(header[3])
 
 
 # --- CSS ---
