@@ -1,11 +1,11 @@
-"""The modules a command imports at start, kept in one file: one mapped read instead of ~190 lookups and pyc reads.
+"""The modules a command imports at start, kept in one file: one open file instead of ~190 path searches and pyc files.
 
 A TUI's start imports ~330 modules from source files (Textual, Rich, asyncio, the app). For each one the import
 system searches the path (a directory listing, path joins, stats), opens its ``__pycache__`` file, reads it and
 checks its header: about a fifth of the import time before the trace viewer's first frame, on a machine where a
 read into fresh memory is slow. This keeps the compiled code of the modules a run of a command imported (the
-bytes of their pyc files after the header, as the interpreter wrote them) in one file, mapped at the next start;
-a finder in front of the others serves a module from it when nothing it depends on has changed:
+bytes of their pyc files after the header, as the interpreter wrote them) in one file, opened at the next start; a
+finder in front of the others serves a module from it (one ``pread``) when nothing it depends on has changed:
 
 - the interpreter build and optimization level, ``sys.path`` and the finders before this one are the same (the
   file's key);
@@ -16,18 +16,17 @@ a finder in front of the others serves a module from it when nothing it depends 
 - for a submodule, the parent's search path is that one directory (a package that extends its ``__path__`` goes
   the regular way).
 
-Otherwise the module is imported as usual, and the file is written again at the end of the run. A module served
-from the file has a ``SourceFileLoader`` as its loader and the spec, ``__file__`` and ``__cached__`` the regular
-import gives (its source, resources and reload work as before). Only modules loaded by the interpreter's own
-``SourceFileLoader`` from a ``.py`` file whose timestamp pyc file is valid are kept. The file is read only when it
-is the user's own and no one else may write it (code is run from it), and written atomically, mode 0600.
-It lives beside the start-up cache (``startup_cache``), which installs and saves it; ``PHASEF_STARTUP_CACHE=0``
-turns both off.
+Otherwise the module is imported as usual, and the file is written again once the start is over (a TUI's first
+frame, or the end of the command). A module served from the file has a ``SourceFileLoader`` as its loader and the
+spec, ``__file__`` and ``__cached__`` the regular import gives (its source, resources and reload work as before).
+Only modules loaded by the interpreter's own ``SourceFileLoader`` from a ``.py`` file whose timestamp pyc file is
+valid are kept. The file is read only when it is the user's own and no one else may write it (code is run from it),
+and written atomically, mode 0600. It lives beside the start-up cache (``startup_cache``), which installs and saves
+it; ``PHASEF_STARTUP_CACHE=0`` turns both off.
 """
 
 import binascii
 import marshal
-import mmap
 import os
 import sys
 from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader
@@ -48,9 +47,9 @@ Entry = tuple[str, str, int, int, int, int]
 class BundleLoader(SourceFileLoader):
     """A source file's loader whose first ``get_code`` is the kept code (then it reads as its base class does)."""
 
-    def __init__(self, fullname: str, path: str, code: memoryview) -> None:
+    def __init__(self, fullname: str, path: str, code: bytes) -> None:
         super().__init__(fullname, path)
-        self._kept: memoryview | None = code
+        self._kept: bytes | None = code
 
     def get_code(self, fullname: str) -> Any:
         kept, self._kept = self._kept, None
@@ -75,15 +74,16 @@ class ModuleBundle:
         self._search = list(self.key[3])
         self.problem: str | None = None
         self._dirs: dict[str, int] = {}
-        self._mmap: mmap.mmap | None = None
-        self._view: memoryview | None = None
+        self._fd = -1
         self._base = 0
         self._dir_checked: dict[str, bool] = {}
 
     # --- the file ---
 
     def load(self) -> None:
-        """Map the file and read its header; nothing is served unless its key is this process's."""
+        """Open the file and read its header; nothing is served unless its key is this process's. The file stays
+        open (read, not mapped: a module's code is read when it is imported, and its bytes freed once it is made
+        into code, as a pyc file's are)."""
         from pipeline.fsio import open_regular
 
         try:
@@ -92,41 +92,36 @@ class ModuleBundle:
                 self.problem = untrusted(self.path, st) or (f"{self.path}: too short" if st.st_size <= HEADER else None)
                 if self.problem:
                     return
-                mapped = mmap.mmap(fh.fileno(), 0, prot=mmap.PROT_READ)
+                prefix = os.pread(fh.fileno(), HEADER, 0)
+                size = int.from_bytes(prefix[:4], "little")
+                data = os.pread(fh.fileno(), size, HEADER) if HEADER + size <= st.st_size else b""
+                header = None
+                if len(data) == size and binascii.crc32(data) == int.from_bytes(prefix[4:8], "little"):
+                    try:
+                        header = marshal.loads(data)
+                    except (EOFError, ValueError, TypeError):
+                        header = None
+                if not (isinstance(header, tuple) and len(header) == 4 and header[0] == FORMAT):
+                    self.problem = f"{self.path}: not a module bundle of format {FORMAT}"
+                    return
+                _, key, dirs, entries = header
+                if key != self.key or not isinstance(dirs, dict) or not isinstance(entries, dict):
+                    self.problem = f"{self.path}: kept for another interpreter or search path"
+                    return  # (written anew at the end of this run)
+                self._fd = os.dup(fh.fileno())
+                os.set_inheritable(self._fd, False)
         except FileNotFoundError:
             return
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             self.problem = f"{self.path}: {exc}"
             return
-        view = memoryview(mapped)
-        size = int.from_bytes(view[:4], "little")
-        header = None
-        if HEADER + size <= len(view) and binascii.crc32(view[HEADER : HEADER + size]) == int.from_bytes(
-            view[4:8], "little"
-        ):
-            try:
-                header = marshal.loads(view[HEADER : HEADER + size])
-            except (EOFError, ValueError, TypeError):
-                header = None
-        if not (isinstance(header, tuple) and len(header) == 4 and header[0] == FORMAT):
-            view.release()
-            mapped.close()
-            self.problem = f"{self.path}: not a module bundle of format {FORMAT}"
-            return
-        _, key, dirs, entries = header
-        if key != self.key or not isinstance(dirs, dict) or not isinstance(entries, dict):
-            view.release()
-            mapped.close()  # (another path or interpreter: written anew at the end of this run)
-            self.problem = f"{self.path}: kept for another interpreter or search path"
-            return
-        base = HEADER + size
+        base = self._base = HEADER + size
         self.entries = {
             name: entry
             for name, entry in entries.items()
-            if isinstance(name, str) and _entry(entry) and base + entry[4] + entry[5] <= len(view)
+            if isinstance(name, str) and _entry(entry) and base + entry[4] + entry[5] <= st.st_size
         }
         self._dirs = {d: m for d, m in dirs.items() if isinstance(d, str) and isinstance(m, int)}
-        self._mmap, self._view, self._base = mapped, view, base
         for d in sys.path:  # (a folder of the search path changed, or one appeared: a top-level module's shadow)
             if not self._dir_same(d) if d in self._dirs else os.path.isdir(d or "."):
                 self.entries = {}
@@ -135,7 +130,7 @@ class ModuleBundle:
     def save(self) -> bool:
         """Write the file when this run imported a module from source that it did not serve, or refused one; what
         was kept before and is still valid stays. True when written."""
-        fresh: dict[str, tuple[tuple[str, str, int, int], bytes | memoryview]] = {}
+        fresh: dict[str, tuple[tuple[str, str, int, int], bytes]] = {}
         for name, module in list(sys.modules.items()):
             if name in self.before or name in self.served or not isinstance(module, ModuleType):
                 continue
@@ -159,7 +154,7 @@ class ModuleBundle:
             return False
         entries: dict[str, Entry] = {}
         dirs: dict[str, int] = {}
-        chunks: list[bytes | memoryview] = []
+        chunks: list[bytes] = []
         offset = 0
         for name, ((origin, where, mtime_ns, size), code) in {**kept, **fresh}.items():
             if where not in dirs:
@@ -188,7 +183,7 @@ class ModuleBundle:
         self.served.update(fresh)
         return True
 
-    def _code_of(self, name: str, module: ModuleType) -> tuple[tuple[str, str, int, int], bytes | memoryview] | None:
+    def _code_of(self, name: str, module: ModuleType) -> tuple[tuple[str, str, int, int], bytes] | None:
         """What to keep of a module: (origin, the folder it was found in, source mtime_ns, size) and its code."""
         spec = getattr(module, "__spec__", None)
         if not isinstance(spec, ModuleSpec) or type(spec.loader) not in (SourceFileLoader, BundleLoader):
@@ -210,10 +205,12 @@ class ModuleBundle:
         code = _pyc_code(origin, st)
         return None if code is None else ((origin, where, st.st_mtime_ns, st.st_size), code)
 
-    def _code(self, entry: Entry) -> memoryview:
-        assert self._view is not None
-        start = self._base + entry[4]
-        return self._view[start : start + entry[5]]
+    def _code(self, entry: Entry) -> bytes:
+        """The kept code of ``entry`` (fewer bytes, which do not unmarshal, if the file was cut since)."""
+        try:
+            return os.pread(self._fd, entry[5], self._base + entry[4]) if self._fd >= 0 else b""
+        except OSError:
+            return b""  # (the source's own way)
 
     def _dir_same(self, d: str) -> bool:
         same = self._dir_checked.get(d)
