@@ -31,7 +31,11 @@ every launch, which is no cost a user of an installed phasef pays. Each viewer i
 left running for 2 s past its first screen, so that what a start keeps for the next (phasef's start-up cache) is
 there, as it is for anyone who opened a trace before.
 
-Prints a table (with the load average) and, as its last line, one JSON object
+In each run the smallest Textual app that shows the file's first lines (``textual_floor_app.py``) is started too
+(``--no-floor`` not to): its first screen is the floor of any Textual viewer's on this machine in those minutes (the
+machine's speed here moves by 2-3x within a quarter of an hour), printed with phasef's ratio to it.
+
+Prints a table (with the load average), the floor, and, as its last line, one JSON object
 ``{"phasef": {...}, "toolong": {...}}``.
 
     python benchmarks/compare_toolong.py --size-mb 1024 --runs 3
@@ -315,6 +319,15 @@ def measure_open(socket: Path, name: str, argv: list[str], path: Path, idle_s: f
         pane.close()
 
 
+def first_screen_only(socket: Path, name: str, argv: list[str], path: Path) -> float:
+    """Seconds from launch to the first record on screen (NaN: none within the timeout); the program is closed."""
+    pane, shown = opened(socket, name, argv, path, "open")
+    try:
+        return (shown - pane.started) if shown else float("nan")
+    finally:
+        pane.close()
+
+
 def measure_flood(socket: Path, name: str, argv: list[str], workdir: Path, rate: int, seconds: float) -> float:
     """Median delay between a record being written and it being the newest record on screen."""
     path = workdir / f"flood-{name}.jsonl"
@@ -396,6 +409,11 @@ def main() -> int:
     parser.add_argument(
         "--probe-cost", action="store_true", help="also print the CPU that reading the screen every 5 ms takes"
     )
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="do not start the smallest Textual app in each run (textual_floor_app.py: the floor of a first screen)",
+    )
     args = parser.parse_args()
     global SCREEN_PROBE
     SCREEN_PROBE = args.screen_probe
@@ -415,6 +433,8 @@ def main() -> int:
     os.environ["PYTHONPATH"] = str(REPO)  # (inherited by tmux's server, hence by phasef's viewer)
     viewers = {"phasef": (phasef_command(False), phasef_command(True)), "toolong": (tl, tl)}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in viewers}
+    floor_argv = [sys.executable, str(REPO / "benchmarks" / "textual_floor_app.py")]
+    floors: list[float] = []
     loads: list[float] = []
     probe_pct: float | None = None
     try:
@@ -422,6 +442,8 @@ def main() -> int:
             probe_pct = probe_cost(socket)
         for name, (static_argv, _) in viewers.items():
             warm_up(socket, name, static_argv, path)
+        if not args.no_floor:
+            warm_up(socket, "floor", floor_argv, path, linger_s=0.5)
         for run in range(max(1, args.runs)):
             order = list(viewers) if run % 2 == 0 else list(reversed(viewers))
             for name in order:
@@ -433,6 +455,9 @@ def main() -> int:
                 )
                 runs[name].append(figures)
                 print(f"run {run + 1} {name:8s} " + "  ".join(f"{k} {v:.3f}" for k, v in figures.items()), flush=True)
+            if not args.no_floor:
+                floors.append(first_screen_only(socket, "floor", floor_argv, path))
+                print(f"run {run + 1} floor    first_screen_s {floors[-1]:.3f}", flush=True)
     finally:
         subprocess.run(["tmux", "-S", str(socket), "-f", "/dev/null", "kill-server"], capture_output=True)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -457,6 +482,13 @@ def main() -> int:
         p, t = result["phasef"][key], result["toolong"][key]
         ratio = f"{p / t:.2f}x" if t else "-"
         print(f"{key:22s} {p:10.3f} {t:10.3f} {ratio:>8s}")
+    if floors:
+        floor = statistics.median(floors)
+        print(
+            f"Textual's floor (textual_floor_app.py, the smallest Textual app showing the file's first lines, in the "
+            f"same runs): first screen {floor:.3f} s (runs {', '.join(f'{f:.3f}' for f in floors)}); phasef's "
+            f"{result['phasef']['first_screen_s']:.3f} s is {result['phasef']['first_screen_s'] / floor:.2f}x it"
+        )
     print(json.dumps(result))
     return 0
 
