@@ -122,7 +122,7 @@ class ModuleBundle:
             if isinstance(name, str) and _entry(entry) and base + entry[4] + entry[5] <= st.st_size
         }
         self._dirs = {d: m for d, m in dirs.items() if isinstance(d, str) and isinstance(m, int)}
-        for d in sys.path:  # (a folder of the search path changed, or one appeared: a top-level module's shadow)
+        for d in self._search:  # (a folder of the search path changed, or one appeared: a top-level module's shadow)
             if not self._dir_same(d) if d in self._dirs else os.path.isdir(d or "."):
                 self.entries = {}
                 break
@@ -181,7 +181,23 @@ class ModuleBundle:
             return False
         self.refused.clear()
         self.served.update(fresh)
+        self._adopt(entries)
         return True
+
+    def _adopt(self, entries: dict[str, Entry]) -> None:
+        """Read from the file just written from now on, so that a later save (the command's end, after a TUI's first
+        frame) keeps what this one wrote; if another process replaced it meanwhile, nothing is kept from it."""
+        again = ModuleBundle(self.path)
+        again.key, again._search = self.key, self._search
+        again.load()
+        same = again.entries == entries
+        old, self._fd = self._fd, again._fd if same else -1
+        if not same and again._fd >= 0:
+            os.close(again._fd)
+        if old >= 0:
+            os.close(old)
+        self.entries = again.entries if same else {}
+        self._base, self._dirs, self._dir_checked = again._base, again._dirs, again._dir_checked
 
     def _code_of(self, name: str, module: ModuleType) -> tuple[tuple[str, str, int, int], bytes] | None:
         """What to keep of a module: (origin, the folder it was found in, source mtime_ns, size) and its code."""

@@ -109,6 +109,35 @@ def test_a_second_start_is_served_from_the_bundle_with_the_modules_as_importing_
     assert (bundle.stat().st_ino, bundle.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
+TWO_SAVES = textwrap.dedent(
+    """
+    import sys
+    sys.dont_write_bytecode = False
+    first, second, bundle = sys.argv[1:4]
+    sys.path[:] = [first, second, *[p for p in sys.path if p]]
+    from pathlib import Path
+    from phasef_tui import startup_modules
+    kept = startup_modules.install(Path(bundle))
+    import mod_a
+    print(startup_modules.save())  # (a TUI's first frame)
+    import pkg.sub
+    print(startup_modules.save())  # (the command's end)
+    """
+)
+
+
+def test_a_second_save_in_one_run_keeps_what_the_first_wrote(tmp_path: Path) -> None:
+    """A TUI saves after its first frame and again at its end: the second write keeps the first one's modules."""
+    first, second = tree(tmp_path)
+    bundle = tmp_path / "b.modules"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = str(REPO)
+    argv = [sys.executable, "-c", TWO_SAVES, str(first), str(second), str(bundle)]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True, cwd=str(tmp_path))
+    assert out.stdout.split() == ["True", "True"]
+    assert run(first, second, bundle)["served"] == ["mod_a", "pkg", "pkg.sub"]
+
+
 def test_a_changed_source_is_imported_from_it_and_kept_anew(tmp_path: Path) -> None:
     first, second = tree(tmp_path)
     bundle = tmp_path / "b.modules"
