@@ -334,8 +334,12 @@ def save() -> bool:
 
 
 def uninstall() -> None:
-    """Take the finder out (the mapping stays while modules it served may still read their code)."""
+    """Take the finder out and close its file (a module it served was given its code's bytes when found)."""
     global active
-    if active is not None and active in sys.meta_path:
-        sys.meta_path.remove(active)
+    if active is not None:
+        if active in sys.meta_path:
+            sys.meta_path.remove(active)
+        if active._fd >= 0:
+            os.close(active._fd)
+            active._fd = -1
     active = None
