@@ -1,20 +1,18 @@
-"""The summary pass in the viewer's own process (``summary_local.LocalWorker``), chosen when no core is idle.
+"""The summary pass in the viewer's own process (``index_workers.SummaryWorkers.local``), chosen when no core is idle.
 
 Its results are those of the in-process pass and of the worker processes on random and damaged traces; a file that
-changes under it starts the index over; its state comes back for the growth. The choice (``IdleProbe``) is checked
+changes under it starts the index over; the growth goes on from its state. The choice (``IdleProbe``) is checked
 on the machine itself: with every core kept busy by other processes, and in a process held to one core.
 """
 
 from __future__ import annotations
 
-import gc
 import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import weakref
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from pipeline.traces import index_workers as workers_module
 from pipeline.traces import summary_local, summary_records
 from pipeline.traces.index import TraceIndex
-from pipeline.traces.summary_local import IdleProbe, LocalWorker
+from pipeline.traces.summary_local import IdleProbe
 from pipeline.traces.summary_names import NameStore
 from pipeline.traces.summary_worker import SummaryWorker
 from tests.test_traces_summary_worker import index_of, partly_summarized, summary_key, trace_lines
@@ -60,7 +58,7 @@ def test_local_summary_equals_the_in_process_and_the_worker_ones(
         assert index_of(path, worker=True) == in_process  # (processes: the suite's default)
 
 
-def test_the_local_pass_starts_no_process_and_hands_its_state_back(
+def test_the_local_pass_starts_no_process_summarizes_big_batches_and_finishes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(summary_local.ENV, "local")
@@ -70,23 +68,24 @@ def test_the_local_pass_starts_no_process_and_hands_its_state_back(
     before = children()
     index = TraceIndex(path, prime_bytes=0, worker_min_bytes=1)
     try:
-        index.work_step()
-        worker = index.workers.worker
-        assert type(worker) is LocalWorker, "no core to spare (as asked): the pass runs here"
+        while index.scan_step():
+            pass
+        assert index.work_step()
+        assert index.workers.local and index.workers.worker is None, "no core to spare (as asked): the pass runs here"
         assert children() == before, "no worker process was started"
-        # its names packed as the viewer's are (no string a name to free into the viewer's heap when it closes)
-        assert type(worker.s.episodes) is NameStore and type(worker.s.chains) is NameStore
+        summarized = len(index.summaries)
+        assert 0 < index.ends[summarized - 1] <= 2000 < index.ends[summarized], "one batch of the pass's size"
+        # names interned straight into the viewer's summary (no string a name to free into its heap)
+        assert type(index.summaries.episodes) is NameStore and type(index.summaries.chains) is NameStore
         index.run(threading.Event(), follow=False)
         assert index.complete and index.generation == 0
-        assert index.workers.worker is None and worker.fd == -1, "let go once done, its file closed"
+        assert not index.workers.local, "finished: the growth is summarized in small steps"
         assert index.workers.split_lines == 0, "no second worker: one process has nothing to split with"
-        assert not (summary_records._actions or summary_records._tick_bytes), "the caches emptied with the worker"
-        with pytest.raises(OSError):
-            worker.ask(0, 0, 10, 1)  # (closed: it takes no batch after handing its state over)
+        assert not (summary_records._actions or summary_records._tick_bytes), "the caches emptied once done"
+        assert len(index.workers.reader.buffer) == 0, "the batches' buffer let go"
         assert children() == before
         more = sample_records()[:7] + many_ticks("e9", 30, first=200)
         append_records(path, more)
-        index.workers.min_bytes = None  # the growth in this process, from the local worker's open runs
         assert index.check_file() == "grown"
         index.run(threading.Event(), follow=False)
         grown = summary_key(index)
@@ -105,7 +104,7 @@ def test_the_local_pass_goes_on_from_chains_and_runs_summarized_before_it(
         monkeypatch.setenv(summary_local.ENV, "local")
         index.workers.min_bytes = 1
         index.work_step()
-        assert type(index.workers.worker) is LocalWorker
+        assert index.workers.local and index.workers.worker is None
         index.run(threading.Event(), follow=False)
         assert index.complete and index.generation == 0
         got = summary_key(index)
@@ -130,7 +129,7 @@ def test_a_file_rewritten_under_the_local_pass_is_summarized_again_from_its_new_
         while index.scan_step():
             pass
         index.work_step()
-        assert type(index.workers.worker) is LocalWorker
+        assert index.workers.local
         merged = [lines[i] + b"," + lines[i + 1][1:] for i in range(0, 300, 2)]  # two lines become one
         rewritten = b"\n".join(merged) + b"\n"
         rewritten += b" " * (path.stat().st_size - len(rewritten))
@@ -213,28 +212,4 @@ def test_worker_processes_are_what_the_suite_runs(tmp_path: Path) -> None:
         index.work_step()
         assert type(index.workers.worker) is SummaryWorker
     finally:
-        index.close()
-
-
-def test_a_dropped_summary_is_freed_at_once_not_at_the_next_collection(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A local pass's summary goes when its worker closes, before the heap is given back (``release_free_heap``):
-    no cycle keeps it (its chain lines hold it weakly) until a full collection."""
-    index = partly_summarized(tmp_path)
-    index.workers.min_bytes = 1
-    monkeypatch.setenv(summary_local.ENV, "local")
-    index.work_step()
-    worker = index.workers.worker
-    assert type(worker) is LocalWorker
-    kept = weakref.ref(worker.s)
-    lines = worker.s.chain_lines
-    gc.disable()
-    try:
-        index.run(threading.Event(), follow=False)
-        assert index.complete and index.workers.worker is None
-        assert kept() is None, "freed by its reference count alone"
-        assert len(lines[0]) == 0, "chain lines of a freed summary: none"
-    finally:
-        gc.enable()
         index.close()

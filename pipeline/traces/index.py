@@ -19,7 +19,6 @@ scratch and ``generation`` goes up, which tells readers to drop what they derive
 
 from __future__ import annotations
 
-import os
 import threading
 from array import array
 from pathlib import Path
@@ -37,6 +36,7 @@ from pipeline.traces.index_tail import TailLines as TailLines
 from pipeline.traces.index_workers import WORKER_MIN_BYTES, SummaryWorkers
 from pipeline.traces.summary import _summarize_batch
 from pipeline.traces.summary_columns import NO_ID, LineSummary, _Summaries
+from pipeline.traces.worker_read import BatchReader
 
 CHUNK_SIZE = 1 << 20
 """Bytes read per scan step: large enough for bytes-level speed, small enough to stay responsive."""
@@ -178,11 +178,13 @@ class TraceIndex:
             return self.line_ends.scan(self.fd, self.size, max_bytes)
 
     # -- summaries -------------------------------------------------------------------------------------------------
-    def summarize_step(self, max_bytes: int = SUMMARY_BATCH_BYTES) -> int:
+    def summarize_step(self, max_bytes: int | None = None) -> int:
         """Summarize the next lines (about ``max_bytes`` of them); returns how many lines were summarized.
 
         With much left to summarize, a worker process does it (``summary_worker``), batches asked ahead; once the
-        scan has reached the end of the file, a second worker takes the second half of what is left.
+        scan has reached the end of the file, a second worker takes the second half of what is left. Else the lines
+        are summarized here, read into one buffer as one block: ``SUMMARY_BATCH_BYTES`` of them a step, or
+        ``WORKER_BATCH_BYTES`` for a big file where no core was idle for a worker (``workers.local``).
         """
         self.workers.maybe_start(self.ends[-1] if self.ends else 0)
         if self.workers.worker is not None:
@@ -194,17 +196,20 @@ class TraceIndex:
             if first >= total:
                 return 0
             start = self.ends[first - 1] if first else 0
+            if max_bytes is None:
+                max_bytes = self.workers.batch_bytes() or SUMMARY_BATCH_BYTES
             limit = start + max_bytes
             last = self.ends.bisect_left(limit, first, total)
             last = max(last, first + 1)
             last = min(last, total)
-            end = self.ends[last - 1]
-            data = os.pread(self.fd, end - start, start)
-            parts = data.split(b"\n")
-            if len(parts) > last - first:
-                parts.pop()
-            _summarize_batch(self.summaries, first, parts)
-            return len(parts)
+            block = self.workers.reader.read(self.fd, start, self.ends[last - 1], last - first)
+            count = _summarize_batch(s, first, block)
+            if count != last - first:  # other lines than the scan found there: the file was rewritten in place
+                self.start_over(self.size)
+                return 1
+            if last >= total:
+                self.workers.reader = BatchReader(mapping=False)  # (its buffer goes until the file grows)
+            return count
 
     # -- following -------------------------------------------------------------------------------------------------
     def check_file(self) -> FileChange:
@@ -234,10 +239,11 @@ class TraceIndex:
         return False
 
     def let_worker_go(self) -> bool:
-        """Let the summary worker go (its state comes back to this process); False when there is none."""
-        if self.workers.worker is None:
-            return False
+        """Let the summary worker go (its state comes back to this process), or finish a pass made in this process
+        (``SummaryWorkers.finish_local``); False when there is neither."""
         with self.lock:
+            if self.workers.worker is None:
+                return self.workers.finish_local()
             self.workers.stop(keep_state=True)
         return True
 

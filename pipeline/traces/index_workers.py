@@ -7,9 +7,9 @@ second worker takes the second half of what is left, from an empty state; its an
 summarized (the per-episode state comes back, so growth is summarized in the viewer's process from there on). A
 worker that dies leaves no half-state: the index summarizes from the start again, in its own process.
 
-Where no core is idle when the pass starts (``summary_local.IdleProbe``), the first worker is a ``LocalWorker``: the
-same batches summarized in this process, no second worker (the processes would only share the one core the session
-gets, and cost their start-up, pickles and join on top).
+Where no core is idle when the pass starts (``summary_local.IdleProbe``), no worker is started: the index summarizes
+in its own process, ``WORKER_BATCH_BYTES`` at a time, straight into its summary (``local``). Processes would only
+share the one core the session gets, and cost their start-up, pickles and join on top.
 """
 
 from __future__ import annotations
@@ -19,17 +19,18 @@ import pickle
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from pipeline.traces import summary_native
+from pipeline.traces import summary_native, summary_records
 from pipeline.traces.heap import grow_by_remapping, release_free_heap
 from pipeline.traces.index_scan import numpy_available, numpy_or_none
 from pipeline.traces.summary_columns import NO_ID, _Summaries, append_column, compact_summaries, flag_lines_upto
-from pipeline.traces.summary_local import LocalWorker, probe_for_open
+from pipeline.traces.summary_local import probe_for_open
 from pipeline.traces.summary_split import RangeMerge
 from pipeline.traces.summary_worker import (
     COLUMNS,
     SummaryDelta,
     SummaryWorker,
 )
+from pipeline.traces.worker_read import BatchReader
 
 if TYPE_CHECKING:
     from pipeline.traces.index import TraceIndex
@@ -99,16 +100,11 @@ def apply_delta(s: _Summaries, delta: SummaryDelta) -> None:
             s.chain_lines.add_spans(chains.tolist(), lines[at_first].tolist(), lines[at_last].tolist())
     for name, typecode in zip(COLUMNS, delta.typecodes, strict=True):
         append_column(s, name, typecode, columns[name])
-    lists = flag_lines_upto(s, first + delta.count)
     if native is not None:
-        for code in {lines.typecode for lines in lists.values()}:
-            picked = [(flag, lines) for flag, lines in lists.items() if lines.typecode == code]
-            found = native.flag_rows(columns["flags"], first, tuple(flag for flag, _ in picked), code)
-            for (_, lines), rows_bytes in zip(picked, found, strict=True):
-                lines.frombytes(rows_bytes)
+        summary_native.flag_lines(native, s, first, columns["flags"])
     else:
         flags = np.frombuffer(columns["flags"], dtype=np.uint16)
-        for flag, lines in lists.items():
+        for flag, lines in flag_lines_upto(s, first + delta.count).items():
             rows = np.flatnonzero(flags & flag) + first
             lines.frombytes(rows.astype(np.int32 if lines.typecode == "i" else np.int64).tobytes())
     s.flagged_upto = first + delta.count
@@ -132,8 +128,11 @@ class SummaryWorkers:
     def __init__(self, index: TraceIndex, min_bytes: int | None) -> None:
         self.index = index
         self.min_bytes = min_bytes
-        self.worker: SummaryWorker | LocalWorker | None = None
-        """The first worker: a process, or (no core to spare: ``summary_local``) the same pass in this process."""
+        self.worker: SummaryWorker | None = None
+        """The first worker process."""
+        self.local = False
+        """No core was idle when the pass was to start (``summary_local``): the index summarizes in its own process,
+        ``WORKER_BATCH_BYTES`` at a time, straight into its summary, until ``finish_local``."""
         self.probe = probe_for_open()
         self.ahead: SummaryWorker | None = None
         """A second worker summarizing the second half of the file from an empty state (a byte range)."""
@@ -144,6 +143,9 @@ class SummaryWorkers:
         self.merge: RangeMerge | None = None
         self.split_lines = 0
         """Lines summarized by a second worker (for tests and benchmarks)."""
+        self.reader = BatchReader(mapping=False)
+        """Reads the lines the index summarizes itself, into one buffer used again (never mapped: a file cut short
+        under a mapping raises SIGBUS, which would end the viewer)."""
 
     def maybe_start(self, upto: int) -> None:
         """Start the worker when bytes ``upto`` leave enough to summarize (the scan calls this with the file size,
@@ -164,12 +166,14 @@ class SummaryWorkers:
             if upto - done < self.min_bytes or not numpy_available() or not self.probe.ready():
                 return  # (the probe judges a window of some 0.1 s: meanwhile the scan goes on)
             grow_by_remapping()  # (the columns grow with every answer)
-            processes = self.probe.spare_core()
-            self.worker = (SummaryWorker if processes else LocalWorker).start(index.path, index.summaries)
+            if not self.probe.spare_core():
+                self.local, self.min_bytes = True, None
+                return
+            self.worker = SummaryWorker.start(index.path, index.summaries)
             if self.worker is None:
                 self.min_bytes = None
                 return
-            if index.scanned < index.size and processes:
+            if index.scanned < index.size:
                 self._split_file(done)
         # numpy (to take the answers in) is imported only now, while the workers start (it took ~0.06 s, which
         # their start waited for): never on open, nor in the UI thread, nor under the lock the UI reads with
@@ -216,11 +220,11 @@ class SummaryWorkers:
         first = self._ahead_line()
         return scanned if first < 0 else first
 
-    def _next_line(self, worker: SummaryWorker | LocalWorker) -> int:
+    def _next_line(self, worker: SummaryWorker) -> int:
         """The first line not yet asked of ``worker``."""
         return worker.in_flight[-1][0] + worker.in_flight[-1][1] if worker.in_flight else len(self.index.summaries)
 
-    def _ask(self, worker: SummaryWorker | LocalWorker, first: int, limit: int, ahead: int) -> bool:
+    def _ask(self, worker: SummaryWorker, first: int, limit: int, ahead: int) -> bool:
         """Ask ``worker`` for batches from line ``first`` up to line ``limit`` (at most ``ahead`` in flight)."""
         ends = self.index.ends
         while len(worker.in_flight) < ahead and first < limit:
@@ -237,7 +241,7 @@ class SummaryWorkers:
         """Once the scan is done (no second worker was started on open), give the second half of the lines not yet
         asked for to a second worker."""
         index = self.index
-        if self.min_bytes is None or index.scanned < index.size or index.fd < 0 or type(self.worker) is LocalWorker:
+        if self.min_bytes is None or index.scanned < index.size or index.fd < 0:
             return
         ends = index.ends
         begin = ends[first - 1] if first else 0
@@ -278,7 +282,7 @@ class SummaryWorkers:
             apply_delta(index.summaries, delta)
         return delta.count
 
-    def _take_ahead(self, worker: SummaryWorker | LocalWorker, ahead: SummaryWorker, generation: int) -> int:
+    def _take_ahead(self, worker: SummaryWorker, ahead: SummaryWorker, generation: int) -> int:
         """The first worker has reached the second's range: join the second's answers on (``summary_split``)."""
         index = self.index
         try:
@@ -346,3 +350,22 @@ class SummaryWorkers:
         elif len(index.summaries) >= len(index.ends):
             compact_summaries(index.summaries)  # (arrays to their exact size)
             release_free_heap()  # the summary is complete: the heap's holes from growing the columns go back
+
+    def batch_bytes(self) -> int | None:
+        """The bytes of lines the index summarizes a step in its own process: ``WORKER_BATCH_BYTES`` in a pass that
+        runs there for want of an idle core (``local``), else None (its own, smaller steps)."""
+        return WORKER_BATCH_BYTES if self.local else None
+
+    def finish_local(self) -> bool:
+        """Once a pass in this process (``local``) has summarized every line, do what a worker's leaving does: the
+        columns cut to their exact size, the summary's caches dropped and the heap's free memory given back (the
+        lines that follow are summarized a few at a time). False when there is no such pass to finish."""
+        index = self.index
+        if not self.local or index.scanned < index.size or len(index.summaries) < len(index.ends):
+            return False
+        self.local = False
+        self.reader = BatchReader(mapping=False)
+        summary_records.clear_caches()
+        compact_summaries(index.summaries)
+        release_free_heap()
+        return True

@@ -128,7 +128,7 @@ def _summarize_batch(s: _Summaries, first: int, lines: list[bytes] | Block, *, f
             native, s, first, lines, _summarize_python, chain_number, THRASH_MIN, DEADLOCK_WINDOW
         )
         if flag_lines:
-            _flag_lines(s, first, array("H", flags))
+            summary_native.flag_lines(native, s, first, flags)
         s.flagged_upto = first + len(flags) // 2
         return len(flags) // 2
     parts = lines if isinstance(lines, list) else bytes(lines).split(b"\n")

@@ -1,15 +1,13 @@
-"""The summary worker's pass run in the viewer's own process, for a machine with no core to spare.
+"""Whether the summary pass of a big trace runs in worker processes or in the viewer's own process.
 
 A worker process (``summary_worker``) pays for itself only with a core of its own: its start-up (~0.15 s of CPU),
 the pickles and pipes of its answers, and with a second worker the join of its range (``summary_split``) are work
 the in-process pass does not do. Where every core is taken (a build or a fine-tune beside the viewer), the kernel
 shares the CPU between sessions (``sched_autogroup``), not processes, so the viewer and its workers get one core
-between them: the pass then takes about its total CPU, and the less of it the sooner it is done.
-
-``LocalWorker`` answers the very requests a worker process answers (``ask``, ``answer``, ``episode_state``, ``close``),
-with the same code (``summary_worker.summarize_delta`` on a transient summary restored from the viewer's state), so
-``index_workers.SummaryWorkers`` drives either. It reads with ``pread`` into one buffer, never a mapping: a file cut
-short under a mapping raises SIGBUS, which would end the viewer.
+between them: the pass then takes about its total CPU, and the less of it the sooner it is done. There the index
+summarizes in its own process (``index_workers.SummaryWorkers.local``): ``WORKER_BATCH_BYTES`` of lines at a time,
+read with ``pread`` into one buffer (never a mapping: a file cut short under a mapping raises SIGBUS, which would
+end the viewer) and summarized straight into the viewer's summary, with no answer to build and take in.
 
 ``IdleProbe`` tells whether a core is idle (``/proc/stat``), which ``SummaryWorkers`` asks before it starts
 processes. ``PHASEF_SUMMARY_WORKERS`` (``auto``, ``process`` or ``local``) overrides the choice, for comparisons.
@@ -19,13 +17,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections import deque
-from pathlib import Path
-
-from pipeline.traces import summary_records
-from pipeline.traces.summary_columns import _EpisodeRuns, _Summaries
-from pipeline.traces.summary_worker import SummaryDelta, _restore, state_of, summarize_delta
-from pipeline.traces.worker_read import BatchReader
 
 ENV = "PHASEF_SUMMARY_WORKERS"
 MODES = ("auto", "process", "local")
@@ -116,68 +107,3 @@ def probe_for_open() -> IdleProbe:
     if time.monotonic() - _OPENED.started < PROBE_FRESH_S:
         return _OPENED
     return IdleProbe()
-
-
-class LocalWorker:
-    """A summary worker in this process: batches are summarized when their answer is asked for (``answer``)."""
-
-    def __init__(self, path: Path, s: _Summaries) -> None:
-        self.fd = os.open(path, os.O_RDONLY)
-        self.s = _restore(state_of(s), packed=True)
-        self.reader = BatchReader(mapping=False)
-        self.in_flight: list[tuple[int, int]] = []
-        """(first line, line count) of the batches asked and not yet answered, in order."""
-        self.asked: deque[tuple[int, int, int, int]] = deque()
-        self.ranges = 0
-        """(no ranges: a local worker is never given the second half of a file)"""
-        self.handed_over = False
-
-    @classmethod
-    def start(cls, path: Path, s: _Summaries) -> LocalWorker | None:
-        """A local worker going on from ``s``, or None when the file cannot be opened again."""
-        try:
-            return cls(path, s)
-        except OSError:
-            return None
-
-    def ask(self, first: int, start: int, end: int, count: int) -> None:
-        if self.fd < 0 or self.handed_over:
-            raise OSError("the local summary worker is closed or has handed its state over")
-        self.asked.append((first, start, end, count))
-        self.in_flight.append((first, count))
-
-    def answer(self) -> SummaryDelta:
-        """The next batch's delta, summarized now; EOFError when its lines are not those asked for (the file changed
-        under the pass: the viewer starts over, as after a worker process's wrong answer)."""
-        first, start, end, count = self.asked.popleft()
-        self.in_flight.pop(0)
-        delta = summarize_delta(self.s, first, self.reader.read(self.fd, start, end, count))
-        if delta.count != count:
-            raise EOFError(f"lines {first}..{first + count} changed under the summary ({delta.count} read)")
-        return delta
-
-    def episode_state(self) -> dict[int, _EpisodeRuns]:
-        """The open runs of each episode, handed over (not copied): the viewer asks for them as it lets the worker
-        go, and the worker takes no batch after."""
-        state = self.s.episode_state
-        self.s.episode_state = {}
-        self.handed_over = True
-        return state
-
-    def close(self) -> None:
-        """Close the file and drop the summary state, the read buffer and the summary's caches now, before the viewer
-        gives its free heap back to the system (``heap.release_free_heap``): what a worker process's exit frees.
-
-        The small objects a pass makes and frees leave Python's allocator with free pools in arenas that objects made
-        meanwhile keep (it returns only whole arenas of 1 MiB): hence the pass's names packed (``_restore(...,
-        packed=True)``), not a string each. With a string a name (~230,000 names, ~13 MB, for 1 GB) the viewer's
-        private memory after a local pass over 1 GB was 94-98 MB in the TUI (36 arenas held), against 80-83 MB with
-        processes; with the names packed 85.4 MB (22 arenas; a headless Pilot run of the viewer)."""
-        self.asked.clear()
-        self.in_flight.clear()
-        self.s = _Summaries(transient=True)
-        self.reader = BatchReader(mapping=False)
-        summary_records.clear_caches()
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1

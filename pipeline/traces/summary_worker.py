@@ -38,7 +38,6 @@ from typing import IO, Any
 
 from pipeline.traces.summary import _summarize_batch
 from pipeline.traces.summary_columns import _EpisodeRuns, _Summaries
-from pipeline.traces.summary_names import NameStore
 from pipeline.traces.worker_read import BatchReader, no_core_file, read_range
 
 _HEADER = struct.Struct("<Q")
@@ -101,21 +100,14 @@ def open_runs(s: _Summaries) -> dict[int, tuple[dict[str, dict[str, int]], int]]
     return {ep: ({verb: dict(c) for verb, c in st.runs.items()}, st.no_progress) for ep, st in s.episode_state.items()}
 
 
-def _restore(state: dict[str, Any], *, packed: bool = False) -> _Summaries:
-    """A transient summary going on from ``state``; ``packed``: its names in ``NameStore``s, not a list and a dict of
-    strings (a pass in the viewer's process: see ``summary_local``)."""
+def _restore(state: dict[str, Any]) -> _Summaries:
+    """A transient summary going on from ``state``."""
     s = _Summaries(transient=True)  # (its lines go out with each batch: the compact forms would only cost time)
-    if packed:
-        s.episodes, s.chains = NameStore(), NameStore()
-        s.episodes.extend_new(state["episodes"])
-        s.chains.extend_new(state["chains"])
-        s.chain_lines.new_unseen(len(state["chains"]))
-    else:
-        for name in state["episodes"]:
-            s.episodes.intern(name)
-        for name in state["chains"]:
-            s.chains.intern(name)
-            s.chain_lines.new(-1)  # (the worker sends no chain lines: the viewer derives them from the columns)
+    for name in state["episodes"]:
+        s.episodes.intern(name)
+    for name in state["chains"]:
+        s.chains.intern(name)
+        s.chain_lines.new(-1)  # (the worker sends no chain lines: the viewer derives them from the columns)
     s.chain_episode.frombytes(state["chain_episode"])
     for ep, (runs, no_progress) in state["runs"].items():
         st = s.episode_state[ep] = _EpisodeRuns()
