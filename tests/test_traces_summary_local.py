@@ -82,7 +82,7 @@ def test_the_local_pass_starts_no_process_summarizes_big_batches_and_finishes(
         assert not index.workers.local, "finished: the growth is summarized in small steps"
         assert index.workers.split_lines == 0, "no second worker: one process has nothing to split with"
         assert not (summary_records._actions or summary_records._tick_bytes), "the caches emptied once done"
-        assert len(index.workers.reader.buffer) == 0, "the batches' buffer let go"
+        assert len(index.reader.buffer) == 0, "the batches' buffer let go"
         assert children() == before
         more = sample_records()[:7] + many_ticks("e9", 30, first=200)
         append_records(path, more)

@@ -24,7 +24,7 @@ from array import array
 from pathlib import Path
 from typing import Any, Unpack
 
-from pipeline.traces import index_find, index_follow
+from pipeline.traces import index_find, index_follow, index_workers
 from pipeline.traces.index_find import FindOptions
 from pipeline.traces.index_follow import FileChange, FollowedFile, FollowOptions
 from pipeline.traces.index_lines import LineError as LineError  # (re-exported, as are the next: viewers use them)
@@ -75,6 +75,9 @@ class TraceIndex:
         self.file = FollowedFile(self.path)
         self.lines = LineReader(self, cache_lines)
         self.workers = SummaryWorkers(self, worker_min_bytes)
+        self.reader = BatchReader(mapping=False)
+        """Reads the lines summarized in this process, into one buffer used again (never mapped: a file cut short
+        under a mapping raises SIGBUS, which would end the viewer)."""
         self._reset_state()
         self.size = self.file.size()
         if prime_bytes:
@@ -197,18 +200,18 @@ class TraceIndex:
                 return 0
             start = self.ends[first - 1] if first else 0
             if max_bytes is None:
-                max_bytes = self.workers.batch_bytes() or SUMMARY_BATCH_BYTES
+                max_bytes = index_workers.WORKER_BATCH_BYTES if self.workers.local else SUMMARY_BATCH_BYTES
             limit = start + max_bytes
             last = self.ends.bisect_left(limit, first, total)
             last = max(last, first + 1)
             last = min(last, total)
-            block = self.workers.reader.read(self.fd, start, self.ends[last - 1], last - first)
+            block = self.reader.read(self.fd, start, self.ends[last - 1], last - first)
             count = _summarize_batch(s, first, block)
             if count != last - first:  # other lines than the scan found there: the file was rewritten in place
                 self.start_over(self.size)
                 return 1
             if last >= total:
-                self.workers.reader = BatchReader(mapping=False)  # (its buffer goes until the file grows)
+                self.reader = BatchReader(mapping=False)  # (its buffer goes until the file grows)
             return count
 
     # -- following -------------------------------------------------------------------------------------------------

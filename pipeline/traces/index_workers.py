@@ -30,7 +30,6 @@ from pipeline.traces.summary_worker import (
     SummaryDelta,
     SummaryWorker,
 )
-from pipeline.traces.worker_read import BatchReader
 
 if TYPE_CHECKING:
     from pipeline.traces.index import TraceIndex
@@ -143,9 +142,6 @@ class SummaryWorkers:
         self.merge: RangeMerge | None = None
         self.split_lines = 0
         """Lines summarized by a second worker (for tests and benchmarks)."""
-        self.reader = BatchReader(mapping=False)
-        """Reads the lines the index summarizes itself, into one buffer used again (never mapped: a file cut short
-        under a mapping raises SIGBUS, which would end the viewer)."""
 
     def maybe_start(self, upto: int) -> None:
         """Start the worker when bytes ``upto`` leave enough to summarize (the scan calls this with the file size,
@@ -348,13 +344,7 @@ class SummaryWorkers:
             self.min_bytes = None
             index.start_over(index.size)
         elif len(index.summaries) >= len(index.ends):
-            compact_summaries(index.summaries)  # (arrays to their exact size)
-            release_free_heap()  # the summary is complete: the heap's holes from growing the columns go back
-
-    def batch_bytes(self) -> int | None:
-        """The bytes of lines the index summarizes a step in its own process: ``WORKER_BATCH_BYTES`` in a pass that
-        runs there for want of an idle core (``local``), else None (its own, smaller steps)."""
-        return WORKER_BATCH_BYTES if self.local else None
+            self._settle()
 
     def finish_local(self) -> bool:
         """Once a pass in this process (``local``) has summarized every line, do what a worker's leaving does: the
@@ -364,8 +354,12 @@ class SummaryWorkers:
         if not self.local or index.scanned < index.size or len(index.summaries) < len(index.ends):
             return False
         self.local = False
-        self.reader = BatchReader(mapping=False)
         summary_records.clear_caches()
-        compact_summaries(index.summaries)
-        release_free_heap()
+        self._settle()
         return True
+
+    def _settle(self) -> None:
+        """The summary is complete: its arrays cut to their exact size, and the heap's holes from growing them given
+        back."""
+        compact_summaries(self.index.summaries)
+        release_free_heap()

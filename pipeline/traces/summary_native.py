@@ -20,7 +20,6 @@ from pipeline.traces.summary_columns import (
     WIDE,
     ListNames,
     _ChainLines,
-    _Column,
     _EpisodeRuns,
     _Summaries,
     append_column,
@@ -98,9 +97,9 @@ def summarize(
         _chains_here(s),
     )
     s.flags.frombytes(flags)
-    _extend_int32(s.episode, episode)
+    s.episode.frombytes(episode)  # (a compact column finds its runs or rows in C, without numpy)
     _extend_narrow_int32(native, s, "tick", tick, tick_lo, tick_hi)
-    _extend_int32(s.chain, chain)
+    s.chain.frombytes(chain)
     _extend_narrow_int32(native, s, "context_chars", context, context_lo, context_hi)
     s.latency.frombytes(latency)
     s.kind.frombytes(kind)  # last: its length is the number of summarized lines (see summary._summarize_batch)
@@ -121,12 +120,6 @@ def _chains_here(
     if type(chains) is NameStore:
         return chains, None, lines.first, lines.last, s.chain_episode
     return None
-
-
-def _extend_int32(column: _Column, data: bytes) -> None:
-    """Append 32-bit values given as bytes: an ``array('i')`` and a compact column alike take them as they are (a
-    compact column's ``frombytes`` finds its runs or rows in this same C module, without numpy)."""
-    column.frombytes(data)
 
 
 def flag_lines(native: Any, s: _Summaries, first: int, flags: bytes | memoryview) -> None:
